@@ -1,0 +1,39 @@
+# bundler: `make demo` runs the main job on local sample sources; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test unit integration lint bench demo demo-stop clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+test: install
+	$(BIN)/pytest -q
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/pytest -q tests/integration
+
+lint: install
+	$(BIN)/ruff check bundler tests devtools
+	$(BIN)/mypy bundler
+
+bench: install
+	$(BIN)/python -m devtools.bench
+
+demo: install
+	$(BIN)/python -m devtools.demo
+
+demo-stop: install
+	$(BIN)/python -m devtools.demo --stop
+
+clean:
+	rm -rf $(VENV) .demo .bench .pytest_cache .mypy_cache .ruff_cache

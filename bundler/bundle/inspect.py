@@ -1,0 +1,24 @@
+"""`bundler inspect`: what a bundle says it holds, from bundle.json alone (payloads are not read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bundler.bundle.reader import BundleReader
+
+
+def inspect_bundle(path: Path) -> dict[str, Any]:
+    with BundleReader(path) as reader:
+        manifest, _, digest = reader.manifest()
+        signers = [str(s.get("keyid", "")) for s in reader.signatures()]
+        size = reader.size
+    extra = manifest.extra
+    return {
+        "name": manifest.name, "version": manifest.version, "manifest_digest": digest,
+        "created": manifest.created, "expires": manifest.expires, "parent": manifest.parent, "size": size,
+        "payload_bytes": sum(f.size for f in manifest.files.values()), "signers": signers,
+        "images": [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms), "source": i.source}
+                   for i in manifest.images],
+        "charts": extra.get("charts", []), "repos": extra.get("repos", []), "updates": extra.get("updates", []),
+    }

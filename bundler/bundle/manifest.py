@@ -1,0 +1,122 @@
+"""bundle.json: the signed description of everything in a bundle.
+
+Machines write it, so unknown fields are kept (a newer writer's additions survive a round trip);
+the fields we rely on are validated on construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bundler.bundle import layout
+from bundler.errors import IntegrityError
+
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_KNOWN = {"schema", "name", "version", "created", "expires", "parent", "profile", "images", "charts",
+          "repos", "updates", "files"}
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, UTF-8, no insignificant whitespace: the bytes that get signed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    sha256: str  # lowercase hex, no algorithm prefix
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image: `ref` is its source name (tag and/or digest), `digest` what the bundle holds."""
+
+    ref: str
+    digest: str
+    media_type: str
+    platforms: tuple[str, ...] = ()
+    source: str = "registry"
+    upstream_digest: str | None = None  # set when a platform subset made a new index
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"ref": self.ref, "digest": self.digest, "media_type": self.media_type,
+                             "platforms": list(self.platforms), "source": self.source}
+        if self.upstream_digest:
+            d["upstream_digest"] = self.upstream_digest
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ImageEntry:
+        if not isinstance(d, dict) or not isinstance(d.get("ref"), str) or not isinstance(d.get("digest"), str):
+            raise ValueError("image entry needs 'ref' and 'digest' strings")
+        return cls(d["ref"], d["digest"], str(d.get("media_type", "")), tuple(d.get("platforms") or ()),
+                   str(d.get("source", "registry")), d.get("upstream_digest"))
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    name: str
+    version: str
+    created: str
+    profile: str
+    images: tuple[ImageEntry, ...]
+    files: dict[str, FileEntry]
+    expires: str | None = None
+    parent: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = dict(self.extra)
+        d.update({
+            "schema": layout.SCHEMA, "name": self.name, "version": self.version, "created": self.created,
+            "expires": self.expires, "parent": self.parent, "profile": self.profile,
+            "images": [i.to_dict() for i in self.images],
+            "charts": d.get("charts", []), "repos": d.get("repos", []), "updates": d.get("updates", []),
+            "files": {path: entry.to_dict() for path, entry in sorted(self.files.items())},
+        })
+        return d
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BundleManifest:
+        """Parse and validate; any problem is an IntegrityError naming bundle.json."""
+        try:
+            d = json.loads(data)
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            if d.get("schema") != layout.SCHEMA:
+                raise ValueError(f"schema is {d.get('schema')!r}, this bundler reads {layout.SCHEMA!r}")
+            for key in ("name", "version", "created", "profile"):
+                if not isinstance(d.get(key), str):
+                    raise ValueError(f"'{key}' must be a string")
+            files_raw = d.get("files")
+            if not isinstance(files_raw, dict):
+                raise ValueError("'files' must be an object")
+            files = {}
+            for path, entry in files_raw.items():
+                if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
+                        or not _HEX64.match(entry["sha256"]) or not isinstance(entry.get("size"), int)
+                        or entry["size"] < 0):
+                    raise ValueError(f"file entry for {path!r} needs a sha256 (64 hex) and a size")
+                files[path] = FileEntry(entry["sha256"], entry["size"])
+            images = tuple(ImageEntry.from_dict(i) for i in d.get("images") or [])
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
+        return cls(
+            name=d["name"], version=d["version"], created=d["created"], profile=d["profile"], images=images,
+            files=files, expires=d.get("expires"), parent=d.get("parent"),
+            extra={k: v for k, v in d.items() if k not in _KNOWN or k in ("charts", "repos", "updates")},
+        )
+
+
+def manifest_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

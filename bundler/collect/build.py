@@ -1,0 +1,113 @@
+"""`bundler build`: profile in, one bundle file out.
+
+Order: resolve (manifests only) -> lay out the whole tar -> fetch every blob in parallel straight
+to its place in the file -> rename into place. Nothing is written twice and nothing partial stays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler.bundle import layout
+from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest
+from bundler.bundle.writer import BundleFile, TarLayout
+from bundler.collect.images import BlobSource, ImageCollection, collect_images
+from bundler.errors import UsageError
+from bundler.oci import layout as oci_layout
+from bundler.parallel import run_parallel
+from bundler.profile import load_profile
+from bundler.progress import byte_progress
+
+EMPTY_SIGNATURES = b'{"signatures":[]}'
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    profile: Path
+    output: Path | None = None
+    jobs: int = 8
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    name: str
+    version: str
+    manifest_digest: str
+    size: int
+    images: int
+    blobs: int
+    payload_bytes: int
+
+
+def _sha256(data: bytes) -> FileEntry:
+    return FileEntry(hashlib.sha256(data).hexdigest(), len(data))
+
+
+def build_bundle(options: BuildOptions) -> BuildResult:
+    profile = load_profile(options.profile)
+    output = options.output or Path.cwd() / layout.bundle_filename(profile.name, profile.version)
+    if output.is_dir():
+        raise UsageError(f"output {output} is a directory", hint="give a file name with -o")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent))
+    try:
+        collection = collect_images(profile, staging, options.jobs)
+        return _write(profile.name, profile.version, profile.digest, collection, output, options.jobs)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write(name: str, version: str, profile_digest: str, collection: ImageCollection, output: Path,
+           jobs: int) -> BuildResult:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    index, views = oci_layout.index_json(collection.images, collection.small_blobs)
+    small: dict[str, bytes] = {layout.OCI_LAYOUT: layout.OCI_LAYOUT_CONTENT, layout.OCI_INDEX: index}
+    for digest, data in {**collection.small_blobs, **views}.items():
+        small[layout.blob_path(digest)] = data
+    files = {path: _sha256(data) for path, data in small.items()}
+    blobs = {layout.blob_path(d): b for d, b in collection.blobs.items() if layout.blob_path(d) not in small}
+    files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
+    manifest = BundleManifest(
+        name=name, version=version, created=now.isoformat().replace("+00:00", "Z"), profile=profile_digest,
+        images=tuple(collection.images), files=files,
+    )
+    manifest_bytes = manifest.to_bytes()
+
+    tar = TarLayout(mtime=int(now.timestamp()))
+    tar.add(layout.MANIFEST, len(manifest_bytes))
+    for path, data in small.items():
+        tar.add(path, len(data))
+    ordered = sorted(blobs.items(), key=lambda item: -item[1].size)  # big first: workers finish evenly
+    for path, blob in ordered:
+        tar.add(path, blob.size)
+    tar.add(layout.SIGNATURES, len(EMPTY_SIGNATURES))
+
+    out = BundleFile(output, tar)
+    try:
+        out.write_member(layout.MANIFEST, manifest_bytes)
+        for path, data in small.items():
+            out.write_member(path, data)
+        out.write_member(layout.SIGNATURES, EMPTY_SIGNATURES)
+        with byte_progress("collecting", sum(b.size for b in blobs.values())) as progress:
+
+            def transfer(item: tuple[str, BlobSource]) -> None:
+                path, blob = item
+                if blob.path is not None:
+                    out.copy_file(path, blob.path)
+                    progress.advance(blob.size)
+                elif blob.fetch is not None:
+                    blob.fetch(lambda offset, data: out.write_at(path, offset, data), progress.advance)
+
+            run_parallel(transfer, ordered, jobs)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    return BuildResult(output, name, version, manifest_digest(manifest_bytes), tar.total_size,
+                       len(collection.images), len(collection.blobs), collection.blob_bytes)

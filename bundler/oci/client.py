@@ -1,0 +1,375 @@
+"""The one place that speaks HTTP to OCI registries.
+
+oras-py supplies what it does well: reading credentials from the Docker config (inline auths,
+credsStore and credHelpers) and parsing auth challenges. Its request paths do not fit our rules, so
+this adapter adds: a timeout on every request; retries with bounded backoff for idempotent
+requests only (a blob push is retried as a whole, in a new upload session: content-addressed, so
+idempotent); per-repository bearer tokens; blobs streamed in both directions, never held in memory;
+every downloaded byte hashed on the way and checked against its digest; cross-repository mounts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import requests
+from oras.auth import utils as oras_auth_utils
+from oras.auth.base import AuthBackend
+
+from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
+from bundler.oci import media
+from bundler.oci.reference import DEFAULT_HOST, is_loopback
+
+CHUNK = 1 << 20
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 120.0
+RETRIES = 4
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+class AuthError(BundlerError):
+    """The registry refused our credentials (or we had none)."""
+
+
+def docker_config_auth(host: str) -> str | None:
+    """The base64 `user:password` the Docker config (or its credential helper) holds for `host`."""
+    backend = AuthBackend()
+    backend._auth_config = oras_auth_utils.load_configs()  # oras keeps this private; it is its parser we want
+    names = [host, f"https://{host}", f"http://{host}"]
+    if host == DEFAULT_HOST:
+        names += ["https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io"]
+    for name in names:
+        if backend._load_auth(name):
+            return str(backend._basic_auth)
+    return None
+
+
+class _Body:
+    """A request body of known length, sent in 1 MiB chunks (requests sets Content-Length from len())."""
+
+    def __init__(self, chunks: Callable[[], Iterator[bytes]], size: int) -> None:
+        self._chunks, self._size = chunks, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks()
+
+
+class RegistryClient:
+    """A client for one registry host. Thread-safe: workers share it and its connection pool."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        credentials: Credentials | None = None,
+        plain_http: bool | None = None,
+        ca_file: str | None = None,
+        pool_size: int = 16,
+        retries: int = RETRIES,
+    ) -> None:
+        self.host = host
+        api_host = "registry-1.docker.io" if host == DEFAULT_HOST else host
+        use_http = is_loopback(host) if plain_http is None else plain_http
+        self.base_url = f"{'http' if use_http else 'https'}://{api_host}"
+        self.retries = retries
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.verify = ca_file or True
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        self.session.headers["User-Agent"] = "bundler"
+        self._basic: str | None = None
+        if credentials is not None:
+            self._basic = oras_auth_utils.get_basic_auth(credentials.username, credentials.password)
+        self._basic_loaded = credentials is not None
+        self._tokens: dict[str, str] = {}
+        self._use_basic = False
+        self._lock = threading.Lock()
+
+    # --- requests, retries, auth ------------------------------------------------------------------
+
+    def _basic_auth(self) -> str | None:
+        with self._lock:
+            if not self._basic_loaded:
+                self._basic = docker_config_auth(self.host)
+                self._basic_loaded = True
+            return self._basic
+
+    def _auth_header(self, repo: str) -> dict[str, str]:
+        with self._lock:
+            token = self._tokens.get(repo)
+        if token:
+            return {"Authorization": f"Bearer {token}"}
+        if self._use_basic and (basic := self._basic_auth()):
+            return {"Authorization": f"Basic {basic}"}
+        return {}
+
+    def _authenticate(self, response: requests.Response, repo: str) -> bool:
+        """Answer a 401 challenge; True when a retry with new credentials makes sense."""
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme = challenge.split(" ", 1)[0].lower()
+        basic = self._basic_auth()
+        if scheme == "basic":
+            if basic is None or self._use_basic:
+                return False
+            self._use_basic = True
+            return True
+        if scheme != "bearer":
+            return False
+        h = oras_auth_utils.parse_auth_header(challenge)
+        if not h.realm:
+            return False
+        params: list[tuple[str, str]] = []
+        if h.service:
+            params.append(("service", h.service))
+        params += [("scope", s) for s in (h.scope or "").split(" ") if s]
+        headers = {"Authorization": f"Basic {basic}"} if basic else {}
+        try:
+            r = self.session.get(h.realm, params=params, headers=headers, timeout=(CONNECT_TIMEOUT, 30))
+        except requests.RequestException as exc:
+            raise UnreachableError(f"cannot reach the token service {h.realm}: {exc}") from None
+        if r.status_code != 200:
+            return False
+        body = r.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            return False
+        with self._lock:
+            self._tokens[repo] = token
+        return True
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        repo: str,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        data: Any = None,
+        stream: bool = False,
+        idempotent: bool = True,
+    ) -> requests.Response:
+        url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        attempts = self.retries + 1 if idempotent else 1
+        authenticated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            all_headers = {**self._auth_header(repo), **(headers or {})}
+            try:
+                response = self.session.request(
+                    method, url, headers=all_headers, params=params, data=data, stream=stream,
+                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=True,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt < attempts:
+                    _backoff(attempt)
+                    continue
+                raise UnreachableError(
+                    f"cannot reach registry {self.base_url} ({method} {urlsplit(url).path}): {_short(exc)}",
+                    hint="check that the registry address is right and that it is running",
+                ) from None
+            if response.status_code == 401 and not authenticated:
+                authenticated = True
+                response.close()
+                if self._authenticate(response, repo):
+                    attempt -= 1
+                    continue
+            if response.status_code in RETRY_STATUS and attempt < attempts:
+                response.close()
+                _backoff(attempt)
+                continue
+            if response.status_code == 401:
+                raise AuthError(
+                    f"registry {self.host} refused access to {repo} (401 unauthorized)",
+                    hint="run `docker login` for it, or name usernameEnv/passwordEnv in spec.registries",
+                )
+            return response
+
+    # --- manifests ------------------------------------------------------------------------------
+
+    def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, digest); the digest is checked when the reference is one."""
+        r = self.request("GET", f"/v2/{repo}/manifests/{reference}", repo=repo, headers={"Accept": media.ACCEPT})
+        if r.status_code == 404:
+            raise NotFoundError(
+                f"{self.host}/{repo}:{reference} not found ({_error_text(r)})",
+                hint="check the image name and tag (or digest) in the profile",
+            )
+        _expect(r, (200,), f"fetching manifest {self.host}/{repo}:{reference}")
+        data = r.content
+        if len(data) > media.MAX_MANIFEST_BYTES:
+            raise IntegrityError(f"manifest {self.host}/{repo}:{reference} is larger than 4 MiB")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        expected = reference if reference.startswith("sha256:") else r.headers.get("Docker-Content-Digest")
+        if expected and expected != digest:
+            raise IntegrityError(
+                f"manifest {self.host}/{repo}:{reference}: expected digest {expected}, received {digest}"
+            )
+        try:
+            media_type = media.media_type_of(data, r.headers.get("Content-Type"))
+        except media.ManifestError as exc:
+            raise BundlerError(f"{self.host}/{repo}:{reference}: {exc}") from None
+        return data, media_type, digest
+
+    def head_manifest(self, repo: str, reference: str) -> str | None:
+        r = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", repo=repo, headers={"Accept": media.ACCEPT})
+        if r.status_code == 404:
+            return None
+        _expect(r, (200,), f"checking manifest {self.host}/{repo}:{reference}")
+        return r.headers.get("Docker-Content-Digest")
+
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> None:
+        r = self.request("PUT", f"/v2/{repo}/manifests/{reference}", repo=repo, data=data,
+                         headers={"Content-Type": media_type})
+        _expect(r, (200, 201), f"pushing manifest {self.host}/{repo}:{reference}")
+
+    # --- blobs ----------------------------------------------------------------------------------
+
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        r = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", repo=repo)
+        if r.status_code == 404:
+            return False
+        _expect(r, (200,), f"checking blob {digest} in {self.host}/{repo}")
+        return True
+
+    def fetch_blob(self, repo: str, digest: str, size: int, write: Callable[[int, bytes], None],
+                   progress: Callable[[int], None] = lambda n: None) -> None:
+        """Stream a blob to `write(offset, chunk)`, hashing as it passes; resume with Range after a drop."""
+        hasher = hashlib.sha256()
+        offset = 0
+        failures = 0
+        while True:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            r = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo=repo, headers=headers, stream=True)
+            if r.status_code == 404:
+                raise NotFoundError(f"blob {digest} of {self.host}/{repo} not found on the registry")
+            _expect(r, (200, 206), f"fetching blob {digest} from {self.host}/{repo}")
+            if offset and r.status_code == 200:  # the server ignored Range: start over
+                hasher, offset = hashlib.sha256(), 0
+            try:
+                for chunk in r.iter_content(CHUNK):
+                    if offset + len(chunk) > size:
+                        raise IntegrityError(
+                            f"blob {digest} from {self.host}/{repo} is larger than its manifest says ({size} bytes)"
+                        )
+                    hasher.update(chunk)
+                    write(offset, chunk)
+                    offset += len(chunk)
+                    progress(len(chunk))
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise UnreachableError(
+                        f"lost the connection to {self.base_url} fetching {digest} {failures} times: {_short(exc)}"
+                    ) from None
+                _backoff(failures)
+                continue
+            finally:
+                r.close()
+            break
+        actual = "sha256:" + hasher.hexdigest()
+        if offset != size or actual != digest:
+            raise IntegrityError(
+                f"blob from {self.host}/{repo} does not match its descriptor: expected {digest} ({size} bytes), "
+                f"received {actual} ({offset} bytes)",
+                hint="the source registry served corrupt data; try again or check the registry's storage",
+            )
+
+    def push_blob(self, repo: str, digest: str, size: int, chunks: Callable[[], Iterator[bytes]],
+                  mount_from: Iterable[str] = ()) -> str:
+        """Put a blob in `repo`: 'mounted' from another repository, or 'uploaded' from `chunks()`."""
+        for source in mount_from:
+            r = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo,
+                             params={"mount": digest, "from": source}, idempotent=False)
+            if r.status_code == 201:
+                return "mounted"
+            if r.status_code == 202:
+                return self._upload(repo, digest, size, chunks, r)  # the registry opened a session instead
+        return self._upload(repo, digest, size, chunks, None)
+
+    def _upload(self, repo: str, digest: str, size: int, chunks: Callable[[], Iterator[bytes]],
+                started: requests.Response | None) -> str:
+        for attempt in range(1, self.retries + 2):
+            try:
+                r = started or self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, idempotent=False)
+                started = None
+                _expect(r, (202,), f"starting an upload to {self.host}/{repo}")
+                location = urljoin(r.url, r.headers["Location"])
+                sep = "&" if urlsplit(location).query else "?"
+                put = self.request("PUT", f"{location}{sep}{urlencode({'digest': digest})}", repo=repo,
+                                   data=_Body(chunks, size), idempotent=False,
+                                   headers={"Content-Type": "application/octet-stream"})
+                if put.status_code in RETRY_STATUS and attempt <= self.retries:
+                    _backoff(attempt)
+                    continue
+                _expect(put, (201,), f"uploading blob {digest} to {self.host}/{repo}")
+                return "uploaded"
+            except UnreachableError:
+                if attempt > self.retries:
+                    raise
+                _backoff(attempt)
+        raise UnreachableError(f"could not upload {digest} to {self.host}/{repo}")  # pragma: no cover
+
+    def ping(self) -> None:
+        """Fail early and clearly when the registry does not answer the distribution API."""
+        r = self.request("GET", "/v2/", repo="")
+        if r.status_code not in (200, 401):
+            raise UnreachableError(f"{self.base_url}/v2/ answered {r.status_code}: not an OCI registry?")
+
+    def catalog(self) -> list[str]:
+        repos: list[str] = []
+        url: str | None = "/v2/_catalog?n=1000"
+        while url:
+            r = self.request("GET", url, repo="")
+            _expect(r, (200,), f"listing the catalog of {self.host}")
+            repos += r.json().get("repositories") or []
+            link = r.headers.get("Link", "")
+            url = link[link.find("<") + 1 : link.find(">")] if "rel=\"next\"" in link else None
+        return repos
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.25 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random() / 2))
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "timed out", "Name or service not known", "Connection reset"):
+        if marker in text:
+            return marker.lower()
+    return text[:200]
+
+
+def _error_text(r: requests.Response) -> str:
+    try:
+        errors = r.json().get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors) or f"HTTP {r.status_code}"
+    except ValueError:
+        return f"HTTP {r.status_code}"
+
+
+def _expect(r: requests.Response, ok: tuple[int, ...], doing: str) -> None:
+    if r.status_code not in ok:
+        text = _error_text(r)
+        r.close()
+        raise BundlerError(f"{doing}: {text}")

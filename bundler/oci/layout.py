@@ -1,0 +1,47 @@
+"""The bundle's OCI image layout: `index.json` naming every image, readable by skopeo and friends.
+
+The image spec asks readers to ignore index.json entries whose media type they do not know, and
+readers do (skopeo skips Docker schema 2 entries). So an image whose top manifest is a Docker type is
+named in index.json through a small OCI index "view" listing the original manifest(s) unchanged.
+The view is an extra blob; the image itself, and its digest, are untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from bundler.bundle.manifest import ImageEntry
+from bundler.oci import media
+
+VIEW_ANNOTATION = "dev.bundler.view-of"
+
+
+def _view(image: ImageEntry, data: bytes) -> bytes:
+    if image.media_type == media.DOCKER_LIST:
+        children: list[dict[str, Any]] = [c.raw or {} for c in media.index_children(data)]
+    else:
+        child: dict[str, Any] = {"mediaType": image.media_type, "digest": image.digest, "size": len(data)}
+        if image.platforms:
+            child["platform"] = media.platform_dict(image.platforms[0])
+        children = [child]
+    doc = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": children,
+           "annotations": {VIEW_ANNOTATION: image.digest}}
+    return json.dumps(doc, indent=1).encode()
+
+
+def index_json(images: list[ImageEntry], small_blobs: dict[str, bytes]) -> tuple[bytes, dict[str, bytes]]:
+    """(index.json bytes, view blobs to add to the layout)."""
+    entries, views = [], {}
+    for image in images:
+        data = small_blobs[image.digest]
+        media_type, digest, size = image.media_type, image.digest, len(data)
+        if media_type in (media.DOCKER_MANIFEST, media.DOCKER_LIST):
+            view = _view(image, data)
+            media_type, digest, size = media.OCI_INDEX, "sha256:" + hashlib.sha256(view).hexdigest(), len(view)
+            views[digest] = view
+        entries.append({"mediaType": media_type, "digest": digest, "size": size,
+                        "annotations": {media.REF_NAME_ANNOTATION: image.ref}})
+    index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": entries}
+    return json.dumps(index, indent=1).encode(), views

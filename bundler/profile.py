@@ -1,0 +1,294 @@
+"""Profiles: what a bundle holds. YAML in, frozen dataclasses out, every problem with file:line.
+
+What users write is validated strictly: an unknown key is an error (with a suggestion), never ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bundler.errors import ProfileError
+from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
+
+API_VERSION = "bundler/v1"
+KIND = "Profile"
+
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_PROFILE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image to carry. `platforms` empty means: keep a multi-arch index whole."""
+
+    ref: ImageReference | DaemonReference
+    platforms: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return str(self.ref)
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """How to reach one source registry. Secrets are named by environment variable, never inline."""
+
+    host: str
+    username_env: str | None = None
+    password_env: str | None = None
+    plain_http: bool | None = None
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    version: str
+    description: str
+    images: tuple[ImageSpec, ...]
+    registries: tuple[RegistrySpec, ...]
+    path: str
+    digest: str
+
+    def registry(self, host: str) -> RegistrySpec | None:
+        return next((r for r in self.registries if r.host == host), None)
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+
+class _Map(dict[str, Any]):
+    line = 0
+    lines: dict[str, int]
+
+
+class _Seq(list[Any]):
+    line = 0
+    lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    result = _Map()
+    result.line, result.lines = node.start_mark.line + 1, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise _Problem(line, f"key {key!r} must be a string")
+        if key in result:
+            raise _Problem(line, f"duplicate key {key!r}")
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.lines[key] = line
+    return result
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
+    result = _Seq(loader.construct_object(child, deep=True) for child in node.value)
+    result.line, result.lines = node.start_mark.line + 1, [c.start_mark.line + 1 for c in node.value]
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+
+
+class _Problem(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Walks the loaded document, collecting every problem with its line."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[int, str]] = []
+
+    def fail(self, line: int, message: str) -> None:
+        self.problems.append((line, message))
+
+    def mapping(self, value: Any, line: int, where: str, allowed: set[str], required: set[str]) -> _Map | None:
+        if not isinstance(value, _Map):
+            self.fail(line, f"{where} must be a mapping")
+            return None
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
+                self.fail(value.lines[key], f"unknown key {key!r} in {where}{hint}")
+        for key in sorted(required - value.keys()):
+            self.fail(value.line, f"{where} is missing required key {key!r}")
+        return value
+
+    def string(self, m: _Map, key: str, where: str, pattern: re.Pattern[str] | None = None,
+               what: str = "") -> str | None:
+        if key not in m:
+            return None
+        value = m[key]
+        if not isinstance(value, str) or not value:
+            hint = " (quote it)" if isinstance(value, int | float) else ""
+            self.fail(m.lines[key], f"{where}.{key} must be a non-empty string{hint}")
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.fail(m.lines[key], f"{where}.{key} {value!r} is not {what}")
+            return None
+        return value
+
+    def sequence(self, m: _Map, key: str, where: str) -> list[tuple[Any, int]]:
+        if key not in m or m[key] is None:
+            return []
+        value = m[key]
+        if not isinstance(value, _Seq):
+            self.fail(m.lines[key], f"{where}.{key} must be a list")
+            return []
+        return list(zip(value, value.lines, strict=True))
+
+
+def _image(check: _Checker, item: Any, line: int, where: str) -> ImageSpec | None:
+    platforms: tuple[str, ...] = ()
+    if isinstance(item, _Map):
+        m = check.mapping(item, line, where, {"ref", "platforms"}, {"ref"})
+        if m is None or "ref" not in m:
+            return None
+        text = check.string(m, "ref", where)
+        line = m.lines.get("ref", line)
+        collected = []
+        for platform, pline in check.sequence(m, "platforms", where):
+            if not isinstance(platform, str) or not PLATFORM_RE.match(platform):
+                check.fail(pline, f"{where}.platforms: {platform!r} is not os/arch[/variant] (e.g. linux/arm64/v8)")
+            else:
+                collected.append(platform)
+        platforms = tuple(collected)
+    elif isinstance(item, str):
+        text = item
+    else:
+        check.fail(line, f"{where} must be an image reference string or a mapping with 'ref'")
+        return None
+    if text is None:
+        return None
+    try:
+        ref = parse_any(text)
+    except ReferenceError as exc:
+        check.fail(line, f"{where}: {exc}")
+        return None
+    if platforms and isinstance(ref, DaemonReference):
+        check.fail(line, f"{where}: platforms cannot be selected for a docker-daemon image (it has one)")
+    return ImageSpec(ref=ref, platforms=platforms)
+
+
+def _registry(check: _Checker, item: Any, line: int, where: str) -> RegistrySpec | None:
+    allowed = {"host", "usernameEnv", "passwordEnv", "plainHttp", "caFile"}
+    m = check.mapping(item, line, where, allowed, {"host"})
+    if m is None:
+        return None
+    host = check.string(m, "host", where)
+    user = check.string(m, "usernameEnv", where, ENV_NAME_RE, "an environment variable name")
+    password = check.string(m, "passwordEnv", where, ENV_NAME_RE, "an environment variable name")
+    if ("usernameEnv" in m) != ("passwordEnv" in m):
+        check.fail(m.line, f"{where}: usernameEnv and passwordEnv go together")
+    plain = m.get("plainHttp")
+    if plain is not None and not isinstance(plain, bool):
+        check.fail(m.lines["plainHttp"], f"{where}.plainHttp must be true or false")
+        plain = None
+    ca_file = check.string(m, "caFile", where)
+    if host is None:
+        return None
+    return RegistrySpec(host, user, password, plain, ca_file)
+
+
+def _items(check: _Checker, spec: _Map, key: str, build: Callable[[_Checker, Any, int, str], Any]) -> list[Any]:
+    out = []
+    for index, (item, line) in enumerate(check.sequence(spec, key, "spec")):
+        value = build(check, item, line, f"spec.{key}[{index}]")
+        if value is not None:
+            out.append(value)
+    return out
+
+
+def parse_profile(text: str, path: str = "<profile>") -> Profile:
+    """Validate a profile's text; raise ProfileError listing every problem as `path:line: message`."""
+    check = _Checker()
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except _Problem as exc:
+        raise ProfileError(f"{path}:{exc.line}: {exc.message}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise ProfileError(f"{path}:{line}: not valid YAML: {exc.problem}") from None
+    top = check.mapping(doc, 1, "the profile", {"apiVersion", "kind", "metadata", "spec"},
+                        {"apiVersion", "kind", "metadata", "spec"})
+    name = version = None
+    description = ""
+    images: list[ImageSpec] = []
+    registries: list[RegistrySpec] = []
+    if top is not None:
+        if "apiVersion" in top and top["apiVersion"] != API_VERSION:
+            check.fail(top.lines["apiVersion"], f"apiVersion must be {API_VERSION!r}, not {top['apiVersion']!r}")
+        if "kind" in top and top["kind"] != KIND:
+            check.fail(top.lines["kind"], f"kind must be {KIND!r}, not {top['kind']!r}")
+        meta = top.get("metadata")
+        if "metadata" in top:
+            m = check.mapping(meta, top.lines["metadata"], "metadata", {"name", "version", "description"},
+                              {"name", "version"})
+            if m is not None:
+                name = check.string(m, "name", "metadata", NAME_RE,
+                                    "a valid name (lowercase letters, digits, . _ -; at most 64)")
+                version = check.string(m, "version", "metadata", SEMVER_RE, "a semantic version (e.g. 1.4.0)")
+                description = check.string(m, "description", "metadata") or ""
+        if "spec" in top:
+            spec = check.mapping(top["spec"], top.lines["spec"], "spec", {"images", "registries"}, set())
+            if spec is not None:
+                images = _items(check, spec, "images", _image)
+                registries = _items(check, spec, "registries", _registry)
+                seen: dict[str, int] = {}
+                for image, (_, line) in zip(images, check.sequence(spec, "images", "spec"), strict=False):
+                    if image.text in seen:
+                        check.fail(line, f"image {image.text} is listed twice (first on line {seen[image.text]})")
+                    seen.setdefault(image.text, line)
+    if check.problems:
+        raise ProfileError("\n".join(f"{path}:{line}: {msg}" for line, msg in sorted(check.problems)),
+                           hint="fix the profile; see README.md, 'Profile reference'")
+    assert name is not None and version is not None
+    return Profile(
+        name=name, version=version, description=description, images=tuple(images),
+        registries=tuple(registries), path=path, digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def load_profile(path: str | Path) -> Profile:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ProfileError(f"cannot read profile {p}: {exc.strerror}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{p}: profile is larger than {MAX_PROFILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"{p}: profile is not UTF-8 text") from None
+    return parse_profile(text, str(p))

@@ -1,0 +1,126 @@
+"""Real services for the tests: Distribution registries, the Docker engine, skopeo, and the CLI itself.
+
+A registry comes from testcontainers when a Docker engine answers (registry:2, built locally when it
+cannot be pulled), else from the registry binary on loopback. Under CI=true a missing service is a
+failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bundler.site.registry_process import free_port, start_registry, wait_until_answers
+
+IN_CI = os.environ.get("CI") == "true"
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def missing(what: str) -> None:
+    """A service the test needs is not here: fail in CI, skip on a developer's machine."""
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true (see .ci/run)")
+    pytest.skip(f"{what} not available")
+
+
+@dataclass
+class Registry:
+    url: str
+    host: str  # 127.0.0.1:PORT
+
+    def catalog(self) -> list[str]:
+        return list(requests.get(f"{self.url}/v2/_catalog", timeout=10).json()["repositories"] or [])
+
+
+def _docker_client() -> Any | None:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    client = _docker_client()
+    if client is None:
+        missing("a Docker engine")
+    return client
+
+
+@pytest.fixture(scope="session")
+def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Registry]]:
+    """Start as many registries as a test needs; all stop at the end of the session."""
+    stops: list[Callable[[], None]] = []
+    engine = _docker_client()
+    image = None
+    if engine is not None:
+        from devtools.registry_image import ensure_registry_image
+
+        image = ensure_registry_image(engine)
+    elif shutil.which("docker-registry") is None and shutil.which("registry") is None:
+        missing("a registry (Docker engine or the docker-registry binary)")
+
+    def start() -> Registry:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        if image is not None:
+            from testcontainers.core.container import DockerContainer
+
+            container = (DockerContainer(image).with_kwargs(network_mode="host")
+                         .with_env("REGISTRY_HTTP_ADDR", f"127.0.0.1:{port}"))
+            container.start()
+            stops.append(container.stop)
+            wait_until_answers(url)
+        else:
+            process = start_registry(tmp_path_factory.mktemp("registry"), port=port)
+            stops.append(process.stop)
+        return Registry(url, f"127.0.0.1:{port}")
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+@pytest.fixture
+def registry(registry_factory: Callable[[], Registry]) -> Registry:
+    return registry_factory()
+
+
+@pytest.fixture(scope="session")
+def skopeo() -> str:
+    path = shutil.which("skopeo")
+    if path is None:
+        missing("skopeo")
+    return str(path)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., Run]:
+    """Run the real `bundler` command (a subprocess: exit codes, stdout and stderr as a user sees them)."""
+
+    def run(*args: str | Path, cwd: Path | None = None) -> Run:
+        p = subprocess.run([sys.executable, "-m", "bundler.cli", *map(str, args)], capture_output=True,
+                           text=True, cwd=cwd or tmp_path, timeout=600)
+        return Run(p.returncode, p.stdout, p.stderr)
+
+    return run
