@@ -152,7 +152,8 @@ def verify(bundle: Path, as_json: bool, jobs: int) -> None:
             click.echo(f"problem: {problem}", err=True)
     if not report.verified:
         if not as_json:
-            click.echo(f"error: {bundle} failed verification ({len(report.problems)} problems)", err=True)
+            count = len(report.problems)
+            click.echo(f"error: {bundle} failed verification ({count} problem{'s' if count > 1 else ''})", err=True)
         sys.exit(EXIT_REFUSED)
 
 

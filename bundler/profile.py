@@ -73,13 +73,17 @@ class Profile:
 
 
 class _Map(dict[str, Any]):
-    line = 0
-    lines: dict[str, int]
+    def __init__(self) -> None:
+        super().__init__()
+        self.line = 0
+        self.lines: dict[str, int] = {}
 
 
 class _Seq(list[Any]):
-    line = 0
-    lines: list[int]
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(items)
+        self.line = 0
+        self.lines: list[int] = []
 
 
 class _Loader(yaml.SafeLoader):
@@ -260,7 +264,8 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                 version = check.string(m, "version", "metadata", SEMVER_RE, "a semantic version (e.g. 1.4.0)")
                 description = check.string(m, "description", "metadata") or ""
         if "spec" in top:
-            spec = check.mapping(top["spec"], top.lines["spec"], "spec", {"images", "registries"}, set())
+            raw_spec = _Map() if top["spec"] is None else top["spec"]
+            spec = check.mapping(raw_spec, top.lines["spec"], "spec", {"images", "registries"}, set())
             if spec is not None:
                 images = _items(check, spec, "images", _image)
                 registries = _items(check, spec, "registries", _registry)

@@ -58,12 +58,12 @@ def build_bundle(options: BuildOptions) -> BuildResult:
     staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent))
     try:
         collection = collect_images(profile, staging, options.jobs)
-        return _write(profile.name, profile.version, profile.digest, collection, output, options.jobs)
+        return write_bundle(profile.name, profile.version, profile.digest, collection, output, options.jobs)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write(name: str, version: str, profile_digest: str, collection: ImageCollection, output: Path,
+def write_bundle(name: str, version: str, profile_digest: str, collection: ImageCollection, output: Path,
            jobs: int) -> BuildResult:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     index, views = oci_layout.index_json(collection.images, collection.small_blobs)

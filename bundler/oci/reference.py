@@ -107,7 +107,7 @@ class ImageReference:
 
 def site_path(host: str, repository: str) -> str:
     """`localhost:5000`, `app` -> `localhost_5000/app`: a port would not be a valid path component."""
-    safe_host = host.replace(":", "_").strip("[]").lower()
+    safe_host = re.sub(r"_+", "_", host.lower().replace("[", "").replace("]", "").replace(":", "_")).strip("_")
     return f"{safe_host}/{repository}"
 
 

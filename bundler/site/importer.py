@@ -1,8 +1,9 @@
 """`bundler import`: verify a bundle completely, then seed the site; a refused bundle changes nothing.
 
 Fail-closed order: read bundle.json, check the tar's structure against it, hash every payload, and
-only then send anything. Re-importing a bundle the site already holds is a fast no-op: the site's
-state names it and the registry still answers with the same digests.
+only then send anything; every import verifies, even of a bundle the site already holds. After
+that, re-importing is a no-op when the site's state names the bundle and the registry still answers
+every image with the same digest.
 """
 
 from __future__ import annotations
@@ -50,17 +51,16 @@ def import_bundle(options: ImportOptions) -> ImportResult:
                               structure_problems(reader, manifest), manifest)
         report.raise_if_failed(str(options.bundle))
         client = site.registry_client(options.jobs)
-        client.ping()
-        result = ImportResult(manifest.name, manifest.version, digest)
-        if state.imported(digest) and images_present(client, manifest.images, options.jobs):
-            result.already_imported = True
-            result.unchanged = {"images": len(manifest.images)}
-            result.added = {"images": 0}
-            return result
+        client.ping()  # an unreachable site fails before the long read
         total = sum(e.size for e in manifest.files.values())
         with byte_progress("verifying", total) as progress:
             report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
         report.raise_if_failed(str(options.bundle))
+        result = ImportResult(manifest.name, manifest.version, digest)
+        if state.imported(digest) and images_present(client, manifest.images, options.jobs):
+            result.already_imported = True
+            result.added, result.unchanged = {"images": 0, "blobs": 0}, {"images": len(manifest.images), "blobs": 0}
+            return result
         with byte_progress("importing", total) as progress:
             stats = seed_images(reader, manifest, client, options.jobs, progress.advance)
     if not state.imported(digest):

@@ -1,0 +1,216 @@
+"""Tampered bundles are refused by verify and import (exit 3, naming the file) and change nothing;
+bad input gets a one-line error with the right exit code and leaves no partial bundle behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bundler.oci.client import RegistryClient
+from bundler.site.registry_process import free_port
+from devtools.samples import SampleSet, push_samples
+from tests.conftest import Registry, Run
+
+
+@pytest.fixture(scope="module")
+def built(registry_factory: Callable[[], Registry], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SampleSet]:
+    import subprocess
+    import sys
+
+    source = registry_factory()
+    samples = push_samples(RegistryClient(source.host))
+    work = tmp_path_factory.mktemp("built")
+    (work / "profile.yaml").write_text(samples.profile())
+    subprocess.run([sys.executable, "-m", "bundler.cli", "build", "profile.yaml", "-o", "good.bundle.tar"],
+                   cwd=work, check=True, capture_output=True)
+    return work / "good.bundle.tar", samples
+
+
+def members(bundle: Path) -> list[tarfile.TarInfo]:
+    with tarfile.open(bundle) as tar:
+        return tar.getmembers()
+
+
+def largest_blob(bundle: Path) -> tarfile.TarInfo:
+    return max((m for m in members(bundle) if m.name.startswith("oci/blobs/")), key=lambda m: m.size)
+
+
+def smallest_blob(bundle: Path) -> tarfile.TarInfo:
+    return min((m for m in members(bundle) if m.name.startswith("oci/blobs/")), key=lambda m: m.size)
+
+
+def flip_byte(bundle: Path, member: tarfile.TarInfo) -> str:
+    with open(bundle, "r+b") as f:
+        f.seek(member.offset_data + member.size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+    return member.name
+
+
+def rewrite(bundle: Path, drop: str | None = None, add: tuple[str, bytes] | None = None) -> None:
+    out = bundle.with_suffix(".new")
+    with tarfile.open(bundle) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for m in src.getmembers():
+            if m.name != drop:
+                dst.addfile(m, src.extractfile(m))
+        if add:
+            info = tarfile.TarInfo(add[0])
+            info.size = len(add[1])
+            dst.addfile(info, __import__("io").BytesIO(add[1]))
+    out.replace(bundle)
+
+
+def tamper_layer(bundle: Path) -> str:
+    return flip_byte(bundle, largest_blob(bundle))
+
+
+def tamper_manifest_blob(bundle: Path) -> str:
+    return flip_byte(bundle, smallest_blob(bundle))
+
+
+def delete_file(bundle: Path) -> str:
+    name = largest_blob(bundle).name
+    rewrite(bundle, drop=name)
+    return name
+
+
+def add_unlisted_file(bundle: Path) -> str:
+    rewrite(bundle, add=("oci/blobs/sha256/" + "0" * 64, b"not listed anywhere"))
+    return "oci/blobs/sha256/" + "0" * 64
+
+
+def add_link(bundle: Path) -> str:
+    with tarfile.open(bundle, "a") as tar:
+        info = tarfile.TarInfo("oci/evil-link")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    return "oci/evil-link"
+
+
+@pytest.mark.parametrize("tamper", [tamper_layer, tamper_manifest_blob, delete_file, add_unlisted_file, add_link])
+def test_tampered_bundle_is_refused_and_changes_nothing(
+        tamper: Callable[[Path], str], built: tuple[Path, SampleSet], registry: Registry,
+        cli: Callable[..., Run], tmp_path: Path) -> None:
+    bundle = tmp_path / "tampered.bundle.tar"
+    shutil.copy(built[0], bundle)
+    name = tamper(bundle)
+
+    verified = cli("verify", bundle)
+    assert verified.code == 3
+    assert name in verified.err and "Traceback" not in verified.err
+
+    as_json = json.loads(cli("verify", bundle, "--json").out)
+    assert as_json["verified"] is False and any(name in p for p in as_json["problems"])
+
+    assert cli("site", "init", "site", "--registry", registry.url).code == 0
+    before = registry.catalog()
+    imported = cli("import", bundle, "--site", "site")
+    assert imported.code == 3, imported.err
+    assert name in imported.err and "Traceback" not in imported.err
+    assert registry.catalog() == before
+    assert not (tmp_path / "site" / "state.json").exists()
+
+
+def test_truncated_bundle_is_refused(built: tuple[Path, SampleSet], cli: Callable[..., Run], tmp_path: Path) -> None:
+    bundle = tmp_path / "cut.bundle.tar"
+    data = built[0].read_bytes()
+    bundle.write_bytes(data[: len(data) // 2])
+    r = cli("verify", bundle)
+    assert r.code == 3 and "Traceback" not in r.err
+
+
+PROFILE_HEAD = "apiVersion: bundler/v1\nkind: Profile\nmetadata:\n  name: bad\n  version: 1.0.0\nspec:\n"
+
+
+def no_partial_output(tmp_path: Path) -> None:
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["profile.yaml"]
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert lines and lines[0].startswith("error: ")
+    assert all(line.startswith(("error: ", "hint: ")) for line in lines), err
+    return lines[0]
+
+
+def test_typo_in_profile_key(cli: Callable[..., Run], tmp_path: Path) -> None:
+    (tmp_path / "profile.yaml").write_text(PROFILE_HEAD + "  imagez:\n    - nginx:1.25\n")
+    r = cli("build", "profile.yaml")
+    assert r.code == 2
+    assert "profile.yaml:7: unknown key 'imagez' in spec (did you mean 'images'?)" in one_line_error(r.err)
+    no_partial_output(tmp_path)
+
+
+def test_malformed_reference(cli: Callable[..., Run], tmp_path: Path) -> None:
+    images = "  images:\n    - nginx:1.25\n    - 127.0.0.1:5000/Bad/App:1\n"
+    (tmp_path / "profile.yaml").write_text(PROFILE_HEAD + images)
+    r = cli("build", "profile.yaml")
+    assert r.code == 2
+    line = one_line_error(r.err)
+    assert "profile.yaml:9:" in line and "'Bad/App'" in line
+    no_partial_output(tmp_path)
+
+
+def test_unreachable_source_registry(cli: Callable[..., Run], tmp_path: Path) -> None:
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    (tmp_path / "profile.yaml").write_text(PROFILE_HEAD + f"  images:\n    - {host}/demo/app:1.0\n")
+    r = cli("build", "profile.yaml")
+    assert r.code == 4
+    assert f"cannot reach registry http://{host}" in one_line_error(r.err)
+    no_partial_output(tmp_path)
+
+
+def test_image_that_does_not_exist(built: tuple[Path, SampleSet], cli: Callable[..., Run], tmp_path: Path) -> None:
+    host = built[1].host
+    (tmp_path / "profile.yaml").write_text(
+        PROFILE_HEAD + f"  images:\n    - {host}/demo/hello:1.0\n    - {host}/demo/nothing-here:9.9\n")
+    r = cli("build", "profile.yaml")
+    assert r.code == 1
+    assert f"{host}/demo/nothing-here:9.9 not found" in one_line_error(r.err)
+    no_partial_output(tmp_path)
+
+
+def test_failure_mid_transfer_leaves_no_partial_bundle(built: tuple[Path, SampleSet], registry: Registry,
+                                                        cli: Callable[..., Run], tmp_path: Path) -> None:
+    """A blob the registry lost (manifest still there): the build fails cleanly, nothing left."""
+    samples = push_samples(RegistryClient(registry.host))
+    ref = next(r for r in samples.refs if "app-a" in r)
+    manifest = json.loads(RegistryClient(registry.host).get_manifest("demo/app-a", "1.0")[0])
+    layer = manifest["layers"][-1]["digest"]
+    import requests
+
+    assert requests.delete(f"{registry.url}/v2/demo/app-a/blobs/{layer}", timeout=10).status_code == 202
+    (tmp_path / "profile.yaml").write_text(PROFILE_HEAD + f"  images:\n    - {ref}\n")
+    r = cli("build", "profile.yaml")
+    assert r.code == 1
+    assert layer in one_line_error(r.err)
+    no_partial_output(tmp_path)
+
+
+def test_import_into_a_directory_that_is_not_a_site(built: tuple[Path, SampleSet], cli: Callable[..., Run]) -> None:
+    r = cli("import", built[0], "--site", "nowhere")
+    assert r.code == 2 and "is not a site" in one_line_error(r.err)
+
+
+def test_import_when_the_site_registry_is_down(built: tuple[Path, SampleSet], cli: Callable[..., Run]) -> None:
+    assert cli("site", "init", "site", "--registry", f"http://127.0.0.1:{free_port()}").code == 0
+    r = cli("import", built[0], "--site", "site")
+    assert r.code == 4 and "cannot reach registry" in one_line_error(r.err)
+
+
+def test_tampered_copy_of_an_imported_bundle_is_still_refused(
+        built: tuple[Path, SampleSet], registry: Registry, cli: Callable[..., Run], tmp_path: Path) -> None:
+    assert cli("site", "init", "site", "--registry", registry.url).code == 0
+    assert cli("import", built[0], "--site", "site").code == 0
+    bundle = tmp_path / "tampered.bundle.tar"
+    shutil.copy(built[0], bundle)
+    name = tamper_layer(bundle)
+    r = cli("import", bundle, "--site", "site")
+    assert r.code == 3 and name in r.err

@@ -1,0 +1,157 @@
+"""The bundle format, offline: what the writer lays out reads back exactly; every known attack on
+the tar (each builder is named after the attack it reproduces) is reported, naming the member."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bundler.bundle import layout
+from bundler.bundle.manifest import BundleManifest, ImageEntry
+from bundler.bundle.reader import BundleReader
+from bundler.bundle.verify import verify_bundle
+from bundler.collect.build import write_bundle
+from bundler.collect.images import ImageCollection
+from bundler.errors import IntegrityError
+from bundler.oci import media
+from devtools.images import config, layer, sha
+
+
+def small_bundle(path: Path) -> Path:
+    """A real one-image bundle written by the real writer, from memory (no registry needed)."""
+    lay = layer({"hello.txt": (b"hello\n", 0o644)})
+    cfg = config([lay])
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
+                           "config": {"mediaType": media.OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
+                           "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": lay.digest,
+                                       "size": len(lay.data)}]}).encode()
+    collection = ImageCollection()
+    collection.images = [ImageEntry("example.com/hello:1", sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
+    for blob in (manifest, cfg, lay.data):
+        collection.add_small_blob(sha(blob), blob)
+    write_bundle("unit", "1.0.0", "sha256:" + "0" * 64, collection, path, jobs=2)
+    return path
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    return small_bundle(tmp_path / "unit.bundle.tar")
+
+
+def test_written_bundle_reads_back_and_verifies(bundle: Path) -> None:
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+    assert names[0] == layout.MANIFEST and names[-1] == layout.SIGNATURES
+    with BundleReader(bundle) as reader:
+        report = verify_bundle(reader)
+        manifest, data, _ = reader.manifest()
+    assert report.verified, report.problems
+    assert BundleManifest.from_bytes(data).to_bytes() == data  # canonical, round trip loses nothing
+    assert set(manifest.files) == set(names) - {layout.MANIFEST, layout.SIGNATURES}
+
+
+def test_unknown_manifest_fields_survive_a_round_trip(bundle: Path) -> None:
+    with BundleReader(bundle) as reader:
+        doc = json.loads(reader.manifest_bytes())
+    doc["future_field"] = {"x": 1}
+    data = json.dumps(doc).encode()
+    assert json.loads(BundleManifest.from_bytes(data).to_bytes())["future_field"] == {"x": 1}
+
+
+def _append(bundle: Path, info: tarfile.TarInfo, data: bytes = b"") -> None:
+    with tarfile.open(bundle, "a") as tar:
+        info.size = len(data) if info.isreg() else 0
+        tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+
+
+def path_traversal(bundle: Path) -> str:
+    _append(bundle, tarfile.TarInfo("../../etc/cron.d/evil"), b"* * * * * root sh")
+    return "../../etc/cron.d/evil"
+
+
+def absolute_path(bundle: Path) -> str:
+    _append(bundle, tarfile.TarInfo("/etc/evil"), b"x")
+    return "/etc/evil"
+
+
+def symlink_member(bundle: Path) -> str:
+    info = tarfile.TarInfo("oci/blobs/link")
+    info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+    _append(bundle, info)
+    return "oci/blobs/link"
+
+
+def hardlink_member(bundle: Path) -> str:
+    info = tarfile.TarInfo("oci/hard")
+    info.type, info.linkname = tarfile.LNKTYPE, layout.MANIFEST
+    _append(bundle, info)
+    return "oci/hard"
+
+
+def device_member(bundle: Path) -> str:
+    info = tarfile.TarInfo("oci/dev")
+    info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+    _append(bundle, info)
+    return "oci/dev"
+
+
+def fifo_member(bundle: Path) -> str:
+    info = tarfile.TarInfo("oci/fifo")
+    info.type = tarfile.FIFOTYPE
+    _append(bundle, info)
+    return "oci/fifo"
+
+
+def duplicate_manifest(bundle: Path) -> str:
+    with BundleReader(bundle) as reader:
+        data = reader.manifest_bytes()
+    _append(bundle, tarfile.TarInfo(layout.MANIFEST), data)
+    return layout.MANIFEST
+
+
+def dotted_path(bundle: Path) -> str:
+    _append(bundle, tarfile.TarInfo("oci/./blobs/x"), b"x")
+    return "oci/./blobs/x"
+
+
+ATTACKS: list[Callable[[Path], str]] = [path_traversal, absolute_path, symlink_member, hardlink_member,
+                                        device_member, fifo_member, duplicate_manifest, dotted_path]
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.__name__ for a in ATTACKS])
+def test_attacks_on_the_tar_are_reported(attack: Callable[[Path], str], bundle: Path) -> None:
+    name = attack(bundle)
+    with BundleReader(bundle) as reader:
+        report = verify_bundle(reader)
+    assert not report.verified
+    assert any(name in problem for problem in report.problems), report.problems
+
+
+def test_a_second_signatures_member_is_allowed(bundle: Path) -> None:
+    """A countersignature appends signatures.json again; the last one counts."""
+    _append(bundle, tarfile.TarInfo(layout.SIGNATURES), b'{"signatures":[{"keyid":"k"}]}')
+    with BundleReader(bundle) as reader:
+        assert verify_bundle(reader).verified
+        assert reader.signatures() == [{"keyid": "k"}]
+
+
+def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bundle.tar"
+    junk.write_bytes(b"PK\x03\x04 this is a zip file" * 100)
+    with pytest.raises(IntegrityError):
+        BundleReader(junk).manifest()
+
+
+def test_manifest_that_is_not_json_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.bundle.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo(layout.MANIFEST)
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"{nope"))
+    with BundleReader(path) as reader, pytest.raises(IntegrityError, match=r"bundle\.json is not a valid"):
+        reader.manifest()

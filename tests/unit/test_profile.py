@@ -1,0 +1,76 @@
+"""Profiles: good ones parse to what they say; bad ones fail with file:line and a clear reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from bundler.errors import ProfileError
+from bundler.oci.reference import DaemonReference, ImageReference
+from bundler.profile import parse_profile
+
+HEAD = "apiVersion: bundler/v1\nkind: Profile\nmetadata:\n  name: edge\n  version: 1.4.0\nspec:\n"
+
+
+def test_a_full_profile_parses() -> None:
+    profile = parse_profile(HEAD + """\
+  registries:
+    - host: registry.example.com:5000
+      usernameEnv: REG_USER
+      passwordEnv: REG_PASS
+      plainHttp: false
+  images:
+    - nginx
+    - ref: quay.io/org/multi:3.0
+      platforms: [linux/amd64, linux/arm64/v8]
+    - docker-daemon:myapp:dev
+    - ghcr.io/org/app:2.1@sha256:""" + "a" * 64 + "\n", "p.yaml")
+    assert (profile.name, profile.version) == ("edge", "1.4.0")
+    assert profile.images[0].ref == ImageReference("docker.io", "library/nginx", "latest")
+    assert profile.images[1].platforms == ("linux/amd64", "linux/arm64/v8")
+    assert isinstance(profile.images[2].ref, DaemonReference)
+    assert profile.images[3].ref == ImageReference("ghcr.io", "org/app", "2.1", "sha256:" + "a" * 64)
+    registry = profile.registry("registry.example.com:5000")
+    assert registry is not None and registry.username_env == "REG_USER" and registry.plain_http is False
+    assert profile.digest.startswith("sha256:")
+
+
+BAD = [
+    ("typo in a key", HEAD + "  imagez: [nginx]\n", 7, "unknown key 'imagez' in spec (did you mean 'images'?)"),
+    ("unknown top key", HEAD.replace("spec:", "spek:"), 6, "unknown key 'spek'"),
+    ("version not semver", HEAD.replace("1.4.0", "1.4.x"), 5, "metadata.version '1.4.x' is not a semantic version"),
+    ("version float", HEAD.replace("version: 1.4.0", "version: 1.5"), 5, "must be a non-empty string (quote it)"),
+    ("missing name", HEAD.replace("  name: edge\n", ""), 4, "metadata is missing required key 'name'"),
+    ("bad name", HEAD.replace("name: edge", "name: Edge Site"), 4, "metadata.name 'Edge Site' is not a valid name"),
+    ("wrong apiVersion", HEAD.replace("bundler/v1", "bundler/v2"), 1, "apiVersion must be 'bundler/v1'"),
+    ("wrong kind", HEAD.replace("kind: Profile", "kind: Bundle"), 2, "kind must be 'Profile'"),
+    ("uppercase repository", HEAD + "  images:\n    - nginx\n    - Nginx:1\n", 9, "repository 'Nginx'"),
+    ("bad tag", HEAD + "  images:\n    - nginx:-1\n", 8, "tag '-1'"),
+    ("short digest", HEAD + "  images:\n    - nginx@sha256:abc\n", 8, "is not sha256:<64"),
+    ("empty ref", HEAD + "  images:\n    - ''\n", 8, "is empty"),
+    ("image as a number", HEAD + "  images:\n    - 42\n", 8, "must be an image reference string"),
+    ("ref missing", HEAD + "  images:\n    - platforms: [linux/amd64]\n", 8, "missing required key 'ref'"),
+    ("bad platform", HEAD + "  images:\n    - ref: nginx\n      platforms: [amd64]\n", 9, "'amd64' is not os/arch"),
+    ("platform on daemon", HEAD + "  images:\n    - ref: docker-daemon:app:1\n      platforms: [linux/amd64]\n", 8,
+     "platforms cannot be selected for a docker-daemon image"),
+    ("daemon by digest", HEAD + "  images:\n    - docker-daemon:app@sha256:" + "a" * 64 + "\n", 8, "not by digest"),
+    ("duplicate image", HEAD + "  images:\n    - nginx:1\n    - docker.io/library/nginx:1\n", 9, "listed twice"),
+    ("duplicate key", HEAD + "  images: []\n  images: []\n", 8, "duplicate key 'images'"),
+    ("images not a list", HEAD + "  images: nginx\n", 7, "spec.images must be a list"),
+    ("half credentials", HEAD + "  registries:\n    - host: r.io\n      usernameEnv: U\n", 8,
+     "usernameEnv and passwordEnv go together"),
+    ("inline password key", HEAD + "  registries:\n    - host: r.io\n      password: hunter2\n", 9,
+     "unknown key 'password'"),
+    ("bad env name", HEAD + "  registries:\n    - host: r.io\n      usernameEnv: 1X\n      passwordEnv: P\n", 9,
+     "not an environment variable name"),
+    ("not yaml", "apiVersion: [\n", 2, "not valid YAML"),
+    ("not a mapping", "- a\n- b\n", 1, "the profile must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_profiles_name_file_and_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        parse_profile(text, "p.yaml")
+    assert caught.value.exit_code == 2
+    assert any(problem.startswith(f"p.yaml:{line}: ") and message in problem
+               for problem in str(caught.value).splitlines()), str(caught.value)
