@@ -179,7 +179,8 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int) -> None:
     if as_json:
         _emit_json(result.to_dict())
     elif result.already_imported:
-        click.echo(f"{result.name} {result.version} is already imported and present; nothing to do")
+        click.echo(f"{result.name} {result.version} is already imported and every image is present; nothing to do "
+                   "(payloads not re-read: `bundler verify` checks this copy)")
     else:
         click.echo(f"imported {result.name} {result.version}: "
                    f"{result.added['images']} images added, {result.unchanged['images']} unchanged; "

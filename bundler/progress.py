@@ -1,4 +1,8 @@
-"""Progress display: tqdm byte counters on stderr, shown only when stderr is a terminal."""
+"""Progress display: tqdm byte counters on stderr, shown only when stderr is a terminal.
+
+tqdm is imported only when a bar is shown: scripts and pipes (and re-imports measured in
+milliseconds) do not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-from tqdm import tqdm
 
 
 class ByteProgress:
@@ -25,8 +27,18 @@ class ByteProgress:
             self._bar.update(n)
 
 
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
 @contextmanager
 def byte_progress(description: str, total: int) -> Iterator[ByteProgress]:
+    if not sys.stderr.isatty():
+        yield ByteProgress(_NoBar())
+        return
+    from tqdm import tqdm
+
     with tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
-              file=sys.stderr, disable=not sys.stderr.isatty(), leave=False) as bar:
+              file=sys.stderr, leave=False) as bar:
         yield ByteProgress(bar)

@@ -10,6 +10,7 @@ every downloaded byte hashed on the way and checked against its digest; cross-re
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 import threading
@@ -21,8 +22,6 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
-from oras.auth import utils as oras_auth_utils
-from oras.auth.base import AuthBackend
 
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
 from bundler.oci import media
@@ -47,6 +46,9 @@ class AuthError(BundlerError):
 
 def docker_config_auth(host: str) -> str | None:
     """The base64 `user:password` the Docker config (or its credential helper) holds for `host`."""
+    from oras.auth import utils as oras_auth_utils  # oras is imported only when a registry asks for auth
+    from oras.auth.base import AuthBackend
+
     backend = AuthBackend()
     backend._auth_config = oras_auth_utils.load_configs()  # oras keeps this private; it is its parser we want
     names = [host, f"https://{host}", f"http://{host}"]
@@ -98,7 +100,7 @@ class RegistryClient:
         self.session.headers["User-Agent"] = "bundler"
         self._basic: str | None = None
         if credentials is not None:
-            self._basic = oras_auth_utils.get_basic_auth(credentials.username, credentials.password)
+            self._basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
         self._basic_loaded = credentials is not None
         self._tokens: dict[str, str] = {}
         self._use_basic = False
@@ -134,6 +136,8 @@ class RegistryClient:
             return True
         if scheme != "bearer":
             return False
+        from oras.auth import utils as oras_auth_utils
+
         h = oras_auth_utils.parse_auth_header(challenge)
         if not h.realm:
             return False

@@ -1,9 +1,12 @@
 """`bundler import`: verify a bundle completely, then seed the site; a refused bundle changes nothing.
 
-Fail-closed order: read bundle.json, check the tar's structure against it, hash every payload, and
-only then send anything; every import verifies, even of a bundle the site already holds. After
-that, re-importing is a no-op when the site's state names the bundle and the registry still answers
-every image with the same digest.
+Fail-closed order: read bundle.json, check the tar's structure against it (names, sizes, no extra
+or odd members), hash every payload, and only then send anything.
+
+Re-importing a bundle the site already holds is a no-op that reads no payload: the site's state
+names this exact bundle.json and the registry still answers every image with its digest, so nothing
+would be sent whatever the payload bytes are (a 60 GB bundle on a USB stick is not re-read to learn
+that). `bundler verify` checks a copy's bytes.
 """
 
 from __future__ import annotations
@@ -52,15 +55,15 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         report.raise_if_failed(str(options.bundle))
         client = site.registry_client(options.jobs)
         client.ping()  # an unreachable site fails before the long read
-        total = sum(e.size for e in manifest.files.values())
-        with byte_progress("verifying", total) as progress:
-            report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
-        report.raise_if_failed(str(options.bundle))
         result = ImportResult(manifest.name, manifest.version, digest)
         if state.imported(digest) and images_present(client, manifest.images, options.jobs):
             result.already_imported = True
             result.added, result.unchanged = {"images": 0, "blobs": 0}, {"images": len(manifest.images), "blobs": 0}
             return result
+        total = sum(e.size for e in manifest.files.values())
+        with byte_progress("verifying", total) as progress:
+            report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
+        report.raise_if_failed(str(options.bundle))
         with byte_progress("importing", total) as progress:
             stats = seed_images(reader, manifest, client, options.jobs, progress.advance)
     if not state.imported(digest):

@@ -205,12 +205,24 @@ def test_import_when_the_site_registry_is_down(built: tuple[Path, SampleSet], cl
     assert r.code == 4 and "cannot reach registry" in one_line_error(r.err)
 
 
-def test_tampered_copy_of_an_imported_bundle_is_still_refused(
+def test_tampered_copy_of_an_imported_bundle_sends_nothing_and_is_refused_once_needed(
         built: tuple[Path, SampleSet], registry: Registry, cli: Callable[..., Run], tmp_path: Path) -> None:
     assert cli("site", "init", "site", "--registry", registry.url).code == 0
     assert cli("import", built[0], "--site", "site").code == 0
     bundle = tmp_path / "tampered.bundle.tar"
     shutil.copy(built[0], bundle)
-    name = tamper_layer(bundle)
-    r = cli("import", bundle, "--site", "site")
-    assert r.code == 3 and name in r.err
+    tamper_layer(bundle)
+    # the site holds this exact bundle.json and every image: a no-op that reads (and sends) nothing
+    again = cli("import", bundle, "--site", "site", "--json")
+    assert again.code == 0 and json.loads(again.out)["bytes_sent"] == 0
+    # once the registry lacks something, the payload must be read, and the tampered copy is refused
+    hello = next(r for r in built[1].refs if "hello" in r)
+    repo = "127.0.0.1_" + hello.split(":", 1)[1].split("/", 1)[0] + "/demo/hello"
+    import requests
+
+    digest = built[1].refs[hello]
+    assert requests.delete(f"{registry.url}/v2/{repo}/manifests/{digest}", timeout=10).status_code == 202
+    before = registry.catalog()
+    refused = cli("import", bundle, "--site", "site")
+    assert refused.code == 3 and "failed verification" in refused.err
+    assert registry.catalog() == before

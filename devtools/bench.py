@@ -1,0 +1,147 @@
+"""`make bench`: bundler against the by-hand skopeo pipeline, on the same machine, in the same run.
+
+Synthetic set: 10 OCI images, 310 MB of unique layers (a 10 MB layer in all of them, two 40 MB base
+layers each shared by five, and a 22 MB layer of each image's own), served by a local Distribution
+registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
+
+  build:     bundler build            vs  skopeo copy --all of each image into one OCI layout, then tar cf
+  import:    bundler import (verify + push) into an empty registry
+                                      vs  tar xf, then skopeo copy --all of each image into an empty registry
+  re-import: bundler import again     vs  skopeo copy --all of each image again onto the same registry
+
+Goals (issue 2): build <= 1.0x, import <= 0.7x, re-import <= 1.0x of skopeo; peak RSS < 200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bundler.oci.client import RegistryClient
+from bundler.site.registry_process import RegistryProcess, start_registry
+from devtools import images as im
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench"
+MB = 1_000_000
+
+
+def run(cmd: list[str], cwd: Path = WORK) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one command; fails loudly if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        sys.exit(f"benchmark step failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def run_all(cmds: list[list[str]]) -> float:
+    return sum(run(cmd)[0] for cmd in cmds)
+
+
+def push_set(client: RegistryClient) -> list[str]:
+    common = im.random_layer(10 * MB, seed=100)
+    bases = [im.random_layer(40 * MB, seed=101), im.random_layer(40 * MB, seed=102)]
+    refs = []
+    for i in range(10):
+        layers = [common, bases[i // 5], im.random_layer(22 * MB, seed=200 + i)]
+        im.push_image(client, f"bench/app-{i}", "1.0", layers, oci=True)
+        refs.append(f"{client.host}/bench/app-{i}:1.0")
+    return refs
+
+
+def fresh_registry(name: str) -> RegistryProcess:
+    shutil.rmtree(WORK / name, ignore_errors=True)
+    return start_registry(WORK / name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2, help="repetitions; the best time counts (default 2)")
+    parser.add_argument("--push", metavar="HOST", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.push:
+        print(json.dumps(push_set(RegistryClient(args.push))))
+        return
+    if shutil.which("skopeo") is None:
+        sys.exit("skopeo is needed for the benchmark (apt-get install skopeo)")
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    bundler = [sys.executable, "-m", "bundler.cli"]
+    skopeo = ["skopeo", "copy", "--all", "-q", "--src-tls-verify=false", "--dest-tls-verify=false"]
+
+    source = fresh_registry("source")
+    # Pushed from a child process: a forked child starts with its parent's RSS, and ru_maxrss
+    # remembers it, so the parent stays small for the peak-memory figures to be bundler's own.
+    pushed = subprocess.run([sys.executable, "-m", "devtools.bench", "--push", source.address],
+                            check=True, capture_output=True, text=True, cwd=ROOT)
+    refs = json.loads(pushed.stdout)
+    (WORK / "profile.yaml").write_text(
+        "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: bench, version: 1.0.0}\nspec:\n  images:\n"
+        + "".join(f"    - {ref}\n" for ref in refs))
+    print(f"10 images pushed to {source.url}; benchmarking ({args.runs} runs each, best counts)", flush=True)
+
+    build_b, build_s, imp_b, imp_s, re_b, re_s, rss_build, rss_import = ([] for _ in range(8))
+    for _ in range(args.runs):
+        (WORK / "bench.bundle.tar").unlink(missing_ok=True)
+        t, rss = run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar"])
+        build_b.append(t)
+        rss_build.append(rss)
+
+        shutil.rmtree(WORK / "layout", ignore_errors=True)
+        (WORK / "layout.tar").unlink(missing_ok=True)
+        t = run_all([[*skopeo, f"docker://{ref}", f"oci:layout:{ref}"] for ref in refs])
+        t += run(["tar", "cf", "layout.tar", "-C", "layout", "."])[0]
+        build_s.append(t)
+
+        site = fresh_registry("site")
+        shutil.rmtree(WORK / "site-dir", ignore_errors=True)
+        run([*bundler, "site", "init", "site-dir", "--registry", site.url])
+        t, rss = run([*bundler, "import", "bench.bundle.tar", "--site", "site-dir"])
+        imp_b.append(t)
+        rss_import.append(rss)
+        t, rss = run([*bundler, "import", "bench.bundle.tar", "--site", "site-dir"])
+        re_b.append(t)
+        rss_import.append(rss)
+        site.stop()
+
+        peer = fresh_registry("peer")
+        shutil.rmtree(WORK / "unpacked", ignore_errors=True)
+        (WORK / "unpacked").mkdir()
+        copies = [[*skopeo, f"oci:unpacked:{ref}", f"docker://{peer.address}/{ref.split('/', 1)[1]}"] for ref in refs]
+        t = run(["tar", "xf", "layout.tar", "-C", "unpacked"])[0] + run_all(copies)
+        imp_s.append(t)
+        re_s.append(run_all(copies))
+        peer.stop()
+    source.stop()
+
+    bundle_size = (WORK / "bench.bundle.tar").stat().st_size
+    rows = [("build", min(build_b), min(build_s), 1.0), ("import", min(imp_b), min(imp_s), 0.7),
+            ("re-import", min(re_b), min(re_s), 1.0)]
+    print(f"\n{'':10} {'bundler':>9} {'skopeo':>9} {'ratio':>7} {'goal':>6}")
+    for name, ours, theirs, goal in rows:
+        ratio = ours / theirs
+        verdict = "met" if ratio <= goal else "NOT MET"
+        print(f"{name:10} {ours:8.2f}s {theirs:8.2f}s {ratio:6.2f}x {goal:5.1f}x {verdict}")
+    peak = max(rss_build + rss_import)
+    print(f"peak RSS: build {max(rss_build) / 2**20:.0f} MiB, import {max(rss_import) / 2**20:.0f} MiB "
+          f"(goal < 200 MiB: {'met' if peak < 200 * 2**20 else 'NOT MET'})")
+    print(f"bundle: {bundle_size / MB:.1f} MB for 310 MB of unique layers (skopeo's tar: "
+          f"{(WORK / 'layout.tar').stat().st_size / MB:.1f} MB)")
+    print("all runs (s): build", [f"{t:.2f}" for t in build_b], "vs", [f"{t:.2f}" for t in build_s],
+          "| import", [f"{t:.2f}" for t in imp_b], "vs", [f"{t:.2f}" for t in imp_s],
+          "| re-import", [f"{t:.2f}" for t in re_b], "vs", [f"{t:.2f}" for t in re_s])
+
+
+if __name__ == "__main__":
+    main()
