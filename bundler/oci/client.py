@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -44,13 +47,25 @@ class AuthError(BundlerError):
     """The registry refused our credentials (or we had none)."""
 
 
+def docker_config_path() -> Path:
+    """Where Docker keeps credentials: $DOCKER_CONFIG/config.json, else ~/.docker/config.json."""
+    directory = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    return Path(directory) / "config.json"
+
+
 def docker_config_auth(host: str) -> str | None:
     """The base64 `user:password` the Docker config (or its credential helper) holds for `host`."""
-    from oras.auth import utils as oras_auth_utils  # oras is imported only when a registry asks for auth
-    from oras.auth.base import AuthBackend
+    from oras.auth.base import AuthBackend  # imported only when a registry asks for credentials
 
+    try:
+        config = json.loads(docker_config_path().read_text())
+    except (OSError, ValueError):
+        return None
     backend = AuthBackend()
-    backend._auth_config = oras_auth_utils.load_configs()  # oras keeps this private; it is its parser we want
+    # oras reads only ~/.docker (not $DOCKER_CONFIG), so we read the file and let it resolve
+    # inline auths, credsStore and credHelpers (a private attribute: it is that logic we reuse).
+    backend._auth_config = {"auths": config.get("auths") or {}, "credsStore": config.get("credsStore"),
+                            "credHelpers": config.get("credHelpers") or {}}
     names = [host, f"https://{host}", f"http://{host}"]
     if host == DEFAULT_HOST:
         names += ["https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io"]

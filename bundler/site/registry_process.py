@@ -33,13 +33,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def registry_config(storage: Path, address: str) -> dict[str, object]:
-    return {
+def registry_config(storage: Path, address: str, htpasswd: Path | None = None) -> dict[str, object]:
+    config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
         "http": {"addr": address},
     }
+    if htpasswd is not None:
+        config["auth"] = {"htpasswd": {"realm": "bundler", "path": str(htpasswd)}}
+    return config
 
 
 @dataclass
@@ -73,8 +76,12 @@ def wait_until_answers(url: str, seconds: float = 20.0, process: subprocess.Pope
     raise UnreachableError(f"registry {url} did not answer within {seconds:.0f} s")
 
 
-def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = None) -> RegistryProcess:
-    """Start a registry storing under DIRECTORY/storage; return once /v2/ answers."""
+def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = None,
+                   htpasswd: Path | None = None) -> RegistryProcess:
+    """Start a registry storing under DIRECTORY/storage; return once /v2/ answers.
+
+    With `htpasswd` (bcrypt entries), the registry asks for basic auth on every request.
+    """
     binary = registry_binary()
     if binary is None:
         raise BundlerError("no registry binary found (registry or docker-registry)",
@@ -83,7 +90,7 @@ def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = 
     storage = directory / "storage"
     address = f"{host}:{port or free_port(host)}"
     config = directory / "config.yml"
-    config.write_text(yaml.safe_dump(registry_config(storage, address)))
+    config.write_text(yaml.safe_dump(registry_config(storage, address, htpasswd)))
     log = open(directory / "registry.log", "ab")  # noqa: SIM115 - the child keeps it
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)
