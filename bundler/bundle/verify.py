@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest
+from bundler.bundle.manifest import BundleManifest, ImageEntry
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
+from bundler.oci import media
 from bundler.parallel import run_parallel
 from bundler.progress import byte_progress
 
@@ -76,6 +77,32 @@ def payload_problems(reader: BundleReader, manifest: BundleManifest, jobs: int,
             for p, d in sorted(digests.items()) if d != manifest.files[p].sha256]
 
 
+def image_graph(reader: BundleReader, image: ImageEntry) -> media.ImageGraph:
+    """An image's manifests and blobs, read from the bundle; IntegrityError when it is malformed."""
+
+    def read(digest: str) -> bytes:
+        return reader.read_small(layout.blob_path(digest), media.MAX_MANIFEST_BYTES)
+
+    try:
+        return media.walk_image(read, image.digest, image.media_type)
+    except (media.ManifestError, ValueError) as exc:
+        raise IntegrityError(f"image {image.ref}: {exc}") from None
+
+
+def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
+    """Every manifest and blob an image needs is in the bundle (run after the payloads verified)."""
+    problems = []
+    for image in manifest.images:
+        try:
+            graph = image_graph(reader, image)
+        except IntegrityError as exc:
+            problems.append(exc.message)
+            continue
+        problems += [f"image {image.ref}: blob {blob.digest} is not in the bundle" for blob in graph.blobs
+                     if layout.blob_path(blob.digest) not in manifest.files]
+    return problems
+
+
 def verify_bundle(reader: BundleReader, jobs: int = 4, progress: Callable[[int], None] = lambda n: None,
                   payloads: bool = True) -> VerifyReport:
     manifest, _, digest = reader.manifest()
@@ -83,6 +110,8 @@ def verify_bundle(reader: BundleReader, jobs: int = 4, progress: Callable[[int],
     report.problems = structure_problems(reader, manifest)
     if payloads:
         report.problems += payload_problems(reader, manifest, jobs, progress)
+    if not report.problems:
+        report.problems += graph_problems(reader, manifest)
     return report
 
 

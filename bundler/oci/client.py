@@ -28,7 +28,7 @@ import requests
 
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
 from bundler.oci import media
-from bundler.oci.reference import DEFAULT_HOST, is_loopback
+from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 10.0
@@ -68,7 +68,7 @@ def docker_config_auth(host: str) -> str | None:
                             "credHelpers": config.get("credHelpers") or {}}
     names = [host, f"https://{host}", f"http://{host}"]
     if host == DEFAULT_HOST:
-        names += ["https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io"]
+        names += ["https://index.docker.io/v1/", "index.docker.io", DOCKER_HUB_API_HOST]
     for name in names:
         if backend._load_auth(name):
             return str(backend._basic_auth)
@@ -102,7 +102,7 @@ class RegistryClient:
         retries: int = RETRIES,
     ) -> None:
         self.host = host
-        api_host = "registry-1.docker.io" if host == DEFAULT_HOST else host
+        api_host = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host  # Docker Hub answers elsewhere
         use_http = is_loopback(host) if plain_http is None else plain_http
         self.base_url = f"{'http' if use_http else 'https'}://{api_host}"
         self.retries = retries
@@ -165,10 +165,11 @@ class RegistryClient:
             r = self.session.get(h.realm, params=params, headers=headers, timeout=(CONNECT_TIMEOUT, 30))
         except requests.RequestException as exc:
             raise UnreachableError(f"cannot reach the token service {h.realm}: {exc}") from None
-        if r.status_code != 200:
-            return False
-        body = r.json()
-        token = body.get("token") or body.get("access_token")
+        try:
+            body = r.json() if r.status_code == 200 else {}
+        except ValueError:
+            body = {}
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not token:
             return False
         with self._lock:
@@ -355,17 +356,6 @@ class RegistryClient:
         if r.status_code not in (200, 401):
             raise UnreachableError(f"{self.base_url}/v2/ answered {r.status_code}: not an OCI registry?")
 
-    def catalog(self) -> list[str]:
-        repos: list[str] = []
-        url: str | None = "/v2/_catalog?n=1000"
-        while url:
-            r = self.request("GET", url, repo="")
-            _expect(r, (200,), f"listing the catalog of {self.host}")
-            repos += r.json().get("repositories") or []
-            link = r.headers.get("Link", "")
-            url = link[link.find("<") + 1 : link.find(">")] if "rel=\"next\"" in link else None
-        return repos
-
 
 def _backoff(attempt: int) -> None:
     time.sleep(min(0.25 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random() / 2))
@@ -383,7 +373,7 @@ def _error_text(r: requests.Response) -> str:
     try:
         errors = r.json().get("errors") or []
         return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors) or f"HTTP {r.status_code}"
-    except ValueError:
+    except (ValueError, AttributeError, TypeError):  # not the registry's JSON error shape
         return f"HTTP {r.status_code}"
 
 

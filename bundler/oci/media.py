@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,3 +115,33 @@ def platform_dict(platform: str) -> dict[str, str]:
     if len(parts) > 2:
         d["variant"] = parts[2]
     return d
+
+
+@dataclass(frozen=True)
+class ImageGraph:
+    """Everything under one image: manifests children-first (push order), then the blobs they need."""
+
+    manifests: tuple[tuple[str, str, bytes], ...]  # (digest, media type, bytes)
+    blobs: tuple[Descriptor, ...]  # configs and layers, each once
+
+
+def walk_image(read: Callable[[str], bytes], digest: str, declared_type: str) -> ImageGraph:
+    """Walk an image (index or manifest) whose manifests `read(digest)` returns; ManifestError if malformed."""
+    manifests: list[tuple[str, str, bytes]] = []
+    blobs: dict[str, Descriptor] = {}
+
+    def visit(digest: str, declared: str, depth: int) -> None:
+        if depth > 4:
+            raise ManifestError(f"indexes nested more than 4 deep at {digest}")
+        data = read(digest)
+        media_type = media_type_of(data, declared)
+        if media_type in INDEX_TYPES:
+            for child in index_children(data):
+                visit(child.digest, child.media_type, depth + 1)
+        else:
+            for blob in image_blobs(data):
+                blobs.setdefault(blob.digest, blob)
+        manifests.append((digest, media_type, data))
+
+    visit(digest, declared_type, 0)
+    return ImageGraph(tuple(manifests), tuple(blobs.values()))

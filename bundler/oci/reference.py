@@ -80,11 +80,6 @@ class ImageReference:
         return cls(host=host, repository=rest, tag=tag, digest=digest)
 
     @property
-    def api_host(self) -> str:
-        """The host that answers the distribution API (Docker Hub's differs from its name)."""
-        return DOCKER_HUB_API_HOST if self.host == DEFAULT_HOST else self.host
-
-    @property
     def name(self) -> str:
         return f"{self.host}/{self.repository}"
 

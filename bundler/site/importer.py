@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import VerifyReport, payload_problems, structure_problems
+from bundler.bundle.verify import VerifyReport, graph_problems, payload_problems, structure_problems
 from bundler.progress import byte_progress
 from bundler.site.config import SiteState, load_site
 from bundler.site.registry import images_present, seed_images
@@ -63,6 +63,8 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         total = sum(e.size for e in manifest.files.values())
         with byte_progress("verifying", total) as progress:
             report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
+        report.raise_if_failed(str(options.bundle))
+        report.problems += graph_problems(reader, manifest)
         report.raise_if_failed(str(options.bundle))
         with byte_progress("importing", total) as progress:
             stats = seed_images(reader, manifest, client, options.jobs, progress.advance)

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, ImageEntry
 from bundler.bundle.reader import BundleReader
-from bundler.errors import IntegrityError
-from bundler.oci import media
+from bundler.bundle.verify import image_graph
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
@@ -56,26 +55,9 @@ def site_target(entry: ImageEntry) -> tuple[str, str | None]:
 
 
 def plan_image(reader: BundleReader, entry: ImageEntry) -> ImagePlan:
-    manifests: list[tuple[str, str, bytes]] = []
-    blobs: dict[str, int] = {}
-
-    def visit(digest: str, declared_type: str) -> None:
-        data = reader.read_small(layout.blob_path(digest), media.MAX_MANIFEST_BYTES)
-        try:
-            media_type = media.media_type_of(data, declared_type)
-            if media_type in media.INDEX_TYPES:
-                for child in media.index_children(data):
-                    visit(child.digest, child.media_type)
-            else:
-                for blob in media.image_blobs(data):
-                    blobs.setdefault(blob.digest, blob.size)
-        except media.ManifestError as exc:
-            raise IntegrityError(f"image {entry.ref}: manifest {digest}: {exc}") from None
-        manifests.append((digest, media_type, data))
-
-    visit(entry.digest, entry.media_type)
+    graph = image_graph(reader, entry)
     repo, tag = site_target(entry)
-    return ImagePlan(entry, repo, tag, tuple(manifests), tuple(blobs.items()))
+    return ImagePlan(entry, repo, tag, graph.manifests, tuple((b.digest, b.size) for b in graph.blobs))
 
 
 def images_present(client: RegistryClient, images: tuple[ImageEntry, ...], jobs: int) -> bool:

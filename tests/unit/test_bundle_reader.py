@@ -22,7 +22,7 @@ from bundler.oci import media
 from devtools.images import config, layer, sha
 
 
-def small_bundle(path: Path) -> Path:
+def small_bundle(path: Path, leave_out_layer: bool = False) -> Path:
     """A real one-image bundle written by the real writer, from memory (no registry needed)."""
     lay = layer({"hello.txt": (b"hello\n", 0o644)})
     cfg = config([lay])
@@ -32,7 +32,7 @@ def small_bundle(path: Path) -> Path:
                                        "size": len(lay.data)}]}).encode()
     collection = ImageCollection()
     collection.images = [ImageEntry("example.com/hello:1", sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
-    for blob in (manifest, cfg, lay.data):
+    for blob in (manifest, cfg) if leave_out_layer else (manifest, cfg, lay.data):
         collection.add_small_blob(sha(blob), blob)
     write_bundle("unit", "1.0.0", "sha256:" + "0" * 64, collection, path, jobs=2)
     return path
@@ -155,3 +155,11 @@ def test_manifest_that_is_not_json_is_refused(tmp_path: Path) -> None:
         tar.addfile(info, io.BytesIO(b"{nope"))
     with BundleReader(path) as reader, pytest.raises(IntegrityError, match=r"bundle\.json is not a valid"):
         reader.manifest()
+
+
+def test_an_image_whose_layer_is_not_in_the_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = small_bundle(tmp_path / "incomplete.bundle.tar", leave_out_layer=True)
+    with BundleReader(bundle) as reader:
+        report = verify_bundle(reader)
+    assert not report.verified
+    assert any("example.com/hello:1: blob sha256:" in p and "is not in the bundle" in p for p in report.problems)
