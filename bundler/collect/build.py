@@ -64,7 +64,7 @@ def build_bundle(options: BuildOptions) -> BuildResult:
 
 
 def write_bundle(name: str, version: str, profile_digest: str, collection: ImageCollection, output: Path,
-           jobs: int) -> BuildResult:
+                 jobs: int) -> BuildResult:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     index, views = oci_layout.index_json(collection.images, collection.small_blobs)
     small: dict[str, bytes] = {layout.OCI_LAYOUT: layout.OCI_LAYOUT_CONTENT, layout.OCI_INDEX: index}
