@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from bundler import __version__
-from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, BundlerError
+from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, BundlerError, UsageError
 
 JOBS_HELP = "parallel transfers (default 8)"
 
@@ -61,13 +61,15 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="bundler")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
-    """Carry container images across an air gap as one verified bundle file.
+    """Carry container images across an air gap as one signed, verified bundle file.
 
     \b
-    Connected side:  bundler build profiles/demo.yaml
+    Keys:            bundler keygen release
+    Connected side:  bundler build profiles/demo.yaml --key release.key
     Review:          bundler inspect demo-1.0.0.bundle.tar
-                     bundler verify demo-1.0.0.bundle.tar
-    Site side:       bundler site init ./site --registry http://127.0.0.1:5000
+                     bundler verify demo-1.0.0.bundle.tar --key release.pub
+                     bundler sign demo-1.0.0.bundle.tar --key security.key
+    Site side:       bundler site init ./site --registry http://127.0.0.1:5000 --trust-key release.pub
                      bundler import demo-1.0.0.bundle.tar --site ./site
 
     Exit codes: 0 ok, 1 failure, 2 usage or profile error, 3 refused by verification,
@@ -83,19 +85,62 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="bundle file to write (default: NAME-VERSION.bundle.tar in the current directory)")
 @click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(1, 64), help=JOBS_HELP)
-def build(profile: Path, output: Path | None, jobs: int) -> None:
-    """Collect the images named in PROFILE into one bundle file.
+@click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="private key to sign with (repeatable); password from BUNDLER_KEY_PASSWORD")
+def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...]) -> None:
+    """Collect the images named in PROFILE into one bundle file, signed with each --key.
 
     \b
     Example:
-      bundler build profiles/demo.yaml -o demo.bundle.tar
+      bundler build profiles/demo.yaml --key release.key -o demo-1.0.0.bundle.tar
     """
     from bundler.collect.build import BuildOptions, build_bundle
 
-    result = build_bundle(BuildOptions(profile, output, jobs))
+    result = build_bundle(BuildOptions(profile, output, jobs, keys))
     click.echo(f"wrote {result.path} ({_human(result.size)}): {result.name} {result.version}, "
                f"{result.images} images, {result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")
+    click.echo(f"signed by {', '.join(k[:12] for k in result.signers)}" if result.signers
+               else "unsigned: sites refuse it until someone signs it (`bundler sign`)")
+
+
+@cli.command()
+@click.argument("prefix", type=click.Path(dir_okay=False, path_type=Path))
+def keygen(prefix: Path) -> None:
+    """Make an ECDSA P-256 key pair: PREFIX.key (private) and PREFIX.pub (public).
+
+    The private key is encrypted when BUNDLER_KEY_PASSWORD is set. Existing files are never
+    overwritten. The key id is the hex SHA-256 of the public key (DER).
+
+    \b
+    Example:
+      BUNDLER_KEY_PASSWORD=... bundler keygen release
+    """
+    from bundler.keyfiles import keygen as make_keys
+
+    key_path, pub_path, keyid = make_keys(prefix)
+    click.echo(f"wrote {key_path} (keep it secret) and {pub_path}; key id {keyid}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="private key to sign with; password from BUNDLER_KEY_PASSWORD")
+def sign(bundle: Path, key: Path) -> None:
+    """Add a signature (a countersignature) to BUNDLE in place.
+
+    Signs the exact bytes of its bundle.json; the payloads are not rewritten, so this takes the
+    same time for any bundle size. A key signs a bundle once. Verify before you sign.
+
+    \b
+    Example:
+      bundler verify demo-1.0.0.bundle.tar --key release.pub && bundler sign demo-1.0.0.bundle.tar --key security.key
+    """
+    from bundler.bundle.sign import add_signature
+    from bundler.keyfiles import load_signing_key
+
+    keyid = add_signature(bundle, load_signing_key(key))
+    click.echo(f"signed {bundle} with key {keyid}")
 
 
 @cli.command()
@@ -116,7 +161,7 @@ def inspect(bundle: Path, as_json: bool) -> None:
         return
     click.echo(f"{info['name']} {info['version']}  created {info['created']}  {_human(info['size'])}")
     click.echo(f"manifest digest {info['manifest_digest']}")
-    click.echo(f"signers: {', '.join(info['signers']) or 'none (unsigned)'}")
+    click.echo(f"signers (key ids; `verify` checks them): {', '.join(info['signers']) or 'none (unsigned)'}")
     click.echo(f"images ({len(info['images'])}):")
     for image in info["images"]:
         platforms = f"  [{', '.join(image['platforms'])}]" if image["platforms"] else ""
@@ -125,31 +170,55 @@ def inspect(bundle: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a trusted public key (repeatable)")
+@click.option("--threshold", type=click.IntRange(1), help="how many distinct trusted keys must have signed (default 1)")
+@click.option("--site", "site_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="use this site's trust policy instead of --key")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help="parallel hashing")
-def verify(bundle: Path, as_json: bool, jobs: int) -> None:
-    """Check BUNDLE exactly: every listed file present with its size and sha256, nothing else.
+def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir: Path | None, as_json: bool,
+           jobs: int) -> None:
+    """Check BUNDLE against a trust policy, exactly, and report.
 
-    Exits 3 when anything is wrong, naming each file. Signature and trust-policy checks
-    (--key, --site) arrive with signing.
+    Passes only when at least THRESHOLD distinct trusted keys signed the exact bytes of its
+    bundle.json, it has not expired, every listed file is present with its size and sha256, and
+    nothing else is in it (no unlisted file, link, device, absolute or .. path, duplicate).
+    Exits 3 otherwise, naming each problem.
 
     \b
-    Example:
-      bundler verify demo-1.0.0.bundle.tar
+    Examples:
+      bundler verify demo-1.0.0.bundle.tar --key release.pub
+      bundler verify demo-1.0.0.bundle.tar --key release.pub --key security.pub --threshold 2 --json
+      bundler verify demo-1.0.0.bundle.tar --site ./site
     """
     from bundler.bundle.verify import verify_file
+    from bundler.keyfiles import load_policy
+    from bundler.site.config import load_site
 
-    report = verify_file(str(bundle), jobs)
+    if site_dir is not None and (keys or threshold):
+        raise UsageError("give either --site or --key/--threshold, not both")
+    if site_dir is None and not keys:
+        raise UsageError("verify needs a trust policy: --key PUB (repeatable, with --threshold K) or --site DIR",
+                         hint="`bundler inspect` shows what a bundle holds without judging it")
+    policy = load_site(site_dir).policy() if site_dir else load_policy(keys, threshold)
+    report = verify_file(bundle, policy, jobs)
     if as_json:
-        _emit_json({"verified": report.verified, "name": report.name, "version": report.version,
-                    "manifest_digest": report.manifest_digest, "threshold": 0, "signers": [],
-                    "problems": report.problems})
-    elif report.verified:
-        click.echo(f"verified: {report.name} {report.version} ({report.manifest_digest}); "
-                   "every file matches bundle.json (unsigned: no signature checked)")
+        _emit_json(report.to_dict())
     else:
+        info = report.to_dict()
+        click.echo(f"{info['name']} {info['version']}  created {info['created']}  expires {info['expires'] or 'never'}")
+        click.echo(f"manifest digest {info['manifest_digest']}; {info['file_count']} files, "
+                   f"{_human(info['total_bytes'])}")
+        for s in info["signers"]:
+            state = "valid" if s["valid"] else ("INVALID" if s["trusted"] else "not trusted")
+            click.echo(f"signer {s['name'] or '(unknown)'} {s['keyid'][:12]}: {state}")
+        met = "met" if info["threshold_met"] else "NOT met"
+        click.echo(f"threshold {info['threshold']}: {met}")
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)
+        if report.verified:
+            click.echo("verified")
     if not report.verified:
         if not as_json:
             count = len(report.problems)
@@ -163,11 +232,14 @@ def verify(bundle: Path, as_json: bool, jobs: int) -> None:
               help="the site directory (made by `bundler site init`)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(1, 64), help=JOBS_HELP)
-def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int) -> None:
-    """Verify BUNDLE, then seed the site's registry with its images.
+@click.option("--allow-downgrade", is_flag=True,
+              help="accept a version older than the one the site runs (rolling back on purpose)")
+def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgrade: bool) -> None:
+    """Verify BUNDLE against the site's trust policy, then seed the site's registry.
 
-    Nothing is sent unless the whole bundle verifies. Images keep their digests and tags under
-    <source host>/<path> (a port becomes _PORT). Importing the same bundle again is a no-op.
+    Refused (exit 3, nothing changed) unless enough trusted keys signed it, it has not expired, it
+    is not older than what the site runs, and every byte matches. Images keep their digests and
+    tags under <source host>/<path> (a port becomes _PORT). Importing the same bundle again is a no-op.
 
     \b
     Example:
@@ -175,7 +247,7 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int) -> None:
     """
     from bundler.site.importer import ImportOptions, import_bundle
 
-    result = import_bundle(ImportOptions(bundle, site_dir, jobs))
+    result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade))
     if as_json:
         _emit_json(result.to_dict())
     elif result.already_imported:
@@ -196,17 +268,24 @@ def site() -> None:
 @site.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--registry", "registry_url", help="URL of the registry to seed, e.g. https://registry.local:5000")
-def site_init(directory: Path, registry_url: str | None) -> None:
-    """Create a site configuration in DIRECTORY.
+@click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a public key whose signature the site accepts (repeatable; copied into DIRECTORY/trust)")
+@click.option("--threshold", default=1, show_default=True, type=click.IntRange(1),
+              help="how many distinct trusted keys must have signed a bundle")
+def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path, ...], threshold: int) -> None:
+    """Create a site in DIRECTORY: its registry and its trust policy.
 
     \b
-    Example:
-      bundler site init ./site --registry http://127.0.0.1:5000
+    Example (two-person rule: release engineering builds, security countersigns):
+      bundler site init ./site --registry http://127.0.0.1:5000 \\
+          --trust-key release.pub --trust-key security.pub --threshold 2
     """
     from bundler.site.config import init_site
 
-    config = init_site(directory, registry_url)
-    click.echo(f"site {config.directory} created; images go to {config.registry_url}")
+    config = init_site(directory, registry_url, trust_keys, threshold)
+    names = ", ".join(name for name, _ in config.trust_keys)
+    click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
+               f"bundles need {config.threshold} signature(s) of: {names}")
 
 
 @site.command("status")

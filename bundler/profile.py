@@ -5,6 +5,7 @@ What users write is validated strictly: an unknown key is an error (with a sugge
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 import re
@@ -17,18 +18,16 @@ import yaml
 
 from bundler.errors import ProfileError
 from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
+from bundler.versions import SEMVER_RE
 
 API_VERSION = "bundler/v1"
 KIND = "Profile"
 
-SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
+DURATION_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
 MAX_PROFILE_BYTES = 1 << 20
 
 
@@ -60,6 +59,7 @@ class Profile:
     name: str
     version: str
     description: str
+    expires: dt.timedelta | None  # how long a bundle built from this profile is valid
     images: tuple[ImageSpec, ...]
     registries: tuple[RegistrySpec, ...]
     path: str
@@ -247,6 +247,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                         {"apiVersion", "kind", "metadata", "spec"})
     name = version = None
     description = ""
+    expires = None
     images: list[ImageSpec] = []
     registries: list[RegistrySpec] = []
     if top is not None:
@@ -256,13 +257,17 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
             check.fail(top.lines["kind"], f"kind must be {KIND!r}, not {top['kind']!r}")
         meta = top.get("metadata")
         if "metadata" in top:
-            m = check.mapping(meta, top.lines["metadata"], "metadata", {"name", "version", "description"},
-                              {"name", "version"})
+            m = check.mapping(meta, top.lines["metadata"], "metadata",
+                              {"name", "version", "description", "expires"}, {"name", "version"})
             if m is not None:
                 name = check.string(m, "name", "metadata", NAME_RE,
                                     "a valid name (lowercase letters, digits, . _ -; at most 64)")
                 version = check.string(m, "version", "metadata", SEMVER_RE, "a semantic version (e.g. 1.4.0)")
                 description = check.string(m, "description", "metadata") or ""
+                duration = check.string(m, "expires", "metadata", DURATION_RE,
+                                        "a duration: a number and h, d or w (e.g. 72h, 90d, 12w)")
+                if duration is not None and (found := DURATION_RE.match(duration)):
+                    expires = int(found[1]) * DURATION_UNITS[found[2]]
         if "spec" in top:
             raw_spec = _Map() if top["spec"] is None else top["spec"]
             spec = check.mapping(raw_spec, top.lines["spec"], "spec", {"images", "registries"}, set())
@@ -279,7 +284,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                            hint="fix the profile; see README.md, 'Profile reference'")
     assert name is not None and version is not None
     return Profile(
-        name=name, version=version, description=description, images=tuple(images),
+        name=name, version=version, description=description, expires=expires, images=tuple(images),
         registries=tuple(registries), path=path, digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
     )
 

@@ -124,3 +124,29 @@ def cli(tmp_path: Path) -> Callable[..., Run]:
         return Run(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    key: Path
+    pub: Path
+
+
+@dataclass(frozen=True)
+class Keys:
+    release: KeyPair
+    security: KeyPair
+    stranger: KeyPair  # a valid key nobody trusts
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """Key pairs made by the real `keygen` code (unencrypted: tests set no BUNDLER_KEY_PASSWORD)."""
+    from bundler.keyfiles import keygen
+
+    directory = tmp_path_factory.mktemp("keys")
+    pairs = {}
+    for name in ("release", "security", "stranger"):
+        key, pub, _ = keygen(directory / name)
+        pairs[name] = KeyPair(key, pub)
+    return Keys(**pairs)

@@ -118,5 +118,9 @@ class BundleManifest:
         )
 
 
+def signatures_json(signatures: list[dict[str, str]]) -> bytes:
+    return canonical_json({"signatures": signatures})
+
+
 def manifest_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -53,6 +53,7 @@ class BundleReader:
         self.size = os.fstat(self.fd).st_size
         self.members: dict[str, Member] = {}
         self.problems: list[str] = []
+        self.end_of_members = 0  # where the end-of-archive blocks start: a new member goes here
         try:
             self._scan()
         except BaseException:
@@ -66,6 +67,7 @@ class BundleReader:
                     while (info := tar.next()) is not None:
                         self._check(info)
                         tar.members.clear()  # type: ignore[attr-defined]  # flat memory on huge bundles
+                    self.end_of_members = tar.offset
             except tarfile.TarError as exc:
                 raise IntegrityError(f"{self.path} is not a readable bundle (tar): {exc}",
                                      hint="the file is truncated or not a bundle; copy it again") from None

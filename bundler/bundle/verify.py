@@ -1,13 +1,17 @@
-"""Exact verification: every listed file present with its size and digest, nothing else in the tar.
-
-Signatures and the trust policy plug in here (next issue); the payload check is the part below.
+"""Verification, in the fail-closed order: signatures over bundle.json against a trust policy and
+expiry first (reading nothing else), then the tar's structure against bundle.json (every listed
+file present with its size, nothing else, nothing odd), then every payload's sha256, then each
+image's graph (every manifest and blob it needs is in the bundle).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, ImageEntry
@@ -16,26 +20,40 @@ from bundler.errors import IntegrityError
 from bundler.oci import media
 from bundler.parallel import run_parallel
 from bundler.progress import byte_progress
+from bundler.signing import PolicyVerdict, TrustPolicy, evaluate
 
 
 @dataclass
 class VerifyReport:
-    name: str = ""
-    version: str = ""
-    manifest_digest: str = ""
+    """What a reviewer files: who signed, whether the policy is met, and every problem found."""
+
+    manifest: BundleManifest
+    manifest_digest: str
+    verdict: PolicyVerdict
     problems: list[str] = field(default_factory=list)
-    manifest: BundleManifest | None = None
 
     @property
     def verified(self) -> bool:
         return not self.problems
 
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "verified": self.verified, "name": m.name, "version": m.version, "created": m.created,
+            "expires": m.expires, "manifest_digest": self.manifest_digest, "threshold": self.verdict.threshold,
+            "threshold_met": self.verdict.met,
+            "signers": [{"keyid": s.keyid, "name": s.name, "trusted": s.name is not None, "valid": s.valid}
+                        for s in self.verdict.signers],
+            "file_count": len(m.files), "total_bytes": sum(f.size for f in m.files.values()),
+            "problems": self.problems,
+        }
+
     def raise_if_failed(self, path: str) -> None:
         if self.problems:
             more = len(self.problems) - 5
             shown = "; ".join(self.problems[:5]) + (f"; and {more} more" if more > 0 else "")
-            raise IntegrityError(f"bundle {path} failed verification: {shown}",
-                                 hint="do not use this bundle; get a fresh copy from its source")
+            raise IntegrityError(f"bundle {path} refused: {shown}",
+                                 hint="do not use this bundle; get a fresh, signed copy from its source")
 
 
 def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
@@ -103,21 +121,40 @@ def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
     return problems
 
 
-def verify_bundle(reader: BundleReader, jobs: int = 4, progress: Callable[[int], None] = lambda n: None,
-                  payloads: bool = True) -> VerifyReport:
-    manifest, _, digest = reader.manifest()
-    report = VerifyReport(manifest.name, manifest.version, digest, manifest=manifest)
-    report.problems = structure_problems(reader, manifest)
-    if payloads:
-        report.problems += payload_problems(reader, manifest, jobs, progress)
-    if not report.problems:
-        report.problems += graph_problems(reader, manifest)
+def parse_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def check_policy(reader: BundleReader, policy: TrustPolicy, now: dt.datetime | None = None) -> VerifyReport:
+    """Signatures and expiry, from bundle.json and signatures.json alone."""
+    manifest, data, digest = reader.manifest()
+    verdict = evaluate(policy, data, reader.signatures())
+    report = VerifyReport(manifest, digest, verdict, list(verdict.problems))
+    if manifest.expires:
+        try:
+            expires = parse_time(manifest.expires)
+        except ValueError:
+            report.problems.append(f"{layout.MANIFEST}: expires {manifest.expires!r} is not a time")
+        else:
+            if (now or dt.datetime.now(dt.UTC)) >= expires:
+                report.problems.append(f"the bundle expired at {manifest.expires}")
     return report
 
 
-def verify_file(path: str, jobs: int = 4) -> VerifyReport:
+def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
+                  progress: Callable[[int], None] = lambda n: None) -> VerifyReport:
+    """Everything, reporting every problem found (a reviewer wants the whole list)."""
+    report = check_policy(reader, policy)
+    report.problems += structure_problems(reader, report.manifest)
+    report.problems += payload_problems(reader, report.manifest, jobs, progress)
+    if not report.problems:
+        report.problems += graph_problems(reader, report.manifest)
+    return report
+
+
+def verify_file(path: Path, policy: TrustPolicy, jobs: int = 4) -> VerifyReport:
     """Open and verify a bundle file completely, with a progress bar over the payload bytes."""
     with BundleReader(path) as reader:
         manifest, _, _ = reader.manifest()
         with byte_progress("verifying", sum(f.size for f in manifest.files.values())) as progress:
-            return verify_bundle(reader, jobs, progress.advance)
+            return verify_bundle(reader, policy, jobs, progress.advance)

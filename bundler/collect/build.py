@@ -10,20 +10,23 @@ import datetime as dt
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bundler import signing
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest
+from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.collect.images import BlobSource, ImageCollection, collect_images
 from bundler.errors import UsageError
+from bundler.keyfiles import load_signing_key
 from bundler.oci import layout as oci_layout
 from bundler.parallel import run_parallel
 from bundler.profile import load_profile
 from bundler.progress import byte_progress
-
-EMPTY_SIGNATURES = b'{"signatures":[]}'
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class BuildOptions:
     profile: Path
     output: Path | None = None
     jobs: int = 8
+    keys: tuple[Path, ...] = ()  # private keys that sign bundle.json
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class BuildResult:
     images: int
     blobs: int
     payload_bytes: int
+    signers: list[str]
 
 
 def _sha256(data: bytes) -> FileEntry:
@@ -51,6 +56,7 @@ def _sha256(data: bytes) -> FileEntry:
 
 def build_bundle(options: BuildOptions) -> BuildResult:
     profile = load_profile(options.profile)
+    keys = [load_signing_key(path) for path in options.keys]  # a wrong password fails before any transfer
     output = options.output or Path.cwd() / layout.bundle_filename(profile.name, profile.version)
     if output.is_dir():
         raise UsageError(f"output {output} is a directory", hint="give a file name with -o")
@@ -58,13 +64,27 @@ def build_bundle(options: BuildOptions) -> BuildResult:
     staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent))
     try:
         collection = collect_images(profile, staging, options.jobs)
-        return write_bundle(profile.name, profile.version, profile.digest, collection, output, options.jobs)
+        return write_bundle(BundleInfo(profile.name, profile.version, profile.digest, profile.expires), collection,
+                            output, options.jobs, keys)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_bundle(name: str, version: str, profile_digest: str, collection: ImageCollection, output: Path,
-                 jobs: int) -> BuildResult:
+@dataclass(frozen=True)
+class BundleInfo:
+    name: str
+    version: str
+    profile_digest: str
+    expires_after: dt.timedelta | None = None
+
+
+def timestamp(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def write_bundle(info: BundleInfo, collection: ImageCollection, output: Path, jobs: int,
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = ()) -> BuildResult:
+    """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     index, views = oci_layout.index_json(collection.images, collection.small_blobs)
     small: dict[str, bytes] = {layout.OCI_LAYOUT: layout.OCI_LAYOUT_CONTENT, layout.OCI_INDEX: index}
@@ -74,10 +94,12 @@ def write_bundle(name: str, version: str, profile_digest: str, collection: Image
     blobs = {layout.blob_path(d): b for d, b in collection.blobs.items() if layout.blob_path(d) not in small}
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
     manifest = BundleManifest(
-        name=name, version=version, created=now.isoformat().replace("+00:00", "Z"), profile=profile_digest,
+        name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
         images=tuple(collection.images), files=files,
+        expires=timestamp(now + info.expires_after) if info.expires_after else None,
     )
     manifest_bytes = manifest.to_bytes()
+    signatures = signatures_json([signing.sign(key, manifest_bytes) for key in keys])
 
     tar = TarLayout(mtime=int(now.timestamp()))
     tar.add(layout.MANIFEST, len(manifest_bytes))
@@ -86,14 +108,14 @@ def write_bundle(name: str, version: str, profile_digest: str, collection: Image
     ordered = sorted(blobs.items(), key=lambda item: -item[1].size)  # big first: workers finish evenly
     for path, blob in ordered:
         tar.add(path, blob.size)
-    tar.add(layout.SIGNATURES, len(EMPTY_SIGNATURES))
+    tar.add(layout.SIGNATURES, len(signatures))
 
     out = BundleFile(output, tar)
     try:
         out.write_member(layout.MANIFEST, manifest_bytes)
         for path, data in small.items():
             out.write_member(path, data)
-        out.write_member(layout.SIGNATURES, EMPTY_SIGNATURES)
+        out.write_member(layout.SIGNATURES, signatures)
         with byte_progress("collecting", sum(b.size for b in blobs.values())) as progress:
 
             def transfer(item: tuple[str, BlobSource]) -> None:
@@ -109,5 +131,6 @@ def write_bundle(name: str, version: str, profile_digest: str, collection: Image
     except BaseException:
         out.abort()
         raise
-    return BuildResult(output, name, version, manifest_digest(manifest_bytes), tar.total_size,
-                       len(collection.images), len(collection.blobs), collection.blob_bytes)
+    return BuildResult(output, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
+                       len(collection.images), len(collection.blobs), collection.blob_bytes,
+                       [signing.key_id(key.public_key()) for key in keys])

@@ -1,16 +1,24 @@
-"""The site directory: `site.yaml` (configuration, edited by people) and `state.json` (what was imported).
+"""The site directory: `site.yaml` (configuration, edited by people), `trust/` (the public keys it
+trusts) and `state.json` (what it imported, for rollback protection and status).
 
 site.yaml:
     apiVersion: bundler/v1
     kind: Site
     registry:
       url: http://127.0.0.1:5000     # the registry images are seeded into
+    trust:
+      threshold: 2                   # how many distinct trusted keys must have signed
+      keys:
+        - {name: release, file: trust/release.pub}
+        - {name: security, file: trust/security.pub}
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,24 +28,38 @@ import yaml
 
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
+from bundler.keyfiles import key_name, load_trusted_key
 from bundler.oci.client import RegistryClient
+from bundler.signing import TrustPolicy
 
 SITE_FILE = "site.yaml"
 STATE_FILE = "state.json"
+TRUST_DIR = "trust"
 
 
 @dataclass(frozen=True)
 class SiteConfig:
     directory: Path
     registry_url: str
+    trust_keys: tuple[tuple[str, str], ...]  # (name, file relative to the site directory)
+    threshold: int
 
     def registry_client(self, jobs: int) -> RegistryClient:
         parts = urlsplit(self.registry_url)
         return RegistryClient(parts.netloc, plain_http=parts.scheme == "http", pool_size=max(4, jobs))
 
-    @property
-    def registry_host(self) -> str:
-        return urlsplit(self.registry_url).netloc
+    def policy(self) -> TrustPolicy:
+        keys = tuple(load_trusted_key(self.directory / file, name) for name, file in self.trust_keys)
+        try:
+            return TrustPolicy(keys, self.threshold)
+        except ValueError as exc:
+            raise UsageError(f"{self.directory / SITE_FILE}: trust: {exc}") from None
+
+    def to_yaml(self) -> bytes:
+        doc = {"apiVersion": "bundler/v1", "kind": "Site", "registry": {"url": self.registry_url},
+               "trust": {"threshold": self.threshold,
+                         "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
+        return yaml.safe_dump(doc, sort_keys=False).encode()
 
 
 def check_registry_url(url: str) -> str:
@@ -47,18 +69,32 @@ def check_registry_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def init_site(directory: Path, registry_url: str | None) -> SiteConfig:
+def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int) -> SiteConfig:
+    """Create a site: its configuration and a copy of every trusted public key under trust/."""
     if registry_url is None:
         raise UsageError("site init needs --registry URL: the registry this site seeds images into",
-                         hint="e.g. bundler site init ./site --registry http://127.0.0.1:5000")
-    config = SiteConfig(directory, check_registry_url(registry_url))
+                         hint="e.g. bundler site init ./site --registry http://127.0.0.1:5000 --trust-key release.pub")
+    if not trust_keys:
+        raise UsageError("site init needs at least one --trust-key PUB: a site imports only signed bundles",
+                         hint="the release engineer's public key (made by `bundler keygen`)")
     site_file = directory / SITE_FILE
     if site_file.exists():
         raise UsageError(f"{site_file} exists: {directory} is already a site",
                          hint="edit site.yaml, or choose an empty directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    doc = {"apiVersion": "bundler/v1", "kind": "Site", "registry": {"url": config.registry_url}}
-    atomic_write(site_file, yaml.safe_dump(doc, sort_keys=False).encode())
+    keys = [load_trusted_key(path) for path in trust_keys]
+    names = [key_name(path) for path in trust_keys]
+    if len(set(names)) != len(names) or len({k.keyid for k in keys}) != len(keys):
+        raise UsageError("each --trust-key must be a different key with a different file name")
+    try:
+        TrustPolicy(tuple(keys), threshold)
+    except ValueError as exc:
+        raise UsageError(f"--threshold: {exc}") from None
+    config = SiteConfig(directory, check_registry_url(registry_url),
+                        tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold)
+    (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
+    for path, (_, file) in zip(trust_keys, config.trust_keys, strict=True):
+        shutil.copyfile(path, directory / file)
+    atomic_write(site_file, config.to_yaml())
     return config
 
 
@@ -67,21 +103,29 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         doc = yaml.safe_load(site_file.read_text())
     except FileNotFoundError:
-        raise UsageError(f"{directory} is not a site (no {SITE_FILE})",
-                         hint=f"create one with `bundler site init {directory} --registry URL`") from None
+        hint = f"create one with `bundler site init {directory} --registry URL --trust-key PUB`"
+        raise UsageError(f"{directory} is not a site (no {SITE_FILE})", hint=hint) from None
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"cannot read {site_file}: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "Site" or not isinstance(doc.get("registry"), dict):
-        raise UsageError(f"{site_file} is not a site configuration (kind: Site with a registry)")
-    unknown = set(doc) - {"apiVersion", "kind", "registry"} | set(doc["registry"]) - {"url"}
-    if unknown:
-        raise UsageError(f"{site_file}: unknown keys {', '.join(sorted(unknown))}")
-    return SiteConfig(directory, check_registry_url(str(doc["registry"].get("url", ""))))
+    try:
+        if not isinstance(doc, dict) or doc.get("kind") != "Site":
+            raise ValueError("not a site configuration (kind: Site)")
+        unknown = set(doc) - {"apiVersion", "kind", "registry", "trust"}
+        if unknown:
+            raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
+        trust = doc.get("trust") or {}
+        keys = tuple((str(k["name"]), str(k["file"])) for k in trust.get("keys") or [])
+        threshold = trust.get("threshold", 1)
+        if not keys or not isinstance(threshold, int):
+            raise ValueError("trust needs keys (name, file) and an integer threshold")
+        return SiteConfig(directory, check_registry_url(str(doc["registry"]["url"])), keys, threshold)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{site_file}: {exc}") from None
 
 
 @dataclass
 class SiteState:
-    """What the site imported, per bundle; machine-written JSON, replaced atomically."""
+    """What the site imported, in order; machine-written JSON, replaced atomically."""
 
     path: Path
     bundles: list[dict[str, Any]] = field(default_factory=list)
@@ -98,8 +142,9 @@ class SiteState:
                                hint="restore it from a backup; it records what this site imported") from None
         return cls(path, list(doc.get("bundles", [])))
 
-    def imported(self, manifest_digest: str) -> dict[str, Any] | None:
-        return next((b for b in self.bundles if b.get("manifest_digest") == manifest_digest), None)
+    def latest(self, name: str) -> dict[str, Any] | None:
+        """The last bundle of this name the site imported: what it runs now."""
+        return next((b for b in reversed(self.bundles) if b.get("name") == name), None)
 
     def record(self, name: str, version: str, manifest_digest: str, signers: list[str]) -> None:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -1,12 +1,13 @@
 """`bundler import`: verify a bundle completely, then seed the site; a refused bundle changes nothing.
 
-Fail-closed order: read bundle.json, check the tar's structure against it (names, sizes, no extra
-or odd members), hash every payload, and only then send anything.
+Fail-closed order: bundle.json and signatures.json against the site's trust policy and expiry;
+rollback against the site's state; the tar's structure (names, sizes, no extra or odd members);
+every payload's sha256 and every image's graph; only then is anything sent, tags last.
 
-Re-importing a bundle the site already holds is a no-op that reads no payload: the site's state
-names this exact bundle.json and the registry still answers every image with its digest, so nothing
-would be sent whatever the payload bytes are (a 60 GB bundle on a USB stick is not re-read to learn
-that). `bundler verify` checks a copy's bytes.
+Re-importing the bundle the site runs now is a no-op that reads no payload: its signatures are
+checked again, the site's state names this exact bundle.json, and the registry still answers every
+image with its digest, so nothing would be sent whatever the payload bytes are (a 60 GB bundle on a
+USB stick is not re-read to learn that). `bundler verify` checks a copy's bytes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import VerifyReport, graph_problems, payload_problems, structure_problems
+from bundler.bundle.verify import check_policy, graph_problems, payload_problems, structure_problems
+from bundler.errors import RefusedError
 from bundler.progress import byte_progress
 from bundler.site.config import SiteState, load_site
 from bundler.site.registry import images_present, seed_images
+from bundler.versions import Version
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class ImportOptions:
     bundle: Path
     site: Path
     jobs: int = 8
+    allow_downgrade: bool = False
 
 
 @dataclass
@@ -45,31 +50,51 @@ class ImportResult:
                 "bytes_sent": self.bytes_sent}
 
 
+def check_rollback(state: SiteState, manifest: BundleManifest, digest: str, allow_downgrade: bool) -> None:
+    current = state.latest(manifest.name)
+    if current is None or current["manifest_digest"] == digest or allow_downgrade:
+        return
+    running = f"the site runs {manifest.name} {current['version']} ({current['manifest_digest'][:19]})"
+    if Version(manifest.version) < Version(current["version"]):
+        raise RefusedError(f"rollback refused: {running}; this bundle is the older {manifest.version}",
+                           hint="pass --allow-downgrade to go back on purpose")
+    if Version(manifest.version) == Version(current["version"]):
+        raise RefusedError(f"refused: {running}; this bundle claims the same version with different content "
+                           f"({digest[:19]})", hint="a version is never reused: build and sign a new version")
+
+
 def import_bundle(options: ImportOptions) -> ImportResult:
     site = load_site(options.site)
+    policy = site.policy()
     state = SiteState.load(site.directory)
     with BundleReader(options.bundle) as reader:
-        manifest, _, digest = reader.manifest()
-        report = VerifyReport(manifest.name, manifest.version, digest,
-                              structure_problems(reader, manifest), manifest)
+        report = check_policy(reader, policy)
         report.raise_if_failed(str(options.bundle))
+        manifest, digest = report.manifest, report.manifest_digest
+        check_rollback(state, manifest, digest, options.allow_downgrade)
+        report.problems += structure_problems(reader, manifest)
+        report.raise_if_failed(str(options.bundle))
+
         client = site.registry_client(options.jobs)
         client.ping()  # an unreachable site fails before the long read
         result = ImportResult(manifest.name, manifest.version, digest)
-        if state.imported(digest) and images_present(client, manifest.images, options.jobs):
+        current = state.latest(manifest.name)
+        if current and current["manifest_digest"] == digest and images_present(client, manifest.images, options.jobs):
             result.already_imported = True
             result.added, result.unchanged = {"images": 0, "blobs": 0}, {"images": len(manifest.images), "blobs": 0}
             return result
+
         total = sum(e.size for e in manifest.files.values())
         with byte_progress("verifying", total) as progress:
             report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
         report.raise_if_failed(str(options.bundle))
         report.problems += graph_problems(reader, manifest)
         report.raise_if_failed(str(options.bundle))
+
         with byte_progress("importing", total) as progress:
             stats = seed_images(reader, manifest, client, options.jobs, progress.advance)
-    if not state.imported(digest):
-        state.record(manifest.name, manifest.version, digest, signers=[])
+    if not (current and current["manifest_digest"] == digest):
+        state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers))
     result.added = {"images": stats.images_added, "blobs": stats.blobs_added}
     result.unchanged = {"images": stats.images_unchanged, "blobs": stats.blobs_unchanged}
     result.bytes_sent = stats.bytes_sent

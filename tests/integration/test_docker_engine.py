@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Registry, Run
+from tests.conftest import Keys, Registry, Run
 
 
 def build_engine_image(client: Any, tag: str, message: str) -> None:
@@ -24,7 +24,7 @@ def build_engine_image(client: Any, tag: str, message: str) -> None:
     client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
 
 
-def test_docker_daemon_image_runs_from_the_site(docker_client: Any, registry: Registry,
+def test_docker_daemon_image_runs_from_the_site(docker_client: Any, registry: Registry, keys: Keys,
                                                 cli: Callable[..., Run], tmp_path: Path) -> None:
     tag = f"bundler-test/hello:{uuid.uuid4().hex[:8]}"
     message = f"hello from the engine {tag}"
@@ -32,11 +32,11 @@ def test_docker_daemon_image_runs_from_the_site(docker_client: Any, registry: Re
     (tmp_path / "profile.yaml").write_text(
         f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: engine, version: 0.1.0}}\n"
         f"spec:\n  images:\n    - docker-daemon:{tag}\n")
-    built = cli("build", "profile.yaml", "-o", "engine.bundle.tar")
+    built = cli("build", "profile.yaml", "-o", "engine.bundle.tar", "--key", keys.release.key)
     assert built.code == 0, built.err
     docker_client.images.remove(tag, force=True)  # the site is now the only place that has it
 
-    assert cli("site", "init", "site", "--registry", registry.url).code == 0
+    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
     imported = cli("import", "engine.bundle.tar", "--site", "site")
     assert imported.code == 0, imported.err
 

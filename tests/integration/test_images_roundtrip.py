@@ -12,7 +12,7 @@ from pathlib import Path
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from devtools.samples import SampleSet, push_samples
-from tests.conftest import Registry, Run
+from tests.conftest import Keys, Registry, Run
 
 
 def site_ref(site: Registry, ref: str) -> str:
@@ -26,21 +26,21 @@ def skopeo_raw(skopeo: str, image: str) -> bytes:
                           check=True, capture_output=True).stdout
 
 
-def build(cli: Callable[..., Run], tmp_path: Path, samples: SampleSet) -> Path:
+def build(cli: Callable[..., Run], tmp_path: Path, samples: SampleSet, key: Path | None = None) -> Path:
     (tmp_path / "profile.yaml").write_text(samples.profile())
     bundle = tmp_path / "demo.bundle.tar"
-    r = cli("build", "profile.yaml", "-o", bundle)
+    r = cli("build", "profile.yaml", "-o", bundle, *(("--key", key) if key else ()))
     assert r.code == 0, r.err
     return bundle
 
 
 def test_round_trip_keeps_every_digest(cli: Callable[..., Run], registry_factory: Callable[[], Registry],
-                                       skopeo: str, tmp_path: Path) -> None:
+                                       skopeo: str, keys: Keys, tmp_path: Path) -> None:
     source, site = registry_factory(), registry_factory()
     samples = push_samples(RegistryClient(source.host))
-    bundle = build(cli, tmp_path, samples)
+    bundle = build(cli, tmp_path, samples, keys.release.key)
 
-    verified = cli("verify", bundle, "--json")
+    verified = cli("verify", bundle, "--key", keys.release.pub, "--json")
     assert verified.code == 0, verified.err
     assert json.loads(verified.out)["verified"] is True
 
@@ -48,7 +48,7 @@ def test_round_trip_keeps_every_digest(cli: Callable[..., Run], registry_factory
     assert {i["ref"]: i["digest"] for i in info["images"]} == {
         str(ImageReference.parse(ref)): digest for ref, digest in samples.refs.items()}
 
-    assert cli("site", "init", "site", "--registry", site.url).code == 0
+    assert cli("site", "init", "site", "--registry", site.url, "--trust-key", keys.release.pub).code == 0
     imported = cli("import", bundle, "--site", "site", "--json")
     assert imported.code == 0, imported.err
     first = json.loads(imported.out)

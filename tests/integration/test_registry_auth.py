@@ -50,7 +50,7 @@ def test_credentials_from_environment_variables(private_registry: RegistryProces
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     r = cli("build", "profile.yaml", "-o", "p.bundle.tar")
     assert r.code == 0, r.err
-    assert cli("verify", "p.bundle.tar").code == 0
+    assert cli("inspect", "p.bundle.tar").code == 0
 
 
 def test_credentials_from_the_docker_config(private_registry: RegistryProcess, cli: Callable[..., Run],

@@ -11,15 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, ImageEntry
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verify_bundle
-from bundler.collect.build import write_bundle
+from bundler.collect.build import BundleInfo, write_bundle
 from bundler.collect.images import ImageCollection
 from bundler.errors import IntegrityError
 from bundler.oci import media
 from devtools.images import config, layer, sha
+
+KEY = signing.generate_key()
+POLICY = signing.TrustPolicy((signing.TrustedKey("release", KEY.public_key()),))
 
 
 def small_bundle(path: Path, leave_out_layer: bool = False) -> Path:
@@ -34,7 +38,7 @@ def small_bundle(path: Path, leave_out_layer: bool = False) -> Path:
     collection.images = [ImageEntry("example.com/hello:1", sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
     for blob in (manifest, cfg) if leave_out_layer else (manifest, cfg, lay.data):
         collection.add_small_blob(sha(blob), blob)
-    write_bundle("unit", "1.0.0", "sha256:" + "0" * 64, collection, path, jobs=2)
+    write_bundle(BundleInfo("unit", "1.0.0", "sha256:" + "0" * 64), collection, path, jobs=2, keys=[KEY])
     return path
 
 
@@ -48,7 +52,7 @@ def test_written_bundle_reads_back_and_verifies(bundle: Path) -> None:
         names = tar.getnames()
     assert names[0] == layout.MANIFEST and names[-1] == layout.SIGNATURES
     with BundleReader(bundle) as reader:
-        report = verify_bundle(reader)
+        report = verify_bundle(reader, POLICY)
         manifest, data, _ = reader.manifest()
     assert report.verified, report.problems
     assert BundleManifest.from_bytes(data).to_bytes() == data  # canonical, round trip loses nothing
@@ -127,17 +131,20 @@ ATTACKS: list[Callable[[Path], str]] = [path_traversal, absolute_path, symlink_m
 def test_attacks_on_the_tar_are_reported(attack: Callable[[Path], str], bundle: Path) -> None:
     name = attack(bundle)
     with BundleReader(bundle) as reader:
-        report = verify_bundle(reader)
+        report = verify_bundle(reader, POLICY)
     assert not report.verified
     assert any(name in problem for problem in report.problems), report.problems
 
 
 def test_a_second_signatures_member_is_allowed(bundle: Path) -> None:
     """A countersignature appends signatures.json again; the last one counts."""
-    _append(bundle, tarfile.TarInfo(layout.SIGNATURES), b'{"signatures":[{"keyid":"k"}]}')
     with BundleReader(bundle) as reader:
-        assert verify_bundle(reader).verified
-        assert reader.signatures() == [{"keyid": "k"}]
+        signatures = reader.signatures()
+    appended = json.dumps({"signatures": [*signatures, {"keyid": "k"}]}).encode()
+    _append(bundle, tarfile.TarInfo(layout.SIGNATURES), appended)
+    with BundleReader(bundle) as reader:
+        assert verify_bundle(reader, POLICY).verified
+        assert reader.signatures() == [*signatures, {"keyid": "k"}]
 
 
 def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
@@ -160,6 +167,6 @@ def test_manifest_that_is_not_json_is_refused(tmp_path: Path) -> None:
 def test_an_image_whose_layer_is_not_in_the_bundle_is_refused(tmp_path: Path) -> None:
     bundle = small_bundle(tmp_path / "incomplete.bundle.tar", leave_out_layer=True)
     with BundleReader(bundle) as reader:
-        report = verify_bundle(reader)
+        report = verify_bundle(reader, POLICY)
     assert not report.verified
     assert any("example.com/hello:1: blob sha256:" in p and "is not in the bundle" in p for p in report.problems)
