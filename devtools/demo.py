@@ -1,8 +1,9 @@
 """`make demo`: the main job on local sample sources, start to finish, with real registries.
 
 Starts a source registry (127.0.0.1:15000) and a site registry (127.0.0.1:15001) from the
-Distribution binary, pushes the sample images, builds profiles/demo.yaml, verifies, imports into a
-site under .demo/site, and prints how to pull from the site. `--stop` stops both registries.
+Distribution binary, pushes the sample images, makes two keys (release, security), builds and
+signs profiles/demo.yaml, verifies it, countersigns it, imports it into a site under .demo/site that
+needs both signatures, and prints how to pull from the site. `--stop` stops both registries.
 """
 
 from __future__ import annotations
@@ -67,10 +68,14 @@ def main() -> None:
     print(f"pushed {len(samples.refs)} sample images ({samples.unique_bytes / 1e6:.1f} MB) to the source")
 
     bundle = "demo-1.0.0.bundle.tar"
-    bundler("build", str(PROFILE), "-o", bundle)
+    bundler("keygen", "release")  # release engineering builds and signs
+    bundler("keygen", "security")  # security reviews and countersigns: a two-person rule
+    bundler("build", str(PROFILE), "-o", bundle, "--key", "release.key")
     bundler("inspect", bundle)
-    bundler("verify", bundle)
-    bundler("site", "init", "site", "--registry", f"http://127.0.0.1:{SITE_PORT}")
+    bundler("verify", bundle, "--key", "release.pub")
+    bundler("sign", bundle, "--key", "security.key")
+    bundler("site", "init", "site", "--registry", f"http://127.0.0.1:{SITE_PORT}",
+            "--trust-key", "release.pub", "--trust-key", "security.pub", "--threshold", "2")
     bundler("import", bundle, "--site", "site")
     bundler("import", bundle, "--site", "site")
 
