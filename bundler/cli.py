@@ -184,7 +184,8 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     Passes only when at least THRESHOLD distinct trusted keys signed the exact bytes of its
     bundle.json, it has not expired, every listed file is present with its size and sha256, and
     nothing else is in it (no unlisted file, link, device, absolute or .. path, duplicate).
-    Exits 3 otherwise, naming each problem.
+    With --site, also whether that site would refuse it as a rollback. Exits 3 otherwise,
+    naming each problem.
 
     \b
     Examples:
@@ -194,15 +195,17 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     """
     from bundler.bundle.verify import verify_file
     from bundler.keyfiles import load_policy
-    from bundler.site.config import load_site
+    from bundler.site.importer import verify_for_site
 
     if site_dir is not None and (keys or threshold):
         raise UsageError("give either --site or --key/--threshold, not both")
     if site_dir is None and not keys:
         raise UsageError("verify needs a trust policy: --key PUB (repeatable, with --threshold K) or --site DIR",
                          hint="`bundler inspect` shows what a bundle holds without judging it")
-    policy = load_site(site_dir).policy() if site_dir else load_policy(keys, threshold)
-    report = verify_file(bundle, policy, jobs)
+    if site_dir is not None:
+        report = verify_for_site(bundle, site_dir, jobs)
+    else:
+        report = verify_file(bundle, load_policy(keys, threshold), jobs)
     if as_json:
         _emit_json(report.to_dict())
     else:

@@ -18,7 +18,14 @@ from typing import Any
 
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import check_policy, graph_problems, payload_problems, structure_problems
+from bundler.bundle.verify import (
+    VerifyReport,
+    check_policy,
+    graph_problems,
+    payload_problems,
+    structure_problems,
+    verify_file,
+)
 from bundler.errors import RefusedError
 from bundler.progress import byte_progress
 from bundler.site.config import SiteState, load_site
@@ -50,17 +57,28 @@ class ImportResult:
                 "bytes_sent": self.bytes_sent}
 
 
-def check_rollback(state: SiteState, manifest: BundleManifest, digest: str, allow_downgrade: bool) -> None:
+def rollback_problem(state: SiteState, manifest: BundleManifest, digest: str) -> RefusedError | None:
+    """Older than what the site runs, or the same version with other content: a rollback."""
     current = state.latest(manifest.name)
-    if current is None or current["manifest_digest"] == digest or allow_downgrade:
-        return
+    if current is None or current["manifest_digest"] == digest:
+        return None
     running = f"the site runs {manifest.name} {current['version']} ({current['manifest_digest'][:19]})"
     if Version(manifest.version) < Version(current["version"]):
-        raise RefusedError(f"rollback refused: {running}; this bundle is the older {manifest.version}",
-                           hint="pass --allow-downgrade to go back on purpose")
+        return RefusedError(f"rollback refused: {running}; this bundle is the older {manifest.version}",
+                            hint="pass --allow-downgrade to go back on purpose")
     if Version(manifest.version) == Version(current["version"]):
-        raise RefusedError(f"refused: {running}; this bundle claims the same version with different content "
-                           f"({digest[:19]})", hint="a version is never reused: build and sign a new version")
+        return RefusedError(f"refused: {running}; this bundle claims the same version with different content "
+                            f"({digest[:19]})", hint="a version is never reused: build and sign a new version")
+    return None
+
+
+def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
+    """`verify --site`: the site's trust policy, and whether the site would refuse it as a rollback."""
+    site = load_site(site_dir)
+    report = verify_file(bundle, site.policy(), jobs)
+    if (problem := rollback_problem(SiteState.load(site.directory), report.manifest, report.manifest_digest)):
+        report.problems.insert(0, problem.message)
+    return report
 
 
 def import_bundle(options: ImportOptions) -> ImportResult:
@@ -71,7 +89,8 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         report = check_policy(reader, policy)
         report.raise_if_failed(str(options.bundle))
         manifest, digest = report.manifest, report.manifest_digest
-        check_rollback(state, manifest, digest, options.allow_downgrade)
+        if not options.allow_downgrade and (problem := rollback_problem(state, manifest, digest)):
+            raise problem
         report.problems += structure_problems(reader, manifest)
         report.raise_if_failed(str(options.bundle))
 

@@ -1,0 +1,152 @@
+"""Regenerate the attack bundles under tests/assets/attacks (committed; run only to change them).
+
+    python -m tests.assets.make_attacks
+
+Every file is a small bundle reproducing one attack (or one precondition: `good-2.0.0`), signed
+with the test-only keys under tests/assets/keys. tests/attack_cases.py says what each must fail with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+from bundler import signing
+from bundler.bundle import layout
+from bundler.bundle.manifest import ImageEntry
+from bundler.collect.build import BundleInfo, write_bundle
+from bundler.collect.images import ImageCollection
+from bundler.keyfiles import load_signing_key
+from bundler.oci import media
+from devtools.images import config, layer, sha
+
+HERE = Path(__file__).parent
+KEYS = HERE / "keys"
+OUT = HERE / "attacks"
+
+
+def key(name: str) -> signing.ec.EllipticCurvePrivateKey:
+    return load_signing_key(KEYS / f"{name}.key")
+
+
+def image(repo: str, text: str) -> ImageCollection:
+    lay = layer({"etc/release": (text.encode() * 64, 0o644)})
+    cfg = config([lay])
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
+                           "config": {"mediaType": media.OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
+                           "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": lay.digest,
+                                       "size": len(lay.data)}]}).encode()
+    collection = ImageCollection()
+    collection.images = [ImageEntry(f"example.test/attack/{repo}:1", sha(manifest), media.OCI_MANIFEST,
+                                    ("linux/amd64",))]
+    for blob in (manifest, cfg, lay.data):
+        collection.add_small_blob(sha(blob), blob)
+    return collection
+
+
+def bundle(path: Path, version: str, signers: list[str], repo: str = "v3", text: str = "three",
+           expires: dt.timedelta | None = None) -> Path:
+    write_bundle(BundleInfo("attack", version, "sha256:" + "0" * 64, expires), image(repo, text), path, jobs=1,
+                 keys=[key(name) for name in signers])
+    return path
+
+
+def rewrite(path: Path, change: Callable[[list[tuple[tarfile.TarInfo, bytes]]], None]) -> None:
+    """Read every member, let `change` edit the list, write the tar again (test tooling, not bundler)."""
+    with tarfile.open(path) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else b"") for m in tar.getmembers()]  # type: ignore[union-attr]
+    change(members)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if info.isreg():
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+
+
+def replace(name: str, transform: Callable[[bytes], bytes]) -> Callable[[list[tuple[tarfile.TarInfo, bytes]]], None]:
+    def change(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        for i, (info, data) in enumerate(members):
+            if info.name == name:
+                members[i] = (info, transform(data))
+    return change
+
+
+def largest_blob(path: Path) -> str:
+    with tarfile.open(path) as tar:
+        return max((m for m in tar.getmembers() if m.name.startswith(layout.OCI_BLOBS)), key=lambda m: m.size).name
+
+
+def special(info: tarfile.TarInfo) -> Callable[[list[tuple[tarfile.TarInfo, bytes]]], None]:
+    def change(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        members.insert(len(members) - 1, (info, b"evil" if info.isreg() else b""))
+    return change
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("*.bundle.tar"):
+        old.unlink()
+    bundle(OUT / "good-2.0.0.bundle.tar", "2.0.0", ["release", "security"], repo="v2", text="two")
+    bundle(OUT / "unsigned.bundle.tar", "3.0.0", [])
+    bundle(OUT / "untrusted-signer.bundle.tar", "3.0.0", ["stranger"])
+    bundle(OUT / "below-threshold.bundle.tar", "3.0.0", ["release"])
+
+    other = bundle(OUT / "tmp-other.bundle.tar", "3.0.0", ["release"], text="another")
+    with tarfile.open(other) as tar:
+        stolen = tar.extractfile(layout.SIGNATURES).read()  # type: ignore[union-attr]
+    other.unlink()
+    path = bundle(OUT / "signature-over-other-manifest.bundle.tar", "3.0.0", [])
+    rewrite(path, replace(layout.SIGNATURES, lambda _: stolen))
+
+    path = bundle(OUT / "manifest-changed-after-signing.bundle.tar", "3.0.0", ["release"])
+    rewrite(path, replace(layout.MANIFEST, lambda d: d.replace(b'"version":"3.0.0"', b'"version":"3.0.1"')))
+
+    path = bundle(OUT / "payload-byte-flipped.bundle.tar", "3.0.0", ["release"])
+    rewrite(path, replace(largest_blob(path), lambda d: d[:10] + bytes([d[10] ^ 1]) + d[11:]))
+
+    path = bundle(OUT / "payload-truncated.bundle.tar", "3.0.0", ["release"])
+    rewrite(path, replace(largest_blob(path), lambda d: d[: len(d) // 2]))
+
+    path = bundle(OUT / "extra-member.bundle.tar", "3.0.0", ["release"])
+    rewrite(path, special(tarfile.TarInfo(layout.OCI_BLOBS + "e" * 64)))
+
+    path = bundle(OUT / "path-traversal.bundle.tar", "3.0.0", ["release"])
+    rewrite(path, special(tarfile.TarInfo("../../etc/cron.d/evil")))
+
+    path = bundle(OUT / "absolute-path.bundle.tar", "3.0.0", ["release"])
+    rewrite(path, special(tarfile.TarInfo("/etc/cron.d/evil")))
+
+    for kind, name, linkname in (("symlink", tarfile.SYMTYPE, "/etc/shadow"), ("hardlink", tarfile.LNKTYPE,
+                                                                                layout.MANIFEST)):
+        info = tarfile.TarInfo(f"oci/{kind}")
+        info.type, info.linkname = name, linkname
+        rewrite(bundle(OUT / f"{kind}.bundle.tar", "3.0.0", ["release"]), special(info))
+
+    info = tarfile.TarInfo("oci/device")
+    info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+    rewrite(bundle(OUT / "device-node.bundle.tar", "3.0.0", ["release"]), special(info))
+
+    path = bundle(OUT / "duplicate-member.bundle.tar", "3.0.0", ["release"])
+    blob = largest_blob(path)
+
+    def duplicate(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        original = next(m for m in members if m[0].name == blob)
+        evil = tarfile.TarInfo(blob)
+        members.insert(len(members) - 1, (evil, original[1][::-1]))
+
+    rewrite(path, duplicate)
+
+    bundle(OUT / "expired.bundle.tar", "3.0.0", ["release"], expires=dt.timedelta(days=-1))
+    bundle(OUT / "rollback-older-version.bundle.tar", "1.0.0", ["release"], repo="v1", text="one")
+    bundle(OUT / "same-version-different-content.bundle.tar", "2.0.0", ["release"], repo="v2", text="two, again")
+    print("\n".join(sorted(p.name for p in OUT.glob("*.bundle.tar"))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The attack bundles under tests/assets/attacks and what each must be refused with.
+
+Policies: `release` alone (threshold 1), or `release`+`security` with threshold 2 for the
+below-threshold case. The site of the import tests first imports good-2.0.0 (release-signed), so
+the two rollback cases are judged against a site that runs 2.0.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ASSETS = Path(__file__).parent / "assets"
+ATTACKS = ASSETS / "attacks"
+KEYS = ASSETS / "keys"
+GOOD = ATTACKS / "good-2.0.0.bundle.tar"
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    cause: str  # a phrase the refusal must contain
+    two_of_two: bool = False  # judged by the release+security, threshold 2 policy
+    rollback: bool = False  # only a site that runs good-2.0.0 refuses it
+
+    @property
+    def path(self) -> Path:
+        return ATTACKS / f"{self.name}.bundle.tar"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+BLOB = "oci/blobs/sha256/"
+CASES = [
+    Attack("unsigned", "the bundle is unsigned"),
+    Attack("untrusted-signer", "also signed by untrusted keys"),
+    Attack("below-threshold", "1 valid signature(s) by trusted keys, the policy needs 2", two_of_two=True),
+    Attack("signature-over-other-manifest", "the signature by release"),
+    Attack("manifest-changed-after-signing", "does not match bundle.json"),
+    Attack("payload-byte-flipped", ": sha256 is"),
+    Attack("payload-truncated", "bundle.json says"),
+    Attack("extra-member", "in the bundle but not listed in bundle.json"),
+    Attack("path-traversal", "climbs out of the bundle"),
+    Attack("absolute-path", "an absolute or malformed path"),
+    Attack("symlink", "oci/symlink: a link"),
+    Attack("hardlink", "oci/hardlink: a link"),
+    Attack("device-node", "oci/device: a device"),
+    Attack("duplicate-member", "appears twice"),
+    Attack("expired", "the bundle expired at"),
+    Attack("rollback-older-version", "rollback refused", rollback=True),
+    Attack("same-version-different-content", "same version with different content", rollback=True),
+]
+
+
+def policy_keys(attack: Attack) -> list[Path]:
+    return [KEYS / "release.pub", KEYS / "security.pub"] if attack.two_of_two else [KEYS / "release.pub"]

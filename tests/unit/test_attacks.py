@@ -1,0 +1,33 @@
+"""Each attack bundle fails `verify` with its cause; the reader never writes anything while reading."""
+
+from __future__ import annotations
+
+import pytest
+
+from bundler.bundle.reader import BundleReader
+from bundler.bundle.verify import verify_bundle
+from bundler.errors import BundlerError
+from bundler.keyfiles import load_policy
+from tests.attack_cases import ATTACKS, CASES, GOOD, KEYS, Attack, policy_keys
+
+
+def test_every_attack_file_is_there() -> None:
+    assert {f"{c.name}.bundle.tar" for c in CASES} | {GOOD.name} == {p.name for p in ATTACKS.glob("*.bundle.tar")}
+
+
+def test_the_good_bundle_verifies() -> None:
+    with BundleReader(GOOD) as reader:
+        report = verify_bundle(reader, load_policy([KEYS / "release.pub"], 1))
+    assert report.verified, report.problems
+
+
+@pytest.mark.parametrize("attack", [c for c in CASES if not c.rollback], ids=str)
+def test_verify_refuses_each_attack_naming_the_cause(attack: Attack) -> None:
+    policy = load_policy(policy_keys(attack), 2 if attack.two_of_two else 1)
+    try:
+        with BundleReader(attack.path) as reader:
+            problems = verify_bundle(reader, policy).problems
+    except BundlerError as exc:  # a bundle too broken to report on still fails as a refusal
+        assert exc.exit_code == 3
+        problems = [exc.message]
+    assert any(attack.cause in p for p in problems), problems

@@ -1,0 +1,101 @@
+"""Keys, signatures and the trust policy, through the real CLI where a user would meet them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bundler import signing
+from tests.attack_cases import ATTACKS, GOOD, KEYS
+from tests.conftest import Run
+
+
+def test_keygen_writes_a_p256_pair_and_never_overwrites(cli: Callable[..., Run], tmp_path: Path) -> None:
+    r = cli("keygen", "ops")
+    assert r.code == 0, r.err
+    key, pub = tmp_path / "ops.key", tmp_path / "ops.pub"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    public = signing.load_public_key(pub.read_bytes())
+    assert signing.key_id(public) in r.out
+    private = signing.load_private_key(key.read_bytes(), None)
+    assert signing.key_id(private.public_key()) == signing.key_id(public)
+    before = key.read_bytes()
+    again = cli("keygen", "ops")
+    assert again.code == 2 and "never overwrites" in again.err
+    assert key.read_bytes() == before
+
+
+def test_keygen_encrypts_with_the_password_variable(cli: Callable[..., Run], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUNDLER_KEY_PASSWORD", "s3cret")
+    assert cli("keygen", "sec").code == 0
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "sec.key").read_bytes()
+    shutil.copy(GOOD, tmp_path / "b.bundle.tar")
+    monkeypatch.setenv("BUNDLER_KEY_PASSWORD", "wrong")
+    wrong = cli("sign", "b.bundle.tar", "--key", "sec.key")
+    assert wrong.code == 2 and "password" in wrong.err and "Traceback" not in wrong.err
+    monkeypatch.delenv("BUNDLER_KEY_PASSWORD")
+    missing = cli("sign", "b.bundle.tar", "--key", "sec.key")
+    assert missing.code == 2 and "set BUNDLER_KEY_PASSWORD" in missing.err
+
+
+def test_two_person_rule_with_sign(cli: Callable[..., Run], tmp_path: Path) -> None:
+    """Signed by release only: a 2-of-2 policy refuses it; after security signs, it passes."""
+    bundle = tmp_path / "b.bundle.tar"
+    shutil.copy(ATTACKS / "below-threshold.bundle.tar", bundle)
+    two = ["--key", KEYS / "release.pub", "--key", KEYS / "security.pub", "--threshold", "2"]
+    refused = cli("verify", bundle, *two)
+    assert refused.code == 3 and "the policy needs 2" in refused.err
+    size = bundle.stat().st_size
+    signed = cli("sign", bundle, "--key", KEYS / "security.key")
+    assert signed.code == 0, signed.err
+    assert bundle.stat().st_size - size < 4096  # a signatures.json appended, payloads untouched
+    report = json.loads(cli("verify", bundle, *two, "--json").out)
+    assert report["verified"] and report["threshold_met"]
+    assert sorted(s["name"] for s in report["signers"]) == ["release", "security"]
+    duplicate = cli("sign", bundle, "--key", KEYS / "security.key")
+    assert duplicate.code == 1 and "already signed" in duplicate.err
+
+
+def test_verify_report_names_signers_and_counts(cli: Callable[..., Run]) -> None:
+    r = cli("verify", GOOD, "--key", KEYS / "release.pub", "--key", KEYS / "stranger.pub", "--json")
+    report = json.loads(r.out)
+    assert r.code == 0
+    assert {k: report[k] for k in ("name", "version", "threshold", "threshold_met", "verified")} == {
+        "name": "attack", "version": "2.0.0", "threshold": 1, "threshold_met": True, "verified": True}
+    assert report["file_count"] == 5 and report["total_bytes"] > 0 and report["problems"] == []
+    names = {s["name"]: s["valid"] for s in report["signers"]}
+    assert names == {"release": True, None: False}  # security signed too, but this policy does not trust it
+
+
+def test_verify_needs_a_policy(cli: Callable[..., Run]) -> None:
+    r = cli("verify", GOOD)
+    assert r.code == 2 and "needs a trust policy" in r.err
+
+
+def test_openssl_verifies_a_bundler_signature(cli: Callable[..., Run], tmp_path: Path) -> None:
+    """The README's recipe, for real: extract, decode, `openssl dgst -sha256 -verify`."""
+    bundle = tmp_path / "b.bundle.tar"
+    shutil.copy(ATTACKS / "below-threshold.bundle.tar", bundle)
+    assert cli("sign", bundle, "--key", KEYS / "security.key").code == 0  # a countersignature, appended
+    subprocess.run(["tar", "xf", bundle, "bundle.json", "signatures.json"], cwd=tmp_path, check=True)
+    entries = json.loads((tmp_path / "signatures.json").read_text())["signatures"]
+    assert len(entries) == 2  # tar kept the last signatures.json: both signatures
+    for name in ("release", "security"):
+        keyid = signing.key_id(signing.load_public_key((KEYS / f"{name}.pub").read_bytes()))
+        entry = next(e for e in entries if e["keyid"] == keyid)
+        (tmp_path / "sig.der").write_bytes(base64.b64decode(entry["signature"]))
+        ok = subprocess.run(["openssl", "dgst", "-sha256", "-verify", KEYS / f"{name}.pub", "-signature", "sig.der",
+                             "bundle.json"], cwd=tmp_path, capture_output=True, text=True)
+        assert ok.returncode == 0 and "Verified OK" in ok.stdout, ok.stderr
+    (tmp_path / "bundle.json").write_bytes((tmp_path / "bundle.json").read_bytes().replace(b"3.0.0", b"3.0.1"))
+    bad = subprocess.run(["openssl", "dgst", "-sha256", "-verify", KEYS / "security.pub", "-signature", "sig.der",
+                          "bundle.json"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode != 0 and "Verification failure" in bad.stdout
