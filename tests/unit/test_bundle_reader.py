@@ -3,6 +3,7 @@ the tar (each builder is named after the attack it reproduces) is reported, nami
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import tarfile
@@ -26,7 +27,7 @@ KEY = signing.generate_key()
 POLICY = signing.TrustPolicy((signing.TrustedKey("release", KEY.public_key()),))
 
 
-def small_bundle(path: Path, leave_out_layer: bool = False) -> Path:
+def small_bundle(path: Path, leave_out_layer: bool = False, expires: dt.timedelta | None = None) -> Path:
     """A real one-image bundle written by the real writer, from memory (no registry needed)."""
     lay = layer({"hello.txt": (b"hello\n", 0o644)})
     cfg = config([lay])
@@ -38,7 +39,7 @@ def small_bundle(path: Path, leave_out_layer: bool = False) -> Path:
     collection.images = [ImageEntry("example.com/hello:1", sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
     for blob in (manifest, cfg) if leave_out_layer else (manifest, cfg, lay.data):
         collection.add_small_blob(sha(blob), blob)
-    write_bundle(BundleInfo("unit", "1.0.0", "sha256:" + "0" * 64), collection, path, jobs=2, keys=[KEY])
+    write_bundle(BundleInfo("unit", "1.0.0", "sha256:" + "0" * 64, expires), collection, path, jobs=2, keys=[KEY])
     return path
 
 
@@ -170,3 +171,17 @@ def test_an_image_whose_layer_is_not_in_the_bundle_is_refused(tmp_path: Path) ->
         report = verify_bundle(reader, POLICY)
     assert not report.verified
     assert any("example.com/hello:1: blob sha256:" in p and "is not in the bundle" in p for p in report.problems)
+
+
+def test_expiry_becomes_an_absolute_time_and_is_enforced(tmp_path: Path) -> None:
+    from bundler.bundle.verify import check_policy, parse_time
+
+    path = tmp_path / "expiring.bundle.tar"
+    small_bundle(path, expires=dt.timedelta(days=90))
+    with BundleReader(path) as reader:
+        manifest, _, _ = reader.manifest()
+        assert manifest.expires is not None
+        assert parse_time(manifest.expires) - parse_time(manifest.created) == dt.timedelta(days=90)
+        assert check_policy(reader, POLICY).problems == []
+        later = parse_time(manifest.expires) + dt.timedelta(seconds=1)
+        assert any("expired at" in p for p in check_policy(reader, POLICY, now=later).problems)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from bundler.errors import ProfileError
@@ -62,6 +64,8 @@ BAD = [
      "unknown key 'password'"),
     ("bad env name", HEAD + "  registries:\n    - host: r.io\n      usernameEnv: 1X\n      passwordEnv: P\n", 9,
      "not an environment variable name"),
+    ("bad expiry", HEAD.replace("  version: 1.4.0\n", "  version: 1.4.0\n  expires: 90 days\n"), 6,
+     "metadata.expires '90 days' is not a duration"),
     ("not yaml", "apiVersion: [\n", 2, "not valid YAML"),
     ("not a mapping", "- a\n- b\n", 1, "the profile must be a mapping"),
 ]
@@ -74,3 +78,9 @@ def test_bad_profiles_name_file_and_line(text: str, line: int, message: str) -> 
     assert caught.value.exit_code == 2
     assert any(problem.startswith(f"p.yaml:{line}: ") and message in problem
                for problem in str(caught.value).splitlines()), str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "days"), [("72h", 3), ("90d", 90), ("2w", 14)])
+def test_expiry_durations(text: str, days: int) -> None:
+    profile = parse_profile(HEAD.replace("  version: 1.4.0\n", f"  version: 1.4.0\n  expires: {text}\n"), "p.yaml")
+    assert profile.expires == dt.timedelta(days=days)
