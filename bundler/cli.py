@@ -97,8 +97,11 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...])
     from bundler.collect.build import BuildOptions, build_bundle
 
     result = build_bundle(BuildOptions(profile, output, jobs, keys))
+    for note in result.notes:
+        click.echo(note)
+    charts = f"{result.charts} charts, " if result.charts else ""
     click.echo(f"wrote {result.path} ({_human(result.size)}): {result.name} {result.version}, "
-               f"{result.images} images, {result.blobs} unique blobs")
+               f"{result.images} images, {charts}{result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")
     click.echo(f"signed by {', '.join(k[:12] for k in result.signers)}" if result.signers
                else "unsigned: sites refuse it until someone signs it (`bundler sign`)")
@@ -166,6 +169,12 @@ def inspect(bundle: Path, as_json: bool) -> None:
     for image in info["images"]:
         platforms = f"  [{', '.join(image['platforms'])}]" if image["platforms"] else ""
         click.echo(f"  {image['ref']}\n    {image['digest']}{platforms}")
+    if info["charts"]:
+        click.echo(f"charts ({len(info['charts'])}):")
+    for chart in info["charts"]:
+        click.echo(f"  {chart['name']} {chart['version']}  from {chart['source']}\n    {chart['digest']}")
+        if chart["images"]:
+            click.echo(f"    images: {', '.join(chart['images'])}")
 
 
 @cli.command()
@@ -259,7 +268,9 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     else:
         click.echo(f"imported {result.name} {result.version}: "
                    f"{result.added['images']} images added, {result.unchanged['images']} unchanged; "
-                   f"{result.added['blobs']} blobs added, {result.unchanged['blobs']} already there; "
+                   + (f"{result.added['charts']} charts added, {result.unchanged['charts']} unchanged; "
+                      if result.added["charts"] or result.unchanged["charts"] else "")
+                   + f"{result.added['blobs']} blobs added, {result.unchanged['blobs']} already there; "
                    f"{_human(result.bytes_sent)} sent")
 
 
@@ -275,7 +286,10 @@ def site() -> None:
               help="a public key whose signature the site accepts (repeatable; copied into DIRECTORY/trust)")
 @click.option("--threshold", default=1, show_default=True, type=click.IntRange(1),
               help="how many distinct trusted keys must have signed a bundle")
-def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path, ...], threshold: int) -> None:
+@click.option("--chart-prefix", default="charts", show_default=True,
+              help="registry path charts go under: <registry>/<prefix>/<name>:<version>")
+def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path, ...], threshold: int,
+              chart_prefix: str) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     \b
@@ -285,7 +299,7 @@ def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path,
     """
     from bundler.site.config import init_site
 
-    config = init_site(directory, registry_url, trust_keys, threshold)
+    config = init_site(directory, registry_url, trust_keys, threshold, chart_prefix)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")

@@ -18,7 +18,7 @@ import yaml
 
 from bundler.errors import ProfileError
 from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
-from bundler.versions import SEMVER_RE
+from bundler.versions import SEMVER_RE, VersionRange
 
 API_VERSION = "bundler/v1"
 KIND = "Profile"
@@ -26,6 +26,8 @@ KIND = "Profile"
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+CHART_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
 DURATION_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
 MAX_PROFILE_BYTES = 1 << 20
@@ -41,6 +43,23 @@ class ImageSpec:
     @property
     def text(self) -> str:
         return str(self.ref)
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """A Helm chart: from a classic repository (`repo`, `name`, `version` exact or a range) or an OCI
+    registry (`ref`, oci://host/path/name:version)."""
+
+    repo: str | None = None
+    name: str | None = None
+    version: VersionRange | None = None
+    ref: ImageReference | None = None
+    dependencies: bool = False  # also collect the dependencies it does not vendor
+    images: bool = False  # `images: auto`: also collect the images it declares
+
+    @property
+    def text(self) -> str:
+        return f"oci://{self.ref}" if self.ref else f"{self.repo} {self.name} {self.version}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,7 @@ class Profile:
     description: str
     expires: dt.timedelta | None  # how long a bundle built from this profile is valid
     images: tuple[ImageSpec, ...]
+    charts: tuple[ChartSpec, ...]
     registries: tuple[RegistrySpec, ...]
     path: str
     digest: str
@@ -203,6 +223,58 @@ def _image(check: _Checker, item: Any, line: int, where: str) -> ImageSpec | Non
     return ImageSpec(ref=ref, platforms=platforms)
 
 
+def _chart(check: _Checker, item: Any, line: int, where: str) -> ChartSpec | None:
+    m = check.mapping(item, line, where, {"repo", "name", "version", "ref", "dependencies", "images"}, set())
+    if m is None:
+        return None
+    if "dependencies" in m and not isinstance(m["dependencies"], bool):
+        check.fail(m.lines["dependencies"], f"{where}.dependencies must be true or false")
+    if "images" in m and m["images"] != "auto":
+        check.fail(m.lines["images"], f"{where}.images must be 'auto' (collect the images the chart declares)")
+    dependencies, images = m.get("dependencies") is True, m.get("images") == "auto"
+    if ("repo" in m) == ("ref" in m):
+        check.fail(m.line, f"{where} needs either repo (with name and version) or ref (oci://...), not both")
+        return None
+    if "ref" in m:
+        for key in ("name", "version"):
+            if key in m:
+                check.fail(m.lines[key], f"{where}.{key} goes with repo; an OCI chart's ref names it "
+                                         "(oci://host/path/name:version)")
+        text = check.string(m, "ref", where)
+        if text is None:
+            return None
+        if not text.startswith("oci://"):
+            check.fail(m.lines["ref"], f"{where}.ref {text!r} must start with oci://")
+            return None
+        try:
+            ref = ImageReference.parse(text.removeprefix("oci://"))
+        except ReferenceError as exc:
+            check.fail(m.lines["ref"], f"{where}.ref: {exc}")
+            return None
+        if ref.tag == "latest" and ":latest" not in text:
+            check.fail(m.lines["ref"], f"{where}.ref {text!r} needs the chart version as its tag (…/name:1.2.3)")
+            return None
+        return ChartSpec(ref=ref, dependencies=dependencies, images=images)
+    repo = check.string(m, "repo", where, URL_RE, "an http(s) URL of a chart repository")
+    for key in ("name", "version"):
+        if key not in m:
+            check.fail(m.line, f"{where} is missing required key {key!r}")
+    name = check.string(m, "name", where, CHART_NAME_RE, "a chart name")
+    version_text = m.get("version")
+    if isinstance(version_text, int | float):
+        version_text = str(version_text)
+    version = None
+    if "version" in m:
+        try:
+            version = VersionRange(str(version_text or ""))
+        except ValueError as exc:
+            check.fail(m.lines["version"],
+                       f"{where}.version: {exc} (an exact version or a range like '>=18.0.0 <19.0.0')")
+    if repo is None or name is None or version is None:
+        return None
+    return ChartSpec(repo=repo.rstrip("/"), name=name, version=version, dependencies=dependencies, images=images)
+
+
 def _registry(check: _Checker, item: Any, line: int, where: str) -> RegistrySpec | None:
     allowed = {"host", "usernameEnv", "passwordEnv", "plainHttp", "caFile"}
     m = check.mapping(item, line, where, allowed, {"host"})
@@ -249,6 +321,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     description = ""
     expires = None
     images: list[ImageSpec] = []
+    charts: list[ChartSpec] = []
     registries: list[RegistrySpec] = []
     if top is not None:
         if "apiVersion" in top and top["apiVersion"] != API_VERSION:
@@ -270,9 +343,10 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                     expires = int(found[1]) * DURATION_UNITS[found[2]]
         if "spec" in top:
             raw_spec = _Map() if top["spec"] is None else top["spec"]
-            spec = check.mapping(raw_spec, top.lines["spec"], "spec", {"images", "registries"}, set())
+            spec = check.mapping(raw_spec, top.lines["spec"], "spec", {"images", "charts", "registries"}, set())
             if spec is not None:
                 images = _items(check, spec, "images", _image)
+                charts = _items(check, spec, "charts", _chart)
                 registries = _items(check, spec, "registries", _registry)
                 seen: dict[str, int] = {}
                 for image, (_, line) in zip(images, check.sequence(spec, "images", "spec"), strict=False):
@@ -285,6 +359,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     assert name is not None and version is not None
     return Profile(
         name=name, version=version, description=description, expires=expires, images=tuple(images),
+        charts=tuple(charts),
         registries=tuple(registries), path=path, digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
     )
 

@@ -39,3 +39,128 @@ class Version:
 
     def __str__(self) -> str:
         return self.text
+
+
+_PARTIAL_RE = re.compile(
+    r"^v?(\d+|[xX*])(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+_COMPARATOR_RE = re.compile(r"^(>=|<=|!=|=>|=<|>|<|=|~>|~|\^)?\s*(.+)$")
+
+
+class VersionRange:
+    """A constraint as Helm (Masterminds semver) writes them: `>=18.0.0 <19.0.0`, `18.x`, `~1.2`,
+    `^2.1.0`, `1.2.3`, `1.2 - 1.4`, alternatives joined by `||`, comparators by spaces or commas.
+    Pre-releases match only when the constraint itself names one."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text.strip()
+        if not self.text:
+            raise ValueError("an empty version range")
+        self._alternatives = [self._parse_and(part) for part in self.text.split("||")]
+        self._allows_pre = "-" in re.sub(r"\s-\s", " ", self.text)
+
+    @staticmethod
+    def _parse_and(text: str) -> list[tuple[str, Version]]:
+        text = re.sub(r"\s+-\s+", " - ", text.strip())
+        tokens = [t for t in re.split(r"[\s,]+", text) if t]
+        out: list[tuple[str, Version]] = []
+        i = 0
+        while i < len(tokens):
+            if i + 2 < len(tokens) and tokens[i + 1] == "-":  # hyphen range: a - b
+                low, high = _partial(tokens[i]), _partial(tokens[i + 2])
+                out.append((">=", _floor(low)))
+                out += _upper_inclusive(high)
+                i += 3
+                continue
+            match = _COMPARATOR_RE.match(tokens[i])
+            if match is None:
+                raise ValueError(f"cannot read {tokens[i]!r}")
+            op, partial = match[1] or "=", _partial(match[2])
+            out += _expand({"=>": ">=", "=<": "<=", "~>": "~"}.get(op, op), partial)
+            i += 1
+        if not out:
+            raise ValueError(f"cannot read {text!r}")
+        return out
+
+    def matches(self, version: Version) -> bool:
+        if version.pre and not self._allows_pre:
+            return False
+        return any(all(_compare(version, op, bound) for op, bound in alt) for alt in self._alternatives)
+
+    def best(self, versions: list[Version]) -> Version | None:
+        matching = [v for v in versions if self.matches(v)]
+        return max(matching) if matching else None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Partial = tuple[int | None, int | None, int | None, str | None]
+
+
+def _partial(text: str) -> Partial:
+    match = _PARTIAL_RE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a version")
+    nums = [None if p is None or p in "xX*" else int(p) for p in (match[1], match[2], match[3])]
+    for i in range(1, 3):  # anything after a wildcard is a wildcard
+        if nums[i - 1] is None:
+            nums[i] = None
+    return nums[0], nums[1], nums[2], match[4]
+
+
+def _floor(p: Partial) -> Version:
+    major, minor, patch, pre = p
+    text = f"{major or 0}.{minor or 0}.{patch or 0}" + (f"-{pre}" if pre else "")
+    return Version(text)
+
+
+def _bump(p: Partial) -> Version:
+    """The first version past a partial: 1 -> 2.0.0, 1.2 -> 1.3.0."""
+    major, minor, _, _ = p
+    if minor is None:
+        return Version(f"{(major or 0) + 1}.0.0-0")
+    return Version(f"{major}.{minor + 1}.0-0")
+
+
+def _upper_inclusive(p: Partial) -> list[tuple[str, Version]]:
+    if p[2] is None and p[0] is not None:
+        return [("<", _bump(p))]
+    return [("<=", _floor(p))] if p[0] is not None else []
+
+
+def _expand(op: str, p: Partial) -> list[tuple[str, Version]]:
+    major, minor, patch, _ = p
+    exact = patch is not None
+    if major is None:  # * or x: anything
+        return [(">=", Version("0.0.0-0"))]
+    if op == "=":
+        return [("=", _floor(p))] if exact else [(">=", _floor(p)), ("<", _bump(p))]
+    if op == "!=":
+        return [("!=", _floor(p))]
+    if op == "~":
+        return [(">=", _floor(p)), ("<", _bump((major, minor if minor is not None else None, None, None)))]
+    if op == "^":
+        if major > 0 or minor is None:
+            return [(">=", _floor(p)), ("<", Version(f"{major + 1}.0.0-0"))]
+        if minor > 0 or patch is None:
+            return [(">=", _floor(p)), ("<", Version(f"0.{minor + 1}.0-0"))]
+        return [(">=", _floor(p)), ("<", Version(f"0.0.{patch + 1}-0"))]
+    if op in (">", "<="):
+        if exact:
+            return [(op, _floor(p))]
+        return [(">=" if op == ">" else "<", _bump(p))]
+    return [(op, _floor(p))]  # >= and <: a partial means its floor
+
+
+def _compare(version: Version, op: str, bound: Version) -> bool:
+    if op == "=":
+        return version == bound
+    if op == "!=":
+        return version != bound
+    if op == ">":
+        return version > bound
+    if op == ">=":
+        return version >= bound
+    if op == "<":
+        return version < bound
+    return version <= bound

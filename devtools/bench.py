@@ -66,7 +66,7 @@ def one_gigabyte_bundle(path: Path) -> None:
     """A signed bundle with one 1 GiB layer (sparse on disk: the point is the file's size)."""
     from bundler.bundle.manifest import ImageEntry
     from bundler.collect.build import BundleInfo, write_bundle
-    from bundler.collect.images import BlobSource, ImageCollection
+    from bundler.collect.images import BlobSource, OciContent
     from bundler.keyfiles import load_signing_key
     from bundler.oci import media
 
@@ -80,7 +80,7 @@ def one_gigabyte_bundle(path: Path) -> None:
     manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
                            "config": {"mediaType": media.OCI_CONFIG, "digest": im.sha(cfg), "size": len(cfg)},
                            "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": digest, "size": 1 << 30}]}).encode()
-    collection = ImageCollection()
+    collection = OciContent()
     collection.images = [ImageEntry("example.test/big:1", im.sha(manifest), media.OCI_MANIFEST)]
     collection.add_small_blob(im.sha(manifest), manifest)
     collection.add_small_blob(im.sha(cfg), cfg)

@@ -20,5 +20,7 @@ def inspect_bundle(path: Path) -> dict[str, Any]:
         "payload_bytes": sum(f.size for f in manifest.files.values()), "signers": signers,
         "images": [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms), "source": i.source}
                    for i in manifest.images],
-        "charts": extra.get("charts", []), "repos": extra.get("repos", []), "updates": extra.get("updates", []),
+        "charts": [{"name": c.name, "version": c.version, "source": c.source, "digest": c.digest,
+                    "tgz_digest": c.tgz_digest, "images": list(c.images)} for c in manifest.charts],
+        "repos": extra.get("repos", []), "updates": extra.get("updates", []),
     }

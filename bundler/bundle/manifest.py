@@ -61,6 +61,33 @@ class ImageEntry:
 
 
 @dataclass(frozen=True)
+class ChartEntry:
+    """One Helm chart, stored as the OCI artifact Helm pushes; `digest` is that manifest's."""
+
+    name: str
+    version: str
+    source: str  # the repository URL or oci:// reference it came from
+    digest: str
+    tgz_digest: str  # sha256 of the chart archive (.tgz) exactly as published
+    media_type: str = "application/vnd.oci.image.manifest.v1+json"
+    images: tuple[str, ...] = ()  # images the chart declares (collected with `images: auto`)
+    requested: str = ""  # what the profile asked for (a range, or a dependency's constraint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "source": self.source, "digest": self.digest,
+                "tgz_digest": self.tgz_digest, "media_type": self.media_type, "images": list(self.images),
+                "requested": self.requested}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ChartEntry:
+        if not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in ("name", "version", "digest")):
+            raise ValueError("chart entry needs 'name', 'version' and 'digest' strings")
+        return cls(d["name"], d["version"], str(d.get("source", "")), d["digest"], str(d.get("tgz_digest", "")),
+                   str(d.get("media_type", "application/vnd.oci.image.manifest.v1+json")),
+                   tuple(d.get("images") or ()), str(d.get("requested", "")))
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     name: str
     version: str
@@ -68,6 +95,7 @@ class BundleManifest:
     profile: str
     images: tuple[ImageEntry, ...]
     files: dict[str, FileEntry]
+    charts: tuple[ChartEntry, ...] = ()
     expires: str | None = None
     parent: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -77,8 +105,8 @@ class BundleManifest:
         d.update({
             "schema": layout.SCHEMA, "name": self.name, "version": self.version, "created": self.created,
             "expires": self.expires, "parent": self.parent, "profile": self.profile,
-            "images": [i.to_dict() for i in self.images],
-            "charts": d.get("charts", []), "repos": d.get("repos", []), "updates": d.get("updates", []),
+            "images": [i.to_dict() for i in self.images], "charts": [c.to_dict() for c in self.charts],
+            "repos": d.get("repos", []), "updates": d.get("updates", []),
             "files": {path: entry.to_dict() for path, entry in sorted(self.files.items())},
         })
         return d
@@ -109,12 +137,13 @@ class BundleManifest:
                     raise ValueError(f"file entry for {path!r} needs a sha256 (64 hex) and a size")
                 files[path] = FileEntry(entry["sha256"], entry["size"])
             images = tuple(ImageEntry.from_dict(i) for i in d.get("images") or [])
+            charts = tuple(ChartEntry.from_dict(c) for c in d.get("charts") or [])
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
         return cls(
             name=d["name"], version=d["version"], created=d["created"], profile=d["profile"], images=images,
-            files=files, expires=d.get("expires"), parent=d.get("parent"),
-            extra={k: v for k, v in d.items() if k not in _KNOWN or k in ("charts", "repos", "updates")},
+            files=files, charts=charts, expires=d.get("expires"), parent=d.get("parent"),
+            extra={k: v for k, v in d.items() if k not in _KNOWN or k in ("repos", "updates")},
         )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest, ImageEntry
+from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
 from bundler.oci import media
@@ -68,12 +68,14 @@ def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[s
     for path in sorted(reader.members):
         if path not in manifest.files and path not in (layout.MANIFEST, layout.SIGNATURES):
             problems.append(f"{path}: in the bundle but not listed in {layout.MANIFEST}")
-    for image in manifest.images:
+    tops = [(f"image {i.ref}", i.digest) for i in manifest.images]
+    tops += [(f"chart {c.name} {c.version}", c.digest) for c in manifest.charts]
+    for ref, digest in tops:
         try:
-            if layout.blob_path(image.digest) not in manifest.files:
-                problems.append(f"image {image.ref}: its manifest {image.digest} is not in the bundle")
+            if layout.blob_path(digest) not in manifest.files:
+                problems.append(f"{ref}: its manifest {digest} is not in the bundle")
         except ValueError:
-            problems.append(f"image {image.ref}: digest {image.digest!r} is not a sha256 digest")
+            problems.append(f"{ref}: digest {digest!r} is not a sha256 digest")
     return problems
 
 
@@ -95,28 +97,30 @@ def payload_problems(reader: BundleReader, manifest: BundleManifest, jobs: int,
             for p, d in sorted(digests.items()) if d != manifest.files[p].sha256]
 
 
-def image_graph(reader: BundleReader, image: ImageEntry) -> media.ImageGraph:
-    """An image's manifests and blobs, read from the bundle; IntegrityError when it is malformed."""
+def image_graph(reader: BundleReader, ref: str, digest: str, media_type: str) -> media.ImageGraph:
+    """An image's (or chart's) manifests and blobs, read from the bundle; IntegrityError when malformed."""
 
     def read(digest: str) -> bytes:
         return reader.read_small(layout.blob_path(digest), media.MAX_MANIFEST_BYTES)
 
     try:
-        return media.walk_image(read, image.digest, image.media_type)
+        return media.walk_image(read, digest, media_type)
     except (media.ManifestError, ValueError) as exc:
-        raise IntegrityError(f"image {image.ref}: {exc}") from None
+        raise IntegrityError(f"{ref}: {exc}") from None
 
 
 def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
-    """Every manifest and blob an image needs is in the bundle (run after the payloads verified)."""
+    """Every manifest and blob an image or chart needs is in the bundle (run after the payloads verified)."""
     problems = []
-    for image in manifest.images:
+    tops = [(f"image {i.ref}", i.digest, i.media_type) for i in manifest.images]
+    tops += [(f"chart {c.name} {c.version}", c.digest, c.media_type) for c in manifest.charts]
+    for ref, digest, media_type in tops:
         try:
-            graph = image_graph(reader, image)
+            graph = image_graph(reader, ref, digest, media_type)
         except IntegrityError as exc:
             problems.append(exc.message)
             continue
-        problems += [f"image {image.ref}: blob {blob.digest} is not in the bundle" for blob in graph.blobs
+        problems += [f"{ref}: blob {blob.digest} is not in the bundle" for blob in graph.blobs
                      if layout.blob_path(blob.digest) not in manifest.files]
     return problems
 

@@ -11,7 +11,7 @@ import hashlib
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,12 +20,14 @@ from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.writer import BundleFile, TarLayout
-from bundler.collect.images import BlobSource, ImageCollection, collect_images
+from bundler.collect.charts import collect_charts
+from bundler.collect.images import BlobSource, OciContent, collect_images, registry_clients
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
 from bundler.oci import layout as oci_layout
+from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
-from bundler.profile import load_profile
+from bundler.profile import ImageSpec, load_profile
 from bundler.progress import byte_progress
 
 
@@ -45,9 +47,11 @@ class BuildResult:
     manifest_digest: str
     size: int
     images: int
+    charts: int
     blobs: int
     payload_bytes: int
     signers: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
 def _sha256(data: bytes) -> FileEntry:
@@ -63,9 +67,15 @@ def build_bundle(options: BuildOptions) -> BuildResult:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent))
     try:
-        collection = collect_images(profile, staging, options.jobs)
-        return write_bundle(BundleInfo(profile.name, profile.version, profile.digest, profile.expires), collection,
+        collection = OciContent()
+        client_for = registry_clients(profile, options.jobs)
+        charts = collect_charts(profile.charts, collection, client_for)
+        collection.charts = charts.entries
+        collect_images(images_to_collect(profile.images, charts.images), collection, client_for, staging, options.jobs)
+        result = write_bundle(BundleInfo(profile.name, profile.version, profile.digest, profile.expires), collection,
                             output, options.jobs, keys)
+        result.notes.extend(charts.notes)
+        return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -82,11 +92,23 @@ def timestamp(moment: dt.datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def write_bundle(info: BundleInfo, collection: ImageCollection, output: Path, jobs: int,
+def images_to_collect(listed: tuple[ImageSpec, ...], from_charts: list[str]) -> list[ImageSpec]:
+    """The profile's images, then those the charts declare that the profile does not list already."""
+    specs = list(listed)
+    known = {spec.text for spec in specs}
+    for text in from_charts:
+        spec = ImageSpec(ImageReference.parse(text))
+        if spec.text not in known:
+            known.add(spec.text)
+            specs.append(spec)
+    return specs
+
+
+def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: int,
                  keys: Sequence[ec.EllipticCurvePrivateKey] = ()) -> BuildResult:
     """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    index, views = oci_layout.index_json(collection.images, collection.small_blobs)
+    index, views = oci_layout.index_json(collection.images, collection.charts, collection.small_blobs)
     small: dict[str, bytes] = {layout.OCI_LAYOUT: layout.OCI_LAYOUT_CONTENT, layout.OCI_INDEX: index}
     for digest, data in {**collection.small_blobs, **views}.items():
         small[layout.blob_path(digest)] = data
@@ -95,7 +117,7 @@ def write_bundle(info: BundleInfo, collection: ImageCollection, output: Path, jo
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
     manifest = BundleManifest(
         name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
-        images=tuple(collection.images), files=files,
+        images=tuple(collection.images), charts=tuple(collection.charts), files=files,
         expires=timestamp(now + info.expires_after) if info.expires_after else None,
     )
     manifest_bytes = manifest.to_bytes()
@@ -132,5 +154,5 @@ def write_bundle(info: BundleInfo, collection: ImageCollection, output: Path, jo
         out.abort()
         raise
     return BuildResult(output, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
-                       len(collection.images), len(collection.blobs), collection.blob_bytes,
+                       len(collection.images), len(collection.charts), len(collection.blobs), collection.blob_bytes,
                        [signing.key_id(key.public_key()) for key in keys])

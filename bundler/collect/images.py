@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler.bundle.manifest import ImageEntry
+from bundler.bundle.manifest import ChartEntry, ImageEntry
 from bundler.collect import docker_engine
 from bundler.errors import BundlerError, IntegrityError, UsageError
 from bundler.oci import media
@@ -40,8 +40,11 @@ class BlobSource:
 
 
 @dataclass
-class ImageCollection:
+class OciContent:
+    """Everything bound for the bundle's OCI layout: images, charts, and the blobs they need."""
+
     images: list[ImageEntry] = field(default_factory=list)
+    charts: list[ChartEntry] = field(default_factory=list)
     small_blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> manifest, index or config bytes
     blobs: dict[str, BlobSource] = field(default_factory=dict)  # digest -> what is fetched later
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -116,7 +119,7 @@ def _fetcher(client: RegistryClient, repo: str, blob: media.Descriptor) -> Calla
 
 
 def _walk(client: RegistryClient, repo: str, data: bytes, media_type: str, digest: str,
-          collection: ImageCollection) -> list[str]:
+          collection: OciContent) -> list[str]:
     """Record a manifest and everything under it; return the platforms it covers."""
     collection.add_small_blob(digest, data)
     origin = f"{client.host}/{repo}"
@@ -139,23 +142,29 @@ def _walk(client: RegistryClient, repo: str, data: bytes, media_type: str, diges
         raise BundlerError(f"{origin}@{digest}: {exc}") from None
 
 
-def _config_platform(client: RegistryClient, repo: str, manifest: bytes, collection: ImageCollection) -> str | None:
-    """Fetch a single-arch image's config into memory (it is small) to learn its platform."""
-    config = media.image_blobs(manifest)[0]
-    if config.size > media.MAX_MANIFEST_BYTES:
-        return None
-    buffer = bytearray(config.size)
+def fetch_small_blob(client: RegistryClient, repo: str, blob: media.Descriptor) -> bytes:
+    """A small blob (a config, a chart) fetched into memory, its digest checked like any other."""
+    buffer = bytearray(blob.size)
 
     def write(offset: int, chunk: bytes) -> None:
         buffer[offset : offset + len(chunk)] = chunk
 
-    client.fetch_blob(repo, config.digest, config.size, write)
-    collection.add_small_blob(config.digest, bytes(buffer))
-    return media.config_platform(bytes(buffer))
+    client.fetch_blob(repo, blob.digest, blob.size, write)
+    return bytes(buffer)
+
+
+def _config_platform(client: RegistryClient, repo: str, manifest: bytes, collection: OciContent) -> str | None:
+    """Fetch a single-arch image's config into memory (it is small) to learn its platform."""
+    config = media.image_blobs(manifest)[0]
+    if config.size > media.MAX_MANIFEST_BYTES:
+        return None
+    data = fetch_small_blob(client, repo, config)
+    collection.add_small_blob(config.digest, data)
+    return media.config_platform(data)
 
 
 def _resolve_registry_image(spec: ImageSpec, ref: ImageReference, client: RegistryClient,
-                            collection: ImageCollection) -> ImageEntry:
+                            collection: OciContent) -> ImageEntry:
     data, media_type, digest = client.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
     upstream = None
     if spec.platforms and media_type in media.INDEX_TYPES:
@@ -170,7 +179,7 @@ def _resolve_registry_image(spec: ImageSpec, ref: ImageReference, client: Regist
     return ImageEntry(str(ref), digest, media_type, tuple(platforms), "registry", upstream)
 
 
-def _resolve_daemon_image(ref: DaemonReference, staging: Path, collection: ImageCollection) -> ImageEntry:
+def _resolve_daemon_image(ref: DaemonReference, staging: Path, collection: OciContent) -> ImageEntry:
     exported = docker_engine.export_image(ref, staging)
     collection.add_small_blob(exported.digest, exported.manifest)
     for digest, size, path in exported.blobs:
@@ -178,15 +187,13 @@ def _resolve_daemon_image(ref: DaemonReference, staging: Path, collection: Image
     return ImageEntry(str(ref.image), exported.digest, media.DOCKER_MANIFEST, (exported.platform,), "docker-daemon")
 
 
-def collect_images(profile: Profile, staging: Path, jobs: int) -> ImageCollection:
-    """Resolve all images of the profile (in parallel); blobs are not fetched yet."""
-    collection = ImageCollection()
-    client_for = registry_clients(profile, jobs)
+def collect_images(specs: list[ImageSpec], collection: OciContent, client_for: Callable[[str], RegistryClient],
+                   staging: Path, jobs: int) -> None:
+    """Resolve every image (in parallel) into `collection`; blobs are described, not fetched yet."""
 
     def resolve(spec: ImageSpec) -> ImageEntry:
         if isinstance(spec.ref, DaemonReference):
             return _resolve_daemon_image(spec.ref, staging, collection)
         return _resolve_registry_image(spec, spec.ref, client_for(spec.ref.host), collection)
 
-    collection.images = run_parallel(resolve, profile.images, jobs)
-    return collection
+    collection.images = run_parallel(resolve, specs, jobs)

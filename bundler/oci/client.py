@@ -14,9 +14,7 @@ import base64
 import hashlib
 import json
 import os
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
@@ -29,12 +27,9 @@ import requests
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
 from bundler.oci import media
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
+from bundler.retry import CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES, RETRY_STATUS, backoff, short
 
 CHUNK = 1 << 20
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 120.0
-RETRIES = 4
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -202,10 +197,10 @@ class RegistryClient:
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt < attempts:
-                    _backoff(attempt)
+                    backoff(attempt)
                     continue
                 raise UnreachableError(
-                    f"cannot reach registry {self.base_url} ({method} {urlsplit(url).path}): {_short(exc)}",
+                    f"cannot reach registry {self.base_url} ({method} {urlsplit(url).path}): {short(exc)}",
                     hint="check that the registry address is right and that it is running",
                 ) from None
             if response.status_code == 401 and not authenticated:
@@ -216,7 +211,7 @@ class RegistryClient:
                     continue
             if response.status_code in RETRY_STATUS and attempt < attempts:
                 response.close()
-                _backoff(attempt)
+                backoff(attempt)
                 continue
             if response.status_code == 401:
                 raise AuthError(
@@ -300,9 +295,9 @@ class RegistryClient:
                 failures += 1
                 if failures > self.retries:
                     raise UnreachableError(
-                        f"lost the connection to {self.base_url} fetching {digest} {failures} times: {_short(exc)}"
+                        f"lost the connection to {self.base_url} fetching {digest} {failures} times: {short(exc)}"
                     ) from None
-                _backoff(failures)
+                backoff(failures)
                 continue
             finally:
                 r.close()
@@ -340,33 +335,34 @@ class RegistryClient:
                                    data=_Body(chunks, size), idempotent=False,
                                    headers={"Content-Type": "application/octet-stream"})
                 if put.status_code in RETRY_STATUS and attempt <= self.retries:
-                    _backoff(attempt)
+                    backoff(attempt)
                     continue
                 _expect(put, (201,), f"uploading blob {digest} to {self.host}/{repo}")
                 return "uploaded"
             except UnreachableError:
                 if attempt > self.retries:
                     raise
-                _backoff(attempt)
+                backoff(attempt)
         raise UnreachableError(f"could not upload {digest} to {self.host}/{repo}")  # pragma: no cover
+
+    def list_tags(self, repo: str) -> list[str]:
+        tags: list[str] = []
+        url: str | None = f"/v2/{repo}/tags/list?n=1000"
+        while url:
+            r = self.request("GET", url, repo=repo)
+            if r.status_code == 404:
+                raise NotFoundError(f"{self.host}/{repo} not found (no tags)")
+            _expect(r, (200,), f"listing the tags of {self.host}/{repo}")
+            tags += r.json().get("tags") or []
+            link = r.headers.get("Link", "")
+            url = link[link.find("<") + 1 : link.find(">")] if 'rel="next"' in link else None
+        return tags
 
     def ping(self) -> None:
         """Fail early and clearly when the registry does not answer the distribution API."""
         r = self.request("GET", "/v2/", repo="")
         if r.status_code not in (200, 401):
             raise UnreachableError(f"{self.base_url}/v2/ answered {r.status_code}: not an OCI registry?")
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(min(0.25 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random() / 2))
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "timed out", "Name or service not known", "Connection reset"):
-        if marker in text:
-            return marker.lower()
-    return text[:200]
 
 
 def _error_text(r: requests.Response) -> str:

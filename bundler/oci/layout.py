@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from bundler.bundle.manifest import ImageEntry
+from bundler.bundle.manifest import ChartEntry, ImageEntry
 from bundler.oci import media
 
 VIEW_ANNOTATION = "dev.bundler.view-of"
@@ -31,8 +31,9 @@ def _view(image: ImageEntry, data: bytes) -> bytes:
     return json.dumps(doc, indent=1).encode()
 
 
-def index_json(images: list[ImageEntry], small_blobs: dict[str, bytes]) -> tuple[bytes, dict[str, bytes]]:
-    """(index.json bytes, view blobs to add to the layout)."""
+def index_json(images: list[ImageEntry], charts: list[ChartEntry],
+               small_blobs: dict[str, bytes]) -> tuple[bytes, dict[str, bytes]]:
+    """(index.json bytes, view blobs to add to the layout). Charts are named `charts/NAME:VERSION`."""
     entries, views = [], {}
     for image in images:
         data = small_blobs[image.digest]
@@ -43,5 +44,8 @@ def index_json(images: list[ImageEntry], small_blobs: dict[str, bytes]) -> tuple
             views[digest] = view
         entries.append({"mediaType": media_type, "digest": digest, "size": size,
                         "annotations": {media.REF_NAME_ANNOTATION: image.ref}})
+    for chart in charts:
+        entries.append({"mediaType": chart.media_type, "digest": chart.digest, "size": len(small_blobs[chart.digest]),
+                        "annotations": {media.REF_NAME_ANNOTATION: f"charts/{chart.name}:{chart.version}"}})
     index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": entries}
     return json.dumps(index, indent=1).encode(), views

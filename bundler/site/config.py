@@ -5,7 +5,8 @@ site.yaml:
     apiVersion: bundler/v1
     kind: Site
     registry:
-      url: http://127.0.0.1:5000     # the registry images are seeded into
+      url: http://127.0.0.1:5000     # the registry images and charts are seeded into
+      chartPrefix: charts            # charts go to <registry>/charts/<name>:<version>
     trust:
       threshold: 2                   # how many distinct trusted keys must have signed
       keys:
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from bundler.signing import TrustPolicy
 SITE_FILE = "site.yaml"
 STATE_FILE = "state.json"
 TRUST_DIR = "trust"
+PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class SiteConfig:
     registry_url: str
     trust_keys: tuple[tuple[str, str], ...]  # (name, file relative to the site directory)
     threshold: int
+    chart_prefix: str = "charts"  # charts go to <registry>/<chart_prefix>/<name>:<version>
 
     def registry_client(self, jobs: int) -> RegistryClient:
         parts = urlsplit(self.registry_url)
@@ -56,7 +60,8 @@ class SiteConfig:
             raise UsageError(f"{self.directory / SITE_FILE}: trust: {exc}") from None
 
     def to_yaml(self) -> bytes:
-        doc = {"apiVersion": "bundler/v1", "kind": "Site", "registry": {"url": self.registry_url},
+        doc = {"apiVersion": "bundler/v1", "kind": "Site",
+               "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix},
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
         return yaml.safe_dump(doc, sort_keys=False).encode()
@@ -69,7 +74,14 @@ def check_registry_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int) -> SiteConfig:
+def check_chart_prefix(prefix: str) -> str:
+    if not PREFIX_RE.match(prefix):
+        raise UsageError(f"chart prefix {prefix!r} is not a repository path (lowercase letters, digits, . _ - /)")
+    return prefix
+
+
+def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
+              chart_prefix: str = "charts") -> SiteConfig:
     """Create a site: its configuration and a copy of every trusted public key under trust/."""
     if registry_url is None:
         raise UsageError("site init needs --registry URL: the registry this site seeds images into",
@@ -90,7 +102,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     except ValueError as exc:
         raise UsageError(f"--threshold: {exc}") from None
     config = SiteConfig(directory, check_registry_url(registry_url),
-                        tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold)
+                        tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
+                        check_chart_prefix(chart_prefix))
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
     for path, (_, file) in zip(trust_keys, config.trust_keys, strict=True):
         shutil.copyfile(path, directory / file)
@@ -118,7 +131,12 @@ def load_site(directory: Path) -> SiteConfig:
         threshold = trust.get("threshold", 1)
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
-        return SiteConfig(directory, check_registry_url(str(doc["registry"]["url"])), keys, threshold)
+        registry = doc["registry"]
+        unknown = set(registry) - {"url", "chartPrefix"}
+        if unknown:
+            raise ValueError(f"unknown keys in registry: {', '.join(sorted(unknown))}")
+        return SiteConfig(directory, check_registry_url(str(registry["url"])), keys, threshold,
+                          check_chart_prefix(str(registry.get("chartPrefix", "charts"))))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

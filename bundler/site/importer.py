@@ -28,8 +28,9 @@ from bundler.bundle.verify import (
 )
 from bundler.errors import RefusedError
 from bundler.progress import byte_progress
+from bundler.site.charts import write_helm_repository
 from bundler.site.config import SiteState, load_site
-from bundler.site.registry import images_present, seed_images
+from bundler.site.registry import artifacts_present, seed, site_artifacts
 from bundler.versions import Version
 
 
@@ -98,9 +99,11 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         client.ping()  # an unreachable site fails before the long read
         result = ImportResult(manifest.name, manifest.version, digest)
         current = state.latest(manifest.name)
-        if current and current["manifest_digest"] == digest and images_present(client, manifest.images, options.jobs):
+        artifacts = site_artifacts(manifest, site.chart_prefix)
+        if current and current["manifest_digest"] == digest and artifacts_present(client, artifacts, options.jobs):
             result.already_imported = True
-            result.added, result.unchanged = {"images": 0, "blobs": 0}, {"images": len(manifest.images), "blobs": 0}
+            result.added = {"images": 0, "charts": 0, "blobs": 0}
+            result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0}
             return result
 
         total = sum(e.size for e in manifest.files.values())
@@ -111,10 +114,13 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         report.raise_if_failed(str(options.bundle))
 
         with byte_progress("importing", total) as progress:
-            stats = seed_images(reader, manifest, client, options.jobs, progress.advance)
+            stats = seed(reader, artifacts, client, options.jobs, progress.advance)
+    if manifest.charts:
+        write_helm_repository(site)
     if not (current and current["manifest_digest"] == digest):
         state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers))
-    result.added = {"images": stats.images_added, "blobs": stats.blobs_added}
-    result.unchanged = {"images": stats.images_unchanged, "blobs": stats.blobs_unchanged}
+    kinds = ("images", "charts", "blobs")
+    result.added = {kind: stats.added[kind] for kind in kinds}
+    result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}
     result.bytes_sent = stats.bytes_sent
     return result

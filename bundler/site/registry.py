@@ -1,18 +1,20 @@
-"""Seed the site registry with the images of a verified bundle.
+"""Seed the site registry with the images and charts of a verified bundle.
 
 Order: every blob (HEAD first; mount from a repository that has it; else upload, streamed from the
 bundle file), then every manifest by digest (children before their index), and only then the tags.
 A tag never points at something incomplete, and what the registry already has is not sent again.
+Images live under `<source host>/<path>`; charts under `<chart prefix>/<name>`, tagged by version.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest, ImageEntry
+from bundler.bundle.manifest import BundleManifest, ChartEntry, ImageEntry
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import image_graph
 from bundler.oci.client import RegistryClient
@@ -21,10 +23,36 @@ from bundler.parallel import run_parallel
 
 
 @dataclass(frozen=True)
-class ImagePlan:
-    entry: ImageEntry
-    repo: str  # site repository: <source host>/<path>
+class Artifact:
+    """One thing the site registry gets: an image or a chart, where it goes and under which tag."""
+
+    kind: str  # "images" or "charts"
+    ref: str  # how the bundle names it (for messages)
+    digest: str
+    media_type: str
+    repo: str
     tag: str | None
+
+
+def image_artifact(entry: ImageEntry) -> Artifact:
+    """Images keep their source name: `<source host>/<path>`, docker-daemon ones their engine name."""
+    ref = ImageReference.parse(entry.ref)
+    return Artifact("images", entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag)
+
+
+def chart_artifact(entry: ChartEntry, prefix: str) -> Artifact:
+    """Charts go where `helm install oci://<site>/<prefix>/<name> --version <version>` finds them."""
+    return Artifact("charts", f"{entry.name} {entry.version}", entry.digest, entry.media_type,
+                    f"{prefix}/{entry.name}", entry.version.replace("+", "_"))  # Helm's tag for a + in a version
+
+
+def site_artifacts(manifest: BundleManifest, chart_prefix: str) -> list[Artifact]:
+    return [*map(image_artifact, manifest.images), *(chart_artifact(c, chart_prefix) for c in manifest.charts)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    artifact: Artifact
     manifests: tuple[tuple[str, str, bytes], ...]  # (digest, media type, bytes), children first
     blobs: tuple[tuple[str, int], ...]  # (digest, size)
 
@@ -35,52 +63,45 @@ class ImagePlan:
 
 @dataclass
 class SeedStats:
-    images_added: int = 0
-    images_unchanged: int = 0
-    blobs_added: int = 0
-    blobs_unchanged: int = 0
+    added: Counter[str] = field(default_factory=Counter)
+    unchanged: Counter[str] = field(default_factory=Counter)
     bytes_sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, **amounts: int) -> None:
+    def count(self, added: str | None = None, unchanged: str | None = None, sent: int = 0) -> None:
         with self._lock:
-            for key, value in amounts.items():
-                setattr(self, key, getattr(self, key) + value)
+            if added:
+                self.added[added] += 1
+            if unchanged:
+                self.unchanged[unchanged] += 1
+            self.bytes_sent += sent
 
 
-def site_target(entry: ImageEntry) -> tuple[str, str | None]:
-    """(site repository, tag) for an image: docker-daemon images keep their engine name."""
-    ref = ImageReference.parse(entry.ref)
-    return ref.site_repository, ref.tag
+def plan(reader: BundleReader, artifact: Artifact) -> Plan:
+    graph = image_graph(reader, artifact.ref, artifact.digest, artifact.media_type)
+    return Plan(artifact, graph.manifests, tuple((b.digest, b.size) for b in graph.blobs))
 
 
-def plan_image(reader: BundleReader, entry: ImageEntry) -> ImagePlan:
-    graph = image_graph(reader, entry)
-    repo, tag = site_target(entry)
-    return ImagePlan(entry, repo, tag, graph.manifests, tuple((b.digest, b.size) for b in graph.blobs))
+def artifacts_present(client: RegistryClient, artifacts: list[Artifact], jobs: int) -> bool:
+    """True when every artifact is in the registry under its tag (or digest) with the bundle's digest."""
+
+    def present(a: Artifact) -> bool:
+        return client.head_manifest(a.repo, a.tag or a.digest) == a.digest
+
+    return all(run_parallel(present, artifacts, jobs))
 
 
-def images_present(client: RegistryClient, images: tuple[ImageEntry, ...], jobs: int) -> bool:
-    """True when every image is in the registry under its tag (or digest) with the bundle's digest."""
-
-    def present(entry: ImageEntry) -> bool:
-        repo, tag = site_target(entry)
-        return client.head_manifest(repo, tag or entry.digest) == entry.digest
-
-    return all(run_parallel(present, images, jobs))
-
-
-def seed_images(reader: BundleReader, manifest: BundleManifest, client: RegistryClient, jobs: int,
-                progress: Callable[[int], None]) -> SeedStats:
-    plans = [plan_image(reader, entry) for entry in manifest.images]
+def seed(reader: BundleReader, artifacts: list[Artifact], client: RegistryClient, jobs: int,
+         progress: Callable[[int], None]) -> SeedStats:
+    plans = [plan(reader, artifact) for artifact in artifacts]
     stats = SeedStats()
 
     repos_by_blob: dict[str, tuple[int, list[str]]] = {}
-    for plan in plans:
-        for digest, size in plan.blobs:
+    for p in plans:
+        for digest, size in p.blobs:
             _, repos = repos_by_blob.setdefault(digest, (size, []))
-            if plan.repo not in repos:
-                repos.append(plan.repo)
+            if p.artifact.repo not in repos:
+                repos.append(p.artifact.repo)
 
     def push_blob(item: tuple[str, tuple[int, list[str]]]) -> None:
         digest, (size, repos) = item
@@ -88,34 +109,36 @@ def seed_images(reader: BundleReader, manifest: BundleManifest, client: Registry
         have: list[str] = []
         for repo in repos:
             if client.blob_exists(repo, digest):
-                stats.count(blobs_unchanged=1)
+                stats.count(unchanged="blobs")
             else:
                 how = client.push_blob(repo, digest, size, lambda: reader.iter_member(path), mount_from=have[:1])
-                stats.count(blobs_added=1, bytes_sent=size if how == "uploaded" else 0)
+                stats.count(added="blobs", sent=size if how == "uploaded" else 0)
             have.append(repo)
         progress(size)
 
-    ordered = sorted(repos_by_blob.items(), key=lambda item: -item[1][0])
-    run_parallel(push_blob, ordered, jobs)
+    run_parallel(push_blob, sorted(repos_by_blob.items(), key=lambda item: -item[1][0]), jobs)
 
-    def push_manifests(plan: ImagePlan) -> bool:
+    def push_manifests(p: Plan) -> bool:
         added = False
-        for digest, media_type, data in plan.manifests:
-            if client.head_manifest(plan.repo, digest) is None:
-                client.put_manifest(plan.repo, digest, data, media_type)
-                stats.count(bytes_sent=len(data))
+        for digest, media_type, data in p.manifests:
+            if client.head_manifest(p.artifact.repo, digest) is None:
+                client.put_manifest(p.artifact.repo, digest, data, media_type)
+                stats.count(sent=len(data))
                 added = True
         return added
 
     manifests_added = run_parallel(push_manifests, plans, jobs)
 
-    def publish(item: tuple[ImagePlan, bool]) -> None:
-        plan, added = item
-        digest, media_type, data = plan.top
-        if plan.tag and client.head_manifest(plan.repo, plan.tag) != digest:
-            client.put_manifest(plan.repo, plan.tag, data, media_type)
+    def publish(item: tuple[Plan, bool]) -> None:
+        p, added = item
+        digest, media_type, data = p.top
+        if p.artifact.tag and client.head_manifest(p.artifact.repo, p.artifact.tag) != digest:
+            client.put_manifest(p.artifact.repo, p.artifact.tag, data, media_type)
             added = True
-        stats.count(**({"images_added": 1} if added else {"images_unchanged": 1}))
+        if added:
+            stats.count(added=p.artifact.kind)
+        else:
+            stats.count(unchanged=p.artifact.kind)
 
     run_parallel(publish, list(zip(plans, manifests_added, strict=True)), jobs)
     return stats

@@ -19,7 +19,7 @@ from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import ImageEntry
 from bundler.collect.build import BundleInfo, write_bundle
-from bundler.collect.images import ImageCollection
+from bundler.collect.images import OciContent
 from bundler.keyfiles import load_signing_key
 from bundler.oci import media
 from devtools.images import config, layer, sha
@@ -33,14 +33,14 @@ def key(name: str) -> signing.ec.EllipticCurvePrivateKey:
     return load_signing_key(KEYS / f"{name}.key")
 
 
-def image(repo: str, text: str) -> ImageCollection:
+def image(repo: str, text: str) -> OciContent:
     lay = layer({"etc/release": (text.encode() * 64, 0o644)})
     cfg = config([lay])
     manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
                            "config": {"mediaType": media.OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
                            "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": lay.digest,
                                        "size": len(lay.data)}]}).encode()
-    collection = ImageCollection()
+    collection = OciContent()
     collection.images = [ImageEntry(f"example.test/attack/{repo}:1", sha(manifest), media.OCI_MANIFEST,
                                     ("linux/amd64",))]
     for blob in (manifest, cfg, lay.data):

@@ -18,7 +18,7 @@ from bundler.bundle.manifest import BundleManifest, ImageEntry
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verify_bundle
 from bundler.collect.build import BundleInfo, write_bundle
-from bundler.collect.images import ImageCollection
+from bundler.collect.images import OciContent
 from bundler.errors import IntegrityError
 from bundler.oci import media
 from devtools.images import config, layer, sha
@@ -35,7 +35,7 @@ def small_bundle(path: Path, leave_out_layer: bool = False, expires: dt.timedelt
                            "config": {"mediaType": media.OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
                            "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": lay.digest,
                                        "size": len(lay.data)}]}).encode()
-    collection = ImageCollection()
+    collection = OciContent()
     collection.images = [ImageEntry("example.com/hello:1", sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
     for blob in (manifest, cfg) if leave_out_layer else (manifest, cfg, lay.data):
         collection.add_small_blob(sha(blob), blob)

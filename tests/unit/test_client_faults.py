@@ -30,7 +30,7 @@ class Behaviour:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "_backoff", lambda attempt: None)
+    monkeypatch.setattr(client_module, "backoff", lambda attempt: None)
 
 
 @pytest.fixture

@@ -1,0 +1,33 @@
+"""The site's side of charts: a Flux `HelmRepository` (type oci) naming the charts' home on the site.
+
+GitOps users apply it (or commit it) so Flux `HelmRelease`s install charts from the site registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from bundler.fsutil import atomic_write
+from bundler.site.config import SiteConfig
+
+FLUX_DIR = "cluster/flux"
+HELM_REPOSITORY = "helm-repository.yaml"
+
+
+def helm_repository(site: SiteConfig) -> dict[str, object]:
+    parts = urlsplit(site.registry_url)
+    spec: dict[str, object] = {"type": "oci", "interval": "10m", "url": f"oci://{parts.netloc}/{site.chart_prefix}"}
+    if parts.scheme == "http":
+        spec["insecure"] = True  # a plain-HTTP site registry (loopback or lab)
+    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+            "metadata": {"name": "site-charts", "namespace": "flux-system"}, "spec": spec}
+
+
+def write_helm_repository(site: SiteConfig) -> Path:
+    path = site.directory / FLUX_DIR / HELM_REPOSITORY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, yaml.safe_dump(helm_repository(site), sort_keys=False).encode())
+    return path

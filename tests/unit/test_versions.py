@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from bundler.versions import Version, VersionRange
+
+ORDER = ["0.9.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",
+         "1.0.0", "1.0.1", "1.10.0", "2.0.0"]
+
+
+def test_precedence_follows_semver() -> None:
+    versions = [Version(v) for v in ORDER]
+    assert sorted(reversed(versions)) == versions
+    assert Version("1.0.0+build.5") == Version("1.0.0")
+
+
+AVAILABLE = ["17.0.0", "18.0.0", "18.1.3", "18.9.0", "19.0.0-rc.1", "19.0.0", "19.2.1", "0.2.5", "0.3.1"]
+RANGES = [
+    (">=18.0.0 <19.0.0", "18.9.0"),
+    (">=18.0.0, <19.0.0", "18.9.0"),
+    ("18.x", "18.9.0"),
+    ("18", "18.9.0"),
+    ("18.1.x", "18.1.3"),
+    ("~18.1.0", "18.1.3"),
+    ("^18.1.0", "18.9.0"),
+    ("^0.2.0", "0.2.5"),
+    ("18.1.3", "18.1.3"),
+    ("=18.0.0", "18.0.0"),
+    ("*", "19.2.1"),
+    ("<18", "17.0.0"),
+    (">18.1", "19.2.1"),
+    ("<=18.1", "18.1.3"),
+    ("17.0.0 - 18.1", "18.1.3"),
+    ("17.x || 19.0.x", "19.0.0"),
+    (">=19.0.0-rc.0 <19.0.0", "19.0.0-rc.1"),
+    ("!=19.2.1 >=19", "19.0.0"),
+    (">=20", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), RANGES)
+def test_ranges_pick_the_highest_match(text: str, expected: str | None) -> None:
+    best = VersionRange(text).best([Version(v) for v in AVAILABLE])
+    assert (str(best) if best else None) == expected
+
+
+@pytest.mark.parametrize("text", ["", ">=", "one.two", ">=1.2.3.4", "1.2.3 -"])
+def test_bad_ranges(text: str) -> None:
+    with pytest.raises(ValueError):
+        VersionRange(text)
