@@ -20,12 +20,13 @@ from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.profile import load_profile
 from bundler.site.registry_process import start_registry
+from devtools import charts
 from devtools.samples import push_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 PROFILE = ROOT / "profiles" / "demo.yaml"
-SOURCE_PORT, SITE_PORT = 15000, 15001
+SOURCE_PORT, SITE_PORT, CHART_PORT = 15000, 15001, 15002
 
 
 def stop() -> None:
@@ -67,10 +68,17 @@ def main() -> None:
         sys.exit(f"profiles/demo.yaml and the sample images differ: {sorted(wanted ^ pushed)}")
     print(f"pushed {len(samples.refs)} sample images ({samples.unique_bytes / 1e6:.1f} MB) to the source")
 
+    chart_repo = DEMO / "chart-repo"
+    chart_repo.mkdir()
+    values = {"image": {"registry": f"127.0.0.1:{SOURCE_PORT}", "repository": "demo/hello", "tag": "1.0"}}
+    archives = [charts.package(chart_repo, "hello-chart", v, values=values) for v in ("0.1.0", "0.2.0", "1.0.0")]
+    charts.write_index(chart_repo, archives)
+
     bundle = "demo-1.0.0.bundle.tar"
     bundler("keygen", "release")  # release engineering builds and signs
     bundler("keygen", "security")  # security reviews and countersigns: a two-person rule
-    bundler("build", str(PROFILE), "-o", bundle, "--key", "release.key")
+    with charts.serve(chart_repo, port=CHART_PORT):
+        bundler("build", str(PROFILE), "-o", bundle, "--key", "release.key")
     bundler("inspect", bundle)
     bundler("verify", bundle, "--key", "release.pub")
     bundler("sign", bundle, "--key", "security.key")
@@ -85,6 +93,8 @@ The site registry now serves every image under its source name, with the same di
   curl -s http://127.0.0.1:{SITE_PORT}/v2/_catalog
   skopeo inspect --tls-verify=false docker://{hello}
   docker pull {hello} && docker run --rm {hello}     # prints: hello from the site registry
+  helm install hello oci://127.0.0.1:{SITE_PORT}/charts/hello-chart --version 0.2.0 --plain-http
+  cat .demo/site/cluster/flux/helm-repository.yaml    # for Flux users
 Both registries keep running; `make demo-stop` stops them. The bundle is .demo/{bundle}.""")
 
 

@@ -66,6 +66,18 @@ BAD = [
      "not an environment variable name"),
     ("bad expiry", HEAD.replace("  version: 1.4.0\n", "  version: 1.4.0\n  expires: 90 days\n"), 6,
      "metadata.expires '90 days' is not a duration"),
+    ("chart with repo and ref", HEAD + "  charts:\n    - {repo: https://c.io, name: a, version: 1.0.0, ref: oci://r.io/a:1}\n",
+     8, "needs either repo (with name and version) or ref"),
+    ("chart ref not oci", HEAD + "  charts:\n    - ref: r.io/charts/a:1.0.0\n", 8, "must start with oci://"),
+    ("chart ref without version", HEAD + "  charts:\n    - ref: oci://r.io/charts/a\n", 8, "needs the chart version"),
+    ("chart bad range", HEAD + "  charts:\n    - repo: https://c.io\n      name: a\n      version: '>>1'\n", 10,
+     "spec.charts[0].version"),
+    ("chart without name", HEAD + "  charts:\n    - {repo: https://c.io, version: 1.0.0}\n", 8,
+     "missing required key 'name'"),
+    ("chart repo not a url", HEAD + "  charts:\n    - {repo: c.io, name: a, version: 1.0.0}\n", 8,
+     "is not an http(s) URL"),
+    ("chart images not auto", HEAD + "  charts:\n    - {repo: https://c.io, name: a, version: 1.0.0, images: yes}\n",
+     8, "images must be 'auto'"),
     ("not yaml", "apiVersion: [\n", 2, "not valid YAML"),
     ("not a mapping", "- a\n- b\n", 1, "the profile must be a mapping"),
 ]
@@ -84,3 +96,20 @@ def test_bad_profiles_name_file_and_line(text: str, line: int, message: str) -> 
 def test_expiry_durations(text: str, days: int) -> None:
     profile = parse_profile(HEAD.replace("  version: 1.4.0\n", f"  version: 1.4.0\n  expires: {text}\n"), "p.yaml")
     assert profile.expires == dt.timedelta(days=days)
+
+
+def test_charts_parse() -> None:
+    profile = parse_profile(HEAD + """\
+  charts:
+    - repo: https://charts.example.com/stable/
+      name: nginx
+      version: ">=18.0.0 <19.0.0"
+      dependencies: true
+      images: auto
+    - ref: oci://registry.example.com/charts/podinfo:6.5.0
+""", "p.yaml")
+    repo, oci = profile.charts
+    assert (repo.repo, repo.name, str(repo.version), repo.dependencies, repo.images) == (
+        "https://charts.example.com/stable", "nginx", ">=18.0.0 <19.0.0", True, True)
+    assert oci.ref == ImageReference("registry.example.com", "charts/podinfo", "6.5.0")
+    assert not oci.dependencies and not oci.images
