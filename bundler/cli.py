@@ -87,7 +87,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(1, 64), help=JOBS_HELP)
 @click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="private key to sign with (repeatable); password from BUNDLER_KEY_PASSWORD")
-def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...]) -> None:
+@click.option("--since", type=click.Path(dir_okay=False, path_type=Path),
+              help="a previous bundle: Git repositories then carry only commits it did not")
+def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None) -> None:
     """Collect the images named in PROFILE into one bundle file, signed with each --key.
 
     \b
@@ -96,12 +98,13 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...])
     """
     from bundler.collect.build import BuildOptions, build_bundle
 
-    result = build_bundle(BuildOptions(profile, output, jobs, keys))
+    result = build_bundle(BuildOptions(profile, output, jobs, keys, since))
     for note in result.notes:
         click.echo(note)
     charts = f"{result.charts} charts, " if result.charts else ""
+    repos = f"{result.repos} git repositories, " if result.repos else ""
     click.echo(f"wrote {result.path} ({_human(result.size)}): {result.name} {result.version}, "
-               f"{result.images} images, {charts}{result.blobs} unique blobs")
+               f"{result.images} images, {charts}{repos}{result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")
     click.echo(f"signed by {', '.join(k[:12] for k in result.signers)}" if result.signers
                else "unsigned: sites refuse it until someone signs it (`bundler sign`)")
@@ -169,6 +172,13 @@ def inspect(bundle: Path, as_json: bool) -> None:
     for image in info["images"]:
         platforms = f"  [{', '.join(image['platforms'])}]" if image["platforms"] else ""
         click.echo(f"  {image['ref']}\n    {image['digest']}{platforms}")
+    if info["repos"]:
+        click.echo(f"git repositories ({len(info['repos'])}):")
+    for repo in info["repos"]:
+        base = f"  (a delta: needs {len(repo['prerequisites'])} commits the site has)" if repo["prerequisites"] else ""
+        click.echo(f"  {repo['name']}  from {repo['url']}{base}")
+        for ref, oid in repo["refs"].items():
+            click.echo(f"    {ref} {oid}")
     if info["charts"]:
         click.echo(f"charts ({len(info['charts'])}):")
     for chart in info["charts"]:
@@ -246,7 +256,10 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
 @click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(1, 64), help=JOBS_HELP)
 @click.option("--allow-downgrade", is_flag=True,
               help="accept a version older than the one the site runs (rolling back on purpose)")
-def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgrade: bool) -> None:
+@click.option("--force-refs", "force_refs", multiple=True, metavar="REF",
+              help="let this Git ref move other than forward (REF or REPO:REF; repeatable)")
+def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgrade: bool,
+            force_refs: tuple[str, ...]) -> None:
     """Verify BUNDLE against the site's trust policy, then seed the site's registry.
 
     Refused (exit 3, nothing changed) unless enough trusted keys signed it, it has not expired, it
@@ -259,7 +272,7 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     """
     from bundler.site.importer import ImportOptions, import_bundle
 
-    result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade))
+    result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, force_refs))
     if as_json:
         _emit_json(result.to_dict())
     elif result.already_imported:
@@ -270,6 +283,8 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
                    f"{result.added['images']} images added, {result.unchanged['images']} unchanged; "
                    + (f"{result.added['charts']} charts added, {result.unchanged['charts']} unchanged; "
                       if result.added["charts"] or result.unchanged["charts"] else "")
+                   + (f"{result.added['refs']} git refs moved, {result.unchanged['refs']} unchanged; "
+                      if result.added["refs"] or result.unchanged["refs"] else "")
                    + f"{result.added['blobs']} blobs added, {result.unchanged['blobs']} already there; "
                    f"{_human(result.bytes_sent)} sent")
 
@@ -288,8 +303,12 @@ def site() -> None:
               help="how many distinct trusted keys must have signed a bundle")
 @click.option("--chart-prefix", default="charts", show_default=True,
               help="registry path charts go under: <registry>/<prefix>/<name>:<version>")
+@click.option("--http-listen", default="127.0.0.1:8443", show_default=True,
+              help="HOST:PORT of the site's HTTPS service (the Git server)")
+@click.option("--hostname", "hostnames", multiple=True, help="a DNS name clients use for the site (certificate)")
+@click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
 def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path, ...], threshold: int,
-              chart_prefix: str) -> None:
+              chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     \b
@@ -299,18 +318,47 @@ def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path,
     """
     from bundler.site.config import init_site
 
-    config = init_site(directory, registry_url, trust_keys, threshold, chart_prefix)
+    config = init_site(directory, registry_url, trust_keys, threshold, chart_prefix, http_listen, hostnames, ips)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")
+    click.echo(f"Git server (after `bundler site up`): {config.http_url}/git/<name>.git; "
+               f"CA {config.ca_file}; client credentials in {config.credentials_file}")
+
+
+@site.command("up")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def site_up(directory: Path) -> None:
+    """Start the site's HTTPS service (the Git server) in the background.
+
+    Returns once it answers its health check; logs go to DIRECTORY/logs.
+
+    \b
+    Example:
+      bundler site up ./site
+    """
+    from bundler.site.service import site_up as up
+
+    site = up(directory)
+    click.echo(f"site {site.directory} is up: Git at {site.http_url}/git/<name>.git (CA {site.ca_file}, "
+               f"credentials in {site.credentials_file})")
+
+
+@site.command("down")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def site_down(directory: Path) -> None:
+    """Stop what `site up` started."""
+    from bundler.site.service import site_down as down
+
+    click.echo(f"site {directory}: {'stopped' if down(directory) else 'was not running'}")
 
 
 @site.command("status")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def site_status(directory: Path, as_json: bool) -> None:
-    """Show the site's registry (and whether it answers) and the bundles it imported."""
-    from bundler.site.status import site_status as status
+    """Show the site's services (URL, health), its CA and credentials files, and what it imported."""
+    from bundler.site.service import site_status as status
 
     info = status(directory)
     if as_json:
@@ -318,6 +366,7 @@ def site_status(directory: Path, as_json: bool) -> None:
         return
     for name, service in info["services"].items():
         click.echo(f"{name}: {service['url']} ({'healthy' if service['healthy'] else 'NOT answering'})")
+    click.echo(f"CA: {info['ca_file']}  credentials: {info['credentials_file']}")
     for b in info["bundles"]:
         click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}")
 

@@ -28,6 +28,8 @@ PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 CHART_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+REF_PATTERN_RE = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/*-]+(?<!/)(?<!\.lock)$")
 DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
 DURATION_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
 MAX_PROFILE_BYTES = 1 << 20
@@ -63,6 +65,15 @@ class ChartSpec:
 
 
 @dataclass(frozen=True)
+class RepoSpec:
+    """A Git repository: any URL git can fetch; `refs` are branch and tag names, `*` globs allowed."""
+
+    url: str
+    name: str
+    refs: tuple[str, ...] = ()  # empty: every branch and tag
+
+
+@dataclass(frozen=True)
 class RegistrySpec:
     """How to reach one source registry. Secrets are named by environment variable, never inline."""
 
@@ -81,6 +92,7 @@ class Profile:
     expires: dt.timedelta | None  # how long a bundle built from this profile is valid
     images: tuple[ImageSpec, ...]
     charts: tuple[ChartSpec, ...]
+    repos: tuple[RepoSpec, ...]
     registries: tuple[RegistrySpec, ...]
     path: str
     digest: str
@@ -275,6 +287,28 @@ def _chart(check: _Checker, item: Any, line: int, where: str) -> ChartSpec | Non
     return ChartSpec(repo=repo.rstrip("/"), name=name, version=version, dependencies=dependencies, images=images)
 
 
+def _repo(check: _Checker, item: Any, line: int, where: str) -> RepoSpec | None:
+    m = check.mapping(item, line, where, {"url", "name", "refs"}, {"url"})
+    if m is None:
+        return None
+    url = check.string(m, "url", where)
+    name = check.string(m, "name", where, REPO_NAME_RE, "a repository name (letters, digits, . _ -)")
+    refs = []
+    for ref, rline in check.sequence(m, "refs", where):
+        if not isinstance(ref, str) or not REF_PATTERN_RE.match(ref):
+            check.fail(rline, f"{where}.refs: {ref!r} is not a branch or tag name (globs with * allowed)")
+        else:
+            refs.append(ref)
+    if url is None:
+        return None
+    if name is None and "name" not in m:
+        name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+        if not REPO_NAME_RE.match(name):
+            check.fail(m.lines["url"], f"{where}: cannot derive a name from {url!r}; give one with name:")
+            return None
+    return RepoSpec(url, name, tuple(refs)) if name else None
+
+
 def _registry(check: _Checker, item: Any, line: int, where: str) -> RegistrySpec | None:
     allowed = {"host", "usernameEnv", "passwordEnv", "plainHttp", "caFile"}
     m = check.mapping(item, line, where, allowed, {"host"})
@@ -322,6 +356,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     expires = None
     images: list[ImageSpec] = []
     charts: list[ChartSpec] = []
+    repos: list[RepoSpec] = []
     registries: list[RegistrySpec] = []
     if top is not None:
         if "apiVersion" in top and top["apiVersion"] != API_VERSION:
@@ -343,10 +378,15 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                     expires = int(found[1]) * DURATION_UNITS[found[2]]
         if "spec" in top:
             raw_spec = _Map() if top["spec"] is None else top["spec"]
-            spec = check.mapping(raw_spec, top.lines["spec"], "spec", {"images", "charts", "registries"}, set())
+            spec = check.mapping(raw_spec, top.lines["spec"], "spec", {"images", "charts", "repos", "registries"},
+                                 set())
             if spec is not None:
                 images = _items(check, spec, "images", _image)
                 charts = _items(check, spec, "charts", _chart)
+                repos = _items(check, spec, "repos", _repo)
+                names = [r.name for r in repos]
+                for duplicate in sorted({n for n in names if names.count(n) > 1}):
+                    check.fail(spec.lines["repos"], f"two repos are named {duplicate!r}; give one a different name:")
                 registries = _items(check, spec, "registries", _registry)
                 seen: dict[str, int] = {}
                 for image, (_, line) in zip(images, check.sequence(spec, "images", "spec"), strict=False):
@@ -359,7 +399,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     assert name is not None and version is not None
     return Profile(
         name=name, version=version, description=description, expires=expires, images=tuple(images),
-        charts=tuple(charts),
+        charts=tuple(charts), repos=tuple(repos),
         registries=tuple(registries), path=path, digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
     )
 

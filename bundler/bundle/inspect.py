@@ -22,5 +22,7 @@ def inspect_bundle(path: Path) -> dict[str, Any]:
                    for i in manifest.images],
         "charts": [{"name": c.name, "version": c.version, "source": c.source, "digest": c.digest,
                     "tgz_digest": c.tgz_digest, "images": list(c.images)} for c in manifest.charts],
-        "repos": extra.get("repos", []), "updates": extra.get("updates", []),
+        "repos": [{"name": r.name, "url": r.url, "refs": r.refs, "prerequisites": list(r.prerequisites)}
+                  for r in manifest.repos],
+        "updates": extra.get("updates", []),
     }

@@ -24,5 +24,12 @@ def blob_path(digest: str) -> str:
     return OCI_BLOBS + hexdigest
 
 
+GIT_DIR = "git/"
+
+
+def git_bundle_path(name: str) -> str:
+    return f"{GIT_DIR}{name}.bundle"
+
+
 def bundle_filename(name: str, version: str) -> str:
     return f"{name}-{version}{SUFFIX}"

@@ -88,6 +88,30 @@ class ChartEntry:
 
 
 @dataclass(frozen=True)
+class RepoEntry:
+    """One Git repository: the refs it carries (full ref name -> object id) and its git bundle."""
+
+    name: str
+    url: str
+    refs: dict[str, str]
+    bundle: str | None  # path of the git bundle in the bundle; None when no commit is new since the parent
+    prerequisites: tuple[str, ...] = ()  # commits the site must already have (a delta's base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "refs": dict(sorted(self.refs.items())), "bundle": self.bundle,
+                "prerequisites": list(self.prerequisites)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RepoEntry:
+        if (not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(d.get("refs"), dict)
+                or not all(isinstance(k, str) and isinstance(v, str) for k, v in d["refs"].items())):
+            raise ValueError("repo entry needs a 'name' and 'refs' (ref name -> object id)")
+        bundle = d.get("bundle")
+        return cls(d["name"], str(d.get("url", "")), dict(d["refs"]), bundle if isinstance(bundle, str) else None,
+                   tuple(str(p) for p in d.get("prerequisites") or ()))
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     name: str
     version: str
@@ -96,6 +120,7 @@ class BundleManifest:
     images: tuple[ImageEntry, ...]
     files: dict[str, FileEntry]
     charts: tuple[ChartEntry, ...] = ()
+    repos: tuple[RepoEntry, ...] = ()
     expires: str | None = None
     parent: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -106,7 +131,7 @@ class BundleManifest:
             "schema": layout.SCHEMA, "name": self.name, "version": self.version, "created": self.created,
             "expires": self.expires, "parent": self.parent, "profile": self.profile,
             "images": [i.to_dict() for i in self.images], "charts": [c.to_dict() for c in self.charts],
-            "repos": d.get("repos", []), "updates": d.get("updates", []),
+            "repos": [r.to_dict() for r in self.repos], "updates": d.get("updates", []),
             "files": {path: entry.to_dict() for path, entry in sorted(self.files.items())},
         })
         return d
@@ -138,12 +163,13 @@ class BundleManifest:
                 files[path] = FileEntry(entry["sha256"], entry["size"])
             images = tuple(ImageEntry.from_dict(i) for i in d.get("images") or [])
             charts = tuple(ChartEntry.from_dict(c) for c in d.get("charts") or [])
+            repos = tuple(RepoEntry.from_dict(r) for r in d.get("repos") or [])
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
         return cls(
             name=d["name"], version=d["version"], created=d["created"], profile=d["profile"], images=images,
-            files=files, charts=charts, expires=d.get("expires"), parent=d.get("parent"),
-            extra={k: v for k, v in d.items() if k not in _KNOWN or k in ("repos", "updates")},
+            files=files, charts=charts, repos=repos, expires=d.get("expires"), parent=d.get("parent"),
+            extra={k: v for k, v in d.items() if k not in _KNOWN or k == "updates"},
         )
 
 

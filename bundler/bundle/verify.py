@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundler import git
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
@@ -125,6 +127,43 @@ def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
     return problems
 
 
+def extract_member(reader: BundleReader, name: str, target: Path) -> Path:
+    """Copy one member to a scratch file (for tools that want a path, like git); no more than its size."""
+    with open(target, "wb") as out:
+        for chunk in reader.iter_member(name):
+            out.write(chunk)
+    return target
+
+
+def git_problems(reader: BundleReader, manifest: BundleManifest, read_packs: bool = True) -> list[str]:
+    """Each git bundle's header matches bundle.json; with `read_packs`, a complete one must also be
+    readable by git (`git bundle verify` does not read the pack, so it is fetched into a scratch
+    repository). Import reads every pack anyway, into the site repository's hidden namespace."""
+    problems = []
+    for repo in manifest.repos:
+        if repo.bundle is None or repo.bundle not in reader.members:
+            continue
+        try:
+            header = git.parse_bundle_header(reader.iter_member(repo.bundle, 64 << 10))
+        except ValueError as exc:
+            problems.append(f"{repo.bundle}: {exc}")
+            continue
+        carried = {ref: oid for ref, oid in repo.refs.items() if ref in header.refs}
+        if not header.refs or header.refs != carried or set(header.prerequisites) != set(repo.prerequisites):
+            problems.append(f"{repo.bundle}: its refs or prerequisites differ from what {layout.MANIFEST} says")
+            continue
+        if header.prerequisites or not read_packs:
+            continue  # a delta: only a repository holding its base can read it (import does)
+        with tempfile.TemporaryDirectory(prefix="bundler-git-") as scratch:
+            path = extract_member(reader, repo.bundle, Path(scratch) / "repo.bundle")
+            git.run(["init", "--bare", "-q", Path(scratch) / "check.git"])
+            try:
+                git.run(["fetch", "-q", "--no-tags", path, "+refs/*:refs/*"], cwd=Path(scratch) / "check.git")
+            except git.GitError as exc:
+                problems.append(f"{repo.bundle}: git cannot read it ({exc.message})")
+    return problems
+
+
 def parse_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -153,6 +192,7 @@ def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
     report.problems += payload_problems(reader, report.manifest, jobs, progress)
     if not report.problems:
         report.problems += graph_problems(reader, report.manifest)
+        report.problems += git_problems(reader, report.manifest)
     return report
 
 

@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
+from bundler.bundle.reader import BundleReader
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.collect.charts import collect_charts
 from bundler.collect.images import BlobSource, OciContent, collect_images, registry_clients
+from bundler.collect.repos import CollectedRepo, collect_repo
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
 from bundler.oci import layout as oci_layout
@@ -37,6 +39,7 @@ class BuildOptions:
     output: Path | None = None
     jobs: int = 8
     keys: tuple[Path, ...] = ()  # private keys that sign bundle.json
+    since: Path | None = None  # a previous bundle: carry only what it did not (Git commits, for now)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class BuildResult:
     size: int
     images: int
     charts: int
+    repos: int
     blobs: int
     payload_bytes: int
     signers: list[str]
@@ -65,15 +69,20 @@ def build_bundle(options: BuildOptions) -> BuildResult:
     if output.is_dir():
         raise UsageError(f"output {output} is a directory", hint="give a file name with -o")
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent)).resolve()
     try:
+        parent = read_parent(options.since) if options.since else None
         collection = OciContent()
         client_for = registry_clients(profile, options.jobs)
         charts = collect_charts(profile.charts, collection, client_for)
         collection.charts = charts.entries
         collect_images(images_to_collect(profile.images, charts.images), collection, client_for, staging, options.jobs)
-        result = write_bundle(BundleInfo(profile.name, profile.version, profile.digest, profile.expires), collection,
-                            output, options.jobs, keys)
+        repos = run_parallel(
+            lambda spec: collect_repo(spec, staging, parent.repo_tips.get(spec.name, ()) if parent else ()),
+            profile.repos, options.jobs)
+        info = BundleInfo(profile.name, profile.version, profile.digest, profile.expires,
+                          parent.reference if parent else None)
+        result = write_bundle(info, collection, output, options.jobs, keys, repos)
         result.notes.extend(charts.notes)
         return result
     finally:
@@ -86,6 +95,21 @@ class BundleInfo:
     version: str
     profile_digest: str
     expires_after: dt.timedelta | None = None
+    parent: dict[str, str] | None = None  # name, version, manifest_digest of the bundle this one builds on
+
+
+@dataclass(frozen=True)
+class Parent:
+    reference: dict[str, str]
+    repo_tips: dict[str, tuple[str, ...]]  # repository name -> the object ids its refs had
+
+
+def read_parent(path: Path) -> Parent:
+    """What a delta builds on: the parent bundle's identity and the Git commits it carried."""
+    with BundleReader(path) as reader:
+        manifest, _, digest = reader.manifest()
+    return Parent({"name": manifest.name, "version": manifest.version, "manifest_digest": digest},
+                  {repo.name: tuple(sorted(set(repo.refs.values()))) for repo in manifest.repos})
 
 
 def timestamp(moment: dt.datetime) -> str:
@@ -105,7 +129,7 @@ def images_to_collect(listed: tuple[ImageSpec, ...], from_charts: list[str]) -> 
 
 
 def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: int,
-                 keys: Sequence[ec.EllipticCurvePrivateKey] = ()) -> BuildResult:
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), repos: Sequence[CollectedRepo] = ()) -> BuildResult:
     """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     index, views = oci_layout.index_json(collection.images, collection.charts, collection.small_blobs)
@@ -114,11 +138,15 @@ def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: i
         small[layout.blob_path(digest)] = data
     files = {path: _sha256(data) for path, data in small.items()}
     blobs = {layout.blob_path(d): b for d, b in collection.blobs.items() if layout.blob_path(d) not in small}
+    for repo in repos:
+        if repo.entry.bundle and repo.staged:
+            blobs[repo.entry.bundle] = BlobSource(f"sha256:{repo.sha256}", repo.size, repo.entry.url, path=repo.staged)
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
     manifest = BundleManifest(
         name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
-        images=tuple(collection.images), charts=tuple(collection.charts), files=files,
-        expires=timestamp(now + info.expires_after) if info.expires_after else None,
+        images=tuple(collection.images), charts=tuple(collection.charts), repos=tuple(r.entry for r in repos),
+        files=files, expires=timestamp(now + info.expires_after) if info.expires_after else None,
+        parent=info.parent,
     )
     manifest_bytes = manifest.to_bytes()
     signatures = signatures_json([signing.sign(key, manifest_bytes) for key in keys])
@@ -154,5 +182,6 @@ def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: i
         out.abort()
         raise
     return BuildResult(output, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
-                       len(collection.images), len(collection.charts), len(collection.blobs), collection.blob_bytes,
+                       len(collection.images), len(collection.charts), len(repos), len(collection.blobs),
+                       collection.blob_bytes,
                        [signing.key_id(key.public_key()) for key in keys])

@@ -105,7 +105,8 @@ class RegistryClient:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.verify = ca_file or True
+        # passed with every request: requests lets REQUESTS_CA_BUNDLE override a session's verify
+        self.verify: str | bool = ca_file or True
         self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self.session.headers["User-Agent"] = "bundler"
         self._basic: str | None = None
@@ -157,7 +158,8 @@ class RegistryClient:
         params += [("scope", s) for s in (h.scope or "").split(" ") if s]
         headers = {"Authorization": f"Basic {basic}"} if basic else {}
         try:
-            r = self.session.get(h.realm, params=params, headers=headers, timeout=(CONNECT_TIMEOUT, 30))
+            r = self.session.get(h.realm, params=params, headers=headers, timeout=(CONNECT_TIMEOUT, 30),
+                                 verify=self.verify)
         except requests.RequestException as exc:
             raise UnreachableError(f"cannot reach the token service {h.realm}: {exc}") from None
         try:
@@ -193,7 +195,7 @@ class RegistryClient:
             try:
                 response = self.session.request(
                     method, url, headers=all_headers, params=params, data=data, stream=stream,
-                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=True,
+                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=True, verify=self.verify,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt < attempts:

@@ -7,6 +7,9 @@ site.yaml:
     registry:
       url: http://127.0.0.1:5000     # the registry images and charts are seeded into
       chartPrefix: charts            # charts go to <registry>/charts/<name>:<version>
+    http:
+      listen: 127.0.0.1:8443         # the HTTPS service: Git server at /git/<name>.git
+      push: false                    # Git clients may not push
     trust:
       threshold: 2                   # how many distinct trusted keys must have signed
       keys:
@@ -17,6 +20,7 @@ site.yaml:
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import re
 import shutil
@@ -33,10 +37,14 @@ from bundler.fsutil import atomic_write
 from bundler.keyfiles import key_name, load_trusted_key
 from bundler.oci.client import RegistryClient
 from bundler.signing import TrustPolicy
+from bundler.site.auth import CREDENTIALS_FILE, create_credentials
+from bundler.site.pki import CA_CERT, PKI_DIR, create_pki
 
 SITE_FILE = "site.yaml"
 STATE_FILE = "state.json"
 TRUST_DIR = "trust"
+GIT_DIR = "git"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 
@@ -47,6 +55,26 @@ class SiteConfig:
     trust_keys: tuple[tuple[str, str], ...]  # (name, file relative to the site directory)
     threshold: int
     chart_prefix: str = "charts"  # charts go to <registry>/<chart_prefix>/<name>:<version>
+    http_listen: str = DEFAULT_HTTP_LISTEN  # the site's HTTPS service (Git server)
+    allow_push: bool = False  # whether Git clients may push
+
+    @property
+    def http_url(self) -> str:
+        host, _, port = self.http_listen.rpartition(":")
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = "127.0.0.1"
+        return f"https://{host}:{port}"
+
+    def git_url(self, name: str) -> str:
+        return f"{self.http_url}/git/{name}.git"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / PKI_DIR / CA_CERT
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.directory / CREDENTIALS_FILE
 
     def registry_client(self, jobs: int) -> RegistryClient:
         parts = urlsplit(self.registry_url)
@@ -62,6 +90,7 @@ class SiteConfig:
     def to_yaml(self) -> bytes:
         doc = {"apiVersion": "bundler/v1", "kind": "Site",
                "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix},
+               "http": {"listen": self.http_listen, "push": self.allow_push},
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
         return yaml.safe_dump(doc, sort_keys=False).encode()
@@ -80,8 +109,24 @@ def check_chart_prefix(prefix: str) -> str:
     return prefix
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"listen address {value!r} must be HOST:PORT, e.g. 127.0.0.1:8443")
+    return value
+
+
 def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
-              chart_prefix: str = "charts") -> SiteConfig:
+              chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
+              hostnames: Sequence[str] = (), ips: Sequence[str] = ()) -> SiteConfig:
     """Create a site: its configuration and a copy of every trusted public key under trust/."""
     if registry_url is None:
         raise UsageError("site init needs --registry URL: the registry this site seeds images into",
@@ -103,10 +148,20 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         raise UsageError(f"--threshold: {exc}") from None
     config = SiteConfig(directory, check_registry_url(registry_url),
                         tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
-                        check_chart_prefix(chart_prefix))
+                        check_chart_prefix(chart_prefix), check_listen(http_listen))
+    names, addresses = list(hostnames), list(ips)
+    for ip in addresses:
+        if not _is_ip(ip):
+            raise UsageError(f"--ip {ip!r} is not an IP address")
+    listen_host = http_listen.rpartition(":")[0].strip("[]")
+    if listen_host not in ("0.0.0.0", "::"):  # the certificate names where clients reach the service
+        (addresses if _is_ip(listen_host) else names).append(listen_host)
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
     for path, (_, file) in zip(trust_keys, config.trust_keys, strict=True):
         shutil.copyfile(path, directory / file)
+    create_pki(directory, directory.resolve().name, names, addresses)
+    create_credentials(directory)
+    (directory / GIT_DIR).mkdir(exist_ok=True)
     atomic_write(site_file, config.to_yaml())
     return config
 
@@ -123,7 +178,7 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         if not isinstance(doc, dict) or doc.get("kind") != "Site":
             raise ValueError("not a site configuration (kind: Site)")
-        unknown = set(doc) - {"apiVersion", "kind", "registry", "trust"}
+        unknown = set(doc) - {"apiVersion", "kind", "registry", "trust", "http"}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         trust = doc.get("trust") or {}
@@ -131,12 +186,15 @@ def load_site(directory: Path) -> SiteConfig:
         threshold = trust.get("threshold", 1)
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
-        registry = doc["registry"]
-        unknown = set(registry) - {"url", "chartPrefix"}
+        registry, http = doc["registry"], doc.get("http") or {}
+        unknown = set(registry) - {"url", "chartPrefix"} | set(http) - {"listen", "push"}
         if unknown:
-            raise ValueError(f"unknown keys in registry: {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+        if not isinstance(http.get("push", False), bool):
+            raise ValueError("http.push must be true or false")
         return SiteConfig(directory, check_registry_url(str(registry["url"])), keys, threshold,
-                          check_chart_prefix(str(registry.get("chartPrefix", "charts"))))
+                          check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
+                          check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))), bool(http.get("push", False)))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

@@ -21,6 +21,7 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import (
     VerifyReport,
     check_policy,
+    git_problems,
     graph_problems,
     payload_problems,
     structure_problems,
@@ -28,6 +29,7 @@ from bundler.bundle.verify import (
 )
 from bundler.errors import RefusedError
 from bundler.progress import byte_progress
+from bundler.site import git as site_git
 from bundler.site.charts import write_helm_repository
 from bundler.site.config import SiteState, load_site
 from bundler.site.registry import artifacts_present, seed, site_artifacts
@@ -40,6 +42,7 @@ class ImportOptions:
     site: Path
     jobs: int = 8
     allow_downgrade: bool = False
+    force_refs: tuple[str, ...] = ()  # refs allowed to move other than forward (REF or REPO:REF)
 
 
 @dataclass
@@ -100,21 +103,30 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         result = ImportResult(manifest.name, manifest.version, digest)
         current = state.latest(manifest.name)
         artifacts = site_artifacts(manifest, site.chart_prefix)
-        if current and current["manifest_digest"] == digest and artifacts_present(client, artifacts, options.jobs):
+        if (current and current["manifest_digest"] == digest and artifacts_present(client, artifacts, options.jobs)
+                and site_git.refs_present(site, manifest)):
             result.already_imported = True
-            result.added = {"images": 0, "charts": 0, "blobs": 0}
-            result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0}
+            result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0}
+            result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0,
+                                "refs": sum(len(r.refs) for r in manifest.repos)}
             return result
 
         total = sum(e.size for e in manifest.files.values())
         with byte_progress("verifying", total) as progress:
             report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
         report.raise_if_failed(str(options.bundle))
-        report.problems += graph_problems(reader, manifest)
+        report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
         report.raise_if_failed(str(options.bundle))
 
-        with byte_progress("importing", total) as progress:
-            stats = seed(reader, artifacts, client, options.jobs, progress.advance)
+        staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused history rewrite stops here
+        try:
+            with byte_progress("importing", total) as progress:
+                stats = seed(reader, artifacts, client, options.jobs, progress.advance)
+        except BaseException:
+            site_git.discard(staged)
+            site_git.remove_empty(staged)
+            raise
+        site_git.publish(site, staged)
     if manifest.charts:
         write_helm_repository(site)
     if not (current and current["manifest_digest"] == digest):
@@ -122,5 +134,8 @@ def import_bundle(options: ImportOptions) -> ImportResult:
     kinds = ("images", "charts", "blobs")
     result.added = {kind: stats.added[kind] for kind in kinds}
     result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}
+    moved = sum(len(s.updates) for s in staged)
+    result.added["refs"] = moved
+    result.unchanged["refs"] = sum(len(r.refs) for r in manifest.repos) - moved
     result.bytes_sent = stats.bytes_sent
     return result

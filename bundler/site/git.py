@@ -1,0 +1,185 @@
+"""The site's Git repositories: bare repositories under DIR/git, seeded from git bundles.
+
+Import stages first: each git bundle is fetched into a hidden namespace (refs/bundler/incoming/*,
+never advertised to clients: uploadpack.hideRefs), which makes git check every object. Then the
+ref moves are judged: a branch moves only by fast-forward, a tag never moves, unless --force-refs
+names the ref. Nothing is visible until `publish` moves all refs of a repository in one
+transaction, after the whole bundle verified and the registry took its content.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bundler import git
+from bundler.bundle.manifest import BundleManifest, RepoEntry
+from bundler.bundle.reader import BundleReader
+from bundler.bundle.verify import extract_member
+from bundler.errors import RefusedError
+from bundler.fsutil import atomic_write
+from bundler.site.config import GIT_DIR, SiteConfig
+
+INCOMING = "refs/bundler/incoming/"
+FLUX_GIT = "cluster/flux/git-repositories.yaml"
+ZERO = "0" * 40
+
+
+@dataclass
+class StagedRepo:
+    entry: RepoEntry
+    path: Path
+    updates: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, new, old or ZERO)
+
+
+def repository_path(site: SiteConfig, name: str) -> Path:
+    return site.directory / GIT_DIR / f"{name}.git"
+
+
+def ensure_repository(site: SiteConfig, name: str) -> Path:
+    path = repository_path(site, name)
+    if not (path / "HEAD").exists():
+        git.run(["init", "--bare", "-q", path])
+        settings = {"uploadpack.hideRefs": "refs/bundler", "receive.denyNonFastForwards": "true",
+                    "receive.denyDeletes": "true", "http.receivepack": "true" if site.allow_push else "false",
+                    "gc.auto": "0"}
+        for key, value in settings.items():
+            git.run(["config", key, value], cwd=path)
+    return path
+
+
+def _current(path: Path, ref: str) -> str | None:
+    proc = git.run(["rev-parse", "--verify", "-q", ref], cwd=path, check=False)
+    return (proc.stdout.decode().strip() or None) if proc.returncode == 0 else None
+
+
+def _has_commit(path: Path, oid: str) -> bool:
+    return git.run(["cat-file", "-e", f"{oid}^{{commit}}"], cwd=path, check=False).returncode == 0
+
+
+def _forced(force_refs: tuple[str, ...], repo: str, ref: str) -> bool:
+    short = ref.split("/", 2)[2] if ref.count("/") >= 2 else ref
+    return any(f in (ref, short, f"{repo}:{ref}", f"{repo}:{short}") for f in force_refs)
+
+
+def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,
+          force_refs: tuple[str, ...] = ()) -> list[StagedRepo]:
+    """Fetch every git bundle into its repository's hidden namespace and judge the ref moves.
+
+    Raises RefusedError (and removes what it staged) for a missing base, unreadable objects, or a
+    history rewrite; the repositories' visible refs are untouched either way.
+    """
+    staged: list[StagedRepo] = []
+    try:
+        for entry in manifest.repos:
+            path = ensure_repository(site, entry.name)
+            item = StagedRepo(entry, path)
+            staged.append(item)
+            missing = [oid for oid in entry.prerequisites if not _has_commit(path, oid)]
+            if missing:
+                parent = manifest.parent or {}
+                source = f" (import {parent.get('name')} {parent.get('version')} first)" if parent else ""
+                raise RefusedError(
+                    f"repository {entry.name}: this bundle builds on commits the site does not have: "
+                    f"{', '.join(m[:12] for m in missing)}{source}",
+                    hint="import the bundle this delta was built against, then this one")
+            if entry.bundle is not None:
+                with tempfile.TemporaryDirectory(prefix="bundler-git-") as scratch:
+                    bundle_file = extract_member(reader, entry.bundle, Path(scratch) / "repo.bundle")
+                    try:
+                        git.run(["fetch", "-q", "--no-tags", bundle_file, f"+refs/*:{INCOMING}*"], cwd=path)
+                    except git.GitError as exc:
+                        raise RefusedError(f"{entry.bundle}: git cannot read it: {exc.message}",
+                                           hint="the git bundle is corrupt; get a fresh copy of the bundle") from None
+            rewrites = []
+            for ref, new in sorted(entry.refs.items()):
+                if git.run(["cat-file", "-e", new], cwd=path, check=False).returncode != 0:
+                    raise RefusedError(f"repository {entry.name}: {ref} points to {new[:12]}, which neither the "
+                                       "bundle nor the site has")
+                old = _current(path, ref)
+                if old == new:
+                    continue
+                if old is not None and not _forced(force_refs, entry.name, ref):
+                    moves_forward = ref.startswith("refs/heads/") and git.run(
+                        ["merge-base", "--is-ancestor", old, new], cwd=path, check=False).returncode == 0
+                    if not moves_forward:
+                        rewrites.append(f"{ref} ({old[:12]} -> {new[:12]})")
+                        continue
+                item.updates.append((ref, new, old or ZERO))
+            if rewrites:
+                kind = "would move a tag or rewrite history"
+                raise RefusedError(f"repository {entry.name}: this bundle {kind}: {', '.join(rewrites)}",
+                                   hint="branches move only forward and tags never move; pass --force-refs REF "
+                                        "to accept it on purpose")
+    except BaseException:
+        discard(staged)
+        remove_empty(staged)
+        raise
+    return staged
+
+
+def discard(staged: list[StagedRepo]) -> None:
+    """Drop the hidden incoming refs (their objects become unreachable and are collected later)."""
+    for item in staged:
+        refs = git.out(["for-each-ref", "--format=%(refname)", INCOMING], cwd=item.path).splitlines()
+        if refs:
+            git.run(["update-ref", "--stdin"], cwd=item.path,
+                    input="".join(f"delete {ref}\n" for ref in refs).encode())
+
+
+def publish(site: SiteConfig, staged: list[StagedRepo]) -> None:
+    """Move every repository's refs in one transaction each, then write the Flux manifests."""
+    for item in staged:
+        if item.updates:
+            lines = ["start"] + [f"update {ref} {new} {old}" for ref, new, old in item.updates] + ["commit"]
+            git.run(["update-ref", "--stdin"], cwd=item.path, input=("\n".join(lines) + "\n").encode())
+            heads = [ref for ref, _, _ in item.updates if ref.startswith("refs/heads/")]
+            if heads and _current(item.path, "HEAD") is None:  # a new repository: HEAD names a real branch
+                main = next((h for h in heads if h in ("refs/heads/main", "refs/heads/master")), heads[0])
+                git.run(["symbolic-ref", "HEAD", main], cwd=item.path)
+    discard(staged)
+    if staged:
+        write_flux_git_repositories(site)
+
+
+def repositories(site: SiteConfig) -> list[str]:
+    root = site.directory / GIT_DIR
+    return sorted(p.name.removesuffix(".git") for p in root.glob("*.git")) if root.exists() else []
+
+
+def write_flux_git_repositories(site: SiteConfig) -> Path:
+    docs: list[dict[str, Any]] = []
+    for name in repositories(site):
+        head = git.run(["symbolic-ref", "-q", "HEAD"], cwd=repository_path(site, name), check=False)
+        branch = head.stdout.decode().strip().removeprefix("refs/heads/") or "main"
+        docs.append({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+                     "metadata": {"name": name, "namespace": "flux-system"},
+                     "spec": {"url": site.git_url(name), "interval": "5m", "ref": {"branch": branch},
+                              "secretRef": {"name": "site-git"}}})
+    path = site.directory / FLUX_GIT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# Flux sources for the site's Git repositories. The secret site-git holds username and\n"
+              f"# password from {site.credentials_file.name} and caFile: the site CA ({site.ca_file.name}).\n")
+    atomic_write(path, (header + yaml.safe_dump_all(docs, sort_keys=False)).encode())
+    return path
+
+
+def remove_empty(staged: list[StagedRepo]) -> None:
+    """A repository created by a refused import, with no refs, goes away again."""
+    for item in staged:
+        if not git.out(["for-each-ref", "--format=%(refname)"], cwd=item.path):
+            shutil.rmtree(item.path, ignore_errors=True)
+
+
+def refs_present(site: SiteConfig, manifest: BundleManifest) -> bool:
+    """Every repository of the bundle is on the site with exactly the bundle's refs."""
+    for entry in manifest.repos:
+        path = repository_path(site, entry.name)
+        if not path.exists() or any(_current(path, ref) != oid for ref, oid in entry.refs.items()):
+            return False
+    return True
