@@ -26,10 +26,25 @@ from devtools.samples import push_samples
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 PROFILE = ROOT / "profiles" / "demo.yaml"
-SOURCE_PORT, SITE_PORT, CHART_PORT = 15000, 15001, 15002
+SOURCE_PORT, SITE_PORT, CHART_PORT, GIT_PORT = 15000, 15001, 15002, 15443
+
+
+def make_gitops_repo(path: Path) -> None:
+    """A small GitOps repository: a deployment of the demo image, on main, tagged v1.0.0."""
+    path.mkdir(parents=True)
+    (path / "hello.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hello}\nspec:\n  selector:\n"
+        "    matchLabels: {app: hello}\n  template:\n    metadata: {labels: {app: hello}}\n    spec:\n"
+        f"      containers:\n        - {{name: hello, image: 127.0.0.1:{SOURCE_PORT}/demo/hello:1.0}}\n")
+    author = ["-c", "user.email=release@example.com", "-c", "user.name=Release Engineering"]
+    for args in (["init", "-q", "-b", "main"], ["add", "."], [*author, "commit", "-qm", "hello"],
+                 [*author, "tag", "-a", "v1.0.0", "-m", "first release"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
 
 
 def stop() -> None:
+    if (DEMO / "site" / "site.yaml").exists():
+        subprocess.call([sys.executable, "-m", "bundler.cli", "site", "down", str(DEMO / "site")])
     for pidfile in DEMO.glob("*/pid"):
         try:
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
@@ -74,6 +89,8 @@ def main() -> None:
     archives = [charts.package(chart_repo, "hello-chart", v, values=values) for v in ("0.1.0", "0.2.0", "1.0.0")]
     charts.write_index(chart_repo, archives)
 
+    make_gitops_repo(DEMO / "gitops")
+
     bundle = "demo-1.0.0.bundle.tar"
     bundler("keygen", "release")  # release engineering builds and signs
     bundler("keygen", "security")  # security reviews and countersigns: a two-person rule
@@ -83,9 +100,12 @@ def main() -> None:
     bundler("verify", bundle, "--key", "release.pub")
     bundler("sign", bundle, "--key", "security.key")
     bundler("site", "init", "site", "--registry", f"http://127.0.0.1:{SITE_PORT}",
-            "--trust-key", "release.pub", "--trust-key", "security.pub", "--threshold", "2")
+            "--trust-key", "release.pub", "--trust-key", "security.pub", "--threshold", "2",
+            "--http-listen", f"127.0.0.1:{GIT_PORT}")
     bundler("import", bundle, "--site", "site")
     bundler("import", bundle, "--site", "site")
+    bundler("site", "up", "site")
+    bundler("site", "status", "site")
 
     hello = f"127.0.0.1:{SITE_PORT}/127.0.0.1_{SOURCE_PORT}/demo/hello:1.0"
     print(f"""
@@ -95,7 +115,9 @@ The site registry now serves every image under its source name, with the same di
   docker pull {hello} && docker run --rm {hello}     # prints: hello from the site registry
   helm install hello oci://127.0.0.1:{SITE_PORT}/charts/hello-chart --version 0.2.0 --plain-http
   cat .demo/site/cluster/flux/helm-repository.yaml    # for Flux users
-Both registries keep running; `make demo-stop` stops them. The bundle is .demo/{bundle}.""")
+  GIT_SSL_CAINFO=.demo/site/pki/ca.pem git clone \\
+      https://site:$(jq -r .password .demo/site/credentials.json)@127.0.0.1:{GIT_PORT}/git/gitops.git
+The registries and the site's Git server keep running; `make demo-stop` stops them. The bundle is .demo/{bundle}.""")
 
 
 if __name__ == "__main__":

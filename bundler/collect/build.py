@@ -11,7 +11,7 @@ import hashlib
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,7 +23,7 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.collect.charts import collect_charts
 from bundler.collect.images import BlobSource, OciContent, collect_images, registry_clients
-from bundler.collect.repos import CollectedRepo, collect_repo
+from bundler.collect.repos import CollectedRepo, collect_repo, resolve_url
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
 from bundler.oci import layout as oci_layout
@@ -77,8 +77,10 @@ def build_bundle(options: BuildOptions) -> BuildResult:
         charts = collect_charts(profile.charts, collection, client_for)
         collection.charts = charts.entries
         collect_images(images_to_collect(profile.images, charts.images), collection, client_for, staging, options.jobs)
+        base = options.profile.resolve().parent
         repos = run_parallel(
-            lambda spec: collect_repo(spec, staging, parent.repo_tips.get(spec.name, ()) if parent else ()),
+            lambda spec: collect_repo(replace(spec, url=resolve_url(spec.url, base)), staging,
+                                      parent.repo_tips.get(spec.name, ()) if parent else ()),
             profile.repos, options.jobs)
         info = BundleInfo(profile.name, profile.version, profile.digest, profile.expires,
                           parent.reference if parent else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def select(refs: dict[str, str], patterns: tuple[str, ...], url: str) -> dict[st
                              hint="fix refs: in the profile's spec.repos")
         chosen.update(matched)
     return chosen
+
+
+def resolve_url(url: str, base: Path) -> str:
+    """A relative local path in a profile is relative to the profile's directory, not to where bundler runs."""
+    if "://" in url or re.match(r"^[^/]+@[^/]+:", url) or Path(url).is_absolute():
+        return url
+    return str((base / url).resolve())
 
 
 def collect_repo(spec: RepoSpec, staging: Path, parent_tips: tuple[str, ...] = ()) -> CollectedRepo:
