@@ -80,14 +80,8 @@ def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,
             path = ensure_repository(site, entry.name)
             item = StagedRepo(entry, path)
             staged.append(item)
-            missing = [oid for oid in entry.prerequisites if not _has_commit(path, oid)]
-            if missing:
-                parent = manifest.parent or {}
-                source = f" (import {parent.get('name')} {parent.get('version')} first)" if parent else ""
-                raise RefusedError(
-                    f"repository {entry.name}: this bundle builds on commits the site does not have: "
-                    f"{', '.join(m[:12] for m in missing)}{source}",
-                    hint="import the bundle this delta was built against, then this one")
+            if (problem := missing_base(site, manifest, entry)) is not None:
+                raise RefusedError(problem, hint="import the bundle this delta was built against, then this one")
             if entry.bundle is not None:
                 with tempfile.TemporaryDirectory(prefix="bundler-git-") as scratch:
                     bundle_file = extract_member(reader, entry.bundle, Path(scratch) / "repo.bundle")
@@ -121,6 +115,18 @@ def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,
         remove_empty(staged)
         raise
     return staged
+
+
+def missing_base(site: SiteConfig, manifest: BundleManifest, entry: RepoEntry) -> str | None:
+    """Why the site cannot take this repository's delta (it lacks the commits it builds on), or None."""
+    path = repository_path(site, entry.name)
+    missing = [oid for oid in entry.prerequisites if not (path / "HEAD").exists() or not _has_commit(path, oid)]
+    if not missing:
+        return None
+    parent = manifest.parent or {}
+    source = f" (import {parent.get('name')} {parent.get('version')} first)" if parent else ""
+    return (f"repository {entry.name}: this bundle builds on commits the site does not have: "
+            f"{', '.join(m[:12] for m in missing)}{source}")
 
 
 def discard(staged: list[StagedRepo]) -> None:

@@ -82,6 +82,8 @@ def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
     report = verify_file(bundle, site.policy(), jobs)
     if (problem := rollback_problem(SiteState.load(site.directory), report.manifest, report.manifest_digest)):
         report.problems.insert(0, problem.message)
+    report.problems += [p for repo in report.manifest.repos
+                        if (p := site_git.missing_base(site, report.manifest, repo)) is not None]
     return report
 
 

@@ -218,3 +218,18 @@ def test_a_corrupt_git_bundle_in_a_validly_signed_bundle_changes_nothing(
     assert imported.code == 3 and "git/config.bundle: git cannot read it" in imported.err
     assert not (site / "git" / "config.git").exists() and not (site / "state.json").exists()
     assert registry.catalog() == []
+
+
+def test_a_delta_on_a_site_without_its_base_is_refused_naming_the_parent(
+        source: Path, site: Path, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    assert cli("build", profile(tmp_path, source, "1.0.0"), "-o", "v1.bundle.tar", "--key", keys.release.key).code == 0
+    commit(source, "next.yaml")
+    assert cli("build", profile(tmp_path, source, "1.1.0"), "-o", "v2.bundle.tar", "--key", keys.release.key,
+               "--since", "v1.bundle.tar").code == 0
+    for command in (["verify", "v2.bundle.tar", "--site", site], ["import", "v2.bundle.tar", "--site", site]):
+        r = cli(*command)
+        assert r.code == 3, r.err
+        assert "builds on commits the site does not have" in r.err and "import gitops 1.0.0 first" in r.err
+    assert not (site / "git" / "config.git").exists() and not (site / "state.json").exists()
+    assert cli("import", "v1.bundle.tar", "--site", site).code == 0
+    assert cli("import", "v2.bundle.tar", "--site", site).code == 0
