@@ -77,9 +77,7 @@ def one_gigabyte_bundle(path: Path) -> None:
         digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
     layer = im.Layer(b"", digest)
     cfg = im.config([layer])
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
-                           "config": {"mediaType": media.OCI_CONFIG, "digest": im.sha(cfg), "size": len(cfg)},
-                           "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": digest, "size": 1 << 30}]}).encode()
+    manifest = im.oci_manifest(cfg, [(digest, 1 << 30)])
     collection = OciContent()
     collection.images = [ImageEntry("example.test/big:1", im.sha(manifest), media.OCI_MANIFEST)]
     collection.add_small_blob(im.sha(manifest), manifest)

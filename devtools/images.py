@@ -13,9 +13,13 @@ import json
 import random
 import tarfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
+
+if TYPE_CHECKING:
+    from bundler.collect.images import OciContent
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -102,3 +106,25 @@ def busybox_layer(message: str) -> tuple[Layer, list[str]]:
     with open("/bin/busybox", "rb") as f:
         busybox = f.read()
     return layer({"bin/busybox": (busybox, 0o755)}), ["/bin/busybox", "echo", message]
+
+
+def oci_manifest(cfg: bytes, layers: list[tuple[str, int]]) -> bytes:
+    """An OCI image manifest for a config and (digest, size) layers."""
+    return json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
+                       "config": {"mediaType": media.OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
+                       "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": d, "size": s} for d, s in layers]
+                       }).encode()
+
+
+def memory_image(ref: str, lay: Layer) -> OciContent:
+    """A one-image OciContent held in memory, ready for `write_bundle` (tests and assets, no registry)."""
+    from bundler.bundle.manifest import ImageEntry
+    from bundler.collect.images import OciContent
+
+    cfg = config([lay])
+    manifest = oci_manifest(cfg, [(lay.digest, len(lay.data))])
+    content = OciContent()
+    content.images = [ImageEntry(ref, sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
+    for blob in (manifest, cfg, lay.data):
+        content.add_small_blob(sha(blob), blob)
+    return content

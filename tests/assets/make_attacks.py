@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 from bundler import signing
 from bundler.bundle import layout
-from bundler.bundle.manifest import ImageEntry
 from bundler.collect.build import BundleInfo, write_bundle
 from bundler.collect.images import OciContent
 from bundler.keyfiles import load_signing_key
-from bundler.oci import media
-from devtools.images import config, layer, sha
+from devtools.images import layer, memory_image
 
 HERE = Path(__file__).parent
 KEYS = HERE / "keys"
@@ -34,18 +31,7 @@ def key(name: str) -> signing.ec.EllipticCurvePrivateKey:
 
 
 def image(repo: str, text: str) -> OciContent:
-    lay = layer({"etc/release": (text.encode() * 64, 0o644)})
-    cfg = config([lay])
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
-                           "config": {"mediaType": media.OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
-                           "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": lay.digest,
-                                       "size": len(lay.data)}]}).encode()
-    collection = OciContent()
-    collection.images = [ImageEntry(f"example.test/attack/{repo}:1", sha(manifest), media.OCI_MANIFEST,
-                                    ("linux/amd64",))]
-    for blob in (manifest, cfg, lay.data):
-        collection.add_small_blob(sha(blob), blob)
-    return collection
+    return memory_image(f"example.test/attack/{repo}:1", layer({"etc/release": (text.encode() * 64, 0o644)}))
 
 
 def bundle(path: Path, version: str, signers: list[str], repo: str = "v3", text: str = "three",

@@ -14,14 +14,12 @@ import pytest
 
 from bundler import signing
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest, ImageEntry
+from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verify_bundle
 from bundler.collect.build import BundleInfo, write_bundle
-from bundler.collect.images import OciContent
 from bundler.errors import IntegrityError
-from bundler.oci import media
-from devtools.images import config, layer, sha
+from devtools.images import layer, memory_image
 
 KEY = signing.generate_key()
 POLICY = signing.TrustPolicy((signing.TrustedKey("release", KEY.public_key()),))
@@ -30,15 +28,9 @@ POLICY = signing.TrustPolicy((signing.TrustedKey("release", KEY.public_key()),))
 def small_bundle(path: Path, leave_out_layer: bool = False, expires: dt.timedelta | None = None) -> Path:
     """A real one-image bundle written by the real writer, from memory (no registry needed)."""
     lay = layer({"hello.txt": (b"hello\n", 0o644)})
-    cfg = config([lay])
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
-                           "config": {"mediaType": media.OCI_CONFIG, "digest": sha(cfg), "size": len(cfg)},
-                           "layers": [{"mediaType": media.OCI_LAYER_GZIP, "digest": lay.digest,
-                                       "size": len(lay.data)}]}).encode()
-    collection = OciContent()
-    collection.images = [ImageEntry("example.com/hello:1", sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
-    for blob in (manifest, cfg) if leave_out_layer else (manifest, cfg, lay.data):
-        collection.add_small_blob(sha(blob), blob)
+    collection = memory_image("example.com/hello:1", lay)
+    if leave_out_layer:
+        del collection.small_blobs[lay.digest]
     write_bundle(BundleInfo("unit", "1.0.0", "sha256:" + "0" * 64, expires), collection, path, jobs=2, keys=[KEY])
     return path
 
