@@ -103,8 +103,9 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
         click.echo(note)
     charts = f"{result.charts} charts, " if result.charts else ""
     repos = f"{result.repos} git repositories, " if result.repos else ""
+    updates = f"{result.updates} updates, " if result.updates else ""
     click.echo(f"wrote {result.path} ({_human(result.size)}): {result.name} {result.version}, "
-               f"{result.images} images, {charts}{repos}{result.blobs} unique blobs")
+               f"{result.images} images, {charts}{repos}{updates}{result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")
     click.echo(f"signed by {', '.join(k[:12] for k in result.signers)}" if result.signers
                else "unsigned: sites refuse it until someone signs it (`bundler sign`)")

@@ -29,6 +29,9 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 CHART_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SHA256_RE = re.compile(r"^[a-f0-9]{64}$")
+UPDATE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
+GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 REF_PATTERN_RE = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/*-]+(?<!/)(?<!\.lock)$")
 DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
 DURATION_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
@@ -73,6 +76,36 @@ class RepoSpec:
     refs: tuple[str, ...] = ()  # empty: every branch and tag
 
 
+UPDATE_KINDS = ("deb", "rpm", "msu", "cab", "vm-image", "file")
+VM_IMAGE_SUFFIXES = (".qcow2", ".vhdx", ".vhd", ".vmdk", ".img", ".raw", ".iso", ".ova")
+
+
+def update_kind(file_name: str) -> str:
+    """deb, rpm, msu, cab, vm-image or file, from a file name."""
+    lower = file_name.lower()
+    for kind in ("deb", "rpm", "msu", "cab"):
+        if lower.endswith(f".{kind}"):
+            return kind
+    return "vm-image" if lower.endswith(VM_IMAGE_SUFFIXES) else "file"
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """An OS or VM update: a file by URL (with its sha256) or by path on this machine."""
+
+    kind: str
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    name: str | None = None  # default: the package name (deb, rpm) or the file name
+    metadata: tuple[tuple[str, str], ...] = ()
+    approve: tuple[str, ...] = ()  # target groups it is approved for on arrival
+
+    @property
+    def source(self) -> str:
+        return self.url or self.path or ""
+
+
 @dataclass(frozen=True)
 class RegistrySpec:
     """How to reach one source registry. Secrets are named by environment variable, never inline."""
@@ -93,6 +126,7 @@ class Profile:
     images: tuple[ImageSpec, ...]
     charts: tuple[ChartSpec, ...]
     repos: tuple[RepoSpec, ...]
+    updates: tuple[UpdateSpec, ...]
     registries: tuple[RegistrySpec, ...]
     path: str
     digest: str
@@ -309,6 +343,40 @@ def _repo(check: _Checker, item: Any, line: int, where: str) -> RepoSpec | None:
     return RepoSpec(url, name, tuple(refs)) if name else None
 
 
+def _update(check: _Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
+    m = check.mapping(item, line, where, {"name", "kind", "url", "path", "sha256", "metadata", "approve"}, set())
+    if m is None:
+        return None
+    if ("url" in m) == ("path" in m):
+        check.fail(m.line, f"{where} needs either url (with sha256) or path")
+        return None
+    url = check.string(m, "url", where, URL_RE, "an http(s) URL")
+    path = check.string(m, "path", where)
+    sha256 = check.string(m, "sha256", where, SHA256_RE, "a sha256 (64 lowercase hex digits)")
+    if url is not None and "sha256" not in m:
+        check.fail(m.lines["url"], f"{where}: a download needs its sha256 (checked before anything is kept)")
+    name = check.string(m, "name", where, UPDATE_NAME_RE, "an update name (letters, digits, . _ + -)")
+    kind = m.get("kind")
+    if kind is not None and kind not in UPDATE_KINDS:
+        check.fail(m.lines["kind"], f"{where}.kind {kind!r} is not one of {', '.join(UPDATE_KINDS)}")
+    metadata = m.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str | int | float) for v in metadata.values()):
+        check.fail(m.lines.get("metadata", m.line), f"{where}.metadata must map names to strings")
+        metadata = {}
+    groups = []
+    for group, gline in check.sequence(m, "approve", where):
+        if not isinstance(group, str) or not GROUP_RE.match(group):
+            check.fail(gline, f"{where}.approve: {group!r} is not a group name (letters, digits, . _ -)")
+        else:
+            groups.append(group)
+    source = url or path
+    if source is None:
+        return None
+    file_name = source.rstrip("/").rsplit("/", 1)[-1]
+    return UpdateSpec(str(kind) if kind in UPDATE_KINDS else update_kind(file_name), url, path, sha256, name,
+                      tuple((str(k), str(v)) for k, v in metadata.items()), tuple(groups))
+
+
 def _registry(check: _Checker, item: Any, line: int, where: str) -> RegistrySpec | None:
     allowed = {"host", "usernameEnv", "passwordEnv", "plainHttp", "caFile"}
     m = check.mapping(item, line, where, allowed, {"host"})
@@ -357,6 +425,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     images: list[ImageSpec] = []
     charts: list[ChartSpec] = []
     repos: list[RepoSpec] = []
+    updates: list[UpdateSpec] = []
     registries: list[RegistrySpec] = []
     if top is not None:
         if "apiVersion" in top and top["apiVersion"] != API_VERSION:
@@ -378,12 +447,13 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                     expires = int(found[1]) * DURATION_UNITS[found[2]]
         if "spec" in top:
             raw_spec = _Map() if top["spec"] is None else top["spec"]
-            spec = check.mapping(raw_spec, top.lines["spec"], "spec", {"images", "charts", "repos", "registries"},
-                                 set())
+            spec = check.mapping(raw_spec, top.lines["spec"], "spec",
+                                 {"images", "charts", "repos", "updates", "registries"}, set())
             if spec is not None:
                 images = _items(check, spec, "images", _image)
                 charts = _items(check, spec, "charts", _chart)
                 repos = _items(check, spec, "repos", _repo)
+                updates = _items(check, spec, "updates", _update)
                 names = [r.name for r in repos]
                 for duplicate in sorted({n for n in names if names.count(n) > 1}):
                     check.fail(spec.lines["repos"], f"two repos are named {duplicate!r}; give one a different name:")
@@ -399,7 +469,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     assert name is not None and version is not None
     return Profile(
         name=name, version=version, description=description, expires=expires, images=tuple(images),
-        charts=tuple(charts), repos=tuple(repos),
+        charts=tuple(charts), repos=tuple(repos), updates=tuple(updates),
         registries=tuple(registries), path=path, digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
     )
 

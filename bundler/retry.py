@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
+from pathlib import Path
 
 import requests
 
@@ -53,3 +55,38 @@ def get_bytes(session: requests.Session, url: str, limit: int, what: str, retrie
                                        hint="check the URL and that the server is up") from None
             backoff(attempt)
     raise UnreachableError(f"cannot fetch {url} ({what})")  # pragma: no cover
+
+
+def download_file(session: requests.Session, url: str, target: Path, what: str,
+                  retries: int = RETRIES) -> tuple[str, int]:
+    """Stream a URL to `target`, hashing as it passes; resume with Range after a drop. (sha256 hex, size)."""
+    hasher, size = hashlib.sha256(), 0
+    failures = 0
+    with open(target, "wb") as out:
+        while True:
+            headers = {"Range": f"bytes={size}-"} if size else {}
+            try:
+                with session.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as r:
+                    if r.status_code == 404:
+                        raise NotFoundError(f"{what} not found: {url} (404)")
+                    if r.status_code in RETRY_STATUS and failures < retries:
+                        failures += 1
+                        backoff(failures)
+                        continue
+                    if r.status_code not in (200, 206):
+                        raise UnreachableError(f"{what}: {url} answered HTTP {r.status_code}")
+                    if size and r.status_code == 200:  # the server ignored Range: start over
+                        out.seek(0)
+                        out.truncate()
+                        hasher, size = hashlib.sha256(), 0
+                    for chunk in r.iter_content(1 << 20):
+                        hasher.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+                return hasher.hexdigest(), size
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                failures += 1
+                if failures > retries:
+                    raise UnreachableError(f"cannot fetch {url} ({what}): {short(exc)}",
+                                           hint="check the URL and that the server is up") from None
+                backoff(failures)

@@ -13,7 +13,6 @@ def inspect_bundle(path: Path) -> dict[str, Any]:
         manifest, _, digest = reader.manifest()
         signers = [str(s.get("keyid", "")) for s in reader.signatures()]
         size = reader.size
-    extra = manifest.extra
     return {
         "name": manifest.name, "version": manifest.version, "manifest_digest": digest,
         "created": manifest.created, "expires": manifest.expires, "parent": manifest.parent, "size": size,
@@ -24,5 +23,7 @@ def inspect_bundle(path: Path) -> dict[str, Any]:
                     "tgz_digest": c.tgz_digest, "images": list(c.images)} for c in manifest.charts],
         "repos": [{"name": r.name, "url": r.url, "refs": r.refs, "prerequisites": list(r.prerequisites)}
                   for r in manifest.repos],
-        "updates": extra.get("updates", []),
+        "updates": [{"name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
+                     "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),
+                     "approve": list(u.approve)} for u in manifest.updates],
     }

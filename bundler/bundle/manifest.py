@@ -112,6 +112,38 @@ class RepoEntry:
 
 
 @dataclass(frozen=True)
+class UpdateEntry:
+    """One OS or VM update payload, stored by digest under updates/."""
+
+    name: str
+    kind: str
+    file: str  # its original file name (what clients download it as)
+    sha256: str
+    size: int
+    metadata: dict[str, str] = field(default_factory=dict)  # package, version, arch, control, ...
+    approve: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        return f"updates/{self.sha256}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256, "size": self.size,
+                "metadata": dict(sorted(self.metadata.items())), "approve": list(self.approve)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> UpdateEntry:
+        if (not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in ("name", "kind", "file", "sha256"))
+                or not _HEX64.match(d["sha256"]) or not isinstance(d.get("size"), int)
+                or "/" in d["file"] or d["file"] in ("", ".", "..")):
+            raise ValueError("update entry needs name, kind, a plain file name, sha256 and size")
+        metadata = d.get("metadata") or {}
+        return cls(d["name"], d["kind"], d["file"], d["sha256"], d["size"],
+                   {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {},
+                   tuple(str(g) for g in d.get("approve") or ()))
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     name: str
     version: str
@@ -121,6 +153,7 @@ class BundleManifest:
     files: dict[str, FileEntry]
     charts: tuple[ChartEntry, ...] = ()
     repos: tuple[RepoEntry, ...] = ()
+    updates: tuple[UpdateEntry, ...] = ()
     expires: str | None = None
     parent: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +164,7 @@ class BundleManifest:
             "schema": layout.SCHEMA, "name": self.name, "version": self.version, "created": self.created,
             "expires": self.expires, "parent": self.parent, "profile": self.profile,
             "images": [i.to_dict() for i in self.images], "charts": [c.to_dict() for c in self.charts],
-            "repos": [r.to_dict() for r in self.repos], "updates": d.get("updates", []),
+            "repos": [r.to_dict() for r in self.repos], "updates": [u.to_dict() for u in self.updates],
             "files": {path: entry.to_dict() for path, entry in sorted(self.files.items())},
         })
         return d
@@ -164,12 +197,13 @@ class BundleManifest:
             images = tuple(ImageEntry.from_dict(i) for i in d.get("images") or [])
             charts = tuple(ChartEntry.from_dict(c) for c in d.get("charts") or [])
             repos = tuple(RepoEntry.from_dict(r) for r in d.get("repos") or [])
+            updates = tuple(UpdateEntry.from_dict(u) for u in d.get("updates") or [])
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
         return cls(
             name=d["name"], version=d["version"], created=d["created"], profile=d["profile"], images=images,
-            files=files, charts=charts, repos=repos, expires=d.get("expires"), parent=d.get("parent"),
-            extra={k: v for k, v in d.items() if k not in _KNOWN or k == "updates"},
+            files=files, charts=charts, repos=repos, updates=updates, expires=d.get("expires"), parent=d.get("parent"),
+            extra={k: v for k, v in d.items() if k not in _KNOWN},
         )
 
 

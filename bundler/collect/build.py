@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler import signing
@@ -24,6 +25,7 @@ from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.collect.charts import collect_charts
 from bundler.collect.images import BlobSource, OciContent, collect_images, registry_clients
 from bundler.collect.repos import CollectedRepo, collect_repo, resolve_url
+from bundler.collect.updates import CollectedUpdate, collect_update
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
 from bundler.oci import layout as oci_layout
@@ -52,6 +54,7 @@ class BuildResult:
     images: int
     charts: int
     repos: int
+    updates: int
     blobs: int
     payload_bytes: int
     signers: list[str]
@@ -82,9 +85,13 @@ def build_bundle(options: BuildOptions) -> BuildResult:
             lambda spec: collect_repo(replace(spec, url=resolve_url(spec.url, base)), staging,
                                       parent.repo_tips.get(spec.name, ()) if parent else ()),
             profile.repos, options.jobs)
+        session = requests.Session()
+        session.headers["User-Agent"] = "bundler"
+        updates = run_parallel(lambda spec: collect_update(spec, staging, base, session), profile.updates,
+                               options.jobs)
         info = BundleInfo(profile.name, profile.version, profile.digest, profile.expires,
                           parent.reference if parent else None)
-        result = write_bundle(info, collection, output, options.jobs, keys, repos)
+        result = write_bundle(info, collection, output, options.jobs, keys, repos, updates)
         result.notes.extend(charts.notes)
         return result
     finally:
@@ -131,7 +138,8 @@ def images_to_collect(listed: tuple[ImageSpec, ...], from_charts: list[str]) -> 
 
 
 def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: int,
-                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), repos: Sequence[CollectedRepo] = ()) -> BuildResult:
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), repos: Sequence[CollectedRepo] = (),
+                 updates: Sequence[CollectedUpdate] = ()) -> BuildResult:
     """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     index, views = oci_layout.index_json(collection.images, collection.charts, collection.small_blobs)
@@ -143,10 +151,14 @@ def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: i
     for repo in repos:
         if repo.entry.bundle and repo.staged:
             blobs[repo.entry.bundle] = BlobSource(f"sha256:{repo.sha256}", repo.size, repo.entry.url, path=repo.staged)
+    for update in updates:
+        e = update.entry
+        blobs.setdefault(e.path, BlobSource(f"sha256:{e.sha256}", e.size, e.file, path=update.staged))
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
     manifest = BundleManifest(
         name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
         images=tuple(collection.images), charts=tuple(collection.charts), repos=tuple(r.entry for r in repos),
+        updates=tuple(u.entry for u in updates),
         files=files, expires=timestamp(now + info.expires_after) if info.expires_after else None,
         parent=info.parent,
     )
@@ -184,6 +196,6 @@ def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: i
         out.abort()
         raise
     return BuildResult(output, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
-                       len(collection.images), len(collection.charts), len(repos), len(collection.blobs),
+                       len(collection.images), len(collection.charts), len(repos), len(updates), len(collection.blobs),
                        collection.blob_bytes,
                        [signing.key_id(key.public_key()) for key in keys])

@@ -1,0 +1,89 @@
+"""OS and VM updates: files by URL (downloaded, their sha256 checked before anything is kept) or by
+path. Debian and RPM packages are read for their name, version and architecture (and a .deb's whole
+control stanza, so the site can publish an apt index without dpkg)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from bundler.bundle.manifest import UpdateEntry
+from bundler.errors import IntegrityError, UsageError
+from bundler.profile import UpdateSpec
+from bundler.retry import download_file
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CollectedUpdate:
+    entry: UpdateEntry
+    staged: Path  # the payload on this machine (a download, or the profile's own path)
+
+
+def _sha256_file(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise UsageError(f"{name} is needed to read {package} packages", hint=f"apt-get install {package}")
+    return path
+
+
+def package_metadata(kind: str, path: Path, origin: str) -> dict[str, str]:
+    """name, version, arch (and a .deb's control stanza) read from the package itself."""
+    if kind == "deb":
+        proc = subprocess.run([_tool("dpkg-deb", "dpkg"), "--field", str(path)], capture_output=True, text=True)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise IntegrityError(f"{origin} is not a valid .deb package: {proc.stderr.strip()[:200]}")
+        control = proc.stdout.strip()
+        fields = dict(line.split(": ", 1) for line in control.splitlines() if ": " in line and not line[0].isspace())
+        try:
+            return {"package": fields["Package"], "version": fields["Version"], "arch": fields["Architecture"],
+                    "control": control}
+        except KeyError as exc:
+            raise IntegrityError(f"{origin}: its control file has no {exc.args[0]} field") from None
+    if kind == "rpm":
+        query = "%{NAME}\\n%{VERSION}-%{RELEASE}\\n%{ARCH}\\n"
+        proc = subprocess.run([_tool("rpm", "rpm"), "-qp", "--nosignature", "--nodigest", "--qf", query, str(path)],
+                              capture_output=True, text=True)
+        lines = proc.stdout.splitlines()
+        if proc.returncode != 0 or len(lines) < 3:
+            raise IntegrityError(f"{origin} is not a valid .rpm package: {proc.stderr.strip()[:200]}")
+        return {"package": lines[0], "version": lines[1], "arch": lines[2]}
+    return {}
+
+
+def collect_update(spec: UpdateSpec, staging: Path, base: Path, session: requests.Session) -> CollectedUpdate:
+    if spec.url is not None:
+        file_name = spec.url.rstrip("/").rsplit("/", 1)[-1] or "download"
+        staged = staging / f"update-{hashlib.sha256(spec.url.encode()).hexdigest()[:16]}"
+        sha256, size = download_file(session, spec.url, staged, f"update {file_name}")
+        origin = spec.url
+    else:
+        assert spec.path is not None
+        staged = (base / spec.path).resolve()
+        if not staged.is_file():
+            raise UsageError(f"update {spec.path}: no such file ({staged})")
+        file_name, origin = staged.name, str(staged)
+        sha256, size = _sha256_file(staged)
+    if spec.sha256 is not None and sha256 != spec.sha256:
+        if spec.url is not None:
+            staged.unlink(missing_ok=True)
+        raise IntegrityError(f"update {origin}: sha256 is {sha256}, the profile says {spec.sha256}",
+                             hint="the file changed or the profile's sha256 is wrong; nothing was kept")
+    metadata = {**package_metadata(spec.kind, staged, origin), **dict(spec.metadata)}
+    name = spec.name or metadata.get("package") or file_name
+    return CollectedUpdate(UpdateEntry(name, spec.kind, file_name, sha256, size, metadata, spec.approve), staged)
