@@ -274,6 +274,8 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     from bundler.site.importer import ImportOptions, import_bundle
 
     result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, force_refs))
+    for note in result.notes:
+        click.echo(note, err=True)
     if as_json:
         _emit_json(result.to_dict())
     elif result.already_imported:
@@ -286,6 +288,8 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
                       if result.added["charts"] or result.unchanged["charts"] else "")
                    + (f"{result.added['refs']} git refs moved, {result.unchanged['refs']} unchanged; "
                       if result.added["refs"] or result.unchanged["refs"] else "")
+                   + (f"{result.added['updates']} updates added, {result.unchanged['updates']} already there; "
+                      if result.added["updates"] or result.unchanged["updates"] else "")
                    + f"{result.added['blobs']} blobs added, {result.unchanged['blobs']} already there; "
                    f"{_human(result.bytes_sent)} sent")
 
@@ -308,8 +312,10 @@ def site() -> None:
               help="HOST:PORT of the site's HTTPS service (the Git server)")
 @click.option("--hostname", "hostnames", multiple=True, help="a DNS name clients use for the site (certificate)")
 @click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
+@click.option("--group", "groups", multiple=True, help="a target group for update approvals (repeatable)")
 def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path, ...], threshold: int,
-              chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...]) -> None:
+              chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
+              groups: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     \b
@@ -319,7 +325,8 @@ def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path,
     """
     from bundler.site.config import init_site
 
-    config = init_site(directory, registry_url, trust_keys, threshold, chart_prefix, http_listen, hostnames, ips)
+    config = init_site(directory, registry_url, trust_keys, threshold, chart_prefix, http_listen, hostnames, ips,
+                       groups)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")
@@ -370,6 +377,85 @@ def site_status(directory: Path, as_json: bool) -> None:
     click.echo(f"CA: {info['ca_file']}  credentials: {info['credentials_file']}")
     for b in info["bundles"]:
         click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}")
+
+
+@cli.group()
+def updates() -> None:
+    """The site's update cache: what was imported, approvals per group, what clients lack."""
+
+
+SITE_OPTION = click.option("--site", "site_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                           help="the site directory")
+
+
+@updates.command("list")
+@SITE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def updates_list(site_dir: Path, as_json: bool) -> None:
+    """Every imported update, and the groups it is approved (or declined) for."""
+    from bundler.site.config import load_site
+    from bundler.site.updates import UpdateCache
+
+    cache = UpdateCache(load_site(site_dir))
+    approvals = cache.approvals()
+    entries = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size", "bundle", "imported_at")}
+               | {"groups": {g: d[e["sha256"]] for g, d in approvals.items() if e["sha256"] in d}}
+               for e in cache.catalog()]
+    if as_json:
+        _emit_json({"updates": entries})
+        return
+    for e in entries:
+        groups = ", ".join(f"{g}: {d}" for g, d in e["groups"].items()) or "not approved anywhere"
+        click.echo(f"{e['name']} {e['version']} {e['arch']} ({e['kind']}, {_human(e['size'])}) "
+                   f"{e['sha256'][:12]}  [{groups}]")
+
+
+def _decide(name: str, group: str, site_dir: Path, decision: str) -> None:
+    from bundler.site.config import load_site
+    from bundler.site.updates import UpdateCache
+
+    for e in UpdateCache(load_site(site_dir)).decide(name, group, decision):
+        click.echo(f"{decision} {e['name']} {e['version']} ({e['sha256'][:12]}) for {group}")
+
+
+@updates.command("approve")
+@click.argument("name")
+@click.option("--group", required=True, help="the target group")
+@SITE_OPTION
+def updates_approve(name: str, group: str, site_dir: Path) -> None:
+    """Approve NAME (a name, name=version, file name or sha256 prefix) for a group; republishes.
+
+    \b
+    Example:
+      bundler updates approve hello-tool --group line-1 --site ./site
+    """
+    _decide(name, group, site_dir, "approved")
+
+
+@updates.command("decline")
+@click.argument("name")
+@click.option("--group", required=True, help="the target group")
+@SITE_OPTION
+def updates_decline(name: str, group: str, site_dir: Path) -> None:
+    """Decline NAME for a group (it leaves the group's repositories; later imports keep the decision)."""
+    _decide(name, group, site_dir, "declined")
+
+
+@updates.command("status")
+@SITE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def updates_status(site_dir: Path, as_json: bool) -> None:
+    """Per client that reported: its group, when it last reported, and the approved updates it lacks."""
+    from bundler.site.config import load_site
+    from bundler.site.updates import UpdateCache
+
+    clients = UpdateCache(load_site(site_dir)).status()
+    if as_json:
+        _emit_json({"clients": clients})
+        return
+    for c in clients:
+        lacking = ", ".join(f"{u['name']} {u['version']}" for u in c["lacking"]) or "nothing"
+        click.echo(f"{c['client']} ({c['group']}, reported {c['reported_at']}): lacks {lacking}")
 
 
 def main() -> None:

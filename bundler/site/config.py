@@ -10,6 +10,8 @@ site.yaml:
     http:
       listen: 127.0.0.1:8443         # the HTTPS service: Git server at /git/<name>.git
       push: false                    # Git clients may not push
+    updates:
+      groups: [line-1, line-2]       # target groups update approvals name
     trust:
       threshold: 2                   # how many distinct trusted keys must have signed
       keys:
@@ -45,6 +47,7 @@ STATE_FILE = "state.json"
 TRUST_DIR = "trust"
 GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
+GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 
@@ -57,6 +60,7 @@ class SiteConfig:
     chart_prefix: str = "charts"  # charts go to <registry>/<chart_prefix>/<name>:<version>
     http_listen: str = DEFAULT_HTTP_LISTEN  # the site's HTTPS service (Git server)
     allow_push: bool = False  # whether Git clients may push
+    groups: tuple[str, ...] = ()  # target groups for update approvals (e.g. one per production line)
 
     @property
     def http_url(self) -> str:
@@ -91,6 +95,7 @@ class SiteConfig:
         doc = {"apiVersion": "bundler/v1", "kind": "Site",
                "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix},
                "http": {"listen": self.http_listen, "push": self.allow_push},
+               "updates": {"groups": list(self.groups)},
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
         return yaml.safe_dump(doc, sort_keys=False).encode()
@@ -107,6 +112,13 @@ def check_chart_prefix(prefix: str) -> str:
     if not PREFIX_RE.match(prefix):
         raise UsageError(f"chart prefix {prefix!r} is not a repository path (lowercase letters, digits, . _ - /)")
     return prefix
+
+
+def check_groups(groups: Sequence[str]) -> tuple[str, ...]:
+    for group in groups:
+        if not GROUP_RE.match(group):
+            raise UsageError(f"group {group!r} is not a valid name (letters, digits, . _ -)")
+    return tuple(dict.fromkeys(groups))
 
 
 def _is_ip(text: str) -> bool:
@@ -126,7 +138,7 @@ def check_listen(value: str) -> str:
 
 def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
               chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
-              hostnames: Sequence[str] = (), ips: Sequence[str] = ()) -> SiteConfig:
+              hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = ()) -> SiteConfig:
     """Create a site: its configuration and a copy of every trusted public key under trust/."""
     if registry_url is None:
         raise UsageError("site init needs --registry URL: the registry this site seeds images into",
@@ -148,7 +160,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         raise UsageError(f"--threshold: {exc}") from None
     config = SiteConfig(directory, check_registry_url(registry_url),
                         tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
-                        check_chart_prefix(chart_prefix), check_listen(http_listen))
+                        check_chart_prefix(chart_prefix), check_listen(http_listen),
+                        groups=check_groups(groups))
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
@@ -162,6 +175,9 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     create_pki(directory, directory.resolve().name, names, addresses)
     create_credentials(directory)
     (directory / GIT_DIR).mkdir(exist_ok=True)
+    from bundler.site.updates import init_updates  # the update cache builds on this module
+
+    init_updates(config)
     atomic_write(site_file, config.to_yaml())
     return config
 
@@ -178,7 +194,7 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         if not isinstance(doc, dict) or doc.get("kind") != "Site":
             raise ValueError("not a site configuration (kind: Site)")
-        unknown = set(doc) - {"apiVersion", "kind", "registry", "trust", "http"}
+        unknown = set(doc) - {"apiVersion", "kind", "registry", "trust", "http", "updates"}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         trust = doc.get("trust") or {}
@@ -186,15 +202,16 @@ def load_site(directory: Path) -> SiteConfig:
         threshold = trust.get("threshold", 1)
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
-        registry, http = doc["registry"], doc.get("http") or {}
-        unknown = set(registry) - {"url", "chartPrefix"} | set(http) - {"listen", "push"}
+        registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
+        unknown = set(registry) - {"url", "chartPrefix"} | set(http) - {"listen", "push"} | set(updates) - {"groups"}
         if unknown:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
         if not isinstance(http.get("push", False), bool):
             raise ValueError("http.push must be true or false")
         return SiteConfig(directory, check_registry_url(str(registry["url"])), keys, threshold,
                           check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
-                          check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))), bool(http.get("push", False)))
+                          check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))), bool(http.get("push", False)),
+                          check_groups([str(g) for g in updates.get("groups") or []]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

@@ -28,11 +28,14 @@ from bundler.bundle.verify import (
     verify_file,
 )
 from bundler.errors import RefusedError
+from bundler.parallel import run_parallel
 from bundler.progress import byte_progress
 from bundler.site import git as site_git
 from bundler.site.charts import write_helm_repository
 from bundler.site.config import SiteState, load_site
 from bundler.site.registry import artifacts_present, seed, site_artifacts
+from bundler.site.updates import UpdateCache
+from bundler.site.updates import publish as publish_updates
 from bundler.versions import Version
 
 
@@ -54,11 +57,12 @@ class ImportResult:
     added: dict[str, int] = field(default_factory=dict)
     unchanged: dict[str, int] = field(default_factory=dict)
     bytes_sent: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
                 "already_imported": self.already_imported, "added": self.added, "unchanged": self.unchanged,
-                "bytes_sent": self.bytes_sent}
+                "bytes_sent": self.bytes_sent, "notes": self.notes}
 
 
 def rollback_problem(state: SiteState, manifest: BundleManifest, digest: str) -> RefusedError | None:
@@ -108,9 +112,9 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         if (current and current["manifest_digest"] == digest and artifacts_present(client, artifacts, options.jobs)
                 and site_git.refs_present(site, manifest)):
             result.already_imported = True
-            result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0}
+            result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0, "updates": 0}
             result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0,
-                                "refs": sum(len(r.refs) for r in manifest.repos)}
+                                "refs": sum(len(r.refs) for r in manifest.repos), "updates": len(manifest.updates)}
             return result
 
         total = sum(e.size for e in manifest.files.values())
@@ -121,9 +125,11 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         report.raise_if_failed(str(options.bundle))
 
         staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused history rewrite stops here
+        cache = UpdateCache(site)
         try:
             with byte_progress("importing", total) as progress:
                 stats = seed(reader, artifacts, client, options.jobs, progress.advance)
+                stored = run_parallel(lambda u: cache.store(reader, u), manifest.updates, options.jobs)
         except BaseException:
             site_git.discard(staged)
             site_git.remove_empty(staged)
@@ -131,11 +137,16 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         site_git.publish(site, staged)
     if manifest.charts:
         write_helm_repository(site)
+    if manifest.updates:
+        result.notes += cache.add(manifest)
+        publish_updates(site)
     if not (current and current["manifest_digest"] == digest):
         state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers))
     kinds = ("images", "charts", "blobs")
     result.added = {kind: stats.added[kind] for kind in kinds}
     result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}
+    result.added["updates"] = sum(stored)
+    result.unchanged["updates"] = len(stored) - sum(stored)
     moved = sum(len(s.updates) for s in staged)
     result.added["refs"] = moved
     result.unchanged["refs"] = sum(len(r.refs) for r in manifest.repos) - moved

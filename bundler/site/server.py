@@ -1,5 +1,7 @@
-"""The site's HTTPS service: the Git server (smart HTTP through `git http-backend`), behind cheroot,
-a production WSGI server, with TLS from the site CA and HTTP basic auth.
+"""The site's HTTPS service, behind cheroot (a production WSGI server) with TLS from the site CA:
+the Git server (smart HTTP through `git http-backend`, HTTP basic auth) and the update cache
+(signed apt and rpm repositories per group, payloads with Range support, the catalog API and client
+reports; read-only and open to the site's clients, like a distribution mirror).
 
 Run by `bundler site up` as `python -m bundler.site.server DIR`. Clients clone and fetch
 https://HOST:PORT/git/<name>.git; push is refused unless the site enables it (http.push).
@@ -10,7 +12,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bundler import git
+from bundler.errors import BundlerError
 from bundler.site.auth import load_users, password_matches
 from bundler.site.config import GIT_DIR, SiteConfig, load_site
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
+from bundler.site.updates import APT_KEY, ASC_KEY, UpdateCache
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 CHUNK = 64 << 10
@@ -44,7 +50,54 @@ class SiteApp:
             return _text(start_response, "200 OK", "ok\n")
         if path.startswith("/git/"):
             return self.git(environ, start_response)
+        if path.startswith("/updates/"):
+            return self.updates(environ, start_response, path[len("/updates/"):])
         return _text(start_response, "404 Not Found", "not found\n")
+
+    # --- updates: read-only repositories and payloads, the catalog API and client reports -------
+
+    def updates(self, environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
+        cache = UpdateCache(self.site)
+        method = environ.get("REQUEST_METHOD", "GET")
+        if rest == "api/report" and method == "POST":
+            return self.report(environ, start_response, cache)
+        if method not in ("GET", "HEAD"):
+            return _text(start_response, "405 Method Not Allowed", "read-only\n")
+        parts = rest.split("/")
+        if parts[0] == "api" and len(parts) == 4 and parts[1] == "groups" and parts[3] == "approved":
+            if parts[2] not in self.site.groups:
+                return _text(start_response, "404 Not Found", "no such group\n")
+            listing = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size")}
+                       | {"url": f"/updates/blobs/sha256/{e['sha256']}"} for e in cache.approved(parts[2])]
+            return _json(start_response, "200 OK", {"group": parts[2], "updates": listing})
+        if parts[:2] == ["blobs", "sha256"] and len(parts) == 3 and re.fullmatch(r"[a-f0-9]{64}", parts[2]):
+            return serve_file(environ, start_response, cache.blob(parts[2]), parts[2])
+        if parts[0] == "files" and len(parts) == 2:
+            entry = next((e for e in reversed(cache.catalog()) if e["file"] == parts[1]), None)
+            if entry is not None:
+                return serve_file(environ, start_response, cache.blob(entry["sha256"]), entry["sha256"])
+        if parts[0] == "apt" and len(parts) == 4 and parts[1] == "pool":  # apt/pool/<sha256>/<file>
+            entry = next((e for e in cache.catalog() if e["sha256"] == parts[2] and e["file"] == parts[3]), None)
+            if entry is not None:
+                return serve_file(environ, start_response, cache.blob(entry["sha256"]), entry["sha256"])
+        if parts[0] == "keys" and len(parts) == 2 and parts[1] in (APT_KEY, ASC_KEY):
+            return serve_file(environ, start_response, cache.root / parts[1], None)
+        if parts[0] in ("apt", "rpm") and ".." not in parts and "" not in parts[1:]:
+            published = (cache.root / "published").resolve()
+            return serve_file(environ, start_response, published.joinpath(*parts), None)
+        return _text(start_response, "404 Not Found", "not found\n")
+
+    def report(self, environ: dict[str, Any], start_response: StartResponse, cache: UpdateCache) -> Iterable[bytes]:
+        try:
+            length = min(int(environ.get("CONTENT_LENGTH") or 0), 1 << 20)
+            doc = json.loads(environ["wsgi.input"].read(length))
+            installed = doc.get("installed", [])
+            if not isinstance(installed, list) or not all(isinstance(i, str) for i in installed):
+                raise ValueError("installed must be a list of strings")
+            cache.record_report(str(doc["client"]), str(doc["group"]), installed)
+        except (ValueError, KeyError, TypeError, BundlerError) as exc:
+            return _json(start_response, "400 Bad Request", {"error": str(exc)})
+        return _json(start_response, "200 OK", {"recorded": True})
 
     def authorized(self, environ: dict[str, Any]) -> str | None:
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -136,6 +189,61 @@ def _stream(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> Iterator
         proc.stdout.close()
         proc.wait()
         feeder.join(timeout=5)
+
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def serve_file(environ: dict[str, Any], start_response: StartResponse, path: Path,
+               sha256: str | None) -> Iterable[bytes]:
+    """A file with HTTP Range support (one range: resumable downloads) and its sha256 when known."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the response iterator
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return _text(start_response, "404 Not Found", "not found\n")
+    size = os.fstat(f.fileno()).st_size
+    start, end, status = 0, size - 1, "200 OK"
+    headers = [("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
+    if sha256:
+        headers += [("X-Checksum-Sha256", sha256), ("ETag", f'"{sha256}"'),
+                    ("Digest", "sha-256=" + base64.b64encode(bytes.fromhex(sha256)).decode())]
+    if match := RANGE_RE.match(environ.get("HTTP_RANGE", "")):
+        first, last = match.groups()
+        if first:
+            start, end = int(first), min(int(last), size - 1) if last else size - 1
+        elif last:
+            start = max(size - int(last), 0)
+        if start > end or start >= size:
+            f.close()
+            start_response("416 Range Not Satisfiable", [("Content-Range", f"bytes */{size}")])
+            return [b""]
+        status = "206 Partial Content"
+        headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+    headers.append(("Content-Length", str(end - start + 1)))
+    start_response(status, headers)
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        f.close()
+        return [b""]
+    return _read_range(f, start, end - start + 1)
+
+
+def _read_range(f: Any, start: int, length: int) -> Iterator[bytes]:
+    try:
+        f.seek(start)
+        while length > 0:
+            chunk = f.read(min(CHUNK * 16, length))
+            if not chunk:
+                break
+            length -= len(chunk)
+            yield chunk
+    finally:
+        f.close()
+
+
+def _json(start_response: StartResponse, status: str, doc: Any) -> list[bytes]:
+    data = json.dumps(doc, indent=1).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
 
 
 def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:

@@ -19,6 +19,7 @@ import requests
 
 from bundler.errors import BundlerError, UnreachableError
 from bundler.site.config import SiteConfig, SiteState, load_site
+from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
 
 RUN_DIR, LOG_DIR = "run", "logs"
 HTTP_PID, HTTP_LOG = "http.pid", "http.log"
@@ -105,10 +106,15 @@ def site_status(directory: Path) -> dict[str, Any]:
         registry_healthy = True
     except BundlerError:
         registry_healthy = False
+    healthy = http_healthy(site)
     return {
         "services": {
             "registry": {"url": site.registry_url, "healthy": registry_healthy},
-            "git": {"url": f"{site.http_url}/git/", "healthy": http_healthy(site), "push": site.allow_push},
+            "git": {"url": f"{site.http_url}/git/", "healthy": healthy, "push": site.allow_push},
+            "updates": {"url": f"{site.http_url}/updates/", "healthy": healthy,
+                        "apt_url": f"{site.http_url}/updates/apt", "rpm_url": f"{site.http_url}/updates/rpm",
+                        "apt_key_file": str(site.directory / UPDATES_DIR / APT_KEY),
+                        "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}", "groups": list(site.groups)},
         },
         "ca_file": str(site.ca_file), "credentials_file": str(site.credentials_file),
         "bundles": SiteState.load(site.directory).bundles,

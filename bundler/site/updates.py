@@ -1,0 +1,260 @@
+"""The site's update cache: payloads by digest, a catalog, approvals per target group, client
+reports, and the repositories clients install from (WSUS-like, but served the way each client
+already consumes updates).
+
+    DIR/updates/blobs/<sha256>        every payload, once
+    DIR/updates/catalog.json          what was imported (name, kind, version, arch, sha256, size, ...)
+    DIR/updates/approvals.json        {group: {sha256: "approved" | "declined"}}
+    DIR/updates/reports/<client>.json what each client said it has installed
+    DIR/updates/published -> releases/<n>   the apt and rpm repositories, swapped atomically
+
+Repositories are rebuilt in a new directory and the `published` link is replaced in one rename, so
+a client never sees a half-written index. apt indexes and rpm repomd.xml are signed with the site's
+OpenPGP key (made at `site init`; `updates/apt-key.gpg` is what clients name in `signed-by`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bundler.bundle.manifest import BundleManifest, UpdateEntry
+from bundler.bundle.reader import BundleReader
+from bundler.errors import BundlerError, IntegrityError, UsageError
+from bundler.fsutil import atomic_write
+from bundler.site.config import SiteConfig
+
+UPDATES_DIR = "updates"
+GNUPG_DIR = "gnupg"
+APT_KEY = "apt-key.gpg"  # binary keyring, for apt's signed-by
+ASC_KEY = "site-key.asc"  # armored, for dnf's gpgkey
+CLIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+KEEP_RELEASES = 2
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _gpg(site: SiteConfig, *args: str, input: bytes | None = None) -> bytes:
+    home = site.directory / GNUPG_DIR
+    gpg = shutil.which("gpg")
+    if gpg is None:
+        raise UsageError("gpg is needed to sign the site's update repositories", hint="apt-get install gnupg")
+    proc = subprocess.run([gpg, "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
+                           "--passphrase", "", *args], input=input, capture_output=True)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise BundlerError(f"gpg {args[0]} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+    return proc.stdout
+
+
+def init_updates(site: SiteConfig) -> None:
+    """The update cache's directories and the site's OpenPGP signing key (public parts exported)."""
+    root = site.directory / UPDATES_DIR
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    (root / "reports").mkdir(exist_ok=True)
+    home = site.directory / GNUPG_DIR
+    home.mkdir(mode=0o700, exist_ok=True)
+    _gpg(site, "--quick-gen-key", f"bundler site {site.directory.resolve().name} <updates@site.invalid>",
+         "ed25519", "sign", "never")
+    (root / APT_KEY).write_bytes(_gpg(site, "--export"))
+    (root / ASC_KEY).write_bytes(_gpg(site, "--armor", "--export"))
+    publish(site)
+
+
+class UpdateCache:
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+        self.root = site.directory / UPDATES_DIR
+
+    # --- state files ------------------------------------------------------------------------------
+
+    def _load(self, name: str, default: Any) -> Any:
+        try:
+            return json.loads((self.root / name).read_text())
+        except FileNotFoundError:
+            return default
+
+    def catalog(self) -> list[dict[str, Any]]:
+        return list(self._load("catalog.json", []))
+
+    def approvals(self) -> dict[str, dict[str, str]]:
+        return dict(self._load("approvals.json", {}))
+
+    def blob(self, sha256: str) -> Path:
+        return self.root / "blobs" / sha256
+
+    # --- import ------------------------------------------------------------------------------------
+
+    def store(self, reader: BundleReader, entry: UpdateEntry) -> bool:
+        """Copy a payload into the cache (streamed, hashed again on the way); False when already there."""
+        target = self.blob(entry.sha256)
+        if target.exists():
+            return False
+        partial = target.with_name(f".{entry.sha256}.partial")
+        digest = hashlib.sha256()
+        with open(partial, "wb") as out:
+            for chunk in reader.iter_member(entry.path):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != entry.sha256:
+            partial.unlink()
+            raise IntegrityError(f"{entry.path} changed while it was being copied")
+        os.replace(partial, target)
+        return True
+
+    def add(self, manifest: BundleManifest) -> list[str]:
+        """Catalog the bundle's updates and apply its pre-approvals where the site has not decided;
+        return notes (pre-approvals for groups this site does not have)."""
+        catalog = {e["sha256"]: e for e in self.catalog()}
+        approvals = self.approvals()
+        notes = []
+        for u in manifest.updates:
+            catalog.setdefault(u.sha256, {
+                "name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
+                "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),
+                "metadata": u.metadata, "bundle": {"name": manifest.name, "version": manifest.version},
+                "imported_at": _now()})
+            for group in u.approve:
+                if group not in self.site.groups:
+                    notes.append(f"update {u.name}: pre-approved for group {group!r}, which this site does not have")
+                    continue
+                approvals.setdefault(group, {}).setdefault(u.sha256, "approved")
+        atomic_write(self.root / "catalog.json", json.dumps(sorted(catalog.values(), key=_order), indent=2).encode())
+        atomic_write(self.root / "approvals.json", json.dumps(approvals, indent=2, sort_keys=True).encode())
+        return notes
+
+    # --- approvals -----------------------------------------------------------------------------------
+
+    def matching(self, name: str) -> list[dict[str, Any]]:
+        found = [e for e in self.catalog()
+                 if name in (e["name"], e["file"], f"{e['name']}={e['version']}")
+                 or (len(name) >= 12 and e["sha256"].startswith(name))]
+        if not found:
+            known = sorted({e["name"] for e in self.catalog()})
+            raise UsageError(f"no update named {name!r} in this site's catalog",
+                             hint=f"`bundler updates list` shows them: {', '.join(known[:15]) or 'none yet'}")
+        return found
+
+    def decide(self, name: str, group: str, decision: str) -> list[dict[str, Any]]:
+        if group not in self.site.groups:
+            raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(self.site.groups) or 'none'}",
+                             hint="groups are declared in site.yaml (updates.groups) or with site init --group")
+        entries = self.matching(name)
+        approvals = self.approvals()
+        for e in entries:
+            approvals.setdefault(group, {})[e["sha256"]] = decision
+        atomic_write(self.root / "approvals.json", json.dumps(approvals, indent=2, sort_keys=True).encode())
+        publish(self.site)
+        return entries
+
+    def approved(self, group: str) -> list[dict[str, Any]]:
+        decided = self.approvals().get(group, {})
+        return [e for e in self.catalog() if decided.get(e["sha256"]) == "approved"]
+
+    # --- clients -----------------------------------------------------------------------------------
+
+    def record_report(self, client: str, group: str, installed: list[str]) -> None:
+        if not CLIENT_RE.match(client):
+            raise UsageError(f"client id {client!r} is not valid (letters, digits, . _ -)")
+        if group not in self.site.groups:
+            raise UsageError(f"unknown group {group!r}")
+        doc = {"client": client, "group": group, "installed": sorted(set(installed)), "reported_at": _now()}
+        atomic_write(self.root / "reports" / f"{client}.json", json.dumps(doc, indent=2).encode())
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted((self.root / "reports").glob("*.json")):
+            report = json.loads(path.read_text())
+            have = set(report["installed"])
+            lacking = [{"name": e["name"], "version": e["version"], "sha256": e["sha256"], "kind": e["kind"]}
+                       for e in self.approved(report["group"])
+                       if not {e["sha256"], e["name"] + "=" + e["version"], e["file"]} & have]
+            out.append({"client": report["client"], "group": report["group"], "reported_at": report["reported_at"],
+                        "lacking": lacking})
+        return out
+
+
+def _order(entry: dict[str, Any]) -> tuple[str, str, str]:
+    return entry["name"], entry["version"], entry["sha256"]
+
+
+# --- publishing ------------------------------------------------------------------------------------
+
+
+def publish(site: SiteConfig) -> Path:
+    """Rebuild every group's apt and rpm repository in a new directory, then swap it in atomically."""
+    cache = UpdateCache(site)
+    releases = cache.root / "releases"
+    releases.mkdir(exist_ok=True)
+    target = releases / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target.mkdir()
+    for group in site.groups:
+        approved = cache.approved(group)
+        _publish_apt(site, target / "apt", group, [e for e in approved if e["kind"] == "deb"])
+        _publish_rpm(site, cache, target / "rpm" / group, [e for e in approved if e["kind"] == "rpm"])
+    link = cache.root / "published"
+    tmp_link = cache.root / f".published.{os.getpid()}"
+    tmp_link.unlink(missing_ok=True)
+    os.symlink(target.relative_to(cache.root), tmp_link)
+    os.replace(tmp_link, link)
+    for old in sorted(releases.iterdir())[:-KEEP_RELEASES]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def pool_path(entry: dict[str, Any]) -> str:
+    return f"pool/{entry['sha256']}/{entry['file']}"
+
+
+def _publish_apt(site: SiteConfig, apt: Path, group: str, debs: list[dict[str, Any]]) -> None:
+    dist = apt / "dists" / group
+    arches = sorted({e["arch"] for e in debs if e["arch"] != "all"}) or ["amd64", "arm64"]
+    listed = []
+    for arch in arches:
+        stanzas = [f"{e['metadata']['control']}\nFilename: {pool_path(e)}\nSize: {e['size']}\nSHA256: {e['sha256']}\n"
+                   for e in sorted(debs, key=_order) if e["arch"] in (arch, "all")]
+        packages = "\n".join(stanzas).encode()
+        directory = dist / "main" / f"binary-{arch}"
+        directory.mkdir(parents=True)
+        for name, data in (("Packages", packages), ("Packages.gz", gzip.compress(packages, mtime=0))):
+            (directory / name).write_bytes(data)
+            listed.append((f"main/binary-{arch}/{name}", data))
+    date = email.utils.format_datetime(dt.datetime.now(dt.UTC), usegmt=True)
+    release = (f"Origin: bundler site\nLabel: bundler site {group}\nSuite: {group}\nCodename: {group}\n"
+               f"Date: {date}\nArchitectures: {' '.join(arches)}\nComponents: main\n"
+               f"Description: packages approved for {group}\nSHA256:\n"
+               + "".join(f" {hashlib.sha256(d).hexdigest()} {len(d)} {n}\n" for n, d in listed))
+    (dist / "Release").write_text(release)
+    (dist / "InRelease").write_bytes(_gpg(site, "--clearsign", "--output", "-", input=release.encode()))
+    (dist / "Release.gpg").write_bytes(_gpg(site, "--armor", "--detach-sign", "--output", "-",
+                                            input=release.encode()))
+
+
+def _publish_rpm(site: SiteConfig, cache: UpdateCache, directory: Path, rpms: list[dict[str, Any]]) -> None:
+    directory.mkdir(parents=True)
+    for e in rpms:
+        os.link(cache.blob(e["sha256"]), directory / e["file"])  # same bytes, no copy
+    createrepo = shutil.which("createrepo_c")
+    if createrepo is None:
+        if rpms:
+            raise UsageError("createrepo_c is needed to publish .rpm updates", hint="apt-get install createrepo-c")
+        return
+    proc = subprocess.run([createrepo, "--quiet", "--simple-md-filenames", str(directory)], capture_output=True)
+    if proc.returncode != 0:
+        raise BundlerError(f"createrepo_c failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+    repomd = directory / "repodata" / "repomd.xml"
+    (directory / "repodata" / "repomd.xml.asc").write_bytes(
+        _gpg(site, "--armor", "--detach-sign", "--output", "-", input=repomd.read_bytes()))
