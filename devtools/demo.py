@@ -21,6 +21,7 @@ from bundler.oci.reference import ImageReference
 from bundler.profile import load_profile
 from bundler.site.registry_process import start_registry
 from devtools import charts
+from devtools.packages import build_deb
 from devtools.samples import push_samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,7 @@ def main() -> None:
     charts.write_index(chart_repo, archives)
 
     make_gitops_repo(DEMO / "gitops")
+    build_deb(DEMO, "edge-agent")
 
     bundle = "demo-1.0.0.bundle.tar"
     bundler("keygen", "release")  # release engineering builds and signs
@@ -101,11 +103,12 @@ def main() -> None:
     bundler("sign", bundle, "--key", "security.key")
     bundler("site", "init", "site", "--registry", f"http://127.0.0.1:{SITE_PORT}",
             "--trust-key", "release.pub", "--trust-key", "security.pub", "--threshold", "2",
-            "--http-listen", f"127.0.0.1:{GIT_PORT}")
+            "--http-listen", f"127.0.0.1:{GIT_PORT}", "--group", "line-1")
     bundler("import", bundle, "--site", "site")
     bundler("import", bundle, "--site", "site")
     bundler("site", "up", "site")
     bundler("site", "status", "site")
+    bundler("updates", "list", "--site", "site")
 
     hello = f"127.0.0.1:{SITE_PORT}/127.0.0.1_{SOURCE_PORT}/demo/hello:1.0"
     print(f"""
@@ -117,6 +120,8 @@ The site registry now serves every image under its source name, with the same di
   cat .demo/site/cluster/flux/helm-repository.yaml    # for Flux users
   GIT_SSL_CAINFO=.demo/site/pki/ca.pem git clone \\
       https://site:$(jq -r .password .demo/site/credentials.json)@127.0.0.1:{GIT_PORT}/git/gitops.git
+  # apt clients of group line-1 (signature checking on):
+  echo "deb [signed-by=$PWD/.demo/site/updates/apt-key.gpg] https://127.0.0.1:{GIT_PORT}/updates/apt line-1 main"
 The registries and the site's Git server keep running; `make demo-stop` stops them. The bundle is .demo/{bundle}.""")
 
 

@@ -1,0 +1,245 @@
+"""OS and VM updates end to end: real packages -> bundle -> the site's update cache -> real clients
+(apt-get with signature checking on, dnf with gpgcheck), resumable downloads, client reports."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from bundler.site.registry_process import free_port
+from devtools import charts
+from devtools.packages import build_deb, build_rpm
+from tests.conftest import Keys, Registry, Run
+
+
+@dataclass
+class UpdateSite:
+    directory: Path
+    status: dict[str, object]
+
+    @property
+    def ca(self) -> str:
+        return str(self.directory / "pki" / "ca.pem")
+
+    def service(self, key: str) -> str:
+        return str(self.status["services"]["updates"][key])  # type: ignore[index]
+
+
+def write_profile(tmp_path: Path, version: str, entries: str) -> Path:
+    path = tmp_path / f"updates-{version}.yaml"
+    path.write_text(f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: os, version: {version}}}\n"
+                    f"spec:\n  updates:\n{entries}")
+    return path
+
+
+@pytest.fixture
+def site(tmp_path: Path, registry: Registry, keys: Keys, cli: Callable[..., Run]) -> Iterator[UpdateSite]:
+    directory = tmp_path / "site"
+    r = cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
+            "--http-listen", f"127.0.0.1:{free_port()}", "--group", "line-1", "--group", "line-2")
+    assert r.code == 0, r.err
+    assert cli("site", "up", directory).code == 0
+    yield UpdateSite(directory, json.loads(cli("site", "status", directory, "--json").out))
+    cli("site", "down", directory)
+
+
+def apt(site: UpdateSite, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """apt-get against a private configuration: only the site's repository, signed-by the site key."""
+    for d in ("lists/partial", "cache/archives/partial", "etc"):
+        (state / d).mkdir(parents=True, exist_ok=True)
+    (state / "status").touch()
+    (state / "etc" / "sources.list").write_text(
+        f"deb [signed-by={site.service('apt_key_file')}] {site.service('apt_url')} line-1 main\n")
+    options = [f"Dir::Etc::SourceList={state}/etc/sources.list", "Dir::Etc::SourceParts=/nonexistent",
+               f"Dir::State::Lists={state}/lists", f"Dir::Cache={state}/cache", f"Dir::State::status={state}/status",
+               f"Acquire::https::CaInfo={site.ca}", "Debug::NoLocking=1", "APT::Sandbox::User=root"]
+    command = ["apt-get"] + [arg for option in options for arg in ("-o", option)] + list(args)
+    return subprocess.run(command, cwd=state, capture_output=True, text=True)
+
+
+def test_apt_sees_exactly_the_approved_package_and_notices_tampering(
+        site: UpdateSite, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    build_deb(tmp_path, "edge-agent")
+    build_deb(tmp_path, "edge-debug-tools")
+    profile = write_profile(tmp_path, "1.0.0", "    - path: edge-agent_1.0.0_all.deb\n"
+                                                 "    - path: edge-debug-tools_1.0.0_all.deb\n")
+    assert cli("build", profile, "-o", "u.bundle.tar", "--key", keys.release.key).code == 0
+    imported = cli("import", "u.bundle.tar", "--site", site.directory, "--json")
+    assert imported.code == 0, imported.err
+    assert json.loads(imported.out)["added"]["updates"] == 2
+    approved = cli("updates", "approve", "edge-agent", "--group", "line-1", "--site", site.directory)
+    assert approved.code == 0, approved.err
+
+    state = tmp_path / "apt"
+    update = apt(site, state, "update")
+    assert update.returncode == 0, update.stderr
+    assert "NO_PUBKEY" not in update.stderr and "not signed" not in update.stderr
+    got = apt(site, state, "download", "edge-agent")
+    assert got.returncode == 0, got.stderr
+    downloaded = state / "edge-agent_1.0.0_all.deb"
+    assert downloaded.read_bytes() == (tmp_path / "edge-agent_1.0.0_all.deb").read_bytes()
+    hidden = apt(site, state, "download", "edge-debug-tools")
+    assert hidden.returncode != 0 and "Unable to locate package edge-debug-tools" in hidden.stderr
+
+    # someone edits the served index on disk (both forms apt may fetch): the signed Release catches it
+    index = site.directory / "updates" / "published" / "apt" / "dists" / "line-1" / "main" / "binary-amd64"
+    edited = (index / "Packages").read_bytes().replace(b"edge-agent", b"edge-agenX")
+    (index / "Packages").write_bytes(edited)
+    (index / "Packages.gz").write_bytes(gzip.compress(edited, mtime=0))
+    tampered = apt(site, tmp_path / "apt-again", "update")
+    assert tampered.returncode != 0, tampered.stdout
+    assert "Hash Sum mismatch" in tampered.stderr or "unexpected size" in tampered.stderr, tampered.stderr
+
+
+def test_a_vm_image_download_resumes_midway_with_range(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
+                                                       tmp_path: Path) -> None:
+    image = tmp_path / "edge-vm-2.1.qcow2"
+    with open(image, "wb") as f:
+        for _ in range(200):
+            f.write(os.urandom(1 << 20))
+    expected = hashlib.sha256(image.read_bytes()).hexdigest()
+    profile = write_profile(tmp_path, "1.0.0", f"    - path: {image.name}\n      sha256: {expected}\n")
+    assert cli("build", profile, "-o", "vm.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "vm.bundle.tar", "--site", site.directory).code == 0
+    listed = json.loads(cli("updates", "list", "--site", site.directory, "--json").out)["updates"]
+    assert listed[0]["kind"] == "vm-image"
+
+    url = f"{site.service('url')}files/{image.name}"
+    partial = tmp_path / "download.part"
+    with requests.get(url, stream=True, verify=site.ca, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["X-Checksum-Sha256"] == expected
+        with open(partial, "wb") as out:
+            for chunk in r.iter_content(1 << 20):
+                out.write(chunk)
+                if out.tell() >= 90 << 20:
+                    break  # the stick is pulled
+    have = partial.stat().st_size
+    with requests.get(url, headers={"Range": f"bytes={have}-"}, stream=True, verify=site.ca, timeout=30) as r:
+        assert r.status_code == 206 and r.headers["Content-Range"] == f"bytes {have}-{(200 << 20) - 1}/{200 << 20}"
+        with open(partial, "ab") as out:
+            for chunk in r.iter_content(1 << 20):
+                out.write(chunk)
+    digest = hashlib.sha256()
+    with open(partial, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    assert digest.hexdigest() == expected
+
+
+def test_client_reports_and_what_they_lack(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
+                                           tmp_path: Path) -> None:
+    build_deb(tmp_path, "edge-agent")
+    build_deb(tmp_path, "edge-agent", "1.1.0")
+    profile = write_profile(tmp_path, "1.0.0",
+                            "    - path: edge-agent_1.0.0_all.deb\n      approve: [line-1]\n"
+                            "    - path: edge-agent_1.1.0_all.deb\n      approve: [line-1, line-9]\n")
+    assert cli("build", profile, "-o", "u.bundle.tar", "--key", keys.release.key).code == 0
+    imported = cli("import", "u.bundle.tar", "--site", site.directory)
+    assert imported.code == 0 and "'line-9', which this site does not have" in imported.err
+    api = site.service("url") + "api/"
+    approved = requests.get(api + "groups/line-1/approved", verify=site.ca, timeout=10).json()
+    assert sorted(u["version"] for u in approved["updates"]) == ["1.0.0", "1.1.0"]
+    report = {"client": "pos-7", "group": "line-1", "installed": ["edge-agent=1.0.0"]}
+    assert requests.post(api + "report", json=report, verify=site.ca, timeout=10).status_code == 200
+    bad = requests.post(api + "report", json={"client": "../x", "group": "line-1"}, verify=site.ca, timeout=10)
+    assert bad.status_code == 400
+    status = json.loads(cli("updates", "status", "--site", site.directory, "--json").out)
+    (client,) = status["clients"]
+    assert client["client"] == "pos-7" and client["reported_at"]
+    assert [(u["name"], u["version"]) for u in client["lacking"]] == [("edge-agent", "1.1.0")]
+
+
+def test_bad_update_input(site: UpdateSite, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    build_deb(served, "edge-agent")
+    corrupt = tmp_path / "broken_1.0_all.deb"
+    corrupt.write_bytes((served / "edge-agent_1.0.0_all.deb").read_bytes()[:300])
+    with charts.serve(served) as url:
+        wrong = write_profile(tmp_path, "1.0.0",
+                              f"    - url: {url}/edge-agent_1.0.0_all.deb\n      sha256: {'a' * 64}\n")
+        r = cli("build", wrong)
+        assert r.code == 3 and f"the profile says {'a' * 64}" in r.err and "Traceback" not in r.err
+    r = cli("build", write_profile(tmp_path, "1.0.1", f"    - path: {corrupt.name}\n"))
+    assert r.code == 3 and "is not a valid .deb package" in r.err
+    assert not list(tmp_path.glob("*.bundle.tar")) and not list(tmp_path.glob(".bundler-staging-*"))
+
+    approvals = site.directory / "updates" / "approvals.json"
+    before = approvals.read_bytes() if approvals.exists() else b""
+    missing = cli("updates", "approve", "no-such-update", "--group", "line-1", "--site", site.directory)
+    assert missing.code == 2 and "no update named 'no-such-update'" in missing.err
+    build_deb(tmp_path, "edge-agent")
+    assert cli("build", write_profile(tmp_path, "1.0.2", "    - path: edge-agent_1.0.0_all.deb\n"),
+               "-o", "u.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "u.bundle.tar", "--site", site.directory).code == 0
+    unknown = cli("updates", "approve", "edge-agent", "--group", "line-99", "--site", site.directory)
+    assert unknown.code == 2 and "unknown group 'line-99'" in unknown.err and "line-1, line-2" in unknown.err
+    assert (approvals.read_bytes() if approvals.exists() else b"") in (before, b"{}")
+
+
+def dnf(site: UpdateSite, root: Path, package_key: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """dnf against a private configuration: only the site's line-1 repository, gpgcheck and repo_gpgcheck on."""
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "etc" / "site.repo").write_text(
+        "[site-line-1]\nname=site line-1\n"
+        f"baseurl={site.service('rpm_url')}/line-1/\n"
+        "enabled=1\ngpgcheck=1\nrepo_gpgcheck=1\n"
+        f"gpgkey=file://{package_key} {site.service('rpm_key_url')}\nsslcacert={site.ca}\n")
+    (root / "etc" / "dnf.conf").write_text(f"[main]\nreposdir={root}/etc\ncachedir={root}/cache\n"
+                                          f"logdir={root}/log\npersistdir={root}/persist\n")
+    command = ["dnf", "-y", "-c", str(root / "etc" / "dnf.conf"), f"--installroot={root}/installroot",
+               "--setopt=reposdir=" + str(root / "etc"), "--releasever=1", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "GNUPGHOME": str(root / "gnupg")})
+
+
+def signed_rpm(tmp_path: Path) -> tuple[Path, Path]:
+    """An .rpm built with rpmbuild and signed by a vendor key (what dnf's gpgcheck checks)."""
+    home = tmp_path / "vendor-gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "Edge Vendor <vendor@example.com>", "rsa3072", "sign", "never"],
+                   check=True, capture_output=True)
+    key = tmp_path / "vendor.asc"
+    key.write_bytes(subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True).stdout)
+    package = build_rpm(tmp_path, "edge-agent")
+    subprocess.run(["rpmsign", "--define", f"__gpg {shutil.which('gpg')}", "--define", f"_gpg_path {home}",
+                    "--define", "_gpg_name Edge Vendor",
+                    "--define", "_gpg_sign_cmd_extra_args --batch --pinentry-mode loopback --passphrase ''",
+                    "--addsign", str(package)], check=True, capture_output=True,
+                   env={**os.environ, "GNUPGHOME": str(home)})
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
+    return package, key
+
+
+def test_dnf_installs_an_approved_rpm_with_gpg_checks(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
+                                                      tmp_path: Path) -> None:
+    package, vendor_key = signed_rpm(tmp_path)
+    shutil.copy(package, tmp_path / package.name)
+    profile = write_profile(tmp_path, "1.0.0", f"    - path: {package.name}\n")
+    assert cli("build", profile, "-o", "r.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "r.bundle.tar", "--site", site.directory).code == 0
+    assert cli("updates", "approve", "edge-agent", "--group", "line-1", "--site", site.directory).code == 0
+    root = tmp_path / "dnf"
+    result = dnf(site, root, vendor_key, "install", "--downloadonly", "--destdir", str(root / "downloads"),
+                 "edge-agent")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (downloaded,) = (root / "downloads").glob("edge-agent-1.0.0-1*.rpm")
+    assert downloaded.read_bytes() == package.read_bytes()
+    assert "Importing GPG key" in result.stdout + result.stderr  # the repository's signature was checked
+
+    repomd = next((site.directory / "updates" / "published" / "rpm" / "line-1" / "repodata").glob("repomd.xml"))
+    repomd.write_text(repomd.read_text().replace("<revision>", "<revision>1"))  # tampered metadata
+    again = dnf(site, tmp_path / "dnf-again", vendor_key, "install", "--downloadonly", "--destdir",
+                str(tmp_path / "dnf-again" / "downloads"), "edge-agent")
+    assert again.returncode != 0, again.stdout
