@@ -259,8 +259,9 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
               help="accept a version older than the one the site runs (rolling back on purpose)")
 @click.option("--force-refs", "force_refs", multiple=True, metavar="REF",
               help="let this Git ref move other than forward (REF or REPO:REF; repeatable)")
+@click.option("--dry-run", is_flag=True, help="verify everything and print what would change; change nothing")
 def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgrade: bool,
-            force_refs: tuple[str, ...]) -> None:
+            force_refs: tuple[str, ...], dry_run: bool) -> None:
     """Verify BUNDLE against the site's trust policy, then seed the site's registry.
 
     Refused (exit 3, nothing changed) unless enough trusted keys signed it, it has not expired, it
@@ -273,11 +274,19 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     """
     from bundler.site.importer import ImportOptions, import_bundle
 
-    result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, force_refs))
+    result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, force_refs, dry_run))
     for note in result.notes:
         click.echo(note, err=True)
     if as_json:
         _emit_json(result.to_dict())
+    elif result.plan is not None:
+        p = result.plan
+        click.echo(f"{result.name} {result.version} verified; importing it would (nothing was changed):")
+        click.echo(f"  add {len(p['add_artifacts'])} images/charts ({_human(p['blob_bytes'])} of new blobs)"
+                   + "".join(f"\n    {ref}" for ref in p["add_artifacts"]))
+        click.echo(f"  move {len(p['move_refs'])} git refs" + "".join(f"\n    {m}" for m in p["move_refs"]))
+        click.echo(f"  add {len(p['add_updates'])} updates ({_human(p['update_bytes'])})"
+                   + "".join(f"\n    {u}" for u in p["add_updates"]))
     elif result.already_imported:
         click.echo(f"{result.name} {result.version} is already imported and every image is present; nothing to do "
                    "(payloads not re-read: `bundler verify` checks this copy)")
@@ -301,7 +310,10 @@ def site() -> None:
 
 @site.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--registry", "registry_url", help="URL of the registry to seed, e.g. https://registry.local:5000")
+@click.option("--registry", "registry_url",
+              help="an existing registry to seed instead of the embedded one, e.g. https://registry.local:5000")
+@click.option("--registry-listen", default="127.0.0.1:5443", show_default=True,
+              help="HOST:PORT of the embedded registry (`site up` runs it, with TLS and the site's credentials)")
 @click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="a public key whose signature the site accepts (repeatable; copied into DIRECTORY/trust)")
 @click.option("--threshold", default=1, show_default=True, type=click.IntRange(1),
@@ -313,8 +325,8 @@ def site() -> None:
 @click.option("--hostname", "hostnames", multiple=True, help="a DNS name clients use for the site (certificate)")
 @click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
 @click.option("--group", "groups", multiple=True, help="a target group for update approvals (repeatable)")
-def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path, ...], threshold: int,
-              chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
+def site_init(directory: Path, registry_url: str | None, registry_listen: str, trust_keys: tuple[Path, ...],
+              threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
               groups: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
@@ -325,8 +337,8 @@ def site_init(directory: Path, registry_url: str | None, trust_keys: tuple[Path,
     """
     from bundler.site.config import init_site
 
-    config = init_site(directory, registry_url, trust_keys, threshold, chart_prefix, http_listen, hostnames, ips,
-                       groups)
+    config = init_site(directory, registry_url, trust_keys, threshold, registry_listen, chart_prefix, http_listen,
+                       hostnames, ips, groups)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")

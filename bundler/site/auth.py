@@ -39,10 +39,21 @@ def _write_private(path: Path, doc: dict[str, object]) -> None:
         json.dump(doc, f, indent=2)
 
 
-def create_credentials(directory: Path, username: str = "site") -> tuple[str, str]:
+def create_credentials(directory: Path, username: str = "site",
+                       registry_htpasswd: Path | None = None) -> tuple[str, str]:
+    """One credential pair for the site's services: the Git server keeps an scrypt hash, the embedded
+    registry an htpasswd (bcrypt, all the Distribution registry reads)."""
     password = secrets.token_urlsafe(24)
     _write_private(directory / CREDENTIALS_FILE, {"username": username, "password": password})
     _write_private(directory / USERS_FILE, {username: hash_password(password)})
+    if registry_htpasswd is not None:
+        import bcrypt
+
+        registry_htpasswd.parent.mkdir(parents=True, exist_ok=True)
+        entry = username.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt()) + b"\n"
+        fd = os.open(registry_htpasswd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(entry)
     return username, password
 
 

@@ -5,7 +5,8 @@ site.yaml:
     apiVersion: bundler/v1
     kind: Site
     registry:
-      url: http://127.0.0.1:5000     # the registry images and charts are seeded into
+      url: https://127.0.0.1:5443    # the registry images and charts are seeded into
+      listen: 127.0.0.1:5443         # present when `site up` runs it (embedded); absent for --registry URL
       chartPrefix: charts            # charts go to <registry>/charts/<name>:<version>
     http:
       listen: 127.0.0.1:8443         # the HTTPS service: Git server at /git/<name>.git
@@ -37,9 +38,9 @@ import yaml
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.keyfiles import key_name, load_trusted_key
-from bundler.oci.client import RegistryClient
+from bundler.oci.client import Credentials, RegistryClient
 from bundler.signing import TrustPolicy
-from bundler.site.auth import CREDENTIALS_FILE, create_credentials
+from bundler.site.auth import CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.pki import CA_CERT, PKI_DIR, create_pki
 
 SITE_FILE = "site.yaml"
@@ -47,6 +48,9 @@ STATE_FILE = "state.json"
 TRUST_DIR = "trust"
 GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
+DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5443"
+REGISTRY_DIR = "registry"
+HTPASSWD = "htpasswd"
 GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
@@ -61,13 +65,12 @@ class SiteConfig:
     http_listen: str = DEFAULT_HTTP_LISTEN  # the site's HTTPS service (Git server)
     allow_push: bool = False  # whether Git clients may push
     groups: tuple[str, ...] = ()  # target groups for update approvals (e.g. one per production line)
+    registry_listen: str | None = None  # set when the site runs its own (embedded) registry
 
     @property
     def http_url(self) -> str:
         host, _, port = self.http_listen.rpartition(":")
-        if host in ("0.0.0.0", "::", "[::]", ""):
-            host = "127.0.0.1"
-        return f"https://{host}:{port}"
+        return f"https://{_client_host(host)}:{port}"
 
     def git_url(self, name: str) -> str:
         return f"{self.http_url}/git/{name}.git"
@@ -80,8 +83,16 @@ class SiteConfig:
     def credentials_file(self) -> Path:
         return self.directory / CREDENTIALS_FILE
 
+    @property
+    def embedded_registry(self) -> bool:
+        return self.registry_listen is not None
+
     def registry_client(self, jobs: int) -> RegistryClient:
         parts = urlsplit(self.registry_url)
+        if self.embedded_registry:  # TLS from the site CA, the site's own credentials
+            user, password = load_credentials(self.directory)
+            return RegistryClient(parts.netloc, plain_http=False, ca_file=str(self.ca_file),
+                                  credentials=Credentials(user, password), pool_size=max(4, jobs))
         return RegistryClient(parts.netloc, plain_http=parts.scheme == "http", pool_size=max(4, jobs))
 
     def policy(self) -> TrustPolicy:
@@ -93,7 +104,8 @@ class SiteConfig:
 
     def to_yaml(self) -> bytes:
         doc = {"apiVersion": "bundler/v1", "kind": "Site",
-               "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix},
+               "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix,
+                            **({"listen": self.registry_listen} if self.registry_listen else {})},
                "http": {"listen": self.http_listen, "push": self.allow_push},
                "updates": {"groups": list(self.groups)},
                "trust": {"threshold": self.threshold,
@@ -129,6 +141,16 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def _client_host(listen_host: str) -> str:
+    """Where clients on this machine reach a service listening on `listen_host`."""
+    host = listen_host.strip("[]")
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def check_listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -137,12 +159,10 @@ def check_listen(value: str) -> str:
 
 
 def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
+              registry_listen: str = DEFAULT_REGISTRY_LISTEN,
               chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
               hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = ()) -> SiteConfig:
     """Create a site: its configuration and a copy of every trusted public key under trust/."""
-    if registry_url is None:
-        raise UsageError("site init needs --registry URL: the registry this site seeds images into",
-                         hint="e.g. bundler site init ./site --registry http://127.0.0.1:5000 --trust-key release.pub")
     if not trust_keys:
         raise UsageError("site init needs at least one --trust-key PUB: a site imports only signed bundles",
                          hint="the release engineer's public key (made by `bundler keygen`)")
@@ -158,22 +178,28 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         TrustPolicy(tuple(keys), threshold)
     except ValueError as exc:
         raise UsageError(f"--threshold: {exc}") from None
+    embedded = registry_url is None
+    if embedded:
+        host, _, port = check_listen(registry_listen).rpartition(":")
+        registry_url = f"https://{_client_host(host)}:{port}"
+    assert registry_url is not None
     config = SiteConfig(directory, check_registry_url(registry_url),
                         tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
                         check_chart_prefix(chart_prefix), check_listen(http_listen),
-                        groups=check_groups(groups))
+                        groups=check_groups(groups), registry_listen=registry_listen if embedded else None)
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
             raise UsageError(f"--ip {ip!r} is not an IP address")
-    listen_host = http_listen.rpartition(":")[0].strip("[]")
-    if listen_host not in ("0.0.0.0", "::"):  # the certificate names where clients reach the service
-        (addresses if _is_ip(listen_host) else names).append(listen_host)
+    for listen in (http_listen, *([registry_listen] if embedded else [])):
+        listen_host = listen.rpartition(":")[0].strip("[]")
+        if listen_host not in ("0.0.0.0", "::"):  # the certificate names where clients reach the services
+            (addresses if _is_ip(listen_host) else names).append(listen_host)
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
     for path, (_, file) in zip(trust_keys, config.trust_keys, strict=True):
         shutil.copyfile(path, directory / file)
     create_pki(directory, directory.resolve().name, names, addresses)
-    create_credentials(directory)
+    create_credentials(directory, registry_htpasswd=directory / REGISTRY_DIR / HTPASSWD if embedded else None)
     (directory / GIT_DIR).mkdir(exist_ok=True)
     from bundler.site.updates import init_updates  # the update cache builds on this module
 
@@ -203,15 +229,18 @@ def load_site(directory: Path) -> SiteConfig:
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
         registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
-        unknown = set(registry) - {"url", "chartPrefix"} | set(http) - {"listen", "push"} | set(updates) - {"groups"}
+        unknown = (set(registry) - {"url", "chartPrefix", "listen"} | set(http) - {"listen", "push"}
+                   | set(updates) - {"groups"})
         if unknown:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
         if not isinstance(http.get("push", False), bool):
             raise ValueError("http.push must be true or false")
+        listen = registry.get("listen")
         return SiteConfig(directory, check_registry_url(str(registry["url"])), keys, threshold,
                           check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
                           check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))), bool(http.get("push", False)),
-                          check_groups([str(g) for g in updates.get("groups") or []]))
+                          check_groups([str(g) for g in updates.get("groups") or []]),
+                          check_listen(str(listen)) if listen else None)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 
@@ -239,8 +268,9 @@ class SiteState:
         """The last bundle of this name the site imported: what it runs now."""
         return next((b for b in reversed(self.bundles) if b.get("name") == name), None)
 
-    def record(self, name: str, version: str, manifest_digest: str, signers: list[str]) -> None:
+    def record(self, name: str, version: str, manifest_digest: str, signers: list[str],
+               sources: list[str] | None = None) -> None:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         self.bundles.append({"name": name, "version": version, "manifest_digest": manifest_digest,
-                             "signers": signers, "imported_at": now})
+                             "signers": signers, "imported_at": now, "sources": sources or []})
         atomic_write(self.path, json.dumps({"bundles": self.bundles}, indent=2).encode())

@@ -189,3 +189,14 @@ def refs_present(site: SiteConfig, manifest: BundleManifest) -> bool:
         if not path.exists() or any(_current(path, ref) != oid for ref, oid in entry.refs.items()):
             return False
     return True
+
+
+def pending_moves(site: SiteConfig, entry: RepoEntry) -> list[str]:
+    """The ref changes importing this repository would make: "ref old -> new" (or "new ref -> id")."""
+    path = repository_path(site, entry.name)
+    moves = []
+    for ref, new in sorted(entry.refs.items()):
+        old = _current(path, ref) if (path / "HEAD").exists() else None
+        if old != new:
+            moves.append(f"{ref} {old[:12] if old else '(new)'} -> {new[:12]}")
+    return moves

@@ -12,6 +12,12 @@ USB stick is not re-read to learn that). `bundler verify` checks a copy's bytes.
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +33,17 @@ from bundler.bundle.verify import (
     structure_problems,
     verify_file,
 )
-from bundler.errors import RefusedError
+from bundler.errors import BundlerError, RefusedError
+from bundler.oci.client import RegistryClient
+from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
 from bundler.progress import byte_progress
+from bundler.signing import TrustPolicy
 from bundler.site import git as site_git
 from bundler.site.charts import write_helm_repository
-from bundler.site.config import SiteState, load_site
-from bundler.site.registry import artifacts_present, seed, site_artifacts
+from bundler.site.cluster import write_cluster_config
+from bundler.site.config import SiteConfig, SiteState, load_site
+from bundler.site.registry import Artifact, artifacts_present, plan, seed, site_artifacts
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
 from bundler.versions import Version
@@ -46,6 +56,7 @@ class ImportOptions:
     jobs: int = 8
     allow_downgrade: bool = False
     force_refs: tuple[str, ...] = ()  # refs allowed to move other than forward (REF or REPO:REF)
+    dry_run: bool = False  # verify and plan; change nothing
 
 
 @dataclass
@@ -58,11 +69,13 @@ class ImportResult:
     unchanged: dict[str, int] = field(default_factory=dict)
     bytes_sent: int = 0
     notes: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None  # with --dry-run: what the import would change
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
                 "already_imported": self.already_imported, "added": self.added, "unchanged": self.unchanged,
-                "bytes_sent": self.bytes_sent, "notes": self.notes}
+                "bytes_sent": self.bytes_sent, "notes": self.notes,
+                **({"dry_run": True, "plan": self.plan} if self.plan is not None else {})}
 
 
 def rollback_problem(state: SiteState, manifest: BundleManifest, digest: str) -> RefusedError | None:
@@ -91,9 +104,100 @@ def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
     return report
 
 
+@dataclass
+class ImportPlan:
+    """What an import would change, from HEAD requests and the site's files (nothing written)."""
+
+    images: list[str] = field(default_factory=list)  # refs the registry lacks (images and charts)
+    blob_bytes: int = 0  # bytes of blobs the registry lacks
+    refs: list[str] = field(default_factory=list)  # "repo: ref old -> new"
+    updates: list[str] = field(default_factory=list)  # payloads the cache lacks
+    update_bytes: int = 0
+    git_bytes: int = 0
+
+    def disk_needed(self, site: SiteConfig) -> int:
+        """Bytes this import writes under the site directory (the registry's, if it is embedded)."""
+        return (self.blob_bytes if site.embedded_registry else 0) + self.update_bytes + self.git_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"add_artifacts": self.images, "blob_bytes": self.blob_bytes, "move_refs": self.refs,
+                "add_updates": self.updates, "update_bytes": self.update_bytes, "git_bytes": self.git_bytes}
+
+
+DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
+
+
+def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest, artifacts: list[Artifact],
+                client: RegistryClient, jobs: int) -> ImportPlan:
+    result = ImportPlan()
+    missing = [a for a, present in zip(artifacts, run_parallel(
+        lambda a: client.head_manifest(a.repo, a.tag or a.digest) == a.digest, artifacts, jobs), strict=True)
+        if not present]
+    result.images = [a.ref for a in missing]
+    blobs = {d: (size, a.repo) for a in missing for d, size in plan(reader, a).blobs}
+    lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
+    result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
+    for repo in manifest.repos:
+        changes = site_git.pending_moves(site, repo)
+        result.refs += [f"{repo.name}: {change}" for change in changes]
+        if changes and repo.bundle:
+            result.git_bytes += manifest.files[repo.bundle].size
+    cache = UpdateCache(site)
+    new = [u for u in manifest.updates if not cache.blob(u.sha256).exists()]
+    result.updates = [f"{u.name} {u.metadata.get('version', '')}".strip() for u in new]
+    result.update_bytes = sum(u.size for u in {u.sha256: u for u in new}.values())
+    return result
+
+
+def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
+    free = shutil.disk_usage(site.directory).free
+    needed = plan.disk_needed(site)
+    if needed + DISK_MARGIN > free:
+        raise BundlerError(
+            f"not enough disk space for this import: it writes {human(needed)} under {site.directory} "
+            f"(registry {human(plan.blob_bytes if site.embedded_registry else 0)}, updates {human(plan.update_bytes)}, "
+            f"git {human(plan.git_bytes)}) and keeps {human(DISK_MARGIN)} free; {human(free)} is free",
+            hint="free space on that disk (or move the site to a larger one), then run the same command again")
+
+
+def human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@contextmanager
+def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
+    """One import at a time per site; a second one is refused, naming who holds the lock."""
+    run = site.directory / "run"
+    run.mkdir(exist_ok=True)
+    fd = os.open(run / "import.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise BundlerError(f"another import is running on this site ({holder})",
+                               hint="wait for it to finish, then run this command again") from None
+        os.ftruncate(fd, 0)
+        started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        os.pwrite(fd, f"pid {os.getpid()}, importing {bundle.name}, since {started}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock, also when this process dies
+
+
 def import_bundle(options: ImportOptions) -> ImportResult:
     site = load_site(options.site)
     policy = site.policy()
+    with import_lock(site, options.bundle):
+        return _import(site, policy, options)
+
+
+def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> ImportResult:
     state = SiteState.load(site.directory)
     with BundleReader(options.bundle) as reader:
         report = check_policy(reader, policy)
@@ -115,6 +219,7 @@ def import_bundle(options: ImportOptions) -> ImportResult:
             result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0, "updates": 0}
             result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0,
                                 "refs": sum(len(r.refs) for r in manifest.repos), "updates": len(manifest.updates)}
+            write_cluster_config(site, state)
             return result
 
         total = sum(e.size for e in manifest.files.values())
@@ -123,6 +228,12 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         report.raise_if_failed(str(options.bundle))
         report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
         report.raise_if_failed(str(options.bundle))
+
+        intended = plan_import(site, reader, manifest, artifacts, client, options.jobs)
+        if options.dry_run:
+            result.plan = intended.to_dict()
+            return result
+        check_disk(site, intended)
 
         staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused history rewrite stops here
         cache = UpdateCache(site)
@@ -141,7 +252,9 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         result.notes += cache.add(manifest)
         publish_updates(site)
     if not (current and current["manifest_digest"] == digest):
-        state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers))
+        sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
+        state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources)
+    write_cluster_config(site, state)
     kinds = ("images", "charts", "blobs")
     result.added = {kind: stats.added[kind] for kind in kinds}
     result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}

@@ -33,12 +33,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def registry_config(storage: Path, address: str, htpasswd: Path | None = None) -> dict[str, object]:
+def registry_config(storage: Path, address: str, htpasswd: Path | None = None,
+                    tls: tuple[Path, Path] | None = None) -> dict[str, object]:
+    """A Distribution registry configuration: filesystem storage, optional htpasswd auth and TLS."""
+    http: dict[str, object] = {"addr": address}
+    if tls is not None:
+        http["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
-        "http": {"addr": address},
+        "http": http,
     }
     if htpasswd is not None:
         config["auth"] = {"htpasswd": {"realm": "bundler", "path": str(htpasswd)}}

@@ -1,8 +1,11 @@
 """`site up`, `site down`, `site status`: the site's background services and their health.
 
-`site up` starts the HTTPS service (Git server) as a detached process, records its pid under
-DIR/run, logs under DIR/logs, and returns once it answers its health check. `site down` stops
-exactly what `site up` started (the recorded pid, if it is still that service).
+`site up` starts, in the background, the embedded registry (the Distribution binary when it is
+installed, else the `registry:2` image through the local Docker engine), with TLS from the site CA
+and htpasswd auth; and the HTTPS service (Git server and update cache). Each records what it
+started under DIR/run and logs under DIR/logs, and `site up` returns once every service answers
+its health check. `site down` stops exactly what `site up` started. Running `site up` again (after
+a reboot, say) starts only what is not running.
 """
 
 from __future__ import annotations
@@ -12,84 +15,59 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from bundler.errors import BundlerError, UnreachableError
-from bundler.site.config import SiteConfig, SiteState, load_site
+from bundler.site.config import HTPASSWD, REGISTRY_DIR, SiteConfig, SiteState, load_site
+from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
+from bundler.site.registry_process import registry_binary, registry_config
 from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
 
 RUN_DIR, LOG_DIR = "run", "logs"
-HTTP_PID, HTTP_LOG = "http.pid", "http.log"
+REGISTRY_IMAGE = "registry:2"
 
 
-def _pid_file(site: SiteConfig) -> Path:
-    return site.directory / RUN_DIR / HTTP_PID
-
-
-def _running_pid(site: SiteConfig) -> int | None:
-    """The recorded pid, if that process is alive and is this site's service."""
+def _get(url: str, site: SiteConfig, timeout: float) -> int | None:
     try:
-        pid = int(_pid_file(site).read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+        return requests.get(url, verify=str(site.ca_file), timeout=timeout).status_code
+    except requests.RequestException:
         return None
-    if b"bundler.site.server" in cmdline and str(site.directory.resolve()).encode() in cmdline:
-        return pid
-    return None
 
 
 def http_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
+    return _get(f"{site.http_url}/healthz", site, timeout) == 200
+
+
+def registry_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
+    if site.embedded_registry:  # answers /v2/ with 401 (it wants credentials) when it is up
+        return _get(f"{site.registry_url}/v2/", site, timeout) in (200, 401)
     try:
-        r = requests.get(f"{site.http_url}/healthz", verify=str(site.ca_file), timeout=timeout)
-        return r.status_code == 200
-    except requests.RequestException:
+        site.registry_client(jobs=1).ping()
+        return True
+    except BundlerError:
         return False
 
 
-def site_up(directory: Path, wait: float = 20.0) -> SiteConfig:
-    site = load_site(directory)
-    if _running_pid(site) is not None and http_healthy(site):
-        return site
-    (site.directory / RUN_DIR).mkdir(exist_ok=True)
-    (site.directory / LOG_DIR).mkdir(exist_ok=True)
-    with open(site.directory / LOG_DIR / HTTP_LOG, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "bundler.site.server", str(site.directory.resolve())],
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    _pid_file(site).write_text(str(process.pid))
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = (site.directory / LOG_DIR / HTTP_LOG).read_text(errors="replace").strip().splitlines()[-3:]
-            _pid_file(site).unlink(missing_ok=True)
-            raise BundlerError(f"the site's HTTPS service exited at start: {' / '.join(tail)}",
-                               hint=f"is {site.http_listen} free? (site.yaml http.listen); log: {LOG_DIR}/{HTTP_LOG}")
-        if http_healthy(site, timeout=0.5):
-            return site
-        time.sleep(0.1)
-    raise UnreachableError(f"the site's HTTPS service did not answer on {site.http_url} within {wait:.0f} s",
-                           hint=f"see {site.directory / LOG_DIR / HTTP_LOG}")
+# --- processes and containers we started --------------------------------------------------------
 
 
-def site_down(directory: Path) -> bool:
-    """Stop the service `site up` started; False when it was not running."""
-    site = load_site(directory)
-    pid = _running_pid(site)
-    if pid is None:
-        _pid_file(site).unlink(missing_ok=True)  # a stale record, if any
-        return False
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid):
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _pid_file(site).unlink(missing_ok=True)
-    return True
+def _pid_file(site: SiteConfig, name: str) -> Path:
+    return site.directory / RUN_DIR / f"{name}.pid"
+
+
+def _running_pid(site: SiteConfig, name: str, marker: bytes) -> int | None:
+    """The recorded pid, if that process is alive and is still this site's service."""
+    try:
+        pid = int(_pid_file(site, name).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if marker in cmdline and b"zombie" not in _status(pid) else None
 
 
 def _status(pid: int) -> bytes:
@@ -99,17 +77,148 @@ def _status(pid: int) -> bytes:
         return b""
 
 
+def _spawn(site: SiteConfig, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    (site.directory / RUN_DIR).mkdir(exist_ok=True)
+    (site.directory / LOG_DIR).mkdir(exist_ok=True)
+    with open(site.directory / LOG_DIR / f"{name}.log", "ab") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    _pid_file(site, name).write_text(str(process.pid))
+    return process
+
+
+def _stop_pid(site: SiteConfig, name: str, marker: bytes) -> bool:
+    pid = _running_pid(site, name, marker)
+    _pid_file(site, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid):
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _wait(site: SiteConfig, name: str, healthy: Callable[[SiteConfig, float], bool],
+          process: subprocess.Popen[bytes] | None, wait: float, url: str) -> None:
+    deadline = time.monotonic() + wait
+    log = site.directory / LOG_DIR / f"{name}.log"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            _pid_file(site, name).unlink(missing_ok=True)
+            raise BundlerError(f"the site's {name} exited at start: {' / '.join(tail) or 'no output'}",
+                               hint=f"is its address free? (site.yaml); log: {log}")
+        if healthy(site, 0.5):
+            return
+        time.sleep(0.1)
+    raise UnreachableError(f"the site's {name} did not answer on {url} within {wait:.0f} s", hint=f"see {log}")
+
+
+# --- the embedded registry -----------------------------------------------------------------------
+
+
+def _registry_config_file(site: SiteConfig) -> Path:
+    assert site.registry_listen is not None
+    root = site.directory / REGISTRY_DIR
+    pki = site.directory / PKI_DIR
+    config = registry_config(root / "storage", site.registry_listen, root / HTPASSWD,
+                             (pki / SERVER_CERT, pki / SERVER_KEY))
+    path = root / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _container_file(site: SiteConfig) -> Path:
+    return site.directory / RUN_DIR / "registry.container"
+
+
+def _start_registry(site: SiteConfig, wait: float) -> None:
+    if registry_healthy(site, 0.5):
+        return
+    config = _registry_config_file(site)
+    binary = registry_binary()
+    if binary is not None:
+        process = _spawn(site, "registry", [binary, "serve", str(config)])
+        _wait(site, "registry", registry_healthy, process, wait, site.registry_url)
+        return
+    _start_registry_container(site, config)
+    _wait(site, "registry", registry_healthy, None, wait, site.registry_url)
+
+
+def _start_registry_container(site: SiteConfig, config: Path) -> None:
+    """No registry binary here: the `registry:2` image through the local Docker engine."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.images.get(REGISTRY_IMAGE)
+    except Exception as exc:  # no engine, or no image: say which, and what to do
+        raise BundlerError(f"cannot run the embedded registry: no registry binary, and the Docker engine "
+                           f"cannot run {REGISTRY_IMAGE} ({exc})",
+                           hint="apt-get install docker-registry, or load the registry:2 image into Docker") from None
+    root = (site.directory / REGISTRY_DIR).resolve()
+    pki = (site.directory / PKI_DIR).resolve()
+    container = client.containers.run(
+        REGISTRY_IMAGE, ["serve", "/etc/bundler/config.yml"], detach=True, network_mode="host",
+        entrypoint=["/bin/registry"],  # in the upstream image and in the one the tests build
+        volumes={str(root): {"bind": str(root), "mode": "rw"}, str(pki): {"bind": str(pki), "mode": "ro"},
+                 str(config.resolve()): {"bind": "/etc/bundler/config.yml", "mode": "ro"}},
+        name=f"bundler-site-registry-{os.getpid()}", restart_policy={"Name": "unless-stopped"})
+    _container_file(site).parent.mkdir(exist_ok=True)
+    _container_file(site).write_text(container.id)
+
+
+def _stop_registry(site: SiteConfig) -> bool:
+    stopped = _stop_pid(site, "registry", b"serve")
+    record = _container_file(site)
+    if record.exists():
+        try:
+            import docker
+
+            container = docker.from_env().containers.get(record.read_text().strip())
+            container.stop(timeout=10)
+            container.remove()
+            stopped = True
+        except Exception:  # already gone
+            pass
+        record.unlink()
+    return stopped
+
+
+# --- up, down, status ------------------------------------------------------------------------------
+
+
+def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
+    site = load_site(directory)
+    if site.embedded_registry:
+        _start_registry(site, wait)
+    marker = str(site.directory.resolve()).encode()
+    if _running_pid(site, "http", marker) is None or not http_healthy(site):
+        _stop_pid(site, "http", marker)
+        process = _spawn(site, "http", [sys.executable, "-m", "bundler.site.server", str(site.directory.resolve())])
+        _wait(site, "http", http_healthy, process, wait, site.http_url)
+    return site
+
+
+def site_down(directory: Path) -> bool:
+    """Stop what `site up` started; False when nothing was running."""
+    site = load_site(directory)
+    stopped = _stop_pid(site, "http", str(site.directory.resolve()).encode())
+    if site.embedded_registry:
+        stopped = _stop_registry(site) or stopped
+    return stopped
+
+
 def site_status(directory: Path) -> dict[str, Any]:
     site = load_site(directory)
-    try:
-        site.registry_client(jobs=1).ping()
-        registry_healthy = True
-    except BundlerError:
-        registry_healthy = False
     healthy = http_healthy(site)
     return {
         "services": {
-            "registry": {"url": site.registry_url, "healthy": registry_healthy},
+            "registry": {"url": site.registry_url, "healthy": registry_healthy(site),
+                         "embedded": site.embedded_registry},
             "git": {"url": f"{site.http_url}/git/", "healthy": healthy, "push": site.allow_push},
             "updates": {"url": f"{site.http_url}/updates/", "healthy": healthy,
                         "apt_url": f"{site.http_url}/updates/apt", "rpm_url": f"{site.http_url}/updates/rpm",
