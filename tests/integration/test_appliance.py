@@ -1,0 +1,251 @@
+"""The site appliance as a technician meets it: init, up, import everything, status; the cluster's
+view through containerd; a reboot; two technicians at once; credentials; a disk that is too small."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bundler.oci.client import RegistryClient
+from bundler.site.registry_process import free_port
+from devtools import charts
+from devtools.packages import build_deb
+from tests.conftest import IN_CI, Keys, Registry, Run, missing
+from tests.integration.test_docker_engine import build_engine_image
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.email=r@example.com", "-c", "user.name=R", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+@dataclass
+class Everything:
+    bundle: Path
+    engine_image: str  # docker.io/... : its original name
+    digest: str
+
+
+@pytest.fixture(scope="module")
+def everything(registry_factory: Callable[[], Registry], docker_client: Any, keys: Keys,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Everything]:
+    """One signed bundle with an image from a registry, one from the Docker engine, a chart, a repo and a .deb."""
+    work = tmp_path_factory.mktemp("everything")
+    source = registry_factory()
+    from devtools import images as im
+
+    im.push_image(RegistryClient(source.host), "apps/api", "2.0", [im.random_layer(2_000_000, 31)])
+    tag = f"bundler-test/appliance:{uuid.uuid4().hex[:8]}"
+    build_engine_image(docker_client, tag, "hello from the appliance")
+    repo = work / "gitops"
+    repo.mkdir()
+    git("init", "-q", "-b", "main", cwd=repo)
+    (repo / "app.yaml").write_text("kind: ConfigMap\n")
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "first", cwd=repo)
+    build_deb(work, "edge-agent")
+    chart_repo = work / "charts"
+    chart_repo.mkdir()
+    charts.write_index(chart_repo, [charts.package(chart_repo, "webapp", "1.0.0")])
+    with charts.serve(chart_repo) as url:
+        (work / "profile.yaml").write_text(f"""apiVersion: bundler/v1
+kind: Profile
+metadata: {{name: store, version: 1.0.0}}
+spec:
+  images:
+    - {source.host}/apps/api:2.0
+    - docker-daemon:{tag}
+  charts:
+    - {{repo: {url}, name: webapp, version: 1.0.0}}
+  repos:
+    - {{url: {repo}, name: gitops}}
+  updates:
+    - {{path: edge-agent_1.0.0_all.deb, approve: [line-1]}}
+""")
+        r = subprocess.run([sys.executable, "-m", "bundler.cli", "build", "profile.yaml", "-o", "store.bundle.tar",
+                            "--key", str(keys.release.key)], cwd=work, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    info = json.loads(subprocess.run([sys.executable, "-m", "bundler.cli", "inspect", "store.bundle.tar", "--json"],
+                                     cwd=work, capture_output=True, text=True, check=True).stdout)
+    engine = next(i for i in info["images"] if "appliance" in i["ref"])
+    docker_client.images.remove(tag, force=True)
+    yield Everything(work / "store.bundle.tar", f"docker.io/{tag}", engine["digest"])
+
+
+def init_site(cli: Callable[..., Run], directory: Path, keys: Keys) -> None:
+    r = cli("site", "init", directory, "--trust-key", keys.release.pub, "--group", "line-1",
+            "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
+    assert r.code == 0, r.err
+
+
+@pytest.fixture
+def site(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "site"
+    init_site(cli, directory, keys)
+    yield directory
+    cli("site", "down", directory)
+
+
+def status(cli: Callable[..., Run], site: Path) -> dict[str, Any]:
+    r = cli("site", "status", site, "--json")
+    assert r.code == 0, r.err
+    return dict(json.loads(r.out))
+
+
+def credentials(site: Path) -> tuple[str, str]:
+    doc = json.loads((site / "credentials.json").read_text())
+    return doc["username"], doc["password"]
+
+
+def test_a_fresh_site_takes_everything_and_survives_a_reboot(
+        everything: Everything, site: Path, cli: Callable[..., Run]) -> None:
+    up = cli("site", "up", site)
+    assert up.code == 0, up.err
+    imported = cli("import", everything.bundle, "--site", site)
+    assert imported.code == 0, imported.err
+    assert "2 images added" in imported.out and "1 charts added" in imported.out and "1 updates added" in imported.out
+
+    info = status(cli, site)
+    assert {name: s["healthy"] for name, s in info["services"].items()} == {"registry": True, "git": True,
+                                                                          "updates": True}
+    assert [(b["name"], b["version"]) for b in info["bundles"]] == [("store", "1.0.0")]
+    assert (site / "cluster" / "registries.yaml").exists()
+    assert (site / "cluster" / "flux" / "kustomization.yaml").exists()
+
+    assert cli("site", "down", site).code == 0
+    assert not any(s["healthy"] for s in status(cli, site)["services"].values())
+    assert cli("site", "up", site).code == 0  # the reboot
+    assert all(s["healthy"] for s in status(cli, site)["services"].values())
+    again = cli("import", everything.bundle, "--site", site)
+    assert again.code == 0 and "already imported" in again.out
+    registry = status(cli, site)["services"]["registry"]["url"]
+    r = requests.get(f"{registry}/v2/charts/webapp/tags/list", auth=credentials(site),
+                     verify=str(site / "pki" / "ca.pem"), timeout=10)
+    assert r.status_code == 200 and r.json()["tags"] == ["1.0.0"]
+
+
+def test_containerd_pulls_by_the_original_name_from_the_site(
+        everything: Everything, site: Path, cli: Callable[..., Run], tmp_path: Path) -> None:
+    if shutil.which("containerd") is None:
+        missing("containerd")
+    assert cli("site", "up", site).code == 0
+    assert cli("import", everything.bundle, "--site", site).code == 0
+    hosts_dir = site / "cluster" / "certs.d"
+    assert (hosts_dir / "docker.io" / "hosts.toml").exists()
+    state = Path(f"/tmp/ctrd-{uuid.uuid4().hex[:8]}")  # the socket path must stay short
+    state.mkdir()
+    (state / "config.toml").write_text(
+        f'version = 2\nroot = "{state}/root"\nstate = "{state}/state"\n'
+        f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{state}/sock"\n')
+    daemon = subprocess.Popen(["containerd", "-c", str(state / "config.toml")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if (state / "sock").exists():
+                break
+            time.sleep(0.1)
+        pull = subprocess.run(["ctr", "--address", str(state / "sock"), "images", "pull", "--hosts-dir",
+                               str(hosts_dir), f"{everything.engine_image}"], capture_output=True, text=True,
+                              timeout=120)
+        assert pull.returncode == 0, pull.stdout + pull.stderr
+        listed = subprocess.run(["ctr", "--address", str(state / "sock"), "images", "ls"], capture_output=True,
+                                text=True, check=True).stdout
+        line = next(line for line in listed.splitlines() if line.startswith(everything.engine_image))
+        assert everything.digest in line
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_the_site_registry_wants_the_site_credentials(everything: Everything, site: Path,
+                                                     cli: Callable[..., Run]) -> None:
+    assert cli("site", "up", site).code == 0
+    assert cli("import", everything.bundle, "--site", site).code == 0
+    registry = status(cli, site)["services"]["registry"]["url"]
+    ca = str(site / "pki" / "ca.pem")
+    manifest = f"{registry}/v2/charts/webapp/manifests/1.0.0"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    assert requests.get(manifest, headers=accept, verify=ca, timeout=10).status_code == 401
+    assert requests.post(f"{registry}/v2/evil/blobs/uploads/", verify=ca, timeout=10).status_code == 401
+    wrong = requests.get(manifest, headers=accept, auth=("site", "guess"), verify=ca, timeout=10)
+    assert wrong.status_code == 401
+    assert requests.get(manifest, headers=accept, auth=credentials(site), verify=ca, timeout=10).status_code == 200
+
+
+def test_a_second_import_while_one_runs_is_refused_naming_the_holder(
+        everything: Everything, site: Path, cli: Callable[..., Run]) -> None:
+    assert cli("site", "up", site).code == 0
+    (site / "run").mkdir(exist_ok=True)
+    with open(site / "run" / "import.lock", "w") as held:  # a technician's import, still running
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("pid 4242, importing store.bundle.tar, since 2026-11-27T10:00:00+00:00")
+        held.flush()
+        refused = cli("import", everything.bundle, "--site", site)
+    assert refused.code == 1 and "another import is running on this site (pid 4242" in refused.err
+    assert not (site / "state.json").exists()
+
+    # two at once for real: the site ends consistent, whoever won
+    commands = [[sys.executable, "-m", "bundler.cli", "import", str(everything.bundle), "--site", str(site)]] * 2
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    outcomes = [(p.wait(300), p.stderr.read() if p.stderr else "") for p in procs]
+    assert any(code == 0 for code, _ in outcomes)
+    assert all(code == 0 or "another import is running" in err for code, err in outcomes)
+    assert [b["version"] for b in status(cli, site)["bundles"]] == ["1.0.0"]
+    assert cli("import", everything.bundle, "--site", site).out.startswith("store 1.0.0 is already imported")
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(everything: Everything, site: Path,
+                                                     cli: Callable[..., Run]) -> None:
+    assert cli("site", "up", site).code == 0
+    r = cli("import", everything.bundle, "--site", site, "--dry-run", "--json")
+    assert r.code == 0, r.err
+    plan = json.loads(r.out)["plan"]
+    assert len(plan["add_artifacts"]) == 3 and plan["add_updates"] == ["edge-agent 1.0.0"]
+    assert any("gitops: refs/heads/main (new)" in m for m in plan["move_refs"])
+    assert not (site / "state.json").exists() and not list((site / "git").iterdir())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"cannot mount a small tmpfs for the disk test: {done.stderr!r}")
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_disk_that_is_too_small_is_refused_before_anything_is_written(
+        everything: Everything, small_disk: Path, cli: Callable[..., Run], keys: Keys) -> None:
+    site = small_disk / "site"
+    init_site(cli, site, keys)
+    try:
+        assert cli("site", "up", site).code == 0
+        def content() -> list[str]:  # everything but logs and the run directory (pids, the import lock)
+            return sorted(str(p.relative_to(site)) for p in site.rglob("*") if not {"logs", "run"} & set(p.parts))
+
+        before = content()
+        refused = cli("import", everything.bundle, "--site", site)
+        assert refused.code == 1, refused.out + refused.err
+        assert "not enough disk space for this import" in refused.err and "is free" in refused.err
+        assert content() == before
+    finally:
+        cli("site", "down", site)
+
+
