@@ -314,6 +314,8 @@ def site() -> None:
               help="an existing registry to seed instead of the embedded one, e.g. https://registry.local:5000")
 @click.option("--registry-listen", default="127.0.0.1:5443", show_default=True,
               help="HOST:PORT of the embedded registry (`site up` runs it, with TLS and the site's credentials)")
+@click.option("--registry-runtime", type=click.Choice(["auto", "binary", "docker"]), default="auto",
+              show_default=True, help="run the embedded registry as the binary, a Docker container, or either")
 @click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="a public key whose signature the site accepts (repeatable; copied into DIRECTORY/trust)")
 @click.option("--threshold", default=1, show_default=True, type=click.IntRange(1),
@@ -325,7 +327,8 @@ def site() -> None:
 @click.option("--hostname", "hostnames", multiple=True, help="a DNS name clients use for the site (certificate)")
 @click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
 @click.option("--group", "groups", multiple=True, help="a target group for update approvals (repeatable)")
-def site_init(directory: Path, registry_url: str | None, registry_listen: str, trust_keys: tuple[Path, ...],
+def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
+              trust_keys: tuple[Path, ...],
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
               groups: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
@@ -337,8 +340,8 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, t
     """
     from bundler.site.config import init_site
 
-    config = init_site(directory, registry_url, trust_keys, threshold, registry_listen, chart_prefix, http_listen,
-                       hostnames, ips, groups)
+    config = init_site(directory, registry_url, trust_keys, threshold, registry_listen, registry_runtime, chart_prefix,
+                       http_listen, hostnames, ips, groups)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")

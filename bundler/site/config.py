@@ -7,6 +7,7 @@ site.yaml:
     registry:
       url: https://127.0.0.1:5443    # the registry images and charts are seeded into
       listen: 127.0.0.1:5443         # present when `site up` runs it (embedded); absent for --registry URL
+      runtime: auto                  # binary (docker-registry), docker (registry:2 image), or auto
       chartPrefix: charts            # charts go to <registry>/charts/<name>:<version>
     http:
       listen: 127.0.0.1:8443         # the HTTPS service: Git server at /git/<name>.git
@@ -66,6 +67,7 @@ class SiteConfig:
     allow_push: bool = False  # whether Git clients may push
     groups: tuple[str, ...] = ()  # target groups for update approvals (e.g. one per production line)
     registry_listen: str | None = None  # set when the site runs its own (embedded) registry
+    registry_runtime: str = "auto"  # how `site up` runs it: the binary, a Docker container, or auto
 
     @property
     def http_url(self) -> str:
@@ -105,7 +107,8 @@ class SiteConfig:
     def to_yaml(self) -> bytes:
         doc = {"apiVersion": "bundler/v1", "kind": "Site",
                "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix,
-                            **({"listen": self.registry_listen} if self.registry_listen else {})},
+                            **({"listen": self.registry_listen, "runtime": self.registry_runtime}
+                               if self.registry_listen else {})},
                "http": {"listen": self.http_listen, "push": self.allow_push},
                "updates": {"groups": list(self.groups)},
                "trust": {"threshold": self.threshold,
@@ -131,6 +134,12 @@ def check_groups(groups: Sequence[str]) -> tuple[str, ...]:
         if not GROUP_RE.match(group):
             raise UsageError(f"group {group!r} is not a valid name (letters, digits, . _ -)")
     return tuple(dict.fromkeys(groups))
+
+
+def check_runtime(value: str) -> str:
+    if value not in ("auto", "binary", "docker"):
+        raise UsageError(f"registry runtime {value!r} must be auto, binary or docker")
+    return value
 
 
 def _is_ip(text: str) -> bool:
@@ -159,7 +168,7 @@ def check_listen(value: str) -> str:
 
 
 def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
-              registry_listen: str = DEFAULT_REGISTRY_LISTEN,
+              registry_listen: str = DEFAULT_REGISTRY_LISTEN, registry_runtime: str = "auto",
               chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
               hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = ()) -> SiteConfig:
     """Create a site: its configuration and a copy of every trusted public key under trust/."""
@@ -186,7 +195,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     config = SiteConfig(directory, check_registry_url(registry_url),
                         tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
                         check_chart_prefix(chart_prefix), check_listen(http_listen),
-                        groups=check_groups(groups), registry_listen=registry_listen if embedded else None)
+                        groups=check_groups(groups), registry_listen=registry_listen if embedded else None,
+                        registry_runtime=check_runtime(registry_runtime))
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
@@ -229,7 +239,7 @@ def load_site(directory: Path) -> SiteConfig:
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
         registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
-        unknown = (set(registry) - {"url", "chartPrefix", "listen"} | set(http) - {"listen", "push"}
+        unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime"} | set(http) - {"listen", "push"}
                    | set(updates) - {"groups"})
         if unknown:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
@@ -240,7 +250,8 @@ def load_site(directory: Path) -> SiteConfig:
                           check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
                           check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))), bool(http.get("push", False)),
                           check_groups([str(g) for g in updates.get("groups") or []]),
-                          check_listen(str(listen)) if listen else None)
+                          check_listen(str(listen)) if listen else None,
+                          check_runtime(str(registry.get("runtime", "auto"))))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

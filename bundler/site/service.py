@@ -139,7 +139,10 @@ def _start_registry(site: SiteConfig, wait: float) -> None:
     if registry_healthy(site, 0.5):
         return
     config = _registry_config_file(site)
-    binary = registry_binary()
+    binary = registry_binary() if site.registry_runtime != "docker" else None
+    if binary is None and site.registry_runtime == "binary":
+        raise BundlerError("site.yaml asks for the registry binary, and none is installed",
+                           hint="apt-get install docker-registry, or set registry.runtime to docker or auto")
     if binary is not None:
         process = _spawn(site, "registry", [binary, "serve", str(config)])
         _wait(site, "registry", registry_healthy, process, wait, site.registry_url)

@@ -249,3 +249,27 @@ def test_a_disk_that_is_too_small_is_refused_before_anything_is_written(
         cli("site", "down", site)
 
 
+
+
+def test_the_embedded_registry_runs_in_the_docker_engine_where_asked(
+        docker_client: Any, cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
+    """Where no registry binary is installed, `site up` runs registry:2 through the Docker engine."""
+    from devtools.registry_image import ensure_registry_image
+
+    ensure_registry_image(docker_client)
+    site = tmp_path / "site"
+    r = cli("site", "init", site, "--trust-key", keys.release.pub, "--registry-runtime", "docker",
+            "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
+    assert r.code == 0, r.err
+    try:
+        up = cli("site", "up", site)
+        assert up.code == 0, up.err
+        container = (site / "run" / "registry.container").read_text().strip()
+        assert docker_client.containers.get(container).status == "running"
+        assert status(cli, site)["services"]["registry"]["healthy"]
+    finally:
+        assert cli("site", "down", site).code == 0
+    import docker.errors
+
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container)
