@@ -88,7 +88,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="private key to sign with (repeatable); password from BUNDLER_KEY_PASSWORD")
 @click.option("--since", type=click.Path(dir_okay=False, path_type=Path),
-              help="a previous bundle: Git repositories then carry only commits it did not")
+              help="a delta: carry only what PARENT lacks (a bundle, its --manifest, or a site receipt)")
 def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None) -> None:
     """Collect the images named in PROFILE into one bundle file, signed with each --key.
 
@@ -153,14 +153,24 @@ def sign(bundle: Path, key: Path) -> None:
 @cli.command()
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def inspect(bundle: Path, as_json: bool) -> None:
+@click.option("--manifest", "raw_manifest", is_flag=True,
+              help="print the exact bundle.json (a parent for `build --since`, small enough to mail)")
+def inspect(bundle: Path, as_json: bool, raw_manifest: bool) -> None:
     """Show what BUNDLE holds (from its manifest; use `verify` to check the bytes).
 
     \b
-    Example:
+    Examples:
       bundler inspect demo-1.0.0.bundle.tar --json
+      bundler inspect demo-1.0.0.bundle.tar --manifest > demo-1.0.0.json
     """
     from bundler.bundle.inspect import inspect_bundle
+
+    if raw_manifest:
+        from bundler.bundle.reader import BundleReader
+
+        with BundleReader(bundle) as reader:
+            sys.stdout.buffer.write(reader.manifest_bytes())
+        return
 
     info = inspect_bundle(bundle)
     if as_json:
@@ -303,6 +313,38 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
                    f"{_human(result.bytes_sent)} sent")
 
 
+@cli.command()
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def diff(old: Path, new: Path, as_json: bool) -> None:
+    """What changed from bundle OLD to NEW (bundle files or their manifests).
+
+    \b
+    Example:
+      bundler diff store-1.4.0.bundle.tar store-1.5.0.bundle.tar
+    """
+    from bundler.bundle.diff import diff_bundles
+
+    d = diff_bundles(old, new)
+    if as_json:
+        _emit_json(d)
+        return
+    click.echo(f"{d['old']['name']} {d['old']['version']} -> {d['new']['name']} {d['new']['version']}")
+    for kind in ("images", "charts", "updates"):
+        for name in d[kind]["added"]:
+            click.echo(f"  + {kind[:-1]} {name}")
+        for name in d[kind]["removed"]:
+            click.echo(f"  - {kind[:-1]} {name}")
+        for change in d[kind]["changed"]:
+            click.echo(f"  ~ {kind[:-1]} {change['name']}: {change['old']} -> {change['new']}")
+    for name, repo in d["repos"]["changed"].items():
+        for ref, move in repo["refs"].items():
+            click.echo(f"  ~ repo {name} {ref}: {(move['old'] or '(new)')[:12]}..{move['new'][:12]}")
+    b = d["bytes"]
+    click.echo(f"content {_human(b['old'])} -> {_human(b['new'])}; new content {_human(b['new_content'])}")
+
+
 @cli.group()
 def site() -> None:
     """Set up and look at a site (the disconnected side)."""
@@ -365,6 +407,20 @@ def site_up(directory: Path) -> None:
     site = up(directory)
     click.echo(f"site {site.directory} is up: Git at {site.http_url}/git/<name>.git (CA {site.ca_file}, "
                f"credentials in {site.credentials_file})")
+
+
+@site.command("receipt")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def site_receipt(directory: Path) -> None:
+    """Print (JSON) everything the site holds from its bundles: carry it back for `build --since`.
+
+    \b
+    Example:
+      bundler site receipt ./site > /media/usb/store-site-7.receipt.json
+    """
+    from bundler.site.importer import site_receipt as make_receipt
+
+    _emit_json(make_receipt(directory))
 
 
 @site.command("down")

@@ -25,6 +25,11 @@ def blob_path(digest: str) -> str:
 
 
 GIT_DIR = "git/"
+UPDATES_DIR = "updates/"
+
+
+def update_path(sha256: str) -> str:
+    return f"{UPDATES_DIR}{sha256}"
 
 
 def git_bundle_path(name: str) -> str:

@@ -16,7 +16,7 @@ from bundler.bundle import layout
 from bundler.errors import IntegrityError
 
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
-_KNOWN = {"schema", "name", "version", "created", "expires", "parent", "profile", "images", "charts",
+_KNOWN = {"schema", "name", "version", "created", "expires", "parent", "requires", "profile", "images", "charts",
           "repos", "updates", "files"}
 
 
@@ -125,7 +125,7 @@ class UpdateEntry:
 
     @property
     def path(self) -> str:
-        return f"updates/{self.sha256}"
+        return layout.update_path(self.sha256)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256, "size": self.size,
@@ -156,6 +156,7 @@ class BundleManifest:
     updates: tuple[UpdateEntry, ...] = ()
     expires: str | None = None
     parent: dict[str, Any] | None = None
+    requires: dict[str, FileEntry] = field(default_factory=dict)  # a delta: files the site must already hold
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +167,7 @@ class BundleManifest:
             "images": [i.to_dict() for i in self.images], "charts": [c.to_dict() for c in self.charts],
             "repos": [r.to_dict() for r in self.repos], "updates": [u.to_dict() for u in self.updates],
             "files": {path: entry.to_dict() for path, entry in sorted(self.files.items())},
+            "requires": {path: entry.to_dict() for path, entry in sorted(self.requires.items())},
         })
         return d
 
@@ -184,16 +186,8 @@ class BundleManifest:
             for key in ("name", "version", "created", "profile"):
                 if not isinstance(d.get(key), str):
                     raise ValueError(f"'{key}' must be a string")
-            files_raw = d.get("files")
-            if not isinstance(files_raw, dict):
-                raise ValueError("'files' must be an object")
-            files = {}
-            for path, entry in files_raw.items():
-                if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
-                        or not _HEX64.match(entry["sha256"]) or not isinstance(entry.get("size"), int)
-                        or entry["size"] < 0):
-                    raise ValueError(f"file entry for {path!r} needs a sha256 (64 hex) and a size")
-                files[path] = FileEntry(entry["sha256"], entry["size"])
+            files = _file_entries(d.get("files"), "files")
+            requires = _file_entries(d.get("requires") or {}, "requires")
             images = tuple(ImageEntry.from_dict(i) for i in d.get("images") or [])
             charts = tuple(ChartEntry.from_dict(c) for c in d.get("charts") or [])
             repos = tuple(RepoEntry.from_dict(r) for r in d.get("repos") or [])
@@ -203,8 +197,21 @@ class BundleManifest:
         return cls(
             name=d["name"], version=d["version"], created=d["created"], profile=d["profile"], images=images,
             files=files, charts=charts, repos=repos, updates=updates, expires=d.get("expires"), parent=d.get("parent"),
+            requires=requires,
             extra={k: v for k, v in d.items() if k not in _KNOWN},
         )
+
+
+def _file_entries(raw: Any, key: str) -> dict[str, FileEntry]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"'{key}' must be an object")
+    out = {}
+    for path, entry in raw.items():
+        if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
+                or not _HEX64.match(entry["sha256"]) or not isinstance(entry.get("size"), int) or entry["size"] < 0):
+            raise ValueError(f"{key} entry for {path!r} needs a sha256 (64 hex) and a size")
+        out[path] = FileEntry(entry["sha256"], entry["size"])
+    return out
 
 
 def signatures_json(signatures: list[dict[str, str]]) -> bytes:

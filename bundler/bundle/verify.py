@@ -123,7 +123,8 @@ def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
             problems.append(exc.message)
             continue
         problems += [f"{ref}: blob {blob.digest} is not in the bundle" for blob in graph.blobs
-                     if layout.blob_path(blob.digest) not in manifest.files]
+                     if layout.blob_path(blob.digest) not in manifest.files
+                     and layout.blob_path(blob.digest) not in manifest.requires]  # a delta's base: on the site
     return problems
 
 

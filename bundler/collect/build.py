@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
-from bundler.bundle.reader import BundleReader
+from bundler.bundle.parent import Parent, read_parent
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.collect.charts import collect_charts
 from bundler.collect.images import BlobSource, OciContent, collect_images, registry_clients
@@ -29,6 +29,7 @@ from bundler.collect.updates import CollectedUpdate, collect_update
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
 from bundler.oci import layout as oci_layout
+from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
 from bundler.profile import ImageSpec, load_profile
@@ -41,7 +42,7 @@ class BuildOptions:
     output: Path | None = None
     jobs: int = 8
     keys: tuple[Path, ...] = ()  # private keys that sign bundle.json
-    since: Path | None = None  # a previous bundle: carry only what it did not (Git commits, for now)
+    since: Path | None = None  # a previous bundle, its manifest, or a site receipt: carry only what it lacks
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,7 @@ def build_bundle(options: BuildOptions) -> BuildResult:
         session.headers["User-Agent"] = "bundler"
         updates = run_parallel(lambda spec: collect_update(spec, staging, base, session), profile.updates,
                                options.jobs)
-        info = BundleInfo(profile.name, profile.version, profile.digest, profile.expires,
-                          parent.reference if parent else None)
+        info = BundleInfo(profile.name, profile.version, profile.digest, profile.expires, parent)
         result = write_bundle(info, collection, output, options.jobs, keys, repos, updates)
         result.notes.extend(charts.notes)
         return result
@@ -104,21 +104,7 @@ class BundleInfo:
     version: str
     profile_digest: str
     expires_after: dt.timedelta | None = None
-    parent: dict[str, str] | None = None  # name, version, manifest_digest of the bundle this one builds on
-
-
-@dataclass(frozen=True)
-class Parent:
-    reference: dict[str, str]
-    repo_tips: dict[str, tuple[str, ...]]  # repository name -> the object ids its refs had
-
-
-def read_parent(path: Path) -> Parent:
-    """What a delta builds on: the parent bundle's identity and the Git commits it carried."""
-    with BundleReader(path) as reader:
-        manifest, _, digest = reader.manifest()
-    return Parent({"name": manifest.name, "version": manifest.version, "manifest_digest": digest},
-                  {repo.name: tuple(sorted(set(repo.refs.values()))) for repo in manifest.repos})
+    parent: Parent | None = None  # what this delta builds on
 
 
 def timestamp(moment: dt.datetime) -> str:
@@ -135,6 +121,16 @@ def images_to_collect(listed: tuple[ImageSpec, ...], from_charts: list[str]) -> 
             known.add(spec.text)
             specs.append(spec)
     return specs
+
+
+def manifest_paths(collection: OciContent) -> set[str]:
+    """Every manifest and index of the bundle's images and charts (what import reads to find its way)."""
+    read = collection.small_blobs.__getitem__
+    paths = set()
+    for digest, media_type in [(i.digest, i.media_type) for i in collection.images] + \
+                              [(c.digest, c.media_type) for c in collection.charts]:
+        paths |= {layout.blob_path(d) for d, _, _ in media.walk_image(read, digest, media_type).manifests}
+    return paths
 
 
 def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: int,
@@ -155,12 +151,21 @@ def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: i
         e = update.entry
         blobs.setdefault(e.path, BlobSource(f"sha256:{e.sha256}", e.size, e.file, path=update.staged))
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
+    requires: dict[str, FileEntry] = {}
+    if info.parent is not None:  # a delta: leave out what the parent carried (manifests stay: they are the map)
+        keep = manifest_paths(collection)
+        for path, entry in list(files.items()):
+            payload = path.startswith((layout.OCI_BLOBS, layout.UPDATES_DIR)) and path not in keep
+            if payload and info.parent.files.get(path) == entry:
+                requires[path] = files.pop(path)
+                small.pop(path, None)
+                blobs.pop(path, None)
     manifest = BundleManifest(
         name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
         images=tuple(collection.images), charts=tuple(collection.charts), repos=tuple(r.entry for r in repos),
         updates=tuple(u.entry for u in updates),
         files=files, expires=timestamp(now + info.expires_after) if info.expires_after else None,
-        parent=info.parent,
+        parent=info.parent.reference if info.parent else None, requires=requires,
     )
     manifest_bytes = manifest.to_bytes()
     signatures = signatures_json([signing.sign(key, manifest_bytes) for key in keys])

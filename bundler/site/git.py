@@ -19,6 +19,7 @@ import yaml
 
 from bundler import git
 from bundler.bundle.manifest import BundleManifest, RepoEntry
+from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import extract_member
 from bundler.errors import RefusedError
@@ -123,8 +124,7 @@ def missing_base(site: SiteConfig, manifest: BundleManifest, entry: RepoEntry) -
     missing = [oid for oid in entry.prerequisites if not (path / "HEAD").exists() or not _has_commit(path, oid)]
     if not missing:
         return None
-    parent = manifest.parent or {}
-    source = f" (import {parent.get('name')} {parent.get('version')} first)" if parent else ""
+    source = f" (import {parent_label(manifest.parent)} first)" if manifest.parent else ""
     return (f"repository {entry.name}: this bundle builds on commits the site does not have: "
             f"{', '.join(m[:12] for m in missing)}{source}")
 
@@ -200,3 +200,9 @@ def pending_moves(site: SiteConfig, entry: RepoEntry) -> list[str]:
         if old != new:
             moves.append(f"{ref} {old[:12] if old else '(new)'} -> {new[:12]}")
     return moves
+
+
+def current_refs(site: SiteConfig, name: str) -> dict[str, str]:
+    path = repository_path(site, name)
+    lines = git.out(["for-each-ref", "--format=%(refname) %(objectname)"], cwd=path).splitlines()
+    return dict(line.split(" ", 1) for line in lines if not line.startswith(INCOMING))

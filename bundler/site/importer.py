@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
+from bundler.bundle.parent import parent_label, receipt
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import (
     VerifyReport,
@@ -34,6 +36,7 @@ from bundler.bundle.verify import (
     verify_file,
 )
 from bundler.errors import BundlerError, RefusedError
+from bundler.fsutil import atomic_write
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
@@ -43,7 +46,7 @@ from bundler.site import git as site_git
 from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
-from bundler.site.registry import Artifact, artifacts_present, plan, seed, site_artifacts
+from bundler.site.registry import Artifact, artifacts_present, missing_blobs, plan, seed, site_artifacts
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
 from bundler.versions import Version
@@ -124,6 +127,7 @@ class ImportPlan:
                 "add_updates": self.updates, "update_bytes": self.update_bytes, "git_bytes": self.git_bytes}
 
 
+BUNDLES_DIR = "bundles"
 DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
 
 
@@ -134,7 +138,8 @@ def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest
         lambda a: client.head_manifest(a.repo, a.tag or a.digest) == a.digest, artifacts, jobs), strict=True)
         if not present]
     result.images = [a.ref for a in missing]
-    blobs = {d: (size, a.repo) for a in missing for d, size in plan(reader, a).blobs}
+    blobs = {d: (size, a.repo) for a in missing for d, size in plan(reader, a).blobs
+             if layout.blob_path(d) in reader.members}  # a delta's base is on the site already
     lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
     result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
     for repo in manifest.repos:
@@ -147,6 +152,48 @@ def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest
     result.updates = [f"{u.name} {u.metadata.get('version', '')}".strip() for u in new]
     result.update_bytes = sum(u.size for u in {u.sha256: u for u in new}.values())
     return result
+
+
+def check_requirements(site: SiteConfig, reader: BundleReader, manifest: BundleManifest, artifacts: list[Artifact],
+                       client: RegistryClient, jobs: int) -> dict[str, str]:
+    """A delta needs its base on the site: refuse, listing what is missing and what would provide it.
+    Returns where each required blob is, to mount it from."""
+    if not manifest.requires and not any(r.prerequisites for r in manifest.repos):
+        return {}
+    missing, located = missing_blobs(reader, artifacts, client, set(manifest.requires), jobs)
+    cache = UpdateCache(site)
+    updates = [u for u in manifest.updates if u.path in manifest.requires and not cache.blob(u.sha256).exists()]
+    commits = [p for repo in manifest.repos if (p := site_git.missing_base(site, manifest, repo)) is not None]
+    if missing or updates or commits:
+        provider = parent_label(manifest.parent or {})
+        shown = ", ".join(d[7:19] for d in missing[:3])
+        parts = [f"{len(missing)} image or chart blobs ({shown}...)"] if missing else []
+        parts += [f"update {u.name} {u.metadata.get('version', '')}".rstrip() for u in updates]
+        parts += commits
+        raise RefusedError(f"this delta builds on {provider}, and the site lacks: {'; '.join(parts)}",
+                           hint=f"import {provider} first (or a full bundle), then this one; nothing was changed")
+    return located
+
+
+def keep_manifest(site: SiteConfig, manifest: BundleManifest, digest: str) -> None:
+    """The site keeps every imported bundle.json: its receipt is made from them."""
+    directory = site.directory / BUNDLES_DIR
+    directory.mkdir(exist_ok=True)
+    atomic_write(directory / f"{digest.split(':')[1]}.json", manifest.to_bytes())
+
+
+def site_receipt(site_dir: Path) -> dict[str, Any]:
+    """Everything this site holds from the bundles it imported, for `build --since` on the connected side."""
+    site = load_site(site_dir)
+    state = SiteState.load(site.directory)
+    manifests = []
+    for bundle in state.bundles:
+        path = site.directory / BUNDLES_DIR / f"{bundle['manifest_digest'].split(':')[1]}.json"
+        if path.exists():
+            manifests.append(BundleManifest.from_bytes(path.read_bytes()))
+    repos = {name: site_git.current_refs(site, name) for name in site_git.repositories(site)}
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return receipt(site.directory.resolve().name, created, state.bundles, manifests, repos)
 
 
 def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
@@ -229,6 +276,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> Im
         report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
         report.raise_if_failed(str(options.bundle))
 
+        located = check_requirements(site, reader, manifest, artifacts, client, options.jobs)
         intended = plan_import(site, reader, manifest, artifacts, client, options.jobs)
         if options.dry_run:
             result.plan = intended.to_dict()
@@ -239,7 +287,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> Im
         cache = UpdateCache(site)
         try:
             with byte_progress("importing", total) as progress:
-                stats = seed(reader, artifacts, client, options.jobs, progress.advance)
+                stats = seed(reader, artifacts, client, options.jobs, progress.advance, located)
                 stored = run_parallel(lambda u: cache.store(reader, u), manifest.updates, options.jobs)
         except BaseException:
             site_git.discard(staged)
@@ -252,6 +300,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> Im
         result.notes += cache.add(manifest)
         publish_updates(site)
     if not (current and current["manifest_digest"] == digest):
+        keep_manifest(site, manifest, digest)
         sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
         state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources)
     write_cluster_config(site, state)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, ChartEntry, ImageEntry
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import image_graph
+from bundler.errors import BundlerError
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
@@ -91,8 +92,32 @@ def artifacts_present(client: RegistryClient, artifacts: list[Artifact], jobs: i
     return all(run_parallel(present, artifacts, jobs))
 
 
+def missing_blobs(reader: BundleReader, artifacts: list[Artifact], client: RegistryClient, required: set[str],
+                  jobs: int) -> tuple[list[str], dict[str, str]]:
+    """For a delta: which required blobs no target repository of this bundle has, and where the
+    others are (to mount them from)."""
+    candidates: dict[str, list[str]] = {}
+    for artifact in artifacts:
+        for digest, _ in plan(reader, artifact).blobs:
+            if layout.blob_path(digest) in required:
+                candidates.setdefault(digest, []).append(artifact.repo)
+
+    def locate(item: tuple[str, list[str]]) -> str | None:
+        digest, repos = item
+        return next((repo for repo in dict.fromkeys(repos) if client.blob_exists(repo, digest)), None)
+
+    found = run_parallel(locate, list(candidates.items()), jobs)
+    where = {digest: repo for digest, repo in zip(candidates, found, strict=True) if repo is not None}
+    return [digest for digest in candidates if digest not in where], where
+
+
+def _not_carried(digest: str) -> Iterator[bytes]:
+    raise BundlerError(f"blob {digest} is not in this delta and could not be mounted from the site's copy")
+    yield b""  # pragma: no cover - makes this a generator
+
+
 def seed(reader: BundleReader, artifacts: list[Artifact], client: RegistryClient, jobs: int,
-         progress: Callable[[int], None]) -> SeedStats:
+         progress: Callable[[int], None], located: dict[str, str] | None = None) -> SeedStats:
     plans = [plan(reader, artifact) for artifact in artifacts]
     stats = SeedStats()
 
@@ -106,12 +131,14 @@ def seed(reader: BundleReader, artifacts: list[Artifact], client: RegistryClient
     def push_blob(item: tuple[str, tuple[int, list[str]]]) -> None:
         digest, (size, repos) = item
         path = layout.blob_path(digest)
-        have: list[str] = []
+        carried = path in reader.members
+        have: list[str] = [] if carried or not located or digest not in located else [located[digest]]
         for repo in repos:
             if client.blob_exists(repo, digest):
                 stats.count(unchanged="blobs")
             else:
-                how = client.push_blob(repo, digest, size, lambda: reader.iter_member(path), mount_from=have[:1])
+                chunks = (lambda: reader.iter_member(path)) if carried else (lambda: _not_carried(digest))
+                how = client.push_blob(repo, digest, size, chunks, mount_from=have[:1])
                 stats.count(added="blobs", sent=size if how == "uploaded" else 0)
             have.append(repo)
         progress(size)

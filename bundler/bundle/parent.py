@@ -1,0 +1,89 @@
+"""What a delta builds on (`build --since PARENT`): a bundle file, a bundle's manifest (`bundler
+inspect --manifest`), or a site receipt (`bundler site receipt`: everything a site holds)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bundler.bundle.manifest import BundleManifest, FileEntry, _file_entries
+from bundler.bundle.reader import BundleReader
+from bundler.errors import IntegrityError, UsageError
+
+RECEIPT_KIND = "bundler/receipt/v1"
+
+
+@dataclass(frozen=True)
+class Parent:
+    reference: dict[str, str]  # recorded as the delta's `parent`
+    files: dict[str, FileEntry]  # every file the parent carried (or the site holds): path -> digest, size
+    repo_tips: dict[str, tuple[str, ...]]  # repository name -> object ids of its refs
+
+    @property
+    def label(self) -> str:
+        return parent_label(self.reference)
+
+
+def parent_label(reference: dict[str, Any]) -> str:
+    """How a person names what provides a delta's base (a bundle's `parent` field)."""
+    if "receipt" in reference:
+        return f"what site {reference.get('receipt')} held at {reference.get('created')}"
+    return f"{reference.get('name')} {reference.get('version')}"
+
+
+def from_manifest(manifest: BundleManifest, digest: str) -> Parent:
+    return Parent({"name": manifest.name, "version": manifest.version, "manifest_digest": digest},
+                  {**manifest.requires, **manifest.files},
+                  {repo.name: tuple(sorted(set(repo.refs.values()))) for repo in manifest.repos})
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"{"
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_manifest(path: Path) -> tuple[BundleManifest, str]:
+    """A bundle's manifest and digest, from the bundle file or from its bundle.json alone."""
+    if not _is_json(path):
+        with BundleReader(path) as reader:
+            manifest, _, digest = reader.manifest()
+        return manifest, digest
+    data = path.read_bytes()
+    return BundleManifest.from_bytes(data), "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def read_parent(path: Path) -> Parent:
+    if not _is_json(path):
+        return from_manifest(*load_manifest(path))
+    data = path.read_bytes()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise UsageError(f"--since {path} is neither a bundle, a bundle manifest nor a site receipt") from None
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if doc.get("kind") == RECEIPT_KIND:
+        try:
+            return Parent({"receipt": str(doc["site"]), "created": str(doc["created"]), "manifest_digest": digest},
+                          _file_entries(doc["files"], "files"),
+                          {name: tuple(sorted(set(refs.values()))) for name, refs in doc["repos"].items()})
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise IntegrityError(f"site receipt {path} is malformed: {exc}") from None
+    return from_manifest(BundleManifest.from_bytes(data), digest)
+
+
+def receipt(site_name: str, created: str, bundles: list[dict[str, Any]], manifests: list[BundleManifest],
+            repos: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """A site's receipt: the bundles it imported and every file and Git ref it holds from them."""
+    files: dict[str, FileEntry] = {}
+    for manifest in manifests:
+        files.update(manifest.requires)
+        files.update(manifest.files)
+    return {"kind": RECEIPT_KIND, "site": site_name, "created": created,
+            "bundles": [{k: b[k] for k in ("name", "version", "manifest_digest")} for b in bundles],
+            "files": {path: entry.to_dict() for path, entry in sorted(files.items())}, "repos": repos}

@@ -1,0 +1,171 @@
+"""Versioned deltas: v2 --since v1 carries only what is new, and a site that has v1 ends identical to
+one that imported the full v2; without v1 it is refused before writing; a site receipt works as a parent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bundler.bundle.parent import load_manifest
+from bundler.oci.client import RegistryClient
+from bundler.oci.reference import ImageReference
+from bundler.site.registry_process import free_port
+from devtools import charts
+from devtools import images as im
+from devtools.packages import build_deb
+from devtools.samples import push_samples
+from tests.conftest import Keys, Registry, Run
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.email=r@example.com", "-c", "user.name=R", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+def commit(repo: Path, name: str) -> None:
+    (repo / name).write_text(name * 100)
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", name, cwd=repo)
+
+
+@dataclass
+class Versions:
+    work: Path
+    v1: Path
+    v2_delta: Path
+    v2_full: Path
+    refs: list[str]
+
+
+def profile(work: Path, version: str, refs: list[str], chart_url: str, debs: list[str]) -> Path:
+    path = work / f"profile-{version}.yaml"
+    images = "".join(f"    - {r}\n" for r in refs)
+    updates = "".join(f"    - path: {d}\n      approve: [line-1]\n" for d in debs)
+    path.write_text(f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: store, version: {version}}}\n"
+                    f"spec:\n  images:\n{images}  charts:\n    - {{repo: {chart_url}, name: webapp, version: 1.0.0}}\n"
+                    f"  repos:\n    - {{url: gitops, name: gitops}}\n  updates:\n{updates}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def versions(registry_factory: Callable[[], Registry], keys: Keys,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versions]:
+    work = tmp_path_factory.mktemp("delta")
+    source = registry_factory()
+    client = RegistryClient(source.host)
+    samples = push_samples(client)
+    refs = list(samples.refs)
+    repo = work / "gitops"
+    repo.mkdir()
+    git("init", "-q", "-b", "main", cwd=repo)
+    commit(repo, "one.yaml")
+    build_deb(work, "edge-agent")
+    chart_dir = work / "charts"
+    chart_dir.mkdir()
+    charts.write_index(chart_dir, [charts.package(chart_dir, "webapp", "1.0.0")])
+
+    def build(profile_path: Path, output: str, *extra: str) -> Path:
+        r = subprocess.run([sys.executable, "-m", "bundler.cli", "build", str(profile_path), "-o", output, "--key",
+                            str(keys.release.key), *extra], cwd=work, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return work / output
+
+    with charts.serve(chart_dir) as url:
+        v1 = build(profile(work, "1.0.0", refs, url, ["edge-agent_1.0.0_all.deb"]), "v1.bundle.tar")
+        # v2: app-a gains a layer, the repository two commits, and one more update
+        base, own, extra = im.random_layer(3_000_000, seed=1), im.random_layer(1_000_000, seed=2), \
+            im.random_layer(1_500_000, seed=77)
+        im.push_image(client, "demo/app-a", "1.0", [base, own, extra])
+        commit(repo, "two.yaml")
+        commit(repo, "three.yaml")
+        build_deb(work, "edge-tools")
+        v2 = profile(work, "2.0.0", refs, url, ["edge-agent_1.0.0_all.deb", "edge-tools_1.0.0_all.deb"])
+        delta = build(v2, "v2-delta.bundle.tar", "--since", "v1.bundle.tar")
+        full = build(v2, "v2-full.bundle.tar")
+        yield Versions(work, v1, delta, full, refs)  # the chart repository stays up for the module
+
+
+def make_site(cli: Callable[..., Run], registry: Registry, keys: Keys, directory: Path) -> Path:
+    r = cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub, "--group",
+            "line-1", "--http-listen", f"127.0.0.1:{free_port()}")
+    assert r.code == 0, r.err
+    return directory
+
+
+def site_view(site: Path, registry: Registry, refs: list[str]) -> dict[str, object]:
+    client = RegistryClient(registry.host)
+    images = {}
+    for ref in refs:
+        parsed = ImageReference.parse(ref)
+        images[ref] = client.head_manifest(parsed.site_repository, parsed.tag or parsed.digest or "")
+    git_refs = subprocess.run(["git", "for-each-ref", "--format=%(refname) %(objectname)"],
+                              cwd=site / "git" / "gitops.git", capture_output=True, text=True, check=True).stdout
+    catalog = json.loads((site / "updates" / "catalog.json").read_text())
+    return {"images": images, "chart": client.head_manifest("charts/webapp", "1.0.0"), "git": git_refs,
+            "updates": sorted((e["name"], e["sha256"]) for e in catalog)}
+
+
+def test_a_delta_carries_only_the_new_bytes_and_ends_identical(
+        versions: Versions, registry_factory: Callable[[], Registry], keys: Keys, cli: Callable[..., Run],
+        tmp_path: Path) -> None:
+    delta, _ = load_manifest(versions.v2_delta)
+    v1, _ = load_manifest(versions.v1)
+    assert delta.parent and delta.parent["version"] == "1.0.0" and delta.requires
+    new_bytes = sum(e.size for p, e in delta.files.items() if p not in v1.files)
+    size = versions.v2_delta.stat().st_size
+    assert size <= max(new_bytes * 1.05, new_bytes + (1 << 20)), (size, new_bytes)
+    assert size < versions.v2_full.stat().st_size / 3
+
+    upgraded_registry, fresh_registry = registry_factory(), registry_factory()
+    upgraded = make_site(cli, upgraded_registry, keys, tmp_path / "upgraded")
+    assert cli("import", versions.v1, "--site", upgraded).code == 0
+    r = cli("import", versions.v2_delta, "--site", upgraded)
+    assert r.code == 0, r.err
+    fresh = make_site(cli, fresh_registry, keys, tmp_path / "fresh")
+    assert cli("import", versions.v2_full, "--site", fresh).code == 0
+    assert site_view(upgraded, upgraded_registry, versions.refs) == site_view(fresh, fresh_registry, versions.refs)
+
+
+def test_a_delta_on_a_site_without_its_base_is_refused_before_writing(
+        versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    site = make_site(cli, registry, keys, tmp_path / "site")
+    refused = cli("import", versions.v2_delta, "--site", site)
+    assert refused.code == 3
+    assert "this delta builds on store 1.0.0, and the site lacks" in refused.err
+    assert "image or chart blobs" in refused.err and "update edge-agent 1.0.0" in refused.err
+    assert "import store 1.0.0 first" in refused.err
+    assert registry.catalog() == [] and not (site / "state.json").exists()
+    assert not list((site / "git").iterdir()) and not list((site / "updates" / "blobs").iterdir())
+
+
+def test_a_site_receipt_is_a_parent(versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run],
+                                    tmp_path: Path) -> None:
+    site = make_site(cli, registry, keys, tmp_path / "site")
+    assert cli("import", versions.v1, "--site", site).code == 0
+    receipt = cli("site", "receipt", site)
+    assert receipt.code == 0, receipt.err
+    (versions.work / "receipt.json").write_text(receipt.out)
+    built = subprocess.run([sys.executable, "-m", "bundler.cli", "build", "profile-2.0.0.yaml", "-o", "v2-r.bundle.tar",
+                            "--key", str(keys.release.key), "--since", "receipt.json"], cwd=versions.work,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    from_receipt, _ = load_manifest(versions.work / "v2-r.bundle.tar")
+    assert from_receipt.parent and "receipt" in from_receipt.parent
+    assert (versions.work / "v2-r.bundle.tar").stat().st_size < versions.v2_full.stat().st_size / 3
+    imported = cli("import", versions.work / "v2-r.bundle.tar", "--site", site)
+    assert imported.code == 0, imported.err
+    assert site_view(site, registry, versions.refs)["updates"] == sorted(
+        (u.name, u.sha256) for u in load_manifest(versions.v2_full)[0].updates)
+
+    manifest_only = cli("inspect", versions.v1, "--manifest")
+    assert json.loads(manifest_only.out)["version"] == "1.0.0"
+    diff = json.loads(cli("diff", versions.v1, versions.v2_full, "--json").out)
+    changed = {c["name"] for c in diff["images"]["changed"]}
+    assert len(changed) == 1 and "app-a" in next(iter(changed))
+    assert diff["updates"]["added"] == ["edge-tools"] and "gitops" in diff["repos"]["changed"]
