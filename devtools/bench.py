@@ -88,6 +88,15 @@ def one_gigabyte_bundle(path: Path) -> None:
     layer_file.unlink()
 
 
+def push_extra_layer(client: RegistryClient) -> int:
+    """v2 of the set: app-3 gains a 22 MB layer; return its size."""
+    common = im.random_layer(10 * MB, seed=100)
+    layers = [common, im.random_layer(40 * MB, seed=101), im.random_layer(22 * MB, seed=203)]
+    extra = im.random_layer(22 * MB, seed=999)
+    im.push_image(client, "bench/app-3", "1.0", [*layers, extra], oci=True)
+    return len(extra.data)
+
+
 def fresh_registry(name: str) -> RegistryProcess:
     shutil.rmtree(WORK / name, ignore_errors=True)
     return start_registry(WORK / name)
@@ -97,9 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2, help="repetitions; the best time counts (default 2)")
     parser.add_argument("--push", metavar="HOST", help=argparse.SUPPRESS)
+    parser.add_argument("--push-extra", metavar="HOST", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.push:
         print(json.dumps(push_set(RegistryClient(args.push))))
+        return
+    if args.push_extra:
+        print(push_extra_layer(RegistryClient(args.push_extra)))
         return
     if shutil.which("skopeo") is None:
         sys.exit("skopeo is needed for the benchmark (apt-get install skopeo)")
@@ -153,6 +166,16 @@ def main() -> None:
         imp_s.append(t)
         re_s.append(run_all(copies))
         peer.stop()
+    # a delta: one image gains a 22 MB layer; v2 --since v1 against the full v2
+    pushed = subprocess.run([sys.executable, "-m", "devtools.bench", "--push-extra", source.address],
+                            check=True, capture_output=True, text=True, cwd=ROOT)
+    new_bytes = int(pushed.stdout)
+    (WORK / "profile-2.yaml").write_text((WORK / "profile.yaml").read_text().replace("version: 1.0.0",
+                                                                                    "version: 2.0.0"))
+    run([*bundler, "build", "profile-2.yaml", "-o", "v2-delta.bundle.tar", "--since", "bench.bundle.tar"])
+    run([*bundler, "build", "profile-2.yaml", "-o", "v2-full.bundle.tar"])
+    delta_size = (WORK / "v2-delta.bundle.tar").stat().st_size
+    full_size = (WORK / "v2-full.bundle.tar").stat().st_size
     source.stop()
 
     one_gigabyte_bundle(WORK / "big.bundle.tar")
@@ -172,6 +195,8 @@ def main() -> None:
           f"(goal < 200 MiB: {'met' if peak < 200 * 2**20 else 'NOT MET'})")
     print(f"bundle: {bundle_size / MB:.1f} MB for 310 MB of unique layers (skopeo's tar: "
           f"{(WORK / 'layout.tar').stat().st_size / MB:.1f} MB)")
+    print(f"delta: v2 --since v1 is {delta_size / MB:.1f} MB for {new_bytes / MB:.1f} MB of new layer "
+          f"({delta_size / new_bytes:.3f}x the new bytes); the full v2 is {full_size / MB:.1f} MB")
     print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s "
           f"(peak RSS {sign_rss / 2**20:.0f} MiB; goal: well under 1 s, whatever the size)")
     print("all runs (s): build", [f"{t:.2f}" for t in build_b], "vs", [f"{t:.2f}" for t in build_s],
