@@ -42,7 +42,7 @@ from bundler.keyfiles import key_name, load_trusted_key
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.signing import TrustPolicy
 from bundler.site.auth import CREDENTIALS_FILE, create_credentials, load_credentials
-from bundler.site.pki import CA_CERT, PKI_DIR, create_pki
+from bundler.site.pki import CA_CERT, PKI_DIR
 
 SITE_FILE = "site.yaml"
 STATE_FILE = "state.json"
@@ -208,6 +208,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
     for path, (_, file) in zip(trust_keys, config.trust_keys, strict=True):
         shutil.copyfile(path, directory / file)
+    from bundler.site.pki import create_pki  # x509 is needed only here: keep it off every command's start
+
     create_pki(directory, directory.resolve().name, names, addresses)
     create_credentials(directory, registry_htpasswd=directory / REGISTRY_DIR / HTPASSWD if embedded else None)
     (directory / GIT_DIR).mkdir(exist_ok=True)

@@ -132,13 +132,15 @@ DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
 
 
 def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest, artifacts: list[Artifact],
-                client: RegistryClient, jobs: int) -> ImportPlan:
+                client: RegistryClient, jobs: int, count_blobs: bool = True) -> ImportPlan:
+    """`count_blobs`: HEAD every new blob to count its bytes (for --dry-run, and for the disk check when
+    the registry's storage is the site's disk)."""
     result = ImportPlan()
     missing = [a for a, present in zip(artifacts, run_parallel(
         lambda a: client.head_manifest(a.repo, a.tag or a.digest) == a.digest, artifacts, jobs), strict=True)
         if not present]
     result.images = [a.ref for a in missing]
-    blobs = {d: (size, a.repo) for a in missing for d, size in plan(reader, a).blobs
+    blobs = {d: (size, a.repo) for a in missing if count_blobs for d, size in plan(reader, a).blobs
              if layout.blob_path(d) in reader.members}  # a delta's base is on the site already
     lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
     result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
@@ -277,7 +279,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> Im
         report.raise_if_failed(str(options.bundle))
 
         located = check_requirements(site, reader, manifest, artifacts, client, options.jobs)
-        intended = plan_import(site, reader, manifest, artifacts, client, options.jobs)
+        intended = plan_import(site, reader, manifest, artifacts, client, options.jobs,
+                               count_blobs=options.dry_run or site.embedded_registry)
         if options.dry_run:
             result.plan = intended.to_dict()
             return result

@@ -10,11 +10,13 @@ import datetime as dt
 import ipaddress
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 PKI_DIR = "pki"
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
@@ -29,12 +31,18 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def _name(common_name: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "bundler site"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def create_pki(directory: Path, site_name: str, hostnames: list[str], ips: list[str]) -> Path:
     """Write pki/ca.pem, ca.key, server.pem, server.key; return the CA file clients trust."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     pki = directory / PKI_DIR
     pki.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
