@@ -89,16 +89,20 @@ def cli(ctx: click.Context, verbose: bool) -> None:
               help="private key to sign with (repeatable); password from BUNDLER_KEY_PASSWORD")
 @click.option("--since", type=click.Path(dir_okay=False, path_type=Path),
               help="a delta: carry only what PARENT lacks (a bundle, its --manifest, or a site receipt)")
-def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None) -> None:
+@click.option("--split-size", help="write parts of at most SIZE (4G, 500M, or fat32) and a .parts.json index")
+def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None,
+          split_size: str | None) -> None:
     """Collect the images named in PROFILE into one bundle file, signed with each --key.
 
     \b
     Example:
       bundler build profiles/demo.yaml --key release.key -o demo-1.0.0.bundle.tar
     """
+    from bundler.bundle.parts import parse_size
     from bundler.collect.build import BuildOptions, build_bundle
 
-    result = build_bundle(BuildOptions(profile, output, jobs, keys, since))
+    size = parse_size(split_size) if split_size else None
+    result = build_bundle(BuildOptions(profile, output, jobs, keys, since, size))
     for note in result.notes:
         click.echo(note)
     charts = f"{result.charts} charts, " if result.charts else ""

@@ -7,6 +7,7 @@ duplicates. Payloads are then read with positional reads, so many threads can st
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -18,6 +19,7 @@ from typing import Any
 
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, manifest_digest
+from bundler.bundle.parts import PartSet, PartsFile, is_split
 from bundler.errors import IntegrityError, UsageError
 
 CHUNK = 1 << 20
@@ -46,11 +48,17 @@ class BundleReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.fd = os.open(self.path, os.O_RDONLY)
-        except OSError as exc:
-            raise UsageError(f"cannot open bundle {self.path}: {exc.strerror}") from None
-        self.size = os.fstat(self.fd).st_size
+        self.fd = -1
+        self.parts: PartSet | None = None
+        if is_split(self.path):  # the index, or any part: read the parts as one file
+            self.parts = PartSet(self.path)
+            self.size = self.parts.size
+        else:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except OSError as exc:
+                raise UsageError(f"cannot open bundle {self.path}: {exc.strerror}") from None
+            self.size = os.fstat(self.fd).st_size
         self.members: dict[str, Member] = {}
         self.problems: list[str] = []
         self.end_of_members = 0  # where the end-of-archive blocks start: a new member goes here
@@ -60,8 +68,12 @@ class BundleReader:
             self.close()
             raise
 
+    def _pread(self, size: int, offset: int) -> bytes:
+        return self.parts.pread(size, offset) if self.parts else os.pread(self.fd, size, offset)
+
     def _scan(self) -> None:
-        with open(self.fd, "rb", closefd=False) as f:
+        raw: Any = PartsFile(self.parts) if self.parts else open(self.fd, "rb", closefd=False)  # noqa: SIM115
+        with io.BufferedReader(raw) if self.parts else raw as f:
             try:
                 with tarfile.open(fileobj=f, mode="r:") as tar:
                     while (info := tar.next()) is not None:
@@ -92,6 +104,8 @@ class BundleReader:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.parts is not None:
+            self.parts.close()
 
     def __enter__(self) -> BundleReader:
         return self
@@ -113,7 +127,7 @@ class BundleReader:
         member = self.members[name]
         position, end = member.offset, member.offset + member.size
         while position < end:
-            data = os.pread(self.fd, min(chunk, end - position), position)
+            data = self._pread(min(chunk, end - position), position)
             if not data:
                 raise IntegrityError(f"{self.path}: {name} is cut short (file truncated?)")
             position += len(data)

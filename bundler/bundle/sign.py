@@ -25,6 +25,10 @@ from bundler.errors import BundlerError, IntegrityError
 def add_signature(path: Path, key: ec.EllipticCurvePrivateKey) -> str:
     """Sign the bundle's bundle.json with `key`; return the new signer's key id."""
     with BundleReader(path) as reader:
+        if reader.parts is not None:
+            raise BundlerError(f"{path} is a split bundle; bundler sign works on a whole one",
+                               hint="countersign before splitting (build --split-size), or join the parts with "
+                                    "`cat NAME.part-* > NAME` and sign that")
         manifest, manifest_bytes, _ = reader.manifest()
         existing = reader.signatures()
         problems = structure_problems(reader, manifest)

@@ -165,6 +165,23 @@ def git_problems(reader: BundleReader, manifest: BundleManifest, read_packs: boo
     return problems
 
 
+def part_problems(reader: BundleReader, manifest_digest: str, damaged: bool) -> list[str]:
+    """For a split bundle: the index must belong to this bundle.json; when something is damaged, name
+    the parts whose bytes differ from the index (the file to copy again)."""
+    if reader.parts is None:
+        return []
+    problems = []
+    if reader.parts.manifest_digest != manifest_digest:
+        problems.append(f"{reader.parts.index.name} belongs to another bundle (manifest "
+                        f"{reader.parts.manifest_digest[:19]}, this one is {manifest_digest[:19]})")
+    if damaged:
+        for part in reader.parts.parts:
+            actual = reader.parts.part_digest(part)
+            if actual != part.sha256:
+                problems.append(f"part {part.file} is damaged: sha256 is {actual}, the index says {part.sha256}")
+    return problems
+
+
 def parse_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -191,6 +208,7 @@ def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
     report = check_policy(reader, policy)
     report.problems += structure_problems(reader, report.manifest)
     report.problems += payload_problems(reader, report.manifest, jobs, progress)
+    report.problems += part_problems(reader, report.manifest_digest, bool(report.problems))
     if not report.problems:
         report.problems += graph_problems(reader, report.manifest)
         report.problems += git_problems(reader, report.manifest)

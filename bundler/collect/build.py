@@ -21,6 +21,7 @@ from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.parent import Parent, read_parent
+from bundler.bundle.parts import split
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.collect.charts import collect_charts
 from bundler.collect.images import BlobSource, OciContent, collect_images, registry_clients
@@ -43,6 +44,7 @@ class BuildOptions:
     jobs: int = 8
     keys: tuple[Path, ...] = ()  # private keys that sign bundle.json
     since: Path | None = None  # a previous bundle, its manifest, or a site receipt: carry only what it lacks
+    split_size: int | None = None  # write parts of at most this size, and an index
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,11 @@ def build_bundle(options: BuildOptions) -> BuildResult:
         info = BundleInfo(profile.name, profile.version, profile.digest, profile.expires, parent)
         result = write_bundle(info, collection, output, options.jobs, keys, repos, updates)
         result.notes.extend(charts.notes)
+        if options.split_size is not None and result.size > options.split_size:
+            index = split(result.path, options.split_size, result.manifest_digest)
+            result.notes.append(f"split into {len(list(index.parent.glob(result.path.name + '.part-*')))} parts; "
+                                f"the index is {index.name}")
+            result = replace(result, path=index)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -31,6 +31,7 @@ from bundler.bundle.verify import (
     check_policy,
     git_problems,
     graph_problems,
+    part_problems,
     payload_problems,
     structure_problems,
     verify_file,
@@ -274,6 +275,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> Im
         total = sum(e.size for e in manifest.files.values())
         with byte_progress("verifying", total) as progress:
             report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
+        report.problems += part_problems(reader, digest, bool(report.problems))
         report.raise_if_failed(str(options.bundle))
         report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
         report.raise_if_failed(str(options.bundle))

@@ -4,6 +4,7 @@ one that imported the full v2; without v1 it is refused before writing; a site r
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -169,3 +170,39 @@ def test_a_site_receipt_is_a_parent(versions: Versions, registry: Registry, keys
     changed = {c["name"] for c in diff["images"]["changed"]}
     assert len(changed) == 1 and "app-a" in next(iter(changed))
     assert diff["updates"]["added"] == ["edge-tools"] and "gitops" in diff["repos"]["changed"]
+
+
+def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
+        versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    built = subprocess.run([sys.executable, "-m", "bundler.cli", "build", "profile-2.0.0.yaml", "-o",
+                            str(tmp_path / "split.bundle.tar"), "--key", str(keys.release.key), "--split-size", "2M"],
+                           cwd=versions.work, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    parts = sorted(tmp_path.glob("split.bundle.tar.part-*"))
+    assert len(parts) >= 3 and all(p.stat().st_size <= 2 << 20 for p in parts)
+    assert not (tmp_path / "split.bundle.tar").exists()
+    index = tmp_path / "split.bundle.tar.parts.json"
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for p in [*parts, index]:
+        shutil.copy(p, damaged / p.name)
+    second = damaged / parts[1].name
+    data = bytearray(second.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    second.write_bytes(bytes(data))
+    verified = cli("verify", damaged / parts[0].name, "--key", keys.release.pub)
+    assert verified.code == 3 and f"part {parts[1].name} is damaged" in verified.err
+    site = make_site(cli, registry, keys, tmp_path / "site")
+    refused = cli("import", damaged / index.name, "--site", site)
+    assert refused.code == 3 and f"part {parts[1].name} is damaged" in refused.err
+    assert registry.catalog() == [] and not (site / "state.json").exists()
+
+    (damaged / parts[2].name).unlink()
+    missing = cli("import", damaged / index.name, "--site", site)
+    assert missing.code == 3 and f"part {parts[2].name} of this split bundle is missing" in missing.err
+
+    imported = cli("import", index, "--site", site)
+    assert imported.code == 0, imported.err
+    assert site_view(site, registry, versions.refs)["updates"] == sorted(
+        (u.name, u.sha256) for u in load_manifest(versions.v2_full)[0].updates)

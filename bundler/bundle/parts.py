@@ -1,0 +1,176 @@
+"""Split bundles: one bundle written as parts (each at most --split-size, `fat32` = 4 GiB - 1) and
+a small index naming every part with its size and sha256, bound to the signed bundle.json by its
+digest. Readers take the index or any part and read the parts as one file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler.errors import IntegrityError, UsageError
+from bundler.fsutil import atomic_write
+
+INDEX_SUFFIX = ".parts.json"
+SCHEMA = "bundler/parts/v1"
+FAT32 = (4 << 30) - 1
+CHUNK = 1 << 20
+_PART_RE = re.compile(r"^(?P<base>.+)\.part-\d{3}$")
+
+
+def parse_size(text: str) -> int:
+    """`4G`, `500M`, `64K`, a number of bytes, or `fat32` (the largest file FAT32 holds)."""
+    if text.lower() == "fat32":
+        return FAT32
+    match = re.fullmatch(r"(\d+)([KMG]?)", text.strip().upper())
+    if match is None or int(match[1]) == 0:
+        raise UsageError(f"--split-size {text!r} must be a size like 4G, 500M or fat32")
+    return int(match[1]) << {"": 0, "K": 10, "M": 20, "G": 30}[match[2]]
+
+
+def is_split(path: Path) -> bool:
+    return path.name.endswith(INDEX_SUFFIX) or bool(_PART_RE.match(path.name))
+
+
+def index_path(path: Path) -> Path:
+    if path.name.endswith(INDEX_SUFFIX):
+        return path
+    match = _PART_RE.match(path.name)
+    assert match is not None
+    return path.with_name(match["base"] + INDEX_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Part:
+    file: str
+    size: int
+    sha256: str
+    offset: int  # where it starts in the whole bundle
+
+
+def split(bundle: Path, size: int, manifest_digest: str) -> Path:
+    """Cut a finished bundle into parts next to it (hashing each as it is written); return the index."""
+    parts: list[dict[str, object]] = []
+    with open(bundle, "rb") as src:
+        total = os.fstat(src.fileno()).st_size
+        offset = 0
+        while offset < total:
+            name = f"{bundle.name}.part-{len(parts):03d}"
+            digest, length = hashlib.sha256(), min(size, total - offset)
+            with open(bundle.with_name(name), "wb") as out:
+                remaining = length
+                while remaining:
+                    chunk = src.read(min(CHUNK, remaining))
+                    digest.update(chunk)
+                    out.write(chunk)
+                    remaining -= len(chunk)
+            parts.append({"file": name, "size": length, "sha256": digest.hexdigest()})
+            offset += length
+    index = bundle.with_name(bundle.name + INDEX_SUFFIX)
+    doc = {"schema": SCHEMA, "bundle": bundle.name, "size": total, "manifest_digest": manifest_digest,
+           "parts": parts}
+    atomic_write(index, json.dumps(doc, indent=1).encode())
+    bundle.unlink()
+    return index
+
+
+class PartSet:
+    """The parts of a split bundle, opened, read as one file with positional reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.index = index_path(path)
+        try:
+            doc = json.loads(self.index.read_text())
+            if doc.get("schema") != SCHEMA:
+                raise ValueError(f"schema {doc.get('schema')!r}")
+            offset, parts = 0, []
+            for p in doc["parts"]:
+                if "/" in p["file"] or p["file"].startswith("."):
+                    raise ValueError(f"part name {p['file']!r}")
+                parts.append(Part(str(p["file"]), int(p["size"]), str(p["sha256"]), offset))
+                offset += int(p["size"])
+        except FileNotFoundError:
+            raise IntegrityError(f"{self.index.name} (the index of this split bundle) is missing",
+                                 hint="copy the whole set of files: the parts and the .parts.json index") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"{self.index.name} is not a valid parts index: {exc}") from None
+        self.parts = parts
+        self.size = offset
+        self.manifest_digest = str(doc.get("manifest_digest", ""))
+        self.fds: list[int] = []
+        for part in parts:
+            path = self.index.with_name(part.file)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                self.close()
+                raise IntegrityError(f"part {part.file} of this split bundle is missing",
+                                     hint="copy it again (every .part-NNN file named in the index)") from None
+            self.fds.append(fd)
+            if os.fstat(fd).st_size != part.size:
+                actual = os.fstat(fd).st_size
+                self.close()
+                raise IntegrityError(f"part {part.file} is {actual} bytes, the index says {part.size} (cut short?)",
+                                     hint="copy that part again")
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def pread(self, size: int, offset: int) -> bytes:
+        out = bytearray()
+        for part, fd in zip(self.parts, self.fds, strict=True):
+            if size <= 0:
+                break
+            if offset >= part.offset + part.size or offset + size <= part.offset:
+                continue
+            start = offset - part.offset
+            data = os.pread(fd, min(size, part.size - start), start)
+            out += data
+            offset, size = offset + len(data), size - len(data)
+        return bytes(out)
+
+    def parts_between(self, start: int, end: int) -> list[Part]:
+        return [p for p in self.parts if p.offset < end and start < p.offset + p.size]
+
+    def part_digest(self, part: Part) -> str:
+        digest = hashlib.sha256()
+        fd = self.fds[self.parts.index(part)]
+        position = 0
+        while position < part.size:
+            chunk = os.pread(fd, min(CHUNK, part.size - position), position)
+            digest.update(chunk)
+            position += len(chunk)
+        return digest.hexdigest()
+
+
+class PartsFile(io.RawIOBase):
+    """A read-only, seekable file over a PartSet (what tarfile scans)."""
+
+    def __init__(self, parts: PartSet) -> None:
+        self.parts, self.position = parts, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.parts.size}[whence]
+        self.position = base + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.parts.pread(len(buffer), self.position)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
