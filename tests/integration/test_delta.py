@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,3 +207,44 @@ def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
     assert imported.code == 0, imported.err
     assert site_view(site, registry, versions.refs)["updates"] == sorted(
         (u.name, u.sha256) for u in load_manifest(versions.v2_full)[0].updates)
+
+
+def test_an_import_killed_midway_resumes_without_resending(
+        versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path,
+        skopeo: str) -> None:
+    site = make_site(cli, registry, keys, tmp_path / "site")
+    manifest, _ = load_manifest(versions.v2_full)
+    client = RegistryClient(registry.host)
+    blobs = {p.split("/")[-1]: e.size for p, e in manifest.files.items() if p.startswith("oci/blobs/")}
+    for more in (1, 2):  # kill -9 at two points of the transfer: after the first blob, then a few more
+        seen = len(registry.catalog())
+        proc = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(versions.v2_full), "--site",
+                                 str(site), "-j", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and len(registry.catalog()) < seen + more and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+    arrived = 0
+    for repo in registry.catalog():
+        for digest, size in list(blobs.items()):
+            if client.blob_exists(repo, f"sha256:{digest}"):
+                arrived += size
+                del blobs[digest]
+    assert 0 < arrived < sum(e.size for p, e in manifest.files.items() if p.startswith("oci/blobs/"))
+    assert not (site / "state.json").exists()  # nothing was published: the import never finished
+    resumed = cli("import", versions.v2_full, "--site", site, "--json")
+    assert resumed.code == 0, resumed.err
+    sent = json.loads(resumed.out)["bytes_sent"]
+    total = sum(e.size for p, e in manifest.files.items() if p.startswith("oci/blobs/"))
+    largest = max(e.size for e in manifest.files.values())
+    assert arrived + sent <= total + largest
+    for ref in versions.refs:
+        parsed = ImageReference.parse(ref)
+        name = f"{registry.host}/{parsed.site_repository}" + (f":{parsed.tag}" if parsed.tag else f"@{parsed.digest}")
+        inspected = subprocess.run([skopeo, "inspect", "--no-tags", "--tls-verify=false", f"docker://{name}"],
+                                   capture_output=True,
+                                   text=True)
+        assert inspected.returncode == 0, inspected.stderr
+    assert site_view(site, registry, versions.refs)["updates"] == sorted(
+        (u.name, u.sha256) for u in manifest.updates)

@@ -48,3 +48,20 @@ def test_ranges_pick_the_highest_match(text: str, expected: str | None) -> None:
 def test_bad_ranges(text: str) -> None:
     with pytest.raises(ValueError):
         VersionRange(text)
+
+
+@pytest.mark.parametrize(("text", "size"), [("fat32", (4 << 30) - 1), ("4G", 4 << 30), ("500M", 500 << 20),
+                                            ("64k", 64 << 10), ("1000", 1000)])
+def test_split_sizes(text: str, size: int) -> None:
+    from bundler.bundle.parts import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "4T", "-1G", "four gigabytes"])
+def test_bad_split_sizes(text: str) -> None:
+    from bundler.bundle.parts import parse_size
+    from bundler.errors import UsageError
+
+    with pytest.raises(UsageError):
+        parse_size(text)
