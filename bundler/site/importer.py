@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -240,14 +241,45 @@ def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock, also when this process dies
 
 
+class Journal:
+    """DIR/run/import.journal: which import is under way and how far it got. What arrived is recorded
+    by the content itself (blobs by digest in the registry, objects under hidden Git refs, payloads by
+    digest), so a re-run skips it; the journal tells the technician that it is resuming."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.path = site.directory / "run" / "import.journal"
+
+    def unfinished(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.path.read_text()))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def step(self, bundle: Path, digest: str, phase: str) -> None:
+        started = (self.unfinished() or {}).get("started") or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        atomic_write(self.path, json.dumps({"bundle": str(bundle), "manifest_digest": digest, "phase": phase,
+                                            "started": started}).encode())
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def import_bundle(options: ImportOptions) -> ImportResult:
     site = load_site(options.site)
     policy = site.policy()
     with import_lock(site, options.bundle):
-        return _import(site, policy, options)
+        journal = Journal(site)
+        earlier = journal.unfinished()
+        result = _import(site, policy, options, journal)
+        if earlier and earlier.get("manifest_digest") == result.manifest_digest:
+            result.notes.append(f"resumed an import of this bundle that stopped during {earlier.get('phase')} "
+                                f"(started {earlier.get('started')}); what had arrived was not sent again")
+        if not options.dry_run:
+            journal.done()
+        return result
 
 
-def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> ImportResult:
+def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journal: Journal) -> ImportResult:
     state = SiteState.load(site.directory)
     with BundleReader(options.bundle) as reader:
         report = check_policy(reader, policy)
@@ -287,6 +319,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> Im
             result.plan = intended.to_dict()
             return result
         check_disk(site, intended)
+        journal.step(options.bundle, digest, "transfer")
 
         staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused history rewrite stops here
         cache = UpdateCache(site)
@@ -298,6 +331,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions) -> Im
             site_git.discard(staged)
             site_git.remove_empty(staged)
             raise
+        journal.step(options.bundle, digest, "publishing")
         site_git.publish(site, staged)
     if manifest.charts:
         write_helm_repository(site)

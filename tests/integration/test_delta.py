@@ -236,6 +236,9 @@ def test_an_import_killed_midway_resumes_without_resending(
     resumed = cli("import", versions.v2_full, "--site", site, "--json")
     assert resumed.code == 0, resumed.err
     sent = json.loads(resumed.out)["bytes_sent"]
+    assert any("resumed an import of this bundle that stopped during transfer" in note
+               for note in json.loads(resumed.out)["notes"])
+    assert not (site / "run" / "import.journal").exists()
     total = sum(e.size for p, e in manifest.files.items() if p.startswith("oci/blobs/"))
     largest = max(e.size for e in manifest.files.values())
     assert arrived + sent <= total + largest
