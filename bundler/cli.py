@@ -61,7 +61,8 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="bundler")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
-    """Carry container images across an air gap as one signed, verified bundle file.
+    """Carry container images, Helm charts, Git repositories and OS/VM updates across an air gap
+    as one signed, verified bundle file, and serve them on the site.
 
     \b
     Keys:            bundler keygen release
@@ -69,7 +70,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     Review:          bundler inspect demo-1.0.0.bundle.tar
                      bundler verify demo-1.0.0.bundle.tar --key release.pub
                      bundler sign demo-1.0.0.bundle.tar --key security.key
-    Site side:       bundler site init ./site --registry http://127.0.0.1:5000 --trust-key release.pub
+    Site side:       bundler site init ./site --trust-key release.pub --group line-1
+                     bundler site up ./site
                      bundler import demo-1.0.0.bundle.tar --site ./site
 
     Exit codes: 0 ok, 1 failure, 2 usage or profile error, 3 refused by verification,
@@ -92,7 +94,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @click.option("--split-size", help="write parts of at most SIZE (4G, 500M, or fat32) and a .parts.json index")
 def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None,
           split_size: str | None) -> None:
-    """Collect the images named in PROFILE into one bundle file, signed with each --key.
+    """Collect what PROFILE names (images, charts, Git repositories, updates) into one bundle file,
+    signed with each --key.
 
     \b
     Example:
@@ -398,9 +401,11 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
 @site.command("up")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def site_up(directory: Path) -> None:
-    """Start the site's HTTPS service (the Git server) in the background.
+    """Start the site's services in the background: the embedded registry (TLS, htpasswd) and the
+    HTTPS service (Git server, update cache).
 
-    Returns once it answers its health check; logs go to DIRECTORY/logs.
+    Returns once every service answers its health check; logs go to DIRECTORY/logs. Running it
+    again (after a reboot) starts only what is not running.
 
     \b
     Example:
