@@ -37,7 +37,7 @@ from bundler.bundle.verify import (
     structure_problems,
     verify_file,
 )
-from bundler.errors import BundlerError, RefusedError
+from bundler.errors import BundlerError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
@@ -291,7 +291,13 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         report.raise_if_failed(str(options.bundle))
 
         client = site.registry_client(options.jobs)
-        client.ping()  # an unreachable site fails before the long read
+        try:
+            client.ping()  # an unreachable site fails before the long read
+        except UnreachableError as exc:
+            if site.embedded_registry:
+                hint = f"start the site's services first: bundler site up {site.directory}"
+                raise UnreachableError(f"the site's registry does not answer ({exc.message})", hint=hint) from None
+            raise
         result = ImportResult(manifest.name, manifest.version, digest)
         current = state.latest(manifest.name)
         artifacts = site_artifacts(manifest, site.chart_prefix)

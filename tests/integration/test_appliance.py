@@ -111,6 +111,8 @@ def credentials(site: Path) -> tuple[str, str]:
 
 def test_a_fresh_site_takes_everything_and_survives_a_reboot(
         everything: Everything, site: Path, cli: Callable[..., Run]) -> None:
+    early = cli("import", everything.bundle, "--site", site)  # the technician forgot step 2
+    assert early.code == 4 and f"bundler site up {site}" in early.err
     up = cli("site", "up", site)
     assert up.code == 0, up.err
     imported = cli("import", everything.bundle, "--site", site)
