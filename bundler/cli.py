@@ -13,17 +13,9 @@ import click
 
 from bundler import __version__
 from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, BundlerError, UsageError
+from bundler.units import human
 
 JOBS_HELP = "parallel transfers (default 8)"
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _emit_json(value: Any) -> None:
@@ -111,7 +103,7 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     charts = f"{result.charts} charts, " if result.charts else ""
     repos = f"{result.repos} git repositories, " if result.repos else ""
     updates = f"{result.updates} updates, " if result.updates else ""
-    click.echo(f"wrote {result.path} ({_human(result.size)}): {result.name} {result.version}, "
+    click.echo(f"wrote {result.path} ({human(result.size)}): {result.name} {result.version}, "
                f"{result.images} images, {charts}{repos}{updates}{result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")
     click.echo(f"signed by {', '.join(k[:12] for k in result.signers)}" if result.signers
@@ -183,7 +175,7 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool) -> None:
     if as_json:
         _emit_json(info)
         return
-    click.echo(f"{info['name']} {info['version']}  created {info['created']}  {_human(info['size'])}")
+    click.echo(f"{info['name']} {info['version']}  created {info['created']}  {human(info['size'])}")
     click.echo(f"manifest digest {info['manifest_digest']}")
     click.echo(f"signers (key ids; `verify` checks them): {', '.join(info['signers']) or 'none (unsigned)'}")
     click.echo(f"images ({len(info['images'])}):")
@@ -249,7 +241,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
         info = report.to_dict()
         click.echo(f"{info['name']} {info['version']}  created {info['created']}  expires {info['expires'] or 'never'}")
         click.echo(f"manifest digest {info['manifest_digest']}; {info['file_count']} files, "
-                   f"{_human(info['total_bytes'])}")
+                   f"{human(info['total_bytes'])}")
         for s in info["signers"]:
             state = "valid" if s["valid"] else ("INVALID" if s["trusted"] else "not trusted")
             click.echo(f"signer {s['name'] or '(unknown)'} {s['keyid'][:12]}: {state}")
@@ -299,10 +291,10 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     elif result.plan is not None:
         p = result.plan
         click.echo(f"{result.name} {result.version} verified; importing it would (nothing was changed):")
-        click.echo(f"  add {len(p['add_artifacts'])} images/charts ({_human(p['blob_bytes'])} of new blobs)"
+        click.echo(f"  add {len(p['add_artifacts'])} images/charts ({human(p['blob_bytes'])} of new blobs)"
                    + "".join(f"\n    {ref}" for ref in p["add_artifacts"]))
         click.echo(f"  move {len(p['move_refs'])} git refs" + "".join(f"\n    {m}" for m in p["move_refs"]))
-        click.echo(f"  add {len(p['add_updates'])} updates ({_human(p['update_bytes'])})"
+        click.echo(f"  add {len(p['add_updates'])} updates ({human(p['update_bytes'])})"
                    + "".join(f"\n    {u}" for u in p["add_updates"]))
     elif result.already_imported:
         click.echo(f"{result.name} {result.version} is already imported and every image is present; nothing to do "
@@ -317,7 +309,7 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
                    + (f"{result.added['updates']} updates added, {result.unchanged['updates']} already there; "
                       if result.added["updates"] or result.unchanged["updates"] else "")
                    + f"{result.added['blobs']} blobs added, {result.unchanged['blobs']} already there; "
-                   f"{_human(result.bytes_sent)} sent")
+                   f"{human(result.bytes_sent)} sent")
 
 
 @cli.command()
@@ -349,7 +341,7 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
         for ref, move in repo["refs"].items():
             click.echo(f"  ~ repo {name} {ref}: {(move['old'] or '(new)')[:12]}..{move['new'][:12]}")
     b = d["bytes"]
-    click.echo(f"content {_human(b['old'])} -> {_human(b['new'])}; new content {_human(b['new_content'])}")
+    click.echo(f"content {human(b['old'])} -> {human(b['new'])}; new content {human(b['new_content'])}")
 
 
 @cli.group()
@@ -486,7 +478,7 @@ def updates_list(site_dir: Path, as_json: bool) -> None:
         return
     for e in entries:
         groups = ", ".join(f"{g}: {d}" for g, d in e["groups"].items()) or "not approved anywhere"
-        click.echo(f"{e['name']} {e['version']} {e['arch']} ({e['kind']}, {_human(e['size'])}) "
+        click.echo(f"{e['name']} {e['version']} {e['arch']} ({e['kind']}, {human(e['size'])}) "
                    f"{e['sha256'][:12]}  [{groups}]")
 
 

@@ -13,12 +13,7 @@ USB stick is not re-read to learn that). `bundler verify` checks a copy's bytes.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import json
-import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +43,11 @@ from bundler.site import git as site_git
 from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
+from bundler.site.journal import Journal, import_lock
 from bundler.site.registry import Artifact, artifacts_present, missing_blobs, plan, seed, site_artifacts
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
+from bundler.units import human
 from bundler.versions import Version
 
 
@@ -209,59 +206,6 @@ def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
             f"(registry {human(plan.blob_bytes if site.embedded_registry else 0)}, updates {human(plan.update_bytes)}, "
             f"git {human(plan.git_bytes)}) and keeps {human(DISK_MARGIN)} free; {human(free)} is free",
             hint="free space on that disk (or move the site to a larger one), then run the same command again")
-
-
-def human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-@contextmanager
-def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
-    """One import at a time per site; a second one is refused, naming who holds the lock."""
-    run = site.directory / "run"
-    run.mkdir(exist_ok=True)
-    fd = os.open(run / "import.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-            raise BundlerError(f"another import is running on this site ({holder})",
-                               hint="wait for it to finish, then run this command again") from None
-        os.ftruncate(fd, 0)
-        started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        os.pwrite(fd, f"pid {os.getpid()}, importing {bundle.name}, since {started}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock, also when this process dies
-
-
-class Journal:
-    """DIR/run/import.journal: which import is under way and how far it got. What arrived is recorded
-    by the content itself (blobs by digest in the registry, objects under hidden Git refs, payloads by
-    digest), so a re-run skips it; the journal tells the technician that it is resuming."""
-
-    def __init__(self, site: SiteConfig) -> None:
-        self.path = site.directory / "run" / "import.journal"
-
-    def unfinished(self) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads(self.path.read_text()))
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def step(self, bundle: Path, digest: str, phase: str) -> None:
-        started = (self.unfinished() or {}).get("started") or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        atomic_write(self.path, json.dumps({"bundle": str(bundle), "manifest_digest": digest, "phase": phase,
-                                            "started": started}).encode())
-
-    def done(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def import_bundle(options: ImportOptions) -> ImportResult:

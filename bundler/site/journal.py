@@ -1,0 +1,61 @@
+"""Import bookkeeping under DIR/run: the lock (one import at a time) and the journal (which import
+is under way, and how far it got)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bundler.errors import BundlerError
+from bundler.fsutil import atomic_write
+from bundler.site.config import SiteConfig
+
+
+@contextmanager
+def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
+    """One import at a time per site; a second one is refused, naming who holds the lock."""
+    run = site.directory / "run"
+    run.mkdir(exist_ok=True)
+    fd = os.open(run / "import.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise BundlerError(f"another import is running on this site ({holder})",
+                               hint="wait for it to finish, then run this command again") from None
+        os.ftruncate(fd, 0)
+        started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        os.pwrite(fd, f"pid {os.getpid()}, importing {bundle.name}, since {started}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock, also when this process dies
+
+
+class Journal:
+    """DIR/run/import.journal: which import is under way and how far it got. What arrived is recorded
+    by the content itself (blobs by digest in the registry, objects under hidden Git refs, payloads by
+    digest), so a re-run skips it; the journal tells the technician that it is resuming."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.path = site.directory / "run" / "import.journal"
+
+    def unfinished(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.path.read_text()))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def step(self, bundle: Path, digest: str, phase: str) -> None:
+        started = (self.unfinished() or {}).get("started") or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        atomic_write(self.path, json.dumps({"bundle": str(bundle), "manifest_digest": digest, "phase": phase,
+                                            "started": started}).encode())
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
