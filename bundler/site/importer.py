@@ -245,8 +245,10 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         result = ImportResult(manifest.name, manifest.version, digest)
         current = state.latest(manifest.name)
         artifacts = site_artifacts(manifest, site.chart_prefix)
+        cache = UpdateCache(site)
         if (current and current["manifest_digest"] == digest and artifacts_present(client, artifacts, options.jobs)
-                and site_git.refs_present(site, manifest)):
+                and site_git.refs_present(site, manifest)
+                and all(cache.blob(u.sha256).exists() for u in manifest.updates)):
             result.already_imported = True
             result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0, "updates": 0}
             result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0,
@@ -272,7 +274,6 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         journal.step(options.bundle, digest, "transfer")
 
         staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused history rewrite stops here
-        cache = UpdateCache(site)
         try:
             with byte_progress("importing", total) as progress:
                 stats = seed(reader, artifacts, client, options.jobs, progress.advance, located)

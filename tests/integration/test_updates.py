@@ -243,3 +243,16 @@ def test_dnf_installs_an_approved_rpm_with_gpg_checks(site: UpdateSite, keys: Ke
     again = dnf(site, tmp_path / "dnf-again", vendor_key, "install", "--downloadonly", "--destdir",
                 str(tmp_path / "dnf-again" / "downloads"), "edge-agent")
     assert again.returncode != 0, again.stdout
+
+
+def test_re_import_restores_a_payload_the_cache_lost(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
+                                                      tmp_path: Path) -> None:
+    build_deb(tmp_path, "edge-agent")
+    profile = write_profile(tmp_path, "1.0.0", "    - path: edge-agent_1.0.0_all.deb\n")
+    assert cli("build", profile, "-o", "u.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "u.bundle.tar", "--site", site.directory).code == 0
+    (blob,) = (site.directory / "updates" / "blobs").iterdir()
+    blob.unlink()  # a disk problem, an overeager clean-up
+    again = cli("import", "u.bundle.tar", "--site", site.directory, "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["added"]["updates"] == 1 and blob.exists()
