@@ -26,9 +26,16 @@ class ByteProgress:
             self.done += n
             self._bar.update(n)
 
+    def phase(self, name: str) -> None:
+        """One display for a command's phases: the bar keeps counting, its label says where we are."""
+        self._bar.set_description(name)
+
 
 class _NoBar:
     def update(self, n: int) -> None:
+        pass
+
+    def set_description(self, name: str) -> None:
         pass
 
 

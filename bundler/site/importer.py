@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest
+from bundler.bundle.manifest import BundleManifest, UpdateEntry
 from bundler.bundle.parent import parent_label, receipt
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import (
@@ -257,31 +257,38 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             return result
 
         total = sum(e.size for e in manifest.files.values())
-        with byte_progress("verifying", total) as progress:
+        with byte_progress("verifying", 2 * total) as progress:  # one display: read to verify, then to send
             report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
-        report.problems += part_problems(reader, digest, bool(report.problems))
-        report.raise_if_failed(str(options.bundle))
-        report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
-        report.raise_if_failed(str(options.bundle))
+            report.problems += part_problems(reader, digest, bool(report.problems))
+            report.raise_if_failed(str(options.bundle))
+            report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
+            report.raise_if_failed(str(options.bundle))
 
-        located = check_requirements(site, reader, manifest, artifacts, client, options.jobs)
-        intended = plan_import(site, reader, manifest, artifacts, client, options.jobs,
-                               count_blobs=options.dry_run or site.embedded_registry)
-        if options.dry_run:
-            result.plan = intended.to_dict()
-            return result
-        check_disk(site, intended)
-        journal.step(options.bundle, digest, "transfer")
+            progress.phase("planning")
+            located = check_requirements(site, reader, manifest, artifacts, client, options.jobs)
+            intended = plan_import(site, reader, manifest, artifacts, client, options.jobs,
+                                   count_blobs=options.dry_run or site.embedded_registry)
+            if options.dry_run:
+                result.plan = intended.to_dict()
+                return result
+            check_disk(site, intended)
+            journal.step(options.bundle, digest, "transfer")
 
-        staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused history rewrite stops here
-        try:
-            with byte_progress("importing", total) as progress:
+            progress.phase("importing")
+            staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused rewrite stops here
+            try:
                 stats = seed(reader, artifacts, client, options.jobs, progress.advance, located)
-                stored = run_parallel(lambda u: cache.store(reader, u), manifest.updates, options.jobs)
-        except BaseException:
-            site_git.discard(staged)
-            site_git.remove_empty(staged)
-            raise
+
+                def store(update: UpdateEntry) -> bool:
+                    added = cache.store(reader, update)
+                    progress.advance(update.size)
+                    return added
+
+                stored = run_parallel(store, manifest.updates, options.jobs)
+            except BaseException:
+                site_git.discard(staged)
+                site_git.remove_empty(staged)
+                raise
         journal.step(options.bundle, digest, "publishing")
         site_git.publish(site, staged)
     if manifest.charts:
