@@ -272,10 +272,10 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
                 result.plan = intended.to_dict()
                 return result
             check_disk(site, intended)
-            journal.step(options.bundle, digest, "transfer")
 
             progress.phase("importing")
             staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused rewrite stops here
+            journal.step(options.bundle, digest, "transfer")
             try:
                 stats = seed(reader, artifacts, client, options.jobs, progress.advance, located)
 

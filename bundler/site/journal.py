@@ -53,7 +53,9 @@ class Journal:
             return None
 
     def step(self, bundle: Path, digest: str, phase: str) -> None:
-        started = (self.unfinished() or {}).get("started") or dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        earlier = self.unfinished() or {}
+        started = (earlier.get("started") if earlier.get("manifest_digest") == digest else None) or \
+            dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         atomic_write(self.path, json.dumps({"bundle": str(bundle), "manifest_digest": digest, "phase": phase,
                                             "started": started}).encode())
 
