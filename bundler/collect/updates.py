@@ -5,6 +5,7 @@ control stanza, so the site can publish an apt index without dpkg)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -17,22 +18,11 @@ from bundler.errors import IntegrityError, UsageError
 from bundler.profile import UpdateSpec
 from bundler.retry import download_file
 
-CHUNK = 1 << 20
-
 
 @dataclass(frozen=True)
 class CollectedUpdate:
     entry: UpdateEntry
     staged: Path  # the payload on this machine (a download, or the profile's own path)
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _tool(name: str, package: str) -> str:
@@ -78,7 +68,8 @@ def collect_update(spec: UpdateSpec, staging: Path, base: Path, session: request
         if not staged.is_file():
             raise UsageError(f"update {spec.path}: no such file ({staged})")
         file_name, origin = staged.name, str(staged)
-        sha256, size = _sha256_file(staged)
+        with open(staged, "rb") as f:
+            sha256, size = hashlib.file_digest(f, "sha256").hexdigest(), os.fstat(f.fileno()).st_size
     if spec.sha256 is not None and sha256 != spec.sha256:
         if spec.url is not None:
             staged.unlink(missing_ok=True)

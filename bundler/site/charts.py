@@ -11,9 +11,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from bundler.fsutil import atomic_write
-from bundler.site.config import SiteConfig
+from bundler.site.config import FLUX_DIR, SiteConfig
 
-FLUX_DIR = "cluster/flux"
 HELM_REPOSITORY = "helm-repository.yaml"
 
 

@@ -20,10 +20,7 @@ import yaml
 from bundler.fsutil import atomic_write
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback, site_path
 from bundler.site.auth import load_credentials
-from bundler.site.config import SiteConfig, SiteState
-
-CLUSTER_DIR = "cluster"
-FLUX_DIR = "cluster/flux"
+from bundler.site.config import CLUSTER_DIR, FLUX_DIR, SiteConfig, SiteState
 
 
 def source_hosts(state: SiteState) -> list[str]:

@@ -47,6 +47,9 @@ from bundler.site.pki import CA_CERT, PKI_DIR
 SITE_FILE = "site.yaml"
 STATE_FILE = "state.json"
 TRUST_DIR = "trust"
+RUN_DIR, LOG_DIR = "run", "logs"  # what `site up` started (pids), the import lock and journal; service logs
+CLUSTER_DIR = "cluster"  # what the cluster needs: registries.yaml, certs.d, flux
+FLUX_DIR = f"{CLUSTER_DIR}/flux"
 GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
 DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5443"

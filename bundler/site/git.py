@@ -24,10 +24,10 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import extract_member
 from bundler.errors import RefusedError
 from bundler.fsutil import atomic_write
-from bundler.site.config import GIT_DIR, SiteConfig
+from bundler.site.config import FLUX_DIR, GIT_DIR, SiteConfig
 
 INCOMING = "refs/bundler/incoming/"
-FLUX_GIT = "cluster/flux/git-repositories.yaml"
+FLUX_GIT = "git-repositories.yaml"
 ZERO = "0" * 40
 
 
@@ -167,7 +167,7 @@ def write_flux_git_repositories(site: SiteConfig) -> Path:
                      "metadata": {"name": name, "namespace": "flux-system"},
                      "spec": {"url": site.git_url(name), "interval": "5m", "ref": {"branch": branch},
                               "secretRef": {"name": "site-git"}}})
-    path = site.directory / FLUX_GIT
+    path = site.directory / FLUX_DIR / FLUX_GIT
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# Flux sources for the site's Git repositories. The secret site-git holds username and\n"
               f"# password from {site.credentials_file.name} and caFile: the site CA ({site.ca_file.name}).\n")

@@ -44,7 +44,7 @@ from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
 from bundler.site.journal import Journal, import_lock
-from bundler.site.registry import Artifact, artifacts_present, missing_blobs, plan, seed, site_artifacts
+from bundler.site.registry import Plan, artifacts_present, missing_blobs, plan, seed, site_artifacts
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
 from bundler.units import human
@@ -130,16 +130,16 @@ BUNDLES_DIR = "bundles"
 DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
 
 
-def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest, artifacts: list[Artifact],
+def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest, plans: list[Plan],
                 client: RegistryClient, jobs: int, count_blobs: bool = True) -> ImportPlan:
     """`count_blobs`: HEAD every new blob to count its bytes (for --dry-run, and for the disk check when
     the registry's storage is the site's disk)."""
     result = ImportPlan()
-    missing = [a for a, present in zip(artifacts, run_parallel(
-        lambda a: client.head_manifest(a.repo, a.tag or a.digest) == a.digest, artifacts, jobs), strict=True)
-        if not present]
-    result.images = [a.ref for a in missing]
-    blobs = {d: (size, a.repo) for a in missing if count_blobs for d, size in plan(reader, a).blobs
+    present = run_parallel(lambda p: client.head_manifest(p.artifact.repo, p.artifact.tag or p.artifact.digest)
+                           == p.artifact.digest, plans, jobs)
+    missing = [p for p, there in zip(plans, present, strict=True) if not there]
+    result.images = [p.artifact.ref for p in missing]
+    blobs = {d: (size, p.artifact.repo) for p in missing if count_blobs for d, size in p.blobs
              if layout.blob_path(d) in reader.members}  # a delta's base is on the site already
     lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
     result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
@@ -155,13 +155,13 @@ def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest
     return result
 
 
-def check_requirements(site: SiteConfig, reader: BundleReader, manifest: BundleManifest, artifacts: list[Artifact],
-                       client: RegistryClient, jobs: int) -> dict[str, str]:
+def check_requirements(site: SiteConfig, manifest: BundleManifest, plans: list[Plan], client: RegistryClient,
+                       jobs: int) -> dict[str, str]:
     """A delta needs its base on the site: refuse, listing what is missing and what would provide it.
     Returns where each required blob is, to mount it from."""
     if not manifest.requires and not any(r.prerequisites for r in manifest.repos):
         return {}
-    missing, located = missing_blobs(reader, artifacts, client, set(manifest.requires), jobs)
+    missing, located = missing_blobs(plans, client, set(manifest.requires), jobs)
     cache = UpdateCache(site)
     updates = [u for u in manifest.updates if u.path in manifest.requires and not cache.blob(u.sha256).exists()]
     commits = [p for repo in manifest.repos if (p := site_git.missing_base(site, manifest, repo)) is not None]
@@ -265,8 +265,9 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             report.raise_if_failed(str(options.bundle))
 
             progress.phase("planning")
-            located = check_requirements(site, reader, manifest, artifacts, client, options.jobs)
-            intended = plan_import(site, reader, manifest, artifacts, client, options.jobs,
+            plans = [plan(reader, artifact) for artifact in artifacts]  # each manifest read and parsed once
+            located = check_requirements(site, manifest, plans, client, options.jobs)
+            intended = plan_import(site, reader, manifest, plans, client, options.jobs,
                                    count_blobs=options.dry_run or site.embedded_registry)
             if options.dry_run:
                 result.plan = intended.to_dict()
@@ -277,7 +278,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused rewrite stops here
             journal.step(options.bundle, digest, "transfer")
             try:
-                stats = seed(reader, artifacts, client, options.jobs, progress.advance, located)
+                stats = seed(reader, plans, client, options.jobs, progress.advance, located)
 
                 def store(update: UpdateEntry) -> bool:
                     added = cache.store(reader, update)

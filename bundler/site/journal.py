@@ -14,13 +14,13 @@ from typing import Any
 
 from bundler.errors import BundlerError
 from bundler.fsutil import atomic_write
-from bundler.site.config import SiteConfig
+from bundler.site.config import RUN_DIR, SiteConfig
 
 
 @contextmanager
 def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
     """One import at a time per site; a second one is refused, naming who holds the lock."""
-    run = site.directory / "run"
+    run = site.directory / RUN_DIR
     run.mkdir(exist_ok=True)
     fd = os.open(run / "import.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -44,7 +44,7 @@ class Journal:
     digest), so a re-run skips it; the journal tells the technician that it is resuming."""
 
     def __init__(self, site: SiteConfig) -> None:
-        self.path = site.directory / "run" / "import.journal"
+        self.path = site.directory / RUN_DIR / "import.journal"
 
     def unfinished(self) -> dict[str, Any] | None:
         try:

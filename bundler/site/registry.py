@@ -92,15 +92,15 @@ def artifacts_present(client: RegistryClient, artifacts: list[Artifact], jobs: i
     return all(run_parallel(present, artifacts, jobs))
 
 
-def missing_blobs(reader: BundleReader, artifacts: list[Artifact], client: RegistryClient, required: set[str],
+def missing_blobs(plans: list[Plan], client: RegistryClient, required: set[str],
                   jobs: int) -> tuple[list[str], dict[str, str]]:
     """For a delta: which required blobs no target repository of this bundle has, and where the
     others are (to mount them from)."""
     candidates: dict[str, list[str]] = {}
-    for artifact in artifacts:
-        for digest, _ in plan(reader, artifact).blobs:
+    for p in plans:
+        for digest, _ in p.blobs:
             if layout.blob_path(digest) in required:
-                candidates.setdefault(digest, []).append(artifact.repo)
+                candidates.setdefault(digest, []).append(p.artifact.repo)
 
     def locate(item: tuple[str, list[str]]) -> str | None:
         digest, repos = item
@@ -116,9 +116,8 @@ def _not_carried(digest: str) -> Iterator[bytes]:
     yield b""  # pragma: no cover - makes this a generator
 
 
-def seed(reader: BundleReader, artifacts: list[Artifact], client: RegistryClient, jobs: int,
+def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
          progress: Callable[[int], None], located: dict[str, str] | None = None) -> SeedStats:
-    plans = [plan(reader, artifact) for artifact in artifacts]
     stats = SeedStats()
 
     repos_by_blob: dict[str, tuple[int, list[str]]] = {}

@@ -23,12 +23,11 @@ import requests
 import yaml
 
 from bundler.errors import BundlerError, UnreachableError
-from bundler.site.config import HTPASSWD, REGISTRY_DIR, SiteConfig, SiteState, load_site
+from bundler.site.config import HTPASSWD, LOG_DIR, REGISTRY_DIR, RUN_DIR, SiteConfig, SiteState, load_site
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
 from bundler.site.registry_process import registry_binary, registry_config
 from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
 
-RUN_DIR, LOG_DIR = "run", "logs"
 REGISTRY_IMAGE = "registry:2"
 
 
