@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from bundler import __version__
-from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, BundlerError, UsageError
+from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, BundlerError, UsageError
 from bundler.units import human
 
 JOBS_HELP = "parallel transfers (default 8)"
@@ -393,11 +393,13 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
 @site.command("up")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def site_up(directory: Path) -> None:
-    """Start the site's services in the background: the embedded registry (TLS, htpasswd) and the
-    HTTPS service (Git server, update cache).
+    """Start the site's services in the background: the HTTPS service (the registry's token server,
+    Git server, update cache) and the embedded registry (TLS from the site CA, token auth).
 
-    Returns once every service answers its health check; logs go to DIRECTORY/logs. Running it
-    again (after a reboot) starts only what is not running.
+    Returns once every service answers its health check; logs go to DIRECTORY/logs. If one fails,
+    stops what it started and says which and why. Running it again (after a reboot) starts only
+    what is not running, and upgrades a site made by an older bundler (a pull-only client account
+    that keeps its password, an import account, registry tokens).
 
     \b
     Example:
@@ -437,18 +439,25 @@ def site_down(directory: Path) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def site_status(directory: Path, as_json: bool) -> None:
-    """Show the site's services (URL, health), its CA and credentials files, and what it imported."""
+    """Show the site's services (URL, health), its CA and credentials files, and what it imported.
+
+    Exits 4 when a service that should run does not answer (the JSON is printed all the same).
+    """
     from bundler.site.service import site_status as status
 
     info = status(directory)
     if as_json:
         _emit_json(info)
-        return
-    for name, service in info["services"].items():
-        click.echo(f"{name}: {service['url']} ({'healthy' if service['healthy'] else 'NOT answering'})")
-    click.echo(f"CA: {info['ca_file']}  credentials: {info['credentials_file']}")
-    for b in info["bundles"]:
-        click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}")
+    else:
+        for name, service in info["services"].items():
+            click.echo(f"{name}: {service['url']} ({'healthy' if service['healthy'] else 'NOT answering'})")
+        click.echo(f"CA: {info['ca_file']}  credentials: {info['credentials_file']}")
+        for b in info["bundles"]:
+            click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}")
+    if not info["healthy"]:
+        if not as_json:
+            click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
 
 
 @cli.group()

@@ -15,6 +15,7 @@ def inspect_bundle(path: Path) -> dict[str, Any]:
         size = reader.size
     return {
         "name": manifest.name, "version": manifest.version, "manifest_digest": digest,
+        "content_digest": manifest.content_digest,
         "created": manifest.created, "expires": manifest.expires, "parent": manifest.parent, "size": size,
         "payload_bytes": sum(f.size for f in manifest.files.values()), "signers": signers,
         "images": [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms), "source": i.source}

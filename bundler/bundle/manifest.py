@@ -17,7 +17,7 @@ from bundler.errors import IntegrityError
 
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _KNOWN = {"schema", "name", "version", "created", "expires", "parent", "requires", "profile", "images", "charts",
-          "repos", "updates", "files"}
+          "repos", "updates", "files", "content_digest"}
 
 
 def canonical_json(value: Any) -> bytes:
@@ -168,11 +168,25 @@ class BundleManifest:
             "repos": [r.to_dict() for r in self.repos], "updates": [u.to_dict() for u in self.updates],
             "files": {path: entry.to_dict() for path, entry in sorted(self.files.items())},
             "requires": {path: entry.to_dict() for path, entry in sorted(self.requires.items())},
+            "content_digest": self.content_digest,
         })
         return d
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
+
+    @property
+    def content_digest(self) -> str:
+        """What identifies the release: its name, version and what it delivers (images, charts, Git
+        refs, updates and their pre-approvals), not how it is packed. A full bundle and its delta
+        (`--since`) of the same version have the same content digest; any other content differs."""
+        content = {"name": self.name, "version": self.version,
+                   "images": sorted([i.ref, i.digest] for i in self.images),
+                   "charts": sorted([c.name, c.version, c.digest] for c in self.charts),
+                   "repos": sorted([r.name, dict(sorted(r.refs.items()))] for r in self.repos),
+                   "updates": sorted([u.name, u.kind, u.file, u.sha256, u.size, sorted(u.approve)]
+                                     for u in self.updates)}
+        return "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BundleManifest:
@@ -194,12 +208,17 @@ class BundleManifest:
             updates = tuple(UpdateEntry.from_dict(u) for u in d.get("updates") or [])
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
-        return cls(
+        manifest = cls(
             name=d["name"], version=d["version"], created=d["created"], profile=d["profile"], images=images,
             files=files, charts=charts, repos=repos, updates=updates, expires=d.get("expires"), parent=d.get("parent"),
             requires=requires,
             extra={k: v for k, v in d.items() if k not in _KNOWN},
         )
+        claimed = d.get("content_digest")  # absent in bundles from before it; never trusted, always recomputed
+        if claimed is not None and claimed != manifest.content_digest:
+            raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: content_digest {claimed!r} "
+                                 f"does not match its content ({manifest.content_digest})")
+        return manifest
 
 
 def _file_entries(raw: Any, key: str) -> dict[str, FileEntry]:

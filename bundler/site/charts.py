@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from bundler.fsutil import atomic_write
+from bundler.site.cluster import CA_SECRET, FLUX_NAMESPACE, REGISTRY_SECRET
 from bundler.site.config import FLUX_DIR, SiteConfig
 
 HELM_REPOSITORY = "helm-repository.yaml"
@@ -21,8 +22,11 @@ def helm_repository(site: SiteConfig) -> dict[str, object]:
     spec: dict[str, object] = {"type": "oci", "interval": "10m", "url": f"oci://{parts.netloc}/{site.chart_prefix}"}
     if parts.scheme == "http":
         spec["insecure"] = True  # a plain-HTTP site registry (loopback or lab)
+    if site.embedded_registry:  # the secrets cluster.flux_secrets writes: pull account, site CA
+        spec["secretRef"] = {"name": REGISTRY_SECRET}
+        spec["certSecretRef"] = {"name": CA_SECRET}
     return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
-            "metadata": {"name": "site-charts", "namespace": "flux-system"}, "spec": spec}
+            "metadata": {"name": "site-charts", "namespace": FLUX_NAMESPACE}, "spec": spec}
 
 
 def write_helm_repository(site: SiteConfig) -> Path:

@@ -1,16 +1,23 @@
 """Cluster configuration the site writes under DIR/cluster/ after every import, so the cluster pulls
-images by their ORIGINAL names from the site registry:
+images by their ORIGINAL names from the site registry, with the pull-only client account:
 
     cluster/registries.yaml                 K3s/RKE2: a mirror per source host, rewritten to its
-                                            host-prefixed path, with the site CA and credentials
-    cluster/certs.d/<host>/hosts.toml       containerd: the same, with override_path
-    cluster/flux/kustomization.yaml         Flux sources (HelmRepository, GitRepository) and the
-                                            secret they use, in one kustomization
+                                            host-prefixed path, with the site CA and the client account
+    cluster/certs.d/<host>/hosts.toml       containerd: the same, with override_path and the site CA
+                                            (credentials come from the node's CRI config or
+                                            imagePullSecrets: hosts.toml has no place for them)
+    cluster/flux/                           Flux sources (HelmRepository, GitRepository) and the
+                                            secrets they name, in one kustomization:
+        site-registry-secret.yaml           kubernetes.io/dockerconfigjson (HelmRepository secretRef,
+                                            also usable as an imagePullSecret)
+        site-ca-secret.yaml                 ca.crt (HelmRepository certSecretRef)
+        site-git-secret.yaml                username, password, ca.crt (GitRepository secretRef)
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +28,9 @@ from bundler.fsutil import atomic_write
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback, site_path
 from bundler.site.auth import load_credentials
 from bundler.site.config import CLUSTER_DIR, FLUX_DIR, SiteConfig, SiteState
+
+GIT_SECRET, REGISTRY_SECRET, CA_SECRET = "site-git", "site-registry", "site-ca"
+FLUX_NAMESPACE = "flux-system"
 
 
 def source_hosts(state: SiteState) -> list[str]:
@@ -56,24 +66,38 @@ def write_cluster_config(site: SiteConfig, state: SiteState) -> Path:
                  f'[host."{mirror}"]', '  capabilities = ["pull", "resolve"]', "  override_path = true"]
         if registry.scheme == "https":
             lines.append(f'  ca = "{ca}"')
-        if credentials:
-            token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
-            lines += [f'  [host."{mirror}".header]', f'    Authorization = ["Basic {token}"]']
         directory = root / "certs.d" / host
         directory.mkdir(parents=True, exist_ok=True)
-        _private(directory / "hosts.toml", ("\n".join(lines) + "\n").encode())
+        atomic_write(directory / "hosts.toml", ("\n".join(lines) + "\n").encode())
     write_flux_kustomization(site)
     return root
+
+
+def _secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
+            "type": kind, "stringData": data}
+
+
+def flux_secrets(site: SiteConfig) -> dict[str, dict[str, object]]:
+    """file name -> Secret: what the Flux sources of this site name, with the keys Flux reads."""
+    user, password = load_credentials(site.directory)
+    ca = site.ca_file.read_text()
+    secrets = {"site-git-secret.yaml": _secret(GIT_SECRET, {"username": user, "password": password, "ca.crt": ca})}
+    if site.embedded_registry:
+        netloc = urlsplit(site.registry_url).netloc
+        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+        config = {"auths": {netloc: {"username": user, "password": password, "auth": auth}}}
+        secrets["site-registry-secret.yaml"] = _secret(
+            REGISTRY_SECRET, {".dockerconfigjson": json.dumps(config)}, "kubernetes.io/dockerconfigjson")
+        secrets["site-ca-secret.yaml"] = _secret(CA_SECRET, {"ca.crt": ca})
+    return secrets
 
 
 def write_flux_kustomization(site: SiteConfig) -> Path:
     flux = site.directory / FLUX_DIR
     flux.mkdir(parents=True, exist_ok=True)
-    user, password = load_credentials(site.directory)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "site-git", "namespace": "flux-system"},
-              "type": "Opaque",
-              "stringData": {"username": user, "password": password, "caFile": site.ca_file.read_text()}}
-    _private(flux / "site-git-secret.yaml", yaml.safe_dump(secret, sort_keys=False).encode())
+    for name, secret in flux_secrets(site).items():
+        _private(flux / name, yaml.safe_dump(secret, sort_keys=False).encode())
     resources = sorted(p.name for p in flux.glob("*.yaml") if p.name != "kustomization.yaml")
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": resources}

@@ -41,7 +41,7 @@ from bundler.fsutil import atomic_write
 from bundler.keyfiles import key_name, load_trusted_key
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.signing import TrustPolicy
-from bundler.site.auth import CREDENTIALS_FILE, create_credentials, load_credentials
+from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.pki import CA_CERT, PKI_DIR
 
 SITE_FILE = "site.yaml"
@@ -54,7 +54,6 @@ GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
 DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5443"
 REGISTRY_DIR = "registry"
-HTPASSWD = "htpasswd"
 GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
@@ -86,7 +85,18 @@ class SiteConfig:
 
     @property
     def credentials_file(self) -> Path:
+        """The client account: pull and fetch only. What cluster nodes and Flux get."""
         return self.directory / CREDENTIALS_FILE
+
+    @property
+    def import_credentials_file(self) -> Path:
+        """The import account: push and delete in the embedded registry. Stays on this machine."""
+        return self.directory / IMPORT_CREDENTIALS_FILE
+
+    @property
+    def token_realm(self) -> str:
+        """Where the embedded registry sends clients for a token: the site's HTTPS service."""
+        return f"{self.http_url}/token"
 
     @property
     def embedded_registry(self) -> bool:
@@ -94,8 +104,8 @@ class SiteConfig:
 
     def registry_client(self, jobs: int) -> RegistryClient:
         parts = urlsplit(self.registry_url)
-        if self.embedded_registry:  # TLS from the site CA, the site's own credentials
-            user, password = load_credentials(self.directory)
+        if self.embedded_registry:  # TLS from the site CA; the import account (it pushes)
+            user, password = load_credentials(self.directory, IMPORT_CREDENTIALS_FILE)
             return RegistryClient(parts.netloc, plain_http=False, ca_file=str(self.ca_file),
                                   credentials=Credentials(user, password), pool_size=max(4, jobs))
         return RegistryClient(parts.netloc, plain_http=parts.scheme == "http", pool_size=max(4, jobs))
@@ -211,10 +221,12 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
     for path, (_, file) in zip(trust_keys, config.trust_keys, strict=True):
         shutil.copyfile(path, directory / file)
-    from bundler.site.pki import create_pki  # x509 is needed only here: keep it off every command's start
+    from bundler.site.pki import create_pki, ensure_token_signer  # x509 only here: off every command's start
 
     create_pki(directory, directory.resolve().name, names, addresses)
-    create_credentials(directory, registry_htpasswd=directory / REGISTRY_DIR / HTPASSWD if embedded else None)
+    if embedded:
+        ensure_token_signer(directory)
+    create_credentials(directory)
     (directory / GIT_DIR).mkdir(exist_ok=True)
     from bundler.site.updates import init_updates  # the update cache builds on this module
 
@@ -285,8 +297,9 @@ class SiteState:
         return next((b for b in reversed(self.bundles) if b.get("name") == name), None)
 
     def record(self, name: str, version: str, manifest_digest: str, signers: list[str],
-               sources: list[str] | None = None) -> None:
+               sources: list[str] | None = None, content_digest: str | None = None) -> None:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         self.bundles.append({"name": name, "version": version, "manifest_digest": manifest_digest,
-                             "signers": signers, "imported_at": now, "sources": sources or []})
+                             "content_digest": content_digest, "signers": signers, "imported_at": now,
+                             "sources": sources or []})
         atomic_write(self.path, json.dumps({"bundles": self.bundles}, indent=2).encode())

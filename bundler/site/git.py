@@ -24,6 +24,7 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import extract_member
 from bundler.errors import RefusedError
 from bundler.fsutil import atomic_write
+from bundler.site.cluster import FLUX_NAMESPACE, GIT_SECRET
 from bundler.site.config import FLUX_DIR, GIT_DIR, SiteConfig
 
 INCOMING = "refs/bundler/incoming/"
@@ -164,13 +165,13 @@ def write_flux_git_repositories(site: SiteConfig) -> Path:
         head = git.run(["symbolic-ref", "-q", "HEAD"], cwd=repository_path(site, name), check=False)
         branch = head.stdout.decode().strip().removeprefix("refs/heads/") or "main"
         docs.append({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-                     "metadata": {"name": name, "namespace": "flux-system"},
+                     "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
                      "spec": {"url": site.git_url(name), "interval": "5m", "ref": {"branch": branch},
-                              "secretRef": {"name": "site-git"}}})
+                              "secretRef": {"name": GIT_SECRET}}})
     path = site.directory / FLUX_DIR / FLUX_GIT
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# Flux sources for the site's Git repositories. The secret site-git holds username and\n"
-              f"# password from {site.credentials_file.name} and caFile: the site CA ({site.ca_file.name}).\n")
+    header = (f"# Flux sources for the site's Git repositories. The secret {GIT_SECRET} holds username and\n"
+              f"# password from {site.credentials_file.name} and ca.crt: the site CA ({site.ca_file.name}).\n")
     atomic_write(path, (header + yaml.safe_dump_all(docs, sort_keys=False)).encode())
     return path
 

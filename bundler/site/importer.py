@@ -80,8 +80,10 @@ class ImportResult:
                 **({"dry_run": True, "plan": self.plan} if self.plan is not None else {})}
 
 
-def rollback_problem(state: SiteState, manifest: BundleManifest, digest: str) -> RefusedError | None:
-    """Older than what the site runs, or the same version with other content: a rollback."""
+def rollback_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest,
+                     digest: str) -> RefusedError | None:
+    """Older than what the site runs, or the same version with other content: a rollback. A full
+    bundle and its delta of the same version are the same release (same content digest)."""
     current = state.latest(manifest.name)
     if current is None or current["manifest_digest"] == digest:
         return None
@@ -90,16 +92,31 @@ def rollback_problem(state: SiteState, manifest: BundleManifest, digest: str) ->
         return RefusedError(f"rollback refused: {running}; this bundle is the older {manifest.version}",
                             hint="pass --allow-downgrade to go back on purpose")
     if Version(manifest.version) == Version(current["version"]):
+        if recorded_content(site, current) == manifest.content_digest:
+            return None  # the same release packed another way (a delta and its full bundle)
         return RefusedError(f"refused: {running}; this bundle claims the same version with different content "
-                            f"({digest[:19]})", hint="a version is never reused: build and sign a new version")
+                            f"({manifest.content_digest[:19]})",
+                            hint="a version is never reused: build and sign a new version")
     return None
+
+
+def recorded_content(site: SiteConfig, bundle: dict[str, Any]) -> str | None:
+    """The content digest of a bundle the site imported (from the manifest it kept, for older state)."""
+    if isinstance(bundle.get("content_digest"), str):
+        return str(bundle["content_digest"])
+    kept = site.directory / BUNDLES_DIR / f"{str(bundle['manifest_digest']).split(':')[-1]}.json"
+    try:
+        return BundleManifest.from_bytes(kept.read_bytes()).content_digest
+    except (OSError, BundlerError):
+        return None
 
 
 def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
     """`verify --site`: the site's trust policy, and whether the site would refuse it as a rollback."""
     site = load_site(site_dir)
     report = verify_file(bundle, site.policy(), jobs)
-    if (problem := rollback_problem(SiteState.load(site.directory), report.manifest, report.manifest_digest)):
+    if (problem := rollback_problem(site, SiteState.load(site.directory), report.manifest,
+                                    report.manifest_digest)):
         report.problems.insert(0, problem.message)
     report.problems += [p for repo in report.manifest.repos
                         if (p := site_git.missing_base(site, report.manifest, repo)) is not None]
@@ -229,7 +246,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         report = check_policy(reader, policy)
         report.raise_if_failed(str(options.bundle))
         manifest, digest = report.manifest, report.manifest_digest
-        if not options.allow_downgrade and (problem := rollback_problem(state, manifest, digest)):
+        if not options.allow_downgrade and (problem := rollback_problem(site, state, manifest, digest)):
             raise problem
         report.problems += structure_problems(reader, manifest)
         report.raise_if_failed(str(options.bundle))
@@ -300,7 +317,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
     if not (current and current["manifest_digest"] == digest):
         keep_manifest(site, manifest, digest)
         sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
-        state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources)
+        state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
+                     manifest.content_digest)
     write_cluster_config(site, state)
     kinds = ("images", "charts", "blobs")
     result.added = {kind: stats.added[kind] for kind in kinds}

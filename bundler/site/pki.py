@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 PKI_DIR = "pki"
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
+TOKEN_CERT, TOKEN_KEY = "token.pem", "token.key"  # signs the registry's tokens (the registry's rootcertbundle)
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -73,3 +74,33 @@ def create_pki(directory: Path, site_name: str, hostnames: list[str], ips: list[
     (pki / CA_CERT).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (pki / SERVER_CERT).write_bytes(server.public_bytes(serialization.Encoding.PEM))
     return pki / CA_CERT
+
+
+def ensure_token_signer(directory: Path) -> tuple[Path, Path]:
+    """pki/token.key and a self-signed pki/token.pem: the registry trusts tokens signed by this key
+    (made at `site init`, or by `site up` on a site from before tokens). Returns (cert, key)."""
+    from cryptography import x509
+
+    pki = directory / PKI_DIR
+    cert_path, key_path = pki / TOKEN_CERT, pki / TOKEN_KEY
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    pki.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name("bundler site registry token signer")
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    _write_key(key_path, key)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def load_token_key(directory: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key((directory / PKI_DIR / TOKEN_KEY).read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("pki/token.key is not an ECDSA key")
+    return key

@@ -34,8 +34,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def registry_config(storage: Path, address: str, htpasswd: Path | None = None,
-                    tls: tuple[Path, Path] | None = None) -> dict[str, object]:
-    """A Distribution registry configuration: filesystem storage, optional htpasswd auth and TLS."""
+                    tls: tuple[Path, Path] | None = None, token: dict[str, str] | None = None) -> dict[str, object]:
+    """A Distribution registry configuration: filesystem storage, optional TLS, and optional auth:
+    htpasswd (basic), or `token` (auth.token: realm, service, issuer, rootcertbundle)."""
     http: dict[str, object] = {"addr": address}
     if tls is not None:
         http["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
@@ -47,6 +48,8 @@ def registry_config(storage: Path, address: str, htpasswd: Path | None = None,
     }
     if htpasswd is not None:
         config["auth"] = {"htpasswd": {"realm": "bundler", "path": str(htpasswd)}}
+    elif token is not None:
+        config["auth"] = {"token": token}
     return config
 
 

@@ -19,15 +19,17 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bundler import git
 from bundler.errors import BundlerError
+from bundler.site import tokens
 from bundler.site.auth import load_users, password_matches
 from bundler.site.config import GIT_DIR, SiteConfig, load_site
-from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
+from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, load_token_key
 from bundler.site.updates import APT_KEY, ASC_KEY, UpdateCache
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -35,19 +37,22 @@ CHUNK = 64 << 10
 
 
 class SiteApp:
-    """WSGI application: /healthz, and /git/* for Git clients."""
+    """WSGI application: /healthz, /token for the embedded registry, /git/* and /updates/*."""
 
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
         self.users = load_users(site.directory)
         self.git_root = site.directory / GIT_DIR
-        self._verified: set[str] = set()  # digests of Authorization headers already checked (scrypt is slow)
+        self.token_key = load_token_key(site.directory) if site.embedded_registry else None
+        self._verified: set[str] = set()  # digests of credentials already checked (an old site's scrypt is slow)
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok\n")
+        if path == "/token" and self.token_key is not None:
+            return self.token(environ, start_response)
         if path.startswith("/git/"):
             return self.git(environ, start_response)
         if path.startswith("/updates/"):
@@ -99,20 +104,52 @@ class SiteApp:
             return _json(start_response, "400 Bad Request", {"error": str(exc)})
         return _json(start_response, "200 OK", {"recorded": True})
 
+    # --- the registry's token server ------------------------------------------------------------
+
+    def token(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """GET with basic auth (Docker, skopeo, oras) or POST with an OAuth2 password grant (containerd)."""
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        user: str | None
+        if environ.get("REQUEST_METHOD") == "POST":
+            length = min(int(environ.get("CONTENT_LENGTH") or 0), 64 << 10)
+            form = urllib.parse.parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
+            if form.get("grant_type") != ["password"]:
+                return _json(start_response, "400 Bad Request", {"error": "unsupported_grant_type"})
+            query = {**query, **form}
+            user = self.check(form.get("username", [""])[0], form.get("password", [""])[0])
+        else:
+            user = self.authorized(environ)
+        if user is None:
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="bundler site"'),
+                                                 ("Content-Type", "application/json")])
+            return [b'{"errors": [{"code": "UNAUTHORIZED", "message": "the site credentials are required"}]}\n']
+        if query.get("service", [tokens.SERVICE]) != [tokens.SERVICE]:
+            return _json(start_response, "400 Bad Request", {"error": "unknown service"})
+        scopes = [s for text in query.get("scope", []) for part in text.split(" ")
+                  if (s := tokens.Scope.parse(part)) is not None]
+        assert self.token_key is not None
+        token = tokens.issue_token(self.token_key, user, tokens.granted(self.users[user].role, scopes))
+        return _json(start_response, "200 OK", {"token": token, "access_token": token,
+                                                "expires_in": tokens.TOKEN_TTL})
+
     def authorized(self, environ: dict[str, Any]) -> str | None:
         header = environ.get("HTTP_AUTHORIZATION", "")
         if not header.startswith("Basic "):
             return None
-        key = hashlib.sha256(header.encode()).hexdigest()
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return None
+        return self.check(user, password)
+
+    def check(self, user: str, password: str) -> str | None:
+        """The user, if the password is theirs."""
+        key = hashlib.sha256(f"{user}:{password}".encode()).hexdigest()
         with self._lock:
             if key in self._verified:
                 return user
-        stored = self.users.get(user)
-        if stored is None or not password_matches(stored, password):
+        account = self.users.get(user)
+        if account is None or not password_matches(account.stored, password):
             return None
         with self._lock:
             self._verified.add(key)
@@ -126,7 +163,10 @@ class SiteApp:
             return [b"credentials required (see the site's credentials file)\n"]
         query = environ.get("QUERY_STRING", "")
         path = environ["PATH_INFO"][len("/git"):]
-        if ("service=git-receive-pack" in query or path.endswith("/git-receive-pack")) and not self.site.allow_push:
+        service = smart_service(environ.get("REQUEST_METHOD", "GET"), path, query)
+        if service is None:  # dumb HTTP would list the hidden staging refs and every pack, refused ones too
+            return _text(start_response, "403 Forbidden", "this Git server speaks smart HTTP only\n")
+        if service == "git-receive-pack" and not self.site.allow_push:
             return _text(start_response, "403 Forbidden", "push is disabled on this site\n")
         return self.http_backend(environ, start_response, path, query, user)
 
@@ -161,6 +201,18 @@ class SiteApp:
                 headers.append((name.strip(), value.strip()))
         start_response(status, headers)
         return _stream(proc, feeder)
+
+
+def smart_service(method: str, path: str, query: str) -> str | None:
+    """The smart-HTTP service a Git request asks for (`git-upload-pack`, `git-receive-pack`), or None
+    for anything else (dumb HTTP: info/refs without a service, objects/, HEAD)."""
+    services = ("git-upload-pack", "git-receive-pack")
+    if method in ("GET", "HEAD") and path.endswith("/info/refs"):
+        asked = urllib.parse.parse_qs(query).get("service", [])
+        return asked[0] if len(asked) == 1 and asked[0] in services else None
+    if method == "POST":
+        return next((s for s in services if path.endswith(f"/{s}")), None)
+    return None
 
 
 def _feed(source: Any, sink: Any, length: str | None) -> None:

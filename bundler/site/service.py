@@ -1,16 +1,19 @@
 """`site up`, `site down`, `site status`: the site's background services and their health.
 
-`site up` starts, in the background, the embedded registry (the Distribution binary when it is
-installed, else the `registry:2` image through the local Docker engine), with TLS from the site CA
-and htpasswd auth; and the HTTPS service (Git server and update cache). Each records what it
-started under DIR/run and logs under DIR/logs, and `site up` returns once every service answers
-its health check. `site down` stops exactly what `site up` started. Running `site up` again (after
-a reboot, say) starts only what is not running.
+`site up` starts, in the background, the HTTPS service (the registry's token server, Git server
+and update cache), then the embedded registry (the Distribution binary when it is installed, else
+the `registry:2` image through the local Docker engine) with TLS from the site CA and token
+authentication. Each records what it started under DIR/run and logs under DIR/logs, and `site up`
+returns once every service answers its health check; when one fails, it stops what it started and
+says which one failed and why. `site down` stops exactly what `site up` started. Running `site up`
+again (after a reboot, say) starts only what is not running, and upgrades a site made by an older
+bundler (token authentication, a pull-only client account) without changing the client password.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,8 +26,10 @@ import requests
 import yaml
 
 from bundler.errors import BundlerError, UnreachableError
-from bundler.site.config import HTPASSWD, LOG_DIR, REGISTRY_DIR, RUN_DIR, SiteConfig, SiteState, load_site
-from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
+from bundler.site import tokens
+from bundler.site.auth import upgrade_credentials
+from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SiteConfig, SiteState, load_site
+from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
 from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
 
@@ -101,31 +106,63 @@ def _stop_pid(site: SiteConfig, name: str, marker: bytes) -> bool:
 
 
 def _wait(site: SiteConfig, name: str, healthy: Callable[[SiteConfig, float], bool],
-          process: subprocess.Popen[bytes] | None, wait: float, url: str) -> None:
+          process: subprocess.Popen[bytes] | None, wait: float, url: str, log_from: int = 0) -> None:
     deadline = time.monotonic() + wait
     log = site.directory / LOG_DIR / f"{name}.log"
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
             _pid_file(site, name).unlink(missing_ok=True)
-            raise BundlerError(f"the site's {name} exited at start: {' / '.join(tail) or 'no output'}",
-                               hint=f"is its address free? (site.yaml); log: {log}")
+            raise BundlerError(f"the site's {name} service stopped at start: {failure_reason(log, log_from)}",
+                               hint=f"is its address free? (site.yaml); full log: {log}")
         if healthy(site, 0.5):
             return
         time.sleep(0.1)
-    raise UnreachableError(f"the site's {name} did not answer on {url} within {wait:.0f} s", hint=f"see {log}")
+    raise UnreachableError(f"the site's {name} service did not answer on {url} within {wait:.0f} s: "
+                           f"{failure_reason(log, log_from)}", hint=f"full log: {log}")
+
+
+def _log_size(site: SiteConfig, name: str) -> int:
+    try:
+        return (site.directory / LOG_DIR / f"{name}.log").stat().st_size
+    except OSError:
+        return 0
+
+
+MSG_RE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
+def failure_reason(log: Path, offset: int = 0) -> str:
+    """Why a service stopped, from what it logged since `offset`: the registry's last fatal or
+    error message (logrus `msg="..."`), a Python traceback's last line, else the last line."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            lines = [line.strip() for line in f.read()[-64 << 10:].decode(errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    lines = [line for line in lines if line]
+    for line in reversed(lines):
+        if "level=fatal" in line or "level=error" in line or "level=panic" in line:
+            match = MSG_RE.search(line)
+            return match.group(1).replace('\\"', '"') if match else line[:300]
+    return lines[-1][:300] if lines else "no output"
 
 
 # --- the embedded registry -----------------------------------------------------------------------
 
 
 def _registry_config_file(site: SiteConfig) -> Path:
+    """Write the registry's configuration (TLS from the site CA, tokens from the HTTPS service)."""
     assert site.registry_listen is not None
     root = site.directory / REGISTRY_DIR
     pki = site.directory / PKI_DIR
-    config = registry_config(root / "storage", site.registry_listen, root / HTPASSWD,
-                             (pki / SERVER_CERT, pki / SERVER_KEY))
+    token_cert, _ = ensure_token_signer(site.directory)
+    token = {"realm": site.token_realm, "service": tokens.SERVICE, "issuer": tokens.ISSUER,
+             "rootcertbundle": str(token_cert.resolve())}
+    config = registry_config((root / "storage").resolve(), site.registry_listen, tls=(
+        (pki / SERVER_CERT).resolve(), (pki / SERVER_KEY).resolve()), token=token)
     path = root / "config.yml"
+    root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -134,20 +171,35 @@ def _container_file(site: SiteConfig) -> Path:
     return site.directory / RUN_DIR / "registry.container"
 
 
-def _start_registry(site: SiteConfig, wait: float) -> None:
+def _registry_config_changed(site: SiteConfig, config: Path) -> bool:
+    """The running registry read another configuration (an older bundler's htpasswd one, say)."""
+    try:
+        return (site.directory / RUN_DIR / "registry.config").read_bytes() != config.read_bytes()
+    except OSError:
+        return True
+
+
+def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
+    """Start the embedded registry unless it runs with the current configuration; True if started."""
+    config = site.directory / REGISTRY_DIR / "config.yml"
     if registry_healthy(site, 0.5):
-        return
-    config = _registry_config_file(site)
+        if not stale:
+            return False
+        _stop_registry(site)  # upgrade: restart it on the new configuration
     binary = registry_binary() if site.registry_runtime != "docker" else None
     if binary is None and site.registry_runtime == "binary":
         raise BundlerError("site.yaml asks for the registry binary, and none is installed",
                            hint="apt-get install docker-registry, or set registry.runtime to docker or auto")
+    (site.directory / RUN_DIR).mkdir(exist_ok=True)
+    (site.directory / RUN_DIR / "registry.config").write_bytes(config.read_bytes())
+    offset = _log_size(site, "registry")
     if binary is not None:
-        process = _spawn(site, "registry", [binary, "serve", str(config)])
-        _wait(site, "registry", registry_healthy, process, wait, site.registry_url)
-        return
+        process = _spawn(site, "registry", [binary, "serve", str(config.resolve())])
+        _wait(site, "registry", registry_healthy, process, wait, site.registry_url, offset)
+        return True
     _start_registry_container(site, config)
-    _wait(site, "registry", registry_healthy, None, wait, site.registry_url)
+    _wait(site, "registry", registry_healthy, None, wait, site.registry_url, offset)
+    return True
 
 
 def _start_registry_container(site: SiteConfig, config: Path) -> None:
@@ -194,14 +246,28 @@ def _stop_registry(site: SiteConfig) -> bool:
 
 
 def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
+    """Start what is not running: the HTTPS service first (the registry's token server), then the
+    registry. If one fails, stop what this call started and raise, naming it and why."""
     site = load_site(directory)
-    if site.embedded_registry:
-        _start_registry(site, wait)
+    upgraded = upgrade_credentials(site.directory)
+    stale = site.embedded_registry and _registry_config_changed(site, _registry_config_file(site))
     marker = str(site.directory.resolve()).encode()
-    if _running_pid(site, "http", marker) is None or not http_healthy(site):
-        _stop_pid(site, "http", marker)
-        process = _spawn(site, "http", [sys.executable, "-m", "bundler.site.server", str(site.directory.resolve())])
-        _wait(site, "http", http_healthy, process, wait, site.http_url)
+    started: list[Callable[[], object]] = []
+    try:
+        running = _running_pid(site, "http", marker) is not None and http_healthy(site)
+        if not running or upgraded or stale:  # the token server must read new accounts and keys
+            _stop_pid(site, "http", marker)
+            offset = _log_size(site, "http")
+            process = _spawn(site, "http", [sys.executable, "-m", "bundler.site.server",
+                                            str(site.directory.resolve())])
+            started.append(lambda: _stop_pid(site, "http", marker))
+            _wait(site, "http", http_healthy, process, wait, site.http_url, offset)
+        if site.embedded_registry and _start_registry(site, wait, stale):
+            started.append(lambda: _stop_registry(site))
+    except BaseException:
+        for stop in reversed(started):
+            stop()
+        raise
     return site
 
 
@@ -215,18 +281,20 @@ def site_down(directory: Path) -> bool:
 
 
 def site_status(directory: Path) -> dict[str, Any]:
+    """Each service's health, and absolute paths for what clients need (`signed-by=` wants one)."""
     site = load_site(directory)
     healthy = http_healthy(site)
     return {
+        "healthy": healthy and registry_healthy(site),
         "services": {
             "registry": {"url": site.registry_url, "healthy": registry_healthy(site),
                          "embedded": site.embedded_registry},
             "git": {"url": f"{site.http_url}/git/", "healthy": healthy, "push": site.allow_push},
             "updates": {"url": f"{site.http_url}/updates/", "healthy": healthy,
                         "apt_url": f"{site.http_url}/updates/apt", "rpm_url": f"{site.http_url}/updates/rpm",
-                        "apt_key_file": str(site.directory / UPDATES_DIR / APT_KEY),
+                        "apt_key_file": str((site.directory / UPDATES_DIR / APT_KEY).resolve()),
                         "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}", "groups": list(site.groups)},
         },
-        "ca_file": str(site.ca_file), "credentials_file": str(site.credentials_file),
+        "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
         "bundles": SiteState.load(site.directory).bundles,
     }

@@ -4,6 +4,7 @@ view through containerd; a reboot; two technicians at once; credentials; a disk 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from bundler.oci.client import RegistryClient
 from bundler.site.registry_process import free_port
@@ -98,15 +100,35 @@ def site(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> Iterator[Path]:
     cli("site", "down", directory)
 
 
-def status(cli: Callable[..., Run], site: Path) -> dict[str, Any]:
+def status(cli: Callable[..., Run], site: Path, code: int = 0) -> dict[str, Any]:
+    """`site status --json`: exit 0 when every service answers, 4 when one does not (JSON either way)."""
     r = cli("site", "status", site, "--json")
-    assert r.code == 0, r.err
+    assert r.code == code, r.err
     return dict(json.loads(r.out))
 
 
-def credentials(site: Path) -> tuple[str, str]:
-    doc = json.loads((site / "credentials.json").read_text())
+def credentials(site: Path, file: str = "credentials.json") -> tuple[str, str]:
+    doc = json.loads((site / file).read_text())
     return doc["username"], doc["password"]
+
+
+def registry_session(site: Path, account: tuple[str, str] | None, scope: str) -> requests.Session:
+    """A client of the site registry the way Docker and skopeo are: the registry's 401 names the token
+    realm; the realm, asked with the account, gives a bearer token for `scope`."""
+    session = requests.Session()  # verify on each request: REQUESTS_CA_BUNDLE would override session.verify
+    session.request = functools.partial(session.request, verify=str(site / "pki" / "ca.pem"))  # type: ignore[method-assign]
+    registry = json.loads(subprocess.run([sys.executable, "-m", "bundler.cli", "site", "status", str(site),
+                                          "--json"], capture_output=True, text=True).stdout)
+    challenge = session.get(f"{registry['services']['registry']['url']}/v2/", timeout=10)
+    assert challenge.status_code == 401
+    fields = dict(part.split("=", 1) for part in challenge.headers["WWW-Authenticate"][7:].split(","))
+    realm, service = fields["realm"].strip('"'), fields["service"].strip('"')
+    r = session.get(realm, params={"service": service, "scope": scope}, auth=account, timeout=10)
+    if account is None or r.status_code != 200:
+        session.headers["X-Token-Status"] = str(r.status_code)
+        return session
+    session.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    return session
 
 
 def test_a_fresh_site_takes_everything_and_survives_a_reboot(
@@ -127,14 +149,14 @@ def test_a_fresh_site_takes_everything_and_survives_a_reboot(
     assert (site / "cluster" / "flux" / "kustomization.yaml").exists()
 
     assert cli("site", "down", site).code == 0
-    assert not any(s["healthy"] for s in status(cli, site)["services"].values())
+    assert not any(s["healthy"] for s in status(cli, site, code=4)["services"].values())
     assert cli("site", "up", site).code == 0  # the reboot
     assert all(s["healthy"] for s in status(cli, site)["services"].values())
     again = cli("import", everything.bundle, "--site", site)
     assert again.code == 0 and "already imported" in again.out
     registry = status(cli, site)["services"]["registry"]["url"]
-    r = requests.get(f"{registry}/v2/charts/webapp/tags/list", auth=credentials(site),
-                     verify=str(site / "pki" / "ca.pem"), timeout=10)
+    session = registry_session(site, credentials(site), "repository:charts/webapp:pull")
+    r = session.get(f"{registry}/v2/charts/webapp/tags/list", timeout=10)
     assert r.status_code == 200 and r.json()["tags"] == ["1.0.0"]
 
 
@@ -158,9 +180,11 @@ def test_containerd_pulls_by_the_original_name_from_the_site(
             if (state / "sock").exists():
                 break
             time.sleep(0.1)
+        # the node's credential as k3s gives it to containerd's CRI: the pull account of registries.yaml
+        auth = next(iter(yaml.safe_load((site / "cluster" / "registries.yaml").read_text())["configs"].values()))
         pull = subprocess.run(["ctr", "--address", str(state / "sock"), "images", "pull", "--hosts-dir",
-                               str(hosts_dir), f"{everything.engine_image}"], capture_output=True, text=True,
-                              timeout=120)
+                               str(hosts_dir), "--user", f"{auth['auth']['username']}:{auth['auth']['password']}",
+                               f"{everything.engine_image}"], capture_output=True, text=True, timeout=120)
         assert pull.returncode == 0, pull.stdout + pull.stderr
         listed = subprocess.run(["ctr", "--address", str(state / "sock"), "images", "ls"], capture_output=True,
                                 text=True, check=True).stdout
@@ -172,19 +196,53 @@ def test_containerd_pulls_by_the_original_name_from_the_site(
         shutil.rmtree(state, ignore_errors=True)
 
 
-def test_the_site_registry_wants_the_site_credentials(everything: Everything, site: Path,
-                                                     cli: Callable[..., Run]) -> None:
+def test_the_cluster_credential_pulls_and_cannot_push_or_delete(everything: Everything, site: Path,
+                                                                 cli: Callable[..., Run], skopeo: str,
+                                                                 tmp_path: Path) -> None:
     assert cli("site", "up", site).code == 0
     assert cli("import", everything.bundle, "--site", site).code == 0
     registry = status(cli, site)["services"]["registry"]["url"]
-    ca = str(site / "pki" / "ca.pem")
+    host = registry.removeprefix("https://")
     manifest = f"{registry}/v2/charts/webapp/manifests/1.0.0"
     accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-    assert requests.get(manifest, headers=accept, verify=ca, timeout=10).status_code == 401
-    assert requests.post(f"{registry}/v2/evil/blobs/uploads/", verify=ca, timeout=10).status_code == 401
-    wrong = requests.get(manifest, headers=accept, auth=("site", "guess"), verify=ca, timeout=10)
-    assert wrong.status_code == 401
-    assert requests.get(manifest, headers=accept, auth=credentials(site), verify=ca, timeout=10).status_code == 200
+    cluster = yaml.safe_load((site / "cluster" / "registries.yaml").read_text())["configs"][host]["auth"]
+    node = (cluster["username"], cluster["password"])  # what every cluster node holds
+    assert node == credentials(site)
+
+    anonymous = registry_session(site, None, "repository:charts/webapp:pull")
+    assert anonymous.get(manifest, headers=accept, timeout=10).status_code == 401
+    assert registry_session(site, ("site", "guess"), "repository:charts/webapp:pull").headers["X-Token-Status"] == "401"
+    pull = registry_session(site, node, "repository:charts/webapp:pull")
+    r = pull.get(manifest, headers=accept, timeout=10)
+    assert r.status_code == 200
+    digest = r.headers["Docker-Content-Digest"]
+
+    # the node asks for push and delete too: the token it gets does not carry them, the registry refuses
+    greedy = registry_session(site, node, "repository:charts/webapp:pull,push,delete")
+    assert greedy.post(f"{registry}/v2/charts/webapp/blobs/uploads/", timeout=10).status_code in (401, 403)
+    assert greedy.put(manifest, data=r.content, timeout=10,
+                      headers={"Content-Type": r.headers["Content-Type"]}).status_code in (401, 403)
+    assert greedy.delete(f"{registry}/v2/charts/webapp/manifests/{digest}", timeout=10).status_code in (401, 403)
+    assert pull.get(manifest, headers=accept, timeout=10).headers["Docker-Content-Digest"] == digest
+
+    # skopeo, an independent client, with the node's credential: reads, and cannot overwrite a tag
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    shutil.copy(site / "pki" / "ca.pem", certs / "ca.crt")
+    creds = ":".join(node)
+    image = f"docker://{host}/{everything.engine_image}"
+    read = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", creds, image],
+                          capture_output=True, text=True)
+    assert read.returncode == 0 and json.loads(read.stdout)["Digest"] == everything.digest, read.stderr
+    overwrite = subprocess.run([skopeo, "copy", "--src-cert-dir", str(certs), "--dest-cert-dir", str(certs),
+                                "--src-creds", creds, "--dest-creds", creds, "--format", "v2s2", image,
+                                image.rsplit(":", 1)[0] + ":latest"], capture_output=True, text=True)
+    assert overwrite.returncode != 0 and "denied" in overwrite.stderr
+    assert pull.get(manifest, headers=accept, timeout=10).headers["Docker-Content-Digest"] == digest
+    # the import account (never given out) can: that is what `bundler import` uses
+    importer = registry_session(site, credentials(site, "import-credentials.json"),
+                                "repository:charts/webapp:pull,push")
+    assert importer.post(f"{registry}/v2/charts/webapp/blobs/uploads/", timeout=10).status_code == 202
 
 
 def test_a_second_import_while_one_runs_is_refused_naming_the_holder(

@@ -134,6 +134,44 @@ def test_a_delta_carries_only_the_new_bytes_and_ends_identical(
     assert site_view(upgraded, upgraded_registry, versions.refs) == site_view(fresh, fresh_registry, versions.refs)
 
 
+def test_a_delta_and_its_full_bundle_are_one_release(
+        versions: Versions, registry_factory: Callable[[], Registry], keys: Keys, cli: Callable[..., Run],
+        tmp_path: Path) -> None:
+    delta, delta_digest = load_manifest(versions.v2_delta)
+    full, full_digest = load_manifest(versions.v2_full)
+    assert delta_digest != full_digest and delta.content_digest == full.content_digest
+    assert json.loads(cli("inspect", versions.v2_delta, "--json").out)["content_digest"] == full.content_digest
+
+    def imported(bundle: Path, site: Path) -> dict[str, object]:
+        r = cli("import", bundle, "--site", site, "--json")
+        assert r.code == 0, r.err
+        return dict(json.loads(r.out))
+
+    after_delta = make_site(cli, registry_factory(), keys, tmp_path / "after-delta")
+    imported(versions.v1, after_delta)
+    imported(versions.v2_delta, after_delta)
+    again = imported(versions.v2_full, after_delta)  # nothing is missing: nothing is sent
+    assert again["bytes_sent"] == 0 and not any(again["added"].values())  # type: ignore[attr-defined]
+
+    after_full = make_site(cli, registry_factory(), keys, tmp_path / "after-full")
+    imported(versions.v1, after_full)
+    imported(versions.v2_full, after_full)
+    again = imported(versions.v2_delta, after_full)
+    assert again["bytes_sent"] == 0 and not any(again["added"].values())  # type: ignore[attr-defined]
+
+    # the same name and version with other content (one update less) is still refused
+    other = versions.work / "profile-2.0.0-other.yaml"
+    other.write_text((versions.work / "profile-2.0.0.yaml").read_text().replace(
+        "    - path: edge-tools_1.0.0_all.deb\n      approve: [line-1]\n", ""))
+    built = subprocess.run([sys.executable, "-m", "bundler.cli", "build", str(other), "-o", "v2-other.bundle.tar",
+                            "--key", str(keys.release.key)], cwd=versions.work, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    refused = cli("import", versions.work / "v2-other.bundle.tar", "--site", after_full)
+    assert refused.code == 3 and "the same version with different content" in refused.err
+    versions_seen = [b["version"] for b in json.loads((after_full / "state.json").read_text())["bundles"]]
+    assert versions_seen == ["1.0.0", "2.0.0", "2.0.0"]
+
+
 def test_a_delta_on_a_site_without_its_base_is_refused_before_writing(
         versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
     site = make_site(cli, registry, keys, tmp_path / "site")
