@@ -181,8 +181,8 @@ class SiteApp:
             env["CONTENT_LENGTH"] = environ["CONTENT_LENGTH"]
         if environ.get("HTTP_CONTENT_ENCODING"):
             env["HTTP_CONTENT_ENCODING"] = environ["HTTP_CONTENT_ENCODING"]
-        if environ.get("HTTP_GIT_PROTOCOL"):
-            env["GIT_PROTOCOL"] = environ["HTTP_GIT_PROTOCOL"]
+        # No GIT_PROTOCOL: upload-pack speaks protocol v0, which refuses a `want` not reachable from an
+        # advertised ref. Protocol v2 serves any object it has by id, the hidden staging refs' too.
         proc = subprocess.Popen([git.git_binary(), "http-backend"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 env=env)
         assert proc.stdin is not None and proc.stdout is not None

@@ -181,6 +181,42 @@ def test_wrong_password_anonymous_and_push_are_refused(
     assert refs_of(site / "git" / "config.git")["refs/heads/main"] == refs_of(source)["refs/heads/main"]
 
 
+def test_only_published_refs_are_served_smart_http_only(
+        source: Path, site: Path, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """A refused or running import leaves objects under refs/bundler/ and in packs: no client sees them."""
+    import requests
+
+    assert cli("build", profile(tmp_path, source, "1.0.0"), "-o", "v1.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "v1.bundle.tar", "--site", site).code == 0
+    assert cli("site", "up", site).code == 0
+    repo = site / "git" / "config.git"
+    staged = git("rev-parse", "refs/heads/experimental", cwd=source)  # as if a refused import had staged it
+    git("fetch", "-q", source, "refs/heads/experimental:refs/bundler/incoming/refs/heads/experimental", cwd=repo)
+    assert git("cat-file", "-t", staged, cwd=repo) == "commit"
+
+    remote = git("ls-remote", site_url(site, cli), cwd=tmp_path, env=clone_env(site))
+    assert "refs/heads/main" in remote and "refs/bundler" not in remote and staged not in remote
+    url = site_url(site, cli, credentials=False)
+    creds = json.loads((site / "credentials.json").read_text())
+    ca = clone_env(site)["GIT_SSL_CAINFO"]
+    for path in ("/info/refs", "/objects/info/packs", "/HEAD", f"/objects/{staged[:2]}/{staged[2:]}",
+                 "/info/refs?service=git-frobnicate"):
+        r = requests.get(url + path, auth=(creds["username"], creds["password"]), verify=ca, timeout=10)
+        assert r.status_code == 403 and "smart HTTP only" in r.text, (path, r.status_code)
+        assert "refs/bundler" not in r.text
+    fetched = tmp_path / "fetched"
+    git("init", "-q", fetched, cwd=tmp_path)
+    out = git("fetch", site_url(site, cli), staged, cwd=fetched, env=clone_env(site), check=False)
+    assert "does not allow request for unadvertised object" in out, out
+    # a client that asks anyway (protocol v2 would serve any object by id): upload-pack refuses it
+    want = f"want {staged}\n"
+    body = f"{len(want) + 4:04x}{want}0000" + "0009done\n"
+    r = requests.post(url + "/git-upload-pack", data=body.encode(), auth=(creds["username"], creds["password"]),
+                      headers={"Content-Type": "application/x-git-upload-pack-request", "Git-Protocol": "version=2"},
+                      verify=ca, timeout=10)
+    assert b"not our ref" in r.content and b"PACK" not in r.content
+
+
 def test_unreachable_repository_and_missing_ref(cli: Callable[..., Run], source: Path, tmp_path: Path) -> None:
     gone = cli("build", profile(tmp_path, tmp_path / "no-such-repo", "1.0.0"))
     assert gone.code == 4 and "cannot fetch repository" in gone.err and "Traceback" not in gone.err

@@ -1,0 +1,176 @@
+"""The site's services as a technician runs them: `site up` that fails half-way stops what it started
+and says why; `site status` exits 4 when a service is down; an older site is upgraded by `site up`
+without breaking the cluster's credential."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+import yaml
+
+from bundler.site.registry_process import free_port
+from tests.conftest import Keys, Run
+
+
+def init(cli: Callable[..., Run], directory: Path, keys: Keys, registry_port: int, http_port: int) -> None:
+    r = cli("site", "init", directory, "--trust-key", keys.release.pub,
+            "--registry-listen", f"127.0.0.1:{registry_port}", "--http-listen", f"127.0.0.1:{http_port}")
+    assert r.code == 0, r.err
+
+
+def alive(site: Path) -> list[str]:
+    """The services whose recorded process still runs."""
+    running = []
+    for pid_file in (site / "run").glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+            running.append(pid_file.stem)
+        except (OSError, ValueError):
+            pass
+    return running
+
+
+@pytest.fixture
+def occupied() -> Iterator[int]:
+    """A loopback port something else listens on (and never answers TLS)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_site_up_failing_on_the_registry_stops_the_https_service_and_says_why(
+        cli: Callable[..., Run], keys: Keys, tmp_path: Path, occupied: int) -> None:
+    site = tmp_path / "site"
+    http_port = free_port()
+    init(cli, site, keys, occupied, http_port)
+    up = cli("site", "up", site)
+    assert up.code != 0
+    assert "the site's registry service stopped at start" in up.err and "address already in use" in up.err
+    assert "logs/registry.log" in up.err and "Traceback" not in up.err and "level=" not in up.err
+    assert alive(site) == []
+    with socket.socket() as s:  # the HTTPS service that did start is gone: its port is free again
+        s.bind(("127.0.0.1", http_port))
+    status = cli("site", "status", site, "--json")
+    assert status.code == 4 and not any(s["healthy"] for s in json.loads(status.out)["services"].values())
+
+
+def test_site_up_failing_on_the_https_service_starts_no_registry(
+        cli: Callable[..., Run], keys: Keys, tmp_path: Path, occupied: int) -> None:
+    site = tmp_path / "site"
+    registry_port = free_port()
+    init(cli, site, keys, registry_port, occupied)
+    up = cli("site", "up", site)
+    assert up.code != 0 and "the site's http service" in up.err and "Address already in use" in up.err, up.err
+    assert alive(site) == []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", registry_port))
+
+
+def test_site_status_exits_4_while_a_service_is_down(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    init(cli, site, keys, free_port(), free_port())
+    try:
+        assert cli("site", "up", site).code == 0
+        healthy = cli("site", "status", site, "--json")
+        assert healthy.code == 0, healthy.err
+        info = json.loads(healthy.out)
+        for key in ("ca_file", "credentials_file"):
+            assert Path(info[key]).is_absolute() and Path(info[key]).exists()
+        assert Path(info["services"]["updates"]["apt_key_file"]).is_absolute()
+
+        os.kill(int((site / "run" / "registry.pid").read_text()), signal.SIGKILL)  # the registry dies
+        time.sleep(0.3)
+        down = cli("site", "status", site, "--json")
+        assert down.code == 4
+        services = json.loads(down.out)["services"]
+        assert not services["registry"]["healthy"] and services["git"]["healthy"]
+        text = cli("site", "status", site)
+        assert text.code == 4 and "NOT answering" in text.out and f"bundler site up {site}" in text.err
+        assert cli("site", "up", site).code == 0  # starts only the registry again
+        assert cli("site", "status", site).code == 0
+    finally:
+        cli("site", "down", site)
+
+
+def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
+        cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
+    """A site made by the previous bundler: one account (scrypt in users.json, bcrypt htpasswd for the
+    registry) that the cluster holds. After `site up` that password still pulls, and no longer pushes."""
+    site = tmp_path / "site"
+    init(cli, site, keys, free_port(), free_port())
+    client = json.loads((site / "credentials.json").read_text())
+    # turn it into the older layout: no import account, no token key, an htpasswd registry
+    import base64
+    import hashlib
+
+    from bundler.site.auth import SCRYPT
+
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(client["password"].encode(), salt=salt, dklen=32, **SCRYPT)
+    (site / "users.json").write_text(json.dumps(
+        {client["username"]: f"scrypt${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"}))
+    (site / "import-credentials.json").unlink()
+    for name in ("token.pem", "token.key"):
+        (site / "pki" / name).unlink()
+    htpasswd = site / "registry" / "htpasswd"
+    htpasswd.parent.mkdir(exist_ok=True)
+    htpasswd.write_bytes(client["username"].encode() + b":" + bcrypt.hashpw(client["password"].encode(),
+                                                                            bcrypt.gensalt(4)) + b"\n")
+    from bundler.site.config import load_site
+    from bundler.site.registry_process import registry_binary, registry_config
+
+    config = load_site(site)
+    assert config.registry_listen is not None and registry_binary() is not None
+    old = registry_config(site / "registry" / "storage", config.registry_listen, htpasswd,
+                          (site / "pki" / "server.pem", site / "pki" / "server.key"))
+    (site / "registry" / "config.yml").write_text(yaml.safe_dump(old))
+    import subprocess
+
+    (site / "logs").mkdir(exist_ok=True)
+    old_registry = subprocess.Popen([registry_binary() or "", "serve", str(site / "registry" / "config.yml")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (site / "run").mkdir(exist_ok=True)
+    (site / "run" / "registry.pid").write_text(str(old_registry.pid))
+    ca = str(site / "pki" / "ca.pem")
+    for _ in range(100):
+        try:
+            if requests.get(f"{config.registry_url}/v2/", auth=(client["username"], client["password"]), verify=ca,
+                            timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    try:
+        up = cli("site", "up", site)
+        assert up.code == 0, up.err
+        assert old_registry.wait(10) is not None  # restarted on the token configuration
+        assert json.loads((site / "credentials.json").read_text()) == client  # the cluster's password is unchanged
+        assert (site / "import-credentials.json").exists()
+        challenge = requests.get(f"{config.registry_url}/v2/", verify=ca, timeout=5)
+        assert challenge.status_code == 401 and challenge.headers["WWW-Authenticate"].startswith("Bearer ")
+        realm = f"{config.http_url}/token"
+        scope = "repository:docker.io/library/app:pull,push"
+        token = requests.get(realm, params={"service": "bundler-site", "scope": scope},
+                             auth=(client["username"], client["password"]), verify=ca, timeout=5)
+        assert token.status_code == 200
+        claims = json.loads(base64.urlsafe_b64decode(token.json()["token"].split(".")[1] + "=="))
+        assert claims["access"] == [{"type": "repository", "name": "docker.io/library/app", "actions": ["pull"]}]
+        bearer = {"Authorization": f"Bearer {token.json()['token']}"}
+        assert requests.get(f"{config.registry_url}/v2/", headers=bearer, verify=ca, timeout=5).status_code == 200
+        push = requests.post(f"{config.registry_url}/v2/docker.io/library/app/blobs/uploads/", headers=bearer,
+                             verify=ca, timeout=5)
+        assert push.status_code in (401, 403)
+        assert cli("site", "up", site).code == 0  # a second run changes nothing and starts nothing new
+    finally:
+        cli("site", "down", site)
+        if old_registry.poll() is None:
+            old_registry.kill()
