@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test unit integration lint bench demo demo-stop clean
+.PHONY: install deps test unit integration lint bench demo demo-stop clean
 
 install: $(VENV)/.installed
 
@@ -13,13 +13,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-test: install
+# Debian packages (installed when root, else the command to run is printed) and the Docker engine
+deps:
+	devtools/deps.sh --engine
+
+test: install deps
 	$(BIN)/pytest -q
 
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-integration: install
+integration: install deps
 	$(BIN)/pytest -q tests/integration
 
 lint: install
@@ -27,9 +31,11 @@ lint: install
 	$(BIN)/mypy bundler
 
 bench: install
+	devtools/deps.sh
 	$(BIN)/python -m devtools.bench
 
 demo: install
+	devtools/deps.sh
 	$(BIN)/python -m devtools.demo
 
 demo-stop: install

@@ -392,7 +392,10 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
 
 @site.command("up")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def site_up(directory: Path) -> None:
+@click.option("--foreground", is_flag=True,
+              help="then stay: watch the services, exit 4 when one stops answering (what `site install` runs)")
+@click.option("--check-interval", type=click.FloatRange(0.1), default=5.0, hidden=True)
+def site_up(directory: Path, foreground: bool, check_interval: float) -> None:
     """Start the site's services in the background: the HTTPS service (the registry's token server,
     Git server, update cache) and the embedded registry (TLS from the site CA, token auth).
 
@@ -405,11 +408,46 @@ def site_up(directory: Path) -> None:
     Example:
       bundler site up ./site
     """
+    from bundler.site.service import site_down as down
     from bundler.site.service import site_up as up
 
     site = up(directory)
     click.echo(f"site {site.directory} is up: Git at {site.http_url}/git/<name>.git (CA {site.ca_file}, "
                f"credentials in {site.credentials_file})")
+    if foreground:
+        import signal
+        import threading
+
+        from bundler.site.service import supervise
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            supervise(directory, stop, check_interval)  # raises (exit 4) when a service stays down
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            down(directory)
+
+
+@site.command("install")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default="/etc/systemd/system",
+              show_default=True, help="where to write the systemd unit")
+def site_install(directory: Path, unit_dir: Path) -> None:
+    """Write a systemd unit so the site's services start at boot and restart on failure.
+
+    The unit runs `bundler site up DIRECTORY --foreground` and `site down` to stop.
+
+    \b
+    Example:
+      bundler site install /srv/site
+      systemctl daemon-reload && systemctl enable --now bundler-site-site.service
+    """
+    from bundler.site.systemd import install_unit
+
+    path = install_unit(directory, unit_dir)
+    click.echo(f"wrote {path}; enable it with: systemctl daemon-reload && systemctl enable --now {path.name}")
 
 
 @site.command("receipt")

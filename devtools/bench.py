@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.oci.client import RegistryClient
+from bundler.oci.reference import ImageReference
 from bundler.site.registry_process import RegistryProcess, free_port, start_registry
 from devtools import images as im
 
@@ -164,6 +165,12 @@ def default_site(bundler: list[str], name: str) -> Iterator[DefaultSite]:
         run([*bundler, "site", "down", name])
 
 
+def site_repo(ref: str) -> str:
+    """Where bundler import puts an image on the site: `<source host>/<path>:<tag>`."""
+    parsed = ImageReference.parse(ref)
+    return f"{parsed.site_repository}:{parsed.tag}"
+
+
 def fresh_registry(name: str) -> RegistryProcess:
     shutil.rmtree(WORK / name, ignore_errors=True)
     return start_registry(WORK / name)
@@ -224,7 +231,7 @@ def main() -> None:
             t, rss = run([*bundler, "import", "bench.bundle.tar", "--site", "site-dir"])
             re_b.append(t)
             rss_import.append(rss)
-            pull_site.append(run_all([[*pull, *site.pull_options, f"docker://{site.host}/{ref.split('/', 1)[1]}",
+            pull_site.append(run_all([[*pull, *site.pull_options, f"docker://{site.host}/{site_repo(ref)}",
                                        f"oci:{WORK / 'pulled-site'}:{i}"] for i, ref in enumerate(refs)]))
         shutil.rmtree(WORK / "pulled-site", ignore_errors=True)
 
@@ -233,7 +240,7 @@ def main() -> None:
         run([*bundler, "site", "init", "plain-dir", "--registry", plain.url, "--trust-key", "release.pub",
              "--http-listen", f"127.0.0.1:{free_port()}"])
         plain_b.append(run([*bundler, "import", "bench.bundle.tar", "--site", "plain-dir"])[0])
-        pull_plain.append(run_all([[*pull, "--src-tls-verify=false", f"docker://{plain.address}/{ref.split('/', 1)[1]}",
+        pull_plain.append(run_all([[*pull, "--src-tls-verify=false", f"docker://{plain.address}/{site_repo(ref)}",
                                     f"oci:{WORK / 'pulled-plain'}:{i}"] for i, ref in enumerate(refs)]))
         shutil.rmtree(WORK / "pulled-plain", ignore_errors=True)
         plain.stop()

@@ -1,9 +1,11 @@
 """`make demo`: the main job on local sample sources, start to finish, with real registries.
 
-Starts a source registry (127.0.0.1:15000) and a site registry (127.0.0.1:15001) from the
-Distribution binary, pushes the sample images, makes two keys (release, security), builds and
-signs profiles/demo.yaml, verifies it, countersigns it, imports it into a site under .demo/site that
-needs both signatures, and prints how to pull from the site. `--stop` stops both registries.
+Starts a source registry (127.0.0.1:15000) from the Distribution binary, pushes the sample images,
+makes two keys (release, security), builds and signs profiles/demo.yaml, verifies it, countersigns
+it, then makes the default site a technician makes (`site init` + `site up` under .demo/site: the
+embedded registry on 127.0.0.1:15001 with TLS and token auth, the HTTPS service on 127.0.0.1:15443)
+that needs both signatures, imports the bundle, and prints how to pull from the site with the
+cluster's (pull-only) account. `--stop` stops the site and the source registry.
 """
 
 from __future__ import annotations
@@ -71,11 +73,9 @@ def main() -> None:
     stop()
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
-    registries = {}
-    for name, port in (("source", SOURCE_PORT), ("site-registry", SITE_PORT)):
-        registries[name] = start_registry(DEMO / name, port=port)
-        (DEMO / name / "pid").write_text(str(registries[name].process.pid))
-        print(f"started the {name} registry at {registries[name].url}")
+    source = start_registry(DEMO / "source", port=SOURCE_PORT)
+    (DEMO / "source" / "pid").write_text(str(source.process.pid))
+    print(f"started the source registry at {source.url}")
 
     samples = push_samples(RegistryClient(f"127.0.0.1:{SOURCE_PORT}"))
     wanted = {str(spec.ref) for spec in load_profile(PROFILE).images}
@@ -101,28 +101,31 @@ def main() -> None:
     bundler("inspect", bundle)
     bundler("verify", bundle, "--key", "release.pub")
     bundler("sign", bundle, "--key", "security.key")
-    bundler("site", "init", "site", "--registry", f"http://127.0.0.1:{SITE_PORT}",
+    bundler("site", "init", "site", "--registry-listen", f"127.0.0.1:{SITE_PORT}",
             "--trust-key", "release.pub", "--trust-key", "security.pub", "--threshold", "2",
             "--http-listen", f"127.0.0.1:{GIT_PORT}", "--group", "line-1")
-    bundler("import", bundle, "--site", "site")
-    bundler("import", bundle, "--site", "site")
     bundler("site", "up", "site")
+    bundler("import", bundle, "--site", "site")
+    bundler("import", bundle, "--site", "site")
     bundler("site", "status", "site")
     bundler("updates", "list", "--site", "site")
 
-    hello = f"127.0.0.1:{SITE_PORT}/127.0.0.1_{SOURCE_PORT}/demo/hello:1.0"
+    site = f"127.0.0.1:{SITE_PORT}"
+    hello = f"{site}/127.0.0.1_{SOURCE_PORT}/demo/hello:1.0"
     print(f"""
-The site registry now serves every image under its source name, with the same digests:
-  curl -s http://127.0.0.1:{SITE_PORT}/v2/_catalog
-  skopeo inspect --tls-verify=false docker://{hello}
-  docker pull {hello} && docker run --rm {hello}     # prints: hello from the site registry
-  helm install hello oci://127.0.0.1:{SITE_PORT}/charts/hello-chart --version 0.2.0 --plain-http
-  cat .demo/site/cluster/flux/helm-repository.yaml    # for Flux users
+The site registry (TLS from the site CA, token auth) serves every image under its source name, with
+the same digests, to the cluster's pull-only account in .demo/site/credentials.json:
+  CREDS=site:$(jq -r .password .demo/site/credentials.json)
+  mkdir -p .demo/certs && cp .demo/site/pki/ca.pem .demo/certs/ca.crt
+  skopeo inspect --cert-dir .demo/certs --creds $CREDS docker://{hello}
+  skopeo list-tags --cert-dir .demo/certs --creds $CREDS docker://{site}/charts/hello-chart
+  cat .demo/site/cluster/registries.yaml              # for K3s: pulls docker.io/... names from the site
+  cat .demo/site/cluster/flux/helm-repository.yaml    # for Flux users (and the secrets it names)
   GIT_SSL_CAINFO=.demo/site/pki/ca.pem git clone \\
-      https://site:$(jq -r .password .demo/site/credentials.json)@127.0.0.1:{GIT_PORT}/git/gitops.git
+      https://$CREDS@127.0.0.1:{GIT_PORT}/git/gitops.git
   # apt clients of group line-1 (signature checking on):
   echo "deb [signed-by=$PWD/.demo/site/updates/apt-key.gpg] https://127.0.0.1:{GIT_PORT}/updates/apt line-1 main"
-The registries and the site's Git server keep running; `make demo-stop` stops them. The bundle is .demo/{bundle}.""")
+The site and the source registry keep running; `make demo-stop` stops them. The bundle is .demo/{bundle}.""")
 
 
 if __name__ == "__main__":

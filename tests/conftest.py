@@ -38,7 +38,12 @@ class Registry:
     host: str  # 127.0.0.1:PORT
 
     def catalog(self) -> list[str]:
-        return list(requests.get(f"{self.url}/v2/_catalog", timeout=10).json()["repositories"] or [])
+        """Repositories with content; bundler's quarantine repository (blobs waiting for the rest of
+        an import, never tagged, emptied at the end of each import) is left out."""
+        from bundler.site.registry import QUARANTINE
+
+        names = requests.get(f"{self.url}/v2/_catalog", timeout=10).json()["repositories"] or []
+        return [name for name in names if name != QUARANTINE]
 
 
 def _docker_client() -> Any | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[s
             problems.append(f"{path}: listed in {layout.MANIFEST} but missing from the bundle")
         elif member.size != entry.size:
             problems.append(f"{path}: {member.size} bytes, {layout.MANIFEST} says {entry.size}")
+        if path.startswith(layout.OCI_BLOBS) and path[len(layout.OCI_BLOBS):] != entry.sha256:
+            problems.append(f"{path}: {layout.MANIFEST} gives it sha256 {entry.sha256}, not the digest it is named by")
     for path in sorted(reader.members):
         if path not in manifest.files and path not in (layout.MANIFEST, layout.SIGNATURES):
             problems.append(f"{path}: in the bundle but not listed in {layout.MANIFEST}")
@@ -90,20 +92,44 @@ def hash_member(reader: BundleReader, name: str, progress: Callable[[int], None]
 
 
 def payload_problems(reader: BundleReader, manifest: BundleManifest, jobs: int,
-                     progress: Callable[[int], None]) -> list[str]:
-    """Hash every listed file that is present with the right size, in parallel; report mismatches."""
-    names = [p for p, e in manifest.files.items() if p in reader.members and reader.members[p].size == e.size]
+                     progress: Callable[[int], None], streamed: Collection[str] = ()) -> list[str]:
+    """Hash every listed file that is present with the right size, in parallel; report mismatches.
+    `streamed`: files the caller hashes as it sends them (verified_chunks), not read here."""
+    names = [p for p, e in manifest.files.items()
+             if p in reader.members and reader.members[p].size == e.size and p not in streamed]
     names.sort(key=lambda p: -manifest.files[p].size)  # big first: the pool finishes evenly
     digests = dict(zip(names, run_parallel(lambda n: hash_member(reader, n, progress), names, jobs), strict=True))
     return [f"{p}: sha256 is {d}, {layout.MANIFEST} says {manifest.files[p].sha256}"
             for p, d in sorted(digests.items()) if d != manifest.files[p].sha256]
 
 
+def verified_chunks(reader: BundleReader, name: str, sha256: str) -> Iterator[bytes]:
+    """A member's bytes, hashed as they pass: the last chunk is held back until the digest matches,
+    so a receiver (a registry upload) never gets a complete wrong copy. IntegrityError otherwise."""
+    h = hashlib.sha256()
+    pending = b""
+    for chunk in reader.iter_member(name):
+        if pending:
+            yield pending
+        h.update(chunk)
+        pending = chunk
+    if h.hexdigest() != sha256:
+        raise IntegrityError(f"{name}: sha256 is {h.hexdigest()}, {layout.MANIFEST} says {sha256}")
+    if pending:
+        yield pending
+
+
 def image_graph(reader: BundleReader, ref: str, digest: str, media_type: str) -> media.ImageGraph:
-    """An image's (or chart's) manifests and blobs, read from the bundle; IntegrityError when malformed."""
+    """An image's (or chart's) manifests and blobs, read from the bundle and checked against their
+    digests as they are read; IntegrityError when changed or malformed."""
 
     def read(digest: str) -> bytes:
-        return reader.read_small(layout.blob_path(digest), media.MAX_MANIFEST_BYTES)
+        path = layout.blob_path(digest)
+        data = reader.read_small(path, media.MAX_MANIFEST_BYTES)
+        actual = hashlib.sha256(data).hexdigest()
+        if digest.startswith("sha256:") and actual != digest[7:]:
+            raise IntegrityError(f"{path}: sha256 is {actual}, {layout.MANIFEST} says {digest[7:]}")
+        return data
 
     try:
         return media.walk_image(read, digest, media_type)

@@ -347,6 +347,13 @@ class RegistryClient:
                 backoff(attempt)
         raise UnreachableError(f"could not upload {digest} to {self.host}/{repo}")  # pragma: no cover
 
+    def unlink_blob(self, repo: str, digest: str) -> bool:
+        """Remove `repo`'s link to a blob (the blob stays for other repositories); False where the
+        registry does not allow deletes (or had no such link)."""
+        r = self.request("DELETE", f"/v2/{repo}/blobs/{digest}", repo=repo)
+        r.close()
+        return r.status_code == 202
+
     def list_tags(self, repo: str) -> list[str]:
         tags: list[str] = []
         url: str | None = f"/v2/{repo}/tags/list?n=1000"

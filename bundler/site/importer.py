@@ -16,7 +16,7 @@ import datetime as dt
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, UpdateEntry
@@ -32,7 +32,7 @@ from bundler.bundle.verify import (
     structure_problems,
     verify_file,
 )
-from bundler.errors import BundlerError, RefusedError, UnreachableError
+from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
@@ -225,6 +225,14 @@ def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
             hint="free space on that disk (or move the site to a larger one), then run the same command again")
 
 
+def refuse(report: VerifyReport, reader: BundleReader, digest: str, exc: IntegrityError, bundle: Path) -> NoReturn:
+    """A payload found changed while it was read: refuse it as the verifier would, naming a damaged part."""
+    report.problems.append(exc.message)
+    report.problems += part_problems(reader, digest, True)
+    report.raise_if_failed(str(bundle))
+    raise exc
+
+
 def import_bundle(options: ImportOptions) -> ImportResult:
     site = load_site(options.site)
     policy = site.policy()
@@ -273,16 +281,23 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             write_cluster_config(site, state)
             return result
 
+        try:
+            plans = [plan(reader, artifact) for artifact in artifacts]  # manifests read and checked once
+        except IntegrityError as exc:
+            refuse(report, reader, digest, exc, options.bundle)
+        # blobs the registry gets are hashed as they stream to it (registry.seed), not read twice; a
+        # dry run sends nothing, so it reads everything here
+        streamed = set() if options.dry_run else {layout.blob_path(d) for p in plans for d, _ in p.blobs}
         total = sum(e.size for e in manifest.files.values())
-        with byte_progress("verifying", 2 * total) as progress:  # one display: read to verify, then to send
-            report.problems += payload_problems(reader, manifest, options.jobs, progress.advance)
+        with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
+                                                    if p not in streamed)) as progress:
+            report.problems += payload_problems(reader, manifest, options.jobs, progress.advance, streamed)
             report.problems += part_problems(reader, digest, bool(report.problems))
             report.raise_if_failed(str(options.bundle))
             report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
             report.raise_if_failed(str(options.bundle))
 
             progress.phase("planning")
-            plans = [plan(reader, artifact) for artifact in artifacts]  # each manifest read and parsed once
             located = check_requirements(site, manifest, plans, client, options.jobs)
             intended = plan_import(site, reader, manifest, plans, client, options.jobs,
                                    count_blobs=options.dry_run or site.embedded_registry)
@@ -295,7 +310,10 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused rewrite stops here
             journal.step(options.bundle, digest, "transfer")
             try:
-                stats = seed(reader, plans, client, options.jobs, progress.advance, located)
+                try:
+                    stats = seed(reader, plans, client, options.jobs, progress.advance, located)
+                except IntegrityError as exc:  # a blob changed in the bundle: nothing was published
+                    refuse(report, reader, digest, exc, options.bundle)
 
                 def store(update: UpdateEntry) -> bool:
                     added = cache.store(reader, update)

@@ -1,13 +1,15 @@
 """Seed the site registry with the images and charts of a verified bundle.
 
 Order: every blob (HEAD first; mount from a repository that has it; else upload, streamed from the
-bundle file), then every manifest by digest (children before their index), and only then the tags.
+bundle file and hashed on the way: blobs by digest are the quarantine, invisible until a manifest
+names them), then every manifest by digest (children before their index), and only then the tags.
 A tag never points at something incomplete, and what the registry already has is not sent again.
 Images live under `<source host>/<path>`; charts under `<chart prefix>/<name>`, tagged by version.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, ChartEntry, ImageEntry
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import image_graph
+from bundler.bundle.verify import image_graph, verified_chunks
 from bundler.errors import BundlerError
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
@@ -116,6 +118,17 @@ def _not_carried(digest: str) -> Iterator[bytes]:
     yield b""  # pragma: no cover - makes this a generator
 
 
+QUARANTINE = "bundler/quarantine"  # where carried blobs wait, verified, until every blob of an import is in
+
+
+@dataclass(frozen=True)
+class _Staged:
+    digest: str
+    size: int
+    lacking: tuple[str, ...]  # target repositories without the blob
+    source: str | None  # where it can be mounted from (a target that has it, the quarantine, the site)
+
+
 def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
          progress: Callable[[int], None], located: dict[str, str] | None = None) -> SeedStats:
     stats = SeedStats()
@@ -127,22 +140,46 @@ def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: 
             if p.artifact.repo not in repos:
                 repos.append(p.artifact.repo)
 
-    def push_blob(item: tuple[str, tuple[int, list[str]]]) -> None:
-        digest, (size, repos) = item
+    def chunks(digest: str) -> Callable[[], Iterator[bytes]]:
         path = layout.blob_path(digest)
-        carried = path in reader.members
-        have: list[str] = [] if carried or not located or digest not in located else [located[digest]]
-        for repo in repos:
-            if client.blob_exists(repo, digest):
-                stats.count(unchanged="blobs")
-            else:
-                chunks = (lambda: reader.iter_member(path)) if carried else (lambda: _not_carried(digest))
-                how = client.push_blob(repo, digest, size, chunks, mount_from=have[:1])
-                stats.count(added="blobs", sent=size if how == "uploaded" else 0)
-            have.append(repo)
-        progress(size)
+        if path in reader.members:  # hashed as it streams: a changed blob never arrives whole
+            return lambda: verified_chunks(reader, path, digest[7:])
+        return lambda: _not_carried(digest)
 
-    run_parallel(push_blob, sorted(repos_by_blob.items(), key=lambda item: -item[1][0]), jobs)
+    # 1. every carried blob that no target repository has goes to the quarantine repository first:
+    #    a target repository shows in the registry's catalog once it links a blob, so none links any
+    #    before every blob of the bundle arrived and matched its digest
+    def stage(item: tuple[str, tuple[int, list[str]]]) -> _Staged:
+        digest, (size, repos) = item
+        lacking = tuple(repo for repo in repos if not client.blob_exists(repo, digest))
+        for _ in range(len(repos) - len(lacking)):
+            stats.count(unchanged="blobs")
+        source = next((repo for repo in repos if repo not in lacking), None)
+        carried, read = layout.blob_path(digest) in reader.members, False
+        if lacking and source is None:
+            if not carried:
+                source = (located or {}).get(digest)  # a delta's base, elsewhere on the site
+            else:
+                source = QUARANTINE
+                if not client.blob_exists(QUARANTINE, digest):  # there already: an interrupted import
+                    client.push_blob(QUARANTINE, digest, size, chunks(digest))
+                    stats.count(sent=size)
+                    read = True
+        if carried and not read:  # not sent, read once all the same: a damaged bundle is refused whole
+            collections.deque(chunks(digest)(), maxlen=0)
+        progress(size)
+        return _Staged(digest, size, lacking, source)
+
+    staged = run_parallel(stage, sorted(repos_by_blob.items(), key=lambda item: -item[1][0]), jobs)
+
+    # 2. link each blob into the repositories that lack it (a mount; an upload where mounts fail)
+    def link(item: tuple[_Staged, str]) -> None:
+        blob, repo = item
+        how = client.push_blob(repo, blob.digest, blob.size, chunks(blob.digest),
+                               mount_from=[blob.source] if blob.source else [])
+        stats.count(added="blobs", sent=blob.size if how == "uploaded" else 0)
+
+    run_parallel(link, [(blob, repo) for blob in staged for repo in blob.lacking], jobs)
 
     def push_manifests(p: Plan) -> bool:
         added = False
@@ -167,4 +204,7 @@ def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: 
             stats.count(unchanged=p.artifact.kind)
 
     run_parallel(publish, list(zip(plans, manifests_added, strict=True)), jobs)
+    # 3. the quarantine lets go of what it held (the blobs stay, linked by their repositories)
+    run_parallel(lambda blob: client.unlink_blob(QUARANTINE, blob.digest),
+                 [blob for blob in staged if blob.source == QUARANTINE], jobs)
     return stats

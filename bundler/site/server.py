@@ -314,7 +314,8 @@ def serve(directory: Path) -> None:
     server = wsgi.Server((host.strip("[]"), int(port)), SiteApp(site), numthreads=16, server_name="bundler-site")
     pki = site.directory / PKI_DIR
     server.ssl_adapter = BuiltinSSLAdapter(str(pki / SERVER_CERT), str(pki / SERVER_KEY))
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    # stop() joins the worker threads: from the handler (the main thread, inside serve) it would hang
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop, daemon=True).start())
     try:
         server.start()
     finally:

@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -164,6 +165,7 @@ def _registry_config_file(site: SiteConfig) -> Path:
     path = root / "config.yml"
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
+    (root / "htpasswd").unlink(missing_ok=True)  # an older site's basic auth: no longer read
     return path
 
 
@@ -269,6 +271,24 @@ def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
             stop()
         raise
     return site
+
+
+def supervise(directory: Path, stop: threading.Event, interval: float = 5.0, misses: int = 3) -> None:
+    """`site up --foreground` (what the systemd unit runs): after `site up`, check every service each
+    `interval` seconds; raise once one has failed `misses` checks in a row (systemd then restarts the
+    unit), return when `stop` is set."""
+    site = load_site(directory)
+    failed = {"registry": 0, "http": 0}
+    while not stop.wait(interval):
+        checks = {"http": http_healthy(site)}
+        if site.embedded_registry:
+            checks["registry"] = registry_healthy(site)
+        for name, healthy in checks.items():
+            failed[name] = 0 if healthy else failed[name] + 1
+            if failed[name] >= misses:
+                log = site.directory / LOG_DIR / f"{name}.log"
+                raise UnreachableError(f"the site's {name} service stopped answering: {failure_reason(log)}",
+                                       hint=f"full log: {log}")
 
 
 def site_down(directory: Path) -> bool:

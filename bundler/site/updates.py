@@ -205,6 +205,7 @@ def publish(site: SiteConfig) -> Path:
         approved = cache.approved(group)
         _publish_apt(site, target / "apt", group, [e for e in approved if e["kind"] == "deb"])
         _publish_rpm(site, cache, target / "rpm" / group, [e for e in approved if e["kind"] == "rpm"])
+        atomic_write(dnf_repo_file(site, group), dnf_repo(site, group).encode())
     link = cache.root / "published"
     tmp_link = cache.root / f".published.{os.getpid()}"
     tmp_link.unlink(missing_ok=True)
@@ -213,6 +214,21 @@ def publish(site: SiteConfig) -> Path:
     for old in sorted(releases.iterdir())[:-KEEP_RELEASES]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def dnf_repo_file(site: SiteConfig, group: str) -> Path:
+    """`DIR/updates/<group>.repo`, next to the apt key: copy it to a client's /etc/yum.repos.d/."""
+    return site.directory / UPDATES_DIR / f"{group}.repo"
+
+
+def dnf_repo(site: SiteConfig, group: str) -> str:
+    """A dnf/yum repository file for a client of `group`: the site's signed rpm repository over HTTPS."""
+    key = (site.directory / UPDATES_DIR / ASC_KEY).resolve()
+    return (f"# The site's rpm updates approved for {group}. gpgkey checks the repository metadata\n"
+            f"# (repo_gpgcheck); add your package vendors' keys to it for gpgcheck of the packages.\n"
+            f"[bundler-site-{group}]\nname=bundler site updates for {group}\n"
+            f"baseurl={site.http_url}/updates/rpm/{group}/\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\n"
+            f"gpgkey=file://{key}\nsslcacert={site.ca_file.resolve()}\nmetadata_expire=5m\n")
 
 
 def pool_path(entry: dict[str, Any]) -> str:

@@ -154,7 +154,7 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
         assert up.code == 0, up.err
         assert old_registry.wait(10) is not None  # restarted on the token configuration
         assert json.loads((site / "credentials.json").read_text()) == client  # the cluster's password is unchanged
-        assert (site / "import-credentials.json").exists()
+        assert (site / "import-credentials.json").exists() and not htpasswd.exists()
         challenge = requests.get(f"{config.registry_url}/v2/", verify=ca, timeout=5)
         assert challenge.status_code == 401 and challenge.headers["WWW-Authenticate"].startswith("Bearer ")
         realm = f"{config.http_url}/token"
@@ -174,3 +174,56 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
         cli("site", "down", site)
         if old_registry.poll() is None:
             old_registry.kill()
+
+
+def test_site_install_writes_a_unit_systemd_accepts_and_its_command_keeps_the_site_up(
+        cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
+    import shlex
+    import shutil
+    import subprocess
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is needed (Debian package systemd; .ci/run installs it)")
+    site = tmp_path / "store-7"
+    init(cli, site, keys, free_port(), free_port())
+    units = tmp_path / "units"
+    r = cli("site", "install", site, "--unit-dir", units)
+    assert r.code == 0, r.err
+    unit = units / "bundler-site-store-7.service"
+    assert f"systemctl enable --now {unit.name}" in r.out
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "bundler-site-store-7" not in verify.stderr, verify.stderr
+    broken = tmp_path / "broken.service"  # the check is real: systemd names what it cannot use
+    broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
+    complaint = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True).stderr
+    assert "restart specifier" in complaint
+
+    text = unit.read_text()
+    assert "Restart=on-failure" in text and "WantedBy=multi-user.target" in text
+    start = shlex.split(next(line for line in text.splitlines() if line.startswith("ExecStart="))[10:])
+    assert start[-2:] == [str(site.resolve()), "--foreground"]
+    service = subprocess.Popen([*start, "--check-interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        for _ in range(150):
+            if cli("site", "status", site).code == 0:
+                break
+            time.sleep(0.2)
+        assert cli("site", "status", site).code == 0
+        os.kill(int((site / "run" / "registry.pid").read_text()), signal.SIGKILL)  # the registry crashes
+        assert service.wait(30) == 4  # systemd restarts the unit on this exit
+        assert "the site's registry service stopped answering" in (service.stderr.read() if service.stderr else "")
+        assert alive(site) == []  # the unit's process stopped the rest on its way out
+
+        again = subprocess.Popen(start, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(150):
+            if cli("site", "status", site).code == 0:
+                break
+            time.sleep(0.2)
+        again.send_signal(signal.SIGTERM)  # systemctl stop
+        assert again.wait(30) == 0 and alive(site) == []
+    finally:
+        if service.poll() is None:
+            service.kill()
+        cli("site", "down", site)

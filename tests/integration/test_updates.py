@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -188,13 +189,12 @@ def test_bad_update_input(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
 
 
 def dnf(site: UpdateSite, root: Path, package_key: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """dnf against a private configuration: only the site's line-1 repository, gpgcheck and repo_gpgcheck on."""
+    """dnf against a private configuration: only the .repo file the site wrote for line-1 (gpgcheck and
+    repo_gpgcheck on), with the package vendor's key added to gpgkey as its comment says."""
     (root / "etc").mkdir(parents=True, exist_ok=True)
-    (root / "etc" / "site.repo").write_text(
-        "[site-line-1]\nname=site line-1\n"
-        f"baseurl={site.service('rpm_url')}/line-1/\n"
-        "enabled=1\ngpgcheck=1\nrepo_gpgcheck=1\n"
-        f"gpgkey=file://{package_key} {site.service('rpm_key_url')}\nsslcacert={site.ca}\n")
+    generated = (site.directory / "updates" / "line-1.repo").read_text()
+    assert "repo_gpgcheck=1" in generated and f"sslcacert={Path(site.ca).resolve()}" in generated
+    (root / "etc" / "site.repo").write_text(re.sub(r"(?m)^(gpgkey=.*)$", rf"\1 file://{package_key}", generated))
     (root / "etc" / "dnf.conf").write_text(f"[main]\nreposdir={root}/etc\ncachedir={root}/cache\n"
                                           f"logdir={root}/log\npersistdir={root}/persist\n")
     command = ["dnf", "-y", "-c", str(root / "etc" / "dnf.conf"), f"--installroot={root}/installroot",
