@@ -95,6 +95,7 @@ class RegistryClient:
         ca_file: str | None = None,
         pool_size: int = 16,
         retries: int = RETRIES,
+        writer: bool = False,
     ) -> None:
         self.host = host
         api_host = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host  # Docker Hub answers elsewhere
@@ -114,6 +115,9 @@ class RegistryClient:
             self._basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
         self._basic_loaded = credentials is not None
         self._tokens: dict[str, str] = {}
+        # a writer (an import) pushes to the repositories it reads: ask for both in the first token,
+        # not a pull token and then, at the first push, another round trip for a push one
+        self._writer = writer
         self._use_basic = False
         self._lock = threading.Lock()
 
@@ -155,7 +159,10 @@ class RegistryClient:
         params: list[tuple[str, str]] = []
         if h.service:
             params.append(("service", h.service))
-        params += [("scope", s) for s in (h.scope or "").split(" ") if s]
+        scopes = [s for s in (h.scope or "").split(" ") if s]
+        if self._writer:
+            scopes = [f"repository:{repo}:pull,push" if s == f"repository:{repo}:pull" else s for s in scopes]
+        params += [("scope", s) for s in scopes]
         headers = {"Authorization": f"Basic {basic}"} if basic else {}
         try:
             r = self.session.get(h.realm, params=params, headers=headers, timeout=(CONNECT_TIMEOUT, 30),

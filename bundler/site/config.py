@@ -107,7 +107,7 @@ class SiteConfig:
         if self.embedded_registry:  # TLS from the site CA; the import account (it pushes)
             user, password = load_credentials(self.directory, IMPORT_CREDENTIALS_FILE)
             return RegistryClient(parts.netloc, plain_http=False, ca_file=str(self.ca_file),
-                                  credentials=Credentials(user, password), pool_size=max(4, jobs))
+                                  credentials=Credentials(user, password), pool_size=max(4, jobs), writer=True)
         return RegistryClient(parts.netloc, plain_http=parts.scheme == "http", pool_size=max(4, jobs))
 
     def policy(self) -> TrustPolicy:

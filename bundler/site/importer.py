@@ -214,6 +214,10 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
     return receipt(site.directory.resolve().name, created, state.bundles, manifests, repos)
 
 
+def fits(site: SiteConfig, size: int) -> bool:
+    return size + DISK_MARGIN <= shutil.disk_usage(site.directory).free
+
+
 def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
     free = shutil.disk_usage(site.directory).free
     needed = plan.disk_needed(site)
@@ -299,8 +303,11 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
 
             progress.phase("planning")
             located = check_requirements(site, manifest, plans, client, options.jobs)
-            intended = plan_import(site, reader, manifest, plans, client, options.jobs,
-                                   count_blobs=options.dry_run or site.embedded_registry)
+            # the disk check needs the bytes of the blobs the registry lacks; when even every blob the
+            # bundle carries fits, there is no need to ask the registry about each one
+            carried = sum(e.size for e in manifest.files.values())  # a delta's base is not written again
+            count = options.dry_run or (site.embedded_registry and not fits(site, carried))
+            intended = plan_import(site, reader, manifest, plans, client, options.jobs, count_blobs=count)
             if options.dry_run:
                 result.plan = intended.to_dict()
                 return result
