@@ -374,6 +374,10 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
               groups: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
+    Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
+    the cluster gets) and the import account (import-credentials.json: push, for `bundler import`).
+    By default `site up` runs an embedded registry with TLS and token authentication.
+
     \b
     Example (two-person rule: release engineering builds, security countersigns):
       bundler site init ./site --registry http://127.0.0.1:5000 \\
@@ -387,7 +391,7 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")
     click.echo(f"Git server (after `bundler site up`): {config.http_url}/git/<name>.git; "
-               f"CA {config.ca_file}; client credentials in {config.credentials_file}")
+               f"CA {config.ca_file}; client (pull-only) credentials in {config.credentials_file}")
 
 
 @site.command("up")

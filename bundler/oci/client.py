@@ -346,6 +346,9 @@ class RegistryClient:
                 if put.status_code in RETRY_STATUS and attempt <= self.retries:
                     backoff(attempt)
                     continue
+                if put.status_code == 400 and "DIGEST_INVALID" in (text := _error_text(put)):
+                    put.close()  # the registry hashed the bytes and they are not this blob: nothing was stored
+                    raise IntegrityError(f"blob {digest}: the registry {self.host} refused it ({text})")
                 _expect(put, (201,), f"uploading blob {digest} to {self.host}/{repo}")
                 return "uploaded"
             except UnreachableError:

@@ -318,7 +318,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             journal.step(options.bundle, digest, "transfer")
             try:
                 try:
-                    stats = seed(reader, plans, client, options.jobs, progress.advance, located)
+                    stats = seed(reader, plans, client, options.jobs, progress.advance, located,
+                                 registry_verifies=site.embedded_registry)
                 except IntegrityError as exc:  # a blob changed in the bundle: nothing was published
                     refuse(report, reader, digest, exc, options.bundle)
 

@@ -19,7 +19,7 @@ from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, ChartEntry, ImageEntry
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import image_graph, verified_chunks
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, IntegrityError
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
@@ -130,7 +130,11 @@ class _Staged:
 
 
 def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
-         progress: Callable[[int], None], located: dict[str, str] | None = None) -> SeedStats:
+         progress: Callable[[int], None], located: dict[str, str] | None = None,
+         registry_verifies: bool = False) -> SeedStats:
+    """`registry_verifies`: the registry hashes every upload and refuses one whose bytes do not match
+    its digest (DIGEST_INVALID) before storing anything, as the embedded Distribution registry does;
+    then the bytes it receives are hashed there only, once. Otherwise they are hashed here too."""
     stats = SeedStats()
 
     repos_by_blob: dict[str, tuple[int, list[str]]] = {}
@@ -140,11 +144,20 @@ def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: 
             if p.artifact.repo not in repos:
                 repos.append(p.artifact.repo)
 
-    def chunks(digest: str) -> Callable[[], Iterator[bytes]]:
+    def chunks(digest: str, sent: bool = True) -> Callable[[], Iterator[bytes]]:
         path = layout.blob_path(digest)
-        if path in reader.members:  # hashed as it streams: a changed blob never arrives whole
-            return lambda: verified_chunks(reader, path, digest[7:])
-        return lambda: _not_carried(digest)
+        if path not in reader.members:
+            return lambda: _not_carried(digest)
+        if sent and registry_verifies:
+            return lambda: reader.iter_member(path)
+        return lambda: verified_chunks(reader, path, digest[7:])  # a changed blob never arrives whole
+
+    def push(repo: str, digest: str, size: int, mount_from: list[str]) -> str:
+        try:
+            return client.push_blob(repo, digest, size, chunks(digest), mount_from=mount_from)
+        except IntegrityError as exc:  # the registry's verdict on the bytes: name the file, as the verifier does
+            raise IntegrityError(f"{layout.blob_path(digest)}: its bytes do not match its digest "
+                                 f"({exc.message})") from None
 
     # 1. every carried blob that no target repository has goes to the quarantine repository first:
     #    a target repository shows in the registry's catalog once it links a blob, so none links any
@@ -162,11 +175,11 @@ def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: 
             else:
                 source = QUARANTINE
                 if not client.blob_exists(QUARANTINE, digest):  # there already: an interrupted import
-                    client.push_blob(QUARANTINE, digest, size, chunks(digest))
+                    push(QUARANTINE, digest, size, [])
                     stats.count(sent=size)
                     read = True
         if carried and not read:  # not sent, read once all the same: a damaged bundle is refused whole
-            collections.deque(chunks(digest)(), maxlen=0)
+            collections.deque(chunks(digest, sent=False)(), maxlen=0)
         progress(size)
         return _Staged(digest, size, lacking, source)
 
@@ -175,8 +188,7 @@ def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: 
     # 2. link each blob into the repositories that lack it (a mount; an upload where mounts fail)
     def link(item: tuple[_Staged, str]) -> None:
         blob, repo = item
-        how = client.push_blob(repo, blob.digest, blob.size, chunks(blob.digest),
-                               mount_from=[blob.source] if blob.source else [])
+        how = push(repo, blob.digest, blob.size, [blob.source] if blob.source else [])
         stats.count(added="blobs", sent=blob.size if how == "uploaded" else 0)
 
     run_parallel(link, [(blob, repo) for blob in staged for repo in blob.lacking], jobs)

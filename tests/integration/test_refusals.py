@@ -231,3 +231,33 @@ def test_tampered_copy_of_an_imported_bundle_sends_nothing_and_is_refused_once_n
     refused = cli("import", bundle, "--site", "site")
     assert refused.code == 3 and "refused" in refused.err
     assert registry.catalog() == before
+
+
+def test_a_tampered_layer_is_refused_by_the_default_site_and_nothing_shows(
+        built: tuple[Path, SampleSet], cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
+    """On the default site the registry hashes what it receives (bundler does not hash it a second
+    time): a changed layer is refused all the same, naming the file, and no repository appears."""
+    from bundler.oci.client import Credentials
+    from bundler.site.registry import QUARANTINE
+
+    bundle = tmp_path / "tampered.bundle.tar"
+    shutil.copy(built[0], bundle)
+    name = tamper_layer(bundle)
+    site = tmp_path / "site"
+    registry = f"127.0.0.1:{free_port()}"
+    assert cli("site", "init", site, "--trust-key", keys.release.pub, "--registry-listen", registry,
+               "--http-listen", f"127.0.0.1:{free_port()}").code == 0
+    try:
+        assert cli("site", "up", site).code == 0
+        refused = cli("import", bundle, "--site", site)
+        assert refused.code == 3, refused.err
+        assert name in refused.err and "refused" in refused.err and "Traceback" not in refused.err
+        account = json.loads((site / "import-credentials.json").read_text())
+        client = RegistryClient(registry, plain_http=False, ca_file=str(site / "pki" / "ca.pem"),
+                                credentials=Credentials(account["username"], account["password"]))
+        catalog = client.request("GET", "/v2/_catalog", repo="").json()["repositories"] or []
+        assert [repo for repo in catalog if repo != QUARANTINE] == []
+        assert not (site / "state.json").exists()
+        assert cli("import", built[0], "--site", site).code == 0  # the good copy then imports
+    finally:
+        cli("site", "down", site)
