@@ -1,4 +1,5 @@
-"""Semantic versions (semver.org 2.0.0): validation and precedence, for rollback protection."""
+"""Semantic versions (semver.org 2.0.0): validation and precedence, for rollback protection; and the
+looser versions charts carry in the wild, read as Helm (Masterminds semver) reads them."""
 
 from __future__ import annotations
 
@@ -40,7 +41,24 @@ class Version:
     def __str__(self) -> str:
         return self.text
 
+    @classmethod
+    def helm(cls, text: str) -> Version:
+        """A chart version as Helm accepts it: an optional `v`, one to three numbers (`1.2` is 1.2.0),
+        a pre-release and build metadata (`v1.14.4`, `1.2`, `2.0.0-rc.1`). `str()` keeps the text as
+        published (it is the chart's tag); order and equality are semver's. ValueError otherwise."""
+        match = _HELM_RE.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not a version Helm can read")
+        major, minor, patch, pre, build = match.groups()
+        version = cls(f"{int(major)}.{int(minor or 0)}.{int(patch or 0)}" + (f"-{pre}" if pre else "")
+                      + (f"+{build}" if build else ""))
+        version.text = text
+        return version
 
+
+_IDENT = r"[0-9A-Za-z-]+"
+_HELM_RE = re.compile(
+    rf"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+({_IDENT}(?:\.{_IDENT})*))?$")
 _PARTIAL_RE = re.compile(
     r"^v?(\d+|[xX*])(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 _COMPARATOR_RE = re.compile(r"^(>=|<=|!=|=>|=<|>|<|=|~>|~|\^)?\s*(.+)$")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ def write_index(repo_dir: Path, archives: list[Path], digests: dict[str, str] | 
     """index.yaml as `helm repo index` writes it: entries by name, each with version, urls, digest."""
     entries: dict[str, list[dict[str, Any]]] = {}
     for archive in archives:
-        name, _, version = archive.name.removesuffix(".tgz").rpartition("-")
+        name, version = re.fullmatch(r"(.+?)-(v?\d.*)", archive.name.removesuffix(".tgz")).groups()  # type: ignore[union-attr]
         digest = (digests or {}).get(archive.name) or hashlib.sha256(archive.read_bytes()).hexdigest()
         entries.setdefault(name, []).append({"apiVersion": "v2", "name": name, "version": version,
                                              "urls": [archive.name], "digest": digest})

@@ -223,15 +223,18 @@ class ChartRepository:
             raise UsageError(f"chart repository {self.url} has no chart {name!r}",
                              hint=f"charts there: {', '.join(sorted(self.index())[:20]) or 'none'}")
         by_version: dict[Version, dict[str, Any]] = {}
+        unreadable: list[str] = []
         for entry in versions:
             try:
-                by_version[Version(str(entry.get("version")))] = entry
+                by_version[Version.helm(str(entry.get("version")))] = entry
             except ValueError:
-                continue  # not a semantic version: Helm cannot select it either
+                unreadable.append(repr(entry.get("version")))  # Helm cannot select it either
         best = wanted.best(list(by_version))
         if best is None:
-            available = ", ".join(str(v) for v in sorted(by_version, reverse=True)[:15])
-            raise UsageError(f"no version of chart {name} in {self.url} matches {wanted}; available: {available}",
+            available = ", ".join(str(v) for v in sorted(by_version, reverse=True)[:15]) or "none"
+            skipped = f"; not versions: {', '.join(unreadable[:10])}" if unreadable else ""
+            raise UsageError(f"no version of chart {name} in {self.url} matches {wanted}; "
+                             f"available: {available}{skipped}",
                              hint="change the version (or range) of this chart in the profile")
         return by_version[best]
 
@@ -316,13 +319,20 @@ def _images(archive: ChartArchive, result: ChartCollection) -> list[str]:
 Collected = tuple[ChartEntry, ChartArchive]
 
 
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version.helm(a) == Version.helm(b)
+    except ValueError:
+        return False
+
+
 def _collect_repo(repo: ChartRepository, request: _Request, collection: OciContent) -> Collected:
     assert request.wanted is not None
     entry = repo.resolve(request.name, request.wanted)
     origin = f"{request.name} {entry.get('version')} from {repo.url}"
     tgz, prov = repo.download(entry, origin)
     archive = read_archive(tgz, origin)
-    if archive.name != request.name or Version(archive.version) != Version(str(entry["version"])):
+    if archive.name != request.name or not _same_version(archive.version, str(entry["version"])):
         raise IntegrityError(f"{origin}: the archive's Chart.yaml says {archive.name} {archive.version}",
                              hint="the repository's index and its archive disagree; do not use it")
     config = helm_config(archive.metadata)
@@ -400,7 +410,7 @@ def _oci_dependency(repository: str, name: str, wanted: VersionRange,
     versions = {}
     for tag in tags:
         try:
-            versions[Version(tag.replace("_", "+"))] = tag
+            versions[Version.helm(tag.replace("_", "+"))] = tag
         except ValueError:
             continue
     best = wanted.best(list(versions))

@@ -178,3 +178,37 @@ def test_bad_chart_sources_are_refused(case: str, message: str, cli: Callable[..
     assert r.code == 3, r.err
     assert message in r.err and "Traceback" not in r.err
     assert not list(tmp_path.glob("*.bundle.tar")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_chart_versions_from_the_wild_resolve_as_helm_resolves_them(
+        registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """cert-manager publishes `v1.14.4`; others `1.2` or `2.0.0-rc.1`; an index may hold junk."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    charts.write_index(repo, [charts.package(repo, "cert-manager", v) for v in ("v1.14.3", "v1.14.4", "1.2",
+                                                                                 "2.0.0-rc.1")])
+    index = yaml.safe_load((repo / "index.yaml").read_text())
+    index["entries"]["cert-manager"].append({**index["entries"]["cert-manager"][0], "version": "latest"})
+    (repo / "index.yaml").write_text(yaml.safe_dump(index))
+
+    def build(version: str, output: str) -> Run:
+        (tmp_path / "profile.yaml").write_text(
+            "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: wild, version: 1.0.0}\nspec:\n  charts:\n"
+            f"    - {{repo: {url}, name: cert-manager, version: \"{version}\"}}\n")
+        return cli("build", "profile.yaml", "-o", output, "--key", keys.release.key)
+
+    with charts.serve(repo) as url:
+        picked = {}
+        for i, wanted in enumerate(("1.14.4", "v1.14.x", "~1.2", ">=2.0.0-rc.0")):
+            r = build(wanted, f"wild-{i}.bundle.tar")
+            assert r.code == 0, r.err
+            picked[wanted] = json.loads(cli("inspect", f"wild-{i}.bundle.tar", "--json").out)["charts"][0]["version"]
+        none = build("~3.0", "none.bundle.tar")
+    assert picked == {"1.14.4": "v1.14.4", "v1.14.x": "v1.14.4", "~1.2": "1.2", ">=2.0.0-rc.0": "2.0.0-rc.1"}
+    assert none.code == 2 and "available: 2.0.0-rc.1, v1.14.4, v1.14.3, 1.2; not versions: 'latest'" in none.err
+
+    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    r = cli("import", "wild-0.bundle.tar", "--site", "site")
+    assert r.code == 0, r.err
+    # tagged as Helm tags it (the version as published), so `helm pull --version v1.14.4` finds it
+    assert RegistryClient(registry.host).list_tags("charts/cert-manager") == ["v1.14.4"]

@@ -65,3 +65,27 @@ def test_bad_split_sizes(text: str) -> None:
 
     with pytest.raises(UsageError):
         parse_size(text)
+
+
+@pytest.mark.parametrize(("text", "same_as"), [
+    ("v1.14.4", "1.14.4"), ("1.2", "1.2.0"), ("1", "1.0.0"), ("v2", "2.0.0"), ("2.0.0-rc.1", "2.0.0-rc.1"),
+    ("v1.2.3+build.5", "1.2.3"), ("01.2.3", "1.2.3"),
+])
+def test_chart_versions_read_as_helm_reads_them(text: str, same_as: str) -> None:
+    version = Version.helm(text)
+    assert version == Version(same_as) and str(version) == text  # the text stays: it is the chart's tag
+
+
+@pytest.mark.parametrize("text", ["", "latest", "1.2.3.4", "v", "1.x", "1..2", "1.2.3-", "1.2.3-rc.01", "vv1.2"])
+def test_unreadable_chart_versions_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        Version.helm(text)
+
+
+def test_ranges_select_among_chart_versions_from_the_wild() -> None:
+    versions = [Version.helm(t) for t in ["v1.14.4", "v1.14.3", "1.2", "2.0.0-rc.1", "v1.13.0"]]
+    assert str(VersionRange("1.14.4").best(versions)) == "v1.14.4"
+    assert str(VersionRange("v1.14.x").best(versions)) == "v1.14.4"
+    assert str(VersionRange("~1.2").best(versions)) == "1.2"
+    assert str(VersionRange("*").best(versions)) == "v1.14.4"  # a pre-release only when the range names one
+    assert str(VersionRange(">=2.0.0-rc.0").best(versions)) == "2.0.0-rc.1"
