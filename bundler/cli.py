@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -38,6 +39,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # the reader went away (`bundler inspect b.tar | head -1`): end quietly
+            _silence_stdout()
+            ctx.exit(141)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:
@@ -581,8 +585,20 @@ def updates_status(site_dir: Path, as_json: bool) -> None:
         click.echo(f"{c['client']} ({c['group']}, reported {c['reported_at']}): lacks {lacking}")
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main() -> None:
-    cli(prog_name="bundler")
+    try:
+        cli(prog_name="bundler")
+    except SystemExit:
+        # click met a closed pipe writing help or usage: it wrapped stdout and exits 1; say 141 as tools do
+        if type(sys.stdout).__name__ in ("PacifyFlushWrapper", "_PacifyFlushWrapper"):
+            sys.exit(141)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
