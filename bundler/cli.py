@@ -14,7 +14,7 @@ import click
 
 from bundler import __version__
 from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, BundlerError, UsageError
-from bundler.units import human
+from bundler.units import human, printable
 
 JOBS_HELP = "parallel transfers (default 8)"
 
@@ -32,9 +32,9 @@ class _Group(click.Group):
         except BundlerError as exc:
             if ctx.meta.get("verbose"):
                 traceback.print_exc()
-            click.echo(f"error: {exc.message}", err=True)
+            click.echo(f"error: {printable(exc.message)}", err=True)  # messages quote bundle content
             if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+                click.echo(f"hint: {printable(exc.hint)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -158,15 +158,20 @@ def sign(bundle: Path, key: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--manifest", "raw_manifest", is_flag=True,
               help="print the exact bundle.json (a parent for `build --since`, small enough to mail)")
-def inspect(bundle: Path, as_json: bool, raw_manifest: bool) -> None:
-    """Show what BUNDLE holds (from its manifest; use `verify` to check the bytes).
+@click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a public key you know, to name signers by its file name (repeatable; `verify` checks them)")
+def inspect(bundle: Path, as_json: bool, raw_manifest: bool, keys: tuple[Path, ...]) -> None:
+    """Show what BUNDLE holds (from its manifest; use `verify` to check the bytes): images, charts,
+    Git refs, updates, the parent of a delta and what it requires, created, expires, signers.
 
     \b
     Examples:
+      bundler inspect demo-1.0.0.bundle.tar --key release.pub --key security.pub
       bundler inspect demo-1.0.0.bundle.tar --json
       bundler inspect demo-1.0.0.bundle.tar --manifest > demo-1.0.0.json
     """
     from bundler.bundle.inspect import inspect_bundle
+    from bundler.keyfiles import load_trusted_key
 
     if raw_manifest:
         from bundler.bundle.reader import BundleReader
@@ -175,30 +180,47 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool) -> None:
             sys.stdout.buffer.write(reader.manifest_bytes())
         return
 
-    info = inspect_bundle(bundle)
+    known = {k.keyid: k.name for k in map(load_trusted_key, keys)}
+    info = inspect_bundle(bundle, known)
     if as_json:
         _emit_json(info)
         return
-    click.echo(f"{info['name']} {info['version']}  created {info['created']}  {human(info['size'])}")
-    click.echo(f"manifest digest {info['manifest_digest']}")
-    click.echo(f"signers (key ids; `verify` checks them): {', '.join(info['signers']) or 'none (unsigned)'}")
+    p = printable
+    click.echo(f"{p(info['name'])} {p(info['version'])}  created {p(info['created'])}  "
+               f"expires {p(info['expires'] or 'never')}  {human(info['size'])}")
+    click.echo(f"manifest digest {info['manifest_digest']}\ncontent digest  {info['content_digest']}")
+    if info["parent"]:
+        parent = info["parent"]
+        base = (f"what site {p(parent.get('receipt'))} held" if "receipt" in parent
+                else f"{p(parent.get('name'))} {p(parent.get('version'))}")
+        click.echo(f"a delta: builds on {base}; requires {info['requires']['files']} files "
+                   f"({human(info['requires']['bytes'])}) the site must hold")
+    names = [f"{n} ({k[:12]})" if (n := info["signer_names"].get(k)) else k for k in info["signers"]]
+    click.echo(f"signers (`verify` checks them): {', '.join(p(n) for n in names) or 'none (unsigned)'}")
     click.echo(f"images ({len(info['images'])}):")
     for image in info["images"]:
-        platforms = f"  [{', '.join(image['platforms'])}]" if image["platforms"] else ""
-        click.echo(f"  {image['ref']}\n    {image['digest']}{platforms}")
+        platforms = f"  [{', '.join(p(x) for x in image['platforms'])}]" if image["platforms"] else ""
+        upstream = f"\n    filtered from {image['upstream_digest']}" if image["upstream_digest"] else ""
+        click.echo(f"  {p(image['ref'])}\n    {p(image['digest'])}{platforms}{upstream}")
     if info["repos"]:
         click.echo(f"git repositories ({len(info['repos'])}):")
     for repo in info["repos"]:
         base = f"  (a delta: needs {len(repo['prerequisites'])} commits the site has)" if repo["prerequisites"] else ""
-        click.echo(f"  {repo['name']}  from {repo['url']}{base}")
+        click.echo(f"  {p(repo['name'])}  from {p(repo['url'])}{base}")
         for ref, oid in repo["refs"].items():
-            click.echo(f"    {ref} {oid}")
+            click.echo(f"    {p(ref)} {p(oid)}")
     if info["charts"]:
         click.echo(f"charts ({len(info['charts'])}):")
     for chart in info["charts"]:
-        click.echo(f"  {chart['name']} {chart['version']}  from {chart['source']}\n    {chart['digest']}")
+        click.echo(f"  {p(chart['name'])} {p(chart['version'])}  from {p(chart['source'])}\n    {p(chart['digest'])}")
         if chart["images"]:
-            click.echo(f"    images: {', '.join(chart['images'])}")
+            click.echo(f"    images: {', '.join(p(i) for i in chart['images'])}")
+    if info["updates"]:
+        click.echo(f"updates ({len(info['updates'])}):")
+    for u in info["updates"]:
+        groups = f"  pre-approved for {', '.join(p(g) for g in u['approve'])}" if u["approve"] else ""
+        click.echo(f"  {p(u['name'])} {p(u['version'])} {p(u['arch'])} ({p(u['kind'])}, {human(u['size'])})"
+                   f"  {u['sha256'][:12]}{groups}")
 
 
 @cli.command()
@@ -243,7 +265,8 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
         _emit_json(report.to_dict())
     else:
         info = report.to_dict()
-        click.echo(f"{info['name']} {info['version']}  created {info['created']}  expires {info['expires'] or 'never'}")
+        click.echo(f"{printable(info['name'])} {printable(info['version'])}  created {printable(info['created'])}  "
+                   f"expires {printable(info['expires'] or 'never')}")
         click.echo(f"manifest digest {info['manifest_digest']}; {info['file_count']} files, "
                    f"{human(info['total_bytes'])}")
         for s in info["signers"]:
@@ -252,7 +275,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
         met = "met" if info["threshold_met"] else "NOT met"
         click.echo(f"threshold {info['threshold']}: {met}")
         for problem in report.problems:
-            click.echo(f"problem: {problem}", err=True)
+            click.echo(f"problem: {printable(problem)}", err=True)
         if report.verified:
             click.echo("verified")
     if not report.verified:

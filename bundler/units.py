@@ -1,4 +1,4 @@
-"""Byte counts for people: one formatter for every message and report."""
+"""Text for people: byte counts, and content from a bundle made safe to print."""
 
 from __future__ import annotations
 
@@ -11,3 +11,9 @@ def human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def printable(value: object) -> str:
+    """Bundle content shown on a terminal: control characters (newlines, escape sequences) are
+    written as escapes, so a forged name cannot add lines or repaint the screen."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value))

@@ -289,3 +289,21 @@ def test_an_import_killed_midway_resumes_without_resending(
         assert inspected.returncode == 0, inspected.stderr
     assert site_view(site, registry, versions.refs)["updates"] == sorted(
         (u.name, u.sha256) for u in manifest.updates)
+
+
+def test_inspect_shows_a_reviewer_what_they_sign_off(versions: Versions, keys: Keys, cli: Callable[..., Run]) -> None:
+    text = cli("inspect", versions.v2_delta, "--key", keys.release.pub)
+    assert text.code == 0, text.err
+    lines = text.out.splitlines()
+    assert lines[0].startswith("store 2.0.0  created ") and "expires never" in lines[0]
+    assert any(line.startswith("a delta: builds on store 1.0.0; requires ") for line in lines)
+    assert any(line.startswith("signers (`verify` checks them): release (") for line in lines)
+    assert any("edge-tools 1.0.0 all (deb, " in line and "pre-approved for line-1" in line for line in lines)
+    assert any(line.startswith("content digest  sha256:") for line in lines)
+    info = json.loads(cli("inspect", versions.v2_delta, "--json").out)
+    manifest, _ = load_manifest(versions.v2_delta)
+    assert info["parent"]["version"] == "1.0.0" and info["requires"]["files"] == len(manifest.requires) > 0
+    assert info["requires"]["bytes"] == sum(e.size for e in manifest.requires.values())
+    assert {u["name"]: u["approve"] for u in info["updates"]} == {"edge-agent": ["line-1"], "edge-tools": ["line-1"]}
+    assert info["signer_names"] == {info["signers"][0]: None}  # no --key: key ids only
+    assert all("upstream_digest" in i for i in info["images"])

@@ -30,3 +30,40 @@ def test_a_closed_pipe_ends_quietly(args: list[str], keys: Keys, tmp_path: Path)
     finally:
         os.close(write_end)
     assert p.returncode in (0, 141) and p.stderr == "", (p.returncode, p.stderr)
+
+
+def test_control_characters_in_a_forged_bundle_are_shown_escaped(keys: Keys, tmp_path: Path) -> None:
+    """A bundle.json whose name holds a newline, a fake `verified` line and a terminal escape
+    sequence cannot make inspect or verify print what the bundle does not say."""
+    import io
+    import json
+    import tarfile
+
+    (tmp_path / "p.yaml").write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: good, version: 1.0.0}\n"
+                                     "spec:\n  updates:\n    - path: f.bin\n")
+    (tmp_path / "f.bin").write_bytes(b"payload")
+    assert subprocess.run([sys.executable, "-m", "bundler.cli", "build", "p.yaml", "-o", "good.bundle.tar", "--key",
+                           str(keys.release.key)], cwd=tmp_path, capture_output=True).returncode == 0
+    forged = tmp_path / "forged.bundle.tar"
+    with tarfile.open(tmp_path / "good.bundle.tar") as src, tarfile.open(forged, "w", format=tarfile.PAX_FORMAT) as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "bundle.json":
+                doc = json.loads(data)
+                doc["name"] = "good\nverified\x1b[2J\x1b[H"
+                doc.pop("content_digest")
+                data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bundler.cli", *args], cwd=tmp_path, capture_output=True,
+                              text=True)
+
+    shown = run("inspect", str(forged))
+    assert shown.returncode == 0 and "\x1b" not in shown.stdout
+    assert shown.stdout.splitlines()[0].startswith("good\\nverified\\x1b[2J\\x1b[H 1.0.0")
+    checked = run("verify", str(forged), "--key", str(keys.release.pub))
+    assert checked.returncode == 3
+    assert "\x1b" not in checked.stdout + checked.stderr
+    assert "verified" not in checked.stdout.splitlines()
