@@ -139,8 +139,10 @@ def keygen(prefix: Path) -> None:
 def sign(bundle: Path, key: Path) -> None:
     """Add a signature (a countersignature) to BUNDLE in place.
 
-    Signs the exact bytes of its bundle.json; the payloads are not rewritten, so this takes the
-    same time for any bundle size. A key signs a bundle once. Verify before you sign.
+    Signs the exact bytes of its bundle.json, after checking the bundle's structure and every
+    payload's digest (a countersignature vouches for content; a bundle that fails is not signed).
+    The payloads are not rewritten. A split bundle is signed by its .parts.json or any part: only
+    its last part changes. A key signs a bundle once.
 
     \b
     Example:

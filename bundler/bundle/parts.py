@@ -72,10 +72,55 @@ def split(bundle: Path, size: int, manifest_digest: str) -> Path:
             offset += length
     index = bundle.with_name(bundle.name + INDEX_SUFFIX)
     doc = {"schema": SCHEMA, "bundle": bundle.name, "size": total, "manifest_digest": manifest_digest,
-           "parts": parts}
+           "split_size": size, "parts": parts}
     atomic_write(index, json.dumps(doc, indent=1).encode())
     bundle.unlink()
     return index
+
+
+def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:
+    """Replace the bytes of a split bundle from `offset` to its end by `tail` (a countersignature: a
+    new signatures.json and the end-of-archive blocks). Only the part holding `offset` changes (read
+    once, up to `offset`, to hash it again); parts after it held only end-of-archive bytes and go;
+    a part never grows past the split size (the tail then gets a part of its own). The index is
+    replaced last, atomically."""
+    doc = json.loads(index.read_text())
+    parts = [dict(p) for p in doc["parts"]]
+    limit = int(doc.get("split_size") or (parts[0]["size"] if len(parts) > 1 else FAT32))
+    start, i = 0, 0
+    while i < len(parts) - 1 and start + int(parts[i]["size"]) <= offset:
+        start += int(parts[i]["size"])
+        i += 1
+    local = offset - start
+    path = index.with_name(str(parts[i]["file"]))
+    digest = hashlib.sha256()
+    with open(path, "r+b") as f:
+        remaining = local
+        while remaining:
+            chunk = f.read(min(CHUNK, remaining))
+            if not chunk:
+                raise IntegrityError(f"part {path.name} is shorter than its index says")
+            digest.update(chunk)
+            remaining -= len(chunk)
+        own_part = local + len(tail) > limit
+        f.truncate(local)
+        if not own_part:
+            f.write(tail)
+            digest.update(tail)
+        f.flush()
+        os.fsync(f.fileno())
+    later = parts[i + 1:]
+    parts = parts[:i + 1]
+    parts[i].update(size=local + (0 if own_part else len(tail)), sha256=digest.hexdigest())
+    if own_part:
+        name = f"{doc['bundle']}.part-{i + 1:03d}"
+        atomic_write(index.with_name(name), tail)
+        parts.append({"file": name, "size": len(tail), "sha256": hashlib.sha256(tail).hexdigest()})
+    for part in later:
+        if part["file"] not in {p["file"] for p in parts}:
+            index.with_name(str(part["file"])).unlink(missing_ok=True)
+    doc.update(parts=parts, size=sum(int(p["size"]) for p in parts))
+    atomic_write(index, json.dumps(doc, indent=1).encode())
 
 
 class PartSet:

@@ -2,7 +2,9 @@
 
 signatures.json is the tar's last member; a countersignature appends a new signatures.json (all
 earlier signatures plus the new one) where the end-of-archive blocks were. Readers take the last
-one. The cost is a header scan and a few kilobytes written, whatever the bundle's size.
+one. Before that, every payload is hashed (a countersignature vouches for the content): one read
+of the bundle; what is written is a few kilobytes whatever its size (for a split bundle, into its
+last part, which is hashed again for the parts index).
 """
 
 from __future__ import annotations
@@ -16,26 +18,31 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import signatures_json
+from bundler.bundle.parts import rewrite_tail
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import structure_problems
+from bundler.bundle.verify import part_problems, payload_problems, structure_problems
 from bundler.bundle.writer import END_OF_ARCHIVE, padding, tar_header
 from bundler.errors import BundlerError, IntegrityError
+from bundler.progress import byte_progress
 
 
-def add_signature(path: Path, key: ec.EllipticCurvePrivateKey) -> str:
-    """Sign the bundle's bundle.json with `key`; return the new signer's key id."""
+def add_signature(path: Path, key: ec.EllipticCurvePrivateKey, jobs: int = 4) -> str:
+    """Sign the bundle's bundle.json with `key` (a whole bundle, or a split one by its index or any
+    part); return the new signer's key id. A countersignature vouches for content: the bundle's
+    structure and every payload's digest are checked first, and a bundle that fails is not signed."""
     with BundleReader(path) as reader:
-        if reader.parts is not None:
-            raise BundlerError(f"{path} is a split bundle; bundler sign works on a whole one",
-                               hint="countersign before splitting (build --split-size), or join the parts with "
-                                    "`cat NAME.part-* > NAME` and sign that")
-        manifest, manifest_bytes, _ = reader.manifest()
+        manifest, manifest_bytes, digest = reader.manifest()
         existing = reader.signatures()
         problems = structure_problems(reader, manifest)
+        if not problems:
+            with byte_progress("verifying", sum(e.size for e in manifest.files.values())) as progress:
+                problems = payload_problems(reader, manifest, jobs, progress.advance)
+            problems += part_problems(reader, digest, bool(problems))
         end = reader.end_of_members
+        index = reader.parts.index if reader.parts is not None else None
     if problems:
-        raise IntegrityError(f"{path} is not a well-formed bundle, not signing it: {problems[0]}",
-                             hint="run `bundler verify` on it; sign only what you have verified")
+        raise IntegrityError(f"{path} does not verify, not signing it: {'; '.join(problems[:3])}",
+                             hint="get a fresh copy from its source; sign only what you have verified")
     entry = signing.sign(key, manifest_bytes)
     if any(s.get("keyid") == entry["keyid"] for s in existing):
         raise BundlerError(f"{path} is already signed by key {entry['keyid'][:12]}",
@@ -43,6 +50,9 @@ def add_signature(path: Path, key: ec.EllipticCurvePrivateKey) -> str:
     data = signatures_json([*existing, entry])
     member = tar_header(layout.SIGNATURES, len(data), int(dt.datetime.now(dt.UTC).timestamp()))
     member += data + b"\0" * padding(len(data)) + END_OF_ARCHIVE
+    if index is not None:  # the last part changes (and is hashed again); payload parts stay as they are
+        rewrite_tail(index, end, member)
+        return entry["keyid"]
     fd = os.open(path, os.O_WRONLY)
     try:
         os.pwrite(fd, member, end)

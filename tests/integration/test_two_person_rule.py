@@ -31,3 +31,55 @@ def test_release_alone_is_refused_and_a_countersignature_admits_it(
     assert json.loads(imported.out)["added"]["images"] == len(samples.refs)
     status = json.loads(cli("site", "status", "site", "--json").out)
     assert len(status["bundles"]) == 1 and len(status["bundles"][0]["signers"]) == 2
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def test_a_split_bundle_is_countersigned_in_place_and_imported_by_a_two_of_two_site(
+        cli: Callable[..., Run], registry_factory: Callable[[], Registry], keys: Keys, tmp_path: Path) -> None:
+    source, site = registry_factory(), registry_factory()
+    samples = push_samples(RegistryClient(source.host))
+    (tmp_path / "profile.yaml").write_text(samples.profile())
+    built = cli("build", "profile.yaml", "-o", "s.bundle.tar", "--key", keys.release.key, "--split-size", "1M")
+    assert built.code == 0, built.err
+    parts = sorted(tmp_path.glob("s.bundle.tar.part-*"))
+    assert len(parts) > 2
+    before = {p.name: sha256_of(p) for p in parts}
+
+    signed = cli("sign", parts[1], "--key", keys.security.key)  # any part names the set, like the index
+    assert signed.code == 0, signed.err
+    after = {p.name: sha256_of(p) for p in sorted(tmp_path.glob("s.bundle.tar.part-*"))}
+    changed = [name for name in before if after.get(name) != before[name]]
+    assert changed == [parts[-1].name]  # only the last part, where signatures.json lives
+    index = json.loads((tmp_path / "s.bundle.tar.parts.json").read_text())
+    assert all(p["sha256"] == sha256_of(tmp_path / p["file"]) for p in index["parts"])
+
+    both = cli("verify", "s.bundle.tar.parts.json", "--key", keys.release.pub, "--key", keys.security.pub,
+               "--threshold", "2", "--json")
+    assert both.code == 0 and json.loads(both.out)["verified"], both.out + both.err
+    assert cli("site", "init", "site", "--registry", site.url, "--trust-key", keys.release.pub,
+               "--trust-key", keys.security.pub, "--threshold", "2").code == 0
+    imported = cli("import", "s.bundle.tar.parts.json", "--site", "site", "--json")
+    assert imported.code == 0, imported.err
+    assert json.loads(imported.out)["added"]["images"] == len(samples.refs)
+    again = cli("sign", "s.bundle.tar.parts.json", "--key", keys.security.key)
+    assert again.code == 1 and "already signed by key" in again.err
+
+
+def test_sign_refuses_a_bundle_whose_payload_changed(
+        cli: Callable[..., Run], registry_factory: Callable[[], Registry], keys: Keys, tmp_path: Path) -> None:
+    from tests.integration.test_refusals import tamper_layer
+
+    samples = push_samples(RegistryClient(registry_factory().host))
+    (tmp_path / "profile.yaml").write_text(samples.profile())
+    assert cli("build", "profile.yaml", "-o", "b.bundle.tar", "--key", keys.release.key).code == 0
+    name = tamper_layer(tmp_path / "b.bundle.tar")
+    before = sha256_of(tmp_path / "b.bundle.tar")
+    refused = cli("sign", "b.bundle.tar", "--key", keys.security.key)
+    assert refused.code == 3 and "does not verify, not signing it" in refused.err and name in refused.err
+    assert sha256_of(tmp_path / "b.bundle.tar") == before

@@ -177,3 +177,29 @@ def test_expiry_becomes_an_absolute_time_and_is_enforced(tmp_path: Path) -> None
         assert check_policy(reader, POLICY).problems == []
         later = parse_time(manifest.expires) + dt.timedelta(seconds=1)
         assert any("expired at" in p for p in check_policy(reader, POLICY, now=later).problems)
+
+
+@pytest.mark.parametrize("split_size", [4096, 5120, 6000])
+def test_rewriting_the_tail_of_a_split_bundle_keeps_parts_within_the_split_size(tmp_path: Path,
+                                                                               split_size: int) -> None:
+    """A countersignature rewrites the end of the last part; a full part gets the tail as a new part."""
+    import hashlib
+    import json
+
+    from bundler.bundle.parts import PartSet, rewrite_tail, split
+
+    data = bytes(range(256)) * 40  # 10240 bytes
+    whole = tmp_path / "b.bundle.tar"
+    whole.write_bytes(data)
+    index = split(whole, split_size, "sha256:" + "0" * 64)
+    tail = b"T" * 1500
+    rewrite_tail(index, 9216, tail)
+    parts = PartSet(index)
+    try:
+        assert parts.pread(parts.size, 0) == data[:9216] + tail
+        assert all(p.size <= split_size for p in parts.parts)
+        doc = json.loads(index.read_text())
+        assert all(p["sha256"] == hashlib.sha256((tmp_path / p["file"]).read_bytes()).hexdigest() for p in doc["parts"])
+        assert doc["size"] == 9216 + len(tail)
+    finally:
+        parts.close()
