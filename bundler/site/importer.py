@@ -44,7 +44,7 @@ from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
 from bundler.site.journal import Journal, import_lock
-from bundler.site.registry import Plan, artifacts_present, missing_blobs, plan, seed, site_artifacts
+from bundler.site.registry import QUARANTINE, Plan, artifacts_present, missing_blobs, plan, seed, site_artifacts
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
 from bundler.units import human
@@ -274,6 +274,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         result = ImportResult(manifest.name, manifest.version, digest)
         current = state.latest(manifest.name)
         artifacts = site_artifacts(manifest, site.chart_prefix)
+        # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
+        client.authorize([a.repo for a in artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
         cache = UpdateCache(site)
         if (current and current["manifest_digest"] == digest and artifacts_present(client, artifacts, options.jobs)
                 and site_git.refs_present(site, manifest)
