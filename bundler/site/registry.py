@@ -1,8 +1,9 @@
 """Seed the site registry with the images and charts of a verified bundle.
 
-Order: every blob (HEAD first; mount from a repository that has it; else upload, streamed from the
-bundle file and hashed on the way: blobs by digest are the quarantine, invisible until a manifest
-names them), then every manifest by digest (children before their index), and only then the tags.
+Order: every blob the registry lacks is uploaded, streamed from the bundle file and hashed on the
+way (here, or by the registry itself), into the quarantine repository; only once every blob arrived
+and matched is each linked into its repositories (a mount), then every manifest by digest (children
+before their index), and only then the tags; the quarantine then lets go of its links.
 A tag never points at something incomplete, and what the registry already has is not sent again.
 Images live under `<source host>/<path>`; charts under `<chart prefix>/<name>`, tagged by version.
 """
