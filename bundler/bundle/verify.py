@@ -54,8 +54,16 @@ class VerifyReport:
         if self.problems:
             more = len(self.problems) - 5
             shown = "; ".join(self.problems[:5]) + (f"; and {more} more" if more > 0 else "")
-            raise IntegrityError(f"bundle {path} refused: {shown}",
-                                 hint="do not use this bundle; get a fresh, signed copy from its source")
+            raise IntegrityError(f"bundle {path} refused: {shown}", hint=self.hint())
+
+    def hint(self) -> str:
+        """What to do, as the technician's table in the README says it."""
+        if set(self.problems) <= set(self.verdict.problems):  # only signatures or the policy
+            return ("it lacks a signature this trust policy requires: send it back to be signed "
+                    "(`bundler sign`); nothing was changed")
+        if any(p.startswith("the bundle expired at") for p in self.problems):
+            return "ask release engineering for a current bundle; nothing was changed"
+        return "the copy is damaged (or was tampered with): copy it again from the source; nothing was changed"
 
 
 def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:

@@ -114,6 +114,7 @@ def test_tampered_bundle_is_refused_and_changes_nothing(
     imported = cli("import", bundle, "--site", "site")
     assert imported.code == 3, imported.err
     assert name in imported.err and "Traceback" not in imported.err
+    assert "copy it again from the source; nothing was changed" in imported.err  # the README's words
     assert registry.catalog() == before
     assert not (tmp_path / "site" / "state.json").exists()
 

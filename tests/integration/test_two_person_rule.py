@@ -23,6 +23,7 @@ def test_release_alone_is_refused_and_a_countersignature_admits_it(
 
     refused = cli("import", "b.bundle.tar", "--site", "site")
     assert refused.code == 3 and "the policy needs 2 of: release, security" in refused.err
+    assert "hint: it lacks a signature this trust policy requires: send it back to be signed" in refused.err
     assert site.catalog() == [] and not (tmp_path / "site" / "state.json").exists()
 
     assert cli("sign", "b.bundle.tar", "--key", keys.security.key).code == 0
