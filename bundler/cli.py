@@ -136,7 +136,10 @@ def keygen(prefix: Path) -> None:
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="private key to sign with; password from BUNDLER_KEY_PASSWORD")
-def sign(bundle: Path, key: Path) -> None:
+@click.option("--check-key", "check_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="public key of a signer already on the bundle (repeatable): with these, every existing "
+                   "signature must be by one of them and valid")
+def sign(bundle: Path, key: Path, check_keys: tuple[Path, ...]) -> None:
     """Add a signature (a countersignature) to BUNDLE in place.
 
     Signs the exact bytes of its bundle.json, after checking the bundle's structure and every
@@ -146,12 +149,15 @@ def sign(bundle: Path, key: Path) -> None:
 
     \b
     Example:
-      bundler verify demo-1.0.0.bundle.tar --key release.pub && bundler sign demo-1.0.0.bundle.tar --key security.key
+      bundler sign demo-1.0.0.bundle.tar --key security.key --check-key release.pub
     """
     from bundler.bundle.sign import add_signature
-    from bundler.keyfiles import load_signing_key
+    from bundler.keyfiles import load_signing_key, load_trusted_key
 
-    keyid = add_signature(bundle, load_signing_key(key))
+    keyid = add_signature(bundle, load_signing_key(key), check_keys=tuple(map(load_trusted_key, check_keys)))
+    if not check_keys:
+        click.echo("note: the signatures already on it were not checked (give their keys with --check-key)",
+                   err=True)
     click.echo(f"signed {bundle} with key {keyid}")
 
 

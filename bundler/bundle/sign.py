@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -26,14 +27,29 @@ from bundler.errors import BundlerError, IntegrityError
 from bundler.progress import byte_progress
 
 
-def add_signature(path: Path, key: ec.EllipticCurvePrivateKey, jobs: int = 4) -> str:
+def existing_signature_problems(manifest_bytes: bytes, existing: list[dict[str, Any]],
+                                known: tuple[signing.TrustedKey, ...]) -> list[str]:
+    """With the signers' public keys given: every signature already on the bundle must be by one of
+    them and valid over these exact bytes (a countersignature next to a forged one vouches for it)."""
+    if not known or not existing:
+        return []
+    verdict = signing.evaluate(signing.TrustPolicy(known, 1), manifest_bytes, existing)
+    problems = list(p for p in verdict.problems if "does not match" in p)
+    problems += [f"it is signed by key {s.keyid[:12]}, whose public key was not given (--check-key)"
+                 for s in verdict.signers if s.name is None]
+    return problems
+
+
+def add_signature(path: Path, key: ec.EllipticCurvePrivateKey, jobs: int = 4,
+                  check_keys: tuple[signing.TrustedKey, ...] = ()) -> str:
     """Sign the bundle's bundle.json with `key` (a whole bundle, or a split one by its index or any
     part); return the new signer's key id. A countersignature vouches for content: the bundle's
     structure and every payload's digest are checked first, and a bundle that fails is not signed."""
     with BundleReader(path) as reader:
         manifest, manifest_bytes, digest = reader.manifest()
         existing = reader.signatures()
-        problems = structure_problems(reader, manifest)
+        problems = existing_signature_problems(manifest_bytes, existing, check_keys)
+        problems += structure_problems(reader, manifest)
         if not problems:
             with byte_progress("verifying", sum(e.size for e in manifest.files.values())) as progress:
                 problems = payload_problems(reader, manifest, jobs, progress.advance)

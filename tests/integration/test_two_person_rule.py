@@ -84,3 +84,36 @@ def test_sign_refuses_a_bundle_whose_payload_changed(
     refused = cli("sign", "b.bundle.tar", "--key", keys.security.key)
     assert refused.code == 3 and "does not verify, not signing it" in refused.err and name in refused.err
     assert sha256_of(tmp_path / "b.bundle.tar") == before
+
+
+def test_sign_checks_the_signatures_already_there_when_given_their_keys(
+        cli: Callable[..., Run], registry_factory: Callable[[], Registry], keys: Keys, tmp_path: Path) -> None:
+    import base64
+    import io
+    import tarfile
+
+    samples = push_samples(RegistryClient(registry_factory().host))
+    (tmp_path / "profile.yaml").write_text(samples.profile())
+    assert cli("build", "profile.yaml", "-o", "b.bundle.tar", "--key", keys.release.key).code == 0
+    # a forger replaces release's signature with bytes of their own, under release's key id
+    forged = tmp_path / "forged.bundle.tar"
+    with tarfile.open(tmp_path / "b.bundle.tar") as src, tarfile.open(forged, "w", format=tarfile.PAX_FORMAT) as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "signatures.json":
+                doc = json.loads(data)
+                doc["signatures"][0]["signature"] = base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01").decode()
+                data = json.dumps(doc).encode()
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data))
+    before = sha256_of(forged)
+    refused = cli("sign", forged, "--key", keys.security.key, "--check-key", keys.release.pub)
+    assert refused.code == 3 and "does not match bundle.json" in refused.err and sha256_of(forged) == before
+
+    unknown = cli("sign", "b.bundle.tar", "--key", keys.security.key, "--check-key", keys.stranger.pub)
+    assert unknown.code == 3 and "whose public key was not given" in unknown.err
+
+    good = cli("sign", "b.bundle.tar", "--key", keys.security.key, "--check-key", keys.release.pub)
+    assert good.code == 0 and "not checked" not in good.err, good.err
+    third = cli("sign", "b.bundle.tar", "--key", keys.stranger.key)
+    assert third.code == 0 and "were not checked (give their keys with --check-key)" in third.err
