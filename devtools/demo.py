@@ -100,7 +100,7 @@ def main() -> None:
         bundler("build", str(PROFILE), "-o", bundle, "--key", "release.key")
     bundler("inspect", bundle)
     bundler("verify", bundle, "--key", "release.pub")
-    bundler("sign", bundle, "--key", "security.key")
+    bundler("sign", bundle, "--key", "security.key", "--check-key", "release.pub")
     bundler("site", "init", "site", "--registry-listen", f"127.0.0.1:{SITE_PORT}",
             "--trust-key", "release.pub", "--trust-key", "security.pub", "--threshold", "2",
             "--http-listen", f"127.0.0.1:{GIT_PORT}", "--group", "line-1")
