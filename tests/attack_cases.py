@@ -7,8 +7,13 @@ the two rollback cases are judged against a site that runs 2.0.0.
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ASSETS = Path(__file__).parent / "assets"
 ATTACKS = ASSETS / "attacks"
@@ -55,3 +60,18 @@ CASES = [
 
 def policy_keys(attack: Attack) -> list[Path]:
     return [KEYS / "release.pub", KEYS / "security.pub"] if attack.two_of_two else [KEYS / "release.pub"]
+
+
+def forge_json_member(bundle: Path, out: Path, name: str, change: Callable[[Any], None]) -> Path:
+    """A copy of `bundle` whose JSON member `name` (bundle.json, signatures.json) was edited in
+    place by `change`, every other member byte for byte and in the same order: a forger's bundle."""
+    with tarfile.open(bundle) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == name:
+                doc = json.loads(data)
+                change(doc)
+                data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    return out

@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.attack_cases import forge_json_member
 from tests.conftest import Keys
 
 
@@ -35,26 +37,16 @@ def test_a_closed_pipe_ends_quietly(args: list[str], keys: Keys, tmp_path: Path)
 def test_control_characters_in_a_forged_bundle_are_shown_escaped(keys: Keys, tmp_path: Path) -> None:
     """A bundle.json whose name holds a newline, a fake `verified` line and a terminal escape
     sequence cannot make inspect or verify print what the bundle does not say."""
-    import io
-    import json
-    import tarfile
-
     (tmp_path / "p.yaml").write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: good, version: 1.0.0}\n"
                                      "spec:\n  updates:\n    - path: f.bin\n")
     (tmp_path / "f.bin").write_bytes(b"payload")
     assert subprocess.run([sys.executable, "-m", "bundler.cli", "build", "p.yaml", "-o", "good.bundle.tar", "--key",
                            str(keys.release.key)], cwd=tmp_path, capture_output=True).returncode == 0
-    forged = tmp_path / "forged.bundle.tar"
-    with tarfile.open(tmp_path / "good.bundle.tar") as src, tarfile.open(forged, "w", format=tarfile.PAX_FORMAT) as out:
-        for member in src.getmembers():
-            data = src.extractfile(member).read()  # type: ignore[union-attr]
-            if member.name == "bundle.json":
-                doc = json.loads(data)
-                doc["name"] = "good\nverified\x1b[2J\x1b[H"
-                doc.pop("content_digest")
-                data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-                member.size = len(data)
-            out.addfile(member, io.BytesIO(data))
+    def forge(doc: dict[str, Any]) -> None:
+        doc["name"] = "good\nverified\x1b[2J\x1b[H"
+        doc.pop("content_digest")
+
+    forged = forge_json_member(tmp_path / "good.bundle.tar", tmp_path / "forged.bundle.tar", "bundle.json", forge)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "bundler.cli", *args], cwd=tmp_path, capture_output=True,

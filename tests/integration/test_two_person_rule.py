@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bundler.oci.client import RegistryClient
 from devtools.samples import push_samples
+from tests.attack_cases import forge_json_member
 from tests.conftest import Keys, Registry, Run
 
 
@@ -89,23 +91,15 @@ def test_sign_refuses_a_bundle_whose_payload_changed(
 def test_sign_checks_the_signatures_already_there_when_given_their_keys(
         cli: Callable[..., Run], registry_factory: Callable[[], Registry], keys: Keys, tmp_path: Path) -> None:
     import base64
-    import io
-    import tarfile
 
     samples = push_samples(RegistryClient(registry_factory().host))
     (tmp_path / "profile.yaml").write_text(samples.profile())
     assert cli("build", "profile.yaml", "-o", "b.bundle.tar", "--key", keys.release.key).code == 0
     # a forger replaces release's signature with bytes of their own, under release's key id
-    forged = tmp_path / "forged.bundle.tar"
-    with tarfile.open(tmp_path / "b.bundle.tar") as src, tarfile.open(forged, "w", format=tarfile.PAX_FORMAT) as out:
-        for member in src.getmembers():
-            data = src.extractfile(member).read()  # type: ignore[union-attr]
-            if member.name == "signatures.json":
-                doc = json.loads(data)
-                doc["signatures"][0]["signature"] = base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01").decode()
-                data = json.dumps(doc).encode()
-                member.size = len(data)
-            out.addfile(member, io.BytesIO(data))
+    def forge(doc: dict[str, Any]) -> None:
+        doc["signatures"][0]["signature"] = base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01").decode()
+
+    forged = forge_json_member(tmp_path / "b.bundle.tar", tmp_path / "forged.bundle.tar", "signatures.json", forge)
     before = sha256_of(forged)
     refused = cli("sign", forged, "--key", keys.security.key, "--check-key", keys.release.pub)
     assert refused.code == 3 and "does not match bundle.json" in refused.err and sha256_of(forged) == before
