@@ -149,12 +149,8 @@ class RegistryClient:
                 return False
             self._use_basic = True
             return True
-        if scheme != "bearer":
-            return False
-        from oras.auth import utils as oras_auth_utils
-
-        h = oras_auth_utils.parse_auth_header(challenge)
-        if not h.realm:
+        h = _bearer_challenge(challenge)
+        if h is None:
             return False
         scopes = [s for s in (h.scope or "").split(" ") if s]
         if self._writer:
@@ -191,13 +187,8 @@ class RegistryClient:
             r = self.session.get(f"{self.base_url}/v2/", timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), verify=self.verify)
         except requests.RequestException:
             return  # the requests themselves will say what is wrong
-        challenge = r.headers.get("WWW-Authenticate", "")
-        if r.status_code != 401 or not challenge.lower().startswith("bearer "):
-            return
-        from oras.auth import utils as oras_auth_utils
-
-        h = oras_auth_utils.parse_auth_header(challenge)
-        if not h.realm:
+        h = _bearer_challenge(r.headers.get("WWW-Authenticate", "")) if r.status_code == 401 else None
+        if h is None:
             return
         names = list(dict.fromkeys(repos))
         extra = [f"repository:{name}:{acts}" for name, acts in (shared or {}).items()]
@@ -410,6 +401,16 @@ class RegistryClient:
         r = self.request("GET", "/v2/", repo="")
         if r.status_code not in (200, 401):
             raise UnreachableError(f"{self.base_url}/v2/ answered {r.status_code}: not an OCI registry?")
+
+
+def _bearer_challenge(header: str) -> Any:
+    """A `Bearer realm=...,service=...,scope=...` challenge parsed (by oras-py), or None."""
+    if header.split(" ", 1)[0].lower() != "bearer":
+        return None
+    from oras.auth import utils as oras_auth_utils  # imported only when a registry asks for tokens
+
+    h = oras_auth_utils.parse_auth_header(header)
+    return h if h.realm else None
 
 
 def _error_text(r: requests.Response) -> str:

@@ -63,19 +63,18 @@ def _write_private(path: Path, doc: Mapping[str, object]) -> None:
         json.dump(doc, f, indent=2)
 
 
-def _new_account(directory: Path, file: str, username: str) -> str:
+def _new_account(directory: Path, file: str, username: str, role: str) -> dict[str, str]:
+    """Write `file` (username and a new random password, 0600); return the server's entry for it."""
     password = secrets.token_urlsafe(24)
     _write_private(directory / file, {"username": username, "password": password})
-    return password
+    return {"hash": hash_password(password), "role": role}
 
 
 def create_credentials(directory: Path) -> None:
     """Both accounts for a new site."""
-    users = {CLIENT_USER: {"hash": hash_password(_new_account(directory, CREDENTIALS_FILE, CLIENT_USER)),
-                           "role": PULL},
-             IMPORT_USER: {"hash": hash_password(_new_account(directory, IMPORT_CREDENTIALS_FILE, IMPORT_USER)),
-                           "role": PUSH}}
-    _write_private(directory / USERS_FILE, users)
+    _write_private(directory / USERS_FILE, {CLIENT_USER: _new_account(directory, CREDENTIALS_FILE, CLIENT_USER, PULL),
+                                            IMPORT_USER: _new_account(directory, IMPORT_CREDENTIALS_FILE,
+                                                                      IMPORT_USER, PUSH)})
 
 
 def upgrade_credentials(directory: Path) -> bool:
@@ -86,8 +85,7 @@ def upgrade_credentials(directory: Path) -> bool:
     raw = json.loads((directory / USERS_FILE).read_text())
     users: dict[str, object] = {name: {"hash": value, "role": PULL} if isinstance(value, str) else value
                                 for name, value in raw.items()}
-    users[IMPORT_USER] = {"hash": hash_password(_new_account(directory, IMPORT_CREDENTIALS_FILE, IMPORT_USER)),
-                          "role": PUSH}
+    users[IMPORT_USER] = _new_account(directory, IMPORT_CREDENTIALS_FILE, IMPORT_USER, PUSH)
     _write_private(directory / USERS_FILE, users)
     return True
 

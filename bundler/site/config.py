@@ -89,11 +89,6 @@ class SiteConfig:
         return self.directory / CREDENTIALS_FILE
 
     @property
-    def import_credentials_file(self) -> Path:
-        """The import account: push and delete in the embedded registry. Stays on this machine."""
-        return self.directory / IMPORT_CREDENTIALS_FILE
-
-    @property
     def token_realm(self) -> str:
         """Where the embedded registry sends clients for a token: the site's HTTPS service."""
         return f"{self.http_url}/token"
