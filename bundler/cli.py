@@ -433,8 +433,10 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--foreground", is_flag=True,
               help="then stay: watch the services, exit 4 when one stops answering (what `site install` runs)")
+@click.option("--wait", type=click.FloatRange(1), default=30.0, show_default=True, metavar="SECONDS",
+              help="how long each service may take to answer (a slow disk or a small device may need more)")
 @click.option("--check-interval", type=click.FloatRange(0.1), default=5.0, hidden=True)
-def site_up(directory: Path, foreground: bool, check_interval: float) -> None:
+def site_up(directory: Path, foreground: bool, wait: float, check_interval: float) -> None:
     """Start the site's services in the background: the HTTPS service (the registry's token server,
     Git server, update cache) and the embedded registry (TLS from the site CA, token auth).
 
@@ -450,7 +452,7 @@ def site_up(directory: Path, foreground: bool, check_interval: float) -> None:
     from bundler.site.service import site_down as down
     from bundler.site.service import site_up as up
 
-    site = up(directory)
+    site = up(directory, wait)
     click.echo(f"site {site.directory} is up: Git at {site.http_url}/git/<name>.git (CA {site.ca_file}, "
                f"credentials in {site.credentials_file})")
     if foreground:

@@ -66,7 +66,8 @@ def load_trusted_key(path: Path, name: str | None = None) -> signing.TrustedKey:
     try:
         return signing.TrustedKey(name or key_name(path), signing.load_public_key(_read(path, "public key")))
     except signing.KeyProblem as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        raise UsageError(f"{path}: {exc}",
+                         hint="that file is not a bundler public key; ask for the `.pub` (never the `.key`)") from None
 
 
 def load_policy(paths: Sequence[Path], threshold: int | None) -> signing.TrustPolicy:

@@ -123,9 +123,9 @@ class Run:
 def cli(tmp_path: Path) -> Callable[..., Run]:
     """Run the real `bundler` command (a subprocess: exit codes, stdout and stderr as a user sees them)."""
 
-    def run(*args: str | Path, cwd: Path | None = None) -> Run:
+    def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
         p = subprocess.run([sys.executable, "-m", "bundler.cli", *map(str, args)], capture_output=True,
-                           text=True, cwd=cwd or tmp_path, timeout=600)
+                           text=True, cwd=cwd or tmp_path, timeout=600, env={**os.environ, **(env or {})})
         return Run(p.returncode, p.stdout, p.stderr)
 
     return run
@@ -155,3 +155,16 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         key, pub, _ = keygen(directory / name)
         pairs[name] = KeyPair(key, pub)
     return Keys(**pairs)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"cannot mount a small tmpfs for the disk test: {done.stderr!r}")
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)

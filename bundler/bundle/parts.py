@@ -21,6 +21,8 @@ FAT32 = (4 << 30) - 1
 CHUNK = 1 << 20
 _PART_RE = re.compile(r"^(?P<base>.+)\.part-\d{3}$")
 
+PART_HINT = "copy that part from the source again (every .part-NNN file the index names); nothing was changed"
+
 
 def parse_size(text: str) -> int:
     """`4G`, `500M`, `64K`, a number of bytes, or `fat32` (the largest file FAT32 holds)."""
@@ -154,13 +156,13 @@ class PartSet:
             except FileNotFoundError:
                 self.close()
                 raise IntegrityError(f"part {part.file} of this split bundle is missing",
-                                     hint="copy it again (every .part-NNN file named in the index)") from None
+                                     hint=PART_HINT) from None
             self.fds.append(fd)
             if os.fstat(fd).st_size != part.size:
                 actual = os.fstat(fd).st_size
                 self.close()
                 raise IntegrityError(f"part {part.file} is {actual} bytes, the index says {part.size} (cut short?)",
-                                     hint="copy that part again")
+                                     hint=PART_HINT)
 
     def close(self) -> None:
         for fd in self.fds:

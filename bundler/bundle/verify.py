@@ -17,6 +17,7 @@ from typing import Any
 from bundler import git
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
+from bundler.bundle.parts import PART_HINT
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
 from bundler.oci import media
@@ -63,6 +64,8 @@ class VerifyReport:
                     "(`bundler sign`); nothing was changed")
         if any(p.startswith("the bundle expired at") for p in self.problems):
             return "ask release engineering for a current bundle; nothing was changed"
+        if any(p.startswith("part ") for p in self.problems):
+            return PART_HINT
         return "the copy is damaged (or was tampered with): copy it again from the source; nothing was changed"
 
 

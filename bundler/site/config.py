@@ -182,11 +182,12 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     """Create a site: its configuration and a copy of every trusted public key under trust/."""
     if not trust_keys:
         raise UsageError("site init needs at least one --trust-key PUB: a site imports only signed bundles",
-                         hint="the release engineer's public key (made by `bundler keygen`)")
+                         hint="ask release engineering for their `.pub` file (made by `bundler keygen`)")
     site_file = directory / SITE_FILE
     if site_file.exists():
         raise UsageError(f"{site_file} exists: {directory} is already a site",
-                         hint="edit site.yaml, or choose an empty directory")
+                         hint=f"it is set up already: go on with `bundler site up {directory}`, "
+                              "or pick an empty directory")
     keys = [load_trusted_key(path) for path in trust_keys]
     names = [key_name(path) for path in trust_keys]
     if len(set(names)) != len(names) or len({k.keyid for k in keys}) != len(keys):

@@ -109,9 +109,10 @@ def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,
                 item.updates.append((ref, new, old or ZERO))
             if rewrites:
                 kind = "would move a tag or rewrite history"
+                forced = " ".join(f"--force-refs {entry.name}:{ref.split(' ')[0]}" for ref in rewrites)
                 raise RefusedError(f"repository {entry.name}: this bundle {kind}: {', '.join(rewrites)}",
-                                   hint="branches move only forward and tags never move; pass --force-refs REF "
-                                        "to accept it on purpose")
+                                   hint=f"the Git history was rewritten: ask release engineering; only with a "
+                                        f"reason: {forced}")
     except BaseException:
         discard(staged)
         remove_empty(staged)

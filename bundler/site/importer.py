@@ -90,13 +90,15 @@ def rollback_problem(site: SiteConfig, state: SiteState, manifest: BundleManifes
     running = f"the site runs {manifest.name} {current['version']} ({current['manifest_digest'][:19]})"
     if Version(manifest.version) < Version(current["version"]):
         return RefusedError(f"rollback refused: {running}; this bundle is the older {manifest.version}",
-                            hint="pass --allow-downgrade to go back on purpose")
+                            hint="this is older than what the site runs; only with a reason: `--allow-downgrade`")
     if Version(manifest.version) == Version(current["version"]):
         if recorded_content(site, current) == manifest.content_digest:
             return None  # the same release packed another way (a delta and its full bundle)
         return RefusedError(f"refused: {running}; this bundle claims the same version with different content "
                             f"({manifest.content_digest[:19]})",
-                            hint="a version is never reused: build and sign a new version")
+                            hint="two different bundles were given one version: ask release engineering for a new "
+                                 "version (a delta and its full bundle are the same release: either imports after "
+                                 "the other)")
     return None
 
 
@@ -226,7 +228,8 @@ def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
             f"not enough disk space for this import: it writes {human(needed)} under {site.directory} "
             f"(registry {human(plan.blob_bytes if site.embedded_registry else 0)}, updates {human(plan.update_bytes)}, "
             f"git {human(plan.git_bytes)}) and keeps {human(DISK_MARGIN)} free; {human(free)} is free",
-            hint="free space on that disk (or move the site to a larger one), then run the same command again")
+            hint="free space on that disk (or move the site to a larger one), then run the same command again; "
+                 "nothing was written")
 
 
 def refuse(report: VerifyReport, reader: BundleReader, digest: str, exc: IntegrityError, bundle: Path) -> NoReturn:
@@ -268,7 +271,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             client.ping()  # an unreachable site fails before the long read
         except UnreachableError as exc:
             if site.embedded_registry:
-                hint = f"start the site's services first: bundler site up {site.directory}"
+                hint = f"start the site's services first: `bundler site up {site.directory}`"
                 raise UnreachableError(f"the site's registry does not answer ({exc.message})", hint=hint) from None
             raise
         result = ImportResult(manifest.name, manifest.version, digest)

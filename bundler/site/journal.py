@@ -29,7 +29,7 @@ def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
             raise BundlerError(f"another import is running on this site ({holder})",
-                               hint="wait for it to finish, then run this command again") from None
+                               hint="wait for the other import to finish, then run the same command again") from None
         os.ftruncate(fd, 0)
         started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         os.pwrite(fd, f"pid {os.getpid()}, importing {bundle.name}, since {started}".encode(), 0)

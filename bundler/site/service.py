@@ -29,7 +29,7 @@ import yaml
 from bundler.errors import BundlerError, UnreachableError
 from bundler.site import tokens
 from bundler.site.auth import upgrade_credentials
-from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SiteConfig, SiteState, load_site
+from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SITE_FILE, SiteConfig, SiteState, load_site
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
 from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
@@ -97,12 +97,17 @@ def _stop_pid(site: SiteConfig, name: str, marker: bytes) -> bool:
     _pid_file(site, name).unlink(missing_ok=True)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
+    # each service leads its own session (see _spawn): signal the group, so helpers it started go too
+    try:
+        kill = os.killpg if os.getpgid(pid) == pid else os.kill
+        kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it ended meanwhile
+        return True
     for _ in range(100):
         if not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid):
             return True
         time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+    kill(pid, signal.SIGKILL)
     return True
 
 
@@ -113,13 +118,20 @@ def _wait(site: SiteConfig, name: str, healthy: Callable[[SiteConfig, float], bo
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             _pid_file(site, name).unlink(missing_ok=True)
-            raise BundlerError(f"the site's {name} service stopped at start: {failure_reason(log, log_from)}",
-                               hint=f"is its address free? (site.yaml); full log: {log}")
+            reason = failure_reason(log, log_from)
+            hint = f"look at its log: {log}; nothing was left running"
+            if "address already in use" in reason.lower():
+                key = "http.listen" if name == "http" else "registry.listen"
+                hint = (f"another program uses that address: stop it, or change {key} in "
+                        f"{site.directory / SITE_FILE}; nothing was left running")
+            raise BundlerError(f"the site's {name} service stopped at start: {reason}", hint=hint)
         if healthy(site, 0.5):
             return
         time.sleep(0.1)
     raise UnreachableError(f"the site's {name} service did not answer on {url} within {wait:.0f} s: "
-                           f"{failure_reason(log, log_from)}", hint=f"full log: {log}")
+                           f"{failure_reason(log, log_from)}",
+                           hint=f"look at its log: {log}; a slow machine may need longer: "
+                                f"`bundler site up {site.directory} --wait 120`")
 
 
 def _log_size(site: SiteConfig, name: str) -> int:
@@ -195,12 +207,16 @@ def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
     (site.directory / RUN_DIR).mkdir(exist_ok=True)
     (site.directory / RUN_DIR / "registry.config").write_bytes(config.read_bytes())
     offset = _log_size(site, "registry")
+    process = None
     if binary is not None:
         process = _spawn(site, "registry", [binary, "serve", str(config.resolve())])
+    else:
+        _start_registry_container(site, config)
+    try:
         _wait(site, "registry", registry_healthy, process, wait, site.registry_url, offset)
-        return True
-    _start_registry_container(site, config)
-    _wait(site, "registry", registry_healthy, None, wait, site.registry_url, offset)
+    except BaseException:
+        _stop_registry(site)  # one that never answered is not left running
+        raise
     return True
 
 
@@ -214,7 +230,7 @@ def _start_registry_container(site: SiteConfig, config: Path) -> None:
     except Exception as exc:  # no engine, or no image: say which, and what to do
         raise BundlerError(f"cannot run the embedded registry: no registry binary, and the Docker engine "
                            f"cannot run {REGISTRY_IMAGE} ({exc})",
-                           hint="apt-get install docker-registry, or load the registry:2 image into Docker") from None
+                           hint="`apt-get install docker-registry`, or load the registry:2 image into Docker") from None
     root = (site.directory / REGISTRY_DIR).resolve()
     pki = (site.directory / PKI_DIR).resolve()
     container = client.containers.run(

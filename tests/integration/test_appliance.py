@@ -24,7 +24,7 @@ from bundler.oci.client import RegistryClient
 from bundler.site.registry_process import free_port
 from devtools import charts
 from devtools.packages import build_deb
-from tests.conftest import IN_CI, Keys, Registry, Run, missing
+from tests.conftest import Keys, Registry, Run, missing
 from tests.integration.test_docker_engine import build_engine_image
 
 
@@ -276,19 +276,6 @@ def test_dry_run_prints_the_plan_and_changes_nothing(everything: Everything, sit
     assert len(plan["add_artifacts"]) == 3 and plan["add_updates"] == ["edge-agent 1.0.0"]
     assert any("gitops: refs/heads/main (new)" in m for m in plan["move_refs"])
     assert not (site / "state.json").exists() and not list((site / "git").iterdir())
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        if IN_CI:
-            pytest.fail(f"cannot mount a small tmpfs for the disk test: {done.stderr!r}")
-        pytest.skip("mounting a tmpfs needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_disk_that_is_too_small_is_refused_before_anything_is_written(
