@@ -302,7 +302,8 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
 @click.option("--allow-downgrade", is_flag=True,
               help="accept a version older than the one the site runs (rolling back on purpose)")
 @click.option("--force-refs", "force_refs", multiple=True, metavar="REF",
-              help="let this Git ref move other than forward (REF or REPO:REF; repeatable)")
+              help="let this Git ref move other than forward, named in full: refs/heads/main, refs/tags/v1, "
+                   "or REPO:REF for one repository (repeatable)")
 @click.option("--dry-run", is_flag=True, help="verify everything and print what would change; change nothing")
 def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgrade: bool,
             force_refs: tuple[str, ...], dry_run: bool) -> None:
@@ -316,8 +317,10 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     Example:
       bundler import demo-1.0.0.bundle.tar --site ./site
     """
+    from bundler.site.git import check_force_ref
     from bundler.site.importer import ImportOptions, import_bundle
 
+    force_refs = tuple(map(check_force_ref, force_refs))
     result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, force_refs, dry_run))
     for note in result.notes:
         click.echo(note, err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,8 +10,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from bundler import tools
 from bundler.errors import BundlerError, UnreachableError, UsageError
 
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+           "GCM_INTERACTIVE": "never"}
 MIN_VERSION = (2, 25)  # git bundle create with many refs, http-backend and update-ref --stdin transactions
 
 
@@ -26,7 +28,7 @@ def git_binary() -> str:
     if path is None:
         raise UsageError("git is not installed; bundler needs it for repositories",
                          hint="apt-get install git (2.25 or newer)")
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+    out = tools.run([path, "--version"]).stdout.decode(errors="replace")
     match = re.search(r"(\d+)\.(\d+)", out)
     if match is None or (int(match[1]), int(match[2])) < MIN_VERSION:
         raise UsageError(f"git is too old ({out.strip()}); bundler needs {MIN_VERSION[0]}.{MIN_VERSION[1]} or newer")
@@ -35,14 +37,18 @@ def git_binary() -> str:
 
 def run(args: Sequence[str | Path], cwd: Path | None = None, input: bytes | None = None,
         remote: str | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    """Run git; on failure raise GitError (UnreachableError when `remote` could not be reached)."""
-    env = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    proc = subprocess.run([git_binary(), *map(str, args)], cwd=cwd, input=input, capture_output=True,
-                          env={**os.environ, **env}, check=False)
+    """Run git; on failure raise GitError (UnreachableError when `remote` could not be reached).
+    Git never prompts (no terminal prompt; ssh in batch mode: an unknown host key or a password
+    fails at once) and is stopped after its timeout (longer when it talks to a `remote`)."""
+    proc = tools.run([git_binary(), *args], cwd=cwd, input=input, env=GIT_ENV,
+                     timeout=tools.remote_timeout() if remote is not None else None)
     if check and proc.returncode != 0:
         err = [line for line in proc.stderr.decode(errors="replace").strip().splitlines() if line.strip()]
-        fatal = [line.removeprefix("fatal: ") for line in err if line.startswith(("fatal:", "error:"))]
-        detail = (fatal[0] if fatal else "; ".join(err[-2:])) or f"exit {proc.returncode}"
+        first = next((i for i, line in enumerate(err) if line.startswith(("fatal:", "error:"))), None)
+        if first is None:
+            detail = "; ".join(err[-2:]) or f"exit {proc.returncode}"
+        else:  # git's own line, after what the transport said (ssh: "Host key verification failed.")
+            detail = " ".join([*err[max(0, first - 2):first], err[first].split(": ", 1)[-1]])
         if remote is not None:  # talking to a source: not reaching it, or not being let in
             raise UnreachableError(f"cannot fetch repository {remote}: {detail}",
                                    hint="check the URL and your git credentials (git config, ssh agent)")

@@ -17,21 +17,15 @@ from typing import Any
 import yaml
 
 from bundler.errors import ProfileError
+from bundler.names import CHART_NAME_RE, GROUP_RE, NAME_RE, PLATFORM_RE, REPO_NAME_RE, SHA256_RE, UPDATE_NAME_RE
 from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
 from bundler.versions import SEMVER_RE, VersionRange
 
 API_VERSION = "bundler/v1"
 KIND = "Profile"
 
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
-PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-CHART_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
-REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-SHA256_RE = re.compile(r"^[a-f0-9]{64}$")
-UPDATE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
-GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 REF_PATTERN_RE = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/*-]+(?<!/)(?<!\.lock)$")
 DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
 DURATION_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}

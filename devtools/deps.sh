@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker.io docker-registry skopeo git gnupg busybox-static dpkg-dev rpm createrepo-c dnf containerd systemd)
+PACKAGES=(docker.io docker-registry skopeo git gnupg busybox-static dpkg-dev rpm createrepo-c dnf containerd systemd openssh-server openssh-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

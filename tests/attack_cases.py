@@ -55,6 +55,20 @@ CASES = [
     Attack("expired", "the bundle expired at"),
     Attack("rollback-older-version", "rollback refused", rollback=True),
     Attack("same-version-different-content", "same version with different content", rollback=True),
+    # validly signed, so the parser alone must refuse them (a leaked key, a buggy build)
+    Attack("name-traversal-image", "images[0].ref: "),
+    Attack("name-traversal-chart", "charts[0].name: '../x' is not a chart name"),
+    Attack("name-traversal-repo", "repos[0].name: '../x' is not a repository name"),
+    Attack("name-traversal-update", "updates[0].file: '../x' is not a plain file name"),
+    Attack("type-confused-expires", "expires: expected a string, got a number"),
+    Attack("type-confused-images", "images: expected an array, got a number"),
+    Attack("type-confused-platforms", "images[0].platforms: expected an array, got a number"),
+    Attack("type-confused-files", "files: expected an object, got an array"),
+    Attack("deep-manifest", "bundle.json is not a valid bundle manifest: nested deeper than 32 levels"),
+    Attack("deep-signatures", "signatures.json is malformed: nested deeper than 32 levels"),
+    Attack("injected-control-stanza", "control text holds an empty line (a second stanza)"),
+    Attack("directory-member", "a directory entry, not a file"),
+    Attack("huge-pax-header", "a tar header claims 3000000000 bytes"),
 ]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+
 SCHEMA = "bundler/bundle/v1"
 MANIFEST = "bundle.json"
 SIGNATURES = "signatures.json"
@@ -38,3 +41,26 @@ def git_bundle_path(name: str) -> str:
 
 def bundle_filename(name: str, version: str) -> str:
     return f"{name}-{version}{SUFFIX}"
+
+
+def unsafe_path_reason(name: str) -> str | None:
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        return "an absolute or malformed path"
+    parts = name.rstrip("/").split("/")
+    if ".." in parts:
+        return "a path that climbs out of the bundle (..)"
+    if posixpath.normpath(name.rstrip("/")) != name.rstrip("/"):
+        return "a path that is not in normal form"
+    return None
+
+
+_PAYLOAD_RE = re.compile(r"^(?:oci/blobs/sha256/[a-f0-9]{64}|updates/[a-f0-9]{64}"
+                         r"|git/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.bundle)$")
+
+
+def payload_path(name: str) -> str:
+    """A path bundle.json may list as a file: the OCI layout's two files, a blob, an update payload or
+    a Git bundle, each spelled as above. ValueError otherwise."""
+    if name not in (OCI_LAYOUT, OCI_INDEX) and not _PAYLOAD_RE.match(name):
+        raise ValueError(f"{name[:120]!r} is not a path a bundle holds payloads at")
+    return name

@@ -1,7 +1,9 @@
 """bundle.json: the signed description of everything in a bundle.
 
-Machines write it, so unknown fields are kept (a newer writer's additions survive a round trip);
-the fields we rely on are validated on construction.
+Machines write it, so unknown fields are kept (a newer writer's additions survive a round trip).
+It is read before any signature is checked, so it is parsed totally (bundler/untrusted.py): every
+field we rely on is typed and checked by the same name rules as a profile (bundler/names.py), and
+anything else is an IntegrityError naming the field.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bundler import debcontrol, names
 from bundler.bundle import layout
 from bundler.errors import IntegrityError
+from bundler.oci.reference import ImageReference, check_digest
+from bundler.untrusted import Malformed, Obj
 
-_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_METADATA_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _KNOWN = {"schema", "name", "version", "created", "expires", "parent", "requires", "profile", "images", "charts",
           "repos", "updates", "files", "content_digest"}
 
@@ -53,11 +58,11 @@ class ImageEntry:
         return d
 
     @classmethod
-    def from_dict(cls, d: Any) -> ImageEntry:
-        if not isinstance(d, dict) or not isinstance(d.get("ref"), str) or not isinstance(d.get("digest"), str):
-            raise ValueError("image entry needs 'ref' and 'digest' strings")
-        return cls(d["ref"], d["digest"], str(d.get("media_type", "")), tuple(d.get("platforms") or ()),
-                   str(d.get("source", "registry")), d.get("upstream_digest"))
+    def parse(cls, d: Obj) -> ImageEntry:
+        return cls(d.string("ref", image_ref), d.string("digest", check_digest),
+                   d.string("media_type", names.text, default=""), d.strings("platforms", names.platform),
+                   d.string("source", names.text, default="registry"),
+                   d.string("upstream_digest", check_digest, default=None))
 
 
 @dataclass(frozen=True)
@@ -79,12 +84,12 @@ class ChartEntry:
                 "requested": self.requested}
 
     @classmethod
-    def from_dict(cls, d: Any) -> ChartEntry:
-        if not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in ("name", "version", "digest")):
-            raise ValueError("chart entry needs 'name', 'version' and 'digest' strings")
-        return cls(d["name"], d["version"], str(d.get("source", "")), d["digest"], str(d.get("tgz_digest", "")),
-                   str(d.get("media_type", "application/vnd.oci.image.manifest.v1+json")),
-                   tuple(d.get("images") or ()), str(d.get("requested", "")))
+    def parse(cls, d: Obj) -> ChartEntry:
+        return cls(d.string("name", names.chart_name), d.string("version", names.chart_version),
+                   d.string("source", names.text, default=""), d.string("digest", check_digest),
+                   d.string("tgz_digest", optional_digest, default=""),
+                   d.string("media_type", names.text, default="application/vnd.oci.image.manifest.v1+json"),
+                   d.strings("images", image_ref), d.string("requested", names.text, default=""))
 
 
 @dataclass(frozen=True)
@@ -102,13 +107,13 @@ class RepoEntry:
                 "prerequisites": list(self.prerequisites)}
 
     @classmethod
-    def from_dict(cls, d: Any) -> RepoEntry:
-        if (not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(d.get("refs"), dict)
-                or not all(isinstance(k, str) and isinstance(v, str) for k, v in d["refs"].items())):
-            raise ValueError("repo entry needs a 'name' and 'refs' (ref name -> object id)")
-        bundle = d.get("bundle")
-        return cls(d["name"], str(d.get("url", "")), dict(d["refs"]), bundle if isinstance(bundle, str) else None,
-                   tuple(str(p) for p in d.get("prerequisites") or ()))
+    def parse(cls, d: Obj) -> RepoEntry:
+        name = d.string("name", names.repo_name)
+        bundle = d.string("bundle", default=None)
+        if bundle is not None and bundle != layout.git_bundle_path(name):
+            raise Malformed(f"{d.where}.bundle: {bundle[:120]!r} is not {layout.git_bundle_path(name)!r}")
+        return cls(name, d.string("url", names.text, default=""), d.mapping("refs", names.ref_name, names.object_id),
+                   bundle, d.strings("prerequisites", names.object_id))
 
 
 @dataclass(frozen=True)
@@ -132,15 +137,33 @@ class UpdateEntry:
                 "metadata": dict(sorted(self.metadata.items())), "approve": list(self.approve)}
 
     @classmethod
-    def from_dict(cls, d: Any) -> UpdateEntry:
-        if (not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in ("name", "kind", "file", "sha256"))
-                or not _HEX64.match(d["sha256"]) or not isinstance(d.get("size"), int)
-                or "/" in d["file"] or d["file"] in ("", ".", "..")):
-            raise ValueError("update entry needs name, kind, a plain file name, sha256 and size")
-        metadata = d.get("metadata") or {}
-        return cls(d["name"], d["kind"], d["file"], d["sha256"], d["size"],
-                   {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {},
-                   tuple(str(g) for g in d.get("approve") or ()))
+    def parse(cls, d: Obj) -> UpdateEntry:
+        return cls(d.string("name", names.update_name), d.string("kind", names.update_kind),
+                   d.string("file", names.file_name), d.string("sha256", names.sha256_hex), d.integer("size"),
+                   d.mapping("metadata", metadata_key, metadata_value, required=False),
+                   d.strings("approve", names.group))
+
+
+def image_ref(value: str) -> str:
+    ImageReference.parse(value)
+    return value
+
+
+def optional_digest(value: str) -> str:
+    return check_digest(value) if value else value
+
+
+def metadata_key(value: str) -> str:
+    return names.checked(value, _METADATA_KEY_RE, "a metadata key (lowercase letters, digits, _ -)")
+
+
+def metadata_value(value: str) -> str:
+    """Free text, except a .deb's control stanza: that must be one valid stanza (the site's apt
+    index is written from its parsed fields, never from the text)."""
+    if "\n" in value:
+        debcontrol.parse(value)
+        return value
+    return names.text(value)
 
 
 @dataclass(frozen=True)
@@ -190,46 +213,40 @@ class BundleManifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BundleManifest:
-        """Parse and validate; any problem is an IntegrityError naming bundle.json."""
+        """Parse and validate; any problem is an IntegrityError naming bundle.json and the field."""
         try:
-            d = json.loads(data)
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
-            if d.get("schema") != layout.SCHEMA:
-                raise ValueError(f"schema is {d.get('schema')!r}, this bundler reads {layout.SCHEMA!r}")
-            for key in ("name", "version", "created", "profile"):
-                if not isinstance(d.get(key), str):
-                    raise ValueError(f"'{key}' must be a string")
-            files = _file_entries(d.get("files"), "files")
-            requires = _file_entries(d.get("requires") or {}, "requires")
-            images = tuple(ImageEntry.from_dict(i) for i in d.get("images") or [])
-            charts = tuple(ChartEntry.from_dict(c) for c in d.get("charts") or [])
-            repos = tuple(RepoEntry.from_dict(r) for r in d.get("repos") or [])
-            updates = tuple(UpdateEntry.from_dict(u) for u in d.get("updates") or [])
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            d = Obj.load(data, layout.MAX_MANIFEST_BYTES)
+            if d.value.get("schema") != layout.SCHEMA:
+                raise Malformed(f"schema is {str(d.value.get('schema'))[:80]!r}, this bundler reads {layout.SCHEMA!r}")
+            manifest = cls(
+                name=d.string("name", names.bundle_name), version=d.string("version", names.version),
+                created=d.string("created", names.timestamp), profile=d.string("profile", names.text),
+                images=tuple(ImageEntry.parse(i.obj()) for i in d.array("images")),
+                files=file_entries(d.obj("files")),
+                charts=tuple(ChartEntry.parse(c.obj()) for c in d.array("charts")),
+                repos=tuple(RepoEntry.parse(r.obj()) for r in d.array("repos")),
+                updates=tuple(UpdateEntry.parse(u.obj()) for u in d.array("updates")),
+                expires=d.string("expires", names.timestamp, default=None),
+                parent=d.mapping("parent", None, names.text, required=False) or None,
+                requires=file_entries(d.obj("requires", default=None)),
+                extra={k: v for k, v in d.value.items() if k not in _KNOWN},
+            )
+            claimed = d.string("content_digest", default=None)  # absent in older bundles; always recomputed
+        except Malformed as exc:
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
-        manifest = cls(
-            name=d["name"], version=d["version"], created=d["created"], profile=d["profile"], images=images,
-            files=files, charts=charts, repos=repos, updates=updates, expires=d.get("expires"), parent=d.get("parent"),
-            requires=requires,
-            extra={k: v for k, v in d.items() if k not in _KNOWN},
-        )
-        claimed = d.get("content_digest")  # absent in bundles from before it; never trusted, always recomputed
         if claimed is not None and claimed != manifest.content_digest:
-            raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: content_digest {claimed!r} "
-                                 f"does not match its content ({manifest.content_digest})")
+            raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: content_digest "
+                                 f"{claimed[:80]!r} does not match its content ({manifest.content_digest})")
         return manifest
 
 
-def _file_entries(raw: Any, key: str) -> dict[str, FileEntry]:
-    if not isinstance(raw, dict):
-        raise ValueError(f"'{key}' must be an object")
+def file_entries(raw: Obj | None) -> dict[str, FileEntry]:
+    """bundle.json's `files` or `requires` (or a receipt's `files`): payload path -> sha256, size."""
     out = {}
-    for path, entry in raw.items():
-        if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
-                or not _HEX64.match(entry["sha256"]) or not isinstance(entry.get("size"), int) or entry["size"] < 0):
-            raise ValueError(f"{key} entry for {path!r} needs a sha256 (64 hex) and a size")
-        out[path] = FileEntry(entry["sha256"], entry["size"])
+    for path, value in raw.entries() if raw is not None else ():
+        value.checked(path, layout.payload_path)
+        entry = value.obj()
+        out[path] = FileEntry(entry.string("sha256", names.sha256_hex), entry.integer("size"))
     return out
 
 

@@ -4,14 +4,16 @@ inspect --manifest`), or a site receipt (`bundler site receipt`: everything a si
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bundler.bundle.manifest import BundleManifest, FileEntry, _file_entries
+from bundler import names
+from bundler.bundle import layout
+from bundler.bundle.manifest import BundleManifest, FileEntry, file_entries
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError, UsageError
+from bundler.untrusted import Malformed, Obj
 
 RECEIPT_KIND = "bundler/receipt/v1"
 
@@ -62,19 +64,22 @@ def read_parent(path: Path) -> Parent:
     if not _is_json(path):
         return from_manifest(*load_manifest(path))
     data = path.read_bytes()
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise UsageError(f"--since {path} is neither a bundle, a bundle manifest nor a site receipt") from None
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    if doc.get("kind") == RECEIPT_KIND:
-        try:
-            return Parent({"receipt": str(doc["site"]), "created": str(doc["created"]), "manifest_digest": digest},
-                          _file_entries(doc["files"], "files"),
-                          {name: tuple(sorted(set(refs.values()))) for name, refs in doc["repos"].items()})
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise IntegrityError(f"site receipt {path} is malformed: {exc}") from None
-    return from_manifest(BundleManifest.from_bytes(data), digest)
+    try:
+        doc = Obj.load(data, layout.MAX_MANIFEST_BYTES)
+    except Malformed:
+        raise UsageError(f"--since {path} is neither a bundle, a bundle manifest nor a site receipt") from None
+    if doc.value.get("kind") != RECEIPT_KIND:
+        return from_manifest(BundleManifest.from_bytes(data), digest)
+    try:
+        tips = {}
+        for name, refs in doc.obj("repos").entries():
+            refs.checked(name, names.repo_name)
+            tips[name] = tuple(sorted({str(oid.string(names.object_id)) for _, oid in refs.obj().entries()}))
+        return Parent({"receipt": doc.string("site", names.text), "created": doc.string("created", names.timestamp),
+                       "manifest_digest": digest}, file_entries(doc.obj("files")), tips)
+    except Malformed as exc:
+        raise IntegrityError(f"site receipt {path} is malformed: {exc}") from None
 
 
 def receipt(site_name: str, created: str, bundles: list[dict[str, Any]], manifests: list[BundleManifest],

@@ -4,6 +4,7 @@ digest. Readers take the index or any part and read the parts as one file."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -12,8 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import names
 from bundler.errors import IntegrityError, UsageError
-from bundler.fsutil import atomic_write
+from bundler.fsutil import NotRegular, atomic_write, open_regular, read_regular
+from bundler.oci.reference import check_digest
+from bundler.untrusted import Malformed, Obj
 
 INDEX_SUFFIX = ".parts.json"
 SCHEMA = "bundler/parts/v1"
@@ -21,6 +25,7 @@ FAT32 = (4 << 30) - 1
 CHUNK = 1 << 20
 _PART_RE = re.compile(r"^(?P<base>.+)\.part-\d{3}$")
 
+MAX_INDEX_BYTES = 4 << 20  # an index of 4 MiB lists tens of thousands of parts
 PART_HINT = "copy that part from the source again (every .part-NNN file the index names); nothing was changed"
 
 
@@ -131,32 +136,38 @@ class PartSet:
     def __init__(self, path: Path) -> None:
         self.index = index_path(path)
         try:
-            doc = json.loads(self.index.read_text())
-            if doc.get("schema") != SCHEMA:
-                raise ValueError(f"schema {doc.get('schema')!r}")
+            doc = Obj.load(read_regular(self.index, MAX_INDEX_BYTES), MAX_INDEX_BYTES)
+            if doc.value.get("schema") != SCHEMA:
+                raise Malformed(f"schema {str(doc.value.get('schema'))[:80]!r}")
+            base = doc.string("bundle", names.file_name)
             offset, parts = 0, []
-            for p in doc["parts"]:
-                if "/" in p["file"] or p["file"].startswith("."):
-                    raise ValueError(f"part name {p['file']!r}")
-                parts.append(Part(str(p["file"]), int(p["size"]), str(p["sha256"]), offset))
-                offset += int(p["size"])
+            for i, item in enumerate(doc.array("parts", required=True)):
+                entry = item.obj()
+                expected = f"{base}.part-{i:03d}"
+                name = entry.string("file", functools.partial(_part_name, expected))
+                size = entry.integer("size")
+                parts.append(Part(name, size, entry.string("sha256", names.sha256_hex), offset))
+                offset += size
+            manifest_digest = doc.string("manifest_digest", check_digest, default="")
         except FileNotFoundError:
             raise IntegrityError(f"{self.index.name} (the index of this split bundle) is missing",
                                  hint="copy the whole set of files: the parts and the .parts.json index") from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (Malformed, NotRegular, ValueError) as exc:
             raise IntegrityError(f"{self.index.name} is not a valid parts index: {exc}") from None
         self.parts = parts
         self.size = offset
-        self.manifest_digest = str(doc.get("manifest_digest", ""))
+        self.manifest_digest = manifest_digest
         self.fds: list[int] = []
         for part in parts:
-            path = self.index.with_name(part.file)
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = open_regular(self.index.with_name(part.file))
             except FileNotFoundError:
                 self.close()
                 raise IntegrityError(f"part {part.file} of this split bundle is missing",
                                      hint=PART_HINT) from None
+            except NotRegular as exc:
+                self.close()
+                raise IntegrityError(f"part {part.file}: {exc}", hint=PART_HINT) from None
             self.fds.append(fd)
             if os.fstat(fd).st_size != part.size:
                 actual = os.fstat(fd).st_size
@@ -221,3 +232,9 @@ class PartsFile(io.RawIOBase):
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
+
+
+def _part_name(expected: str, value: str) -> str:
+    if value != expected:
+        raise ValueError(f"{value[:80]!r} is not the part name {expected!r}")
+    return value

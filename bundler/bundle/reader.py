@@ -8,21 +8,24 @@ duplicates. Payloads are then read with positional reads, so many threads can st
 from __future__ import annotations
 
 import io
-import json
 import os
-import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from bundler import names
 from bundler.bundle import layout
+from bundler.bundle.layout import unsafe_path_reason
 from bundler.bundle.manifest import BundleManifest, manifest_digest
 from bundler.bundle.parts import PartSet, PartsFile, is_split
 from bundler.errors import IntegrityError, UsageError
+from bundler.fsutil import NotRegular, open_regular
+from bundler.untrusted import Malformed, Obj
 
 CHUNK = 1 << 20
+MAX_HEADER = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -32,15 +35,24 @@ class Member:
     size: int
 
 
-def unsafe_path_reason(name: str) -> str | None:
-    if not name or name.startswith("/") or "\\" in name or "\0" in name:
-        return "an absolute or malformed path"
-    parts = name.rstrip("/").split("/")
-    if ".." in parts:
-        return "a path that climbs out of the bundle (..)"
-    if posixpath.normpath(name.rstrip("/")) != name.rstrip("/"):
-        return "a path that is not in normal form"
-    return None
+class HeaderReads:
+    """What tarfile reads through while scanning: it reads headers (and a PAX or GNU long-name
+    header's data) and seeks over payloads, so any single read of more than MAX_HEADER bytes is a
+    header claiming an absurd size: refused before a byte of it is read into memory."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > MAX_HEADER:
+            raise tarfile.ReadError(f"a tar header claims {size} bytes (at most {MAX_HEADER} are read)")
+        return bytes(self.f.read(size))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self.f.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.f.tell())
 
 
 class BundleReader:
@@ -55,7 +67,9 @@ class BundleReader:
             self.size = self.parts.size
         else:
             try:
-                self.fd = os.open(self.path, os.O_RDONLY)
+                self.fd = open_regular(self.path)
+            except NotRegular as exc:
+                raise IntegrityError(f"cannot read bundle {exc}") from None
             except OSError as exc:
                 raise UsageError(f"cannot open bundle {self.path}: {exc.strerror}") from None
             self.size = os.fstat(self.fd).st_size
@@ -75,7 +89,7 @@ class BundleReader:
         raw: Any = PartsFile(self.parts) if self.parts else open(self.fd, "rb", closefd=False)  # noqa: SIM115
         with io.BufferedReader(raw) if self.parts else raw as f:
             try:
-                with tarfile.open(fileobj=f, mode="r:") as tar:
+                with tarfile.open(fileobj=cast(Any, HeaderReads(f)), mode="r:") as tar:
                     while (info := tar.next()) is not None:
                         self._check(info)
                         tar.members.clear()  # type: ignore[attr-defined]  # flat memory on huge bundles
@@ -89,7 +103,8 @@ class BundleReader:
         if (reason := unsafe_path_reason(name)) is not None:
             self.problems.append(f"{name!r}: {reason}")
             return
-        if info.isdir():
+        if info.isdir():  # bundler writes none; GNU tar would make one where a listed file goes
+            self.problems.append(f"{name}: a directory entry, not a file (bundles hold files only)")
             return
         if not info.isreg():
             kind = "a link" if info.issym() or info.islnk() else "a device, fifo or special file"
@@ -140,14 +155,19 @@ class BundleReader:
         data = self.manifest_bytes()
         return BundleManifest.from_bytes(data), data, manifest_digest(data)
 
-    def signatures(self) -> list[dict[str, Any]]:
+    def signatures(self) -> list[dict[str, str]]:
+        """signatures.json's entries, each {keyid, algorithm, signature} as strings (what they claim is
+        judged by signing.evaluate); a file of another shape is refused, naming the field."""
         if layout.SIGNATURES not in self.members:
             return []
+        data = self.read_small(layout.SIGNATURES, layout.MAX_SIGNATURES_BYTES)
         try:
-            doc = json.loads(self.read_small(layout.SIGNATURES, layout.MAX_SIGNATURES_BYTES))
-            sigs = doc["signatures"]
-            if not isinstance(sigs, list):
-                raise ValueError
-            return [s for s in sigs if isinstance(s, dict)]
-        except (ValueError, KeyError, TypeError):
-            raise IntegrityError(f"{self.path}: {layout.SIGNATURES} is malformed") from None
+            doc = Obj.load(data, layout.MAX_SIGNATURES_BYTES)
+            entries = []
+            for item in doc.array("signatures", required=True):
+                entry = item.obj()
+                entries.append({key: entry.string(key, lambda v: names.text(v, 512))
+                                for key in ("keyid", "algorithm", "signature") if entry.value.get(key) is not None})
+            return entries
+        except Malformed as exc:
+            raise IntegrityError(f"{self.path}: {layout.SIGNATURES} is malformed: {exc}") from None

@@ -9,15 +9,17 @@ they are held in memory, and every archive is checked before anything in it is b
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import logging
 import posixpath
 import tarfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin
 
 import requests
@@ -69,6 +71,24 @@ class ChartArchive:
         return any(v == dependency or v.startswith(f"{dependency}-") for v in self.vendored)
 
 
+class Inflated:
+    """The decompressed stream of a chart archive, read in order; past MAX_UNPACKED bytes actually
+    inflated (headers, PAX records and skipped data included, whatever the headers claim) it stops."""
+
+    def __init__(self, stream: gzip.GzipFile, origin: str) -> None:
+        self.stream = stream
+        self.origin = origin
+        self.total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        budget = MAX_UNPACKED - self.total
+        data = self.stream.read(budget + 1 if size < 0 or size > budget else size)
+        self.total += len(data)
+        if self.total > MAX_UNPACKED:
+            raise IntegrityError(f"chart archive from {self.origin} inflates past {MAX_UNPACKED >> 20} MiB")
+        return data
+
+
 def read_archive(tgz: bytes, origin: str) -> ChartArchive:
     """Read a chart .tgz without extracting it; refuse unsafe members and decompression bombs."""
     files: dict[str, bytes] = {}
@@ -76,7 +96,8 @@ def read_archive(tgz: bytes, origin: str) -> ChartArchive:
     top: set[str] = set()
     total = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+        inflated = Inflated(gzip.GzipFile(fileobj=io.BytesIO(tgz)), origin)
+        with tarfile.open(fileobj=cast(Any, inflated), mode="r|") as tar:
             for info in tar:
                 name = info.name
                 parts = name.strip("/").split("/")
@@ -94,7 +115,7 @@ def read_archive(tgz: bytes, origin: str) -> ChartArchive:
                 if info.isreg() and len(parts) == 2 and parts[1] in ("Chart.yaml", "values.yaml"):
                     extracted = tar.extractfile(info)
                     files[parts[1]] = extracted.read() if extracted else b""
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise IntegrityError(f"chart archive from {origin} is not a gzip'd tar: {exc}") from None
     if len(top) != 1 or "Chart.yaml" not in files:
         raise IntegrityError(f"chart archive from {origin} is not a chart (one directory with a Chart.yaml)")

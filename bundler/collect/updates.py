@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from bundler import debcontrol, tools
 from bundler.bundle.manifest import UpdateEntry
 from bundler.errors import IntegrityError, UsageError
 from bundler.profile import UpdateSpec
@@ -25,33 +24,26 @@ class CollectedUpdate:
     staged: Path  # the payload on this machine (a download, or the profile's own path)
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise UsageError(f"{name} is needed to read {package} packages", hint=f"apt-get install {package}")
-    return path
-
-
 def package_metadata(kind: str, path: Path, origin: str) -> dict[str, str]:
     """name, version, arch (and a .deb's control stanza) read from the package itself."""
     if kind == "deb":
-        proc = subprocess.run([_tool("dpkg-deb", "dpkg"), "--field", str(path)], capture_output=True, text=True)
-        if proc.returncode != 0 or not proc.stdout.strip():
-            raise IntegrityError(f"{origin} is not a valid .deb package: {proc.stderr.strip()[:200]}")
-        control = proc.stdout.strip()
-        fields = dict(line.split(": ", 1) for line in control.splitlines() if ": " in line and not line[0].isspace())
+        proc = tools.run([tools.find("dpkg-deb", "dpkg", "to read .deb packages"), "--field", path])
+        control = proc.stdout.decode(errors="replace").strip("\n")
+        if proc.returncode != 0 or not control.strip():
+            raise IntegrityError(f"{origin} is not a valid .deb package: {tools.last_words(proc, 200)}")
         try:
-            return {"package": fields["Package"], "version": fields["Version"], "arch": fields["Architecture"],
-                    "control": control}
-        except KeyError as exc:
-            raise IntegrityError(f"{origin}: its control file has no {exc.args[0]} field") from None
+            fields = debcontrol.parse(control)
+        except ValueError as exc:
+            raise IntegrityError(f"{origin}: its control file is not one valid stanza: {exc}") from None
+        return {"package": debcontrol.value(fields, "Package"), "version": debcontrol.value(fields, "Version"),
+                "arch": debcontrol.value(fields, "Architecture"), "control": control}
     if kind == "rpm":
         query = "%{NAME}\\n%{VERSION}-%{RELEASE}\\n%{ARCH}\\n"
-        proc = subprocess.run([_tool("rpm", "rpm"), "-qp", "--nosignature", "--nodigest", "--qf", query, str(path)],
-                              capture_output=True, text=True)
-        lines = proc.stdout.splitlines()
+        proc = tools.run([tools.find("rpm", "rpm", "to read .rpm packages"), "-qp", "--nosignature", "--nodigest",
+                          "--qf", query, path])
+        lines = proc.stdout.decode(errors="replace").splitlines()
         if proc.returncode != 0 or len(lines) < 3:
-            raise IntegrityError(f"{origin} is not a valid .rpm package: {proc.stderr.strip()[:200]}")
+            raise IntegrityError(f"{origin} is not a valid .rpm package: {tools.last_words(proc, 200)}")
         return {"package": lines[0], "version": lines[1], "arch": lines[2]}
     return {}
 

@@ -36,15 +36,20 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from bundler.errors import BundlerError, UsageError
+from bundler import names
+from bundler.errors import UsageError
 from bundler.fsutil import atomic_write
 from bundler.keyfiles import key_name, load_trusted_key
+from bundler.names import GROUP_RE
 from bundler.oci.client import Credentials, RegistryClient
+from bundler.oci.reference import check_digest
 from bundler.signing import TrustPolicy
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.pki import CA_CERT, PKI_DIR
+from bundler.untrusted import Malformed, Obj
 
 SITE_FILE = "site.yaml"
+MAX_STATE_BYTES = 64 << 20
 STATE_FILE = "state.json"
 TRUST_DIR = "trust"
 RUN_DIR, LOG_DIR = "run", "logs"  # what `site up` started (pids), the import lock and journal; service logs
@@ -54,7 +59,6 @@ GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
 DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5443"
 REGISTRY_DIR = "registry"
-GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 
@@ -240,6 +244,8 @@ def load_site(directory: Path) -> SiteConfig:
         raise UsageError(f"{directory} is not a site (no {SITE_FILE})", hint=hint) from None
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"cannot read {site_file}: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"cannot read {site_file}: nested too deeply") from None
     try:
         if not isinstance(doc, dict) or doc.get("kind") != "Site":
             raise ValueError("not a site configuration (kind: Site)")
@@ -280,13 +286,20 @@ class SiteState:
     def load(cls, directory: Path) -> SiteState:
         path = directory / STATE_FILE
         try:
-            doc = json.loads(path.read_bytes())
+            doc = Obj.load(path.read_bytes(), MAX_STATE_BYTES)
+            bundles = []
+            for item in doc.array("bundles"):
+                entry = item.obj()
+                entry.string("name", names.bundle_name), entry.string("version", names.version)
+                entry.string("manifest_digest", check_digest), entry.string("content_digest", check_digest, None)
+                entry.strings("signers", names.text)
+                bundles.append(entry.value)
         except FileNotFoundError:
             return cls(path)
-        except (OSError, ValueError) as exc:
-            raise BundlerError(f"site state {path} is unreadable: {exc}",
-                               hint="restore it from a backup; it records what this site imported") from None
-        return cls(path, list(doc.get("bundles", [])))
+        except (OSError, Malformed) as exc:
+            raise UsageError(f"site state {path} is unreadable: {exc}",
+                             hint="restore it from a backup; it records what this site imported") from None
+        return cls(path, bundles)
 
     def latest(self, name: str) -> dict[str, Any] | None:
         """The last bundle of this name the site imported: what it runs now."""
@@ -294,6 +307,8 @@ class SiteState:
 
     def record(self, name: str, version: str, manifest_digest: str, signers: list[str],
                sources: list[str] | None = None, content_digest: str | None = None) -> None:
+        """Append an imported bundle (call under files_lock: what is on disk now is what is added to)."""
+        self.bundles = SiteState.load(self.path.parent).bundles
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         self.bundles.append({"name": name, "version": version, "manifest_digest": manifest_digest,
                              "content_digest": content_digest, "signers": signers, "imported_at": now,

@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
-from bundler import git
+from bundler import git, names
 from bundler.bundle.manifest import BundleManifest, RepoEntry
 from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import extract_member
-from bundler.errors import RefusedError
+from bundler.errors import RefusedError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.site.cluster import FLUX_NAMESPACE, GIT_SECRET
 from bundler.site.config import FLUX_DIR, GIT_DIR, SiteConfig
@@ -65,8 +65,23 @@ def _has_commit(path: Path, oid: str) -> bool:
 
 
 def _forced(force_refs: tuple[str, ...], repo: str, ref: str) -> bool:
-    short = ref.split("/", 2)[2] if ref.count("/") >= 2 else ref
-    return any(f in (ref, short, f"{repo}:{ref}", f"{repo}:{short}") for f in force_refs)
+    """Named in full (`refs/heads/main`: in every repository; `config:refs/tags/v1`: in that one)."""
+    return ref in force_refs or f"{repo}:{ref}" in force_refs
+
+
+def check_force_ref(value: str) -> str:
+    """A --force-refs value: a full ref name, or REPO:REF. A short name (`main`) is refused: it
+    could be a branch or a tag, and a tag must never move because a branch was meant."""
+    repo, colon, ref = value.rpartition(":")
+    try:
+        if colon:
+            names.repo_name(repo)
+        names.ref_name(ref)
+    except ValueError:
+        raise UsageError(f"--force-refs {value!r}: name the ref in full, as the refusal does "
+                         "(refs/heads/main, refs/tags/v1), optionally as REPO:REF",
+                         hint="a short name could be a branch or a tag; only the ref named moves") from None
+    return value
 
 
 def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,

@@ -43,7 +43,7 @@ from bundler.site import git as site_git
 from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
-from bundler.site.journal import Journal, import_lock
+from bundler.site.journal import Journal, files_lock, import_lock
 from bundler.site.registry import QUARANTINE, Plan, artifacts_present, missing_blobs, plan, seed, site_artifacts
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
@@ -340,17 +340,18 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
                 raise
         journal.step(options.bundle, digest, "publishing")
         site_git.publish(site, staged)
-    if manifest.charts:
-        write_helm_repository(site)
-    if manifest.updates:
-        result.notes += cache.add(manifest)
-        publish_updates(site)
-    if not (current and current["manifest_digest"] == digest):
-        keep_manifest(site, manifest, digest)
-        sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
-        state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
-                     manifest.content_digest)
-    write_cluster_config(site, state)
+    with files_lock(site.directory):
+        if manifest.charts:
+            write_helm_repository(site)
+        if manifest.updates:
+            result.notes += cache.add(manifest)
+            publish_updates(site)
+        if not (current and current["manifest_digest"] == digest):
+            keep_manifest(site, manifest, digest)
+            sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
+            state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
+                         manifest.content_digest)
+        write_cluster_config(site, state)
     kinds = ("images", "charts", "blobs")
     result.added = {kind: stats.added[kind] for kind in kinds}
     result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}

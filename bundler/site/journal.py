@@ -18,6 +18,21 @@ from bundler.site.config import RUN_DIR, SiteConfig
 
 
 @contextmanager
+def files_lock(directory: Path) -> Iterator[None]:
+    """The site files more than one command changes (the update catalog and approvals, state.json,
+    the published update repositories) are read, changed and replaced while holding this lock, so
+    an import and `updates approve` at the same time lose no decision. Held for moments: it waits."""
+    run = directory / RUN_DIR
+    run.mkdir(exist_ok=True)
+    fd = os.open(run / "files.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
     """One import at a time per site; a second one is refused, naming who holds the lock."""
     run = site.directory / RUN_DIR

@@ -23,15 +23,16 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from bundler import debcontrol, tools
 from bundler.bundle.manifest import BundleManifest, UpdateEntry
 from bundler.bundle.reader import BundleReader
 from bundler.errors import BundlerError, IntegrityError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.site.config import SiteConfig
+from bundler.site.journal import files_lock
 
 UPDATES_DIR = "updates"
 GNUPG_DIR = "gnupg"
@@ -47,14 +48,12 @@ def _now() -> str:
 
 def _gpg(site: SiteConfig, *args: str, input: bytes | None = None) -> bytes:
     home = site.directory / GNUPG_DIR
-    gpg = shutil.which("gpg")
-    if gpg is None:
-        raise UsageError("gpg is needed to sign the site's update repositories", hint="apt-get install gnupg")
-    proc = subprocess.run([gpg, "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
-                           "--passphrase", "", *args], input=input, capture_output=True)
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
+    gpg = tools.find("gpg", "gnupg", "to sign the site's update repositories")
+    proc = tools.run([gpg, "--homedir", home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", "",
+                      *args], input=input)
+    tools.run([tools.find("gpgconf", "gnupg", "to stop gpg's agent"), "--homedir", home, "--kill", "gpg-agent"])
     if proc.returncode != 0:
-        raise BundlerError(f"gpg {args[0]} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+        raise BundlerError(f"gpg {args[0]} failed: {tools.last_words(proc)}")
     return proc.stdout
 
 
@@ -117,7 +116,7 @@ class UpdateCache:
 
     def add(self, manifest: BundleManifest) -> list[str]:
         """Catalog the bundle's updates and apply its pre-approvals where the site has not decided;
-        return notes (pre-approvals for groups this site does not have)."""
+        return notes (pre-approvals for groups this site does not have). Call under files_lock."""
         catalog = {e["sha256"]: e for e in self.catalog()}
         approvals = self.approvals()
         notes = []
@@ -152,12 +151,13 @@ class UpdateCache:
         if group not in self.site.groups:
             raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(self.site.groups) or 'none'}",
                              hint="groups are declared in site.yaml (updates.groups) or with site init --group")
-        entries = self.matching(name)
-        approvals = self.approvals()
-        for e in entries:
-            approvals.setdefault(group, {})[e["sha256"]] = decision
-        atomic_write(self.root / "approvals.json", json.dumps(approvals, indent=2, sort_keys=True).encode())
-        publish(self.site)
+        with files_lock(self.site.directory):
+            entries = self.matching(name)
+            approvals = self.approvals()
+            for e in entries:
+                approvals.setdefault(group, {})[e["sha256"]] = decision
+            atomic_write(self.root / "approvals.json", json.dumps(approvals, indent=2, sort_keys=True).encode())
+            publish(self.site)
         return entries
 
     def approved(self, group: str) -> list[dict[str, Any]]:
@@ -240,7 +240,8 @@ def _publish_apt(site: SiteConfig, apt: Path, group: str, debs: list[dict[str, A
     arches = sorted({e["arch"] for e in debs if e["arch"] != "all"}) or ["amd64", "arm64"]
     listed = []
     for arch in arches:
-        stanzas = [f"{e['metadata']['control']}\nFilename: {pool_path(e)}\nSize: {e['size']}\nSHA256: {e['sha256']}\n"
+        stanzas = [debcontrol.stanza(debcontrol.parse(e["metadata"]["control"]),
+                                     [("Filename", pool_path(e)), ("Size", str(e["size"])), ("SHA256", e["sha256"])])
                    for e in sorted(debs, key=_order) if e["arch"] in (arch, "all")]
         packages = "\n".join(stanzas).encode()
         directory = dist / "main" / f"binary-{arch}"
@@ -268,9 +269,9 @@ def _publish_rpm(site: SiteConfig, cache: UpdateCache, directory: Path, rpms: li
         if rpms:
             raise UsageError("createrepo_c is needed to publish .rpm updates", hint="apt-get install createrepo-c")
         return
-    proc = subprocess.run([createrepo, "--quiet", "--simple-md-filenames", str(directory)], capture_output=True)
+    proc = tools.run([createrepo, "--quiet", "--simple-md-filenames", directory])
     if proc.returncode != 0:
-        raise BundlerError(f"createrepo_c failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+        raise BundlerError(f"createrepo_c failed: {tools.last_words(proc)}")
     repomd = directory / "repodata" / "repomd.xml"
     (directory / "repodata" / "repomd.xml.asc").write_bytes(
         _gpg(site, "--armor", "--detach-sign", "--output", "-", input=repomd.read_bytes()))

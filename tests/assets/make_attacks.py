@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bundler import signing
 from bundler.bundle import layout
+from bundler.bundle.manifest import BundleManifest, signatures_json
 from bundler.collect.build import BundleInfo, write_bundle
 from bundler.collect.images import OciContent
 from bundler.keyfiles import load_signing_key
@@ -74,6 +77,87 @@ def special(info: tarfile.TarInfo) -> Callable[[list[tuple[tarfile.TarInfo, byte
     return change
 
 
+def consistent(manifest: bytes) -> bytes:
+    """bundle.json with its content_digest recomputed, as a forger would: only the signature tells."""
+    doc = json.loads(manifest)
+    doc.pop("content_digest", None)
+    doc["content_digest"] = BundleManifest.from_bytes(json.dumps(doc).encode()).content_digest
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def resigned(path: Path, change: Callable[[dict[str, Any]], object],
+             raw: Callable[[bytes], bytes] = lambda b: b) -> None:
+    """bundle.json edited by `change` and signed again by `release`: a bundle whose signature is
+    valid, so only the parser stands between its content and the site (a leaked key, a buggy
+    build)."""
+    def edit(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        for i, (info, data) in enumerate(members):
+            if info.name == layout.MANIFEST:
+                doc = json.loads(data)
+                change(doc)
+                manifest = raw(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+                members[i] = (info, manifest)
+        for i, (info, _) in enumerate(members):
+            if info.name == layout.SIGNATURES:
+                members[i] = (info, signatures_json([signing.sign(key("release"), manifest)]))
+    rewrite(path, edit)
+
+
+def deep(levels: int) -> bytes:
+    """JSON nested `levels` deep (json.dumps cannot write it: it recurses too)."""
+    return b"[" * levels + b"]" * levels
+
+
+def pax_header_claiming(size: int) -> bytes:
+    """A PAX extended header block whose size field says `size` bytes follow (none do)."""
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = tarfile.XHDTYPE, size
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def forged_manifests() -> None:
+    """Validly signed bundles whose bundle.json has a wrong shape or a name that would become a path."""
+    blob = "sha256:" + "1" * 64
+    cases: dict[str, Callable[[dict[str, Any]], object]] = {
+        "name-traversal-image": lambda d: d["images"][0].update(ref="example.test/../x:1"),
+        "name-traversal-chart": lambda d: d.update(charts=[{"name": "../x", "version": "1.0.0", "digest": blob}]),
+        "name-traversal-repo": lambda d: d.update(repos=[{"name": "../x", "refs": {"refs/heads/main": "a" * 40},
+                                                          "bundle": "git/../x.bundle"}]),
+        "name-traversal-update": lambda d: d.update(updates=[{"name": "x", "kind": "file", "file": "../x",
+                                                              "sha256": "1" * 64, "size": 1}]),
+        "type-confused-expires": lambda d: d.update(expires=5),
+        "type-confused-images": lambda d: d.update(images=5),
+        "type-confused-platforms": lambda d: d["images"][0].update(platforms=5),
+        "type-confused-files": lambda d: d.update(files=[]),
+        "injected-control-stanza": lambda d: d.update(updates=[{
+            "name": "evil", "kind": "deb", "file": "evil_1.0_all.deb", "sha256": "1" * 64, "size": 1,
+            "metadata": {"package": "evil", "version": "1.0", "arch": "all", "control":
+                         "Package: evil\nVersion: 1.0\nArchitecture: all\n\nPackage: libc6\nVersion: 99\n"
+                         "Architecture: all\nFilename: pool/elsewhere/libc6.deb"}}]),
+    }
+    for name, change in cases.items():
+        resigned(bundle(OUT / f"{name}.bundle.tar", "3.0.0", ["release"]), change)
+
+    resigned(bundle(OUT / "deep-manifest.bundle.tar", "3.0.0", ["release"]), lambda d: d.update(future="DEEP"),
+             lambda b: b.replace(b'"DEEP"', deep(100_000)))
+    path = bundle(OUT / "deep-signatures.bundle.tar", "3.0.0", ["release"])
+    rewrite(path, replace(layout.SIGNATURES, lambda _: b'{"signatures":' + deep(100_000) + b"}"))
+
+    path = bundle(OUT / "directory-member.bundle.tar", "3.0.0", ["release"])
+    blob_name = largest_blob(path)
+
+    def directory_after_blob(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        info = tarfile.TarInfo(blob_name)
+        info.type = tarfile.DIRTYPE
+        members.insert(len(members) - 1, (info, b""))
+    rewrite(path, directory_after_blob)
+
+    path = bundle(OUT / "huge-pax-header.bundle.tar", "3.0.0", ["release"])
+    data = path.read_bytes().rstrip(b"\0")
+    data += b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+    path.write_bytes(data + pax_header_claiming(3_000_000_000) + b"\0" * tarfile.BLOCKSIZE * 8)
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for old in OUT.glob("*.bundle.tar"):
@@ -91,7 +175,7 @@ def main() -> None:
     rewrite(path, replace(layout.SIGNATURES, lambda _: stolen))
 
     path = bundle(OUT / "manifest-changed-after-signing.bundle.tar", "3.0.0", ["release"])
-    rewrite(path, replace(layout.MANIFEST, lambda d: d.replace(b'"version":"3.0.0"', b'"version":"3.0.1"')))
+    rewrite(path, replace(layout.MANIFEST, lambda d: consistent(d.replace(b'"version":"3.0.0"', b'"version":"3.0.1"'))))
 
     path = bundle(OUT / "payload-byte-flipped.bundle.tar", "3.0.0", ["release"])
     rewrite(path, replace(largest_blob(path), lambda d: d[:10] + bytes([d[10] ^ 1]) + d[11:]))
@@ -131,6 +215,7 @@ def main() -> None:
     bundle(OUT / "expired.bundle.tar", "3.0.0", ["release"], expires=dt.timedelta(days=-1))
     bundle(OUT / "rollback-older-version.bundle.tar", "1.0.0", ["release"], repo="v1", text="one")
     bundle(OUT / "same-version-different-content.bundle.tar", "2.0.0", ["release"], repo="v2", text="two, again")
+    forged_manifests()
     print("\n".join(sorted(p.name for p in OUT.glob("*.bundle.tar"))))
 
 

@@ -7,8 +7,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import socket
 import subprocess
 import tarfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from bundler import signing
 from bundler.bundle.manifest import BundleManifest, signatures_json
 from bundler.keyfiles import load_signing_key
 from bundler.site.registry_process import free_port
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, missing
 
 AUTHOR = ["-c", "user.email=dev@example.com", "-c", "user.name=Dev"]
 
@@ -152,7 +156,13 @@ def test_a_rewritten_main_is_refused_and_the_site_repository_is_unchanged(
     assert refused.code == 3
     assert "refs/heads/main" in refused.err and "refs/tags/v1.0" in refused.err and "--force-refs" in refused.err
     assert refs_of(site / "git" / "config.git") == before
-    forced = cli("import", "v2.bundle.tar", "--site", site, "--force-refs", "main", "--force-refs", "config:v1.0")
+    short = cli("import", "v2.bundle.tar", "--site", site, "--force-refs", "main")
+    assert short.code == 2 and "name the ref in full" in short.err  # a branch or a tag? never guessed
+    branch_only = cli("import", "v2.bundle.tar", "--site", site, "--force-refs", "refs/heads/main")
+    assert branch_only.code == 3 and "refs/tags/v1.0" in branch_only.err  # the tag was not named: it stays
+    assert refs_of(site / "git" / "config.git") == before
+    forced = cli("import", "v2.bundle.tar", "--site", site, "--force-refs", "refs/heads/main",
+                 "--force-refs", "config:refs/tags/v1.0")
     assert forced.code == 0, forced.err
     assert refs_of(site / "git" / "config.git")["refs/heads/main"] == git("rev-parse", "main", cwd=source)
 
@@ -269,3 +279,56 @@ def test_a_delta_on_a_site_without_its_base_is_refused_naming_the_parent(
     assert not (site / "git" / "config.git").exists() and not (site / "state.json").exists()
     assert cli("import", "v1.bundle.tar", "--site", site).code == 0
     assert cli("import", "v2.bundle.tar", "--site", site).code == 0
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[int]:
+    """A real OpenSSH server on loopback with a host key no client here knows."""
+    binary = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(binary).exists():
+        missing("sshd (openssh-server)")
+    Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory
+    key = tmp_path / "host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    port = free_port()
+    server = subprocess.Popen([binary, "-D", "-e", "-f", "/dev/null", "-h", str(key), "-p", str(port),
+                               "-o", "ListenAddress=127.0.0.1", "-o", "PidFile=none"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield port
+    server.kill()
+    server.wait()
+
+
+def test_an_ssh_source_whose_host_is_not_known_fails_at_once_without_a_prompt(
+        sshd: int, cli: Callable[..., Run], tmp_path: Path) -> None:
+    url = f"ssh://git@127.0.0.1:{sshd}/srv/config.git"
+    r = cli("build", profile(tmp_path, url, "1.0.0"), env={"HOME": str(tmp_path), "BUNDLER_REMOTE_TIMEOUT": "120"})
+    assert r.code == 4, r.err
+    assert f"cannot fetch repository {url}: Host key verification failed" in r.err, r.err
+    assert not (tmp_path / ".ssh" / "known_hosts").exists()  # nothing was accepted on the user's behalf
+
+
+def test_a_source_that_stops_answering_is_stopped_after_the_timeout(cli: Callable[..., Run], tmp_path: Path) -> None:
+    """An SSH server that greets and then says nothing more (a stalled link): git would wait for ever."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def greet() -> None:
+            connection, _ = listener.accept()
+            connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            time.sleep(30)
+            connection.close()
+
+        threading.Thread(target=greet, daemon=True).start()
+        url = f"ssh://git@127.0.0.1:{port}/srv/config.git"
+        r = cli("build", profile(tmp_path, url, "1.0.0"), env={"HOME": str(tmp_path), "BUNDLER_REMOTE_TIMEOUT": "3"})
+    assert r.code == 4, r.err
+    assert "git did not finish within 3 s and was stopped" in r.err and "Traceback" not in r.err
+    assert not list(tmp_path.glob("*.bundle.tar"))

@@ -10,6 +10,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,3 +258,29 @@ def test_re_import_restores_a_payload_the_cache_lost(site: UpdateSite, keys: Key
     again = cli("import", "u.bundle.tar", "--site", site.directory, "--json")
     assert again.code == 0, again.err
     assert json.loads(again.out)["added"]["updates"] == 1 and blob.exists()
+
+
+def test_an_approval_waits_for_the_site_files_lock_and_loses_nothing(site: UpdateSite, keys: Keys,
+                                                                      cli: Callable[..., Run], tmp_path: Path) -> None:
+    """`updates approve` changes approvals.json only under the site's files lock (which an import's
+    publication holds too), so a decision made during an import is neither lost nor overwritten."""
+    from bundler.site.journal import files_lock
+
+    build_deb(tmp_path, "edge-agent")
+    build_deb(tmp_path, "edge-tools")
+    profile = write_profile(tmp_path, "1.0.0", "    - path: edge-agent_1.0.0_all.deb\n"
+                                               "    - path: edge-tools_1.0.0_all.deb\n      approve: [line-2]\n")
+    assert cli("build", profile, "-o", "u.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "u.bundle.tar", "--site", site.directory).code == 0
+    approvals = site.directory / "updates" / "approvals.json"
+    before = approvals.read_bytes()
+    with files_lock(site.directory):  # what an import holds while it publishes
+        waiting = subprocess.Popen([sys.executable, "-m", "bundler.cli", "updates", "approve", "edge-agent",
+                                    "--group", "line-1", "--site", str(site.directory)], cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert waiting.poll() is None and approvals.read_bytes() == before  # it waits, it wrote nothing
+    _, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    decided = json.loads(approvals.read_text())
+    assert list(decided["line-1"].values()) == ["approved"] and list(decided["line-2"].values()) == ["approved"]

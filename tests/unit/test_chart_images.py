@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import tarfile
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 import yaml
 
-from bundler.collect.charts import ChartArchive, declared_images, helm_config
+from bundler.collect.charts import MAX_UNPACKED, ChartArchive, declared_images, helm_config, read_archive
+from bundler.errors import IntegrityError
 
 D = "sha256:" + "c" * 64
 
@@ -32,3 +41,57 @@ def test_helm_config_keeps_helms_field_order_and_drops_empties() -> None:
     metadata = {"version": "1.0.0", "name": "app", "apiVersion": "v2", "description": "", "type": "application"}
     config = helm_config(metadata)
     assert config == b'{"name":"app","version":"1.0.0","apiVersion":"v2","type":"application"}'
+
+
+class Zeros(io.RawIOBase):
+    """`size` zero bytes, produced as read (a big member without holding it in memory)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def chart_tgz(extra: Callable[[tarfile.TarFile], None]) -> bytes:
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        chart = b"apiVersion: v2\nname: bomb\nversion: 1.0.0\n"
+        info = tarfile.TarInfo("bomb/Chart.yaml")
+        info.size = len(chart)
+        tar.addfile(info, io.BytesIO(chart))
+        extra(tar)
+    return out.getvalue()
+
+
+def test_a_chart_archive_that_inflates_past_the_limit_is_refused_without_holding_it() -> None:
+    def big_member(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("bomb/templates/big.yaml")
+        info.size = MAX_UNPACKED + (1 << 20)
+        tar.addfile(info, Zeros(info.size))
+
+    tgz = chart_tgz(big_member)
+    assert len(tgz) < MAX_UNPACKED // 100  # small on the wire
+    tracemalloc.start()
+    with pytest.raises(IntegrityError, match="inflates past"):
+        read_archive(tgz, "bomb.tgz")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 << 20, peak  # read as a stream, never whole
+
+
+def test_a_pax_header_claiming_gigabytes_in_a_chart_is_refused() -> None:
+    def pax_claim(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("././@PaxHeader")
+        info.type, info.size = tarfile.XHDTYPE, 2 << 30
+        tar.fileobj.write(info.tobuf(tarfile.USTAR_FORMAT) + bytes(4096))  # type: ignore[union-attr]
+
+    tracemalloc.start()
+    with pytest.raises(IntegrityError, match=r"bomb\.tgz"):
+        read_archive(chart_tgz(pax_claim), "bomb.tgz")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < MAX_UNPACKED + (64 << 20), peak

@@ -1,0 +1,157 @@
+"""Reading JSON that crossed a trust boundary (bundle.json, signatures.json, a parts index, a site
+receipt, the site's own state): bounded, and total. Whatever the bytes, the result is the value
+asked for or `Malformed` naming the field (`images[2].platforms[0]: expected a string, ...`); never
+another exception, never unbounded memory or recursion.
+
+    doc = Obj.load(data, MAX_BYTES)
+    name = doc.string("name", names.bundle_name)
+    for item in doc.array("images"):
+        digest = item.obj().string("digest", check_digest)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MAX_DEPTH = 32
+MAX_INT = 1 << 62
+_MISSING: Any = object()
+
+
+class Malformed(ValueError):
+    """Untrusted input of the wrong shape; the message names the field."""
+
+
+def kind(value: Any) -> str:
+    """What a JSON value is, in the words of an error message."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(data: bytes, max_bytes: int) -> Any:
+    """Decode at most `max_bytes` of JSON nested at most MAX_DEPTH deep (NaN and Infinity refused)."""
+    if len(data) > max_bytes:
+        raise Malformed(f"{len(data)} bytes, more than the {max_bytes} allowed")
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise Malformed(f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, numbers too long to read
+        raise Malformed(f"not valid JSON ({exc})") from None
+    pending = [(value, 1)]
+    while pending:  # no recursion here either
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise Malformed(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return value
+
+
+class Value:
+    """One untrusted JSON value and where it is (for messages)."""
+
+    def __init__(self, value: Any, where: str) -> None:
+        self.value = value
+        self.where = where
+
+    def fail(self, message: str) -> Malformed:
+        return Malformed(f"{self.where}: {message}" if self.where else message)
+
+    def _typed(self, expected: type, name: str) -> Any:
+        if not isinstance(self.value, expected) or (isinstance(self.value, bool) and expected is not bool):
+            raise self.fail(f"expected {name}, got {kind(self.value)}")
+        return self.value
+
+    def obj(self) -> Obj:
+        return Obj(self._typed(dict, "an object"), self.where)
+
+    def string(self, check: Callable[[str], str] | None = None) -> str:
+        value: str = self._typed(str, "a string")
+        return self.checked(value, check) if check else value
+
+    def integer(self, low: int = 0, high: int = MAX_INT) -> int:
+        value = self._typed(int, "a number")
+        if not low <= value <= high:
+            raise self.fail(f"{value} is out of range ({low}..{high})")
+        return int(value)
+
+    def boolean(self) -> bool:
+        return bool(self._typed(bool, "true or false"))
+
+    def items(self) -> Iterator[Value]:
+        for i, item in enumerate(self._typed(list, "an array")):
+            yield Value(item, f"{self.where}[{i}]")
+
+    def checked(self, value: Any, check: Callable[[Any], T]) -> T:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+
+
+class Obj:
+    """An untrusted JSON object: typed, checked access to its fields."""
+
+    def __init__(self, value: dict[str, Any], where: str) -> None:
+        self.value = value
+        self.where = where
+
+    @classmethod
+    def load(cls, data: bytes, max_bytes: int) -> Obj:
+        """The top-level object of a document; fields are then named from its root (`images[2].ref`)."""
+        return Value(load_json(data, max_bytes), "").obj()
+
+    def field(self, key: str, default: Any = _MISSING) -> Value | None:
+        """The field's value; None when it is absent (or null) and a default was given."""
+        where = f"{self.where}.{key}" if self.where else key
+        if self.value.get(key) is None:
+            if default is _MISSING:
+                raise Malformed(f"{where}: missing")
+            return None
+        return Value(self.value[key], where)
+
+    def string(self, key: str, check: Callable[[str], str] | None = None, default: Any = _MISSING) -> Any:
+        found = self.field(key, default)
+        return default if found is None else found.string(check)
+
+    def integer(self, key: str, low: int = 0, high: int = MAX_INT, default: Any = _MISSING) -> Any:
+        found = self.field(key, default)
+        return default if found is None else found.integer(low, high)
+
+    def obj(self, key: str, default: Any = _MISSING) -> Any:
+        found = self.field(key, default)
+        return default if found is None else found.obj()
+
+    def array(self, key: str, required: bool = False) -> Iterator[Value]:
+        """The items of an array field; an absent or null field is an empty array unless required."""
+        found = self.field(key, _MISSING if required else ())
+        return iter(()) if found is None else found.items()
+
+    def strings(self, key: str, check: Callable[[str], str] | None = None) -> tuple[str, ...]:
+        return tuple(str(item.string(check)) for item in self.array(key))
+
+    def mapping(self, key: str, check_key: Callable[[str], str] | None = None,
+                check_value: Callable[[str], str] | None = None, required: bool = True) -> dict[str, str]:
+        """An object of string -> string (ref name -> object id, metadata); absent is {} unless required."""
+        found = self.field(key, _MISSING if required else None)
+        out: dict[str, str] = {}
+        for name, item in (found.obj().entries() if found is not None else ()):
+            if check_key is not None:
+                item.checked(name, check_key)
+            out[name] = item.string(check_value)
+        return out
+
+    def entries(self) -> Iterator[tuple[str, Value]]:
+        for name, value in self.value.items():
+            yield name, Value(value, f"{self.where}[{name!r}]")
