@@ -55,6 +55,7 @@ CASES = [
     Attack("expired", "the bundle expired at"),
     Attack("rollback-older-version", "rollback refused", rollback=True),
     Attack("same-version-different-content", "same version with different content", rollback=True),
+    Attack("other-name-same-tag", "tag example.test/attack/v2:1 was set by attack 2.0.0", rollback=True),
     # validly signed, so the parser alone must refuse them (a leaked key, a buggy build)
     Attack("name-traversal-image", "images[0].ref: "),
     Attack("name-traversal-chart", "charts[0].name: '../x' is not a chart name"),

@@ -232,6 +232,12 @@ class BundleManifest:
                 extra={k: v for k, v in d.value.items() if k not in _KNOWN},
             )
             claimed = d.string("content_digest", default=None)  # absent in older bundles; always recomputed
+            for i, repo in enumerate(manifest.repos):
+                if repo.bundle is not None and repo.bundle not in manifest.files:
+                    raise Malformed(f"repos[{i}].bundle: {repo.bundle} is not listed in files")
+            for i, update in enumerate(manifest.updates):
+                if update.path not in manifest.files and update.path not in manifest.requires:
+                    raise Malformed(f"updates[{i}]: {update.path} is listed neither in files nor in requires")
         except Malformed as exc:
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
         if claimed is not None and claimed != manifest.content_digest:

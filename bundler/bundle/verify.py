@@ -165,10 +165,11 @@ def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
     return problems
 
 
-def extract_member(reader: BundleReader, name: str, target: Path) -> Path:
-    """Copy one member to a scratch file (for tools that want a path, like git); no more than its size."""
+def extract_member(reader: BundleReader, name: str, target: Path, sha256: str | None = None) -> Path:
+    """Copy one member to a scratch file (for tools that want a path, like git); no more than its
+    size. With `sha256`, hashed on the way: IntegrityError before the copy is complete if it differs."""
     with open(target, "wb") as out:
-        for chunk in reader.iter_member(name):
+        for chunk in reader.iter_member(name) if sha256 is None else verified_chunks(reader, name, sha256):
             out.write(chunk)
     return target
 

@@ -50,6 +50,7 @@ from bundler.untrusted import Malformed, Obj
 
 SITE_FILE = "site.yaml"
 MAX_STATE_BYTES = 64 << 20
+UNREFERENCED_FILE = "unreferenced.json"
 STATE_FILE = "state.json"
 TRUST_DIR = "trust"
 RUN_DIR, LOG_DIR = "run", "logs"  # what `site up` started (pids), the import lock and journal; service logs
@@ -281,6 +282,8 @@ class SiteState:
 
     path: Path
     bundles: list[dict[str, Any]] = field(default_factory=list)
+    # "repo:tag" -> {name, version, digest}: which release put each tag where it is
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path) -> SiteState:
@@ -290,27 +293,72 @@ class SiteState:
             bundles = []
             for item in doc.array("bundles"):
                 entry = item.obj()
-                entry.string("name", names.bundle_name), entry.string("version", names.version)
-                entry.string("manifest_digest", check_digest), entry.string("content_digest", check_digest, None)
+                entry.string("name", names.bundle_name)
+                entry.string("version", names.version)
+                entry.string("manifest_digest", check_digest)
+                entry.string("content_digest", check_digest, None)
+                entry.string("status", names.text, None)
                 entry.strings("signers", names.text)
                 bundles.append(entry.value)
+            tags = {}
+            for key, value in (doc.obj("tags", None) or Obj({}, "tags")).entries():
+                owner = value.obj()
+                tags[key] = {"name": owner.string("name", names.bundle_name),
+                             "version": owner.string("version", names.version),
+                             "digest": owner.string("digest", check_digest)}
         except FileNotFoundError:
             return cls(path)
         except (OSError, Malformed) as exc:
             raise UsageError(f"site state {path} is unreadable: {exc}",
                              hint="restore it from a backup; it records what this site imported") from None
-        return cls(path, bundles)
+        return cls(path, bundles, tags)
 
     def latest(self, name: str) -> dict[str, Any] | None:
-        """The last bundle of this name the site imported: what it runs now."""
+        """The last bundle of this name the site imported (or is publishing): what it runs now."""
         return next((b for b in reversed(self.bundles) if b.get("name") == name), None)
 
+    def _save(self) -> None:
+        doc = {"bundles": self.bundles, "tags": dict(sorted(self.tags.items()))}
+        atomic_write(self.path, json.dumps(doc, indent=2).encode())
+
+    def _reload(self) -> None:
+        """What is on disk now (another command may have changed it): call under files_lock."""
+        fresh = SiteState.load(self.path.parent)
+        self.bundles, self.tags = fresh.bundles, fresh.tags
+
     def record(self, name: str, version: str, manifest_digest: str, signers: list[str],
-               sources: list[str] | None = None, content_digest: str | None = None) -> None:
-        """Append an imported bundle (call under files_lock: what is on disk now is what is added to)."""
-        self.bundles = SiteState.load(self.path.parent).bundles
+               sources: list[str] | None = None, content_digest: str | None = None, status: str = "done") -> None:
+        """Append an imported bundle (call under files_lock). An import records itself as
+        "publishing" before the first tag or ref moves, and `finish`es once everything moved."""
+        self._reload()
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         self.bundles.append({"name": name, "version": version, "manifest_digest": manifest_digest,
                              "content_digest": content_digest, "signers": signers, "imported_at": now,
-                             "sources": sources or []})
-        atomic_write(self.path, json.dumps({"bundles": self.bundles}, indent=2).encode())
+                             "sources": sources or [], "status": status})
+        self._save()
+
+    def finish(self, name: str, version: str, manifest_digest: str, tags: list[tuple[str, str, str]]) -> None:
+        """The import of this bundle is published: its entry says done, each tag names its release."""
+        self._reload()
+        for bundle in self.bundles:
+            if bundle["manifest_digest"] == manifest_digest:
+                bundle["status"] = "done"
+        for repo, tag, digest in tags:
+            self.tags[f"{repo}:{tag}"] = {"name": name, "version": version, "digest": digest}
+        self._save()
+
+    def note_unreferenced(self, updates: list[str], blobs: list[str]) -> None:
+        """Files a refused import stored that nothing references (update payloads by sha256, blobs in
+        the registry's quarantine), in UNREFERENCED_FILE next to state.json, for a prune to remove.
+        state.json itself stays as it was: a refused import changes nothing a command reports."""
+        if not updates and not blobs:
+            return
+        path = self.path.with_name(UNREFERENCED_FILE)
+        try:
+            left = Obj.load(path.read_bytes(), MAX_STATE_BYTES)
+            known = {"updates": set(left.strings("updates", names.sha256_hex)),
+                     "blobs": set(left.strings("blobs", check_digest))}
+        except (OSError, Malformed):  # absent, or unreadable: it is only a list of what may be removed
+            known = {"updates": set(), "blobs": set()}
+        doc = {"updates": sorted(known["updates"] | set(updates)), "blobs": sorted(known["blobs"] | set(blobs))}
+        atomic_write(path, json.dumps(doc, indent=2).encode())

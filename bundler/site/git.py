@@ -101,7 +101,8 @@ def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,
                 raise RefusedError(problem, hint="import the bundle this delta was built against, then this one")
             if entry.bundle is not None:
                 with tempfile.TemporaryDirectory(prefix="bundler-git-") as scratch:
-                    bundle_file = extract_member(reader, entry.bundle, Path(scratch) / "repo.bundle")
+                    bundle_file = extract_member(reader, entry.bundle, Path(scratch) / "repo.bundle",
+                                                 manifest.files[entry.bundle].sha256)  # the one read of it
                     try:
                         git.run(["fetch", "-q", "--no-tags", bundle_file, f"+refs/*:{INCOMING}*"], cwd=path)
                     except git.GitError as exc:

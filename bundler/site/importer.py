@@ -44,7 +44,17 @@ from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
-from bundler.site.registry import QUARANTINE, Plan, artifacts_present, missing_blobs, plan, seed, site_artifacts
+from bundler.site.registry import (
+    QUARANTINE,
+    Plan,
+    Transfer,
+    artifacts_present,
+    missing_blobs,
+    plan,
+    site_artifacts,
+    transfer,
+)
+from bundler.site.registry import publish as publish_registry
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
 from bundler.units import human
@@ -102,6 +112,26 @@ def rollback_problem(site: SiteConfig, state: SiteState, manifest: BundleManifes
     return None
 
 
+def tag_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest) -> RefusedError | None:
+    """Rollback per tag: a tag that another bundle name set, or a newer release of this name, moves
+    only with --allow-downgrade (an old bundle under another name cannot take a shared tag back)."""
+    for artifact in site_artifacts(manifest, site.chart_prefix):
+        owner = state.tags.get(f"{artifact.repo}:{artifact.tag}") if artifact.tag else None
+        if owner is None or owner["digest"] == artifact.digest:
+            continue
+        where = f"tag {artifact.repo}:{artifact.tag}"
+        if owner["name"] != manifest.name:
+            return RefusedError(f"refused: {where} was set by {owner['name']} {owner['version']}; this bundle "
+                                f"({manifest.name} {manifest.version}) would move it to {artifact.digest[:19]}",
+                                hint="two releases claim one tag: ask release engineering; only with a reason: "
+                                     "`--allow-downgrade`")
+        if Version(owner["version"]) > Version(manifest.version):
+            return RefusedError(f"rollback refused: {where} holds {manifest.name} {owner['version']}; this "
+                                f"bundle is the older {manifest.version}",
+                                hint="this is older than what the site runs; only with a reason: `--allow-downgrade`")
+    return None
+
+
 def recorded_content(site: SiteConfig, bundle: dict[str, Any]) -> str | None:
     """The content digest of a bundle the site imported (from the manifest it kept, for older state)."""
     if isinstance(bundle.get("content_digest"), str):
@@ -117,8 +147,9 @@ def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
     """`verify --site`: the site's trust policy, and whether the site would refuse it as a rollback."""
     site = load_site(site_dir)
     report = verify_file(bundle, site.policy(), jobs)
-    if (problem := rollback_problem(site, SiteState.load(site.directory), report.manifest,
-                                    report.manifest_digest)):
+    state = SiteState.load(site.directory)
+    if (problem := rollback_problem(site, state, report.manifest, report.manifest_digest)
+            or tag_problem(site, state, report.manifest)):
         report.problems.insert(0, problem.message)
     report.problems += [p for repo in report.manifest.repos
                         if (p := site_git.missing_base(site, report.manifest, repo)) is not None]
@@ -261,7 +292,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         report = check_policy(reader, policy)
         report.raise_if_failed(str(options.bundle))
         manifest, digest = report.manifest, report.manifest_digest
-        if not options.allow_downgrade and (problem := rollback_problem(site, state, manifest, digest)):
+        if not options.allow_downgrade and (problem := rollback_problem(site, state, manifest, digest)
+                                            or tag_problem(site, state, manifest)):
             raise problem
         report.problems += structure_problems(reader, manifest)
         report.raise_if_failed(str(options.bundle))
@@ -280,7 +312,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
         client.authorize([a.repo for a in artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
         cache = UpdateCache(site)
-        if (current and current["manifest_digest"] == digest and artifacts_present(client, artifacts, options.jobs)
+        if (current and current["manifest_digest"] == digest and current.get("status", "done") == "done"
+                and artifacts_present(client, artifacts, options.jobs)
                 and site_git.refs_present(site, manifest)
                 and all(cache.blob(u.sha256).exists() for u in manifest.updates)):
             result.already_imported = True
@@ -291,12 +324,15 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             return result
 
         try:
-            plans = [plan(reader, artifact) for artifact in artifacts]  # manifests read and checked once
+            plans = [plan(reader, artifact) for artifact in artifacts]  # manifests read, checked and kept
         except IntegrityError as exc:
             refuse(report, reader, digest, exc, options.bundle)
-        # blobs the registry gets are hashed as they stream to it (registry.seed), not read twice; a
-        # dry run sends nothing, so it reads everything here
-        streamed = set() if options.dry_run else {layout.blob_path(d) for p in plans for d, _ in p.blobs}
+        # every payload is read once: blobs are hashed as they stream to the registry, update payloads
+        # as they are copied into the cache, git bundles as they are extracted for git; a dry run
+        # sends nothing, so it hashes everything here
+        streamed = set() if options.dry_run else {
+            *(layout.blob_path(d) for p in plans for d, _ in p.blobs), *(u.path for u in manifest.updates),
+            *(r.bundle for r in manifest.repos if r.bundle)}
         total = sum(e.size for e in manifest.files.values())
         with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
                                                     if p not in streamed)) as progress:
@@ -319,39 +355,51 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             check_disk(site, intended)
 
             progress.phase("importing")
-            staged = site_git.stage(site, reader, manifest, options.force_refs)  # a refused rewrite stops here
             journal.step(options.bundle, digest, "transfer")
+            staged: list[site_git.StagedRepo] = []
+            sent: Transfer | None = None
+
+            def store(update: UpdateEntry) -> bool:
+                added = cache.store(reader, update)
+                progress.advance(update.size)
+                return added
+
             try:
-                try:
-                    stats = seed(reader, plans, client, options.jobs, progress.advance, located,
-                                 registry_verifies=site.embedded_registry)
-                except IntegrityError as exc:  # a blob changed in the bundle: nothing was published
+                try:  # nothing below changes what a client sees: hidden refs, the cache's files, the quarantine
+                    staged = site_git.stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
+                    stored = run_parallel(store, manifest.updates, options.jobs)
+                    sent = transfer(reader, plans, client, options.jobs, progress.advance, located,
+                                    registry_verifies=site.embedded_registry)
+                except IntegrityError as exc:  # a payload that does not match: refused before anything moved
                     refuse(report, reader, digest, exc, options.bundle)
-
-                def store(update: UpdateEntry) -> bool:
-                    added = cache.store(reader, update)
-                    progress.advance(update.size)
-                    return added
-
-                stored = run_parallel(store, manifest.updates, options.jobs)
             except BaseException:
                 site_git.discard(staged)
                 site_git.remove_empty(staged)
+                cataloged = {e["sha256"] for e in cache.catalog()}
+                state.note_unreferenced([u.sha256 for u in manifest.updates
+                                         if u.sha256 not in cataloged and cache.blob(u.sha256).exists()],
+                                        sent.quarantined if sent else [])
                 raise
+
+        # every byte verified: publish, state first ("publishing"), so that a re-run finishes the job
         journal.step(options.bundle, digest, "publishing")
-        site_git.publish(site, staged)
-    with files_lock(site.directory):
-        if manifest.charts:
-            write_helm_repository(site)
-        if manifest.updates:
-            result.notes += cache.add(manifest)
-            publish_updates(site)
-        if not (current and current["manifest_digest"] == digest):
-            keep_manifest(site, manifest, digest)
-            sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
-            state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
-                         manifest.content_digest)
-        write_cluster_config(site, state)
+        with files_lock(site.directory):
+            if not (current and current["manifest_digest"] == digest):
+                keep_manifest(site, manifest, digest)
+                sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
+                state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
+                             manifest.content_digest, status="publishing")
+            assert sent is not None
+            stats = publish_registry(sent, reader, client, options.jobs)
+            site_git.publish(site, staged)
+            if manifest.charts:
+                write_helm_repository(site)
+            if manifest.updates:
+                result.notes += cache.add(manifest)
+                publish_updates(site)
+            state.finish(manifest.name, manifest.version, digest,
+                         [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
+            write_cluster_config(site, state)
     kinds = ("images", "charts", "blobs")
     result.added = {kind: stats.added[kind] for kind in kinds}
     result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}

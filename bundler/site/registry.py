@@ -1,9 +1,11 @@
-"""Seed the site registry with the images and charts of a verified bundle.
+"""Seed the site registry with the images and charts of a verified bundle, in two steps.
 
-Order: every blob the registry lacks is uploaded, streamed from the bundle file and hashed on the
-way (here, or by the registry itself), into the quarantine repository; only once every blob arrived
-and matched is each linked into its repositories (a mount), then every manifest by digest (children
-before their index), and only then the tags; the quarantine then lets go of its links.
+`transfer`: every blob the registry lacks is uploaded, streamed from the bundle file and hashed on
+the way (here, or by the registry itself), into the quarantine repository, which no client is
+given; every other carried blob is read and hashed all the same. Nothing a client sees changes.
+`publish` (once the whole bundle verified, updates and Git packs included): each blob is linked
+into its repositories (a mount), then every manifest by digest (children before their index, the
+bytes kept from the verified read, never read again), then the tags; the quarantine lets go.
 A tag never points at something incomplete, and what the registry already has is not sent again.
 Images live under `<source host>/<path>`; charts under `<chart prefix>/<name>`, tagged by version.
 """
@@ -130,12 +132,26 @@ class _Staged:
     source: str | None  # where it can be mounted from (a target that has it, the quarantine, the site)
 
 
-def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
-         progress: Callable[[int], None], located: dict[str, str] | None = None,
-         registry_verifies: bool = False) -> SeedStats:
+@dataclass
+class Transfer:
+    """What `transfer` did, for `publish`: each blob and where to link it from."""
+
+    plans: list[Plan]
+    staged: list[_Staged]
+    stats: SeedStats
+
+    @property
+    def quarantined(self) -> list[str]:
+        return [blob.digest for blob in self.staged if blob.source == QUARANTINE]
+
+
+def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
+             progress: Callable[[int], None], located: dict[str, str] | None = None,
+             registry_verifies: bool = False) -> Transfer:
     """`registry_verifies`: the registry hashes every upload and refuses one whose bytes do not match
     its digest (DIGEST_INVALID) before storing anything, as the embedded Distribution registry does;
-    then the bytes it receives are hashed there only, once. Otherwise they are hashed here too."""
+    then the bytes it receives are hashed there only, once. Otherwise they are hashed here too.
+    Every carried blob is read exactly once. IntegrityError names a blob that does not match."""
     stats = SeedStats()
 
     repos_by_blob: dict[str, tuple[int, list[str]]] = {}
@@ -185,14 +201,27 @@ def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: 
         return _Staged(digest, size, lacking, source)
 
     staged = run_parallel(stage, sorted(repos_by_blob.items(), key=lambda item: -item[1][0]), jobs)
+    return Transfer(plans, staged, stats)
+
+
+def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: int) -> SeedStats:
+    """Make a transferred (and verified) bundle visible: links, manifests by digest, then tags."""
+    plans, stats = done.plans, done.stats
+
+    def fallback(digest: str) -> Callable[[], Iterator[bytes]]:
+        path = layout.blob_path(digest)
+        if path not in reader.members:
+            return lambda: _not_carried(digest)
+        return lambda: verified_chunks(reader, path, digest[7:])  # checked again: it is read again
 
     # 2. link each blob into the repositories that lack it (a mount; an upload where mounts fail)
     def link(item: tuple[_Staged, str]) -> None:
         blob, repo = item
-        how = push(repo, blob.digest, blob.size, [blob.source] if blob.source else [])
+        how = client.push_blob(repo, blob.digest, blob.size, fallback(blob.digest),
+                               mount_from=[blob.source] if blob.source else [])
         stats.count(added="blobs", sent=blob.size if how == "uploaded" else 0)
 
-    run_parallel(link, [(blob, repo) for blob in staged for repo in blob.lacking], jobs)
+    run_parallel(link, [(blob, repo) for blob in done.staged for repo in blob.lacking], jobs)
 
     def push_manifests(p: Plan) -> bool:
         added = False
@@ -218,6 +247,11 @@ def seed(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: 
 
     run_parallel(publish, list(zip(plans, manifests_added, strict=True)), jobs)
     # 3. the quarantine lets go of what it held (the blobs stay, linked by their repositories)
-    run_parallel(lambda blob: client.unlink_blob(QUARANTINE, blob.digest),
-                 [blob for blob in staged if blob.source == QUARANTINE], jobs)
+    release_quarantine(client, done.quarantined, jobs)
     return stats
+
+
+def release_quarantine(client: RegistryClient, digests: list[str], jobs: int) -> None:
+    """The quarantine lets go of its links (the blobs stay where a repository links them; others
+    are left for the registry's garbage collector)."""
+    run_parallel(lambda digest: client.unlink_blob(QUARANTINE, digest), digests, jobs)

@@ -96,7 +96,8 @@ class UpdateCache:
     # --- import ------------------------------------------------------------------------------------
 
     def store(self, reader: BundleReader, entry: UpdateEntry) -> bool:
-        """Copy a payload into the cache (streamed, hashed again on the way); False when already there."""
+        """Copy a payload into the cache, hashed on the way (a file nothing lists until the import
+        publishes); IntegrityError when it does not match; False when already there."""
         target = self.blob(entry.sha256)
         if target.exists():
             return False
@@ -108,9 +109,9 @@ class UpdateCache:
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-        if digest.hexdigest() != entry.sha256:
+        if digest.hexdigest() != entry.sha256:  # the only time these bytes are read: this is the check
             partial.unlink()
-            raise IntegrityError(f"{entry.path} changed while it was being copied")
+            raise IntegrityError(f"{entry.path}: sha256 is {digest.hexdigest()}, bundle.json says {entry.sha256}")
         os.replace(partial, target)
         return True
 

@@ -215,6 +215,9 @@ def main() -> None:
     bundle(OUT / "expired.bundle.tar", "3.0.0", ["release"], expires=dt.timedelta(days=-1))
     bundle(OUT / "rollback-older-version.bundle.tar", "1.0.0", ["release"], repo="v1", text="one")
     bundle(OUT / "same-version-different-content.bundle.tar", "2.0.0", ["release"], repo="v2", text="two, again")
+    # another bundle name, an older release, the same image tag as good-2.0.0 but other content
+    write_bundle(BundleInfo("other", "1.0.0", "sha256:" + "0" * 64, None), image("v2", "another two"),
+                 OUT / "other-name-same-tag.bundle.tar", jobs=1, keys=[key("release")])
     forged_manifests()
     print("\n".join(sorted(p.name for p in OUT.glob("*.bundle.tar"))))
 

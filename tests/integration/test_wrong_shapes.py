@@ -125,7 +125,8 @@ def site_view(registry: Registry, site: Path) -> tuple[object, ...]:
     tags = {repo: requests.get(f"{registry.url}/v2/{repo}/tags/list", timeout=10).json().get("tags")
             for repo in catalog}
     files = sorted((str(p.relative_to(site)), p.read_bytes() if p.is_file() else b"")
-                   for p in site.rglob("*") if not {"logs", "run"} & set(p.relative_to(site).parts))
+                   for p in site.rglob("*") if not {"logs", "run"} & set(p.relative_to(site).parts)
+                   and p.name != "unreferenced.json")  # what a refusal left for a prune: no client sees it
     return catalog, tags, files
 
 
