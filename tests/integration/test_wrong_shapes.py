@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from bundler import signing
 from bundler.bundle import layout, parts
 from bundler.bundle.manifest import signatures_json
-from bundler.bundle.parent import read_parent, receipt
+from bundler.bundle.parent import load_manifest, read_parent, receipt
 from bundler.cli import cli
 from bundler.errors import BundlerError
 from bundler.keyfiles import load_signing_key
@@ -159,7 +159,7 @@ def test_a_bundle_json_of_the_wrong_shape_is_refused_cleanly(manifest: dict[str,
 def split_good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("split")
     shutil.copy(GOOD, directory / "good.bundle.tar")
-    return parts.split(directory / "good.bundle.tar", 4096, "")
+    return parts.split(directory / "good.bundle.tar", 4096, load_manifest(GOOD)[1])
 
 
 @SETTINGS

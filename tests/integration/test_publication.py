@@ -1,0 +1,203 @@
+"""What a client can see during and after an import: nothing until every byte verified, then all of
+it. A corrupt layer in the middle, a bundle file rewritten while the import reads it, an import
+killed after its first tag moved, a split bundle whose part is a FIFO."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bundler.bundle import parts
+from bundler.bundle.parent import load_manifest
+from bundler.oci.client import RegistryClient
+from bundler.oci.reference import ImageReference
+from bundler.site.registry_process import free_port
+from devtools.packages import build_deb
+from devtools.samples import push_samples
+from tests.conftest import Keys, Registry, Run
+
+
+@dataclass
+class Built:
+    bundle: Path
+    refs: list[str]
+
+
+@pytest.fixture(scope="module")
+def built(registry_factory: Callable[[], Registry], keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    work = tmp_path_factory.mktemp("publication")
+    source = registry_factory()
+    refs = list(push_samples(RegistryClient(source.host)).refs)
+    build_deb(work, "edge-agent")
+    build_deb(work, "edge-tools")
+    images = "".join(f"    - {ref}\n" for ref in refs)
+    (work / "profile.yaml").write_text(
+        "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: store, version: 1.0.0}\n"
+        f"spec:\n  images:\n{images}  updates:\n    - path: edge-agent_1.0.0_all.deb\n"
+        "    - path: edge-tools_1.0.0_all.deb\n")
+    r = subprocess.run([sys.executable, "-m", "bundler.cli", "build", "profile.yaml", "-o", "store.bundle.tar",
+                        "--key", str(keys.release.key)], cwd=work, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return Built(work / "store.bundle.tar", refs)
+
+
+def site_for(cli: Callable[..., Run], registry: Registry, keys: Keys, directory: Path) -> Path:
+    r = cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
+            "--http-listen", f"127.0.0.1:{free_port()}")
+    assert r.code == 0, r.err
+    return directory
+
+
+def visible(registry: Registry, bundle: Path) -> dict[str, object]:
+    """Every tag and every manifest (by digest) of the bundle's images that the registry serves."""
+    manifest, _ = load_manifest(bundle)
+    client = RegistryClient(registry.host)
+    seen: dict[str, object] = {}
+    for image in manifest.images:
+        ref = ImageReference.parse(image.ref)
+        for key in filter(None, (ref.tag, image.digest)):
+            if (found := client.head_manifest(ref.site_repository, key)) is not None:
+                seen[f"{ref.site_repository}:{key}"] = found
+    return seen
+
+
+def manifest_images(bundle: Path) -> list[str]:
+    return [image.ref for image in load_manifest(bundle)[0].images]
+
+
+def flip(bundle: Path, member: tarfile.TarInfo, at: float = 0.5) -> None:
+    with open(bundle, "r+b") as f:
+        f.seek(member.offset_data + int(member.size * at))
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+def middle_layer(bundle: Path) -> tarfile.TarInfo:
+    """A layer from the middle of the tar: neither the first nor the last blob written."""
+    with tarfile.open(bundle) as tar:
+        blobs = [m for m in tar.getmembers() if m.name.startswith("oci/blobs/") and m.size > 4096]
+    return blobs[len(blobs) // 2]
+
+
+def test_a_corrupt_layer_in_the_middle_leaves_no_tag_and_no_manifest(
+        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    bundle = tmp_path / "corrupt.bundle.tar"
+    shutil.copy(built.bundle, bundle)
+    layer = middle_layer(bundle)
+    flip(bundle, layer)
+    site = site_for(cli, registry, keys, tmp_path / "site")
+    refused = cli("import", bundle, "--site", site)
+    assert refused.code == 3, refused.err
+    assert layer.name in refused.err
+    assert visible(registry, bundle) == {} and registry.catalog() == []
+    assert not (site / "state.json").exists()
+    catalog = site / "updates" / "catalog.json"
+    assert not catalog.exists() or json.loads(catalog.read_text()) == []
+    assert cli("import", built.bundle, "--site", site).code == 0  # the good copy then imports whole
+    assert len(visible(registry, built.bundle)) > len(manifest_images(built.bundle))  # tags and digests
+
+
+def test_a_bundle_rewritten_during_the_import_never_gets_an_unlisted_manifest_under_a_tag(
+        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """A writer races the import (a flaky or hostile medium): it changes a manifest the registry
+    already holds by digest, and the last update payload, while the import reads the file. The
+    import ends refused, or imports only what verified; no tag names a manifest bundle.json lacks."""
+    bundle = tmp_path / "racing.bundle.tar"
+    shutil.copy(built.bundle, bundle)
+    manifest, _ = load_manifest(bundle)
+    site = site_for(cli, registry, keys, tmp_path / "site")
+    first = manifest.images[0]
+    ref = ImageReference.parse(first.ref)
+    with tarfile.open(bundle) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        data = tar.extractfile(f"oci/blobs/sha256/{first.digest[7:]}").read()  # type: ignore[union-attr]
+    client = RegistryClient(registry.host)
+    for layer in [*json.loads(data).get("layers", []), json.loads(data).get("config")]:
+        if layer:  # the manifest by digest, and what it needs, already on the site
+            blob = tar_bytes(bundle, members[f"oci/blobs/sha256/{layer['digest'][7:]}"])
+            client.push_blob(ref.site_repository, layer["digest"], len(blob), lambda b=blob: iter([b]))
+    client.put_manifest(ref.site_repository, first.digest, data, first.media_type)
+    targets = [members[f"oci/blobs/sha256/{first.digest[7:]}"], members[manifest.updates[-1].path]]
+
+    proc = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(bundle), "--site", str(site),
+                             "-j", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = site / "run" / "import.journal"
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    for member in targets:  # the race: as soon as the import has started reading
+        flip(bundle, member, 0.9)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 3), err
+    listed = {image.digest for image in manifest.images}
+    tags = {k: v for k, v in visible(registry, built.bundle).items() if "sha256:" not in k}
+    assert set(tags.values()) <= listed  # every tag names a manifest the signed bundle.json lists
+    if proc.returncode == 3:
+        assert len(tags) == 0 and not (site / "state.json").exists()
+    else:
+        assert len(tags) == sum(1 for image in manifest.images if ImageReference.parse(image.ref).tag)
+
+
+def tar_bytes(bundle: Path, member: tarfile.TarInfo) -> bytes:
+    with open(bundle, "rb") as f:
+        f.seek(member.offset_data)
+        return f.read(member.size)
+
+
+def test_an_import_killed_after_its_first_tag_moved_says_so_and_a_rerun_finishes(
+        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    site = site_for(cli, registry, keys, tmp_path / "site")
+    manifest, digest = load_manifest(built.bundle)
+    first = ImageReference.parse(manifest.images[0].ref)
+    client = RegistryClient(registry.host)
+    proc = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(built.bundle), "--site", str(site),
+                             "-j", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    tagged = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        tagged = [i for i in manifest.images if client.head_manifest(
+            ImageReference.parse(i.ref).site_repository, ImageReference.parse(i.ref).tag or "") is not None]
+        if tagged:
+            break
+    proc.kill()
+    proc.wait()
+    assert tagged and len(tagged) < len(manifest.images), "the kill came before the first or after the last tag"
+    state = json.loads((site / "state.json").read_text())
+    (entry,) = state["bundles"]
+    assert entry["manifest_digest"] == digest and entry["status"] == "publishing"  # not the old version, not done
+    shown = cli("site", "status", site, "--json")
+    assert any(b["version"] == "1.0.0" for b in json.loads(shown.out)["bundles"])
+    again = cli("import", built.bundle, "--site", site)
+    assert again.code == 0, again.err
+    (entry,) = json.loads((site / "state.json").read_text())["bundles"]
+    assert entry["status"] == "done"
+    assert all(client.head_manifest(ImageReference.parse(i.ref).site_repository,
+                                    ImageReference.parse(i.ref).tag or i.digest) == i.digest for i in manifest.images)
+    assert first.site_repository in registry.catalog()
+
+
+def test_a_split_bundle_whose_part_is_a_fifo_is_refused_at_once(built: Built, keys: Keys,
+                                                                tmp_path: Path) -> None:
+    shutil.copy(built.bundle, tmp_path / "s.bundle.tar")
+    parts.split(tmp_path / "s.bundle.tar", 1 << 20, load_manifest(built.bundle)[1])
+    part = tmp_path / "s.bundle.tar.part-001"
+    part.unlink()
+    os.mkfifo(part)
+    writer_waiting = threading.Event()  # nothing ever writes to it: a plain open() would block for ever
+    verified = subprocess.run([sys.executable, "-m", "bundler.cli", "verify", str(tmp_path / "s.bundle.tar.parts.json"),
+                               "--key", str(keys.release.pub)], capture_output=True, text=True, timeout=60)
+    assert not writer_waiting.is_set()
+    assert verified.returncode == 3, verified.stderr
+    assert "part s.bundle.tar.part-001" in verified.stderr and "is a FIFO, not a regular file" in verified.stderr
