@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,8 @@ class BundleReader:
             self.size = os.fstat(self.fd).st_size
         self.members: dict[str, Member] = {}
         self.problems: list[str] = []
+        self.bytes_read = 0  # payload bytes read so far (member data; the header scan seeks past it)
+        self._count_lock = threading.Lock()
         self.end_of_members = 0  # where the end-of-archive blocks start: a new member goes here
         try:
             self._scan()
@@ -83,7 +86,10 @@ class BundleReader:
             raise
 
     def _pread(self, size: int, offset: int) -> bytes:
-        return self.parts.pread(size, offset) if self.parts else os.pread(self.fd, size, offset)
+        data = self.parts.pread(size, offset) if self.parts else os.pread(self.fd, size, offset)
+        with self._count_lock:
+            self.bytes_read += len(data)
+        return data
 
     def _scan(self) -> None:
         raw: Any = PartsFile(self.parts) if self.parts else open(self.fd, "rb", closefd=False)  # noqa: SIM115

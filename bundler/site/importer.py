@@ -80,13 +80,14 @@ class ImportResult:
     added: dict[str, int] = field(default_factory=dict)
     unchanged: dict[str, int] = field(default_factory=dict)
     bytes_sent: int = 0
+    bundle_bytes_read: int = 0  # payload bytes read from the bundle file (each once: about its size)
     notes: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None  # with --dry-run: what the import would change
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
                 "already_imported": self.already_imported, "added": self.added, "unchanged": self.unchanged,
-                "bytes_sent": self.bytes_sent, "notes": self.notes,
+                "bytes_sent": self.bytes_sent, "bundle_bytes_read": self.bundle_bytes_read, "notes": self.notes,
                 **({"dry_run": True, "plan": self.plan} if self.plan is not None else {})}
 
 
@@ -277,7 +278,9 @@ def import_bundle(options: ImportOptions) -> ImportResult:
     with import_lock(site, options.bundle):
         journal = Journal(site)
         earlier = journal.unfinished()
-        result = _import(site, policy, options, journal)
+        with BundleReader(options.bundle) as reader:
+            result = _import(site, policy, options, journal, reader)
+            result.bundle_bytes_read = reader.bytes_read
         if earlier and earlier.get("manifest_digest") == result.manifest_digest:
             result.notes.append(f"resumed an import of this bundle that stopped during {earlier.get('phase')} "
                                 f"(started {earlier.get('started')}); what had arrived was not sent again")
@@ -286,120 +289,120 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         return result
 
 
-def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journal: Journal) -> ImportResult:
+def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journal: Journal,
+            reader: BundleReader) -> ImportResult:
     state = SiteState.load(site.directory)
-    with BundleReader(options.bundle) as reader:
-        report = check_policy(reader, policy)
+    report = check_policy(reader, policy)
+    report.raise_if_failed(str(options.bundle))
+    manifest, digest = report.manifest, report.manifest_digest
+    if not options.allow_downgrade and (problem := rollback_problem(site, state, manifest, digest)
+                                        or tag_problem(site, state, manifest)):
+        raise problem
+    report.problems += structure_problems(reader, manifest)
+    report.raise_if_failed(str(options.bundle))
+
+    client = site.registry_client(options.jobs)
+    try:
+        client.ping()  # an unreachable site fails before the long read
+    except UnreachableError as exc:
+        if site.embedded_registry:
+            hint = f"start the site's services first: `bundler site up {site.directory}`"
+            raise UnreachableError(f"the site's registry does not answer ({exc.message})", hint=hint) from None
+        raise
+    result = ImportResult(manifest.name, manifest.version, digest)
+    current = state.latest(manifest.name)
+    artifacts = site_artifacts(manifest, site.chart_prefix)
+    # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
+    client.authorize([a.repo for a in artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
+    cache = UpdateCache(site)
+    if (current and current["manifest_digest"] == digest and current.get("status", "done") == "done"
+            and artifacts_present(client, artifacts, options.jobs)
+            and site_git.refs_present(site, manifest)
+            and all(cache.blob(u.sha256).exists() for u in manifest.updates)):
+        result.already_imported = True
+        result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0, "updates": 0}
+        result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0,
+                            "refs": sum(len(r.refs) for r in manifest.repos), "updates": len(manifest.updates)}
+        write_cluster_config(site, state)
+        return result
+
+    try:
+        plans = [plan(reader, artifact) for artifact in artifacts]  # manifests read, checked and kept
+    except IntegrityError as exc:
+        refuse(report, reader, digest, exc, options.bundle)
+    # every payload is read once: blobs are hashed as they stream to the registry, update payloads
+    # as they are copied into the cache, git bundles as they are extracted for git; a dry run
+    # sends nothing, so it hashes everything here
+    streamed = set() if options.dry_run else {
+        *(layout.blob_path(d) for p in plans for d, _ in p.blobs), *(u.path for u in manifest.updates),
+        *(r.bundle for r in manifest.repos if r.bundle)}
+    total = sum(e.size for e in manifest.files.values())
+    with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
+                                                if p not in streamed)) as progress:
+        report.problems += payload_problems(reader, manifest, options.jobs, progress.advance, streamed)
+        report.problems += part_problems(reader, digest, bool(report.problems))
         report.raise_if_failed(str(options.bundle))
-        manifest, digest = report.manifest, report.manifest_digest
-        if not options.allow_downgrade and (problem := rollback_problem(site, state, manifest, digest)
-                                            or tag_problem(site, state, manifest)):
-            raise problem
-        report.problems += structure_problems(reader, manifest)
+        report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
         report.raise_if_failed(str(options.bundle))
 
-        client = site.registry_client(options.jobs)
-        try:
-            client.ping()  # an unreachable site fails before the long read
-        except UnreachableError as exc:
-            if site.embedded_registry:
-                hint = f"start the site's services first: `bundler site up {site.directory}`"
-                raise UnreachableError(f"the site's registry does not answer ({exc.message})", hint=hint) from None
-            raise
-        result = ImportResult(manifest.name, manifest.version, digest)
-        current = state.latest(manifest.name)
-        artifacts = site_artifacts(manifest, site.chart_prefix)
-        # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
-        client.authorize([a.repo for a in artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
-        cache = UpdateCache(site)
-        if (current and current["manifest_digest"] == digest and current.get("status", "done") == "done"
-                and artifacts_present(client, artifacts, options.jobs)
-                and site_git.refs_present(site, manifest)
-                and all(cache.blob(u.sha256).exists() for u in manifest.updates)):
-            result.already_imported = True
-            result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0, "updates": 0}
-            result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0,
-                                "refs": sum(len(r.refs) for r in manifest.repos), "updates": len(manifest.updates)}
-            write_cluster_config(site, state)
+        progress.phase("planning")
+        located = check_requirements(site, manifest, plans, client, options.jobs)
+        # the disk check needs the bytes of the blobs the registry lacks; when even every blob the
+        # bundle carries fits, there is no need to ask the registry about each one
+        carried = sum(e.size for e in manifest.files.values())  # a delta's base is not written again
+        count = options.dry_run or (site.embedded_registry and not fits(site, carried))
+        intended = plan_import(site, reader, manifest, plans, client, options.jobs, count_blobs=count)
+        if options.dry_run:
+            result.plan = intended.to_dict()
             return result
+        check_disk(site, intended)
+
+        progress.phase("importing")
+        journal.step(options.bundle, digest, "transfer")
+        staged: list[site_git.StagedRepo] = []
+        sent: Transfer | None = None
+
+        def store(update: UpdateEntry) -> bool:
+            added = cache.store(reader, update)
+            progress.advance(update.size)
+            return added
 
         try:
-            plans = [plan(reader, artifact) for artifact in artifacts]  # manifests read, checked and kept
-        except IntegrityError as exc:
-            refuse(report, reader, digest, exc, options.bundle)
-        # every payload is read once: blobs are hashed as they stream to the registry, update payloads
-        # as they are copied into the cache, git bundles as they are extracted for git; a dry run
-        # sends nothing, so it hashes everything here
-        streamed = set() if options.dry_run else {
-            *(layout.blob_path(d) for p in plans for d, _ in p.blobs), *(u.path for u in manifest.updates),
-            *(r.bundle for r in manifest.repos if r.bundle)}
-        total = sum(e.size for e in manifest.files.values())
-        with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
-                                                    if p not in streamed)) as progress:
-            report.problems += payload_problems(reader, manifest, options.jobs, progress.advance, streamed)
-            report.problems += part_problems(reader, digest, bool(report.problems))
-            report.raise_if_failed(str(options.bundle))
-            report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
-            report.raise_if_failed(str(options.bundle))
+            try:  # nothing below changes what a client sees: hidden refs, the cache's files, the quarantine
+                staged = site_git.stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
+                stored = run_parallel(store, manifest.updates, options.jobs)
+                sent = transfer(reader, plans, client, options.jobs, progress.advance, located,
+                                registry_verifies=site.embedded_registry)
+            except IntegrityError as exc:  # a payload that does not match: refused before anything moved
+                refuse(report, reader, digest, exc, options.bundle)
+        except BaseException:
+            site_git.discard(staged)
+            site_git.remove_empty(staged)
+            cataloged = {e["sha256"] for e in cache.catalog()}
+            state.note_unreferenced([u.sha256 for u in manifest.updates
+                                     if u.sha256 not in cataloged and cache.blob(u.sha256).exists()],
+                                    sent.quarantined if sent else [])
+            raise
 
-            progress.phase("planning")
-            located = check_requirements(site, manifest, plans, client, options.jobs)
-            # the disk check needs the bytes of the blobs the registry lacks; when even every blob the
-            # bundle carries fits, there is no need to ask the registry about each one
-            carried = sum(e.size for e in manifest.files.values())  # a delta's base is not written again
-            count = options.dry_run or (site.embedded_registry and not fits(site, carried))
-            intended = plan_import(site, reader, manifest, plans, client, options.jobs, count_blobs=count)
-            if options.dry_run:
-                result.plan = intended.to_dict()
-                return result
-            check_disk(site, intended)
-
-            progress.phase("importing")
-            journal.step(options.bundle, digest, "transfer")
-            staged: list[site_git.StagedRepo] = []
-            sent: Transfer | None = None
-
-            def store(update: UpdateEntry) -> bool:
-                added = cache.store(reader, update)
-                progress.advance(update.size)
-                return added
-
-            try:
-                try:  # nothing below changes what a client sees: hidden refs, the cache's files, the quarantine
-                    staged = site_git.stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
-                    stored = run_parallel(store, manifest.updates, options.jobs)
-                    sent = transfer(reader, plans, client, options.jobs, progress.advance, located,
-                                    registry_verifies=site.embedded_registry)
-                except IntegrityError as exc:  # a payload that does not match: refused before anything moved
-                    refuse(report, reader, digest, exc, options.bundle)
-            except BaseException:
-                site_git.discard(staged)
-                site_git.remove_empty(staged)
-                cataloged = {e["sha256"] for e in cache.catalog()}
-                state.note_unreferenced([u.sha256 for u in manifest.updates
-                                         if u.sha256 not in cataloged and cache.blob(u.sha256).exists()],
-                                        sent.quarantined if sent else [])
-                raise
-
-        # every byte verified: publish, state first ("publishing"), so that a re-run finishes the job
-        journal.step(options.bundle, digest, "publishing")
-        with files_lock(site.directory):
-            if not (current and current["manifest_digest"] == digest):
-                keep_manifest(site, manifest, digest)
-                sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
-                state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
-                             manifest.content_digest, status="publishing")
-            assert sent is not None
-            stats = publish_registry(sent, reader, client, options.jobs)
-            site_git.publish(site, staged)
-            if manifest.charts:
-                write_helm_repository(site)
-            if manifest.updates:
-                result.notes += cache.add(manifest)
-                publish_updates(site)
-            state.finish(manifest.name, manifest.version, digest,
-                         [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
-            write_cluster_config(site, state)
+    # every byte verified: publish, state first ("publishing"), so that a re-run finishes the job
+    journal.step(options.bundle, digest, "publishing")
+    with files_lock(site.directory):
+        if not (current and current["manifest_digest"] == digest):
+            keep_manifest(site, manifest, digest)
+            sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
+            state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
+                         manifest.content_digest, status="publishing")
+        assert sent is not None
+        stats = publish_registry(sent, reader, client, options.jobs)
+        site_git.publish(site, staged)
+        if manifest.charts:
+            write_helm_repository(site)
+        if manifest.updates:
+            result.notes += cache.add(manifest)
+            publish_updates(site)
+        state.finish(manifest.name, manifest.version, digest,
+                     [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
+        write_cluster_config(site, state)
     kinds = ("images", "charts", "blobs")
     result.added = {kind: stats.added[kind] for kind in kinds}
     result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}
