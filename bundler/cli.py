@@ -283,7 +283,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
         met = "met" if info["threshold_met"] else "NOT met"
         click.echo(f"threshold {info['threshold']}: {met}")
         for problem in report.problems:
-            click.echo(f"problem: {printable(problem)}", err=True)
+            click.echo(f"problem: {printable(problem.message)} [{problem.code}]", err=True)
         if report.verified:
             click.echo("verified")
     if not report.verified:

@@ -17,6 +17,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bundler import problems
+from bundler.problems import Problem
+
 ALGORITHM = "ecdsa-p256-sha256"
 
 
@@ -122,7 +125,7 @@ class SignerReport:
 class PolicyVerdict:
     signers: list[SignerReport] = field(default_factory=list)
     threshold: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def valid_signers(self) -> set[str]:
@@ -150,15 +153,20 @@ def evaluate(policy: TrustPolicy, manifest: bytes, signatures: list[dict[str, An
         valid = signature_valid(key.key, manifest, entry)
         verdict.signers.append(SignerReport(keyid, key.name, valid))
         if not valid:
-            verdict.problems.append(f"the signature by {key.name} ({keyid[:12]}) does not match bundle.json")
+            verdict.problems.append(Problem(problems.SIGNATURE_INVALID, key.name,
+                                            f"the signature by {key.name} ({keyid[:12]}) does not match bundle.json"))
     count = len(verdict.valid_signers)
     if count < policy.threshold:
         names = ", ".join(k.name for k in policy.keys)
         if not signatures:
-            verdict.problems.append(f"the bundle is unsigned; the policy needs {policy.threshold} of: {names}")
+            verdict.problems.append(Problem(problems.UNSIGNED, "signatures.json",
+                                            f"the bundle is unsigned; the policy needs {policy.threshold} of: {names}",
+                                            expected=str(policy.threshold), actual="0"))
         else:
             untrusted = [s.keyid[:12] for s in verdict.signers if s.name is None]
             extra = f" (also signed by untrusted keys {', '.join(untrusted)})" if untrusted else ""
-            verdict.problems.append(
-                f"{count} valid signature(s) by trusted keys, the policy needs {policy.threshold} of: {names}{extra}")
+            verdict.problems.append(Problem(
+                problems.THRESHOLD_NOT_MET, "signatures.json",
+                f"{count} valid signature(s) by trusted keys, the policy needs {policy.threshold} of: {names}{extra}",
+                expected=str(policy.threshold), actual=str(count)))
     return verdict

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from bundler import names
+from bundler import names, problems
 from bundler.bundle import layout
 from bundler.bundle.layout import unsafe_path_reason
 from bundler.bundle.manifest import BundleManifest, manifest_digest
 from bundler.bundle.parts import PartSet, PartsFile, is_split
 from bundler.errors import IntegrityError, UsageError
 from bundler.fsutil import NotRegular, open_regular
+from bundler.problems import Problem
 from bundler.untrusted import Malformed, Obj
 
 CHUNK = 1 << 20
@@ -75,7 +76,7 @@ class BundleReader:
                 raise UsageError(f"cannot open bundle {self.path}: {exc.strerror}") from None
             self.size = os.fstat(self.fd).st_size
         self.members: dict[str, Member] = {}
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self.bytes_read = 0  # payload bytes read so far (member data; the header scan seeks past it)
         self._count_lock = threading.Lock()
         self.end_of_members = 0  # where the end-of-archive blocks start: a new member goes here
@@ -107,17 +108,18 @@ class BundleReader:
     def _check(self, info: tarfile.TarInfo) -> None:
         name = info.name
         if (reason := unsafe_path_reason(name)) is not None:
-            self.problems.append(f"{name!r}: {reason}")
+            self.problems.append(Problem(problems.UNSAFE_PATH, name, f"{name!r}: {reason}"))
             return
         if info.isdir():  # bundler writes none; GNU tar would make one where a listed file goes
-            self.problems.append(f"{name}: a directory entry, not a file (bundles hold files only)")
+            self.problems.append(Problem(problems.NOT_A_FILE, name,
+                                         f"{name}: a directory entry, not a file (bundles hold files only)"))
             return
         if not info.isreg():
             kind = "a link" if info.issym() or info.islnk() else "a device, fifo or special file"
-            self.problems.append(f"{name}: {kind}, not a regular file")
+            self.problems.append(Problem(problems.NOT_A_FILE, name, f"{name}: {kind}, not a regular file"))
             return
         if name in self.members and name != layout.SIGNATURES:  # a countersignature appends a new one
-            self.problems.append(f"{name}: appears twice in the tar")
+            self.problems.append(Problem(problems.DUPLICATE_MEMBER, name, f"{name}: appears twice in the tar"))
             return
         self.members[name] = Member(name, info.offset_data, info.size)
 

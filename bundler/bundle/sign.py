@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bundler import signing
+from bundler import problems, signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import signatures_json
 from bundler.bundle.parts import rewrite_tail
@@ -24,20 +24,22 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import part_problems, payload_problems, structure_problems
 from bundler.bundle.writer import END_OF_ARCHIVE, padding, tar_header
 from bundler.errors import BundlerError, IntegrityError
+from bundler.problems import Problem
 from bundler.progress import byte_progress
 
 
 def existing_signature_problems(manifest_bytes: bytes, existing: list[dict[str, Any]],
-                                known: tuple[signing.TrustedKey, ...]) -> list[str]:
+                                known: tuple[signing.TrustedKey, ...]) -> list[Problem]:
     """With the signers' public keys given: every signature already on the bundle must be by one of
     them and valid over these exact bytes (a countersignature next to a forged one vouches for it)."""
     if not known or not existing:
         return []
     verdict = signing.evaluate(signing.TrustPolicy(known, 1), manifest_bytes, existing)
-    problems = list(p for p in verdict.problems if "does not match" in p)
-    problems += [f"it is signed by key {s.keyid[:12]}, whose public key was not given (--check-key)"
-                 for s in verdict.signers if s.name is None]
-    return problems
+    found = [p for p in verdict.problems if p.code == problems.SIGNATURE_INVALID]
+    found += [Problem(problems.SIGNER_UNKNOWN, s.keyid,
+                      f"it is signed by key {s.keyid[:12]}, whose public key was not given (--check-key)")
+              for s in verdict.signers if s.name is None]
+    return found
 
 
 def add_signature(path: Path, key: ec.EllipticCurvePrivateKey, jobs: int = 4,
@@ -48,16 +50,16 @@ def add_signature(path: Path, key: ec.EllipticCurvePrivateKey, jobs: int = 4,
     with BundleReader(path) as reader:
         manifest, manifest_bytes, digest = reader.manifest()
         existing = reader.signatures()
-        problems = existing_signature_problems(manifest_bytes, existing, check_keys)
-        problems += structure_problems(reader, manifest)
-        if not problems:
+        found = existing_signature_problems(manifest_bytes, existing, check_keys)
+        found += structure_problems(reader, manifest)
+        if not found:
             with byte_progress("verifying", sum(e.size for e in manifest.files.values())) as progress:
-                problems = payload_problems(reader, manifest, jobs, progress.advance)
-            problems += part_problems(reader, digest, bool(problems))
+                found = payload_problems(reader, manifest, jobs, progress.advance)
+            found += part_problems(reader, digest, bool(found))
         end = reader.end_of_members
         index = reader.parts.index if reader.parts is not None else None
-    if problems:
-        raise IntegrityError(f"{path} does not verify, not signing it: {'; '.join(problems[:3])}",
+    if found:
+        raise IntegrityError(f"{path} does not verify, not signing it: {'; '.join(map(str, found[:3]))}",
                              hint="get a fresh copy from its source; sign only what you have verified")
     entry = signing.sign(key, manifest_bytes)
     if any(s.get("keyid") == entry["keyid"] for s in existing):

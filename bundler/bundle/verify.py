@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bundler import git
+from bundler import git, problems
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parts import PART_HINT
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
+from bundler.names import parse_time
 from bundler.oci import media
 from bundler.parallel import run_parallel
+from bundler.problems import Problem
 from bundler.progress import byte_progress
 from bundler.signing import PolicyVerdict, TrustPolicy, evaluate
 
@@ -33,7 +35,7 @@ class VerifyReport:
     manifest: BundleManifest
     manifest_digest: str
     verdict: PolicyVerdict
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
@@ -48,50 +50,55 @@ class VerifyReport:
             "signers": [{"keyid": s.keyid, "name": s.name, "trusted": s.name is not None, "valid": s.valid}
                         for s in self.verdict.signers],
             "file_count": len(m.files), "total_bytes": sum(f.size for f in m.files.values()),
-            "problems": self.problems,
+            "problems": [p.to_dict() for p in self.problems],
         }
 
     def raise_if_failed(self, path: str) -> None:
         if self.problems:
             more = len(self.problems) - 5
-            shown = "; ".join(self.problems[:5]) + (f"; and {more} more" if more > 0 else "")
+            shown = "; ".join(map(str, self.problems[:5])) + (f"; and {more} more" if more > 0 else "")
             raise IntegrityError(f"bundle {path} refused: {shown}", hint=self.hint())
 
     def hint(self) -> str:
         """What to do, as the technician's table in the README says it."""
-        if set(self.problems) <= set(self.verdict.problems):  # only signatures or the policy
+        codes = {p.code for p in self.problems}
+        if codes <= problems.POLICY:  # only signatures
             return ("it lacks a signature this trust policy requires: send it back to be signed "
                     "(`bundler sign`); nothing was changed")
-        if any(p.startswith("the bundle expired at") for p in self.problems):
+        if specific := next((p.hint for p in self.problems if p.hint), None):
+            return specific  # what the site runs decides it (a rollback, a claimed tag)
+        if problems.EXPIRED in codes:
             return "ask release engineering for a current bundle; nothing was changed"
-        if any(p.startswith("part ") for p in self.problems):
+        if {problems.PART_DAMAGED, problems.PART_INDEX_MISMATCH} & codes:
             return PART_HINT
         return "the copy is damaged (or was tampered with): copy it again from the source; nothing was changed"
 
 
-def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
+def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
     """Cheap checks (no payload read): missing, extra, wrongly sized members; dangling image digests."""
-    problems = list(reader.problems)
+    found = list(reader.problems)
     for path, entry in sorted(manifest.files.items()):
         member = reader.members.get(path)
         if member is None:
-            problems.append(f"{path}: listed in {layout.MANIFEST} but missing from the bundle")
+            found.append(Problem(problems.MISSING, path,
+                                 f"{path}: listed in {layout.MANIFEST} but missing from the bundle"))
         elif member.size != entry.size:
-            problems.append(f"{path}: {member.size} bytes, {layout.MANIFEST} says {entry.size}")
+            found.append(Problem(problems.SIZE_MISMATCH, path,
+                                 f"{path}: {member.size} bytes, {layout.MANIFEST} says {entry.size}",
+                                 str(entry.size), str(member.size)))
         if path.startswith(layout.OCI_BLOBS) and path[len(layout.OCI_BLOBS):] != entry.sha256:
-            problems.append(f"{path}: {layout.MANIFEST} gives it sha256 {entry.sha256}, not the digest it is named by")
+            found.append(Problem(problems.MISNAMED_BLOB, path, f"{path}: {layout.MANIFEST} gives it sha256 "
+                                 f"{entry.sha256}, not the digest it is named by", path[len(layout.OCI_BLOBS):],
+                                 entry.sha256))
     for path in sorted(reader.members):
         if path not in manifest.files and path not in (layout.MANIFEST, layout.SIGNATURES):
-            problems.append(f"{path}: in the bundle but not listed in {layout.MANIFEST}")
+            found.append(Problem(problems.UNLISTED, path, f"{path}: in the bundle but not listed in {layout.MANIFEST}"))
     tops = [(f"image {i.ref}", i.digest) for i in manifest.images]
     tops += [(f"chart {c.name} {c.version}", c.digest) for c in manifest.charts]
     for ref, digest in tops:
-        try:
-            if layout.blob_path(digest) not in manifest.files:
-                problems.append(f"{ref}: its manifest {digest} is not in the bundle")
-        except ValueError:
-            problems.append(f"{ref}: digest {digest!r} is not a sha256 digest")
-    return problems
+        if layout.blob_path(digest) not in manifest.files:
+            found.append(Problem(problems.GRAPH_INCOMPLETE, ref, f"{ref}: its manifest {digest} is not in the bundle"))
+    return found
 
 
 def hash_member(reader: BundleReader, name: str, progress: Callable[[int], None]) -> str:
@@ -103,15 +110,20 @@ def hash_member(reader: BundleReader, name: str, progress: Callable[[int], None]
 
 
 def payload_problems(reader: BundleReader, manifest: BundleManifest, jobs: int,
-                     progress: Callable[[int], None], streamed: Collection[str] = ()) -> list[str]:
+                     progress: Callable[[int], None], streamed: Collection[str] = ()) -> list[Problem]:
     """Hash every listed file that is present with the right size, in parallel; report mismatches.
     `streamed`: files the caller hashes as it sends them (verified_chunks), not read here."""
     names = [p for p, e in manifest.files.items()
              if p in reader.members and reader.members[p].size == e.size and p not in streamed]
     names.sort(key=lambda p: -manifest.files[p].size)  # big first: the pool finishes evenly
     digests = dict(zip(names, run_parallel(lambda n: hash_member(reader, n, progress), names, jobs), strict=True))
-    return [f"{p}: sha256 is {d}, {layout.MANIFEST} says {manifest.files[p].sha256}"
-            for p, d in sorted(digests.items()) if d != manifest.files[p].sha256]
+    return [digest_problem(p, manifest.files[p].sha256, d) for p, d in sorted(digests.items())
+            if d != manifest.files[p].sha256]
+
+
+def digest_problem(path: str, expected: str, actual: str) -> Problem:
+    return Problem(problems.DIGEST_MISMATCH, path, f"{path}: sha256 is {actual}, {layout.MANIFEST} says {expected}",
+                   expected, actual)
 
 
 def verified_chunks(reader: BundleReader, name: str, sha256: str) -> Iterator[bytes]:
@@ -148,21 +160,21 @@ def image_graph(reader: BundleReader, ref: str, digest: str, media_type: str) ->
         raise IntegrityError(f"{ref}: {exc}") from None
 
 
-def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[str]:
+def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
     """Every manifest and blob an image or chart needs is in the bundle (run after the payloads verified)."""
-    problems = []
+    found = []
     tops = [(f"image {i.ref}", i.digest, i.media_type) for i in manifest.images]
     tops += [(f"chart {c.name} {c.version}", c.digest, c.media_type) for c in manifest.charts]
     for ref, digest, media_type in tops:
         try:
             graph = image_graph(reader, ref, digest, media_type)
         except IntegrityError as exc:
-            problems.append(exc.message)
+            found.append(Problem(problems.GRAPH_INVALID, ref, exc.message))
             continue
-        problems += [f"{ref}: blob {blob.digest} is not in the bundle" for blob in graph.blobs
-                     if layout.blob_path(blob.digest) not in manifest.files
-                     and layout.blob_path(blob.digest) not in manifest.requires]  # a delta's base: on the site
-    return problems
+        found += [Problem(problems.GRAPH_INCOMPLETE, ref, f"{ref}: blob {blob.digest} is not in the bundle")
+                  for blob in graph.blobs if layout.blob_path(blob.digest) not in manifest.files
+                  and layout.blob_path(blob.digest) not in manifest.requires]  # a delta's base: on the site
+    return found
 
 
 def extract_member(reader: BundleReader, name: str, target: Path, sha256: str | None = None) -> Path:
@@ -174,22 +186,23 @@ def extract_member(reader: BundleReader, name: str, target: Path, sha256: str | 
     return target
 
 
-def git_problems(reader: BundleReader, manifest: BundleManifest, read_packs: bool = True) -> list[str]:
+def git_problems(reader: BundleReader, manifest: BundleManifest, read_packs: bool = True) -> list[Problem]:
     """Each git bundle's header matches bundle.json; with `read_packs`, a complete one must also be
     readable by git (`git bundle verify` does not read the pack, so it is fetched into a scratch
     repository). Import reads every pack anyway, into the site repository's hidden namespace."""
-    problems = []
+    found = []
     for repo in manifest.repos:
         if repo.bundle is None or repo.bundle not in reader.members:
             continue
         try:
             header = git.parse_bundle_header(reader.iter_member(repo.bundle, 64 << 10))
         except ValueError as exc:
-            problems.append(f"{repo.bundle}: {exc}")
+            found.append(Problem(problems.GIT_HEADER, repo.bundle, f"{repo.bundle}: {exc}"))
             continue
         carried = {ref: oid for ref, oid in repo.refs.items() if ref in header.refs}
         if not header.refs or header.refs != carried or set(header.prerequisites) != set(repo.prerequisites):
-            problems.append(f"{repo.bundle}: its refs or prerequisites differ from what {layout.MANIFEST} says")
+            found.append(Problem(problems.GIT_HEADER, repo.bundle,
+                                 f"{repo.bundle}: its refs or prerequisites differ from what {layout.MANIFEST} says"))
             continue
         if header.prerequisites or not read_packs:
             continue  # a delta: only a repository holding its base can read it (import does)
@@ -199,29 +212,29 @@ def git_problems(reader: BundleReader, manifest: BundleManifest, read_packs: boo
             try:
                 git.run(["fetch", "-q", "--no-tags", path, "+refs/*:refs/*"], cwd=Path(scratch) / "check.git")
             except git.GitError as exc:
-                problems.append(f"{repo.bundle}: git cannot read it ({exc.message})")
-    return problems
+                found.append(Problem(problems.GIT_UNREADABLE, repo.bundle, f"{repo.bundle}: git cannot read it "
+                                     f"({exc.message})"))
+    return found
 
 
-def part_problems(reader: BundleReader, manifest_digest: str, damaged: bool) -> list[str]:
+def part_problems(reader: BundleReader, manifest_digest: str, damaged: bool) -> list[Problem]:
     """For a split bundle: the index must belong to this bundle.json; when something is damaged, name
     the parts whose bytes differ from the index (the file to copy again)."""
     if reader.parts is None:
         return []
-    problems = []
+    found = []
     if reader.parts.manifest_digest != manifest_digest:
-        problems.append(f"{reader.parts.index.name} belongs to another bundle (manifest "
-                        f"{reader.parts.manifest_digest[:19]}, this one is {manifest_digest[:19]})")
+        found.append(Problem(problems.PART_INDEX_MISMATCH, reader.parts.index.name,
+                             f"{reader.parts.index.name} belongs to another bundle (manifest "
+                             f"{reader.parts.manifest_digest[:19]}, this one is {manifest_digest[:19]})",
+                             manifest_digest, reader.parts.manifest_digest))
     if damaged:
         for part in reader.parts.parts:
             actual = reader.parts.part_digest(part)
             if actual != part.sha256:
-                problems.append(f"part {part.file} is damaged: sha256 is {actual}, the index says {part.sha256}")
-    return problems
-
-
-def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                found.append(Problem(problems.PART_DAMAGED, part.file, f"part {part.file} is damaged: sha256 is "
+                                     f"{actual}, the index says {part.sha256}", part.sha256, actual))
+    return found
 
 
 def check_policy(reader: BundleReader, policy: TrustPolicy, now: dt.datetime | None = None) -> VerifyReport:
@@ -229,14 +242,9 @@ def check_policy(reader: BundleReader, policy: TrustPolicy, now: dt.datetime | N
     manifest, data, digest = reader.manifest()
     verdict = evaluate(policy, data, reader.signatures())
     report = VerifyReport(manifest, digest, verdict, list(verdict.problems))
-    if manifest.expires:
-        try:
-            expires = parse_time(manifest.expires)
-        except ValueError:
-            report.problems.append(f"{layout.MANIFEST}: expires {manifest.expires!r} is not a time")
-        else:
-            if (now or dt.datetime.now(dt.UTC)) >= expires:
-                report.problems.append(f"the bundle expired at {manifest.expires}")
+    if manifest.expires and (now or dt.datetime.now(dt.UTC)) >= parse_time(manifest.expires):  # parsed: a time
+        report.problems.append(Problem(problems.EXPIRED, layout.MANIFEST, f"the bundle expired at {manifest.expires}",
+                                       manifest.expires))
     return report
 
 

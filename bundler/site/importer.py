@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, UpdateEntry
 from bundler.bundle.parent import parent_label, receipt
@@ -37,6 +38,7 @@ from bundler.fsutil import atomic_write
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
+from bundler.problems import Problem
 from bundler.progress import byte_progress
 from bundler.signing import TrustPolicy
 from bundler.site import git as site_git
@@ -91,8 +93,11 @@ class ImportResult:
                 **({"dry_run": True, "plan": self.plan} if self.plan is not None else {})}
 
 
+DOWNGRADE_HINT = "this is older than what the site runs; only with a reason: `--allow-downgrade`"
+
+
 def rollback_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest,
-                     digest: str) -> RefusedError | None:
+                     digest: str) -> Problem | None:
     """Older than what the site runs, or the same version with other content: a rollback. A full
     bundle and its delta of the same version are the same release (same content digest)."""
     current = state.latest(manifest.name)
@@ -100,20 +105,22 @@ def rollback_problem(site: SiteConfig, state: SiteState, manifest: BundleManifes
         return None
     running = f"the site runs {manifest.name} {current['version']} ({current['manifest_digest'][:19]})"
     if Version(manifest.version) < Version(current["version"]):
-        return RefusedError(f"rollback refused: {running}; this bundle is the older {manifest.version}",
-                            hint="this is older than what the site runs; only with a reason: `--allow-downgrade`")
+        return Problem(problems.ROLLBACK, manifest.name,
+                       f"rollback refused: {running}; this bundle is the older {manifest.version}",
+                       current["version"], manifest.version, hint=DOWNGRADE_HINT)
     if Version(manifest.version) == Version(current["version"]):
         if recorded_content(site, current) == manifest.content_digest:
             return None  # the same release packed another way (a delta and its full bundle)
-        return RefusedError(f"refused: {running}; this bundle claims the same version with different content "
-                            f"({manifest.content_digest[:19]})",
-                            hint="two different bundles were given one version: ask release engineering for a new "
-                                 "version (a delta and its full bundle are the same release: either imports after "
-                                 "the other)")
+        return Problem(problems.SAME_VERSION_OTHER_CONTENT, manifest.name,
+                       f"refused: {running}; this bundle claims the same version with different content "
+                       f"({manifest.content_digest[:19]})", recorded_content(site, current), manifest.content_digest,
+                       hint="two different bundles were given one version: ask release engineering for a new "
+                            "version (a delta and its full bundle are the same release: either imports after "
+                            "the other)")
     return None
 
 
-def tag_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest) -> RefusedError | None:
+def tag_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest) -> Problem | None:
     """Rollback per tag: a tag that another bundle name set, or a newer release of this name, moves
     only with --allow-downgrade (an old bundle under another name cannot take a shared tag back)."""
     for artifact in site_artifacts(manifest, site.chart_prefix):
@@ -122,14 +129,16 @@ def tag_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest) ->
             continue
         where = f"tag {artifact.repo}:{artifact.tag}"
         if owner["name"] != manifest.name:
-            return RefusedError(f"refused: {where} was set by {owner['name']} {owner['version']}; this bundle "
-                                f"({manifest.name} {manifest.version}) would move it to {artifact.digest[:19]}",
-                                hint="two releases claim one tag: ask release engineering; only with a reason: "
-                                     "`--allow-downgrade`")
+            return Problem(problems.TAG_CLAIMED, f"{artifact.repo}:{artifact.tag}",
+                           f"refused: {where} was set by {owner['name']} {owner['version']}; this bundle "
+                           f"({manifest.name} {manifest.version}) would move it to {artifact.digest[:19]}",
+                           owner["digest"], artifact.digest,
+                           hint="two releases claim one tag: ask release engineering; only with a reason: "
+                                "`--allow-downgrade`")
         if Version(owner["version"]) > Version(manifest.version):
-            return RefusedError(f"rollback refused: {where} holds {manifest.name} {owner['version']}; this "
-                                f"bundle is the older {manifest.version}",
-                                hint="this is older than what the site runs; only with a reason: `--allow-downgrade`")
+            return Problem(problems.ROLLBACK, f"{artifact.repo}:{artifact.tag}",
+                           f"rollback refused: {where} holds {manifest.name} {owner['version']}; this bundle is the "
+                           f"older {manifest.version}", owner["version"], manifest.version, hint=DOWNGRADE_HINT)
     return None
 
 
@@ -151,8 +160,8 @@ def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
     state = SiteState.load(site.directory)
     if (problem := rollback_problem(site, state, report.manifest, report.manifest_digest)
             or tag_problem(site, state, report.manifest)):
-        report.problems.insert(0, problem.message)
-    report.problems += [p for repo in report.manifest.repos
+        report.problems.insert(0, problem)
+    report.problems += [Problem(problems.GIT_MISSING_BASE, repo.name, p) for repo in report.manifest.repos
                         if (p := site_git.missing_base(site, report.manifest, repo)) is not None]
     return report
 
@@ -266,7 +275,7 @@ def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
 
 def refuse(report: VerifyReport, reader: BundleReader, digest: str, exc: IntegrityError, bundle: Path) -> NoReturn:
     """A payload found changed while it was read: refuse it as the verifier would, naming a damaged part."""
-    report.problems.append(exc.message)
+    report.problems.append(Problem(problems.DIGEST_MISMATCH, exc.message.split(": ", 1)[0], exc.message))
     report.problems += part_problems(reader, digest, True)
     report.raise_if_failed(str(bundle))
     raise exc
@@ -297,7 +306,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
     manifest, digest = report.manifest, report.manifest_digest
     if not options.allow_downgrade and (problem := rollback_problem(site, state, manifest, digest)
                                         or tag_problem(site, state, manifest)):
-        raise problem
+        raise RefusedError(problem.message, hint=problem.hint)
     report.problems += structure_problems(reader, manifest)
     report.raise_if_failed(str(options.bundle))
 

@@ -260,6 +260,10 @@ def same_version(w: World) -> Produced:
     return w.imported(ATTACKS / "same-version-different-content.bundle.tar", w.asset_site("same", runs_good=True))
 
 
+def tag_claimed(w: World) -> Produced:
+    return w.imported(ATTACKS / "other-name-same-tag.bundle.tar", w.asset_site("claimed", runs_good=True))
+
+
 def rewritten_history(w: World) -> Produced:
     site = w.site("rewritten")
     assert w.cli("import", w.v1, "--site", site).code == 0
@@ -330,6 +334,7 @@ PRODUCERS: dict[str, Callable[[World], Produced]] = {
     "the bundle expired at ...": expired,
     "rollback refused: the site runs NAME VERSION ...": rollback,
     "... claims the same version with different content": same_version,
+    "refused: tag ... was set by NAME VERSION; ...": tag_claimed,
     "...would move a tag or rewrite history: refs/heads/main ...": rewritten_history,
     "this delta builds on NAME VERSION, and the site lacks: ...": delta_without_base,
     "part NAME is damaged": damaged_part,
@@ -345,6 +350,18 @@ CASES = [(row, message) for row in ROWS for message in row.messages]
 
 def test_the_tables_are_found() -> None:
     assert len(ROWS) >= 15 and all(row.messages for row in ROWS)
+
+
+def test_every_problem_code_is_documented() -> None:
+    """The codes `verify --json` prints are the README's table of problem codes, no more, no less."""
+    from bundler import problems
+
+    codes = {value for name, value in vars(problems).items() if name.isupper() and isinstance(value, str)}
+    text = README.read_text()
+    table = text[text.index("Problem codes"):]
+    table = table[:table.index("\n\n", table.index("|"))]
+    documented = set(re.findall(r"^\| `([a-z-]+)` \|", table, re.M))
+    assert documented == codes
 
 
 @pytest.mark.parametrize(("row", "message"), CASES, ids=[message for _, message in CASES])

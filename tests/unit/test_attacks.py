@@ -26,7 +26,7 @@ def test_verify_refuses_each_attack_naming_the_cause(attack: Attack) -> None:
     policy = load_policy(policy_keys(attack), 2 if attack.two_of_two else 1)
     try:
         with BundleReader(attack.path) as reader:
-            problems = verify_bundle(reader, policy).problems
+            problems = [str(p) for p in verify_bundle(reader, policy).problems]
     except BundlerError as exc:  # a bundle too broken to report on still fails as a refusal
         assert exc.exit_code == 3
         problems = [exc.message]

@@ -1,0 +1,55 @@
+"""Why a bundle is refused, as data: a stable code for programs (`verify --json`), the subject it
+is about (a file in the bundle, an image, a key, a tag), what was expected and what was found, and
+the sentence a person reads. The codes are listed in the README ("Problem codes")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# signatures and policy
+UNSIGNED = "unsigned"
+SIGNATURE_INVALID = "signature-invalid"
+THRESHOLD_NOT_MET = "threshold-not-met"
+SIGNER_UNKNOWN = "signer-unknown"  # sign --check-key: a signature by a key not given
+EXPIRED = "expired"
+POLICY = frozenset({UNSIGNED, SIGNATURE_INVALID, THRESHOLD_NOT_MET})
+# what the site runs
+ROLLBACK = "rollback"
+SAME_VERSION_OTHER_CONTENT = "same-version-other-content"
+TAG_CLAIMED = "tag-claimed"
+# the tar's structure against bundle.json
+UNSAFE_PATH = "unsafe-path"
+NOT_A_FILE = "not-a-file"
+DUPLICATE_MEMBER = "duplicate-member"
+MISSING = "missing"
+SIZE_MISMATCH = "size-mismatch"
+MISNAMED_BLOB = "misnamed-blob"
+UNLISTED = "unlisted"
+# payloads and graphs
+DIGEST_MISMATCH = "digest-mismatch"
+GRAPH_INCOMPLETE = "graph-incomplete"
+GRAPH_INVALID = "graph-invalid"
+GIT_HEADER = "git-header"
+GIT_UNREADABLE = "git-unreadable"
+GIT_MISSING_BASE = "git-missing-base"
+# split bundles
+PART_DAMAGED = "part-damaged"
+PART_INDEX_MISMATCH = "part-index-mismatch"
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    subject: str
+    message: str
+    expected: str | None = None
+    actual: str | None = None
+    hint: str | None = None  # what to do, when this problem alone decides it
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "subject": self.subject, "expected": self.expected, "actual": self.actual,
+                "message": self.message}
