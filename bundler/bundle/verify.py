@@ -1,7 +1,9 @@
-"""Verification, in the fail-closed order: signatures over bundle.json against a trust policy and
-expiry first (reading nothing else), then the tar's structure against bundle.json (every listed
-file present with its size, nothing else, nothing odd), then every payload's sha256, then each
-image's graph (every manifest and blob it needs is in the bundle).
+"""Verification, in the fail-closed order (class Verification: used by verify, verify --site and
+import): signatures over bundle.json against a trust policy and expiry first (reading nothing
+else), then what the site refuses (rollback), then the tar's structure against bundle.json (every
+listed file present with its size, nothing else, nothing odd), then every payload's sha256, then
+each image's graph (every manifest and blob it needs is in the bundle), then the git bundles.
+Every problem is typed (bundler/problems.py).
 """
 
 from __future__ import annotations
@@ -248,22 +250,79 @@ def check_policy(reader: BundleReader, policy: TrustPolicy, now: dt.datetime | N
     return report
 
 
+SiteChecks = Callable[[BundleManifest, str], list[Problem]]  # (manifest, its digest) -> what the site refuses
+
+
+class Verification:
+    """One bundle verified stage by stage, in the fail-closed order, which is written here and
+    nowhere else: policy (signatures, expiry: bundle.json and signatures.json alone) -> site (a
+    rollback, a claimed tag, a delta's missing base) -> structure (the tar against bundle.json, no
+    payload read) -> payloads (every sha256, and a split bundle's damaged parts) -> graphs (what each
+    image and chart needs is there) -> git (each git bundle's header, and its objects).
+
+    Each stage adds its problems to the report; a stage called before the one it follows is a
+    programming error. `verify` runs them all and reports every problem; `import` calls `check()`
+    after each, so it stops at the first stage that finds one (and, between them, hashes the
+    payloads it sends itself: `payloads(streamed=...)`)."""
+
+    ORDER = ("policy", "site", "structure", "payloads", "graphs", "git")
+
+    def __init__(self, reader: BundleReader, policy: TrustPolicy, now: dt.datetime | None = None) -> None:
+        self.reader = reader
+        self.report = check_policy(reader, policy, now)
+        self.done = "policy"
+
+    def _enter(self, stage: str) -> BundleManifest:
+        if self.ORDER.index(stage) <= self.ORDER.index(self.done):
+            raise AssertionError(f"verification stage {stage} after {self.done}")
+        self.done = stage
+        return self.report.manifest
+
+    def check(self, path: str | Path) -> Verification:
+        """Refuse (IntegrityError, exit 3) when any stage so far found a problem."""
+        self.report.raise_if_failed(str(path))
+        return self
+
+    def site(self, checks: SiteChecks | None) -> Verification:
+        manifest = self._enter("site")
+        if checks is not None:
+            self.report.problems += checks(manifest, self.report.manifest_digest)
+        return self
+
+    def structure(self) -> Verification:
+        self.report.problems += structure_problems(self.reader, self._enter("structure"))
+        return self
+
+    def payloads(self, jobs: int, progress: Callable[[int], None], streamed: Collection[str] = ()) -> Verification:
+        """`streamed`: files the caller hashes itself as it sends them (the import), not read here."""
+        manifest = self._enter("payloads")
+        self.report.problems += payload_problems(self.reader, manifest, jobs, progress, streamed)
+        self.report.problems += part_problems(self.reader, self.report.manifest_digest, bool(self.report.problems))
+        return self
+
+    def graphs(self) -> Verification:
+        self.report.problems += graph_problems(self.reader, self._enter("graphs"))
+        return self
+
+    def git(self, read_packs: bool = True) -> Verification:
+        """With `read_packs`, git reads every complete bundle's objects (the import fetches them anyway)."""
+        self.report.problems += git_problems(self.reader, self._enter("git"), read_packs)
+        return self
+
+
 def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
-                  progress: Callable[[int], None] = lambda n: None) -> VerifyReport:
-    """Everything, reporting every problem found (a reviewer wants the whole list)."""
-    report = check_policy(reader, policy)
-    report.problems += structure_problems(reader, report.manifest)
-    report.problems += payload_problems(reader, report.manifest, jobs, progress)
-    report.problems += part_problems(reader, report.manifest_digest, bool(report.problems))
-    if not report.problems:
-        report.problems += graph_problems(reader, report.manifest)
-        report.problems += git_problems(reader, report.manifest)
-    return report
+                  progress: Callable[[int], None] = lambda n: None, site: SiteChecks | None = None) -> VerifyReport:
+    """Everything, reporting every problem found (a reviewer wants the whole list); graphs and git
+    are judged once the payloads verified."""
+    verification = Verification(reader, policy).site(site).structure().payloads(jobs, progress)
+    if not verification.report.problems:
+        verification.graphs().git()
+    return verification.report
 
 
-def verify_file(path: Path, policy: TrustPolicy, jobs: int = 4) -> VerifyReport:
+def verify_file(path: Path, policy: TrustPolicy, jobs: int = 4, site: SiteChecks | None = None) -> VerifyReport:
     """Open and verify a bundle file completely, with a progress bar over the payload bytes."""
     with BundleReader(path) as reader:
         manifest, _, _ = reader.manifest()
         with byte_progress("verifying", sum(f.size for f in manifest.files.values())) as progress:
-            return verify_bundle(reader, policy, jobs, progress.advance)
+            return verify_bundle(reader, policy, jobs, progress.advance, site)

@@ -23,16 +23,7 @@ from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, UpdateEntry
 from bundler.bundle.parent import parent_label, receipt
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import (
-    VerifyReport,
-    check_policy,
-    git_problems,
-    graph_problems,
-    part_problems,
-    payload_problems,
-    structure_problems,
-    verify_file,
-)
+from bundler.bundle.verify import SiteChecks, Verification, VerifyReport, part_problems, verify_file
 from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
 from bundler.oci.client import RegistryClient
@@ -153,17 +144,23 @@ def recorded_content(site: SiteConfig, bundle: dict[str, Any]) -> str | None:
         return None
 
 
+def site_checks(site: SiteConfig, state: SiteState, bases: bool = False) -> SiteChecks:
+    """The verifier's site stage: a rollback (by bundle name or by tag), and with `bases` a delta
+    whose Git base the site lacks (import judges bases with the registry's blobs, later)."""
+    def checks(manifest: BundleManifest, digest: str) -> list[Problem]:
+        found = [p for p in (rollback_problem(site, state, manifest, digest), tag_problem(site, state, manifest)) if p]
+        if bases:
+            found += [Problem(problems.GIT_MISSING_BASE, repo.name, p) for repo in manifest.repos
+                      if (p := site_git.missing_base(site, manifest, repo)) is not None]
+        return found
+    return checks
+
+
 def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
-    """`verify --site`: the site's trust policy, and whether the site would refuse it as a rollback."""
+    """`verify --site`: the site's trust policy, and whether the site would refuse it (a rollback, a
+    claimed tag, a delta whose base it lacks)."""
     site = load_site(site_dir)
-    report = verify_file(bundle, site.policy(), jobs)
-    state = SiteState.load(site.directory)
-    if (problem := rollback_problem(site, state, report.manifest, report.manifest_digest)
-            or tag_problem(site, state, report.manifest)):
-        report.problems.insert(0, problem)
-    report.problems += [Problem(problems.GIT_MISSING_BASE, repo.name, p) for repo in report.manifest.repos
-                        if (p := site_git.missing_base(site, report.manifest, repo)) is not None]
-    return report
+    return verify_file(bundle, site.policy(), jobs, site_checks(site, SiteState.load(site.directory), bases=True))
 
 
 @dataclass
@@ -274,7 +271,8 @@ def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
 
 
 def refuse(report: VerifyReport, reader: BundleReader, digest: str, exc: IntegrityError, bundle: Path) -> NoReturn:
-    """A payload found changed while it was read: refuse it as the verifier would, naming a damaged part."""
+    """A payload found changed as the import sent it (the payloads stage, done while transferring):
+    refuse it as the verifier would, naming a damaged part."""
     report.problems.append(Problem(problems.DIGEST_MISMATCH, exc.message.split(": ", 1)[0], exc.message))
     report.problems += part_problems(reader, digest, True)
     report.raise_if_failed(str(bundle))
@@ -301,14 +299,11 @@ def import_bundle(options: ImportOptions) -> ImportResult:
 def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journal: Journal,
             reader: BundleReader) -> ImportResult:
     state = SiteState.load(site.directory)
-    report = check_policy(reader, policy)
-    report.raise_if_failed(str(options.bundle))
+    verification = Verification(reader, policy).check(options.bundle)
+    verification.site(None if options.allow_downgrade else site_checks(site, state)).check(options.bundle)
+    verification.structure().check(options.bundle)
+    report = verification.report
     manifest, digest = report.manifest, report.manifest_digest
-    if not options.allow_downgrade and (problem := rollback_problem(site, state, manifest, digest)
-                                        or tag_problem(site, state, manifest)):
-        raise RefusedError(problem.message, hint=problem.hint)
-    report.problems += structure_problems(reader, manifest)
-    report.raise_if_failed(str(options.bundle))
 
     client = site.registry_client(options.jobs)
     try:
@@ -348,11 +343,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
     total = sum(e.size for e in manifest.files.values())
     with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
                                                 if p not in streamed)) as progress:
-        report.problems += payload_problems(reader, manifest, options.jobs, progress.advance, streamed)
-        report.problems += part_problems(reader, digest, bool(report.problems))
-        report.raise_if_failed(str(options.bundle))
-        report.problems += graph_problems(reader, manifest) + git_problems(reader, manifest, read_packs=False)
-        report.raise_if_failed(str(options.bundle))
+        verification.payloads(options.jobs, progress.advance, streamed).check(options.bundle)
+        verification.graphs().git(read_packs=False).check(options.bundle)  # the transfer reads the packs
 
         progress.phase("planning")
         located = check_requirements(site, manifest, plans, client, options.jobs)

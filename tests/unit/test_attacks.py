@@ -31,3 +31,20 @@ def test_verify_refuses_each_attack_naming_the_cause(attack: Attack) -> None:
         assert exc.exit_code == 3
         problems = [exc.message]
     assert any(attack.cause in p for p in problems), problems
+
+
+def test_the_verifier_keeps_the_fail_closed_order() -> None:
+    """Stages run in one order (policy, site, structure, payloads, graphs, git); a caller that tries
+    another is stopped, and an import's `check()` refuses at the first stage with a problem."""
+    from bundler.bundle.verify import Verification
+
+    policy = load_policy([KEYS / "release.pub"], 1)
+    with BundleReader(GOOD) as reader:
+        verification = Verification(reader, policy).structure()
+        for too_late in (lambda: verification.site(None), verification.structure):
+            with pytest.raises(AssertionError, match="after structure"):
+                too_late()
+    with BundleReader(ATTACKS / "unsigned.bundle.tar") as reader:
+        with pytest.raises(BundlerError, match="the bundle is unsigned") as refused:
+            Verification(reader, policy).check("unsigned.bundle.tar").structure()
+        assert refused.value.exit_code == 3
