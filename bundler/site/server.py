@@ -243,7 +243,7 @@ def _stream(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> Iterator
         feeder.join(timeout=5)
 
 
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")  # longer numbers: not a range we serve, ignored
 
 
 def serve_file(environ: dict[str, Any], start_response: StartResponse, path: Path,
