@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 from bundler.versions import Version
 
@@ -33,6 +34,13 @@ def checked(value: str, rule: re.Pattern[str], what: str) -> str:
     return value
 
 
+def rule(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A check for one pattern: the value, or ValueError saying what it should have been."""
+    def check(value: str) -> str:
+        return checked(value, pattern, what)
+    return check
+
+
 def shown(value: str) -> str:
     """A value in an error message: quoted, control characters escaped, long ones cut."""
     return repr(value[:80] + ("..." if len(value) > 80 else ""))
@@ -47,36 +55,14 @@ def text(value: str, max_len: int = MAX_TEXT) -> str:
     return value
 
 
-def bundle_name(value: str) -> str:
-    return checked(value, NAME_RE, "a bundle name (lowercase letters, digits, . _ -; at most 64)")
-
-
-def chart_name(value: str) -> str:
-    return checked(value, CHART_NAME_RE, "a chart name (lowercase letters, digits, . _ -)")
-
-
-def repo_name(value: str) -> str:
-    return checked(value, REPO_NAME_RE, "a repository name (letters, digits, . _ -; at most 100)")
-
-
-def update_name(value: str) -> str:
-    return checked(value, UPDATE_NAME_RE, "an update name (letters, digits, . _ + ~ -)")
-
-
-def group(value: str) -> str:
-    return checked(value, GROUP_RE, "a group name (letters, digits, . _ -)")
-
-
-def platform(value: str) -> str:
-    return checked(value, PLATFORM_RE, "a platform (os/arch or os/arch/variant)")
-
-
-def sha256_hex(value: str) -> str:
-    return checked(value, SHA256_RE, "a sha256 (64 lowercase hex digits)")
-
-
-def object_id(value: str) -> str:
-    return checked(value, OBJECT_ID_RE, "a Git object id (40 or 64 lowercase hex digits)")
+bundle_name = rule(NAME_RE, "a bundle name (lowercase letters, digits, . _ -; at most 64)")
+chart_name = rule(CHART_NAME_RE, "a chart name (lowercase letters, digits, . _ -)")
+repo_name = rule(REPO_NAME_RE, "a repository name (letters, digits, . _ -; at most 100)")
+update_name = rule(UPDATE_NAME_RE, "an update name (letters, digits, . _ + ~ -)")
+group = rule(GROUP_RE, "a group name (letters, digits, . _ -)")
+platform = rule(PLATFORM_RE, "a platform (os/arch or os/arch/variant)")
+sha256_hex = rule(SHA256_RE, "a sha256 (64 lowercase hex digits)")
+object_id = rule(OBJECT_ID_RE, "a Git object id (40 or 64 lowercase hex digits)")
 
 
 def update_kind(value: str) -> str:

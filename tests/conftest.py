@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,20 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small-disk"
+    with small_tmpfs(tmp_path / "small-disk") as mount:
+        yield mount
+
+
+@contextmanager
+def small_tmpfs(mount: Path) -> Iterator[Path]:
+    """A 4 MiB disk (a tmpfs) at `mount`, for what happens when the site's disk is full."""
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         if IN_CI:
             pytest.fail(f"cannot mount a small tmpfs for the disk test: {done.stderr!r}")
         pytest.skip("mounting a tmpfs needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

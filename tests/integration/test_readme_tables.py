@@ -26,7 +26,7 @@ from bundler.oci.client import RegistryClient
 from bundler.site.registry_process import free_port
 from devtools.samples import push_samples
 from tests.attack_cases import ATTACKS, GOOD, KEYS
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, small_tmpfs
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -146,13 +146,9 @@ def world(registry_factory: Callable[[], Registry], keys: Keys,
     git("commit", "-q", "--amend", "-m", "one, rewritten", cwd=repo)
     rewritten = build("3.0.0", "v3.bundle.tar")
 
-    mount = work / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    assert done.returncode == 0, f"the disk row needs a small tmpfs (root): {done.stderr!r}"
-    yield World(lambda *a, **k: cli_run(work, *a, **k), keys, work, registry_factory(), v1, v2_delta, split,
-                rewritten, mount)
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    with small_tmpfs(work / "small-disk") as mount:
+        yield World(lambda *a, **k: cli_run(work, *a, **k), keys, work, registry_factory(), v1, v2_delta, split,
+                    rewritten, mount)
 
 
 def cli_run(cwd: Path, *args: str | Path, env: dict[str, str] | None = None) -> Run:
