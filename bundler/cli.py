@@ -535,7 +535,9 @@ def site_status(directory: Path, as_json: bool) -> None:
             click.echo(f"{name}: {service['url']} ({'healthy' if service['healthy'] else 'NOT answering'})")
         click.echo(f"CA: {info['ca_file']}  credentials: {info['credentials_file']}")
         for b in info["bundles"]:
-            click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}")
+            publishing = " (still publishing: run the same import again to finish it)" \
+                if b.get("status") == "publishing" else ""
+            click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
     if not info["healthy"]:
         if not as_json:
             click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)

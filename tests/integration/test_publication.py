@@ -179,6 +179,7 @@ def test_an_import_killed_after_its_first_tag_moved_says_so_and_a_rerun_finishes
     assert entry["manifest_digest"] == digest and entry["status"] == "publishing"  # not the old version, not done
     shown = cli("site", "status", site, "--json")
     assert any(b["version"] == "1.0.0" for b in json.loads(shown.out)["bundles"])
+    assert "store 1.0.0" in (text := cli("site", "status", site).out) and "still publishing" in text
     again = cli("import", built.bundle, "--site", site)
     assert again.code == 0, again.err
     (entry,) = json.loads((site / "state.json").read_text())["bundles"]
