@@ -91,11 +91,19 @@ def middle_layer(bundle: Path) -> tarfile.TarInfo:
     return blobs[len(blobs) // 2]
 
 
-def test_a_corrupt_layer_in_the_middle_leaves_no_tag_and_no_manifest(
-        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+def last_update(bundle: Path) -> tarfile.TarInfo:
+    """The last update payload: read late, after the Git packs and before the blobs are sent."""
+    with tarfile.open(bundle) as tar:
+        return [m for m in tar.getmembers() if m.name.startswith("updates/")][-1]
+
+
+@pytest.mark.parametrize("damaged", [middle_layer, last_update], ids=["a layer", "an update payload"])
+def test_a_corrupt_payload_in_the_middle_leaves_no_tag_and_no_manifest(
+        damaged: Callable[[Path], tarfile.TarInfo], built: Built, registry: Registry, keys: Keys,
+        cli: Callable[..., Run], tmp_path: Path) -> None:
     bundle = tmp_path / "corrupt.bundle.tar"
     shutil.copy(built.bundle, bundle)
-    layer = middle_layer(bundle)
+    layer = damaged(bundle)
     flip(bundle, layer)
     site = site_for(cli, registry, keys, tmp_path / "site")
     refused = cli("import", bundle, "--site", site)

@@ -164,7 +164,9 @@ def split_good(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @SETTINGS
 @given(data=st.data())
-def test_a_parts_index_of_the_wrong_shape_is_refused_cleanly(data: st.DataObject, split_good: Path) -> None:
+def test_a_parts_index_of_the_wrong_shape_is_refused_cleanly(data: st.DataObject, split_good: Path,
+                                                            site: tuple[Registry, Path]) -> None:
+    registry, directory = site
     index = json.loads(split_good.read_text())
     changed = data.draw(wrong_shape(index))
     with tempfile.TemporaryDirectory() as scratch:
@@ -172,6 +174,11 @@ def test_a_parts_index_of_the_wrong_shape_is_refused_cleanly(data: st.DataObject
             shutil.copy(part, Path(scratch) / part.name)
         (Path(scratch) / split_good.name).write_text(json.dumps(changed))
         assert run("verify", Path(scratch) / split_good.name, "--key", KEYS / "release.pub") in (0, 3)
+        before = site_view(registry, directory)
+        code = run("import", Path(scratch) / split_good.name, "--site", directory)
+        assert code in (0, 3)
+        if code == 3:
+            assert site_view(registry, directory) == before
 
 
 RECEIPT = receipt("store-1", "2026-11-28T10:00:00Z", [{"name": "attack", "version": "2.0.0",
