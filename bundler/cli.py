@@ -247,8 +247,9 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     Passes only when at least THRESHOLD distinct trusted keys signed the exact bytes of its
     bundle.json, it has not expired, every listed file is present with its size and sha256, and
     nothing else is in it (no unlisted file, link, device, absolute or .. path, duplicate).
-    With --site, also whether that site would refuse it as a rollback. Exits 3 otherwise,
-    naming each problem.
+    With --site, also whether that site would refuse it (a rollback, a tag another release set, a
+    delta whose base it lacks). Exits 3 otherwise, naming each problem with its code
+    (--json: problems as {code, subject, expected, actual, message}; codes in the README).
 
     \b
     Examples:
