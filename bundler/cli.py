@@ -14,6 +14,7 @@ import click
 
 from bundler import __version__
 from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, BundlerError, UsageError
+from bundler.fsutil import atomic_write
 from bundler.units import human, printable
 
 JOBS_HELP = "parallel transfers (default 8)"
@@ -407,10 +408,11 @@ def site() -> None:
 @click.option("--hostname", "hostnames", multiple=True, help="a DNS name clients use for the site (certificate)")
 @click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
 @click.option("--group", "groups", multiple=True, help="a target group for update approvals (repeatable)")
+@click.option("--name", help="the site's name in its receipts and the fleet (default: this host's name)")
 def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
               trust_keys: tuple[Path, ...],
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
-              groups: tuple[str, ...]) -> None:
+              groups: tuple[str, ...], name: str | None) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
@@ -425,7 +427,7 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
     from bundler.site.config import init_site
 
     config = init_site(directory, registry_url, trust_keys, threshold, registry_listen, registry_runtime, chart_prefix,
-                       http_listen, hostnames, ips, groups)
+                       http_listen, hostnames, ips, groups, name)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")
@@ -497,16 +499,24 @@ def site_install(directory: Path, unit_dir: Path) -> None:
 
 @site.command("receipt")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def site_receipt(directory: Path) -> None:
-    """Print (JSON) everything the site holds from its bundles: carry it back for `build --since`.
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write it here (default: stdout)")
+def site_receipt(directory: Path, output: Path | None) -> None:
+    """Write the site's receipt, signed by the site's key: every release imported (version, content
+    digest, signers, when), Git refs, the files it holds, update payloads, what each update client
+    lacks, disk use. Carry it back: `bundler fleet add` keeps it, `build --since` builds a delta on it.
 
     \b
     Example:
-      bundler site receipt ./site > /media/usb/store-site-7.receipt.json
+      bundler site receipt ./site -o /media/usb/store-7.receipt.json
     """
     from bundler.site.importer import site_receipt as make_receipt
 
-    _emit_json(make_receipt(directory))
+    text = json.dumps(make_receipt(directory), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write(output, text.encode())
+        click.echo(f"receipt of {directory} written to {output}", err=True)
 
 
 @site.command("down")
@@ -543,6 +553,68 @@ def site_status(directory: Path, as_json: bool) -> None:
         if not as_json:
             click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)
         sys.exit(EXIT_UNREACHABLE)
+
+
+@cli.group()
+def fleet() -> None:
+    """The connected side's view of the sites: their signed receipts, and which release each runs.
+
+    \b
+    Workflow: enroll each site's key once (its DIR/site.pub), then add the receipts the technicians
+    bring back on the stick (`bundler site receipt DIR -o FILE`), then look:
+      bundler fleet enroll store-7.pub
+      bundler fleet add /media/usb/*.receipt.json
+      bundler fleet status
+    """
+
+
+FLEET_OPTION = click.option("--fleet", "fleet_dir", default="fleet", show_default=True,
+                            type=click.Path(file_okay=False, path_type=Path), help="the fleet directory")
+
+
+@fleet.command("enroll")
+@click.argument("pubs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@FLEET_OPTION
+def fleet_enroll(pubs: tuple[Path, ...], fleet_dir: Path) -> None:
+    """Accept receipts signed by these site keys (each site's DIR/site.pub)."""
+    from bundler.fleet.store import Fleet
+
+    for pub in pubs:
+        click.echo(f"enrolled {pub} (key {Fleet(fleet_dir).enroll(pub)[:12]})")
+
+
+@fleet.command("add")
+@click.argument("receipts", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@FLEET_OPTION
+def fleet_add(receipts: tuple[Path, ...], fleet_dir: Path) -> None:
+    """Keep the latest receipt of each site, after checking its signature against the enrolled
+    site keys (an unknown key or a receipt edited after signing: refused, exit 3)."""
+    from bundler.fleet.store import Fleet
+
+    for path in receipts:
+        added = Fleet(fleet_dir).add(path)
+        state = "kept" if added.kept else "older than the receipt the fleet holds; not kept"
+        click.echo(f"site {added.site}: receipt of {added.created} {state}")
+
+
+@fleet.command("status")
+@FLEET_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def fleet_status(fleet_dir: Path, as_json: bool) -> None:
+    """Sites x bundle names: the version each site runs, the age of its receipt, update clients
+    lacking approved updates, disk use."""
+    from bundler.fleet.store import Fleet
+
+    info = Fleet(fleet_dir).status()
+    if as_json:
+        _emit_json(info)
+        return
+    bundles = info["bundles"]
+    click.echo("site".ljust(20) + "".join(b.ljust(14) for b in bundles) + "receipt age  clients lacking")
+    for s in info["sites"]:
+        versions = "".join(printable(s["running"].get(b, "-")).ljust(14) for b in bundles)
+        lacking = ", ".join(f"{printable(c)} ({n})" for c, n in s["clients_lacking_updates"].items()) or "none"
+        click.echo(printable(s["site"]).ljust(20) + versions + f"{s['receipt_age_hours']:>8.1f} h  {lacking}")
 
 
 @cli.group()

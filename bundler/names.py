@@ -60,6 +60,7 @@ chart_name = rule(CHART_NAME_RE, "a chart name (lowercase letters, digits, . _ -
 repo_name = rule(REPO_NAME_RE, "a repository name (letters, digits, . _ -; at most 100)")
 update_name = rule(UPDATE_NAME_RE, "an update name (letters, digits, . _ + ~ -)")
 group = rule(GROUP_RE, "a group name (letters, digits, . _ -)")
+site_name = rule(GROUP_RE, "a site name (letters, digits, . _ -; at most 63)")
 platform = rule(PLATFORM_RE, "a platform (os/arch or os/arch/variant)")
 sha256_hex = rule(SHA256_RE, "a sha256 (64 lowercase hex digits)")
 object_id = rule(OBJECT_ID_RE, "a Git object id (40 or 64 lowercase hex digits)")

@@ -28,6 +28,7 @@ import ipaddress
 import json
 import re
 import shutil
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import check_digest
 from bundler.signing import TrustPolicy
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
+from bundler.site.identity import ensure_site_key
 from bundler.site.pki import CA_CERT, PKI_DIR
 from bundler.untrusted import Malformed, Obj
 
@@ -75,6 +77,12 @@ class SiteConfig:
     groups: tuple[str, ...] = ()  # target groups for update approvals (e.g. one per production line)
     registry_listen: str | None = None  # set when the site runs its own (embedded) registry
     registry_runtime: str = "auto"  # how `site up` runs it: the binary, a Docker container, or auto
+    name: str = ""  # the site's name in receipts and the fleet (site init --name; default the host name)
+
+    @property
+    def site_name(self) -> str:
+        """This site's name: site.yaml's `name`, or (a site made before names) its directory's."""
+        return self.name or self.directory.resolve().name
 
     @property
     def http_url(self) -> str:
@@ -118,7 +126,7 @@ class SiteConfig:
             raise UsageError(f"{self.directory / SITE_FILE}: trust: {exc}") from None
 
     def to_yaml(self) -> bytes:
-        doc = {"apiVersion": "bundler/v1", "kind": "Site",
+        doc = {"apiVersion": "bundler/v1", "kind": "Site", **({"name": self.name} if self.name else {}),
                "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix,
                             **({"listen": self.registry_listen, "runtime": self.registry_runtime}
                                if self.registry_listen else {})},
@@ -127,6 +135,13 @@ class SiteConfig:
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
         return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def _site_name(value: str) -> str:
+    try:
+        return names.site_name(value)
+    except ValueError as exc:
+        raise UsageError(f"site name {exc}", hint="give one with --name (letters, digits, . _ -)") from None
 
 
 def check_registry_url(url: str) -> str:
@@ -183,8 +198,10 @@ def check_listen(value: str) -> str:
 def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
               registry_listen: str = DEFAULT_REGISTRY_LISTEN, registry_runtime: str = "auto",
               chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
-              hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = ()) -> SiteConfig:
-    """Create a site: its configuration and a copy of every trusted public key under trust/."""
+              hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = (),
+              name: str | None = None) -> SiteConfig:
+    """Create a site: its configuration, a copy of every trusted public key under trust/, and its
+    own key (receipts are signed with it: `site.pub` is what the fleet enrolls)."""
     if not trust_keys:
         raise UsageError("site init needs at least one --trust-key PUB: a site imports only signed bundles",
                          hint="ask release engineering for their `.pub` file (made by `bundler keygen`)")
@@ -210,7 +227,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
                         tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
                         check_chart_prefix(chart_prefix), check_listen(http_listen),
                         groups=check_groups(groups), registry_listen=registry_listen if embedded else None,
-                        registry_runtime=check_runtime(registry_runtime))
+                        registry_runtime=check_runtime(registry_runtime),
+                        name=_site_name(name if name is not None else socket.gethostname().split(".")[0]))
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
@@ -228,6 +246,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     if embedded:
         ensure_token_signer(directory)
     create_credentials(directory)
+    ensure_site_key(directory)
     (directory / GIT_DIR).mkdir(exist_ok=True)
     from bundler.site.updates import init_updates  # the update cache builds on this module
 
@@ -250,7 +269,7 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         if not isinstance(doc, dict) or doc.get("kind") != "Site":
             raise ValueError("not a site configuration (kind: Site)")
-        unknown = set(doc) - {"apiVersion", "kind", "registry", "trust", "http", "updates"}
+        unknown = set(doc) - {"apiVersion", "kind", "name", "registry", "trust", "http", "updates"}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         trust = doc.get("trust") or {}
@@ -271,7 +290,8 @@ def load_site(directory: Path) -> SiteConfig:
                           check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))), bool(http.get("push", False)),
                           check_groups([str(g) for g in updates.get("groups") or []]),
                           check_listen(str(listen)) if listen else None,
-                          check_runtime(str(registry.get("runtime", "auto"))))
+                          check_runtime(str(registry.get("runtime", "auto"))),
+                          names.site_name(str(doc["name"])) if doc.get("name") is not None else "")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

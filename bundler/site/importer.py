@@ -33,6 +33,7 @@ from bundler.problems import Problem
 from bundler.progress import byte_progress
 from bundler.signing import TrustPolicy
 from bundler.site import git as site_git
+from bundler.site import identity
 from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
@@ -251,7 +252,20 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
             manifests.append(BundleManifest.from_bytes(path.read_bytes()))
     repos = {name: site_git.current_refs(site, name) for name in site_git.repositories(site)}
     created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return receipt(site.directory.resolve().name, created, state.bundles, manifests, repos)
+    doc = receipt(site.site_name, created, state.bundles, manifests, repos)
+    identity.ensure_site_key(site.directory)  # a site made before site keys
+    cache = UpdateCache(site)
+    disk = shutil.disk_usage(site.directory)
+    doc.update({
+        "site_keyid": identity.key_id(site.directory),
+        "releases": [{k: b.get(k) for k in ("name", "version", "manifest_digest", "content_digest", "imported_at",
+                                            "signers", "status")} for b in state.bundles],
+        "updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in cache.catalog()
+                    if cache.blob(e["sha256"]).exists()],
+        "clients": cache.status(),
+        "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
+    })
+    return identity.signed(doc, identity.load_site_key(site.directory))
 
 
 def fits(site: SiteConfig, size: int) -> bool:

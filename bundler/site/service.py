@@ -30,6 +30,7 @@ from bundler.errors import BundlerError, UnreachableError
 from bundler.site import tokens
 from bundler.site.auth import upgrade_credentials
 from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SITE_FILE, SiteConfig, SiteState, load_site
+from bundler.site.identity import ensure_site_key
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
 from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
@@ -268,6 +269,7 @@ def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
     registry. If one fails, stop what this call started and raise, naming it and why."""
     site = load_site(directory)
     upgraded = upgrade_credentials(site.directory)
+    ensure_site_key(site.directory)  # a site made before site keys gets one (its receipts are signed)
     stale = site.embedded_registry and _registry_config_changed(site, _registry_config_file(site))
     marker = str(site.directory.resolve()).encode()
     started: list[Callable[[], object]] = []

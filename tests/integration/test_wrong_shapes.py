@@ -30,6 +30,7 @@ from bundler.bundle.manifest import signatures_json
 from bundler.bundle.parent import load_manifest, read_parent, receipt
 from bundler.cli import cli
 from bundler.errors import BundlerError
+from bundler.fleet.store import Fleet
 from bundler.keyfiles import load_signing_key
 from tests.attack_cases import GOOD, KEYS
 from tests.conftest import Registry
@@ -197,3 +198,7 @@ def test_a_site_receipt_of_the_wrong_shape_is_refused_cleanly(changed: dict[str,
             read_parent(path)
         except BundlerError as exc:
             assert exc.exit_code in (2, 3)
+        try:  # the fleet reads receipts too (refused here at the latest: no key is enrolled)
+            Fleet(Path(scratch) / "fleet").add(path)
+        except BundlerError as exc:
+            assert exc.exit_code == 3

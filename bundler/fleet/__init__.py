@@ -1,0 +1,1 @@
+"""The connected side's view of many sites: their signed receipts, kept per site, and what each runs."""

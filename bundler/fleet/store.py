@@ -1,0 +1,115 @@
+"""A fleet directory (`--fleet DIR`, default ./fleet): the site keys enrolled (`keys/<keyid>.pub`) and
+the latest receipt of each site (`sites/<name>.json`), each checked against its site's key before it
+is kept. A receipt is untrusted input until then: read by the bounded reader, refused (exit 3) when
+its key is not enrolled, its signature does not match, or it is not a receipt."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bundler import names, signing
+from bundler.bundle.parent import RECEIPT_KIND
+from bundler.errors import RefusedError, UsageError
+from bundler.fsutil import atomic_write, read_regular
+from bundler.keyfiles import load_trusted_key
+from bundler.site import identity
+from bundler.untrusted import Malformed, Obj
+
+MAX_RECEIPT_BYTES = 64 << 20
+KEYS_DIR, SITES_DIR = "keys", "sites"
+
+
+@dataclass(frozen=True)
+class Added:
+    site: str
+    created: str
+    kept: bool  # False when the fleet already holds a newer receipt of this site
+
+
+class Fleet:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def enroll(self, pub: Path) -> str:
+        """Accept receipts signed by this site key; returns its key id."""
+        key = load_trusted_key(pub)
+        (self.directory / KEYS_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pub, self.directory / KEYS_DIR / f"{key.keyid}.pub")
+        return key.keyid
+
+    def _key(self, keyid: str) -> signing.TrustedKey | None:
+        path = self.directory / KEYS_DIR / f"{keyid}.pub"
+        return load_trusted_key(path) if names.SHA256_RE.match(keyid) and path.exists() else None
+
+    def add(self, path: Path) -> Added:
+        """Check a receipt (enrolled key, valid signature, a receipt's shape) and keep it unless the
+        fleet holds a newer one of the same site."""
+        try:
+            data = read_regular(path, MAX_RECEIPT_BYTES)
+            doc = Obj.load(data, MAX_RECEIPT_BYTES)
+            if doc.value.get("kind") != RECEIPT_KIND:
+                raise Malformed(f"kind is not {RECEIPT_KIND!r}")
+            site = doc.string("site", names.site_name)
+            created = doc.string("created", names.timestamp)
+            signature = doc.obj("signature")
+            keyid = signature.string("keyid", names.sha256_hex)
+            for item in doc.array("releases"):
+                release = item.obj()
+                release.string("name", names.bundle_name)
+                release.string("version", names.version)
+            for item in doc.array("clients"):
+                client = item.obj()
+                client.string("client", names.text)
+                list(client.array("lacking"))
+            doc.obj("disk", None)
+        except (OSError, ValueError) as exc:
+            raise RefusedError(f"receipt {path} is not a site receipt: {exc}") from None
+        key = self._key(keyid)
+        if key is None:
+            raise RefusedError(f"receipt {path} (site {site}) is signed by key {keyid[:12]}, which this fleet "
+                               "has not enrolled", hint=f"enroll the site's key first: bundler fleet enroll "
+                                                       f"{site}.pub (the site's DIR/site.pub)")
+        if not identity.signature_valid(doc.value, key.key):
+            raise RefusedError(f"receipt {path} (site {site}): its signature does not match its content "
+                               "(edited after the site signed it)",
+                               hint="ask the site for a fresh receipt: bundler site receipt DIR -o FILE")
+        target = self.directory / SITES_DIR / f"{site}.json"
+        held = self.receipts().get(site)
+        if held is not None and names.parse_time(str(held["created"])) > names.parse_time(created):
+            return Added(site, created, False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, data)
+        return Added(site, created, True)
+
+    def receipts(self) -> dict[str, dict[str, Any]]:
+        """The receipts the fleet keeps (each was checked when added), by site name."""
+        root = self.directory / SITES_DIR
+        out: dict[str, dict[str, Any]] = {}
+        for path in sorted(root.glob("*.json")) if root.exists() else []:
+            try:
+                out[path.stem] = Obj.load(read_regular(path, MAX_RECEIPT_BYTES), MAX_RECEIPT_BYTES).value
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"fleet file {path} is unreadable: {exc}") from None
+        return out
+
+    def status(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Sites x bundle names -> the version each runs, the age of its receipt, clients lacking
+        updates, disk use."""
+        now = now or dt.datetime.now(dt.UTC)
+        sites = []
+        for name, doc in self.receipts().items():
+            running: dict[str, str] = {}
+            for release in doc.get("releases") or []:
+                running[str(release["name"])] = str(release["version"])  # in import order: the last one runs
+            lacking = {str(c.get("client")): len(c.get("lacking") or []) for c in doc.get("clients") or []}
+            age = now - names.parse_time(str(doc["created"]))
+            sites.append({"site": name, "receipt_created": doc["created"], "receipt_age_hours":
+                          round(age.total_seconds() / 3600, 1), "running": running,
+                          "clients_lacking_updates": {c: n for c, n in lacking.items() if n},
+                          "disk": doc.get("disk")})
+        bundles = sorted({b for s in sites for b in s["running"]})
+        return {"bundles": bundles, "sites": sites}

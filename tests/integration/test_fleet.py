@@ -1,0 +1,90 @@
+"""The fleet: sites at different versions write signed receipts; the connected side enrolls their
+keys, adds the receipts and sees which site runs what. A receipt edited after signing, or signed
+by a key nobody enrolled, is refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bundler.oci.client import RegistryClient
+from bundler.site.registry_process import free_port
+from devtools.samples import push_samples
+from tests.conftest import Keys, Registry, Run
+
+
+@pytest.fixture(scope="module")
+def releases(registry_factory: Callable[[], Registry], keys: Keys,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("fleet")
+    refs = list(push_samples(RegistryClient(registry_factory().host)).refs)[:1]
+    built = {}
+    for version in ("1.0.0", "2.0.0"):
+        (work / f"{version}.yaml").write_text(
+            f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: store, version: {version}}}\n"
+            "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in refs))
+        r = subprocess.run([sys.executable, "-m", "bundler.cli", "build", f"{version}.yaml", "-o",
+                            f"store-{version}.bundle.tar", "--key", str(keys.release.key)],
+                           cwd=work, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        built[version] = work / f"store-{version}.bundle.tar"
+    return built
+
+
+def site_running(cli: Callable[..., Run], registry: Registry, keys: Keys, directory: Path, name: str,
+                 *bundles: Path) -> Path:
+    assert cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
+               "--name", name, "--http-listen", f"127.0.0.1:{free_port()}").code == 0
+    for bundle in bundles:
+        r = cli("import", bundle, "--site", directory)
+        assert r.code == 0, r.err
+    return directory
+
+
+def test_the_fleet_knows_which_site_runs_what_and_refuses_an_edited_receipt(
+        releases: dict[str, Path], registry_factory: Callable[[], Registry], keys: Keys,
+        cli: Callable[..., Run], tmp_path: Path) -> None:
+    v1, v2 = releases["1.0.0"], releases["2.0.0"]
+    sites = {"store-1": site_running(cli, registry_factory(), keys, tmp_path / "s1", "store-1", v1),
+             "store-2": site_running(cli, registry_factory(), keys, tmp_path / "s2", "store-2", v1, v2),
+             "store-3": site_running(cli, registry_factory(), keys, tmp_path / "s3", "store-3", v2)}
+    receipts = {}
+    for name, site in sites.items():
+        assert (site / "site.pub").exists() and oct((site / "pki" / "site.key").stat().st_mode)[-3:] == "600"
+        written = cli("site", "receipt", site, "-o", tmp_path / f"{name}.receipt.json")
+        assert written.code == 0, written.err
+        receipts[name] = tmp_path / f"{name}.receipt.json"
+
+    fleet = ["--fleet", tmp_path / "fleet"]
+    unknown = cli("fleet", "add", receipts["store-1"], *fleet)
+    assert unknown.code == 3 and "has not enrolled" in unknown.err and "bundler fleet enroll" in unknown.err
+    assert cli("fleet", "enroll", *(site / "site.pub" for site in sites.values()), *fleet).code == 0
+    added = cli("fleet", "add", *receipts.values(), *fleet)
+    assert added.code == 0, added.err
+    assert added.out.count(" kept") == 3
+
+    status = json.loads(cli("fleet", "status", "--json", *fleet).out)
+    assert status["bundles"] == ["store"]
+    assert {s["site"]: s["running"] for s in status["sites"]} == {
+        "store-1": {"store": "1.0.0"}, "store-2": {"store": "2.0.0"}, "store-3": {"store": "2.0.0"}}
+    table = cli("fleet", "status", *fleet)
+    assert table.code == 0 and "store-1" in table.out and "1.0.0" in table.out
+
+    doc = json.loads(receipts["store-1"].read_text())
+    doc["releases"][0]["version"] = "2.0.0"  # a receipt "upgraded" on the way back
+    edited = tmp_path / "edited.receipt.json"
+    edited.write_text(json.dumps(doc))
+    refused = cli("fleet", "add", edited, *fleet)
+    assert refused.code == 3 and "edited after the site signed it" in refused.err
+    status = json.loads(cli("fleet", "status", "--json", *fleet).out)
+    assert {s["site"]: s["running"] for s in status["sites"]}["store-1"] == {"store": "1.0.0"}
+
+    # the receipt is still a parent for a delta: what store-1 holds, and v2 carries only the rest
+    delta = cli("build", releases["2.0.0"].parent / "2.0.0.yaml", "-o", tmp_path / "d.bundle.tar",
+                "--since", receipts["store-1"], cwd=releases["2.0.0"].parent)
+    assert delta.code == 0, delta.err
