@@ -66,6 +66,7 @@ class Fleet:
                 client.string("client", names.text)
                 list(client.array("lacking"))
             doc.obj("disk", None)
+            doc.obj("services", None)
         except (OSError, ValueError) as exc:
             raise RefusedError(f"receipt {path} is not a site receipt: {exc}") from None
         key = self._key(keyid)
@@ -110,6 +111,6 @@ class Fleet:
             sites.append({"site": name, "receipt_created": doc["created"], "receipt_age_hours":
                           round(age.total_seconds() / 3600, 1), "running": running,
                           "clients_lacking_updates": {c: n for c, n in lacking.items() if n},
-                          "disk": doc.get("disk")})
+                          "disk": doc.get("disk"), "services": doc.get("services")})
         bundles = sorted({b for s in sites for b in s["running"]})
         return {"bundles": bundles, "sites": sites}

@@ -49,6 +49,7 @@ from bundler.site.registry import (
     transfer,
 )
 from bundler.site.registry import publish as publish_registry
+from bundler.site.service import site_status
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
 from bundler.units import human
@@ -264,6 +265,7 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
                     if cache.blob(e["sha256"]).exists()],
         "clients": cache.status(),
         "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
+        "services": {name: bool(s["healthy"]) for name, s in site_status(site.directory)["services"].items()},
     })
     return identity.signed(doc, identity.load_site_key(site.directory))
 

@@ -72,6 +72,8 @@ def test_the_fleet_knows_which_site_runs_what_and_refuses_an_edited_receipt(
     assert status["bundles"] == ["store"]
     assert {s["site"]: s["running"] for s in status["sites"]} == {
         "store-1": {"store": "1.0.0"}, "store-2": {"store": "2.0.0"}, "store-3": {"store": "2.0.0"}}
+    store_2 = next(s for s in status["sites"] if s["site"] == "store-2")
+    assert store_2["disk"]["total"] > 0 and store_2["services"]["git"] is False  # `site up` never ran there
     table = cli("fleet", "status", *fleet)
     assert table.code == 0 and "store-1" in table.out and "1.0.0" in table.out
 
