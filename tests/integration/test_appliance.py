@@ -23,14 +23,10 @@ import yaml
 from bundler.oci.client import RegistryClient
 from bundler.site.registry_process import free_port
 from devtools import charts
+from devtools.gitrepo import new_repo
 from devtools.packages import build_deb
 from tests.conftest import Keys, Registry, Run, missing
 from tests.integration.test_docker_engine import build_engine_image
-
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", "-c", "user.email=r@example.com", "-c", "user.name=R", *args], cwd=cwd, check=True,
-                   capture_output=True)
 
 
 @dataclass
@@ -51,12 +47,7 @@ def everything(registry_factory: Callable[[], Registry], docker_client: Any, key
     im.push_image(RegistryClient(source.host), "apps/api", "2.0", [im.random_layer(2_000_000, 31)])
     tag = f"bundler-test/appliance:{uuid.uuid4().hex[:8]}"
     build_engine_image(docker_client, tag, "hello from the appliance")
-    repo = work / "gitops"
-    repo.mkdir()
-    git("init", "-q", "-b", "main", cwd=repo)
-    (repo / "app.yaml").write_text("kind: ConfigMap\n")
-    git("add", ".", cwd=repo)
-    git("commit", "-qm", "first", cwd=repo)
+    repo = new_repo(work / "gitops", "app.yaml", "kind: ConfigMap\n")
     build_deb(work, "edge-agent")
     chart_repo = work / "charts"
     chart_repo.mkdir()

@@ -21,20 +21,10 @@ from bundler.site.registry import QUARANTINE
 from bundler.site.registry_process import free_port
 from devtools import charts
 from devtools import images as im
+from devtools.gitrepo import commit, git
 from devtools.packages import build_deb
 from devtools.samples import push_samples
 from tests.conftest import Keys, Registry, Run
-
-
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", "-c", "user.email=r@example.com", "-c", "user.name=R", *args], cwd=cwd, check=True,
-                   capture_output=True)
-
-
-def commit(repo: Path, name: str) -> None:
-    (repo / name).write_text(name * 100)
-    git("add", ".", cwd=repo)
-    git("commit", "-qm", name, cwd=repo)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import pytest
 
 from bundler.oci.client import RegistryClient
 from bundler.site.registry_process import free_port
+from devtools.gitrepo import git, new_repo
 from devtools.samples import push_samples
 from tests.attack_cases import ATTACKS, GOOD, KEYS
 from tests.conftest import Keys, Registry, Run, small_tmpfs
@@ -112,23 +113,13 @@ class World:
         return Produced(self.cli("import", bundle, "--site", site, *extra), site)
 
 
-def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", "-c", "user.email=r@example.com", "-c", "user.name=R", *args], cwd=cwd, check=True,
-                   capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def world(registry_factory: Callable[[], Registry], keys: Keys,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     work = tmp_path_factory.mktemp("tables")
     source = registry_factory()
     refs = list(push_samples(RegistryClient(source.host)).refs)[:2]
-    repo = work / "config"
-    repo.mkdir()
-    git("init", "-q", "-b", "main", cwd=repo)
-    (repo / "app.yaml").write_text("replicas: 1\n")
-    git("add", ".", cwd=repo)
-    git("commit", "-qm", "one", cwd=repo)
+    repo = new_repo(work / "config", "app.yaml", "replicas: 1\n")
 
     def build(version: str, output: str, *extra: str | Path) -> Path:
         images = "".join(f"    - {ref}\n" for ref in refs)
