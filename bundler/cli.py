@@ -89,8 +89,11 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 @click.option("--since", type=click.Path(dir_okay=False, path_type=Path),
               help="a delta: carry only what PARENT lacks (a bundle, its --manifest, or a site receipt)")
 @click.option("--split-size", help="write parts of at most SIZE (4G, 500M, or fat32) and a .parts.json index")
+@click.option("--for-fleet", "fleet_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="write the smallest set of deltas that brings every site of this fleet directory to the "
+                   "release (one per distinct base, into -o DIRECTORY, default .)")
 def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None,
-          split_size: str | None) -> None:
+          split_size: str | None, fleet_dir: Path | None) -> None:
     """Collect what PROFILE names (images, charts, Git repositories, updates) into one bundle file,
     signed with each --key.
 
@@ -102,6 +105,23 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     from bundler.collect.build import BuildOptions, build_bundle
 
     size = parse_size(split_size) if split_size else None
+    if fleet_dir is not None:
+        from bundler.collect.build import build_for_fleet
+        from bundler.fleet.store import Fleet
+
+        if since is not None or size is not None:
+            raise UsageError("--for-fleet makes one delta per site base itself; it takes neither --since nor "
+                             "--split-size")
+        held = Fleet(fleet_dir).receipt_paths()
+        if not held:
+            raise UsageError(f"the fleet {fleet_dir} holds no receipts", hint="bundler fleet add RECEIPT...")
+        built = build_for_fleet(BuildOptions(profile, None, jobs, keys), held, output or Path.cwd())
+        for item in built:
+            click.echo(f"wrote {item.result.path} ({human(item.result.size)}) for {', '.join(item.sites)}")
+        current = sorted(set(held) - {site for item in built for site in item.sites})
+        if current:
+            click.echo(f"already at this release: {', '.join(current)}")
+        return
     result = build_bundle(BuildOptions(profile, output, jobs, keys, since, size))
     for note in result.notes:
         click.echo(note)
@@ -595,6 +615,27 @@ def fleet_add(receipts: tuple[Path, ...], fleet_dir: Path) -> None:
         added = Fleet(fleet_dir).add(path)
         state = "kept" if added.kept else "older than the receipt the fleet holds; not kept"
         click.echo(f"site {added.site}: receipt of {added.created} {state}")
+
+
+@fleet.command("plan")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@FLEET_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def fleet_plan(bundle: Path, fleet_dir: Path, as_json: bool) -> None:
+    """For each site, what it needs of the release in BUNDLE (the full bundle, or its bundle.json):
+    nothing, a delta on its receipt, or everything, and how many bytes; `build --for-fleet` writes them."""
+    from bundler.bundle.parent import load_manifest
+    from bundler.fleet.store import Fleet
+
+    manifest, _ = load_manifest(bundle)
+    rows = Fleet(fleet_dir).plan(manifest)
+    if as_json:
+        _emit_json({"name": manifest.name, "version": manifest.version, "sites": rows})
+        return
+    for row in rows:
+        needs = {"nothing": "runs it already", "full": "a full bundle",
+                 "delta": f"a delta on {row.get('base')}"}[row["needs"]]
+        click.echo(f"{printable(row['site'])}: {needs} ({human(row['bytes'])})")
 
 
 @fleet.command("status")

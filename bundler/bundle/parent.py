@@ -23,6 +23,7 @@ class Parent:
     reference: dict[str, str]  # recorded as the delta's `parent`
     files: dict[str, FileEntry]  # every file the parent carried (or the site holds): path -> digest, size
     repo_tips: dict[str, tuple[str, ...]]  # repository name -> object ids of its refs
+    releases: frozenset[tuple[str, str]] = frozenset()  # (bundle name, version) it holds
 
     @property
     def label(self) -> str:
@@ -39,7 +40,8 @@ def parent_label(reference: dict[str, Any]) -> str:
 def from_manifest(manifest: BundleManifest, digest: str) -> Parent:
     return Parent({"name": manifest.name, "version": manifest.version, "manifest_digest": digest},
                   {**manifest.requires, **manifest.files},
-                  {repo.name: tuple(sorted(set(repo.refs.values()))) for repo in manifest.repos})
+                  {repo.name: tuple(sorted(set(repo.refs.values()))) for repo in manifest.repos},
+                  frozenset({(manifest.name, manifest.version)}))
 
 
 def _is_json(path: Path) -> bool:
@@ -76,8 +78,10 @@ def read_parent(path: Path) -> Parent:
         for name, refs in doc.obj("repos").entries():
             refs.checked(name, names.repo_name)
             tips[name] = tuple(sorted({str(oid.string(names.object_id)) for _, oid in refs.obj().entries()}))
+        releases = frozenset((b.obj().string("name", names.bundle_name), b.obj().string("version", names.version))
+                             for b in doc.array("bundles"))
         return Parent({"receipt": doc.string("site", names.text), "created": doc.string("created", names.timestamp),
-                       "manifest_digest": digest}, file_entries(doc.obj("files")), tips)
+                       "manifest_digest": digest}, file_entries(doc.obj("files")), tips, releases)
     except Malformed as exc:
         raise IntegrityError(f"site receipt {path} is malformed: {exc}") from None
 

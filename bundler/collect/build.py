@@ -33,7 +33,7 @@ from bundler.oci import layout as oci_layout
 from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
-from bundler.profile import ImageSpec, load_profile
+from bundler.profile import ImageSpec, Profile, load_profile
 from bundler.progress import byte_progress
 
 
@@ -68,6 +68,46 @@ def _sha256(data: bytes) -> FileEntry:
     return FileEntry(hashlib.sha256(data).hexdigest(), len(data))
 
 
+@dataclass
+class Collected:
+    """What a profile names, collected once (Git repositories are fetched per base: see repos())."""
+
+    profile: Profile
+    collection: OciContent
+    updates: list[CollectedUpdate]
+    notes: list[str]
+    staging: Path
+    base: Path  # the profile's directory (relative paths in it)
+    jobs: int
+
+    def repos(self, parent: Parent | None) -> list[CollectedRepo]:
+        return run_parallel(
+            lambda spec: collect_repo(replace(spec, url=resolve_url(spec.url, self.base)), self.staging / "git" /
+                                      hashlib.sha256((parent.label if parent else "").encode()).hexdigest()[:12],
+                                      parent.repo_tips.get(spec.name, ()) if parent else ()),
+            self.profile.repos, self.jobs)
+
+    def write(self, output: Path, keys: Sequence[ec.EllipticCurvePrivateKey], parent: Parent | None) -> BuildResult:
+        info = BundleInfo(self.profile.name, self.profile.version, self.profile.digest, self.profile.expires, parent)
+        result = write_bundle(info, self.collection, output, self.jobs, keys, self.repos(parent), self.updates)
+        result.notes.extend(self.notes)
+        return result
+
+
+def collect(options: BuildOptions, staging: Path) -> Collected:
+    profile = load_profile(options.profile)
+    collection = OciContent()
+    client_for = registry_clients(profile, options.jobs)
+    charts = collect_charts(profile.charts, collection, client_for)
+    collection.charts = charts.entries
+    collect_images(images_to_collect(profile.images, charts.images), collection, client_for, staging, options.jobs)
+    base = options.profile.resolve().parent
+    session = requests.Session()
+    session.headers["User-Agent"] = "bundler"
+    updates = run_parallel(lambda spec: collect_update(spec, staging, base, session), profile.updates, options.jobs)
+    return Collected(profile, collection, updates, list(charts.notes), staging, base, options.jobs)
+
+
 def build_bundle(options: BuildOptions) -> BuildResult:
     profile = load_profile(options.profile)
     keys = [load_signing_key(path) for path in options.keys]  # a wrong password fails before any transfer
@@ -78,29 +118,46 @@ def build_bundle(options: BuildOptions) -> BuildResult:
     staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent)).resolve()
     try:
         parent = read_parent(options.since) if options.since else None
-        collection = OciContent()
-        client_for = registry_clients(profile, options.jobs)
-        charts = collect_charts(profile.charts, collection, client_for)
-        collection.charts = charts.entries
-        collect_images(images_to_collect(profile.images, charts.images), collection, client_for, staging, options.jobs)
-        base = options.profile.resolve().parent
-        repos = run_parallel(
-            lambda spec: collect_repo(replace(spec, url=resolve_url(spec.url, base)), staging,
-                                      parent.repo_tips.get(spec.name, ()) if parent else ()),
-            profile.repos, options.jobs)
-        session = requests.Session()
-        session.headers["User-Agent"] = "bundler"
-        updates = run_parallel(lambda spec: collect_update(spec, staging, base, session), profile.updates,
-                               options.jobs)
-        info = BundleInfo(profile.name, profile.version, profile.digest, profile.expires, parent)
-        result = write_bundle(info, collection, output, options.jobs, keys, repos, updates)
-        result.notes.extend(charts.notes)
+        result = collect(options, staging).write(output, keys, parent)
         if options.split_size is not None and result.size > options.split_size:
             index = split(result.path, options.split_size, result.manifest_digest)
             result.notes.append(f"split into {len(list(index.parent.glob(result.path.name + '.part-*')))} parts; "
                                 f"the index is {index.name}")
             result = replace(result, path=index)
         return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class FleetBuild:
+    sites: list[str]  # the sites this bundle brings to the new release (they hold the same base)
+    result: BuildResult
+
+
+def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory: Path) -> list[FleetBuild]:
+    """The smallest set of bundles that brings every site to the profile's release: one delta per
+    distinct base (sites whose receipts hold the same files and Git tips share it), collected once.
+    A site whose receipt shows this release already gets nothing."""
+    keys = [load_signing_key(path) for path in options.keys]
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=directory)).resolve()
+    try:
+        collected = collect(options, staging)
+        name, version = collected.profile.name, collected.profile.version
+        groups: dict[tuple[object, ...], tuple[Parent, list[str]]] = {}
+        for site, path in sorted(receipts.items()):
+            parent = read_parent(path)
+            if (name, version) in parent.releases:
+                continue
+            key = (tuple(sorted((p, e.sha256) for p, e in parent.files.items())),
+                   tuple(sorted(parent.repo_tips.items())))
+            groups.setdefault(key, (parent, []))[1].append(site)
+        built = []
+        for parent, sites in groups.values():
+            output = directory / f"{name}-{version}-for-{sites[0]}{layout.SUFFIX}"
+            built.append(FleetBuild(sites, collected.write(output, keys, parent)))
+        return built
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

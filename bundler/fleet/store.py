@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bundler import names, signing
-from bundler.bundle.parent import RECEIPT_KIND
+from bundler.bundle.manifest import BundleManifest
+from bundler.bundle.parent import RECEIPT_KIND, read_parent
 from bundler.errors import RefusedError, UsageError
 from bundler.fsutil import atomic_write, read_regular
 from bundler.keyfiles import load_trusted_key
@@ -86,6 +87,11 @@ class Fleet:
         atomic_write(target, data)
         return Added(site, created, True)
 
+    def receipt_paths(self) -> dict[str, Path]:
+        """Each site's kept receipt file (checked when added): a `build --since` parent."""
+        root = self.directory / SITES_DIR
+        return {path.stem: path for path in sorted(root.glob("*.json"))} if root.exists() else {}
+
     def receipts(self) -> dict[str, dict[str, Any]]:
         """The receipts the fleet keeps (each was checked when added), by site name."""
         root = self.directory / SITES_DIR
@@ -95,6 +101,22 @@ class Fleet:
                 out[path.stem] = Obj.load(read_regular(path, MAX_RECEIPT_BYTES), MAX_RECEIPT_BYTES).value
             except (OSError, ValueError) as exc:
                 raise UsageError(f"fleet file {path} is unreadable: {exc}") from None
+        return out
+
+    def plan(self, manifest: BundleManifest) -> list[dict[str, Any]]:
+        """For each site: what it needs of this release (`manifest`: its full bundle's bundle.json):
+        nothing (it runs it), or a delta on its receipt, and that delta's payload bytes (what the site
+        lacks; a full bundle when it holds nothing of it). `build --for-fleet` writes them."""
+        total = sum(e.size for e in manifest.files.values())
+        out = []
+        for site, path in self.receipt_paths().items():
+            parent = read_parent(path)
+            if (manifest.name, manifest.version) in parent.releases:
+                out.append({"site": site, "needs": "nothing", "bytes": 0})
+                continue
+            lacking = sum(e.size for p, e in manifest.files.items() if parent.files.get(p) != e)
+            out.append({"site": site, "needs": "full" if lacking == total else "delta", "base": parent.label,
+                        "bytes": lacking})
         return out
 
     def status(self, now: dt.datetime | None = None) -> dict[str, Any]:

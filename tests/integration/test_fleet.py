@@ -22,12 +22,12 @@ from tests.conftest import Keys, Registry, Run
 def releases(registry_factory: Callable[[], Registry], keys: Keys,
              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("fleet")
-    refs = list(push_samples(RegistryClient(registry_factory().host)).refs)[:1]
+    refs = list(push_samples(RegistryClient(registry_factory().host)).refs)
     built = {}
-    for version in ("1.0.0", "2.0.0"):
+    for version, images in (("1.0.0", refs[:1]), ("2.0.0", refs[:2])):  # 2.0.0 adds an image
         (work / f"{version}.yaml").write_text(
             f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: store, version: {version}}}\n"
-            "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in refs))
+            "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images))
         r = subprocess.run([sys.executable, "-m", "bundler.cli", "build", f"{version}.yaml", "-o",
                             f"store-{version}.bundle.tar", "--key", str(keys.release.key)],
                            cwd=work, capture_output=True, text=True)
@@ -90,3 +90,39 @@ def test_the_fleet_knows_which_site_runs_what_and_refuses_an_edited_receipt(
     delta = cli("build", releases["2.0.0"].parent / "2.0.0.yaml", "-o", tmp_path / "d.bundle.tar",
                 "--since", receipts["store-1"], cwd=releases["2.0.0"].parent)
     assert delta.code == 0, delta.err
+
+
+def test_for_fleet_deltas_bring_every_site_to_the_same_content(
+        releases: dict[str, Path], registry_factory: Callable[[], Registry], keys: Keys,
+        cli: Callable[..., Run], tmp_path: Path) -> None:
+    v1, v2 = releases["1.0.0"], releases["2.0.0"]
+    work = v2.parent
+    sites = {"old": site_running(cli, registry_factory(), keys, tmp_path / "old", "old", v1),
+             "new": site_running(cli, registry_factory(), keys, tmp_path / "new", "new", v1, v2),
+             "bare": site_running(cli, registry_factory(), keys, tmp_path / "bare", "bare")}
+    fleet = ["--fleet", tmp_path / "fleet"]
+    assert cli("fleet", "enroll", *(site / "site.pub" for site in sites.values()), *fleet).code == 0
+    for name, site in sites.items():
+        assert cli("site", "receipt", site, "-o", tmp_path / f"{name}.json").code == 0
+        assert cli("fleet", "add", tmp_path / f"{name}.json", *fleet).code == 0
+
+    plan = json.loads(cli("fleet", "plan", v2, "--json", *fleet).out)
+    needs = {row["site"]: row["needs"] for row in plan["sites"]}
+    assert needs == {"old": "delta", "new": "nothing", "bare": "full"}
+    sizes = {row["site"]: row["bytes"] for row in plan["sites"]}
+    assert 0 < sizes["old"] < sizes["bare"]
+
+    out = tmp_path / "deltas"
+    built = cli("build", work / "2.0.0.yaml", "--for-fleet", tmp_path / "fleet", "-o", out, "--key",
+                keys.release.key, cwd=work)
+    assert built.code == 0, built.err
+    assert "already at this release: new" in built.out
+    deltas = {p.name.split("-for-")[1].removesuffix(".bundle.tar"): p for p in out.glob("*.bundle.tar")}
+    assert set(deltas) == {"old", "bare"}
+    assert deltas["old"].stat().st_size < deltas["bare"].stat().st_size
+    full = json.loads(cli("inspect", v2, "--json").out)["content_digest"]
+    for name in ("old", "bare"):
+        imported = cli("import", deltas[name], "--site", sites[name])
+        assert imported.code == 0, imported.err
+        state = json.loads((sites[name] / "state.json").read_text())
+        assert state["bundles"][-1]["content_digest"] == full and state["bundles"][-1]["version"] == "2.0.0"
