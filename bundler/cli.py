@@ -618,19 +618,34 @@ def fleet_add(receipts: tuple[Path, ...], fleet_dir: Path) -> None:
 
 
 @fleet.command("plan")
-@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("release", type=click.Path(dir_okay=False, path_type=Path))
 @FLEET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def fleet_plan(bundle: Path, fleet_dir: Path, as_json: bool) -> None:
-    """For each site, what it needs of the release in BUNDLE (the full bundle, or its bundle.json):
-    nothing, a delta on its receipt, or everything, and how many bytes; `build --for-fleet` writes them."""
-    from bundler.bundle.parent import load_manifest
+def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
+    """For each site, what it needs of RELEASE (a profile, or a release's full bundle or bundle.json):
+    nothing, a delta on its receipt, or everything, and how many bytes; `build --for-fleet` writes them.
+
+    \b
+    Example:
+      bundler fleet plan profiles/store.yaml --fleet ./fleet
+    """
     from bundler.fleet.store import Fleet
 
-    manifest, _ = load_manifest(bundle)
-    rows = Fleet(fleet_dir).plan(manifest)
+    fleet = Fleet(fleet_dir)
+    if release.suffix in (".yaml", ".yml"):
+        from bundler.collect.build import BuildOptions, plan_for_fleet
+        from bundler.profile import load_profile
+
+        profile = load_profile(release)
+        name, version = profile.name, profile.version
+        rows = plan_for_fleet(BuildOptions(release), fleet.receipt_paths(), Path.cwd())
+    else:
+        from bundler.bundle.parent import load_manifest
+
+        manifest, _ = load_manifest(release)
+        name, version, rows = manifest.name, manifest.version, fleet.plan(manifest)
     if as_json:
-        _emit_json({"name": manifest.name, "version": manifest.version, "sites": rows})
+        _emit_json({"name": name, "version": version, "sites": rows})
         return
     for row in rows:
         needs = {"nothing": "runs it already", "full": "a full bundle",

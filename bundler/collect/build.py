@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -86,6 +87,11 @@ class Collected:
                                       hashlib.sha256((parent.label if parent else "").encode()).hexdigest()[:12],
                                       parent.repo_tips.get(spec.name, ()) if parent else ()),
             self.profile.repos, self.jobs)
+
+    def size(self, parent: Parent | None) -> int:
+        """The bytes of the files the bundle for this base would carry (what `fleet plan` reports)."""
+        _, _, files, _ = bundle_files(self.collection, self.repos(parent), self.updates, parent)
+        return sum(entry.size for entry in files.values())
 
     def write(self, output: Path, keys: Sequence[ec.EllipticCurvePrivateKey], parent: Parent | None) -> BuildResult:
         info = BundleInfo(self.profile.name, self.profile.version, self.profile.digest, self.profile.expires, parent)
@@ -162,6 +168,29 @@ def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def plan_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory: Path) -> list[dict[str, Any]]:
+    """`fleet plan PROFILE`: for each site, what `build --for-fleet` would give it (nothing, a delta on
+    its receipt, or a full bundle) and the bytes. Collects the sources' manifests (payloads stream
+    from their registries only when a bundle is written) but writes nothing."""
+    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=directory)).resolve()
+    try:
+        collected = collect(options, staging)
+        release = (collected.profile.name, collected.profile.version)
+        full = collected.size(None)
+        rows: list[dict[str, Any]] = []
+        for site, path in sorted(receipts.items()):
+            parent = read_parent(path)
+            if release in parent.releases:
+                rows.append({"site": site, "needs": "nothing", "bytes": 0})
+                continue
+            size = collected.size(parent)
+            rows.append({"site": site, "needs": "full" if not parent.files else "delta", "base": parent.label,
+                         "bytes": size if parent.files else full})
+        return rows
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class BundleInfo:
     name: str
@@ -197,11 +226,12 @@ def manifest_paths(collection: OciContent) -> set[str]:
     return paths
 
 
-def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: int,
-                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), repos: Sequence[CollectedRepo] = (),
-                 updates: Sequence[CollectedUpdate] = ()) -> BuildResult:
-    """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+def bundle_files(collection: OciContent, repos: Sequence[CollectedRepo], updates: Sequence[CollectedUpdate],
+                 parent: Parent | None) -> tuple[dict[str, bytes], dict[str, BlobSource], dict[str, FileEntry],
+                                                 dict[str, FileEntry]]:
+    """What a bundle holds: small files (made here), payloads (from where they were collected), every
+    file's entry, and for a delta what it leaves to its parent (`requires`; manifests always stay:
+    they are the map)."""
     index, views = oci_layout.index_json(collection.images, collection.charts, collection.small_blobs)
     small: dict[str, bytes] = {layout.OCI_LAYOUT: layout.OCI_LAYOUT_CONTENT, layout.OCI_INDEX: index}
     for digest, data in {**collection.small_blobs, **views}.items():
@@ -216,14 +246,23 @@ def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: i
         blobs.setdefault(e.path, BlobSource(f"sha256:{e.sha256}", e.size, e.file, path=update.staged))
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
     requires: dict[str, FileEntry] = {}
-    if info.parent is not None:  # a delta: leave out what the parent carried (manifests stay: they are the map)
+    if parent is not None:
         keep = manifest_paths(collection)
         for path, entry in list(files.items()):
             payload = path.startswith((layout.OCI_BLOBS, layout.UPDATES_DIR)) and path not in keep
-            if payload and info.parent.files.get(path) == entry:
+            if payload and parent.files.get(path) == entry:
                 requires[path] = files.pop(path)
                 small.pop(path, None)
                 blobs.pop(path, None)
+    return small, blobs, files, requires
+
+
+def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: int,
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), repos: Sequence[CollectedRepo] = (),
+                 updates: Sequence[CollectedUpdate] = ()) -> BuildResult:
+    """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    small, blobs, files, requires = bundle_files(collection, repos, updates, info.parent)
     manifest = BundleManifest(
         name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
         images=tuple(collection.images), charts=tuple(collection.charts), repos=tuple(r.entry for r in repos),

@@ -111,6 +111,9 @@ def test_for_fleet_deltas_bring_every_site_to_the_same_content(
     assert needs == {"old": "delta", "new": "nothing", "bare": "full"}
     sizes = {row["site"]: row["bytes"] for row in plan["sites"]}
     assert 0 < sizes["old"] < sizes["bare"]
+    from_profile = json.loads(cli("fleet", "plan", work / "2.0.0.yaml", "--json", *fleet, cwd=work).out)
+    assert {row["site"]: row["needs"] for row in from_profile["sites"]} == needs  # the same, nothing written
+    assert not list(work.glob("*for-*"))
 
     out = tmp_path / "deltas"
     built = cli("build", work / "2.0.0.yaml", "--for-fleet", tmp_path / "fleet", "-o", out, "--key",
@@ -120,6 +123,9 @@ def test_for_fleet_deltas_bring_every_site_to_the_same_content(
     deltas = {p.name.split("-for-")[1].removesuffix(".bundle.tar"): p for p in out.glob("*.bundle.tar")}
     assert set(deltas) == {"old", "bare"}
     assert deltas["old"].stat().st_size < deltas["bare"].stat().st_size
+    planned = {row["site"]: row["bytes"] for row in from_profile["sites"]}
+    for name in ("old", "bare"):  # what the plan said is what the bundle carries (tar headers aside)
+        assert planned[name] <= deltas[name].stat().st_size < planned[name] + 64 * 1024
     full = json.loads(cli("inspect", v2, "--json").out)["content_digest"]
     for name in ("old", "bare"):
         imported = cli("import", deltas[name], "--site", sites[name])
