@@ -632,18 +632,19 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
     from bundler.fleet.store import Fleet
 
     fleet = Fleet(fleet_dir)
-    if release.suffix in (".yaml", ".yml"):
-        from bundler.collect.build import BuildOptions, plan_for_fleet
-        from bundler.profile import load_profile
+    if release.suffix in (".yaml", ".yml"):  # sources' manifests and sizes are read; nothing is written
+        from bundler.collect.build import BuildOptions, collecting
 
-        profile = load_profile(release)
-        name, version = profile.name, profile.version
-        rows = plan_for_fleet(BuildOptions(release), fleet.receipt_paths(), Path.cwd())
+        with collecting(BuildOptions(release), Path.cwd()) as collected:
+            name, version = collected.profile.name, collected.profile.version
+            rows = fleet.plan(name, version, collected.size)
     else:
         from bundler.bundle.parent import load_manifest
 
         manifest, _ = load_manifest(release)
-        name, version, rows = manifest.name, manifest.version, fleet.plan(manifest)
+        name, version = manifest.name, manifest.version
+        rows = fleet.plan(name, version, lambda base: sum(e.size for p, e in manifest.files.items()
+                                                          if base.files.get(p) != e))
     if as_json:
         _emit_json({"name": name, "version": version, "sites": rows})
         return

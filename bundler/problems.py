@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bundler.errors import IntegrityError
+
 # signatures and policy
 UNSIGNED = "unsigned"
 SIGNATURE_INVALID = "signature-invalid"
@@ -53,3 +55,12 @@ class Problem:
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "subject": self.subject, "expected": self.expected, "actual": self.actual,
                 "message": self.message}
+
+
+class ProblemError(IntegrityError):
+    """A refusal found while bytes were read (a payload as it streams, a manifest as it is parsed):
+    it carries its Problem, so the report it ends in is typed without reading the message."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message, hint=problem.hint)
+        self.problem = problem

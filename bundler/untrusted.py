@@ -86,9 +86,6 @@ class Value:
             raise self.fail(f"{value} is out of range ({low}..{high})")
         return int(value)
 
-    def boolean(self) -> bool:
-        return bool(self._typed(bool, "true or false"))
-
     def items(self) -> Iterator[Value]:
         for i, item in enumerate(self._typed(list, "an array")):
             yield Value(item, f"{self.where}[{i}]")

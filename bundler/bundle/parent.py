@@ -16,6 +16,8 @@ from bundler.errors import IntegrityError, UsageError
 from bundler.untrusted import Malformed, Obj
 
 RECEIPT_KIND = "bundler/receipt/v1"
+# what a receipt says of each bundle the site imported (state.json's entries, less what stays local)
+RECEIPT_BUNDLE_FIELDS = ("name", "version", "manifest_digest", "content_digest", "imported_at", "signers", "status")
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,8 @@ def read_parent(path: Path) -> Parent:
         for name, refs in doc.obj("repos").entries():
             refs.checked(name, names.repo_name)
             tips[name] = tuple(sorted({str(oid.string(names.object_id)) for _, oid in refs.obj().entries()}))
-        releases = frozenset((b.obj().string("name", names.bundle_name), b.obj().string("version", names.version))
-                             for b in doc.array("bundles"))
+        held = [b.obj() for b in doc.array("bundles")]
+        releases = frozenset((b.string("name", names.bundle_name), b.string("version", names.version)) for b in held)
         return Parent({"receipt": doc.string("site", names.text), "created": doc.string("created", names.timestamp),
                        "manifest_digest": digest}, file_entries(doc.obj("files")), tips, releases)
     except Malformed as exc:
@@ -94,5 +96,5 @@ def receipt(site_name: str, created: str, bundles: list[dict[str, Any]], manifes
         files.update(manifest.requires)
         files.update(manifest.files)
     return {"kind": RECEIPT_KIND, "site": site_name, "created": created,
-            "bundles": [{k: b[k] for k in ("name", "version", "manifest_digest")} for b in bundles],
+            "bundles": [{k: b.get(k) for k in RECEIPT_BUNDLE_FIELDS} for b in bundles],
             "files": {path: entry.to_dict() for path, entry in sorted(files.items())}, "repos": repos}

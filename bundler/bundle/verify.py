@@ -25,7 +25,7 @@ from bundler.errors import IntegrityError
 from bundler.names import parse_time
 from bundler.oci import media
 from bundler.parallel import run_parallel
-from bundler.problems import Problem
+from bundler.problems import Problem, ProblemError
 from bundler.progress import byte_progress
 from bundler.signing import PolicyVerdict, TrustPolicy, evaluate
 
@@ -139,7 +139,7 @@ def verified_chunks(reader: BundleReader, name: str, sha256: str) -> Iterator[by
         h.update(chunk)
         pending = chunk
     if h.hexdigest() != sha256:
-        raise IntegrityError(f"{name}: sha256 is {h.hexdigest()}, {layout.MANIFEST} says {sha256}")
+        raise ProblemError(digest_problem(name, sha256, h.hexdigest()))
     if pending:
         yield pending
 
@@ -153,13 +153,13 @@ def image_graph(reader: BundleReader, ref: str, digest: str, media_type: str) ->
         data = reader.read_small(path, media.MAX_MANIFEST_BYTES)
         actual = hashlib.sha256(data).hexdigest()
         if digest.startswith("sha256:") and actual != digest[7:]:
-            raise IntegrityError(f"{path}: sha256 is {actual}, {layout.MANIFEST} says {digest[7:]}")
+            raise ProblemError(digest_problem(path, digest[7:], actual))
         return data
 
     try:
         return media.walk_image(read, digest, media_type)
     except (media.ManifestError, ValueError) as exc:
-        raise IntegrityError(f"{ref}: {exc}") from None
+        raise ProblemError(Problem(problems.GRAPH_INVALID, ref, f"{ref}: {exc}")) from None
 
 
 def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
@@ -170,8 +170,8 @@ def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[Probl
     for ref, digest, media_type in tops:
         try:
             graph = image_graph(reader, ref, digest, media_type)
-        except IntegrityError as exc:
-            found.append(Problem(problems.GRAPH_INVALID, ref, exc.message))
+        except ProblemError as exc:
+            found.append(exc.problem)
             continue
         found += [Problem(problems.GRAPH_INCOMPLETE, ref, f"{ref}: blob {blob.digest} is not in the bundle")
                   for blob in graph.blobs if layout.blob_path(blob.digest) not in manifest.files

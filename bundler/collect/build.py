@@ -10,10 +10,10 @@ import datetime as dt
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -114,25 +114,33 @@ def collect(options: BuildOptions, staging: Path) -> Collected:
     return Collected(profile, collection, updates, list(charts.notes), staging, base, options.jobs)
 
 
+@contextmanager
+def collecting(options: BuildOptions, directory: Path) -> Iterator[Collected]:
+    """What the profile names, collected into a scratch directory under `directory` (next to the
+    output: payloads are copied, not moved across disks), removed afterwards."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=directory)).resolve()
+    try:
+        yield collect(options, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def build_bundle(options: BuildOptions) -> BuildResult:
     profile = load_profile(options.profile)
     keys = [load_signing_key(path) for path in options.keys]  # a wrong password fails before any transfer
     output = options.output or Path.cwd() / layout.bundle_filename(profile.name, profile.version)
     if output.is_dir():
         raise UsageError(f"output {output} is a directory", hint="give a file name with -o")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=output.parent)).resolve()
-    try:
-        parent = read_parent(options.since) if options.since else None
-        result = collect(options, staging).write(output, keys, parent)
-        if options.split_size is not None and result.size > options.split_size:
-            index = split(result.path, options.split_size, result.manifest_digest)
-            result.notes.append(f"split into {len(list(index.parent.glob(result.path.name + '.part-*')))} parts; "
-                                f"the index is {index.name}")
-            result = replace(result, path=index)
-        return result
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    parent = read_parent(options.since) if options.since else None
+    with collecting(options, output.parent) as collected:
+        result = collected.write(output, keys, parent)
+    if options.split_size is not None and result.size > options.split_size:
+        index = split(result.path, options.split_size, result.manifest_digest)
+        result.notes.append(f"split into {len(list(index.parent.glob(result.path.name + '.part-*')))} parts; "
+                            f"the index is {index.name}")
+        result = replace(result, path=index)
+    return result
 
 
 @dataclass(frozen=True)
@@ -146,10 +154,7 @@ def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory:
     distinct base (sites whose receipts hold the same files and Git tips share it), collected once.
     A site whose receipt shows this release already gets nothing."""
     keys = [load_signing_key(path) for path in options.keys]
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=directory)).resolve()
-    try:
-        collected = collect(options, staging)
+    with collecting(options, directory) as collected:
         name, version = collected.profile.name, collected.profile.version
         groups: dict[tuple[object, ...], tuple[Parent, list[str]]] = {}
         for site, path in sorted(receipts.items()):
@@ -164,31 +169,6 @@ def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory:
             output = directory / f"{name}-{version}-for-{sites[0]}{layout.SUFFIX}"
             built.append(FleetBuild(sites, collected.write(output, keys, parent)))
         return built
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def plan_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory: Path) -> list[dict[str, Any]]:
-    """`fleet plan PROFILE`: for each site, what `build --for-fleet` would give it (nothing, a delta on
-    its receipt, or a full bundle) and the bytes. Collects the sources' manifests (payloads stream
-    from their registries only when a bundle is written) but writes nothing."""
-    staging = Path(tempfile.mkdtemp(prefix=".bundler-staging-", dir=directory)).resolve()
-    try:
-        collected = collect(options, staging)
-        release = (collected.profile.name, collected.profile.version)
-        full = collected.size(None)
-        rows: list[dict[str, Any]] = []
-        for site, path in sorted(receipts.items()):
-            parent = read_parent(path)
-            if release in parent.releases:
-                rows.append({"site": site, "needs": "nothing", "bytes": 0})
-                continue
-            size = collected.size(parent)
-            rows.append({"site": site, "needs": "full" if not parent.files else "delta", "base": parent.label,
-                         "bytes": size if parent.files else full})
-        return rows
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 @dataclass(frozen=True)

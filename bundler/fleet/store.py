@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bundler import names, signing
-from bundler.bundle.manifest import BundleManifest
-from bundler.bundle.parent import RECEIPT_KIND, read_parent
+from bundler.bundle.parent import RECEIPT_KIND, Parent, read_parent
 from bundler.errors import RefusedError, UsageError
 from bundler.fsutil import atomic_write, read_regular
 from bundler.keyfiles import load_trusted_key
@@ -58,7 +58,7 @@ class Fleet:
             created = doc.string("created", names.timestamp)
             signature = doc.obj("signature")
             keyid = signature.string("keyid", names.sha256_hex)
-            for item in doc.array("releases"):
+            for item in doc.array("bundles"):
                 release = item.obj()
                 release.string("name", names.bundle_name)
                 release.string("version", names.version)
@@ -103,20 +103,18 @@ class Fleet:
                 raise UsageError(f"fleet file {path} is unreadable: {exc}") from None
         return out
 
-    def plan(self, manifest: BundleManifest) -> list[dict[str, Any]]:
-        """For each site: what it needs of this release (`manifest`: its full bundle's bundle.json):
-        nothing (it runs it), or a delta on its receipt, and that delta's payload bytes (what the site
-        lacks; a full bundle when it holds nothing of it). `build --for-fleet` writes them."""
-        total = sum(e.size for e in manifest.files.values())
-        out = []
+    def plan(self, name: str, version: str, bytes_for: Callable[[Parent], int]) -> list[dict[str, Any]]:
+        """For each site: what it needs of release NAME VERSION: nothing (it runs it), a full bundle (it
+        holds nothing), or a delta on its receipt, with `bytes_for(base)` bytes (from a profile:
+        what `build --for-fleet` writes; from a full bundle: the files the site lacks)."""
+        out: list[dict[str, Any]] = []
         for site, path in self.receipt_paths().items():
             parent = read_parent(path)
-            if (manifest.name, manifest.version) in parent.releases:
+            if (name, version) in parent.releases:
                 out.append({"site": site, "needs": "nothing", "bytes": 0})
-                continue
-            lacking = sum(e.size for p, e in manifest.files.items() if parent.files.get(p) != e)
-            out.append({"site": site, "needs": "full" if lacking == total else "delta", "base": parent.label,
-                        "bytes": lacking})
+            else:
+                out.append({"site": site, "needs": "delta" if parent.files else "full", "base": parent.label,
+                            "bytes": bytes_for(parent)})
         return out
 
     def status(self, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -126,7 +124,7 @@ class Fleet:
         sites = []
         for name, doc in self.receipts().items():
             running: dict[str, str] = {}
-            for release in doc.get("releases") or []:
+            for release in doc.get("bundles") or []:
                 running[str(release["name"])] = str(release["version"])  # in import order: the last one runs
             lacking = {str(c.get("client")): len(c.get("lacking") or []) for c in doc.get("clients") or []}
             age = now - names.parse_time(str(doc["created"]))

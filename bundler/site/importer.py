@@ -29,7 +29,7 @@ from bundler.fsutil import atomic_write
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
-from bundler.problems import Problem
+from bundler.problems import Problem, ProblemError
 from bundler.progress import byte_progress
 from bundler.signing import TrustPolicy
 from bundler.site import git as site_git
@@ -259,8 +259,6 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
     disk = shutil.disk_usage(site.directory)
     doc.update({
         "site_keyid": identity.key_id(site.directory),
-        "releases": [{k: b.get(k) for k in ("name", "version", "manifest_digest", "content_digest", "imported_at",
-                                            "signers", "status")} for b in state.bundles],
         "updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in cache.catalog()
                     if cache.blob(e["sha256"]).exists()],
         "clients": cache.status(),
@@ -289,7 +287,8 @@ def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
 def refuse(report: VerifyReport, reader: BundleReader, digest: str, exc: IntegrityError, bundle: Path) -> NoReturn:
     """A payload found changed as the import sent it (the payloads stage, done while transferring):
     refuse it as the verifier would, naming a damaged part."""
-    report.problems.append(Problem(problems.DIGEST_MISMATCH, exc.message.split(": ", 1)[0], exc.message))
+    report.problems.append(exc.problem if isinstance(exc, ProblemError)
+                           else Problem(problems.DIGEST_MISMATCH, str(bundle), exc.message))
     report.problems += part_problems(reader, digest, True)
     report.raise_if_failed(str(bundle))
     raise exc

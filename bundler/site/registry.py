@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, ChartEntry, ImageEntry
 from bundler.bundle.reader import BundleReader
@@ -26,6 +27,7 @@ from bundler.errors import BundlerError, IntegrityError
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
+from bundler.problems import Problem, ProblemError
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,12 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
     def push(repo: str, digest: str, size: int, mount_from: list[str]) -> str:
         try:
             return client.push_blob(repo, digest, size, chunks(digest), mount_from=mount_from)
+        except ProblemError:  # hashed here as it streamed: already names the file
+            raise
         except IntegrityError as exc:  # the registry's verdict on the bytes: name the file, as the verifier does
-            raise IntegrityError(f"{layout.blob_path(digest)}: its bytes do not match its digest "
-                                 f"({exc.message})") from None
+            path = layout.blob_path(digest)
+            raise ProblemError(Problem(problems.DIGEST_MISMATCH, path, f"{path}: its bytes do not match its "
+                                       f"digest ({exc.message})", expected=digest[7:])) from None
 
     # 1. every carried blob that no target repository has goes to the quarantine repository first:
     #    a target repository shows in the registry's catalog once it links a blob, so none links any

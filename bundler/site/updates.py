@@ -29,8 +29,10 @@ from typing import Any
 from bundler import debcontrol, tools
 from bundler.bundle.manifest import BundleManifest, UpdateEntry
 from bundler.bundle.reader import BundleReader
-from bundler.errors import BundlerError, IntegrityError, UsageError
+from bundler.bundle.verify import digest_problem
+from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
+from bundler.problems import ProblemError
 from bundler.site.config import SiteConfig
 from bundler.site.journal import files_lock
 
@@ -111,7 +113,7 @@ class UpdateCache:
             os.fsync(out.fileno())
         if digest.hexdigest() != entry.sha256:  # the only time these bytes are read: this is the check
             partial.unlink()
-            raise IntegrityError(f"{entry.path}: sha256 is {digest.hexdigest()}, bundle.json says {entry.sha256}")
+            raise ProblemError(digest_problem(entry.path, entry.sha256, digest.hexdigest()))
         os.replace(partial, target)
         return True
 

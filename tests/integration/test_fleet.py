@@ -78,7 +78,7 @@ def test_the_fleet_knows_which_site_runs_what_and_refuses_an_edited_receipt(
     assert table.code == 0 and "store-1" in table.out and "1.0.0" in table.out
 
     doc = json.loads(receipts["store-1"].read_text())
-    doc["releases"][0]["version"] = "2.0.0"  # a receipt "upgraded" on the way back
+    doc["bundles"][0]["version"] = "2.0.0"  # a receipt "upgraded" on the way back
     edited = tmp_path / "edited.receipt.json"
     edited.write_text(json.dumps(doc))
     refused = cli("fleet", "add", edited, *fleet)
