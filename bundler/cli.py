@@ -101,12 +101,12 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     Example:
       bundler build profiles/demo.yaml --key release.key -o demo-1.0.0.bundle.tar
     """
+    from bundler.build import BuildOptions, build_bundle
     from bundler.bundle.parts import parse_size
-    from bundler.collect.build import BuildOptions, build_bundle
 
     size = parse_size(split_size) if split_size else None
     if fleet_dir is not None:
-        from bundler.collect.build import build_for_fleet
+        from bundler.build import build_for_fleet
         from bundler.fleet.store import Fleet
 
         if since is not None or size is not None:
@@ -125,11 +125,11 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     result = build_bundle(BuildOptions(profile, output, jobs, keys, since, size))
     for note in result.notes:
         click.echo(note)
-    charts = f"{result.charts} charts, " if result.charts else ""
-    repos = f"{result.repos} git repositories, " if result.repos else ""
-    updates = f"{result.updates} updates, " if result.updates else ""
+    from bundler.kinds import KINDS
+
+    counts = "".join(f"{result.counts[k.key]} {k.title}, " for k in KINDS if result.counts[k.key] or k.always_reported)
     click.echo(f"wrote {result.path} ({human(result.size)}): {result.name} {result.version}, "
-               f"{result.images} images, {charts}{repos}{updates}{result.blobs} unique blobs")
+               f"{counts}{result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")
     click.echo(f"signed by {', '.join(k[:12] for k in result.signers)}" if result.signers
                else "unsigned: sites refuse it until someone signs it (`bundler sign`)")
@@ -199,7 +199,7 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool, keys: tuple[Path, .
       bundler inspect demo-1.0.0.bundle.tar --json
       bundler inspect demo-1.0.0.bundle.tar --manifest > demo-1.0.0.json
     """
-    from bundler.bundle.inspect import inspect_bundle
+    from bundler.bundle.inspect import inspect_bundle, inspect_text
     from bundler.keyfiles import load_trusted_key
 
     if raw_manifest:
@@ -226,30 +226,8 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool, keys: tuple[Path, .
                    f"({human(info['requires']['bytes'])}) the site must hold")
     names = [f"{n} ({k[:12]})" if (n := info["signer_names"].get(k)) else k for k in info["signers"]]
     click.echo(f"signers (`verify` checks them): {', '.join(p(n) for n in names) or 'none (unsigned)'}")
-    click.echo(f"images ({len(info['images'])}):")
-    for image in info["images"]:
-        platforms = f"  [{', '.join(p(x) for x in image['platforms'])}]" if image["platforms"] else ""
-        upstream = f"\n    filtered from {image['upstream_digest']}" if image["upstream_digest"] else ""
-        click.echo(f"  {p(image['ref'])}\n    {p(image['digest'])}{platforms}{upstream}")
-    if info["repos"]:
-        click.echo(f"git repositories ({len(info['repos'])}):")
-    for repo in info["repos"]:
-        base = f"  (a delta: needs {len(repo['prerequisites'])} commits the site has)" if repo["prerequisites"] else ""
-        click.echo(f"  {p(repo['name'])}  from {p(repo['url'])}{base}")
-        for ref, oid in repo["refs"].items():
-            click.echo(f"    {p(ref)} {p(oid)}")
-    if info["charts"]:
-        click.echo(f"charts ({len(info['charts'])}):")
-    for chart in info["charts"]:
-        click.echo(f"  {p(chart['name'])} {p(chart['version'])}  from {p(chart['source'])}\n    {p(chart['digest'])}")
-        if chart["images"]:
-            click.echo(f"    images: {', '.join(p(i) for i in chart['images'])}")
-    if info["updates"]:
-        click.echo(f"updates ({len(info['updates'])}):")
-    for u in info["updates"]:
-        groups = f"  pre-approved for {', '.join(p(g) for g in u['approve'])}" if u["approve"] else ""
-        click.echo(f"  {p(u['name'])} {p(u['version'])} {p(u['arch'])} ({p(u['kind'])}, {human(u['size'])})"
-                   f"  {u['sha256'][:12]}{groups}")
+    for line in inspect_text(info):
+        click.echo(line)
 
 
 @cli.command()
@@ -339,7 +317,8 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     Example:
       bundler import demo-1.0.0.bundle.tar --site ./site
     """
-    from bundler.site.git import check_force_ref
+    from bundler.kinds import KINDS
+    from bundler.kinds.repos.site import check_force_ref
     from bundler.site.importer import ImportOptions, import_bundle
 
     force_refs = tuple(map(check_force_ref, force_refs))
@@ -351,23 +330,17 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     elif result.plan is not None:
         p = result.plan
         click.echo(f"{result.name} {result.version} verified; importing it would (nothing was changed):")
-        click.echo(f"  add {len(p['add_artifacts'])} images/charts ({human(p['blob_bytes'])} of new blobs)"
+        click.echo(f"  add {len(p['add_artifacts'])} registry artifacts ({human(p['blob_bytes'])} of new blobs)"
                    + "".join(f"\n    {ref}" for ref in p["add_artifacts"]))
-        click.echo(f"  move {len(p['move_refs'])} git refs" + "".join(f"\n    {m}" for m in p["move_refs"]))
-        click.echo(f"  add {len(p['add_updates'])} updates ({human(p['update_bytes'])})"
-                   + "".join(f"\n    {u}" for u in p["add_updates"]))
+        for kind in KINDS:
+            for line in kind.plan_lines(p):
+                click.echo(line)
     elif result.already_imported:
         click.echo(f"{result.name} {result.version} is already imported and every image is present; nothing to do "
                    "(payloads not re-read: `bundler verify` checks this copy)")
     else:
         click.echo(f"imported {result.name} {result.version}: "
-                   f"{result.added['images']} images added, {result.unchanged['images']} unchanged; "
-                   + (f"{result.added['charts']} charts added, {result.unchanged['charts']} unchanged; "
-                      if result.added["charts"] or result.unchanged["charts"] else "")
-                   + (f"{result.added['refs']} git refs moved, {result.unchanged['refs']} unchanged; "
-                      if result.added["refs"] or result.unchanged["refs"] else "")
-                   + (f"{result.added['updates']} updates added, {result.unchanged['updates']} already there; "
-                      if result.added["updates"] or result.unchanged["updates"] else "")
+                   + "".join(kind.import_summary(result.added, result.unchanged) for kind in KINDS)
                    + f"{result.added['blobs']} blobs added, {result.unchanged['blobs']} already there; "
                    f"{human(result.bytes_sent)} sent")
 
@@ -383,23 +356,15 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
     Example:
       bundler diff store-1.4.0.bundle.tar store-1.5.0.bundle.tar
     """
-    from bundler.bundle.diff import diff_bundles
+    from bundler.bundle.diff import diff_bundles, diff_text
 
     d = diff_bundles(old, new)
     if as_json:
         _emit_json(d)
         return
     click.echo(f"{d['old']['name']} {d['old']['version']} -> {d['new']['name']} {d['new']['version']}")
-    for kind in ("images", "charts", "updates"):
-        for name in d[kind]["added"]:
-            click.echo(f"  + {kind[:-1]} {name}")
-        for name in d[kind]["removed"]:
-            click.echo(f"  - {kind[:-1]} {name}")
-        for change in d[kind]["changed"]:
-            click.echo(f"  ~ {kind[:-1]} {change['name']}: {change['old']} -> {change['new']}")
-    for name, repo in d["repos"]["changed"].items():
-        for ref, move in repo["refs"].items():
-            click.echo(f"  ~ repo {name} {ref}: {(move['old'] or '(new)')[:12]}..{move['new'][:12]}")
+    for line in diff_text(d):
+        click.echo(line)
     b = d["bytes"]
     click.echo(f"content {human(b['old'])} -> {human(b['new'])}; new content {human(b['new_content'])}")
 
@@ -633,7 +598,7 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
 
     fleet = Fleet(fleet_dir)
     if release.suffix in (".yaml", ".yml"):  # sources' manifests and sizes are read; nothing is written
-        from bundler.collect.build import BuildOptions, collecting
+        from bundler.build import BuildOptions, collecting
 
         with collecting(BuildOptions(release), Path.cwd()) as collected:
             name, version = collected.profile.name, collected.profile.version

@@ -63,6 +63,7 @@ group = rule(GROUP_RE, "a group name (letters, digits, . _ -)")
 site_name = rule(GROUP_RE, "a site name (letters, digits, . _ -; at most 63)")
 platform = rule(PLATFORM_RE, "a platform (os/arch or os/arch/variant)")
 sha256_hex = rule(SHA256_RE, "a sha256 (64 lowercase hex digits)")
+digest_or_hex = rule(re.compile(r"^(sha256:)?[a-f0-9]{64}$"), "a sha256 digest")
 object_id = rule(OBJECT_ID_RE, "a Git object id (40 or 64 lowercase hex digits)")
 
 

@@ -78,11 +78,12 @@ def push_set(client: RegistryClient) -> list[str]:
 
 def one_gigabyte_bundle(path: Path) -> None:
     """A signed bundle with one 1 GiB layer (sparse on disk: the point is the file's size)."""
-    from bundler.bundle.manifest import ImageEntry
-    from bundler.collect.build import BundleInfo, write_bundle
-    from bundler.collect.images import BlobSource, OciContent
+    from bundler.build import BundleInfo, Contents, write_bundle
     from bundler.keyfiles import load_signing_key
+    from bundler.kinds.base import Part
+    from bundler.kinds.images.entry import ImageEntry
     from bundler.oci import media
+    from bundler.oci.content import BlobSource, OciContent
 
     layer_file = WORK / "zeros.layer"
     with open(layer_file, "wb") as f:
@@ -93,11 +94,12 @@ def one_gigabyte_bundle(path: Path) -> None:
     cfg = im.config([layer])
     manifest = im.oci_manifest(cfg, [(digest, 1 << 30)])
     collection = OciContent()
-    collection.images = [ImageEntry("example.test/big:1", im.sha(manifest), media.OCI_MANIFEST)]
     collection.add_small_blob(im.sha(manifest), manifest)
     collection.add_small_blob(im.sha(cfg), cfg)
     collection.add_blob(BlobSource(digest, 1 << 30, "bench", path=layer_file))
-    write_bundle(BundleInfo("big", "1.0.0", "sha256:" + "0" * 64), collection, path, jobs=2,
+    contents = Contents(collection, {"images": Part((ImageEntry("example.test/big:1", im.sha(manifest),
+                                                                media.OCI_MANIFEST),))})
+    write_bundle(BundleInfo("big", "1.0.0", "sha256:" + "0" * 64), contents, path, jobs=2,
                  keys=[load_signing_key(WORK / "release.key")])
     layer_file.unlink()
 

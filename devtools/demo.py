@@ -78,7 +78,7 @@ def main() -> None:
     print(f"started the source registry at {source.url}")
 
     samples = push_samples(RegistryClient(f"127.0.0.1:{SOURCE_PORT}"))
-    wanted = {str(spec.ref) for spec in load_profile(PROFILE).images}
+    wanted = {str(spec.ref) for spec in load_profile(PROFILE).items("images")}
     pushed = {str(ImageReference.parse(ref)) for ref in samples.refs}
     if wanted != pushed:
         sys.exit(f"profiles/demo.yaml and the sample images differ: {sorted(wanted ^ pushed)}")

@@ -19,7 +19,7 @@ from bundler.oci import media
 from bundler.oci.client import RegistryClient
 
 if TYPE_CHECKING:
-    from bundler.collect.images import OciContent
+    from bundler.build import Contents
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -116,15 +116,17 @@ def oci_manifest(cfg: bytes, layers: list[tuple[str, int]]) -> bytes:
                        }).encode()
 
 
-def memory_image(ref: str, lay: Layer) -> OciContent:
-    """A one-image OciContent held in memory, ready for `write_bundle` (tests and assets, no registry)."""
-    from bundler.bundle.manifest import ImageEntry
-    from bundler.collect.images import OciContent
+def memory_image(ref: str, lay: Layer) -> Contents:
+    """A one-image bundle's contents held in memory, ready for `write_bundle` (tests and assets, no registry)."""
+    from bundler.build import Contents
+    from bundler.kinds.base import Part
+    from bundler.kinds.images.entry import ImageEntry
+    from bundler.oci.content import OciContent
 
     cfg = config([lay])
     manifest = oci_manifest(cfg, [(lay.digest, len(lay.data))])
-    content = OciContent()
-    content.images = [ImageEntry(ref, sha(manifest), media.OCI_MANIFEST, ("linux/amd64",))]
+    content = Contents(OciContent(), {"images": Part((ImageEntry(ref, sha(manifest), media.OCI_MANIFEST,
+                                                                  ("linux/amd64",)),))})
     for blob in (manifest, cfg, lay.data):
-        content.add_small_blob(sha(blob), blob)
+        content.oci.add_small_blob(sha(blob), blob)
     return content

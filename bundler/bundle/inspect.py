@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from bundler.bundle.reader import BundleReader
+from bundler.kinds import KINDS
 
 
 def inspect_bundle(path: Path, key_names: dict[str, str] | None = None) -> dict[str, Any]:
-    """`key_names`: key id -> name of the reviewer's keys, to name signers (unchecked: `verify` checks)."""
+    """`key_names`: key id -> name of the reviewer's keys, to name signers (unchecked: `verify` checks).
+    Each content kind lists its entries under its key (`inspect_text` shows them for people)."""
     with BundleReader(path) as reader:
         manifest, _, digest = reader.manifest()
         signers = [str(s.get("keyid", "")) for s in reader.signatures()]
@@ -21,13 +23,10 @@ def inspect_bundle(path: Path, key_names: dict[str, str] | None = None) -> dict[
         "payload_bytes": sum(f.size for f in manifest.files.values()), "signers": signers,
         "signer_names": {k: (key_names or {}).get(k) for k in signers},
         "requires": {"files": len(manifest.requires), "bytes": sum(f.size for f in manifest.requires.values())},
-        "images": [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms), "source": i.source,
-                    "upstream_digest": i.upstream_digest} for i in manifest.images],
-        "charts": [{"name": c.name, "version": c.version, "source": c.source, "digest": c.digest,
-                    "tgz_digest": c.tgz_digest, "images": list(c.images)} for c in manifest.charts],
-        "repos": [{"name": r.name, "url": r.url, "refs": r.refs, "prerequisites": list(r.prerequisites)}
-                  for r in manifest.repos],
-        "updates": [{"name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
-                     "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),
-                     "approve": list(u.approve)} for u in manifest.updates],
+        **{kind.key: kind.inspect_rows(manifest.entries(kind.key)) for kind in KINDS},
     }
+
+
+def inspect_text(info: dict[str, Any]) -> list[str]:
+    """Each kind's lines of `bundler inspect` (after the bundle's own)."""
+    return [line for kind in KINDS for line in kind.inspect_lines(info[kind.key])]

@@ -4,6 +4,7 @@ inspect --manifest`), or a site receipt (`bundler site receipt`: everything a si
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, file_entries
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError, UsageError
+from bundler.kinds import KINDS
 from bundler.untrusted import Malformed, Obj
 
 RECEIPT_KIND = "bundler/receipt/v1"
@@ -24,7 +26,7 @@ RECEIPT_BUNDLE_FIELDS = ("name", "version", "manifest_digest", "content_digest",
 class Parent:
     reference: dict[str, str]  # recorded as the delta's `parent`
     files: dict[str, FileEntry]  # every file the parent carried (or the site holds): path -> digest, size
-    repo_tips: dict[str, tuple[str, ...]]  # repository name -> object ids of its refs
+    bases: dict[str, Hashable]  # kind key -> what else a delta of that kind builds on (Git tips)
     releases: frozenset[tuple[str, str]] = frozenset()  # (bundle name, version) it holds
 
     @property
@@ -42,7 +44,7 @@ def parent_label(reference: dict[str, Any]) -> str:
 def from_manifest(manifest: BundleManifest, digest: str) -> Parent:
     return Parent({"name": manifest.name, "version": manifest.version, "manifest_digest": digest},
                   {**manifest.requires, **manifest.files},
-                  {repo.name: tuple(sorted(set(repo.refs.values()))) for repo in manifest.repos},
+                  {kind.key: base for kind in KINDS if (base := kind.base_from_entries(manifest.entries(kind.key)))},
                   frozenset({(manifest.name, manifest.version)}))
 
 
@@ -76,25 +78,23 @@ def read_parent(path: Path) -> Parent:
     if doc.value.get("kind") != RECEIPT_KIND:
         return from_manifest(BundleManifest.from_bytes(data), digest)
     try:
-        tips = {}
-        for name, refs in doc.obj("repos").entries():
-            refs.checked(name, names.repo_name)
-            tips[name] = tuple(sorted({str(oid.string(names.object_id)) for _, oid in refs.obj().entries()}))
+        bases = {kind.key: base for kind in KINDS if (base := kind.base_from_receipt(doc))}
         held = [b.obj() for b in doc.array("bundles")]
         releases = frozenset((b.string("name", names.bundle_name), b.string("version", names.version)) for b in held)
         return Parent({"receipt": doc.string("site", names.text), "created": doc.string("created", names.timestamp),
-                       "manifest_digest": digest}, file_entries(doc.obj("files")), tips, releases)
+                       "manifest_digest": digest}, file_entries(doc.obj("files")), bases, releases)
     except Malformed as exc:
         raise IntegrityError(f"site receipt {path} is malformed: {exc}") from None
 
 
 def receipt(site_name: str, created: str, bundles: list[dict[str, Any]], manifests: list[BundleManifest],
-            repos: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """A site's receipt: the bundles it imported and every file and Git ref it holds from them."""
+            held: dict[str, Any]) -> dict[str, Any]:
+    """A site's receipt: the bundles it imported, every file it holds from them, and what each kind
+    adds (`held`: Git refs, updates)."""
     files: dict[str, FileEntry] = {}
     for manifest in manifests:
         files.update(manifest.requires)
         files.update(manifest.files)
     return {"kind": RECEIPT_KIND, "site": site_name, "created": created,
             "bundles": [{k: b.get(k) for k in RECEIPT_BUNDLE_FIELDS} for b in bundles],
-            "files": {path: entry.to_dict() for path, entry in sorted(files.items())}, "repos": repos}
+            "files": {path: entry.to_dict() for path, entry in sorted(files.items())}, **held}

@@ -2,26 +2,27 @@
 import): signatures over bundle.json against a trust policy and expiry first (reading nothing
 else), then what the site refuses (rollback), then the tar's structure against bundle.json (every
 listed file present with its size, nothing else, nothing odd), then every payload's sha256, then
-each image's graph (every manifest and blob it needs is in the bundle), then the git bundles.
-Every problem is typed (bundler/problems.py).
+the graphs: each top manifest of the OCI layout (every manifest and blob it needs is in the
+bundle), then each content kind's own (the git bundles). Every problem is typed (bundler/problems.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import tempfile
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bundler import git, problems
+from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parts import PART_HINT
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
+from bundler.kinds import KINDS
+from bundler.kinds.base import OciTop
 from bundler.names import parse_time
 from bundler.oci import media
 from bundler.parallel import run_parallel
@@ -95,12 +96,16 @@ def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[P
     for path in sorted(reader.members):
         if path not in manifest.files and path not in (layout.MANIFEST, layout.SIGNATURES):
             found.append(Problem(problems.UNLISTED, path, f"{path}: in the bundle but not listed in {layout.MANIFEST}"))
-    tops = [(f"image {i.ref}", i.digest) for i in manifest.images]
-    tops += [(f"chart {c.name} {c.version}", c.digest) for c in manifest.charts]
-    for ref, digest in tops:
-        if layout.blob_path(digest) not in manifest.files:
-            found.append(Problem(problems.GRAPH_INCOMPLETE, ref, f"{ref}: its manifest {digest} is not in the bundle"))
+    for top in oci_tops(manifest):
+        if layout.blob_path(top.digest) not in manifest.files:
+            found.append(Problem(problems.GRAPH_INCOMPLETE, top.label,
+                                 f"{top.label}: its manifest {top.digest} is not in the bundle"))
     return found
+
+
+def oci_tops(manifest: BundleManifest) -> list[OciTop]:
+    """Every top manifest the bundle's OCI layout holds, of every kind."""
+    return [top for kind in KINDS for top in kind.oci_tops(manifest.entries(kind.key))]
 
 
 def hash_member(reader: BundleReader, name: str, progress: Callable[[int], None]) -> str:
@@ -162,20 +167,21 @@ def image_graph(reader: BundleReader, ref: str, digest: str, media_type: str) ->
         raise ProblemError(Problem(problems.GRAPH_INVALID, ref, f"{ref}: {exc}")) from None
 
 
-def graph_problems(reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
-    """Every manifest and blob an image or chart needs is in the bundle (run after the payloads verified)."""
+def graph_problems(reader: BundleReader, manifest: BundleManifest, read_packs: bool = True) -> list[Problem]:
+    """Every manifest and blob each top manifest needs is in the bundle (run after the payloads
+    verified), then each kind's own graph checks (git bundles: with `read_packs`, their objects)."""
     found = []
-    tops = [(f"image {i.ref}", i.digest, i.media_type) for i in manifest.images]
-    tops += [(f"chart {c.name} {c.version}", c.digest, c.media_type) for c in manifest.charts]
-    for ref, digest, media_type in tops:
+    for top in oci_tops(manifest):
         try:
-            graph = image_graph(reader, ref, digest, media_type)
+            graph = image_graph(reader, top.label, top.digest, top.media_type)
         except ProblemError as exc:
             found.append(exc.problem)
             continue
-        found += [Problem(problems.GRAPH_INCOMPLETE, ref, f"{ref}: blob {blob.digest} is not in the bundle")
+        found += [Problem(problems.GRAPH_INCOMPLETE, top.label, f"{top.label}: blob {blob.digest} is not in the bundle")
                   for blob in graph.blobs if layout.blob_path(blob.digest) not in manifest.files
                   and layout.blob_path(blob.digest) not in manifest.requires]  # a delta's base: on the site
+    for kind in KINDS:
+        found += kind.graph_problems(reader, manifest, read_packs)
     return found
 
 
@@ -186,37 +192,6 @@ def extract_member(reader: BundleReader, name: str, target: Path, sha256: str | 
         for chunk in reader.iter_member(name) if sha256 is None else verified_chunks(reader, name, sha256):
             out.write(chunk)
     return target
-
-
-def git_problems(reader: BundleReader, manifest: BundleManifest, read_packs: bool = True) -> list[Problem]:
-    """Each git bundle's header matches bundle.json; with `read_packs`, a complete one must also be
-    readable by git (`git bundle verify` does not read the pack, so it is fetched into a scratch
-    repository). Import reads every pack anyway, into the site repository's hidden namespace."""
-    found = []
-    for repo in manifest.repos:
-        if repo.bundle is None or repo.bundle not in reader.members:
-            continue
-        try:
-            header = git.parse_bundle_header(reader.iter_member(repo.bundle, 64 << 10))
-        except ValueError as exc:
-            found.append(Problem(problems.GIT_HEADER, repo.bundle, f"{repo.bundle}: {exc}"))
-            continue
-        carried = {ref: oid for ref, oid in repo.refs.items() if ref in header.refs}
-        if not header.refs or header.refs != carried or set(header.prerequisites) != set(repo.prerequisites):
-            found.append(Problem(problems.GIT_HEADER, repo.bundle,
-                                 f"{repo.bundle}: its refs or prerequisites differ from what {layout.MANIFEST} says"))
-            continue
-        if header.prerequisites or not read_packs:
-            continue  # a delta: only a repository holding its base can read it (import does)
-        with tempfile.TemporaryDirectory(prefix="bundler-git-") as scratch:
-            path = extract_member(reader, repo.bundle, Path(scratch) / "repo.bundle")
-            git.run(["init", "--bare", "-q", Path(scratch) / "check.git"])
-            try:
-                git.run(["fetch", "-q", "--no-tags", path, "+refs/*:refs/*"], cwd=Path(scratch) / "check.git")
-            except git.GitError as exc:
-                found.append(Problem(problems.GIT_UNREADABLE, repo.bundle, f"{repo.bundle}: git cannot read it "
-                                     f"({exc.message})"))
-    return found
 
 
 def part_problems(reader: BundleReader, manifest_digest: str, damaged: bool) -> list[Problem]:
@@ -258,14 +233,15 @@ class Verification:
     nowhere else: policy (signatures, expiry: bundle.json and signatures.json alone) -> site (a
     rollback, a claimed tag, a delta's missing base) -> structure (the tar against bundle.json, no
     payload read) -> payloads (every sha256, and a split bundle's damaged parts) -> graphs (what each
-    image and chart needs is there) -> git (each git bundle's header, and its objects).
+    top manifest of the OCI layout needs is there; then each kind's own: each git bundle's header,
+    and its objects).
 
     Each stage adds its problems to the report; a stage called before the one it follows is a
     programming error. `verify` runs them all and reports every problem; `import` calls `check()`
     after each, so it stops at the first stage that finds one (and, between them, hashes the
     payloads it sends itself: `payloads(streamed=...)`)."""
 
-    ORDER = ("policy", "site", "structure", "payloads", "graphs", "git")
+    ORDER = ("policy", "site", "structure", "payloads", "graphs")
 
     def __init__(self, reader: BundleReader, policy: TrustPolicy, now: dt.datetime | None = None) -> None:
         self.reader = reader
@@ -300,23 +276,19 @@ class Verification:
         self.report.problems += part_problems(self.reader, self.report.manifest_digest, bool(self.report.problems))
         return self
 
-    def graphs(self) -> Verification:
-        self.report.problems += graph_problems(self.reader, self._enter("graphs"))
-        return self
-
-    def git(self, read_packs: bool = True) -> Verification:
-        """With `read_packs`, git reads every complete bundle's objects (the import fetches them anyway)."""
-        self.report.problems += git_problems(self.reader, self._enter("git"), read_packs)
+    def graphs(self, read_packs: bool = True) -> Verification:
+        """With `read_packs`, git reads every complete git bundle's objects (the import fetches them anyway)."""
+        self.report.problems += graph_problems(self.reader, self._enter("graphs"), read_packs)
         return self
 
 
 def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
                   progress: Callable[[int], None] = lambda n: None, site: SiteChecks | None = None) -> VerifyReport:
-    """Everything, reporting every problem found (a reviewer wants the whole list); graphs and git
+    """Everything, reporting every problem found (a reviewer wants the whole list); the graphs
     are judged once the payloads verified."""
     verification = Verification(reader, policy).site(site).structure().payloads(jobs, progress)
     if not verification.report.problems:
-        verification.graphs().git()
+        verification.graphs()
     return verification.report
 
 

@@ -12,13 +12,13 @@ import hashlib
 import json
 from typing import Any
 
-from bundler.bundle.manifest import ChartEntry, ImageEntry
+from bundler.kinds.base import OciTop
 from bundler.oci import media
 
 VIEW_ANNOTATION = "dev.bundler.view-of"
 
 
-def _view(image: ImageEntry, data: bytes) -> bytes:
+def _view(image: OciTop, data: bytes) -> bytes:
     if image.media_type == media.DOCKER_LIST:
         children: list[dict[str, Any]] = [c.raw or {} for c in media.index_children(data)]
     else:
@@ -31,21 +31,17 @@ def _view(image: ImageEntry, data: bytes) -> bytes:
     return json.dumps(doc, indent=1).encode()
 
 
-def index_json(images: list[ImageEntry], charts: list[ChartEntry],
-               small_blobs: dict[str, bytes]) -> tuple[bytes, dict[str, bytes]]:
-    """(index.json bytes, view blobs to add to the layout). Charts are named `charts/NAME:VERSION`."""
+def index_json(tops: list[OciTop], small_blobs: dict[str, bytes]) -> tuple[bytes, dict[str, bytes]]:
+    """(index.json bytes, view blobs to add to the layout): each top manifest under its name."""
     entries, views = [], {}
-    for image in images:
-        data = small_blobs[image.digest]
-        media_type, digest, size = image.media_type, image.digest, len(data)
+    for top in tops:
+        data = small_blobs[top.digest]
+        media_type, digest, size = top.media_type, top.digest, len(data)
         if media_type in (media.DOCKER_MANIFEST, media.DOCKER_LIST):
-            view = _view(image, data)
+            view = _view(top, data)
             media_type, digest, size = media.OCI_INDEX, "sha256:" + hashlib.sha256(view).hexdigest(), len(view)
             views[digest] = view
         entries.append({"mediaType": media_type, "digest": digest, "size": size,
-                        "annotations": {media.REF_NAME_ANNOTATION: image.ref}})
-    for chart in charts:
-        entries.append({"mediaType": chart.media_type, "digest": chart.digest, "size": len(small_blobs[chart.digest]),
-                        "annotations": {media.REF_NAME_ANNOTATION: f"charts/{chart.name}:{chart.version}"}})
+                        "annotations": {media.REF_NAME_ANNOTATION: top.name}})
     index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": entries}
     return json.dumps(index, indent=1).encode(), views

@@ -129,3 +129,13 @@ def parse_any(text: str) -> ImageReference | DaemonReference:
     if text.startswith(DAEMON_PREFIX):
         return DaemonReference.parse(text)
     return ImageReference.parse(text)
+
+
+def checked_ref(value: str) -> str:
+    """`value` when it is an image reference (a name rule for untrusted input); ReferenceError otherwise."""
+    ImageReference.parse(value)
+    return value
+
+
+def optional_digest(value: str) -> str:
+    return check_digest(value) if value else value

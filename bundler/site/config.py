@@ -367,18 +367,18 @@ class SiteState:
             self.tags[f"{repo}:{tag}"] = {"name": name, "version": version, "digest": digest}
         self._save()
 
-    def note_unreferenced(self, updates: list[str], blobs: list[str]) -> None:
-        """Files a refused import stored that nothing references (update payloads by sha256, blobs in
-        the registry's quarantine), in UNREFERENCED_FILE next to state.json, for a prune to remove.
-        state.json itself stays as it was: a refused import changes nothing a command reports."""
-        if not updates and not blobs:
+    def note_unreferenced(self, left: dict[str, list[str]]) -> None:
+        """What a refused import stored that nothing references, by where it is (`blobs`: blobs in the
+        registry's quarantine, by digest; a kind's key: its payloads, by sha256), in UNREFERENCED_FILE
+        next to state.json, for a prune to remove. state.json itself stays as it was: a refused import
+        changes nothing a command reports."""
+        if not any(left.values()):
             return
         path = self.path.with_name(UNREFERENCED_FILE)
         try:
-            left = Obj.load(path.read_bytes(), MAX_STATE_BYTES)
-            known = {"updates": set(left.strings("updates", names.sha256_hex)),
-                     "blobs": set(left.strings("blobs", check_digest))}
+            held = Obj.load(path.read_bytes(), MAX_STATE_BYTES)
+            known = {key: set(held.strings(key, names.digest_or_hex)) for key, _ in held.entries()}
         except (OSError, Malformed):  # absent, or unreadable: it is only a list of what may be removed
-            known = {"updates": set(), "blobs": set()}
-        doc = {"updates": sorted(known["updates"] | set(updates)), "blobs": sorted(known["blobs"] | set(blobs))}
+            known = {}
+        doc = {key: sorted(known.get(key, set()) | set(left.get(key, []))) for key in sorted({*known, *left})}
         atomic_write(path, json.dumps(doc, indent=2).encode())

@@ -20,21 +20,20 @@ from typing import Any, NoReturn
 
 from bundler import problems
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest, UpdateEntry
+from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parent import parent_label, receipt
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import SiteChecks, Verification, VerifyReport, part_problems, verify_file
 from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
+from bundler.kinds import KINDS
+from bundler.kinds.base import Staged
 from bundler.oci.client import RegistryClient
-from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
 from bundler.problems import Problem, ProblemError
 from bundler.progress import byte_progress
 from bundler.signing import TrustPolicy
-from bundler.site import git as site_git
 from bundler.site import identity
-from bundler.site.charts import write_helm_repository
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
@@ -50,8 +49,6 @@ from bundler.site.registry import (
 )
 from bundler.site.registry import publish as publish_registry
 from bundler.site.service import site_status
-from bundler.site.updates import UpdateCache
-from bundler.site.updates import publish as publish_updates
 from bundler.units import human
 from bundler.versions import Version
 
@@ -116,7 +113,7 @@ def rollback_problem(site: SiteConfig, state: SiteState, manifest: BundleManifes
 def tag_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest) -> Problem | None:
     """Rollback per tag: a tag that another bundle name set, or a newer release of this name, moves
     only with --allow-downgrade (an old bundle under another name cannot take a shared tag back)."""
-    for artifact in site_artifacts(manifest, site.chart_prefix):
+    for artifact in site_artifacts(manifest, site):
         owner = state.tags.get(f"{artifact.repo}:{artifact.tag}") if artifact.tag else None
         if owner is None or owner["digest"] == artifact.digest:
             continue
@@ -147,13 +144,13 @@ def recorded_content(site: SiteConfig, bundle: dict[str, Any]) -> str | None:
 
 
 def site_checks(site: SiteConfig, state: SiteState, bases: bool = False) -> SiteChecks:
-    """The verifier's site stage: a rollback (by bundle name or by tag), and with `bases` a delta
-    whose Git base the site lacks (import judges bases with the registry's blobs, later)."""
+    """The verifier's site stage: a rollback (by bundle name or by tag), and with `bases` what each
+    kind refuses (a delta whose Git base the site lacks; import judges bases with the registry's
+    blobs, later)."""
     def checks(manifest: BundleManifest, digest: str) -> list[Problem]:
         found = [p for p in (rollback_problem(site, state, manifest, digest), tag_problem(site, state, manifest)) if p]
         if bases:
-            found += [Problem(problems.GIT_MISSING_BASE, repo.name, p) for repo in manifest.repos
-                      if (p := site_git.missing_base(site, manifest, repo)) is not None]
+            found += [problem for kind in KINDS for problem in kind.site_problems(site, manifest)]
         return found
     return checks
 
@@ -169,20 +166,17 @@ def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
 class ImportPlan:
     """What an import would change, from HEAD requests and the site's files (nothing written)."""
 
-    images: list[str] = field(default_factory=list)  # refs the registry lacks (images and charts)
+    images: list[str] = field(default_factory=list)  # refs the registry lacks (every kind's top manifests)
     blob_bytes: int = 0  # bytes of blobs the registry lacks
-    refs: list[str] = field(default_factory=list)  # "repo: ref old -> new"
-    updates: list[str] = field(default_factory=list)  # payloads the cache lacks
-    update_bytes: int = 0
-    git_bytes: int = 0
+    kinds: dict[str, Any] = field(default_factory=dict)  # each kind's plan fields
+    disk: dict[str, int] = field(default_factory=dict)  # kind title -> bytes it writes under the site directory
 
     def disk_needed(self, site: SiteConfig) -> int:
         """Bytes this import writes under the site directory (the registry's, if it is embedded)."""
-        return (self.blob_bytes if site.embedded_registry else 0) + self.update_bytes + self.git_bytes
+        return (self.blob_bytes if site.embedded_registry else 0) + sum(self.disk.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"add_artifacts": self.images, "blob_bytes": self.blob_bytes, "move_refs": self.refs,
-                "add_updates": self.updates, "update_bytes": self.update_bytes, "git_bytes": self.git_bytes}
+        return {"add_artifacts": self.images, "blob_bytes": self.blob_bytes, **self.kinds}
 
 
 BUNDLES_DIR = "bundles"
@@ -202,15 +196,11 @@ def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest
              if layout.blob_path(d) in reader.members}  # a delta's base is on the site already
     lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
     result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
-    for repo in manifest.repos:
-        changes = site_git.pending_moves(site, repo)
-        result.refs += [f"{repo.name}: {change}" for change in changes]
-        if changes and repo.bundle:
-            result.git_bytes += manifest.files[repo.bundle].size
-    cache = UpdateCache(site)
-    new = [u for u in manifest.updates if not cache.blob(u.sha256).exists()]
-    result.updates = [f"{u.name} {u.metadata.get('version', '')}".strip() for u in new]
-    result.update_bytes = sum(u.size for u in {u.sha256: u for u in new}.values())
+    for kind in KINDS:
+        fields, size = kind.plan(site, manifest)
+        result.kinds.update(fields)
+        if fields:
+            result.disk[kind.title] = size
     return result
 
 
@@ -218,19 +208,14 @@ def check_requirements(site: SiteConfig, manifest: BundleManifest, plans: list[P
                        jobs: int) -> dict[str, str]:
     """A delta needs its base on the site: refuse, listing what is missing and what would provide it.
     Returns where each required blob is, to mount it from."""
-    if not manifest.requires and not any(r.prerequisites for r in manifest.repos):
-        return {}
-    missing, located = missing_blobs(plans, client, set(manifest.requires), jobs)
-    cache = UpdateCache(site)
-    updates = [u for u in manifest.updates if u.path in manifest.requires and not cache.blob(u.sha256).exists()]
-    commits = [p for repo in manifest.repos if (p := site_git.missing_base(site, manifest, repo)) is not None]
-    if missing or updates or commits:
+    missing, located = missing_blobs(plans, client, set(manifest.requires), jobs) if manifest.requires else ([], {})
+    lacking = [what for kind in KINDS for what in kind.missing(site, manifest)]
+    if missing or lacking:
         provider = parent_label(manifest.parent or {})
         shown = ", ".join(d[7:19] for d in missing[:3])
-        parts = [f"{len(missing)} image or chart blobs ({shown}...)"] if missing else []
-        parts += [f"update {u.name} {u.metadata.get('version', '')}".rstrip() for u in updates]
-        parts += commits
-        raise RefusedError(f"this delta builds on {provider}, and the site lacks: {'; '.join(parts)}",
+        nouns = " or ".join(kind.noun for kind in KINDS if kind.oci_tops(manifest.entries(kind.key)))
+        parts = [f"{len(missing)} {nouns} blobs ({shown}...)"] if missing else []
+        raise RefusedError(f"this delta builds on {provider}, and the site lacks: {'; '.join(parts + lacking)}",
                            hint=f"import {provider} first (or a full bundle), then this one; nothing was changed")
     return located
 
@@ -251,17 +236,13 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
         path = site.directory / BUNDLES_DIR / f"{bundle['manifest_digest'].split(':')[1]}.json"
         if path.exists():
             manifests.append(BundleManifest.from_bytes(path.read_bytes()))
-    repos = {name: site_git.current_refs(site, name) for name in site_git.repositories(site)}
+    held = {field: value for kind in KINDS for field, value in kind.receipt(site, state).items()}
     created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    doc = receipt(site.site_name, created, state.bundles, manifests, repos)
+    doc = receipt(site.site_name, created, state.bundles, manifests, held)
     identity.ensure_site_key(site.directory)  # a site made before site keys
-    cache = UpdateCache(site)
     disk = shutil.disk_usage(site.directory)
     doc.update({
         "site_keyid": identity.key_id(site.directory),
-        "updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in cache.catalog()
-                    if cache.blob(e["sha256"]).exists()],
-        "clients": cache.status(),
         "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
         "services": {name: bool(s["healthy"]) for name, s in site_status(site.directory)["services"].items()},
     })
@@ -278,8 +259,9 @@ def check_disk(site: SiteConfig, plan: ImportPlan) -> None:
     if needed + DISK_MARGIN > free:
         raise BundlerError(
             f"not enough disk space for this import: it writes {human(needed)} under {site.directory} "
-            f"(registry {human(plan.blob_bytes if site.embedded_registry else 0)}, updates {human(plan.update_bytes)}, "
-            f"git {human(plan.git_bytes)}) and keeps {human(DISK_MARGIN)} free; {human(free)} is free",
+            f"(registry {human(plan.blob_bytes if site.embedded_registry else 0)}"
+            + "".join(f", {title} {human(size)}" for title, size in plan.disk.items())
+            + f") and keeps {human(DISK_MARGIN)} free; {human(free)} is free",
             hint="free space on that disk (or move the site to a larger one), then run the same command again; "
                  "nothing was written")
 
@@ -330,18 +312,17 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         raise
     result = ImportResult(manifest.name, manifest.version, digest)
     current = state.latest(manifest.name)
-    artifacts = site_artifacts(manifest, site.chart_prefix)
+    artifacts = site_artifacts(manifest, site)
     # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
     client.authorize([a.repo for a in artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
-    cache = UpdateCache(site)
     if (current and current["manifest_digest"] == digest and current.get("status", "done") == "done"
             and artifacts_present(client, artifacts, options.jobs)
-            and site_git.refs_present(site, manifest)
-            and all(cache.blob(u.sha256).exists() for u in manifest.updates)):
+            and all(kind.present(site, manifest) for kind in KINDS)):
         result.already_imported = True
-        result.added = {"images": 0, "charts": 0, "blobs": 0, "refs": 0, "updates": 0}
-        result.unchanged = {"images": len(manifest.images), "charts": len(manifest.charts), "blobs": 0,
-                            "refs": sum(len(r.refs) for r in manifest.repos), "updates": len(manifest.updates)}
+        result.unchanged = {"blobs": 0}
+        for kind in KINDS:
+            result.unchanged.update(kind.unchanged(manifest))
+        result.added = {key: 0 for key in result.unchanged}
         write_cluster_config(site, state)
         return result
 
@@ -353,13 +334,13 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
     # as they are copied into the cache, git bundles as they are extracted for git; a dry run
     # sends nothing, so it hashes everything here
     streamed = set() if options.dry_run else {
-        *(layout.blob_path(d) for p in plans for d, _ in p.blobs), *(u.path for u in manifest.updates),
-        *(r.bundle for r in manifest.repos if r.bundle)}
+        *(layout.blob_path(d) for p in plans for d, _ in p.blobs),
+        *(path for kind in KINDS for path in kind.streamed(manifest))}
     total = sum(e.size for e in manifest.files.values())
     with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
                                                 if p not in streamed)) as progress:
         verification.payloads(options.jobs, progress.advance, streamed).check(options.bundle)
-        verification.graphs().git(read_packs=False).check(options.bundle)  # the transfer reads the packs
+        verification.graphs(read_packs=False).check(options.bundle)  # the transfer reads the packs
 
         progress.phase("planning")
         located = check_requirements(site, manifest, plans, client, options.jobs)
@@ -375,29 +356,21 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
 
         progress.phase("importing")
         journal.step(options.bundle, digest, "transfer")
-        staged: list[site_git.StagedRepo] = []
+        staged: list[Staged] = []
         sent: Transfer | None = None
-
-        def store(update: UpdateEntry) -> bool:
-            added = cache.store(reader, update)
-            progress.advance(update.size)
-            return added
-
         try:
             try:  # nothing below changes what a client sees: hidden refs, the cache's files, the quarantine
-                staged = site_git.stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
-                stored = run_parallel(store, manifest.updates, options.jobs)
+                for kind in KINDS:  # Git first: a history rewrite stops the import here
+                    staged.append(kind.stage(site, reader, manifest, options, progress.advance))
                 sent = transfer(reader, plans, client, options.jobs, progress.advance, located,
                                 registry_verifies=site.embedded_registry)
             except IntegrityError as exc:  # a payload that does not match: refused before anything moved
                 refuse(report, reader, digest, exc, options.bundle)
         except BaseException:
-            site_git.discard(staged)
-            site_git.remove_empty(staged)
-            cataloged = {e["sha256"] for e in cache.catalog()}
-            state.note_unreferenced([u.sha256 for u in manifest.updates
-                                     if u.sha256 not in cataloged and cache.blob(u.sha256).exists()],
-                                    sent.quarantined if sent else [])
+            for done in staged:
+                done.discard()
+            left = {kind.key: kind.leftovers(site, manifest) for kind in KINDS}
+            state.note_unreferenced({**left, "blobs": sent.quarantined if sent else []})
             raise
 
     # every byte verified: publish, state first ("publishing"), so that a re-run finishes the job
@@ -405,27 +378,21 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
     with files_lock(site.directory):
         if not (current and current["manifest_digest"] == digest):
             keep_manifest(site, manifest, digest)
-            sources = sorted({ImageReference.parse(i.ref).host for i in manifest.images})
+            sources = sorted({host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))})
             state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
                          manifest.content_digest, status="publishing")
         assert sent is not None
         stats = publish_registry(sent, reader, client, options.jobs)
-        site_git.publish(site, staged)
-        if manifest.charts:
-            write_helm_repository(site)
-        if manifest.updates:
-            result.notes += cache.add(manifest)
-            publish_updates(site)
+        for kind, done in zip(KINDS, staged, strict=True):
+            result.notes += done.publish()
+            kind.published(site, manifest)
         state.finish(manifest.name, manifest.version, digest,
                      [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
         write_cluster_config(site, state)
-    kinds = ("images", "charts", "blobs")
-    result.added = {kind: stats.added[kind] for kind in kinds}
-    result.unchanged = {kind: stats.unchanged[kind] for kind in kinds}
-    result.added["updates"] = sum(stored)
-    result.unchanged["updates"] = len(stored) - sum(stored)
-    moved = sum(len(s.updates) for s in staged)
-    result.added["refs"] = moved
-    result.unchanged["refs"] = sum(len(r.refs) for r in manifest.repos) - moved
+    for key in [kind.count_key or kind.key for kind in KINDS] + ["blobs"]:  # the registry's counts
+        result.added[key], result.unchanged[key] = stats.added[key], stats.unchanged[key]
+    for done in staged:  # each kind's own
+        for key, (added, unchanged) in done.counts().items():
+            result.added[key], result.unchanged[key] = added, unchanged
     result.bytes_sent = stats.bytes_sent
     return result

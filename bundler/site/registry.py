@@ -1,4 +1,5 @@
-"""Seed the site registry with the images and charts of a verified bundle, in two steps.
+"""Seed the site registry with the top manifests of a verified bundle (images, charts, artifacts: each
+kind says where its go, `site_artifacts`), in two steps.
 
 `transfer`: every blob the registry lacks is uploaded, streamed from the bundle file and hashed on
 the way (here, or by the registry itself), into the quarantine repository, which no client is
@@ -7,7 +8,6 @@ given; every other carried blob is read and hashed all the same. Nothing a clien
 into its repositories (a mount), then every manifest by digest (children before their index, the
 bytes kept from the verified read, never read again), then the tags; the quarantine lets go.
 A tag never points at something incomplete, and what the registry already has is not sent again.
-Images live under `<source host>/<path>`; charts under `<chart prefix>/<name>`, tagged by version.
 """
 
 from __future__ import annotations
@@ -20,42 +20,21 @@ from dataclasses import dataclass, field
 
 from bundler import problems
 from bundler.bundle import layout
-from bundler.bundle.manifest import BundleManifest, ChartEntry, ImageEntry
+from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import image_graph, verified_chunks
 from bundler.errors import BundlerError, IntegrityError
+from bundler.kinds import KINDS
+from bundler.kinds.base import Artifact
 from bundler.oci.client import RegistryClient
-from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
 from bundler.problems import Problem, ProblemError
+from bundler.site.config import SiteConfig
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """One thing the site registry gets: an image or a chart, where it goes and under which tag."""
-
-    kind: str  # "images" or "charts"
-    ref: str  # how the bundle names it (for messages)
-    digest: str
-    media_type: str
-    repo: str
-    tag: str | None
-
-
-def image_artifact(entry: ImageEntry) -> Artifact:
-    """Images keep their source name: `<source host>/<path>`, docker-daemon ones their engine name."""
-    ref = ImageReference.parse(entry.ref)
-    return Artifact("images", entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag)
-
-
-def chart_artifact(entry: ChartEntry, prefix: str) -> Artifact:
-    """Charts go where `helm install oci://<site>/<prefix>/<name> --version <version>` finds them."""
-    return Artifact("charts", f"{entry.name} {entry.version}", entry.digest, entry.media_type,
-                    f"{prefix}/{entry.name}", entry.version.replace("+", "_"))  # Helm's tag for a + in a version
-
-
-def site_artifacts(manifest: BundleManifest, chart_prefix: str) -> list[Artifact]:
-    return [*map(image_artifact, manifest.images), *(chart_artifact(c, chart_prefix) for c in manifest.charts)]
+def site_artifacts(manifest: BundleManifest, site: SiteConfig) -> list[Artifact]:
+    """Every top manifest of the bundle, of every kind, where the site registry gets it."""
+    return [a for kind in KINDS for a in kind.site_artifacts(manifest.entries(kind.key), site)]
 
 
 @dataclass(frozen=True)

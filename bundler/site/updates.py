@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from bundler import debcontrol, tools
-from bundler.bundle.manifest import BundleManifest, UpdateEntry
+from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import digest_problem
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
+from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.problems import ProblemError
 from bundler.site.config import SiteConfig
 from bundler.site.journal import files_lock
@@ -123,7 +124,7 @@ class UpdateCache:
         catalog = {e["sha256"]: e for e in self.catalog()}
         approvals = self.approvals()
         notes = []
-        for u in manifest.updates:
+        for u in updates_of(manifest):
             catalog.setdefault(u.sha256, {
                 "name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
                 "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),

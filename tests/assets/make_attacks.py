@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bundler import signing
+from bundler.build import BundleInfo, Contents, write_bundle
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, signatures_json
-from bundler.collect.build import BundleInfo, write_bundle
-from bundler.collect.images import OciContent
 from bundler.keyfiles import load_signing_key
 from devtools.images import layer, memory_image
 
@@ -33,7 +32,7 @@ def key(name: str) -> signing.ec.EllipticCurvePrivateKey:
     return load_signing_key(KEYS / f"{name}.key")
 
 
-def image(repo: str, text: str) -> OciContent:
+def image(repo: str, text: str) -> Contents:
     return memory_image(f"example.test/attack/{repo}:1", layer({"etc/release": (text.encode() * 64, 0o644)}))
 
 

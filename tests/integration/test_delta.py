@@ -192,7 +192,7 @@ def test_a_site_receipt_is_a_parent(versions: Versions, registry: Registry, keys
     imported = cli("import", versions.work / "v2-r.bundle.tar", "--site", site)
     assert imported.code == 0, imported.err
     assert site_view(site, registry, versions.refs)["updates"] == sorted(
-        (u.name, u.sha256) for u in load_manifest(versions.v2_full)[0].updates)
+        (u.name, u.sha256) for u in load_manifest(versions.v2_full)[0].entries("updates"))
 
     manifest_only = cli("inspect", versions.v1, "--manifest")
     assert json.loads(manifest_only.out)["version"] == "1.0.0"
@@ -235,7 +235,7 @@ def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
     imported = cli("import", index, "--site", site)
     assert imported.code == 0, imported.err
     assert site_view(site, registry, versions.refs)["updates"] == sorted(
-        (u.name, u.sha256) for u in load_manifest(versions.v2_full)[0].updates)
+        (u.name, u.sha256) for u in load_manifest(versions.v2_full)[0].entries("updates"))
 
 
 def test_an_import_killed_midway_resumes_without_resending(
@@ -279,7 +279,7 @@ def test_an_import_killed_midway_resumes_without_resending(
                                    text=True)
         assert inspected.returncode == 0, inspected.stderr
     assert site_view(site, registry, versions.refs)["updates"] == sorted(
-        (u.name, u.sha256) for u in manifest.updates)
+        (u.name, u.sha256) for u in manifest.entries("updates"))
 
 
 def test_inspect_shows_a_reviewer_what_they_sign_off(versions: Versions, keys: Keys, cli: Callable[..., Run]) -> None:

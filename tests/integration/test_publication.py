@@ -64,7 +64,7 @@ def visible(registry: Registry, bundle: Path) -> dict[str, object]:
     manifest, _ = load_manifest(bundle)
     client = RegistryClient(registry.host)
     seen: dict[str, object] = {}
-    for image in manifest.images:
+    for image in manifest.entries("images"):
         ref = ImageReference.parse(image.ref)
         for key in filter(None, (ref.tag, image.digest)):
             if (found := client.head_manifest(ref.site_repository, key)) is not None:
@@ -73,7 +73,7 @@ def visible(registry: Registry, bundle: Path) -> dict[str, object]:
 
 
 def manifest_images(bundle: Path) -> list[str]:
-    return [image.ref for image in load_manifest(bundle)[0].images]
+    return [image.ref for image in load_manifest(bundle)[0].entries("images")]
 
 
 def flip(bundle: Path, member: tarfile.TarInfo, at: float = 0.5) -> None:
@@ -126,7 +126,7 @@ def test_a_bundle_rewritten_during_the_import_never_gets_an_unlisted_manifest_un
     shutil.copy(built.bundle, bundle)
     manifest, _ = load_manifest(bundle)
     site = site_for(cli, registry, keys, tmp_path / "site")
-    first = manifest.images[0]
+    first = manifest.entries("images")[0]
     ref = ImageReference.parse(first.ref)
     with tarfile.open(bundle) as tar:
         members = {m.name: m for m in tar.getmembers()}
@@ -137,7 +137,7 @@ def test_a_bundle_rewritten_during_the_import_never_gets_an_unlisted_manifest_un
             blob = tar_bytes(bundle, members[f"oci/blobs/sha256/{layer['digest'][7:]}"])
             client.push_blob(ref.site_repository, layer["digest"], len(blob), lambda b=blob: iter([b]))
     client.put_manifest(ref.site_repository, first.digest, data, first.media_type)
-    targets = [members[f"oci/blobs/sha256/{first.digest[7:]}"], members[manifest.updates[-1].path]]
+    targets = [members[f"oci/blobs/sha256/{first.digest[7:]}"], members[manifest.entries("updates")[-1].path]]
 
     proc = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(bundle), "--site", str(site),
                              "-j", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -149,13 +149,13 @@ def test_a_bundle_rewritten_during_the_import_never_gets_an_unlisted_manifest_un
         flip(bundle, member, 0.9)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode in (0, 3), err
-    listed = {image.digest for image in manifest.images}
+    listed = {image.digest for image in manifest.entries("images")}
     tags = {k: v for k, v in visible(registry, built.bundle).items() if "sha256:" not in k}
     assert set(tags.values()) <= listed  # every tag names a manifest the signed bundle.json lists
     if proc.returncode == 3:
         assert len(tags) == 0 and not (site / "state.json").exists()
     else:
-        assert len(tags) == sum(1 for image in manifest.images if ImageReference.parse(image.ref).tag)
+        assert len(tags) == sum(1 for image in manifest.entries("images") if ImageReference.parse(image.ref).tag)
 
 
 def tar_bytes(bundle: Path, member: tarfile.TarInfo) -> bytes:
@@ -168,20 +168,21 @@ def test_an_import_killed_after_its_first_tag_moved_says_so_and_a_rerun_finishes
         built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
     site = site_for(cli, registry, keys, tmp_path / "site")
     manifest, digest = load_manifest(built.bundle)
-    first = ImageReference.parse(manifest.images[0].ref)
+    first = ImageReference.parse(manifest.entries("images")[0].ref)
     client = RegistryClient(registry.host)
     proc = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(built.bundle), "--site", str(site),
                              "-j", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     tagged = None
     while proc.poll() is None and time.monotonic() < deadline:
-        tagged = [i for i in manifest.images if client.head_manifest(
+        tagged = [i for i in manifest.entries("images") if client.head_manifest(
             ImageReference.parse(i.ref).site_repository, ImageReference.parse(i.ref).tag or "") is not None]
         if tagged:
             break
     proc.kill()
     proc.wait()
-    assert tagged and len(tagged) < len(manifest.images), "the kill came before the first or after the last tag"
+    images = manifest.entries("images")
+    assert tagged and len(tagged) < len(images), "the kill came before the first or after the last tag"
     state = json.loads((site / "state.json").read_text())
     (entry,) = state["bundles"]
     assert entry["manifest_digest"] == digest and entry["status"] == "publishing"  # not the old version, not done
@@ -193,7 +194,7 @@ def test_an_import_killed_after_its_first_tag_moved_says_so_and_a_rerun_finishes
     (entry,) = json.loads((site / "state.json").read_text())["bundles"]
     assert entry["status"] == "done"
     assert all(client.head_manifest(ImageReference.parse(i.ref).site_repository,
-                                    ImageReference.parse(i.ref).tag or i.digest) == i.digest for i in manifest.images)
+                                    ImageReference.parse(i.ref).tag or i.digest) == i.digest for i in images)
     assert first.site_repository in registry.catalog()
 
 

@@ -184,7 +184,7 @@ def test_a_parts_index_of_the_wrong_shape_is_refused_cleanly(data: st.DataObject
 
 RECEIPT = receipt("store-1", "2026-11-28T10:00:00Z", [{"name": "attack", "version": "2.0.0",
                                                        "manifest_digest": "sha256:" + "2" * 64}], [],
-                  {"config": {"refs/heads/main": "a" * 40}})
+                  {"repos": {"config": {"refs/heads/main": "a" * 40}}})
 RECEIPT["files"] = {BLOB: MANIFEST["files"][BLOB]}
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bundler import signing
+from bundler.build import BundleInfo, write_bundle
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verify_bundle
-from bundler.collect.build import BundleInfo, write_bundle
 from bundler.errors import IntegrityError
 from devtools.images import layer, memory_image
 
@@ -30,7 +30,7 @@ def small_bundle(path: Path, leave_out_layer: bool = False, expires: dt.timedelt
     lay = layer({"hello.txt": (b"hello\n", 0o644)})
     collection = memory_image("example.com/hello:1", lay)
     if leave_out_layer:
-        del collection.small_blobs[lay.digest]
+        del collection.oci.small_blobs[lay.digest]
     write_bundle(BundleInfo("unit", "1.0.0", "sha256:" + "0" * 64, expires), collection, path, jobs=2, keys=[KEY])
     return path
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bundler.collect.charts import MAX_UNPACKED, ChartArchive, declared_images, helm_config, read_archive
 from bundler.errors import IntegrityError
+from bundler.kinds.charts.collect import MAX_UNPACKED, ChartArchive, declared_images, helm_config, read_archive
 
 D = "sha256:" + "c" * 64
 

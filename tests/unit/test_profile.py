@@ -27,10 +27,10 @@ def test_a_full_profile_parses() -> None:
     - docker-daemon:myapp:dev
     - ghcr.io/org/app:2.1@sha256:""" + "a" * 64 + "\n", "p.yaml")
     assert (profile.name, profile.version) == ("edge", "1.4.0")
-    assert profile.images[0].ref == ImageReference("docker.io", "library/nginx", "latest")
-    assert profile.images[1].platforms == ("linux/amd64", "linux/arm64/v8")
-    assert isinstance(profile.images[2].ref, DaemonReference)
-    assert profile.images[3].ref == ImageReference("ghcr.io", "org/app", "2.1", "sha256:" + "a" * 64)
+    assert profile.items("images")[0].ref == ImageReference("docker.io", "library/nginx", "latest")
+    assert profile.items("images")[1].platforms == ("linux/amd64", "linux/arm64/v8")
+    assert isinstance(profile.items("images")[2].ref, DaemonReference)
+    assert profile.items("images")[3].ref == ImageReference("ghcr.io", "org/app", "2.1", "sha256:" + "a" * 64)
     registry = profile.registry("registry.example.com:5000")
     assert registry is not None and registry.username_env == "REG_USER" and registry.plain_http is False
     assert profile.digest.startswith("sha256:")
@@ -108,7 +108,7 @@ def test_charts_parse() -> None:
       images: auto
     - ref: oci://registry.example.com/charts/podinfo:6.5.0
 """, "p.yaml")
-    repo, oci = profile.charts
+    repo, oci = profile.items("charts")
     assert (repo.repo, repo.name, str(repo.version), repo.dependencies, repo.images) == (
         "https://charts.example.com/stable", "nginx", ">=18.0.0 <19.0.0", True, True)
     assert oci.ref == ImageReference("registry.example.com", "charts/podinfo", "6.5.0")

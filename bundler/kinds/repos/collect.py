@@ -15,9 +15,9 @@ from pathlib import Path
 
 from bundler import git
 from bundler.bundle import layout
-from bundler.bundle.manifest import RepoEntry
 from bundler.errors import UsageError
-from bundler.profile import RepoSpec
+from bundler.kinds.repos.entry import RepoEntry
+from bundler.kinds.repos.spec import RepoSpec
 
 CHUNK = 1 << 20
 

@@ -17,7 +17,7 @@ import logging
 import posixpath
 import tarfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urljoin
@@ -25,13 +25,13 @@ from urllib.parse import urljoin
 import requests
 import yaml
 
-from bundler.bundle.manifest import ChartEntry
-from bundler.collect.images import OciContent, fetch_small_blob
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UsageError
+from bundler.kinds.charts.entry import ChartEntry
+from bundler.kinds.charts.spec import ChartSpec
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
+from bundler.oci.content import OciContent, fetch_small_blob
 from bundler.oci.reference import ImageReference, ReferenceError
-from bundler.profile import ChartSpec
 from bundler.retry import get_bytes
 from bundler.versions import Version, VersionRange
 
@@ -299,7 +299,7 @@ class _Request:
     requested: str = ""
 
 
-def collect_charts(specs: tuple[ChartSpec, ...], collection: OciContent,
+def collect_charts(specs: Sequence[ChartSpec], collection: OciContent,
                    client_for: Callable[[str], RegistryClient]) -> ChartCollection:
     """Resolve, download and check every chart (and, when asked, its dependencies)."""
     result = ChartCollection()

@@ -18,12 +18,13 @@ from typing import Any
 import yaml
 
 from bundler import git, names
-from bundler.bundle.manifest import BundleManifest, RepoEntry
+from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import extract_member
 from bundler.errors import RefusedError, UsageError
 from bundler.fsutil import atomic_write
+from bundler.kinds.repos.entry import RepoEntry, repos_of
 from bundler.site.cluster import FLUX_NAMESPACE, GIT_SECRET
 from bundler.site.config import FLUX_DIR, GIT_DIR, SiteConfig
 
@@ -93,7 +94,7 @@ def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,
     """
     staged: list[StagedRepo] = []
     try:
-        for entry in manifest.repos:
+        for entry in repos_of(manifest):
             path = ensure_repository(site, entry.name)
             item = StagedRepo(entry, path)
             staged.append(item)
@@ -202,7 +203,7 @@ def remove_empty(staged: list[StagedRepo]) -> None:
 
 def refs_present(site: SiteConfig, manifest: BundleManifest) -> bool:
     """Every repository of the bundle is on the site with exactly the bundle's refs."""
-    for entry in manifest.repos:
+    for entry in repos_of(manifest):
         path = repository_path(site, entry.name)
         if not path.exists() or any(_current(path, ref) != oid for ref, oid in entry.refs.items()):
             return False

@@ -12,9 +12,9 @@ from pathlib import Path
 import requests
 
 from bundler import debcontrol, tools
-from bundler.bundle.manifest import UpdateEntry
 from bundler.errors import IntegrityError, UsageError
-from bundler.profile import UpdateSpec
+from bundler.kinds.updates.entry import UpdateEntry
+from bundler.kinds.updates.spec import UpdateSpec
 from bundler.retry import download_file
 
 

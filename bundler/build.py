@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,17 +25,15 @@ from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, 
 from bundler.bundle.parent import Parent, read_parent
 from bundler.bundle.parts import split
 from bundler.bundle.writer import BundleFile, TarLayout
-from bundler.collect.charts import collect_charts
-from bundler.collect.images import BlobSource, OciContent, collect_images, registry_clients
-from bundler.collect.repos import CollectedRepo, collect_repo, resolve_url
-from bundler.collect.updates import CollectedUpdate, collect_update
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
+from bundler.kinds import KINDS, collection_order
+from bundler.kinds.base import CollectContext, OciTop, Part
 from bundler.oci import layout as oci_layout
 from bundler.oci import media
-from bundler.oci.reference import ImageReference
+from bundler.oci.content import BlobSource, OciContent, registry_clients
 from bundler.parallel import run_parallel
-from bundler.profile import ImageSpec, Profile, load_profile
+from bundler.profile import Profile, load_profile
 from bundler.progress import byte_progress
 
 
@@ -55,10 +54,7 @@ class BuildResult:
     version: str
     manifest_digest: str
     size: int
-    images: int
-    charts: int
-    repos: int
-    updates: int
+    counts: dict[str, int]  # kind key -> entries
     blobs: int
     payload_bytes: int
     signers: list[str]
@@ -70,48 +66,49 @@ def _sha256(data: bytes) -> FileEntry:
 
 
 @dataclass
+class Contents:
+    """What goes into one bundle: the OCI layout's content, and each kind's part (by kind key)."""
+
+    oci: OciContent
+    parts: dict[str, Part]
+
+    def entries(self, kind: str) -> tuple[Any, ...]:
+        part = self.parts.get(kind)
+        return part.entries if part else ()
+
+
+@dataclass
 class Collected:
-    """What a profile names, collected once (Git repositories are fetched per base: see repos())."""
+    """What a profile names, collected once (what depends on a delta's base, per base: Part.for_base)."""
 
     profile: Profile
-    collection: OciContent
-    updates: list[CollectedUpdate]
+    contents: Contents
     notes: list[str]
-    staging: Path
-    base: Path  # the profile's directory (relative paths in it)
     jobs: int
 
-    def repos(self, parent: Parent | None) -> list[CollectedRepo]:
-        return run_parallel(
-            lambda spec: collect_repo(replace(spec, url=resolve_url(spec.url, self.base)), self.staging / "git" /
-                                      hashlib.sha256((parent.label if parent else "").encode()).hexdigest()[:12],
-                                      parent.repo_tips.get(spec.name, ()) if parent else ()),
-            self.profile.repos, self.jobs)
+    def for_base(self, parent: Parent | None) -> Contents:
+        return Contents(self.contents.oci, {key: part.for_base(parent) for key, part in self.contents.parts.items()})
 
     def size(self, parent: Parent | None) -> int:
         """The bytes of the files the bundle for this base would carry (what `fleet plan` reports)."""
-        _, _, files, _ = bundle_files(self.collection, self.repos(parent), self.updates, parent)
+        _, _, files, _ = bundle_files(self.for_base(parent), parent)
         return sum(entry.size for entry in files.values())
 
     def write(self, output: Path, keys: Sequence[ec.EllipticCurvePrivateKey], parent: Parent | None) -> BuildResult:
         info = BundleInfo(self.profile.name, self.profile.version, self.profile.digest, self.profile.expires, parent)
-        result = write_bundle(info, self.collection, output, self.jobs, keys, self.repos(parent), self.updates)
+        result = write_bundle(info, self.for_base(parent), output, self.jobs, keys)
         result.notes.extend(self.notes)
         return result
 
 
 def collect(options: BuildOptions, staging: Path) -> Collected:
     profile = load_profile(options.profile)
-    collection = OciContent()
-    client_for = registry_clients(profile, options.jobs)
-    charts = collect_charts(profile.charts, collection, client_for)
-    collection.charts = charts.entries
-    collect_images(images_to_collect(profile.images, charts.images), collection, client_for, staging, options.jobs)
-    base = options.profile.resolve().parent
     session = requests.Session()
     session.headers["User-Agent"] = "bundler"
-    updates = run_parallel(lambda spec: collect_update(spec, staging, base, session), profile.updates, options.jobs)
-    return Collected(profile, collection, updates, list(charts.notes), staging, base, options.jobs)
+    context = CollectContext(profile, OciContent(), registry_clients(profile.registries, options.jobs), session,
+                             staging, options.profile.resolve().parent, options.jobs)
+    parts = {kind.key: kind.collect(context, profile.items(kind.key)) for kind in collection_order()}
+    return Collected(profile, Contents(context.oci, parts), context.notes, options.jobs)
 
 
 @contextmanager
@@ -161,8 +158,7 @@ def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory:
             parent = read_parent(path)
             if (name, version) in parent.releases:
                 continue
-            key = (tuple(sorted((p, e.sha256) for p, e in parent.files.items())),
-                   tuple(sorted(parent.repo_tips.items())))
+            key = (tuple(sorted((p, e.sha256) for p, e in parent.files.items())), tuple(sorted(parent.bases.items())))
             groups.setdefault(key, (parent, []))[1].append(site)
         built = []
         for parent, sites in groups.values():
@@ -184,70 +180,59 @@ def timestamp(moment: dt.datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def images_to_collect(listed: tuple[ImageSpec, ...], from_charts: list[str]) -> list[ImageSpec]:
-    """The profile's images, then those the charts declare that the profile does not list already."""
-    specs = list(listed)
-    known = {spec.text for spec in specs}
-    for text in from_charts:
-        spec = ImageSpec(ImageReference.parse(text))
-        if spec.text not in known:
-            known.add(spec.text)
-            specs.append(spec)
-    return specs
+def oci_tops(contents: Contents) -> list[OciTop]:
+    return [top for kind in KINDS for top in kind.oci_tops(contents.entries(kind.key))]
 
 
-def manifest_paths(collection: OciContent) -> set[str]:
-    """Every manifest and index of the bundle's images and charts (what import reads to find its way)."""
-    read = collection.small_blobs.__getitem__
+def manifest_paths(contents: Contents) -> set[str]:
+    """Every manifest and index of the OCI layout (what import reads to find its way)."""
+    read = contents.oci.small_blobs.__getitem__
     paths = set()
-    for digest, media_type in [(i.digest, i.media_type) for i in collection.images] + \
-                              [(c.digest, c.media_type) for c in collection.charts]:
-        paths |= {layout.blob_path(d) for d, _, _ in media.walk_image(read, digest, media_type).manifests}
+    for top in oci_tops(contents):
+        paths |= {layout.blob_path(d) for d, _, _ in media.walk_image(read, top.digest, top.media_type).manifests}
     return paths
 
 
-def bundle_files(collection: OciContent, repos: Sequence[CollectedRepo], updates: Sequence[CollectedUpdate],
-                 parent: Parent | None) -> tuple[dict[str, bytes], dict[str, BlobSource], dict[str, FileEntry],
-                                                 dict[str, FileEntry]]:
+def bundle_files(contents: Contents, parent: Parent | None) -> tuple[dict[str, bytes], dict[str, BlobSource],
+                                                                   dict[str, FileEntry], dict[str, FileEntry]]:
     """What a bundle holds: small files (made here), payloads (from where they were collected), every
-    file's entry, and for a delta what it leaves to its parent (`requires`; manifests always stay:
-    they are the map)."""
-    index, views = oci_layout.index_json(collection.images, collection.charts, collection.small_blobs)
+    file's entry, and for a delta what it leaves to its parent (`requires`: blobs and deferrable
+    payloads the parent holds identically; manifests always stay: they are the map)."""
+    oci = contents.oci
+    index, views = oci_layout.index_json(oci_tops(contents), oci.small_blobs)
     small: dict[str, bytes] = {layout.OCI_LAYOUT: layout.OCI_LAYOUT_CONTENT, layout.OCI_INDEX: index}
-    for digest, data in {**collection.small_blobs, **views}.items():
+    for digest, data in {**oci.small_blobs, **views}.items():
         small[layout.blob_path(digest)] = data
     files = {path: _sha256(data) for path, data in small.items()}
-    blobs = {layout.blob_path(d): b for d, b in collection.blobs.items() if layout.blob_path(d) not in small}
-    for repo in repos:
-        if repo.entry.bundle and repo.staged:
-            blobs[repo.entry.bundle] = BlobSource(f"sha256:{repo.sha256}", repo.size, repo.entry.url, path=repo.staged)
-    for update in updates:
-        e = update.entry
-        blobs.setdefault(e.path, BlobSource(f"sha256:{e.sha256}", e.size, e.file, path=update.staged))
+    blobs = {layout.blob_path(d): b for d, b in oci.blobs.items() if layout.blob_path(d) not in small}
+    deferrable = {path for path in blobs if path.startswith(layout.OCI_BLOBS)}
+    for part in contents.parts.values():
+        for path, blob in part.payloads.items():
+            blobs.setdefault(path, blob)
+            if part.deferrable:
+                deferrable.add(path)
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
     requires: dict[str, FileEntry] = {}
     if parent is not None:
-        keep = manifest_paths(collection)
+        deferrable |= {path for path in small if path.startswith(layout.OCI_BLOBS)}
+        deferrable -= manifest_paths(contents)
         for path, entry in list(files.items()):
-            payload = path.startswith((layout.OCI_BLOBS, layout.UPDATES_DIR)) and path not in keep
-            if payload and parent.files.get(path) == entry:
+            if path in deferrable and parent.files.get(path) == entry:
                 requires[path] = files.pop(path)
                 small.pop(path, None)
                 blobs.pop(path, None)
     return small, blobs, files, requires
 
 
-def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: int,
-                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), repos: Sequence[CollectedRepo] = (),
-                 updates: Sequence[CollectedUpdate] = ()) -> BuildResult:
+def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = ()) -> BuildResult:
     """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    small, blobs, files, requires = bundle_files(collection, repos, updates, info.parent)
+    small, blobs, files, requires = bundle_files(contents, info.parent)
     manifest = BundleManifest(
         name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
-        images=tuple(collection.images), charts=tuple(collection.charts), repos=tuple(r.entry for r in repos),
-        updates=tuple(u.entry for u in updates),
-        files=files, expires=timestamp(now + info.expires_after) if info.expires_after else None,
+        contents={kind.key: contents.entries(kind.key) for kind in KINDS}, files=files,
+        expires=timestamp(now + info.expires_after) if info.expires_after else None,
         parent=info.parent.reference if info.parent else None, requires=requires,
     )
     manifest_bytes = manifest.to_bytes()
@@ -284,6 +269,5 @@ def write_bundle(info: BundleInfo, collection: OciContent, output: Path, jobs: i
         out.abort()
         raise
     return BuildResult(output, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
-                       len(collection.images), len(collection.charts), len(repos), len(updates), len(collection.blobs),
-                       collection.blob_bytes,
-                       [signing.key_id(key.public_key()) for key in keys])
+                       {kind.key: len(contents.entries(kind.key)) for kind in KINDS}, len(contents.oci.blobs),
+                       contents.oci.blob_bytes, [signing.key_id(key.public_key()) for key in keys])

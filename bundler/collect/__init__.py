@@ -1,1 +1,0 @@
-"""Connected side: collect content named in a profile into a bundle (one module per content kind)."""

@@ -1,0 +1,240 @@
+"""The content-kind interface: what one kind of content (container images, Helm charts, Git
+repositories, OS/VM updates, OCI artifacts) supplies to the pipeline.
+
+build, verify, import, inspect, diff, receipts and deltas iterate over the registered kinds
+(bundler/kinds/__init__.py) and name none of them. A kind supplies:
+
+- its profile spec (`spec.<key>`): `parse_spec` per item (problems with file:line), `check_specs`;
+- its bundle.json entries (`entry_type`, under `<key>`), and what of them is the release (`content`);
+- collection (`collect`) into the shared OCI layout (`CollectContext.oci`) or as its own payloads;
+- what the OCI layout holds for it (`oci_tops`: each manifest is graph-checked by the verifier),
+  its own graph checks (`graph_problems`), and what the site refuses (`site_problems`);
+- seeding: where its OCI content goes in the site registry (`site_artifacts`), its own staging and
+  publication (`stage` -> `Staged`), and what it writes after the registry (`published`);
+- the dry-run plan and disk need (`plan`), a delta's base (`missing`, `base_from_*`), receipt content;
+- `inspect` / `diff` rows and their text.
+
+Every method has a neutral default, so a kind writes only what it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import requests
+
+    from bundler.bundle.manifest import BundleManifest
+    from bundler.bundle.parent import Parent
+    from bundler.bundle.reader import BundleReader
+    from bundler.oci.client import RegistryClient
+    from bundler.oci.content import BlobSource, OciContent
+    from bundler.problems import Problem
+    from bundler.profile import Checker, Profile
+    from bundler.site.config import SiteConfig, SiteState
+    from bundler.untrusted import Obj
+
+
+@dataclass(frozen=True)
+class OciTop:
+    """A top manifest (or index) a kind keeps in the bundle's OCI layout."""
+
+    label: str  # how messages name it: "image docker.io/library/nginx:1.27"
+    digest: str
+    media_type: str
+    name: str  # its org.opencontainers.image.ref.name in the layout's index.json
+    platforms: tuple[str, ...] = ()  # a single-arch Docker manifest's platform (for its index.json view)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One top manifest the site registry gets: where it goes and under which tag."""
+
+    kind: str  # the kind's key (import counts it there)
+    ref: str  # how the bundle names it (for messages)
+    digest: str
+    media_type: str
+    repo: str
+    tag: str | None
+
+
+@dataclass
+class CollectContext:
+    """What a kind's collection works with. `requests`: items other kinds ask this one to collect
+    too, by kind key (a chart with `images: auto` asks for the images it declares)."""
+
+    profile: Profile
+    oci: OciContent
+    client_for: Callable[[str], RegistryClient]
+    session: requests.Session
+    staging: Path
+    base: Path  # the profile's directory: relative paths in it
+    jobs: int
+    requests: dict[str, list[Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Part:
+    """A kind's collected content: its bundle.json entries and its payloads outside the OCI layout
+    (path in the bundle -> where it is). With `deferrable`, a delta leaves a payload its parent
+    holds identically to the parent. `for_base` makes what depends on a delta's base (git bundles)."""
+
+    entries: tuple[Any, ...] = ()
+    payloads: dict[str, BlobSource] = field(default_factory=dict)
+    deferrable: bool = True
+
+    def for_base(self, parent: Parent | None) -> Part:
+        return self
+
+
+class Staged:
+    """A kind's share of an import, staged where no client sees it until `publish`."""
+
+    def discard(self) -> None:
+        """The import was refused or failed: undo what staging did (what it cannot, `leftovers` names)."""
+
+    def publish(self) -> list[str]:
+        """Make it visible (every byte of the bundle verified); returns notes for the user."""
+        return []
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """count key -> (added, unchanged)."""
+        return {}
+
+
+class ContentKind:
+    key: ClassVar[str]  # spec key in profiles, key in bundle.json, and in inspect/diff/import JSON
+    title: ClassVar[str]  # plural, for people: "git repositories"
+    noun: ClassVar[str]  # singular, for diff lines: "repo"
+    entry_type: ClassVar[Any]  # parse(Obj) -> entry; entry.to_dict()
+    in_v1: ClassVar[bool] = False  # bundle format v1 always lists it (bundle.json, content digest)
+    always_reported: ClassVar[bool] = False  # reports show it even when there is none
+    count_key: ClassVar[str] = ""  # its key in import's added/unchanged (default: `key`)
+    collect_order: ClassVar[int] = 0  # lower collects first (a kind that asks another for items goes first)
+
+    # --- profile ---------------------------------------------------------------------------------
+
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> Any | None:
+        raise NotImplementedError
+
+    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        """Across the items (each with its line; `line`: the list's): duplicates and the like."""
+
+    # --- bundle.json -----------------------------------------------------------------------------
+
+    def check_entries(self, manifest: BundleManifest) -> None:
+        """Raise untrusted.Malformed naming the field when entries and files disagree."""
+
+    def content(self, entries: Sequence[Any]) -> list[Any]:
+        """What of the entries is the release (for the content digest), sorted."""
+        return sorted([entry.to_dict() for entry in entries], key=repr)
+
+    # --- build -----------------------------------------------------------------------------------
+
+    def collect(self, context: CollectContext, specs: Sequence[Any]) -> Part:
+        return Part()
+
+    # --- the OCI layout, the verifier ------------------------------------------------------------
+
+    def oci_tops(self, entries: Sequence[Any]) -> list[OciTop]:
+        return []
+
+    def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
+        """Beyond the OCI graphs (the verifier checks those): e.g. each git bundle against bundle.json."""
+        return []
+
+    def site_problems(self, site: SiteConfig, manifest: BundleManifest) -> list[Problem]:
+        """What this site refuses before any payload is read (e.g. a delta's Git base it lacks)."""
+        return []
+
+    # --- the site --------------------------------------------------------------------------------
+
+    def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
+        return []
+
+    def sources(self, entries: Sequence[Any]) -> list[str]:
+        """Source registry hosts the cluster should mirror from the site registry."""
+        return []
+
+    def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
+        """Is everything it holds of this bundle on the site (beyond the registry)?"""
+        return True
+
+    def unchanged(self, manifest: BundleManifest) -> dict[str, int]:
+        """Import counts when the whole bundle is already on the site."""
+        return {self.count_key or self.key: len(manifest.entries(self.key))}
+
+    def streamed(self, manifest: BundleManifest) -> set[str]:
+        """Payload paths `stage` hashes as it reads them (the verifier does not read them again)."""
+        return set()
+
+    def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
+        """A delta's base this kind needs on the site and the site lacks (beyond registry blobs)."""
+        return []
+
+    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
+        """(dry-run plan fields, bytes it would write under the site directory)."""
+        return {}, 0
+
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
+              progress: Callable[[int], None]) -> Staged:
+        return Staged()
+
+    def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
+        """After a refused or failed import: what of this bundle it stored that nothing references (by
+        sha256, recorded for a prune)."""
+        return []
+
+    def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
+        """After the registry published (e.g. the Flux source that names its home on the site)."""
+
+    # --- receipts and deltas ---------------------------------------------------------------------
+
+    def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
+        """Fields this kind adds to a site receipt."""
+        return {}
+
+    def base_from_receipt(self, receipt: Obj) -> Hashable | None:
+        """What a delta builds on, from a receipt's fields (`Parent.bases[key]`)."""
+        return None
+
+    def base_from_entries(self, entries: Sequence[Any]) -> Hashable | None:
+        return None
+
+    # --- reports ---------------------------------------------------------------------------------
+
+    def inspect_rows(self, entries: Sequence[Any]) -> list[dict[str, Any]]:
+        return [entry.to_dict() for entry in entries]
+
+    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
+        return []
+
+    def diff(self, old: Sequence[Any], new: Sequence[Any]) -> dict[str, Any]:
+        return changes({}, {})
+
+    def diff_lines(self, diff: dict[str, Any]) -> list[str]:
+        """`  + noun name`, `  - noun name`, `  ~ noun name: old -> new` from a `changes` dict."""
+        out = [f"  + {self.noun} {name}" for name in diff["added"]]
+        out += [f"  - {self.noun} {name}" for name in diff["removed"]]
+        out += [f"  ~ {self.noun} {c['name']}: {c['old']} -> {c['new']}" for c in diff["changed"]]
+        return out
+
+    def import_summary(self, added: dict[str, int], unchanged: dict[str, int]) -> str:
+        key = self.count_key or self.key
+        if not (added.get(key) or unchanged.get(key) or self.always_reported):
+            return ""
+        return f"{added.get(key, 0)} {self.title} added, {unchanged.get(key, 0)} unchanged; "
+
+    def plan_lines(self, plan: dict[str, Any]) -> list[str]:
+        return []
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """What diff reports of a kind: names added, removed, and changed (old -> new)."""
+    return {"added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new)),
+            "changed": [{"name": k, "old": old[k], "new": new[k]} for k in sorted(set(old) & set(new))
+                        if old[k] != new[k]]}

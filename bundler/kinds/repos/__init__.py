@@ -1,0 +1,200 @@
+"""Git repositories: `spec.repos`, carried as one git bundle each (a delta's builds on the tips its
+base holds), served by the site's Git server with a Flux GitRepository each. Refs only move forward."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, cast
+
+from bundler import names, problems
+from bundler.kinds.base import CollectContext, ContentKind, Part, Staged
+from bundler.kinds.repos.entry import RepoEntry, repos_of
+from bundler.kinds.repos.spec import RepoSpec, check_repos, parse_repo
+from bundler.oci.content import BlobSource
+from bundler.problems import Problem
+from bundler.units import printable as p
+
+if TYPE_CHECKING:
+    from bundler.bundle.manifest import BundleManifest
+    from bundler.bundle.parent import Parent
+    from bundler.bundle.reader import BundleReader
+    from bundler.kinds.repos.site import StagedRepo
+    from bundler.profile import Checker
+    from bundler.site.config import SiteConfig, SiteState
+    from bundler.untrusted import Obj
+
+
+@dataclass
+class RepoPart(Part):
+    """Git bundles depend on the base: each base gets its own (collected once per base)."""
+
+    context: CollectContext | None = None
+    specs: tuple[RepoSpec, ...] = ()
+    built: dict[str, Part] = field(default_factory=dict)
+
+    def for_base(self, parent: Parent | None) -> Part:
+        from bundler.kinds.repos.collect import collect_repo, resolve_url
+        from bundler.parallel import run_parallel
+
+        assert self.context is not None
+        label = parent.label if parent else ""
+        if label not in self.built:
+            import hashlib
+
+            context = self.context
+            tips: dict[str, tuple[str, ...]] = dict(cast(Any, parent.bases.get(KIND.key)) or ()) if parent else {}
+            scratch = context.staging / "git" / hashlib.sha256(label.encode()).hexdigest()[:12]
+            repos = run_parallel(lambda spec: collect_repo(replace(spec, url=resolve_url(spec.url, context.base)),
+                                                           scratch, tips.get(spec.name, ())), self.specs, context.jobs)
+            payloads = {r.entry.bundle: BlobSource(f"sha256:{r.sha256}", r.size, r.entry.url, path=r.staged)
+                        for r in repos if r.entry.bundle and r.staged}
+            self.built[label] = Part(tuple(r.entry for r in repos), payloads, deferrable=False)
+        return self.built[label]
+
+
+class StagedRepos(Staged):
+    def __init__(self, site: SiteConfig, staged: list[StagedRepo], total: int) -> None:
+        self.site, self.staged, self.total = site, staged, total
+
+    def discard(self) -> None:
+        from bundler.kinds.repos import site as site_git
+
+        site_git.discard(self.staged)
+        site_git.remove_empty(self.staged)
+
+    def publish(self) -> list[str]:
+        from bundler.kinds.repos import site as site_git
+
+        site_git.publish(self.site, self.staged)
+        return []
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        moved = sum(len(s.updates) for s in self.staged)
+        return {"refs": (moved, self.total - moved)}
+
+
+class Repos(ContentKind):
+    key, title, noun, entry_type = "repos", "git repositories", "repo", RepoEntry
+    in_v1 = True
+    count_key = "refs"
+
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> RepoSpec | None:
+        return parse_repo(check, item, line, where)
+
+    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        check_repos(check, specs, line)
+
+    def check_entries(self, manifest: BundleManifest) -> None:
+        from bundler.untrusted import Malformed
+
+        for i, repo in enumerate(repos_of(manifest)):
+            if repo.bundle is not None and repo.bundle not in manifest.files:
+                raise Malformed(f"repos[{i}].bundle: {repo.bundle} is not listed in files")
+
+    def content(self, entries: Sequence[RepoEntry]) -> list[Any]:
+        return sorted([r.name, dict(sorted(r.refs.items()))] for r in entries)
+
+    def collect(self, context: CollectContext, specs: Sequence[RepoSpec]) -> Part:
+        return RepoPart(context=context, specs=tuple(specs), deferrable=False)
+
+    def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
+        from bundler.kinds.repos.verify import git_problems
+
+        return git_problems(reader, manifest, read_packs)
+
+    def site_problems(self, site: SiteConfig, manifest: BundleManifest) -> list[Problem]:
+        return [Problem(problems.GIT_MISSING_BASE, repo.name, why) for why, repo in self._bases(site, manifest)]
+
+    def _bases(self, site: SiteConfig, manifest: BundleManifest) -> list[tuple[str, RepoEntry]]:
+        from bundler.kinds.repos.site import missing_base
+
+        return [(why, repo) for repo in repos_of(manifest) if (why := missing_base(site, manifest, repo)) is not None]
+
+    def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
+        from bundler.kinds.repos.site import refs_present
+
+        return refs_present(site, manifest)
+
+    def unchanged(self, manifest: BundleManifest) -> dict[str, int]:
+        return {"refs": sum(len(r.refs) for r in repos_of(manifest))}
+
+    def streamed(self, manifest: BundleManifest) -> set[str]:
+        return {r.bundle for r in repos_of(manifest) if r.bundle}
+
+    def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
+        return [why for why, _ in self._bases(site, manifest)]
+
+    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
+        from bundler.kinds.repos.site import pending_moves
+
+        moves, size = [], 0
+        for repo in repos_of(manifest):
+            changes = pending_moves(site, repo)
+            moves += [f"{repo.name}: {change}" for change in changes]
+            if changes and repo.bundle:
+                size += manifest.files[repo.bundle].size
+        return {"move_refs": moves, "git_bytes": size}, size
+
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
+              progress: Callable[[int], None]) -> Staged:
+        from bundler.kinds.repos.site import stage
+
+        staged = stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
+        return StagedRepos(site, staged, sum(len(r.refs) for r in repos_of(manifest)))
+
+    def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
+        from bundler.kinds.repos.site import current_refs, repositories
+
+        return {"repos": {name: current_refs(site, name) for name in repositories(site)}}
+
+    def base_from_receipt(self, receipt: Obj) -> Hashable:
+        tips = {}
+        for name, refs in receipt.obj("repos").entries():
+            refs.checked(name, names.repo_name)
+            tips[name] = tuple(sorted({str(oid.string(names.object_id)) for _, oid in refs.obj().entries()}))
+        return tuple(sorted(tips.items()))
+
+    def base_from_entries(self, entries: Sequence[RepoEntry]) -> Hashable:
+        return tuple(sorted((repo.name, tuple(sorted(set(repo.refs.values())))) for repo in entries))
+
+    def inspect_rows(self, entries: Sequence[RepoEntry]) -> list[dict[str, Any]]:
+        return [{"name": r.name, "url": r.url, "refs": r.refs, "prerequisites": list(r.prerequisites)}
+                for r in entries]
+
+    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
+        out = [f"git repositories ({len(rows)}):"] if rows else []
+        for repo in rows:
+            needs = len(repo["prerequisites"])
+            base = f"  (a delta: needs {needs} commits the site has)" if needs else ""
+            out.append(f"  {p(repo['name'])}  from {p(repo['url'])}{base}")
+            out += [f"    {p(ref)} {p(oid)}" for ref, oid in repo["refs"].items()]
+        return out
+
+    def diff(self, old: Sequence[RepoEntry], new: Sequence[RepoEntry]) -> dict[str, Any]:
+        changed: dict[str, Any] = {}
+        before_all = {r.name: r.refs for r in old}
+        for repo in new:
+            before = before_all.get(repo.name, {})
+            moved = {ref: {"old": before.get(ref), "new": oid} for ref, oid in repo.refs.items()
+                     if before.get(ref) != oid}
+            gone = sorted(set(before) - set(repo.refs))
+            if moved or gone or repo.name not in before_all:
+                changed[repo.name] = {"refs": moved, "removed_refs": gone,
+                                      "new_repository": repo.name not in before_all}
+        return {"changed": changed, "removed": sorted(set(before_all) - {r.name for r in new})}
+
+    def diff_lines(self, diff: dict[str, Any]) -> list[str]:
+        return [f"  ~ repo {name} {ref}: {(move['old'] or '(new)')[:12]}..{move['new'][:12]}"
+                for name, repo in diff["changed"].items() for ref, move in repo["refs"].items()]
+
+    def import_summary(self, added: dict[str, int], unchanged: dict[str, int]) -> str:
+        if not (added.get("refs") or unchanged.get("refs")):
+            return ""
+        return f"{added['refs']} git refs moved, {unchanged['refs']} unchanged; "
+
+    def plan_lines(self, plan: dict[str, Any]) -> list[str]:
+        return [f"  move {len(plan['move_refs'])} git refs" + "".join(f"\n    {m}" for m in plan["move_refs"])]
+
+
+KIND = Repos()

@@ -1,0 +1,43 @@
+"""A Git repository's entry in bundle.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from bundler import names
+from bundler.bundle import layout
+from bundler.untrusted import Malformed, Obj
+
+if TYPE_CHECKING:
+    from bundler.bundle.manifest import BundleManifest
+
+KEY = "repos"
+
+
+@dataclass(frozen=True)
+class RepoEntry:
+    """One Git repository: the refs it carries (full ref name -> object id) and its git bundle."""
+
+    name: str
+    url: str
+    refs: dict[str, str]
+    bundle: str | None  # path of the git bundle in the bundle; None when no commit is new since the parent
+    prerequisites: tuple[str, ...] = ()  # commits the site must already have (a delta's base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "refs": dict(sorted(self.refs.items())), "bundle": self.bundle,
+                "prerequisites": list(self.prerequisites)}
+
+    @classmethod
+    def parse(cls, d: Obj) -> RepoEntry:
+        name = d.string("name", names.repo_name)
+        bundle = d.string("bundle", default=None)
+        if bundle is not None and bundle != layout.git_bundle_path(name):
+            raise Malformed(f"{d.where}.bundle: {bundle[:120]!r} is not {layout.git_bundle_path(name)!r}")
+        return cls(name, d.string("url", names.text, default=""), d.mapping("refs", names.ref_name, names.object_id),
+                   bundle, d.strings("prerequisites", names.object_id))
+
+
+def repos_of(manifest: BundleManifest) -> tuple[RepoEntry, ...]:
+    return cast("tuple[RepoEntry, ...]", manifest.entries(KEY))

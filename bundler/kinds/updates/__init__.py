@@ -1,0 +1,150 @@
+"""OS and VM updates: `spec.updates`, carried by digest under updates/, kept in the site's update
+cache (bundler/site/updates.py: apt and dnf repositories per group, approvals, client reports)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bundler.kinds.base import CollectContext, ContentKind, Part, Staged, changes
+from bundler.kinds.updates.entry import UpdateEntry, updates_of
+from bundler.kinds.updates.spec import UpdateSpec, parse_update
+from bundler.oci.content import BlobSource
+from bundler.units import human
+from bundler.units import printable as p
+
+if TYPE_CHECKING:
+    from bundler.bundle.manifest import BundleManifest
+    from bundler.bundle.reader import BundleReader
+    from bundler.profile import Checker
+    from bundler.site.config import SiteConfig, SiteState
+
+
+class StagedUpdates(Staged):
+    def __init__(self, site: SiteConfig, manifest: BundleManifest, stored: list[bool]) -> None:
+        self.site, self.manifest, self.stored = site, manifest, stored
+
+    def publish(self) -> list[str]:
+        from bundler.site.updates import UpdateCache, publish
+
+        if not updates_of(self.manifest):
+            return []
+        notes = UpdateCache(self.site).add(self.manifest)
+        publish(self.site)
+        return notes
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        return {"updates": (sum(self.stored), len(self.stored) - sum(self.stored))}
+
+
+class Updates(ContentKind):
+    key, title, noun, entry_type = "updates", "updates", "update", UpdateEntry
+    in_v1 = True
+
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
+        return parse_update(check, item, line, where)
+
+    def check_entries(self, manifest: BundleManifest) -> None:
+        from bundler.untrusted import Malformed
+
+        for i, update in enumerate(updates_of(manifest)):
+            if update.path not in manifest.files and update.path not in manifest.requires:
+                raise Malformed(f"updates[{i}]: {update.path} is listed neither in files nor in requires")
+
+    def content(self, entries: Sequence[UpdateEntry]) -> list[Any]:
+        return sorted([u.name, u.kind, u.file, u.sha256, u.size, sorted(u.approve)] for u in entries)
+
+    def collect(self, context: CollectContext, specs: Sequence[UpdateSpec]) -> Part:
+        from bundler.kinds.updates.collect import collect_update
+        from bundler.parallel import run_parallel
+
+        updates = run_parallel(lambda spec: collect_update(spec, context.staging, context.base, context.session),
+                               list(specs), context.jobs)
+        payloads: dict[str, BlobSource] = {}
+        for update in updates:
+            e = update.entry
+            payloads.setdefault(e.path, BlobSource(f"sha256:{e.sha256}", e.size, e.file, path=update.staged))
+        return Part(tuple(u.entry for u in updates), payloads)
+
+    def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
+        from bundler.site.updates import UpdateCache
+
+        cache = UpdateCache(site)
+        return all(cache.blob(u.sha256).exists() for u in updates_of(manifest))
+
+    def streamed(self, manifest: BundleManifest) -> set[str]:
+        return {u.path for u in updates_of(manifest)}
+
+    def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
+        from bundler.site.updates import UpdateCache
+
+        cache = UpdateCache(site)
+        return [f"update {u.name} {u.metadata.get('version', '')}".rstrip() for u in updates_of(manifest)
+                if u.path in manifest.requires and not cache.blob(u.sha256).exists()]
+
+    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
+        from bundler.site.updates import UpdateCache
+
+        cache = UpdateCache(site)
+        new = [u for u in updates_of(manifest) if not cache.blob(u.sha256).exists()]
+        size = sum(u.size for u in {u.sha256: u for u in new}.values())
+        return {"add_updates": [f"{u.name} {u.metadata.get('version', '')}".strip() for u in new],
+                "update_bytes": size}, size
+
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
+              progress: Callable[[int], None]) -> Staged:
+        from bundler.parallel import run_parallel
+        from bundler.site.updates import UpdateCache
+
+        cache = UpdateCache(site)
+
+        def store(update: UpdateEntry) -> bool:
+            added = cache.store(reader, update)  # hashed as it is copied: the one read of it
+            progress(update.size)
+            return added
+
+        return StagedUpdates(site, manifest, run_parallel(store, list(updates_of(manifest)), options.jobs))
+
+    def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
+        from bundler.site.updates import UpdateCache
+
+        cache = UpdateCache(site)
+        cataloged = {e["sha256"] for e in cache.catalog()}
+        return [u.sha256 for u in updates_of(manifest) if u.sha256 not in cataloged and cache.blob(u.sha256).exists()]
+
+    def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
+        from bundler.site.updates import UpdateCache
+
+        cache = UpdateCache(site)
+        return {"updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in cache.catalog()
+                            if cache.blob(e["sha256"]).exists()],
+                "clients": cache.status()}
+
+    def inspect_rows(self, entries: Sequence[UpdateEntry]) -> list[dict[str, Any]]:
+        return [{"name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
+                 "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),
+                 "approve": list(u.approve)} for u in entries]
+
+    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
+        out = [f"updates ({len(rows)}):"] if rows else []
+        for u in rows:
+            groups = f"  pre-approved for {', '.join(p(g) for g in u['approve'])}" if u["approve"] else ""
+            out.append(f"  {p(u['name'])} {p(u['version'])} {p(u['arch'])} ({p(u['kind'])}, {human(u['size'])})"
+                       f"  {u['sha256'][:12]}{groups}")
+        return out
+
+    def diff(self, old: Sequence[UpdateEntry], new: Sequence[UpdateEntry]) -> dict[str, Any]:
+        return changes({u.name: u.metadata.get("version", u.sha256[:12]) for u in old},
+                       {u.name: u.metadata.get("version", u.sha256[:12]) for u in new})
+
+    def import_summary(self, added: dict[str, int], unchanged: dict[str, int]) -> str:
+        if not (added.get("updates") or unchanged.get("updates")):
+            return ""
+        return f"{added['updates']} updates added, {unchanged['updates']} already there; "
+
+    def plan_lines(self, plan: dict[str, Any]) -> list[str]:
+        return [f"  add {len(plan['add_updates'])} updates ({human(plan['update_bytes'])})"
+                + "".join(f"\n    {u}" for u in plan["add_updates"])]
+
+
+KIND = Updates()

@@ -1,0 +1,73 @@
+"""`spec.updates` in a profile: OS and VM update files, by URL (with their sha256) or by path, with
+optional metadata and the groups they are approved for on arrival."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bundler.names import GROUP_RE, SHA256_RE, UPDATE_NAME_RE
+from bundler.profile import URL_RE, Checker
+
+UPDATE_KINDS = ("deb", "rpm", "msu", "cab", "vm-image", "file")
+VM_IMAGE_SUFFIXES = (".qcow2", ".vhdx", ".vhd", ".vmdk", ".img", ".raw", ".iso", ".ova")
+
+
+def update_kind(file_name: str) -> str:
+    """deb, rpm, msu, cab, vm-image or file, from a file name."""
+    lower = file_name.lower()
+    for kind in ("deb", "rpm", "msu", "cab"):
+        if lower.endswith(f".{kind}"):
+            return kind
+    return "vm-image" if lower.endswith(VM_IMAGE_SUFFIXES) else "file"
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """An OS or VM update: a file by URL (with its sha256) or by path on this machine."""
+
+    kind: str
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    name: str | None = None  # default: the package name (deb, rpm) or the file name
+    metadata: tuple[tuple[str, str], ...] = ()
+    approve: tuple[str, ...] = ()  # target groups it is approved for on arrival
+
+    @property
+    def source(self) -> str:
+        return self.url or self.path or ""
+
+
+def parse_update(check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
+    m = check.mapping(item, line, where, {"name", "kind", "url", "path", "sha256", "metadata", "approve"}, set())
+    if m is None:
+        return None
+    if ("url" in m) == ("path" in m):
+        check.fail(m.line, f"{where} needs either url (with sha256) or path")
+        return None
+    url = check.string(m, "url", where, URL_RE, "an http(s) URL")
+    path = check.string(m, "path", where)
+    sha256 = check.string(m, "sha256", where, SHA256_RE, "a sha256 (64 lowercase hex digits)")
+    if url is not None and "sha256" not in m:
+        check.fail(m.lines["url"], f"{where}: a download needs its sha256 (checked before anything is kept)")
+    name = check.string(m, "name", where, UPDATE_NAME_RE, "an update name (letters, digits, . _ + -)")
+    kind = m.get("kind")
+    if kind is not None and kind not in UPDATE_KINDS:
+        check.fail(m.lines["kind"], f"{where}.kind {kind!r} is not one of {', '.join(UPDATE_KINDS)}")
+    metadata = m.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str | int | float) for v in metadata.values()):
+        check.fail(m.lines.get("metadata", m.line), f"{where}.metadata must map names to strings")
+        metadata = {}
+    groups = []
+    for group, gline in check.sequence(m, "approve", where):
+        if not isinstance(group, str) or not GROUP_RE.match(group):
+            check.fail(gline, f"{where}.approve: {group!r} is not a group name (letters, digits, . _ -)")
+        else:
+            groups.append(group)
+    source = url or path
+    if source is None:
+        return None
+    file_name = source.rstrip("/").rsplit("/", 1)[-1]
+    return UpdateSpec(str(kind) if kind in UPDATE_KINDS else update_kind(file_name), url, path, sha256, name,
+                      tuple((str(k), str(v)) for k, v in metadata.items()), tuple(groups))
