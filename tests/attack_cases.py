@@ -60,6 +60,8 @@ CASES = [
     Attack("name-traversal-image", "images[0].ref: "),
     Attack("name-traversal-chart", "charts[0].name: '../x' is not a chart name"),
     Attack("name-traversal-repo", "repos[0].name: '../x' is not a repository name"),
+    Attack("name-traversal-artifact", "artifacts[0].files[0].title: '../../etc/cron.d/evil' is not a relative"),
+    Attack("artifact-title-climbs-out", "'../../etc/cron.d/evil' is not a relative file name inside the artifact"),
     Attack("name-traversal-update", "updates[0].file: '../x' is not a plain file name"),
     Attack("type-confused-expires", "expires: expected a string, got a number"),
     Attack("type-confused-images", "images: expected an array, got a number"),

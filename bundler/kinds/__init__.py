@@ -4,7 +4,7 @@ KINDS and names none of them. The order is the order of reports and of an import
 
 from __future__ import annotations
 
-from bundler.kinds import charts, images, repos, updates
+from bundler.kinds import artifacts, charts, images, repos, updates
 from bundler.kinds.base import ContentKind
 
 KINDS: tuple[ContentKind, ...] = (
@@ -12,6 +12,7 @@ KINDS: tuple[ContentKind, ...] = (
     charts.KIND,
     repos.KIND,
     updates.KIND,
+    artifacts.KIND,
 )
 
 

@@ -9,6 +9,7 @@ with the test-only keys under tests/assets/keys. tests/attack_cases.py says what
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import tarfile
@@ -122,6 +123,11 @@ def forged_manifests() -> None:
         "name-traversal-chart": lambda d: d.update(charts=[{"name": "../x", "version": "1.0.0", "digest": blob}]),
         "name-traversal-repo": lambda d: d.update(repos=[{"name": "../x", "refs": {"refs/heads/main": "a" * 40},
                                                           "bundle": "git/../x.bundle"}]),
+        "name-traversal-artifact": lambda d: d.update(artifacts=[{
+            "ref": "example.test/models/m:1", "digest": blob,
+            "media_type": "application/vnd.oci.image.manifest.v1+json",
+            "source": "path", "files": [{"title": "../../etc/cron.d/evil", "digest": blob, "size": 1,
+                                         "media_type": "application/vnd.oci.image.layer.v1.tar"}]}]),
         "name-traversal-update": lambda d: d.update(updates=[{"name": "x", "kind": "file", "file": "../x",
                                                               "sha256": "1" * 64, "size": 1}]),
         "type-confused-expires": lambda d: d.update(expires=5),
@@ -155,6 +161,33 @@ def forged_manifests() -> None:
     data = path.read_bytes().rstrip(b"\0")
     data += b"\0" * (-len(data) % tarfile.BLOCKSIZE)
     path.write_bytes(data + pax_header_claiming(3_000_000_000) + b"\0" * tarfile.BLOCKSIZE * 8)
+
+
+def artifact_title_climbs_out() -> None:
+    """A validly signed bundle whose artifact manifest titles its layer `../../etc/cron.d/evil`
+    (`oras pull` would write there), while bundle.json lists a harmless title."""
+    from bundler.kinds.artifacts.entry import ArtifactEntry, ArtifactFile
+    from bundler.kinds.base import Part
+    from bundler.oci.content import OciContent
+
+    layer_type, data, empty = "application/vnd.oci.image.layer.v1.tar", b"* * * * * root sh\n", b"{}"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "artifactType": "application/vnd.acme.model.v1",
+                           "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                                      "digest": "sha256:" + hashlib.sha256(empty).hexdigest(), "size": 2},
+                           "layers": [{"mediaType": layer_type, "digest": digest, "size": len(data),
+                                       "annotations": {"org.opencontainers.image.title": "../../etc/cron.d/evil"}}]
+                           }).encode()
+    oci = OciContent()
+    for blob in (manifest, data, empty):
+        oci.add_small_blob("sha256:" + hashlib.sha256(blob).hexdigest(), blob)
+    entry = ArtifactEntry("example.test/models/m:1", "sha256:" + hashlib.sha256(manifest).hexdigest(),
+                          "application/vnd.oci.image.manifest.v1+json", "application/vnd.acme.model.v1", "path",
+                          (ArtifactFile("model.onnx", digest, len(data), layer_type),))
+    contents = Contents(oci, {"artifacts": Part((entry,))})
+    write_bundle(BundleInfo("attack", "3.0.0", "sha256:" + "0" * 64, None), contents,
+                 OUT / "artifact-title-climbs-out.bundle.tar", jobs=1, keys=[key("release")])
 
 
 def main() -> None:
@@ -218,6 +251,7 @@ def main() -> None:
     write_bundle(BundleInfo("other", "1.0.0", "sha256:" + "0" * 64, None), image("v2", "another two"),
                  OUT / "other-name-same-tag.bundle.tar", jobs=1, keys=[key("release")])
     forged_manifests()
+    artifact_title_climbs_out()
     print("\n".join(sorted(p.name for p in OUT.glob("*.bundle.tar"))))
 
 

@@ -1,0 +1,103 @@
+"""OCI artifacts: `spec.artifacts` (AI models, Flux artifacts, configuration, WASM modules: any file).
+Copied from a registry unchanged, or packed from local files as `oras push` does; pushed to the site
+registry under the same naming rule as images (`<source host>/<path>`), with a Flux OCIRepository
+each. A consumer fetches them with the distribution API or `oras pull`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from bundler import problems
+from bundler.errors import BundlerError
+from bundler.kinds.artifacts.entry import ArtifactEntry
+from bundler.kinds.artifacts.spec import ArtifactSpec, check_artifacts, parse_artifact
+from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, changes
+from bundler.oci.reference import ImageReference
+from bundler.problems import Problem
+from bundler.units import human
+from bundler.units import printable as p
+
+if TYPE_CHECKING:
+    from bundler.bundle.manifest import BundleManifest
+    from bundler.bundle.reader import BundleReader
+    from bundler.profile import Checker
+    from bundler.site.config import SiteConfig
+
+
+class Artifacts(ContentKind):
+    key, title, noun, entry_type = "artifacts", "artifacts", "artifact", ArtifactEntry
+
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
+        return parse_artifact(check, item, line, where)
+
+    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        check_artifacts(check, list(specs))
+
+    def content(self, entries: Sequence[ArtifactEntry]) -> list[Any]:
+        return sorted([a.ref, a.digest] for a in entries)
+
+    def collect(self, context: CollectContext, specs: Sequence[ArtifactSpec]) -> Part:
+        from bundler.kinds.artifacts.collect import copy_artifact, pack_artifact
+        from bundler.parallel import run_parallel
+
+        def one(spec: ArtifactSpec) -> ArtifactEntry:
+            if spec.path is not None:
+                return pack_artifact(spec, context.base, context.oci)
+            return copy_artifact(spec, context.client_for(spec.ref.host), context.oci)
+
+        return Part(tuple(run_parallel(one, list(specs), context.jobs)))
+
+    def oci_tops(self, entries: Sequence[ArtifactEntry]) -> list[OciTop]:
+        return [OciTop(f"artifact {a.ref}", a.digest, a.media_type, a.ref) for a in entries]
+
+    def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
+        """The titles bundle.json lists are the artifact's own, and each stays inside the directory a
+        client pulls into (`oras pull` writes each layer to its title)."""
+        from bundler.bundle import layout
+        from bundler.kinds.artifacts.collect import titled_files
+        from bundler.oci import media
+
+        found = []
+        for entry in cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key)):
+            label = f"artifact {entry.ref}"
+            try:
+                files = titled_files(lambda d: reader.read_small(layout.blob_path(d), media.MAX_MANIFEST_BYTES),
+                                     entry.digest, entry.media_type, label)
+            except (ValueError, BundlerError) as exc:  # ManifestError is a ValueError
+                found.append(Problem(problems.GRAPH_INVALID, label, str(exc)))
+                continue
+            if files != entry.files:
+                found.append(Problem(problems.GRAPH_INVALID, label,
+                                     f"{label}: its files differ from what {layout.MANIFEST} lists"))
+        return found
+
+    def site_artifacts(self, entries: Sequence[ArtifactEntry], site: SiteConfig) -> list[Artifact]:
+        out = []
+        for entry in entries:
+            ref = ImageReference.parse(entry.ref)
+            out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag))
+        return out
+
+    def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
+        from bundler.kinds.artifacts.site import write_oci_repositories
+
+        write_oci_repositories(site, cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key)))
+
+    def inspect_rows(self, entries: Sequence[ArtifactEntry]) -> list[dict[str, Any]]:
+        return [entry.to_dict() for entry in entries]
+
+    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
+        out = [f"artifacts ({len(rows)}):"] if rows else []
+        for a in rows:
+            kind = f"  [{p(a['artifact_type'])}]" if a["artifact_type"] else ""
+            out.append(f"  {p(a['ref'])}{kind}  ({'packed from files' if a['source'] == 'path' else 'copied'})")
+            out.append(f"    {p(a['digest'])}")
+            out += [f"    {p(f['title'])}  {human(f['size'])}  {f['digest'][7:19]}" for f in a["files"]]
+        return out
+
+    def diff(self, old: Sequence[ArtifactEntry], new: Sequence[ArtifactEntry]) -> dict[str, Any]:
+        return changes({a.ref: a.digest for a in old}, {a.ref: a.digest for a in new})
+
+
+KIND = Artifacts()

@@ -1,0 +1,126 @@
+"""Collecting OCI artifacts: copied from a registry unchanged (manifest digest kept, like `oras copy`),
+or packed from local files as `oras push` does: one layer per file with its title, the empty
+config and `artifactType` (OCI image spec 1.1, "guidelines for artifact usage")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from bundler.errors import BundlerError, IntegrityError, UsageError
+from bundler.kinds.artifacts.entry import TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
+from bundler.kinds.artifacts.entry import media_type as layer_media_type
+from bundler.kinds.artifacts.spec import ArtifactSpec
+from bundler.oci import media
+from bundler.oci.client import RegistryClient
+from bundler.oci.content import BlobSource, OciContent, walk
+
+EMPTY = b"{}"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_DESCRIPTOR = {"mediaType": EMPTY_TYPE, "digest": "sha256:" + hashlib.sha256(EMPTY).hexdigest(), "size": 2}
+IMAGE_CONFIGS = (media.OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
+MAX_FILES = 10_000
+
+
+def titled_files(read: Callable[[str], bytes], digest: str, media_type: str, origin: str) -> tuple[ArtifactFile, ...]:
+    """Every layer with a title, in every manifest of the artifact; ValueError for an unsafe title
+    (one that would leave the directory a client pulls into) or one given twice."""
+    files: dict[str, ArtifactFile] = {}
+    for _, kind, data in media.walk_image(read, digest, media_type).manifests:
+        if kind in media.INDEX_TYPES:
+            continue
+        for layer in media.image_blobs(data)[1:]:
+            annotations = (layer.raw or {}).get("annotations")
+            title = annotations.get(TITLE_ANNOTATION) if isinstance(annotations, dict) else None
+            if title is None:
+                continue
+            if not isinstance(title, str):
+                raise ValueError(f"{origin}: layer {layer.digest} has a title that is not a string")
+            try:
+                file_title(title)
+                layer_media_type(layer.media_type)
+            except ValueError as exc:
+                raise ValueError(f"{origin}: layer {layer.digest}: {exc}") from None
+            known = files.setdefault(title, ArtifactFile(title, layer.digest, layer.size, layer.media_type))
+            if known.digest != layer.digest:
+                raise ValueError(f"{origin}: two layers are titled {title!r}")
+    return tuple(sorted(files.values(), key=lambda f: f.title))
+
+
+def is_artifact(read: Callable[[str], bytes], digest: str, media_type: str) -> bool:
+    """An artifact has an artifactType, or a config that is not a container image's."""
+    for _, kind, data in media.walk_image(read, digest, media_type).manifests:
+        if media.parse_json(data).get("artifactType"):
+            return True
+        if kind not in media.INDEX_TYPES and media.image_blobs(data)[0].media_type not in IMAGE_CONFIGS:
+            return True
+    return False
+
+
+def copy_artifact(spec: ArtifactSpec, client: RegistryClient, oci: OciContent) -> ArtifactEntry:
+    ref = spec.ref
+    data, media_type, digest = client.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
+    origin = str(ref)
+    walk(client, ref.repository, data, media_type, digest, oci)
+    read = oci.small_blobs.__getitem__
+    try:
+        if not is_artifact(read, digest, media_type):
+            raise UsageError(f"artifact {origin} is a container image (no artifactType, an image config)",
+                             hint="list container images under spec.images")
+        files = titled_files(read, digest, media_type, origin)
+    except media.ManifestError as exc:
+        raise BundlerError(f"{origin}@{digest}: {exc}") from None
+    except ValueError as exc:
+        raise IntegrityError(str(exc), hint="the artifact's file names are unsafe: do not carry it") from None
+    artifact_type = str(media.parse_json(data).get("artifactType") or "")
+    return ArtifactEntry(str(ref), digest, media_type, artifact_type, "registry", files)
+
+
+def _local_files(root: Path, origin: str) -> list[tuple[str, Path]]:
+    """(title, path) of a file, or of every file under a directory (titles relative to it)."""
+    if root.is_file():
+        return [(root.name, root)]
+    if not root.is_dir():
+        raise UsageError(f"artifact {origin}: no such file or directory ({root})")
+    found = []
+    for directory, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names) + [d for d in dirs if (Path(directory) / d).is_symlink()]:
+            path = Path(directory) / name
+            if path.is_symlink() or not path.is_file():
+                raise UsageError(f"artifact {origin}: {path} is a link or a special file; "
+                                 "only regular files are packed")
+            found.append((path.relative_to(root).as_posix(), path))
+        if len(found) > MAX_FILES:
+            raise UsageError(f"artifact {origin}: more than {MAX_FILES} files; pack them into an archive first")
+    if not found:
+        raise UsageError(f"artifact {origin}: the directory {root} holds no file")
+    return found
+
+
+def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry:
+    assert spec.path is not None
+    root = (base / spec.path).resolve()
+    layers, files = [], []
+    for title, path in _local_files(root, spec.path):
+        try:
+            file_title(title)
+        except ValueError as exc:
+            raise UsageError(f"artifact {spec.path}: {exc}") from None
+        with open(path, "rb") as f:
+            digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+            size = os.fstat(f.fileno()).st_size
+        oci.add_blob(BlobSource(digest, size, str(path), path=path))
+        layers.append({"mediaType": spec.layer_type, "digest": digest, "size": size,
+                       "annotations": {TITLE_ANNOTATION: title}})
+        files.append(ArtifactFile(title, digest, size, spec.layer_type))
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": spec.artifact_type,
+                           "config": EMPTY_DESCRIPTOR, "layers": layers}, indent=2).encode()
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    oci.add_small_blob(str(EMPTY_DESCRIPTOR["digest"]), EMPTY)
+    oci.add_small_blob(digest, manifest)
+    return ArtifactEntry(str(spec.ref), digest, media.OCI_MANIFEST, spec.artifact_type, "path",
+                         tuple(sorted(files, key=lambda f: f.title)))

@@ -1,0 +1,75 @@
+"""An OCI artifact's entry in bundle.json, and the rule for the file titles it carries."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bundler import names
+from bundler.oci.reference import check_digest, checked_ref
+from bundler.untrusted import Obj
+
+TITLE_ANNOTATION = "org.opencontainers.image.title"  # the file name `oras pull` writes a layer to
+_TITLE_RE = re.compile(r"^[A-Za-z0-9._@+=,~-][A-Za-z0-9._@+=,~ /-]{0,254}$")
+_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+
+
+def file_title(value: str) -> str:
+    """A file name inside the artifact: a relative path that stays inside the directory a client
+    pulls into (no `/` first, no `.` or `..` part, no empty part); ValueError otherwise."""
+    parts = value.split("/")
+    if not _TITLE_RE.match(value) or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"{names.shown(value)} is not a relative file name inside the artifact")
+    return value
+
+
+def media_type(value: str) -> str:
+    if not _TYPE_RE.match(value):
+        raise ValueError(f"{names.shown(value)} is not a media type (type/subtype)")
+    return value
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    title: str
+    digest: str
+    size: int
+    media_type: str  # its layer's
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "digest": self.digest, "size": self.size, "media_type": self.media_type}
+
+    @classmethod
+    def parse(cls, d: Obj) -> ArtifactFile:
+        return cls(d.string("title", file_title), d.string("digest", check_digest), d.integer("size"),
+                   d.string("media_type", media_type))
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    """One OCI artifact: `ref` names it (its source, or the profile's repository:tag for packed
+    files), `digest` is its manifest's; `files` are its layers that carry a title."""
+
+    ref: str
+    digest: str
+    media_type: str
+    artifact_type: str
+    source: str  # "registry" (copied unchanged) or "path" (packed from local files)
+    files: tuple[ArtifactFile, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "digest": self.digest, "media_type": self.media_type,
+                "artifact_type": self.artifact_type, "source": self.source, "files": [f.to_dict() for f in self.files]}
+
+    @classmethod
+    def parse(cls, d: Obj) -> ArtifactEntry:
+        return cls(d.string("ref", checked_ref), d.string("digest", check_digest), d.string("media_type", media_type),
+                   d.string("artifact_type", names.text, default=""), d.string("source", _source),
+                   tuple(ArtifactFile.parse(f.obj()) for f in d.array("files")))
+
+
+def _source(value: str) -> str:
+    if value not in ("registry", "path"):
+        raise ValueError(f"{names.shown(value)} is neither 'registry' nor 'path'")
+    return value

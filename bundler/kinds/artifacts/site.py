@@ -1,0 +1,55 @@
+"""The site's side of artifacts: a Flux `OCIRepository` per artifact under cluster/flux/, naming it in
+the site registry with the secrets cluster.flux_secrets writes (the pull account, the site CA)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from bundler.fsutil import atomic_write
+from bundler.kinds.artifacts.entry import ArtifactEntry
+from bundler.oci.reference import ImageReference
+from bundler.site.cluster import CA_SECRET, FLUX_NAMESPACE, REGISTRY_SECRET
+from bundler.site.config import FLUX_DIR, SiteConfig
+
+PREFIX = "oci-"  # cluster/flux/oci-<name>.yaml
+
+
+def resource_name(repository: str) -> str:
+    """A Kubernetes name (DNS-1123 label) for an artifact's repository, unique by a short hash."""
+    base = re.sub(r"[^a-z0-9]+", "-", repository.lower()).strip("-")[:44].strip("-")
+    return f"{base}-{hashlib.sha256(repository.encode()).hexdigest()[:8]}"
+
+
+def oci_repository(site: SiteConfig, entry: ArtifactEntry) -> dict[str, Any]:
+    ref = ImageReference.parse(entry.ref)
+    parts = urlsplit(site.registry_url)
+    spec: dict[str, Any] = {"interval": "10m", "url": f"oci://{parts.netloc}/{ref.site_repository}",
+                            "ref": {"tag": ref.tag} if ref.tag else {"digest": entry.digest}}
+    if entry.files:  # files, not a tarball of manifests: Flux takes the first file's layer as it is
+        spec["layerSelector"] = {"mediaType": entry.files[0].media_type, "operation": "copy"}
+    if parts.scheme == "http":
+        spec["insecure"] = True
+    if site.embedded_registry:
+        spec["secretRef"] = {"name": REGISTRY_SECRET}
+        spec["certSecretRef"] = {"name": CA_SECRET}
+    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+            "metadata": {"name": resource_name(ref.site_repository), "namespace": FLUX_NAMESPACE}, "spec": spec}
+
+
+def write_oci_repositories(site: SiteConfig, entries: Sequence[ArtifactEntry]) -> list[Path]:
+    directory = site.directory / FLUX_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in entries:
+        doc = oci_repository(site, entry)
+        path = directory / f"{PREFIX}{doc['metadata']['name']}.yaml"
+        atomic_write(path, yaml.safe_dump(doc, sort_keys=False).encode())
+        written.append(path)
+    return written

@@ -1,0 +1,78 @@
+"""`spec.artifacts` in a profile: an OCI artifact copied from a registry (`ref`), or local files
+packed as one the way `oras push` does (`path`, with `repository`, `tag` and `artifactType`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bundler.oci.reference import ImageReference, ReferenceError
+from bundler.profile import Checker
+
+MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # what `oras push` gives a file without a type
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    ref: ImageReference  # where it comes from, or (packed) where it goes: repository:tag
+    path: str | None = None  # local file or directory to pack
+    artifact_type: str = ""
+    layer_type: str = LAYER_TYPE
+
+    @property
+    def text(self) -> str:
+        return f"{self.path} as {self.ref}" if self.path else str(self.ref)
+
+
+def parse_artifact(check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
+    m = check.mapping(item, line, where, {"ref", "path", "repository", "tag", "artifactType", "mediaType"}, set())
+    if m is None:
+        return None
+    if ("ref" in m) == ("path" in m):
+        check.fail(m.line, f"{where} needs either ref (an artifact in a registry) or path (local files to pack)")
+        return None
+    artifact_type = check.string(m, "artifactType", where, MEDIA_TYPE_RE,
+                                 "a media type (e.g. application/vnd.acme.model)")
+    layer_type = check.string(m, "mediaType", where, MEDIA_TYPE_RE, "a media type")
+    if "ref" in m:
+        for key in ("repository", "tag", "artifactType", "mediaType"):
+            if key in m:
+                check.fail(m.lines[key], f"{where}.{key} goes with path; a copied artifact keeps its own")
+        text = check.string(m, "ref", where)
+        if text is None:
+            return None
+        try:
+            return ArtifactSpec(ImageReference.parse(text))
+        except ReferenceError as exc:
+            check.fail(m.lines["ref"], f"{where}.ref: {exc}")
+            return None
+    path = check.string(m, "path", where)
+    for key in ("repository", "tag", "artifactType"):
+        if key not in m:
+            check.fail(m.line, f"{where} is missing required key {key!r} (a packed artifact needs it)")
+    repository = check.string(m, "repository", where)
+    tag = check.string(m, "tag", where, TAG_RE, "a tag (letters, digits, _ . -)")
+    if path is None or repository is None or tag is None or artifact_type is None:
+        return None
+    try:
+        ref = ImageReference.parse(f"{repository}:{tag}")
+    except ReferenceError as exc:
+        check.fail(m.lines["repository"], f"{where}.repository: {exc}")
+        return None
+    if ref.digest or ":" in repository.rsplit("/", 1)[-1]:
+        check.fail(m.lines["repository"], f"{where}.repository {repository!r} must not carry a tag or digest")
+        return None
+    return ArtifactSpec(ref, path, artifact_type, layer_type or LAYER_TYPE)
+
+
+def check_artifacts(check: Checker, specs: Sequence[tuple[ArtifactSpec, int]]) -> None:
+    seen: dict[str, int] = {}
+    for spec, line in specs:
+        name = str(spec.ref)
+        if name in seen:
+            check.fail(line, f"artifact {name} is listed twice (first on line {seen[name]})")
+        seen.setdefault(name, line)
