@@ -58,8 +58,8 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="bundler")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
-    """Carry container images, Helm charts, Git repositories and OS/VM updates across an air gap
-    as one signed, verified bundle file, and serve them on the site.
+    """Carry container images, Helm charts, Git repositories, OS/VM updates and OCI artifacts
+    (models, any file) across an air gap as one signed, verified bundle file, and serve them on the site.
 
     \b
     Keys:            bundler keygen release
@@ -94,7 +94,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
                    "release (one per distinct base, into -o DIRECTORY, default .)")
 def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None,
           split_size: str | None, fleet_dir: Path | None) -> None:
-    """Collect what PROFILE names (images, charts, Git repositories, updates) into one bundle file,
+    """Collect what PROFILE names (images, charts, Git repositories, updates, artifacts) into one bundle file,
     signed with each --key.
 
     \b
@@ -191,7 +191,7 @@ def sign(bundle: Path, key: Path, check_keys: tuple[Path, ...]) -> None:
               help="a public key you know, to name signers by its file name (repeatable; `verify` checks them)")
 def inspect(bundle: Path, as_json: bool, raw_manifest: bool, keys: tuple[Path, ...]) -> None:
     """Show what BUNDLE holds (from its manifest; use `verify` to check the bytes): images, charts,
-    Git refs, updates, the parent of a delta and what it requires, created, expires, signers.
+    Git refs, updates, artifacts, the parent of a delta and what it requires, created, expires, signers.
 
     \b
     Examples:
@@ -307,11 +307,12 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
 @click.option("--dry-run", is_flag=True, help="verify everything and print what would change; change nothing")
 def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgrade: bool,
             force_refs: tuple[str, ...], dry_run: bool) -> None:
-    """Verify BUNDLE against the site's trust policy, then seed the site's registry.
+    """Verify BUNDLE against the site's trust policy, then seed the site: registry, Git server, update cache.
 
     Refused (exit 3, nothing changed) unless enough trusted keys signed it, it has not expired, it
-    is not older than what the site runs, and every byte matches. Images keep their digests and
-    tags under <source host>/<path> (a port becomes _PORT). Importing the same bundle again is a no-op.
+    is not older than what the site runs, and every byte matches. Images and artifacts keep their
+    digests and tags under <source host>/<path> (a port becomes _PORT); charts go under the chart
+    prefix. Importing the same bundle again is a no-op.
 
     \b
     Example:

@@ -11,6 +11,7 @@ cluster's (pull-only) account. `--stop` stops the site and the source registry.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -92,6 +93,8 @@ def main() -> None:
 
     make_gitops_repo(DEMO / "gitops")
     build_deb(DEMO, "edge-agent")
+    (DEMO / "models").mkdir()
+    (DEMO / "models" / "order-accuracy.onnx").write_bytes(hashlib.sha256(b"demo model").digest() * 8192)
 
     bundle = "demo-1.0.0.bundle.tar"
     bundler("keygen", "release")  # release engineering builds and signs
@@ -121,6 +124,9 @@ the same digests, to the cluster's pull-only account in .demo/site/credentials.j
   skopeo list-tags --cert-dir .demo/certs --creds $CREDS docker://{site}/charts/hello-chart
   cat .demo/site/cluster/registries.yaml              # for K3s: pulls docker.io/... names from the site
   cat .demo/site/cluster/flux/helm-repository.yaml    # for Flux users (and the secrets it names)
+  cat .demo/site/cluster/flux/oci-*.yaml              # a Flux OCIRepository per OCI artifact (the model)
+  skopeo inspect --raw --cert-dir .demo/certs --creds $CREDS \\
+      docker://{site}/models.example.com/store/order-accuracy:1.3
   GIT_SSL_CAINFO=.demo/site/pki/ca.pem git clone \\
       https://$CREDS@127.0.0.1:{GIT_PORT}/git/gitops.git
   # apt clients of group line-1 (signature checking on):

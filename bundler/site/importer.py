@@ -166,7 +166,7 @@ def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
 class ImportPlan:
     """What an import would change, from HEAD requests and the site's files (nothing written)."""
 
-    images: list[str] = field(default_factory=list)  # refs the registry lacks (every kind's top manifests)
+    artifacts: list[str] = field(default_factory=list)  # top manifests (of every kind) the registry lacks
     blob_bytes: int = 0  # bytes of blobs the registry lacks
     kinds: dict[str, Any] = field(default_factory=dict)  # each kind's plan fields
     disk: dict[str, int] = field(default_factory=dict)  # kind title -> bytes it writes under the site directory
@@ -176,7 +176,7 @@ class ImportPlan:
         return (self.blob_bytes if site.embedded_registry else 0) + sum(self.disk.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"add_artifacts": self.images, "blob_bytes": self.blob_bytes, **self.kinds}
+        return {"add_artifacts": self.artifacts, "blob_bytes": self.blob_bytes, **self.kinds}
 
 
 BUNDLES_DIR = "bundles"
@@ -191,7 +191,7 @@ def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest
     present = run_parallel(lambda p: client.head_manifest(p.artifact.repo, p.artifact.tag or p.artifact.digest)
                            == p.artifact.digest, plans, jobs)
     missing = [p for p, there in zip(plans, present, strict=True) if not there]
-    result.images = [p.artifact.ref for p in missing]
+    result.artifacts = [p.artifact.ref for p in missing]
     blobs = {d: (size, p.artifact.repo) for p in missing if count_blobs for d, size in p.blobs
              if layout.blob_path(d) in reader.members}  # a delta's base is on the site already
     lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)

@@ -112,7 +112,7 @@ def status_url(site: Path) -> str:
 
 def test_models_and_an_upstream_artifact_round_trip_into_the_default_site(
         cli: Callable[..., Run], keys: Keys, source: Registry, models: dict[str, bytes], running_site: Path,
-        tmp_path: Path) -> None:
+        skopeo: str, tmp_path: Path) -> None:
     config = b'{"kind": "Kustomization", "resources": ["app.yaml"]}\n'
     upstream_digest = push_artifact(RegistryClient(source.host), "flux/store-config", "v7", {"config.json": config})
     path = profile(tmp_path, "1.0.0", f"""    - path: ./order-accuracy.onnx
@@ -165,6 +165,14 @@ def test_models_and_an_upstream_artifact_round_trip_into_the_default_site(
 
     session, base, manifest, digest = fetch(running_site, f"{source.host}/flux/store-config:v7")
     assert digest == upstream_digest  # copied unchanged, like `oras copy`
+    certs = tmp_path / "certs"  # skopeo, an independent reader, sees the same bytes
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes((running_site / "pki" / "ca.pem").read_bytes())
+    user, password = credentials(running_site)
+    raw = subprocess.run([skopeo, "inspect", "--raw", "--cert-dir", str(certs), "--creds", f"{user}:{password}",
+                          f"docker://{base.removeprefix('https://').replace('/v2/', '/', 1)}:v7"],
+                         capture_output=True, check=True).stdout
+    assert sha(raw) == upstream_digest
     assert session.get(f"{base}/blobs/{manifest['layers'][0]['digest']}", timeout=10).content == config
 
     # a Flux OCIRepository per artifact, valid by the source-controller CRD, named in the kustomization
