@@ -229,6 +229,11 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
     """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     small, blobs, files, requires = bundle_files(contents, info.parent)
+    from bundler.bundle.sbom import make_sbom  # cyclonedx: only when a bundle is written
+
+    items = [item for kind in KINDS for item in kind.sbom(contents.entries(kind.key))]
+    sbom = make_sbom(info.name, info.version, now, items)
+    small[layout.SBOM], files[layout.SBOM] = sbom, _sha256(sbom)
     manifest = BundleManifest(
         name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
         contents={kind.key: contents.entries(kind.key) for kind in KINDS}, files=files,

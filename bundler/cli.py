@@ -187,9 +187,11 @@ def sign(bundle: Path, key: Path, check_keys: tuple[Path, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--manifest", "raw_manifest", is_flag=True,
               help="print the exact bundle.json (a parent for `build --since`, small enough to mail)")
+@click.option("--sbom", is_flag=True,
+              help="print the bundle's CycloneDX SBOM (sbom.cdx.json), checked against bundle.json")
 @click.option("--key", "keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="a public key you know, to name signers by its file name (repeatable; `verify` checks them)")
-def inspect(bundle: Path, as_json: bool, raw_manifest: bool, keys: tuple[Path, ...]) -> None:
+def inspect(bundle: Path, as_json: bool, raw_manifest: bool, sbom: bool, keys: tuple[Path, ...]) -> None:
     """Show what BUNDLE holds (from its manifest; use `verify` to check the bytes): images, charts,
     Git refs, updates, artifacts, the parent of a delta and what it requires, created, expires, signers.
 
@@ -198,15 +200,17 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool, keys: tuple[Path, .
       bundler inspect demo-1.0.0.bundle.tar --key release.pub --key security.pub
       bundler inspect demo-1.0.0.bundle.tar --json
       bundler inspect demo-1.0.0.bundle.tar --manifest > demo-1.0.0.json
+      bundler inspect demo-1.0.0.bundle.tar --sbom > demo-1.0.0.cdx.json
     """
     from bundler.bundle.inspect import inspect_bundle, inspect_text
     from bundler.keyfiles import load_trusted_key
 
-    if raw_manifest:
+    if raw_manifest or sbom:
+        from bundler.bundle.inspect import sbom_bytes
         from bundler.bundle.reader import BundleReader
 
         with BundleReader(bundle) as reader:
-            sys.stdout.buffer.write(reader.manifest_bytes())
+            sys.stdout.buffer.write(sbom_bytes(reader) if sbom else reader.manifest_bytes())
         return
 
     known = {k.keyid: k.name for k in map(load_trusted_key, keys)}
@@ -395,10 +399,15 @@ def site() -> None:
 @click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
 @click.option("--group", "groups", multiple=True, help="a target group for update approvals (repeatable)")
 @click.option("--name", help="the site's name in its receipts and the fleet (default: this host's name)")
+@click.option("--image-key", "image_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a cosign public key (repeatable): images in --image-scope must carry a valid signature by one")
+@click.option("--image-scope", "image_scopes", multiple=True, metavar="GLOB",
+              help="images the image keys cover, by name (registry.example.com/team/*; repeatable; default *)")
 def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
               trust_keys: tuple[Path, ...],
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
-              groups: tuple[str, ...], name: str | None) -> None:
+              groups: tuple[str, ...], name: str | None, image_keys: tuple[Path, ...],
+              image_scopes: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
@@ -409,11 +418,12 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
     Example (two-person rule: release engineering builds, security countersigns):
       bundler site init ./site --registry http://127.0.0.1:5000 \\
           --trust-key release.pub --trust-key security.pub --threshold 2
+      bundler site init ./site --trust-key release.pub --image-key cosign.pub --image-scope 'ghcr.io/acme/*'
     """
     from bundler.site.config import init_site
 
     config = init_site(directory, registry_url, trust_keys, threshold, registry_listen, registry_runtime, chart_prefix,
-                       http_listen, hostnames, ips, groups, name)
+                       http_listen, hostnames, ips, groups, name, image_keys, image_scopes)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")

@@ -35,6 +35,7 @@ GRAPH_INVALID = "graph-invalid"
 GIT_HEADER = "git-header"
 GIT_UNREADABLE = "git-unreadable"
 GIT_MISSING_BASE = "git-missing-base"
+IMAGE_UNSIGNED = "image-unsigned"  # the site's image keys: no valid cosign signature
 # split bundles
 PART_DAMAGED = "part-damaged"
 PART_INDEX_MISMATCH = "part-index-mismatch"

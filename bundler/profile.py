@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class Profile:
     registries: tuple[RegistrySpec, ...]
     path: str
     digest: str
+    settings: dict[str, Any] = field(default_factory=dict)  # a kind's further spec keys (spec.imagePolicy)
 
     def registry(self, host: str) -> RegistrySpec | None:
         return next((r for r in self.registries if r.host == host), None)
@@ -214,6 +215,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     description = ""
     expires = None
     specs: dict[str, tuple[Any, ...]] = {}
+    settings: dict[str, Any] = {}
     registries: list[RegistrySpec] = []
     if top is not None:
         if "apiVersion" in top and top["apiVersion"] != API_VERSION:
@@ -235,9 +237,13 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                     expires = int(found[1]) * DURATION_UNITS[found[2]]
         if "spec" in top:
             raw_spec = Map() if top["spec"] is None else top["spec"]
-            spec = check.mapping(raw_spec, top.lines["spec"], "spec", {*(k.key for k in KINDS), "registries"}, set())
+            allowed = {*(k.key for k in KINDS), *(s for k in KINDS for s in k.settings), "registries"}
+            spec = check.mapping(raw_spec, top.lines["spec"], "spec", allowed, set())
             if spec is not None:
                 for kind in KINDS:
+                    for key in kind.settings:
+                        if key in spec:
+                            settings[key] = kind.parse_setting(check, key, spec[key], spec.lines[key])
                     items = _items(check, spec, kind.key, kind.parse_spec)
                     kind.check_specs(check, items, spec.lines.get(kind.key, 0))
                     specs[kind.key] = tuple(item for item, _ in items)
@@ -247,7 +253,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                            hint="fix the profile; see README.md, 'Profile reference'")
     assert name is not None and version is not None
     return Profile(
-        name=name, version=version, description=description, expires=expires, specs=specs,
+        name=name, version=version, description=description, expires=expires, specs=specs, settings=settings,
         registries=tuple(registries), path=path, digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
     )
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bundler.bundle import layout
 from bundler.bundle.reader import BundleReader
+from bundler.bundle.verify import read_verified
+from bundler.errors import UsageError
 from bundler.kinds import KINDS
 
 
@@ -30,3 +33,13 @@ def inspect_bundle(path: Path, key_names: dict[str, str] | None = None) -> dict[
 def inspect_text(info: dict[str, Any]) -> list[str]:
     """Each kind's lines of `bundler inspect` (after the bundle's own)."""
     return [line for kind in KINDS for line in kind.inspect_lines(info[kind.key])]
+
+
+def sbom_bytes(reader: BundleReader) -> bytes:
+    """The bundle's SBOM, its bytes checked against bundle.json (signatures: `verify`)."""
+    manifest, _, _ = reader.manifest()
+    data = read_verified(reader, manifest, layout.SBOM, layout.MAX_SBOM_BYTES)
+    if data is None:
+        raise UsageError(f"{reader.path} carries no {layout.SBOM}",
+                         hint="bundles built before bundler wrote SBOMs have none: build it again")
+    return data

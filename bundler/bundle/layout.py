@@ -12,6 +12,8 @@ OCI_DIR = "oci"
 OCI_LAYOUT = "oci/oci-layout"
 OCI_INDEX = "oci/index.json"
 OCI_BLOBS = "oci/blobs/sha256/"
+SBOM = "sbom.cdx.json"  # the bundle's CycloneDX SBOM (listed in bundle.json: signed like any payload)
+MAX_SBOM_BYTES = 64 << 20
 SUFFIX = ".bundle.tar"
 
 OCI_LAYOUT_CONTENT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -61,6 +63,6 @@ _PAYLOAD_RE = re.compile(r"^(?:oci/blobs/sha256/[a-f0-9]{64}|updates/[a-f0-9]{64
 def payload_path(name: str) -> str:
     """A path bundle.json may list as a file: the OCI layout's two files, a blob, an update payload or
     a Git bundle, each spelled as above. ValueError otherwise."""
-    if name not in (OCI_LAYOUT, OCI_INDEX) and not _PAYLOAD_RE.match(name):
+    if name not in (OCI_LAYOUT, OCI_INDEX, SBOM) and not _PAYLOAD_RE.match(name):
         raise ValueError(f"{name[:120]!r} is not a path a bundle holds payloads at")
     return name

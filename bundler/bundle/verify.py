@@ -149,6 +149,19 @@ def verified_chunks(reader: BundleReader, name: str, sha256: str) -> Iterator[by
         yield pending
 
 
+def read_verified(reader: BundleReader, manifest: BundleManifest, path: str, limit: int) -> bytes | None:
+    """A small listed file read whole and checked against bundle.json (None when it is not listed);
+    ProblemError when its bytes differ."""
+    entry = manifest.files.get(path)
+    if entry is None:
+        return None
+    data = reader.read_small(path, limit)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry.sha256:
+        raise ProblemError(digest_problem(path, entry.sha256, actual))
+    return data
+
+
 def image_graph(reader: BundleReader, ref: str, digest: str, media_type: str) -> media.ImageGraph:
     """An image's (or chart's) manifests and blobs, read from the bundle and checked against their
     digests as they are read; IntegrityError when changed or malformed."""
@@ -226,6 +239,7 @@ def check_policy(reader: BundleReader, policy: TrustPolicy, now: dt.datetime | N
 
 
 SiteChecks = Callable[[BundleManifest, str], list[Problem]]  # (manifest, its digest) -> what the site refuses
+Admission = Callable[[BundleReader, BundleManifest], list[Problem]]  # what the site refuses of verified content
 
 
 class Verification:
@@ -276,25 +290,31 @@ class Verification:
         self.report.problems += part_problems(self.reader, self.report.manifest_digest, bool(self.report.problems))
         return self
 
-    def graphs(self, read_packs: bool = True) -> Verification:
-        """With `read_packs`, git reads every complete git bundle's objects (the import fetches them anyway)."""
-        self.report.problems += graph_problems(self.reader, self._enter("graphs"), read_packs)
+    def graphs(self, read_packs: bool = True, admit: Admission | None = None) -> Verification:
+        """With `read_packs`, git reads every complete git bundle's objects (the import fetches them
+        anyway); `admit`: what the site refuses once the graphs are known (unsigned images)."""
+        manifest = self._enter("graphs")
+        self.report.problems += graph_problems(self.reader, manifest, read_packs)
+        if admit is not None and not self.report.problems:
+            self.report.problems += admit(self.reader, manifest)
         return self
 
 
 def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
-                  progress: Callable[[int], None] = lambda n: None, site: SiteChecks | None = None) -> VerifyReport:
+                  progress: Callable[[int], None] = lambda n: None, site: SiteChecks | None = None,
+                  admit: Admission | None = None) -> VerifyReport:
     """Everything, reporting every problem found (a reviewer wants the whole list); the graphs
     are judged once the payloads verified."""
     verification = Verification(reader, policy).site(site).structure().payloads(jobs, progress)
     if not verification.report.problems:
-        verification.graphs()
+        verification.graphs(admit=admit)
     return verification.report
 
 
-def verify_file(path: Path, policy: TrustPolicy, jobs: int = 4, site: SiteChecks | None = None) -> VerifyReport:
+def verify_file(path: Path, policy: TrustPolicy, jobs: int = 4, site: SiteChecks | None = None,
+                admit: Admission | None = None) -> VerifyReport:
     """Open and verify a bundle file completely, with a progress bar over the payload bytes."""
     with BundleReader(path) as reader:
         manifest, _, _ = reader.manifest()
         with byte_progress("verifying", sum(f.size for f in manifest.files.values())) as progress:
-            return verify_bundle(reader, policy, jobs, progress.advance, site)
+            return verify_bundle(reader, policy, jobs, progress.advance, site, admit)

@@ -61,6 +61,32 @@ class Artifact:
     tag: str | None
 
 
+@dataclass(frozen=True)
+class SbomItem:
+    """One component of the bundle's SBOM (bundler/bundle/sbom.py writes it as CycloneDX)."""
+
+    name: str
+    version: str
+    type: str  # a CycloneDX component type: container, application, data, file, machine-learning-model
+    purl: str | None = None
+    sha256: str | None = None  # hex
+    sha1: str | None = None  # hex (a Git commit)
+    properties: tuple[tuple[str, str], ...] = ()
+
+
+def oci_item(ref: str, digest: str, type: str, *properties: tuple[str, str]) -> SbomItem:
+    """What an OCI manifest is in the SBOM: purl `pkg:oci/<name>@<digest>?repository_url=...&tag=...`."""
+    from urllib.parse import quote
+
+    from bundler.oci.reference import ImageReference
+
+    parsed = ImageReference.parse(ref)
+    repository = f"{parsed.host}/{parsed.repository}"
+    qualifiers = f"?repository_url={quote(repository, safe='/')}" + (f"&tag={quote(parsed.tag)}" if parsed.tag else "")
+    purl = f"pkg:oci/{quote(parsed.repository.rsplit('/', 1)[-1].lower())}@{quote(digest)}{qualifiers}"
+    return SbomItem(repository, parsed.tag or digest, type, purl, digest.split(":", 1)[1], None, properties)
+
+
 @dataclass
 class CollectContext:
     """What a kind's collection works with. `requests`: items other kinds ask this one to collect
@@ -124,6 +150,12 @@ class ContentKind:
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
         """Across the items (each with its line; `line`: the list's): duplicates and the like."""
 
+    settings: ClassVar[tuple[str, ...]] = ()  # further `spec` keys this kind reads (e.g. imagePolicy)
+
+    def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any:
+        """One of `settings`, as Profile.settings[key] holds it."""
+        return value
+
     # --- bundle.json -----------------------------------------------------------------------------
 
     def check_entries(self, manifest: BundleManifest) -> None:
@@ -145,6 +177,11 @@ class ContentKind:
 
     def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
         """Beyond the OCI graphs (the verifier checks those): e.g. each git bundle against bundle.json."""
+        return []
+
+    def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        """What this site refuses of content whose bytes and graphs verified (images its image keys
+        cover without a valid signature); runs before anything is staged."""
         return []
 
     def site_problems(self, site: SiteConfig, manifest: BundleManifest) -> list[Problem]:
@@ -206,6 +243,10 @@ class ContentKind:
         return None
 
     # --- reports ---------------------------------------------------------------------------------
+
+    def sbom(self, entries: Sequence[Any]) -> list[SbomItem]:
+        """Its components in the bundle's SBOM."""
+        return []
 
     def inspect_rows(self, entries: Sequence[Any]) -> list[dict[str, Any]]:
         return [entry.to_dict() for entry in entries]

@@ -274,6 +274,18 @@ class RegistryClient:
             raise BundlerError(f"{self.host}/{repo}:{reference}: {exc}") from None
         return data, media_type, digest
 
+    def referrers(self, repo: str, digest: str) -> bytes | None:
+        """The OCI 1.1 referrers API's index for `digest`, or None where the registry does not offer
+        it (a 404 or 405: Distribution 2.8 and most registries today; use the fallback tag then)."""
+        r = self.request("GET", f"/v2/{repo}/referrers/{digest}", repo=repo, headers={"Accept": media.OCI_INDEX})
+        if r.status_code in (400, 404, 405):
+            return None
+        _expect(r, (200,), f"listing referrers of {self.host}/{repo}@{digest}")
+        if len(r.content) > media.MAX_MANIFEST_BYTES or not r.headers.get("Content-Type", "").startswith(
+                media.OCI_INDEX):
+            return None
+        return r.content
+
     def head_manifest(self, repo: str, reference: str) -> str | None:
         r = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", repo=repo, headers={"Accept": media.ACCEPT})
         if r.status_code == 404:

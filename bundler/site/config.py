@@ -44,7 +44,7 @@ from bundler.keyfiles import key_name, load_trusted_key
 from bundler.names import GROUP_RE
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import check_digest
-from bundler.signing import TrustPolicy
+from bundler.signing import TrustedKey, TrustPolicy
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import CA_CERT, PKI_DIR
@@ -78,6 +78,13 @@ class SiteConfig:
     registry_listen: str | None = None  # set when the site runs its own (embedded) registry
     registry_runtime: str = "auto"  # how `site up` runs it: the binary, a Docker container, or auto
     name: str = ""  # the site's name in receipts and the fleet (site init --name; default the host name)
+    image_keys: tuple[tuple[str, str], ...] = ()  # cosign keys (name, file) images in image_scopes must be signed by
+    image_scopes: tuple[str, ...] = ()  # image name globs (host/path) the image keys cover
+
+    def image_policy(self) -> tuple[tuple[str, ...], tuple[TrustedKey, ...]]:
+        """(scopes, keys): images matching a scope need a valid cosign signature by one of the keys."""
+        return self.image_scopes, tuple(load_trusted_key(self.directory / file, name)
+                                        for name, file in self.image_keys)
 
     @property
     def site_name(self) -> str:
@@ -134,6 +141,9 @@ class SiteConfig:
                "updates": {"groups": list(self.groups)},
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
+        if self.image_keys:
+            doc["images"] = {"scopes": list(self.image_scopes),
+                             "keys": [{"name": name, "file": file} for name, file in self.image_keys]}
         return yaml.safe_dump(doc, sort_keys=False).encode()
 
 
@@ -199,7 +209,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
               registry_listen: str = DEFAULT_REGISTRY_LISTEN, registry_runtime: str = "auto",
               chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
               hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = (),
-              name: str | None = None) -> SiteConfig:
+              name: str | None = None, image_keys: Sequence[Path] = (), image_scopes: Sequence[str] = ()) -> SiteConfig:
     """Create a site: its configuration, a copy of every trusted public key under trust/, and its
     own key (receipts are signed with it: `site.pub` is what the fleet enrolls)."""
     if not trust_keys:
@@ -218,6 +228,11 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         TrustPolicy(tuple(keys), threshold)
     except ValueError as exc:
         raise UsageError(f"--threshold: {exc}") from None
+    if image_scopes and not image_keys:
+        raise UsageError("--image-scope needs --image-key: the cosign public key those images must be signed by")
+    image_names = [f"image-{key_name(path)}" for path in image_keys]
+    for path in image_keys:
+        load_trusted_key(path)  # a readable public key, or a clear error now
     embedded = registry_url is None
     if embedded:
         host, _, port = check_listen(registry_listen).rpartition(":")
@@ -228,7 +243,9 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
                         check_chart_prefix(chart_prefix), check_listen(http_listen),
                         groups=check_groups(groups), registry_listen=registry_listen if embedded else None,
                         registry_runtime=check_runtime(registry_runtime),
-                        name=_site_name(name if name is not None else socket.gethostname().split(".")[0]))
+                        name=_site_name(name if name is not None else socket.gethostname().split(".")[0]),
+                        image_keys=tuple((n, f"{TRUST_DIR}/{n}.pub") for n in image_names),
+                        image_scopes=tuple(image_scopes or (["*"] if image_keys else [])))
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
@@ -238,7 +255,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         if listen_host not in ("0.0.0.0", "::"):  # the certificate names where clients reach the services
             (addresses if _is_ip(listen_host) else names).append(listen_host)
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
-    for path, (_, file) in zip(trust_keys, config.trust_keys, strict=True):
+    for path, (_, file) in zip([*trust_keys, *image_keys], config.trust_keys + config.image_keys, strict=True):
         shutil.copyfile(path, directory / file)
     from bundler.site.pki import create_pki, ensure_token_signer  # x509 only here: off every command's start
 
@@ -269,7 +286,7 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         if not isinstance(doc, dict) or doc.get("kind") != "Site":
             raise ValueError("not a site configuration (kind: Site)")
-        unknown = set(doc) - {"apiVersion", "kind", "name", "registry", "trust", "http", "updates"}
+        unknown = set(doc) - {"apiVersion", "kind", "name", "registry", "trust", "http", "updates", "images"}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         trust = doc.get("trust") or {}
@@ -284,6 +301,11 @@ def load_site(directory: Path) -> SiteConfig:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
         if not isinstance(http.get("push", False), bool):
             raise ValueError("http.push must be true or false")
+        images = doc.get("images") or {}
+        if set(images) - {"scopes", "keys"}:
+            raise ValueError(f"unknown keys in images: {', '.join(sorted(set(images) - {'scopes', 'keys'}))}")
+        image_keys = tuple((str(k["name"]), str(k["file"])) for k in images.get("keys") or [])
+        image_scopes = tuple(str(s) for s in images.get("scopes") or (["*"] if image_keys else []))
         listen = registry.get("listen")
         return SiteConfig(directory, check_registry_url(str(registry["url"])), keys, threshold,
                           check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
@@ -291,7 +313,8 @@ def load_site(directory: Path) -> SiteConfig:
                           check_groups([str(g) for g in updates.get("groups") or []]),
                           check_listen(str(listen)) if listen else None,
                           check_runtime(str(registry.get("runtime", "auto"))),
-                          names.site_name(str(doc["name"])) if doc.get("name") is not None else "")
+                          names.site_name(str(doc["name"])) if doc.get("name") is not None else "",
+                          image_keys, image_scopes)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

@@ -23,7 +23,15 @@ from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parent import parent_label, receipt
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import SiteChecks, Verification, VerifyReport, part_problems, verify_file
+from bundler.bundle.verify import (
+    Admission,
+    SiteChecks,
+    Verification,
+    VerifyReport,
+    part_problems,
+    read_verified,
+    verify_file,
+)
 from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
 from bundler.kinds import KINDS
@@ -155,11 +163,19 @@ def site_checks(site: SiteConfig, state: SiteState, bases: bool = False) -> Site
     return checks
 
 
+def admission(site: SiteConfig) -> Admission:
+    """The verifier's last word for this site: what each kind refuses of verified content."""
+    def admit(reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        return [problem for kind in KINDS for problem in kind.admission(site, reader, manifest)]
+    return admit
+
+
 def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
     """`verify --site`: the site's trust policy, and whether the site would refuse it (a rollback, a
-    claimed tag, a delta whose base it lacks)."""
+    claimed tag, a delta whose base it lacks, an image its image keys cover without a signature)."""
     site = load_site(site_dir)
-    return verify_file(bundle, site.policy(), jobs, site_checks(site, SiteState.load(site.directory), bases=True))
+    return verify_file(bundle, site.policy(), jobs, site_checks(site, SiteState.load(site.directory), bases=True),
+                       admission(site))
 
 
 @dataclass
@@ -180,6 +196,7 @@ class ImportPlan:
 
 
 BUNDLES_DIR = "bundles"
+SBOM_DIR = "sbom"
 DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
 
 
@@ -220,11 +237,15 @@ def check_requirements(site: SiteConfig, manifest: BundleManifest, plans: list[P
     return located
 
 
-def keep_manifest(site: SiteConfig, manifest: BundleManifest, digest: str) -> None:
-    """The site keeps every imported bundle.json: its receipt is made from them."""
+def keep_manifest(site: SiteConfig, manifest: BundleManifest, digest: str, sbom: bytes | None = None) -> None:
+    """The site keeps every imported bundle.json (its receipt is made from them) and its SBOM
+    (`DIR/sbom/NAME-VERSION.cdx.json`, for auditors without a network)."""
     directory = site.directory / BUNDLES_DIR
     directory.mkdir(exist_ok=True)
     atomic_write(directory / f"{digest.split(':')[1]}.json", manifest.to_bytes())
+    if sbom is not None:
+        (site.directory / SBOM_DIR).mkdir(exist_ok=True)
+        atomic_write(site.directory / SBOM_DIR / f"{manifest.name}-{manifest.version}.cdx.json", sbom)
 
 
 def site_receipt(site_dir: Path) -> dict[str, Any]:
@@ -333,14 +354,18 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
     # every payload is read once: blobs are hashed as they stream to the registry, update payloads
     # as they are copied into the cache, git bundles as they are extracted for git; a dry run
     # sends nothing, so it hashes everything here
-    streamed = set() if options.dry_run else {
+    try:
+        sbom = None if options.dry_run else read_verified(reader, manifest, layout.SBOM, layout.MAX_SBOM_BYTES)
+    except IntegrityError as exc:
+        refuse(report, reader, digest, exc, options.bundle)
+    streamed = set() if options.dry_run else {*([layout.SBOM] if sbom is not None else []),
         *(layout.blob_path(d) for p in plans for d, _ in p.blobs),
         *(path for kind in KINDS for path in kind.streamed(manifest))}
     total = sum(e.size for e in manifest.files.values())
     with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
                                                 if p not in streamed)) as progress:
         verification.payloads(options.jobs, progress.advance, streamed).check(options.bundle)
-        verification.graphs(read_packs=False).check(options.bundle)  # the transfer reads the packs
+        verification.graphs(read_packs=False, admit=admission(site)).check(options.bundle)  # transfer reads packs
 
         progress.phase("planning")
         located = check_requirements(site, manifest, plans, client, options.jobs)
@@ -377,7 +402,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
     journal.step(options.bundle, digest, "publishing")
     with files_lock(site.directory):
         if not (current and current["manifest_digest"] == digest):
-            keep_manifest(site, manifest, digest)
+            keep_manifest(site, manifest, digest, sbom)
             sources = sorted({host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))})
             state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
                          manifest.content_digest, status="publishing")
@@ -389,7 +414,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         state.finish(manifest.name, manifest.version, digest,
                      [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
         write_cluster_config(site, state)
-    for key in [kind.count_key or kind.key for kind in KINDS] + ["blobs"]:  # the registry's counts
+    for key in {*(kind.count_key or kind.key for kind in KINDS), *stats.added, *stats.unchanged, "blobs"}:
         result.added[key], result.unchanged[key] = stats.added[key], stats.unchanged[key]
     for done in staged:  # each kind's own
         for key, (added, unchanged) in done.counts().items():

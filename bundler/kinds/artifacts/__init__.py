@@ -12,7 +12,7 @@ from bundler import problems
 from bundler.errors import BundlerError
 from bundler.kinds.artifacts.entry import ArtifactEntry
 from bundler.kinds.artifacts.spec import ArtifactSpec, check_artifacts, parse_artifact
-from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, changes
+from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, SbomItem, changes, oci_item
 from bundler.oci.reference import ImageReference
 from bundler.problems import Problem
 from bundler.units import human
@@ -83,6 +83,10 @@ class Artifacts(ContentKind):
         from bundler.kinds.artifacts.site import write_oci_repositories
 
         write_oci_repositories(site, cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key)))
+
+    def sbom(self, entries: Sequence[ArtifactEntry]) -> list[SbomItem]:
+        return [oci_item(a.ref, a.digest, "data", ("bundler:kind", "artifact"),
+                         *((("bundler:artifact-type", a.artifact_type),) if a.artifact_type else ())) for a in entries]
 
     def inspect_rows(self, entries: Sequence[ArtifactEntry]) -> list[dict[str, Any]]:
         return [entry.to_dict() for entry in entries]

@@ -3,18 +3,30 @@ pushed to the site registry under `<source host>/<path>` with their tags."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, cast
 
-from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, changes
+from bundler import problems
+from bundler.errors import RefusedError
+from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, SbomItem, changes, oci_item
+from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
-from bundler.kinds.images.spec import ImageSpec, check_images, parse_image
+from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
 from bundler.oci.reference import ImageReference
+from bundler.problems import Problem
 from bundler.units import printable as p
 
 if TYPE_CHECKING:
+    from bundler.bundle.manifest import BundleManifest
+    from bundler.bundle.reader import BundleReader
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig
+
+
+EXTRAS = "extras"  # import counts signatures, attestations, SBOMs and referrers indexes here
+EXTRA_NAMES = {"sig": "signature", "att": "attestation", "sbom": "SBOM", "referrers": "referrers"}
 
 
 class Images(ContentKind):
@@ -28,7 +40,9 @@ class Images(ContentKind):
         check_images(check, list(specs))
 
     def content(self, entries: Sequence[ImageEntry]) -> list[Any]:
-        return sorted([i.ref, i.digest] for i in entries)
+        """[ref, digest], and the digests of what travels with it (when something does)."""
+        return sorted([i.ref, i.digest, *([sorted(e.digest for e in i.extras)] if i.extras else [])]
+                      for i in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[ImageSpec]) -> Part:
         from bundler.kinds.images.collect import collect_images
@@ -40,10 +54,69 @@ class Images(ContentKind):
             if spec.text not in known:
                 known.add(spec.text)
                 wanted.append(spec)
-        return Part(tuple(collect_images(wanted, context.oci, context.client_for, context.staging, context.jobs)))
+        entries = collect_images(wanted, context.oci, context.client_for, context.staging, context.jobs)
+        if context.profile.settings.get("extras") is not False:
+            entries = self._with_extras(context, wanted, entries)
+        rules = load_rules(context.profile.settings.get("imagePolicy") or (), context.base)
+        unsigned = unsigned_images(entries, rules, lambda digest: read_blob(context.oci, digest, MAX_PAYLOAD))
+        if unsigned:
+            raise RefusedError(f"image policy: {'; '.join(unsigned)}",
+                               hint="sign them (`cosign sign --key`) in the source registry, or fix spec.imagePolicy; "
+                                    "nothing was written")
+        return Part(tuple(entries))
+
+    def _with_extras(self, context: CollectContext, specs: list[ImageSpec],
+                     entries: list[ImageEntry]) -> list[ImageEntry]:
+        from bundler.kinds.images.extras import collect_extras
+        from bundler.parallel import run_parallel
+
+        def one(item: tuple[ImageSpec, ImageEntry]) -> ImageEntry:
+            spec, entry = item
+            if not spec.extras or not isinstance(spec.ref, ImageReference):
+                return entry
+            extras = collect_extras(context.client_for(spec.ref.host), spec.ref.repository, entry, context.oci)
+            return replace(entry, extras=extras)
+
+        return run_parallel(one, list(zip(specs, entries, strict=True)), context.jobs)
+
+    settings = ("imagePolicy", "extras")
+
+    def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any:
+        if key == "extras":
+            if not isinstance(value, bool):
+                check.fail(line, "spec.extras must be true or false (carry signatures, attestations, SBOMs, referrers)")
+            return value
+        return parse_policy(check, value, line, f"spec.{key}")
 
     def oci_tops(self, entries: Sequence[ImageEntry]) -> list[OciTop]:
-        return [OciTop(f"image {i.ref}", i.digest, i.media_type, i.ref, i.platforms[:1]) for i in entries]
+        tops = [OciTop(f"image {i.ref}", i.digest, i.media_type, i.ref, i.platforms[:1]) for i in entries]
+        for image in entries:  # named in index.json by their tag in the image's repository
+            parsed = ImageReference.parse(image.ref)
+            name = f"{parsed.host}/{parsed.repository}"
+            tops += [OciTop(f"{e.kind} {e.tag} of image {image.ref}", e.digest, e.media_type, f"{name}:{e.tag}")
+                     for e in image.extras]
+        return tops
+
+    def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        """Images the site's image keys cover need a valid cosign signature among what they carry."""
+        scopes, keys = site.image_policy()
+        if not keys:
+            return []
+        from bundler.bundle import layout
+        from bundler.bundle.verify import digest_problem
+
+        def read(digest: str) -> bytes:
+            path = layout.blob_path(digest)
+            data = reader.read_small(path, MAX_PAYLOAD)
+            if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                raise ValueError(digest_problem(path, digest[7:], hashlib.sha256(data).hexdigest()).message)
+            return data
+
+        rule = ImageRule(scopes, keys)
+        return [Problem(problems.IMAGE_UNSIGNED, why.split(" ", 1)[0], f"image policy of this site: {why}",
+                        hint="this site takes only images signed by its image keys: ask release engineering to "
+                             "sign them (`cosign sign --key`) and build again; nothing was changed")
+                for why in unsigned_images(cast("tuple[ImageEntry, ...]", manifest.entries(self.key)), [rule], read)]
 
     def site_artifacts(self, entries: Sequence[ImageEntry], site: SiteConfig) -> list[Artifact]:
         """Images keep their source name: `<source host>/<path>`, docker-daemon ones their engine name."""
@@ -51,6 +124,8 @@ class Images(ContentKind):
         for entry in entries:
             ref = ImageReference.parse(entry.ref)
             out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag))
+            out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, ref.site_repository, e.tag)
+                    for e in entry.extras]  # as they were: a site's cosign, Kyverno, Flux find them
         return out
 
     def sources(self, entries: Sequence[ImageEntry]) -> list[str]:
@@ -58,7 +133,8 @@ class Images(ContentKind):
 
     def inspect_rows(self, entries: Sequence[ImageEntry]) -> list[dict[str, Any]]:
         return [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms), "source": i.source,
-                 "upstream_digest": i.upstream_digest} for i in entries]
+                 "upstream_digest": i.upstream_digest,
+                 "extras": [{**e.to_dict(), "tag": e.tag} for e in i.extras]} for i in entries]
 
     def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
         out = [f"images ({len(rows)}):"]
@@ -66,7 +142,25 @@ class Images(ContentKind):
             platforms = f"  [{', '.join(p(x) for x in image['platforms'])}]" if image["platforms"] else ""
             upstream = f"\n    filtered from {image['upstream_digest']}" if image["upstream_digest"] else ""
             out.append(f"  {p(image['ref'])}\n    {p(image['digest'])}{platforms}{upstream}")
+            for extra in image["extras"]:
+                of = "" if extra["subject"] == image["digest"] else f" (of {extra['subject'][:19]})"
+                out.append(f"    + {EXTRA_NAMES[extra['kind']]} {p(extra['tag'])}{of}")
         return out
+
+    def sbom(self, entries: Sequence[ImageEntry]) -> list[SbomItem]:
+        items = []
+        for image in entries:
+            items.append(oci_item(image.ref, image.digest, "container", ("bundler:kind", "image")))
+            parsed = ImageReference.parse(image.ref)
+            items += [oci_item(f"{parsed.host}/{parsed.repository}:{e.tag}", e.digest, "data",
+                               ("bundler:kind", f"image-{e.kind}"), ("bundler:subject", e.subject))
+                      for e in image.extras if e.kind in ("sbom", "att")]  # what the image's own SBOMs say
+        return items
+
+    def import_summary(self, added: dict[str, int], unchanged: dict[str, int]) -> str:
+        extras = (f"{added[EXTRAS]} signatures, attestations, SBOMs or referrers added, {unchanged[EXTRAS]} unchanged; "
+                  if added.get(EXTRAS) or unchanged.get(EXTRAS) else "")
+        return super().import_summary(added, unchanged) + extras
 
     def diff(self, old: Sequence[ImageEntry], new: Sequence[ImageEntry]) -> dict[str, Any]:
         return changes({i.ref: i.digest for i in old}, {i.ref: i.digest for i in new})

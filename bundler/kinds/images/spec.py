@@ -8,7 +8,7 @@ from typing import Any
 
 from bundler.names import PLATFORM_RE
 from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
-from bundler.profile import Checker, Map
+from bundler.profile import Checker, Map, Seq
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class ImageSpec:
 
     ref: ImageReference | DaemonReference
     platforms: tuple[str, ...] = ()
+    extras: bool = True  # also carry its signatures, attestations, SBOMs and referrers
 
     @property
     def text(self) -> str:
@@ -25,8 +26,9 @@ class ImageSpec:
 
 def parse_image(check: Checker, item: Any, line: int, where: str) -> ImageSpec | None:
     platforms: tuple[str, ...] = ()
+    extras = True
     if isinstance(item, Map):
-        m = check.mapping(item, line, where, {"ref", "platforms"}, {"ref"})
+        m = check.mapping(item, line, where, {"ref", "platforms", "extras"}, {"ref"})
         if m is None or "ref" not in m:
             return None
         text = check.string(m, "ref", where)
@@ -38,6 +40,9 @@ def parse_image(check: Checker, item: Any, line: int, where: str) -> ImageSpec |
             else:
                 collected.append(platform)
         platforms = tuple(collected)
+        if "extras" in m and not isinstance(m["extras"], bool):
+            check.fail(m.lines["extras"], f"{where}.extras must be true or false")
+        extras = m.get("extras") is not False
     elif isinstance(item, str):
         text = item
     else:
@@ -52,7 +57,7 @@ def parse_image(check: Checker, item: Any, line: int, where: str) -> ImageSpec |
         return None
     if platforms and isinstance(ref, DaemonReference):
         check.fail(line, f"{where}: platforms cannot be selected for a docker-daemon image (it has one)")
-    return ImageSpec(ref=ref, platforms=platforms)
+    return ImageSpec(ref=ref, platforms=platforms, extras=extras)
 
 
 def check_images(check: Checker, specs: list[tuple[ImageSpec, int]]) -> None:
@@ -61,3 +66,34 @@ def check_images(check: Checker, specs: list[tuple[ImageSpec, int]]) -> None:
         if image.text in seen:
             check.fail(line, f"image {image.text} is listed twice (first on line {seen[image.text]})")
         seen.setdefault(image.text, line)
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """`spec.imagePolicy[]`: images matching `images` (globs) need a cosign signature by one of `keys`
+    (public key files, relative to the profile)."""
+
+    images: tuple[str, ...]
+    keys: tuple[str, ...]
+
+
+def parse_policy(check: Checker, value: Any, line: int, where: str) -> tuple[PolicyRule, ...]:
+    if not isinstance(value, Seq):
+        check.fail(line, f"{where} must be a list of {{images, keys}}")
+        return ()
+    rules = []
+    for index, (item, item_line) in enumerate(zip(value, value.lines, strict=True)):
+        at = f"{where}[{index}]"
+        m = check.mapping(item, item_line, at, {"images", "keys"}, {"images", "keys"})
+        if m is None:
+            continue
+        images = [m["images"]] if isinstance(m.get("images"), str) else m.get("images")
+        keys = m.get("keys")
+        if not isinstance(images, list) or not images or not all(isinstance(i, str) and i for i in images):
+            check.fail(m.lines.get("images", m.line), f"{at}.images must be an image name glob or a list of them")
+            continue
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
+            check.fail(m.lines.get("keys", m.line), f"{at}.keys must list public key files (cosign.pub)")
+            continue
+        rules.append(PolicyRule(tuple(images), tuple(keys)))
+    return tuple(rules)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import names, problems
-from bundler.kinds.base import CollectContext, ContentKind, Part, Staged
+from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged
 from bundler.kinds.repos.entry import RepoEntry, repos_of
 from bundler.kinds.repos.spec import RepoSpec, check_repos, parse_repo
 from bundler.oci.content import BlobSource
@@ -157,6 +157,14 @@ class Repos(ContentKind):
 
     def base_from_entries(self, entries: Sequence[RepoEntry]) -> Hashable:
         return tuple(sorted((repo.name, tuple(sorted(set(repo.refs.values())))) for repo in entries))
+
+    def sbom(self, entries: Sequence[RepoEntry]) -> list[SbomItem]:
+        from urllib.parse import quote
+
+        return [SbomItem(f"{repo.name} {ref}", oid, "data", f"pkg:generic/{quote(repo.name)}@{oid}"
+                         + (f"?vcs_url={quote('git+' + repo.url, safe='')}" if "://" in repo.url else ""),
+                         None, oid if len(oid) == 40 else None, (("bundler:kind", "git-ref"), ("bundler:ref", ref)))
+                for repo in entries for ref, oid in sorted(repo.refs.items())]
 
     def inspect_rows(self, entries: Sequence[RepoEntry]) -> list[dict[str, Any]]:
         return [{"name": r.name, "url": r.url, "refs": r.refs, "prerequisites": list(r.prerequisites)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bundler.kinds.base import CollectContext, ContentKind, Part, Staged, changes
+from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged, changes
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.kinds.updates.spec import UpdateSpec, parse_update
 from bundler.oci.content import BlobSource
@@ -119,6 +119,21 @@ class Updates(ContentKind):
         return {"updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in cache.catalog()
                             if cache.blob(e["sha256"]).exists()],
                 "clients": cache.status()}
+
+    def sbom(self, entries: Sequence[UpdateEntry]) -> list[SbomItem]:
+        from urllib.parse import quote
+
+        items = []
+        for u in entries:
+            version = u.metadata.get("version", "")
+            kind = u.kind if u.kind in ("deb", "rpm") and u.metadata.get("package") else "generic"
+            name = u.metadata.get("package", u.name) if kind != "generic" else u.file
+            arch = f"?arch={quote(u.metadata['arch'])}" if kind != "generic" and u.metadata.get("arch") else ""
+            purl = f"pkg:{kind}/{quote(name)}" + (f"@{quote(version)}" if version else "") + arch
+            items.append(SbomItem(u.name, version or u.sha256[:12], "file" if kind == "generic" else "application",
+                                  purl, u.sha256, None,
+                                  (("bundler:kind", f"update-{u.kind}"), ("bundler:file", u.file))))
+        return items
 
     def inspect_rows(self, entries: Sequence[UpdateEntry]) -> list[dict[str, Any]]:
         return [{"name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,

@@ -1,0 +1,41 @@
+"""The bundle's SBOM: `sbom.cdx.json`, CycloneDX 1.6 JSON made with cyclonedx-python-lib from what
+each content kind lists (`ContentKind.sbom`): images (purl pkg:oci, digest), charts, Git refs,
+updates (pkg:deb, pkg:rpm, generic; sha256), artifacts, and the image SBOMs the bundle carries. It
+is listed in bundle.json like any payload, so it is signed; the site keeps each one under DIR/sbom/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from cyclonedx.model import HashAlgorithm, HashType, Property
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.output.json import JsonV1Dot6
+from packageurl import PackageURL
+
+from bundler import __version__
+from bundler.kinds.base import SbomItem
+
+MEDIA_TYPE = "application/vnd.cyclonedx+json"
+
+
+def _component(item: SbomItem, index: int) -> Component:
+    hashes = [HashType(alg=HashAlgorithm.SHA_256, content=item.sha256)] if item.sha256 else []
+    hashes += [HashType(alg=HashAlgorithm.SHA_1, content=item.sha1)] if item.sha1 else []
+    return Component(name=item.name, version=item.version, type=ComponentType(item.type),
+                     bom_ref=f"{index}-{item.type}-{item.name}@{item.version}"[:200],
+                     purl=PackageURL.from_string(item.purl) if item.purl else None, hashes=hashes,
+                     properties=[Property(name=k, value=v) for k, v in item.properties])
+
+
+def make_sbom(name: str, version: str, created: dt.datetime, items: Sequence[SbomItem]) -> bytes:
+    """The SBOM of release NAME VERSION; the same content gives the same document."""
+    bundle = Component(name=name, version=version, type=ComponentType.APPLICATION, bom_ref=f"bundle-{name}@{version}",
+                       properties=[Property(name="bundler:version", value=__version__)])
+    serial = uuid.uuid5(uuid.NAMESPACE_URL, f"bundler:{name}:{version}:{created.isoformat()}")
+    components = [_component(item, i) for i, item in enumerate(items)]
+    bom = Bom(serial_number=serial, metadata=BomMetaData(component=bundle, timestamp=created), components=components)
+    bom.register_dependency(bundle, components)  # the bundle holds each of them
+    return JsonV1Dot6(bom).output_as_string(indent=1).encode()

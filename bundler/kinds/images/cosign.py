@@ -1,0 +1,121 @@
+"""Keyed cosign signatures, verified offline (no Rekor, no network): the `sha256-<hex>.sig` manifest's
+layers are simple-signing payloads (`application/vnd.dev.cosign.simplesigning.v1+json`), each signed
+with ECDSA P-256/SHA-256, the base64 DER signature in the layer annotation
+`dev.cosignproject.cosign/signature`. A signature counts for an image when its payload's
+`critical.image.docker-manifest-digest` is the image's digest and a policy key verifies it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bundler.oci import media
+from bundler.oci.reference import ImageReference
+from bundler.signing import TrustedKey
+
+if TYPE_CHECKING:
+    from bundler.kinds.images.entry import ImageEntry
+    from bundler.oci.content import OciContent
+
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+MAX_PAYLOAD = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    """Images whose name matches one of `images` (globs over host/path, e.g. registry.example.com/team/*)
+    need a valid cosign signature by one of `keys`."""
+
+    images: tuple[str, ...]
+    keys: tuple[TrustedKey, ...]
+
+    def covers(self, ref: str) -> bool:
+        parsed = ImageReference.parse(ref)
+        name = f"{parsed.host}/{parsed.repository}"
+        return any(fnmatch.fnmatchcase(name, glob) or fnmatch.fnmatchcase(ref, glob) for glob in self.images)
+
+
+def signers(read: Callable[[str], bytes], signature_manifest: str, subject: str,
+            keys: Sequence[TrustedKey]) -> set[str]:
+    """Names of the keys with a valid signature of `subject` in the `.sig` manifest `read` gives
+    (read(digest) -> bytes, the digest checked by the caller). Malformed parts count as unsigned."""
+    found: set[str] = set()
+    try:
+        layers = media.image_blobs(read(signature_manifest))[1:]
+    except (media.ManifestError, ValueError):
+        return found
+    for layer in layers:
+        annotations = (layer.raw or {}).get("annotations")
+        encoded = annotations.get(SIGNATURE_ANNOTATION) if isinstance(annotations, dict) else None
+        if layer.media_type != SIMPLE_SIGNING or not isinstance(encoded, str) or layer.size > MAX_PAYLOAD:
+            continue
+        try:
+            signature = base64.b64decode(encoded, validate=True)
+            payload = read(layer.digest)
+            claimed = json.loads(payload)["critical"]["image"]["docker-manifest-digest"]
+        except (binascii.Error, ValueError, KeyError, TypeError):
+            continue
+        if claimed != subject:
+            continue
+        for key in keys:
+            try:
+                key.key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+                found.add(key.name)
+            except InvalidSignature:
+                continue
+    return found
+
+
+def load_rules(rules: Sequence[Any], base: Path) -> list[ImageRule]:
+    """The profile's spec.imagePolicy with its key files read (relative to the profile)."""
+    from bundler.keyfiles import load_trusted_key
+
+    return [ImageRule(rule.images, tuple(load_trusted_key(base / key) for key in rule.keys)) for rule in rules]
+
+
+def unsigned_images(entries: Sequence[ImageEntry], rules: Sequence[ImageRule],
+                    read: Callable[[str], bytes]) -> list[str]:
+    """For each image a rule covers: why it is refused, when no `.sig` it carries holds a valid
+    signature of its digest by one of the rule's keys."""
+    out = []
+    for entry in entries:
+        for rule in rules:
+            if not rule.covers(entry.ref):
+                continue
+            names = set()
+            for extra in entry.extras:
+                if extra.kind == "sig" and extra.subject == entry.digest:
+                    names |= signers(read, extra.digest, entry.digest, rule.keys)
+            if not names:
+                keys = ", ".join(k.name for k in rule.keys)
+                has = "a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature"
+                out.append(f"{entry.ref} matches {', '.join(rule.images)} and has {has} (needs one by {keys})")
+    return out
+
+
+def read_blob(oci: OciContent, digest: str, limit: int) -> bytes:
+    """A small blob of the collection: kept in memory, or fetched now (its digest checked as it passes)."""
+    if digest in oci.small_blobs:
+        return oci.small_blobs[digest]
+    source = oci.blobs.get(digest)
+    if source is None or source.size > limit or source.fetch is None:
+        raise ValueError(f"blob {digest} is not a small fetchable blob")
+    buffer = bytearray(source.size)
+
+    def write(offset: int, chunk: bytes) -> None:
+        buffer[offset : offset + len(chunk)] = chunk
+
+    source.fetch(write, lambda n: None)
+    oci.add_small_blob(digest, bytes(buffer))
+    return bytes(buffer)

@@ -1,0 +1,275 @@
+"""Supply chain across the gap: an image's cosign signature (keyed, made here with `cryptography` in
+cosign's published format), attestation (DSSE), SBOM and an OCI 1.1 referrer (with its fallback
+tag) travel with it to the site under the same tags and digests; `spec.imagePolicy` refuses at
+build what its keys did not sign, the site's image keys refuse it at import with nothing published;
+the bundle's CycloneDX SBOM validates with the CycloneDX library and is signed like any payload."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bundler.oci import media
+from bundler.oci.client import RegistryClient
+from bundler.oci.reference import ImageReference
+from devtools import images as im
+from tests.conftest import Keys, Registry, Run
+from tests.integration.test_appliance import credentials, registry_session
+
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE = "dev.cosignproject.cosign/signature"
+EMPTY = b"{}"
+EMPTY_CONFIG = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": im.sha(EMPTY), "size": 2}
+SCAN_TYPE = "application/vnd.example.scan.v1+json"
+
+
+def push_blob(client: RegistryClient, repo: str, data: bytes) -> dict[str, Any]:
+    client.push_blob(repo, im.sha(data), len(data), lambda: iter([data]))
+    return {"digest": im.sha(data), "size": len(data)}
+
+
+def push_manifest(client: RegistryClient, repo: str, tag: str | None, doc: dict[str, Any]) -> tuple[str, int]:
+    data = json.dumps(doc).encode()
+    client.put_manifest(repo, tag or im.sha(data), data, doc["mediaType"])
+    return im.sha(data), len(data)
+
+
+def cosign_manifest(client: RegistryClient, repo: str,
+                    layers: list[tuple[str, bytes, dict[str, str]]]) -> dict[str, Any]:
+    """A manifest as cosign writes one: a small OCI config, then its layers with annotations."""
+    config = push_blob(client, repo, b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers"}}')
+    return {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
+            "config": {"mediaType": media.OCI_CONFIG, **config},
+            "layers": [{"mediaType": kind, **push_blob(client, repo, data), "annotations": notes}
+                       for kind, data, notes in layers]}
+
+
+def sign(client: RegistryClient, host: str, repo: str, digest: str, key: ec.EllipticCurvePrivateKey) -> str:
+    """A keyed cosign signature of `digest` under `sha256-<hex>.sig` (cosign's simple signing)."""
+    payload = json.dumps({"critical": {"identity": {"docker-reference": f"{host}/{repo}"},
+                                       "image": {"docker-manifest-digest": digest},
+                                       "type": "cosign container image signature"}, "optional": None}).encode()
+    signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+    doc = cosign_manifest(client, repo, [(SIMPLE_SIGNING, payload, {SIGNATURE: signature})])
+    return push_manifest(client, repo, f"sha256-{digest[7:]}.sig", doc)[0]
+
+
+def public_pem(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+@dataclass
+class Source:
+    registry: Registry
+    signed: str  # host/repo:tag of an image signed by the cosign key, with .att, .sbom and a referrer
+    digest: str
+    tags: dict[str, str]  # tag -> digest of what travels with it
+    referrer: str
+    other_signed: str  # signed by another key
+    unsigned: str
+    cosign_pub: Path
+    other_pub: Path
+
+
+@pytest.fixture(scope="module")
+def source(registry_factory: Callable[[], Registry], tmp_path_factory: pytest.TempPathFactory) -> Source:
+    registry = registry_factory()
+    client = RegistryClient(registry.host)
+    work = tmp_path_factory.mktemp("cosign")
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    digest, _ = im.push_image(client, "team/api", "1.0", [im.random_layer(200_000, 71)], oci=True)
+    tags = {f"sha256-{digest[7:]}.sig": sign(client, registry.host, "team/api", digest, key)}
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "predicateType": "https://slsa.dev/provenance/v1",
+                            "subject": [{"name": "team/api", "digest": {"sha256": digest[7:]}}], "predicate": {}})
+    envelope = json.dumps({"payloadType": "application/vnd.in-toto+json",
+                           "payload": base64.b64encode(statement.encode()).decode(),
+                           "signatures": [{"keyid": "", "sig": base64.b64encode(b"not checked here").decode()}]})
+    att = cosign_manifest(client, "team/api", [("application/vnd.dsse.envelope.v1+json", envelope.encode(),
+                                                {SIGNATURE: "", "predicateType": "https://slsa.dev/provenance/v1"})])
+    tags[f"sha256-{digest[7:]}.att"] = push_manifest(client, "team/api", f"sha256-{digest[7:]}.att", att)[0]
+    image_sbom = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1, "components": []}).encode()
+    sbom = cosign_manifest(client, "team/api", [("application/vnd.cyclonedx+json", image_sbom, {})])
+    tags[f"sha256-{digest[7:]}.sbom"] = push_manifest(client, "team/api", f"sha256-{digest[7:]}.sbom", sbom)[0]
+    push_blob(client, "team/api", EMPTY)
+    manifest = client.get_manifest("team/api", digest)[0]
+    scan = {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": SCAN_TYPE, "config": EMPTY_CONFIG,
+            "layers": [{"mediaType": "application/json", **push_blob(client, "team/api", b'{"critical": 0}')}],
+            "subject": {"mediaType": media.OCI_MANIFEST, "digest": digest, "size": len(manifest)}}
+    referrer, size = push_manifest(client, "team/api", None, scan)
+    fallback = {"schemaVersion": 2, "mediaType": media.OCI_INDEX,
+                "manifests": [{"mediaType": media.OCI_MANIFEST, "digest": referrer, "size": size,
+                               "artifactType": SCAN_TYPE}]}
+    tags[f"sha256-{digest[7:]}"] = push_manifest(client, "team/api", f"sha256-{digest[7:]}", fallback)[0]
+
+    other_digest, _ = im.push_image(client, "team/worker", "1.0", [im.random_layer(100_000, 72)], oci=True)
+    sign(client, registry.host, "team/worker", other_digest, other)
+    im.push_image(client, "team/cron", "1.0", [im.random_layer(100_000, 73)], oci=True)
+    return Source(registry, f"{registry.host}/team/api:1.0", digest, tags, referrer,
+                  f"{registry.host}/team/worker:1.0", f"{registry.host}/team/cron:1.0",
+                  public_pem(key, work / "cosign.pub"), public_pem(other, work / "other.pub"))
+
+
+def profile(directory: Path, images: list[str], policy: str = "") -> Path:
+    path = directory / "profile.yaml"
+    path.write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: chain, version: 1.0.0}\n"
+                    "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images) + policy)
+    return path
+
+
+def build(cli: Callable[..., Run], keys: Keys, path: Path, output: Path) -> Run:
+    return cli("build", path, "-o", output, "--key", keys.release.key, cwd=path.parent)
+
+
+def test_signatures_attestations_sboms_and_referrers_travel_and_are_found_on_the_site(
+        cli: Callable[..., Run], keys: Keys, source: Source, skopeo: str, tmp_path: Path) -> None:
+    host = source.registry.host
+    policy = f"  imagePolicy:\n    - images: '{host}/team/*'\n      keys: [{source.cosign_pub}]\n"
+    built = build(cli, keys, profile(tmp_path, [source.signed], policy), tmp_path / "chain.bundle.tar")
+    assert built.code == 0, built.err
+
+    info = json.loads(cli("inspect", tmp_path / "chain.bundle.tar", "--json").out)
+    (image,) = info["images"]
+    assert {e["tag"]: e["digest"] for e in image["extras"]} == source.tags
+    text = cli("inspect", tmp_path / "chain.bundle.tar").out
+    assert f"+ signature sha256-{source.digest[7:]}.sig" in text and f"+ referrers sha256-{source.digest[7:]}" in text
+
+    site = tmp_path / "site"
+    init = cli("site", "init", site, "--trust-key", keys.release.pub, "--image-key", source.cosign_pub,
+               "--image-scope", f"{host}/team/*", "--registry-listen", f"127.0.0.1:{free_port()}",
+               "--http-listen", f"127.0.0.1:{free_port()}")
+    assert init.code == 0, init.err
+    assert cli("site", "up", site).code == 0
+    try:
+        imported = cli("import", tmp_path / "chain.bundle.tar", "--site", site)
+        assert imported.code == 0, imported.err
+        assert "4 signatures, attestations, SBOMs or referrers added" in imported.out
+
+        repo = ImageReference.parse(source.signed).site_repository
+        session = registry_session(site, credentials(site), f"repository:{repo}:pull")
+        base = f"{status_url(cli, site)}/v2/{repo}"
+        for tag, digest in source.tags.items():  # the same tags, the same digests: cosign, Kyverno, Flux find them
+            r = session.head(f"{base}/manifests/{tag}", headers={"Accept": media.ACCEPT}, timeout=10)
+            assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == digest, tag
+        fallback = session.get(f"{base}/manifests/sha256-{source.digest[7:]}", headers={"Accept": media.OCI_INDEX},
+                               timeout=10).json()
+        assert [(m["digest"], m["artifactType"]) for m in fallback["manifests"]] == [(source.referrer, SCAN_TYPE)]
+        r = session.get(f"{base}/manifests/{source.referrer}", headers={"Accept": media.OCI_MANIFEST}, timeout=10)
+        assert r.status_code == 200 and r.json()["subject"]["digest"] == source.digest
+
+        certs = tmp_path / "certs"  # skopeo reads the fallback index the same
+        certs.mkdir()
+        (certs / "ca.crt").write_bytes((site / "pki" / "ca.pem").read_bytes())
+        user, password = credentials(site)
+        raw = subprocess.run([skopeo, "inspect", "--raw", "--cert-dir", str(certs), "--creds", f"{user}:{password}",
+                              f"docker://{base.removeprefix('https://').replace('/v2/', '/', 1)}:sha256-"
+                              f"{source.digest[7:]}"], capture_output=True, check=True).stdout
+        assert im.sha(raw) == source.tags[f"sha256-{source.digest[7:]}"]
+        kept = site / "sbom" / "chain-1.0.0.cdx.json"
+        assert kept.read_bytes() == cli_bytes(cli, "inspect", tmp_path / "chain.bundle.tar", "--sbom")
+    finally:
+        cli("site", "down", site)
+
+
+def cli_bytes(cli: Callable[..., Run], *args: str | Path) -> bytes:
+    r = cli(*args)
+    assert r.code == 0, r.err
+    return r.out.encode()
+
+
+def status_url(cli: Callable[..., Run], site: Path) -> str:
+    return str(json.loads(cli("site", "status", site, "--json").out)["services"]["registry"]["url"])
+
+
+def free_port() -> int:
+    from bundler.site.registry_process import free_port as port
+
+    return port()
+
+
+@pytest.mark.parametrize(("which", "has"), [("unsigned", "no signature"),
+                                            ("other_signed", "a signature by other keys")])
+def test_image_policy_refuses_at_build_what_its_keys_did_not_sign(
+        cli: Callable[..., Run], keys: Keys, source: Source, tmp_path: Path, which: str, has: str) -> None:
+    ref = getattr(source, which)
+    policy = f"  imagePolicy:\n    - images: '{source.registry.host}/team/*'\n      keys: [{source.cosign_pub}]\n"
+    r = build(cli, keys, profile(tmp_path, [source.signed, ref], policy), tmp_path / "b.bundle.tar")
+    assert r.code == 3, r.err
+    assert f"{ref} matches" in r.err and has in r.err and "needs one by cosign" in r.err
+    assert source.signed not in r.err.split("error:", 1)[1].split("hint:")[0]  # the signed one passes
+    assert not (tmp_path / "b.bundle.tar").exists()
+
+
+def test_the_site_refuses_an_image_its_keys_did_not_sign_and_publishes_nothing(
+        cli: Callable[..., Run], keys: Keys, source: Source, registry: Registry, tmp_path: Path) -> None:
+    built = build(cli, keys, profile(tmp_path, [source.other_signed]), tmp_path / "w.bundle.tar")
+    assert built.code == 0, built.err  # no imagePolicy in the profile: the build carries it
+    site = tmp_path / "site"
+    assert cli("site", "init", site, "--registry", registry.url, "--trust-key", keys.release.pub,
+               "--image-key", source.cosign_pub).code == 0
+    checked = cli("verify", tmp_path / "w.bundle.tar", "--site", site, "--json")
+    assert checked.code == 3
+    assert [p["code"] for p in json.loads(checked.out)["problems"]] == ["image-unsigned"]
+    refused = cli("import", tmp_path / "w.bundle.tar", "--site", site)
+    assert refused.code == 3, refused.err
+    assert f"{source.other_signed} matches * and has a signature by other keys" in refused.err
+    assert "sign them" in refused.err
+    assert registry.catalog() == []  # nothing published, not even a blob in the quarantine
+    assert not (site / "state.json").exists() or json.loads((site / "state.json").read_text())["bundles"] == []
+
+
+def test_the_bundle_sbom_validates_lists_every_component_and_is_signed(
+        cli: Callable[..., Run], keys: Keys, source: Source, tmp_path: Path) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    bundle = tmp_path / "s.bundle.tar"
+    assert build(cli, keys, profile(tmp_path, [source.signed, source.unsigned]), bundle).code == 0
+    text = cli_bytes(cli, "inspect", bundle, "--sbom").decode()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    sbom = json.loads(text)
+    info = json.loads(cli("inspect", bundle, "--json").out)
+    listed = {c["purl"].split("@")[1].split("?")[0].replace("%3A", ":"): c for c in sbom["components"]}
+    for image in info["images"]:
+        component = listed[image["digest"]]
+        assert component["type"] == "container" and component["purl"].startswith("pkg:oci/")
+        assert component["hashes"] == [{"alg": "SHA-256", "content": image["digest"][7:]}]
+    carried = [c for c in sbom["components"] if {"name": "bundler:kind", "value": "image-sbom"} in c["properties"]]
+    assert [c["hashes"][0]["content"] for c in carried] == [source.tags[f"sha256-{source.digest[7:]}.sbom"][7:]]
+    assert sbom["metadata"]["component"]["name"] == "chain" and sbom["metadata"]["component"]["version"] == "1.0.0"
+
+    tampered = tmp_path / "t.bundle.tar"  # one byte of the SBOM changed, bundle.json and signatures kept
+    with tarfile.open(bundle) as src, tarfile.open(tampered, "w", format=tarfile.PAX_FORMAT) as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "sbom.cdx.json":
+                data = data.replace(b'"chain"', b'"chaim"', 1)
+            out.addfile(member, io.BytesIO(data))
+    checked = cli("verify", tampered, "--key", keys.release.pub, "--json")
+    assert checked.code == 3
+    assert [(p["code"], p["subject"]) for p in json.loads(checked.out)["problems"]] == \
+        [("digest-mismatch", "sbom.cdx.json")]
+    shown = cli("inspect", tampered, "--sbom")
+    assert shown.code == 3 and "sbom.cdx.json: sha256 is" in shown.err
+
+
+@pytest.mark.parametrize("where", ["spec", "image"])
+def test_extras_false_leaves_them_behind(cli: Callable[..., Run], keys: Keys, source: Source, tmp_path: Path,
+                                         where: str) -> None:
+    path = profile(tmp_path, [f"{{ref: {source.signed}, extras: false}}" if where == "image" else source.signed],
+                   "  extras: false\n" if where == "spec" else "")
+    assert build(cli, keys, path, tmp_path / "x.bundle.tar").code == 0
+    (image,) = json.loads(cli("inspect", tmp_path / "x.bundle.tar", "--json").out)["images"]
+    assert image["digest"] == source.digest and image["extras"] == []
