@@ -524,6 +524,45 @@ def site_down(directory: Path) -> None:
     click.echo(f"site {directory}: {'stopped' if down(directory) else 'was not running'}")
 
 
+@site.command("prune")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--keep", type=click.IntRange(1), help="releases of each bundle name to keep (default: site.yaml's "
+              "retention.keep, 3)")
+@click.option("--dry-run", is_flag=True, help="print what would go and the bytes it frees; change nothing")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) -> None:
+    """Free space: keep the last N releases of each bundle name, remove what only older ones use.
+
+    Removes their images', charts' and artifacts' manifests (never one a kept release names, nor its
+    signatures, attestations, SBOMs or referrers), then runs the registry's garbage collector (the
+    registry stopped for the pass); update payloads no kept release carries and no group approved;
+    what refused imports left. Git history stays. Safe to interrupt (run it again) and on a full disk.
+
+    \b
+    Examples:
+      bundler site prune ./site --dry-run
+      bundler site prune ./site --keep 2
+    """
+    from bundler.site.prune import prune_site
+
+    plan = prune_site(directory, keep, dry_run)
+    if as_json:
+        _emit_json({**plan.to_dict(), "dry_run": dry_run})
+        return
+    done = "would free" if dry_run else "freed"
+    releases = ", ".join(f"{b['name']} {b['version']}" for b in plan.pruned) or "none"
+    click.echo(f"{'would prune' if dry_run else 'pruned'} releases (keeping {plan.keep} of each name): {releases}")
+    click.echo(f"  registry: {len(plan.manifests)} manifests, {human(plan.freed['registry'])} of blobs only they use")
+    for repo, digest in plan.manifests:
+        click.echo(f"    {printable(repo)}@{digest[:19]}")
+    click.echo(f"  updates: {len(plan.updates)} payloads ({human(plan.freed['updates'])})"
+               + "".join(f"\n    {printable(str(u.get('name')))} {printable(str(u.get('version', '')))}"
+                         for u in plan.updates))
+    if plan.leftovers:
+        click.echo(f"  left by refused imports: {sum(map(len, plan.leftovers.values()))} files")
+    click.echo(f"{done} {human(sum(plan.freed.values()))}" + (" (nothing was changed)" if dry_run else ""))
+
+
 @site.command("status")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
@@ -532,9 +571,13 @@ def site_status(directory: Path, as_json: bool) -> None:
 
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
+    from bundler.site.config import load_site
+    from bundler.site.prune import disk_report
     from bundler.site.service import site_status as status
 
     info = status(directory)
+    site = load_site(directory)
+    info["disk"] = disk_report(site, site.registry_client(2) if info["services"]["registry"]["healthy"] else None)
     if as_json:
         _emit_json(info)
     else:
@@ -545,6 +588,14 @@ def site_status(directory: Path, as_json: bool) -> None:
             publishing = " (still publishing: run the same import again to finish it)" \
                 if b.get("status") == "publishing" else ""
             click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
+        d = info["disk"]
+        kinds = ", ".join(f"{k} {human(d[k])}" for k in ("registry", "updates", "git") if d[k] is not None)
+        click.echo(f"disk: {d['used_percent']}% of {human(d['total'])} used, {human(d['free'])} free ({kinds})")
+        if d["prune"]["releases"]:
+            freed, gone = human(sum(d["prune"]["bytes_freed"].values())), ", ".join(d["prune"]["releases"])
+            click.echo(f"a prune (keeping {d['prune']['keep']}) would free {freed}: {gone}")
+        if d["warning"]:
+            click.echo(f"warning: {d['warning']}", err=True)
     if not info["healthy"]:
         if not as_json:
             click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)

@@ -165,10 +165,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def small_tmpfs(mount: Path) -> Iterator[Path]:
+def small_tmpfs(mount: Path, size: str = "4m") -> Iterator[Path]:
     """A 4 MiB disk (a tmpfs) at `mount`, for what happens when the site's disk is full."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         if IN_CI:
             pytest.fail(f"cannot mount a small tmpfs for the disk test: {done.stderr!r}")

@@ -221,6 +221,11 @@ class ContentKind:
               progress: Callable[[int], None]) -> Staged:
         return Staged()
 
+    def site_files(self, manifest: BundleManifest) -> set[str]:
+        """The sha256 of each payload this bundle's entries keep in a site service's cache (beyond
+        the registry and Git): what `site prune` must keep for a kept release."""
+        return set()
+
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         """After a refused or failed import: what of this bundle it stored that nothing references (by
         sha256, recorded for a prune)."""

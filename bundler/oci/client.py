@@ -395,6 +395,15 @@ class RegistryClient:
         r.close()
         return r.status_code == 202
 
+    def delete_manifest(self, repo: str, digest: str) -> bool:
+        """Delete a manifest by digest (and every tag on it); False when it was not there."""
+        r = self.request("DELETE", f"/v2/{repo}/manifests/{digest}", repo=repo)
+        r.close()
+        if r.status_code == 404:
+            return False
+        _expect(r, (202,), f"deleting manifest {self.host}/{repo}@{digest}")
+        return True
+
     def list_tags(self, repo: str) -> list[str]:
         tags: list[str] = []
         url: str | None = f"/v2/{repo}/tags/list?n=1000"

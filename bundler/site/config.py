@@ -78,6 +78,8 @@ class SiteConfig:
     registry_listen: str | None = None  # set when the site runs its own (embedded) registry
     registry_runtime: str = "auto"  # how `site up` runs it: the binary, a Docker container, or auto
     name: str = ""  # the site's name in receipts and the fleet (site init --name; default the host name)
+    retention_keep: int = 3  # releases of each bundle name `site prune` keeps
+    warn_percent: int = 85  # import warns when the disk would be fuller than this after it
     image_keys: tuple[tuple[str, str], ...] = ()  # cosign keys (name, file) images in image_scopes must be signed by
     image_scopes: tuple[str, ...] = ()  # image name globs (host/path) the image keys cover
 
@@ -141,6 +143,8 @@ class SiteConfig:
                "updates": {"groups": list(self.groups)},
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
+        if (self.retention_keep, self.warn_percent) != (3, 85):
+            doc["retention"] = {"keep": self.retention_keep, "warnPercent": self.warn_percent}
         if self.image_keys:
             doc["images"] = {"scopes": list(self.image_scopes),
                              "keys": [{"name": name, "file": file} for name, file in self.image_keys]}
@@ -286,7 +290,8 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         if not isinstance(doc, dict) or doc.get("kind") != "Site":
             raise ValueError("not a site configuration (kind: Site)")
-        unknown = set(doc) - {"apiVersion", "kind", "name", "registry", "trust", "http", "updates", "images"}
+        unknown = set(doc) - {"apiVersion", "kind", "name", "registry", "trust", "http", "updates", "images",
+                              "retention"}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         trust = doc.get("trust") or {}
@@ -306,6 +311,14 @@ def load_site(directory: Path) -> SiteConfig:
             raise ValueError(f"unknown keys in images: {', '.join(sorted(set(images) - {'scopes', 'keys'}))}")
         image_keys = tuple((str(k["name"]), str(k["file"])) for k in images.get("keys") or [])
         image_scopes = tuple(str(s) for s in images.get("scopes") or (["*"] if image_keys else []))
+        retention = doc.get("retention") or {}
+        if extra := set(retention) - {"keep", "warnPercent"}:
+            raise ValueError(f"unknown keys in retention: {', '.join(sorted(extra))}")
+        keep, warn = retention.get("keep", 3), retention.get("warnPercent", 85)
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise ValueError("retention.keep must be a whole number of releases, at least 1")
+        if not isinstance(warn, int) or isinstance(warn, bool) or not 1 <= warn <= 100:
+            raise ValueError("retention.warnPercent must be a whole number from 1 to 100")
         listen = registry.get("listen")
         return SiteConfig(directory, check_registry_url(str(registry["url"])), keys, threshold,
                           check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
@@ -314,7 +327,7 @@ def load_site(directory: Path) -> SiteConfig:
                           check_listen(str(listen)) if listen else None,
                           check_runtime(str(registry.get("runtime", "auto"))),
                           names.site_name(str(doc["name"])) if doc.get("name") is not None else "",
-                          image_keys, image_scopes)
+                          keep, warn, image_keys, image_scopes)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 
@@ -388,6 +401,27 @@ class SiteState:
                 bundle["status"] = "done"
         for repo, tag, digest in tags:
             self.tags[f"{repo}:{tag}"] = {"name": name, "version": version, "digest": digest}
+        self._save()
+
+    def unreferenced(self) -> dict[str, list[str]]:
+        """What refused imports left (note_unreferenced), by where it is."""
+        try:
+            held = Obj.load(self.path.with_name(UNREFERENCED_FILE).read_bytes(), MAX_STATE_BYTES)
+            return {key: list(held.strings(key, names.digest_or_hex)) for key, _ in held.entries()}
+        except (OSError, Malformed):
+            return {}
+
+    def clear_unreferenced(self) -> None:
+        self.path.with_name(UNREFERENCED_FILE).unlink(missing_ok=True)
+
+    def mark_pruned(self, manifest_digests: list[str], deleted: set[str]) -> None:
+        """A prune removed these releases' content: their entries stay (rollback protection, history)
+        with status "pruned"; tags that named a deleted manifest are forgotten."""
+        self._reload()
+        for bundle in self.bundles:
+            if bundle["manifest_digest"] in manifest_digests:
+                bundle["status"] = "pruned"
+        self.tags = {tag: owner for tag, owner in self.tags.items() if owner["digest"] not in deleted}
         self._save()
 
     def note_unreferenced(self, left: dict[str, list[str]]) -> None:

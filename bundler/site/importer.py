@@ -255,7 +255,7 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
     manifests = []
     for bundle in state.bundles:
         path = site.directory / BUNDLES_DIR / f"{bundle['manifest_digest'].split(':')[1]}.json"
-        if path.exists():
+        if path.exists() and bundle.get("status") != "pruned":  # a pruned release's files are gone
             manifests.append(BundleManifest.from_bytes(path.read_bytes()))
     held = {field: value for kind in KINDS for field, value in kind.receipt(site, state).items()}
     created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -376,6 +376,10 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         intended = plan_import(site, reader, manifest, plans, client, options.jobs, count_blobs=count)
         if options.dry_run:
             result.plan = intended.to_dict()
+            from bundler.site.prune import disk_warning
+
+            if warning := disk_warning(site, intended.disk_needed(site)):
+                result.notes.append(f"warning: {warning}")
             return result
         check_disk(site, intended)
 
@@ -420,4 +424,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         for key, (added, unchanged) in done.counts().items():
             result.added[key], result.unchanged[key] = added, unchanged
     result.bytes_sent = stats.bytes_sent
+    from bundler.site.prune import disk_warning
+
+    if warning := disk_warning(site):
+        result.notes.append(f"warning: {warning}")
     return result

@@ -45,9 +45,12 @@ def import_lock(site: SiteConfig, bundle: Path) -> Iterator[None]:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
             raise BundlerError(f"another import is running on this site ({holder})",
                                hint="wait for the other import to finish, then run the same command again") from None
-        os.ftruncate(fd, 0)
         started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        os.pwrite(fd, f"pid {os.getpid()}, importing {bundle.name}, since {started}".encode(), 0)
+        try:  # who holds it, for the refusal's message (a full disk may not take it: a prune frees space)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, importing {bundle.name}, since {started}".encode(), 0)
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)  # closing releases the lock, also when this process dies

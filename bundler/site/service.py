@@ -26,6 +26,7 @@ from typing import Any
 import requests
 import yaml
 
+from bundler import tools
 from bundler.errors import BundlerError, UnreachableError
 from bundler.site import tokens
 from bundler.site.auth import upgrade_credentials
@@ -307,6 +308,42 @@ def supervise(directory: Path, stop: threading.Event, interval: float = 5.0, mis
                 log = site.directory / LOG_DIR / f"{name}.log"
                 raise UnreachableError(f"the site's {name} service stopped answering: {failure_reason(log)}",
                                        hint=f"full log: {log}")
+
+
+def collect_registry_garbage(site: SiteConfig, wait: float = 30.0) -> None:
+    """Distribution's garbage collector over the embedded registry's storage, with the registry
+    stopped for the pass (a collection beside a running registry can delete a blob an upload is
+    linking) and started again after it when it was running. It frees blobs no manifest references."""
+    restart = site.directory / RUN_DIR / "gc-restart"  # an empty file: creating it needs no free block
+    if registry_healthy(site, 0.5):
+        restart.touch()
+    _stop_registry(site)
+    config = _registry_config_file(site)
+    binary = registry_binary() if site.registry_runtime != "docker" else None
+    if binary is not None:
+        proc = tools.run([binary, "garbage-collect", config.resolve()], timeout=tools.local_timeout())
+        if proc.returncode != 0:
+            raise BundlerError(f"the registry's garbage collector failed: {tools.last_words(proc, 300)}",
+                               hint="run `bundler site prune` again; nothing a client pulls was removed")
+    else:
+        import docker
+
+        root = (site.directory / REGISTRY_DIR).resolve()
+        docker.from_env().containers.run(
+            REGISTRY_IMAGE, ["garbage-collect", "/etc/bundler/config.yml"], entrypoint=["/bin/registry"],
+            remove=True, network_mode="none", volumes={str(root): {"bind": str(root), "mode": "rw"},
+                                                      str(config.resolve()): {"bind": "/etc/bundler/config.yml",
+                                                                              "mode": "ro"}})
+    if restart.exists():
+        _start_registry(site, wait, stale=False)
+        restart.unlink()
+
+
+def resume_after_garbage_collection(site: SiteConfig, wait: float = 30.0) -> None:
+    """A collection was interrupted with the registry stopped: start it again as it was."""
+    restart = site.directory / RUN_DIR / "gc-restart"
+    if restart.exists() and site.embedded_registry and not registry_healthy(site, 0.5):
+        _start_registry(site, wait, stale=False)
 
 
 def site_down(directory: Path) -> bool:

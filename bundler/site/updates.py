@@ -139,6 +139,15 @@ class UpdateCache:
         atomic_write(self.root / "approvals.json", json.dumps(approvals, indent=2, sort_keys=True).encode())
         return notes
 
+    def forget(self, sha256s: set[str]) -> None:
+        """Drop these payloads from the catalog and the approvals (their files are gone: a prune).
+        Call under files_lock."""
+        catalog = [e for e in self.catalog() if e["sha256"] not in sha256s]
+        approvals = {group: {sha: d for sha, d in decisions.items() if sha not in sha256s}
+                     for group, decisions in self.approvals().items()}
+        atomic_write(self.root / "catalog.json", json.dumps(catalog, indent=2).encode())
+        atomic_write(self.root / "approvals.json", json.dumps(approvals, indent=2, sort_keys=True).encode())
+
     # --- approvals -----------------------------------------------------------------------------------
 
     def matching(self, name: str) -> list[dict[str, Any]]:

@@ -105,6 +105,9 @@ class Updates(ContentKind):
 
         return StagedUpdates(site, manifest, run_parallel(store, list(updates_of(manifest)), options.jobs))
 
+    def site_files(self, manifest: BundleManifest) -> set[str]:
+        return {u.sha256 for u in updates_of(manifest)}
+
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         from bundler.site.updates import UpdateCache
 

@@ -1,0 +1,207 @@
+"""`bundler site prune`: keep the last N releases of each bundle name, free what only older ones use.
+
+What goes: every top manifest (image, chart, artifact, and what travels with an image: signatures,
+attestations, SBOMs, referrers) of a pruned release that no kept release names in that repository,
+with the manifests under it no kept one needs; then the registry's garbage collector (registry
+stopped for the pass) frees the blobs no manifest references any more. Update payloads that no kept
+release carries and no group approved leave the cache; what refused imports left
+(`unreferenced.json`) goes; Git history stays (refs only move forward), unreachable objects go.
+
+Safe when interrupted: nothing a kept release needs is touched, and the plan is made again from
+state.json, which changes last (a re-run finishes the job: deleting what is gone is not an error).
+Safe on a full disk: deleting comes first and writes nothing; state.json is written once space is free.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bundler import git
+from bundler.bundle.manifest import BundleManifest
+from bundler.errors import BundlerError, UsageError
+from bundler.kinds import KINDS
+from bundler.kinds.base import Artifact
+from bundler.oci import media
+from bundler.oci.client import RegistryClient
+from bundler.parallel import run_parallel
+from bundler.site.config import GIT_DIR, SiteConfig, SiteState, load_site
+from bundler.site.journal import files_lock, import_lock
+from bundler.site.registry import QUARANTINE, site_artifacts
+from bundler.site.updates import UpdateCache
+from bundler.site.updates import publish as publish_updates
+
+PRUNED = "pruned"
+BUNDLES_DIR = "bundles"
+
+
+@dataclass
+class PrunePlan:
+    keep: int
+    pruned: list[dict[str, Any]] = field(default_factory=list)  # state.json entries that go
+    manifests: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest) to delete, tops first
+    blob_bytes: int = 0  # bytes of blobs only the pruned manifests reference (what the collector frees)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # catalog entries whose payload goes
+    leftovers: dict[str, list[str]] = field(default_factory=dict)  # what refused imports left
+    leftover_bytes: int = 0
+
+    @property
+    def freed(self) -> dict[str, int]:
+        return {"registry": self.blob_bytes, "updates": sum(int(u.get("size", 0)) for u in self.updates),
+                "leftovers": self.leftover_bytes}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keep": self.keep, "releases": [f"{b['name']} {b['version']}" for b in self.pruned],
+                "manifests": [f"{repo}@{digest}" for repo, digest in self.manifests],
+                "updates": [f"{u.get('name')} {u.get('version', '')}".strip() for u in self.updates],
+                "leftovers": self.leftovers, "bytes_freed": self.freed}
+
+
+def _manifest(site: SiteConfig, entry: dict[str, Any]) -> BundleManifest | None:
+    path = site.directory / BUNDLES_DIR / f"{str(entry['manifest_digest']).split(':')[-1]}.json"
+    try:
+        return BundleManifest.from_bytes(path.read_bytes())
+    except (OSError, BundlerError):
+        return None
+
+
+def _graph(client: RegistryClient, artifact: Artifact) -> tuple[list[str], dict[str, int]]:
+    """(manifest digests, top first; blob digest -> size) of what the registry holds for an
+    artifact; empty when it is gone (an earlier prune)."""
+    def read(digest: str) -> bytes:
+        return client.get_manifest(artifact.repo, digest)[0]
+
+    try:
+        graph = media.walk_image(read, artifact.digest, artifact.media_type)
+    except (BundlerError, media.ManifestError):
+        return [], {}
+    return [d for d, _, _ in reversed(graph.manifests)], {b.digest: b.size for b in graph.blobs}
+
+
+def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None, keep: int,
+               jobs: int = 8) -> PrunePlan:
+    plan = PrunePlan(keep)
+    live = [b for b in state.bundles if b.get("status") != PRUNED]
+    kept: list[dict[str, Any]] = []
+    for name in dict.fromkeys(b["name"] for b in live):
+        releases = [b for b in live if b["name"] == name]
+        kept += releases[-keep:] + [b for b in releases[:-keep] if b.get("status") == "publishing"]
+    plan.pruned = [b for b in live if b not in kept]
+    kept_manifests = [m for b in kept if (m := _manifest(site, b)) is not None]
+    gone_manifests = [m for b in plan.pruned if (m := _manifest(site, b)) is not None]
+
+    if client is not None:
+        kept_artifacts = [a for m in kept_manifests for a in site_artifacts(m, site)]
+        gone_artifacts = [a for m in gone_manifests for a in site_artifacts(m, site)]
+        graphs = run_parallel(lambda a: _graph(client, a), kept_artifacts + gone_artifacts, jobs)
+        kept_graphs, gone_graphs = graphs[:len(kept_artifacts)], graphs[len(kept_artifacts):]
+        needed = {(a.repo, d) for a, (ds, _) in zip(kept_artifacts, kept_graphs, strict=True) for d in ds}
+        kept_blobs = {d for _, blobs in kept_graphs for d in blobs}
+        freed: dict[str, int] = {}
+        for artifact, (digests, blobs) in zip(gone_artifacts, gone_graphs, strict=True):
+            plan.manifests += [(artifact.repo, d) for d in digests
+                               if (artifact.repo, d) not in needed and (artifact.repo, d) not in plan.manifests]
+            freed.update({d: size for d, size in blobs.items() if d not in kept_blobs})
+        plan.blob_bytes = sum(freed.values())
+
+    cache = UpdateCache(site)
+    held = {sha for m in kept_manifests for kind in KINDS for sha in kind.site_files(m)}
+    approved = {sha for decisions in cache.approvals().values() for sha, d in decisions.items() if d == "approved"}
+    plan.updates = [e for e in cache.catalog() if e["sha256"] not in held and e["sha256"] not in approved]
+    left = state.unreferenced()
+    plan.leftovers = {k: v for k, v in left.items() if v}
+    plan.leftover_bytes = sum(cache.blob(sha).stat().st_size for sha in left.get("updates", [])
+                              if cache.blob(sha).exists())
+    return plan
+
+
+def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, jobs: int = 8) -> PrunePlan:
+    site = load_site(directory)
+    keep = site.retention_keep if keep is None else keep
+    if keep < 1:
+        raise UsageError("--keep must be at least 1: a site keeps the release it runs")
+    with import_lock(site, Path("site prune")):  # no import meanwhile
+        state = SiteState.load(site.directory)
+        if not dry_run and site.embedded_registry:
+            from bundler.site.service import resume_after_garbage_collection
+
+            resume_after_garbage_collection(site)  # a prune killed while the collector ran
+        client = None
+        if site.embedded_registry or site.registry_url:
+            client = site.registry_client(jobs)
+            try:
+                client.ping()
+            except BundlerError:
+                if not dry_run:
+                    raise UsageError("the site's registry does not answer: prune needs it to delete manifests",
+                                     hint=f"start it first: `bundler site up {site.directory}`") from None
+                client = None
+        plan = plan_prune(site, state, client, keep, jobs)
+        if dry_run:
+            return plan
+        # 1. delete (writes nothing: safe on a full disk); a re-run does what is left
+        if client is not None and (plan.manifests or plan.leftovers.get("blobs")):
+            client.authorize({repo for repo, _ in plan.manifests} | {QUARANTINE}, "pull,push,delete")
+            for repo, digest in plan.manifests:  # tops first: an index goes before what it lists
+                client.delete_manifest(repo, digest)
+            run_parallel(lambda d: client.unlink_blob(QUARANTINE, d), plan.leftovers.get("blobs", []), jobs)
+        cache = UpdateCache(site)
+        for entry in plan.updates:
+            cache.blob(entry["sha256"]).unlink(missing_ok=True)
+        for sha in plan.leftovers.get("updates", []):
+            if sha not in {e["sha256"] for e in cache.catalog()}:
+                cache.blob(sha).unlink(missing_ok=True)
+        # 2. the registry's garbage collector frees the blobs (registry stopped for the pass)
+        if site.embedded_registry and (plan.pruned or plan.leftovers.get("blobs")):  # also an interrupted run's
+            from bundler.site.service import collect_registry_garbage
+
+            collect_registry_garbage(site)
+        # 3. Git: history stays, unreachable objects go
+        for repository in sorted((site.directory / GIT_DIR).glob("*.git")):
+            git.run(["reflog", "expire", "--expire=now", "--all"], cwd=repository, check=False)
+            git.run(["gc", "-q", "--prune=now"], cwd=repository, check=False)
+        # 4. now that space is free: the catalog, the indexes, and state.json (last)
+        with files_lock(site.directory):
+            if plan.updates:
+                cache.forget({e["sha256"] for e in plan.updates})
+                publish_updates(site)
+            state.mark_pruned([b["manifest_digest"] for b in plan.pruned], {d for _, d in plan.manifests})
+            state.clear_unreferenced()
+        return plan
+
+
+def used_percent(site: SiteConfig, adding: int = 0) -> int:
+    disk = shutil.disk_usage(site.directory)
+    return round(100 * (disk.total - disk.free + adding) / disk.total) if disk.total else 0
+
+
+def disk_warning(site: SiteConfig, adding: int = 0) -> str | None:
+    """The technician's warning when the site's disk is (with `adding` more bytes: would be) fuller
+    than retention.warnPercent."""
+    percent = used_percent(site, adding)
+    if percent <= site.warn_percent:
+        return None
+    return (f"the site's disk {'would be' if adding else 'is'} {percent}% full (more than retention.warnPercent, "
+            f"{site.warn_percent}%): "
+            f"free space with `bundler site prune {site.directory}` (`--dry-run` shows what goes)")
+
+
+def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, Any]:
+    """Bytes under the site directory per kind of content (the embedded registry's storage, the
+    update cache, the Git repositories), the disk's total, free and percent used, and what a prune
+    with the site's retention would free (registry bytes only when `client` answers)."""
+    def size(path: Path) -> int:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) \
+            if path.exists() else 0
+
+    disk = shutil.disk_usage(site.directory)
+    plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
+    return {"registry": size(site.directory / "registry" / "storage") if site.embedded_registry else None,
+            "updates": size(UpdateCache(site).root), "git": size(site.directory / GIT_DIR),
+            "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
+            "warn_percent": site.warn_percent, "warning": disk_warning(site),
+            "prune": {"keep": plan.keep, "releases": [f"{b['name']} {b['version']}" for b in plan.pruned],
+                      "bytes_freed": plan.freed}}
+
