@@ -684,12 +684,24 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
 @fleet.command("status")
 @FLEET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def fleet_status(fleet_dir: Path, as_json: bool) -> None:
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="also write the status as an HTML page (the site status page's look) to FILE")
+def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None:
     """Sites x bundle names: the version each site runs, the age of its receipt, update clients
-    lacking approved updates, disk use."""
+    lacking approved updates, disk use.
+
+    \b
+    Example:
+      bundler fleet status --html fleet.html
+    """
     from bundler.fleet.store import Fleet
 
     info = Fleet(fleet_dir).status()
+    if html_file is not None:
+        from bundler.fleet.report import fleet_page
+
+        atomic_write(html_file, fleet_page(info))
+        click.echo(f"wrote {html_file}", err=True)
     if as_json:
         _emit_json(info)
         return

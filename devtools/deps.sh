@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # What `make demo`, `make test` and .ci/run need from Debian, in one place. Installs the missing
 # packages when run as root where apt-get exists; otherwise prints the exact command and exits 2.
-# --engine: also start the Docker engine the integration tests use (TESTING.md: no bridge, loopback).
+# --engine: what the tests need besides: start the Docker engine (TESTING.md: no bridge, loopback), and
+# install Chromium and its driver (the site's status page is checked in a real browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(docker.io docker-registry skopeo git gnupg busybox-static dpkg-dev rpm createrepo-c dnf containerd systemd openssh-server openssh-client)
+if [ "${1:-}" = "--engine" ]; then  # the tests also load the site's pages in a real browser
+  PACKAGES+=(chromium chromium-driver)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

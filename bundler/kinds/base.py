@@ -236,8 +236,10 @@ class ContentKind:
 
     # --- receipts and deltas ---------------------------------------------------------------------
 
+    receipt_titles: ClassVar[dict[str, str]] = {}  # headings of its receipt fields on the site's status page
+
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
-        """Fields this kind adds to a site receipt."""
+        """Fields this kind adds to a site receipt (and to the site's status page)."""
         return {}
 
     def base_from_receipt(self, receipt: Obj) -> Hashable | None:

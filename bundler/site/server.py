@@ -51,6 +51,8 @@ class SiteApp:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok\n")
+        if path == "/" and environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD"):
+            return self.status_page(environ, start_response)
         if path == "/token" and self.token_key is not None:
             return self.token(environ, start_response)
         if path.startswith("/git/"):
@@ -103,6 +105,20 @@ class SiteApp:
         except (ValueError, KeyError, TypeError, BundlerError) as exc:
             return _json(start_response, "400 Bad Request", {"error": str(exc)})
         return _json(start_response, "200 OK", {"recorded": True})
+
+    def status_page(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The technician's page: what the site runs and holds (the site's credentials)."""
+        if self.authorized(environ) is None:
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="bundler site"'),
+                                                 ("Content-Type", "text/plain")])
+            return [b"credentials required (see the site's credentials file)\n"]
+        from bundler.site.status_page import status_page
+
+        body = status_page(self.site)
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                                  ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+                                  ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")])
+        return [body]
 
     # --- the registry's token server ------------------------------------------------------------
 

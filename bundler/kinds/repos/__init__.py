@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from bundler import names, problems
 from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged
@@ -142,6 +142,8 @@ class Repos(ContentKind):
 
         staged = stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
         return StagedRepos(site, staged, sum(len(r.refs) for r in repos_of(manifest)))
+
+    receipt_titles: ClassVar[dict[str, str]] = {"repos": "Git repositories and their refs"}
 
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
         from bundler.kinds.repos.site import current_refs, repositories

@@ -4,7 +4,7 @@ cache (bundler/site/updates.py: apt and dnf repositories per group, approvals, c
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged, changes
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
@@ -115,12 +115,21 @@ class Updates(ContentKind):
         cataloged = {e["sha256"] for e in cache.catalog()}
         return [u.sha256 for u in updates_of(manifest) if u.sha256 not in cataloged and cache.blob(u.sha256).exists()]
 
+    receipt_titles: ClassVar[dict[str, str]] = {
+        "updates": "Updates held", "approvals": "Update approvals per group",
+        "clients": "Update clients, and the approved updates each lacks"}
+
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
         from bundler.site.updates import UpdateCache
 
         cache = UpdateCache(site)
-        return {"updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in cache.catalog()
+        catalog = {e["sha256"]: e for e in cache.catalog()}
+        return {"updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in catalog.values()
                             if cache.blob(e["sha256"]).exists()],
+                "approvals": [{"group": group, "update": f"{catalog[sha]['name']} {catalog[sha]['version']}".strip(),
+                               "decision": decision}
+                              for group, decisions in sorted(cache.approvals().items())
+                              for sha, decision in decisions.items() if sha in catalog],
                 "clients": cache.status()}
 
     def sbom(self, entries: Sequence[UpdateEntry]) -> list[SbomItem]:

@@ -1,0 +1,59 @@
+"""The site's status page (`GET /` on its HTTPS service, with the site's credentials): services and
+their health, disk use, the releases imported (with signers) and what the running ones hold, and
+what each content kind reports of the site (Git repositories and refs; updates, their approvals
+per group, and the clients lacking approved ones). Read-only, server-rendered, escaped."""
+
+from __future__ import annotations
+
+from bundler import page
+from bundler.bundle.manifest import BundleManifest
+from bundler.errors import BundlerError
+from bundler.kinds import KINDS
+from bundler.site.config import SiteConfig, SiteState
+from bundler.units import human
+
+BUNDLES_DIR = "bundles"
+
+
+def _running(site: SiteConfig, state: SiteState) -> list[BundleManifest]:
+    """The manifest of the release each bundle name runs (its latest import)."""
+    out = []
+    for name in dict.fromkeys(b["name"] for b in state.bundles):
+        latest = state.latest(name)
+        if latest is None:
+            continue
+        try:
+            kept = site.directory / BUNDLES_DIR / f"{str(latest['manifest_digest']).split(':')[-1]}.json"
+            out.append(BundleManifest.from_bytes(kept.read_bytes()))
+        except (OSError, BundlerError):
+            continue
+    return out
+
+
+def status_page(site: SiteConfig) -> bytes:
+    from bundler.site.prune import disk_report
+    from bundler.site.service import site_status
+
+    status = site_status(site.directory)
+    state = SiteState.load(site.directory)
+    services = [[page.esc(name), f"<code>{page.esc(s['url'])}</code>", page.state(bool(s["healthy"]))]
+                for name, s in status["services"].items()]
+    disk = disk_report(site, None)
+    kinds = ", ".join(f"{k} {human(disk[k])}" for k in ("registry", "updates", "git") if disk[k] is not None)
+    disk_html = (f"<p>{disk['used_percent']}% of {page.esc(human(disk['total']))} used, "
+                 f"{page.esc(human(disk['free']))} free ({page.esc(kinds)})</p>"
+                 + (f'<p class="bad">{page.esc(disk["warning"])}</p>' if disk["warning"] else ""))
+    releases = [[page.esc(b["name"]), page.esc(b["version"]), page.esc(b.get("status", "done")),
+                 page.esc(b.get("imported_at", "")), page.value(b.get("signers") or [])]
+                for b in reversed(state.bundles)]
+    sections = [("Services", page.table(["service", "URL", "health"], services)), ("Disk", disk_html),
+                ("Releases imported", page.table(["bundle", "version", "status", "imported", "signers"], releases,
+                                                 "nothing imported yet"))]
+    for manifest in _running(site, state):
+        lines = [line for kind in KINDS for line in kind.inspect_lines(kind.inspect_rows(manifest.entries(kind.key)))]
+        sections.append((f"{manifest.name} {manifest.version}: what it holds",
+                         f"<pre>{page.esc(chr(10).join(lines))}</pre>"))
+    for kind in KINDS:
+        for field, held in kind.receipt(site, state).items():
+            sections.append((kind.receipt_titles.get(field, field), page.value(held)))
+    return page.render(f"Site {site.site_name}", f"bundler site at {site.directory.resolve()}", sections)
