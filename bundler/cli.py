@@ -775,6 +775,31 @@ def updates_decline(name: str, group: str, site_dir: Path) -> None:
     _decide(name, group, site_dir, "declined")
 
 
+@updates.command("enroll")
+@click.argument("client")
+@click.option("--group", required=True, help="the target group the client belongs to")
+@SITE_OPTION
+def updates_enroll(client: str, group: str, site_dir: Path) -> None:
+    """Enroll update client CLIENT in a group and print its token (shown once; a new enroll replaces it).
+
+    The client sends it as `Authorization: Bearer TOKEN` with its reports (which it may make for
+    itself only) and its downloads (then it gets what its group approved).
+
+    \b
+    Example:
+      bundler updates enroll pos-7 --group line-1 --site ./site
+    """
+    from bundler.site.config import load_site
+    from bundler.site.updates import UpdateCache
+
+    site = load_site(site_dir)
+    token = UpdateCache(site).enroll(client, group)
+    click.echo(token)
+    click.echo(f"client {client} enrolled in {group}; it reports with:\n  curl --cacert {site.ca_file} -H "
+               f"'Authorization: Bearer {token}' -d '{{\"installed\": [\"edge-agent=1.0.0\"]}}' "
+               f"-H 'Content-Type: application/json' {site.http_url}/updates/api/report", err=True)
+
+
 @updates.command("status")
 @SITE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")

@@ -1,7 +1,7 @@
 """The site's HTTPS service, behind cheroot (a production WSGI server) with TLS from the site CA:
 the Git server (smart HTTP through `git http-backend`, HTTP basic auth) and the update cache
-(signed apt and rpm repositories per group, payloads with Range support, the catalog API and client
-reports; read-only and open to the site's clients, like a distribution mirror).
+(signed apt and rpm repositories per group, approved payloads with Range support, the catalog API,
+and reports from enrolled clients with their tokens), and the status page at / (site credentials).
 
 Run by `bundler site up` as `python -m bundler.site.server DIR`. Clients clone and fetch
 https://HOST:PORT/git/<name>.git; push is refused unless the site enables it (http.push).
@@ -34,6 +34,8 @@ from bundler.site.updates import APT_KEY, ASC_KEY, UpdateCache
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 CHUNK = 64 << 10
+WORKERS = 96  # threads serving requests (a slow client occupies one while it sends its request)
+CLIENT_TIMEOUT = 10  # seconds a connection may stay silent before it is closed
 
 
 class SiteApp:
@@ -70,6 +72,13 @@ class SiteApp:
             return self.report(environ, start_response, cache)
         if method not in ("GET", "HEAD"):
             return _text(start_response, "405 Method Not Allowed", "read-only\n")
+        client = _bearer(environ)
+        group = None
+        if client is not None:  # an enrolled client: its token, and its group's approvals
+            known = cache.client_for(client)
+            if known is None:
+                return _unauthorized(start_response)
+            group = known[1]
         parts = rest.split("/")
         if parts[0] == "api" and len(parts) == 4 and parts[1] == "groups" and parts[3] == "approved":
             if parts[2] not in self.site.groups:
@@ -77,14 +86,19 @@ class SiteApp:
             listing = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size")}
                        | {"url": f"/updates/blobs/sha256/{e['sha256']}"} for e in cache.approved(parts[2])]
             return _json(start_response, "200 OK", {"group": parts[2], "updates": listing})
+        # payloads: only approved ones (for the client's group where it authenticates); others are 404
         if parts[:2] == ["blobs", "sha256"] and len(parts) == 3 and re.fullmatch(r"[a-f0-9]{64}", parts[2]):
-            return serve_file(environ, start_response, cache.blob(parts[2]), parts[2])
+            if cache.servable(parts[2], group):
+                return serve_file(environ, start_response, cache.blob(parts[2]), parts[2])
+            return _text(start_response, "404 Not Found", "no approved update has this digest\n")
         if parts[0] == "files" and len(parts) == 2:
-            entry = next((e for e in reversed(cache.catalog()) if e["file"] == parts[1]), None)
+            entry = cache.newest_approved(parts[1], group)
             if entry is not None:
                 return serve_file(environ, start_response, cache.blob(entry["sha256"]), entry["sha256"])
+            return _text(start_response, "404 Not Found", "no approved update has this file name\n")
         if parts[0] == "apt" and len(parts) == 4 and parts[1] == "pool":  # apt/pool/<sha256>/<file>
-            entry = next((e for e in cache.catalog() if e["sha256"] == parts[2] and e["file"] == parts[3]), None)
+            entry = next((e for e in cache.catalog() if e["sha256"] == parts[2] and e["file"] == parts[3]
+                          and cache.servable(e["sha256"], group)), None)
             if entry is not None:
                 return serve_file(environ, start_response, cache.blob(entry["sha256"]), entry["sha256"])
         if parts[0] == "keys" and len(parts) == 2 and parts[1] in (APT_KEY, ASC_KEY):
@@ -95,16 +109,32 @@ class SiteApp:
         return _text(start_response, "404 Not Found", "not found\n")
 
     def report(self, environ: dict[str, Any], start_response: StartResponse, cache: UpdateCache) -> Iterable[bytes]:
+        """A client says what it installed: with its own token (`bundler updates enroll`), for itself
+        and its group only; the body bounded (a valid Content-Length, at most MAX_REPORT bytes)."""
+        token = _bearer(environ)
+        known = cache.client_for(token) if token is not None else None
+        if known is None:
+            return _unauthorized(start_response)
+        client, group = known
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        if not length_text.isdigit():
+            return _json(start_response, "411 Length Required", {"error": "a report needs a valid Content-Length"})
+        if int(length_text) > MAX_REPORT:
+            return _json(start_response, "413 Content Too Large", {"error": f"a report is at most {MAX_REPORT} bytes"})
         try:
-            length = min(int(environ.get("CONTENT_LENGTH") or 0), 1 << 20)
-            doc = json.loads(environ["wsgi.input"].read(length))
+            doc = json.loads(environ["wsgi.input"].read(int(length_text)))
+            if not isinstance(doc, dict):
+                raise ValueError("a report is a JSON object")
             installed = doc.get("installed", [])
             if not isinstance(installed, list) or not all(isinstance(i, str) for i in installed):
                 raise ValueError("installed must be a list of strings")
-            cache.record_report(str(doc["client"]), str(doc["group"]), installed)
-        except (ValueError, KeyError, TypeError, BundlerError) as exc:
-            return _json(start_response, "400 Bad Request", {"error": str(exc)})
-        return _json(start_response, "200 OK", {"recorded": True})
+            if doc.get("client", client) != client or doc.get("group", group) != group:
+                return _json(start_response, "403 Forbidden", {"error": f"this token reports for {client} "
+                                                                         f"(group {group}) only"})
+            cache.record_report(client, group, installed)
+        except (ValueError, KeyError, TypeError, RecursionError, BundlerError) as exc:
+            return _json(start_response, "400 Bad Request", {"error": str(exc)[:300]})
+        return _json(start_response, "200 OK", {"recorded": True, "client": client, "group": group})
 
     def status_page(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """The technician's page: what the site runs and holds (the site's credentials)."""
@@ -308,6 +338,21 @@ def _read_range(f: Any, start: int, length: int) -> Iterator[bytes]:
         f.close()
 
 
+MAX_REPORT = 1 << 20  # bytes of one client report
+
+
+def _bearer(environ: dict[str, Any]) -> str | None:
+    header = str(environ.get("HTTP_AUTHORIZATION", ""))
+    return header[7:].strip() if header.startswith("Bearer ") else None
+
+
+def _unauthorized(start_response: StartResponse) -> list[bytes]:
+    body = b'{"error": "an enrolled client\'s token is required (bundler updates enroll)"}\n'
+    start_response("401 Unauthorized", [("WWW-Authenticate", 'Bearer realm="bundler site updates"'),
+                                         ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _json(start_response: StartResponse, status: str, doc: Any) -> list[bytes]:
     data = json.dumps(doc, indent=1).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
@@ -327,7 +372,11 @@ def serve(directory: Path) -> None:
 
     site = load_site(directory)
     host, _, port = site.http_listen.rpartition(":")
-    server = wsgi.Server((host.strip("[]"), int(port)), SiteApp(site), numthreads=16, server_name="bundler-site")
+    # a slow or broken client holds one worker at most `timeout` seconds; enough workers that 50 of
+    # them at once leave /healthz, the page and real clients answering
+    server = wsgi.Server((host.strip("[]"), int(port)), SiteApp(site), numthreads=WORKERS, server_name="bundler-site",
+                         timeout=CLIENT_TIMEOUT)
+    server.max_request_header_size = 64 << 10
     pki = site.directory / PKI_DIR
     server.ssl_adapter = BuiltinSSLAdapter(str(pki / SERVER_CERT), str(pki / SERVER_KEY))
     # stop() joins the worker threads: from the handler (the main thread, inside serve) it would hang

@@ -19,9 +19,11 @@ import datetime as dt
 import email.utils
 import gzip
 import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,15 @@ GNUPG_DIR = "gnupg"
 APT_KEY = "apt-key.gpg"  # binary keyring, for apt's signed-by
 ASC_KEY = "site-key.asc"  # armored, for dnf's gpgkey
 CLIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_CLIENTS_PER_GROUP = 10_000
+MAX_INSTALLED = 20_000  # entries in one client report
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Package version order (as dpkg and rpm compare runs): digits by value, other runs by text,
+    so 1.10 is newer than 1.9 and 2.0-10 newer than 2.0-9."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.findall(r"\d+|[A-Za-z]+|[^A-Za-z\d]+", version))
 KEEP_RELEASES = 2
 
 
@@ -177,13 +188,57 @@ class UpdateCache:
         decided = self.approvals().get(group, {})
         return [e for e in self.catalog() if decided.get(e["sha256"]) == "approved"]
 
+    def servable(self, sha256: str, group: str | None = None) -> bool:
+        """A payload is served only when approved: for `group` (an enrolled client's), else for any."""
+        decisions = self.approvals()
+        groups = [group] if group is not None else list(decisions)
+        return any(decisions.get(g, {}).get(sha256) == "approved" for g in groups)
+
+    def newest_approved(self, file_name: str, group: str | None = None) -> dict[str, Any] | None:
+        """The newest approved update with this file name, by package version order."""
+        found = [e for e in self.catalog() if e["file"] == file_name and self.servable(e["sha256"], group)]
+        return max(found, key=lambda e: version_key(str(e.get("version", "")))) if found else None
+
     # --- clients -----------------------------------------------------------------------------------
+
+    def _clients(self) -> dict[str, dict[str, str]]:
+        loaded = self._load("clients.json", {})
+        return loaded if isinstance(loaded, dict) else {}
+
+    def enroll(self, client: str, group: str) -> str:
+        """Issue CLIENT's token for reports and downloads (a new one replaces the old); kept hashed."""
+        if not CLIENT_RE.match(client):
+            raise UsageError(f"client id {client!r} is not valid (letters, digits, . _ -; at most 128)")
+        if group not in self.site.groups:
+            raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(self.site.groups) or 'none'}",
+                             hint="groups are declared in site.yaml (updates.groups) or with site init --group")
+        token = secrets.token_urlsafe(32)
+        with files_lock(self.site.directory):
+            clients = self._clients()
+            if client not in clients and sum(c.get("group") == group for c in clients.values()) >= \
+                    MAX_CLIENTS_PER_GROUP:
+                raise UsageError(f"group {group} has {MAX_CLIENTS_PER_GROUP} clients already")
+            clients[client] = {"group": group, "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+                               "enrolled_at": _now()}
+            atomic_write(self.root / "clients.json", json.dumps(clients, indent=2, sort_keys=True).encode(),
+                         mode=0o600)
+        return token
+
+    def client_for(self, token: str) -> tuple[str, str] | None:
+        """(client, group) whose token this is, or None."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for client, entry in self._clients().items():
+            if hmac.compare_digest(str(entry.get("token_sha256", "")), digest):
+                return client, str(entry.get("group", ""))
+        return None
 
     def record_report(self, client: str, group: str, installed: list[str]) -> None:
         if not CLIENT_RE.match(client):
             raise UsageError(f"client id {client!r} is not valid (letters, digits, . _ -)")
         if group not in self.site.groups:
             raise UsageError(f"unknown group {group!r}")
+        if len(installed) > MAX_INSTALLED or any(len(i) > 512 for i in installed):
+            raise UsageError(f"a report lists at most {MAX_INSTALLED} installed packages, each at most 512 characters")
         doc = {"client": client, "group": group, "installed": sorted(set(installed)), "reported_at": _now()}
         atomic_write(self.root / "reports" / f"{client}.json", json.dumps(doc, indent=2).encode())
 

@@ -66,6 +66,12 @@ def site(cli: Callable[..., Run], keys: Keys, registry: Registry, tmp_path: Path
         cli("site", "down", directory)
 
 
+def enroll(cli: Callable[..., Run], site: Path) -> str:
+    r = cli("updates", "enroll", "till-7", "--group", "line-1", "--site", site)
+    assert r.code == 0, r.err
+    return r.out.strip()
+
+
 def http_url(cli: Callable[..., Run], site: Path) -> str:
     return str(json.loads(cli("site", "status", site, "--json").out)["services"]["git"]["url"]).removesuffix("/git/")
 
@@ -84,8 +90,8 @@ def test_the_site_page_shows_what_the_site_runs_to_its_credentials_only(
     ca = str(site / "pki" / "ca.pem")
     assert requests.get(f"{base}/", verify=ca, timeout=10).status_code == 401  # anonymous
     assert requests.get(f"{base}/", verify=ca, auth=("site", "wrong"), timeout=10).status_code == 401
-    report = requests.post(f"{base}/updates/api/report", verify=ca, timeout=10,
-                           json={"client": "till-7", "group": "line-1", "installed": []})
+    report = requests.post(f"{base}/updates/api/report", verify=ca, timeout=10, json={"installed": []},
+                           headers={"Authorization": f"Bearer {enroll(cli, site)}"})
     assert report.status_code == 200
 
     user, password = credentials(site)
@@ -112,7 +118,7 @@ def test_the_fleet_report_in_the_same_look(cli: Callable[..., Run], site: Path, 
                                           tmp_path: Path) -> None:
     base = http_url(cli, site)
     requests.post(f"{base}/updates/api/report", verify=str(site / "pki" / "ca.pem"), timeout=10,
-                  json={"client": "till-7", "group": "line-1", "installed": []})
+                  json={"installed": []}, headers={"Authorization": f"Bearer {enroll(cli, site)}"})
     assert cli("site", "receipt", site, "-o", tmp_path / "store-7.json").code == 0
     fleet = tmp_path / "fleet"
     assert cli("fleet", "enroll", site / "site.pub", "--fleet", fleet).code == 0

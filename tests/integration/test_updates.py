@@ -111,7 +111,8 @@ def test_a_vm_image_download_resumes_midway_with_range(site: UpdateSite, keys: K
         for _ in range(200):
             f.write(os.urandom(1 << 20))
     expected = hashlib.sha256(image.read_bytes()).hexdigest()
-    profile = write_profile(tmp_path, "1.0.0", f"    - path: {image.name}\n      sha256: {expected}\n")
+    profile = write_profile(tmp_path, "1.0.0", f"    - path: {image.name}\n      sha256: {expected}\n"
+                                               "      approve: [line-1]\n")  # only approved payloads are served
     assert cli("build", profile, "-o", "vm.bundle.tar", "--key", keys.release.key).code == 0
     assert cli("import", "vm.bundle.tar", "--site", site.directory).code == 0
     listed = json.loads(cli("updates", "list", "--site", site.directory, "--json").out)["updates"]
@@ -155,9 +156,12 @@ def test_client_reports_and_what_they_lack(site: UpdateSite, keys: Keys, cli: Ca
     api = site.service("url") + "api/"
     approved = requests.get(api + "groups/line-1/approved", verify=site.ca, timeout=10).json()
     assert sorted(u["version"] for u in approved["updates"]) == ["1.0.0", "1.1.0"]
+    token = enroll(cli, site, "pos-7", "line-1")
     report = {"client": "pos-7", "group": "line-1", "installed": ["edge-agent=1.0.0"]}
-    assert requests.post(api + "report", json=report, verify=site.ca, timeout=10).status_code == 200
-    bad = requests.post(api + "report", json={"client": "../x", "group": "line-1"}, verify=site.ca, timeout=10)
+    accepted = requests.post(api + "report", json=report, verify=site.ca, timeout=10, headers=bearer(token))
+    assert accepted.status_code == 200
+    bad = requests.post(api + "report", json={"installed": "edge-agent"}, verify=site.ca, timeout=10,
+                        headers=bearer(token))
     assert bad.status_code == 400
     status = json.loads(cli("updates", "status", "--site", site.directory, "--json").out)
     (client,) = status["clients"]
@@ -287,3 +291,107 @@ def test_an_approval_waits_for_the_site_files_lock_and_loses_nothing(site: Updat
     assert waiting.returncode == 0, err
     decided = json.loads(approvals.read_text())
     assert list(decided["line-1"].values()) == ["approved"] and list(decided["line-2"].values()) == ["approved"]
+
+
+def enroll(cli: Callable[..., Run], site: UpdateSite, client: str, group: str) -> str:
+    r = cli("updates", "enroll", client, "--group", group, "--site", site.directory)
+    assert r.code == 0, r.err
+    return r.out.strip()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_clients_are_enrolled_and_only_approved_payloads_are_served(
+        site: UpdateSite, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    for version in ("1.9", "1.10", "1.11"):  # 1.10 is newer than 1.9 (version order, not string order)
+        (tmp_path / f"v{version}").mkdir()
+        (tmp_path / f"v{version}" / "agent.bin").write_bytes(f"agent {version}\n".encode())
+    profile = write_profile(tmp_path, "1.0.0", "".join(
+        f"    - path: v{v}/agent.bin\n      name: agent\n      metadata: {{version: '{v}'}}\n"
+        + ("      approve: [line-1]\n" if v != "1.11" else "") for v in ("1.9", "1.10", "1.11")))
+    assert cli("build", profile, "-o", "a.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "a.bundle.tar", "--site", site.directory).code == 0
+    digests = {e["version"]: e["sha256"] for e in
+               json.loads(cli("updates", "list", "--site", site.directory, "--json").out)["updates"]}
+    url = site.service("url")
+
+    # by file name: the newest approved (1.10; 1.11 is not approved), by version order
+    r = requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10)
+    assert r.status_code == 200 and r.content == b"agent 1.10\n"
+    assert requests.get(f"{url}blobs/sha256/{digests['1.11']}", verify=site.ca, timeout=10).status_code == 404
+    assert cli("updates", "decline", "agent=1.10", "--group", "line-1", "--site", site.directory).code == 0
+    assert requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10).content == b"agent 1.9\n"
+    assert requests.get(f"{url}blobs/sha256/{digests['1.10']}", verify=site.ca, timeout=10).status_code == 404
+
+    # an enrolled client of line-2 gets what line-2 approved: nothing yet
+    token = enroll(cli, site, "till-2", "line-2")
+    assert requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10, headers=bearer(token)).status_code == 404
+    assert requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10,
+                        headers=bearer("not-a-token")).status_code == 401
+
+    # reports: an enrolled client's token, for itself only, bounded
+    api = f"{url}api/report"
+    assert requests.post(api, json={"client": "till-2", "group": "line-2", "installed": []}, verify=site.ca,
+                         timeout=10).status_code == 401  # no token
+    assert requests.post(api, json={"installed": []}, verify=site.ca, timeout=10,
+                         headers=bearer("forged")).status_code == 401
+    assert requests.post(api, json={"client": "pos-1", "installed": []}, verify=site.ca, timeout=10,
+                         headers=bearer(token)).status_code == 403  # another client's name
+    assert requests.post(api, json={"group": "line-1", "installed": []}, verify=site.ca, timeout=10,
+                         headers=bearer(token)).status_code == 403  # another group
+    assert claimed_length(site, token, 2 << 20) == 413  # refused on its header, the body never read
+    chunked = requests.post(api, data=iter([b'{"installed": []}']), verify=site.ca, timeout=10, headers=bearer(token))
+    assert chunked.status_code == 411  # no valid Content-Length
+    ok = requests.post(api, json={"installed": ["agent=1.9"]}, verify=site.ca, timeout=10, headers=bearer(token))
+    assert ok.status_code == 200 and ok.json() == {"recorded": True, "client": "till-2", "group": "line-2"}
+    again = enroll(cli, site, "till-2", "line-2")  # a new token replaces the old one
+    assert requests.post(api, json={"installed": []}, verify=site.ca, timeout=10,
+                         headers=bearer(token)).status_code == 401
+    assert requests.post(api, json={"installed": []}, verify=site.ca, timeout=10,
+                         headers=bearer(again)).status_code == 200
+    assert cli("updates", "enroll", "../x", "--group", "line-1", "--site", site.directory).code == 2
+    assert cli("updates", "enroll", "pos-9", "--group", "line-9", "--site", site.directory).code == 2
+
+
+def test_slow_clients_cannot_hold_the_service(site: UpdateSite) -> None:
+    """50 connections that send half a request and stall (slowloris) leave /healthz answering."""
+    import socket
+    import ssl
+    import time
+
+    host, port = site.service("url").split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(site.ca))
+    stalled = []
+    for _ in range(50):
+        raw = socket.create_connection((host, int(port)), timeout=5)
+        conn = context.wrap_socket(raw, server_hostname=host)
+        conn.sendall(b"POST /updates/api/report HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+        stalled.append(conn)
+    try:
+        started = time.monotonic()
+        r = requests.get(site.service("url").split("/updates/")[0] + "/healthz", verify=site.ca, timeout=5)
+        assert r.status_code == 200 and r.text == "ok\n"
+        assert time.monotonic() - started < 5
+    finally:
+        for conn in stalled:
+            conn.close()
+
+
+def claimed_length(site: UpdateSite, token: str, length: int) -> int:
+    """The status of a report whose Content-Length claims `length` bytes (a few sent)."""
+    import http.client
+    import ssl
+
+    host, port = site.service("url").split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    conn = http.client.HTTPSConnection(host, int(port), timeout=10,
+                                       context=ssl.create_default_context(cafile=str(site.ca)))
+    try:
+        conn.putrequest("POST", "/updates/api/report")
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Length", str(length))
+        conn.endheaders(b"{}")
+        return conn.getresponse().status
+    finally:
+        conn.close()
