@@ -59,6 +59,7 @@ class Artifact:
     media_type: str
     repo: str
     tag: str | None
+    release_tag: bool = True  # a release owns it (rollback per tag); False: derived from a digest (sha256-<hex>.sig)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def tag_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest) ->
     """Rollback per tag: a tag that another bundle name set, or a newer release of this name, moves
     only with --allow-downgrade (an old bundle under another name cannot take a shared tag back)."""
     for artifact in site_artifacts(manifest, site):
-        owner = state.tags.get(f"{artifact.repo}:{artifact.tag}") if artifact.tag else None
+        owner = state.tags.get(f"{artifact.repo}:{artifact.tag}") if artifact.tag and artifact.release_tag else None
         if owner is None or owner["digest"] == artifact.digest:
             continue
         where = f"tag {artifact.repo}:{artifact.tag}"
@@ -416,7 +416,8 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             result.notes += done.publish()
             kind.published(site, manifest)
         state.finish(manifest.name, manifest.version, digest,
-                     [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
+                     [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans
+                      if p.artifact.tag and p.artifact.release_tag])
         write_cluster_config(site, state)
     for key in {*(kind.count_key or kind.key for kind in KINDS), *stats.added, *stats.unchanged, "blobs"}:
         result.added[key], result.unchanged[key] = stats.added[key], stats.unchanged[key]

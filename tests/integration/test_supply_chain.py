@@ -82,6 +82,7 @@ class Source:
     unsigned: str
     cosign_pub: Path
     other_pub: Path
+    key: ec.EllipticCurvePrivateKey
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def source(registry_factory: Callable[[], Registry], tmp_path_factory: pytest.Te
     im.push_image(client, "team/cron", "1.0", [im.random_layer(100_000, 73)], oci=True)
     return Source(registry, f"{registry.host}/team/api:1.0", digest, tags, referrer,
                   f"{registry.host}/team/worker:1.0", f"{registry.host}/team/cron:1.0",
-                  public_pem(key, work / "cosign.pub"), public_pem(other, work / "other.pub"))
+                  public_pem(key, work / "cosign.pub"), public_pem(other, work / "other.pub"), key)
 
 
 def profile(directory: Path, images: list[str], policy: str = "") -> Path:
@@ -179,6 +180,19 @@ def test_signatures_attestations_sboms_and_referrers_travel_and_are_found_on_the
         assert im.sha(raw) == source.tags[f"sha256-{source.digest[7:]}"]
         kept = site / "sbom" / "chain-1.0.0.cdx.json"
         assert kept.read_bytes() == cli_bytes(cli, "inspect", tmp_path / "chain.bundle.tar", "--sbom")
+
+        # re-signed upstream, carried by another bundle name: the .sig tag (named after its subject,
+        # owned by no release) moves; a release's own tags stay protected (other-name-same-tag)
+        resigned = sign(RegistryClient(host), host, "team/api", source.digest, source.key)  # a new signature
+        (tmp_path / "again").mkdir()
+        again = profile(tmp_path / "again", [source.signed]).read_text().replace("name: chain", "name: chain-audit")
+        (tmp_path / "again" / "profile.yaml").write_text(again)
+        assert build(cli, keys, tmp_path / "again" / "profile.yaml", tmp_path / "again.bundle.tar").code == 0
+        moved = cli("import", tmp_path / "again.bundle.tar", "--site", site)
+        assert moved.code == 0, moved.err
+        r = session.head(f"{base}/manifests/sha256-{source.digest[7:]}.sig", headers={"Accept": media.ACCEPT},
+                         timeout=10)
+        assert r.headers["Docker-Content-Digest"] == resigned
     finally:
         cli("site", "down", site)
 

@@ -124,7 +124,8 @@ class Images(ContentKind):
         for entry in entries:
             ref = ImageReference.parse(entry.ref)
             out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag))
-            out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, ref.site_repository, e.tag)
+            out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, ref.site_repository, e.tag,
+                             release_tag=False)  # named after their subject: any release may add signatures
                     for e in entry.extras]  # as they were: a site's cosign, Kyverno, Flux find them
         return out
 
