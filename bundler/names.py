@@ -41,6 +41,15 @@ def rule(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     return check
 
 
+def one_of(*allowed: str) -> Callable[[str], str]:
+    """A check that the value is one of `allowed`: the value, or ValueError naming them."""
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{shown(value)} is not one of {', '.join(allowed)}")
+        return value
+    return check
+
+
 def shown(value: str) -> str:
     """A value in an error message: quoted, control characters escaped, long ones cut."""
     return repr(value[:80] + ("..." if len(value) > 80 else ""))

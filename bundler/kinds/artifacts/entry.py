@@ -12,7 +12,9 @@ from bundler.untrusted import Obj
 
 TITLE_ANNOTATION = "org.opencontainers.image.title"  # the file name `oras pull` writes a layer to
 _TITLE_RE = re.compile(r"^[A-Za-z0-9._@+=,~-][A-Za-z0-9._@+=,~ /-]{0,254}$")
-_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+media_type = names.rule(MEDIA_TYPE_RE, "a media type (type/subtype)")
+source = names.one_of("registry", "path")  # copied unchanged, or packed from local files
 
 
 def file_title(value: str) -> str:
@@ -21,12 +23,6 @@ def file_title(value: str) -> str:
     parts = value.split("/")
     if not _TITLE_RE.match(value) or any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"{names.shown(value)} is not a relative file name inside the artifact")
-    return value
-
-
-def media_type(value: str) -> str:
-    if not _TYPE_RE.match(value):
-        raise ValueError(f"{names.shown(value)} is not a media type (type/subtype)")
     return value
 
 
@@ -65,11 +61,6 @@ class ArtifactEntry:
     @classmethod
     def parse(cls, d: Obj) -> ArtifactEntry:
         return cls(d.string("ref", checked_ref), d.string("digest", check_digest), d.string("media_type", media_type),
-                   d.string("artifact_type", names.text, default=""), d.string("source", _source),
+                   d.string("artifact_type", names.text, default=""), d.string("source", source),
                    tuple(ArtifactFile.parse(f.obj()) for f in d.array("files")))
 
-
-def _source(value: str) -> str:
-    if value not in ("registry", "path"):
-        raise ValueError(f"{names.shown(value)} is neither 'registry' nor 'path'")
-    return value

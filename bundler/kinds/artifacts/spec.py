@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bundler.kinds.artifacts.entry import MEDIA_TYPE_RE
 from bundler.oci.reference import ImageReference, ReferenceError
 from bundler.profile import Checker
 
-MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # what `oras push` gives a file without a type
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +10,6 @@ from bundler.oci.reference import check_digest, checked_ref
 from bundler.untrusted import Obj
 
 EXTRA_KINDS = ("sig", "att", "sbom", "referrers")  # cosign's tag scheme, and the OCI 1.1 fallback tag
-_TAG_RE = re.compile(r"^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$")
 
 
 def extra_tag(kind: str, subject: str) -> str:
@@ -38,15 +36,8 @@ class ImageExtra:
 
     @classmethod
     def parse(cls, d: Obj) -> ImageExtra:
-        kind = d.string("kind", _extra_kind)
-        return cls(kind, d.string("subject", check_digest), d.string("digest", check_digest),
-                   d.string("media_type", names.text, default=""))
-
-
-def _extra_kind(value: str) -> str:
-    if value not in EXTRA_KINDS:
-        raise ValueError(f"{names.shown(value)} is not one of {', '.join(EXTRA_KINDS)}")
-    return value
+        return cls(d.string("kind", names.one_of(*EXTRA_KINDS)), d.string("subject", check_digest),
+                   d.string("digest", check_digest), d.string("media_type", names.text, default=""))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ base holds), served by the site's Git server with a Flux GitRepository each. Ref
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -40,8 +41,6 @@ class RepoPart(Part):
         assert self.context is not None
         label = parent.label if parent else ""
         if label not in self.built:
-            import hashlib
-
             context = self.context
             tips: dict[str, tuple[str, ...]] = dict(cast(Any, parent.bases.get(KIND.key)) or ()) if parent else {}
             scratch = context.staging / "git" / hashlib.sha256(label.encode()).hexdigest()[:12]
