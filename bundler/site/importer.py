@@ -45,6 +45,7 @@ from bundler.site import identity
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
+from bundler.site.prune import disk_warning
 from bundler.site.registry import (
     QUARANTINE,
     Plan,
@@ -358,9 +359,11 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         sbom = None if options.dry_run else read_verified(reader, manifest, layout.SBOM, layout.MAX_SBOM_BYTES)
     except IntegrityError as exc:
         refuse(report, reader, digest, exc, options.bundle)
-    streamed = set() if options.dry_run else {*([layout.SBOM] if sbom is not None else []),
-        *(layout.blob_path(d) for p in plans for d, _ in p.blobs),
-        *(path for kind in KINDS for path in kind.streamed(manifest))}
+    streamed: set[str] = set()
+    if not options.dry_run:
+        streamed = {layout.blob_path(d) for p in plans for d, _ in p.blobs}
+        streamed |= {path for kind in KINDS for path in kind.streamed(manifest)}
+        streamed |= {layout.SBOM} if sbom is not None else set()
     total = sum(e.size for e in manifest.files.values())
     with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
                                                 if p not in streamed)) as progress:
@@ -376,8 +379,6 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         intended = plan_import(site, reader, manifest, plans, client, options.jobs, count_blobs=count)
         if options.dry_run:
             result.plan = intended.to_dict()
-            from bundler.site.prune import disk_warning
-
             if warning := disk_warning(site, intended.disk_needed(site)):
                 result.notes.append(f"warning: {warning}")
             return result
@@ -425,8 +426,6 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         for key, (added, unchanged) in done.counts().items():
             result.added[key], result.unchanged[key] = added, unchanged
     result.bytes_sent = stats.bytes_sent
-    from bundler.site.prune import disk_warning
-
     if warning := disk_warning(site):
         result.notes.append(f"warning: {warning}")
     return result
