@@ -125,6 +125,7 @@ the same digests, to the cluster's pull-only account in .demo/site/credentials.j
   cat .demo/site/cluster/registries.yaml              # for K3s: pulls docker.io/... names from the site
   cat .demo/site/cluster/flux/helm-repository.yaml    # for Flux users (and the secrets it names)
   cat .demo/site/cluster/flux/oci-*.yaml              # a Flux OCIRepository per OCI artifact (the model)
+  curl --cacert .demo/site/pki/ca.pem -u $CREDS https://127.0.0.1:{GIT_PORT}/   # the site's status page
   skopeo inspect --raw --cert-dir .demo/certs --creds $CREDS \\
       docker://{site}/models.example.com/store/order-accuracy:1.3
   GIT_SSL_CAINFO=.demo/site/pki/ca.pem git clone \\
