@@ -20,13 +20,14 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.site.registry_process import free_port
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run, small_tmpfs
 from tests.integration.test_appliance import credentials
-from tests.integration.test_supply_chain import sign
+from tests.integration.test_supply_chain import EMPTY, EMPTY_CONFIG, SCAN_TYPE, push_blob, push_manifest, sign
 
 MB = 1 << 20
 
@@ -37,7 +38,20 @@ class Releases:
     refs: list[str]  # the image of each release
     digests: list[str]
     own_layers: list[im.Layer]  # the layer only that release's image has
-    signatures: dict[str, str]  # tag -> digest (releases 2 and 3)
+    signatures: dict[str, str]  # tag -> digest of signatures and referrers indexes (releases 2 and 3)
+
+
+def refer(client: RegistryClient, repo: str, digest: str) -> str:
+    """A scan result referring to the image (`subject`), and the fallback-tag index listing it."""
+    push_blob(client, repo, EMPTY)
+    manifest = client.get_manifest(repo, digest)[0]
+    scan = {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": SCAN_TYPE, "config": EMPTY_CONFIG,
+            "layers": [{"mediaType": "application/json", **push_blob(client, repo, digest.encode())}],
+            "subject": {"mediaType": media.OCI_MANIFEST, "digest": digest, "size": len(manifest)}}
+    referrer, size = push_manifest(client, repo, None, scan)
+    index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [
+        {"mediaType": media.OCI_MANIFEST, "digest": referrer, "size": size, "artifactType": SCAN_TYPE}]}
+    return push_manifest(client, repo, f"sha256-{digest[7:]}", index)[0]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +66,9 @@ def releases(registry_factory: Callable[[], Registry], keys: Keys,
     for n in (1, 2, 3):
         own = im.random_layer(2 * MB, 600 + n)
         digest, _ = im.push_image(client, "store/app", f"{n}.0", [shared, own], oci=True)
-        if n > 1:
+        if n > 1:  # a signature, and an OCI 1.1 referrer with its fallback tag
             out.signatures[f"sha256-{digest[7:]}.sig"] = sign(client, source.host, "store/app", digest, key)
+            out.signatures[f"sha256-{digest[7:]}"] = refer(client, "store/app", digest)
         (work / f"agent-{n}.bin").write_bytes(os.urandom(300_000))
         (work / f"tool-{n}.bin").write_bytes(os.urandom(200_000))
         (work / f"store-{n}.yaml").write_text(
@@ -161,8 +176,11 @@ def test_prune_keeps_two_releases_and_frees_the_first_ones_own_layer(
     client = site_client(site)
     repo = ImageReference.parse(releases.refs[0]).site_repository
     assert client.head_manifest(repo, "1.0") is None and client.head_manifest(repo, releases.digests[0]) is None
-    for tag, digest in releases.signatures.items():
+    for tag, digest in releases.signatures.items():  # signatures and referrers of the kept releases stay
         assert client.head_manifest(repo, tag) == digest
+        if not tag.endswith(".sig"):  # the fallback index, and each referrer it lists, by digest
+            for referrer in media.index_children(client.get_manifest(repo, tag)[0]):
+                assert client.head_manifest(repo, referrer.digest) == referrer.digest
     state = json.loads((site / "state.json").read_text())
     assert [b["status"] for b in state["bundles"]] == ["pruned", "done", "done"]
     assert cli("site", "status", site).code == 0
