@@ -451,20 +451,21 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
     Example:
       bundler site up ./site
     """
+    import signal
+    import threading
+
     from bundler.site.service import site_down as down
     from bundler.site.service import site_up as up
 
+    stop = threading.Event()
+    if foreground:  # a stop (systemctl stop) while the services start: they finish starting, then stop
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     site = up(directory, wait)
     click.echo(f"site {site.directory} is up: Git at {site.http_url}/git/<name>.git (CA {site.ca_file}, "
                f"credentials in {site.credentials_file})")
     if foreground:
-        import signal
-        import threading
-
         from bundler.site.service import supervise
 
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             supervise(directory, stop, check_interval)  # raises (exit 4) when a service stays down
         except KeyboardInterrupt:
