@@ -155,6 +155,16 @@ class Checker:
             return None
         return value
 
+    def strings(self, m: Map, key: str, where: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        """A list of strings each matching `pattern` (absent: empty); each other item is a problem."""
+        found = []
+        for item, line in self.sequence(m, key, where):
+            if not isinstance(item, str) or not pattern.match(item):
+                self.fail(line, f"{where}.{key}: {item!r} is not {what}")
+            else:
+                found.append(item)
+        return tuple(found)
+
     def sequence(self, m: Map, key: str, where: str) -> list[tuple[Any, int]]:
         if key not in m or m[key] is None:
             return []

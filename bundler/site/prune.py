@@ -108,7 +108,7 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
 
     cache = UpdateCache(site)
     held = {sha for m in kept_manifests for kind in KINDS for sha in kind.site_files(m)}
-    approved = {sha for decisions in cache.approvals().values() for sha, d in decisions.items() if d == "approved"}
+    approved = cache.servable_set()  # approved for some group
     plan.updates = [e for e in cache.catalog() if e["sha256"] not in held and e["sha256"] not in approved]
     left = state.unreferenced()
     plan.leftovers = {k: v for k, v in left.items() if v}

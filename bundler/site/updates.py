@@ -190,13 +190,17 @@ class UpdateCache:
 
     def servable(self, sha256: str, group: str | None = None) -> bool:
         """A payload is served only when approved: for `group` (an enrolled client's), else for any."""
+        return sha256 in self.servable_set(group)
+
+    def servable_set(self, group: str | None = None) -> set[str]:
         decisions = self.approvals()
         groups = [group] if group is not None else list(decisions)
-        return any(decisions.get(g, {}).get(sha256) == "approved" for g in groups)
+        return {sha for g in groups for sha, d in decisions.get(g, {}).items() if d == "approved"}
 
     def newest_approved(self, file_name: str, group: str | None = None) -> dict[str, Any] | None:
         """The newest approved update with this file name, by package version order."""
-        found = [e for e in self.catalog() if e["file"] == file_name and self.servable(e["sha256"], group)]
+        servable = self.servable_set(group)  # approvals.json read once, not per catalog entry
+        found = [e for e in self.catalog() if e["file"] == file_name and e["sha256"] in servable]
         return max(found, key=lambda e: version_key(str(e.get("version", "")))) if found else None
 
     # --- clients -----------------------------------------------------------------------------------

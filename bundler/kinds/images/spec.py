@@ -33,13 +33,7 @@ def parse_image(check: Checker, item: Any, line: int, where: str) -> ImageSpec |
             return None
         text = check.string(m, "ref", where)
         line = m.lines.get("ref", line)
-        collected = []
-        for platform, pline in check.sequence(m, "platforms", where):
-            if not isinstance(platform, str) or not PLATFORM_RE.match(platform):
-                check.fail(pline, f"{where}.platforms: {platform!r} is not os/arch[/variant] (e.g. linux/arm64/v8)")
-            else:
-                collected.append(platform)
-        platforms = tuple(collected)
+        platforms = check.strings(m, "platforms", where, PLATFORM_RE, "os/arch[/variant] (e.g. linux/arm64/v8)")
         if "extras" in m and not isinstance(m["extras"], bool):
             check.fail(m.lines["extras"], f"{where}.extras must be true or false")
         extras = m.get("extras") is not False

@@ -28,12 +28,7 @@ def parse_repo(check: Checker, item: Any, line: int, where: str) -> RepoSpec | N
         return None
     url = check.string(m, "url", where)
     name = check.string(m, "name", where, REPO_NAME_RE, "a repository name (letters, digits, . _ -)")
-    refs = []
-    for ref, rline in check.sequence(m, "refs", where):
-        if not isinstance(ref, str) or not REF_PATTERN_RE.match(ref):
-            check.fail(rline, f"{where}.refs: {ref!r} is not a branch or tag name (globs with * allowed)")
-        else:
-            refs.append(ref)
+    refs = check.strings(m, "refs", where, REF_PATTERN_RE, "a branch or tag name (globs with * allowed)")
     if url is None:
         return None
     if name is None and "name" not in m:

@@ -59,12 +59,7 @@ def parse_update(check: Checker, item: Any, line: int, where: str) -> UpdateSpec
     if not isinstance(metadata, dict) or not all(isinstance(v, str | int | float) for v in metadata.values()):
         check.fail(m.lines.get("metadata", m.line), f"{where}.metadata must map names to strings")
         metadata = {}
-    groups = []
-    for group, gline in check.sequence(m, "approve", where):
-        if not isinstance(group, str) or not GROUP_RE.match(group):
-            check.fail(gline, f"{where}.approve: {group!r} is not a group name (letters, digits, . _ -)")
-        else:
-            groups.append(group)
+    groups = check.strings(m, "approve", where, GROUP_RE, "a group name (letters, digits, . _ -)")
     source = url or path
     if source is None:
         return None
