@@ -478,19 +478,25 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default="/etc/systemd/system",
               show_default=True, help="where to write the systemd unit")
-def site_install(directory: Path, unit_dir: Path) -> None:
+@click.option("--user", help="the account the services run as (default bundler-<site name>, made when missing)")
+@click.option("--python", "python", type=click.Path(dir_okay=False), default=sys.executable, show_default=True,
+              help="the interpreter the unit runs bundler with (the site's user must be able to run it)")
+def site_install(directory: Path, unit_dir: Path, user: str | None, python: str) -> None:
     """Write a systemd unit so the site's services start at boot and restart on failure.
 
+    One unit per site name (bundler-site-<name>.service). The services run as the site's own
+    unprivileged user (made when missing; it gets the site directory), under systemd's hardening
+    (read-only system, private /tmp, no new privileges, the site directory the only place written).
     The unit runs `bundler site up DIRECTORY --foreground` and `site down` to stop.
 
     \b
     Example:
       bundler site install /srv/site
-      systemctl daemon-reload && systemctl enable --now bundler-site-site.service
+      systemctl daemon-reload && systemctl enable --now bundler-site-store-7.service
     """
     from bundler.site.systemd import install_unit
 
-    path = install_unit(directory, unit_dir)
+    path = install_unit(directory, unit_dir, user, python)
     click.echo(f"wrote {path}; enable it with: systemctl daemon-reload && systemctl enable --now {path.name}")
 
 
@@ -780,25 +786,38 @@ def updates_decline(name: str, group: str, site_dir: Path) -> None:
 @click.argument("client")
 @click.option("--group", required=True, help="the target group the client belongs to")
 @SITE_OPTION
-def updates_enroll(client: str, group: str, site_dir: Path) -> None:
-    """Enroll update client CLIENT in a group and print its token (shown once; a new enroll replaces it).
+@click.option("--json", "as_json", is_flag=True, help="print the token and the configuration as JSON")
+def updates_enroll(client: str, group: str, site_dir: Path, as_json: bool) -> None:
+    """Enroll update client CLIENT in a group; print its token (shown once; a new enroll replaces it)
+    and its configuration: apt (sources and auth.conf), dnf (a .repo file), curl or PowerShell.
 
-    The client sends it as `Authorization: Bearer TOKEN` with its reports (which it may make for
-    itself only) and its downloads (then it gets what its group approved).
+    A group is a boundary: a client reads its own group's indexes, approvals and payloads only, and
+    reports for itself only. The token goes as `Authorization: Bearer TOKEN`, or as the password of
+    user CLIENT (apt's auth.conf, dnf's username/password).
 
     \b
     Example:
       bundler updates enroll pos-7 --group line-1 --site ./site
     """
     from bundler.site.config import load_site
-    from bundler.site.updates import UpdateCache
+    from bundler.site.updates import UpdateCache, client_configuration
 
     site = load_site(site_dir)
-    token = UpdateCache(site).enroll(client, group)
-    click.echo(token)
-    click.echo(f"client {client} enrolled in {group}; it reports with:\n  curl --cacert {site.ca_file} -H "
-               f"'Authorization: Bearer {token}' -d '{{\"installed\": [\"edge-agent=1.0.0\"]}}' "
-               f"-H 'Content-Type: application/json' {site.http_url}/updates/api/report", err=True)
+    config = client_configuration(site, client, group, UpdateCache(site).enroll(client, group))
+    if as_json:
+        _emit_json(config)
+        return
+    copy = "".join(f"\n  {source} -> {target}" for source, target in config["copy"].items())
+    click.echo(f"client {client} enrolled in {group}; its token (shown once): {config['token']}\n"
+               f"copy to the client:{copy}\n"
+               f"apt: /etc/apt/sources.list.d/bundler-site.list:\n  {config['apt']['sources']}\n"
+               f"  /etc/apt/auth.conf.d/bundler-site.conf (mode 0600):\n  {config['apt']['auth_conf']}\n"
+               f"  /etc/apt/apt.conf.d/80bundler-site:\n  {config['apt']['ca_conf']}\n"
+               f"dnf: /etc/yum.repos.d/bundler-site.repo (mode 0600):\n"
+               + "".join(f"  {line}\n" for line in config["dnf"]["repo"].splitlines())
+               + f"curl: curl --cacert {site.ca_file} -H '{config['http']['header']}' {config['http']['approved']}\n"
+               f"PowerShell: Invoke-RestMethod -Headers @{{Authorization='Bearer {config['token']}'}} "
+               f"{config['http']['approved']}")
 
 
 @updates.command("status")

@@ -18,10 +18,29 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        own_like_parent(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def own_like_parent(path: Path) -> None:
+    """As root, give a new file or directory the owner of its directory: a site installed under its
+    own user (`site install`) keeps reading what a technician's command wrote there, a 0600 file too."""
+    if os.geteuid() == 0:
+        parent = os.stat(path.parent)
+        if parent.st_uid != 0:
+            os.chown(path, parent.st_uid, parent.st_gid)
+
+
+def make_dirs(path: Path, mode: int = 0o755) -> Path:
+    """mkdir -p, each directory it makes owned like its parent (see own_like_parent)."""
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=mode, exist_ok=True)
+        own_like_parent(directory)
+    return path
 
 
 class NotRegular(OSError):

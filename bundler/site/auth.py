@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler.fsutil import own_like_parent
+
 CREDENTIALS_FILE = "credentials.json"  # the client (pull) account: what clients use (plain, 0600)
 IMPORT_CREDENTIALS_FILE = "import-credentials.json"  # the import (push) account: bundler import only
 USERS_FILE = "users.json"  # what the server checks (hashed), with each account's role
@@ -61,6 +63,7 @@ def _write_private(path: Path, doc: Mapping[str, object]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=2)
+    own_like_parent(path)
 
 
 def _new_account(directory: Path, file: str, username: str, role: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ site.yaml:
       push: false                    # Git clients may not push
     updates:
       groups: [line-1, line-2]       # target groups update approvals name
+      anonymous: false               # true: anyone on the network reads every group's updates
     trust:
       threshold: 2                   # how many distinct trusted keys must have signed
       keys:
@@ -82,6 +83,7 @@ class SiteConfig:
     warn_percent: int = 85  # import warns when the disk would be fuller than this after it
     image_keys: tuple[tuple[str, str], ...] = ()  # cosign keys (name, file) images in image_scopes must be signed by
     image_scopes: tuple[str, ...] = ()  # image name globs (host/path) the image keys cover
+    anonymous_updates: bool = False  # without it, a group's updates go to that group's enrolled clients only
 
     def image_policy(self) -> tuple[tuple[str, ...], tuple[TrustedKey, ...]]:
         """(scopes, keys): images matching a scope need a valid cosign signature by one of the keys."""
@@ -140,7 +142,7 @@ class SiteConfig:
                             **({"listen": self.registry_listen, "runtime": self.registry_runtime}
                                if self.registry_listen else {})},
                "http": {"listen": self.http_listen, "push": self.allow_push},
-               "updates": {"groups": list(self.groups)},
+               "updates": {"groups": list(self.groups), **({"anonymous": True} if self.anonymous_updates else {})},
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
         if (self.retention_keep, self.warn_percent) != (3, 85):
@@ -301,11 +303,13 @@ def load_site(directory: Path) -> SiteConfig:
             raise ValueError("trust needs keys (name, file) and an integer threshold")
         registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
         unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime"} | set(http) - {"listen", "push"}
-                   | set(updates) - {"groups"})
+                   | set(updates) - {"groups", "anonymous"})
         if unknown:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
         if not isinstance(http.get("push", False), bool):
             raise ValueError("http.push must be true or false")
+        if not isinstance(updates.get("anonymous", False), bool):
+            raise ValueError("updates.anonymous must be true or false")
         images = doc.get("images") or {}
         if set(images) - {"scopes", "keys"}:
             raise ValueError(f"unknown keys in images: {', '.join(sorted(set(images) - {'scopes', 'keys'}))}")
@@ -327,7 +331,7 @@ def load_site(directory: Path) -> SiteConfig:
                           check_listen(str(listen)) if listen else None,
                           check_runtime(str(registry.get("runtime", "auto"))),
                           names.site_name(str(doc["name"])) if doc.get("name") is not None else "",
-                          keep, warn, image_keys, image_scopes)
+                          keep, warn, image_keys, image_scopes, bool(updates.get("anonymous", False)))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

@@ -12,6 +12,7 @@ USB stick is not re-read to learn that). `bundler verify` checks a copy's bytes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 from dataclasses import dataclass, field
@@ -41,23 +42,23 @@ from bundler.parallel import run_parallel
 from bundler.problems import Problem, ProblemError
 from bundler.progress import byte_progress
 from bundler.signing import TrustPolicy
-from bundler.site import identity
+from bundler.site import figures, identity
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
-from bundler.site.prune import disk_warning
+from bundler.site.prune import disk_report, disk_warning
 from bundler.site.registry import (
-    QUARANTINE,
     Plan,
-    Transfer,
     artifacts_present,
     missing_blobs,
     plan,
+    release_quarantine,
     site_artifacts,
     transfer,
 )
 from bundler.site.registry import publish as publish_registry
 from bundler.site.service import site_status
+from bundler.site.tokens import QUARANTINE
 from bundler.units import human
 from bundler.versions import Version
 
@@ -387,20 +388,22 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         progress.phase("importing")
         journal.step(options.bundle, digest, "transfer")
         staged: list[Staged] = []
-        sent: Transfer | None = None
+        quarantined: list[str] = []
         try:
             try:  # nothing below changes what a client sees: hidden refs, the cache's files, the quarantine
                 for kind in KINDS:  # Git first: a history rewrite stops the import here
                     staged.append(kind.stage(site, reader, manifest, options, progress.advance))
                 sent = transfer(reader, plans, client, options.jobs, progress.advance, located,
-                                registry_verifies=site.embedded_registry)
+                                registry_verifies=site.embedded_registry, quarantined=quarantined)
             except IntegrityError as exc:  # a payload that does not match: refused before anything moved
                 refuse(report, reader, digest, exc, options.bundle)
         except BaseException:
             for done in staged:
                 done.discard()
             left = {kind.key: kind.leftovers(site, manifest) for kind in KINDS}
-            state.note_unreferenced({**left, "blobs": sent.quarantined if sent else []})
+            state.note_unreferenced({**left, "blobs": quarantined})  # the collector frees them at the next prune
+            with contextlib.suppress(BundlerError, OSError):  # the quarantine holds nothing of a refused bundle
+                release_quarantine(client, quarantined, options.jobs)
             raise
 
     # every byte verified: publish, state first ("publishing"), so that a re-run finishes the job
@@ -426,6 +429,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
         for key, (added, unchanged) in done.counts().items():
             result.added[key], result.unchanged[key] = added, unchanged
     result.bytes_sent = stats.bytes_sent
+    figures.write_disk(site, disk_report(site, client))  # what the status page and `site status` show
     if warning := disk_warning(site):
         result.notes.append(f"warning: {warning}")
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,11 @@ from bundler.kinds.base import Artifact
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
-from bundler.site.config import GIT_DIR, SiteConfig, SiteState, load_site
+from bundler.site import figures
+from bundler.site.config import GIT_DIR, REGISTRY_DIR, SiteConfig, SiteState, load_site
 from bundler.site.journal import files_lock, import_lock
-from bundler.site.registry import QUARANTINE, site_artifacts
+from bundler.site.registry import site_artifacts
+from bundler.site.tokens import QUARANTINE
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates
 
@@ -57,6 +60,9 @@ class PrunePlan:
                 "manifests": [f"{repo}@{digest}" for repo, digest in self.manifests],
                 "updates": [f"{u.get('name')} {u.get('version', '')}".strip() for u in self.updates],
                 "leftovers": self.leftovers, "bytes_freed": self.freed}
+
+
+REGISTRY_STORAGE = f"{REGISTRY_DIR}/storage"  # the embedded registry's filesystem storage
 
 
 def _manifest(site: SiteConfig, entry: dict[str, Any]) -> BundleManifest | None:
@@ -113,8 +119,20 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
     left = state.unreferenced()
     plan.leftovers = {k: v for k, v in left.items() if v}
     plan.leftover_bytes = sum(cache.blob(sha).stat().st_size for sha in left.get("updates", [])
-                              if cache.blob(sha).exists())
+                              if cache.blob(sha).exists()) + sum(map(partial(_stored_blob_size, site),
+                                                                     left.get("blobs", [])))
     return plan
+
+
+def _stored_blob_size(site: SiteConfig, digest: str) -> int:
+    """Bytes of a blob in the embedded registry's storage (Distribution's filesystem layout); 0 when
+    not there, or not known (a registry that is not the site's own)."""
+    hex_digest = digest.removeprefix("sha256:")
+    data = site.directory / REGISTRY_STORAGE / "docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest / "data"
+    try:
+        return data.stat().st_size if site.embedded_registry and len(hex_digest) == 64 else 0
+    except OSError:
+        return 0
 
 
 def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, jobs: int = 8) -> PrunePlan:
@@ -169,6 +187,7 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
                 publish_updates(site)
             state.mark_pruned([b["manifest_digest"] for b in plan.pruned], {d for _, d in plan.manifests})
             state.clear_unreferenced()
+        figures.write_disk(site, disk_report(site, client))
         return plan
 
 
@@ -198,7 +217,7 @@ def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, An
 
     disk = shutil.disk_usage(site.directory)
     plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
-    return {"registry": size(site.directory / "registry" / "storage") if site.embedded_registry else None,
+    return {"registry": size(site.directory / REGISTRY_STORAGE) if site.embedded_registry else None,
             "updates": size(UpdateCache(site).root), "git": size(site.directory / GIT_DIR),
             "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
             "warn_percent": site.warn_percent, "warning": disk_warning(site),

@@ -30,6 +30,7 @@ from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
 from bundler.problems import Problem, ProblemError
 from bundler.site.config import SiteConfig
+from bundler.site.tokens import QUARANTINE
 
 
 def site_artifacts(manifest: BundleManifest, site: SiteConfig) -> list[Artifact]:
@@ -102,7 +103,6 @@ def _not_carried(digest: str) -> Iterator[bytes]:
     yield b""  # pragma: no cover - makes this a generator
 
 
-QUARANTINE = "bundler/quarantine"  # where carried blobs wait, verified, until every blob of an import is in
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,10 @@ class Transfer:
 
 def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
              progress: Callable[[int], None], located: dict[str, str] | None = None,
-             registry_verifies: bool = False) -> Transfer:
-    """`registry_verifies`: the registry hashes every upload and refuses one whose bytes do not match
+             registry_verifies: bool = False, quarantined: list[str] | None = None) -> Transfer:
+    """`quarantined` receives each blob as it lands in the quarantine, so a refusal half-way knows
+    what to take out again.
+    `registry_verifies`: the registry hashes every upload and refuses one whose bytes do not match
     its digest (DIGEST_INVALID) before storing anything, as the embedded Distribution registry does;
     then the bytes it receives are hashed there only, once. Otherwise they are hashed here too.
     Every carried blob is read exactly once. IntegrityError names a blob that does not match."""
@@ -179,6 +181,8 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
                     push(QUARANTINE, digest, size, [])
                     stats.count(sent=size)
                     read = True
+                if quarantined is not None:
+                    quarantined.append(digest)
         if carried and not read:  # not sent, read once all the same: a damaged bundle is refused whole
             collections.deque(chunks(digest, sent=False)(), maxlen=0)
         progress(size)

@@ -1,10 +1,12 @@
-"""The site's HTTPS service, behind cheroot (a production WSGI server) with TLS from the site CA:
-the Git server (smart HTTP through `git http-backend`, HTTP basic auth) and the update cache
-(signed apt and rpm repositories per group, approved payloads with Range support, the catalog API,
-and reports from enrolled clients with their tokens), and the status page at / (site credentials).
+"""The site's HTTPS application, behind the front (site/front.py: nginx terminates TLS and faces
+the network; this listens on a unix socket, through cheroot, a production WSGI server): the registry's
+token server, the Git server (smart HTTP through `git http-backend`, HTTP basic auth), the update cache
+(signed apt and rpm repositories per group, approved payloads, the catalog API, and reports from
+enrolled clients with their tokens) and the status page at / (site credentials).
 
 Run by `bundler site up` as `python -m bundler.site.server DIR`. Clients clone and fetch
 https://HOST:PORT/git/<name>.git; push is refused unless the site enables it (http.push).
+An update download is authorized here and sent by the front (`X-Accel-Redirect`).
 """
 
 from __future__ import annotations
@@ -26,20 +28,27 @@ from typing import Any
 
 from bundler import git
 from bundler.errors import BundlerError
-from bundler.site import tokens
+from bundler.fsutil import make_dirs, own_like_parent
+from bundler.site import figures, tokens
 from bundler.site.auth import load_users, password_matches
-from bundler.site.config import GIT_DIR, SiteConfig, load_site
-from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, load_token_key
-from bundler.site.updates import APT_KEY, ASC_KEY, UpdateCache
+from bundler.site.config import GIT_DIR, RUN_DIR, SiteConfig, load_site
+from bundler.site.front import PAYLOADS, PUBLISHED, app_socket
+from bundler.site.pki import load_token_key
+from bundler.site.prune import disk_report
+from bundler.site.service import http_healthy, registry_healthy
+from bundler.site.status_page import status_page
+from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 CHUNK = 64 << 10
-WORKERS = 96  # threads serving requests (a slow client occupies one while it sends its request)
-CLIENT_TIMEOUT = 10  # seconds a connection may stay silent before it is closed
+WORKERS = 32  # threads serving requests: the front buffers bodies and responses, so none waits on a client
+CLIENT_TIMEOUT = 30  # seconds the front may take to send a request it has buffered
+MAX_TOKEN_FORM = 64 << 10  # bytes of a POST /token form (front: TOKEN_BODY)
+MAX_REPORT = 1 << 20  # bytes of one client report (front: REPORT_BODY)
 
 
 class SiteApp:
-    """WSGI application: /healthz, /token for the embedded registry, /git/* and /updates/*."""
+    """WSGI application: /healthz, /token for the embedded registry, /git/*, /updates/* and /."""
 
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
@@ -48,6 +57,8 @@ class SiteApp:
         self.token_key = load_token_key(site.directory) if site.embedded_registry else None
         self._verified: set[str] = set()  # digests of credentials already checked (an old site's scrypt is slow)
         self._lock = threading.Lock()
+        self._page_lock = threading.Lock()
+        self._page: tuple[tuple[int, ...], bytes] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -65,6 +76,22 @@ class SiteApp:
 
     # --- updates: read-only repositories and payloads, the catalog API and client reports -------
 
+    def update_client(self, environ: dict[str, Any], cache: UpdateCache) -> tuple[str, str] | bool | None:
+        """(client, group) for an enrolled client's token (Bearer, or Basic with the client id as the
+        user name: apt's auth.conf, dnf's username/password); None without credentials; False when
+        the credentials are not an enrolled client's."""
+        header = str(environ.get("HTTP_AUTHORIZATION", ""))
+        if header.startswith("Bearer "):
+            return cache.client_for(header[7:].strip()) or False
+        if header.startswith("Basic "):
+            try:
+                user, _, token = base64.b64decode(header[6:], validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            known = cache.client_for(token)
+            return known if known is not None and known[0] == user else False
+        return None
+
     def updates(self, environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
         cache = UpdateCache(self.site)
         method = environ.get("REQUEST_METHOD", "GET")
@@ -72,57 +99,61 @@ class SiteApp:
             return self.report(environ, start_response, cache)
         if method not in ("GET", "HEAD"):
             return _text(start_response, "405 Method Not Allowed", "read-only\n")
-        client = _bearer(environ)
-        group = None
-        if client is not None:  # an enrolled client: its token, and its group's approvals
-            known = cache.client_for(client)
-            if known is None:
-                return _unauthorized(start_response)
-            group = known[1]
         parts = rest.split("/")
+        if parts[0] == "keys" and len(parts) == 2 and parts[1] in (APT_KEY, ASC_KEY):  # public keys: for anyone
+            return _small_file(start_response, cache.root / parts[1])
+        known = self.update_client(environ, cache)
+        if known is False or (known is None and not self.site.anonymous_updates):
+            return _unauthorized(start_response)
+        # a group is a boundary: an enrolled client reads its own group only; anonymous readers (a
+        # site setting, off by default) read what any group approved
+        group = known[1] if isinstance(known, tuple) else None
+
+        def allows(g: str) -> bool:
+            return group is None or g == group
+
         if parts[0] == "api" and len(parts) == 4 and parts[1] == "groups" and parts[3] == "approved":
-            if parts[2] not in self.site.groups:
-                return _text(start_response, "404 Not Found", "no such group\n")
+            if parts[2] not in self.site.groups or not allows(parts[2]):
+                return _text(start_response, "404 Not Found", "no such group for this client\n")
             listing = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size")}
                        | {"url": f"/updates/blobs/sha256/{e['sha256']}"} for e in cache.approved(parts[2])]
             return _json(start_response, "200 OK", {"group": parts[2], "updates": listing})
-        # payloads: only approved ones (for the client's group where it authenticates); others are 404
+        # payloads: only approved ones (for the client's group); others are 404
         if parts[:2] == ["blobs", "sha256"] and len(parts) == 3 and re.fullmatch(r"[a-f0-9]{64}", parts[2]):
             if cache.servable(parts[2], group):
-                return serve_file(environ, start_response, cache.blob(parts[2]), parts[2])
+                return _payload(start_response, parts[2])
             return _text(start_response, "404 Not Found", "no approved update has this digest\n")
         if parts[0] == "files" and len(parts) == 2:
             entry = cache.newest_approved(parts[1], group)
             if entry is not None:
-                return serve_file(environ, start_response, cache.blob(entry["sha256"]), entry["sha256"])
+                return _payload(start_response, entry["sha256"])
             return _text(start_response, "404 Not Found", "no approved update has this file name\n")
         if parts[0] == "apt" and len(parts) == 4 and parts[1] == "pool":  # apt/pool/<sha256>/<file>
             entry = next((e for e in cache.catalog() if e["sha256"] == parts[2] and e["file"] == parts[3]
                           and cache.servable(e["sha256"], group)), None)
             if entry is not None:
-                return serve_file(environ, start_response, cache.blob(entry["sha256"]), entry["sha256"])
-        if parts[0] == "keys" and len(parts) == 2 and parts[1] in (APT_KEY, ASC_KEY):
-            return serve_file(environ, start_response, cache.root / parts[1], None)
-        if parts[0] in ("apt", "rpm") and ".." not in parts and "" not in parts[1:]:
-            published = (cache.root / "published").resolve()
-            return serve_file(environ, start_response, published.joinpath(*parts), None)
+                return _payload(start_response, entry["sha256"])
+        elif all(_SAFE_PART.match(p) and p != ".." for p in parts) and (
+                (parts[0] == "apt" and len(parts) > 3 and parts[1] == "dists" and allows(parts[2]))
+                or (parts[0] == "rpm" and len(parts) > 2 and allows(parts[1]))) \
+                and (cache.root / "published").joinpath(*parts).is_file():
+            return _accel(start_response, PUBLISHED + "/".join(parts), [])
         return _text(start_response, "404 Not Found", "not found\n")
 
     def report(self, environ: dict[str, Any], start_response: StartResponse, cache: UpdateCache) -> Iterable[bytes]:
         """A client says what it installed: with its own token (`bundler updates enroll`), for itself
-        and its group only; the body bounded (a valid Content-Length, at most MAX_REPORT bytes)."""
-        token = _bearer(environ)
-        known = cache.client_for(token) if token is not None else None
-        if known is None:
+        and its group only; the body bounded (a valid Content-Length, at most MAX_REPORT bytes) and
+        its length checked before the token."""
+        length = _body_length(environ, MAX_REPORT)
+        if isinstance(length, str):
+            return _json(start_response, length, {"error": f"a report needs a valid Content-Length of at most "
+                                                           f"{MAX_REPORT} bytes"})
+        known = self.update_client(environ, cache)
+        if not isinstance(known, tuple):
             return _unauthorized(start_response)
         client, group = known
-        length_text = environ.get("CONTENT_LENGTH") or ""
-        if not length_text.isdigit():
-            return _json(start_response, "411 Length Required", {"error": "a report needs a valid Content-Length"})
-        if int(length_text) > MAX_REPORT:
-            return _json(start_response, "413 Content Too Large", {"error": f"a report is at most {MAX_REPORT} bytes"})
         try:
-            doc = json.loads(environ["wsgi.input"].read(int(length_text)))
+            doc = json.loads(environ["wsgi.input"].read(length))
             if not isinstance(doc, dict):
                 raise ValueError("a report is a JSON object")
             installed = doc.get("installed", [])
@@ -137,18 +168,24 @@ class SiteApp:
         return _json(start_response, "200 OK", {"recorded": True, "client": client, "group": group})
 
     def status_page(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """The technician's page: what the site runs and holds (the site's credentials)."""
+        """The technician's page: what the site runs and holds (the site's credentials). Rendered
+        again only when what it shows changed (the site's state, updates, or the kept figures)."""
         if self.authorized(environ) is None:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="bundler site"'),
                                                  ("Content-Type", "text/plain")])
             return [b"credentials required (see the site's credentials file)\n"]
-        from bundler.site.status_page import status_page
-
-        body = status_page(self.site)
+        body = self.page()
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
                                   ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
                                   ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")])
-        return [body]
+        return [body] if environ.get("REQUEST_METHOD") != "HEAD" else [b""]
+
+    def page(self) -> bytes:
+        key = _changes(self.site) + figures.mtime_key(self.site)
+        with self._page_lock:  # one render at a time; the others take its result
+            if self._page is None or self._page[0] != key:
+                self._page = key, status_page(self.site)
+            return self._page[1]
 
     # --- the registry's token server ------------------------------------------------------------
 
@@ -157,7 +194,10 @@ class SiteApp:
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         user: str | None
         if environ.get("REQUEST_METHOD") == "POST":
-            length = min(int(environ.get("CONTENT_LENGTH") or 0), 64 << 10)
+            length = _body_length(environ, MAX_TOKEN_FORM)
+            if isinstance(length, str):
+                return _json(start_response, length, {"error": f"a token request needs a valid Content-Length "
+                                                               f"of at most {MAX_TOKEN_FORM} bytes"})
             form = urllib.parse.parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
             if form.get("grant_type") != ["password"]:
                 return _json(start_response, "400 Bad Request", {"error": "unsupported_grant_type"})
@@ -221,8 +261,10 @@ class SiteApp:
         env = {"GIT_PROJECT_ROOT": str(self.git_root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
                "QUERY_STRING": query, "REQUEST_METHOD": environ.get("REQUEST_METHOD", "GET"),
                "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""), "REMOTE_USER": user,
-               "REMOTE_ADDR": environ.get("REMOTE_ADDR", ""), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-               "HOME": str(self.site.directory), "GIT_HTTP_MAX_REQUEST_BUFFER": "100M"}
+               "REMOTE_ADDR": environ.get("HTTP_X_REAL_IP", ""), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "HOME": str(self.site.directory),
+               # the repositories an import (as root) wrote, served by the site's own user
+               "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*"}
         if environ.get("CONTENT_LENGTH"):
             env["CONTENT_LENGTH"] = environ["CONTENT_LENGTH"]
         if environ.get("HTTP_CONTENT_ENCODING"):
@@ -289,66 +331,59 @@ def _stream(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> Iterator
         feeder.join(timeout=5)
 
 
-RANGE_RE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")  # longer numbers: not a range we serve, ignored
+_SAFE_PART = re.compile(r"^[A-Za-z0-9._+~-]{1,255}$")  # a published index's path, part by part
 
 
-def serve_file(environ: dict[str, Any], start_response: StartResponse, path: Path,
-               sha256: str | None) -> Iterable[bytes]:
-    """A file with HTTP Range support (one range: resumable downloads) and its sha256 when known."""
+def _body_length(environ: dict[str, Any], limit: int) -> int | str:
+    """The request body's length, or the status refusing it before a byte is read: 411 without a
+    Content-Length (chunked), 400 for one that is not a number, 413 above `limit`."""
+    text = str(environ.get("CONTENT_LENGTH") or "")
+    if not text:
+        return "411 Length Required"
+    if not text.isdigit() or len(text) > 19:
+        return "400 Bad Request"
+    return int(text) if int(text) <= limit else "413 Content Too Large"
+
+
+def _accel(start_response: StartResponse, internal: str, headers: list[tuple[str, str]]) -> list[bytes]:
+    """Let the front send a file this request may have: it serves `internal` itself (sendfile,
+    Range, HEAD) and adds `headers`."""
+    start_response("200 OK", [("X-Accel-Redirect", urllib.parse.quote(internal)), ("Content-Length", "0"), *headers])
+    return [b""]
+
+
+def _payload(start_response: StartResponse, sha256: str) -> list[bytes]:
+    return _accel(start_response, PAYLOADS + sha256, [
+        ("X-Checksum-Sha256", sha256), ("ETag", f'"{sha256}"'),
+        ("Digest", "sha-256=" + base64.b64encode(bytes.fromhex(sha256)).decode())])
+
+
+def _small_file(start_response: StartResponse, path: Path) -> list[bytes]:
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the response iterator
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        data = path.read_bytes()
+    except OSError:
         return _text(start_response, "404 Not Found", "not found\n")
-    size = os.fstat(f.fileno()).st_size
-    start, end, status = 0, size - 1, "200 OK"
-    headers = [("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
-    if sha256:
-        headers += [("X-Checksum-Sha256", sha256), ("ETag", f'"{sha256}"'),
-                    ("Digest", "sha-256=" + base64.b64encode(bytes.fromhex(sha256)).decode())]
-    if match := RANGE_RE.match(environ.get("HTTP_RANGE", "")):
-        first, last = match.groups()
-        if first:
-            start, end = int(first), min(int(last), size - 1) if last else size - 1
-        elif last:
-            start = max(size - int(last), 0)
-        if start > end or start >= size:
-            f.close()
-            start_response("416 Range Not Satisfiable", [("Content-Range", f"bytes */{size}")])
-            return [b""]
-        status = "206 Partial Content"
-        headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
-    headers.append(("Content-Length", str(end - start + 1)))
-    start_response(status, headers)
-    if environ.get("REQUEST_METHOD") == "HEAD":
-        f.close()
-        return [b""]
-    return _read_range(f, start, end - start + 1)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(data)))])
+    return [data]
 
 
-def _read_range(f: Any, start: int, length: int) -> Iterator[bytes]:
-    try:
-        f.seek(start)
-        while length > 0:
-            chunk = f.read(min(CHUNK * 16, length))
-            if not chunk:
-                break
-            length -= len(chunk)
-            yield chunk
-    finally:
-        f.close()
-
-
-MAX_REPORT = 1 << 20  # bytes of one client report
-
-
-def _bearer(environ: dict[str, Any]) -> str | None:
-    header = str(environ.get("HTTP_AUTHORIZATION", ""))
-    return header[7:].strip() if header.startswith("Bearer ") else None
+def _changes(site: SiteConfig) -> tuple[int, ...]:
+    """Modification times of what the status page shows besides the figures."""
+    out = []
+    for path in (site.directory / "state.json", site.directory / UPDATES_DIR / "catalog.json",
+                 site.directory / UPDATES_DIR / "approvals.json", site.directory / UPDATES_DIR / "reports",
+                 site.directory / GIT_DIR):
+        try:
+            out.append(path.stat().st_mtime_ns)
+        except OSError:
+            out.append(0)
+    return tuple(out)
 
 
 def _unauthorized(start_response: StartResponse) -> list[bytes]:
     body = b'{"error": "an enrolled client\'s token is required (bundler updates enroll)"}\n'
     start_response("401 Unauthorized", [("WWW-Authenticate", 'Bearer realm="bundler site updates"'),
+                                         ("WWW-Authenticate", 'Basic realm="bundler site updates"'),
                                          ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 
@@ -365,26 +400,44 @@ def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
     return [data]
 
 
+def check_health(site: SiteConfig, stop: threading.Event) -> None:
+    """Keep the figures views read: the disk once at start (a walk no view pays for), then each
+    service's health every HEALTH_INTERVAL seconds."""
+    with contextlib.suppress(BundlerError, OSError):
+        client = site.registry_client(2) if site.embedded_registry and registry_healthy(site) else None
+        figures.write_disk(site, disk_report(site, client))
+    while not stop.wait(figures.HEALTH_INTERVAL):  # `site up` wrote the first, once all answered
+        with contextlib.suppress(OSError):
+            figures.write_health(site, {"http": http_healthy(site), "registry": registry_healthy(site)})
+
+
 def serve(directory: Path) -> None:
-    """Run the site's HTTPS service in this process until SIGTERM."""
+    """Run the site's HTTPS application on its unix socket in this process until SIGTERM."""
     from cheroot import wsgi
-    from cheroot.ssl.builtin import BuiltinSSLAdapter
 
     site = load_site(directory)
-    host, _, port = site.http_listen.rpartition(":")
-    # a slow or broken client holds one worker at most `timeout` seconds; enough workers that 50 of
-    # them at once leave /healthz, the page and real clients answering
-    server = wsgi.Server((host.strip("[]"), int(port)), SiteApp(site), numthreads=WORKERS, server_name="bundler-site",
+    make_dirs(site.directory / RUN_DIR, 0o700)
+    socket_path = app_socket(site)
+    socket_path.unlink(missing_ok=True)  # a socket left by a process that was killed
+    server = wsgi.Server(str(socket_path), SiteApp(site), numthreads=WORKERS, server_name="bundler-site",
                          timeout=CLIENT_TIMEOUT)
     server.max_request_header_size = 64 << 10
-    pki = site.directory / PKI_DIR
-    server.ssl_adapter = BuiltinSSLAdapter(str(pki / SERVER_CERT), str(pki / SERVER_KEY))
-    # stop() joins the worker threads: from the handler (the main thread, inside serve) it would hang
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop, daemon=True).start())
+    stop = threading.Event()
+    threading.Thread(target=check_health, args=(site, stop), daemon=True).start()
+
+    def on_term(*_: object) -> None:  # stop() joins the worker threads: not from the handler's thread
+        stop.set()
+        threading.Thread(target=server.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
-        server.start()
+        server.prepare()  # binds the socket: the front's workers (the site directory's owner) connect to it
+        os.chmod(socket_path, 0o660)
+        own_like_parent(socket_path)
+        server.serve()
     finally:
         server.stop()
+        socket_path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`site up`, `site down`, `site status`: the site's background services and their health.
 
 `site up` starts, in the background, the HTTPS service (the registry's token server, Git server
-and update cache), then the embedded registry (the Distribution binary when it is installed, else
-the `registry:2` image through the local Docker engine) with TLS from the site CA and token
+and update cache: the Python application on a unix socket, then its front, nginx, which terminates
+TLS and faces the network: site/front.py), then the embedded registry (the Distribution binary
+when it is installed, else the `registry:2` image through the local Docker engine) with TLS from the site CA and token
 authentication. Each records what it started under DIR/run and logs under DIR/logs, and `site up`
 returns once every service answers its health check; when one fails, it stops what it started and
 says which one failed and why. `site down` stops exactly what `site up` started. Running `site up`
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,15 +30,18 @@ import yaml
 
 from bundler import tools
 from bundler.errors import BundlerError, UnreachableError
-from bundler.site import tokens
+from bundler.fsutil import make_dirs, own_like_parent
+from bundler.site import figures, tokens
 from bundler.site.auth import upgrade_credentials
 from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SITE_FILE, SiteConfig, SiteState, load_site
+from bundler.site.front import app_socket, front_command, write_config
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
 from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
 
 REGISTRY_IMAGE = "registry:2"
+LABELS = {"front": "https front (nginx)", "http": "http application"}  # what messages call each service
 
 
 def _get(url: str, site: SiteConfig, timeout: float) -> int | None:
@@ -47,7 +52,20 @@ def _get(url: str, site: SiteConfig, timeout: float) -> int | None:
 
 
 def http_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
+    """The HTTPS service answers through its front (TLS, nginx, the application behind it)."""
     return _get(f"{site.http_url}/healthz", site, timeout) == 200
+
+
+def app_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
+    """The application answers on its unix socket (before the front is started in front of it)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(app_socket(site)))
+            sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: app\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
 
 
 def registry_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
@@ -85,13 +103,24 @@ def _status(pid: int) -> bytes:
 
 
 def _spawn(site: SiteConfig, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-    (site.directory / RUN_DIR).mkdir(exist_ok=True)
-    (site.directory / LOG_DIR).mkdir(exist_ok=True)
-    with open(site.directory / LOG_DIR / f"{name}.log", "ab") as log:
+    make_dirs(site.directory / RUN_DIR, 0o700)
+    make_dirs(site.directory / LOG_DIR)
+    log_file = site.directory / LOG_DIR / f"{name}.log"
+    with open(log_file, "ab") as log:
+        own_like_parent(log_file)
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, **_as_site_owner(site))
     _pid_file(site, name).write_text(str(process.pid))
     return process
+
+
+def _as_site_owner(site: SiteConfig) -> dict[str, Any]:
+    """Root starting an installed site's services (`site install` gave the site its own user) starts
+    them as that user, as the systemd unit does; otherwise as the caller."""
+    owner = site.directory.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return {}
+    return {"user": owner.st_uid, "group": owner.st_gid, "extra_groups": []}
 
 
 def _stop_pid(site: SiteConfig, name: str, marker: bytes) -> bool:
@@ -123,14 +152,14 @@ def _wait(site: SiteConfig, name: str, healthy: Callable[[SiteConfig, float], bo
             reason = failure_reason(log, log_from)
             hint = f"look at its log: {log}; nothing was left running"
             if "address already in use" in reason.lower():
-                key = "http.listen" if name == "http" else "registry.listen"
+                key = "registry.listen" if name == "registry" else "http.listen"
                 hint = (f"another program uses that address: stop it, or change {key} in "
                         f"{site.directory / SITE_FILE}; nothing was left running")
-            raise BundlerError(f"the site's {name} service stopped at start: {reason}", hint=hint)
+            raise BundlerError(f"the site's {LABELS.get(name, name)} service stopped at start: {reason}", hint=hint)
         if healthy(site, 0.5):
             return
         time.sleep(0.1)
-    raise UnreachableError(f"the site's {name} service did not answer on {url} within {wait:.0f} s: "
+    raise UnreachableError(f"the site's {LABELS.get(name, name)} service did not answer on {url} within {wait:.0f} s: "
                            f"{failure_reason(log, log_from)}",
                            hint=f"look at its log: {log}; a slow machine may need longer: "
                                 f"`bundler site up {site.directory} --wait 120`")
@@ -155,7 +184,7 @@ def failure_reason(log: Path, offset: int = 0) -> str:
             lines = [line.strip() for line in f.read()[-64 << 10:].decode(errors="replace").splitlines()]
     except OSError:
         return "no log"
-    lines = [line for line in lines if line]
+    lines = [line for line in lines if line and "still could not bind()" not in line]  # nginx's last word
     for line in reversed(lines):
         if "level=fatal" in line or "level=error" in line or "level=panic" in line:
             match = MSG_RE.search(line)
@@ -177,7 +206,7 @@ def _registry_config_file(site: SiteConfig) -> Path:
     config = registry_config((root / "storage").resolve(), site.registry_listen, tls=(
         (pki / SERVER_CERT).resolve(), (pki / SERVER_KEY).resolve()), token=token)
     path = root / "config.yml"
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root / "storage")
     path.write_text(yaml.safe_dump(config))
     (root / "htpasswd").unlink(missing_ok=True)  # an older site's basic auth: no longer read
     return path
@@ -206,7 +235,7 @@ def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
     if binary is None and site.registry_runtime == "binary":
         raise BundlerError("site.yaml asks for the registry binary, and none is installed",
                            hint="apt-get install docker-registry, or set registry.runtime to docker or auto")
-    (site.directory / RUN_DIR).mkdir(exist_ok=True)
+    make_dirs(site.directory / RUN_DIR, 0o700)
     (site.directory / RUN_DIR / "registry.config").write_bytes(config.read_bytes())
     offset = _log_size(site, "registry")
     process = None
@@ -275,16 +304,22 @@ def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
     marker = str(site.directory.resolve()).encode()
     started: list[Callable[[], object]] = []
     try:
-        running = _running_pid(site, "http", marker) is not None and http_healthy(site)
+        running = all(_running_pid(site, name, marker) is not None for name in ("http", "front")) \
+            and http_healthy(site)
         if not running or upgraded or stale:  # the token server must read new accounts and keys
-            _stop_pid(site, "http", marker)
+            _stop_https(site)
             offset = _log_size(site, "http")
             process = _spawn(site, "http", [sys.executable, "-m", "bundler.site.server",
                                             str(site.directory.resolve())])
-            started.append(lambda: _stop_pid(site, "http", marker))
-            _wait(site, "http", http_healthy, process, wait, site.http_url, offset)
+            started.append(lambda: _stop_https(site))
+            _wait(site, "http", app_healthy, process, wait, str(app_socket(site)), offset)
+            write_config(site)
+            offset = _log_size(site, "front")
+            front = _spawn(site, "front", front_command(site))
+            _wait(site, "front", http_healthy, front, wait, site.http_url, offset)
         if site.embedded_registry and _start_registry(site, wait, stale):
             started.append(lambda: _stop_registry(site))
+        figures.write_health(site, {"http": True, "registry": registry_healthy(site)})
     except BaseException:
         for stop in reversed(started):
             stop()
@@ -346,10 +381,17 @@ def resume_after_garbage_collection(site: SiteConfig, wait: float = 30.0) -> Non
         _start_registry(site, wait, stale=False)
 
 
+def _stop_https(site: SiteConfig) -> bool:
+    """The front first (it stops taking connections), then the application behind it."""
+    marker = str(site.directory.resolve()).encode()
+    front = _stop_pid(site, "front", marker)
+    return _stop_pid(site, "http", marker) or front
+
+
 def site_down(directory: Path) -> bool:
     """Stop what `site up` started; False when nothing was running."""
     site = load_site(directory)
-    stopped = _stop_pid(site, "http", str(site.directory.resolve()).encode())
+    stopped = _stop_https(site)
     if site.embedded_registry:
         stopped = _stop_registry(site) or stopped
     return stopped

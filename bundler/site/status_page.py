@@ -9,6 +9,7 @@ from bundler import page
 from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError
 from bundler.kinds import KINDS
+from bundler.site import figures
 from bundler.site.config import SiteConfig, SiteState
 from bundler.units import human
 
@@ -31,22 +32,28 @@ def _running(site: SiteConfig, state: SiteState) -> list[BundleManifest]:
 
 
 def status_page(site: SiteConfig) -> bytes:
-    from bundler.site.prune import disk_report
-    from bundler.site.service import site_status
-
-    status = site_status(site.directory)
+    """The page from the kept figures (figures.py): no disk walk, no request to a service."""
     state = SiteState.load(site.directory)
-    services = [[page.esc(name), f"<code>{page.esc(s['url'])}</code>", page.state(bool(s["healthy"]))]
-                for name, s in status["services"].items()]
-    disk = disk_report(site, None)
-    kinds = ", ".join(f"{k} {human(disk[k])}" for k in ("registry", "updates", "git") if disk[k] is not None)
-    disk_html = (f"<p>{disk['used_percent']}% of {page.esc(human(disk['total']))} used, "
-                 f"{page.esc(human(disk['free']))} free ({page.esc(kinds)})</p>"
-                 + (f'<p class="bad">{page.esc(disk["warning"])}</p>' if disk["warning"] else ""))
+    health = figures.read(site, figures.HEALTH_FILE)
+    checked = f"checked {health.age}" if health else "not checked yet"
+    urls = {"registry": site.registry_url, "git": f"{site.http_url}/git/", "updates": f"{site.http_url}/updates/"}
+    up = health.figures if health else {}
+    services = [[page.esc(name), f"<code>{page.esc(url)}</code>",
+                 page.state(bool(up.get("registry" if name == "registry" else "http"))), page.esc(checked)]
+                for name, url in urls.items()]
+    measured = figures.read(site, figures.DISK_FILE)
+    if measured is None:
+        disk_html = "<p>not measured yet (an import, a prune or the service's start measures it)</p>"
+    else:
+        disk = measured.figures
+        kinds = ", ".join(f"{k} {human(disk[k])}" for k in ("registry", "updates", "git") if disk.get(k) is not None)
+        disk_html = (f"<p>{disk['used_percent']}% of {page.esc(human(disk['total']))} used, "
+                     f"{page.esc(human(disk['free']))} free ({page.esc(kinds)}); measured {page.esc(measured.age)}</p>"
+                     + (f'<p class="bad">{page.esc(disk["warning"])}</p>' if disk.get("warning") else ""))
     releases = [[page.esc(b["name"]), page.esc(b["version"]), page.esc(b.get("status", "done")),
                  page.esc(b.get("imported_at", "")), page.value(b.get("signers") or [])]
                 for b in reversed(state.bundles)]
-    sections = [("Services", page.table(["service", "URL", "health"], services)), ("Disk", disk_html),
+    sections = [("Services", page.table(["service", "URL", "health", "as of"], services)), ("Disk", disk_html),
                 ("Releases imported", page.table(["bundle", "version", "status", "imported", "signers"], releases,
                                                  "nothing imported yet"))]
     for manifest in _running(site, state):

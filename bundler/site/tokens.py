@@ -29,6 +29,7 @@ SERVICE = "bundler-site"  # the registry's auth.token.service, and the tokens' a
 ISSUER = "bundler-site-token"
 TOKEN_TTL = 300  # seconds; clients ask again when it runs out (the registry allows 60 s of clock skew)
 ACTIONS = {PULL: frozenset({"pull"}), PUSH: frozenset({"pull", "push", "delete", "*"})}
+QUARANTINE = "bundler/quarantine"  # an import's blobs wait there until all arrived: the import account's alone
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ def granted(role: str, scopes: list[Scope]) -> list[dict[str, object]]:
     """What an account of `role` gets of what it asked: the token's `access` claim."""
     access: list[dict[str, object]] = []
     for scope in scopes:
-        if scope.type == "repository":
+        if scope.type == "repository" and scope.name == QUARANTINE and role != PUSH:
+            allowed = []  # a refused bundle's layers are nobody's to read
+        elif scope.type == "repository":
             allowed = [a for a in scope.actions if a in ACTIONS.get(role, frozenset())]
         elif scope.type == "registry" and scope.name == "catalog" and role == PUSH:
             allowed = [a for a in scope.actions if a == "*"]

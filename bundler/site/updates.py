@@ -293,14 +293,43 @@ def dnf_repo_file(site: SiteConfig, group: str) -> Path:
     return site.directory / UPDATES_DIR / f"{group}.repo"
 
 
-def dnf_repo(site: SiteConfig, group: str) -> str:
-    """A dnf/yum repository file for a client of `group`: the site's signed rpm repository over HTTPS."""
-    key = (site.directory / UPDATES_DIR / ASC_KEY).resolve()
+def dnf_repo(site: SiteConfig, group: str, key: str | None = None, ca: str | None = None,
+             account: tuple[str, str] | None = None) -> str:
+    """A dnf/yum repository file for a client of `group`: the site's signed rpm repository over HTTPS
+    (the key and CA at the site's paths unless given; with an enrolled client's name and token)."""
+    key = key or str((site.directory / UPDATES_DIR / ASC_KEY).resolve())
+    login = f"username={account[0]}\npassword={account[1]}\n" if account else ""
     return (f"# The site's rpm updates approved for {group}. gpgkey checks the repository metadata\n"
             f"# (repo_gpgcheck); add your package vendors' keys to it for gpgcheck of the packages.\n"
             f"[bundler-site-{group}]\nname=bundler site updates for {group}\n"
             f"baseurl={site.http_url}/updates/rpm/{group}/\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\n"
-            f"gpgkey=file://{key}\nsslcacert={site.ca_file.resolve()}\nmetadata_expire=5m\n")
+            f"gpgkey=file://{key}\nsslcacert={ca or site.ca_file.resolve()}\nmetadata_expire=5m\n{login}")
+
+
+# where an enrolled client keeps the site's files (client_configuration names them)
+CLIENT_CA = "/usr/local/share/ca-certificates/bundler-site.crt"
+CLIENT_APT_KEYRING = "/etc/apt/keyrings/bundler-site.gpg"
+CLIENT_RPM_KEY = "/etc/pki/rpm-gpg/RPM-GPG-KEY-bundler-site"
+
+
+def client_configuration(site: SiteConfig, client: str, group: str, token: str) -> dict[str, Any]:
+    """What an enrolled client needs to read its group's updates: the site's files to copy (site path
+    -> client path) and each client's configuration (apt: sources and auth.conf; dnf: a .repo with
+    the client's name and token; anything else: the token as a Bearer header)."""
+    host = site.http_url.split("://", 1)[1]
+    return {
+        "client": client, "group": group, "token": token,
+        "copy": {str(site.ca_file.resolve()): CLIENT_CA,
+                 str((site.directory / UPDATES_DIR / APT_KEY).resolve()): CLIENT_APT_KEYRING,
+                 str((site.directory / UPDATES_DIR / ASC_KEY).resolve()): CLIENT_RPM_KEY},
+        "apt": {"sources": f"deb [signed-by={CLIENT_APT_KEYRING}] {site.http_url}/updates/apt {group} main",
+                "auth_conf": f"machine {host}/updates/ login {client} password {token}",
+                "ca_conf": f'Acquire::https::{host.rsplit(":", 1)[0]}::CaInfo "{CLIENT_CA}";'},
+        "dnf": {"repo": dnf_repo(site, group, CLIENT_RPM_KEY, CLIENT_CA, (client, token))},
+        "http": {"header": f"Authorization: Bearer {token}", "approved": f"{site.http_url}/updates/api/groups/"
+                                                                          f"{group}/approved",
+                 "report": f"{site.http_url}/updates/api/report"},
+    }
 
 
 def pool_path(entry: dict[str, Any]) -> str:

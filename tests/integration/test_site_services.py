@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -21,9 +22,10 @@ from bundler.site.registry_process import free_port
 from tests.conftest import Keys, Run
 
 
-def init(cli: Callable[..., Run], directory: Path, keys: Keys, registry_port: int, http_port: int) -> None:
+def init(cli: Callable[..., Run], directory: Path, keys: Keys, registry_port: int, http_port: int,
+         *more: str) -> None:
     r = cli("site", "init", directory, "--trust-key", keys.release.pub,
-            "--registry-listen", f"127.0.0.1:{registry_port}", "--http-listen", f"127.0.0.1:{http_port}")
+            "--registry-listen", f"127.0.0.1:{registry_port}", "--http-listen", f"127.0.0.1:{http_port}", *more)
     assert r.code == 0, r.err
 
 
@@ -71,7 +73,7 @@ def test_site_up_failing_on_the_https_service_starts_no_registry(
     registry_port = free_port()
     init(cli, site, keys, registry_port, occupied)
     up = cli("site", "up", site)
-    assert up.code != 0 and "the site's http service" in up.err and "Address already in use" in up.err, up.err
+    assert up.code != 0 and "the site's https front (nginx) service" in up.err and "Address already in use" in up.err, up.err
     assert alive(site) == []
     with socket.socket() as s:
         s.bind(("127.0.0.1", registry_port))
@@ -177,32 +179,135 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
             old_registry.kill()
 
 
-def test_site_install_writes_a_unit_systemd_accepts_and_its_command_keeps_the_site_up(
-        cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can reach (pytest's own is root's alone), and an interpreter every user
+    can run bundler with: a venv of Debian's python3 seeing this checkout and its dependencies (the
+    test venv's interpreter may live under /root). The site users made in it are removed after."""
+    import shutil
+    import subprocess
+    import sysconfig
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="bundler-install-", dir="/var/tmp"))
+    base.chmod(0o755)
+    system = Path("/usr/bin/python3")
+    assert system.exists(), "Debian's python3 is needed (a fresh Debian machine has it)"
+    subprocess.run([str(system), "-m", "venv", "--without-pip", str(base / "venv")], check=True)
+    (site_packages,) = (base / "venv" / "lib").glob("python3*/site-packages")
+    (site_packages / "bundler-checkout.pth").write_text(
+        f"{sysconfig.get_paths()['purelib']}\n{Path(__file__).resolve().parents[2]}\n")
+    before = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()}
+    try:
+        yield base
+    finally:
+        subprocess.run(["pkill", "-TERM", "-f", str(base)], capture_output=True)
+        time.sleep(1)
+        for user in {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()} - before:
+            subprocess.run(["userdel", user], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def systemd_split(line: str) -> list[str]:
+    """An Exec line's words as systemd reads them: quotes and C escapes (shlex), then `%%` and `$$`."""
     import shlex
+
+    return [word.replace("%%", "%").replace("$$", "$") for word in shlex.split(line)]
+
+
+def test_site_install_one_unit_per_site_name_paths_as_systemd_reads_them_services_as_the_sites_user(
+        cli: Callable[..., Run], keys: Keys, shared_dir: Path) -> None:
+    import pwd
+    import shutil
+    import subprocess
+
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze is needed (Debian package systemd; .ci/run installs it)"
+    python = str(shared_dir / "venv" / "bin" / "python")
+    sites = {"store-a": shared_dir / "a" / "site", "store-b": shared_dir / "b" / "site",
+             "store-odd": shared_dir / "odd dir 100%" / "site"}
+    for name, directory in sites.items():
+        directory.parent.mkdir(mode=0o755)
+        init(cli, directory, keys, free_port(), free_port(), "--name", name)
+    units = shared_dir / "units"
+    for name in ("store-a", "store-b"):  # two sites whose directories share a last name: two units
+        r = cli("site", "install", sites[name], "--unit-dir", units, "--python", python)
+        assert r.code == 0, r.err
+    assert sorted(p.name for p in units.iterdir()) == ["bundler-site-store-a.service", "bundler-site-store-b.service"]
+    first = (units / "bundler-site-store-a.service").read_text()
+    twin = shared_dir / "c" / "site"
+    twin.parent.mkdir(mode=0o755)
+    init(cli, twin, keys, free_port(), free_port(), "--name", "store-a")
+    refused = cli("site", "install", twin, "--unit-dir", units, "--python", python)
+    assert refused.code == 2 and f"already runs site store-a at {sites['store-a']}" in refused.err, refused.err
+    assert (units / "bundler-site-store-a.service").read_text() == first  # never silently replaced
+
+    odd = sites["store-odd"]
+    r = cli("site", "install", odd, "--unit-dir", units, "--python", python)
+    assert r.code == 0, r.err
+    unit = units / "bundler-site-store-odd.service"
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "store-odd" not in verify.stderr, verify.stderr
+    text = unit.read_text()
+    start = systemd_split(next(line for line in text.splitlines() if line.startswith("ExecStart="))[10:])
+    assert start == [python, "-m", "bundler.cli", "site", "up", str(odd.resolve()), "--foreground"]
+    assert systemd_split(next(line for line in text.splitlines() if line.startswith("ReadWritePaths="))[15:]) \
+        == [str(odd.resolve())]
+    assert "User=bundler-store-odd" in text and "NoNewPrivileges=yes" in text and "ProtectSystem=strict" in text
+    security = subprocess.run([analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    level = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", security.stdout + security.stderr)
+    assert level is not None and float(level.group(1)) < 2.0, security.stdout[-500:]  # systemd's "OK" band
+
+    account = pwd.getpwnam("bundler-store-odd")
+    assert (odd / "users.json").stat().st_uid == account.pw_uid  # the site's files are its user's
+    service = subprocess.Popen(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
+                                *start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(150):
+            if cli("site", "status", odd).code == 0:
+                break
+            time.sleep(0.2)
+        assert cli("site", "status", odd).code == 0, service.stderr.read() if service.poll() is not None else ""
+        for name in ("http", "front", "registry"):  # and nginx's workers, the registry's threads: one uid
+            pid = int((odd / "run" / f"{name}.pid").read_text())
+            family = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                              text=True).stdout.split()]
+            for member in family:
+                uids = next(line for line in Path(f"/proc/{member}/status").read_text().splitlines()
+                            if line.startswith("Uid:")).split()[1:]
+                assert set(uids) == {str(account.pw_uid)}, (name, member, uids)
+        service.send_signal(signal.SIGTERM)  # systemctl stop
+        assert service.wait(30) == 0 and alive(odd) == []
+    finally:
+        if service.poll() is None:
+            service.kill()
+
+
+def test_site_install_writes_a_unit_systemd_accepts_and_its_command_keeps_the_site_up(
+        cli: Callable[..., Run], keys: Keys, shared_dir: Path) -> None:
     import shutil
     import subprocess
 
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.fail("systemd-analyze is needed (Debian package systemd; .ci/run installs it)")
-    site = tmp_path / "store-7"
-    init(cli, site, keys, free_port(), free_port())
-    units = tmp_path / "units"
-    r = cli("site", "install", site, "--unit-dir", units)
+    site = shared_dir / "store-7"
+    init(cli, site, keys, free_port(), free_port(), "--name", "store-7")
+    units = shared_dir / "units"
+    r = cli("site", "install", site, "--unit-dir", units, "--python", str(shared_dir / "venv" / "bin" / "python"))
     assert r.code == 0, r.err
     unit = units / "bundler-site-store-7.service"
     assert f"systemctl enable --now {unit.name}" in r.out
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0 and "bundler-site-store-7" not in verify.stderr, verify.stderr
-    broken = tmp_path / "broken.service"  # the check is real: systemd names what it cannot use
+    broken = shared_dir / "broken.service"  # the check is real: systemd names what it cannot use
     broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
     complaint = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True).stderr
     assert "restart specifier" in complaint
 
     text = unit.read_text()
     assert "Restart=on-failure" in text and "WantedBy=multi-user.target" in text
-    start = shlex.split(next(line for line in text.splitlines() if line.startswith("ExecStart="))[10:])
+    start = systemd_split(next(line for line in text.splitlines() if line.startswith("ExecStart="))[10:])
     assert start[-2:] == [str(site.resolve()), "--foreground"]
     service = subprocess.Popen([*start, "--check-interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

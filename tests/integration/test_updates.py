@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from bundler.site.registry_process import free_port
+from bundler.site.updates import CLIENT_APT_KEYRING, CLIENT_CA, CLIENT_RPM_KEY
 from devtools import charts
 from devtools.packages import build_deb, build_rpm
 from tests.conftest import Keys, Registry, Run
@@ -56,14 +58,21 @@ def site(tmp_path: Path, registry: Registry, keys: Keys, cli: Callable[..., Run]
     cli("site", "down", directory)
 
 
-def apt(site: UpdateSite, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """apt-get against a private configuration: only the site's repository, signed-by the site key."""
+def apt(site: UpdateSite, state: Path, *args: str, client: dict[str, Any] | None = None,
+        group: str = "line-1") -> subprocess.CompletedProcess[str]:
+    """apt-get against a private configuration: only the site's repository, signed-by the site key,
+    with the sources line and auth.conf `updates enroll` printed (`client`: its --json; the keyring
+    at the site's path instead of the client's)."""
+    client = client or enrolled(site, f"apt-{state.name}", group)
     for d in ("lists/partial", "cache/archives/partial", "etc"):
         (state / d).mkdir(parents=True, exist_ok=True)
     (state / "status").touch()
     (state / "etc" / "sources.list").write_text(
-        f"deb [signed-by={site.service('apt_key_file')}] {site.service('apt_url')} line-1 main\n")
+        client["apt"]["sources"].replace(CLIENT_APT_KEYRING, site.service("apt_key_file")) + "\n")
+    (state / "etc" / "auth.conf").write_text(client["apt"]["auth_conf"] + "\n")
+    (state / "etc" / "auth.conf").chmod(0o600)
     options = [f"Dir::Etc::SourceList={state}/etc/sources.list", "Dir::Etc::SourceParts=/nonexistent",
+               f"Dir::Etc::netrc={state}/etc/auth.conf", "Dir::Etc::netrcparts=/nonexistent",
                f"Dir::State::Lists={state}/lists", f"Dir::Cache={state}/cache", f"Dir::State::status={state}/status",
                f"Acquire::https::CaInfo={site.ca}", "Debug::NoLocking=1", "APT::Sandbox::User=root"]
     command = ["apt-get"] + [arg for option in options for arg in ("-o", option)] + list(args)
@@ -120,7 +129,8 @@ def test_a_vm_image_download_resumes_midway_with_range(site: UpdateSite, keys: K
 
     url = f"{site.service('url')}files/{image.name}"
     partial = tmp_path / "download.part"
-    with requests.get(url, stream=True, verify=site.ca, timeout=30) as r:
+    auth = bearer(enroll(cli, site, "vm-host", "line-1"))
+    with requests.get(url, stream=True, verify=site.ca, timeout=30, headers=auth) as r:
         assert r.status_code == 200 and r.headers["X-Checksum-Sha256"] == expected
         with open(partial, "wb") as out:
             for chunk in r.iter_content(1 << 20):
@@ -128,7 +138,8 @@ def test_a_vm_image_download_resumes_midway_with_range(site: UpdateSite, keys: K
                 if out.tell() >= 90 << 20:
                     break  # the stick is pulled
     have = partial.stat().st_size
-    with requests.get(url, headers={"Range": f"bytes={have}-"}, stream=True, verify=site.ca, timeout=30) as r:
+    with requests.get(url, headers={"Range": f"bytes={have}-", **auth}, stream=True, verify=site.ca,
+                      timeout=30) as r:
         assert r.status_code == 206 and r.headers["Content-Range"] == f"bytes {have}-{(200 << 20) - 1}/{200 << 20}"
         with open(partial, "ab") as out:
             for chunk in r.iter_content(1 << 20):
@@ -138,9 +149,9 @@ def test_a_vm_image_download_resumes_midway_with_range(site: UpdateSite, keys: K
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     assert digest.hexdigest() == expected
-    # a Range of absurd numbers is not an error: ignored, as RFC 9110 allows (the whole file, 200)
-    huge = requests.head(url, headers={"Range": f"bytes={'9' * 5000}-"}, verify=site.ca, timeout=30)
-    assert huge.status_code == 200 and huge.headers["Content-Length"] == str(200 << 20)
+    # a Range of absurd numbers: not satisfiable (RFC 9110), and the size to resume from is given
+    huge = requests.head(url, headers={"Range": f"bytes={'9' * 5000}-", **auth}, verify=site.ca, timeout=30)
+    assert huge.status_code == 416 and huge.headers["Content-Range"] == f"bytes */{200 << 20}"
 
 
 def test_client_reports_and_what_they_lack(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
@@ -154,9 +165,9 @@ def test_client_reports_and_what_they_lack(site: UpdateSite, keys: Keys, cli: Ca
     imported = cli("import", "u.bundle.tar", "--site", site.directory)
     assert imported.code == 0 and "'line-9', which this site does not have" in imported.err
     api = site.service("url") + "api/"
-    approved = requests.get(api + "groups/line-1/approved", verify=site.ca, timeout=10).json()
-    assert sorted(u["version"] for u in approved["updates"]) == ["1.0.0", "1.1.0"]
     token = enroll(cli, site, "pos-7", "line-1")
+    approved = requests.get(api + "groups/line-1/approved", verify=site.ca, timeout=10, headers=bearer(token)).json()
+    assert sorted(u["version"] for u in approved["updates"]) == ["1.0.0", "1.1.0"]
     report = {"client": "pos-7", "group": "line-1", "installed": ["edge-agent=1.0.0"]}
     accepted = requests.post(api + "report", json=report, verify=site.ca, timeout=10, headers=bearer(token))
     assert accepted.status_code == 200
@@ -198,12 +209,14 @@ def test_bad_update_input(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
 
 
 def dnf(site: UpdateSite, root: Path, package_key: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """dnf against a private configuration: only the .repo file the site wrote for line-1 (gpgcheck and
-    repo_gpgcheck on), with the package vendor's key added to gpgkey as its comment says."""
+    """dnf against a private configuration: only the .repo file `updates enroll` printed for a line-1
+    client (its name and token; gpgcheck and repo_gpgcheck on), the site's key and CA at the site's
+    paths, with the package vendor's key added to gpgkey as its comment says."""
     (root / "etc").mkdir(parents=True, exist_ok=True)
-    generated = (site.directory / "updates" / "line-1.repo").read_text()
-    assert "repo_gpgcheck=1" in generated and f"sslcacert={Path(site.ca).resolve()}" in generated
-    (root / "etc" / "site.repo").write_text(re.sub(r"(?m)^(gpgkey=.*)$", rf"\1 file://{package_key}", generated))
+    printed = enrolled(site, f"dnf-{root.name}", "line-1")["dnf"]["repo"]
+    assert "repo_gpgcheck=1" in printed and "username=dnf-" in printed
+    repo = printed.replace(CLIENT_RPM_KEY, str(site.directory / "updates" / "site-key.asc")).replace(CLIENT_CA, site.ca)
+    (root / "etc" / "site.repo").write_text(re.sub(r"(?m)^(gpgkey=.*)$", rf"\1 file://{package_key}", repo))
     (root / "etc" / "dnf.conf").write_text(f"[main]\nreposdir={root}/etc\ncachedir={root}/cache\n"
                                           f"logdir={root}/log\npersistdir={root}/persist\n")
     command = ["dnf", "-y", "-c", str(root / "etc" / "dnf.conf"), f"--installroot={root}/installroot",
@@ -293,10 +306,19 @@ def test_an_approval_waits_for_the_site_files_lock_and_loses_nothing(site: Updat
     assert list(decided["line-1"].values()) == ["approved"] and list(decided["line-2"].values()) == ["approved"]
 
 
+def enrolled(site: UpdateSite, client: str, group: str) -> dict[str, Any]:
+    """`bundler updates enroll CLIENT --group GROUP --json`: the token and the client's configuration."""
+    r = subprocess.run([sys.executable, "-m", "bundler.cli", "updates", "enroll", client, "--group", group,
+                        "--site", str(site.directory), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    config: dict[str, Any] = json.loads(r.stdout)
+    return config
+
+
 def enroll(cli: Callable[..., Run], site: UpdateSite, client: str, group: str) -> str:
-    r = cli("updates", "enroll", client, "--group", group, "--site", site.directory)
+    r = cli("updates", "enroll", client, "--group", group, "--site", site.directory, "--json")
     assert r.code == 0, r.err
-    return r.out.strip()
+    return str(json.loads(r.out)["token"])
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -318,12 +340,15 @@ def test_clients_are_enrolled_and_only_approved_payloads_are_served(
     url = site.service("url")
 
     # by file name: the newest approved (1.10; 1.11 is not approved), by version order
-    r = requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10)
+    line1 = bearer(enroll(cli, site, "till-1", "line-1"))
+    r = requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10, headers=line1)
     assert r.status_code == 200 and r.content == b"agent 1.10\n"
-    assert requests.get(f"{url}blobs/sha256/{digests['1.11']}", verify=site.ca, timeout=10).status_code == 404
+    assert requests.get(f"{url}blobs/sha256/{digests['1.11']}", verify=site.ca, timeout=10,
+                        headers=line1).status_code == 404
     assert cli("updates", "decline", "agent=1.10", "--group", "line-1", "--site", site.directory).code == 0
-    assert requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10).content == b"agent 1.9\n"
-    assert requests.get(f"{url}blobs/sha256/{digests['1.10']}", verify=site.ca, timeout=10).status_code == 404
+    assert requests.get(f"{url}files/agent.bin", verify=site.ca, timeout=10, headers=line1).content == b"agent 1.9\n"
+    assert requests.get(f"{url}blobs/sha256/{digests['1.10']}", verify=site.ca, timeout=10,
+                        headers=line1).status_code == 404
 
     # an enrolled client of line-2 gets what line-2 approved: nothing yet
     token = enroll(cli, site, "till-2", "line-2")
@@ -353,6 +378,57 @@ def test_clients_are_enrolled_and_only_approved_payloads_are_served(
                          headers=bearer(again)).status_code == 200
     assert cli("updates", "enroll", "../x", "--group", "line-1", "--site", site.directory).code == 2
     assert cli("updates", "enroll", "pos-9", "--group", "line-9", "--site", site.directory).code == 2
+
+
+def test_a_group_is_a_boundary(site: UpdateSite, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """A group's indexes, approvals and payloads go to its enrolled clients only: anonymous readers
+    get 401 on every group path, another group's client 404; apt configured as `updates enroll`
+    prints reads its own group with signature checking on. `updates.anonymous: true` opens them."""
+    build_deb(tmp_path, "edge-agent")
+    build_deb(tmp_path, "edge-debug-tools")
+    profile = write_profile(tmp_path, "1.0.0", "    - path: edge-agent_1.0.0_all.deb\n      approve: [line-1]\n"
+                                               "    - path: edge-debug-tools_1.0.0_all.deb\n      approve: [line-2]\n")
+    assert cli("build", profile, "-o", "u.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "u.bundle.tar", "--site", site.directory).code == 0
+    # declined for line-1, approved for line-2: line-1's client must not have it by any path
+    assert cli("updates", "decline", "edge-debug-tools", "--group", "line-1", "--site", site.directory).code == 0
+    listing = json.loads(cli("updates", "list", "--site", site.directory, "--json").out)["updates"]
+    listed = {e["name"]: e for e in listing}
+    debug = listed["edge-debug-tools"]
+    url = site.service("url")
+    paths = [f"files/{debug['file']}", f"blobs/sha256/{debug['sha256']}", f"apt/pool/{debug['sha256']}/{debug['file']}",
+             "api/groups/line-2/approved", "apt/dists/line-2/InRelease", "apt/dists/line-2/main/binary-amd64/Packages",
+             "api/groups/line-1/approved", "apt/dists/line-1/InRelease", "rpm/line-2/repodata/repomd.xml"]
+    for path in paths:
+        assert requests.get(url + path, verify=site.ca, timeout=10).status_code == 401, path
+        assert requests.head(url + path, verify=site.ca, timeout=10).status_code == 401, path
+    line1, line2 = enrolled(site, "pos-1", "line-1"), enrolled(site, "pos-2", "line-2")
+    for path in paths[:6] + paths[-1:]:  # line-2's payload, index and approvals
+        assert requests.get(url + path, verify=site.ca, timeout=10,
+                            headers=bearer(line1["token"])).status_code == 404, path
+        got = requests.get(url + path, verify=site.ca, timeout=10, headers=bearer(line2["token"]))
+        assert got.status_code == 200, path
+    assert requests.get(url + paths[0], verify=site.ca, timeout=10,
+                        headers=bearer(line2["token"])).content == (tmp_path / debug["file"]).read_bytes()
+    assert requests.get(url + paths[0], verify=site.ca, timeout=10, auth=("pos-2", line2["token"])).status_code == 200
+    assert requests.get(url + paths[0], verify=site.ca, timeout=10, auth=("pos-1", line2["token"])).status_code == 401
+    assert requests.get(url + "keys/apt-key.gpg", verify=site.ca, timeout=10).status_code == 200  # public keys
+
+    own, other = apt(site, tmp_path / "apt-1", "update", client=line1), apt(site, tmp_path / "apt-2", "update",
+                                                                          client=line2)
+    assert own.returncode == 0 and other.returncode == 0, own.stderr + other.stderr
+    assert apt(site, tmp_path / "apt-1", "download", "edge-agent", client=line1).returncode == 0
+    assert apt(site, tmp_path / "apt-1", "download", "edge-debug-tools", client=line1).returncode != 0
+    assert apt(site, tmp_path / "apt-2", "download", "edge-debug-tools", client=line2).returncode == 0
+    stranger = dict(line1, apt={**line1["apt"], "auth_conf": line1["apt"]["auth_conf"].replace(line1["token"], "x")})
+    refused = apt(site, tmp_path / "apt-x", "update", client=stranger)
+    assert refused.returncode != 0 or "401" in refused.stdout + refused.stderr
+
+    # anonymous reading is a site setting, off by default
+    config = site.directory / "site.yaml"
+    config.write_text(config.read_text().replace("updates:\n", "updates:\n  anonymous: true\n"))
+    assert cli("site", "down", site.directory).code == 0 and cli("site", "up", site.directory).code == 0
+    assert requests.get(url + paths[0], verify=site.ca, timeout=10).status_code == 200
 
 
 def test_slow_clients_cannot_hold_the_service(site: UpdateSite) -> None:

@@ -1,0 +1,199 @@
+"""The site's front door: nginx terminates TLS for the site's HTTPS service and faces the store
+network; the Python application (site/server.py) listens on a unix socket behind it.
+
+What the front holds, so that no client can stop the token server, Git, the update cache or the page:
+    deadlines      TLS handshake and request headers (client_header_timeout), body, send, idle
+    sizes          request line and headers; a body per route, bounded BEFORE anything is read:
+                   a missing (chunked), negative or oversized Content-Length gets 411/400/413
+    per client     connections and request rates per client address (429 beyond them)
+    Git            git's default request buffer (10 MB), and at most GIT_CONCURRENCY Git requests at
+                   once for the whole site (git http-backend is a process per request)
+    payloads       the application authorizes an update download, then answers `X-Accel-Redirect`:
+                   nginx sends the file itself (sendfile, Range, HEAD), the application is free at once
+Event-driven connection handling means a silent or slow socket costs a few kilobytes, not a thread.
+
+`site up` writes the configuration under DIR/run/front/ and runs `nginx -c ... -g 'daemon off;'`
+as a child service, like the registry; `site install` runs the same thing under systemd.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from bundler.errors import BundlerError
+from bundler.fsutil import atomic_write, make_dirs
+from bundler.site.config import LOG_DIR, RUN_DIR, SiteConfig
+from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
+
+FRONT_DIR = f"{RUN_DIR}/front"  # nginx's prefix: its configuration, pid and temporary files
+APP_SOCKET = "app.sock"
+PAYLOADS = "/_payloads/"  # internal locations the application redirects authorized downloads to
+PUBLISHED = "/_published/"
+
+HEADER_TIMEOUT = 10  # seconds for the TLS handshake and the request line and headers
+BODY_TIMEOUT = 10  # seconds of silence while a body arrives
+SEND_TIMEOUT = 60  # seconds a client may stop reading a response
+IDLE_TIMEOUT = 30  # a kept-alive connection with no request
+CONNECTIONS_PER_CLIENT = 64  # open requests from one client address
+TOKENS_PER_SECOND = 50  # /token requests per client address (burst TOKEN_BURST)
+TOKEN_BURST = 200
+GIT_CONCURRENCY = 8  # Git requests served at once, whole site
+GIT_BODY = "10m"  # git's own default request buffer (http.maxRequestBuffer)
+TOKEN_BODY = "64k"
+REPORT_BODY = "1m"  # bundler.site.server.MAX_REPORT
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.path.exists(p)), None)
+    if found is None:
+        raise BundlerError("the site's HTTPS front needs nginx, and none is installed",
+                           hint="apt-get install nginx (the Debian package's own service need not run)")
+    return found
+
+
+def app_socket(site: SiteConfig) -> Path:
+    """Where the application listens: DIR/run/app.sock, or, when that path is too long for a unix
+    socket (108 bytes), a private directory under the temporary directory named by the site."""
+    path = (site.directory / RUN_DIR / APP_SOCKET).resolve()
+    if len(os.fsencode(path)) < 100:
+        return path
+    short = Path("/tmp") / f"bundler-site-{hashlib.sha256(os.fsencode(path)).hexdigest()[:16]}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / APP_SOCKET
+
+
+def _quote(value: object) -> str:
+    """A path in nginx's configuration syntax: double-quoted (spaces, `%`, `;` and braces are fine);
+    nginx has no escape for `$` (a variable) or a quote, so a site path holding one is refused."""
+    text = str(value)
+    if any(c in text for c in '"$\\\n\r'):
+        raise BundlerError(f"the site's path {text!r} holds a character nginx cannot take (\" $ \\ or a newline)",
+                           hint="move the site to a directory without them")
+    return f'"{text}"'
+
+
+def _listen(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return f"{host}:{port}" if host.startswith("[") or host else port
+
+
+def _worker_user(site: SiteConfig) -> str:
+    """A site root owns (a technician's) runs nginx's workers as root too, for they read the site's
+    0600 files; an installed site's services run as its own user (site/service.py), nginx included."""
+    return "user root root;\n" if os.geteuid() == 0 and site.directory.stat().st_uid == 0 else ""
+
+
+def config_text(site: SiteConfig) -> str:
+    prefix = (site.directory / FRONT_DIR).resolve()
+    pki = (site.directory / PKI_DIR).resolve()
+    updates = (site.directory / "updates").resolve()
+    log = (site.directory / LOG_DIR).resolve()
+    q = _quote
+    from_app = "".join(f"    add_header {h} $upstream_http_{h.lower().replace('-', '_')} always;\n"
+                       for h in ("X-Checksum-Sha256", "Digest", "ETag"))
+    no_chunked = "    if ($http_transfer_encoding) { return 411; }\n"  # a body needs a Content-Length
+    proxy = "    proxy_pass http://app;\n"
+    return f"""# written by `bundler site up`; edit site.yaml, not this file
+{_worker_user(site)}worker_processes auto;
+worker_rlimit_nofile 16384;
+pid {q(prefix / "nginx.pid")};
+error_log {q(log / "front.log")} warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  server_tokens off;
+  types {{ }}
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path {q(prefix / "body")};
+  proxy_temp_path {q(prefix / "proxy")};
+  fastcgi_temp_path {q(prefix / "fastcgi")};
+  uwsgi_temp_path {q(prefix / "uwsgi")};
+  scgi_temp_path {q(prefix / "scgi")};
+
+  client_header_timeout {HEADER_TIMEOUT}s;  # also the TLS handshake's deadline
+  client_body_timeout {BODY_TIMEOUT}s;
+  send_timeout {SEND_TIMEOUT}s;
+  keepalive_timeout {IDLE_TIMEOUT}s;
+  keepalive_requests 1000;
+  reset_timedout_connection on;
+  client_header_buffer_size 1k;
+  large_client_header_buffers 4 8k;  # request line and each header at most 8 KiB
+  client_max_body_size 16k;
+  client_body_buffer_size 64k;
+
+  limit_conn_zone $binary_remote_addr zone=per_client:4m;
+  limit_conn_zone $site_wide zone=site_wide:64k;
+  limit_req_zone $binary_remote_addr zone=tokens:4m rate={TOKENS_PER_SECOND}r/s;
+  limit_conn per_client {CONNECTIONS_PER_CLIENT};
+  limit_conn_status 429;
+  limit_req_status 429;
+  map $scheme $site_wide {{ default site; }}
+
+  upstream app {{
+    server {q("unix:" + str(app_socket(site)))};
+    keepalive 16;
+  }}
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host $http_host;
+  proxy_set_header X-Real-IP $remote_addr;
+  proxy_set_header X-Forwarded-Proto https;
+  proxy_read_timeout 300s;
+  proxy_max_temp_file_size 1024m;
+
+  server {{
+    listen {_listen(site.http_listen)} ssl;
+    ssl_certificate {q(pki / SERVER_CERT)};
+    ssl_certificate_key {q(pki / SERVER_KEY)};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:tls:4m;
+    ssl_session_timeout 1h;
+
+    location = /healthz {{
+{proxy}    }}
+    location = /token {{
+    client_max_body_size {TOKEN_BODY};
+    limit_req zone=tokens burst={TOKEN_BURST} nodelay;
+{no_chunked}{proxy}    }}
+    location = /updates/api/report {{
+    client_max_body_size {REPORT_BODY};
+{no_chunked}{proxy}    }}
+    location /git/ {{
+    client_max_body_size {"0" if site.allow_push else GIT_BODY};
+    limit_conn site_wide {GIT_CONCURRENCY};
+{proxy}    }}
+    location / {{
+{proxy}    }}
+    location {PAYLOADS} {{
+    internal;
+    alias {q(str(updates / "blobs") + "/")};
+    etag off;
+{from_app}    }}
+    location {PUBLISHED} {{
+    internal;
+    alias {q(str(updates / "published") + "/")};
+    }}
+  }}
+}}
+"""
+
+
+def write_config(site: SiteConfig) -> Path:
+    prefix = site.directory / FRONT_DIR
+    make_dirs(prefix)
+    make_dirs(site.directory / LOG_DIR)
+    path = prefix / "nginx.conf"
+    atomic_write(path, config_text(site).encode())
+    return path
+
+
+def front_command(site: SiteConfig) -> list[str]:
+    """The nginx command line (its own prefix, configuration and error log; not a daemon)."""
+    prefix = (site.directory / FRONT_DIR).resolve()
+    return [nginx_binary(), "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"),
+            "-e", str((site.directory / LOG_DIR / "front.log").resolve()), "-g", "daemon off;"]
