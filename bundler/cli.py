@@ -578,13 +578,18 @@ def site_status(directory: Path, as_json: bool) -> None:
 
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
+    from bundler.site import figures
     from bundler.site.config import load_site
     from bundler.site.prune import disk_report
     from bundler.site.service import site_status as status
 
     info = status(directory)
     site = load_site(directory)
-    info["disk"] = disk_report(site, site.registry_client(2) if info["services"]["registry"]["healthy"] else None)
+    kept = figures.read(site, figures.DISK_FILE)  # what the last import, prune or start measured: no walk
+    if kept is not None:
+        info["disk"] = {**kept.figures, "measured_at": kept.measured_at.isoformat().replace("+00:00", "Z")}
+    else:
+        info["disk"] = disk_report(site, site.registry_client(2) if info["services"]["registry"]["healthy"] else None)
     if as_json:
         _emit_json(info)
     else:
@@ -597,7 +602,8 @@ def site_status(directory: Path, as_json: bool) -> None:
             click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
         d = info["disk"]
         kinds = ", ".join(f"{k} {human(d[k])}" for k in ("registry", "updates", "git") if d[k] is not None)
-        click.echo(f"disk: {d['used_percent']}% of {human(d['total'])} used, {human(d['free'])} free ({kinds})")
+        when = f"; measured {kept.age}" if kept is not None else ""
+        click.echo(f"disk: {d['used_percent']}% of {human(d['total'])} used, {human(d['free'])} free ({kinds}{when})")
         if d["prune"]["releases"]:
             freed, gone = human(sum(d["prune"]["bytes_freed"].values())), ", ".join(d["prune"]["releases"])
             click.echo(f"a prune (keeping {d['prune']['keep']}) would free {freed}: {gone}")

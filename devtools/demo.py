@@ -112,6 +112,7 @@ def main() -> None:
     bundler("import", bundle, "--site", "site")
     bundler("site", "status", "site")
     bundler("updates", "list", "--site", "site")
+    bundler("updates", "enroll", "till-1", "--group", "line-1", "--site", "site")  # prints its configuration
 
     site = f"127.0.0.1:{SITE_PORT}"
     hello = f"{site}/127.0.0.1_{SOURCE_PORT}/demo/hello:1.0"
@@ -130,8 +131,8 @@ the same digests, to the cluster's pull-only account in .demo/site/credentials.j
       docker://{site}/models.example.com/store/order-accuracy:1.3
   GIT_SSL_CAINFO=.demo/site/pki/ca.pem git clone \\
       https://$CREDS@127.0.0.1:{GIT_PORT}/git/gitops.git
-  # apt clients of group line-1 (signature checking on):
-  echo "deb [signed-by=$PWD/.demo/site/updates/apt-key.gpg] https://127.0.0.1:{GIT_PORT}/updates/apt line-1 main"
+  # update clients are enrolled per group (the apt, dnf and curl configuration for till-1 is printed above);
+  # a group's indexes and payloads go to its enrolled clients only
 The site and the source registry keep running; `make demo-stop` stops them. The bundle is .demo/{bundle}.""")
 
 

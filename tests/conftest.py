@@ -41,7 +41,7 @@ class Registry:
     def catalog(self) -> list[str]:
         """Repositories with content; bundler's quarantine repository (blobs waiting for the rest of
         an import, never tagged, emptied at the end of each import) is left out."""
-        from bundler.site.registry import QUARANTINE
+        from bundler.site.tokens import QUARANTINE
 
         names = requests.get(f"{self.url}/v2/_catalog", timeout=10).json()["repositories"] or []
         return [name for name in names if name != QUARANTINE]

@@ -67,9 +67,9 @@ def site(cli: Callable[..., Run], keys: Keys, registry: Registry, tmp_path: Path
 
 
 def enroll(cli: Callable[..., Run], site: Path) -> str:
-    r = cli("updates", "enroll", "till-7", "--group", "line-1", "--site", site)
+    r = cli("updates", "enroll", "till-7", "--group", "line-1", "--site", site, "--json")
     assert r.code == 0, r.err
-    return r.out.strip()
+    return str(json.loads(r.out)["token"])
 
 
 def http_url(cli: Callable[..., Run], site: Path) -> str:

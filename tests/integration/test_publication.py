@@ -230,3 +230,40 @@ def test_an_import_reads_each_byte_of_the_bundle_once(embedded: bool, built: Bui
         assert size * 0.9 <= read <= size * 1.05, (read, size)  # was 2.0x: a hashing pass, then the copy
     finally:
         cli("site", "down", site)
+
+
+def test_a_refused_import_leaves_nothing_in_the_default_sites_quarantine_and_prune_frees_it(
+        built: Built, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """On the default site (embedded registry, token auth), a bundle refused half-way through the
+    transfer takes its blobs out of the quarantine again (no account reads them there), and the next
+    prune counts and frees their bytes."""
+    from bundler.site.config import load_site
+
+    bundle = tmp_path / "corrupt.bundle.tar"
+    shutil.copy(built.bundle, bundle)
+    layer = middle_layer(bundle)
+    flip(bundle, layer)
+    site = tmp_path / "site"
+    r = cli("site", "init", site, "--trust-key", keys.release.pub, "--registry-listen", f"127.0.0.1:{free_port()}",
+            "--http-listen", f"127.0.0.1:{free_port()}")
+    assert r.code == 0, r.err
+    assert cli("site", "up", site).code == 0
+    try:
+        refused = cli("import", bundle, "--site", site)
+        assert refused.code == 3 and layer.name in refused.err, refused.err
+        client = load_site(site).registry_client(4)  # the import account: the only one the quarantine grants
+        with tarfile.open(bundle) as tar:
+            blobs = [m for m in tar.getmembers() if m.name.startswith("oci/blobs/sha256/")]
+        storage = site / "registry" / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+        stored = [m for m in blobs if (storage / m.name[-64:][:2] / m.name[-64:] / "data").exists()]
+        assert stored, "the transfer had sent blobs before the refusal"
+        assert not any(client.blob_exists("bundler/quarantine", f"sha256:{m.name[-64:]}") for m in blobs)
+        dry = cli("site", "prune", site, "--dry-run", "--json")
+        assert dry.code == 0, dry.err
+        leftovers = json.loads(dry.out)["bytes_freed"]["leftovers"]
+        assert leftovers == sum(m.size for m in stored) > 0
+        pruned = cli("site", "prune", site)
+        assert pruned.code == 0, pruned.err
+        assert not any((storage / m.name[-64:][:2] / m.name[-64:] / "data").exists() for m in stored)
+    finally:
+        cli("site", "down", site)

@@ -73,7 +73,8 @@ def test_site_up_failing_on_the_https_service_starts_no_registry(
     registry_port = free_port()
     init(cli, site, keys, registry_port, occupied)
     up = cli("site", "up", site)
-    assert up.code != 0 and "the site's https front (nginx) service" in up.err and "Address already in use" in up.err, up.err
+    assert up.code != 0 and "the site's https front (nginx) service" in up.err, up.err
+    assert "Address already in use" in up.err, up.err
     assert alive(site) == []
     with socket.socket() as s:
         s.bind(("127.0.0.1", registry_port))
