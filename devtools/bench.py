@@ -13,9 +13,15 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
   plain:     bundler import into a plain registry (no TLS, no auth): what the default site costs on top
   pull:      skopeo copy of every image from the default site (site CA, the cluster's pull account)
                                       vs  the same from a plain registry
+  download:  curl of a 200 MB update payload from the default site (an enrolled client's token: the
+             application authorizes, nginx sends the file over TLS)
+                                      vs  curl of the same file from a plain static HTTPS server
+                                          (`openssl s_server -WWW`, the site's certificate); and, for
+                                          the cost of TLS itself, from busybox httpd over plain HTTP
 
 Goals: build <= 1.0x, import <= 0.6x, re-import <= 1.0x of skopeo; import into the default site
-<= 1.3x into a plain registry; pulls from the default site <= 1.3x from a plain one; peak RSS < 200 MB.
+<= 1.3x into a plain registry; pulls from the default site <= 1.3x from a plain one; a payload
+download from the site <= 1.25x from a static server; peak RSS < 200 MB.
 Also: `bundler sign` on a 1 GiB bundle: it checks every payload's digest before it signs, so it
 costs what `bundler verify` costs (no peer signs bundles); memory stays flat.
 """
@@ -186,7 +192,7 @@ def default_site(bundler: list[str], name: str) -> Iterator[DefaultSite]:
     shutil.rmtree(directory, ignore_errors=True)
     registry = f"127.0.0.1:{free_port()}"
     run([*bundler, "site", "init", name, "--trust-key", "release.pub", "--registry-listen", registry,
-         "--http-listen", f"127.0.0.1:{free_port()}"])
+         "--http-listen", f"127.0.0.1:{free_port()}", "--group", "line-1"])
     run([*bundler, "site", "up", name])
     certs = directory / "skopeo-certs"
     certs.mkdir()
@@ -201,6 +207,58 @@ def default_site(bundler: list[str], name: str) -> Iterator[DefaultSite]:
                           ["--dest-cert-dir", str(certs), "--dest-creds", creds("import-credentials.json")], directory)
     finally:
         run([*bundler, "site", "down", name])
+
+
+PAYLOAD_BYTES = 200 * MB
+
+
+def curl_best(url: str, *options: str, n: int = 3) -> float:
+    """Seconds of the best of `n` downloads of `url` by curl (the bytes discarded)."""
+    best = float("inf")
+    for _ in range(n):
+        start = time.perf_counter()
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", *options, url], check=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_download(bundler: list[str], site: DefaultSite) -> dict[str, float]:
+    """A 200 MB payload approved for line-1, imported into `site`; curl with an enrolled client's
+    token against a static HTTPS server and a plain HTTP one serving the same file."""
+    served = WORK / "served"
+    shutil.rmtree(served, ignore_errors=True)
+    served.mkdir()
+    with open(served / "payload.bin", "wb") as f:
+        for _ in range(PAYLOAD_BYTES // MB):
+            f.write(os.urandom(MB))
+    (WORK / "payload.yaml").write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: payload, "
+                                       "version: 1.0.0}\nspec:\n  updates:\n    - path: served/payload.bin\n"
+                                       "      approve: [line-1]\n")
+    run([*bundler, "build", "payload.yaml", "-o", "payload.bundle.tar", "--key", "release.key"])
+    run([*bundler, "import", "payload.bundle.tar", "--site", str(site.directory)])
+    enrolled = subprocess.run([*bundler, "updates", "enroll", "bench-1", "--group", "line-1", "--site",
+                               str(site.directory), "--json"], check=True, capture_output=True, text=True, cwd=WORK)
+    token = json.loads(enrolled.stdout)["token"]
+    ca = str(site.directory / "pki" / "ca.pem")
+    http = json.loads(subprocess.run([*bundler, "site", "status", str(site.directory), "--json"],
+                                     capture_output=True, text=True, cwd=WORK).stdout)["services"]["updates"]["url"]
+    ours = curl_best(f"{http}files/payload.bin", "--cacert", ca, "-H", f"Authorization: Bearer {token}")
+    tls_port, plain_port = free_port(), free_port()
+    pki = site.directory / "pki"
+    peers = [subprocess.Popen(["openssl", "s_server", "-WWW", "-quiet", "-key", str(pki / "server.key"), "-cert",
+                               str(pki / "server.pem"), "-accept", f"127.0.0.1:{tls_port}"], cwd=served,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{plain_port}", "-h", str(served)])]
+    try:
+        time.sleep(1)
+        static = curl_best(f"https://127.0.0.1:{tls_port}/payload.bin", "--cacert", ca)
+        plain = curl_best(f"http://127.0.0.1:{plain_port}/payload.bin")
+    finally:
+        for peer in peers:
+            peer.terminate()
+            peer.wait()
+    shutil.rmtree(served, ignore_errors=True)
+    return {"site": ours, "static_tls": static, "plain_http": plain}
 
 
 def site_repo(ref: str) -> str:
@@ -253,6 +311,7 @@ def main() -> None:
     per_request_site: list[float] = []
     read_ratio: list[float] = []
     per_request_plain: list[float] = []
+    downloads: list[dict[str, float]] = []
     for _ in range(args.runs):
         (WORK / "bench.bundle.tar").unlink(missing_ok=True)
         t, rss = run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
@@ -278,6 +337,7 @@ def main() -> None:
             per_request_site.append(per_request(site.url, site.token_for_pull()))
             pull_site.append(run_all([[*pull, *site.pull_options, f"docker://{site.host}/{site_repo(ref)}",
                                        f"oci:{WORK / 'pulled-site'}:{i}"] for i, ref in enumerate(refs)]))
+            downloads.append(measure_download(bundler, site))
         shutil.rmtree(WORK / "pulled-site", ignore_errors=True)
 
         plain = fresh_registry("plain")
@@ -323,7 +383,9 @@ def main() -> None:
             ("import", min(imp_b), min(imp_s), 0.6, "skopeo"),
             ("re-import", min(re_b), min(re_s), 1.0, "skopeo"),
             ("site/plain", min(imp_b), min(plain_b), 1.3, "plain"),
-            ("pull", min(pull_site), min(pull_plain), 1.3, "plain")]
+            ("pull", min(pull_site), min(pull_plain), 1.3, "plain"),
+            ("download", min(d["site"] for d in downloads), min(d["static_tls"] for d in downloads), 1.25,
+             "static HTTPS server")]
     print(f"\n{'':10} {'bundler':>9} {'peer':>9} {'ratio':>7} {'goal':>6}")
     for name, ours, theirs, goal, peer_name in rows:
         ratio = ours / theirs
@@ -337,6 +399,9 @@ def main() -> None:
     print("  import, re-import: into the default site (TLS, token auth) vs skopeo into the same kind of site;")
     print("  site/plain: bundler's import into the default site vs into a plain registry;")
     print("  pull: skopeo pulling all 10 images from the default site vs from a plain registry")
+    print(f"  download: curl of a 200 MB approved payload from the site (token, nginx over TLS) vs from "
+          f"`openssl s_server -WWW`; over plain HTTP (busybox httpd, no TLS) it took "
+          f"{min(d['plain_http'] for d in downloads):.2f} s: TLS's own cost on this machine")
     peak = max(rss_build + rss_import)
     print(f"peak RSS: build {max(rss_build) / 2**20:.0f} MiB, import {max(rss_import) / 2**20:.0f} MiB "
           f"(goal < 200 MiB: {'met' if peak < 200 * 2**20 else 'NOT MET'})")

@@ -109,6 +109,7 @@ http {{
   default_type application/octet-stream;
   sendfile on;
   tcp_nopush on;
+  output_buffers 2 512k;  # a payload over TLS: half the time of the default 2 x 32k here
   client_body_temp_path {q(prefix / "body")};
   proxy_temp_path {q(prefix / "proxy")};
   fastcgi_temp_path {q(prefix / "fastcgi")};

@@ -261,7 +261,7 @@ def test_a_refused_import_leaves_nothing_in_the_default_sites_quarantine_and_pru
         dry = cli("site", "prune", site, "--dry-run", "--json")
         assert dry.code == 0, dry.err
         leftovers = json.loads(dry.out)["bytes_freed"]["leftovers"]
-        assert leftovers == sum(m.size for m in stored) > 0
+        assert leftovers >= sum(m.size for m in stored) > 0  # the blobs (and any payloads the cache kept)
         pruned = cli("site", "prune", site)
         assert pruned.code == 0, pruned.err
         assert not any((storage / m.name[-64:][:2] / m.name[-64:] / "data").exists() for m in stored)
