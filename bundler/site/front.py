@@ -6,8 +6,8 @@ What the front holds, so that no client can stop the token server, Git, the upda
     sizes          request line and headers; a body per route, bounded BEFORE anything is read:
                    a missing (chunked), negative or oversized Content-Length gets 411/400/413
     per client     connections and request rates per client address (429 beyond them)
-    Git            git's default request buffer (10 MB), and at most GIT_CONCURRENCY Git requests at
-                   once for the whole site (git http-backend is a process per request)
+    Git            git's default request buffer (10 MB), bodies buffered here before the application
+                   runs `git http-backend` for them (at most server.GIT_PROCESSES at once)
     payloads       the application authorizes an update download, then answers `X-Accel-Redirect`:
                    nginx sends the file itself (sendfile, Range, HEAD), the application is free at once
 Event-driven connection handling means a silent or slow socket costs a few kilobytes, not a thread.
@@ -40,7 +40,6 @@ IDLE_TIMEOUT = 30  # a kept-alive connection with no request
 CONNECTIONS_PER_CLIENT = 64  # open requests from one client address
 TOKENS_PER_SECOND = 50  # /token requests per client address (burst TOKEN_BURST)
 TOKEN_BURST = 200
-GIT_CONCURRENCY = 8  # Git requests served at once, whole site
 GIT_BODY = "10m"  # git's own default request buffer (http.maxRequestBuffer)
 TOKEN_BODY = "64k"
 REPORT_BODY = "1m"  # bundler.site.server.MAX_REPORT
@@ -128,12 +127,10 @@ http {{
   client_body_buffer_size 64k;
 
   limit_conn_zone $binary_remote_addr zone=per_client:4m;
-  limit_conn_zone $site_wide zone=site_wide:64k;
   limit_req_zone $binary_remote_addr zone=tokens:4m rate={TOKENS_PER_SECOND}r/s;
   limit_conn per_client {CONNECTIONS_PER_CLIENT};
   limit_conn_status 429;
   limit_req_status 429;
-  map $scheme $site_wide {{ default site; }}
 
   upstream app {{
     server {q("unix:" + str(app_socket(site)))};
@@ -166,7 +163,6 @@ http {{
 {no_chunked}{proxy}    }}
     location /git/ {{
     client_max_body_size {"0" if site.allow_push else GIT_BODY};
-    limit_conn site_wide {GIT_CONCURRENCY};
 {proxy}    }}
     location / {{
 {proxy}    }}

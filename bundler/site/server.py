@@ -45,6 +45,8 @@ WORKERS = 32  # threads serving requests: the front buffers bodies and responses
 CLIENT_TIMEOUT = 30  # seconds the front may take to send a request it has buffered
 MAX_TOKEN_FORM = 64 << 10  # bytes of a POST /token form (front: TOKEN_BODY)
 MAX_REPORT = 1 << 20  # bytes of one client report (front: REPORT_BODY)
+GIT_PROCESSES = 8  # Git requests served at once (each a process); the front has buffered their bodies
+GIT_WAIT = 5  # seconds a Git request waits for one of them before 503
 
 
 class SiteApp:
@@ -59,6 +61,7 @@ class SiteApp:
         self._lock = threading.Lock()
         self._page_lock = threading.Lock()
         self._page: tuple[tuple[int, ...], bytes] | None = None
+        self._git_slots = threading.BoundedSemaphore(GIT_PROCESSES)  # `git http-backend` processes at once
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -254,7 +257,14 @@ class SiteApp:
             return _text(start_response, "403 Forbidden", "this Git server speaks smart HTTP only\n")
         if service == "git-receive-pack" and not self.site.allow_push:
             return _text(start_response, "403 Forbidden", "push is disabled on this site\n")
-        return self.http_backend(environ, start_response, path, query, user)
+        if not self._git_slots.acquire(timeout=GIT_WAIT):
+            start_response("503 Service Unavailable", [("Retry-After", "5"), ("Content-Type", "text/plain")])
+            return [b"the Git server is busy; try again\n"]
+        try:
+            return self.http_backend(environ, start_response, path, query, user)
+        except BaseException:
+            self._git_slots.release()
+            raise
 
     def http_backend(self, environ: dict[str, Any], start_response: StartResponse, path: str, query: str,
                      user: str) -> Iterator[bytes]:
@@ -288,7 +298,7 @@ class SiteApp:
             else:
                 headers.append((name.strip(), value.strip()))
         start_response(status, headers)
-        return _stream(proc, feeder)
+        return _stream(proc, feeder, self._git_slots.release)
 
 
 def smart_service(method: str, path: str, query: str) -> str | None:
@@ -320,7 +330,7 @@ def _feed(source: Any, sink: Any, length: str | None) -> None:
             sink.close()
 
 
-def _stream(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> Iterator[bytes]:
+def _stream(proc: subprocess.Popen[bytes], feeder: threading.Thread, done: Callable[[], None]) -> Iterator[bytes]:
     assert proc.stdout is not None
     try:
         while chunk := proc.stdout.read(CHUNK):
@@ -329,6 +339,7 @@ def _stream(proc: subprocess.Popen[bytes], feeder: threading.Thread) -> Iterator
         proc.stdout.close()
         proc.wait()
         feeder.join(timeout=5)
+        done()
 
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._+~-]{1,255}$")  # a published index's path, part by part

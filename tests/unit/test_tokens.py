@@ -26,6 +26,8 @@ from bundler.site.tokens import ISSUER, SERVICE, Scope, granted, issue_token, li
     (PUSH, "registry:catalog:*", ["*"]),
     (PUSH, "registry:other:*", None),
     (PUSH, "plugin:x:pull", None),
+    (PULL, "repository:bundler/quarantine:pull", None),  # a refused bundle's blobs wait there
+    (PUSH, "repository:bundler/quarantine:pull,push,delete", ["pull", "push", "delete"]),
 ])
 def test_each_role_gets_only_its_actions(role: str, scope: str, expected: list[str] | None) -> None:
     parsed = Scope.parse(scope)
