@@ -43,6 +43,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 CHUNK = 64 << 10
 WORKERS = 32  # threads serving requests: the front buffers bodies and responses, so none waits on a client
 CLIENT_TIMEOUT = 30  # seconds the front may take to send a request it has buffered
+BACKLOG = 1024  # connections from the front waiting to be accepted (cheroot's default, 5, makes nginx answer 502)
 MAX_TOKEN_FORM = 64 << 10  # bytes of a POST /token form (front: TOKEN_BODY)
 MAX_REPORT = 1 << 20  # bytes of one client report (front: REPORT_BODY)
 GIT_PROCESSES = 8  # Git requests served at once (each a process); the front has buffered their bodies
@@ -431,7 +432,7 @@ def serve(directory: Path) -> None:
     socket_path = app_socket(site)
     socket_path.unlink(missing_ok=True)  # a socket left by a process that was killed
     server = wsgi.Server(str(socket_path), SiteApp(site), numthreads=WORKERS, server_name="bundler-site",
-                         timeout=CLIENT_TIMEOUT)
+                         timeout=CLIENT_TIMEOUT, request_queue_size=BACKLOG)
     server.max_request_header_size = 64 << 10
     stop = threading.Event()
     threading.Thread(target=check_health, args=(site, stop), daemon=True).start()
