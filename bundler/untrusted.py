@@ -15,6 +15,8 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import yaml
+
 T = TypeVar("T")
 
 MAX_DEPTH = 32
@@ -152,3 +154,36 @@ class Obj:
     def entries(self) -> Iterator[tuple[str, Value]]:
         for name, value in self.value.items():
             yield name, Value(value, f"{self.where}[{name!r}]")
+
+
+MAX_YAML_NODES = 100_000  # nodes of a YAML document with every alias expanded (Helm refuses alias bombs too)
+
+
+def load_yaml(data: bytes, max_bytes: int, max_nodes: int = MAX_YAML_NODES) -> Any:
+    """One YAML document from untrusted bytes (a chart's Chart.yaml, values.yaml, a repository's
+    index.yaml): at most `max_bytes`, and at most `max_nodes` nodes once every alias is expanded,
+    counted on the composed graph before anything is constructed; Malformed otherwise."""
+    if len(data) > max_bytes:
+        raise Malformed(f"{len(data)} bytes: larger than the {max_bytes} allowed")
+    loader = yaml.SafeLoader(data)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        seen, stack = 0, [root]
+        while stack:  # every visit counts, an alias's node each time it is reached
+            node = stack.pop()
+            seen += 1
+            if seen > max_nodes:
+                raise Malformed(f"more than {max_nodes} values once its aliases are expanded (an alias bomb?)")
+            if isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                stack.extend(item for pair in node.value for item in pair)
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise Malformed(f"not YAML: {str(exc)[:300]}") from None
+    except RecursionError:
+        raise Malformed("nested too deep") from None
+    finally:
+        loader.dispose()

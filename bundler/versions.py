@@ -1,10 +1,16 @@
-"""Semantic versions (semver.org 2.0.0): validation and precedence, for rollback protection; and the
-looser versions charts carry in the wild, read as Helm (Masterminds semver) reads them."""
+"""Semantic versions (semver.org 2.0.0): validation and precedence, for rollback protection; the
+looser versions charts carry in the wild, read as Helm (Masterminds semver) reads them; and package
+versions in the orders their clients use (dpkg's, python-debian; rpm's rpmvercmp)."""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable, Iterator
 from functools import total_ordering
+from typing import Any
+
+from debian import debian_support
 
 SEMVER_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -182,3 +188,89 @@ def _compare(version: Version, op: str, bound: Version) -> bool:
     if op == "<":
         return version < bound
     return version <= bound
+
+
+# --- package versions, in the orders their clients use ---------------------------------------------
+
+
+def deb_compare(a: str, b: str) -> int:
+    """dpkg's order (epoch, upstream version, revision; `~` sorts before everything, even the end)."""
+    return int(debian_support.version_compare(a, b))
+
+
+def _rpm_segments(text: str) -> Iterator[str]:
+    """rpmvercmp's view of a version: separators `~` and `^` kept, runs of letters or digits."""
+    for match in re.finditer(r"[~^]|[0-9]+|[A-Za-z]+", text):
+        yield match.group()
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    """rpm's rpmvercmp (rpm 4.18, rpmio/rpmvercmp.c): digits against digits by value, letters by
+    byte order, digits newer than letters, `~` older than anything (even the end), `^` newer than
+    the end but older than anything else."""
+    if a == b:
+        return 0
+    one, two = list(_rpm_segments(a)), list(_rpm_segments(b))
+    i = j = 0
+    while i < len(one) or j < len(two):
+        x = one[i] if i < len(one) else ""
+        y = two[j] if j < len(two) else ""
+        if x == "~" or y == "~":
+            if x != "~":
+                return 1
+            if y != "~":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if x == "^" or y == "^":
+            if not x:
+                return -1
+            if not y:
+                return 1
+            if x != "^":
+                return 1
+            if y != "^":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if not (x and y):
+            break
+        if x[0].isdigit() != y[0].isdigit():  # a number is newer than letters
+            return 1 if x[0].isdigit() else -1
+        if x[0].isdigit():
+            x, y = x.lstrip("0"), y.lstrip("0")
+            if len(x) != len(y):
+                return 1 if len(x) > len(y) else -1
+        if x != y:
+            return 1 if x > y else -1
+        i, j = i + 1, j + 1
+    if i >= len(one) and j >= len(two):
+        return 0
+    return -1 if i >= len(one) else 1
+
+
+def _evr(text: str) -> tuple[int, str, str | None]:
+    epoch, colon, rest = text.partition(":")
+    if not colon or not epoch.isdigit():
+        epoch, rest = "0", text
+    version, dash, release = rest.rpartition("-")
+    return (int(epoch), version, release) if dash else (int(epoch), rest, None)
+
+
+def rpm_compare(a: str, b: str) -> int:
+    """rpm's order of `[epoch:]version[-release]` (as rpm.vercmp): epoch by value, then version, then
+    release, each by rpmvercmp; no release at all is older than any release."""
+    (ea, va, ra), (eb, vb, rb) = _evr(a), _evr(b)
+    if ea != eb:
+        return 1 if ea > eb else -1
+    if found := rpmvercmp(va, vb):
+        return found
+    if ra is None or rb is None:
+        return 0 if ra is rb else -1 if ra is None else 1
+    return rpmvercmp(ra, rb)
+
+
+def package_version_key(kind: str) -> Callable[[str], Any]:
+    """A sort key for versions of one kind of update: rpm's order for rpm, dpkg's for everything else
+    (a .deb, and files whose version follows the same conventions: `~rc1` before the release)."""
+    return functools.cmp_to_key(rpm_compare if kind == "rpm" else deb_compare)

@@ -38,6 +38,7 @@ from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.problems import ProblemError
 from bundler.site.config import SiteConfig
 from bundler.site.journal import files_lock
+from bundler.versions import package_version_key
 
 UPDATES_DIR = "updates"
 GNUPG_DIR = "gnupg"
@@ -48,11 +49,6 @@ MAX_CLIENTS_PER_GROUP = 10_000
 MAX_INSTALLED = 20_000  # entries in one client report
 
 
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Package version order (as dpkg and rpm compare runs): digits by value, other runs by text,
-    so 1.10 is newer than 1.9 and 2.0-10 newer than 2.0-9."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part)
-                 for part in re.findall(r"\d+|[A-Za-z]+|[^A-Za-z\d]+", version))
 KEEP_RELEASES = 2
 
 
@@ -201,7 +197,10 @@ class UpdateCache:
         """The newest approved update with this file name, by package version order."""
         servable = self.servable_set(group)  # approvals.json read once, not per catalog entry
         found = [e for e in self.catalog() if e["file"] == file_name and e["sha256"] in servable]
-        return max(found, key=lambda e: version_key(str(e.get("version", "")))) if found else None
+        if not found:
+            return None
+        order = package_version_key(str(found[0].get("kind", "")))  # dpkg's order, rpm's for rpms
+        return max(found, key=lambda e: order(str(e.get("version", ""))))
 
     # --- clients -----------------------------------------------------------------------------------
 

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-import pytest
+import subprocess
 
-from bundler.versions import Version, VersionRange
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bundler.versions import Version, VersionRange, deb_compare, package_version_key, rpm_compare
 
 ORDER = ["0.9.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",
          "1.0.0", "1.0.1", "1.10.0", "2.0.0"]
@@ -89,3 +93,54 @@ def test_ranges_select_among_chart_versions_from_the_wild() -> None:
     assert str(VersionRange("~1.2").best(versions)) == "1.2"
     assert str(VersionRange("*").best(versions)) == "v1.14.4"  # a pre-release only when the range names one
     assert str(VersionRange(">=2.0.0-rc.0").best(versions)) == "2.0.0-rc.1"
+
+
+# --- package versions: the orders dpkg and rpm use, checked against the tools themselves -------------
+
+_alnum = st.text(alphabet="0123456789abcz", min_size=1, max_size=4)
+_deb_upstream = st.builds(lambda head, rest: head + rest, st.sampled_from("0123456789"),
+                          st.text(alphabet="0123456789abz.+~", max_size=6))
+debian_versions = st.builds(
+    lambda epoch, upstream, revision: (f"{epoch}:" if epoch is not None else "") + upstream
+    + (f"-{revision}" if revision else ""),
+    st.one_of(st.none(), st.integers(0, 3)), _deb_upstream,
+    st.one_of(st.just(""), st.text(alphabet="0123456789abz.+~", min_size=1, max_size=4)))
+rpm_versions = st.builds(
+    lambda epoch, version, release: (f"{epoch}:" if epoch is not None else "") + version
+    + (f"-{release}" if release else ""),
+    st.one_of(st.none(), st.integers(0, 3)),
+    st.lists(st.one_of(_alnum, st.sampled_from(["~", "^", ".", "_", "+"])), min_size=1, max_size=6).map("".join),
+    st.one_of(st.just(""), st.lists(st.one_of(_alnum, st.sampled_from(["~", "^", "."])), min_size=1,
+                                    max_size=3).map("".join)))
+
+
+def dpkg_says(a: str, b: str) -> int:
+    for op, result in (("lt", -1), ("eq", 0)):
+        if subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0:
+            return result
+    return 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(debian_versions, debian_versions)
+def test_debian_order_is_dpkgs(a: str, b: str) -> None:
+    assert deb_compare(a, b) == dpkg_says(a, b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(rpm_versions, rpm_versions), min_size=1, max_size=20))
+def test_rpm_order_is_rpms(pairs: list[tuple[str, str]]) -> None:
+    script = " ".join(f"print(rpm.vercmp('{a}', '{b}') .. ' ')" for a, b in pairs)  # rpm's own comparison
+    out = subprocess.run(["rpm", "--eval", f"%{{lua: {script}}}"], capture_output=True, text=True, check=True).stdout
+    said = [int(v) for v in out.split()]
+    assert [rpm_compare(a, b) for a, b in pairs] == said
+
+
+@pytest.mark.parametrize(("kind", "older", "newer"), [
+    ("deb", "1.0~rc1", "1.0"), ("deb", "2.0", "1:1.0"), ("deb", "1.9", "1.10"), ("deb", "2.0-9", "2.0-10"),
+    ("rpm", "1.0~rc1-1", "1.0-1"), ("rpm", "2.0-1", "1:1.0-1"), ("rpm", "1.0-1", "1.0^post1-1"),
+    ("file", "1.0~beta", "1.0"),
+])
+def test_a_pre_release_and_an_epoch_sort_as_the_client_sorts_them(kind: str, older: str, newer: str) -> None:
+    key = package_version_key(kind)
+    assert max([newer, older], key=key) == newer and max([older, newer], key=key) == newer

@@ -23,7 +23,6 @@ from typing import Any, cast
 from urllib.parse import urljoin
 
 import requests
-import yaml
 
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UsageError
 from bundler.kinds.charts.entry import ChartEntry
@@ -33,6 +32,7 @@ from bundler.oci.client import RegistryClient
 from bundler.oci.content import OciContent, fetch_small_blob
 from bundler.oci.reference import ImageReference, ReferenceError
 from bundler.retry import get_bytes
+from bundler.untrusted import Malformed, load_yaml
 from bundler.versions import Version, VersionRange
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 HELM_CHART = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 HELM_PROV = "application/vnd.cncf.helm.chart.provenance.v1.prov"
 MAX_INDEX = 100 << 20
+MAX_INDEX_NODES = 10_000_000  # a large public index (bitnami's) has a few million
+MAX_CHART_YAML = 8 << 20  # Chart.yaml, values.yaml
 MAX_ARCHIVE = 50 << 20
 MAX_UNPACKED = 200 << 20  # a .tgz that inflates past this is refused (decompression bomb)
 MAX_DEPTH = 5
@@ -119,11 +121,13 @@ def read_archive(tgz: bytes, origin: str) -> ChartArchive:
         raise IntegrityError(f"chart archive from {origin} is not a gzip'd tar: {exc}") from None
     if len(top) != 1 or "Chart.yaml" not in files:
         raise IntegrityError(f"chart archive from {origin} is not a chart (one directory with a Chart.yaml)")
-    try:
-        metadata = yaml.safe_load(files["Chart.yaml"])
-        values = yaml.safe_load(files.get("values.yaml", b"")) if "values.yaml" in files else None
-    except yaml.YAMLError as exc:
-        raise IntegrityError(f"chart archive from {origin}: Chart.yaml or values.yaml is not YAML: {exc}") from None
+    parsed: dict[str, Any] = {}
+    for name in ("Chart.yaml", "values.yaml"):
+        try:
+            parsed[name] = load_yaml(files[name], MAX_CHART_YAML) if name in files else None
+        except Malformed as exc:
+            raise IntegrityError(f"chart archive from {origin}: {name}: {exc}") from None
+    metadata, values = parsed["Chart.yaml"], parsed["values.yaml"]
     if not isinstance(metadata, dict) or not metadata.get("name") or not metadata.get("version"):
         raise IntegrityError(f"chart archive from {origin}: Chart.yaml has no name and version")
     return ChartArchive(metadata, values, frozenset(vendored))
@@ -174,10 +178,11 @@ def declared_images(archive: ChartArchive) -> tuple[list[str], list[str]]:
     listed = annotations.get("artifacthub.io/images") if isinstance(annotations, dict) else None
     if isinstance(listed, str):
         try:
-            for item in yaml.safe_load(listed) or []:
+            images = load_yaml(listed.encode(), MAX_CHART_YAML) or []
+            for item in images if isinstance(images, list) else []:
                 if isinstance(item, dict) and isinstance(item.get("image"), str):
                     found.append(item["image"])
-        except yaml.YAMLError:
+        except Malformed:
             log.warning("chart %s: artifacthub.io/images is not YAML; ignored", archive.name)
     app_version = str(archive.metadata.get("appVersion") or "")
 
@@ -228,11 +233,11 @@ class ChartRepository:
         if self._index is None:
             data = get_bytes(self.session, f"{self.url}/index.yaml", MAX_INDEX, f"index of chart repository {self.url}")
             try:
-                doc = yaml.safe_load(data)
+                doc = load_yaml(data, MAX_INDEX, MAX_INDEX_NODES)
                 entries = doc["entries"]
                 if not isinstance(entries, dict) or not all(isinstance(v, list) for v in entries.values()):
                     raise TypeError("entries is not a mapping of lists")
-            except (yaml.YAMLError, KeyError, TypeError) as exc:
+            except (Malformed, KeyError, TypeError) as exc:
                 raise IntegrityError(f"chart repository {self.url}: index.yaml is not a valid chart index ({exc})",
                                      hint="check the repository URL; it must serve a Helm index.yaml") from None
             self._index = entries

@@ -38,7 +38,7 @@ def package_metadata(kind: str, path: Path, origin: str) -> dict[str, str]:
         return {"package": debcontrol.value(fields, "Package"), "version": debcontrol.value(fields, "Version"),
                 "arch": debcontrol.value(fields, "Architecture"), "control": control}
     if kind == "rpm":
-        query = "%{NAME}\\n%{VERSION}-%{RELEASE}\\n%{ARCH}\\n"
+        query = "%{NAME}\\n%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n%{ARCH}\\n"  # [epoch:]version-release
         proc = tools.run([tools.find("rpm", "rpm", "to read .rpm packages"), "-qp", "--nosignature", "--nodigest",
                           "--qf", query, path])
         lines = proc.stdout.decode(errors="replace").splitlines()
