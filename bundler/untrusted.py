@@ -156,13 +156,21 @@ class Obj:
             yield name, Value(value, f"{self.where}[{name!r}]")
 
 
-MAX_YAML_NODES = 100_000  # nodes of a YAML document with every alias expanded (Helm refuses alias bombs too)
+MAX_YAML_EXPANSION = 100_000  # values aliases may add beyond the document's own (Helm refuses alias bombs too)
 
 
-def load_yaml(data: bytes, max_bytes: int, max_nodes: int = MAX_YAML_NODES) -> Any:
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
+
+
+def load_yaml(data: bytes, max_bytes: int, max_expansion: int = MAX_YAML_EXPANSION) -> Any:
     """One YAML document from untrusted bytes (a chart's Chart.yaml, values.yaml, a repository's
-    index.yaml): at most `max_bytes`, and at most `max_nodes` nodes once every alias is expanded,
-    counted on the composed graph before anything is constructed; Malformed otherwise."""
+    index.yaml): at most `max_bytes`, and aliases adding at most `max_expansion` values to those the
+    text holds, counted on the composed graph before anything is constructed; Malformed otherwise."""
     if len(data) > max_bytes:
         raise Malformed(f"{len(data)} bytes: larger than the {max_bytes} allowed")
     loader = yaml.SafeLoader(data)
@@ -170,16 +178,20 @@ def load_yaml(data: bytes, max_bytes: int, max_nodes: int = MAX_YAML_NODES) -> A
         root = loader.get_single_node()
         if root is None:
             return None
-        seen, stack = 0, [root]
-        while stack:  # every visit counts, an alias's node each time it is reached
+        distinct: set[int] = set()
+        stack = [root]
+        while stack:  # the values the text holds (an alias's node once)
+            node = stack.pop()
+            if id(node) not in distinct:
+                distinct.add(id(node))
+                stack.extend(_yaml_children(node))
+        limit, seen, stack = len(distinct) + max_expansion, 0, [root]
+        while stack:  # the values once every alias is expanded, up to the limit
             node = stack.pop()
             seen += 1
-            if seen > max_nodes:
-                raise Malformed(f"more than {max_nodes} values once its aliases are expanded (an alias bomb?)")
-            if isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-            elif isinstance(node, yaml.MappingNode):
-                stack.extend(item for pair in node.value for item in pair)
+            if seen > limit:
+                raise Malformed(f"its aliases expand to more than {limit} values (an alias bomb)")
+            stack.extend(_yaml_children(node))
         return loader.construct_document(root)
     except yaml.YAMLError as exc:
         raise Malformed(f"not YAML: {str(exc)[:300]}") from None

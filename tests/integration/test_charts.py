@@ -212,3 +212,44 @@ def test_chart_versions_from_the_wild_resolve_as_helm_resolves_them(
     assert r.code == 0, r.err
     # tagged as Helm tags it (the version as published), so `helm pull --version v1.14.4` finds it
     assert RegistryClient(registry.host).list_tags("charts/cert-manager") == ["v1.14.4"]
+
+
+ALIAS_BOMB = ("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+              + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10)))
+
+
+@pytest.mark.parametrize("where", ["Chart.yaml", "values.yaml", "index.yaml"])
+def test_a_yaml_alias_bomb_in_a_chart_is_refused_at_once(where: str, cli: Callable[..., Run],
+                                                          tmp_path: Path) -> None:
+    """A few hundred bytes whose aliases expand to 10^10 values (Helm's reader refuses such aliasing):
+    the build is refused in under 2 s and 200 MB, naming the chart and the file."""
+    import resource
+    import time
+
+    chart = {"Chart.yaml": ALIAS_BOMB + "keywords: *a9\napiVersion: v2\nname: thing\nversion: 1.0.0\n",
+             "values.yaml": ALIAS_BOMB + "images: *a9\n"}
+    evil = tmp_path / "thing-1.0.0.tgz"
+    with tarfile.open(evil, "w:gz") as tar:
+        for name in ("Chart.yaml", "values.yaml"):
+            data = (chart[name] if name == where else
+                    {"Chart.yaml": "apiVersion: v2\nname: thing\nversion: 1.0.0\n", "values.yaml": "{}\n"}[name])
+            info = tarfile.TarInfo(f"thing/{name}")
+            info.size = len(data.encode())
+            tar.addfile(info, io.BytesIO(data.encode()))
+    repo = bad_repo(tmp_path, archive=evil)
+    if where == "index.yaml":
+        (repo / "index.yaml").write_text(ALIAS_BOMB + "apiVersion: v1\nentries: {thing: *a9}\n")
+    with charts.serve(repo) as url:
+        (tmp_path / "profile.yaml").write_text(
+            "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: bad, version: 1.0.0}\n"
+            f"spec:\n  charts:\n    - {{repo: {url}, name: thing, version: 1.0.0, images: auto}}\n")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        started = time.monotonic()
+        r = cli("build", "profile.yaml")
+        took = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert r.code == 3, r.err
+    assert where in r.err and "alias" in r.err and "Traceback" not in r.err, r.err
+    assert took < 2.0, took
+    assert max(peak, before) < 200 * 1024  # KiB: the build's process never grew past 200 MB
+    assert not list(tmp_path.glob("*.bundle.tar"))

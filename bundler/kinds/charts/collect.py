@@ -41,7 +41,6 @@ HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 HELM_CHART = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 HELM_PROV = "application/vnd.cncf.helm.chart.provenance.v1.prov"
 MAX_INDEX = 100 << 20
-MAX_INDEX_NODES = 10_000_000  # a large public index (bitnami's) has a few million
 MAX_CHART_YAML = 8 << 20  # Chart.yaml, values.yaml
 MAX_ARCHIVE = 50 << 20
 MAX_UNPACKED = 200 << 20  # a .tgz that inflates past this is refused (decompression bomb)
@@ -233,7 +232,7 @@ class ChartRepository:
         if self._index is None:
             data = get_bytes(self.session, f"{self.url}/index.yaml", MAX_INDEX, f"index of chart repository {self.url}")
             try:
-                doc = load_yaml(data, MAX_INDEX, MAX_INDEX_NODES)
+                doc = load_yaml(data, MAX_INDEX)
                 entries = doc["entries"]
                 if not isinstance(entries, dict) or not all(isinstance(v, list) for v in entries.values()):
                     raise TypeError("entries is not a mapping of lists")
