@@ -362,8 +362,9 @@ def _publish_apt(site: SiteConfig, apt: Path, group: str, debs: list[dict[str, A
 
 def _publish_rpm(site: SiteConfig, cache: UpdateCache, directory: Path, rpms: list[dict[str, Any]]) -> None:
     directory.mkdir(parents=True)
-    for e in rpms:
-        os.link(cache.blob(e["sha256"]), directory / e["file"])  # same bytes, no copy
+    for e in rpms:  # by digest: two rpms of one file name (a vendor's rebuild) are both served
+        (directory / pool_path(e)).parent.mkdir(parents=True)
+        os.link(cache.blob(e["sha256"]), directory / pool_path(e))  # same bytes, no copy
     createrepo = shutil.which("createrepo_c")
     if createrepo is None:
         if rpms:

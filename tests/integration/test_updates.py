@@ -471,3 +471,28 @@ def claimed_length(site: UpdateSite, token: str, length: int) -> int:
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+def test_two_rpms_of_one_file_name_are_both_served(site: UpdateSite, keys: Keys, cli: Callable[..., Run],
+                                                   tmp_path: Path) -> None:
+    """A vendor's rebuild of the same version: same file name, other bytes. Both import (state done),
+    both approvals publish, and dnf reads the repository."""
+    first = build_rpm(tmp_path / "a", "edge-agent")
+    time.sleep(1.1)  # another build time: other bytes under the same file name
+    second = build_rpm(tmp_path / "b", "edge-agent")
+    assert first.name == second.name and first.read_bytes() != second.read_bytes()
+    for n, package in enumerate((first, second)):
+        shutil.copy(package, tmp_path / f"v{n}.rpm")
+    profile = write_profile(tmp_path, "1.0.0", f"    - path: a/rpmbuild/RPMS/noarch/{first.name}\n"
+                                               "      approve: [line-1]\n"
+                                               f"    - path: b/rpmbuild/RPMS/noarch/{second.name}\n"
+                                               "      approve: [line-1]\n")
+    assert cli("build", profile, "-o", "r.bundle.tar", "--key", keys.release.key).code == 0
+    imported = cli("import", "r.bundle.tar", "--site", site.directory)
+    assert imported.code == 0, imported.err
+    state = json.loads((site.directory / "state.json").read_text())
+    assert [b["status"] for b in state["bundles"]] == ["done"]
+    assert cli("updates", "decline", "edge-agent", "--group", "line-2", "--site", site.directory).code == 0
+    published = site.directory / "updates" / "published" / "rpm" / "line-1" / "pool"
+    assert sorted(p.read_bytes() for p in published.glob("*/*.rpm")) == sorted([first.read_bytes(),
+                                                                               second.read_bytes()])
