@@ -788,6 +788,33 @@ def updates_decline(name: str, group: str, site_dir: Path) -> None:
     _decide(name, group, site_dir, "declined")
 
 
+@updates.command("hand-over")
+@click.argument("file_name", metavar="FILE")
+@click.option("--to", "bundle_name", required=True, help="the bundle name that may bring FILE from now on")
+@SITE_OPTION
+def updates_hand_over(file_name: str, bundle_name: str, site_dir: Path) -> None:
+    """Hand the download by file name FILE (`files/FILE`) over to another bundle name.
+
+    A download by file name belongs to the bundle name that first brought it; an import of another
+    name carrying that file name is refused (name-owned). When a product really takes a file over
+    (a rename, a merged product), the site says so here; `site status --json` shows it.
+
+    \b
+    Example:
+      bundler updates hand-over firmware.bin --to store-pos --site ./site
+    """
+    from bundler.names import bundle_name as check_name
+    from bundler.site.config import load_site
+    from bundler.site.updates import UpdateCache
+
+    try:
+        check_name(bundle_name)
+    except ValueError as exc:
+        raise UsageError(f"--to: {exc}") from None
+    previous = UpdateCache(load_site(site_dir)).hand_over(file_name, bundle_name)
+    click.echo(f"files/{printable(file_name)} handed over from {printable(previous or 'nobody')} to {bundle_name}")
+
+
 @updates.command("enroll")
 @click.argument("client")
 @click.option("--group", required=True, help="the target group the client belongs to")

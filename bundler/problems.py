@@ -20,6 +20,7 @@ POLICY = frozenset({UNSIGNED, SIGNATURE_INVALID, THRESHOLD_NOT_MET})
 ROLLBACK = "rollback"
 SAME_VERSION_OTHER_CONTENT = "same-version-other-content"
 TAG_CLAIMED = "tag-claimed"
+NAME_OWNED = "name-owned"  # a name on the site (a download by file name) another bundle name owns
 # the tar's structure against bundle.json
 UNSAFE_PATH = "unsafe-path"
 NOT_A_FILE = "not-a-file"

@@ -47,6 +47,7 @@ ASC_KEY = "site-key.asc"  # armored, for dnf's gpgkey
 CLIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_CLIENTS_PER_GROUP = 10_000
 MAX_INSTALLED = 20_000  # entries in one client report
+OWNERS_FILE = "owners.json"  # downloads by file name handed over to another bundle name
 
 
 KEEP_RELEASES = 2
@@ -193,10 +194,36 @@ class UpdateCache:
         groups = [group] if group is not None else list(decisions)
         return {sha for g in groups for sha, d in decisions.get(g, {}).items() if d == "approved"}
 
+    def owner(self, file_name: str) -> str | None:
+        """The bundle name a download by file name belongs to: the one that first brought that file
+        name, unless the site handed it over (`updates hand-over`, kept in owners.json)."""
+        if file_name in (handed := self.handovers()):
+            return handed[file_name]
+        brought = [e for e in self.catalog() if e["file"] == file_name and isinstance(e.get("bundle"), dict)]
+        return str(min(brought, key=lambda e: str(e.get("imported_at", "")))["bundle"]["name"]) if brought else None
+
+    def handovers(self) -> dict[str, str]:
+        """{file name: bundle name} the site handed over (`updates hand-over`)."""
+        handed = self._load(OWNERS_FILE, {})
+        return {str(k): str(v) for k, v in handed.items()} if isinstance(handed, dict) else {}
+
+    def hand_over(self, file_name: str, bundle_name: str) -> str | None:
+        """Give the download by `file_name` to `bundle_name`; return the previous owner."""
+        with files_lock(self.site.directory):
+            previous = self.owner(file_name)
+            if previous is None:
+                raise UsageError(f"no update has the file name {file_name!r} on this site",
+                                 hint="`bundler updates list` shows them")
+            handed = {**self.handovers(), file_name: bundle_name}
+            atomic_write(self.root / OWNERS_FILE, json.dumps(handed, indent=2, sort_keys=True).encode())
+        return previous
+
     def newest_approved(self, file_name: str, group: str | None = None) -> dict[str, Any] | None:
-        """The newest approved update with this file name, by package version order."""
+        """The newest approved update with this file name of its owner's, by package version order."""
         servable = self.servable_set(group)  # approvals.json read once, not per catalog entry
-        found = [e for e in self.catalog() if e["file"] == file_name and e["sha256"] in servable]
+        owner = self.owner(file_name)
+        found = [e for e in self.catalog() if e["file"] == file_name and e["sha256"] in servable
+                 and (e.get("bundle") or {}).get("name") == owner]
         if not found:
             return None
         order = package_version_key(str(found[0].get("kind", "")))  # dpkg's order, rpm's for rpms

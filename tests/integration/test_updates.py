@@ -496,3 +496,41 @@ def test_two_rpms_of_one_file_name_are_both_served(site: UpdateSite, keys: Keys,
     published = site.directory / "updates" / "published" / "rpm" / "line-1" / "pool"
     assert sorted(p.read_bytes() for p in published.glob("*/*.rpm")) == sorted([first.read_bytes(),
                                                                                second.read_bytes()])
+
+
+def test_a_download_by_file_name_belongs_to_the_product_that_first_brought_it(
+        site: UpdateSite, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """Another product's bundle with a higher `firmware.bin` and a pre-approval is refused before
+    anything moves, naming the owner; the owner's download by name stays; a hand-over is deliberate."""
+    for product, version in (("store-pos", "1.0"), ("store-scale", "9.9")):
+        (tmp_path / product).mkdir()
+        (tmp_path / product / "firmware.bin").write_bytes(f"{product} firmware {version}\n".encode())
+        (tmp_path / f"{product}.yaml").write_text(
+            f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: {product}, version: 1.0.0}}\nspec:\n"
+            f"  updates:\n    - path: {product}/firmware.bin\n      metadata: {{version: '{version}'}}\n"
+            "      approve: [line-1]\n")
+        assert cli("build", f"{product}.yaml", "-o", f"{product}.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "store-pos.bundle.tar", "--site", site.directory).code == 0
+    token = enroll(cli, site, "pos-1", "line-1")
+    url = f"{site.service('url')}files/firmware.bin"
+
+    def served() -> bytes:
+        r = requests.get(url, verify=site.ca, timeout=10, headers=bearer(token))
+        assert r.status_code == 200
+        return r.content
+
+    assert served() == b"store-pos firmware 1.0\n"
+    catalog = (site.directory / "updates" / "catalog.json").read_bytes()
+    refused = cli("import", "store-scale.bundle.tar", "--site", site.directory, "--json")
+    assert refused.code == 3 and "files/firmware.bin belongs to store-pos" in refused.err, refused.err
+    checked = cli("verify", "store-scale.bundle.tar", "--site", site.directory, "--json")
+    assert checked.code == 3 and "name-owned" in {p["code"] for p in json.loads(checked.out)["problems"]}
+    assert served() == b"store-pos firmware 1.0\n"  # still the owner's, for enrolled clients too
+    assert (site.directory / "updates" / "catalog.json").read_bytes() == catalog  # nothing moved
+
+    handed = cli("updates", "hand-over", "firmware.bin", "--to", "store-scale", "--site", site.directory)
+    assert handed.code == 0 and "from store-pos to store-scale" in handed.out, handed.err
+    assert json.loads(cli("site", "status", site.directory, "--json").out)["handovers"] == {
+        "firmware.bin": "store-scale"}
+    assert cli("import", "store-scale.bundle.tar", "--site", site.directory).code == 0
+    assert served() == b"store-scale firmware 9.9\n"

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bundler import problems
 from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged, changes
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.kinds.updates.spec import UpdateSpec, parse_update
 from bundler.oci.content import BlobSource
+from bundler.problems import Problem
 from bundler.units import human
 from bundler.units import printable as p
 
@@ -107,6 +109,23 @@ class Updates(ContentKind):
 
     def site_files(self, manifest: BundleManifest) -> set[str]:
         return {u.sha256 for u in updates_of(manifest)}
+
+    def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        """A download by file name (`files/<name>`) belongs to the bundle name that first brought it:
+        another product's bundle may not take it over (only a deliberate `updates hand-over`)."""
+        from bundler.site.updates import UpdateCache
+
+        cache, found = UpdateCache(site), []
+        for u in updates_of(manifest):
+            owner = cache.owner(u.file)
+            if owner is not None and owner != manifest.name:
+                found.append(Problem(
+                    problems.NAME_OWNED, f"files/{u.file}",
+                    f"refused: files/{p(u.file)} belongs to {p(owner)}; this bundle ({p(manifest.name)} "
+                    f"{p(manifest.version)}) would take over its download by name", owner, manifest.name,
+                    hint=f"two products ship one file name: ask release engineering; a deliberate hand-over: "
+                         f"`bundler updates hand-over {p(u.file)} --to {p(manifest.name)} --site {site.directory}`"))
+        return found
 
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         from bundler.site.updates import UpdateCache
