@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from bundler import __version__
-from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, BundlerError, UsageError
+from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, BundlerError, IntegrityError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.units import human, printable
 
@@ -210,7 +210,13 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool, sbom: bool, keys: t
         from bundler.bundle.reader import BundleReader
 
         with BundleReader(bundle) as reader:
-            sys.stdout.buffer.write(sbom_bytes(reader) if sbom else reader.manifest_bytes())
+            data = sbom_bytes(reader) if sbom else reader.manifest_bytes()
+        if sys.stdout.isatty():  # a person reads it: every character from the bundle escaped
+            try:
+                data = (json.dumps(json.loads(data), indent=2, ensure_ascii=True) + "\n").encode()
+            except (ValueError, RecursionError):
+                data = (printable(data.decode("utf-8", "replace")) + "\n").encode()
+        sys.stdout.buffer.write(data)  # a file or a pipe: the exact bytes (a parent, a digest to check)
         return
 
     known = {k.keyid: k.name for k in map(load_trusted_key, keys)}
@@ -260,7 +266,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
       bundler verify demo-1.0.0.bundle.tar --key release.pub --key security.pub --threshold 2 --json
       bundler verify demo-1.0.0.bundle.tar --site ./site
     """
-    from bundler.bundle.verify import verify_file
+    from bundler.bundle.verify import unreadable_report, verify_file
     from bundler.keyfiles import load_policy
     from bundler.site.importer import verify_for_site
 
@@ -269,10 +275,16 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     if site_dir is None and not keys:
         raise UsageError("verify needs a trust policy: --key PUB (repeatable, with --threshold K) or --site DIR",
                          hint="`bundler inspect` shows what a bundle holds without judging it")
-    if site_dir is not None:
-        report = verify_for_site(bundle, site_dir, jobs)
-    else:
-        report = verify_file(bundle, load_policy(keys, threshold), jobs)
+    try:
+        if site_dir is not None:
+            report = verify_for_site(bundle, site_dir, jobs)
+        else:
+            report = verify_file(bundle, load_policy(keys, threshold), jobs)
+    except IntegrityError as exc:  # not even readable: a script still gets a report with a typed problem
+        if not as_json:
+            raise
+        _emit_json(unreadable_report(bundle, exc, threshold or 1))
+        sys.exit(EXIT_REFUSED)
     if as_json:
         _emit_json(report.to_dict())
     else:

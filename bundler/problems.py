@@ -22,6 +22,7 @@ SAME_VERSION_OTHER_CONTENT = "same-version-other-content"
 TAG_CLAIMED = "tag-claimed"
 NAME_OWNED = "name-owned"  # a name on the site (a download by file name) another bundle name owns
 # the tar's structure against bundle.json
+UNREADABLE = "unreadable"  # bundle.json, signatures.json or the tar itself cannot be read as what it must be
 UNSAFE_PATH = "unsafe-path"
 NOT_A_FILE = "not-a-file"
 DUPLICATE_MEMBER = "duplicate-member"

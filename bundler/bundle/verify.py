@@ -311,6 +311,16 @@ def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
     return verification.report
 
 
+def unreadable_report(path: Path, error: IntegrityError, threshold: int) -> dict[str, Any]:
+    """`verify --json`'s report for a bundle that could not even be opened (a malformed bundle.json,
+    signatures.json or tar): the same shape, verified false, the refusal as a typed problem."""
+    problem = error.problem if isinstance(error, ProblemError) else Problem(
+        problems.UNREADABLE, path.name, error.message, hint=error.hint)
+    return {"verified": False, "name": None, "version": None, "created": None, "expires": None,
+            "manifest_digest": None, "threshold": threshold, "threshold_met": False, "signers": [],
+            "file_count": 0, "total_bytes": 0, "problems": [problem.to_dict()]}
+
+
 def verify_file(path: Path, policy: TrustPolicy, jobs: int = 4, site: SiteChecks | None = None,
                 admit: Admission | None = None) -> VerifyReport:
     """Open and verify a bundle file completely, with a progress bar over the payload bytes."""

@@ -58,3 +58,76 @@ def test_control_characters_in_a_forged_bundle_are_shown_escaped(keys: Keys, tmp
         assert refused.returncode == 3 and refused.stdout == ""
         assert "\x1b" not in refused.stderr and "verified" not in refused.stderr.splitlines()
         assert "name: 'good\\nverified\\x1b[2J\\x1b[H' is not a bundle name" in refused.stderr, refused.stderr
+
+
+def test_inspect_sbom_on_a_terminal_shows_a_forged_sbom_escaped(keys: Keys, tmp_path: Path) -> None:
+    """An unsigned bundle whose SBOM holds a fake `verified` line and escape sequences (a window
+    title, a screen clear): on a terminal, `inspect --sbom` prints it escaped; into a file, the exact
+    bytes bundle.json lists."""
+    import hashlib
+    import io
+    import json
+    import pty
+    import tarfile
+
+    (tmp_path / "p.yaml").write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: good, version: 1.0.0}\n"
+                                     "spec:\n  updates:\n    - path: f.bin\n")
+    (tmp_path / "f.bin").write_bytes(b"payload")
+    assert subprocess.run([sys.executable, "-m", "bundler.cli", "build", "p.yaml", "-o", "u.bundle.tar"],
+                          cwd=tmp_path, capture_output=True).returncode == 0  # unsigned: anyone may edit it
+    hostile = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "metadata": {
+        "component": {"name": "x\n\nverified\x1b]0;pwned\x07\x1b[2J\u009b31m"}}}, ensure_ascii=False).encode()
+    forged = tmp_path / "forged.bundle.tar"
+    with tarfile.open(tmp_path / "u.bundle.tar") as src, tarfile.open(forged, "w", format=tarfile.PAX_FORMAT) as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "sbom.cdx.json":
+                data = hostile
+            elif member.name == "bundle.json":
+                doc = json.loads(data)
+                doc["files"]["sbom.cdx.json"] = {"sha256": hashlib.sha256(hostile).hexdigest(), "size": len(hostile)}
+                doc.pop("content_digest")
+                data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+
+    to_file = subprocess.run([sys.executable, "-m", "bundler.cli", "inspect", str(forged), "--sbom"],
+                             capture_output=True, cwd=tmp_path)
+    assert to_file.returncode == 0 and to_file.stdout == hostile  # exact bytes into a file or a pipe
+    leader, follower = pty.openpty()
+    shown = subprocess.run([sys.executable, "-m", "bundler.cli", "inspect", str(forged), "--sbom"], stdout=follower,
+                           stderr=subprocess.PIPE, cwd=tmp_path)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert shown.returncode == 0, shown.stderr
+    assert b"\x1b" not in out and b"\x07" not in out and "\u009b".encode() not in out
+    assert b"verified" not in [line.strip() for line in out.splitlines()]
+    assert b"\\u001b]0;pwned" in out  # shown, escaped
+
+
+ATTACKS = Path(__file__).resolve().parents[1] / "assets" / "attacks"
+
+
+@pytest.mark.parametrize("asset", sorted(p.name for p in ATTACKS.glob("*.bundle.tar")))
+def test_verify_json_prints_a_report_for_every_attack(asset: str, tmp_path: Path) -> None:
+    """Whatever the bundle (a malformed manifest, signatures file or tar included): `verify --json`
+    prints one report with typed problems, and exits 0 (verified) or 3 (refused)."""
+    import json
+
+    keys = ATTACKS.parent / "keys"
+    p = subprocess.run([sys.executable, "-m", "bundler.cli", "verify", str(ATTACKS / asset), "--key",
+                        str(keys / "release.pub"), "--key", str(keys / "security.pub"), "--json"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    report = json.loads(p.stdout)
+    assert p.returncode == (0 if report["verified"] else 3), p.stderr
+    assert report["verified"] or report["problems"]
+    assert all({"code", "subject", "message"} <= set(problem) for problem in report["problems"])
