@@ -647,12 +647,22 @@ FLEET_OPTION = click.option("--fleet", "fleet_dir", default="fleet", show_defaul
 @fleet.command("enroll")
 @click.argument("pubs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @FLEET_OPTION
-def fleet_enroll(pubs: tuple[Path, ...], fleet_dir: Path) -> None:
-    """Accept receipts signed by these site keys (each site's DIR/site.pub)."""
+@click.option("--name", help="the site this key speaks for (one PUB; default: the name in its first receipt)")
+def fleet_enroll(pubs: tuple[Path, ...], fleet_dir: Path, name: str | None) -> None:
+    """Accept receipts signed by these site keys (each site's DIR/site.pub). A key speaks for one
+    site: receipts it signs for another site's name are refused.
+
+    \b
+    Example:
+      bundler fleet enroll store-7/site.pub --name store-7 --fleet ./fleet
+    """
     from bundler.fleet.store import Fleet
 
+    if name is not None and len(pubs) != 1:
+        raise UsageError("--name binds one key to one site: give one PUB with it")
     for pub in pubs:
-        click.echo(f"enrolled {pub} (key {Fleet(fleet_dir).enroll(pub)[:12]})")
+        click.echo(f"enrolled {pub} (key {Fleet(fleet_dir).enroll(pub, name)[:12]})"
+                   + (f" for site {name}" if name else ""))
 
 
 @fleet.command("add")

@@ -21,6 +21,13 @@ from bundler.site import identity
 from bundler.untrusted import Malformed, Obj
 
 MAX_RECEIPT_BYTES = 64 << 20
+MAX_CLOCK_SKEW = dt.timedelta(minutes=10)  # a receipt dated later than now plus this is refused
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {type(value).__name__}")
+    return value
 KEYS_DIR, SITES_DIR = "keys", "sites"
 
 
@@ -35,12 +42,31 @@ class Fleet:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def enroll(self, pub: Path) -> str:
-        """Accept receipts signed by this site key; returns its key id."""
+    def enroll(self, pub: Path, name: str | None = None) -> str:
+        """Accept receipts signed by this site key, for site `name` only (without one: the name of
+        the first receipt it signs); returns its key id."""
         key = load_trusted_key(pub)
+        if name is not None:
+            try:
+                names.site_name(name)
+            except ValueError as exc:
+                raise UsageError(f"--name: {exc}") from None
+            bound = self.bound_name(key.keyid)
+            if bound is not None and bound != name:
+                raise UsageError(f"key {key.keyid[:12]} is enrolled for site {bound}, not {name}",
+                                 hint="a site key speaks for one site; enroll each site's own DIR/site.pub")
         (self.directory / KEYS_DIR).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pub, self.directory / KEYS_DIR / f"{key.keyid}.pub")
+        if name is not None:
+            atomic_write(self.directory / KEYS_DIR / f"{key.keyid}.site", name.encode())
         return key.keyid
+
+    def bound_name(self, keyid: str) -> str | None:
+        """The site name this key speaks for (set at enrollment, or by the first receipt it signed)."""
+        try:
+            return (self.directory / KEYS_DIR / f"{keyid}.site").read_text().strip() or None
+        except OSError:
+            return None
 
     def _key(self, keyid: str) -> signing.TrustedKey | None:
         path = self.directory / KEYS_DIR / f"{keyid}.pub"
@@ -66,8 +92,12 @@ class Fleet:
                 client = item.obj()
                 client.string("client", names.text)
                 list(client.array("lacking"))
-            doc.obj("disk", None)
-            doc.obj("services", None)
+            if (disk := doc.obj("disk", None)) is not None:  # what status shows of it: whole numbers
+                for field in ("total", "used", "free"):
+                    disk.integer(field, default=None)
+            if (services := doc.obj("services", None)) is not None:
+                for _, healthy in services.entries():
+                    healthy.checked(healthy.value, _boolean)
         except (OSError, ValueError) as exc:
             raise RefusedError(f"receipt {path} is not a site receipt: {exc}") from None
         key = self._key(keyid)
@@ -79,6 +109,15 @@ class Fleet:
             raise RefusedError(f"receipt {path} (site {site}): its signature does not match its content "
                                "(edited after the site signed it)",
                                hint="ask the site for a fresh receipt: bundler site receipt DIR -o FILE")
+        bound = self.bound_name(keyid)
+        if bound is not None and bound != site:
+            raise RefusedError(f"receipt {path} claims to be site {site}'s, but is signed by the key of site {bound}",
+                               hint="a site key speaks for its own site only: this receipt is forged or misfiled")
+        if names.parse_time(created) > dt.datetime.now(dt.UTC) + MAX_CLOCK_SKEW:
+            raise RefusedError(f"receipt {path} (site {site}) is dated {created}, in the future",
+                               hint="check the site's clock (a receipt from the future would hide its later ones)")
+        if bound is None:
+            atomic_write(self.directory / KEYS_DIR / f"{keyid}.site", site.encode())  # its first receipt names it
         target = self.directory / SITES_DIR / f"{site}.json"
         held = self.receipts().get(site)
         if held is not None and names.parse_time(str(held["created"])) > names.parse_time(created):

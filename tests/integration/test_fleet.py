@@ -86,6 +86,24 @@ def test_the_fleet_knows_which_site_runs_what_and_refuses_an_edited_receipt(
     status = json.loads(cli("fleet", "status", "--json", *fleet).out)
     assert {s["site"]: s["running"] for s in status["sites"]}["store-1"] == {"store": "1.0.0"}
 
+    # store-3's key (unencrypted on its edge box) signs a receipt for store-1, dated 2099: refused, so
+    # store-1's real receipts still count and the fleet still plans what store-1 needs
+    from bundler.site.identity import load_site_key, signed
+
+    forged = json.loads(receipts["store-1"].read_text())
+    forged.pop("signature")
+    forged["created"], forged["bundles"] = "2099-01-01T00:00:00Z", [{"name": "store", "version": "9.9.9"}]
+    for when, who in (("2099-01-01T00:00:00Z", sites["store-3"]), ("2099-01-01T00:00:00Z", sites["store-1"])):
+        (tmp_path / "forged.json").write_text(json.dumps(signed({**forged, "created": when}, load_site_key(who))))
+        refused = cli("fleet", "add", tmp_path / "forged.json", *fleet)
+        assert refused.code == 3, refused.err
+        assert ("signed by the key of site store-3" if who == sites["store-3"] else "in the future") in refused.err
+    assert cli("fleet", "add", receipts["store-1"], *fleet).code == 0
+    planned = json.loads(cli("fleet", "plan", v2, "--json", *fleet).out)
+    assert {row["site"]: row["needs"] for row in planned["sites"]}["store-1"] == "delta"
+    bound = cli("fleet", "enroll", sites["store-3"] / "site.pub", "--name", "store-1", *fleet)
+    assert bound.code == 2 and "enrolled for site store-3" in bound.err
+
     # the receipt is still a parent for a delta: what store-1 holds, and v2 carries only the rest
     delta = cli("build", releases["2.0.0"].parent / "2.0.0.yaml", "-o", tmp_path / "d.bundle.tar",
                 "--since", receipts["store-1"], cwd=releases["2.0.0"].parent)
