@@ -38,6 +38,7 @@ GIT_HEADER = "git-header"
 GIT_UNREADABLE = "git-unreadable"
 GIT_MISSING_BASE = "git-missing-base"
 IMAGE_UNSIGNED = "image-unsigned"  # the site's image keys: no valid cosign signature
+SUBJECT_NOT_CARRIED = "subject-not-carried"  # a signature, attestation, SBOM or referrer for an image not carried
 # split bundles
 PART_DAMAGED = "part-damaged"
 PART_INDEX_MISMATCH = "part-index-mismatch"

@@ -420,8 +420,7 @@ def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journ
             result.notes += done.publish()
             kind.published(site, manifest)
         state.finish(manifest.name, manifest.version, digest,
-                     [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans
-                      if p.artifact.tag and p.artifact.release_tag])
+                     [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
         write_cluster_config(site, state)
     for key in {*(kind.count_key or kind.key for kind in KINDS), *stats.added, *stats.unchanged, "blobs"}:
         result.added[key], result.unchanged[key] = stats.added[key], stats.unchanged[key]

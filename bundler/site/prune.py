@@ -14,6 +14,7 @@ Safe on a full disk: deleting comes first and writes nothing; state.json is writ
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from functools import partial
@@ -86,6 +87,18 @@ def _graph(client: RegistryClient, artifact: Artifact) -> tuple[list[str], dict[
     return [d for d, _, _ in reversed(graph.manifests)], {b.digest: b.size for b in graph.blobs}
 
 
+DERIVED_TAG = re.compile(r"^sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?$")  # named after an image's digest
+
+
+def _graph_of(client: RegistryClient, repo: str, digest: str) -> tuple[list[str], dict[str, int]]:
+    """_graph of a manifest known by digest only (its media type asked of the registry)."""
+    try:
+        _, media_type, _ = client.get_manifest(repo, digest)
+    except BundlerError:
+        return [], {}
+    return _graph(client, Artifact("extras", digest, digest, media_type, repo, None, release_tag=False))
+
+
 def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None, keep: int,
                jobs: int = 8) -> PrunePlan:
     plan = PrunePlan(keep)
@@ -104,6 +117,14 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
         graphs = run_parallel(lambda a: _graph(client, a), kept_artifacts + gone_artifacts, jobs)
         kept_graphs, gone_graphs = graphs[:len(kept_artifacts)], graphs[len(kept_artifacts):]
         needed = {(a.repo, d) for a, (ds, _) in zip(kept_artifacts, kept_graphs, strict=True) for d in ds}
+        # what a kept image's derived tags (its signature, attestation, SBOM, referrers) point at now,
+        # whichever release set them: kept, so the image keeps its signature
+        derived = sorted({(repo, owner["digest"]) for key, owner in state.tags.items()
+                          for repo, _, tag in [key.rpartition(":")]
+                          if (match := DERIVED_TAG.match(tag)) and (repo, f"sha256:{match.group(1)}") in needed})
+        derived_graphs = run_parallel(lambda target: _graph_of(client, *target), derived, jobs)
+        kept_graphs += derived_graphs
+        needed |= {(repo, d) for (repo, _), (ds, _) in zip(derived, derived_graphs, strict=True) for d in ds}
         kept_blobs = {d for _, blobs in kept_graphs for d in blobs}
         freed: dict[str, int] = {}
         for artifact, (digests, blobs) in zip(gone_artifacts, gone_graphs, strict=True):

@@ -287,3 +287,70 @@ def test_extras_false_leaves_them_behind(cli: Callable[..., Run], keys: Keys, so
     assert build(cli, keys, path, tmp_path / "x.bundle.tar").code == 0
     (image,) = json.loads(cli("inspect", tmp_path / "x.bundle.tar", "--json").out)["images"]
     assert image["digest"] == source.digest and image["extras"] == []
+
+
+def site_signature(client: RegistryClient, repo: str, digest: str, key: ec.EllipticCurvePrivateKey) -> str | None:
+    """The digest of the cosign signature the registry serves for image `digest`, if it verifies with
+    `key` as cosign checks it (the simple-signing payload names the image; the ECDSA signature over it)."""
+    tag = f"sha256-{digest[7:]}.sig"
+    if client.head_manifest(repo, tag) is None:
+        return None
+    data, _, sig_digest = client.get_manifest(repo, tag)
+    layer = json.loads(data)["layers"][0]
+    chunks: list[bytes] = []
+    client.fetch_blob(repo, layer["digest"], layer["size"], lambda _, chunk: chunks.append(chunk))
+    payload = b"".join(chunks)
+    assert json.loads(payload)["critical"]["image"]["docker-manifest-digest"] == digest
+    key.public_key().verify(base64.b64decode(layer["annotations"][SIGNATURE]), payload, ec.ECDSA(hashes.SHA256()))
+    return sig_digest
+
+
+def test_an_images_signature_belongs_to_its_product_and_prune_keeps_a_kept_images_signature(
+        cli: Callable[..., Run], keys: Keys, source: Source, registry: Registry, tmp_path: Path) -> None:
+    """Another product's bundle carrying the same image with another signature is refused before
+    anything moves, naming the owner, and the product's signature still verifies on the site. The
+    product re-signs in a later release, then ships the image without signatures; a prune keeping
+    only that last release keeps the image's signature (the one its tag points at) valid."""
+    client = RegistryClient(source.registry.host)
+    host = source.registry.host
+    digest, _ = im.push_image(client, "team/pos", "1.0", [im.random_layer(50_000, 81)], oci=True)
+    other = ec.generate_private_key(ec.SECP256R1())
+    ref = f"{host}/team/pos:1.0"
+
+    def release(name: str, version: str, key: ec.EllipticCurvePrivateKey | None, extras: bool = True) -> Path:
+        if key is not None:
+            sign(client, host, "team/pos", digest, key)  # the source's signature tag moves to a new one
+        work = tmp_path / f"{name}-{version}"
+        work.mkdir()
+        (work / "profile.yaml").write_text(
+            f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: {name}, version: {version}}}\n"
+            f"spec:\n  images:\n    - {{ref: {ref}, extras: {'true' if extras else 'false'}}}\n")
+        assert build(cli, keys, work / "profile.yaml", work / "b.bundle.tar").code == 0
+        return work / "b.bundle.tar"
+
+    pos_1 = release("pos", "1.0.0", source.key)
+    evil = release("evil", "1.0.0", other)  # the same image, signed by someone else
+    pos_2 = release("pos", "2.0.0", source.key)  # the product re-signs
+    pos_3 = release("pos", "3.0.0", None, extras=False)  # then ships the image alone
+    site = tmp_path / "site"
+    assert cli("site", "init", site, "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    target, repo = RegistryClient(registry.host), f"{host.replace(':', '_')}/team/pos"
+    assert cli("import", pos_1, "--site", site).code == 0
+    first = site_signature(target, repo, digest, source.key)
+    assert first is not None
+
+    checked = cli("verify", evil, "--site", site, "--json")
+    assert checked.code == 3 and "name-owned" in {p["code"] for p in json.loads(checked.out)["problems"]}
+    refused = cli("import", evil, "--site", site)
+    assert refused.code == 3 and f"sha256-{digest[7:]}.sig" in refused.err and "belongs to pos 1.0.0" in refused.err
+    assert site_signature(target, repo, digest, source.key) == first  # the product's, still valid
+
+    for bundle in (pos_2, pos_3):
+        imported = cli("import", bundle, "--site", site)
+        assert imported.code == 0, imported.err
+    second = site_signature(target, repo, digest, source.key)
+    assert second is not None and second != first  # the re-signed one
+    pruned = cli("site", "prune", site, "--keep", "1")
+    assert pruned.code == 0, pruned.err
+    assert site_signature(target, repo, digest, source.key) == second  # the kept image keeps its signature
+    assert target.head_manifest(repo, first) is None  # the first signature, which nothing points at, went

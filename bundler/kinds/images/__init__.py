@@ -3,8 +3,9 @@ pushed to the site registry under `<source host>/<path>` with their tags."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -14,6 +15,7 @@ from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Pa
 from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
+from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.problems import Problem
 from bundler.units import printable as p
@@ -98,12 +100,12 @@ class Images(ContentKind):
         return tops
 
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
-        """Images the site's image keys cover need a valid cosign signature among what they carry."""
-        scopes, keys = site.image_policy()
-        if not keys:
-            return []
+        """What travels with an image (signatures, attestations, SBOMs, referrers) is for an image
+        this bundle carries, and its tags are this bundle name's to move; images the site's image
+        keys cover need a valid cosign signature among what they carry."""
         from bundler.bundle import layout
         from bundler.bundle.verify import digest_problem
+        from bundler.site.config import SiteState
 
         def read(digest: str) -> bytes:
             path = layout.blob_path(digest)
@@ -112,11 +114,16 @@ class Images(ContentKind):
                 raise ValueError(digest_problem(path, digest[7:], hashlib.sha256(data).hexdigest()).message)
             return data
 
+        entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.key))
+        found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read)
+        scopes, keys = site.image_policy()
+        if not keys:
+            return found
         rule = ImageRule(scopes, keys)
-        return [Problem(problems.IMAGE_UNSIGNED, why.split(" ", 1)[0], f"image policy of this site: {why}",
+        return found + [Problem(problems.IMAGE_UNSIGNED, why.split(" ", 1)[0], f"image policy of this site: {why}",
                         hint="this site takes only images signed by its image keys: ask release engineering to "
                              "sign them (`cosign sign --key`) and build again; nothing was changed")
-                for why in unsigned_images(cast("tuple[ImageEntry, ...]", manifest.entries(self.key)), [rule], read)]
+                for why in unsigned_images(entries, [rule], read)]
 
     def site_artifacts(self, entries: Sequence[ImageEntry], site: SiteConfig) -> list[Artifact]:
         """Images keep their source name: `<source host>/<path>`, docker-daemon ones their engine name."""
@@ -125,7 +132,7 @@ class Images(ContentKind):
             ref = ImageReference.parse(entry.ref)
             out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag))
             out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, ref.site_repository, e.tag,
-                             release_tag=False)  # named after their subject: any release may add signatures
+                             release_tag=False)  # named after their subject (owned: derived_tag_problems)
                     for e in entry.extras]  # as they were: a site's cosign, Kyverno, Flux find them
         return out
 
@@ -168,3 +175,36 @@ class Images(ContentKind):
 
 
 KIND = Images()
+
+
+def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str, str]],
+                         manifest: BundleManifest, read: Callable[[str], bytes]) -> list[Problem]:
+    """A tag derived from an image (`sha256-<hex>.sig`, `.att`, `.sbom`, the referrers fallback) moves
+    only with its subject: the bundle must carry that image (its manifest, or one under its index),
+    and the tag belongs to the bundle name that first set it (`tags`: the site's state)."""
+    found = []
+    for entry in entries:
+        subjects = {entry.digest}
+        if entry.media_type in media.INDEX_TYPES:
+            with contextlib.suppress(ValueError, media.ManifestError):  # the graph check names what is wrong
+                subjects |= {child.digest for child in media.index_children(read(entry.digest))}
+        repo = ImageReference.parse(entry.ref).site_repository
+        for extra in entry.extras:
+            where = f"{repo}:{extra.tag}"
+            if extra.subject not in subjects:
+                found.append(Problem(
+                    problems.SUBJECT_NOT_CARRIED, where,
+                    f"refused: {p(extra.kind)} {p(extra.tag)} travels with image {p(entry.ref)}, which is not its "
+                    f"subject ({p(extra.subject[:19])}); a bundle moves only its own images' signatures",
+                    extra.subject, entry.digest, hint="ask release engineering: the bundle is malformed or forged"))
+                continue
+            owner = tags.get(where)
+            if owner is not None and owner.get("name") != manifest.name and owner.get("digest") != extra.digest:
+                found.append(Problem(
+                    problems.NAME_OWNED, where,
+                    f"refused: {where} ({p(extra.kind)} of {p(entry.ref)}) belongs to {p(owner.get('name'))} "
+                    f"{p(owner.get('version'))}; this bundle ({p(manifest.name)} {p(manifest.version)}) would "
+                    f"replace it with {extra.digest[:19]}", owner.get("digest"), extra.digest,
+                    hint="another product re-signed this image: ask release engineering; a product's signatures "
+                         "move only with its own releases"))
+    return found
