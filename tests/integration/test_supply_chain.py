@@ -181,18 +181,22 @@ def test_signatures_attestations_sboms_and_referrers_travel_and_are_found_on_the
         kept = site / "sbom" / "chain-1.0.0.cdx.json"
         assert kept.read_bytes() == cli_bytes(cli, "inspect", tmp_path / "chain.bundle.tar", "--sbom")
 
-        # re-signed upstream, carried by another bundle name: the .sig tag (named after its subject,
-        # owned by no release) moves; a release's own tags stay protected (other-name-same-tag)
+        # re-signed upstream: carried by another bundle name, refused (the .sig tag is chain's); carried
+        # by chain's next release, the tag moves
         resigned = sign(RegistryClient(host), host, "team/api", source.digest, source.key)  # a new signature
-        (tmp_path / "again").mkdir()
-        again = profile(tmp_path / "again", [source.signed]).read_text().replace("name: chain", "name: chain-audit")
-        (tmp_path / "again" / "profile.yaml").write_text(again)
-        assert build(cli, keys, tmp_path / "again" / "profile.yaml", tmp_path / "again.bundle.tar").code == 0
-        moved = cli("import", tmp_path / "again.bundle.tar", "--site", site)
-        assert moved.code == 0, moved.err
-        r = session.head(f"{base}/manifests/sha256-{source.digest[7:]}.sig", headers={"Accept": media.ACCEPT},
-                         timeout=10)
-        assert r.headers["Docker-Content-Digest"] == resigned
+        for name, version, code in (("chain-audit", "1.0.0", 3), ("chain", "1.1.0", 0)):
+            (tmp_path / name / version).mkdir(parents=True)
+            again = profile(tmp_path / name / version, [source.signed]).read_text()
+            (tmp_path / name / version / "profile.yaml").write_text(
+                again.replace("name: chain,", f"name: {name},").replace("version: 1.0.0", f"version: {version}"))
+            bundle = tmp_path / name / version / "b.bundle.tar"
+            assert build(cli, keys, tmp_path / name / version / "profile.yaml", bundle).code == 0
+            moved = cli("import", bundle, "--site", site)
+            assert moved.code == code, moved.err
+            r = session.head(f"{base}/manifests/sha256-{source.digest[7:]}.sig", headers={"Accept": media.ACCEPT},
+                             timeout=10)
+            assert r.headers["Docker-Content-Digest"] == (resigned if code == 0 else source.tags[
+                f"sha256-{source.digest[7:]}.sig"])
     finally:
         cli("site", "down", site)
 
