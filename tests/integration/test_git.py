@@ -167,6 +167,25 @@ def test_a_rewritten_main_is_refused_and_the_site_repository_is_unchanged(
     assert refs_of(site / "git" / "config.git")["refs/heads/main"] == git("rev-parse", "main", cwd=source)
 
 
+def test_a_repository_belongs_to_the_product_that_first_published_it(
+        source: Path, site: Path, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """Another product's bundle with a repository of the same name, even one that only moves its
+    refs forward, is refused before anything moves, naming the owner."""
+    assert cli("build", profile(tmp_path, source, "1.0.0"), "-o", "v1.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "v1.bundle.tar", "--site", site).code == 0
+    before = refs_of(site / "git" / "config.git")
+    commit(source, "forward.yaml")  # a fast-forward of main
+    other = profile(tmp_path, source, "9.0.0")
+    other.write_text(other.read_text().replace("name: gitops,", "name: intruder,"))
+    assert cli("build", other, "-o", "other.bundle.tar", "--key", keys.release.key).code == 0
+    refused = cli("import", "other.bundle.tar", "--site", site)
+    assert refused.code == 3 and "Git repository config belongs to gitops" in refused.err, refused.err
+    assert refs_of(site / "git" / "config.git") == before
+    assert cli("build", profile(tmp_path, source, "1.1.0"), "-o", "v2.bundle.tar", "--key", keys.release.key).code == 0
+    assert cli("import", "v2.bundle.tar", "--site", site).code == 0  # its owner moves it
+    assert refs_of(site / "git" / "config.git")["refs/heads/main"] == git("rev-parse", "main", cwd=source)
+
+
 def test_wrong_password_anonymous_and_push_are_refused(
         source: Path, site: Path, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
     assert cli("build", profile(tmp_path, source, "1.0.0"), "-o", "v1.bundle.tar", "--key", keys.release.key).code == 0

@@ -105,6 +105,21 @@ class Repos(ContentKind):
     def site_problems(self, site: SiteConfig, manifest: BundleManifest) -> list[Problem]:
         return [Problem(problems.GIT_MISSING_BASE, repo.name, why) for why, repo in self._bases(site, manifest)]
 
+    def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        """A repository's refs belong to the bundle name that first published it there."""
+        from bundler.kinds.repos.site import repository_owner
+
+        found = []
+        for repo in repos_of(manifest):
+            owner = repository_owner(site, repo.name)
+            if owner is not None and owner != manifest.name:
+                found.append(Problem(
+                    problems.NAME_OWNED, f"git/{repo.name}.git",
+                    f"refused: Git repository {p(repo.name)} belongs to {p(owner)}; this bundle "
+                    f"({p(manifest.name)} {p(manifest.version)}) would move its refs", owner, manifest.name,
+                    hint="two products ship one repository name: ask release engineering to rename one"))
+        return found
+
     def _bases(self, site: SiteConfig, manifest: BundleManifest) -> list[tuple[str, RepoEntry]]:
         from bundler.kinds.repos.site import missing_base
 

@@ -37,6 +37,7 @@ ZERO = "0" * 40
 class StagedRepo:
     entry: RepoEntry
     path: Path
+    owner: str  # the bundle name importing it: the repository's owner once it publishes first
     updates: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, new, old or ZERO)
 
 
@@ -54,6 +55,18 @@ def ensure_repository(site: SiteConfig, name: str) -> Path:
         for key, value in settings.items():
             git.run(["config", key, value], cwd=path)
     return path
+
+
+OWNER_KEY = "bundler.owner"  # in the repository's config: the bundle name whose refs it holds
+
+
+def repository_owner(site: SiteConfig, name: str) -> str | None:
+    """The bundle name that first published this repository on the site (None: a new one)."""
+    path = repository_path(site, name)
+    if not (path / "HEAD").exists():
+        return None
+    proc = git.run(["config", "--get", OWNER_KEY], cwd=path, check=False)
+    return (proc.stdout.decode().strip() or None) if proc.returncode == 0 else None
 
 
 def _current(path: Path, ref: str) -> str | None:
@@ -96,7 +109,7 @@ def stage(site: SiteConfig, reader: BundleReader, manifest: BundleManifest,
     try:
         for entry in repos_of(manifest):
             path = ensure_repository(site, entry.name)
-            item = StagedRepo(entry, path)
+            item = StagedRepo(entry, path, manifest.name)
             staged.append(item)
             if (problem := missing_base(site, manifest, entry)) is not None:
                 raise RefusedError(problem, hint="import the bundle this delta was built against, then this one")
@@ -160,6 +173,8 @@ def discard(staged: list[StagedRepo]) -> None:
 def publish(site: SiteConfig, staged: list[StagedRepo]) -> None:
     """Move every repository's refs in one transaction each, then write the Flux manifests."""
     for item in staged:
+        if item.updates and repository_owner(site, item.entry.name) is None:
+            git.run(["config", OWNER_KEY, item.owner], cwd=item.path)
         if item.updates:
             lines = ["start"] + [f"update {ref} {new} {old}" for ref, new, old in item.updates] + ["commit"]
             git.run(["update-ref", "--stdin"], cwd=item.path, input=("\n".join(lines) + "\n").encode())
