@@ -75,8 +75,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     4 a source or target could not be reached.
     """
     ctx.meta["verbose"] = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+    # configured once: bundler's own warnings reach the user; libraries' (urllib3's "Connection pool
+    # is full", Python warnings) only their errors, everything with -v
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.ERROR, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bundler").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.captureWarnings(True)
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import hashlib
 import random
 import time
@@ -17,9 +19,28 @@ RETRIES = 4
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def backoff(attempt: int) -> None:
-    """Exponential with jitter, capped: 0.25 s, 0.5 s, 1 s, ... 8 s."""
-    time.sleep(min(0.25 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random() / 2))
+MAX_RETRY_AFTER = 60.0  # seconds: a server asking for longer is waited on this long, then asked again
+
+
+def retry_delay(attempt: int, response: requests.Response | None = None) -> float:
+    """The one retry policy: the server's `Retry-After` (seconds or an HTTP date; 429 and 503 send
+    it) when it gives one, at most MAX_RETRY_AFTER; else exponential with jitter, capped: 0.25 s,
+    0.5 s, 1 s, ... 8 s."""
+    text = response.headers.get("Retry-After", "").strip() if response is not None else ""
+    if text:
+        try:
+            if text.isdigit():
+                wait = float(text)
+            else:
+                wait = (email.utils.parsedate_to_datetime(text) - dt.datetime.now(dt.UTC)).total_seconds()
+            return min(max(wait, 0.0), MAX_RETRY_AFTER)
+        except (TypeError, ValueError, OverflowError):
+            pass  # not a delay we can read: the usual backoff
+    return float(min(0.25 * 2 ** (attempt - 1), 8.0) * (0.5 + random.random() / 2))
+
+
+def backoff(attempt: int, response: requests.Response | None = None) -> None:
+    time.sleep(retry_delay(attempt, response))
 
 
 def short(exc: Exception) -> str:
@@ -37,7 +58,7 @@ def get_bytes(session: requests.Session, url: str, limit: int, what: str, retrie
         try:
             with session.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as r:
                 if r.status_code in RETRY_STATUS and attempt <= retries:
-                    backoff(attempt)
+                    backoff(attempt, r)
                     continue
                 if r.status_code == 404:
                     raise NotFoundError(f"{what} not found: {url} (404)")
@@ -71,7 +92,7 @@ def download_file(session: requests.Session, url: str, target: Path, what: str,
                         raise NotFoundError(f"{what} not found: {url} (404)")
                     if r.status_code in RETRY_STATUS and failures < retries:
                         failures += 1
-                        backoff(failures)
+                        backoff(failures, r)
                         continue
                     if r.status_code not in (200, 206):
                         raise UnreachableError(f"{what}: {url} answered HTTP {r.status_code}")

@@ -239,7 +239,7 @@ class RegistryClient:
                     continue
             if response.status_code in RETRY_STATUS and attempt < attempts:
                 response.close()
-                backoff(attempt)
+                backoff(attempt, response)
                 continue
             if response.status_code == 401:
                 raise AuthError(
@@ -375,7 +375,7 @@ class RegistryClient:
                                    data=_Body(chunks, size), idempotent=False,
                                    headers={"Content-Type": "application/octet-stream"})
                 if put.status_code in RETRY_STATUS and attempt <= self.retries:
-                    backoff(attempt)
+                    backoff(attempt, put)
                     continue
                 if put.status_code == 400 and "DIGEST_INVALID" in (text := _error_text(put)):
                     put.close()  # the registry hashed the bytes and they are not this blob: nothing was stored

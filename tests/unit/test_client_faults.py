@@ -14,6 +14,7 @@ import pytest
 from bundler.errors import IntegrityError, UnreachableError
 from bundler.oci import client as client_module
 from bundler.oci.client import AuthError, Credentials, RegistryClient
+from bundler.retry import retry_delay
 
 BLOB = bytes(range(256)) * 4096 * 4  # 4 MiB: several 1 MiB chunks arrive before the drop
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -25,12 +26,13 @@ class Behaviour:
         self.drop_first = False
         self.corrupt = False
         self.fail_503 = 0
+        self.throttle = 0  # 429s with Retry-After: 7 to send first
         self.token_required = False
 
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "backoff", lambda attempt: None)
+    monkeypatch.setattr(client_module, "backoff", lambda attempt, response=None: None)
 
 
 @pytest.fixture
@@ -62,6 +64,13 @@ def server() -> Iterator[tuple[str, Behaviour]]:
             if behaviour.fail_503:
                 behaviour.fail_503 -= 1
                 self._send(503, b"busy")
+                return
+            if behaviour.throttle:
+                behaviour.throttle -= 1
+                self.send_response(429)
+                self.send_header("Retry-After", "7")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             start = 0
             if rng := self.headers.get("Range"):
@@ -126,6 +135,29 @@ def test_transient_503_is_retried_then_succeeds(server: tuple[str, Behaviour]) -
     behaviour.fail_503 = 2
     assert fetch(RegistryClient(host)) == BLOB
     assert len(behaviour.requests) == 3
+
+
+def test_a_429_is_retried_after_the_servers_retry_after(server: tuple[str, Behaviour],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    host, behaviour = server
+    behaviour.throttle = 2
+    waits: list[float] = []
+    monkeypatch.setattr(client_module, "backoff", lambda attempt, response=None: waits.append(
+        retry_delay(attempt, response)))
+    assert fetch(RegistryClient(host)) == BLOB
+    assert waits == [7.0, 7.0]  # what the server asked for, not the usual 0.25 s, 0.5 s
+
+
+@pytest.mark.parametrize(("header", "low", "high"), [
+    ("3", 3.0, 3.0), ("0", 0.0, 0.0), ("100000", 60.0, 60.0), ("soon", 0.125, 0.25), ("", 0.125, 0.25),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, 0.0),  # a date in the past: at once
+])
+def test_retry_after_is_read_as_seconds_or_a_date_and_capped(header: str, low: float, high: float) -> None:
+    import requests
+
+    response = requests.Response()
+    response.headers["Retry-After"] = header
+    assert low <= retry_delay(1, response) <= high
 
 
 def test_persistent_503_gives_up_after_bounded_retries(server: tuple[str, Behaviour]) -> None:
