@@ -1,8 +1,8 @@
 """The one place that speaks HTTP to OCI registries.
 
-oras-py supplies what it does well: reading credentials from the Docker config (inline auths,
-credsStore and credHelpers) and parsing auth challenges. Its request paths do not fit our rules, so
-this adapter adds: a timeout on every request; retries with bounded backoff for idempotent
+Credentials come from the Docker config through docker-py's public auth API (inline auths,
+credsStore and credHelpers); oras-py parses auth challenges. Their request paths do not fit our
+rules, so this adapter adds: a timeout on every request; retries with bounded backoff for idempotent
 requests only (a blob push is retried as a whole, in a new upload session: content-addressed, so
 idempotent); per-repository bearer tokens; blobs streamed in both directions, never held in memory;
 every downloaded byte hashed on the way and checked against its digest; cross-repository mounts.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -49,25 +48,19 @@ def docker_config_path() -> Path:
 
 
 def docker_config_auth(host: str) -> str | None:
-    """The base64 `user:password` the Docker config (or its credential helper) holds for `host`."""
-    from oras.auth.base import AuthBackend  # imported only when a registry asks for credentials
+    """The base64 `user:password` the Docker config holds for `host`: inline auths, `credsStore`
+    and `credHelpers` (the `docker-credential-*` helpers), resolved by docker-py's public auth API."""
+    from docker import auth  # start-up cost: docker-py imports its whole client; only when a registry asks
 
     try:
-        config = json.loads(docker_config_path().read_text())
-    except (OSError, ValueError):
+        config = auth.load_config(str(docker_config_path()))
+        found = auth.resolve_authconfig(config, registry=None if host == DEFAULT_HOST else host)
+    except Exception:  # a broken config or helper: no credentials, and the 401 says what to do
         return None
-    backend = AuthBackend()
-    # oras reads only ~/.docker (not $DOCKER_CONFIG), so we read the file and let it resolve
-    # inline auths, credsStore and credHelpers (a private attribute: it is that logic we reuse).
-    backend._auth_config = {"auths": config.get("auths") or {}, "credsStore": config.get("credsStore"),
-                            "credHelpers": config.get("credHelpers") or {}}
-    names = [host, f"https://{host}", f"http://{host}"]
-    if host == DEFAULT_HOST:
-        names += ["https://index.docker.io/v1/", "index.docker.io", DOCKER_HUB_API_HOST]
-    for name in names:
-        if backend._load_auth(name):
-            return str(backend._basic_auth)
-    return None
+    entry = {str(k).lower(): v for k, v in (found or {}).items()}  # helpers say Username, inline auths username
+    if not entry.get("username") or entry.get("password") is None:
+        return None
+    return base64.b64encode(f"{entry['username']}:{entry['password']}".encode()).decode()
 
 
 class _Body:

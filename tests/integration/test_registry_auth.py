@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,3 +86,22 @@ def test_unset_credential_variable_is_a_usage_error(private_registry: RegistryPr
                                   "      passwordEnv: REG_P_UNSET\n")
     r = cli("build", "profile.yaml")
     assert r.code == 2 and "REG_U_UNSET is not set" in r.err
+
+
+def test_credentials_from_a_docker_credential_helper(private_registry: RegistryProcess, cli: Callable[..., Run],
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`credHelpers` in the Docker config: the `docker-credential-<name>` program answers `get`, as
+    docker login's helpers (pass, secretservice, ecr-login) do."""
+    host = private_registry.address
+    config_dir, bin_dir = tmp_path / "docker", tmp_path / "bin"
+    config_dir.mkdir()
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-bundlertest"
+    answer = json.dumps({"ServerURL": host, "Username": USER, "Secret": PASSWORD})
+    helper.write_text(f"#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho '{answer}'\n")
+    helper.chmod(0o755)
+    (config_dir / "config.json").write_text(json.dumps({"credHelpers": {host: "bundlertest"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    write_profile(tmp_path, host)
+    r = cli("build", "profile.yaml", "-o", "p.bundle.tar", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert r.code == 0, r.err
