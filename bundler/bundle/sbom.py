@@ -13,7 +13,6 @@ from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
-from packageurl import PackageURL
 
 from bundler import __version__
 from bundler.kinds.base import SbomItem
@@ -26,7 +25,7 @@ def _component(item: SbomItem, index: int) -> Component:
     hashes += [HashType(alg=HashAlgorithm.SHA_1, content=item.sha1)] if item.sha1 else []
     return Component(name=item.name, version=item.version, type=ComponentType(item.type),
                      bom_ref=f"{index}-{item.type}-{item.name}@{item.version}"[:200],
-                     purl=PackageURL.from_string(item.purl) if item.purl else None, hashes=hashes,
+                     purl=item.purl, hashes=hashes,
                      properties=[Property(name=k, value=v) for k, v in item.properties])
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from packageurl import PackageURL
+
 if TYPE_CHECKING:
     import requests
 
@@ -69,7 +71,7 @@ class SbomItem:
     name: str
     version: str
     type: str  # a CycloneDX component type: container, application, data, file, machine-learning-model
-    purl: str | None = None
+    purl: PackageURL | None = None
     sha256: str | None = None  # hex
     sha1: str | None = None  # hex (a Git commit)
     properties: tuple[tuple[str, str], ...] = ()
@@ -77,14 +79,12 @@ class SbomItem:
 
 def oci_item(ref: str, digest: str, type: str, *properties: tuple[str, str]) -> SbomItem:
     """What an OCI manifest is in the SBOM: purl `pkg:oci/<name>@<digest>?repository_url=...&tag=...`."""
-    from urllib.parse import quote
-
     from bundler.oci.reference import ImageReference
 
     parsed = ImageReference.parse(ref)
     repository = f"{parsed.host}/{parsed.repository}"
-    qualifiers = f"?repository_url={quote(repository, safe='/')}" + (f"&tag={quote(parsed.tag)}" if parsed.tag else "")
-    purl = f"pkg:oci/{quote(parsed.repository.rsplit('/', 1)[-1].lower())}@{quote(digest)}{qualifiers}"
+    purl = PackageURL("oci", name=parsed.repository.rsplit("/", 1)[-1].lower(), version=digest,
+                      qualifiers={"repository_url": repository, **({"tag": parsed.tag} if parsed.tag else {})})
     return SbomItem(repository, parsed.tag or digest, type, purl, digest.split(":", 1)[1], None, properties)
 
 

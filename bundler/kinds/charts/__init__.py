@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from packageurl import PackageURL
+
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, SbomItem, changes
 from bundler.kinds.charts.entry import ChartEntry
 from bundler.kinds.charts.spec import ChartSpec, parse_chart
@@ -55,10 +57,9 @@ class Charts(ContentKind):
             write_helm_repository(site)
 
     def sbom(self, entries: Sequence[ChartEntry]) -> list[SbomItem]:
-        from urllib.parse import quote
-
-        return [SbomItem(c.name, c.version, "application", f"pkg:generic/{quote(c.name)}@{quote(c.version)}"
-                         f"?download_url={quote(c.source, safe='')}" if c.source else None, c.digest[7:], None,
+        return [SbomItem(c.name, c.version, "application", PackageURL(
+                         "generic", name=c.name, version=c.version,
+                         qualifiers={"download_url": c.source} if c.source else None), c.digest[7:], None,
                          (("bundler:kind", "chart"), ("bundler:tgz-sha256", c.tgz_digest))) for c in entries]
 
     def inspect_rows(self, entries: Sequence[ChartEntry]) -> list[dict[str, Any]]:

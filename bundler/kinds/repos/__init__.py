@@ -8,6 +8,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from packageurl import PackageURL
+
 from bundler import names, problems
 from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged
 from bundler.kinds.repos.entry import RepoEntry, repos_of
@@ -175,10 +177,9 @@ class Repos(ContentKind):
         return tuple(sorted((repo.name, tuple(sorted(set(repo.refs.values())))) for repo in entries))
 
     def sbom(self, entries: Sequence[RepoEntry]) -> list[SbomItem]:
-        from urllib.parse import quote
-
-        return [SbomItem(f"{repo.name} {ref}", oid, "data", f"pkg:generic/{quote(repo.name)}@{oid}"
-                         + (f"?vcs_url={quote('git+' + repo.url, safe='')}" if "://" in repo.url else ""),
+        return [SbomItem(f"{repo.name} {ref}", oid, "data", PackageURL(
+                         "generic", name=repo.name, version=oid,
+                         qualifiers={"vcs_url": f"git+{repo.url}"} if "://" in repo.url else None),
                          None, oid if len(oid) == 40 else None, (("bundler:kind", "git-ref"), ("bundler:ref", ref)))
                 for repo in entries for ref, oid in sorted(repo.refs.items())]
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from packageurl import PackageURL
+
 from bundler import problems
 from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged, changes
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
@@ -152,15 +154,13 @@ class Updates(ContentKind):
                 "clients": cache.status()}
 
     def sbom(self, entries: Sequence[UpdateEntry]) -> list[SbomItem]:
-        from urllib.parse import quote
-
         items = []
         for u in entries:
             version = u.metadata.get("version", "")
             kind = u.kind if u.kind in ("deb", "rpm") and u.metadata.get("package") else "generic"
             name = u.metadata.get("package", u.name) if kind != "generic" else u.file
-            arch = f"?arch={quote(u.metadata['arch'])}" if kind != "generic" and u.metadata.get("arch") else ""
-            purl = f"pkg:{kind}/{quote(name)}" + (f"@{quote(version)}" if version else "") + arch
+            arch = {"arch": u.metadata["arch"]} if kind != "generic" and u.metadata.get("arch") else None
+            purl = PackageURL(kind, name=name, version=version or None, qualifiers=arch)
             items.append(SbomItem(u.name, version or u.sha256[:12], "file" if kind == "generic" else "application",
                                   purl, u.sha256, None,
                                   (("bundler:kind", f"update-{u.kind}"), ("bundler:file", u.file))))
