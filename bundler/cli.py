@@ -516,6 +516,30 @@ def site_install(directory: Path, unit_dir: Path, user: str | None, python: str)
     click.echo(f"wrote {path}; enable it with: systemctl daemon-reload && systemctl enable --now {path.name}")
 
 
+@site.command("hand-over")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("subject")
+@click.option("--to", "bundle_name", required=True, help="the bundle name that may move SUBJECT from now on")
+def site_hand_over(directory: Path, subject: str, bundle_name: str) -> None:
+    """Give a name on the site to another bundle name, on purpose.
+
+    Every name a bundle moves on a site (a tag, an image's signature tags, a download by file
+    name, a Git repository) belongs to the bundle name that first set it; another name's import is
+    refused (name-owned) with SUBJECT as it names it: `files/<name>`, `git/<name>.git` or
+    `<repository>:<tag>`. When a product really takes one over (a rename, a merged product), say so
+    here; it is recorded in the site's state and `site status --json` lists it (`handovers`).
+
+    \b
+    Example:
+      bundler site hand-over /srv/site files/firmware.bin --to store-pos
+    """
+    from bundler.site.config import load_site
+    from bundler.site.ownership import hand_over
+
+    previous = hand_over(load_site(directory), subject, bundle_name)
+    click.echo(f"{printable(subject)} handed over from {printable(previous)} to {bundle_name}")
+
+
 @site.command("receipt")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write it here (default: stdout)")
@@ -812,33 +836,6 @@ def updates_approve(name: str, group: str, site_dir: Path) -> None:
 def updates_decline(name: str, group: str, site_dir: Path) -> None:
     """Decline NAME for a group (it leaves the group's repositories; later imports keep the decision)."""
     _decide(name, group, site_dir, "declined")
-
-
-@updates.command("hand-over")
-@click.argument("file_name", metavar="FILE")
-@click.option("--to", "bundle_name", required=True, help="the bundle name that may bring FILE from now on")
-@SITE_OPTION
-def updates_hand_over(file_name: str, bundle_name: str, site_dir: Path) -> None:
-    """Hand the download by file name FILE (`files/FILE`) over to another bundle name.
-
-    A download by file name belongs to the bundle name that first brought it; an import of another
-    name carrying that file name is refused (name-owned). When a product really takes a file over
-    (a rename, a merged product), the site says so here; `site status --json` shows it.
-
-    \b
-    Example:
-      bundler updates hand-over firmware.bin --to store-pos --site ./site
-    """
-    from bundler.names import bundle_name as check_name
-    from bundler.site.config import load_site
-    from bundler.site.updates import UpdateCache
-
-    try:
-        check_name(bundle_name)
-    except ValueError as exc:
-        raise UsageError(f"--to: {exc}") from None
-    previous = UpdateCache(load_site(site_dir)).hand_over(file_name, bundle_name)
-    click.echo(f"files/{printable(file_name)} handed over from {printable(previous or 'nobody')} to {bundle_name}")
 
 
 @updates.command("enroll")

@@ -344,6 +344,8 @@ class SiteState:
     bundles: list[dict[str, Any]] = field(default_factory=list)
     # "repo:tag" -> {name, version, digest}: which release put each tag where it is
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    # names the site gave to another bundle name on purpose (`site hand-over`): {subject, from, to, at}
+    handovers: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def load(cls, directory: Path) -> SiteState:
@@ -366,25 +368,30 @@ class SiteState:
                 tags[key] = {"name": owner.string("name", names.bundle_name),
                              "version": owner.string("version", names.version),
                              "digest": owner.string("digest", check_digest)}
+            handovers = []
+            for item in doc.array("handovers"):
+                entry = item.obj()
+                handovers.append({key: entry.string(key, names.text) for key in ("subject", "from", "to", "at")})
         except FileNotFoundError:
             return cls(path)
         except (OSError, Malformed) as exc:
             raise UsageError(f"site state {path} is unreadable: {exc}",
                              hint="restore it from a backup; it records what this site imported") from None
-        return cls(path, bundles, tags)
+        return cls(path, bundles, tags, handovers)
 
     def latest(self, name: str) -> dict[str, Any] | None:
         """The last bundle of this name the site imported (or is publishing): what it runs now."""
         return next((b for b in reversed(self.bundles) if b.get("name") == name), None)
 
     def _save(self) -> None:
-        doc = {"bundles": self.bundles, "tags": dict(sorted(self.tags.items()))}
+        doc = {"bundles": self.bundles, "tags": dict(sorted(self.tags.items())),
+               **({"handovers": self.handovers} if self.handovers else {})}
         atomic_write(self.path, json.dumps(doc, indent=2).encode())
 
     def _reload(self) -> None:
         """What is on disk now (another command may have changed it): call under files_lock."""
         fresh = SiteState.load(self.path.parent)
-        self.bundles, self.tags = fresh.bundles, fresh.tags
+        self.bundles, self.tags, self.handovers = fresh.bundles, fresh.tags, fresh.handovers
 
     def record(self, name: str, version: str, manifest_digest: str, signers: list[str],
                sources: list[str] | None = None, content_digest: str | None = None, status: str = "done") -> None:
@@ -405,6 +412,15 @@ class SiteState:
                 bundle["status"] = "done"
         for repo, tag, digest in tags:
             self.tags[f"{repo}:{tag}"] = {"name": name, "version": version, "digest": digest}
+        self._save()
+
+    def record_handover(self, subject: str, previous: str, to: str, tag: str | None = None) -> None:
+        """A name handed over on purpose (call under files_lock); a tag's owner changes with it."""
+        self._reload()
+        if tag is not None:
+            self.tags[tag] = {**self.tags[tag], "name": to}
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        self.handovers.append({"subject": subject, "from": previous, "to": to, "at": now})
         self._save()
 
     def unreferenced(self) -> dict[str, list[str]]:

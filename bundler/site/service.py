@@ -38,7 +38,7 @@ from bundler.site.front import app_socket, front_command, write_config
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
-from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
+from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
 
 REGISTRY_IMAGE = "registry:2"
 LABELS = {"front": "https front (nginx)", "http": "http application"}  # what messages call each service
@@ -414,5 +414,5 @@ def site_status(directory: Path) -> dict[str, Any]:
         },
         "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
         "bundles": SiteState.load(site.directory).bundles,
-        "handovers": UpdateCache(site).handovers(),
+        "handovers": SiteState.load(site.directory).handovers,
     }

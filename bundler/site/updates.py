@@ -207,15 +207,15 @@ class UpdateCache:
         handed = self._load(OWNERS_FILE, {})
         return {str(k): str(v) for k, v in handed.items()} if isinstance(handed, dict) else {}
 
-    def hand_over(self, file_name: str, bundle_name: str) -> str | None:
-        """Give the download by `file_name` to `bundle_name`; return the previous owner."""
-        with files_lock(self.site.directory):
-            previous = self.owner(file_name)
-            if previous is None:
-                raise UsageError(f"no update has the file name {file_name!r} on this site",
-                                 hint="`bundler updates list` shows them")
-            handed = {**self.handovers(), file_name: bundle_name}
-            atomic_write(self.root / OWNERS_FILE, json.dumps(handed, indent=2, sort_keys=True).encode())
+    def hand_over(self, file_name: str, bundle_name: str) -> str:
+        """Give the download by `file_name` to `bundle_name`; return the previous owner. Call under
+        files_lock (site/ownership.py records it in the site's state)."""
+        previous = self.owner(file_name)
+        if previous is None:
+            raise UsageError(f"no update has the file name {file_name!r} on this site",
+                             hint="`bundler updates list` shows them")
+        handed = {**self.handovers(), file_name: bundle_name}
+        atomic_write(self.root / OWNERS_FILE, json.dumps(handed, indent=2, sort_keys=True).encode())
         return previous
 
     def newest_approved(self, file_name: str, group: str | None = None) -> dict[str, Any] | None:

@@ -184,6 +184,13 @@ def test_a_repository_belongs_to_the_product_that_first_published_it(
     assert cli("build", profile(tmp_path, source, "1.1.0"), "-o", "v2.bundle.tar", "--key", keys.release.key).code == 0
     assert cli("import", "v2.bundle.tar", "--site", site).code == 0  # its owner moves it
     assert refs_of(site / "git" / "config.git")["refs/heads/main"] == git("rev-parse", "main", cwd=source)
+    # a deliberate hand-over: then the other product moves it, and only it
+    assert cli("site", "hand-over", site, "git/config.git", "--to", "intruder").code == 0
+    assert cli("import", "other.bundle.tar", "--site", site).code == 0
+    commit(source, "later.yaml")
+    assert cli("build", profile(tmp_path, source, "1.2.0"), "-o", "v3.bundle.tar", "--key", keys.release.key).code == 0
+    again = cli("import", "v3.bundle.tar", "--site", site)
+    assert again.code == 3 and "belongs to intruder" in again.err, again.err
 
 
 def test_wrong_password_anonymous_and_push_are_refused(

@@ -528,9 +528,11 @@ def test_a_download_by_file_name_belongs_to_the_product_that_first_brought_it(
     assert served() == b"store-pos firmware 1.0\n"  # still the owner's, for enrolled clients too
     assert (site.directory / "updates" / "catalog.json").read_bytes() == catalog  # nothing moved
 
-    handed = cli("updates", "hand-over", "firmware.bin", "--to", "store-scale", "--site", site.directory)
+    assert "bundler site hand-over" in refused.err and "files/firmware.bin --to store-scale" in refused.err
+    handed = cli("site", "hand-over", site.directory, "files/firmware.bin", "--to", "store-scale")
     assert handed.code == 0 and "from store-pos to store-scale" in handed.out, handed.err
-    assert json.loads(cli("site", "status", site.directory, "--json").out)["handovers"] == {
-        "firmware.bin": "store-scale"}
+    (recorded,) = json.loads(cli("site", "status", site.directory, "--json").out)["handovers"]
+    assert {k: recorded[k] for k in ("subject", "from", "to")} == {
+        "subject": "files/firmware.bin", "from": "store-pos", "to": "store-scale"}
     assert cli("import", "store-scale.bundle.tar", "--site", site.directory).code == 0
     assert served() == b"store-scale firmware 9.9\n"

@@ -205,6 +205,6 @@ def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str
                     f"refused: {where} ({p(extra.kind)} of {p(entry.ref)}) belongs to {p(owner.get('name'))} "
                     f"{p(owner.get('version'))}; this bundle ({p(manifest.name)} {p(manifest.version)}) would "
                     f"replace it with {extra.digest[:19]}", owner.get("digest"), extra.digest,
-                    hint="another product re-signed this image: ask release engineering; a product's signatures "
-                         "move only with its own releases"))
+                    hint=f"another product re-signed this image: ask release engineering; a deliberate hand-over: "
+                         f"`bundler site hand-over DIR {where} --to {p(manifest.name)}`"))
     return found

@@ -119,7 +119,9 @@ class Repos(ContentKind):
                     problems.NAME_OWNED, f"git/{repo.name}.git",
                     f"refused: Git repository {p(repo.name)} belongs to {p(owner)}; this bundle "
                     f"({p(manifest.name)} {p(manifest.version)}) would move its refs", owner, manifest.name,
-                    hint="two products ship one repository name: ask release engineering to rename one"))
+                    hint=f"two products ship one repository name: ask release engineering to rename one; a "
+                         f"deliberate hand-over: `bundler site hand-over {site.directory} git/{p(repo.name)}.git "
+                         f"--to {p(manifest.name)}`"))
         return found
 
     def _bases(self, site: SiteConfig, manifest: BundleManifest) -> list[tuple[str, RepoEntry]]:

@@ -69,6 +69,16 @@ def repository_owner(site: SiteConfig, name: str) -> str | None:
     return (proc.stdout.decode().strip() or None) if proc.returncode == 0 else None
 
 
+def hand_over_repository(site: SiteConfig, name: str, to: str) -> str:
+    """Give repository `name` to bundle name `to`; return its previous owner."""
+    previous = repository_owner(site, name)
+    if previous is None:
+        raise UsageError(f"no Git repository {name!r} on this site has an owner yet",
+                         hint="`bundler site status` lists the repositories")
+    git.run(["config", OWNER_KEY, to], cwd=repository_path(site, name))
+    return previous
+
+
 def _current(path: Path, ref: str) -> str | None:
     proc = git.run(["rev-parse", "--verify", "-q", ref], cwd=path, check=False)
     return (proc.stdout.decode().strip() or None) if proc.returncode == 0 else None

@@ -126,7 +126,7 @@ class Updates(ContentKind):
                     f"refused: files/{p(u.file)} belongs to {p(owner)}; this bundle ({p(manifest.name)} "
                     f"{p(manifest.version)}) would take over its download by name", owner, manifest.name,
                     hint=f"two products ship one file name: ask release engineering; a deliberate hand-over: "
-                         f"`bundler updates hand-over {p(u.file)} --to {p(manifest.name)} --site {site.directory}`"))
+                         f"`bundler site hand-over {site.directory} files/{p(u.file)} --to {p(manifest.name)}`"))
         return found
 
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
