@@ -29,6 +29,7 @@ integration: install deps
 lint: install
 	$(BIN)/ruff check bundler tests devtools
 	$(BIN)/mypy bundler
+	$(BIN)/lint-imports
 
 bench: install
 	devtools/deps.sh

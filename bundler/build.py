@@ -28,10 +28,11 @@ from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
 from bundler.kinds import KINDS, collection_order
-from bundler.kinds.base import CollectContext, OciTop, Part
+from bundler.kinds.base import CollectContext, Part
 from bundler.oci import layout as oci_layout
 from bundler.oci import media
 from bundler.oci.content import BlobSource, OciContent, registry_clients
+from bundler.oci.layout import OciTop
 from bundler.parallel import run_parallel
 from bundler.profile import Profile, load_profile
 from bundler.progress import byte_progress

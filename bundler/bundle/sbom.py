@@ -8,16 +8,30 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
+from packageurl import PackageURL
 
 from bundler import __version__
-from bundler.kinds.base import SbomItem
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
+
+
+@dataclass(frozen=True)
+class SbomItem:
+    """One component of the bundle's SBOM, as a content kind lists it (`ContentKind.sbom`)."""
+
+    name: str
+    version: str
+    type: str  # a CycloneDX component type: container, application, data, file, machine-learning-model
+    purl: PackageURL | None = None
+    sha256: str | None = None  # hex
+    sha1: str | None = None  # hex (a Git commit)
+    properties: tuple[tuple[str, str], ...] = ()
 
 
 def _component(item: SbomItem, index: int) -> Component:

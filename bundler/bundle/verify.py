@@ -22,9 +22,9 @@ from bundler.bundle.parts import PART_HINT
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
 from bundler.kinds import KINDS
-from bundler.kinds.base import OciTop
 from bundler.names import parse_time
 from bundler.oci import media
+from bundler.oci.layout import OciTop
 from bundler.parallel import run_parallel
 from bundler.problems import Problem, ProblemError
 from bundler.progress import byte_progress

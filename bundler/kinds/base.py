@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from packageurl import PackageURL
 
+from bundler.bundle.sbom import SbomItem
+from bundler.oci.layout import OciTop
+
 if TYPE_CHECKING:
     import requests
 
@@ -41,17 +44,6 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class OciTop:
-    """A top manifest (or index) a kind keeps in the bundle's OCI layout."""
-
-    label: str  # how messages name it: "image docker.io/library/nginx:1.27"
-    digest: str
-    media_type: str
-    name: str  # its org.opencontainers.image.ref.name in the layout's index.json
-    platforms: tuple[str, ...] = ()  # a single-arch Docker manifest's platform (for its index.json view)
-
-
-@dataclass(frozen=True)
 class Artifact:
     """One top manifest the site registry gets: where it goes and under which tag."""
 
@@ -62,19 +54,6 @@ class Artifact:
     repo: str
     tag: str | None
     release_tag: bool = True  # a release owns it (rollback per tag); False: derived from a digest (sha256-<hex>.sig)
-
-
-@dataclass(frozen=True)
-class SbomItem:
-    """One component of the bundle's SBOM (bundler/bundle/sbom.py writes it as CycloneDX)."""
-
-    name: str
-    version: str
-    type: str  # a CycloneDX component type: container, application, data, file, machine-learning-model
-    purl: PackageURL | None = None
-    sha256: str | None = None  # hex
-    sha1: str | None = None  # hex (a Git commit)
-    properties: tuple[tuple[str, str], ...] = ()
 
 
 def oci_item(ref: str, digest: str, type: str, *properties: tuple[str, str]) -> SbomItem:

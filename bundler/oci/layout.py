@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from bundler.kinds.base import OciTop
 from bundler.oci import media
 
 VIEW_ANNOTATION = "dev.bundler.view-of"
+
+
+@dataclass(frozen=True)
+class OciTop:
+    """A top manifest (or index) a kind keeps in the bundle's OCI layout."""
+
+    label: str  # how messages name it: "image docker.io/library/nginx:1.27"
+    digest: str
+    media_type: str
+    name: str  # its org.opencontainers.image.ref.name in the layout's index.json
+    platforms: tuple[str, ...] = ()  # a single-arch Docker manifest's platform (for its index.json view)
 
 
 def _view(image: OciTop, data: bytes) -> bytes:

@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import problems
+from bundler.bundle.sbom import SbomItem
 from bundler.errors import BundlerError
 from bundler.kinds.artifacts.entry import ArtifactEntry
 from bundler.kinds.artifacts.spec import ArtifactSpec, check_artifacts, parse_artifact
-from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, SbomItem, changes, oci_item
+from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
+from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
 from bundler.problems import Problem
 from bundler.units import human

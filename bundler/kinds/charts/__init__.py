@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from packageurl import PackageURL
 
-from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, SbomItem, changes
+from bundler.bundle.sbom import SbomItem
+from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes
 from bundler.kinds.charts.entry import ChartEntry
 from bundler.kinds.charts.spec import ChartSpec, parse_chart
+from bundler.oci.layout import OciTop
 from bundler.units import printable as p
 
 if TYPE_CHECKING:

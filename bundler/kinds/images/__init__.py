@@ -10,12 +10,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import problems
+from bundler.bundle.sbom import SbomItem
 from bundler.errors import RefusedError
-from bundler.kinds.base import Artifact, CollectContext, ContentKind, OciTop, Part, SbomItem, changes, oci_item
+from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
 from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
 from bundler.oci import media
+from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
 from bundler.problems import Problem
 from bundler.units import printable as p

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from packageurl import PackageURL
 
 from bundler import names, problems
-from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged
+from bundler.bundle.sbom import SbomItem
+from bundler.kinds.base import CollectContext, ContentKind, Part, Staged
 from bundler.kinds.repos.entry import RepoEntry, repos_of
 from bundler.kinds.repos.spec import RepoSpec, check_repos, parse_repo
 from bundler.oci.content import BlobSource

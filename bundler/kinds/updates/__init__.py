@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from packageurl import PackageURL
 
 from bundler import problems
-from bundler.kinds.base import CollectContext, ContentKind, Part, SbomItem, Staged, changes
+from bundler.bundle.sbom import SbomItem
+from bundler.kinds.base import CollectContext, ContentKind, Part, Staged, changes
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.kinds.updates.spec import UpdateSpec, parse_update
 from bundler.oci.content import BlobSource
