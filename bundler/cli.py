@@ -105,13 +105,13 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     Example:
       bundler build profiles/demo.yaml --key release.key -o demo-1.0.0.bundle.tar
     """
-    from bundler.build import BuildOptions, build_bundle
     from bundler.bundle.parts import parse_size
+    from bundler.pipeline.build import BuildOptions, build_bundle
 
     size = parse_size(split_size) if split_size else None
     if fleet_dir is not None:
-        from bundler.build import build_for_fleet
         from bundler.fleet.store import Fleet
+        from bundler.pipeline.build import build_for_fleet
 
         if since is not None or size is not None:
             raise UsageError("--for-fleet makes one delta per site base itself; it takes neither --since nor "
@@ -206,12 +206,12 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool, sbom: bool, keys: t
       bundler inspect demo-1.0.0.bundle.tar --manifest > demo-1.0.0.json
       bundler inspect demo-1.0.0.bundle.tar --sbom > demo-1.0.0.cdx.json
     """
-    from bundler.bundle.inspect import inspect_bundle, inspect_text
     from bundler.keyfiles import load_trusted_key
+    from bundler.pipeline.inspect import inspect_bundle, inspect_text
 
     if raw_manifest or sbom:
-        from bundler.bundle.inspect import sbom_bytes
         from bundler.bundle.reader import BundleReader
+        from bundler.pipeline.inspect import sbom_bytes
 
         with BundleReader(bundle) as reader:
             data = sbom_bytes(reader) if sbom else reader.manifest_bytes()
@@ -272,7 +272,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     """
     from bundler.bundle.verify import unreadable_report, verify_file
     from bundler.keyfiles import load_policy
-    from bundler.site.importer import verify_for_site
+    from bundler.pipeline.importer import verify_for_site
 
     if site_dir is not None and (keys or threshold):
         raise UsageError("give either --site or --key/--threshold, not both")
@@ -340,7 +340,7 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     """
     from bundler.kinds import KINDS
     from bundler.kinds.repos.site import check_force_ref
-    from bundler.site.importer import ImportOptions, import_bundle
+    from bundler.pipeline.importer import ImportOptions, import_bundle
 
     force_refs = tuple(map(check_force_ref, force_refs))
     result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, force_refs, dry_run))
@@ -377,7 +377,7 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
     Example:
       bundler diff store-1.4.0.bundle.tar store-1.5.0.bundle.tar
     """
-    from bundler.bundle.diff import diff_bundles, diff_text
+    from bundler.pipeline.diff import diff_bundles, diff_text
 
     d = diff_bundles(old, new)
     if as_json:
@@ -533,8 +533,8 @@ def site_hand_over(directory: Path, subject: str, bundle_name: str) -> None:
     Example:
       bundler site hand-over /srv/site files/firmware.bin --to store-pos
     """
+    from bundler.pipeline.ownership import hand_over
     from bundler.site.config import load_site
-    from bundler.site.ownership import hand_over
 
     previous = hand_over(load_site(directory), subject, bundle_name)
     click.echo(f"{printable(subject)} handed over from {printable(previous)} to {bundle_name}")
@@ -552,7 +552,7 @@ def site_receipt(directory: Path, output: Path | None) -> None:
     Example:
       bundler site receipt ./site -o /media/usb/store-7.receipt.json
     """
-    from bundler.site.importer import site_receipt as make_receipt
+    from bundler.pipeline.importer import site_receipt as make_receipt
 
     text = json.dumps(make_receipt(directory), indent=2, sort_keys=True) + "\n"
     if output is None:
@@ -590,7 +590,7 @@ def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) 
       bundler site prune ./site --dry-run
       bundler site prune ./site --keep 2
     """
-    from bundler.site.prune import prune_site
+    from bundler.pipeline.prune import prune_site
 
     plan = prune_site(directory, keep, dry_run)
     if as_json:
@@ -618,9 +618,9 @@ def site_status(directory: Path, as_json: bool) -> None:
 
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
+    from bundler.pipeline.prune import disk_report
     from bundler.site import figures
     from bundler.site.config import load_site
-    from bundler.site.prune import disk_report
     from bundler.site.service import site_status as status
 
     info = status(directory)
@@ -723,7 +723,7 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
 
     fleet = Fleet(fleet_dir)
     if release.suffix in (".yaml", ".yml"):  # sources' manifests and sizes are read; nothing is written
-        from bundler.build import BuildOptions, collecting
+        from bundler.pipeline.build import BuildOptions, collecting
 
         with collecting(BuildOptions(release), Path.cwd()) as collected:
             name, version = collected.profile.name, collected.profile.version

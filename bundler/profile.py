@@ -11,10 +11,10 @@ import datetime as dt
 import difflib
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import yaml
 
@@ -206,10 +206,22 @@ def _items(check: Checker, spec: Map, key: str,
     return out
 
 
-def parse_profile(text: str, path: str = "<profile>") -> Profile:
-    """Validate a profile's text; raise ProfileError listing every problem as `path:line: message`."""
-    from bundler.kinds import KINDS  # each kind parses its own spec key (and imports this module)
+class SpecKind(Protocol):
+    """What a content kind does for the profile: parse its own `spec.<key>` and settings."""
 
+    key: ClassVar[str]
+    settings: ClassVar[tuple[str, ...]]
+
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> Any | None: ...
+
+    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None: ...
+
+    def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any: ...
+
+
+def parse_profile(text: str, path: str = "<profile>", *, kinds: Sequence[SpecKind]) -> Profile:
+    """Validate a profile's text; raise ProfileError listing every problem as `path:line: message`.
+    Each of `kinds` (the registered ones: bundler.kinds.KINDS) parses its own `spec.<key>`."""
     check = Checker()
     try:
         doc = yaml.load(text, Loader=_Loader)
@@ -247,10 +259,10 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
                     expires = int(found[1]) * DURATION_UNITS[found[2]]
         if "spec" in top:
             raw_spec = Map() if top["spec"] is None else top["spec"]
-            allowed = {*(k.key for k in KINDS), *(s for k in KINDS for s in k.settings), "registries"}
+            allowed = {*(k.key for k in kinds), *(s for k in kinds for s in k.settings), "registries"}
             spec = check.mapping(raw_spec, top.lines["spec"], "spec", allowed, set())
             if spec is not None:
-                for kind in KINDS:
+                for kind in kinds:
                     for key in kind.settings:
                         if key in spec:
                             settings[key] = kind.parse_setting(check, key, spec[key], spec.lines[key])
@@ -268,7 +280,7 @@ def parse_profile(text: str, path: str = "<profile>") -> Profile:
     )
 
 
-def load_profile(path: str | Path) -> Profile:
+def load_profile(path: str | Path, *, kinds: Sequence[SpecKind]) -> Profile:
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -280,4 +292,4 @@ def load_profile(path: str | Path) -> Profile:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProfileError(f"{p}: profile is not UTF-8 text") from None
-    return parse_profile(text, str(p))
+    return parse_profile(text, str(p), kinds=kinds)

@@ -84,12 +84,12 @@ def push_set(client: RegistryClient) -> list[str]:
 
 def one_gigabyte_bundle(path: Path) -> None:
     """A signed bundle with one 1 GiB layer (sparse on disk: the point is the file's size)."""
-    from bundler.build import BundleInfo, Contents, write_bundle
     from bundler.keyfiles import load_signing_key
     from bundler.kinds.base import Part
     from bundler.kinds.images.entry import ImageEntry
     from bundler.oci import media
     from bundler.oci.content import BlobSource, OciContent
+    from bundler.pipeline.build import BundleInfo, Contents, write_bundle
 
     layer_file = WORK / "zeros.layer"
     with open(layer_file, "wb") as f:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bundler.kinds import KINDS
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.profile import load_profile
@@ -79,7 +80,7 @@ def main() -> None:
     print(f"started the source registry at {source.url}")
 
     samples = push_samples(RegistryClient(f"127.0.0.1:{SOURCE_PORT}"))
-    wanted = {str(spec.ref) for spec in load_profile(PROFILE).items("images")}
+    wanted = {str(spec.ref) for spec in load_profile(PROFILE, kinds=KINDS).items("images")}
     pushed = {str(ImageReference.parse(ref)) for ref in samples.refs}
     if wanted != pushed:
         sys.exit(f"profiles/demo.yaml and the sample images differ: {sorted(wanted ^ pushed)}")

@@ -19,7 +19,7 @@ from bundler.oci import media
 from bundler.oci.client import RegistryClient
 
 if TYPE_CHECKING:
-    from bundler.build import Contents
+    from bundler.pipeline.build import Contents
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -118,10 +118,10 @@ def oci_manifest(cfg: bytes, layers: list[tuple[str, int]]) -> bytes:
 
 def memory_image(ref: str, lay: Layer) -> Contents:
     """A one-image bundle's contents held in memory, ready for `write_bundle` (tests and assets, no registry)."""
-    from bundler.build import Contents
     from bundler.kinds.base import Part
     from bundler.kinds.images.entry import ImageEntry
     from bundler.oci.content import OciContent
+    from bundler.pipeline.build import Contents
 
     cfg = config([lay])
     manifest = oci_manifest(cfg, [(lay.digest, len(lay.data))])

@@ -2,7 +2,7 @@
 fetched from source registries.
 
 Resolution fetches only manifests (small, kept in memory, digests checked). Blobs are described
-(digest, size, where to get them) and fetched later, straight into the bundle, by bundler/build.py.
+(digest, size, where to get them) and fetched later, straight into the bundle, by bundler/pipeline/build.py.
 A blob shared by several manifests is fetched once.
 """
 

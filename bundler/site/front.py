@@ -1,5 +1,5 @@
 """The site's front door: nginx terminates TLS for the site's HTTPS service and faces the store
-network; the Python application (site/server.py) listens on a unix socket behind it.
+network; the Python application (pipeline/server.py) listens on a unix socket behind it.
 
 What the front holds, so that no client can stop the token server, Git, the update cache or the page:
     deadlines      TLS handshake and request headers (client_header_timeout), body, send, idle
@@ -42,7 +42,7 @@ TOKENS_PER_SECOND = 50  # /token requests per client address (burst TOKEN_BURST)
 TOKEN_BURST = 200
 GIT_BODY = "10m"  # git's own default request buffer (http.maxRequestBuffer)
 TOKEN_BODY = "64k"
-REPORT_BODY = "1m"  # bundler.site.server.MAX_REPORT
+REPORT_BODY = "1m"  # bundler.pipeline.server.MAX_REPORT
 
 
 def nginx_binary() -> str:

@@ -309,7 +309,7 @@ def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
         if not running or upgraded or stale:  # the token server must read new accounts and keys
             _stop_https(site)
             offset = _log_size(site, "http")
-            process = _spawn(site, "http", [sys.executable, "-m", "bundler.site.server",
+            process = _spawn(site, "http", [sys.executable, "-m", "bundler.pipeline.server",
                                             str(site.directory.resolve())])
             started.append(lambda: _stop_https(site))
             _wait(site, "http", app_healthy, process, wait, str(app_socket(site)), offset)

@@ -106,7 +106,7 @@ def ensure_user(site: SiteConfig, user: str) -> tuple[int, int]:
 
 
 RUNS = ("import subprocess, sys; import bundler.cli; "  # and the services it starts with sys.executable
-        "subprocess.run([sys.executable, '-c', 'import bundler.site.server'], check=True, capture_output=True)")
+        "subprocess.run([sys.executable, '-c', 'import bundler.pipeline.server'], check=True, capture_output=True)")
 
 
 def check_runs_as(user: str, python: str) -> None:

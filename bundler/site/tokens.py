@@ -7,7 +7,7 @@ account may take. The registry checks the token's signature against the key in i
 `rootcertbundle` (found by the `kid` header, in libtrust's key-id format) on every request: one
 ECDSA verification instead of a bcrypt hash, and pull-only accounts really are pull-only.
 
-Pure: bytes and strings in, token or grants out. The HTTP handler lives in site/server.py.
+Pure: bytes and strings in, token or grants out. The HTTP handler lives in pipeline/server.py.
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ class UpdateCache:
 
     def hand_over(self, file_name: str, bundle_name: str) -> str:
         """Give the download by `file_name` to `bundle_name`; return the previous owner. Call under
-        files_lock (site/ownership.py records it in the site's state)."""
+        files_lock (pipeline/ownership.py records it in the site's state)."""
         previous = self.owner(file_name)
         if previous is None:
             raise UsageError(f"no update has the file name {file_name!r} on this site",

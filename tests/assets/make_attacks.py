@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bundler import signing
-from bundler.build import BundleInfo, Contents, write_bundle
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, signatures_json
 from bundler.keyfiles import load_signing_key
+from bundler.pipeline.build import BundleInfo, Contents, write_bundle
 from devtools.images import layer, memory_image
 
 HERE = Path(__file__).parent

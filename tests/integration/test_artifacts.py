@@ -19,6 +19,7 @@ import pytest
 import requests
 import yaml
 
+from bundler.kinds import KINDS
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from tests.conftest import Keys, Registry, Run
@@ -278,5 +279,5 @@ def test_artifact_profile_errors_name_the_line(item: str, message: str, tmp_path
 
     text = "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: m, version: 1.0.0}\nspec:\n  artifacts:\n" + item
     with pytest.raises(ProfileError) as caught:
-        parse_profile(text, "p.yaml")
+        parse_profile(text, "p.yaml", kinds=KINDS)
     assert message in caught.value.message and "p.yaml:" in caught.value.message

@@ -17,8 +17,8 @@ import pytest
 from bundler.bundle.parent import load_manifest
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
-from bundler.site.registry import QUARANTINE
 from bundler.site.registry_process import free_port
+from bundler.site.tokens import QUARANTINE
 from devtools import charts
 from devtools import images as im
 from devtools.gitrepo import commit, git

@@ -244,7 +244,7 @@ def test_a_tampered_layer_is_refused_by_the_default_site_and_nothing_shows(
     """On the default site the registry hashes what it receives (bundler does not hash it a second
     time): a changed layer is refused all the same, naming the file, and no repository appears."""
     from bundler.oci.client import Credentials
-    from bundler.site.registry import QUARANTINE
+    from bundler.site.tokens import QUARANTINE
 
     bundle = tmp_path / "tampered.bundle.tar"
     shutil.copy(built[0], bundle)

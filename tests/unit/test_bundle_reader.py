@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from bundler import signing
-from bundler.build import BundleInfo, write_bundle
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verify_bundle
 from bundler.errors import IntegrityError
+from bundler.pipeline.build import BundleInfo, write_bundle
 from devtools.images import layer, memory_image
 
 KEY = signing.generate_key()

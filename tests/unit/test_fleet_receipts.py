@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from bundler.errors import RefusedError, UsageError
 from bundler.fleet.report import fleet_page
 from bundler.fleet.store import Fleet
+from bundler.pipeline.importer import site_receipt
 from bundler.signing import generate_key, public_pem
 from bundler.site.config import init_site
 from bundler.site.identity import load_site_key, signed
-from bundler.site.importer import site_receipt
 
 
 @pytest.fixture(scope="module")

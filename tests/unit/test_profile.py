@@ -7,8 +7,15 @@ import datetime as dt
 import pytest
 
 from bundler.errors import ProfileError
+from bundler.kinds import KINDS
 from bundler.oci.reference import DaemonReference, ImageReference
-from bundler.profile import parse_profile
+from bundler.profile import Profile
+from bundler.profile import parse_profile as parse_with
+
+
+def parse_profile(text: str, path: str = "<profile>") -> Profile:
+    return parse_with(text, path, kinds=KINDS)  # the registered kinds, as build parses them
+
 
 HEAD = "apiVersion: bundler/v1\nkind: Profile\nmetadata:\n  name: edge\n  version: 1.4.0\nspec:\n"
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from bundler.pipeline.server import MAX_REPORT, SiteApp, _body_length
 from bundler.signing import generate_key, public_pem
 from bundler.site.config import init_site
-from bundler.site.server import MAX_REPORT, SiteApp, _body_length
 
 
 class Unreadable(io.RawIOBase):

@@ -39,15 +39,8 @@ from bundler.kinds import KINDS
 from bundler.kinds.base import Staged
 from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
-from bundler.problems import Problem, ProblemError
-from bundler.progress import byte_progress
-from bundler.signing import TrustPolicy
-from bundler.site import figures, identity
-from bundler.site.cluster import write_cluster_config
-from bundler.site.config import SiteConfig, SiteState, load_site
-from bundler.site.journal import Journal, files_lock, import_lock
-from bundler.site.prune import disk_report, disk_warning
-from bundler.site.registry import (
+from bundler.pipeline.prune import disk_report, disk_warning
+from bundler.pipeline.registry import (
     Plan,
     artifacts_present,
     missing_blobs,
@@ -56,7 +49,14 @@ from bundler.site.registry import (
     site_artifacts,
     transfer,
 )
-from bundler.site.registry import publish as publish_registry
+from bundler.pipeline.registry import publish as publish_registry
+from bundler.problems import Problem, ProblemError
+from bundler.progress import byte_progress
+from bundler.signing import TrustPolicy
+from bundler.site import figures, identity
+from bundler.site.cluster import write_cluster_config
+from bundler.site.config import SiteConfig, SiteState, load_site
+from bundler.site.journal import Journal, files_lock, import_lock
 from bundler.site.service import site_status
 from bundler.site.tokens import QUARANTINE
 from bundler.units import human

@@ -29,10 +29,10 @@ from bundler.kinds.base import Artifact
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
+from bundler.pipeline.registry import site_artifacts
 from bundler.site import figures
 from bundler.site.config import GIT_DIR, REGISTRY_DIR, SiteConfig, SiteState, load_site
 from bundler.site.journal import files_lock, import_lock
-from bundler.site.registry import site_artifacts
 from bundler.site.tokens import QUARANTINE
 from bundler.site.updates import UpdateCache
 from bundler.site.updates import publish as publish_updates

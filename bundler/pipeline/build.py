@@ -103,7 +103,7 @@ class Collected:
 
 
 def collect(options: BuildOptions, staging: Path) -> Collected:
-    profile = load_profile(options.profile)
+    profile = load_profile(options.profile, kinds=KINDS)
     session = requests.Session()
     session.headers["User-Agent"] = "bundler"
     context = CollectContext(profile, OciContent(), registry_clients(profile.registries, options.jobs), session,
@@ -125,7 +125,7 @@ def collecting(options: BuildOptions, directory: Path) -> Iterator[Collected]:
 
 
 def build_bundle(options: BuildOptions) -> BuildResult:
-    profile = load_profile(options.profile)
+    profile = load_profile(options.profile, kinds=KINDS)
     keys = [load_signing_key(path) for path in options.keys]  # a wrong password fails before any transfer
     output = options.output or Path.cwd() / layout.bundle_filename(profile.name, profile.version)
     if output.is_dir():

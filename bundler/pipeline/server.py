@@ -4,7 +4,7 @@ token server, the Git server (smart HTTP through `git http-backend`, HTTP basic 
 (signed apt and rpm repositories per group, approved payloads, the catalog API, and reports from
 enrolled clients with their tokens) and the status page at / (site credentials).
 
-Run by `bundler site up` as `python -m bundler.site.server DIR`. Clients clone and fetch
+Run by `bundler site up` as `python -m bundler.pipeline.server DIR`. Clients clone and fetch
 https://HOST:PORT/git/<name>.git; push is refused unless the site enables it (http.push).
 An update download is authorized here and sent by the front (`X-Accel-Redirect`).
 """
@@ -29,14 +29,14 @@ from typing import Any
 from bundler import git
 from bundler.errors import BundlerError
 from bundler.fsutil import make_dirs, own_like_parent
+from bundler.pipeline.prune import disk_report
+from bundler.pipeline.status_page import status_page
 from bundler.site import figures, tokens
 from bundler.site.auth import load_users, password_matches
 from bundler.site.config import GIT_DIR, RUN_DIR, SiteConfig, load_site
 from bundler.site.front import PAYLOADS, PUBLISHED, app_socket
 from bundler.site.pki import load_token_key
-from bundler.site.prune import disk_report
 from bundler.site.service import http_healthy, registry_healthy
-from bundler.site.status_page import status_page
 from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
