@@ -436,10 +436,12 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
           --trust-key release.pub --trust-key security.pub --threshold 2
       bundler site init ./site --trust-key release.pub --image-key cosign.pub --image-scope 'ghcr.io/acme/*'
     """
-    from bundler.site.config import init_site
+    from bundler.pipeline.setup import create_site
 
-    config = init_site(directory, registry_url, trust_keys, threshold, registry_listen, registry_runtime, chart_prefix,
-                       http_listen, hostnames, ips, groups, name, image_keys, image_scopes)
+    config = create_site(directory, registry_url, trust_keys, threshold, registry_listen=registry_listen,
+                         registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
+                         hostnames=hostnames, ips=ips, groups=groups, name=name, image_keys=image_keys,
+                         image_scopes=image_scopes)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
                f"bundles need {config.threshold} signature(s) of: {names}")
@@ -619,9 +621,9 @@ def site_status(directory: Path, as_json: bool) -> None:
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
     from bundler.pipeline.prune import disk_report
+    from bundler.pipeline.status import site_status as status
     from bundler.site import figures
     from bundler.site.config import load_site
-    from bundler.site.service import site_status as status
 
     info = status(directory)
     site = load_site(directory)
@@ -790,8 +792,8 @@ SITE_OPTION = click.option("--site", "site_dir", required=True, type=click.Path(
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def updates_list(site_dir: Path, as_json: bool) -> None:
     """Every imported update, and the groups it is approved (or declined) for."""
+    from bundler.kinds.updates.cache import UpdateCache
     from bundler.site.config import load_site
-    from bundler.site.updates import UpdateCache
 
     cache = UpdateCache(load_site(site_dir))
     approvals = cache.approvals()
@@ -808,8 +810,8 @@ def updates_list(site_dir: Path, as_json: bool) -> None:
 
 
 def _decide(name: str, group: str, site_dir: Path, decision: str) -> None:
+    from bundler.kinds.updates.cache import UpdateCache
     from bundler.site.config import load_site
-    from bundler.site.updates import UpdateCache
 
     for e in UpdateCache(load_site(site_dir)).decide(name, group, decision):
         click.echo(f"{decision} {e['name']} {e['version']} ({e['sha256'][:12]}) for {group}")
@@ -855,8 +857,8 @@ def updates_enroll(client: str, group: str, site_dir: Path, as_json: bool) -> No
     Example:
       bundler updates enroll pos-7 --group line-1 --site ./site
     """
+    from bundler.kinds.updates.cache import UpdateCache, client_configuration
     from bundler.site.config import load_site
-    from bundler.site.updates import UpdateCache, client_configuration
 
     site = load_site(site_dir)
     config = client_configuration(site, client, group, UpdateCache(site).enroll(client, group))
@@ -881,8 +883,8 @@ def updates_enroll(client: str, group: str, site_dir: Path, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def updates_status(site_dir: Path, as_json: bool) -> None:
     """Per client that reported: its group, when it last reported, and the approved updates it lacks."""
+    from bundler.kinds.updates.cache import UpdateCache
     from bundler.site.config import load_site
-    from bundler.site.updates import UpdateCache
 
     clients = UpdateCache(load_site(site_dir)).status()
     if as_json:

@@ -170,6 +170,9 @@ class ContentKind:
 
     # --- the site --------------------------------------------------------------------------------
 
+    def init_site(self, site: SiteConfig) -> None:
+        """What this kind keeps on a new site (`site init`), before its site.yaml is written."""
+
     def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
         return []
 

@@ -50,6 +50,7 @@ from bundler.pipeline.registry import (
     transfer,
 )
 from bundler.pipeline.registry import publish as publish_registry
+from bundler.pipeline.status import site_status
 from bundler.problems import Problem, ProblemError
 from bundler.progress import byte_progress
 from bundler.signing import TrustPolicy
@@ -57,7 +58,6 @@ from bundler.site import figures, identity
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
-from bundler.site.service import site_status
 from bundler.site.tokens import QUARANTINE
 from bundler.units import human
 from bundler.versions import Version

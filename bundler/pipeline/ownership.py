@@ -11,9 +11,9 @@ import re
 from bundler import names
 from bundler.errors import UsageError
 from bundler.kinds.repos.site import hand_over_repository
+from bundler.kinds.updates.cache import UpdateCache
 from bundler.site.config import SiteConfig, SiteState
 from bundler.site.journal import files_lock
-from bundler.site.updates import UpdateCache
 
 GIT_SUBJECT = re.compile(r"^git/(.+)\.git$")
 

@@ -26,6 +26,8 @@ from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError, UsageError
 from bundler.kinds import KINDS
 from bundler.kinds.base import Artifact
+from bundler.kinds.updates.cache import UpdateCache
+from bundler.kinds.updates.cache import publish as publish_updates
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
@@ -34,8 +36,6 @@ from bundler.site import figures
 from bundler.site.config import GIT_DIR, REGISTRY_DIR, SiteConfig, SiteState, load_site
 from bundler.site.journal import files_lock, import_lock
 from bundler.site.tokens import QUARANTINE
-from bundler.site.updates import UpdateCache
-from bundler.site.updates import publish as publish_updates
 
 PRUNED = "pruned"
 BUNDLES_DIR = "bundles"

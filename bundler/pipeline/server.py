@@ -29,6 +29,7 @@ from typing import Any
 from bundler import git
 from bundler.errors import BundlerError
 from bundler.fsutil import make_dirs, own_like_parent
+from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
 from bundler.pipeline.prune import disk_report
 from bundler.pipeline.status_page import status_page
 from bundler.site import figures, tokens
@@ -37,7 +38,6 @@ from bundler.site.config import GIT_DIR, RUN_DIR, SiteConfig, load_site
 from bundler.site.front import PAYLOADS, PUBLISHED, app_socket
 from bundler.site.pki import load_token_key
 from bundler.site.service import http_healthy, registry_healthy
-from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 CHUNK = 64 << 10

@@ -30,7 +30,7 @@ import json
 import re
 import shutil
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,7 +215,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
               registry_listen: str = DEFAULT_REGISTRY_LISTEN, registry_runtime: str = "auto",
               chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
               hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = (),
-              name: str | None = None, image_keys: Sequence[Path] = (), image_scopes: Sequence[str] = ()) -> SiteConfig:
+              name: str | None = None, image_keys: Sequence[Path] = (), image_scopes: Sequence[str] = (),
+              prepare: Sequence[Callable[[SiteConfig], None]] = ()) -> SiteConfig:
     """Create a site: its configuration, a copy of every trusted public key under trust/, and its
     own key (receipts are signed with it: `site.pub` is what the fleet enrolls)."""
     if not trust_keys:
@@ -271,10 +272,9 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     create_credentials(directory)
     ensure_site_key(directory)
     (directory / GIT_DIR).mkdir(exist_ok=True)
-    from bundler.site.updates import init_updates  # the update cache builds on this module
-
-    init_updates(config)
-    atomic_write(site_file, config.to_yaml())
+    for step in prepare:  # what each content kind keeps on a site (the update cache's key, say)
+        step(config)
+    atomic_write(site_file, config.to_yaml())  # last: a site init that failed leaves no site
     return config
 
 

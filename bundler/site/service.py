@@ -33,12 +33,11 @@ from bundler.errors import BundlerError, UnreachableError
 from bundler.fsutil import make_dirs, own_like_parent
 from bundler.site import figures, tokens
 from bundler.site.auth import upgrade_credentials
-from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SITE_FILE, SiteConfig, SiteState, load_site
+from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SITE_FILE, SiteConfig, load_site
 from bundler.site.front import app_socket, front_command, write_config
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
-from bundler.site.updates import APT_KEY, ASC_KEY, UPDATES_DIR
 
 REGISTRY_IMAGE = "registry:2"
 LABELS = {"front": "https front (nginx)", "http": "http application"}  # what messages call each service
@@ -395,24 +394,3 @@ def site_down(directory: Path) -> bool:
     if site.embedded_registry:
         stopped = _stop_registry(site) or stopped
     return stopped
-
-
-def site_status(directory: Path) -> dict[str, Any]:
-    """Each service's health, and absolute paths for what clients need (`signed-by=` wants one)."""
-    site = load_site(directory)
-    healthy = http_healthy(site)
-    return {
-        "healthy": healthy and registry_healthy(site),
-        "services": {
-            "registry": {"url": site.registry_url, "healthy": registry_healthy(site),
-                         "embedded": site.embedded_registry},
-            "git": {"url": f"{site.http_url}/git/", "healthy": healthy, "push": site.allow_push},
-            "updates": {"url": f"{site.http_url}/updates/", "healthy": healthy,
-                        "apt_url": f"{site.http_url}/updates/apt", "rpm_url": f"{site.http_url}/updates/rpm",
-                        "apt_key_file": str((site.directory / UPDATES_DIR / APT_KEY).resolve()),
-                        "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}", "groups": list(site.groups)},
-        },
-        "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
-        "bundles": SiteState.load(site.directory).bundles,
-        "handovers": SiteState.load(site.directory).handovers,
-    }

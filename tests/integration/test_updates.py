@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
+from bundler.kinds.updates.cache import CLIENT_APT_KEYRING, CLIENT_CA, CLIENT_RPM_KEY
 from bundler.site.registry_process import free_port
-from bundler.site.updates import CLIENT_APT_KEYRING, CLIENT_CA, CLIENT_RPM_KEY
 from devtools import charts
 from devtools.packages import build_deb, build_rpm
 from tests.conftest import Keys, Registry, Run

@@ -19,8 +19,9 @@ from cryptography import x509
 from bundler.keyfiles import keygen
 from bundler.kinds.charts.site import write_helm_repository
 from bundler.kinds.repos.site import write_flux_git_repositories
+from bundler.pipeline.setup import create_site as init_site
 from bundler.site.cluster import write_cluster_config
-from bundler.site.config import SiteState, init_site
+from bundler.site.config import SiteState
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # core/v1 Secret, the fields of the Kubernetes OpenAPI definition io.k8s.api.core.v1.Secret a manifest may set

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bundler.pipeline.server import MAX_REPORT, SiteApp, _body_length
+from bundler.pipeline.setup import create_site as init_site
 from bundler.signing import generate_key, public_pem
-from bundler.site.config import init_site
 
 
 class Unreadable(io.RawIOBase):
@@ -70,7 +70,7 @@ def test_every_group_path_needs_a_client(app: SiteApp, path: str) -> None:
 
 
 def test_another_groups_index_is_not_found_for_a_client(app: SiteApp) -> None:
-    from bundler.site.updates import UpdateCache
+    from bundler.kinds.updates.cache import UpdateCache
 
     token = UpdateCache(app.site).enroll("pos-1", "line-1")
     own = call(app, "GET", "/updates/apt/dists/line-1/InRelease", {"HTTP_AUTHORIZATION": f"Bearer {token}"})

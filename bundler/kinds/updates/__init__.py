@@ -1,5 +1,5 @@
 """OS and VM updates: `spec.updates`, carried by digest under updates/, kept in the site's update
-cache (bundler/site/updates.py: apt and dnf repositories per group, approvals, client reports)."""
+cache (bundler/kinds/updates/cache.py: apt and dnf repositories per group, approvals, client reports)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class StagedUpdates(Staged):
         self.site, self.manifest, self.stored = site, manifest, stored
 
     def publish(self) -> list[str]:
-        from bundler.site.updates import UpdateCache, publish
+        from bundler.kinds.updates.cache import UpdateCache, publish
 
         if not updates_of(self.manifest):
             return []
@@ -72,7 +72,7 @@ class Updates(ContentKind):
         return Part(tuple(u.entry for u in updates), payloads)
 
     def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
-        from bundler.site.updates import UpdateCache
+        from bundler.kinds.updates.cache import UpdateCache
 
         cache = UpdateCache(site)
         return all(cache.blob(u.sha256).exists() for u in updates_of(manifest))
@@ -81,14 +81,14 @@ class Updates(ContentKind):
         return {u.path for u in updates_of(manifest)}
 
     def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
-        from bundler.site.updates import UpdateCache
+        from bundler.kinds.updates.cache import UpdateCache
 
         cache = UpdateCache(site)
         return [f"update {u.name} {u.metadata.get('version', '')}".rstrip() for u in updates_of(manifest)
                 if u.path in manifest.requires and not cache.blob(u.sha256).exists()]
 
     def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
-        from bundler.site.updates import UpdateCache
+        from bundler.kinds.updates.cache import UpdateCache
 
         cache = UpdateCache(site)
         new = [u for u in updates_of(manifest) if not cache.blob(u.sha256).exists()]
@@ -98,8 +98,8 @@ class Updates(ContentKind):
 
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
               progress: Callable[[int], None]) -> Staged:
+        from bundler.kinds.updates.cache import UpdateCache
         from bundler.parallel import run_parallel
-        from bundler.site.updates import UpdateCache
 
         cache = UpdateCache(site)
 
@@ -110,13 +110,18 @@ class Updates(ContentKind):
 
         return StagedUpdates(site, manifest, run_parallel(store, list(updates_of(manifest)), options.jobs))
 
+    def init_site(self, site: SiteConfig) -> None:
+        from bundler.kinds.updates.cache import init_updates
+
+        init_updates(site)  # the cache's directories and the site's OpenPGP key
+
     def site_files(self, manifest: BundleManifest) -> set[str]:
         return {u.sha256 for u in updates_of(manifest)}
 
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A download by file name (`files/<name>`) belongs to the bundle name that first brought it:
         another product's bundle may not take it over (only a deliberate `updates hand-over`)."""
-        from bundler.site.updates import UpdateCache
+        from bundler.kinds.updates.cache import UpdateCache
 
         cache, found = UpdateCache(site), []
         for u in updates_of(manifest):
@@ -131,7 +136,7 @@ class Updates(ContentKind):
         return found
 
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
-        from bundler.site.updates import UpdateCache
+        from bundler.kinds.updates.cache import UpdateCache
 
         cache = UpdateCache(site)
         cataloged = {e["sha256"] for e in cache.catalog()}
@@ -142,7 +147,7 @@ class Updates(ContentKind):
         "clients": "Update clients, and the approved updates each lacks"}
 
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
-        from bundler.site.updates import UpdateCache
+        from bundler.kinds.updates.cache import UpdateCache
 
         cache = UpdateCache(site)
         catalog = {e["sha256"]: e for e in cache.catalog()}
