@@ -5,7 +5,7 @@ update paths need that group's client."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +80,33 @@ def test_another_groups_index_is_not_found_for_a_client(app: SiteApp) -> None:
                     {"HTTP_AUTHORIZATION": f"Bearer {token}"})
     assert climbing[0].startswith("404")
     assert Path(app.site.directory / "updates" / "published").exists()
+
+
+def test_git_requests_beyond_the_bound_wait_then_get_503(app: SiteApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most GIT_PROCESSES `git http-backend` processes at once: a request beyond them waits
+    GIT_WAIT seconds for one, then is told to come back (503, Retry-After); a slot frees when its
+    response ends."""
+    import base64
+    import json
+    import subprocess
+    import threading
+
+    from bundler.pipeline import server
+
+    monkeypatch.setattr(server, "GIT_WAIT", 0.2)
+    app._git_slots = threading.BoundedSemaphore(1)  # one process at a time, for the test
+    subprocess.run(["git", "init", "--bare", "-q", str(app.site.directory / "git" / "config.git")], check=True)
+    creds = json.loads((app.site.directory / "credentials.json").read_text())
+    auth = "Basic " + base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/git/config.git/info/refs",
+               "QUERY_STRING": "service=git-upload-pack", "HTTP_AUTHORIZATION": auth}
+    statuses: list[str] = []
+    def call() -> Iterable[bytes]:
+        return app({**environ, "wsgi.input": io.BytesIO(b"")}, lambda status, _: statuses.append(status))
+
+    first = call()  # its response not read yet: it holds the slot
+    second = b"".join(call())
+    assert statuses[0].startswith("200") and statuses[1].startswith("503") and b"busy" in second
+    b"".join(first)  # the first response ends: its slot is free again
+    b"".join(call())
+    assert statuses[2].startswith("200")
