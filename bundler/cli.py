@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+import bundler.kinds  # noqa: F401 - registers every content kind with the format, before any bundle is read
 from bundler import __version__
 from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, BundlerError, IntegrityError, UsageError
 from bundler.fsutil import atomic_write

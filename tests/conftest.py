@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 
+import bundler.kinds  # noqa: F401 - registers the content kinds with the format, as the CLI does
 from bundler.site.registry_process import free_port, start_registry, wait_until_answers
 
 IN_CI = os.environ.get("CI") == "true"

@@ -15,8 +15,8 @@ from typing import Any
 
 from bundler import names
 from bundler.bundle import layout
+from bundler.bundle.kinds import registered
 from bundler.errors import IntegrityError
-from bundler.kinds import KINDS
 from bundler.untrusted import Malformed, Obj
 
 _KNOWN = {"schema", "name", "version", "created", "expires", "parent", "requires", "profile", "files", "content_digest"}
@@ -54,7 +54,7 @@ class BundleManifest:
         d.update({
             "schema": layout.SCHEMA, "name": self.name, "version": self.version, "created": self.created,
             "expires": self.expires, "parent": self.parent, "profile": self.profile,
-            **{kind.key: [e.to_dict() for e in self.entries(kind.key)] for kind in KINDS
+            **{kind.key: [e.to_dict() for e in self.entries(kind.key)] for kind in registered()
                if kind.in_v1 or self.entries(kind.key)},
             "files": {path: entry.to_dict() for path, entry in sorted(self.files.items())},
             "requires": {path: entry.to_dict() for path, entry in sorted(self.requires.items())},
@@ -76,7 +76,7 @@ class BundleManifest:
         bundle and its delta (`--since`) of the same version have the same content digest; any other
         content differs. A kind newer than format v1 counts only where it has entries."""
         content: dict[str, Any] = {"name": self.name, "version": self.version}
-        for kind in KINDS:
+        for kind in registered():
             if kind.in_v1 or self.entries(kind.key):
                 content[kind.key] = kind.content(self.entries(kind.key))
         return "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
@@ -93,14 +93,14 @@ class BundleManifest:
                 created=d.string("created", names.timestamp), profile=d.string("profile", names.text),
                 files=file_entries(d.obj("files")),
                 contents={kind.key: tuple(kind.entry_type.parse(e.obj()) for e in d.array(kind.key))
-                          for kind in KINDS},
+                          for kind in registered()},
                 expires=d.string("expires", names.timestamp, default=None),
                 parent=d.mapping("parent", None, names.text, required=False) or None,
                 requires=file_entries(d.obj("requires", default=None)),
-                extra={k: v for k, v in d.value.items() if k not in _KNOWN | {kind.key for kind in KINDS}},
+                extra={k: v for k, v in d.value.items() if k not in _KNOWN | {kind.key for kind in registered()}},
             )
             claimed = d.string("content_digest", default=None)  # absent in older bundles; always recomputed
-            for kind in KINDS:
+            for kind in registered():
                 kind.check_entries(manifest)
         except Malformed as exc:
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None

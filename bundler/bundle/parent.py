@@ -11,10 +11,10 @@ from typing import Any
 
 from bundler import names
 from bundler.bundle import layout
+from bundler.bundle.kinds import registered
 from bundler.bundle.manifest import BundleManifest, FileEntry, file_entries
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError, UsageError
-from bundler.kinds import KINDS
 from bundler.untrusted import Malformed, Obj
 
 RECEIPT_KIND = "bundler/receipt/v1"
@@ -44,7 +44,8 @@ def parent_label(reference: dict[str, Any]) -> str:
 def from_manifest(manifest: BundleManifest, digest: str) -> Parent:
     return Parent({"name": manifest.name, "version": manifest.version, "manifest_digest": digest},
                   {**manifest.requires, **manifest.files},
-                  {kind.key: base for kind in KINDS if (base := kind.base_from_entries(manifest.entries(kind.key)))},
+                  {kind.key: base for kind in registered()
+                   if (base := kind.base_from_entries(manifest.entries(kind.key)))},
                   frozenset({(manifest.name, manifest.version)}))
 
 
@@ -78,7 +79,7 @@ def read_parent(path: Path) -> Parent:
     if doc.value.get("kind") != RECEIPT_KIND:
         return from_manifest(BundleManifest.from_bytes(data), digest)
     try:
-        bases = {kind.key: base for kind in KINDS if (base := kind.base_from_receipt(doc))}
+        bases = {kind.key: base for kind in registered() if (base := kind.base_from_receipt(doc))}
         held = [b.obj() for b in doc.array("bundles")]
         releases = frozenset((b.string("name", names.bundle_name), b.string("version", names.version)) for b in held)
         return Parent({"receipt": doc.string("site", names.text), "created": doc.string("created", names.timestamp),

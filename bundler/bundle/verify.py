@@ -17,11 +17,11 @@ from typing import Any
 
 from bundler import problems
 from bundler.bundle import layout
+from bundler.bundle.kinds import registered
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parts import PART_HINT
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
-from bundler.kinds import KINDS
 from bundler.names import parse_time
 from bundler.oci import media
 from bundler.oci.layout import OciTop
@@ -105,7 +105,7 @@ def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[P
 
 def oci_tops(manifest: BundleManifest) -> list[OciTop]:
     """Every top manifest the bundle's OCI layout holds, of every kind."""
-    return [top for kind in KINDS for top in kind.oci_tops(manifest.entries(kind.key))]
+    return [top for kind in registered() for top in kind.oci_tops(manifest.entries(kind.key))]
 
 
 def hash_member(reader: BundleReader, name: str, progress: Callable[[int], None]) -> str:
@@ -193,7 +193,7 @@ def graph_problems(reader: BundleReader, manifest: BundleManifest, read_packs: b
         found += [Problem(problems.GRAPH_INCOMPLETE, top.label, f"{top.label}: blob {blob.digest} is not in the bundle")
                   for blob in graph.blobs if layout.blob_path(blob.digest) not in manifest.files
                   and layout.blob_path(blob.digest) not in manifest.requires]  # a delta's base: on the site
-    for kind in KINDS:
+    for kind in registered():
         found += kind.graph_problems(reader, manifest, read_packs)
     return found
 

@@ -4,6 +4,7 @@ KINDS and names none of them. The order is the order of reports and of an import
 
 from __future__ import annotations
 
+from bundler.bundle.kinds import register
 from bundler.kinds import artifacts, charts, images, repos, updates
 from bundler.kinds.base import ContentKind
 
@@ -14,6 +15,7 @@ KINDS: tuple[ContentKind, ...] = (
     updates.KIND,
     artifacts.KIND,
 )
+register(KINDS)  # the format reads bundle.json's entries through them
 
 
 def collection_order() -> list[ContentKind]:

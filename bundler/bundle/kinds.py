@@ -1,0 +1,49 @@
+"""What the format asks of a content kind, and the kinds registered with it.
+
+The format (bundle.json's entries, the content digest, a delta's bases, the verifier's OCI tops and
+graph checks) iterates over the kinds it is given; it never imports them. `bundler.kinds` registers
+every kind here when it is imported, which every command does before it reads a bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from bundler.bundle.manifest import BundleManifest
+    from bundler.bundle.reader import BundleReader
+    from bundler.oci.layout import OciTop
+    from bundler.problems import Problem
+    from bundler.untrusted import Obj
+
+
+class FormatKind(Protocol):
+    key: ClassVar[str]
+    entry_type: ClassVar[Any]  # parse(Obj) -> entry; entry.to_dict()
+    in_v1: ClassVar[bool]
+
+    def check_entries(self, manifest: BundleManifest) -> None: ...
+
+    def content(self, entries: Sequence[Any]) -> list[Any]: ...
+
+    def oci_tops(self, entries: Sequence[Any]) -> list[OciTop]: ...
+
+    def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]: ...
+
+    def base_from_receipt(self, receipt: Obj) -> Hashable | None: ...
+
+    def base_from_entries(self, entries: Sequence[Any]) -> Hashable | None: ...
+
+
+_REGISTERED: list[FormatKind] = []
+
+
+def register(kinds: Sequence[FormatKind]) -> None:
+    """The content kinds, in report order (bundler/kinds/__init__.py calls this once)."""
+    _REGISTERED[:] = kinds
+
+
+def registered() -> Sequence[FormatKind]:
+    if not _REGISTERED:  # a reader without kinds would take every entry for an unknown field
+        raise RuntimeError("no content kinds are registered: import bundler.kinds before reading a bundle")
+    return tuple(_REGISTERED)
