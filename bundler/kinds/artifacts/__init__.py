@@ -9,13 +9,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import problems
+from bundler.bundle import layout
 from bundler.bundle.sbom import SbomItem
 from bundler.errors import BundlerError
+from bundler.kinds.artifacts.collect import copy_artifact, pack_artifact, titled_files
 from bundler.kinds.artifacts.entry import ArtifactEntry
+from bundler.kinds.artifacts.site import write_oci_repositories
 from bundler.kinds.artifacts.spec import ArtifactSpec, check_artifacts, parse_artifact
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
+from bundler.oci import media
 from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
+from bundler.parallel import run_parallel
 from bundler.problems import Problem
 from bundler.units import human
 from bundler.units import printable as p
@@ -40,9 +45,6 @@ class Artifacts(ContentKind):
         return sorted([a.ref, a.digest] for a in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[ArtifactSpec]) -> Part:
-        from bundler.kinds.artifacts.collect import copy_artifact, pack_artifact
-        from bundler.parallel import run_parallel
-
         def one(spec: ArtifactSpec) -> ArtifactEntry:
             if spec.path is not None:
                 return pack_artifact(spec, context.base, context.oci)
@@ -56,10 +58,6 @@ class Artifacts(ContentKind):
     def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
         """The titles bundle.json lists are the artifact's own, and each stays inside the directory a
         client pulls into (`oras pull` writes each layer to its title)."""
-        from bundler.bundle import layout
-        from bundler.kinds.artifacts.collect import titled_files
-        from bundler.oci import media
-
         found = []
         for entry in cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key)):
             label = f"artifact {entry.ref}"
@@ -82,8 +80,6 @@ class Artifacts(ContentKind):
         return out
 
     def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
-        from bundler.kinds.artifacts.site import write_oci_repositories
-
         write_oci_repositories(site, cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key)))
 
     def sbom(self, entries: Sequence[ArtifactEntry]) -> list[SbomItem]:

@@ -10,7 +10,9 @@ from packageurl import PackageURL
 
 from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes
+from bundler.kinds.charts.collect import collect_charts
 from bundler.kinds.charts.entry import ChartEntry
+from bundler.kinds.charts.site import write_helm_repository
 from bundler.kinds.charts.spec import ChartSpec, parse_chart
 from bundler.oci.layout import OciTop
 from bundler.units import printable as p
@@ -35,8 +37,6 @@ class Charts(ContentKind):
         return sorted([c.name, c.version, c.digest] for c in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[ChartSpec]) -> Part:
-        from bundler.kinds.charts.collect import collect_charts
-
         charts = collect_charts(specs, context.oci, context.client_for)
         context.requests.setdefault(IMAGES, []).extend(charts.images)
         context.notes += charts.notes
@@ -53,8 +53,6 @@ class Charts(ContentKind):
                 for c in entries]
 
     def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
-        from bundler.kinds.charts.site import write_helm_repository
-
         if manifest.entries(self.key):
             write_helm_repository(site)
 

@@ -10,16 +10,22 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import problems
+from bundler.bundle import layout
 from bundler.bundle.sbom import SbomItem
+from bundler.bundle.verify import digest_problem
 from bundler.errors import RefusedError
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
+from bundler.kinds.images.collect import collect_images
 from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
+from bundler.kinds.images.extras import collect_extras
 from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
 from bundler.oci import media
 from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
+from bundler.parallel import run_parallel
 from bundler.problems import Problem
+from bundler.site.config import SiteState
 from bundler.units import printable as p
 
 if TYPE_CHECKING:
@@ -49,8 +55,6 @@ class Images(ContentKind):
                       for i in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[ImageSpec]) -> Part:
-        from bundler.kinds.images.collect import collect_images
-
         wanted = list(specs)
         known = {spec.text for spec in wanted}
         for text in context.requests.get(self.key, []):  # images other kinds declare (charts' `images: auto`)
@@ -71,8 +75,6 @@ class Images(ContentKind):
 
     def _with_extras(self, context: CollectContext, specs: list[ImageSpec],
                      entries: list[ImageEntry]) -> list[ImageEntry]:
-        from bundler.kinds.images.extras import collect_extras
-        from bundler.parallel import run_parallel
 
         def one(item: tuple[ImageSpec, ImageEntry]) -> ImageEntry:
             spec, entry = item
@@ -105,10 +107,6 @@ class Images(ContentKind):
         """What travels with an image (signatures, attestations, SBOMs, referrers) is for an image
         this bundle carries, and its tags are this bundle name's to move; images the site's image
         keys cover need a valid cosign signature among what they carry."""
-        from bundler.bundle import layout
-        from bundler.bundle.verify import digest_problem
-        from bundler.site.config import SiteState
-
         def read(digest: str) -> bytes:
             path = layout.blob_path(digest)
             data = reader.read_small(path, MAX_PAYLOAD)

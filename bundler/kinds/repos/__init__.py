@@ -13,11 +13,25 @@ from packageurl import PackageURL
 from bundler import names, problems
 from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import CollectContext, ContentKind, Part, Staged
+from bundler.kinds.repos import site as site_git
+from bundler.kinds.repos.collect import collect_repo, resolve_url
 from bundler.kinds.repos.entry import RepoEntry, repos_of
+from bundler.kinds.repos.site import (
+    current_refs,
+    missing_base,
+    pending_moves,
+    refs_present,
+    repositories,
+    repository_owner,
+    stage,
+)
 from bundler.kinds.repos.spec import RepoSpec, check_repos, parse_repo
+from bundler.kinds.repos.verify import git_problems
 from bundler.oci.content import BlobSource
+from bundler.parallel import run_parallel
 from bundler.problems import Problem
 from bundler.units import printable as p
+from bundler.untrusted import Malformed
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
@@ -32,15 +46,11 @@ if TYPE_CHECKING:
 @dataclass
 class RepoPart(Part):
     """Git bundles depend on the base: each base gets its own (collected once per base)."""
-
     context: CollectContext | None = None
     specs: tuple[RepoSpec, ...] = ()
     built: dict[str, Part] = field(default_factory=dict)
 
     def for_base(self, parent: Parent | None) -> Part:
-        from bundler.kinds.repos.collect import collect_repo, resolve_url
-        from bundler.parallel import run_parallel
-
         assert self.context is not None
         label = parent.label if parent else ""
         if label not in self.built:
@@ -60,14 +70,10 @@ class StagedRepos(Staged):
         self.site, self.staged, self.total = site, staged, total
 
     def discard(self) -> None:
-        from bundler.kinds.repos import site as site_git
-
         site_git.discard(self.staged)
         site_git.remove_empty(self.staged)
 
     def publish(self) -> list[str]:
-        from bundler.kinds.repos import site as site_git
-
         site_git.publish(self.site, self.staged)
         return []
 
@@ -88,8 +94,6 @@ class Repos(ContentKind):
         check_repos(check, specs, line)
 
     def check_entries(self, manifest: BundleManifest) -> None:
-        from bundler.untrusted import Malformed
-
         for i, repo in enumerate(repos_of(manifest)):
             if repo.bundle is not None and repo.bundle not in manifest.files:
                 raise Malformed(f"repos[{i}].bundle: {repo.bundle} is not listed in files")
@@ -101,8 +105,6 @@ class Repos(ContentKind):
         return RepoPart(context=context, specs=tuple(specs), deferrable=False)
 
     def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
-        from bundler.kinds.repos.verify import git_problems
-
         return git_problems(reader, manifest, read_packs)
 
     def site_problems(self, site: SiteConfig, manifest: BundleManifest) -> list[Problem]:
@@ -110,8 +112,6 @@ class Repos(ContentKind):
 
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A repository's refs belong to the bundle name that first published it there."""
-        from bundler.kinds.repos.site import repository_owner
-
         found = []
         for repo in repos_of(manifest):
             owner = repository_owner(site, repo.name)
@@ -126,13 +126,9 @@ class Repos(ContentKind):
         return found
 
     def _bases(self, site: SiteConfig, manifest: BundleManifest) -> list[tuple[str, RepoEntry]]:
-        from bundler.kinds.repos.site import missing_base
-
         return [(why, repo) for repo in repos_of(manifest) if (why := missing_base(site, manifest, repo)) is not None]
 
     def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
-        from bundler.kinds.repos.site import refs_present
-
         return refs_present(site, manifest)
 
     def unchanged(self, manifest: BundleManifest) -> dict[str, int]:
@@ -145,8 +141,6 @@ class Repos(ContentKind):
         return [why for why, _ in self._bases(site, manifest)]
 
     def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
-        from bundler.kinds.repos.site import pending_moves
-
         moves, size = [], 0
         for repo in repos_of(manifest):
             changes = pending_moves(site, repo)
@@ -157,7 +151,6 @@ class Repos(ContentKind):
 
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
               progress: Callable[[int], None]) -> Staged:
-        from bundler.kinds.repos.site import stage
 
         staged = stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
         return StagedRepos(site, staged, sum(len(r.refs) for r in repos_of(manifest)))
@@ -165,8 +158,6 @@ class Repos(ContentKind):
     receipt_titles: ClassVar[dict[str, str]] = {"repos": "Git repositories and their refs"}
 
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
-        from bundler.kinds.repos.site import current_refs, repositories
-
         return {"repos": {name: current_refs(site, name) for name in repositories(site)}}
 
     def base_from_receipt(self, receipt: Obj) -> Hashable:

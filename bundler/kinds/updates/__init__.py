@@ -11,12 +11,16 @@ from packageurl import PackageURL
 from bundler import problems
 from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import CollectContext, ContentKind, Part, Staged, changes
+from bundler.kinds.updates.cache import UpdateCache, init_updates, publish
+from bundler.kinds.updates.collect import collect_update
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.kinds.updates.spec import UpdateSpec, parse_update
 from bundler.oci.content import BlobSource
+from bundler.parallel import run_parallel
 from bundler.problems import Problem
 from bundler.units import human
 from bundler.units import printable as p
+from bundler.untrusted import Malformed
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
@@ -30,8 +34,6 @@ class StagedUpdates(Staged):
         self.site, self.manifest, self.stored = site, manifest, stored
 
     def publish(self) -> list[str]:
-        from bundler.kinds.updates.cache import UpdateCache, publish
-
         if not updates_of(self.manifest):
             return []
         notes = UpdateCache(self.site).add(self.manifest)
@@ -50,8 +52,6 @@ class Updates(ContentKind):
         return parse_update(check, item, line, where)
 
     def check_entries(self, manifest: BundleManifest) -> None:
-        from bundler.untrusted import Malformed
-
         for i, update in enumerate(updates_of(manifest)):
             if update.path not in manifest.files and update.path not in manifest.requires:
                 raise Malformed(f"updates[{i}]: {update.path} is listed neither in files nor in requires")
@@ -60,9 +60,6 @@ class Updates(ContentKind):
         return sorted([u.name, u.kind, u.file, u.sha256, u.size, sorted(u.approve)] for u in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[UpdateSpec]) -> Part:
-        from bundler.kinds.updates.collect import collect_update
-        from bundler.parallel import run_parallel
-
         updates = run_parallel(lambda spec: collect_update(spec, context.staging, context.base, context.session),
                                list(specs), context.jobs)
         payloads: dict[str, BlobSource] = {}
@@ -72,8 +69,6 @@ class Updates(ContentKind):
         return Part(tuple(u.entry for u in updates), payloads)
 
     def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
-        from bundler.kinds.updates.cache import UpdateCache
-
         cache = UpdateCache(site)
         return all(cache.blob(u.sha256).exists() for u in updates_of(manifest))
 
@@ -81,15 +76,11 @@ class Updates(ContentKind):
         return {u.path for u in updates_of(manifest)}
 
     def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
-        from bundler.kinds.updates.cache import UpdateCache
-
         cache = UpdateCache(site)
         return [f"update {u.name} {u.metadata.get('version', '')}".rstrip() for u in updates_of(manifest)
                 if u.path in manifest.requires and not cache.blob(u.sha256).exists()]
 
     def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
-        from bundler.kinds.updates.cache import UpdateCache
-
         cache = UpdateCache(site)
         new = [u for u in updates_of(manifest) if not cache.blob(u.sha256).exists()]
         size = sum(u.size for u in {u.sha256: u for u in new}.values())
@@ -98,8 +89,6 @@ class Updates(ContentKind):
 
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
               progress: Callable[[int], None]) -> Staged:
-        from bundler.kinds.updates.cache import UpdateCache
-        from bundler.parallel import run_parallel
 
         cache = UpdateCache(site)
 
@@ -111,8 +100,6 @@ class Updates(ContentKind):
         return StagedUpdates(site, manifest, run_parallel(store, list(updates_of(manifest)), options.jobs))
 
     def init_site(self, site: SiteConfig) -> None:
-        from bundler.kinds.updates.cache import init_updates
-
         init_updates(site)  # the cache's directories and the site's OpenPGP key
 
     def site_files(self, manifest: BundleManifest) -> set[str]:
@@ -121,8 +108,6 @@ class Updates(ContentKind):
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A download by file name (`files/<name>`) belongs to the bundle name that first brought it:
         another product's bundle may not take it over (only a deliberate `updates hand-over`)."""
-        from bundler.kinds.updates.cache import UpdateCache
-
         cache, found = UpdateCache(site), []
         for u in updates_of(manifest):
             owner = cache.owner(u.file)
@@ -136,8 +121,6 @@ class Updates(ContentKind):
         return found
 
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
-        from bundler.kinds.updates.cache import UpdateCache
-
         cache = UpdateCache(site)
         cataloged = {e["sha256"] for e in cache.catalog()}
         return [u.sha256 for u in updates_of(manifest) if u.sha256 not in cataloged and cache.blob(u.sha256).exists()]
@@ -147,8 +130,6 @@ class Updates(ContentKind):
         "clients": "Update clients, and the approved updates each lacks"}
 
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
-        from bundler.kinds.updates.cache import UpdateCache
-
         cache = UpdateCache(site)
         catalog = {e["sha256"]: e for e in cache.catalog()}
         return {"updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in catalog.values()
