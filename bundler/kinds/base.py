@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from bundler.problems import Problem
     from bundler.profile import Checker, Profile
     from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.http import Accounts, Route
     from bundler.untrusted import Obj
 
 
@@ -164,6 +165,10 @@ class ContentKind:
 
     def init_site(self, site: SiteConfig) -> None:
         """What this kind keeps on a new site (`site init`), before its site.yaml is written."""
+
+    def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
+        """Its own site service's routes on the site's HTTPS application (`/<prefix>/...`)."""
+        return []
     def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
         return []
 

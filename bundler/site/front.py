@@ -7,7 +7,7 @@ What the front holds, so that no client can stop the token server, Git, the upda
                    a missing (chunked), negative or oversized Content-Length gets 411/400/413
     per client     connections and request rates per client address (429 beyond them)
     Git            git's default request buffer (10 MB), bodies buffered here before the application
-                   runs `git http-backend` for them (at most server.GIT_PROCESSES at once)
+                   runs `git http-backend` for them (at most kinds.repos.server.GIT_PROCESSES at once)
     payloads       the application authorizes an update download, then answers `X-Accel-Redirect`:
                    nginx sends the file itself (sendfile, Range, HEAD), the application is free at once
 Event-driven connection handling means a silent or slow socket costs a few kilobytes, not a thread.
@@ -42,7 +42,7 @@ TOKENS_PER_SECOND = 50  # /token requests per client address (burst TOKEN_BURST)
 TOKEN_BURST = 200
 GIT_BODY = "10m"  # git's own default request buffer (http.maxRequestBuffer)
 TOKEN_BODY = "64k"
-REPORT_BODY = "1m"  # bundler.pipeline.server.MAX_REPORT
+REPORT_BODY = "1m"  # bundler.kinds.updates.server.MAX_REPORT
 
 
 def nginx_binary() -> str:

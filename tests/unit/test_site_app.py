@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from bundler.pipeline.server import MAX_REPORT, SiteApp, _body_length
+from bundler.kinds.updates.server import MAX_REPORT
+from bundler.pipeline.server import SiteApp
 from bundler.pipeline.setup import create_site as init_site
 from bundler.signing import generate_key, public_pem
+from bundler.site.http import body_length
 
 
 class Unreadable(io.RawIOBase):
@@ -47,7 +49,7 @@ def call(app: SiteApp, method: str, path: str, headers: dict[str, str] | None = 
     ("9" * 30, "400 Bad Request"), (str(MAX_REPORT + 1), "413 Content Too Large"), ("0", 0), ("512", 512),
 ])
 def test_a_body_length_is_taken_only_when_valid_and_bounded(length: str, expected: int | str) -> None:
-    assert _body_length({"CONTENT_LENGTH": length}, MAX_REPORT) == expected
+    assert body_length({"CONTENT_LENGTH": length}, MAX_REPORT) == expected
 
 
 @pytest.mark.parametrize("path", ["/updates/api/report", "/token"])
@@ -91,10 +93,11 @@ def test_git_requests_beyond_the_bound_wait_then_get_503(app: SiteApp, monkeypat
     import subprocess
     import threading
 
-    from bundler.pipeline import server
+    from bundler.kinds.repos import server
 
     monkeypatch.setattr(server, "GIT_WAIT", 0.2)
-    app._git_slots = threading.BoundedSemaphore(1)  # one process at a time, for the test
+    git_server = app.routes["git"].handle.__self__  # type: ignore[attr-defined]
+    git_server._git_slots = threading.BoundedSemaphore(1)  # one process at a time, for the test
     subprocess.run(["git", "init", "--bare", "-q", str(app.site.directory / "git" / "config.git")], check=True)
     creds = json.loads((app.site.directory / "credentials.json").read_text())
     auth = "Basic " + base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()

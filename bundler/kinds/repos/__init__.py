@@ -16,6 +16,7 @@ from bundler.kinds.base import CollectContext, ContentKind, Part, Staged
 from bundler.kinds.repos import site as site_git
 from bundler.kinds.repos.collect import collect_repo, resolve_url
 from bundler.kinds.repos.entry import RepoEntry, repos_of
+from bundler.kinds.repos.server import GitServer
 from bundler.kinds.repos.site import (
     current_refs,
     missing_base,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from bundler.kinds.repos.site import StagedRepo
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.http import Accounts, Route
     from bundler.untrusted import Obj
 
 
@@ -109,6 +111,9 @@ class Repos(ContentKind):
 
     def site_problems(self, site: SiteConfig, manifest: BundleManifest) -> list[Problem]:
         return [Problem(problems.GIT_MISSING_BASE, repo.name, why) for why, repo in self._bases(site, manifest)]
+
+    def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
+        return [GitServer(site, accounts).route()]  # /git/<name>.git: clone and fetch
 
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A repository's refs belong to the bundle name that first published it there."""

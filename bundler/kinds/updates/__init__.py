@@ -14,6 +14,7 @@ from bundler.kinds.base import CollectContext, ContentKind, Part, Staged, change
 from bundler.kinds.updates.cache import UpdateCache, init_updates, publish
 from bundler.kinds.updates.collect import collect_update
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
+from bundler.kinds.updates.server import UpdateServer
 from bundler.kinds.updates.spec import UpdateSpec, parse_update
 from bundler.oci.content import BlobSource
 from bundler.parallel import run_parallel
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from bundler.bundle.reader import BundleReader
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.http import Accounts, Route
 
 
 class StagedUpdates(Staged):
@@ -98,6 +100,9 @@ class Updates(ContentKind):
             return added
 
         return StagedUpdates(site, manifest, run_parallel(store, list(updates_of(manifest)), options.jobs))
+
+    def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
+        return [UpdateServer(site).route()]  # /updates/...: repositories, payloads, the API, reports
 
     def init_site(self, site: SiteConfig) -> None:
         init_updates(site)  # the cache's directories and the site's OpenPGP key
