@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bundler.errors import IntegrityError
+from bundler.units import printable
 
 # signatures and policy
 UNSIGNED = "unsigned"
@@ -59,6 +60,15 @@ class Problem:
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "subject": self.subject, "expected": self.expected, "actual": self.actual,
                 "message": self.message}
+
+
+def name_owned(subject: str, what: str, owner: str, name: str, version: str, would: str, why: str,
+               site_dir: object) -> Problem:
+    """A name on the site (`subject`, as `site hand-over` takes it) another bundle name owns."""
+    return Problem(NAME_OWNED, subject, f"refused: {printable(what)} belongs to {printable(owner)}; this bundle "
+                   f"({printable(name)} {printable(version)}) would {would}", owner, name,
+                   hint=f"{why}; a deliberate hand-over: `bundler site hand-over {site_dir} {printable(subject)} "
+                        f"--to {printable(name)}`")
 
 
 class ProblemError(IntegrityError):

@@ -321,3 +321,12 @@ def test_a_hundred_viewers_of_the_status_page_all_see_the_true_health(site: Site
         assert "NOT answering" in text and text.count(">healthy<") == 2
     finally:
         os.kill(registry_pid, 18)  # SIGCONT
+
+
+def test_site_status_on_the_default_site_prints_no_library_warnings(site: Site) -> None:
+    """What the demo showed: urllib3's "Connection pool is full" lines on a technician's terminal."""
+    for args in (["site", "status", str(site.directory)], ["site", "status", str(site.directory), "--json"]):
+        shown = subprocess.run([sys.executable, "-m", "bundler.cli", *args], capture_output=True, text=True,
+                               timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stderr == "", shown.stderr

@@ -121,13 +121,10 @@ class Repos(ContentKind):
         for repo in repos_of(manifest):
             owner = repository_owner(site, repo.name)
             if owner is not None and owner != manifest.name:
-                found.append(Problem(
-                    problems.NAME_OWNED, f"git/{repo.name}.git",
-                    f"refused: Git repository {p(repo.name)} belongs to {p(owner)}; this bundle "
-                    f"({p(manifest.name)} {p(manifest.version)}) would move its refs", owner, manifest.name,
-                    hint=f"two products ship one repository name: ask release engineering to rename one; a "
-                         f"deliberate hand-over: `bundler site hand-over {site.directory} git/{p(repo.name)}.git "
-                         f"--to {p(manifest.name)}`"))
+                found.append(problems.name_owned(
+                    f"git/{repo.name}.git", f"Git repository {repo.name}", owner, manifest.name, manifest.version,
+                    "move its refs", "two products ship one repository name: ask release engineering to rename one",
+                    site.directory))
         return found
 
     def _bases(self, site: SiteConfig, manifest: BundleManifest) -> list[tuple[str, RepoEntry]]:

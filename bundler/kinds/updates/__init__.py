@@ -112,18 +112,12 @@ class Updates(ContentKind):
 
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A download by file name (`files/<name>`) belongs to the bundle name that first brought it:
-        another product's bundle may not take it over (only a deliberate `updates hand-over`)."""
-        cache, found = UpdateCache(site), []
-        for u in updates_of(manifest):
-            owner = cache.owner(u.file)
-            if owner is not None and owner != manifest.name:
-                found.append(Problem(
-                    problems.NAME_OWNED, f"files/{u.file}",
-                    f"refused: files/{p(u.file)} belongs to {p(owner)}; this bundle ({p(manifest.name)} "
-                    f"{p(manifest.version)}) would take over its download by name", owner, manifest.name,
-                    hint=f"two products ship one file name: ask release engineering; a deliberate hand-over: "
-                         f"`bundler site hand-over {site.directory} files/{p(u.file)} --to {p(manifest.name)}`"))
-        return found
+        another product's bundle may not take it over (only a deliberate `site hand-over`)."""
+        owners = UpdateCache(site).owners()  # the catalog read once, not per update
+        return [problems.name_owned(f"files/{u.file}", f"files/{u.file}", owner, manifest.name, manifest.version,
+                                    "take over its download by name", "two products ship one file name: ask "
+                                    "release engineering", site.directory)
+                for u in updates_of(manifest) if (owner := owners.get(u.file)) not in (None, manifest.name)]
 
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         cache = UpdateCache(site)

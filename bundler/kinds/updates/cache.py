@@ -194,16 +194,22 @@ class UpdateCache:
         groups = [group] if group is not None else list(decisions)
         return {sha for g in groups for sha, d in decisions.get(g, {}).items() if d == "approved"}
 
+    def owners(self) -> dict[str, str]:
+        """{file name: the bundle name its download by name belongs to}: the one that first brought that
+        file name, unless the site handed it over (`site hand-over`, kept in owners.json)."""
+        first: dict[str, tuple[str, str]] = {}
+        for e in self.catalog():
+            if isinstance(e.get("bundle"), dict):
+                when = str(e.get("imported_at", ""))
+                if e["file"] not in first or when < first[e["file"]][0]:
+                    first[e["file"]] = (when, str(e["bundle"]["name"]))
+        return {file: name for file, (_, name) in first.items()} | self.handovers()
+
     def owner(self, file_name: str) -> str | None:
-        """The bundle name a download by file name belongs to: the one that first brought that file
-        name, unless the site handed it over (`updates hand-over`, kept in owners.json)."""
-        if file_name in (handed := self.handovers()):
-            return handed[file_name]
-        brought = [e for e in self.catalog() if e["file"] == file_name and isinstance(e.get("bundle"), dict)]
-        return str(min(brought, key=lambda e: str(e.get("imported_at", "")))["bundle"]["name"]) if brought else None
+        return self.owners().get(file_name)
 
     def handovers(self) -> dict[str, str]:
-        """{file name: bundle name} the site handed over (`updates hand-over`)."""
+        """{file name: bundle name} the site handed over (`site hand-over`)."""
         handed = self._load(OWNERS_FILE, {})
         return {str(k): str(v) for k, v in handed.items()} if isinstance(handed, dict) else {}
 
