@@ -475,15 +475,18 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
     import signal
     import threading
 
+    from bundler.kinds import KINDS
+    from bundler.pipeline.setup import start_site
     from bundler.site.service import site_down as down
-    from bundler.site.service import site_up as up
 
     stop = threading.Event()
     if foreground:  # a stop (systemctl stop) while the services start: they finish starting, then stop
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    site = up(directory, wait)
-    click.echo(f"site {site.directory} is up: Git at {site.http_url}/git/<name>.git (CA {site.ca_file}, "
-               f"credentials in {site.credentials_file})")
+    site = start_site(directory, wait)
+    services = "".join(f"{name} at {service['url']}, "
+                       for kind in KINDS for name, service in kind.services(site).items())
+    click.echo(f"site {site.directory} is up: registry at {site.registry_url}, {services}"
+               f"(CA {site.ca_file}, credentials in {site.credentials_file})")
     if foreground:
         from bundler.site.service import supervise
 
@@ -607,9 +610,10 @@ def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) 
     click.echo(f"  registry: {len(plan.manifests)} manifests, {human(plan.freed['registry'])} of blobs only they use")
     for repo, digest in plan.manifests:
         click.echo(f"    {printable(repo)}@{digest[:19]}")
-    click.echo(f"  updates: {len(plan.updates)} payloads ({human(plan.freed['updates'])})"
-               + "".join(f"\n    {printable(str(u.get('name')))} {printable(str(u.get('version', '')))}"
-                         for u in plan.updates))
+    for key, part in plan.kinds.items():
+        if part.items or part.bytes:
+            click.echo(f"  {key}: {len(part.items)} ({human(part.bytes)})" + "".join(f"\n    {printable(item)}"
+                                                                                 for item in part.items))
     if plan.leftovers:
         click.echo(f"  left by refused imports: {sum(map(len, plan.leftovers.values()))} files")
     click.echo(f"{done} {human(sum(plan.freed.values()))}" + (" (nothing was changed)" if dry_run else ""))
@@ -623,7 +627,7 @@ def site_status(directory: Path, as_json: bool) -> None:
 
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
-    from bundler.pipeline.prune import disk_report
+    from bundler.pipeline.prune import disk_report, stored_bytes
     from bundler.pipeline.status import site_status as status
     from bundler.site import figures
     from bundler.site.config import load_site
@@ -646,7 +650,7 @@ def site_status(directory: Path, as_json: bool) -> None:
                 if b.get("status") == "publishing" else ""
             click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
         d = info["disk"]
-        kinds = ", ".join(f"{k} {human(d[k])}" for k in ("registry", "updates", "git") if d[k] is not None)
+        kinds = ", ".join(f"{name} {human(size)}" for name, size in stored_bytes(d).items())
         when = f"; measured {kept.age}" if kept is not None else ""
         click.echo(f"disk: {d['used_percent']}% of {human(d['total'])} used, {human(d['free'])} free ({kinds}{when})")
         if d["prune"]["releases"]:

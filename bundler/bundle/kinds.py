@@ -21,6 +21,7 @@ class FormatKind(Protocol):
     key: ClassVar[str]
     entry_type: ClassVar[Any]  # parse(Obj) -> entry; entry.to_dict()
     in_v1: ClassVar[bool]
+    payload_pattern: ClassVar[str]  # a regular expression: the bundle paths of its own payloads ("" for none)
 
     def check_entries(self, manifest: BundleManifest) -> None: ...
 

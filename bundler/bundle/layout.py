@@ -1,9 +1,13 @@
-"""Every path inside a bundle is spelled here and nowhere else."""
+"""The format's own paths inside a bundle are spelled here; each content kind spells the paths of its
+payloads outside the OCI layout (FormatKind.payload_pattern: `updates/<sha256>`, `git/<name>.bundle`)."""
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
+
+from bundler.bundle.kinds import registered
 
 SCHEMA = "bundler/bundle/v1"
 MANIFEST = "bundle.json"
@@ -29,18 +33,6 @@ def blob_path(digest: str) -> str:
     return OCI_BLOBS + hexdigest
 
 
-GIT_DIR = "git/"
-UPDATES_DIR = "updates/"
-
-
-def update_path(sha256: str) -> str:
-    return f"{UPDATES_DIR}{sha256}"
-
-
-def git_bundle_path(name: str) -> str:
-    return f"{GIT_DIR}{name}.bundle"
-
-
 def bundle_filename(name: str, version: str) -> str:
     return f"{name}-{version}{SUFFIX}"
 
@@ -56,13 +48,19 @@ def unsafe_path_reason(name: str) -> str | None:
     return None
 
 
-_PAYLOAD_RE = re.compile(r"^(?:oci/blobs/sha256/[a-f0-9]{64}|updates/[a-f0-9]{64}"
-                         r"|git/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.bundle)$")
+_BLOB_RE = re.compile(r"^oci/blobs/sha256/[a-f0-9]{64}$")
+
+
+@functools.cache
+def _kind_payloads(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns) or "(?!)")
 
 
 def payload_path(name: str) -> str:
-    """A path bundle.json may list as a file: the OCI layout's two files, a blob, an update payload or
-    a Git bundle, each spelled as above. ValueError otherwise."""
-    if name not in (OCI_LAYOUT, OCI_INDEX, SBOM) and not _PAYLOAD_RE.match(name):
+    """A path bundle.json may list as a file: the OCI layout's two files, the SBOM, a blob, or a path
+    a registered content kind keeps its payloads at (its `payload_pattern`). ValueError otherwise."""
+    patterns = tuple(kind.payload_pattern for kind in registered() if kind.payload_pattern)
+    if name not in (OCI_LAYOUT, OCI_INDEX, SBOM) and not _BLOB_RE.match(name) \
+            and not _kind_payloads(patterns).fullmatch(name):
         raise ValueError(f"{name[:120]!r} is not a path a bundle holds payloads at")
     return name

@@ -12,6 +12,9 @@ build, verify, import, inspect, diff, receipts and deltas iterate over the regis
 - seeding: where its OCI content goes in the site registry (`site_artifacts`), its own staging and
   publication (`stage` -> `Staged`), and what it writes after the registry (`published`);
 - the dry-run plan and disk need (`plan`), a delta's base (`missing`, `base_from_*`), receipt content;
+- its site service, if it has one: the application's routes (`routes`), what the front does for them
+  (`front`), its entry in `site status` (`service`), what it keeps on disk (`stored`), what changes the
+  status page (`watched`), and what a prune frees of it (`prune`);
 - `inspect` / `diff` rows and their text.
 
 Every method has a neutral default, so a kind writes only what it has.
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from bundler.problems import Problem
     from bundler.profile import Checker, Profile
     from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.front import FrontRule
     from bundler.site.http import Accounts, Route
     from bundler.untrusted import Obj
 
@@ -99,12 +103,35 @@ class Staged:
     def discard(self) -> None:
         """The import was refused or failed: undo what staging did (what it cannot, `leftovers` names)."""
     def publish(self) -> list[str]:
-        """Make it visible (every byte of the bundle verified); returns notes for the user."""
+        """Make it visible (every byte of the bundle verified; the site's files lock held); returns
+        notes for the user."""
         return []
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """count key -> (added, unchanged)."""
         return {}
+
+
+class Pruning:
+    """A kind's share of `site prune`: what goes (`items`, for people; `bytes`), and the work, in
+    prune's order: `delete` (frees space, writes nothing: safe on a full disk), `tidy` (after the
+    registry's collector: housekeeping such as `git gc`), `record` (catalogs and indexes, under the
+    site's files lock, once space is free)."""
+    items: list[str]
+    bytes: int = 0
+    leftover_bytes: int = 0  # of what refused imports left (state.json's unreferenced[key])
+
+    def __init__(self, items: Sequence[str] = (), bytes: int = 0, leftover_bytes: int = 0) -> None:
+        self.items, self.bytes, self.leftover_bytes = list(items), bytes, leftover_bytes
+
+    def delete(self) -> None:
+        """Remove what goes."""
+
+    def tidy(self) -> None:
+        """Free what removing left unreachable."""
+
+    def record(self) -> None:
+        """Write down that it went."""
 
 
 class ContentKind:
@@ -113,6 +140,7 @@ class ContentKind:
     noun: ClassVar[str]  # singular, for diff lines: "repo"
     entry_type: ClassVar[Any]  # parse(Obj) -> entry; entry.to_dict()
     in_v1: ClassVar[bool] = False  # bundle format v1 always lists it (bundle.json, content digest)
+    payload_pattern: ClassVar[str] = ""  # bundle paths of its payloads outside the OCI layout (a regex)
     always_reported: ClassVar[bool] = False  # reports show it even when there is none
     count_key: ClassVar[str] = ""  # its key in import's added/unchanged (default: `key`)
     collect_order: ClassVar[int] = 0  # lower collects first (a kind that asks another for items goes first)
@@ -169,6 +197,29 @@ class ContentKind:
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
         """Its own site service's routes on the site's HTTPS application (`/<prefix>/...`)."""
         return []
+
+    def front(self, site: SiteConfig) -> list[FrontRule]:
+        """What the site's front does for its routes beyond the defaults (16 KiB bodies): larger
+        bodies, and directories it sends files from after the application's `X-Accel-Redirect`."""
+        return []
+
+    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
+        """Its services in `site status` and on the page, by name (`git`): each its `url` and what its
+        clients need. Their health is the HTTPS service's."""
+        return {}
+
+    def stored(self, site: SiteConfig) -> dict[str, Path]:
+        """The directories it keeps content in under the site, by name (disk use is reported per name)."""
+        return {}
+
+    def watched(self, site: SiteConfig) -> list[Path]:
+        """Files and directories whose change alters what it shows on the status page (`receipt`)."""
+        return []
+
+    def prune(self, site: SiteConfig, kept: Sequence[BundleManifest], leftovers: Sequence[str]) -> Pruning:
+        """What a prune frees of its content: what no kept release (`kept`: their manifests) holds,
+        and `leftovers` (what refused imports left, by the names `leftovers` gave)."""
+        return Pruning()
     def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
         return []
 
@@ -199,11 +250,6 @@ class ContentKind:
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
               progress: Callable[[int], None]) -> Staged:
         return Staged()
-
-    def site_files(self, manifest: BundleManifest) -> set[str]:
-        """The sha256 of each payload this bundle's entries keep in a site service's cache (beyond
-        the registry and Git): what `site prune` must keep for a kept release."""
-        return set()
 
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         """After a refused or failed import: what of this bundle it stored that nothing references (by

@@ -3,9 +3,9 @@
 What goes: every top manifest (image, chart, artifact, and what travels with an image: signatures,
 attestations, SBOMs, referrers) of a pruned release that no kept release names in that repository,
 with the manifests under it no kept one needs; then the registry's garbage collector (registry
-stopped for the pass) frees the blobs no manifest references any more. Update payloads that no kept
-release carries and no group approved leave the cache; what refused imports left
-(`unreferenced.json`) goes; Git history stays (refs only move forward), unreachable objects go.
+stopped for the pass) frees the blobs no manifest references any more. Each content kind with files
+of its own frees what no kept release holds (ContentKind.prune: update payloads no group approved;
+Git: history stays, unreachable objects go); what refused imports left (`unreferenced.json`) goes.
 
 Safe when interrupted: nothing a kept release needs is touched, and the plan is made again from
 state.json, which changes last (a re-run finishes the job: deleting what is gone is not an error).
@@ -21,19 +21,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bundler import git
 from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError, UsageError
 from bundler.kinds import KINDS
-from bundler.kinds.base import Artifact
-from bundler.kinds.updates.cache import UpdateCache
-from bundler.kinds.updates.cache import publish as publish_updates
+from bundler.kinds.base import Artifact, Pruning
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
 from bundler.pipeline.registry import site_artifacts
 from bundler.site import figures
-from bundler.site.config import GIT_DIR, REGISTRY_DIR, SiteConfig, SiteState, load_site
+from bundler.site.config import REGISTRY_STORAGE, SiteConfig, SiteState, load_site
 from bundler.site.journal import files_lock, import_lock
 from bundler.site.tokens import QUARANTINE
 
@@ -47,23 +44,20 @@ class PrunePlan:
     pruned: list[dict[str, Any]] = field(default_factory=list)  # state.json entries that go
     manifests: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest) to delete, tops first
     blob_bytes: int = 0  # bytes of blobs only the pruned manifests reference (what the collector frees)
-    updates: list[dict[str, Any]] = field(default_factory=list)  # catalog entries whose payload goes
+    kinds: dict[str, Pruning] = field(default_factory=dict)  # each content kind's share, by its key
     leftovers: dict[str, list[str]] = field(default_factory=dict)  # what refused imports left
-    leftover_bytes: int = 0
+    leftover_bytes: int = 0  # of the registry's (quarantined blobs)
 
     @property
     def freed(self) -> dict[str, int]:
-        return {"registry": self.blob_bytes, "updates": sum(int(u.get("size", 0)) for u in self.updates),
-                "leftovers": self.leftover_bytes}
+        return {"registry": self.blob_bytes, **{key: part.bytes for key, part in self.kinds.items()},
+                "leftovers": self.leftover_bytes + sum(part.leftover_bytes for part in self.kinds.values())}
 
     def to_dict(self) -> dict[str, Any]:
         return {"keep": self.keep, "releases": [f"{b['name']} {b['version']}" for b in self.pruned],
                 "manifests": [f"{repo}@{digest}" for repo, digest in self.manifests],
-                "updates": [f"{u.get('name')} {u.get('version', '')}".strip() for u in self.updates],
+                **{key: part.items for key, part in self.kinds.items()},
                 "leftovers": self.leftovers, "bytes_freed": self.freed}
-
-
-REGISTRY_STORAGE = f"{REGISTRY_DIR}/storage"  # the embedded registry's filesystem storage
 
 
 def _manifest(site: SiteConfig, entry: dict[str, Any]) -> BundleManifest | None:
@@ -133,15 +127,10 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
             freed.update({d: size for d, size in blobs.items() if d not in kept_blobs})
         plan.blob_bytes = sum(freed.values())
 
-    cache = UpdateCache(site)
-    held = {sha for m in kept_manifests for kind in KINDS for sha in kind.site_files(m)}
-    approved = cache.servable_set()  # approved for some group
-    plan.updates = [e for e in cache.catalog() if e["sha256"] not in held and e["sha256"] not in approved]
     left = state.unreferenced()
     plan.leftovers = {k: v for k, v in left.items() if v}
-    plan.leftover_bytes = sum(cache.blob(sha).stat().st_size for sha in left.get("updates", [])
-                              if cache.blob(sha).exists()) + sum(map(partial(_stored_blob_size, site),
-                                                                     left.get("blobs", [])))
+    plan.leftover_bytes = sum(map(partial(_stored_blob_size, site), left.get("blobs", [])))
+    plan.kinds = {kind.key: kind.prune(site, kept_manifests, left.get(kind.key, [])) for kind in KINDS}
     return plan
 
 
@@ -186,26 +175,20 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
             for repo, digest in plan.manifests:  # tops first: an index goes before what it lists
                 client.delete_manifest(repo, digest)
             run_parallel(lambda d: client.unlink_blob(QUARANTINE, d), plan.leftovers.get("blobs", []), jobs)
-        cache = UpdateCache(site)
-        for entry in plan.updates:
-            cache.blob(entry["sha256"]).unlink(missing_ok=True)
-        for sha in plan.leftovers.get("updates", []):
-            if sha not in {e["sha256"] for e in cache.catalog()}:
-                cache.blob(sha).unlink(missing_ok=True)
+        for part in plan.kinds.values():
+            part.delete()
         # 2. the registry's garbage collector frees the blobs (registry stopped for the pass)
         if site.embedded_registry and (plan.pruned or plan.leftovers.get("blobs")):  # also an interrupted run's
             from bundler.site.service import collect_registry_garbage
 
             collect_registry_garbage(site)
-        # 3. Git: history stays, unreachable objects go
-        for repository in sorted((site.directory / GIT_DIR).glob("*.git")):
-            git.run(["reflog", "expire", "--expire=now", "--all"], cwd=repository, check=False)
-            git.run(["gc", "-q", "--prune=now"], cwd=repository, check=False)
-        # 4. now that space is free: the catalog, the indexes, and state.json (last)
+        # 3. what removing left unreachable (Git's objects)
+        for part in plan.kinds.values():
+            part.tidy()
+        # 4. now that space is free: the kinds' catalogs and indexes, and state.json (last)
         with files_lock(site.directory):
-            if plan.updates:
-                cache.forget({e["sha256"] for e in plan.updates})
-                publish_updates(site)
+            for part in plan.kinds.values():
+                part.record()
             state.mark_pruned([b["manifest_digest"] for b in plan.pruned], {d for _, d in plan.manifests})
             state.clear_unreferenced()
         figures.write_disk(site, disk_report(site, client))
@@ -228,10 +211,20 @@ def disk_warning(site: SiteConfig, adding: int = 0) -> str | None:
             f"free space with `bundler site prune {site.directory}` (`--dry-run` shows what goes)")
 
 
+# what a disk report holds besides bytes per store
+DISK_FIGURES = ("total", "free", "used_percent", "warn_percent", "warning", "prune", "measured_at")
+
+
+def stored_bytes(report: dict[str, Any]) -> dict[str, int]:
+    """What each store under the site holds (the registry, each kind's), from a `disk_report`."""
+    return {name: value for name, value in report.items() if name not in DISK_FIGURES and value is not None}
+
+
 def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, Any]:
-    """Bytes under the site directory per kind of content (the embedded registry's storage, the
-    update cache, the Git repositories), the disk's total, free and percent used, and what a prune
-    with the site's retention would free (registry bytes only when `client` answers)."""
+    """Bytes under the site directory: the embedded registry's storage, and what each content kind
+    stores (ContentKind.stored: the update cache, the Git repositories); the disk's total, free and
+    percent used, and what a prune with the site's retention would free (registry bytes only when
+    `client` answers)."""
     def size(path: Path) -> int:
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) \
             if path.exists() else 0
@@ -239,7 +232,7 @@ def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, An
     disk = shutil.disk_usage(site.directory)
     plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
     return {"registry": size(site.directory / REGISTRY_STORAGE) if site.embedded_registry else None,
-            "updates": size(UpdateCache(site).root), "git": size(site.directory / GIT_DIR),
+            **{name: size(path) for kind in KINDS for name, path in kind.stored(site).items()},
             "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
             "warn_percent": site.warn_percent, "warning": disk_warning(site),
             "prune": {"keep": plan.keep, "releases": [f"{b['name']} {b['version']}" for b in plan.pruned],

@@ -25,7 +25,7 @@ from bundler.kinds import KINDS
 from bundler.pipeline.prune import disk_report
 from bundler.pipeline.status_page import status_page
 from bundler.site import figures, tokens
-from bundler.site.config import GIT_DIR, RUN_DIR, SiteConfig, load_site
+from bundler.site.config import RUN_DIR, SiteConfig, load_site
 from bundler.site.front import app_socket
 from bundler.site.http import (
     Accounts,
@@ -123,9 +123,7 @@ class SiteApp:
 def _changes(site: SiteConfig) -> tuple[int, ...]:
     """Modification times of what the status page shows besides the figures."""
     out = []
-    for path in (site.directory / "state.json", site.directory / "updates" / "catalog.json",
-                 site.directory / "updates" / "approvals.json", site.directory / "updates" / "reports",
-                 site.directory / GIT_DIR):
+    for path in (site.directory / "state.json", *(path for kind in KINDS for path in kind.watched(site))):
         try:
             out.append(path.stat().st_mtime_ns)
         except OSError:

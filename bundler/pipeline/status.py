@@ -6,27 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR
+from bundler.kinds import KINDS
 from bundler.site.config import SiteState, load_site
 from bundler.site.service import http_healthy, registry_healthy
 
 
 def site_status(directory: Path) -> dict[str, Any]:
-    """Each service's health, and absolute paths for what clients need (`signed-by=` wants one)."""
+    """Each service's health: the registry, and each content kind's service (ContentKind.services,
+    served by the site's HTTPS service), with absolute paths for what clients need."""
     site = load_site(directory)
     healthy = http_healthy(site)
+    registry = registry_healthy(site)
+    state = SiteState.load(site.directory)
     return {
-        "healthy": healthy and registry_healthy(site),
+        "healthy": healthy and registry,
         "services": {
-            "registry": {"url": site.registry_url, "healthy": registry_healthy(site),
-                         "embedded": site.embedded_registry},
-            "git": {"url": f"{site.http_url}/git/", "healthy": healthy, "push": site.allow_push},
-            "updates": {"url": f"{site.http_url}/updates/", "healthy": healthy,
-                        "apt_url": f"{site.http_url}/updates/apt", "rpm_url": f"{site.http_url}/updates/rpm",
-                        "apt_key_file": str((site.directory / UPDATES_DIR / APT_KEY).resolve()),
-                        "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}", "groups": list(site.groups)},
+            "registry": {"url": site.registry_url, "healthy": registry, "embedded": site.embedded_registry},
+            **{name: {"url": service["url"], "healthy": healthy, **service}
+               for kind in KINDS for name, service in kind.services(site).items()},
         },
         "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
-        "bundles": SiteState.load(site.directory).bundles,
-        "handovers": SiteState.load(site.directory).handovers,
+        "bundles": state.bundles,
+        "handovers": state.handovers,
     }

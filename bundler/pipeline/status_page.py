@@ -9,6 +9,7 @@ from bundler import page
 from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError
 from bundler.kinds import KINDS
+from bundler.pipeline.prune import stored_bytes
 from bundler.site import figures
 from bundler.site.config import SiteConfig, SiteState
 from bundler.units import human
@@ -36,7 +37,8 @@ def status_page(site: SiteConfig) -> bytes:
     state = SiteState.load(site.directory)
     health = figures.read(site, figures.HEALTH_FILE)
     checked = f"checked {health.age}" if health else "not checked yet"
-    urls = {"registry": site.registry_url, "git": f"{site.http_url}/git/", "updates": f"{site.http_url}/updates/"}
+    urls = {"registry": site.registry_url,  # the kinds' services: the HTTPS service's
+            **{name: service["url"] for kind in KINDS for name, service in kind.services(site).items()}}
     up = health.figures if health else {}
     services = [[page.esc(name), f"<code>{page.esc(url)}</code>",
                  page.state(bool(up.get("registry" if name == "registry" else "http"))), page.esc(checked)]
@@ -46,7 +48,7 @@ def status_page(site: SiteConfig) -> bytes:
         disk_html = "<p>not measured yet (an import, a prune or the service's start measures it)</p>"
     else:
         disk = measured.figures
-        kinds = ", ".join(f"{k} {human(disk[k])}" for k in ("registry", "updates", "git") if disk.get(k) is not None)
+        kinds = ", ".join(f"{name} {human(size)}" for name, size in stored_bytes(disk).items())
         disk_html = (f"<p>{disk['used_percent']}% of {page.esc(human(disk['total']))} used, "
                      f"{page.esc(human(disk['free']))} free ({page.esc(kinds)}); measured {page.esc(measured.age)}</p>"
                      + (f'<p class="bad">{page.esc(disk["warning"])}</p>' if disk.get("warning") else ""))

@@ -63,6 +63,7 @@ GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
 DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5443"
 REGISTRY_DIR = "registry"
+REGISTRY_STORAGE = f"{REGISTRY_DIR}/storage"  # the embedded registry's filesystem storage
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.errors import BundlerError
@@ -30,8 +32,6 @@ from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
 
 FRONT_DIR = f"{RUN_DIR}/front"  # nginx's prefix: its configuration, pid and temporary files
 APP_SOCKET = "app.sock"
-PAYLOADS = "/_payloads/"  # internal locations the application redirects authorized downloads to
-PUBLISHED = "/_published/"
 
 HEADER_TIMEOUT = 10  # seconds for the TLS handshake and the request line and headers
 BODY_TIMEOUT = 10  # seconds of silence while a body arrives
@@ -40,9 +40,25 @@ IDLE_TIMEOUT = 30  # a kept-alive connection with no request
 CONNECTIONS_PER_CLIENT = 64  # open requests from one client address
 TOKENS_PER_SECOND = 50  # /token requests per client address (burst TOKEN_BURST)
 TOKEN_BURST = 200
-GIT_BODY = "10m"  # git's own default request buffer (http.maxRequestBuffer)
 TOKEN_BODY = "64k"
-REPORT_BODY = "1m"  # bundler.kinds.updates.server.MAX_REPORT
+CHECKSUM_HEADERS = ("X-Checksum-Sha256", "Digest", "ETag")  # what a file sent after X-Accel keeps of the app's answer
+
+
+@dataclass(frozen=True)
+class FrontRule:
+    """One nginx location a content kind's service asks of the front (ContentKind.front).
+
+    `path`: a prefix (`/git/`), or with `exact` one path (`/updates/api/report`). `body`: the largest
+    request body it lets through ("1m"; "0": no limit), refused from its Content-Length; `posts`: a
+    body must carry a Content-Length (chunked: 411). `files`: an internal location (no client reaches
+    it) the front sends files from, out of this directory (a symlink to one is followed per request),
+    when the application answers `X-Accel-Redirect: <path><name>`, with its checksum headers."""
+
+    path: str
+    exact: bool = False
+    body: str | None = None
+    posts: bool = False
+    files: Path | None = None
 
 
 def nginx_binary() -> str:
@@ -85,16 +101,30 @@ def _worker_user(site: SiteConfig) -> str:
     return "user root root;\n" if os.geteuid() == 0 and site.directory.stat().st_uid == 0 else ""
 
 
-def config_text(site: SiteConfig) -> str:
+NO_CHUNKED = "    if ($http_transfer_encoding) { return 411; }\n"  # a body needs a Content-Length
+PROXY = "    proxy_pass http://app;\n"
+
+
+def _location(rule: FrontRule) -> str:
+    if rule.files is not None:
+        from_app = "".join(f"    add_header {h} $upstream_http_{h.lower().replace('-', '_')} always;\n"
+                           for h in CHECKSUM_HEADERS)
+        alias = _quote(os.path.abspath(rule.files) + "/")
+        return (f"    location {_quote(rule.path)} {{\n    internal;\n    alias {alias};\n    etag off;\n"
+                f"{from_app}    }}\n")
+    body = f"    client_max_body_size {rule.body};\n" if rule.body else ""
+    return (f"    location {'= ' if rule.exact else ''}{_quote(rule.path)} {{\n{body}"
+            f"{NO_CHUNKED if rule.posts else ''}{PROXY}    }}\n")
+
+
+def config_text(site: SiteConfig, rules: Sequence[FrontRule] = ()) -> str:
+    """nginx's configuration: the site's own routes (/healthz, /token, the page) and each content
+    kind's `rules`."""
     prefix = (site.directory / FRONT_DIR).resolve()
     pki = (site.directory / PKI_DIR).resolve()
-    updates = (site.directory / "updates").resolve()
     log = (site.directory / LOG_DIR).resolve()
     q = _quote
-    from_app = "".join(f"    add_header {h} $upstream_http_{h.lower().replace('-', '_')} always;\n"
-                       for h in ("X-Checksum-Sha256", "Digest", "ETag"))
-    no_chunked = "    if ($http_transfer_encoding) { return 411; }\n"  # a body needs a Content-Length
-    proxy = "    proxy_pass http://app;\n"
+    no_chunked, proxy = NO_CHUNKED, PROXY
     return f"""# written by `bundler site up`; edit site.yaml, not this file
 {_worker_user(site)}worker_processes auto;
 worker_rlimit_nofile 16384;
@@ -158,34 +188,19 @@ http {{
     client_max_body_size {TOKEN_BODY};
     limit_req zone=tokens burst={TOKEN_BURST} nodelay;
 {no_chunked}{proxy}    }}
-    location = /updates/api/report {{
-    client_max_body_size {REPORT_BODY};
-{no_chunked}{proxy}    }}
-    location /git/ {{
-    client_max_body_size {"0" if site.allow_push else GIT_BODY};
+{"".join(map(_location, rules))}    location / {{
 {proxy}    }}
-    location / {{
-{proxy}    }}
-    location {PAYLOADS} {{
-    internal;
-    alias {q(str(updates / "blobs") + "/")};
-    etag off;
-{from_app}    }}
-    location {PUBLISHED} {{
-    internal;
-    alias {q(str(updates / "published") + "/")};
-    }}
   }}
 }}
 """
 
 
-def write_config(site: SiteConfig) -> Path:
+def write_config(site: SiteConfig, rules: Sequence[FrontRule] = ()) -> Path:
     prefix = site.directory / FRONT_DIR
     make_dirs(prefix)
     make_dirs(site.directory / LOG_DIR)
     path = prefix / "nginx.conf"
-    atomic_write(path, config_text(site).encode())
+    atomic_write(path, config_text(site, rules).encode())
     return path
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from bundler.errors import BundlerError, UnreachableError
 from bundler.fsutil import make_dirs, own_like_parent
 from bundler.site import figures, tokens
 from bundler.site.auth import upgrade_credentials
-from bundler.site.config import LOG_DIR, REGISTRY_DIR, RUN_DIR, SITE_FILE, SiteConfig, load_site
-from bundler.site.front import app_socket, front_command, write_config
+from bundler.site.config import LOG_DIR, REGISTRY_DIR, REGISTRY_STORAGE, RUN_DIR, SITE_FILE, SiteConfig, load_site
+from bundler.site.front import FrontRule, app_socket, front_command, write_config
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
@@ -293,9 +293,10 @@ def _stop_registry(site: SiteConfig) -> bool:
 # --- up, down, status ------------------------------------------------------------------------------
 
 
-def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
-    """Start what is not running: the HTTPS service first (the registry's token server), then the
-    registry. If one fails, stop what this call started and raise, naming it and why."""
+def site_up(directory: Path, wait: float = 30.0, rules: Sequence[FrontRule] = ()) -> SiteConfig:
+    """Start what is not running: the HTTPS service first (the registry's token server; `rules`: what
+    the content kinds' services ask of its front), then the registry. If one fails, stop what this
+    call started and raise, naming it and why."""
     site = load_site(directory)
     upgraded = upgrade_credentials(site.directory)
     ensure_site_key(site.directory)  # a site made before site keys gets one (its receipts are signed)
@@ -312,7 +313,7 @@ def site_up(directory: Path, wait: float = 30.0) -> SiteConfig:
                                             str(site.directory.resolve())])
             started.append(lambda: _stop_https(site))
             _wait(site, "http", app_healthy, process, wait, str(app_socket(site)), offset)
-            write_config(site)
+            write_config(site, rules)
             offset = _log_size(site, "front")
             front = _spawn(site, "front", front_command(site))
             _wait(site, "front", http_healthy, front, wait, site.http_url, offset)
@@ -348,6 +349,8 @@ def collect_registry_garbage(site: SiteConfig, wait: float = 30.0) -> None:
     """Distribution's garbage collector over the embedded registry's storage, with the registry
     stopped for the pass (a collection beside a running registry can delete a blob an upload is
     linking) and started again after it when it was running. It frees blobs no manifest references."""
+    if not (site.directory / REGISTRY_STORAGE / "docker/registry/v2/repositories").is_dir():
+        return  # nothing was ever pushed (a site of Git and updates only): the collector fails on that
     restart = site.directory / RUN_DIR / "gc-restart"  # an empty file: creating it needs no free block
     if registry_healthy(site, 0.5):
         restart.touch()

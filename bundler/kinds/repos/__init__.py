@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from packageurl import PackageURL
 
-from bundler import names, problems
+from bundler import git, names, problems
 from bundler.bundle.sbom import SbomItem
-from bundler.kinds.base import CollectContext, ContentKind, Part, Staged
+from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged
 from bundler.kinds.repos import site as site_git
 from bundler.kinds.repos.collect import collect_repo, resolve_url
-from bundler.kinds.repos.entry import RepoEntry, repos_of
-from bundler.kinds.repos.server import GitServer
+from bundler.kinds.repos.entry import PAYLOAD_PATTERN, RepoEntry, repos_of
+from bundler.kinds.repos.server import GIT_BODY, GitServer
 from bundler.kinds.repos.site import (
     current_refs,
     missing_base,
@@ -31,10 +31,14 @@ from bundler.kinds.repos.verify import git_problems
 from bundler.oci.content import BlobSource
 from bundler.parallel import run_parallel
 from bundler.problems import Problem
+from bundler.site.config import GIT_DIR
+from bundler.site.front import FrontRule
 from bundler.units import printable as p
 from bundler.untrusted import Malformed
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bundler.bundle.manifest import BundleManifest
     from bundler.bundle.parent import Parent
     from bundler.bundle.reader import BundleReader
@@ -43,6 +47,19 @@ if TYPE_CHECKING:
     from bundler.site.config import SiteConfig, SiteState
     from bundler.site.http import Accounts, Route
     from bundler.untrusted import Obj
+
+
+class PrunedGit(Pruning):
+    """History stays (refs only move forward); objects nothing reaches go."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        super().__init__()
+        self.site = site
+
+    def tidy(self) -> None:
+        for repository in sorted((self.site.directory / GIT_DIR).glob("*.git")):
+            git.run(["reflog", "expire", "--expire=now", "--all"], cwd=repository, check=False)
+            git.run(["gc", "-q", "--prune=now"], cwd=repository, check=False)
 
 
 @dataclass
@@ -87,6 +104,7 @@ class StagedRepos(Staged):
 class Repos(ContentKind):
     key, title, noun, entry_type = "repos", "git repositories", "repo", RepoEntry
     in_v1 = True
+    payload_pattern = PAYLOAD_PATTERN
     count_key = "refs"
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> RepoSpec | None:
@@ -114,6 +132,21 @@ class Repos(ContentKind):
 
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
         return [GitServer(site, accounts).route()]  # /git/<name>.git: clone and fetch
+
+    def front(self, site: SiteConfig) -> list[FrontRule]:
+        return [FrontRule("/git/", body="0" if site.allow_push else GIT_BODY)]  # a push: no limit
+
+    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
+        return {"git": {"url": f"{site.http_url}/git/", "push": site.allow_push}}
+
+    def stored(self, site: SiteConfig) -> dict[str, Path]:
+        return {"git": site.directory / GIT_DIR}
+
+    def watched(self, site: SiteConfig) -> list[Path]:
+        return [site.directory / GIT_DIR]
+
+    def prune(self, site: SiteConfig, kept: Sequence[BundleManifest], leftovers: Sequence[str]) -> Pruning:
+        return PrunedGit(site)
 
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A repository's refs belong to the bundle name that first published it there."""

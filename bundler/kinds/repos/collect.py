@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import git
-from bundler.bundle import layout
 from bundler.errors import UsageError
-from bundler.kinds.repos.entry import RepoEntry
+from bundler.kinds.repos.entry import RepoEntry, git_bundle_path
 from bundler.kinds.repos.spec import RepoSpec
 
 CHUNK = 1 << 20
@@ -87,5 +86,5 @@ def collect_repo(spec: RepoSpec, staging: Path, parent_tips: tuple[str, ...] = (
             first = f.read(CHUNK)
     # a ref whose commits the parent already carried is left out of a delta's git bundle, but it is
     # still part of what this bundle releases: the manifest lists every selected ref
-    entry = RepoEntry(spec.name, spec.url, refs, layout.git_bundle_path(spec.name), header.prerequisites)
+    entry = RepoEntry(spec.name, spec.url, refs, git_bundle_path(spec.name), header.prerequisites)
     return CollectedRepo(entry, staged, digest.hexdigest(), size)

@@ -6,13 +6,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import names
-from bundler.bundle import layout
 from bundler.untrusted import Malformed, Obj
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
 
 KEY = "repos"
+PAYLOAD_PATTERN = r"git/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.bundle"  # where a bundle carries a repository
+
+
+def git_bundle_path(name: str) -> str:
+    return f"git/{name}.bundle"
+
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,8 @@ class RepoEntry:
     def parse(cls, d: Obj) -> RepoEntry:
         name = d.string("name", names.repo_name)
         bundle = d.string("bundle", default=None)
-        if bundle is not None and bundle != layout.git_bundle_path(name):
-            raise Malformed(f"{d.where}.bundle: {bundle[:120]!r} is not {layout.git_bundle_path(name)!r}")
+        if bundle is not None and bundle != git_bundle_path(name):
+            raise Malformed(f"{d.where}.bundle: {bundle[:120]!r} is not {git_bundle_path(name)!r}")
         return cls(name, d.string("url", names.text, default=""), d.mapping("refs", names.ref_name, names.object_id),
                    bundle, d.strings("prerequisites", names.object_id))
 

@@ -19,6 +19,7 @@ from bundler.site.http import Accounts, Route, StartResponse, basic_challenge, t
 CHUNK = 64 << 10
 GIT_PROCESSES = 8  # Git requests served at once (each a process); the front has buffered their bodies
 GIT_WAIT = 5  # seconds a Git request waits for one of them before 503
+GIT_BODY = "10m"  # a request body the front buffers: git's own default request buffer (http.maxRequestBuffer)
 
 
 class GitServer:

@@ -10,11 +10,11 @@ from packageurl import PackageURL
 
 from bundler import problems
 from bundler.bundle.sbom import SbomItem
-from bundler.kinds.base import CollectContext, ContentKind, Part, Staged, changes
-from bundler.kinds.updates.cache import UpdateCache, init_updates, publish
+from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, changes
+from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, init_updates, publish
 from bundler.kinds.updates.collect import collect_update
-from bundler.kinds.updates.entry import UpdateEntry, updates_of
-from bundler.kinds.updates.server import UpdateServer
+from bundler.kinds.updates.entry import PAYLOAD_PATTERN, UpdateEntry, updates_of
+from bundler.kinds.updates.server import UpdateServer, front_rules
 from bundler.kinds.updates.spec import UpdateSpec, parse_update
 from bundler.oci.content import BlobSource
 from bundler.parallel import run_parallel
@@ -24,10 +24,13 @@ from bundler.units import printable as p
 from bundler.untrusted import Malformed
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bundler.bundle.manifest import BundleManifest
     from bundler.bundle.reader import BundleReader
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.front import FrontRule
     from bundler.site.http import Accounts, Route
 
 
@@ -46,9 +49,34 @@ class StagedUpdates(Staged):
         return {"updates": (sum(self.stored), len(self.stored) - sum(self.stored))}
 
 
+class PrunedUpdates(Pruning):
+    """Payloads no kept release carries and no group approved, and what refused imports left."""
+
+    def __init__(self, site: SiteConfig, kept: Sequence[BundleManifest], leftovers: Sequence[str]) -> None:
+        self.site, self.cache = site, UpdateCache(site)
+        held = {u.sha256 for manifest in kept for u in updates_of(manifest)}
+        approved = self.cache.servable_set()  # approved for some group
+        self.going = [e for e in self.cache.catalog() if e["sha256"] not in held and e["sha256"] not in approved]
+        self.leftovers = list(leftovers)
+        super().__init__([f"{e.get('name')} {e.get('version', '')}".strip() for e in self.going],
+                         sum(int(e.get("size", 0)) for e in self.going),
+                         sum(self.cache.blob(sha).stat().st_size for sha in leftovers if self.cache.blob(sha).exists()))
+
+    def delete(self) -> None:
+        cataloged = {e["sha256"] for e in self.cache.catalog()}
+        for sha in [e["sha256"] for e in self.going] + [s for s in self.leftovers if s not in cataloged]:
+            self.cache.blob(sha).unlink(missing_ok=True)
+
+    def record(self) -> None:
+        if self.going:
+            self.cache.forget({e["sha256"] for e in self.going})
+            publish(self.site)
+
+
 class Updates(ContentKind):
     key, title, noun, entry_type = "updates", "updates", "update", UpdateEntry
     in_v1 = True
+    payload_pattern = PAYLOAD_PATTERN
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
         return parse_update(check, item, line, where)
@@ -104,11 +132,27 @@ class Updates(ContentKind):
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
         return [UpdateServer(site).route()]  # /updates/...: repositories, payloads, the API, reports
 
+    def front(self, site: SiteConfig) -> list[FrontRule]:
+        return front_rules(site)
+
+    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
+        return {"updates": {"url": f"{site.http_url}/updates/", "apt_url": f"{site.http_url}/updates/apt",
+                            "rpm_url": f"{site.http_url}/updates/rpm",
+                            "apt_key_file": str((site.directory / UPDATES_DIR / APT_KEY).resolve()),
+                            "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}", "groups": list(site.groups)}}
+
+    def stored(self, site: SiteConfig) -> dict[str, Path]:
+        return {"updates": UpdateCache(site).root}
+
+    def watched(self, site: SiteConfig) -> list[Path]:
+        root = UpdateCache(site).root
+        return [root / "catalog.json", root / "approvals.json", root / "reports"]
+
+    def prune(self, site: SiteConfig, kept: Sequence[BundleManifest], leftovers: Sequence[str]) -> Pruning:
+        return PrunedUpdates(site, kept, leftovers)
+
     def init_site(self, site: SiteConfig) -> None:
         init_updates(site)  # the cache's directories and the site's OpenPGP key
-
-    def site_files(self, manifest: BundleManifest) -> set[str]:
-        return {u.sha256 for u in updates_of(manifest)}
 
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A download by file name (`files/<name>`) belongs to the bundle name that first brought it:

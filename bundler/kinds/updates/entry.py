@@ -7,13 +7,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import debcontrol, names
-from bundler.bundle import layout
 from bundler.untrusted import Obj
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
 
 KEY = "updates"
+PAYLOAD_PATTERN = r"updates/[a-f0-9]{64}"  # where a bundle carries an update: by its sha256
+
+
+def update_path(sha256: str) -> str:
+    return f"updates/{sha256}"
+
 _METADATA_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -31,7 +36,7 @@ class UpdateEntry:
 
     @property
     def path(self) -> str:
-        return layout.update_path(self.sha256)
+        return update_path(self.sha256)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256, "size": self.size,

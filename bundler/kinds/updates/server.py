@@ -13,12 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from bundler.errors import BundlerError
-from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UpdateCache
+from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
 from bundler.site.config import SiteConfig
-from bundler.site.front import PAYLOADS, PUBLISHED
+from bundler.site.front import FrontRule
 from bundler.site.http import Route, StartResponse, accel, body_length, json_response, text_response
 
-MAX_REPORT = 1 << 20  # bytes of one client report (front: REPORT_BODY)
+MAX_REPORT = 1 << 20  # bytes of one client report
+PAYLOADS = "/_updates/payloads/"  # the front's internal locations the application redirects downloads to
+PUBLISHED = "/_updates/published/"
+
+
+def front_rules(site: SiteConfig) -> list[FrontRule]:
+    """Reports up to MAX_REPORT (with a Content-Length); payloads and published indexes sent by the front."""
+    root = site.directory / UPDATES_DIR
+    return [FrontRule("/updates/api/report", exact=True, body=f"{MAX_REPORT >> 20}m", posts=True),
+            FrontRule(PAYLOADS, files=root / "blobs"), FrontRule(PUBLISHED, files=root / "published")]
 
 
 class UpdateServer:
