@@ -34,6 +34,7 @@ from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
 
 if TYPE_CHECKING:
+    import click
     import requests
 
     from bundler.bundle.manifest import BundleManifest
@@ -258,6 +259,17 @@ class ContentKind:
 
     def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
         """After the registry published (e.g. the Flux source that names its home on the site)."""
+    # --- the command line ------------------------------------------------------------------------
+
+    def commands(self) -> list[click.Command]:
+        """Commands it adds to `bundler` (the updates kind: the `updates` group)."""
+        return []
+
+    def import_options(self) -> list[click.Option]:
+        """Options it adds to `bundler import` (repos: `--force-refs`); their values reach `stage` as
+        `options.kinds[<key>][<name>]`."""
+        return []
+
     # --- receipts and deltas ---------------------------------------------------------------------
 
     receipt_titles: ClassVar[dict[str, str]] = {}  # headings of its receipt fields on the site's status page

@@ -69,7 +69,7 @@ class ImportOptions:
     site: Path
     jobs: int = 8
     allow_downgrade: bool = False
-    force_refs: tuple[str, ...] = ()  # refs allowed to move other than forward (REF or REPO:REF)
+    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # each kind's import options, by its key
     dry_run: bool = False  # verify and plan; change nothing
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+import click
 from packageurl import PackageURL
 
 from bundler import git, names, problems
@@ -18,6 +19,7 @@ from bundler.kinds.repos.collect import collect_repo, resolve_url
 from bundler.kinds.repos.entry import PAYLOAD_PATTERN, RepoEntry, repos_of
 from bundler.kinds.repos.server import GIT_BODY, GitServer
 from bundler.kinds.repos.site import (
+    check_force_ref,
     current_refs,
     missing_base,
     pending_moves,
@@ -133,6 +135,12 @@ class Repos(ContentKind):
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
         return [GitServer(site, accounts).route()]  # /git/<name>.git: clone and fetch
 
+    def import_options(self) -> list[click.Option]:
+        return [click.Option(["--force-refs", "force_refs"], multiple=True, metavar="REF",
+                             callback=lambda _ctx, _param, values: tuple(map(check_force_ref, values)),
+                             help="let this Git ref move other than forward, named in full: refs/heads/main, "
+                                  "refs/tags/v1, or REPO:REF for one repository (repeatable)")]
+
     def front(self, site: SiteConfig) -> list[FrontRule]:
         return [FrontRule("/git/", body="0" if site.allow_push else GIT_BODY)]  # a push: no limit
 
@@ -187,7 +195,8 @@ class Repos(ContentKind):
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
               progress: Callable[[int], None]) -> Staged:
 
-        staged = stage(site, reader, manifest, options.force_refs)  # a rewrite stops here
+        forced = options.kinds.get(self.key, {}).get("force_refs", ())
+        staged = stage(site, reader, manifest, forced)  # a rewrite stops here
         return StagedRepos(site, staged, sum(len(r.refs) for r in repos_of(manifest)))
 
     receipt_titles: ClassVar[dict[str, str]] = {"repos": "Git repositories and their refs"}

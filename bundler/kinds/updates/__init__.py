@@ -26,6 +26,8 @@ from bundler.untrusted import Malformed
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import click
+
     from bundler.bundle.manifest import BundleManifest
     from bundler.bundle.reader import BundleReader
     from bundler.profile import Checker
@@ -150,6 +152,11 @@ class Updates(ContentKind):
 
     def prune(self, site: SiteConfig, kept: Sequence[BundleManifest], leftovers: Sequence[str]) -> Pruning:
         return PrunedUpdates(site, kept, leftovers)
+
+    def commands(self) -> list[click.Command]:
+        from bundler.kinds.updates.commands import updates
+
+        return [updates]
 
     def init_site(self, site: SiteConfig) -> None:
         init_updates(site)  # the cache's directories and the site's OpenPGP key

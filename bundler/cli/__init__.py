@@ -1,0 +1,22 @@
+"""Command line: parse, call one library function, print. Results on stdout, progress and errors on
+stderr. One module per verb group (bundles: the verbs on bundle files; site; fleet); the root group
+and what they share in root.py; content kinds add their own commands (ContentKind.commands)."""
+
+from __future__ import annotations
+
+import sys
+
+from bundler.cli import bundles, fleet, site  # noqa: F401 - each registers its commands with the root
+from bundler.cli.root import cli
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    try:
+        cli(prog_name="bundler")
+    except SystemExit:
+        # click met a closed pipe writing help or usage: it wrapped stdout and exits 1; say 141 as tools do
+        if type(sys.stdout).__name__ in ("PacifyFlushWrapper", "_PacifyFlushWrapper"):
+            sys.exit(141)
+        raise

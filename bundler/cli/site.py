@@ -1,0 +1,285 @@
+"""`bundler site ...`: set up, run, look at and prune a site (the disconnected side)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bundler.cli.root import cli, emit_json
+from bundler.errors import EXIT_UNREACHABLE
+from bundler.fsutil import atomic_write
+from bundler.units import human, printable
+
+
+@cli.group()
+def site() -> None:
+    """Set up and look at a site (the disconnected side)."""
+
+
+@site.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--registry", "registry_url",
+              help="an existing registry to seed instead of the embedded one, e.g. https://registry.local:5000")
+@click.option("--registry-listen", default="127.0.0.1:5443", show_default=True,
+              help="HOST:PORT of the embedded registry (`site up` runs it, with TLS and the site's credentials)")
+@click.option("--registry-runtime", type=click.Choice(["auto", "binary", "docker"]), default="auto",
+              show_default=True, help="run the embedded registry as the binary, a Docker container, or either")
+@click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a public key whose signature the site accepts (repeatable; copied into DIRECTORY/trust)")
+@click.option("--threshold", default=1, show_default=True, type=click.IntRange(1),
+              help="how many distinct trusted keys must have signed a bundle")
+@click.option("--chart-prefix", default="charts", show_default=True,
+              help="registry path charts go under: <registry>/<prefix>/<name>:<version>")
+@click.option("--http-listen", default="127.0.0.1:8443", show_default=True,
+              help="HOST:PORT of the site's HTTPS service (the Git server)")
+@click.option("--hostname", "hostnames", multiple=True, help="a DNS name clients use for the site (certificate)")
+@click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
+@click.option("--group", "groups", multiple=True, help="a target group for update approvals (repeatable)")
+@click.option("--name", help="the site's name in its receipts and the fleet (default: this host's name)")
+@click.option("--image-key", "image_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a cosign public key (repeatable): images in --image-scope must carry a valid signature by one")
+@click.option("--image-scope", "image_scopes", multiple=True, metavar="GLOB",
+              help="images the image keys cover, by name (registry.example.com/team/*; repeatable; default *)")
+def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
+              trust_keys: tuple[Path, ...],
+              threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
+              groups: tuple[str, ...], name: str | None, image_keys: tuple[Path, ...],
+              image_scopes: tuple[str, ...]) -> None:
+    """Create a site in DIRECTORY: its registry and its trust policy.
+
+    Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
+    the cluster gets) and the import account (import-credentials.json: push, for `bundler import`).
+    By default `site up` runs an embedded registry with TLS and token authentication.
+
+    \b
+    Example (two-person rule: release engineering builds, security countersigns):
+      bundler site init ./site --registry http://127.0.0.1:5000 \\
+          --trust-key release.pub --trust-key security.pub --threshold 2
+      bundler site init ./site --trust-key release.pub --image-key cosign.pub --image-scope 'ghcr.io/acme/*'
+    """
+    from bundler.pipeline.setup import create_site
+
+    config = create_site(directory, registry_url, trust_keys, threshold, registry_listen=registry_listen,
+                         registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
+                         hostnames=hostnames, ips=ips, groups=groups, name=name, image_keys=image_keys,
+                         image_scopes=image_scopes)
+    names = ", ".join(name for name, _ in config.trust_keys)
+    click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
+               f"bundles need {config.threshold} signature(s) of: {names}")
+    click.echo(f"Git server (after `bundler site up`): {config.http_url}/git/<name>.git; "
+               f"CA {config.ca_file}; client (pull-only) credentials in {config.credentials_file}")
+
+
+@site.command("up")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--foreground", is_flag=True,
+              help="then stay: watch the services, exit 4 when one stops answering (what `site install` runs)")
+@click.option("--wait", type=click.FloatRange(1), default=30.0, show_default=True, metavar="SECONDS",
+              help="how long each service may take to answer (a slow disk or a small device may need more)")
+@click.option("--check-interval", type=click.FloatRange(0.1), default=5.0, hidden=True)
+def site_up(directory: Path, foreground: bool, wait: float, check_interval: float) -> None:
+    """Start the site's services in the background: the HTTPS service (the registry's token server,
+    Git server, update cache) and the embedded registry (TLS from the site CA, token auth).
+
+    Returns once every service answers its health check; logs go to DIRECTORY/logs. If one fails,
+    stops what it started and says which and why. Running it again (after a reboot) starts only
+    what is not running, and upgrades a site made by an older bundler (a pull-only client account
+    that keeps its password, an import account, registry tokens).
+
+    \b
+    Example:
+      bundler site up ./site
+    """
+    import signal
+    import threading
+
+    from bundler.kinds import KINDS
+    from bundler.pipeline.setup import start_site
+    from bundler.site.service import site_down as down
+
+    stop = threading.Event()
+    if foreground:  # a stop (systemctl stop) while the services start: they finish starting, then stop
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    site = start_site(directory, wait)
+    services = [f"registry at {site.registry_url}", *(f"{name} at {service['url']}" for kind in KINDS
+                                                      for name, service in kind.services(site).items())]
+    click.echo(f"site {site.directory} is up: {', '.join(services)} "
+               f"(CA {site.ca_file}, credentials in {site.credentials_file})")
+    if foreground:
+        from bundler.site.service import supervise
+
+        try:
+            supervise(directory, stop, check_interval)  # raises (exit 4) when a service stays down
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            down(directory)
+
+
+@site.command("install")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default="/etc/systemd/system",
+              show_default=True, help="where to write the systemd unit")
+@click.option("--user", help="the account the services run as (default bundler-<site name>, made when missing)")
+@click.option("--python", "python", type=click.Path(dir_okay=False), default=sys.executable, show_default=True,
+              help="the interpreter the unit runs bundler with (the site's user must be able to run it)")
+def site_install(directory: Path, unit_dir: Path, user: str | None, python: str) -> None:
+    """Write a systemd unit so the site's services start at boot and restart on failure.
+
+    One unit per site name (bundler-site-<name>.service). The services run as the site's own
+    unprivileged user (made when missing; it gets the site directory), under systemd's hardening
+    (read-only system, private /tmp, no new privileges, the site directory the only place written).
+    The unit runs `bundler site up DIRECTORY --foreground` and `site down` to stop.
+
+    \b
+    Example:
+      bundler site install /srv/site
+      systemctl daemon-reload && systemctl enable --now bundler-site-store-7.service
+    """
+    from bundler.site.systemd import install_unit
+
+    path = install_unit(directory, unit_dir, user, python)
+    click.echo(f"wrote {path}; enable it with: systemctl daemon-reload && systemctl enable --now {path.name}")
+
+
+@site.command("hand-over")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("subject")
+@click.option("--to", "bundle_name", required=True, help="the bundle name that may move SUBJECT from now on")
+def site_hand_over(directory: Path, subject: str, bundle_name: str) -> None:
+    """Give a name on the site to another bundle name, on purpose.
+
+    Every name a bundle moves on a site (a tag, an image's signature tags, a download by file
+    name, a Git repository) belongs to the bundle name that first set it; another name's import is
+    refused (name-owned) with SUBJECT as it names it: `files/<name>`, `git/<name>.git` or
+    `<repository>:<tag>`. When a product really takes one over (a rename, a merged product), say so
+    here; it is recorded in the site's state and `site status --json` lists it (`handovers`).
+
+    \b
+    Example:
+      bundler site hand-over /srv/site files/firmware.bin --to store-pos
+    """
+    from bundler.pipeline.ownership import hand_over
+    from bundler.site.config import load_site
+
+    previous = hand_over(load_site(directory), subject, bundle_name)
+    click.echo(f"{printable(subject)} handed over from {printable(previous)} to {bundle_name}")
+
+
+@site.command("receipt")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write it here (default: stdout)")
+def site_receipt(directory: Path, output: Path | None) -> None:
+    """Write the site's receipt, signed by the site's key: every release imported (version, content
+    digest, signers, when), Git refs, the files it holds, update payloads, what each update client
+    lacks, disk use. Carry it back: `bundler fleet add` keeps it, `build --since` builds a delta on it.
+
+    \b
+    Example:
+      bundler site receipt ./site -o /media/usb/store-7.receipt.json
+    """
+    from bundler.pipeline.importer import site_receipt as make_receipt
+
+    text = json.dumps(make_receipt(directory), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write(output, text.encode())
+        click.echo(f"receipt of {directory} written to {output}", err=True)
+
+
+@site.command("down")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def site_down(directory: Path) -> None:
+    """Stop what `site up` started."""
+    from bundler.site.service import site_down as down
+
+    click.echo(f"site {directory}: {'stopped' if down(directory) else 'was not running'}")
+
+
+@site.command("prune")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--keep", type=click.IntRange(1), help="releases of each bundle name to keep (default: site.yaml's "
+              "retention.keep, 3)")
+@click.option("--dry-run", is_flag=True, help="print what would go and the bytes it frees; change nothing")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) -> None:
+    """Free space: keep the last N releases of each bundle name, remove what only older ones use.
+
+    Removes their images', charts' and artifacts' manifests (never one a kept release names, nor its
+    signatures, attestations, SBOMs or referrers), then runs the registry's garbage collector (the
+    registry stopped for the pass); update payloads no kept release carries and no group approved;
+    what refused imports left. Git history stays. Safe to interrupt (run it again) and on a full disk.
+
+    \b
+    Examples:
+      bundler site prune ./site --dry-run
+      bundler site prune ./site --keep 2
+    """
+    from bundler.pipeline.prune import prune_site
+
+    plan = prune_site(directory, keep, dry_run)
+    if as_json:
+        emit_json({**plan.to_dict(), "dry_run": dry_run})
+        return
+    done = "would free" if dry_run else "freed"
+    releases = ", ".join(f"{b['name']} {b['version']}" for b in plan.pruned) or "none"
+    click.echo(f"{'would prune' if dry_run else 'pruned'} releases (keeping {plan.keep} of each name): {releases}")
+    click.echo(f"  registry: {len(plan.manifests)} manifests, {human(plan.freed['registry'])} of blobs only they use")
+    for repo, digest in plan.manifests:
+        click.echo(f"    {printable(repo)}@{digest[:19]}")
+    for key, part in plan.kinds.items():
+        if part.items or part.bytes:
+            click.echo(f"  {key}: {len(part.items)} ({human(part.bytes)})" + "".join(f"\n    {printable(item)}"
+                                                                                 for item in part.items))
+    if plan.leftovers:
+        click.echo(f"  left by refused imports: {sum(map(len, plan.leftovers.values()))} files")
+    click.echo(f"{done} {human(sum(plan.freed.values()))}" + (" (nothing was changed)" if dry_run else ""))
+
+
+@site.command("status")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def site_status(directory: Path, as_json: bool) -> None:
+    """Show the site's services (URL, health), its CA and credentials files, and what it imported.
+
+    Exits 4 when a service that should run does not answer (the JSON is printed all the same).
+    """
+    from bundler.pipeline.prune import disk_report, stored_bytes
+    from bundler.pipeline.status import site_status as status
+    from bundler.site import figures
+    from bundler.site.config import load_site
+
+    info = status(directory)
+    site = load_site(directory)
+    kept = figures.read(site, figures.DISK_FILE)  # what the last import, prune or start measured: no walk
+    if kept is not None:
+        info["disk"] = {**kept.figures, "measured_at": kept.measured_at.isoformat().replace("+00:00", "Z")}
+    else:
+        info["disk"] = disk_report(site, site.registry_client(2) if info["services"]["registry"]["healthy"] else None)
+    if as_json:
+        emit_json(info)
+    else:
+        for name, service in info["services"].items():
+            click.echo(f"{name}: {service['url']} ({'healthy' if service['healthy'] else 'NOT answering'})")
+        click.echo(f"CA: {info['ca_file']}  credentials: {info['credentials_file']}")
+        for b in info["bundles"]:
+            publishing = " (still publishing: run the same import again to finish it)" \
+                if b.get("status") == "publishing" else ""
+            click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
+        d = info["disk"]
+        kinds = ", ".join(f"{name} {human(size)}" for name, size in stored_bytes(d).items())
+        when = f"; measured {kept.age}" if kept is not None else ""
+        click.echo(f"disk: {d['used_percent']}% of {human(d['total'])} used, {human(d['free'])} free ({kinds}{when})")
+        if d["prune"]["releases"]:
+            freed, gone = human(sum(d["prune"]["bytes_freed"].values())), ", ".join(d["prune"]["releases"])
+            click.echo(f"a prune (keeping {d['prune']['keep']}) would free {freed}: {gone}")
+        if d["warning"]:
+            click.echo(f"warning: {d['warning']}", err=True)
+    if not info["healthy"]:
+        if not as_json:
+            click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)
+        sys.exit(EXIT_UNREACHABLE)

@@ -1,0 +1,123 @@
+"""The updates kind's commands (`bundler updates ...`, added to the command line through
+ContentKind.commands): the update cache's catalog, approvals per group, client enrollment and status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bundler.kinds.updates.cache import UpdateCache, client_configuration
+from bundler.site.config import load_site
+from bundler.units import human
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@click.group()
+def updates() -> None:
+    """The site's update cache: what was imported, approvals per group, what clients lack."""
+
+
+SITE_OPTION = click.option("--site", "site_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                           help="the site directory")
+
+
+@updates.command("list")
+@SITE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def updates_list(site_dir: Path, as_json: bool) -> None:
+    """Every imported update, and the groups it is approved (or declined) for."""
+    cache = UpdateCache(load_site(site_dir))
+    approvals = cache.approvals()
+    entries = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size", "bundle", "imported_at")}
+               | {"groups": {g: d[e["sha256"]] for g, d in approvals.items() if e["sha256"] in d}}
+               for e in cache.catalog()]
+    if as_json:
+        emit_json({"updates": entries})
+        return
+    for e in entries:
+        groups = ", ".join(f"{g}: {d}" for g, d in e["groups"].items()) or "not approved anywhere"
+        click.echo(f"{e['name']} {e['version']} {e['arch']} ({e['kind']}, {human(e['size'])}) "
+                   f"{e['sha256'][:12]}  [{groups}]")
+
+
+def _decide(name: str, group: str, site_dir: Path, decision: str) -> None:
+    for e in UpdateCache(load_site(site_dir)).decide(name, group, decision):
+        click.echo(f"{decision} {e['name']} {e['version']} ({e['sha256'][:12]}) for {group}")
+
+
+@updates.command("approve")
+@click.argument("name")
+@click.option("--group", required=True, help="the target group")
+@SITE_OPTION
+def updates_approve(name: str, group: str, site_dir: Path) -> None:
+    """Approve NAME (a name, name=version, file name or sha256 prefix) for a group; republishes.
+
+    \b
+    Example:
+      bundler updates approve hello-tool --group line-1 --site ./site
+    """
+    _decide(name, group, site_dir, "approved")
+
+
+@updates.command("decline")
+@click.argument("name")
+@click.option("--group", required=True, help="the target group")
+@SITE_OPTION
+def updates_decline(name: str, group: str, site_dir: Path) -> None:
+    """Decline NAME for a group (it leaves the group's repositories; later imports keep the decision)."""
+    _decide(name, group, site_dir, "declined")
+
+
+@updates.command("enroll")
+@click.argument("client")
+@click.option("--group", required=True, help="the target group the client belongs to")
+@SITE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print the token and the configuration as JSON")
+def updates_enroll(client: str, group: str, site_dir: Path, as_json: bool) -> None:
+    """Enroll update client CLIENT in a group; print its token (shown once; a new enroll replaces it)
+    and its configuration: apt (sources and auth.conf), dnf (a .repo file), curl or PowerShell.
+
+    A group is a boundary: a client reads its own group's indexes, approvals and payloads only, and
+    reports for itself only. The token goes as `Authorization: Bearer TOKEN`, or as the password of
+    user CLIENT (apt's auth.conf, dnf's username/password).
+
+    \b
+    Example:
+      bundler updates enroll pos-7 --group line-1 --site ./site
+    """
+    site = load_site(site_dir)
+    config = client_configuration(site, client, group, UpdateCache(site).enroll(client, group))
+    if as_json:
+        emit_json(config)
+        return
+    copy = "".join(f"\n  {source} -> {target}" for source, target in config["copy"].items())
+    click.echo(f"client {client} enrolled in {group}; its token (shown once): {config['token']}\n"
+               f"copy to the client:{copy}\n"
+               f"apt: /etc/apt/sources.list.d/bundler-site.list:\n  {config['apt']['sources']}\n"
+               f"  /etc/apt/auth.conf.d/bundler-site.conf (mode 0600):\n  {config['apt']['auth_conf']}\n"
+               f"  /etc/apt/apt.conf.d/80bundler-site:\n  {config['apt']['ca_conf']}\n"
+               f"dnf: /etc/yum.repos.d/bundler-site.repo (mode 0600):\n"
+               + "".join(f"  {line}\n" for line in config["dnf"]["repo"].splitlines())
+               + f"curl: curl --cacert {site.ca_file} -H '{config['http']['header']}' {config['http']['approved']}\n"
+               f"PowerShell: Invoke-RestMethod -Headers @{{Authorization='Bearer {config['token']}'}} "
+               f"{config['http']['approved']}")
+
+
+@updates.command("status")
+@SITE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def updates_status(site_dir: Path, as_json: bool) -> None:
+    """Per client that reported: its group, when it last reported, and the approved updates it lacks."""
+    clients = UpdateCache(load_site(site_dir)).status()
+    if as_json:
+        emit_json({"clients": clients})
+        return
+    for c in clients:
+        lacking = ", ".join(f"{u['name']} {u['version']}" for u in c["lacking"]) or "nothing"
+        click.echo(f"{c['client']} ({c['group']}, reported {c['reported_at']}): lacks {lacking}")
