@@ -21,10 +21,10 @@ test: install deps
 	$(BIN)/pytest -q
 
 unit: install
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -m "not integration"
 
 integration: install deps
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -m integration
 
 lint: install
 	$(BIN)/ruff check bundler tests devtools

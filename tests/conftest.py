@@ -133,6 +133,47 @@ def cli(tmp_path: Path) -> Callable[..., Run]:
     return run
 
 
+@dataclass
+class SiteFactory:
+    """`make_site(...)`: a site made by the real `site init`, trusting the release key, on free
+    loopback ports (or `registry`: an existing registry's URL), started when `up`; every site it made
+    is stopped at the end of the test."""
+
+    cli: Callable[..., Run]
+    keys: Keys
+    tmp_path: Path
+    made: list[Path]
+
+    def __call__(self, name: str | Path = "site", *options: str | Path, registry: str | None = None,
+                 up: bool = False) -> Path:
+        directory = self.tmp_path / name  # an absolute `name` is where it is
+        where = ["--registry", registry] if registry else ["--registry-listen", f"127.0.0.1:{free_port()}"]
+        r = self.cli("site", "init", directory, "--trust-key", self.keys.release.pub, *where,
+                     "--http-listen", f"127.0.0.1:{free_port()}", *options)
+        assert r.code == 0, r.err
+        self.made.append(directory)
+        if up:
+            started = self.cli("site", "up", directory)
+            assert started.code == 0, started.err
+        return directory
+
+
+@pytest.fixture
+def make_site(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> Iterator[SiteFactory]:
+    factory = SiteFactory(cli, keys, tmp_path, [])
+    yield factory
+    for directory in factory.made:
+        cli("site", "down", directory)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration needs real services: marked, so `-m integration` and
+    `-m "not integration"` (make integration, make unit) mean what they say."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
 @dataclass(frozen=True)
 class KeyPair:
     key: Path

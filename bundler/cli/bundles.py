@@ -203,7 +203,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     """
     from bundler.bundle.verify import unreadable_report, verify_file
     from bundler.keyfiles import load_policy
-    from bundler.pipeline.importer import verify_for_site
+    from bundler.pipeline.verify import verify_for_site
 
     if site_dir is not None and (keys or threshold):
         raise UsageError("give either --site or --key/--threshold, not both")

@@ -181,7 +181,7 @@ def site_receipt(directory: Path, output: Path | None) -> None:
     Example:
       bundler site receipt ./site -o /media/usb/store-7.receipt.json
     """
-    from bundler.pipeline.importer import site_receipt as make_receipt
+    from bundler.pipeline.receipt import site_receipt as make_receipt
 
     text = json.dumps(make_receipt(directory), indent=2, sort_keys=True) + "\n"
     if output is None:

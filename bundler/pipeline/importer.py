@@ -13,8 +13,8 @@ USB stick is not re-read to learn that). `bundler verify` checks a copy's bytes.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,17 +22,9 @@ from typing import Any, NoReturn
 from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
-from bundler.bundle.parent import parent_label, receipt
+from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import (
-    Admission,
-    SiteChecks,
-    Verification,
-    VerifyReport,
-    part_problems,
-    read_verified,
-    verify_file,
-)
+from bundler.bundle.verify import Verification, VerifyReport, part_problems, read_verified
 from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
 from bundler.kinds import KINDS
@@ -42,6 +34,7 @@ from bundler.parallel import run_parallel
 from bundler.pipeline.prune import disk_report, disk_warning
 from bundler.pipeline.registry import (
     Plan,
+    Transfer,
     artifacts_present,
     missing_blobs,
     plan,
@@ -50,17 +43,15 @@ from bundler.pipeline.registry import (
     transfer,
 )
 from bundler.pipeline.registry import publish as publish_registry
-from bundler.pipeline.status import site_status
+from bundler.pipeline.rules import KindAdmission, SiteRules
 from bundler.problems import Problem, ProblemError
 from bundler.progress import byte_progress
-from bundler.signing import TrustPolicy
-from bundler.site import figures, identity
+from bundler.site import figures
 from bundler.site.cluster import write_cluster_config
-from bundler.site.config import SiteConfig, SiteState, load_site
+from bundler.site.config import SiteConfig, SiteState, kept_manifest_path, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
 from bundler.site.tokens import QUARANTINE
 from bundler.units import human
-from bundler.versions import Version
 
 
 @dataclass(frozen=True)
@@ -93,93 +84,6 @@ class ImportResult:
                 **({"dry_run": True, "plan": self.plan} if self.plan is not None else {})}
 
 
-DOWNGRADE_HINT = "this is older than what the site runs; only with a reason: `--allow-downgrade`"
-
-
-def rollback_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest,
-                     digest: str) -> Problem | None:
-    """Older than what the site runs, or the same version with other content: a rollback. A full
-    bundle and its delta of the same version are the same release (same content digest)."""
-    current = state.latest(manifest.name)
-    if current is None or current["manifest_digest"] == digest:
-        return None
-    running = f"the site runs {manifest.name} {current['version']} ({current['manifest_digest'][:19]})"
-    if Version(manifest.version) < Version(current["version"]):
-        return Problem(problems.ROLLBACK, manifest.name,
-                       f"rollback refused: {running}; this bundle is the older {manifest.version}",
-                       current["version"], manifest.version, hint=DOWNGRADE_HINT)
-    if Version(manifest.version) == Version(current["version"]):
-        if recorded_content(site, current) == manifest.content_digest:
-            return None  # the same release packed another way (a delta and its full bundle)
-        return Problem(problems.SAME_VERSION_OTHER_CONTENT, manifest.name,
-                       f"refused: {running}; this bundle claims the same version with different content "
-                       f"({manifest.content_digest[:19]})", recorded_content(site, current), manifest.content_digest,
-                       hint="two different bundles were given one version: ask release engineering for a new "
-                            "version (a delta and its full bundle are the same release: either imports after "
-                            "the other)")
-    return None
-
-
-def tag_problem(site: SiteConfig, state: SiteState, manifest: BundleManifest) -> Problem | None:
-    """Rollback per tag: a tag that another bundle name set, or a newer release of this name, moves
-    only with --allow-downgrade (an old bundle under another name cannot take a shared tag back)."""
-    for artifact in site_artifacts(manifest, site):
-        owner = state.tags.get(f"{artifact.repo}:{artifact.tag}") if artifact.tag and artifact.release_tag else None
-        if owner is None or owner["digest"] == artifact.digest:
-            continue
-        where = f"tag {artifact.repo}:{artifact.tag}"
-        if owner["name"] != manifest.name:
-            return Problem(problems.TAG_CLAIMED, f"{artifact.repo}:{artifact.tag}",
-                           f"refused: {where} was set by {owner['name']} {owner['version']}; this bundle "
-                           f"({manifest.name} {manifest.version}) would move it to {artifact.digest[:19]}",
-                           owner["digest"], artifact.digest,
-                           hint="two releases claim one tag: ask release engineering; only with a reason: "
-                                "`--allow-downgrade`")
-        if Version(owner["version"]) > Version(manifest.version):
-            return Problem(problems.ROLLBACK, f"{artifact.repo}:{artifact.tag}",
-                           f"rollback refused: {where} holds {manifest.name} {owner['version']}; this bundle is the "
-                           f"older {manifest.version}", owner["version"], manifest.version, hint=DOWNGRADE_HINT)
-    return None
-
-
-def recorded_content(site: SiteConfig, bundle: dict[str, Any]) -> str | None:
-    """The content digest of a bundle the site imported (from the manifest it kept, for older state)."""
-    if isinstance(bundle.get("content_digest"), str):
-        return str(bundle["content_digest"])
-    kept = site.directory / BUNDLES_DIR / f"{str(bundle['manifest_digest']).split(':')[-1]}.json"
-    try:
-        return BundleManifest.from_bytes(kept.read_bytes()).content_digest
-    except (OSError, BundlerError):
-        return None
-
-
-def site_checks(site: SiteConfig, state: SiteState, bases: bool = False) -> SiteChecks:
-    """The verifier's site stage: a rollback (by bundle name or by tag), and with `bases` what each
-    kind refuses (a delta whose Git base the site lacks; import judges bases with the registry's
-    blobs, later)."""
-    def checks(manifest: BundleManifest, digest: str) -> list[Problem]:
-        found = [p for p in (rollback_problem(site, state, manifest, digest), tag_problem(site, state, manifest)) if p]
-        if bases:
-            found += [problem for kind in KINDS for problem in kind.site_problems(site, manifest)]
-        return found
-    return checks
-
-
-def admission(site: SiteConfig) -> Admission:
-    """The verifier's last word for this site: what each kind refuses of verified content."""
-    def admit(reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
-        return [problem for kind in KINDS for problem in kind.admission(site, reader, manifest)]
-    return admit
-
-
-def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
-    """`verify --site`: the site's trust policy, and whether the site would refuse it (a rollback, a
-    claimed tag, a delta whose base it lacks, an image its image keys cover without a signature)."""
-    site = load_site(site_dir)
-    return verify_file(bundle, site.policy(), jobs, site_checks(site, SiteState.load(site.directory), bases=True),
-                       admission(site))
-
-
 @dataclass
 class ImportPlan:
     """What an import would change, from HEAD requests and the site's files (nothing written)."""
@@ -197,7 +101,6 @@ class ImportPlan:
         return {"add_artifacts": self.artifacts, "blob_bytes": self.blob_bytes, **self.kinds}
 
 
-BUNDLES_DIR = "bundles"
 SBOM_DIR = "sbom"
 DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
 
@@ -242,34 +145,12 @@ def check_requirements(site: SiteConfig, manifest: BundleManifest, plans: list[P
 def keep_manifest(site: SiteConfig, manifest: BundleManifest, digest: str, sbom: bytes | None = None) -> None:
     """The site keeps every imported bundle.json (its receipt is made from them) and its SBOM
     (`DIR/sbom/NAME-VERSION.cdx.json`, for auditors without a network)."""
-    directory = site.directory / BUNDLES_DIR
-    directory.mkdir(exist_ok=True)
-    atomic_write(directory / f"{digest.split(':')[1]}.json", manifest.to_bytes())
+    path = kept_manifest_path(site, digest)
+    path.parent.mkdir(exist_ok=True)
+    atomic_write(path, manifest.to_bytes())
     if sbom is not None:
         (site.directory / SBOM_DIR).mkdir(exist_ok=True)
         atomic_write(site.directory / SBOM_DIR / f"{manifest.name}-{manifest.version}.cdx.json", sbom)
-
-
-def site_receipt(site_dir: Path) -> dict[str, Any]:
-    """Everything this site holds from the bundles it imported, for `build --since` on the connected side."""
-    site = load_site(site_dir)
-    state = SiteState.load(site.directory)
-    manifests = []
-    for bundle in state.bundles:
-        path = site.directory / BUNDLES_DIR / f"{bundle['manifest_digest'].split(':')[1]}.json"
-        if path.exists() and bundle.get("status") != "pruned":  # a pruned release's files are gone
-            manifests.append(BundleManifest.from_bytes(path.read_bytes()))
-    held = {field: value for kind in KINDS for field, value in kind.receipt(site, state).items()}
-    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    doc = receipt(site.site_name, created, state.bundles, manifests, held)
-    identity.ensure_site_key(site.directory)  # a site made before site keys
-    disk = shutil.disk_usage(site.directory)
-    doc.update({
-        "site_keyid": identity.key_id(site.directory),
-        "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
-        "services": {name: bool(s["healthy"]) for name, s in site_status(site.directory)["services"].items()},
-    })
-    return identity.signed(doc, identity.load_site_key(site.directory))
 
 
 def fits(site: SiteConfig, size: int) -> bool:
@@ -299,14 +180,15 @@ def refuse(report: VerifyReport, reader: BundleReader, digest: str, exc: Integri
     raise exc
 
 
+
+
 def import_bundle(options: ImportOptions) -> ImportResult:
     site = load_site(options.site)
-    policy = site.policy()
     with import_lock(site, options.bundle):
         journal = Journal(site)
         earlier = journal.unfinished()
         with BundleReader(options.bundle) as reader:
-            result = _import(site, policy, options, journal, reader)
+            result = Import(site, options, journal, reader).run()
             result.bundle_bytes_read = reader.bytes_read
         if earlier and earlier.get("manifest_digest") == result.manifest_digest:
             result.notes.append(f"resumed an import of this bundle that stopped during {earlier.get('phase')} "
@@ -316,119 +198,196 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         return result
 
 
-def _import(site: SiteConfig, policy: TrustPolicy, options: ImportOptions, journal: Journal,
-            reader: BundleReader) -> ImportResult:
-    state = SiteState.load(site.directory)
-    verification = Verification(reader, policy).check(options.bundle)
-    verification.site(None if options.allow_downgrade else site_checks(site, state)).check(options.bundle)
-    verification.structure().check(options.bundle)
-    report = verification.report
-    manifest, digest = report.manifest, report.manifest_digest
+class Import:
+    """One import, its steps in the verifier's order (bundle/verify.py's `Verification` stages):
 
-    client = site.registry_client(options.jobs)
-    try:
-        client.ping()  # an unreachable site fails before the long read
-    except UnreachableError as exc:
-        if site.embedded_registry:
-            hint = f"start the site's services first: `bundler site up {site.directory}`"
-            raise UnreachableError(f"the site's registry does not answer ({exc.message})", hint=hint) from None
-        raise
-    result = ImportResult(manifest.name, manifest.version, digest)
-    current = state.latest(manifest.name)
-    artifacts = site_artifacts(manifest, site)
-    # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
-    client.authorize([a.repo for a in artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
-    if (current and current["manifest_digest"] == digest and current.get("status", "done") == "done"
-            and artifacts_present(client, artifacts, options.jobs)
-            and all(kind.present(site, manifest) for kind in KINDS)):
-        result.already_imported = True
-        result.unchanged = {"blobs": 0}
+        envelope     bundle.json and signatures against the trust policy, expiry; the site's rules
+                     (rules.SiteRules: rollback, tag ownership); the tar's structure
+        connect      the site's registry answers (before the long read), tokens fetched up front
+        unchanged    the release the site runs, every artifact present: done, no payload read
+        manifests    each artifact's manifests read, checked and kept (registry.plan)
+        payloads     every payload hashed (the ones the transfer hashes as it sends them are left to it),
+                     graphs, and the kinds' admission (rules.KindAdmission)
+        plan         a delta's base on the site, disk space (a dry run stops here)
+        stage        each kind stages what no client sees yet; blobs go to the registry's quarantine
+        publish      state first ("publishing"), manifests and tags, each kind's publication, the
+                     cluster's files; then the figures the status page shows
+    A refusal at any step before `publish` changes nothing a client sees."""
+
+    def __init__(self, site: SiteConfig, options: ImportOptions, journal: Journal, reader: BundleReader) -> None:
+        self.site, self.options, self.journal, self.reader = site, options, journal, reader
+        self.state = SiteState.load(site.directory)
+        self.verification = Verification(reader, site.policy())
+        self.client = site.registry_client(options.jobs)
+
+    @property
+    def report(self) -> VerifyReport:
+        return self.verification.report
+
+    def run(self) -> ImportResult:
+        self.envelope()
+        manifest, digest = self.report.manifest, self.report.manifest_digest
+        self.result = ImportResult(manifest.name, manifest.version, digest)
+        self.connect()
+        if self.unchanged():
+            return self.result
+        plans = self.manifests()
+        sbom = self.sbom()
+        with byte_progress("verifying", self.reading(plans, sbom)) as progress:
+            self.payloads(plans, sbom, progress.advance)
+            progress.phase("planning")
+            located = self.plan(plans)
+            if self.options.dry_run:
+                return self.result
+            progress.phase("importing")
+            staged, sent = self.stage(plans, located, progress.advance)
+        self.publish(plans, staged, sent, sbom)
+        return self.result
+
+    def refuse(self, exc: IntegrityError) -> NoReturn:
+        refuse(self.report, self.reader, self.report.manifest_digest, exc, self.options.bundle)
+
+    # --- the steps -------------------------------------------------------------------------------
+
+    def envelope(self) -> None:
+        bundle = self.options.bundle
+        self.verification.check(bundle)
+        self.verification.site(SiteRules.for_import(self.site, self.state, self.options.allow_downgrade)).check(bundle)
+        self.verification.structure().check(bundle)
+
+    def connect(self) -> None:
+        try:
+            self.client.ping()  # an unreachable site fails before the long read
+        except UnreachableError as exc:
+            if self.site.embedded_registry:
+                hint = f"start the site's services first: `bundler site up {self.site.directory}`"
+                raise UnreachableError(f"the site's registry does not answer ({exc.message})", hint=hint) from None
+            raise
+        self.artifacts = site_artifacts(self.report.manifest, self.site)
+        # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
+        self.client.authorize([a.repo for a in self.artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
+
+    def unchanged(self) -> bool:
+        """The release the site runs, every artifact and every kind's content present: nothing to do
+        (no payload is read: `bundler verify` checks a copy's bytes)."""
+        manifest, current = self.report.manifest, self.state.latest(self.report.manifest.name)
+        if not (current and current["manifest_digest"] == self.report.manifest_digest
+                and current.get("status", "done") == "done"
+                and artifacts_present(self.client, self.artifacts, self.options.jobs)
+                and all(kind.present(self.site, manifest) for kind in KINDS)):
+            return False
+        self.result.already_imported = True
+        self.result.unchanged = {"blobs": 0}
         for kind in KINDS:
-            result.unchanged.update(kind.unchanged(manifest))
-        result.added = {key: 0 for key in result.unchanged}
-        write_cluster_config(site, state)
-        return result
+            self.result.unchanged.update(kind.unchanged(manifest))
+        self.result.added = {key: 0 for key in self.result.unchanged}
+        write_cluster_config(self.site, self.state)
+        return True
 
-    try:
-        plans = [plan(reader, artifact) for artifact in artifacts]  # manifests read, checked and kept
-    except IntegrityError as exc:
-        refuse(report, reader, digest, exc, options.bundle)
-    # every payload is read once: blobs are hashed as they stream to the registry, update payloads
-    # as they are copied into the cache, git bundles as they are extracted for git; a dry run
-    # sends nothing, so it hashes everything here
-    try:
-        sbom = None if options.dry_run else read_verified(reader, manifest, layout.SBOM, layout.MAX_SBOM_BYTES)
-    except IntegrityError as exc:
-        refuse(report, reader, digest, exc, options.bundle)
-    streamed: set[str] = set()
-    if not options.dry_run:
-        streamed = {layout.blob_path(d) for p in plans for d, _ in p.blobs}
-        streamed |= {path for kind in KINDS for path in kind.streamed(manifest)}
-        streamed |= {layout.SBOM} if sbom is not None else set()
-    total = sum(e.size for e in manifest.files.values())
-    with byte_progress("verifying", total + sum(e.size for p, e in manifest.files.items()
-                                                if p not in streamed)) as progress:
-        verification.payloads(options.jobs, progress.advance, streamed).check(options.bundle)
-        verification.graphs(read_packs=False, admit=admission(site)).check(options.bundle)  # transfer reads packs
+    def manifests(self) -> list[Plan]:
+        try:
+            return [plan(self.reader, artifact) for artifact in self.artifacts]  # read, checked and kept
+        except IntegrityError as exc:
+            self.refuse(exc)
 
-        progress.phase("planning")
-        located = check_requirements(site, manifest, plans, client, options.jobs)
+    def sbom(self) -> bytes | None:
+        try:
+            return None if self.options.dry_run else read_verified(self.reader, self.report.manifest, layout.SBOM,
+                                                                   layout.MAX_SBOM_BYTES)
+        except IntegrityError as exc:
+            self.refuse(exc)
+
+    def streamed(self, plans: list[Plan], sbom: bytes | None) -> set[str]:
+        """Payloads hashed as they are sent (blobs to the registry, update payloads into the cache, git
+        bundles into git): the verifier leaves them to the transfer. A dry run sends nothing: none."""
+        if self.options.dry_run:
+            return set()
+        manifest = self.report.manifest
+        return ({layout.blob_path(d) for p in plans for d, _ in p.blobs}
+                | {path for kind in KINDS for path in kind.streamed(manifest)}
+                | ({layout.SBOM} if sbom is not None else set()))
+
+    def reading(self, plans: list[Plan], sbom: bytes | None) -> int:
+        """Bytes the progress counts: every payload once as it moves, and again those hashed first."""
+        files, streamed = self.report.manifest.files, self.streamed(plans, sbom)
+        return sum(e.size for e in files.values()) + sum(e.size for p, e in files.items() if p not in streamed)
+
+    def payloads(self, plans: list[Plan], sbom: bytes | None, advance: Callable[[int], None]) -> None:
+        bundle = self.options.bundle
+        self.verification.payloads(self.options.jobs, advance, self.streamed(plans, sbom)).check(bundle)
+        # the transfer reads the git packs
+        self.verification.graphs(read_packs=False, admit=KindAdmission(self.site)).check(bundle)
+
+    def plan(self, plans: list[Plan]) -> dict[str, str]:
+        """A delta's base (refused when the site lacks it; returns where each required blob is), the
+        disk check; for a dry run the plan in the result."""
+        site, manifest, jobs = self.site, self.report.manifest, self.options.jobs
+        located = check_requirements(site, manifest, plans, self.client, jobs)
         # the disk check needs the bytes of the blobs the registry lacks; when even every blob the
         # bundle carries fits, there is no need to ask the registry about each one
         carried = sum(e.size for e in manifest.files.values())  # a delta's base is not written again
-        count = options.dry_run or (site.embedded_registry and not fits(site, carried))
-        intended = plan_import(site, reader, manifest, plans, client, options.jobs, count_blobs=count)
-        if options.dry_run:
-            result.plan = intended.to_dict()
+        count = self.options.dry_run or (site.embedded_registry and not fits(site, carried))
+        intended = plan_import(site, self.reader, manifest, plans, self.client, jobs, count_blobs=count)
+        if self.options.dry_run:
+            self.result.plan = intended.to_dict()
             if warning := disk_warning(site, intended.disk_needed(site)):
-                result.notes.append(f"warning: {warning}")
-            return result
-        check_disk(site, intended)
+                self.result.notes.append(f"warning: {warning}")
+        else:
+            check_disk(site, intended)
+        return located
 
-        progress.phase("importing")
-        journal.step(options.bundle, digest, "transfer")
+    def stage(self, plans: list[Plan], located: dict[str, str],
+              advance: Callable[[int], None]) -> tuple[list[Staged], Transfer]:
+        """What no client sees yet: each kind's staging (Git first: a history rewrite stops the import
+        here), then the blobs into the registry's quarantine. A refusal or failure undoes it."""
+        site, manifest = self.site, self.report.manifest
+        self.journal.step(self.options.bundle, self.report.manifest_digest, "transfer")
         staged: list[Staged] = []
         quarantined: list[str] = []
         try:
-            try:  # nothing below changes what a client sees: hidden refs, the cache's files, the quarantine
-                for kind in KINDS:  # Git first: a history rewrite stops the import here
-                    staged.append(kind.stage(site, reader, manifest, options, progress.advance))
-                sent = transfer(reader, plans, client, options.jobs, progress.advance, located,
+            try:
+                for kind in KINDS:
+                    staged.append(kind.stage(site, self.reader, manifest, self.options, advance))
+                sent = transfer(self.reader, plans, self.client, self.options.jobs, advance, located,
                                 registry_verifies=site.embedded_registry, quarantined=quarantined)
             except IntegrityError as exc:  # a payload that does not match: refused before anything moved
-                refuse(report, reader, digest, exc, options.bundle)
+                self.refuse(exc)
         except BaseException:
             for done in staged:
                 done.discard()
             left = {kind.key: kind.leftovers(site, manifest) for kind in KINDS}
-            state.note_unreferenced({**left, "blobs": quarantined})  # the collector frees them at the next prune
+            self.state.note_unreferenced({**left, "blobs": quarantined})  # the collector frees them at a prune
             with contextlib.suppress(BundlerError, OSError):  # the quarantine holds nothing of a refused bundle
-                release_quarantine(client, quarantined, options.jobs)
+                release_quarantine(self.client, quarantined, self.options.jobs)
             raise
+        return staged, sent
 
-    # every byte verified: publish, state first ("publishing"), so that a re-run finishes the job
-    journal.step(options.bundle, digest, "publishing")
-    with files_lock(site.directory):
-        if not (current and current["manifest_digest"] == digest):
-            keep_manifest(site, manifest, digest, sbom)
-            sources = sorted({host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))})
-            state.record(manifest.name, manifest.version, digest, sorted(report.verdict.valid_signers), sources,
-                         manifest.content_digest, status="publishing")
-        assert sent is not None
-        stats = publish_registry(sent, reader, client, options.jobs)
-        for kind, done in zip(KINDS, staged, strict=True):
-            result.notes += done.publish()
-            kind.published(site, manifest)
-        state.finish(manifest.name, manifest.version, digest,
-                     [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
-        write_cluster_config(site, state)
-    for key in {*(kind.count_key or kind.key for kind in KINDS), *stats.added, *stats.unchanged, "blobs"}:
-        result.added[key], result.unchanged[key] = stats.added[key], stats.unchanged[key]
-    for done in staged:  # each kind's own
-        for key, (added, unchanged) in done.counts().items():
-            result.added[key], result.unchanged[key] = added, unchanged
-    result.bytes_sent = stats.bytes_sent
-    figures.write_disk(site, disk_report(site, client))  # what the status page and `site status` show
-    if warning := disk_warning(site):
-        result.notes.append(f"warning: {warning}")
-    return result
+    def publish(self, plans: list[Plan], staged: list[Staged], sent: Transfer, sbom: bytes | None) -> None:
+        """Every byte verified: state first ("publishing", so that a re-run finishes the job), the
+        registry's manifests and tags, each kind's publication, the cluster's files."""
+        site, manifest, digest, state = self.site, self.report.manifest, self.report.manifest_digest, self.state
+        current = state.latest(manifest.name)
+        self.journal.step(self.options.bundle, digest, "publishing")
+        with files_lock(site.directory):
+            if not (current and current["manifest_digest"] == digest):
+                keep_manifest(site, manifest, digest, sbom)
+                sources = sorted({host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))})
+                state.record(manifest.name, manifest.version, digest, sorted(self.report.verdict.valid_signers),
+                             sources, manifest.content_digest, status="publishing")
+            stats = publish_registry(sent, self.reader, self.client, self.options.jobs)
+            for kind, done in zip(KINDS, staged, strict=True):
+                self.result.notes += done.publish()
+                kind.published(site, manifest)
+            state.finish(manifest.name, manifest.version, digest,
+                         [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
+            write_cluster_config(site, state)
+        result = self.result
+        for key in {*(kind.count_key or kind.key for kind in KINDS), *stats.added, *stats.unchanged, "blobs"}:
+            result.added[key], result.unchanged[key] = stats.added[key], stats.unchanged[key]
+        for done in staged:  # each kind's own
+            for key, (added, unchanged) in done.counts().items():
+                result.added[key], result.unchanged[key] = added, unchanged
+        result.bytes_sent = stats.bytes_sent
+        figures.write_disk(site, disk_report(site, self.client))  # what the status page and `site status` show
+        if warning := disk_warning(site):
+            result.notes.append(f"warning: {warning}")

@@ -21,7 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError, UsageError
 from bundler.kinds import KINDS
 from bundler.kinds.base import Artifact, Pruning
@@ -30,12 +29,12 @@ from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
 from bundler.pipeline.registry import site_artifacts
 from bundler.site import figures
-from bundler.site.config import REGISTRY_STORAGE, SiteConfig, SiteState, load_site
+from bundler.site.config import REGISTRY_STORAGE, SiteConfig, SiteState, kept_manifest, load_site
 from bundler.site.journal import files_lock, import_lock
+from bundler.site.service import collect_registry_garbage, resume_after_garbage_collection
 from bundler.site.tokens import QUARANTINE
 
 PRUNED = "pruned"
-BUNDLES_DIR = "bundles"
 
 
 @dataclass
@@ -58,14 +57,6 @@ class PrunePlan:
                 "manifests": [f"{repo}@{digest}" for repo, digest in self.manifests],
                 **{key: part.items for key, part in self.kinds.items()},
                 "leftovers": self.leftovers, "bytes_freed": self.freed}
-
-
-def _manifest(site: SiteConfig, entry: dict[str, Any]) -> BundleManifest | None:
-    path = site.directory / BUNDLES_DIR / f"{str(entry['manifest_digest']).split(':')[-1]}.json"
-    try:
-        return BundleManifest.from_bytes(path.read_bytes())
-    except (OSError, BundlerError):
-        return None
 
 
 def _graph(client: RegistryClient, artifact: Artifact) -> tuple[list[str], dict[str, int]]:
@@ -102,8 +93,8 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
         releases = [b for b in live if b["name"] == name]
         kept += releases[-keep:] + [b for b in releases[:-keep] if b.get("status") == "publishing"]
     plan.pruned = [b for b in live if b not in kept]
-    kept_manifests = [m for b in kept if (m := _manifest(site, b)) is not None]
-    gone_manifests = [m for b in plan.pruned if (m := _manifest(site, b)) is not None]
+    kept_manifests = [m for b in kept if (m := kept_manifest(site, b["manifest_digest"])) is not None]
+    gone_manifests = [m for b in plan.pruned if (m := kept_manifest(site, b["manifest_digest"])) is not None]
 
     if client is not None:
         kept_artifacts = [a for m in kept_manifests for a in site_artifacts(m, site)]
@@ -153,8 +144,6 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
     with import_lock(site, Path("site prune")):  # no import meanwhile
         state = SiteState.load(site.directory)
         if not dry_run and site.embedded_registry:
-            from bundler.site.service import resume_after_garbage_collection
-
             resume_after_garbage_collection(site)  # a prune killed while the collector ran
         client = None
         if site.embedded_registry or site.registry_url:
@@ -179,8 +168,6 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
             part.delete()
         # 2. the registry's garbage collector frees the blobs (registry stopped for the pass)
         if site.embedded_registry and (plan.pruned or plan.leftovers.get("blobs")):  # also an interrupted run's
-            from bundler.site.service import collect_registry_garbage
-
             collect_registry_garbage(site)
         # 3. what removing left unreachable (Git's objects)
         for part in plan.kinds.values():

@@ -7,29 +7,17 @@ from __future__ import annotations
 
 from bundler import page
 from bundler.bundle.manifest import BundleManifest
-from bundler.errors import BundlerError
 from bundler.kinds import KINDS
 from bundler.pipeline.prune import stored_bytes
 from bundler.site import figures
-from bundler.site.config import SiteConfig, SiteState
+from bundler.site.config import SiteConfig, SiteState, kept_manifest
 from bundler.units import human
-
-BUNDLES_DIR = "bundles"
 
 
 def _running(site: SiteConfig, state: SiteState) -> list[BundleManifest]:
     """The manifest of the release each bundle name runs (its latest import)."""
-    out = []
-    for name in dict.fromkeys(b["name"] for b in state.bundles):
-        latest = state.latest(name)
-        if latest is None:
-            continue
-        try:
-            kept = site.directory / BUNDLES_DIR / f"{str(latest['manifest_digest']).split(':')[-1]}.json"
-            out.append(BundleManifest.from_bytes(kept.read_bytes()))
-        except (OSError, BundlerError):
-            continue
-    return out
+    latest = [state.latest(name) for name in dict.fromkeys(b["name"] for b in state.bundles)]
+    return [m for b in latest if b is not None and (m := kept_manifest(site, b["manifest_digest"])) is not None]
 
 
 def status_page(site: SiteConfig) -> bytes:

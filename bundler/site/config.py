@@ -39,7 +39,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from bundler import names
-from bundler.errors import UsageError
+from bundler.bundle.manifest import BundleManifest
+from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.keyfiles import key_name, load_trusted_key
 from bundler.names import GROUP_RE
@@ -63,6 +64,7 @@ GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
 DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5443"
 REGISTRY_DIR = "registry"
+BUNDLES_DIR = "bundles"  # the bundle.json of each release imported, named by its digest
 REGISTRY_STORAGE = f"{REGISTRY_DIR}/storage"  # the embedded registry's filesystem storage
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
@@ -460,3 +462,15 @@ class SiteState:
             known = {}
         doc = {key: sorted(known.get(key, set()) | set(left.get(key, []))) for key in sorted({*known, *left})}
         atomic_write(path, json.dumps(doc, indent=2).encode())
+
+
+def kept_manifest_path(site: SiteConfig, manifest_digest: str) -> Path:
+    return site.directory / BUNDLES_DIR / f"{manifest_digest.split(':')[-1]}.json"
+
+
+def kept_manifest(site: SiteConfig, manifest_digest: str) -> BundleManifest | None:
+    """The bundle.json the site kept of a release it imported; None when it is gone (pruned) or unreadable."""
+    try:
+        return BundleManifest.from_bytes(kept_manifest_path(site, manifest_digest).read_bytes())
+    except (OSError, BundlerError):
+        return None

@@ -4,7 +4,6 @@ view through containerd; a reboot; two technicians at once; credentials; a disk 
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import shutil
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from bundler.oci.client import RegistryClient
@@ -25,8 +23,8 @@ from bundler.site.registry_process import free_port
 from devtools import charts
 from devtools.gitrepo import new_repo
 from devtools.packages import build_deb
-from tests.conftest import Keys, Registry, Run, missing
-from tests.integration.test_docker_engine import build_engine_image
+from tests.conftest import Keys, Registry, Run, SiteFactory, missing
+from tests.helpers import build_engine_image, credentials, registry_session
 
 
 @dataclass
@@ -77,18 +75,9 @@ spec:
     yield Everything(work / "store.bundle.tar", f"docker.io/{tag}", engine["digest"])
 
 
-def init_site(cli: Callable[..., Run], directory: Path, keys: Keys) -> None:
-    r = cli("site", "init", directory, "--trust-key", keys.release.pub, "--group", "line-1",
-            "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
-    assert r.code == 0, r.err
-
-
 @pytest.fixture
-def site(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> Iterator[Path]:
-    directory = tmp_path / "site"
-    init_site(cli, directory, keys)
-    yield directory
-    cli("site", "down", directory)
+def site(make_site: SiteFactory) -> Path:
+    return make_site("site", "--group", "line-1")
 
 
 def status(cli: Callable[..., Run], site: Path, code: int = 0) -> dict[str, Any]:
@@ -96,30 +85,6 @@ def status(cli: Callable[..., Run], site: Path, code: int = 0) -> dict[str, Any]
     r = cli("site", "status", site, "--json")
     assert r.code == code, r.err
     return dict(json.loads(r.out))
-
-
-def credentials(site: Path, file: str = "credentials.json") -> tuple[str, str]:
-    doc = json.loads((site / file).read_text())
-    return doc["username"], doc["password"]
-
-
-def registry_session(site: Path, account: tuple[str, str] | None, scope: str) -> requests.Session:
-    """A client of the site registry the way Docker and skopeo are: the registry's 401 names the token
-    realm; the realm, asked with the account, gives a bearer token for `scope`."""
-    session = requests.Session()  # verify on each request: REQUESTS_CA_BUNDLE would override session.verify
-    session.request = functools.partial(session.request, verify=str(site / "pki" / "ca.pem"))  # type: ignore[method-assign]
-    registry = json.loads(subprocess.run([sys.executable, "-m", "bundler.cli", "site", "status", str(site),
-                                          "--json"], capture_output=True, text=True).stdout)
-    challenge = session.get(f"{registry['services']['registry']['url']}/v2/", timeout=10)
-    assert challenge.status_code == 401
-    fields = dict(part.split("=", 1) for part in challenge.headers["WWW-Authenticate"][7:].split(","))
-    realm, service = fields["realm"].strip('"'), fields["service"].strip('"')
-    r = session.get(realm, params={"service": service, "scope": scope}, auth=account, timeout=10)
-    if account is None or r.status_code != 200:
-        session.headers["X-Token-Status"] = str(r.status_code)
-        return session
-    session.headers["Authorization"] = f"Bearer {r.json()['token']}"
-    return session
 
 
 def test_a_fresh_site_takes_everything_and_survives_a_reboot(
@@ -270,9 +235,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(everything: Everything, sit
 
 
 def test_a_disk_that_is_too_small_is_refused_before_anything_is_written(
-        everything: Everything, small_disk: Path, cli: Callable[..., Run], keys: Keys) -> None:
-    site = small_disk / "site"
-    init_site(cli, site, keys)
+        everything: Everything, small_disk: Path, cli: Callable[..., Run], make_site: SiteFactory) -> None:
+    site = make_site(small_disk / "site", "--group", "line-1")
     try:
         assert cli("site", "up", site).code == 0
         def content() -> list[str]:  # everything but logs and the run directory (pids, the import lock)

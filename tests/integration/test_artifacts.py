@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,8 @@ import yaml
 from bundler.kinds import KINDS
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
-from tests.conftest import Keys, Registry, Run
-from tests.integration.test_appliance import credentials, init_site, registry_session
-from tests.unit.test_cluster_files import crd_schema
+from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.helpers import crd_schema, credentials, registry_session
 
 TITLE = "org.opencontainers.image.title"
 EMPTY = b"{}"
@@ -82,14 +81,9 @@ def models(tmp_path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def running_site(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> Iterator[Path]:
+def running_site(make_site: SiteFactory) -> Path:
     """The default site: `site init` + `site up` (embedded registry with TLS and token auth)."""
-    directory = tmp_path / "site"
-    init_site(cli, directory, keys)
-    up = cli("site", "up", directory)
-    assert up.code == 0, up.err
-    yield directory
-    cli("site", "down", directory)
+    return make_site("site", "--group", "line-1", up=True)
 
 
 def fetch(site: Path, ref: str, accept: str = "application/vnd.oci.image.manifest.v1+json"
@@ -201,7 +195,8 @@ def test_models_and_an_upstream_artifact_round_trip_into_the_default_site(
 
 
 def test_a_delta_carries_only_the_changed_model_and_diff_names_it(
-        cli: Callable[..., Run], keys: Keys, registry: Registry, models: dict[str, bytes], tmp_path: Path) -> None:
+        cli: Callable[..., Run], keys: Keys, registry: Registry, models: dict[str, bytes], tmp_path: Path,
+        make_site: SiteFactory) -> None:
     artifacts = f"""    - path: ./vision
       repository: registry.example.com/models/vision
       tag: "{{tag}}"
@@ -228,8 +223,7 @@ def test_a_delta_carries_only_the_changed_model_and_diff_names_it(
     assert "+ artifact registry.example.com/models/vision:2.1" in cli("diff", tmp_path / "v1.bundle.tar",
                                                                       tmp_path / "v2.bundle.tar").out
 
-    site = tmp_path / "site"
-    assert cli("site", "init", site, "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    site = make_site(registry=registry.url)
     early = cli("import", tmp_path / "v2.bundle.tar", "--site", site)
     assert early.code == 3 and "the site lacks" in early.err  # the delta needs v1's files
     for bundle in ("v1", "v2"):

@@ -19,7 +19,7 @@ from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from devtools import charts
 from devtools.samples import SampleSet, push_samples
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, SiteFactory
 
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 HELM_CHART = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
@@ -69,7 +69,8 @@ def manifest_of(site: Registry, repo: str, tag: str) -> tuple[dict[str, object],
 
 
 def test_repository_chart_with_range_dependencies_and_images(
-        world: ChartWorld, registry: Registry, cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
+        world: ChartWorld, registry: Registry, cli: Callable[..., Run], keys: Keys, tmp_path: Path,
+        make_site: SiteFactory) -> None:
     (tmp_path / "profile.yaml").write_text(profile(world, f"""\
     - repo: {world.repo_url}
       name: webapp
@@ -91,7 +92,7 @@ def test_repository_chart_with_range_dependencies_and_images(
     bundled = {i["ref"] for i in info["images"]}
     assert {f"{host}/demo/{n}:1.0" for n in ("hello", "app-a", "app-b")} <= bundled
 
-    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    make_site(registry=registry.url)
     imported = cli("import", "c.bundle.tar", "--site", "site", "--json")
     assert imported.code == 0, imported.err
     assert json.loads(imported.out)["added"]["charts"] == 2
@@ -114,12 +115,12 @@ def test_repository_chart_with_range_dependencies_and_images(
 
 
 def test_oci_chart_round_trips_with_the_same_digest(world: ChartWorld, registry: Registry, cli: Callable[..., Run],
-                                                    keys: Keys, tmp_path: Path) -> None:
+                                                    keys: Keys, tmp_path: Path, make_site: SiteFactory) -> None:
     archive = charts.package(tmp_path, "ocichart", "0.3.1")
     digest = charts.push_oci_chart(RegistryClient(world.source.host), "helm/ocichart", archive)
     (tmp_path / "profile.yaml").write_text(profile(world, f"    - ref: oci://{world.source.host}/helm/ocichart:0.3.1\n"))
     assert cli("build", "profile.yaml", "-o", "o.bundle.tar", "--key", keys.release.key).code == 0
-    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    make_site(registry=registry.url)
     imported = cli("import", "o.bundle.tar", "--site", "site")
     assert imported.code == 0, imported.err
     _, site_digest = manifest_of(registry, "charts/ocichart", "0.3.1")
@@ -181,7 +182,7 @@ def test_bad_chart_sources_are_refused(case: str, message: str, cli: Callable[..
 
 
 def test_chart_versions_from_the_wild_resolve_as_helm_resolves_them(
-        registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+        registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path, make_site: SiteFactory) -> None:
     """cert-manager publishes `v1.14.4`; others `1.2` or `2.0.0-rc.1`; an index may hold junk."""
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -207,7 +208,7 @@ def test_chart_versions_from_the_wild_resolve_as_helm_resolves_them(
     assert picked == {"1.14.4": "v1.14.4", "v1.14.x": "v1.14.4", "~1.2": "1.2", ">=2.0.0-rc.0": "2.0.0-rc.1"}
     assert none.code == 2 and "available: 2.0.0-rc.1, v1.14.4, v1.14.3, 1.2; not versions: 'latest'" in none.err
 
-    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    make_site(registry=registry.url)
     r = cli("import", "wild-0.bundle.tar", "--site", "site")
     assert r.code == 0, r.err
     # tagged as Helm tags it (the version as published), so `helm pull --version v1.14.4` finds it

@@ -17,14 +17,13 @@ import pytest
 from bundler.bundle.parent import load_manifest
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
-from bundler.site.registry_process import free_port
 from bundler.site.tokens import QUARANTINE
 from devtools import charts
 from devtools import images as im
 from devtools.gitrepo import commit, git
 from devtools.packages import build_deb
 from devtools.samples import push_samples
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, SiteFactory
 
 
 @dataclass
@@ -84,13 +83,6 @@ def versions(registry_factory: Callable[[], Registry], keys: Keys,
         yield Versions(work, v1, delta, full, refs)  # the chart repository stays up for the module
 
 
-def make_site(cli: Callable[..., Run], registry: Registry, keys: Keys, directory: Path) -> Path:
-    r = cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub, "--group",
-            "line-1", "--http-listen", f"127.0.0.1:{free_port()}")
-    assert r.code == 0, r.err
-    return directory
-
-
 def site_view(site: Path, registry: Registry, refs: list[str]) -> dict[str, object]:
     client = RegistryClient(registry.host)
     images = {}
@@ -106,7 +98,7 @@ def site_view(site: Path, registry: Registry, refs: list[str]) -> dict[str, obje
 
 def test_a_delta_carries_only_the_new_bytes_and_ends_identical(
         versions: Versions, registry_factory: Callable[[], Registry], keys: Keys, cli: Callable[..., Run],
-        tmp_path: Path) -> None:
+        tmp_path: Path, make_site: SiteFactory) -> None:
     delta, _ = load_manifest(versions.v2_delta)
     v1, _ = load_manifest(versions.v1)
     assert delta.parent and delta.parent["version"] == "1.0.0" and delta.requires
@@ -116,18 +108,18 @@ def test_a_delta_carries_only_the_new_bytes_and_ends_identical(
     assert size < versions.v2_full.stat().st_size / 3
 
     upgraded_registry, fresh_registry = registry_factory(), registry_factory()
-    upgraded = make_site(cli, upgraded_registry, keys, tmp_path / "upgraded")
+    upgraded = make_site("upgraded", "--group", "line-1", registry=upgraded_registry.url)
     assert cli("import", versions.v1, "--site", upgraded).code == 0
     r = cli("import", versions.v2_delta, "--site", upgraded)
     assert r.code == 0, r.err
-    fresh = make_site(cli, fresh_registry, keys, tmp_path / "fresh")
+    fresh = make_site("fresh", "--group", "line-1", registry=fresh_registry.url)
     assert cli("import", versions.v2_full, "--site", fresh).code == 0
     assert site_view(upgraded, upgraded_registry, versions.refs) == site_view(fresh, fresh_registry, versions.refs)
 
 
 def test_a_delta_and_its_full_bundle_are_one_release(
         versions: Versions, registry_factory: Callable[[], Registry], keys: Keys, cli: Callable[..., Run],
-        tmp_path: Path) -> None:
+        tmp_path: Path, make_site: SiteFactory) -> None:
     delta, delta_digest = load_manifest(versions.v2_delta)
     full, full_digest = load_manifest(versions.v2_full)
     assert delta_digest != full_digest and delta.content_digest == full.content_digest
@@ -138,13 +130,13 @@ def test_a_delta_and_its_full_bundle_are_one_release(
         assert r.code == 0, r.err
         return dict(json.loads(r.out))
 
-    after_delta = make_site(cli, registry_factory(), keys, tmp_path / "after-delta")
+    after_delta = make_site("after-delta", "--group", "line-1", registry=registry_factory().url)
     imported(versions.v1, after_delta)
     imported(versions.v2_delta, after_delta)
     again = imported(versions.v2_full, after_delta)  # nothing is missing: nothing is sent
     assert again["bytes_sent"] == 0 and not any(again["added"].values())  # type: ignore[attr-defined]
 
-    after_full = make_site(cli, registry_factory(), keys, tmp_path / "after-full")
+    after_full = make_site("after-full", "--group", "line-1", registry=registry_factory().url)
     imported(versions.v1, after_full)
     imported(versions.v2_full, after_full)
     again = imported(versions.v2_delta, after_full)
@@ -164,8 +156,9 @@ def test_a_delta_and_its_full_bundle_are_one_release(
 
 
 def test_a_delta_on_a_site_without_its_base_is_refused_before_writing(
-        versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
-    site = make_site(cli, registry, keys, tmp_path / "site")
+        versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path,
+        make_site: SiteFactory) -> None:
+    site = make_site("site", "--group", "line-1", registry=registry.url)
     refused = cli("import", versions.v2_delta, "--site", site)
     assert refused.code == 3
     assert "this delta builds on store 1.0.0, and the site lacks" in refused.err
@@ -176,8 +169,8 @@ def test_a_delta_on_a_site_without_its_base_is_refused_before_writing(
 
 
 def test_a_site_receipt_is_a_parent(versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run],
-                                    tmp_path: Path) -> None:
-    site = make_site(cli, registry, keys, tmp_path / "site")
+                                    tmp_path: Path, make_site: SiteFactory) -> None:
+    site = make_site("site", "--group", "line-1", registry=registry.url)
     assert cli("import", versions.v1, "--site", site).code == 0
     receipt = cli("site", "receipt", site)
     assert receipt.code == 0, receipt.err
@@ -203,7 +196,8 @@ def test_a_site_receipt_is_a_parent(versions: Versions, registry: Registry, keys
 
 
 def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
-        versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+        versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path,
+        make_site: SiteFactory) -> None:
     built = subprocess.run([sys.executable, "-m", "bundler.cli", "build", "profile-2.0.0.yaml", "-o",
                             str(tmp_path / "split.bundle.tar"), "--key", str(keys.release.key), "--split-size", "2M"],
                            cwd=versions.work, capture_output=True, text=True)
@@ -223,7 +217,7 @@ def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
     second.write_bytes(bytes(data))
     verified = cli("verify", damaged / parts[0].name, "--key", keys.release.pub)
     assert verified.code == 3 and f"part {parts[1].name} is damaged" in verified.err
-    site = make_site(cli, registry, keys, tmp_path / "site")
+    site = make_site("site", "--group", "line-1", registry=registry.url)
     refused = cli("import", damaged / index.name, "--site", site)
     assert refused.code == 3 and f"part {parts[1].name} is damaged" in refused.err
     assert registry.catalog() == [] and not (site / "state.json").exists()
@@ -240,8 +234,8 @@ def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
 
 def test_an_import_killed_midway_resumes_without_resending(
         versions: Versions, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path,
-        skopeo: str) -> None:
-    site = make_site(cli, registry, keys, tmp_path / "site")
+        skopeo: str, make_site: SiteFactory) -> None:
+    site = make_site("site", "--group", "line-1", registry=registry.url)
     manifest, _ = load_manifest(versions.v2_full)
     client = RegistryClient(registry.host)
     blobs = {p.split("/")[-1]: e.size for p, e in manifest.files.items() if p.startswith("oci/blobs/")}

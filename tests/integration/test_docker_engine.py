@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Keys, Registry, Run
-
-
-def build_engine_image(client: Any, tag: str, message: str) -> None:
-    dockerfile = f'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox", "echo", "{message}"]\n'
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        tar.add("/bin/busybox", arcname="busybox")
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile.encode()))
-    context.seek(0)
-    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.helpers import build_engine_image
 
 
 def test_docker_daemon_image_runs_from_the_site(docker_client: Any, registry: Registry, keys: Keys,
-                                                cli: Callable[..., Run], tmp_path: Path) -> None:
+                                                cli: Callable[..., Run], tmp_path: Path,
+        make_site: SiteFactory) -> None:
     tag = f"bundler-test/hello:{uuid.uuid4().hex[:8]}"
     message = f"hello from the engine {tag}"
     build_engine_image(docker_client, tag, message)
@@ -36,7 +24,7 @@ def test_docker_daemon_image_runs_from_the_site(docker_client: Any, registry: Re
     assert built.code == 0, built.err
     docker_client.images.remove(tag, force=True)  # the site is now the only place that has it
 
-    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    make_site(registry=registry.url)
     imported = cli("import", "engine.bundle.tar", "--site", "site")
     assert imported.code == 0, imported.err
 

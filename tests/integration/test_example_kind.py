@@ -17,7 +17,7 @@ import requests
 
 from bundler.site.registry_process import free_port
 from tests.conftest import Keys, Run
-from tests.integration.test_appliance import credentials
+from tests.helpers import credentials
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from bundler.oci.client import RegistryClient
-from bundler.site.registry_process import free_port
 from devtools.samples import push_samples
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, SiteFactory
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +35,9 @@ def releases(registry_factory: Callable[[], Registry], keys: Keys,
     return built
 
 
-def site_running(cli: Callable[..., Run], registry: Registry, keys: Keys, directory: Path, name: str,
+def site_running(make_site: SiteFactory, cli: Callable[..., Run], registry: Registry, name: str,
                  *bundles: Path) -> Path:
-    assert cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
-               "--name", name, "--http-listen", f"127.0.0.1:{free_port()}").code == 0
+    directory = make_site(name, "--name", name, registry=registry.url)
     for bundle in bundles:
         r = cli("import", bundle, "--site", directory)
         assert r.code == 0, r.err
@@ -48,11 +46,11 @@ def site_running(cli: Callable[..., Run], registry: Registry, keys: Keys, direct
 
 def test_the_fleet_knows_which_site_runs_what_and_refuses_an_edited_receipt(
         releases: dict[str, Path], registry_factory: Callable[[], Registry], keys: Keys,
-        cli: Callable[..., Run], tmp_path: Path) -> None:
+        cli: Callable[..., Run], tmp_path: Path, make_site: SiteFactory) -> None:
     v1, v2 = releases["1.0.0"], releases["2.0.0"]
-    sites = {"store-1": site_running(cli, registry_factory(), keys, tmp_path / "s1", "store-1", v1),
-             "store-2": site_running(cli, registry_factory(), keys, tmp_path / "s2", "store-2", v1, v2),
-             "store-3": site_running(cli, registry_factory(), keys, tmp_path / "s3", "store-3", v2)}
+    sites = {"store-1": site_running(make_site, cli, registry_factory(), "store-1", v1),
+             "store-2": site_running(make_site, cli, registry_factory(), "store-2", v1, v2),
+             "store-3": site_running(make_site, cli, registry_factory(), "store-3", v2)}
     receipts = {}
     for name, site in sites.items():
         assert (site / "site.pub").exists() and oct((site / "pki" / "site.key").stat().st_mode)[-3:] == "600"
@@ -112,12 +110,12 @@ def test_the_fleet_knows_which_site_runs_what_and_refuses_an_edited_receipt(
 
 def test_for_fleet_deltas_bring_every_site_to_the_same_content(
         releases: dict[str, Path], registry_factory: Callable[[], Registry], keys: Keys,
-        cli: Callable[..., Run], tmp_path: Path) -> None:
+        cli: Callable[..., Run], tmp_path: Path, make_site: SiteFactory) -> None:
     v1, v2 = releases["1.0.0"], releases["2.0.0"]
     work = v2.parent
-    sites = {"old": site_running(cli, registry_factory(), keys, tmp_path / "old", "old", v1),
-             "new": site_running(cli, registry_factory(), keys, tmp_path / "new", "new", v1, v2),
-             "bare": site_running(cli, registry_factory(), keys, tmp_path / "bare", "bare")}
+    sites = {"old": site_running(make_site, cli, registry_factory(), "old", v1),
+             "new": site_running(make_site, cli, registry_factory(), "new", v1, v2),
+             "bare": site_running(make_site, cli, registry_factory(), "bare")}
     fleet = ["--fleet", tmp_path / "fleet"]
     assert cli("fleet", "enroll", *(site / "site.pub" for site in sites.values()), *fleet).code == 0
     for name, site in sites.items():

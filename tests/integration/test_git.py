@@ -22,7 +22,7 @@ from bundler import signing
 from bundler.bundle.manifest import BundleManifest, signatures_json
 from bundler.keyfiles import load_signing_key
 from bundler.site.registry_process import free_port
-from tests.conftest import Keys, Registry, Run, missing
+from tests.conftest import Keys, Registry, Run, SiteFactory, missing
 
 AUTHOR = ["-c", "user.email=dev@example.com", "-c", "user.name=Dev"]
 
@@ -71,13 +71,8 @@ def profile(tmp_path: Path, url: str | Path, version: str, refs: str = '[main, "
 
 
 @pytest.fixture
-def site(tmp_path: Path, registry: Registry, keys: Keys, cli: Callable[..., Run]) -> Iterator[Path]:
-    directory = tmp_path / "site"
-    r = cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
-            "--http-listen", f"127.0.0.1:{free_port()}")
-    assert r.code == 0, r.err
-    yield directory
-    cli("site", "down", directory)
+def site(make_site: SiteFactory, registry: Registry) -> Path:
+    return make_site(registry=registry.url)
 
 
 def clone_env(site: Path) -> dict[str, str]:

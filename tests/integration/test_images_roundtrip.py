@@ -12,7 +12,7 @@ from pathlib import Path
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from devtools.samples import SampleSet, push_samples
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, SiteFactory
 
 
 def site_ref(site: Registry, ref: str) -> str:
@@ -35,7 +35,7 @@ def build(cli: Callable[..., Run], tmp_path: Path, samples: SampleSet, key: Path
 
 
 def test_round_trip_keeps_every_digest(cli: Callable[..., Run], registry_factory: Callable[[], Registry],
-                                       skopeo: str, keys: Keys, tmp_path: Path) -> None:
+                                       skopeo: str, keys: Keys, tmp_path: Path, make_site: SiteFactory) -> None:
     source, site = registry_factory(), registry_factory()
     samples = push_samples(RegistryClient(source.host))
     bundle = build(cli, tmp_path, samples, keys.release.key)
@@ -48,7 +48,7 @@ def test_round_trip_keeps_every_digest(cli: Callable[..., Run], registry_factory
     assert {i["ref"]: i["digest"] for i in info["images"]} == {
         str(ImageReference.parse(ref)): digest for ref, digest in samples.refs.items()}
 
-    assert cli("site", "init", "site", "--registry", site.url, "--trust-key", keys.release.pub).code == 0
+    make_site(registry=site.url)
     imported = cli("import", bundle, "--site", "site", "--json")
     assert imported.code == 0, imported.err
     first = json.loads(imported.out)

@@ -15,10 +15,9 @@ import pytest
 import requests
 
 from bundler.oci.client import RegistryClient
-from bundler.site.registry_process import free_port
 from devtools import images as im
-from tests.conftest import Keys, Registry, Run, missing
-from tests.integration.test_appliance import credentials
+from tests.conftest import Keys, Registry, Run, SiteFactory, missing
+from tests.helpers import credentials
 
 EVIL = "<script>alert('x')</script>"
 
@@ -43,7 +42,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def site(cli: Callable[..., Run], keys: Keys, registry: Registry, tmp_path: Path) -> Iterator[Path]:
+def site(cli: Callable[..., Run], keys: Keys, registry: Registry, tmp_path: Path, make_site: SiteFactory) -> Path:
     """A default site running one release: an image and an update approved for line-1 whose
     version (free text in a profile) is a script tag."""
     im.push_image(RegistryClient(registry.host), "store/pos", "1.0", [im.random_layer(50_000, 90)], oci=True)
@@ -54,16 +53,9 @@ def site(cli: Callable[..., Run], keys: Keys, registry: Registry, tmp_path: Path
         f"    - path: agent.bin\n      name: agent\n      metadata: {{version: \"{EVIL}\"}}\n      approve: [line-1]\n")
     built = cli("build", tmp_path / "store.yaml", "-o", tmp_path / "store.bundle.tar", "--key", keys.release.key)
     assert built.code == 0, built.err
-    directory = tmp_path / "site"
-    r = cli("site", "init", directory, "--trust-key", keys.release.pub, "--group", "line-1", "--name", "store-7",
-            "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
-    assert r.code == 0, r.err
-    assert cli("site", "up", directory).code == 0
-    try:
-        assert cli("import", tmp_path / "store.bundle.tar", "--site", directory).code == 0
-        yield directory
-    finally:
-        cli("site", "down", directory)
+    directory = make_site("site", "--group", "line-1", "--name", "store-7", up=True)
+    assert cli("import", tmp_path / "store.bundle.tar", "--site", directory).code == 0
+    return directory
 
 
 def enroll(cli: Callable[..., Run], site: Path) -> str:

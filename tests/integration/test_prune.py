@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
-from bundler.site.registry_process import free_port
 from devtools import images as im
-from tests.conftest import Keys, Registry, Run, small_tmpfs
-from tests.integration.test_appliance import credentials
-from tests.integration.test_supply_chain import EMPTY, EMPTY_CONFIG, SCAN_TYPE, push_blob, push_manifest, sign
+from tests.conftest import Keys, Registry, Run, SiteFactory, small_tmpfs
+from tests.helpers import EMPTY, EMPTY_CONFIG, SCAN_TYPE, credentials, push_blob, push_manifest, sign
 
 MB = 1 << 20
 
@@ -88,20 +86,8 @@ def releases(registry_factory: Callable[[], Registry], keys: Keys,
 
 
 @pytest.fixture
-def site(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> Iterator[Path]:
-    directory = tmp_path / "site"
-    yield from running_site(cli, keys, directory)
-
-
-def running_site(cli: Callable[..., Run], keys: Keys, directory: Path) -> Iterator[Path]:
-    r = cli("site", "init", directory, "--trust-key", keys.release.pub, "--group", "line-1",
-            "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
-    assert r.code == 0, r.err
-    assert cli("site", "up", directory).code == 0
-    try:
-        yield directory
-    finally:
-        cli("site", "down", directory)
+def site(make_site: SiteFactory) -> Path:
+    return make_site("site", "--group", "line-1", up=True)
 
 
 def blob_file(site: Path, digest: str) -> Path:
@@ -195,9 +181,10 @@ def site_client(site: Path) -> RegistryClient:
 
 
 def test_prune_succeeds_on_a_full_disk_and_frees_space(
-        cli: Callable[..., Run], keys: Keys, releases: Releases, tmp_path: Path) -> None:
+        cli: Callable[..., Run], make_site: SiteFactory, releases: Releases, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk", "100m") as disk:
-        for site in running_site(cli, keys, disk / "site"):
+        site = make_site(disk / "site", "--group", "line-1", up=True)
+        try:  # stopped before the disk goes
             import_all(cli, site, releases.bundles[:2])
             filler = disk / "filler"
             with open(filler, "wb") as f:  # the disk is full now
@@ -214,6 +201,8 @@ def test_prune_succeeds_on_a_full_disk_and_frees_space(
             assert not blob_file(site, releases.own_layers[0].digest).exists()
             assert site_client(site).head_manifest(ImageReference.parse(releases.refs[1]).site_repository,
                                                    "2.0") == releases.digests[1]
+        finally:
+            cli("site", "down", site)
 
 
 def test_a_prune_killed_midway_and_run_again_leaves_every_kept_image_pullable(

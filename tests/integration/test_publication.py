@@ -22,10 +22,9 @@ from bundler.bundle import parts
 from bundler.bundle.parent import load_manifest
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
-from bundler.site.registry_process import free_port
 from devtools.packages import build_deb
 from devtools.samples import push_samples
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, SiteFactory
 
 
 @dataclass
@@ -50,13 +49,6 @@ def built(registry_factory: Callable[[], Registry], keys: Keys, tmp_path_factory
                         "--key", str(keys.release.key)], cwd=work, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return Built(work / "store.bundle.tar", refs)
-
-
-def site_for(cli: Callable[..., Run], registry: Registry, keys: Keys, directory: Path) -> Path:
-    r = cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
-            "--http-listen", f"127.0.0.1:{free_port()}")
-    assert r.code == 0, r.err
-    return directory
 
 
 def visible(registry: Registry, bundle: Path) -> dict[str, object]:
@@ -100,12 +92,12 @@ def last_update(bundle: Path) -> tarfile.TarInfo:
 @pytest.mark.parametrize("damaged", [middle_layer, last_update], ids=["a layer", "an update payload"])
 def test_a_corrupt_payload_in_the_middle_leaves_no_tag_and_no_manifest(
         damaged: Callable[[Path], tarfile.TarInfo], built: Built, registry: Registry, keys: Keys,
-        cli: Callable[..., Run], tmp_path: Path) -> None:
+        cli: Callable[..., Run], tmp_path: Path, make_site: SiteFactory) -> None:
     bundle = tmp_path / "corrupt.bundle.tar"
     shutil.copy(built.bundle, bundle)
     layer = damaged(bundle)
     flip(bundle, layer)
-    site = site_for(cli, registry, keys, tmp_path / "site")
+    site = make_site(registry=registry.url)
     refused = cli("import", bundle, "--site", site)
     assert refused.code == 3, refused.err
     assert layer.name in refused.err
@@ -118,14 +110,15 @@ def test_a_corrupt_payload_in_the_middle_leaves_no_tag_and_no_manifest(
 
 
 def test_a_bundle_rewritten_during_the_import_never_gets_an_unlisted_manifest_under_a_tag(
-        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path,
+        make_site: SiteFactory) -> None:
     """A writer races the import (a flaky or hostile medium): it changes a manifest the registry
     already holds by digest, and the last update payload, while the import reads the file. The
     import ends refused, or imports only what verified; no tag names a manifest bundle.json lacks."""
     bundle = tmp_path / "racing.bundle.tar"
     shutil.copy(built.bundle, bundle)
     manifest, _ = load_manifest(bundle)
-    site = site_for(cli, registry, keys, tmp_path / "site")
+    site = make_site(registry=registry.url)
     first = manifest.entries("images")[0]
     ref = ImageReference.parse(first.ref)
     with tarfile.open(bundle) as tar:
@@ -165,8 +158,9 @@ def tar_bytes(bundle: Path, member: tarfile.TarInfo) -> bytes:
 
 
 def test_an_import_killed_after_its_first_tag_moved_says_so_and_a_rerun_finishes(
-        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
-    site = site_for(cli, registry, keys, tmp_path / "site")
+        built: Built, registry: Registry, keys: Keys, cli: Callable[..., Run], tmp_path: Path,
+        make_site: SiteFactory) -> None:
+    site = make_site(registry=registry.url)
     manifest, digest = load_manifest(built.bundle)
     first = ImageReference.parse(manifest.entries("images")[0].ref)
     client = RegistryClient(registry.host)
@@ -215,25 +209,18 @@ def test_a_split_bundle_whose_part_is_a_fifo_is_refused_at_once(built: Built, ke
 
 @pytest.mark.parametrize("embedded", [False, True], ids=["plain registry", "default site"])
 def test_an_import_reads_each_byte_of_the_bundle_once(embedded: bool, built: Built, registry: Registry, keys: Keys,
-                                                      cli: Callable[..., Run], tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    where = ["--registry-listen", f"127.0.0.1:{free_port()}"] if embedded else ["--registry", registry.url]
-    assert cli("site", "init", site, "--trust-key", keys.release.pub, *where, "--group", "line-1",
-               "--http-listen", f"127.0.0.1:{free_port()}").code == 0
-    try:
-        if embedded:
-            assert cli("site", "up", site).code == 0
-        imported = cli("import", built.bundle, "--site", site, "--json")
-        assert imported.code == 0, imported.err
-        read = json.loads(imported.out)["bundle_bytes_read"]
-        size = built.bundle.stat().st_size
-        assert size * 0.9 <= read <= size * 1.05, (read, size)  # was 2.0x: a hashing pass, then the copy
-    finally:
-        cli("site", "down", site)
+                                                      cli: Callable[..., Run], tmp_path: Path,
+        make_site: SiteFactory) -> None:
+    site = make_site("site", "--group", "line-1", registry=None if embedded else registry.url, up=embedded)
+    imported = cli("import", built.bundle, "--site", site, "--json")
+    assert imported.code == 0, imported.err
+    read = json.loads(imported.out)["bundle_bytes_read"]
+    size = built.bundle.stat().st_size
+    assert size * 0.9 <= read <= size * 1.05, (read, size)  # was 2.0x: a hashing pass, then the copy
 
 
 def test_a_refused_import_leaves_nothing_in_the_default_sites_quarantine_and_prune_frees_it(
-        built: Built, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+        built: Built, keys: Keys, cli: Callable[..., Run], tmp_path: Path, make_site: SiteFactory) -> None:
     """On the default site (embedded registry, token auth), a bundle refused half-way through the
     transfer takes its blobs out of the quarantine again (no account reads them there), and the next
     prune counts and frees their bytes."""
@@ -243,27 +230,21 @@ def test_a_refused_import_leaves_nothing_in_the_default_sites_quarantine_and_pru
     shutil.copy(built.bundle, bundle)
     layer = middle_layer(bundle)
     flip(bundle, layer)
-    site = tmp_path / "site"
-    r = cli("site", "init", site, "--trust-key", keys.release.pub, "--registry-listen", f"127.0.0.1:{free_port()}",
-            "--http-listen", f"127.0.0.1:{free_port()}")
-    assert r.code == 0, r.err
-    assert cli("site", "up", site).code == 0
-    try:
-        refused = cli("import", bundle, "--site", site)
-        assert refused.code == 3 and layer.name in refused.err, refused.err
-        client = load_site(site).registry_client(4)  # the import account: the only one the quarantine grants
-        with tarfile.open(bundle) as tar:
-            blobs = [m for m in tar.getmembers() if m.name.startswith("oci/blobs/sha256/")]
-        storage = site / "registry" / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256"
-        stored = [m for m in blobs if (storage / m.name[-64:][:2] / m.name[-64:] / "data").exists()]
-        assert stored, "the transfer had sent blobs before the refusal"
-        assert not any(client.blob_exists("bundler/quarantine", f"sha256:{m.name[-64:]}") for m in blobs)
-        dry = cli("site", "prune", site, "--dry-run", "--json")
-        assert dry.code == 0, dry.err
-        leftovers = json.loads(dry.out)["bytes_freed"]["leftovers"]
-        assert leftovers >= sum(m.size for m in stored) > 0  # the blobs (and any payloads the cache kept)
-        pruned = cli("site", "prune", site)
-        assert pruned.code == 0, pruned.err
-        assert not any((storage / m.name[-64:][:2] / m.name[-64:] / "data").exists() for m in stored)
-    finally:
-        cli("site", "down", site)
+    site = make_site(up=True)
+    refused = cli("import", bundle, "--site", site)
+    assert refused.code == 3 and layer.name in refused.err, refused.err
+    client = load_site(site).registry_client(4)  # the import account: the only one the quarantine grants
+    with tarfile.open(bundle) as tar:
+        blobs = [m for m in tar.getmembers() if m.name.startswith("oci/blobs/sha256/")]
+    storage = site / "registry" / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    stored = [m for m in blobs if (storage / m.name[-64:][:2] / m.name[-64:] / "data").exists()]
+    assert stored, "the transfer had sent blobs before the refusal"
+    assert not any(client.blob_exists("bundler/quarantine", f"sha256:{m.name[-64:]}") for m in blobs)
+    dry = cli("site", "prune", site, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    leftovers = json.loads(dry.out)["bytes_freed"]["leftovers"]
+    assert leftovers >= sum(m.size for m in stored) > 0  # the blobs (and any payloads the cache kept)
+    pruned = cli("site", "prune", site)
+    assert pruned.code == 0, pruned.err
+    assert not any((storage / m.name[-64:][:2] / m.name[-64:] / "data").exists() for m in stored)
+

@@ -14,7 +14,7 @@ import pytest
 from bundler.oci.client import RegistryClient
 from bundler.site.registry_process import free_port
 from devtools.samples import SampleSet, push_samples
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, SiteFactory
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ CODES = {"tamper_layer": "digest-mismatch", "tamper_manifest_blob": "digest-mism
 @pytest.mark.parametrize("tamper", [tamper_layer, tamper_manifest_blob, delete_file, add_unlisted_file, add_link])
 def test_tampered_bundle_is_refused_and_changes_nothing(
         tamper: Callable[[Path], str], built: tuple[Path, SampleSet], registry: Registry, keys: Keys,
-        cli: Callable[..., Run], tmp_path: Path) -> None:
+        cli: Callable[..., Run], tmp_path: Path, make_site: SiteFactory) -> None:
     bundle = tmp_path / "tampered.bundle.tar"
     shutil.copy(built[0], bundle)
     name = tamper(bundle)
@@ -114,7 +114,7 @@ def test_tampered_bundle_is_refused_and_changes_nothing(
     assert as_json["verified"] is False
     assert {(p["code"], p["subject"]) for p in as_json["problems"]} >= {(CODES[tamper.__name__], name)}
 
-    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    make_site(registry=registry.url)
     before = registry.catalog()
     imported = cli("import", bundle, "--site", "site")
     assert imported.code == 3, imported.err
@@ -208,17 +208,17 @@ def test_import_into_a_directory_that_is_not_a_site(built: tuple[Path, SampleSet
 
 
 def test_import_when_the_site_registry_is_down(built: tuple[Path, SampleSet], cli: Callable[..., Run],
-                                               keys: Keys) -> None:
+                                               keys: Keys, make_site: SiteFactory) -> None:
     down = f"http://127.0.0.1:{free_port()}"
-    assert cli("site", "init", "site", "--registry", down, "--trust-key", keys.release.pub).code == 0
+    make_site(registry=down)
     r = cli("import", built[0], "--site", "site")
     assert r.code == 4 and "cannot reach registry" in one_line_error(r.err)
 
 
 def test_tampered_copy_of_an_imported_bundle_sends_nothing_and_is_refused_once_needed(
         built: tuple[Path, SampleSet], registry: Registry, cli: Callable[..., Run], keys: Keys,
-        tmp_path: Path) -> None:
-    assert cli("site", "init", "site", "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+        tmp_path: Path, make_site: SiteFactory) -> None:
+    make_site(registry=registry.url)
     assert cli("import", built[0], "--site", "site").code == 0
     bundle = tmp_path / "tampered.bundle.tar"
     shutil.copy(built[0], bundle)

@@ -14,7 +14,6 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,44 +24,18 @@ from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run
-from tests.integration.test_appliance import credentials, registry_session
-
-SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
-SIGNATURE = "dev.cosignproject.cosign/signature"
-EMPTY = b"{}"
-EMPTY_CONFIG = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": im.sha(EMPTY), "size": 2}
-SCAN_TYPE = "application/vnd.example.scan.v1+json"
-
-
-def push_blob(client: RegistryClient, repo: str, data: bytes) -> dict[str, Any]:
-    client.push_blob(repo, im.sha(data), len(data), lambda: iter([data]))
-    return {"digest": im.sha(data), "size": len(data)}
-
-
-def push_manifest(client: RegistryClient, repo: str, tag: str | None, doc: dict[str, Any]) -> tuple[str, int]:
-    data = json.dumps(doc).encode()
-    client.put_manifest(repo, tag or im.sha(data), data, doc["mediaType"])
-    return im.sha(data), len(data)
-
-
-def cosign_manifest(client: RegistryClient, repo: str,
-                    layers: list[tuple[str, bytes, dict[str, str]]]) -> dict[str, Any]:
-    """A manifest as cosign writes one: a small OCI config, then its layers with annotations."""
-    config = push_blob(client, repo, b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers"}}')
-    return {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
-            "config": {"mediaType": media.OCI_CONFIG, **config},
-            "layers": [{"mediaType": kind, **push_blob(client, repo, data), "annotations": notes}
-                       for kind, data, notes in layers]}
-
-
-def sign(client: RegistryClient, host: str, repo: str, digest: str, key: ec.EllipticCurvePrivateKey) -> str:
-    """A keyed cosign signature of `digest` under `sha256-<hex>.sig` (cosign's simple signing)."""
-    payload = json.dumps({"critical": {"identity": {"docker-reference": f"{host}/{repo}"},
-                                       "image": {"docker-manifest-digest": digest},
-                                       "type": "cosign container image signature"}, "optional": None}).encode()
-    signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
-    doc = cosign_manifest(client, repo, [(SIMPLE_SIGNING, payload, {SIGNATURE: signature})])
-    return push_manifest(client, repo, f"sha256-{digest[7:]}.sig", doc)[0]
+from tests.helpers import (
+    EMPTY,
+    EMPTY_CONFIG,
+    SCAN_TYPE,
+    SIGNATURE,
+    cosign_manifest,
+    credentials,
+    push_blob,
+    push_manifest,
+    registry_session,
+    sign,
+)
 
 
 def public_pem(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:

@@ -22,6 +22,7 @@ from bundler.kinds.repos.site import write_flux_git_repositories
 from bundler.pipeline.setup import create_site as init_site
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteState
+from tests.helpers import crd_schema
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # core/v1 Secret, the fields of the Kubernetes OpenAPI definition io.k8s.api.core.v1.Secret a manifest may set
@@ -37,12 +38,6 @@ SECRET_SCHEMA = {
         "stringData": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
-
-
-def crd_schema(plural: str, version: str) -> dict[str, Any]:
-    crd = yaml.safe_load((ASSETS / "flux" / f"{plural}.yaml").read_text())
-    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
-    return dict(served["schema"]["openAPIV3Schema"])
 
 
 def validate(doc: dict[str, Any], schema: dict[str, Any]) -> None:

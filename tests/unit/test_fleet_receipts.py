@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bundler.errors import RefusedError, UsageError
 from bundler.fleet.report import fleet_page
 from bundler.fleet.store import Fleet
-from bundler.pipeline.importer import site_receipt
+from bundler.pipeline.receipt import site_receipt
 from bundler.pipeline.setup import create_site as init_site
 from bundler.signing import generate_key, public_pem
 from bundler.site.identity import load_site_key, signed

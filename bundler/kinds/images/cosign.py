@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bundler.keyfiles import load_trusted_key
 from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.signing import TrustedKey
@@ -79,8 +80,6 @@ def signers(read: Callable[[str], bytes], signature_manifest: str, subject: str,
 
 def load_rules(rules: Sequence[Any], base: Path) -> list[ImageRule]:
     """The profile's spec.imagePolicy with its key files read (relative to the profile)."""
-    from bundler.keyfiles import load_trusted_key
-
     return [ImageRule(rule.images, tuple(load_trusted_key(base / key) for key in rule.keys)) for rule in rules]
 
 

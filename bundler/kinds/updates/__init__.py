@@ -13,6 +13,7 @@ from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, changes
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, init_updates, publish
 from bundler.kinds.updates.collect import collect_update
+from bundler.kinds.updates.commands import updates as updates_commands
 from bundler.kinds.updates.entry import PAYLOAD_PATTERN, UpdateEntry, updates_of
 from bundler.kinds.updates.server import UpdateServer, front_rules
 from bundler.kinds.updates.spec import UpdateSpec, parse_update
@@ -154,9 +155,7 @@ class Updates(ContentKind):
         return PrunedUpdates(site, kept, leftovers)
 
     def commands(self) -> list[click.Command]:
-        from bundler.kinds.updates.commands import updates
-
-        return [updates]
+        return [updates_commands]
 
     def init_site(self, site: SiteConfig) -> None:
         init_updates(site)  # the cache's directories and the site's OpenPGP key

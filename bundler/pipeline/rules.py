@@ -1,0 +1,133 @@
+"""The site's rules over a bundle, as named policy objects: pure (they read the site's files and
+state, they change nothing), each answering with the problems it finds. The verifier runs them at
+its `site` stage (`SiteRules`: before any payload is read) and its last stage (`KindAdmission`: of
+content whose bytes and graphs verified). `import` and `verify --site` take the same rules:
+
+    Rollback       a bundle name's release older than what the site runs, or the same version with
+                   other content (a full bundle and its delta of one version are one release)
+    TagOwnership   a tag another bundle name set, or a newer release of this name set (rollback per tag)
+    KindBases      what each content kind refuses before a payload is read (a delta's Git base the site lacks)
+    KindAdmission  what each content kind refuses of verified content (images: signatures the site's
+                   image keys ask for, owned signature tags; repos and updates: names another bundle owns)
+
+`--allow-downgrade` is the one way past Rollback and TagOwnership; nothing passes the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bundler import problems
+from bundler.bundle.manifest import BundleManifest
+from bundler.bundle.reader import BundleReader
+from bundler.kinds import KINDS
+from bundler.pipeline.registry import site_artifacts
+from bundler.problems import Problem
+from bundler.site.config import SiteConfig, SiteState, kept_manifest
+from bundler.versions import Version
+
+DOWNGRADE_HINT = "this is older than what the site runs; only with a reason: `--allow-downgrade`"
+
+
+class Rule(Protocol):
+    def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]: ...
+
+
+def recorded_content(site: SiteConfig, bundle: dict[str, str]) -> str | None:
+    """The content digest of a bundle the site imported (from the manifest it kept, for older state)."""
+    if isinstance(bundle.get("content_digest"), str):
+        return str(bundle["content_digest"])
+    kept = kept_manifest(site, str(bundle["manifest_digest"]))
+    return kept.content_digest if kept is not None else None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    site: SiteConfig
+    state: SiteState
+
+    def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
+        current = self.state.latest(manifest.name)
+        if current is None or current["manifest_digest"] == digest:
+            return []
+        running = f"the site runs {manifest.name} {current['version']} ({current['manifest_digest'][:19]})"
+        if Version(manifest.version) < Version(current["version"]):
+            return [Problem(problems.ROLLBACK, manifest.name,
+                            f"rollback refused: {running}; this bundle is the older {manifest.version}",
+                            current["version"], manifest.version, hint=DOWNGRADE_HINT)]
+        if Version(manifest.version) == Version(current["version"]):
+            recorded = recorded_content(self.site, current)
+            if recorded == manifest.content_digest:
+                return []  # the same release packed another way (a delta and its full bundle)
+            return [Problem(problems.SAME_VERSION_OTHER_CONTENT, manifest.name,
+                            f"refused: {running}; this bundle claims the same version with different content "
+                            f"({manifest.content_digest[:19]})", recorded, manifest.content_digest,
+                            hint="two different bundles were given one version: ask release engineering for a new "
+                                 "version (a delta and its full bundle are the same release: either imports after "
+                                 "the other)")]
+        return []
+
+
+@dataclass(frozen=True)
+class TagOwnership:
+    """A tag moves only for the bundle name that set it, and never back to an older release of it."""
+    site: SiteConfig
+    state: SiteState
+
+    def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
+        for artifact in site_artifacts(manifest, self.site):
+            key = f"{artifact.repo}:{artifact.tag}"
+            owner = self.state.tags.get(key) if artifact.tag and artifact.release_tag else None
+            if owner is None or owner["digest"] == artifact.digest:
+                continue
+            if owner["name"] != manifest.name:
+                return [Problem(problems.TAG_CLAIMED, key,
+                                f"refused: tag {key} was set by {owner['name']} {owner['version']}; this bundle "
+                                f"({manifest.name} {manifest.version}) would move it to {artifact.digest[:19]}",
+                                owner["digest"], artifact.digest,
+                                hint="two releases claim one tag: ask release engineering; only with a reason: "
+                                     "`--allow-downgrade`")]
+            if Version(owner["version"]) > Version(manifest.version):
+                return [Problem(problems.ROLLBACK, key,
+                                f"rollback refused: tag {key} holds {manifest.name} {owner['version']}; this bundle "
+                                f"is the older {manifest.version}", owner["version"], manifest.version,
+                                hint=DOWNGRADE_HINT)]
+        return []
+
+
+@dataclass(frozen=True)
+class KindBases:
+    site: SiteConfig
+
+    def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
+        return [problem for kind in KINDS for problem in kind.site_problems(self.site, manifest)]
+
+
+@dataclass(frozen=True)
+class SiteRules:
+    """The verifier's site stage (a `SiteChecks`): every rule's problems."""
+    rules: Sequence[Rule]
+
+    def __call__(self, manifest: BundleManifest, digest: str) -> list[Problem]:
+        return [problem for rule in self.rules for problem in rule.problems(manifest, digest)]
+
+    @classmethod
+    def for_import(cls, site: SiteConfig, state: SiteState, allow_downgrade: bool) -> SiteRules:
+        """Import judges a delta's bases later, with the registry's blobs (check_requirements)."""
+        return cls(() if allow_downgrade else (Rollback(site, state), TagOwnership(site, state)))
+
+    @classmethod
+    def for_verify(cls, site: SiteConfig, state: SiteState) -> SiteRules:
+        """`verify --site`: would this site refuse it?"""
+        return cls((Rollback(site, state), TagOwnership(site, state), KindBases(site)))
+
+
+@dataclass(frozen=True)
+class KindAdmission:
+    """The verifier's last word for this site (an `Admission`)."""
+    site: SiteConfig
+
+    def __call__(self, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        return [problem for kind in KINDS for problem in kind.admission(self.site, reader, manifest)]

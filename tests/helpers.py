@@ -1,0 +1,104 @@
+"""What many test modules share (no test module imports another): the site's credentials and a
+registry session as Docker's, OCI content pushed by hand (blobs, manifests, cosign signatures), an
+image built by the Docker engine, the Flux CRDs' schemas."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bundler.oci import media
+from bundler.oci.client import RegistryClient
+from devtools import images as im
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def credentials(site: Path, file: str = "credentials.json") -> tuple[str, str]:
+    doc = json.loads((site / file).read_text())
+    return doc["username"], doc["password"]
+
+
+def registry_session(site: Path, account: tuple[str, str] | None, scope: str) -> requests.Session:
+    """A client of the site registry the way Docker and skopeo are: the registry's 401 names the token
+    realm; the realm, asked with the account, gives a bearer token for `scope`."""
+    session = requests.Session()  # verify on each request: REQUESTS_CA_BUNDLE would override session.verify
+    session.request = functools.partial(session.request, verify=str(site / "pki" / "ca.pem"))  # type: ignore[method-assign]
+    registry = json.loads(subprocess.run([sys.executable, "-m", "bundler.cli", "site", "status", str(site),
+                                          "--json"], capture_output=True, text=True).stdout)
+    challenge = session.get(f"{registry['services']['registry']['url']}/v2/", timeout=10)
+    assert challenge.status_code == 401
+    fields = dict(part.split("=", 1) for part in challenge.headers["WWW-Authenticate"][7:].split(","))
+    realm, service = fields["realm"].strip('"'), fields["service"].strip('"')
+    r = session.get(realm, params={"service": service, "scope": scope}, auth=account, timeout=10)
+    if account is None or r.status_code != 200:
+        session.headers["X-Token-Status"] = str(r.status_code)
+        return session
+    session.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    return session
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE = "dev.cosignproject.cosign/signature"
+EMPTY = b"{}"
+EMPTY_CONFIG = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": im.sha(EMPTY), "size": 2}
+SCAN_TYPE = "application/vnd.example.scan.v1+json"
+
+
+def push_blob(client: RegistryClient, repo: str, data: bytes) -> dict[str, Any]:
+    client.push_blob(repo, im.sha(data), len(data), lambda: iter([data]))
+    return {"digest": im.sha(data), "size": len(data)}
+
+
+def push_manifest(client: RegistryClient, repo: str, tag: str | None, doc: dict[str, Any]) -> tuple[str, int]:
+    data = json.dumps(doc).encode()
+    client.put_manifest(repo, tag or im.sha(data), data, doc["mediaType"])
+    return im.sha(data), len(data)
+
+
+def cosign_manifest(client: RegistryClient, repo: str,
+                    layers: list[tuple[str, bytes, dict[str, str]]]) -> dict[str, Any]:
+    """A manifest as cosign writes one: a small OCI config, then its layers with annotations."""
+    config = push_blob(client, repo, b'{"architecture":"","os":"","config":{},"rootfs":{"type":"layers"}}')
+    return {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
+            "config": {"mediaType": media.OCI_CONFIG, **config},
+            "layers": [{"mediaType": kind, **push_blob(client, repo, data), "annotations": notes}
+                       for kind, data, notes in layers]}
+
+
+def sign(client: RegistryClient, host: str, repo: str, digest: str, key: ec.EllipticCurvePrivateKey) -> str:
+    """A keyed cosign signature of `digest` under `sha256-<hex>.sig` (cosign's simple signing)."""
+    payload = json.dumps({"critical": {"identity": {"docker-reference": f"{host}/{repo}"},
+                                       "image": {"docker-manifest-digest": digest},
+                                       "type": "cosign container image signature"}, "optional": None}).encode()
+    signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+    doc = cosign_manifest(client, repo, [(SIMPLE_SIGNING, payload, {SIGNATURE: signature})])
+    return push_manifest(client, repo, f"sha256-{digest[7:]}.sig", doc)[0]
+
+
+def build_engine_image(client: Any, tag: str, message: str) -> None:
+    dockerfile = f'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox", "echo", "{message}"]\n'
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        tar.add("/bin/busybox", arcname="busybox")
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile.encode()))
+    context.seek(0)
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+
+
+def crd_schema(plural: str, version: str) -> dict[str, Any]:
+    crd = yaml.safe_load((ASSETS / "flux" / f"{plural}.yaml").read_text())
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return dict(served["schema"]["openAPIV3Schema"])
