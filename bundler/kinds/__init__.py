@@ -8,12 +8,13 @@ import's stages: the built-in kinds, then installed ones by entry-point name."""
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any
 
 from bundler.bundle.kinds import register
 from bundler.kinds import artifacts, charts, images, repos, updates
 from bundler.kinds.base import ContentKind
 
-BUILT_IN: tuple[ContentKind, ...] = (
+BUILT_IN: tuple[ContentKind[Any, Any], ...] = (
     images.KIND,
     charts.KIND,
     repos.KIND,
@@ -23,7 +24,7 @@ BUILT_IN: tuple[ContentKind, ...] = (
 ENTRY_POINTS = "bundler.kinds"
 
 
-def installed(built_in: tuple[ContentKind, ...] = BUILT_IN) -> tuple[ContentKind, ...]:
+def installed(built_in: tuple[ContentKind[Any, Any], ...] = BUILT_IN) -> tuple[ContentKind[Any, Any], ...]:
     """The kinds other installed packages register (entry points), checked: a kind, a key of its own."""
     keys = {kind.key for kind in built_in}
     found = []
@@ -39,10 +40,10 @@ def installed(built_in: tuple[ContentKind, ...] = BUILT_IN) -> tuple[ContentKind
     return tuple(found)
 
 
-KINDS: tuple[ContentKind, ...] = BUILT_IN + installed()
+KINDS: tuple[ContentKind[Any, Any], ...] = BUILT_IN + installed()
 register(KINDS)  # the format reads bundle.json's entries through them
 
 
-def collection_order() -> list[ContentKind]:
+def collection_order() -> list[ContentKind[Any, Any]]:
     """A kind that asks another for items (charts: the images they declare) collects first."""
     return sorted(KINDS, key=lambda kind: kind.collect_order)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from packageurl import PackageURL
 
@@ -99,6 +99,15 @@ class Part:
         return self
 
 
+class StageOptions(Protocol):
+    """What a kind's staging reads of the import's options."""
+    @property
+    def jobs(self) -> int: ...  # parallel work
+
+    @property
+    def kinds(self) -> dict[str, dict[str, Any]]: ...  # each kind's own options (import_options), by its key
+
+
 class Staged:
     """A kind's share of an import, staged where no client sees it until `publish`."""
     def discard(self) -> None:
@@ -135,7 +144,21 @@ class Pruning:
         """Write down that it went."""
 
 
-class ContentKind:
+class Entry(Protocol):
+    """A kind's bundle.json entry: `entry_type.parse(Obj)` makes one, totally."""
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+SpecT = TypeVar("SpecT")  # what a kind's profile items parse to
+EntryT = TypeVar("EntryT", bound=Entry)  # its bundle.json entries
+
+
+class ContentKind(Generic[SpecT, EntryT]):
+    """A kind over its profile spec (SpecT) and its bundle.json entries (EntryT). Its methods come in
+    roles, grouped below: the profile and the format (parse, entries, content), collection (build),
+    the verifier (OCI tops, graph checks, admission), the site (init, its service, staging,
+    publication, prune), the command line, receipts and deltas, and reports (SBOM, inspect, diff)."""
+
     key: ClassVar[str]  # spec key in profiles, key in bundle.json, and in inspect/diff/import JSON
     title: ClassVar[str]  # plural, for people: "git repositories"
     noun: ClassVar[str]  # singular, for diff lines: "repo"
@@ -148,7 +171,7 @@ class ContentKind:
 
     # --- profile ---------------------------------------------------------------------------------
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> Any | None:
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> SpecT | None:
         raise NotImplementedError
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
@@ -161,20 +184,24 @@ class ContentKind:
 
     # --- bundle.json -----------------------------------------------------------------------------
 
+    def entries(self, manifest: BundleManifest) -> tuple[EntryT, ...]:
+        """Its entries in a bundle.json (parsed with `entry_type`)."""
+        return cast("tuple[EntryT, ...]", manifest.entries(self.key))
+
     def check_entries(self, manifest: BundleManifest) -> None:
         """Raise untrusted.Malformed naming the field when entries and files disagree."""
-    def content(self, entries: Sequence[Any]) -> list[Any]:
+    def content(self, entries: Sequence[EntryT]) -> list[Any]:
         """What of the entries is the release (for the content digest), sorted."""
         return sorted([entry.to_dict() for entry in entries], key=repr)
 
     # --- build -----------------------------------------------------------------------------------
 
-    def collect(self, context: CollectContext, specs: Sequence[Any]) -> Part:
+    def collect(self, context: CollectContext, specs: Sequence[SpecT]) -> Part:
         return Part()
 
     # --- the OCI layout, the verifier ------------------------------------------------------------
 
-    def oci_tops(self, entries: Sequence[Any]) -> list[OciTop]:
+    def oci_tops(self, entries: Sequence[EntryT]) -> list[OciTop]:
         return []
 
     def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
@@ -221,10 +248,10 @@ class ContentKind:
         """What a prune frees of its content: what no kept release (`kept`: their manifests) holds,
         and `leftovers` (what refused imports left, by the names `leftovers` gave)."""
         return Pruning()
-    def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
+    def site_artifacts(self, entries: Sequence[EntryT], site: SiteConfig) -> list[Artifact]:
         return []
 
-    def sources(self, entries: Sequence[Any]) -> list[str]:
+    def sources(self, entries: Sequence[EntryT]) -> list[str]:
         """Source registry hosts the cluster should mirror from the site registry."""
         return []
 
@@ -248,7 +275,7 @@ class ContentKind:
         """(dry-run plan fields, bytes it would write under the site directory)."""
         return {}, 0
 
-    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
               progress: Callable[[int], None]) -> Staged:
         return Staged()
 
@@ -282,22 +309,22 @@ class ContentKind:
         """What a delta builds on, from a receipt's fields (`Parent.bases[key]`)."""
         return None
 
-    def base_from_entries(self, entries: Sequence[Any]) -> Hashable | None:
+    def base_from_entries(self, entries: Sequence[EntryT]) -> Hashable | None:
         return None
 
     # --- reports ---------------------------------------------------------------------------------
 
-    def sbom(self, entries: Sequence[Any]) -> list[SbomItem]:
+    def sbom(self, entries: Sequence[EntryT]) -> list[SbomItem]:
         """Its components in the bundle's SBOM."""
         return []
 
-    def inspect_rows(self, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    def inspect_rows(self, entries: Sequence[EntryT]) -> list[dict[str, Any]]:
         return [entry.to_dict() for entry in entries]
 
     def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
         return []
 
-    def diff(self, old: Sequence[Any], new: Sequence[Any]) -> dict[str, Any]:
+    def diff(self, old: Sequence[EntryT], new: Sequence[EntryT]) -> dict[str, Any]:
         return changes({}, {})
 
     def diff_lines(self, diff: dict[str, Any]) -> list[str]:

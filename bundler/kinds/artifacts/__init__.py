@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from bundler.site.config import SiteConfig
 
 
-class Artifacts(ContentKind):
+class Artifacts(ContentKind[ArtifactSpec, ArtifactEntry]):
     key, title, noun, entry_type = "artifacts", "artifacts", "artifact", ArtifactEntry
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:

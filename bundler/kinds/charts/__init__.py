@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 IMAGES = "images"  # the kind a chart with `images: auto` asks to collect what it declares
 
 
-class Charts(ContentKind):
+class Charts(ContentKind[ChartSpec, ChartEntry]):
     key, title, noun, entry_type = "charts", "charts", "chart", ChartEntry
     in_v1 = True
     collect_order = -1  # before the images it declares

@@ -39,7 +39,7 @@ EXTRAS = "extras"  # import counts signatures, attestations, SBOMs and referrers
 EXTRA_NAMES = {"sig": "signature", "att": "attestation", "sbom": "SBOM", "referrers": "referrers"}
 
 
-class Images(ContentKind):
+class Images(ContentKind[ImageSpec, ImageEntry]):
     key, title, noun, entry_type = "images", "images", "image", ImageEntry
     in_v1 = always_reported = True
 

@@ -13,7 +13,7 @@ from packageurl import PackageURL
 
 from bundler import git, names, problems
 from bundler.bundle.sbom import SbomItem
-from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged
+from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, StageOptions
 from bundler.kinds.repos import site as site_git
 from bundler.kinds.repos.collect import collect_repo, resolve_url
 from bundler.kinds.repos.entry import PAYLOAD_PATTERN, RepoEntry, repos_of
@@ -103,7 +103,7 @@ class StagedRepos(Staged):
         return {"refs": (moved, self.total - moved)}
 
 
-class Repos(ContentKind):
+class Repos(ContentKind[RepoSpec, RepoEntry]):
     key, title, noun, entry_type = "repos", "git repositories", "repo", RepoEntry
     in_v1 = True
     payload_pattern = PAYLOAD_PATTERN
@@ -192,7 +192,7 @@ class Repos(ContentKind):
                 size += manifest.files[repo.bundle].size
         return {"move_refs": moves, "git_bytes": size}, size
 
-    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
               progress: Callable[[int], None]) -> Staged:
 
         forced = options.kinds.get(self.key, {}).get("force_refs", ())

@@ -10,7 +10,7 @@ from packageurl import PackageURL
 
 from bundler import problems
 from bundler.bundle.sbom import SbomItem
-from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, changes
+from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, StageOptions, changes
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, init_updates, publish
 from bundler.kinds.updates.collect import collect_update
 from bundler.kinds.updates.commands import updates as updates_commands
@@ -76,7 +76,7 @@ class PrunedUpdates(Pruning):
             publish(self.site)
 
 
-class Updates(ContentKind):
+class Updates(ContentKind[UpdateSpec, UpdateEntry]):
     key, title, noun, entry_type = "updates", "updates", "update", UpdateEntry
     in_v1 = True
     payload_pattern = PAYLOAD_PATTERN
@@ -120,7 +120,7 @@ class Updates(ContentKind):
         return {"add_updates": [f"{u.name} {u.metadata.get('version', '')}".strip() for u in new],
                 "update_bytes": size}, size
 
-    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
               progress: Callable[[int], None]) -> Staged:
 
         cache = UpdateCache(site)

@@ -21,7 +21,7 @@ from bundler import names
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.fsutil import atomic_write
-from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, changes
+from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, StageOptions, changes
 from bundler.oci.content import BlobSource
 from bundler.profile import Checker
 from bundler.site.config import SiteConfig, SiteState
@@ -121,7 +121,7 @@ class PrunedNotes(Pruning):
             self.store.blob(sha).unlink(missing_ok=True)
 
 
-class Notes(ContentKind):
+class Notes(ContentKind[NoteSpec, NoteEntry]):
     key, title, noun, entry_type = KEY, "notes", "note", NoteEntry
     payload_pattern = r"notes/[a-f0-9]{64}"
     receipt_titles: ClassVar[dict[str, str]] = {"notes": "Notes held"}
@@ -157,7 +157,7 @@ class Notes(ContentKind):
     def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
         return all(Store(site).blob(n.sha256).exists() for n in notes_of(manifest))
 
-    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: Any,
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
               progress: Callable[[int], None]) -> Staged:
         store, added = Store(site), []
         (store.root / "blobs").mkdir(parents=True, exist_ok=True)
