@@ -22,7 +22,6 @@ UPDATE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
 GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SHA256_RE = re.compile(r"^[a-f0-9]{64}$")
 OBJECT_ID_RE = re.compile(r"^[a-f0-9]{40}(?:[a-f0-9]{24})?$")  # SHA-1 or SHA-256 Git object ids
-UPDATE_KINDS = ("deb", "rpm", "msu", "cab", "vm-image", "file")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _REF_FORBIDDEN_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 MAX_TEXT = 4096
@@ -74,12 +73,6 @@ platform = rule(PLATFORM_RE, "a platform (os/arch or os/arch/variant)")
 sha256_hex = rule(SHA256_RE, "a sha256 (64 lowercase hex digits)")
 digest_or_hex = rule(re.compile(r"^(sha256:)?[a-f0-9]{64}$"), "a sha256 digest")
 object_id = rule(OBJECT_ID_RE, "a Git object id (40 or 64 lowercase hex digits)")
-
-
-def update_kind(value: str) -> str:
-    if value not in UPDATE_KINDS:
-        raise ValueError(f"{shown(value)} is not one of {', '.join(UPDATE_KINDS)}")
-    return value
 
 
 def file_name(value: str) -> str:

@@ -88,6 +88,9 @@ class Value:
             raise self.fail(f"{value} is out of range ({low}..{high})")
         return int(value)
 
+    def boolean(self) -> bool:
+        return bool(self._typed(bool, "true or false"))
+
     def items(self) -> Iterator[Value]:
         for i, item in enumerate(self._typed(list, "an array")):
             yield Value(item, f"{self.where}[{i}]")
@@ -105,6 +108,9 @@ class Obj:
     def __init__(self, value: dict[str, Any], where: str) -> None:
         self.value = value
         self.where = where
+
+    def fail(self, message: str) -> Malformed:
+        return Malformed(f"{self.where}: {message}" if self.where else message)
 
     @classmethod
     def load(cls, data: bytes, max_bytes: int) -> Obj:
@@ -131,6 +137,10 @@ class Obj:
     def obj(self, key: str, default: Any = _MISSING) -> Any:
         found = self.field(key, default)
         return default if found is None else found.obj()
+
+    def boolean(self, key: str, default: Any = _MISSING) -> Any:
+        found = self.field(key, default)
+        return default if found is None else found.boolean()
 
     def array(self, key: str, required: bool = False) -> Iterator[Value]:
         """The items of an array field; an absent or null field is an empty array unless required."""

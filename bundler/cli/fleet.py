@@ -108,18 +108,18 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
               help="also write the status as an HTML page (the site status page's look) to FILE")
 def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None:
     """Sites x bundle names: the version each site runs, the age of its receipt, update clients
-    lacking approved updates, disk use.
+    lacking approved updates (and Windows clients' failed steps, pending restarts, AKS EE versions),
+    disk use.
 
     \b
     Example:
       bundler fleet status --html fleet.html
     """
+    from bundler.fleet.report import client_lines, fleet_page
     from bundler.fleet.store import Fleet
 
     info = Fleet(fleet_dir).status()
     if html_file is not None:
-        from bundler.fleet.report import fleet_page
-
         atomic_write(html_file, fleet_page(info))
         click.echo(f"wrote {html_file}", err=True)
     if as_json:
@@ -129,5 +129,5 @@ def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None
     click.echo("site".ljust(20) + "".join(b.ljust(14) for b in bundles) + "receipt age  clients lacking")
     for s in info["sites"]:
         versions = "".join(printable(s["running"].get(b, "-")).ljust(14) for b in bundles)
-        lacking = ", ".join(f"{printable(c)} ({n})" for c, n in s["clients_lacking_updates"].items()) or "none"
+        lacking = "; ".join(printable(line) for line in client_lines(s)) or "none"
         click.echo(printable(s["site"]).ljust(20) + versions + f"{s['receipt_age_hours']:>8.1f} h  {lacking}")

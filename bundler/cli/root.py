@@ -65,15 +65,18 @@ class _Root(_Group):
         from bundler.kinds import KINDS
 
         for kind in KINDS:
-            for command in kind.commands():
-                if command.name in self.commands:
-                    raise TypeError(f"the {kind.key} kind's command {command.name!r} is bundler's already")
-                self.add_command(command)
+            for where, command in kind.commands():
+                group: click.Command = self
+                for name in where.split():
+                    group = group.commands[name] if isinstance(group, click.Group) else group
+                if not isinstance(group, click.Group) or command.name in group.commands:
+                    raise TypeError(f"the {kind.key} kind's command {where} {command.name} cannot be added there")
+                group.add_command(command)
             self.commands["import"].params.extend(kind.import_options())
         self._kinds_added = True
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands or cmd_name == "import":
+        if cmd_name not in self.commands or cmd_name in ("import", "site"):  # kinds add to these
             self.add_kind_commands()
         return super().get_command(ctx, cmd_name)
 

@@ -283,3 +283,31 @@ def site_status(directory: Path, as_json: bool) -> None:
         if not as_json:
             click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)
         sys.exit(EXIT_UNREACHABLE)
+
+
+@site.group("client")
+def client() -> None:
+    """Scripts for the site's clients: Windows hosts and AKS Edge Essentials nodes."""
+
+
+@client.command("aksee-trust")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="the folder to write bundler-aksee-trust.ps1 into")
+def client_aksee_trust(directory: Path, output: Path) -> None:
+    """Write a PowerShell script for an AKS Edge Essentials host: puts the site CA into its Linux node's
+    trust store, writes containerd's hosts.toml mirrors and K3s's registries.yaml (the site's cluster
+    files), restarts containerd (or K3s) through Invoke-AksEdgeNodeCommand, and applies the Flux sources
+    and their secrets with kubectl. -Check reports what is missing and changes nothing. The script holds
+    the site's pull credentials (mode 0600).
+
+    \b
+    Example:
+      bundler site client aksee-trust ./site -o ./aksee
+    """
+    from bundler.site.aksee import write_script
+    from bundler.site.config import load_site
+
+    path = write_script(load_site(directory), output)
+    click.echo(f"wrote {path} (it holds the site's pull credentials); on the AKS EE host, as administrator:\n"
+               f"  powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\\{path.name} -Check")

@@ -92,6 +92,9 @@ class Fleet:
                 client = item.obj()
                 client.string("client", names.text)
                 list(client.array("lacking"))
+                list(client.array("failed"))  # a Windows client's: steps that failed
+                client.boolean("reboot_pending", default=None)
+                client.string("aksee_version", names.text, default=None)
             if (disk := doc.obj("disk", None)) is not None:  # what status shows of it: whole numbers
                 for field in ("total", "used", "free"):
                     disk.integer(field, default=None)
@@ -165,11 +168,17 @@ class Fleet:
             running: dict[str, str] = {}
             for release in doc.get("bundles") or []:
                 running[str(release["name"])] = str(release["version"])  # in import order: the last one runs
-            lacking = {str(c.get("client")): len(c.get("lacking") or []) for c in doc.get("clients") or []}
+            clients = doc.get("clients") or []
+            lacking = {str(c.get("client")): len(c.get("lacking") or []) for c in clients}
             age = now - names.parse_time(str(doc["created"]))
             sites.append({"site": name, "receipt_created": doc["created"], "receipt_age_hours":
                           round(age.total_seconds() / 3600, 1), "running": running,
                           "clients_lacking_updates": {c: n for c, n in lacking.items() if n},
+                          "clients_waiting_restart": sorted(str(c["client"]) for c in clients
+                                                            if c.get("reboot_pending") is True),
+                          "clients_failed": {str(c["client"]): len(c["failed"]) for c in clients if c.get("failed")},
+                          "aksee_versions": {str(c["client"]): str(c["aksee_version"]) for c in clients
+                                             if isinstance(c.get("aksee_version"), str)},
                           "disk": doc.get("disk"), "services": doc.get("services")})
         bundles = sorted({b for s in sites for b in s["running"]})
         return {"bundles": bundles, "sites": sites}

@@ -288,8 +288,9 @@ class ContentKind(Generic[SpecT, EntryT]):
         """After the registry published (e.g. the Flux source that names its home on the site)."""
     # --- the command line ------------------------------------------------------------------------
 
-    def commands(self) -> list[click.Command]:
-        """Commands it adds to `bundler` (the updates kind: the `updates` group)."""
+    def commands(self) -> list[tuple[str, click.Command]]:
+        """Commands it adds to `bundler`, each with the group it goes in ("" the top, "site client"):
+        the updates kind's `updates` group and `site client windows`."""
         return []
 
     def import_options(self) -> list[click.Option]:

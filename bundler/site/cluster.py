@@ -44,8 +44,20 @@ def _private(path: Path, data: bytes) -> None:
 def write_cluster_config(site: SiteConfig, state: SiteState) -> Path:
     root = site.directory / CLUSTER_DIR
     (root / "certs.d").mkdir(parents=True, exist_ok=True)
+    registries, hosts_tomls = node_files(site, state, str(site.ca_file.resolve()))
+    _private(root / "registries.yaml", registries)
+    for host, text in hosts_tomls.items():
+        directory = root / "certs.d" / host
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(directory / "hosts.toml", text)
+    write_flux_kustomization(site)
+    return root
+
+
+def node_files(site: SiteConfig, state: SiteState, ca: str) -> tuple[bytes, dict[str, bytes]]:
+    """K3s's registries.yaml and containerd's hosts.toml per source host, for a node that keeps the
+    site CA at `ca`."""
     registry = urlsplit(site.registry_url)
-    ca = str(site.ca_file.resolve())
     credentials = load_credentials(site.directory) if site.embedded_registry else None
     hosts = source_hosts(state)
 
@@ -56,9 +68,8 @@ def write_cluster_config(site: SiteConfig, state: SiteState) -> Path:
         config["tls"] = {"ca_file": ca}
     if credentials:
         config["auth"] = {"username": credentials[0], "password": credentials[1]}
-    _private(root / "registries.yaml",
-             yaml.safe_dump({"mirrors": mirrors, "configs": {registry.netloc: config}}, sort_keys=False).encode())
-
+    registries = yaml.safe_dump({"mirrors": mirrors, "configs": {registry.netloc: config}}, sort_keys=False).encode()
+    tomls = {}
     for host in hosts:
         upstream = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host
         mirror = f"{registry.scheme}://{registry.netloc}/v2/{site_path(host, '').rstrip('/')}"
@@ -66,11 +77,8 @@ def write_cluster_config(site: SiteConfig, state: SiteState) -> Path:
                  f'[host."{mirror}"]', '  capabilities = ["pull", "resolve"]', "  override_path = true"]
         if registry.scheme == "https":
             lines.append(f'  ca = "{ca}"')
-        directory = root / "certs.d" / host
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(directory / "hosts.toml", ("\n".join(lines) + "\n").encode())
-    write_flux_kustomization(site)
-    return root
+        tomls[host] = ("\n".join(lines) + "\n").encode()
+    return registries, tomls
 
 
 def _secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, object]:

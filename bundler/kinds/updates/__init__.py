@@ -13,10 +13,11 @@ from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, StageOptions, changes
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, init_updates, publish
 from bundler.kinds.updates.collect import collect_update
+from bundler.kinds.updates.commands import client_windows
 from bundler.kinds.updates.commands import updates as updates_commands
 from bundler.kinds.updates.entry import PAYLOAD_PATTERN, UpdateEntry, updates_of
 from bundler.kinds.updates.server import UpdateServer, front_rules
-from bundler.kinds.updates.spec import UpdateSpec, parse_update
+from bundler.kinds.updates.spec import UpdateSpec, check_updates, parse_update
 from bundler.oci.content import BlobSource
 from bundler.parallel import run_parallel
 from bundler.problems import Problem
@@ -84,13 +85,17 @@ class Updates(ContentKind[UpdateSpec, UpdateEntry]):
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
         return parse_update(check, item, line, where)
 
+    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        check_updates(check, specs, line)
+
     def check_entries(self, manifest: BundleManifest) -> None:
         for i, update in enumerate(updates_of(manifest)):
             if update.path not in manifest.files and update.path not in manifest.requires:
                 raise Malformed(f"updates[{i}]: {update.path} is listed neither in files nor in requires")
 
     def content(self, entries: Sequence[UpdateEntry]) -> list[Any]:
-        return sorted([u.name, u.kind, u.file, u.sha256, u.size, sorted(u.approve)] for u in entries)
+        return sorted([u.name, u.kind, u.file, u.sha256, u.size, sorted(u.approve)]
+                      + ([u.windows.to_dict()] if u.windows is not None else []) for u in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[UpdateSpec]) -> Part:
         updates = run_parallel(lambda spec: collect_update(spec, context.staging, context.base, context.session),
@@ -154,8 +159,8 @@ class Updates(ContentKind[UpdateSpec, UpdateEntry]):
     def prune(self, site: SiteConfig, kept: Sequence[BundleManifest], leftovers: Sequence[str]) -> Pruning:
         return PrunedUpdates(site, kept, leftovers)
 
-    def commands(self) -> list[click.Command]:
-        return [updates_commands]
+    def commands(self) -> list[tuple[str, click.Command]]:
+        return [("", updates_commands), ("site client", client_windows)]
 
     def init_site(self, site: SiteConfig) -> None:
         init_updates(site)  # the cache's directories and the site's OpenPGP key

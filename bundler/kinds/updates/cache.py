@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ OWNERS_FILE = "owners.json"  # downloads by file name handed over to another bun
 KEEP_RELEASES = 2
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -137,7 +138,7 @@ class UpdateCache:
                 "name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
                 "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),
                 "metadata": u.metadata, "bundle": {"name": manifest.name, "version": manifest.version},
-                "imported_at": _now()})
+                "imported_at": now(), **({"windows": u.windows.to_dict()} if u.windows is not None else {})})
             for group in u.approve:
                 if group not in self.site.groups:
                     notes.append(f"update {u.name}: pre-approved for group {group!r}, which this site does not have")
@@ -255,7 +256,7 @@ class UpdateCache:
                     MAX_CLIENTS_PER_GROUP:
                 raise UsageError(f"group {group} has {MAX_CLIENTS_PER_GROUP} clients already")
             clients[client] = {"group": group, "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
-                               "enrolled_at": _now()}
+                               "enrolled_at": now()}
             atomic_write(self.root / "clients.json", json.dumps(clients, indent=2, sort_keys=True).encode(),
                          mode=0o600)
         return token
@@ -268,27 +269,71 @@ class UpdateCache:
                 return client, str(entry.get("group", ""))
         return None
 
-    def record_report(self, client: str, group: str, installed: list[str]) -> None:
+    def record_report(self, client: str, group: str, installed: list[str],
+                      results: dict[str, dict[str, Any]] | None = None, host: dict[str, Any] | None = None) -> None:
+        """A client's report: what it has installed (a package list, replaced by each report), and
+        from a Windows client each step's result by sha256 (installed, failed with its exit code,
+        reboot-pending; merged with earlier ones) and its host (OS build, AKS EE version, whether a
+        restart is pending)."""
         if not CLIENT_RE.match(client):
             raise UsageError(f"client id {client!r} is not valid (letters, digits, . _ -)")
         if group not in self.site.groups:
             raise UsageError(f"unknown group {group!r}")
         if len(installed) > MAX_INSTALLED or any(len(i) > 512 for i in installed):
             raise UsageError(f"a report lists at most {MAX_INSTALLED} installed packages, each at most 512 characters")
-        doc = {"client": client, "group": group, "installed": sorted(set(installed)), "reported_at": _now()}
-        atomic_write(self.root / "reports" / f"{client}.json", json.dumps(doc, indent=2).encode())
+        with files_lock(self.site.directory):
+            earlier = self.report(client) or {}
+            merged = {**(earlier.get("results") or {}), **(results or {})}
+            host = host or earlier.get("host")
+            doc = {"client": client, "group": group, "installed": sorted(set(installed)), "reported_at": now(),
+                   **({"results": merged} if merged else {}), **({"host": host} if host else {})}
+            atomic_write(self.root / "reports" / f"{client}.json", json.dumps(doc, indent=2).encode())
+
+    def report(self, client: str) -> dict[str, Any] | None:
+        """The client's last report (None: it never reported)."""
+        try:
+            doc = json.loads((self.root / "reports" / f"{client}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def installed_by(self, report: Mapping[str, Any]) -> set[str]:
+        """The sha256 of every payload a report says is on the client (listed, or a step that
+        installed it, restart pending or not)."""
+        results = report.get("results") or {}
+        done = {sha for sha, r in results.items() if r.get("status") in ("installed", "reboot-pending")}
+        have = set(report.get("installed") or ())
+        return done | {e["sha256"] for e in self.catalog()
+                       if {e["sha256"], e["name"] + "=" + e["version"], e["file"]} & have}
 
     def status(self) -> list[dict[str, Any]]:
+        """Per client that reported: what approved for its group it lacks; from a Windows client also
+        the steps that failed (with their exit codes), a pending restart, its OS build and AKS EE version."""
         out = []
         for path in sorted((self.root / "reports").glob("*.json")):
             report = json.loads(path.read_text())
-            have = set(report["installed"])
+            have = self.installed_by(report)
             lacking = [{"name": e["name"], "version": e["version"], "sha256": e["sha256"], "kind": e["kind"]}
-                       for e in self.approved(report["group"])
-                       if not {e["sha256"], e["name"] + "=" + e["version"], e["file"]} & have]
+                       for e in self.approved(report["group"]) if e["sha256"] not in have]
+            results = report.get("results") or {}
+            host = report.get("host") or {}
+            failed = [{"sha256": sha, "exit_code": r.get("exit_code")} for sha, r in sorted(results.items())
+                      if r.get("status") == "failed"]
+            pending = reboot_pending(report)
             out.append({"client": report["client"], "group": report["group"], "reported_at": report["reported_at"],
-                        "lacking": lacking})
+                        "lacking": lacking,
+                        **({"failed": failed, "reboot_pending": pending,
+                            **{k: host[k] for k in ("os_build", "aksee_version") if host.get(k)}}
+                           if results or host else {})})
         return out
+
+
+def reboot_pending(report: Mapping[str, Any]) -> bool:
+    """A Windows client waits for a restart: as its host last said, else as a step's exit code said."""
+    host = report.get("host") or {}
+    if "reboot_pending" in host:
+        return bool(host["reboot_pending"])
+    return any(r.get("status") == "reboot-pending" for r in (report.get("results") or {}).values())
 
 
 def _order(entry: dict[str, Any]) -> tuple[str, str, str]:

@@ -69,4 +69,5 @@ def collect_update(spec: UpdateSpec, staging: Path, base: Path, session: request
                              hint="the file changed or the profile's sha256 is wrong; nothing was kept")
     metadata = {**package_metadata(spec.kind, staged, origin), **dict(spec.metadata)}
     name = spec.name or metadata.get("package") or file_name
-    return CollectedUpdate(UpdateEntry(name, spec.kind, file_name, sha256, size, metadata, spec.approve), staged)
+    return CollectedUpdate(UpdateEntry(name, spec.kind, file_name, sha256, size, metadata, spec.approve, spec.windows),
+                           staged)

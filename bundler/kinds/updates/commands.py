@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from bundler.kinds.updates.cache import UpdateCache, client_configuration
+from bundler.kinds.updates.windows_client import SCRIPT, write_client
 from bundler.site.config import load_site
-from bundler.units import human
+from bundler.units import human, printable
 
 
 def emit_json(value: Any) -> None:
@@ -113,11 +114,48 @@ def updates_enroll(client: str, group: str, site_dir: Path, as_json: bool) -> No
 @SITE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def updates_status(site_dir: Path, as_json: bool) -> None:
-    """Per client that reported: its group, when it last reported, and the approved updates it lacks."""
+    """Per client that reported: its group, when it last reported, and the approved updates it lacks;
+    for a Windows client also the steps that failed (exit codes), a pending restart, its OS build and
+    AKS EE version."""
     clients = UpdateCache(load_site(site_dir)).status()
     if as_json:
         emit_json({"clients": clients})
         return
     for c in clients:
-        lacking = ", ".join(f"{u['name']} {u['version']}" for u in c["lacking"]) or "nothing"
-        click.echo(f"{c['client']} ({c['group']}, reported {c['reported_at']}): lacks {lacking}")
+        lacking = ", ".join(f"{printable(u['name'])} {printable(u['version'])}" for u in c["lacking"]) or "nothing"
+        more = [f"{len(c['failed'])} failed"] if c.get("failed") else []
+        more += ["restart pending"] if c.get("reboot_pending") else []
+        more += [f"Windows {c['os_build']}"] if c.get("os_build") else []
+        more += [f"AKS EE {c['aksee_version']}"] if c.get("aksee_version") else []
+        click.echo(f"{c['client']} ({c['group']}, reported {c['reported_at']}): lacks {lacking}"
+                   + (f"; {', '.join(more)}" if more else ""))
+
+
+@click.command("windows")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("client")
+@click.option("--group", required=True, help="the target group the client belongs to")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="the folder to write the script and its configuration into")
+def client_windows(directory: Path, client: str, group: str, output: Path) -> None:
+    """Write the Windows update client for CLIENT (enrolled in GROUP; a new token replaces an old one):
+    bundler-updates.ps1 (Windows PowerShell 5.1 and PowerShell 7, no module to install) and
+    bundler-client.json (mode 0600: the site's URL, its CA pinned by SHA-256, the client's token).
+
+    The script asks the site for the host's plan (approved payloads it lacks, in order), downloads
+    with resume, checks SHA-256, installs each with the step for its kind (wusa, DISM, msiexec, an AKS
+    EE fragment), reports every result, and stops at a failure or a pending restart. -WhatIf prints
+    the plan; -AksEdge stages AKS Edge Essentials fragments and runs the AKS EE update commands.
+
+    \b
+    Example:
+      bundler site client windows ./site pos-7 --group line-1 -o ./pos-7
+    """
+    site = load_site(directory)
+    script, config = write_client(site, client, group, UpdateCache(site).enroll(client, group), output)
+    click.echo(f"client {client} enrolled in {group}; copy {script} and {config} (it holds the token) to the host, "
+               f"e.g. C:\\ProgramData\\bundler\\, then run\n"
+               f"  powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\ProgramData\\bundler\\{SCRIPT} -WhatIf\n"
+               f"and as a daily task:\n"
+               f"  schtasks /Create /TN bundler-updates /SC DAILY /ST 03:00 /RU SYSTEM /TR "
+               f"\"powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\ProgramData\\bundler\\{SCRIPT}\"")

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import debcontrol, names
+from bundler.kinds.updates.windows import AKSEE, WINDOWS_KINDS, WindowsInfo
 from bundler.untrusted import Obj
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
 
 KEY = "updates"
+UPDATE_KINDS = ("deb", "rpm", "msu", "cab", "msi", AKSEE, "vm-image", "file")  # the kind owns its names
 PAYLOAD_PATTERN = r"updates/[a-f0-9]{64}"  # where a bundle carries an update: by its sha256
 
 
@@ -33,6 +35,7 @@ class UpdateEntry:
     size: int
     metadata: dict[str, str] = field(default_factory=dict)  # package, version, arch, control, ...
     approve: tuple[str, ...] = ()
+    windows: WindowsInfo | None = None  # a Windows payload's KB, OS builds, requirements, AKS EE versions
 
     @property
     def path(self) -> str:
@@ -40,14 +43,22 @@ class UpdateEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256, "size": self.size,
-                "metadata": dict(sorted(self.metadata.items())), "approve": list(self.approve)}
+                "metadata": dict(sorted(self.metadata.items())), "approve": list(self.approve),
+                **({"windows": self.windows.to_dict()} if self.windows is not None else {})}
 
     @classmethod
     def parse(cls, d: Obj) -> UpdateEntry:
-        return cls(d.string("name", names.update_name), d.string("kind", names.update_kind),
+        found = d.obj("windows", default=None)
+        windows = WindowsInfo.parse(found) if found is not None else None
+        kind = d.string("kind", names.one_of(*UPDATE_KINDS))
+        if windows is not None and kind not in WINDOWS_KINDS:
+            raise d.fail(f"windows is for {', '.join(WINDOWS_KINDS)} payloads, not {kind}")
+        if kind == AKSEE and (windows is None or windows.aksee_to is None):
+            raise d.fail("an AKS EE fragment names the versions it takes a node from and to (windows.aksee_*)")
+        return cls(d.string("name", names.update_name), kind,
                    d.string("file", names.file_name), d.string("sha256", names.sha256_hex), d.integer("size"),
                    d.mapping("metadata", metadata_key, metadata_value, required=False),
-                   d.strings("approve", names.group))
+                   d.strings("approve", names.group), windows)
 
 
 def metadata_key(value: str) -> str:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from bundler.errors import BundlerError
-from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
+from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, now, reboot_pending
+from bundler.kinds.updates.windows import AKSEE_VERSION_RE, ARCHES, BUILD_RE, plan_for
 from bundler.site.config import SiteConfig
 from bundler.site.front import FrontRule
 from bundler.site.http import Route, StartResponse, accel, body_length, json_response, text_response
@@ -66,6 +68,8 @@ class UpdateServer:
         if parts[0] == "keys" and len(parts) == 2 and parts[1] in (APT_KEY, ASC_KEY):  # public keys: for anyone
             return _small_file(start_response, cache.root / parts[1])
         known = self.update_client(environ, cache)
+        if parts == ["api", "plan"]:  # a Windows client's next steps: its own token only
+            return self.plan(environ, start_response, cache, known)
         if known is False or (known is None and not self.site.anonymous_updates):
             return _unauthorized(start_response)
         # a group is a boundary: an enrolled client reads its own group only; anonymous readers (a
@@ -103,6 +107,30 @@ class UpdateServer:
             return accel(start_response, PUBLISHED + "/".join(parts), [])
         return text_response(start_response, "404 Not Found", "not found\n")
 
+    def plan(self, environ: dict[str, Any], start_response: StartResponse, cache: UpdateCache,
+             known: tuple[str, str] | bool | None) -> Iterable[bytes]:
+        """`GET /updates/api/plan?mode=windows|aksee&build=10.0.26100.2033&arch=amd64&aksee=1.9.262.0`:
+        the approved payloads this client lacks, in install order, each with its step from the fixed
+        table (windows.STEPS); nothing while a restart is pending."""
+        if not isinstance(known, tuple):
+            return _unauthorized(start_response)
+        client, group = known
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(str(environ.get("QUERY_STRING", ""))).items()}
+        mode, build, arch, aksee = (query.get("mode", "windows"), query.get("build"), query.get("arch"),
+                                    query.get("aksee"))
+        if (mode not in ("windows", "aksee") or (build is not None and not BUILD_RE.match(build))
+                or (arch is not None and arch not in ARCHES)
+                or (aksee is not None and not AKSEE_VERSION_RE.match(aksee))):
+            return json_response(start_response, "400 Bad Request", {"error": "mode is windows or aksee; build a "
+                                 "Windows build (10.0.26100.2033); arch amd64 or arm64; aksee an AKS EE version"})
+        report = cache.report(client) or {}
+        host = report.get("host") or {}
+        plan = plan_for(cache.approved(group), cache.installed_by(report), mode=mode,
+                        build=build or host.get("os_build"), arch=arch,
+                        aksee_version=aksee or host.get("aksee_version"), reboot_pending=reboot_pending(report))
+        return json_response(start_response, "200 OK", {"client": client, "group": group, "mode": mode,
+                                                        **plan.to_dict()})
+
     def report(self, environ: dict[str, Any], start_response: StartResponse, cache: UpdateCache) -> Iterable[bytes]:
         """A client says what it installed: with its own token (`bundler updates enroll`), for itself
         and its group only; the body bounded (a valid Content-Length, at most MAX_REPORT bytes) and
@@ -125,10 +153,45 @@ class UpdateServer:
             if doc.get("client", client) != client or doc.get("group", group) != group:
                 return json_response(start_response, "403 Forbidden", {"error": f"this token reports for {client} "
                                                                          f"(group {group}) only"})
-            cache.record_report(client, group, installed)
+            cache.record_report(client, group, installed, *step_results(doc))
         except (ValueError, KeyError, TypeError, RecursionError, BundlerError) as exc:
             return json_response(start_response, "400 Bad Request", {"error": str(exc)[:300]})
         return json_response(start_response, "200 OK", {"recorded": True, "client": client, "group": group})
+
+
+RESULTS = ("installed", "failed", "reboot-pending")
+MAX_RESULTS = 1000
+
+
+def step_results(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """A Windows client's report beyond `installed`: `results` ([{sha256, status, exit_code}]) and
+    `host` ({os_build, aksee_version, reboot_pending}); ValueError naming what is wrong."""
+    results: dict[str, dict[str, Any]] = {}
+    raw = doc.get("results", [])
+    if not isinstance(raw, list) or len(raw) > MAX_RESULTS:
+        raise ValueError(f"results must be a list of at most {MAX_RESULTS}")
+    for item in raw:
+        if not isinstance(item, dict) or not re.fullmatch(r"[a-f0-9]{64}", str(item.get("sha256", ""))) \
+                or item.get("status") not in RESULTS:
+            raise ValueError(f"each result is {{sha256, status ({', '.join(RESULTS)}), exit_code}}")
+        code = item.get("exit_code")
+        if code is not None and (not isinstance(code, int) or isinstance(code, bool) or abs(code) > 1 << 32):
+            raise ValueError("exit_code must be a number")
+        results[item["sha256"]] = {"status": item["status"], "exit_code": code, "at": now()}
+    host: dict[str, Any] = {}
+    raw_host = doc.get("host", {})
+    if not isinstance(raw_host, dict):
+        raise ValueError("host must be an object")
+    for key, rule in (("os_build", BUILD_RE), ("aksee_version", AKSEE_VERSION_RE)):
+        if raw_host.get(key) is not None:
+            if not isinstance(raw_host[key], str) or not rule.match(raw_host[key]):
+                raise ValueError(f"host.{key} {str(raw_host[key])[:40]!r} is not valid")
+            host[key] = raw_host[key]
+    if "reboot_pending" in raw_host:
+        if not isinstance(raw_host["reboot_pending"], bool):
+            raise ValueError("host.reboot_pending must be true or false")
+        host["reboot_pending"] = raw_host["reboot_pending"]
+    return results, host
 
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._+~-]{1,255}$")  # a published index's path, part by part

@@ -1,22 +1,29 @@
 """`spec.updates` in a profile: OS and VM update files, by URL (with their sha256) or by path, with
-optional metadata and the groups they are approved for on arrival."""
+optional metadata, the groups they are approved for on arrival, and for Windows payloads what they
+say about themselves (`windows:`, windows.py)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bundler.kinds.updates.entry import UPDATE_KINDS
+from bundler.kinds.updates.windows import AKSEE, WindowsInfo, check_requirements, parse_windows
 from bundler.names import GROUP_RE, SHA256_RE, UPDATE_NAME_RE
 from bundler.profile import URL_RE, Checker
 
-UPDATE_KINDS = ("deb", "rpm", "msu", "cab", "vm-image", "file")
+AKSEE_FILE_RE = re.compile(r"^akswindows[^/]*\.exe$", re.IGNORECASE)  # "AKS-EE Windows Fragment" files
 VM_IMAGE_SUFFIXES = (".qcow2", ".vhdx", ".vhd", ".vmdk", ".img", ".raw", ".iso", ".ova")
 
 
 def update_kind(file_name: str) -> str:
-    """deb, rpm, msu, cab, vm-image or file, from a file name."""
+    """deb, rpm, msu, cab, msi, aksee-fragment, vm-image or file, from a file name."""
     lower = file_name.lower()
-    for kind in ("deb", "rpm", "msu", "cab"):
+    if AKSEE_FILE_RE.match(file_name):
+        return AKSEE
+    for kind in ("deb", "rpm", "msu", "cab", "msi"):
         if lower.endswith(f".{kind}"):
             return kind
     return "vm-image" if lower.endswith(VM_IMAGE_SUFFIXES) else "file"
@@ -33,6 +40,13 @@ class UpdateSpec:
     name: str | None = None  # default: the package name (deb, rpm) or the file name
     metadata: tuple[tuple[str, str], ...] = ()
     approve: tuple[str, ...] = ()  # target groups it is approved for on arrival
+    windows: WindowsInfo | None = None
+
+    @property
+    def display_name(self) -> str:
+        """Its name as requirements name it: `name`, else the file name (a package's name is known
+        only once collected, so a requirement names a Windows payload by `name` or file name)."""
+        return self.name or self.source.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def source(self) -> str:
@@ -40,7 +54,8 @@ class UpdateSpec:
 
 
 def parse_update(check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
-    m = check.mapping(item, line, where, {"name", "kind", "url", "path", "sha256", "metadata", "approve"}, set())
+    m = check.mapping(item, line, where, {"name", "kind", "url", "path", "sha256", "metadata", "approve", "windows"},
+                      set())
     if m is None:
         return None
     if ("url" in m) == ("path" in m):
@@ -64,5 +79,11 @@ def parse_update(check: Checker, item: Any, line: int, where: str) -> UpdateSpec
     if source is None:
         return None
     file_name = source.rstrip("/").rsplit("/", 1)[-1]
-    return UpdateSpec(str(kind) if kind in UPDATE_KINDS else update_kind(file_name), url, path, sha256, name,
-                      tuple((str(k), str(v)) for k, v in metadata.items()), tuple(groups))
+    kind = str(kind) if kind in UPDATE_KINDS else update_kind(file_name)
+    return UpdateSpec(kind, url, path, sha256, name, tuple((str(k), str(v)) for k, v in metadata.items()),
+                      tuple(groups), parse_windows(check, m, kind, where))
+
+
+def check_updates(check: Checker, specs: Sequence[tuple[UpdateSpec, int]], line: int) -> None:
+    """Across a profile's updates: what a Windows payload requires is one of them, with no cycle."""
+    check_requirements(check, [(spec.display_name, spec.windows, item_line) for spec, item_line in specs], line)

@@ -1,0 +1,247 @@
+"""Windows hosts and AKS Edge Essentials: what a profile may say of a Windows payload (checked at build,
+with file:line), what bundle.json may say (parsed totally), a client's plan (order by requirements
+and KB, the AKS EE chain, approvals, what the client reported, a pending restart), and the generated
+PowerShell: it parses with a PowerShell grammar with no error node, runs only the commands of the
+install table and a fixed list of cmdlets, and holds nothing from a bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tree_sitter as ts
+import tree_sitter_powershell as tsp
+
+from bundler.kinds import KINDS
+from bundler.kinds.updates.entry import UpdateEntry
+from bundler.kinds.updates.windows import AKSEE_COMMANDS, STEPS, WindowsInfo, plan_for
+from bundler.kinds.updates.windows_client import script_text, steps_table
+from bundler.profile import ProfileError, parse_profile
+from bundler.untrusted import Malformed, Obj
+
+PARSER = ts.Parser(ts.Language(tsp.language()))
+# what the scripts may run besides the install table's programs and AKS EE's update commands
+CMDLETS = {"Set-StrictMode", "Get-Content", "ConvertFrom-Json", "ConvertTo-Json", "Add-Type", "New-Object", "Join-Path",
+           "Test-Path", "New-Item", "Get-Item", "Get-FileHash", "Move-Item", "Remove-Item", "Start-Process",
+           "Write-Host", "Write-Warning", "Out-Null", "ForEach-Object", "Get-Module", "Sort-Object", "Select-Object",
+           "Split-Path", "Invoke-AksEdgeNodeCommand", "kubectl"}
+
+
+def commands(script: str) -> set[str]:
+    """Every command a PowerShell script names (tree-sitter-powershell); fails on any error node."""
+    tree = PARSER.parse(script.encode())
+    found: set[str] = set()
+    errors: list[str] = []
+
+    def walk(node: ts.Node) -> None:
+        if node.type == "ERROR" or node.is_missing:
+            errors.append(f"{node.start_point}: {node.text[:60]!r}")
+        if node.type == "command_name":
+            found.add(node.text.decode())  # type: ignore[union-attr]
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root_node)
+    assert not tree.root_node.has_error and not errors, errors
+    return found
+
+
+def functions(script: str) -> set[str]:
+    tree = PARSER.parse(script.encode())
+    names: set[str] = set()
+
+    def walk(node: ts.Node) -> None:
+        if node.type == "function_statement":
+            names.update(c.text.decode() for c in node.children if c.type == "function_name")  # type: ignore[union-attr]
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root_node)
+    return names
+
+
+def test_the_windows_script_parses_and_runs_only_the_table_and_fixed_cmdlets() -> None:
+    script = script_text()
+    named = commands(script)
+    own = functions(script)
+    assert own >= {"Get-Payload", "Invoke-Step", "Send-Report"}
+    assert named - own <= CMDLETS | set(AKSEE_COMMANDS), named - own - CMDLETS
+    assert steps_table() in script  # the install steps come from windows.STEPS, the one table
+    for step in STEPS:  # every program is a fixed name (or the fragment itself), never text from a bundle
+        assert step.program in ("wusa.exe", "dism.exe", "msiexec.exe", "{file}")
+
+
+def test_the_script_holds_nothing_of_a_site_or_a_bundle() -> None:
+    """The same text for every site and client: the plan comes as data at run time."""
+    assert script_text() == script_text()
+    assert "Remove-Item C:" not in script_text() and "{{" not in script_text()
+
+
+PROFILE = """apiVersion: bundler/v1
+kind: Profile
+metadata: {{name: win, version: 1.0.0}}
+spec:
+  updates:
+{items}
+"""
+
+
+def profile(items: str) -> Any:
+    return parse_profile(PROFILE.format(items=items), "win.yaml", kinds=KINDS)
+
+
+def test_a_profile_says_what_a_windows_payload_is_and_it_is_checked() -> None:
+    parsed = profile("""    - path: cu-1.msu
+      name: cu-checkpoint
+      windows: {kb: KB5043080, osBuild: {min: "10.0.26100"}, arch: amd64, reboot: true}
+    - path: cu-2.msu
+      name: cu-latest
+      windows: {kb: KB5044284, requires: [cu-checkpoint], reboot: true}
+    - path: AksWindows-x64_abc.exe
+      windows: {aksee: {from: "1.8.202.0", to: "1.9.262.0"}}""")
+    specs = parsed.items("updates")
+    assert [s.kind for s in specs] == ["msu", "msu", "aksee-fragment"]
+    assert specs[1].windows == WindowsInfo(kb="KB5044284", requires=("cu-checkpoint",), reboot=True)
+    assert specs[2].windows.aksee_from == "1.8.202.0"
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    ("    - path: a.deb\n      windows: {kb: KB5043080}", "windows is for msu, cab, msi, aksee-fragment payloads"),
+    ("    - path: a.msu\n      windows: {kb: 5043080}", "must be a non-empty string (quote it)"),
+    ("    - path: a.msu\n      windows: {kb: KB12}", "is not a KB number"),
+    ("    - path: a.msu\n      windows: {arch: x86}", "is not one of amd64, arm64"),
+    ("    - path: a.msu\n      windows: {osBuild: {min: '10.0.26100', max: '10.0.22631'}}", "is above max"),
+    ("    - path: a.msu\n      windows: {requires: [nothing-here]}", "'nothing-here' is not an update of this profile"),
+    ("    - path: a.msu\n      name: a\n      windows: {requires: [b]}\n    - path: b.msu\n      name: b\n"
+     "      windows: {requires: [a]}", "go round in a circle"),
+    ("    - path: AksWindows-x64_1.exe", "an AKS EE fragment needs windows.aksee"),
+    ("    - path: AksWindows-x64_1.exe\n      windows: {aksee: {from: 1.8, to: '1.9.262.0'}}", "must be a string"),
+    ("    - path: a.msu\n      windows: {aksee: {from: '1.8.202.0', to: '1.9.262.0'}}", "aksee is for aksee-fragment"),
+    ("    - path: a.msu\n      windows: {reboot: sometimes}", "reboot must be true or false"),
+    ("    - path: a.exe\n      kind: exe", "kind 'exe' is not one of"),
+])
+def test_a_wrong_windows_payload_is_refused_at_build_naming_the_line(items: str, message: str) -> None:
+    with pytest.raises(ProfileError) as refused:
+        profile(items)
+    assert message in str(refused.value) and "win.yaml:" in str(refused.value)
+
+
+def entry(**changes: Any) -> dict[str, Any]:
+    doc = {"name": "cu", "kind": "msu", "file": "cu.msu", "sha256": "a" * 64, "size": 10, "metadata": {},
+           "approve": [], "windows": {"kb": "KB5043080", "requires": [], "reboot": True}}
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(("doc", "field"), [
+    (entry(kind="powershell"), "kind"),
+    (entry(kind="deb"), "windows is for"),
+    (entry(windows={"kb": "KB1; Remove-Item", "requires": [], "reboot": False}), "windows.kb"),
+    (entry(windows={"requires": ["x'; Remove-Item C:\\ -Recurse; '"], "reboot": False}), "windows.requires"),
+    (entry(windows={"requires": [], "reboot": "yes"}), "windows.reboot"),
+    (entry(kind="aksee-fragment", file="AksWindows.exe", windows={"requires": [], "reboot": False}), "AKS EE"),
+    (entry(windows={"requires": [], "reboot": False, "aksee_from": "1.8.202.0"}), "go together"),
+])
+def test_a_forged_windows_entry_in_bundle_json_is_malformed_naming_the_field(doc: dict[str, Any], field: str) -> None:
+    with pytest.raises(Malformed) as refused:
+        UpdateEntry.parse(Obj(doc, "updates[0]"))
+    assert field in str(refused.value)
+
+
+def catalog_entry(name: str, sha: str, kind: str = "msu", version: str = "1", **windows: Any) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "file": f"{name}.x", "sha256": sha * 64, "size": 100, "version": version,
+            "windows": {"requires": [], "reboot": False, **windows}}
+
+
+CU_A = catalog_entry("cu-checkpoint", "a", kb="KB5043080", reboot=True)
+CU_B = catalog_entry("cu-latest", "b", kb="KB5044284", requires=["cu-checkpoint"], reboot=True)
+TOOL = catalog_entry("agent", "c", kind="msi", kb="KB0000001")
+ARM = catalog_entry("arm-only", "d", arch="arm64")
+NEW_OS = catalog_entry("new-os", "e", os_min="10.0.26200")
+ORPHAN = catalog_entry("orphan", "f", requires=["not-approved"])
+FRAG_1 = catalog_entry("aksee-1.9", "1", kind="aksee-fragment", aksee_from="1.8.202.0", aksee_to="1.9.262.0")
+FRAG_2 = catalog_entry("aksee-1.10", "2", kind="aksee-fragment", aksee_from="1.9.262.0", aksee_to="1.10.99.0")
+FRAG_X = catalog_entry("aksee-other", "3", kind="aksee-fragment", aksee_from="1.7.0.0", aksee_to="1.8.0.0")
+APPROVED = [CU_B, TOOL, CU_A, ARM, NEW_OS, ORPHAN, FRAG_2, FRAG_1, FRAG_X]
+
+
+def plan(installed: set[str] = frozenset(), mode: str = "windows", aksee: str | None = None,  # type: ignore[assignment]
+         reboot: bool = False) -> Any:
+    return plan_for(APPROVED, set(installed), mode=mode, build="10.0.26100.2033", arch="amd64", aksee_version=aksee,
+                    reboot_pending=reboot)
+
+
+def test_a_plan_installs_each_payload_after_what_it_requires_for_this_host_only() -> None:
+    first = plan()
+    assert [s["name"] for s in first.steps] == ["agent", "cu-checkpoint", "cu-latest"]  # KB order, then requires
+    assert [s["step"] for s in first.steps] == ["msi", "msu", "msu"]
+    held = {h["name"]: h["why"] for h in first.held}
+    assert set(held) == {"arm-only", "new-os", "orphan"} and "not-approved" in held["orphan"]
+    assert first.steps[1]["url"] == f"/updates/blobs/sha256/{'a' * 64}" and first.steps[1]["reboot"] is True
+
+
+def test_a_plan_is_idempotent_after_reports_and_waits_for_a_restart() -> None:
+    after = plan({"c" * 64, "a" * 64})
+    assert [s["name"] for s in after.steps] == ["cu-latest"]  # what was reported is not offered again
+    assert plan({"c" * 64, "a" * 64, "b" * 64}).steps == []
+    waiting = plan(reboot=True)
+    assert waiting.reboot_pending and waiting.steps == []
+
+
+def test_aksee_fragments_chain_from_the_nodes_version_one_version_at_a_time() -> None:
+    chain = plan(mode="aksee", aksee="1.8.202.0")
+    assert [s["name"] for s in chain.steps] == ["aksee-1.9", "aksee-1.10"]
+    assert [h["name"] for h in chain.held] == ["aksee-other"]
+    assert [s["name"] for s in plan(mode="aksee", aksee="1.9.262.0").steps] == ["aksee-1.10"]
+    unknown = plan(mode="aksee")
+    assert unknown.steps == [] and all("not known" in h["why"] for h in unknown.held)
+    assert [s["name"] for s in plan({"1" * 64}, mode="aksee", aksee="1.8.202.0").steps] == ["aksee-1.10"]
+
+
+def test_the_aksee_trust_script_parses_holds_base64_only_and_refuses_a_strange_host(tmp_path: Path) -> None:
+    from bundler.keyfiles import keygen
+    from bundler.site.aksee import node_placements, script_text
+    from bundler.site.config import SiteState, init_site
+
+    keygen(tmp_path / "release")
+    site = init_site(tmp_path / "site", None, [tmp_path / "release.pub"], 1)
+    state = SiteState.load(site.directory)
+    state.bundles.append({"name": "store", "version": "1.0.0", "sources": ["registry.example.com", "quay.io:443"]})
+    (site.directory / "cluster" / "flux").mkdir(parents=True, exist_ok=True)
+    (site.directory / "cluster" / "flux" / "kustomization.yaml").write_text("resources: []\n")
+    script = script_text(site, state)
+    assert commands(script) - functions(script) <= CMDLETS
+    paths = [path for path, _ in node_placements(site, state)]
+    assert "/etc/containerd/certs.d/quay.io:443/hosts.toml" in paths and "/etc/rancher/k3s/registries.yaml" in paths
+    hosts_toml = dict(node_placements(site, state))["/etc/containerd/certs.d/registry.example.com/hosts.toml"]
+    assert b'ca = "/etc/pki/ca-trust/source/anchors/bundler-site.crt"' in hosts_toml  # the node's own CA path
+    state.bundles.append({"name": "evil", "version": "1", "sources": ["x'; rm -rf /; '"]})
+    with pytest.raises(Exception, match="is not a host name"):
+        script_text(site, state)
+
+
+def test_a_report_with_a_wrong_shape_is_refused_naming_the_field() -> None:
+    from bundler.kinds.updates.server import step_results
+
+    results, host = step_results({"results": [{"sha256": "a" * 64, "status": "reboot-pending", "exit_code": 3010}],
+                                  "host": {"os_build": "10.0.26100", "aksee_version": "1.9.262.0",
+                                           "reboot_pending": True}})
+    assert results["a" * 64]["status"] == "reboot-pending" and host["reboot_pending"] is True
+    for bad, message in [({"results": [{"sha256": "x", "status": "installed"}]}, "each result"),
+                         ({"results": [{"sha256": "a" * 64, "status": "hacked"}]}, "each result"),
+                         ({"results": [{"sha256": "a" * 64, "status": "failed", "exit_code": "1"}]}, "exit_code"),
+                         ({"host": {"os_build": "10'; whoami"}}, "host.os_build"),
+                         ({"host": {"reboot_pending": "yes"}}, "reboot_pending")]:
+        with pytest.raises(ValueError, match=message):
+            step_results(json.loads(json.dumps(bad)))
+
+
+def test_the_fleet_shows_windows_clients_as_it_shows_linux_ones() -> None:
+    from bundler.fleet.report import client_lines
+
+    site = {"clients_lacking_updates": {"pos-7": 2, "till-1": 1}, "clients_failed": {"pos-7": 1},
+            "clients_waiting_restart": ["pos-7"], "aksee_versions": {"edge-host": "1.9.262.0"}}
+    assert client_lines(site) == ["pos-7: 2 lacking, 1 failed, restart pending", "till-1: 1 lacking",
+                                  "edge-host: AKS EE 1.9.262.0"]
