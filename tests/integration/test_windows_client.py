@@ -169,4 +169,5 @@ spec:
     script = tmp_path / "aksee" / "bundler-aksee-trust.ps1"
     assert stat.S_IMODE(script.stat().st_mode) == 0o600  # it holds the site's pull credentials
     text = script.read_text()
-    assert "Invoke-AksEdgeNodeCommand" in text and base64.b64encode((site / "pki" / "ca.pem").read_bytes()).decode() in text
+    ca = base64.b64encode((site / "pki" / "ca.pem").read_bytes()).decode()
+    assert "Invoke-AksEdgeNodeCommand" in text and ca in text
