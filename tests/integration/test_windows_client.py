@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from bundler.kinds.updates.windows import STEP_OF
+from tests.attack_cases import forge_json_member
 from tests.conftest import Keys, Run, SiteFactory
 from tests.helpers import credentials
 
@@ -114,7 +115,12 @@ spec:
 
     built = cli("build", tmp_path / "win.yaml", "-o", tmp_path / "win.bundle.tar", "--key", keys.release.key)
     assert built.code == 0, built.err
-    site = make_site("site", "--group", "line-1", up=True)
+    site = make_site("site", "--group", "line-1", "--group", "line-2", up=True)
+    forged = forge_json_member(tmp_path / "win.bundle.tar", tmp_path / "forged.bundle.tar", "bundle.json",
+                               lambda doc: doc["updates"][2].update(kind="powershell"))
+    refused = cli("import", forged, "--site", site)
+    assert refused.code == 3 and "updates[2].kind" in refused.err  # a kind outside the table: nothing changes
+    assert not json.loads(cli("updates", "list", "--site", site, "--json").out)["updates"]
     assert cli("import", tmp_path / "win.bundle.tar", "--site", site).code == 0
 
     out = tmp_path / "pos-7"
@@ -131,6 +137,10 @@ spec:
     assert client.plan(build="10.0.22631")["held"][0]["name"] == "cu-checkpoint"  # Windows 11 23H2: not for it
     anonymous = requests.get(client.config["site"] + "/updates/api/plan", verify=str(client.ca), timeout=10)
     assert anonymous.status_code == 401
+    other = cli("site", "client", "windows", site, "till-2", "--group", "line-2", "-o", tmp_path / "till-2")
+    assert other.code == 0, other.err
+    line_2 = WindowsClient(json.loads((tmp_path / "till-2" / "bundler-client.json").read_text()), tmp_path)
+    assert line_2.plan()["steps"] == []  # approved for line-1 only: another group's client gets none
 
     agent, checkpoint = plan["steps"][0], plan["steps"][1]
     assert client.download(agent, stop_after=20_000) is None  # the connection dropped midway
