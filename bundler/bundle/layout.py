@@ -7,8 +7,6 @@ import functools
 import posixpath
 import re
 
-from bundler.bundle.kinds import registered
-
 SCHEMA = "bundler/bundle/v1"
 MANIFEST = "bundle.json"
 SIGNATURES = "signatures.json"
@@ -56,10 +54,9 @@ def _kind_payloads(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{pattern})" for pattern in patterns) or "(?!)")
 
 
-def payload_path(name: str) -> str:
+def payload_path(name: str, patterns: tuple[str, ...]) -> str:
     """A path bundle.json may list as a file: the OCI layout's two files, the SBOM, a blob, or a path
-    a registered content kind keeps its payloads at (its `payload_pattern`). ValueError otherwise."""
-    patterns = tuple(kind.payload_pattern for kind in registered() if kind.payload_pattern)
+    a content kind keeps its payloads at (`patterns`: the kinds' `payload_pattern`). ValueError otherwise."""
     if name not in (OCI_LAYOUT, OCI_INDEX, SBOM) and not _BLOB_RE.match(name) \
             and not _kind_payloads(patterns).fullmatch(name):
         raise ValueError(f"{name[:120]!r} is not a path a bundle holds payloads at")

@@ -113,8 +113,9 @@ class BundleManifest:
 def file_entries(raw: Obj | None) -> dict[str, FileEntry]:
     """bundle.json's `files` or `requires` (or a receipt's `files`): payload path -> sha256, size."""
     out = {}
+    patterns = tuple(kind.payload_pattern for kind in registered() if kind.payload_pattern)
     for path, value in raw.entries() if raw is not None else ():
-        value.checked(path, layout.payload_path)
+        value.checked(path, lambda name: layout.payload_path(name, patterns))
         entry = value.obj()
         out[path] = FileEntry(entry.string("sha256", names.sha256_hex), entry.integer("size"))
     return out
