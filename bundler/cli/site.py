@@ -22,7 +22,8 @@ def site() -> None:
 @site.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--registry", "registry_url",
-              help="an existing registry to seed instead of the embedded one, e.g. https://registry.local:5000")
+              help="an existing registry to seed instead of the embedded one, e.g. https://registry.local:5000, "
+                   "or with a prefix everything goes under: https://harbor.example/edge")
 @click.option("--registry-listen", default="127.0.0.1:5443", show_default=True,
               help="HOST:PORT of the embedded registry (`site up` runs it, with TLS and the site's credentials)")
 @click.option("--registry-runtime", type=click.Choice(["auto", "binary", "docker"]), default="auto",
@@ -41,18 +42,27 @@ def site() -> None:
 @click.option("--name", help="the site's name in its receipts and the fleet (default: this host's name)")
 @click.option("--image-key", "image_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="a cosign public key (repeatable): images in --image-scope must carry a valid signature by one")
+@click.option("--registry-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="the CA certificate (PEM) of the --registry URL, when the system does not trust it")
+@click.option("--registry-credentials", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help='the --registry URL\'s account: a 0600 JSON file, {"username": ..., "password": ...} '
+                   '(a Harbor robot account) or {"token": ...}')
 @click.option("--image-scope", "image_scopes", multiple=True, metavar="GLOB",
               help="images the image keys cover, by name (registry.example.com/team/*; repeatable; default *)")
 def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
               trust_keys: tuple[Path, ...],
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
               groups: tuple[str, ...], name: str | None, image_keys: tuple[Path, ...],
-              image_scopes: tuple[str, ...]) -> None:
+              registry_ca: Path | None, registry_credentials: Path | None, image_scopes: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
     the cluster gets) and the import account (import-credentials.json: push, for `bundler import`).
     By default `site up` runs an embedded registry with TLS and token authentication.
+
+    With --registry URL the site seeds a registry it does not run (Harbor, zot, Distribution on S3):
+    a path in the URL is a prefix everything goes under (a Harbor project: https://harbor.example/edge),
+    with that registry's CA (--registry-ca) and account (--registry-credentials).
 
     \b
     Example (two-person rule: release engineering builds, security countersigns):
@@ -65,9 +75,10 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
     config = create_site(directory, registry_url, trust_keys, threshold, registry_listen=registry_listen,
                          registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
                          hostnames=hostnames, ips=ips, groups=groups, name=name, image_keys=image_keys,
-                         image_scopes=image_scopes)
+                         image_scopes=image_scopes, registry_ca=registry_ca,
+                         registry_credentials=registry_credentials)
     names = ", ".join(name for name, _ in config.trust_keys)
-    click.echo(f"site {config.directory} created; images go to {config.registry_url}; "
+    click.echo(f"site {config.directory} created; images go to {config.registry_location}; "
                f"bundles need {config.threshold} signature(s) of: {names}")
     click.echo(f"Git server (after `bundler site up`): {config.http_url}/git/<name>.git; "
                f"CA {config.ca_file}; client (pull-only) credentials in {config.credentials_file}")

@@ -11,6 +11,7 @@ every downloaded byte hashed on the way and checked against its digest; cross-re
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import threading
@@ -89,6 +90,7 @@ class RegistryClient:
         pool_size: int = 16,
         retries: int = RETRIES,
         writer: bool = False,
+        bearer: str | None = None,
     ) -> None:
         self.host = host
         api_host = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host  # Docker Hub answers elsewhere
@@ -108,6 +110,7 @@ class RegistryClient:
             self._basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
         self._basic_loaded = credentials is not None
         self._tokens: dict[str, str] = {}
+        self._bearer = bearer  # a registry token given up front (a credentials file's `token`): sent every time
         # a writer (an import) pushes to the repositories it reads: ask for both in the first token,
         # not a pull token and then, at the first push, another round trip for a push one
         self._writer = writer
@@ -125,7 +128,7 @@ class RegistryClient:
 
     def _auth_header(self, repo: str) -> dict[str, str]:
         with self._lock:
-            token = self._tokens.get(repo)
+            token = self._tokens.get(repo) or self._bearer
         if token:
             return {"Authorization": f"Bearer {token}"}
         if self._use_basic and (basic := self._basic_auth()):
@@ -216,6 +219,11 @@ class RegistryClient:
                     method, url, headers=all_headers, params=params, data=data, stream=stream,
                     timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=True, verify=self.verify,
                 )
+            except requests.exceptions.SSLError as exc:
+                raise UnreachableError(
+                    f"registry {self.base_url}: its certificate does not verify ({short(exc)})",
+                    hint="give its CA certificate (site init --registry-ca FILE, or the system's trust store)",
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt < attempts:
                     backoff(attempt)
@@ -380,6 +388,23 @@ class RegistryClient:
                     raise
                 backoff(attempt)
         raise UnreachableError(f"could not upload {digest} to {self.host}/{repo}")  # pragma: no cover
+
+    def push_refusal(self, repo: str) -> str | None:
+        """Why the registry would not take a push to `repo`, or None: it opened an upload (cancelled
+        at once, nothing stored). A project that does not exist, an account without the push right."""
+        try:
+            r = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, idempotent=False)
+        except AuthError as exc:
+            return exc.message
+        if r.status_code == 202:
+            location = urljoin(r.url, r.headers.get("Location", ""))
+            r.close()
+            with contextlib.suppress(BundlerError):
+                self.request("DELETE", location, repo=repo).close()
+            return None
+        why = f"{r.status_code} {_error_text(r)}".strip()
+        r.close()
+        return why
 
     def unlink_blob(self, repo: str, digest: str) -> bool:
         """Remove `repo`'s link to a blob (the blob stays for other repositories); False where the

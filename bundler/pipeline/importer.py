@@ -29,7 +29,7 @@ from bundler.errors import BundlerError, IntegrityError, RefusedError, Unreachab
 from bundler.fsutil import atomic_write
 from bundler.kinds import KINDS
 from bundler.kinds.base import Staged
-from bundler.oci.client import RegistryClient
+from bundler.oci.client import AuthError, RegistryClient
 from bundler.parallel import run_parallel
 from bundler.pipeline.prune import disk_report, disk_warning
 from bundler.pipeline.registry import (
@@ -50,7 +50,6 @@ from bundler.site import figures
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, kept_manifest_path, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
-from bundler.site.tokens import QUARANTINE
 from bundler.units import human
 
 
@@ -231,6 +230,7 @@ class Import:
         self.connect()
         if self.unchanged():
             return self.result
+        self.push_rights()
         plans = self.manifests()
         sbom = self.sbom()
         with byte_progress("verifying", self.reading(plans, sbom)) as progress:
@@ -258,14 +258,20 @@ class Import:
     def connect(self) -> None:
         try:
             self.client.ping()  # an unreachable site fails before the long read
+            self.artifacts = site_artifacts(self.report.manifest, self.site)
+            # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
+            self.client.authorize([a.repo for a in self.artifacts], "pull,push",
+                                  shared={self.site.quarantine: "pull,push,delete"})
         except UnreachableError as exc:
             if self.site.embedded_registry:
                 hint = f"start the site's services first: `bundler site up {self.site.directory}`"
                 raise UnreachableError(f"the site's registry does not answer ({exc.message})", hint=hint) from None
             raise
-        self.artifacts = site_artifacts(self.report.manifest, self.site)
-        # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
-        self.client.authorize([a.repo for a in self.artifacts], "pull,push", shared={QUARANTINE: "pull,push,delete"})
+        except AuthError as exc:  # a registry that is not the site's own refuses the site's account
+            raise UnreachableError(f"the registry {self.site.registry_location} refuses the site's account "
+                                   f"({exc.message}); nothing was sent",
+                                   hint="check the account given with site init --registry-credentials (a robot "
+                                        "account's name and secret)") from None
 
     def unchanged(self) -> bool:
         """The release the site runs, every artifact and every kind's content present: nothing to do
@@ -283,6 +289,23 @@ class Import:
         self.result.added = {key: 0 for key in self.result.unchanged}
         write_cluster_config(self.site, self.state)
         return True
+
+    def push_rights(self) -> None:
+        """A registry that is not the site's own (a Harbor project, say) must take pushes to every
+        repository this import writes, before a blob is sent: a project that does not exist, or an
+        account without the push right, is refused here (exit 4)."""
+        if self.site.embedded_registry:
+            return
+        repos = sorted({a.repo for a in self.artifacts} | {self.site.quarantine})
+        refused = [(repo, why) for repo, why in zip(repos, run_parallel(self.client.push_refusal, repos,
+                                                                        self.options.jobs), strict=True) if why]
+        if refused:
+            repo, why = refused[0]
+            raise UnreachableError(
+                f"the registry {self.site.registry_location} takes no push to {repo} ({why})"
+                + (f" nor to {len(refused) - 1} more repositories" if len(refused) > 1 else "") + "; nothing was sent",
+                hint="the account (site init --registry-credentials) needs the push right on that project, and the "
+                     "project must exist: a robot account cannot create one")
 
     def manifests(self) -> list[Plan]:
         try:
@@ -349,7 +372,8 @@ class Import:
                 for kind in KINDS:
                     staged.append(kind.stage(site, self.reader, manifest, self.options, advance))
                 sent = transfer(self.reader, plans, self.client, self.options.jobs, advance, located,
-                                registry_verifies=site.embedded_registry, quarantined=quarantined)
+                                registry_verifies=site.embedded_registry, quarantined=quarantined,
+                                quarantine=site.quarantine)
             except IntegrityError as exc:  # a payload that does not match: refused before anything moved
                 self.refuse(exc)
         except BaseException:
@@ -358,7 +382,7 @@ class Import:
             left = {kind.key: kind.leftovers(site, manifest) for kind in KINDS}
             self.state.note_unreferenced({**left, "blobs": quarantined})  # the collector frees them at a prune
             with contextlib.suppress(BundlerError, OSError):  # the quarantine holds nothing of a refused bundle
-                release_quarantine(self.client, quarantined, self.options.jobs)
+                release_quarantine(self.client, site.quarantine, quarantined, self.options.jobs)
             raise
         return staged, sent
 

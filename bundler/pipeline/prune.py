@@ -32,7 +32,6 @@ from bundler.site import figures
 from bundler.site.config import REGISTRY_STORAGE, SiteConfig, SiteState, kept_manifest, load_site
 from bundler.site.journal import files_lock, import_lock
 from bundler.site.service import collect_registry_garbage, resume_after_garbage_collection
-from bundler.site.tokens import QUARANTINE
 
 PRUNED = "pruned"
 
@@ -160,10 +159,10 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
             return plan
         # 1. delete (writes nothing: safe on a full disk); a re-run does what is left
         if client is not None and (plan.manifests or plan.leftovers.get("blobs")):
-            client.authorize({repo for repo, _ in plan.manifests} | {QUARANTINE}, "pull,push,delete")
+            client.authorize({repo for repo, _ in plan.manifests} | {site.quarantine}, "pull,push,delete")
             for repo, digest in plan.manifests:  # tops first: an index goes before what it lists
                 client.delete_manifest(repo, digest)
-            run_parallel(lambda d: client.unlink_blob(QUARANTINE, d), plan.leftovers.get("blobs", []), jobs)
+            run_parallel(lambda d: client.unlink_blob(site.quarantine, d), plan.leftovers.get("blobs", []), jobs)
         for part in plan.kinds.values():
             part.delete()
         # 2. the registry's garbage collector frees the blobs (registry stopped for the pass)

@@ -120,15 +120,17 @@ class Transfer:
     plans: list[Plan]
     staged: list[_Staged]
     stats: SeedStats
+    quarantine: str  # the quarantine repository (under the registry's prefix)
 
     @property
     def quarantined(self) -> list[str]:
-        return [blob.digest for blob in self.staged if blob.source == QUARANTINE]
+        return [blob.digest for blob in self.staged if blob.source == self.quarantine]
 
 
 def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
              progress: Callable[[int], None], located: dict[str, str] | None = None,
-             registry_verifies: bool = False, quarantined: list[str] | None = None) -> Transfer:
+             registry_verifies: bool = False, quarantined: list[str] | None = None,
+             quarantine: str = QUARANTINE) -> Transfer:
     """`quarantined` receives each blob as it lands in the quarantine, so a refusal half-way knows
     what to take out again.
     `registry_verifies`: the registry hashes every upload and refuses one whose bytes do not match
@@ -176,9 +178,9 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
             if not carried:
                 source = (located or {}).get(digest)  # a delta's base, elsewhere on the site
             else:
-                source = QUARANTINE
-                if not client.blob_exists(QUARANTINE, digest):  # there already: an interrupted import
-                    push(QUARANTINE, digest, size, [])
+                source = quarantine
+                if not client.blob_exists(quarantine, digest):  # there already: an interrupted import
+                    push(quarantine, digest, size, [])
                     stats.count(sent=size)
                     read = True
                 if quarantined is not None:
@@ -189,7 +191,7 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
         return _Staged(digest, size, lacking, source)
 
     staged = run_parallel(stage, sorted(repos_by_blob.items(), key=lambda item: -item[1][0]), jobs)
-    return Transfer(plans, staged, stats)
+    return Transfer(plans, staged, stats, quarantine)
 
 
 def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: int) -> SeedStats:
@@ -235,11 +237,11 @@ def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: 
 
     run_parallel(publish, list(zip(plans, manifests_added, strict=True)), jobs)
     # 3. the quarantine lets go of what it held (the blobs stay, linked by their repositories)
-    release_quarantine(client, done.quarantined, jobs)
+    release_quarantine(client, done.quarantine, done.quarantined, jobs)
     return stats
 
 
-def release_quarantine(client: RegistryClient, digests: list[str], jobs: int) -> None:
+def release_quarantine(client: RegistryClient, quarantine: str, digests: list[str], jobs: int) -> None:
     """The quarantine lets go of its links (the blobs stay where a repository links them; others
     are left for the registry's garbage collector)."""
-    run_parallel(lambda digest: client.unlink_blob(QUARANTINE, digest), digests, jobs)
+    run_parallel(lambda digest: client.unlink_blob(quarantine, digest), digests, jobs)

@@ -32,8 +32,9 @@ HOST_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?$")  # a registry ho
 
 def node_placements(site: SiteConfig, state: SiteState) -> list[tuple[str, bytes]]:
     """(path in the node, content): the CA, containerd's hosts.toml per source host, K3s's registries.yaml."""
-    registries, tomls = node_files(site, state, NODE_CA)
-    placed = [(NODE_CA, site.ca_file.read_bytes())]
+    ca = site.registry_ca_file
+    registries, tomls = node_files(site, state, NODE_CA if ca is not None else None)
+    placed = [(NODE_CA, ca.read_bytes())] if ca is not None else []
     for host, text in sorted(tomls.items()):
         if not HOST_RE.match(host):
             raise BundlerError(f"source host {host[:80]!r} is not a host name: not written into a node script")

@@ -44,7 +44,8 @@ def _private(path: Path, data: bytes) -> None:
 def write_cluster_config(site: SiteConfig, state: SiteState) -> Path:
     root = site.directory / CLUSTER_DIR
     (root / "certs.d").mkdir(parents=True, exist_ok=True)
-    registries, hosts_tomls = node_files(site, state, str(site.ca_file.resolve()))
+    ca = site.registry_ca_file
+    registries, hosts_tomls = node_files(site, state, str(ca.resolve()) if ca is not None else None)
     _private(root / "registries.yaml", registries)
     for host, text in hosts_tomls.items():
         directory = root / "certs.d" / host
@@ -54,17 +55,17 @@ def write_cluster_config(site: SiteConfig, state: SiteState) -> Path:
     return root
 
 
-def node_files(site: SiteConfig, state: SiteState, ca: str) -> tuple[bytes, dict[str, bytes]]:
+def node_files(site: SiteConfig, state: SiteState, ca: str | None) -> tuple[bytes, dict[str, bytes]]:
     """K3s's registries.yaml and containerd's hosts.toml per source host, for a node that keeps the
-    site CA at `ca`."""
+    registry's CA at `ca` (None: the node trusts it already)."""
     registry = urlsplit(site.registry_url)
     credentials = load_credentials(site.directory) if site.embedded_registry else None
     hosts = source_hosts(state)
 
     mirrors = {host: {"endpoint": [f"{registry.scheme}://{registry.netloc}"],
-                      "rewrite": {"^(.*)$": site_path(host, "$1")}} for host in hosts}
+                      "rewrite": {"^(.*)$": site.repository(site_path(host, "$1"))}} for host in hosts}
     config: dict[str, object] = {}
-    if registry.scheme == "https":
+    if registry.scheme == "https" and ca is not None:
         config["tls"] = {"ca_file": ca}
     if credentials:
         config["auth"] = {"username": credentials[0], "password": credentials[1]}
@@ -72,10 +73,10 @@ def node_files(site: SiteConfig, state: SiteState, ca: str) -> tuple[bytes, dict
     tomls = {}
     for host in hosts:
         upstream = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host
-        mirror = f"{registry.scheme}://{registry.netloc}/v2/{site_path(host, '').rstrip('/')}"
+        mirror = f"{registry.scheme}://{registry.netloc}/v2/{site.repository(site_path(host, '')).rstrip('/')}"
         lines = [f'server = "{"http" if is_loopback(host) else "https"}://{upstream}"', "",
                  f'[host."{mirror}"]', '  capabilities = ["pull", "resolve"]', "  override_path = true"]
-        if registry.scheme == "https":
+        if registry.scheme == "https" and ca is not None:
             lines.append(f'  ca = "{ca}"')
         tomls[host] = ("\n".join(lines) + "\n").encode()
     return registries, tomls

@@ -50,6 +50,7 @@ from bundler.signing import TrustedKey, TrustPolicy
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import CA_CERT, PKI_DIR
+from bundler.site.tokens import QUARANTINE
 from bundler.untrusted import Malformed, Obj
 
 SITE_FILE = "site.yaml"
@@ -87,6 +88,9 @@ class SiteConfig:
     image_keys: tuple[tuple[str, str], ...] = ()  # cosign keys (name, file) images in image_scopes must be signed by
     image_scopes: tuple[str, ...] = ()  # image name globs (host/path) the image keys cover
     anonymous_updates: bool = False  # without it, a group's updates go to that group's enrolled clients only
+    registry_prefix: str = ""  # a registry that is not the site's own: everything goes under this path (a project)
+    registry_ca: str = ""  # its CA (a file in the site directory), when it is not in the system's trust store
+    registry_credentials: str = ""  # its account (a 0600 JSON file in the site directory)
 
     def image_policy(self) -> tuple[tuple[str, ...], tuple[TrustedKey, ...]]:
         """(scopes, keys): images matching a scope need a valid cosign signature by one of the keys."""
@@ -124,13 +128,43 @@ class SiteConfig:
     def embedded_registry(self) -> bool:
         return self.registry_listen is not None
 
+    def repository(self, path: str) -> str:
+        """Where `path` (`<source host>/<path>`, `charts/<name>`) lives in the site's registry: under
+        the registry's prefix (a Harbor project, say) when it has one."""
+        return f"{self.registry_prefix}/{path}" if self.registry_prefix else path
+
+    @property
+    def quarantine(self) -> str:
+        """The repository an import's blobs wait in until the whole bundle verified (under the prefix:
+        a robot account pushes to its project only)."""
+        return self.repository(QUARANTINE)
+
+    @property
+    def registry_ca_file(self) -> Path | None:
+        """The CA clients check the site's registry with: the site's own for its embedded registry,
+        the one given for another registry (None: the system's trust store)."""
+        if self.embedded_registry:
+            return self.ca_file
+        return self.directory / self.registry_ca if self.registry_ca else None
+
+    @property
+    def registry_location(self) -> str:
+        """host[:port]/prefix: where references to the site's registry start."""
+        netloc = urlsplit(self.registry_url).netloc
+        return f"{netloc}/{self.registry_prefix}" if self.registry_prefix else netloc
+
     def registry_client(self, jobs: int) -> RegistryClient:
         parts = urlsplit(self.registry_url)
         if self.embedded_registry:  # TLS from the site CA; the import account (it pushes)
             user, password = load_credentials(self.directory, IMPORT_CREDENTIALS_FILE)
             return RegistryClient(parts.netloc, plain_http=False, ca_file=str(self.ca_file),
                                   credentials=Credentials(user, password), pool_size=max(4, jobs), writer=True)
-        return RegistryClient(parts.netloc, plain_http=parts.scheme == "http", pool_size=max(4, jobs))
+        account = read_registry_credentials(self.directory / self.registry_credentials) \
+            if self.registry_credentials else None
+        return RegistryClient(parts.netloc, plain_http=parts.scheme == "http", pool_size=max(4, jobs),
+                              ca_file=str(self.directory / self.registry_ca) if self.registry_ca else None,
+                              credentials=account if isinstance(account, Credentials) else None,
+                              bearer=account if isinstance(account, str) else None, writer=account is not None)
 
     def policy(self) -> TrustPolicy:
         keys = tuple(load_trusted_key(self.directory / file, name) for name, file in self.trust_keys)
@@ -143,7 +177,10 @@ class SiteConfig:
         doc = {"apiVersion": "bundler/v1", "kind": "Site", **({"name": self.name} if self.name else {}),
                "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix,
                             **({"listen": self.registry_listen, "runtime": self.registry_runtime}
-                               if self.registry_listen else {})},
+                               if self.registry_listen else {}),
+                            **({"prefix": self.registry_prefix} if self.registry_prefix else {}),
+                            **({"ca": self.registry_ca} if self.registry_ca else {}),
+                            **({"credentials": self.registry_credentials} if self.registry_credentials else {})},
                "http": {"listen": self.http_listen, "push": self.allow_push},
                "updates": {"groups": list(self.groups), **({"anonymous": True} if self.anonymous_updates else {})},
                "trust": {"threshold": self.threshold,
@@ -168,6 +205,37 @@ def check_registry_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query:
         raise UsageError(f"registry URL {url!r} must look like https://HOST[:PORT] (no path)")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def split_registry_url(url: str) -> tuple[str, str]:
+    """`https://HOST[:PORT][/PREFIX]` -> (the registry's URL, the prefix everything goes under)."""
+    parts = urlsplit(url)
+    prefix = parts.path.strip("/")
+    if prefix and not PREFIX_RE.match(prefix):
+        raise UsageError(f"registry URL {url!r}: the path {prefix!r} is not a repository prefix "
+                         "(lowercase letters, digits, . _ - and /)", hint="e.g. https://harbor.example/edge")
+    return check_registry_url(f"{parts.scheme}://{parts.netloc}" if parts.netloc else url), prefix
+
+
+REGISTRY_CA_FILE = "pki/registry-ca.pem"
+REGISTRY_CREDENTIALS_FILE = "registry-credentials.json"
+
+
+def read_registry_credentials(path: Path) -> Credentials | str:
+    """A registry account file: {"username": ..., "password": ...} (a Harbor robot account), or
+    {"token": ...} (sent as a bearer token). UsageError naming the file otherwise."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a registry credentials file ({exc})",
+                         hint='it is JSON: {"username": "...", "password": "..."} or {"token": "..."}') from None
+    if isinstance(doc, dict) and set(doc) == {"token"} and isinstance(doc["token"], str) and doc["token"]:
+        return str(doc["token"])
+    if isinstance(doc, dict) and set(doc) == {"username", "password"} and \
+            all(isinstance(doc[k], str) and doc[k] for k in ("username", "password")):
+        return Credentials(doc["username"], doc["password"])
+    raise UsageError(f"{path}: a registry credentials file holds username and password, or token",
+                     hint='{"username": "robot$edge+import", "password": "..."} or {"token": "..."}')
 
 
 def check_chart_prefix(prefix: str) -> str:
@@ -219,6 +287,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
               chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
               hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = (),
               name: str | None = None, image_keys: Sequence[Path] = (), image_scopes: Sequence[str] = (),
+              registry_ca: Path | None = None, registry_credentials: Path | None = None,
               prepare: Sequence[Callable[[SiteConfig], None]] = ()) -> SiteConfig:
     """Create a site: its configuration, a copy of every trusted public key under trust/, and its
     own key (receipts are signed with it: `site.pub` is what the fleet enrolls)."""
@@ -244,9 +313,23 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     for path in image_keys:
         load_trusted_key(path)  # a readable public key, or a clear error now
     embedded = registry_url is None
+    prefix = ""
     if embedded:
         host, _, port = check_listen(registry_listen).rpartition(":")
         registry_url = f"https://{_client_host(host)}:{port}"
+        if registry_ca or registry_credentials:
+            raise UsageError("--registry-ca and --registry-credentials are for a registry given with --registry URL",
+                             hint="the site's own registry uses the site's CA and accounts")
+    else:
+        assert registry_url is not None
+        registry_url, prefix = split_registry_url(registry_url)
+    if registry_credentials is not None:
+        if registry_credentials.stat().st_mode & 0o077:
+            raise UsageError(f"{registry_credentials} can be read by other users: it holds the registry's account",
+                             hint=f"chmod 600 {registry_credentials}, then run the same command again")
+        read_registry_credentials(registry_credentials)  # its shape, now
+    if registry_ca is not None and b"-----BEGIN CERTIFICATE-----" not in registry_ca.read_bytes():
+        raise UsageError(f"{registry_ca} is not a PEM certificate", hint="give the registry's CA certificate (PEM)")
     assert registry_url is not None
     config = SiteConfig(directory, check_registry_url(registry_url),
                         tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
@@ -255,7 +338,9 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
                         registry_runtime=check_runtime(registry_runtime),
                         name=_site_name(name if name is not None else socket.gethostname().split(".")[0]),
                         image_keys=tuple((n, f"{TRUST_DIR}/{n}.pub") for n in image_names),
-                        image_scopes=tuple(image_scopes or (["*"] if image_keys else [])))
+                        image_scopes=tuple(image_scopes or (["*"] if image_keys else [])),
+                        registry_prefix=prefix, registry_ca=REGISTRY_CA_FILE if registry_ca else "",
+                        registry_credentials=REGISTRY_CREDENTIALS_FILE if registry_credentials else "")
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
@@ -270,6 +355,10 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     from bundler.site.pki import create_pki, ensure_token_signer  # x509 only here: off every command's start
 
     create_pki(directory, directory.resolve().name, names, addresses)
+    if registry_ca is not None:
+        shutil.copyfile(registry_ca, directory / REGISTRY_CA_FILE)
+    if registry_credentials is not None:
+        atomic_write(directory / REGISTRY_CREDENTIALS_FILE, registry_credentials.read_bytes(), mode=0o600)
     if embedded:
         ensure_token_signer(directory)
     create_credentials(directory)
@@ -305,7 +394,8 @@ def load_site(directory: Path) -> SiteConfig:
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
         registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
-        unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime"} | set(http) - {"listen", "push"}
+        unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime", "prefix", "ca", "credentials"}
+                   | set(http) - {"listen", "push"}
                    | set(updates) - {"groups", "anonymous"})
         if unknown:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
@@ -334,7 +424,9 @@ def load_site(directory: Path) -> SiteConfig:
                           check_listen(str(listen)) if listen else None,
                           check_runtime(str(registry.get("runtime", "auto"))),
                           names.site_name(str(doc["name"])) if doc.get("name") is not None else "",
-                          keep, warn, image_keys, image_scopes, bool(updates.get("anonymous", False)))
+                          keep, warn, image_keys, image_scopes, bool(updates.get("anonymous", False)),
+                          check_chart_prefix(str(registry["prefix"])) if registry.get("prefix") else "",
+                          str(registry.get("ca") or ""), str(registry.get("credentials") or ""))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

@@ -70,13 +70,15 @@ class RegistryProcess:
                 self.process.wait()
 
 
-def wait_until_answers(url: str, seconds: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until_answers(url: str, seconds: float = 20.0, process: subprocess.Popen[bytes] | None = None,
+                       ca_file: Path | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise BundlerError(f"the registry for {url} exited with status {process.returncode}")
         try:
-            if requests.get(f"{url}/v2/", timeout=1).status_code in (200, 401):
+            answer = requests.get(f"{url}/v2/", timeout=1, verify=str(ca_file) if ca_file else True)
+            if answer.status_code in (200, 401):
                 return
         except requests.RequestException:
             pass
@@ -85,10 +87,12 @@ def wait_until_answers(url: str, seconds: float = 20.0, process: subprocess.Pope
 
 
 def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = None,
-                   htpasswd: Path | None = None) -> RegistryProcess:
+                   htpasswd: Path | None = None, tls: tuple[Path, Path] | None = None,
+                   ca_file: Path | None = None) -> RegistryProcess:
     """Start a registry storing under DIRECTORY/storage; return once /v2/ answers.
 
-    With `htpasswd` (bcrypt entries), the registry asks for basic auth on every request.
+    With `htpasswd` (bcrypt entries), the registry asks for basic auth on every request; with `tls`
+    (certificate, key) it serves HTTPS (`ca_file`: what checks its certificate while waiting).
     """
     binary = registry_binary()
     if binary is None:
@@ -98,14 +102,14 @@ def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = 
     storage = directory / "storage"
     address = f"{host}:{port or free_port(host)}"
     config = directory / "config.yml"
-    config.write_text(yaml.safe_dump(registry_config(storage, address, htpasswd)))
+    config.write_text(yaml.safe_dump(registry_config(storage, address, htpasswd, tls)))
     log = open(directory / "registry.log", "ab")  # noqa: SIM115 - the child keeps it
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
-    url = f"http://{address}"
+    url = f"{'https' if tls else 'http'}://{address}"
     try:
-        wait_until_answers(url, process=process)
+        wait_until_answers(url, process=process, ca_file=ca_file)
     except BaseException:
         process.kill()
         raise

@@ -76,7 +76,8 @@ class Artifacts(ContentKind[ArtifactSpec, ArtifactEntry]):
         out = []
         for entry in entries:
             ref = ImageReference.parse(entry.ref)
-            out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag))
+            out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type,
+                                site.repository(ref.site_repository), ref.tag))
         return out
 
     def published(self, site: SiteConfig, manifest: BundleManifest) -> None:

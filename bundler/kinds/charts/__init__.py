@@ -48,7 +48,8 @@ class Charts(ContentKind[ChartSpec, ChartEntry]):
 
     def site_artifacts(self, entries: Sequence[ChartEntry], site: SiteConfig) -> list[Artifact]:
         """Charts go where `helm install oci://<site>/<prefix>/<name> --version <version>` finds them."""
-        return [Artifact(self.key, f"{c.name} {c.version}", c.digest, c.media_type, f"{site.chart_prefix}/{c.name}",
+        return [Artifact(self.key, f"{c.name} {c.version}", c.digest, c.media_type,
+                         site.repository(f"{site.chart_prefix}/{c.name}"),
                          c.version.replace("+", "_"))  # Helm's tag for a + in a version
                 for c in entries]
 

@@ -115,7 +115,7 @@ class Images(ContentKind[ImageSpec, ImageEntry]):
             return data
 
         entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.key))
-        found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read)
+        found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read, site.repository)
         scopes, keys = site.image_policy()
         if not keys:
             return found
@@ -130,8 +130,9 @@ class Images(ContentKind[ImageSpec, ImageEntry]):
         out = []
         for entry in entries:
             ref = ImageReference.parse(entry.ref)
-            out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, ref.site_repository, ref.tag))
-            out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, ref.site_repository, e.tag,
+            repo = site.repository(ref.site_repository)
+            out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, repo, ref.tag))
+            out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, repo, e.tag,
                              release_tag=False)  # named after their subject (owned: derived_tag_problems)
                     for e in entry.extras]  # as they were: a site's cosign, Kyverno, Flux find them
         return out
@@ -178,7 +179,8 @@ KIND = Images()
 
 
 def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str, str]],
-                         manifest: BundleManifest, read: Callable[[str], bytes]) -> list[Problem]:
+                         manifest: BundleManifest, read: Callable[[str], bytes],
+                         placed: Callable[[str], str] = str) -> list[Problem]:
     """A tag derived from an image (`sha256-<hex>.sig`, `.att`, `.sbom`, the referrers fallback) moves
     only with its subject: the bundle must carry that image (its manifest, or one under its index),
     and the tag belongs to the bundle name that first set it (`tags`: the site's state)."""
@@ -188,7 +190,7 @@ def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str
         if entry.media_type in media.INDEX_TYPES:
             with contextlib.suppress(ValueError, media.ManifestError):  # the graph check names what is wrong
                 subjects |= {child.digest for child in media.index_children(read(entry.digest))}
-        repo = ImageReference.parse(entry.ref).site_repository
+        repo = placed(ImageReference.parse(entry.ref).site_repository)  # where the site's registry keeps it
         for extra in entry.extras:
             where = f"{repo}:{extra.tag}"
             if extra.subject not in subjects:
