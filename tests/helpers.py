@@ -5,12 +5,17 @@ image built by the Docker engine, the Flux CRDs' schemas."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +107,26 @@ def crd_schema(plural: str, version: str) -> dict[str, Any]:
     crd = yaml.safe_load((ASSETS / "flux" / f"{plural}.yaml").read_text())
     served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     return dict(served["schema"]["openAPIV3Schema"])
+
+
+@contextlib.contextmanager
+def containerd() -> Iterator[list[str]]:
+    """A containerd of the test's own (no CRI plugin), stopped at the end; yields the `ctr` command
+    that talks to it."""
+    state = Path(f"/tmp/ctrd-{uuid.uuid4().hex[:8]}")  # the socket path must stay short
+    state.mkdir()
+    (state / "config.toml").write_text(
+        f'version = 2\nroot = "{state}/root"\nstate = "{state}/state"\n'
+        f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{state}/sock"\n')
+    daemon = subprocess.Popen(["containerd", "-c", str(state / "config.toml")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if (state / "sock").exists():
+                break
+            time.sleep(0.1)
+        yield ["ctr", "--address", str(state / "sock")]
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+        shutil.rmtree(state, ignore_errors=True)

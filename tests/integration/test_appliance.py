@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from devtools import charts
 from devtools.gitrepo import new_repo
 from devtools.packages import build_deb
 from tests.conftest import Keys, Registry, Run, SiteFactory, missing
-from tests.helpers import build_engine_image, credentials, registry_session
+from tests.helpers import build_engine_image, containerd, credentials, registry_session
 
 
 @dataclass
@@ -124,32 +123,16 @@ def test_containerd_pulls_by_the_original_name_from_the_site(
     assert cli("import", everything.bundle, "--site", site).code == 0
     hosts_dir = site / "cluster" / "certs.d"
     assert (hosts_dir / "docker.io" / "hosts.toml").exists()
-    state = Path(f"/tmp/ctrd-{uuid.uuid4().hex[:8]}")  # the socket path must stay short
-    state.mkdir()
-    (state / "config.toml").write_text(
-        f'version = 2\nroot = "{state}/root"\nstate = "{state}/state"\n'
-        f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{state}/sock"\n')
-    daemon = subprocess.Popen(["containerd", "-c", str(state / "config.toml")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if (state / "sock").exists():
-                break
-            time.sleep(0.1)
+    with containerd() as ctr:
         # the node's credential as k3s gives it to containerd's CRI: the pull account of registries.yaml
         auth = next(iter(yaml.safe_load((site / "cluster" / "registries.yaml").read_text())["configs"].values()))
-        pull = subprocess.run(["ctr", "--address", str(state / "sock"), "images", "pull", "--hosts-dir",
-                               str(hosts_dir), "--user", f"{auth['auth']['username']}:{auth['auth']['password']}",
-                               f"{everything.engine_image}"], capture_output=True, text=True, timeout=120)
+        pull = subprocess.run([*ctr, "images", "pull", "--hosts-dir", str(hosts_dir), "--user",
+                               f"{auth['auth']['username']}:{auth['auth']['password']}", f"{everything.engine_image}"],
+                              capture_output=True, text=True, timeout=120)
         assert pull.returncode == 0, pull.stdout + pull.stderr
-        listed = subprocess.run(["ctr", "--address", str(state / "sock"), "images", "ls"], capture_output=True,
-                                text=True, check=True).stdout
+        listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
         line = next(line for line in listed.splitlines() if line.startswith(everything.engine_image))
         assert everything.digest in line
-    finally:
-        daemon.terminate()
-        daemon.wait(10)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_the_cluster_credential_pulls_and_cannot_push_or_delete(everything: Everything, site: Path,

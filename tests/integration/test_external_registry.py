@@ -21,6 +21,7 @@ from bundler.site.pki import CA_CERT, PKI_DIR, SERVER_CERT, SERVER_KEY, create_p
 from bundler.site.registry_process import RegistryProcess, start_registry
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.helpers import containerd
 
 USER, PASSWORD = "robot$edge+import", "s3cret-robot"
 
@@ -87,6 +88,13 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     assert registries["configs"][target.address]["tls"]["ca_file"] == str((site / "pki" / "registry-ca.pem").resolve())
     toml = (site / "cluster" / "certs.d" / registry.host / "hosts.toml").read_text()
     assert f"/v2/edge/{registry.host.replace(':', '_')}" in toml
+    with containerd() as ctr:  # a node pulls by the original name, through the rewritten mirror
+        pulled = subprocess.run([*ctr, "images", "pull", "--hosts-dir", str(site / "cluster" / "certs.d"),
+                                 "--user", f"{USER}:{PASSWORD}", f"{registry.host}/store/pos:1.0"],
+                                capture_output=True, text=True, timeout=120)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
+        assert any(line.startswith(f"{registry.host}/store/pos:1.0") and digest in line for line in listed.splitlines())
 
     # the system's trust store does not know the hub's CA: exit 4, naming --registry-ca
     blind = make_site("blind", "--registry-credentials", account(tmp_path / "robot-2.json"),
