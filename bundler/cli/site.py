@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bundler.cli.root import cli, emit_json
+from bundler.cli.root import JOBS_HELP, cli, emit_json
 from bundler.errors import EXIT_UNREACHABLE
 from bundler.fsutil import atomic_write
 from bundler.units import human, printable
@@ -294,6 +294,28 @@ def site_status(directory: Path, as_json: bool) -> None:
         if not as_json:
             click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)
         sys.exit(EXIT_UNREACHABLE)
+
+
+@site.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--k3s", "k3s_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="the folder to write the archives and image lists into (copy them to the nodes' agent "
+                   "images directory)")
+@click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help=JOBS_HELP)
+def site_export(directory: Path, k3s_dir: Path, jobs: int) -> None:
+    """Write what K3s and RKE2 nodes preload before the site's registry answers: per release the site
+    runs, an OCI archive of its images under their original names (NAME-VERSION.tar) and the image
+    list (NAME-VERSION.txt), read from the site's registry with every digest checked.
+
+    \b
+    Example (then, on each node):
+      bundler site export ./site --k3s ./preload
+      cp preload/*.tar /var/lib/rancher/k3s/agent/images/
+    """
+    from bundler.pipeline.export import export_k3s
+
+    for archive in export_k3s(directory, k3s_dir, jobs):
+        click.echo(f"wrote {archive} ({human(archive.stat().st_size)}) and {archive.with_suffix('.txt')}")
 
 
 @site.group("client")

@@ -96,6 +96,16 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
         listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
         assert any(line.startswith(f"{registry.host}/store/pos:1.0") and digest in line for line in listed.splitlines())
 
+    exported = cli("site", "export", site, "--k3s", tmp_path / "preload")
+    assert exported.code == 0, exported.err
+    archive = tmp_path / "preload" / "store-1.0.0.tar"
+    assert (tmp_path / "preload" / "store-1.0.0.txt").read_text() == f"{registry.host}/store/pos:1.0\n"
+    with containerd() as ctr:  # a node that starts before any registry answers: its agent images directory
+        loaded = subprocess.run([*ctr, "images", "import", str(archive)], capture_output=True, text=True, timeout=120)
+        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+        listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
+        assert any(line.startswith(f"{registry.host}/store/pos:1.0") and digest in line for line in listed.splitlines())
+
     # the system's trust store does not know the hub's CA: exit 4, naming --registry-ca
     blind = make_site("blind", "--registry-credentials", account(tmp_path / "robot-2.json"),
                       registry=f"{target.url}/edge")
