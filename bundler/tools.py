@@ -48,12 +48,14 @@ def find(name: str, package: str, purpose: str) -> str:
 
 
 def run(argv: Sequence[str | Path], *, timeout: float | None = None, cwd: Path | None = None,
-        input: bytes | None = None, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        input: bytes | None = None, env: Mapping[str, str] | None = None,
+        inherit: bool = True) -> subprocess.CompletedProcess[bytes]:
     """Run to completion (the caller judges the exit code); raise ToolTimeout once `timeout`
-    seconds (default: local_timeout()) pass, after killing the program's whole process group."""
+    seconds (default: local_timeout()) pass, after killing the program's whole process group.
+    `env` adds to our environment, or with `inherit=False` is the whole of it."""
     limit = local_timeout() if timeout is None else timeout
     name = Path(str(argv[0])).name
-    proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})},
+    proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env={**(os.environ if inherit else {}), **(env or {})},
                             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:

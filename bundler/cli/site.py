@@ -47,13 +47,19 @@ def site() -> None:
 @click.option("--registry-credentials", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help='the --registry URL\'s account: a 0600 JSON file, {"username": ..., "password": ...} '
                    '(a Harbor robot account) or {"token": ...}')
+@click.option("--registry-storage", metavar="s3://BUCKET[/PATH]",
+              help="keep the site's own registry on object storage (Distribution's s3 driver) instead of its disk")
+@click.option("--s3-endpoint", metavar="URL", help="the S3 server (MinIO, Ceph, ...); default AWS")
+@click.option("--s3-credentials", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help='the object storage\'s keys: a 0600 JSON file, {"accessKey": ..., "secretKey": ...}')
 @click.option("--image-scope", "image_scopes", multiple=True, metavar="GLOB",
               help="images the image keys cover, by name (registry.example.com/team/*; repeatable; default *)")
 def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
               trust_keys: tuple[Path, ...],
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
               groups: tuple[str, ...], name: str | None, image_keys: tuple[Path, ...],
-              registry_ca: Path | None, registry_credentials: Path | None, image_scopes: tuple[str, ...]) -> None:
+              registry_ca: Path | None, registry_credentials: Path | None, registry_storage: str | None,
+              s3_endpoint: str | None, s3_credentials: Path | None, image_scopes: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
@@ -76,7 +82,8 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
                          registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
                          hostnames=hostnames, ips=ips, groups=groups, name=name, image_keys=image_keys,
                          image_scopes=image_scopes, registry_ca=registry_ca,
-                         registry_credentials=registry_credentials)
+                         registry_credentials=registry_credentials, registry_storage=registry_storage,
+                         s3_endpoint=s3_endpoint, s3_credentials=s3_credentials)
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_location}; "
                f"bundles need {config.threshold} signature(s) of: {names}")

@@ -217,7 +217,8 @@ def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, An
 
     disk = shutil.disk_usage(site.directory)
     plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
-    return {"registry": size(site.directory / REGISTRY_STORAGE) if site.embedded_registry else None,
+    local = site.embedded_registry and not site.registry_storage  # on object storage: not this disk's
+    return {"registry": size(site.directory / REGISTRY_STORAGE) if local else None,
             **{name: size(path) for kind in KINDS for name, path in kind.stored(site).items()},
             "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
             "warn_percent": site.warn_percent, "warning": disk_warning(site),

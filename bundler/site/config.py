@@ -91,6 +91,9 @@ class SiteConfig:
     registry_prefix: str = ""  # a registry that is not the site's own: everything goes under this path (a project)
     registry_ca: str = ""  # its CA (a file in the site directory), when it is not in the system's trust store
     registry_credentials: str = ""  # its account (a 0600 JSON file in the site directory)
+    registry_storage: str = ""  # the embedded registry on object storage: s3://BUCKET[/ROOT] ("": the site's disk)
+    s3_endpoint: str = ""  # the S3 server's URL (MinIO, Ceph, moto; "": AWS)
+    s3_credentials: str = ""  # its keys (a 0600 JSON file in the site directory)
 
     def image_policy(self) -> tuple[tuple[str, ...], tuple[TrustedKey, ...]]:
         """(scopes, keys): images matching a scope need a valid cosign signature by one of the keys."""
@@ -132,6 +135,21 @@ class SiteConfig:
         """Where `path` (`<source host>/<path>`, `charts/<name>`) lives in the site's registry: under
         the registry's prefix (a Harbor project, say) when it has one."""
         return f"{self.registry_prefix}/{path}" if self.registry_prefix else path
+
+    def storage_driver(self) -> dict[str, object] | None:
+        """The embedded registry's storage section when it is not the site's disk (Distribution's
+        s3 driver, path-style requests to `s3_endpoint`)."""
+        if not self.registry_storage:
+            return None
+        bucket, _, root = self.registry_storage.removeprefix("s3://").partition("/")
+        keys = read_s3_credentials(self.directory / self.s3_credentials)
+        s3: dict[str, object] = {"bucket": bucket, "accesskey": keys["accessKey"], "secretkey": keys["secretKey"],
+                                 "region": keys.get("region", "us-east-1"), "v4auth": True,
+                                 "rootdirectory": f"/{root}" if root else "/"}
+        if self.s3_endpoint:
+            s3["regionendpoint"] = self.s3_endpoint
+            s3["secure"] = self.s3_endpoint.startswith("https://")
+        return {"s3": s3}
 
     @property
     def quarantine(self) -> str:
@@ -180,7 +198,10 @@ class SiteConfig:
                                if self.registry_listen else {}),
                             **({"prefix": self.registry_prefix} if self.registry_prefix else {}),
                             **({"ca": self.registry_ca} if self.registry_ca else {}),
-                            **({"credentials": self.registry_credentials} if self.registry_credentials else {})},
+                            **({"credentials": self.registry_credentials} if self.registry_credentials else {}),
+                            **({"storage": {"url": self.registry_storage, "credentials": self.s3_credentials,
+                                            **({"endpoint": self.s3_endpoint} if self.s3_endpoint else {})}}
+                               if self.registry_storage else {})},
                "http": {"listen": self.http_listen, "push": self.allow_push},
                "updates": {"groups": list(self.groups), **({"anonymous": True} if self.anonymous_updates else {})},
                "trust": {"threshold": self.threshold,
@@ -215,6 +236,31 @@ def split_registry_url(url: str) -> tuple[str, str]:
         raise UsageError(f"registry URL {url!r}: the path {prefix!r} is not a repository prefix "
                          "(lowercase letters, digits, . _ - and /)", hint="e.g. https://harbor.example/edge")
     return check_registry_url(f"{parts.scheme}://{parts.netloc}" if parts.netloc else url), prefix
+
+
+S3_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/[A-Za-z0-9._/-]{1,200})?$")
+S3_CREDENTIALS_FILE = "s3-credentials.json"
+
+
+def read_s3_credentials(path: Path) -> dict[str, str]:
+    """{"accessKey": ..., "secretKey": ..., optional "region"}; UsageError naming the file otherwise."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not an S3 credentials file ({exc})",
+                         hint='it is JSON: {"accessKey": "...", "secretKey": "..."}') from None
+    if not isinstance(doc, dict) or not {"accessKey", "secretKey"} <= set(doc) <= {"accessKey", "secretKey", "region"} \
+            or not all(isinstance(v, str) and v for v in doc.values()):
+        raise UsageError(f"{path}: an S3 credentials file holds accessKey and secretKey (and optionally region)",
+                         hint='{"accessKey": "...", "secretKey": "..."}')
+    return {str(k): str(v) for k, v in doc.items()}
+
+
+def private_file(path: Path, what: str) -> None:
+    """A file holding a secret must not be readable by others (refused: UsageError with the fix)."""
+    if path.stat().st_mode & 0o077:
+        raise UsageError(f"{path} can be read by other users: it holds {what}",
+                         hint=f"chmod 600 {path}, then run the same command again")
 
 
 REGISTRY_CA_FILE = "pki/registry-ca.pem"
@@ -288,6 +334,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
               hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = (),
               name: str | None = None, image_keys: Sequence[Path] = (), image_scopes: Sequence[str] = (),
               registry_ca: Path | None = None, registry_credentials: Path | None = None,
+              registry_storage: str | None = None, s3_endpoint: str | None = None, s3_credentials: Path | None = None,
               prepare: Sequence[Callable[[SiteConfig], None]] = ()) -> SiteConfig:
     """Create a site: its configuration, a copy of every trusted public key under trust/, and its
     own key (receipts are signed with it: `site.pub` is what the fleet enrolls)."""
@@ -324,10 +371,24 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         assert registry_url is not None
         registry_url, prefix = split_registry_url(registry_url)
     if registry_credentials is not None:
-        if registry_credentials.stat().st_mode & 0o077:
-            raise UsageError(f"{registry_credentials} can be read by other users: it holds the registry's account",
-                             hint=f"chmod 600 {registry_credentials}, then run the same command again")
+        private_file(registry_credentials, "the registry's account")
         read_registry_credentials(registry_credentials)  # its shape, now
+    if registry_storage is not None:
+        if not embedded:
+            raise UsageError("--registry-storage is for the site's own registry, not one given with --registry")
+        if not S3_RE.match(registry_storage):
+            raise UsageError(f"--registry-storage {registry_storage!r} is not s3://BUCKET[/PATH]")
+        if s3_credentials is None:
+            raise UsageError("--registry-storage needs --s3-credentials FILE (JSON: accessKey, secretKey)")
+        if registry_runtime == "docker":
+            raise UsageError("a registry on object storage runs as the registry binary, not in Docker",
+                             hint="--registry-runtime binary (apt-get install docker-registry)")
+        private_file(s3_credentials, "the object storage's keys")
+        read_s3_credentials(s3_credentials)
+        if s3_endpoint is not None:
+            check_registry_url(s3_endpoint)  # http(s)://HOST[:PORT]
+    elif s3_endpoint is not None or s3_credentials is not None:
+        raise UsageError("--s3-endpoint and --s3-credentials go with --registry-storage s3://BUCKET")
     if registry_ca is not None and b"-----BEGIN CERTIFICATE-----" not in registry_ca.read_bytes():
         raise UsageError(f"{registry_ca} is not a PEM certificate", hint="give the registry's CA certificate (PEM)")
     assert registry_url is not None
@@ -340,7 +401,9 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
                         image_keys=tuple((n, f"{TRUST_DIR}/{n}.pub") for n in image_names),
                         image_scopes=tuple(image_scopes or (["*"] if image_keys else [])),
                         registry_prefix=prefix, registry_ca=REGISTRY_CA_FILE if registry_ca else "",
-                        registry_credentials=REGISTRY_CREDENTIALS_FILE if registry_credentials else "")
+                        registry_credentials=REGISTRY_CREDENTIALS_FILE if registry_credentials else "",
+                        registry_storage=registry_storage or "", s3_endpoint=s3_endpoint or "",
+                        s3_credentials=S3_CREDENTIALS_FILE if s3_credentials else "")
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
@@ -359,6 +422,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         shutil.copyfile(registry_ca, directory / REGISTRY_CA_FILE)
     if registry_credentials is not None:
         atomic_write(directory / REGISTRY_CREDENTIALS_FILE, registry_credentials.read_bytes(), mode=0o600)
+    if s3_credentials is not None:
+        atomic_write(directory / S3_CREDENTIALS_FILE, s3_credentials.read_bytes(), mode=0o600)
     if embedded:
         ensure_token_signer(directory)
     create_credentials(directory)
@@ -394,7 +459,9 @@ def load_site(directory: Path) -> SiteConfig:
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
         registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
-        unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime", "prefix", "ca", "credentials"}
+        storage = registry.get("storage") or {}
+        unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime", "prefix", "ca", "credentials", "storage"}
+                   | set(storage) - {"url", "endpoint", "credentials"}
                    | set(http) - {"listen", "push"}
                    | set(updates) - {"groups", "anonymous"})
         if unknown:
@@ -426,7 +493,9 @@ def load_site(directory: Path) -> SiteConfig:
                           names.site_name(str(doc["name"])) if doc.get("name") is not None else "",
                           keep, warn, image_keys, image_scopes, bool(updates.get("anonymous", False)),
                           check_chart_prefix(str(registry["prefix"])) if registry.get("prefix") else "",
-                          str(registry.get("ca") or ""), str(registry.get("credentials") or ""))
+                          str(registry.get("ca") or ""), str(registry.get("credentials") or ""),
+                          str(storage.get("url") or ""), str(storage.get("endpoint") or ""),
+                          str(storage.get("credentials") or ""))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

@@ -34,16 +34,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def registry_config(storage: Path, address: str, htpasswd: Path | None = None,
-                    tls: tuple[Path, Path] | None = None, token: dict[str, str] | None = None) -> dict[str, object]:
-    """A Distribution registry configuration: filesystem storage, optional TLS, and optional auth:
-    htpasswd (basic), or `token` (auth.token: realm, service, issuer, rootcertbundle)."""
+                    tls: tuple[Path, Path] | None = None, token: dict[str, str] | None = None,
+                    driver: dict[str, object] | None = None) -> dict[str, object]:
+    """A Distribution registry configuration: filesystem storage (or `driver`: another storage
+    driver's section, {"s3": {...}}), optional TLS, and optional auth: htpasswd (basic), or `token`
+    (auth.token: realm, service, issuer, rootcertbundle)."""
     http: dict[str, object] = {"addr": address}
     if tls is not None:
         http["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+        "storage": {**(driver or {"filesystem": {"rootdirectory": str(storage)}}), "delete": {"enabled": True}},
         "http": http,
     }
     if htpasswd is not None:

@@ -30,7 +30,7 @@ import yaml
 
 from bundler import tools
 from bundler.errors import BundlerError, UnreachableError
-from bundler.fsutil import make_dirs, own_like_parent
+from bundler.fsutil import atomic_write, make_dirs, own_like_parent
 from bundler.site import figures, tokens
 from bundler.site.auth import upgrade_credentials
 from bundler.site.config import LOG_DIR, REGISTRY_DIR, REGISTRY_STORAGE, RUN_DIR, SITE_FILE, SiteConfig, load_site
@@ -101,14 +101,22 @@ def _status(pid: int) -> bytes:
         return b""
 
 
-def _spawn(site: SiteConfig, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+def registry_environment() -> dict[str, str]:
+    """The registry's environment: ours without AWS_* variables. Its S3 driver reads them, and with
+    AWS_CA_BUNDLE set (Debian's machines set it) it panics at start (LoadCustomCABundleError: the
+    driver's HTTP client transport is of an unsupported type): site.yaml's storage section is the
+    one place its S3 settings come from."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def _spawn(site: SiteConfig, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     make_dirs(site.directory / RUN_DIR, 0o700)
     make_dirs(site.directory / LOG_DIR)
     log_file = site.directory / LOG_DIR / f"{name}.log"
     with open(log_file, "ab") as log:
         own_like_parent(log_file)
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, **_as_site_owner(site))
+                                   start_new_session=True, env=env, **_as_site_owner(site))
     _pid_file(site, name).write_text(str(process.pid))
     return process
 
@@ -203,10 +211,10 @@ def _registry_config_file(site: SiteConfig) -> Path:
     token = {"realm": site.token_realm, "service": tokens.SERVICE, "issuer": tokens.ISSUER,
              "rootcertbundle": str(token_cert.resolve())}
     config = registry_config((root / "storage").resolve(), site.registry_listen, tls=(
-        (pki / SERVER_CERT).resolve(), (pki / SERVER_KEY).resolve()), token=token)
+        (pki / SERVER_CERT).resolve(), (pki / SERVER_KEY).resolve()), token=token, driver=site.storage_driver())
     path = root / "config.yml"
     make_dirs(root / "storage")
-    path.write_text(yaml.safe_dump(config))
+    atomic_write(path, yaml.safe_dump(config).encode(), mode=0o600)  # it may hold object storage keys
     (root / "htpasswd").unlink(missing_ok=True)  # an older site's basic auth: no longer read
     return path
 
@@ -239,7 +247,7 @@ def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
     offset = _log_size(site, "registry")
     process = None
     if binary is not None:
-        process = _spawn(site, "registry", [binary, "serve", str(config.resolve())])
+        process = _spawn(site, "registry", [binary, "serve", str(config.resolve())], env=registry_environment())
     else:
         _start_registry_container(site, config)
     try:
@@ -349,7 +357,8 @@ def collect_registry_garbage(site: SiteConfig, wait: float = 30.0) -> None:
     """Distribution's garbage collector over the embedded registry's storage, with the registry
     stopped for the pass (a collection beside a running registry can delete a blob an upload is
     linking) and started again after it when it was running. It frees blobs no manifest references."""
-    if not (site.directory / REGISTRY_STORAGE / "docker/registry/v2/repositories").is_dir():
+    local = site.directory / REGISTRY_STORAGE / "docker/registry/v2/repositories"
+    if not site.registry_storage and not local.is_dir():
         return  # nothing was ever pushed (a site of Git and updates only): the collector fails on that
     restart = site.directory / RUN_DIR / "gc-restart"  # an empty file: creating it needs no free block
     if registry_healthy(site, 0.5):
@@ -358,7 +367,8 @@ def collect_registry_garbage(site: SiteConfig, wait: float = 30.0) -> None:
     config = _registry_config_file(site)
     binary = registry_binary() if site.registry_runtime != "docker" else None
     if binary is not None:
-        proc = tools.run([binary, "garbage-collect", config.resolve()], timeout=tools.local_timeout())
+        proc = tools.run([binary, "garbage-collect", config.resolve()], timeout=tools.local_timeout(),
+                         env=registry_environment(), inherit=False)
         if proc.returncode != 0:
             raise BundlerError(f"the registry's garbage collector failed: {tools.last_words(proc, 300)}",
                                hint="run `bundler site prune` again; nothing a client pulls was removed")
