@@ -408,8 +408,12 @@ class RegistryClient:
 
     def unlink_blob(self, repo: str, digest: str) -> bool:
         """Remove `repo`'s link to a blob (the blob stays for other repositories); False where the
-        registry does not allow deletes (or had no such link)."""
-        r = self.request("DELETE", f"/v2/{repo}/blobs/{digest}", repo=repo)
+        registry does not allow deletes, the account may not delete there (a robot account with pull
+        and push only), or there was no such link."""
+        try:
+            r = self.request("DELETE", f"/v2/{repo}/blobs/{digest}", repo=repo)
+        except AuthError:
+            return False
         r.close()
         return r.status_code == 202
 

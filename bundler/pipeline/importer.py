@@ -100,6 +100,8 @@ class ImportPlan:
         return {"add_artifacts": self.artifacts, "blob_bytes": self.blob_bytes, **self.kinds}
 
 
+ACCOUNT_HINT = ("check the account given with site init --registry-credentials (a robot account's name and "
+                "secret, with pull and push on the project)")
 SBOM_DIR = "sbom"
 DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
 
@@ -187,7 +189,13 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         journal = Journal(site)
         earlier = journal.unfinished()
         with BundleReader(options.bundle) as reader:
-            result = Import(site, options, journal, reader).run()
+            try:
+                result = Import(site, options, journal, reader).run()
+            except AuthError as exc:  # the site's registry, not a source: its own hint
+                raise UnreachableError(f"the registry {site.registry_location} refuses the site's account "
+                                       f"({exc.message})", hint=ACCOUNT_HINT if not site.embedded_registry else
+                                       "the site's import account (import-credentials.json) was refused: run "
+                                       "`bundler site up` to take up the site's accounts again") from None
             result.bundle_bytes_read = reader.bytes_read
         if earlier and earlier.get("manifest_digest") == result.manifest_digest:
             result.notes.append(f"resumed an import of this bundle that stopped during {earlier.get('phase')} "
@@ -269,9 +277,7 @@ class Import:
             raise
         except AuthError as exc:  # a registry that is not the site's own refuses the site's account
             raise UnreachableError(f"the registry {self.site.registry_location} refuses the site's account "
-                                   f"({exc.message}); nothing was sent",
-                                   hint="check the account given with site init --registry-credentials (a robot "
-                                        "account's name and secret)") from None
+                                   f"({exc.message}); nothing was sent", hint=ACCOUNT_HINT) from None
 
     def unchanged(self) -> bool:
         """The release the site runs, every artifact and every kind's content present: nothing to do

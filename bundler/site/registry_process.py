@@ -90,11 +90,12 @@ def wait_until_answers(url: str, seconds: float = 20.0, process: subprocess.Pope
 
 def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = None,
                    htpasswd: Path | None = None, tls: tuple[Path, Path] | None = None,
-                   ca_file: Path | None = None) -> RegistryProcess:
+                   ca_file: Path | None = None, token: dict[str, str] | None = None) -> RegistryProcess:
     """Start a registry storing under DIRECTORY/storage; return once /v2/ answers.
 
-    With `htpasswd` (bcrypt entries), the registry asks for basic auth on every request; with `tls`
-    (certificate, key) it serves HTTPS (`ca_file`: what checks its certificate while waiting).
+    With `htpasswd` (bcrypt entries), the registry asks for basic auth on every request, with `token`
+    for a token from that token server; with `tls` (certificate, key) it serves HTTPS (`ca_file`:
+    what checks its certificate while waiting).
     """
     binary = registry_binary()
     if binary is None:
@@ -104,7 +105,7 @@ def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = 
     storage = directory / "storage"
     address = f"{host}:{port or free_port(host)}"
     config = directory / "config.yml"
-    config.write_text(yaml.safe_dump(registry_config(storage, address, htpasswd, tls)))
+    config.write_text(yaml.safe_dump(registry_config(storage, address, htpasswd, tls, token)))
     log = open(directory / "registry.log", "ab")  # noqa: SIM115 - the child keeps it
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)

@@ -1,23 +1,31 @@
 """A site that seeds a registry it does not run, as a Harbor project: a real Distribution registry with
-its own CA (TLS) and an account (basic auth), the site given `--registry https://HOST/edge` with
-`--registry-ca` and `--registry-credentials`. Everything lands under `edge/`, skopeo pulls it by the
-prefixed name with the same digest, a re-import is a no-op, the cluster files rewrite to the prefix;
-a wrong CA and an account the registry refuses are exit 4 with a hint, before a blob is sent."""
+its own CA (TLS) and token authentication, its token server granting a robot account pull and push
+under `edge/` only (as Harbor's core does for a project's robot account; a small HTTP server here,
+with bundler's token signing), the site given `--registry https://HOST/edge` with `--registry-ca` and
+`--registry-credentials`. Everything lands under `edge/`, skopeo pulls it by the prefixed name with
+the same digest, containerd by the original name through the rewritten hosts.toml, a re-import is a
+no-op, a delta imports; a wrong CA, a project the account may not push to and an account the token
+server refuses are exit 4 with a hint, before a blob is sent."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import os
 import subprocess
+import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import bcrypt
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from bundler.oci.client import Credentials, RegistryClient
-from bundler.site.pki import CA_CERT, PKI_DIR, SERVER_CERT, SERVER_KEY, create_pki
+from bundler.oci.client import RegistryClient
+from bundler.site import tokens
+from bundler.site.pki import CA_CERT, PKI_DIR, SERVER_CERT, SERVER_KEY, create_pki, ensure_token_signer, load_token_key
 from bundler.site.registry_process import RegistryProcess, start_registry
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run, SiteFactory
@@ -26,20 +34,55 @@ from tests.helpers import containerd
 USER, PASSWORD = "robot$edge+import", "s3cret-robot"
 
 
+class ProjectTokens(http.server.BaseHTTPRequestHandler):
+    """A registry token server with projects: the robot account gets pull and push on `edge/...`
+    only, nothing elsewhere (no catalog, no other project); wrong credentials get 401."""
+
+    key: ec.EllipticCurvePrivateKey
+
+    def do_GET(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.end_headers()
+            return
+        access = []
+        for text in " ".join(query.get("scope", [])).split():
+            scope = tokens.Scope.parse(text)
+            if scope is not None and scope.type == "repository" and scope.name.startswith("edge/"):
+                access.append({"type": "repository", "name": scope.name,
+                               "actions": sorted(set(scope.actions) & {"pull", "push"})})
+        body = json.dumps({"token": tokens.issue_token(self.key, USER, access)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[tuple[RegistryProcess, Path]]:
-    """The registry the site seeds: TLS from its own CA, an account in htpasswd."""
+    """The registry the site seeds: TLS from its own CA, tokens from a server with projects."""
     work = tmp_path / "hub"
     create_pki(work, "hub", [], ["127.0.0.1"])
     pki = work / PKI_DIR
-    htpasswd = work / "htpasswd"
-    htpasswd.write_bytes(USER.encode() + b":" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)) + b"\n")
-    registry = start_registry(work / "registry", htpasswd=htpasswd, tls=(pki / SERVER_CERT, pki / SERVER_KEY),
-                              ca_file=pki / CA_CERT)
+    cert, _ = ensure_token_signer(work)
+    handler = type("Tokens", (ProjectTokens,), {"key": load_token_key(work)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = {"realm": f"http://127.0.0.1:{server.server_address[1]}/service/token", "service": tokens.SERVICE,
+             "issuer": tokens.ISSUER, "rootcertbundle": str(cert)}
+    registry = start_registry(work / "registry", tls=(pki / SERVER_CERT, pki / SERVER_KEY), ca_file=pki / CA_CERT,
+                              token=token)
     try:
         yield registry, pki / CA_CERT
     finally:
         registry.stop()
+        server.shutdown()
 
 
 def account(path: Path, password: str = PASSWORD) -> Path:
@@ -82,6 +125,19 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     again = cli("import", tmp_path / "s.tar", "--site", site)
     assert again.code == 0 and "already imported" in again.out
 
+    # a delta (v2 --since v1) imports onto the project: only its new layer travels
+    new_digest, _ = im.push_image(RegistryClient(registry.host), "store/pos", "2.0",
+                                  [im.random_layer(300_000, 7), im.random_layer(200_000, 8)], oci=True)
+    (tmp_path / "store-2.yaml").write_text((tmp_path / "store.yaml").read_text().replace("1.0.0", "2.0.0")
+                                           .replace("pos:1.0", "pos:2.0"))
+    delta = cli("build", tmp_path / "store-2.yaml", "-o", tmp_path / "d.tar", "--key", keys.release.key,
+                "--since", tmp_path / "s.tar")
+    assert delta.code == 0, delta.err
+    assert cli("import", tmp_path / "d.tar", "--site", site).code == 0
+    seen = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", f"{USER}:{PASSWORD}",
+                           f"docker://{where.replace(':1.0', ':2.0')}"], capture_output=True, text=True)
+    assert seen.returncode == 0 and json.loads(seen.stdout)["Digest"] == new_digest, seen.stderr
+
     registries = yaml.safe_load((site / "cluster" / "registries.yaml").read_text())
     mirror = registries["mirrors"][registry.host]
     assert mirror["rewrite"] == {"^(.*)$": f"edge/{registry.host.replace(':', '_')}/$1"}
@@ -98,13 +154,14 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
 
     exported = cli("site", "export", site, "--k3s", tmp_path / "preload")
     assert exported.code == 0, exported.err
-    archive = tmp_path / "preload" / "store-1.0.0.tar"
-    assert (tmp_path / "preload" / "store-1.0.0.txt").read_text() == f"{registry.host}/store/pos:1.0\n"
+    archive = tmp_path / "preload" / "store-2.0.0.tar"  # the release the site runs: the delta's
+    assert (tmp_path / "preload" / "store-2.0.0.txt").read_text() == f"{registry.host}/store/pos:2.0\n"
     with containerd() as ctr:  # a node that starts before any registry answers: its agent images directory
         loaded = subprocess.run([*ctr, "images", "import", str(archive)], capture_output=True, text=True, timeout=120)
         assert loaded.returncode == 0, loaded.stdout + loaded.stderr
         listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=True).stdout
-        assert any(line.startswith(f"{registry.host}/store/pos:1.0") and digest in line for line in listed.splitlines())
+        assert any(line.startswith(f"{registry.host}/store/pos:2.0") and new_digest in line
+                   for line in listed.splitlines())
 
     # the system's trust store does not know the hub's CA: exit 4, naming --registry-ca
     blind = make_site("blind", "--registry-credentials", account(tmp_path / "robot-2.json"),
@@ -113,15 +170,18 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     assert untrusted.code == 4 and "certificate does not verify" in untrusted.err and "--registry-ca" in untrusted.err
 
     # an account the registry refuses: exit 4 before a blob is sent
-    client = RegistryClient(target.address, plain_http=False, ca_file=str(ca),
-                            credentials=Credentials(USER, PASSWORD))
-    before = client.request("GET", "/v2/_catalog", repo="").json()["repositories"]
+    stored = target.storage / "docker" / "registry" / "v2" / "repositories"
+    before = sorted(str(p.parent.relative_to(stored)) for p in stored.rglob("_layers"))
     # everything under the project, the import's quarantine too (a robot account pushes nowhere else)
-    assert sorted(before) == sorted(["edge/bundler/quarantine", f"edge/{registry.host.replace(':', '_')}/store/pos"])
+    assert before == sorted(["edge/bundler/quarantine", f"edge/{registry.host.replace(':', '_')}/store/pos"])
+    other = make_site("other", "--registry-ca", ca, "--registry-credentials", account(tmp_path / "robot-3.json"),
+                      registry=f"{target.url}/other")
+    no_right = cli("import", tmp_path / "s.tar", "--site", other)
+    assert no_right.code == 4 and "takes no push to other/" in no_right.err and "push right" in no_right.err
     denied = make_site("denied", "--registry-ca", ca, "--registry-credentials",
-                       account(tmp_path / "robot-3.json", "wrong"), registry=f"{target.url}/other")
-    refused_push = cli("import", tmp_path / "s.tar", "--site", denied)
-    assert refused_push.code == 4 and "refuses the site's account" in refused_push.err, refused_push.err
-    assert "--registry-credentials" in refused_push.err
-    catalog = client.request("GET", "/v2/_catalog", repo="").json()["repositories"]
-    assert catalog == before  # nothing under other/
+                       account(tmp_path / "robot-4.json", "wrong"), registry=f"{target.url}/edge")
+    refused_account = cli("import", tmp_path / "s.tar", "--site", denied)
+    assert refused_account.code == 4 and "refuses the site's account" in refused_account.err, refused_account.err
+    assert "--registry-credentials" in refused_account.err
+    after = sorted(str(p.parent.relative_to(stored)) for p in stored.rglob("_layers"))
+    assert after == before  # nothing sent anywhere, other/ included
