@@ -22,6 +22,7 @@ ROLLBACK = "rollback"
 SAME_VERSION_OTHER_CONTENT = "same-version-other-content"
 TAG_CLAIMED = "tag-claimed"
 NAME_OWNED = "name-owned"  # a name on the site (a download by file name) another bundle name owns
+TARGET_SHARED = "target-shared"  # two source registries would land on one path of the site's registry (rewrite rules)
 # the tar's structure against bundle.json
 UNREADABLE = "unreadable"  # bundle.json, signatures.json or the tar itself cannot be read as what it must be
 UNSAFE_PATH = "unsafe-path"

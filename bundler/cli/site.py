@@ -52,6 +52,8 @@ def site() -> None:
 @click.option("--s3-endpoint", metavar="URL", help="the S3 server (MinIO, Ceph, ...); default AWS")
 @click.option("--s3-credentials", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help='the object storage\'s keys: a 0600 JSON file, {"accessKey": ..., "secretKey": ...}')
+@click.option("--rewrite", "rewrites", multiple=True, metavar="HOST/*=PATH/*",
+              help="put a source registry's images under a path of your own, e.g. 'docker.io/*=hub/*' (repeatable)")
 @click.option("--image-scope", "image_scopes", multiple=True, metavar="GLOB",
               help="images the image keys cover, by name (registry.example.com/team/*; repeatable; default *)")
 def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
@@ -59,7 +61,8 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
               groups: tuple[str, ...], name: str | None, image_keys: tuple[Path, ...],
               registry_ca: Path | None, registry_credentials: Path | None, registry_storage: str | None,
-              s3_endpoint: str | None, s3_credentials: Path | None, image_scopes: tuple[str, ...]) -> None:
+              s3_endpoint: str | None, s3_credentials: Path | None, rewrites: tuple[str, ...],
+              image_scopes: tuple[str, ...]) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
@@ -83,7 +86,8 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
                          hostnames=hostnames, ips=ips, groups=groups, name=name, image_keys=image_keys,
                          image_scopes=image_scopes, registry_ca=registry_ca,
                          registry_credentials=registry_credentials, registry_storage=registry_storage,
-                         s3_endpoint=s3_endpoint, s3_credentials=s3_credentials)
+                         s3_endpoint=s3_endpoint, s3_credentials=s3_credentials,
+                         rewrites=[tuple(r.split("=", 1)) if "=" in r else (r, "") for r in rewrites])
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_location}; "
                f"bundles need {config.threshold} signature(s) of: {names}")

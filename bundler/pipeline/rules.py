@@ -6,6 +6,7 @@ content whose bytes and graphs verified). `import` and `verify --site` take the 
     Rollback       a bundle name's release older than what the site runs, or the same version with
                    other content (a full bundle and its delta of one version are one release)
     TagOwnership   a tag another bundle name set, or a newer release of this name set (rollback per tag)
+    SharedTargets  two source registries that would land on one path of the site's registry (rewrite rules)
     KindBases      what each content kind refuses before a payload is read (a delta's Git base the site lacks)
     KindAdmission  what each content kind refuses of verified content (images: signatures the site's
                    image keys ask for, owned signature tags; repos and updates: names another bundle owns)
@@ -15,6 +16,7 @@ content whose bytes and graphs verified). `import` and `verify --site` take the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,6 +27,7 @@ from bundler.bundle.reader import BundleReader
 from bundler.kinds import KINDS
 from bundler.pipeline.registry import site_artifacts
 from bundler.problems import Problem
+from bundler.site.cluster import source_hosts
 from bundler.site.config import SiteConfig, SiteState, kept_manifest
 from bundler.versions import Version
 
@@ -98,6 +101,28 @@ class TagOwnership:
 
 
 @dataclass(frozen=True)
+class SharedTargets:
+    """With rewrite rules, each source registry's path in the site's registry must be its own: one
+    host's path may not be another's, nor hold it (their images would overwrite each other)."""
+    site: SiteConfig
+    state: SiteState
+
+    def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
+        if not self.site.rewrites:
+            return []
+        hosts = {host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))}
+        hosts |= set(source_hosts(self.state))
+        paths = sorted((self.site.host_path(host), host) for host in hosts)
+        for (path, host), (other_path, other) in itertools.combinations(paths, 2):  # a few hosts: every pair
+            if other_path == path or other_path.startswith(f"{path}/"):
+                return [Problem(problems.TARGET_SHARED, other_path,
+                                f"refused: images of {host} and of {other} would both go under {other_path} in the "
+                                f"site's registry (rewrite rules in site.yaml)", path, other_path,
+                                hint="give each source registry a path of its own in site.yaml's registry.rewrite")]
+        return []
+
+
+@dataclass(frozen=True)
 class KindBases:
     site: SiteConfig
 
@@ -116,12 +141,13 @@ class SiteRules:
     @classmethod
     def for_import(cls, site: SiteConfig, state: SiteState, allow_downgrade: bool) -> SiteRules:
         """Import judges a delta's bases later, with the registry's blobs (check_requirements)."""
-        return cls(() if allow_downgrade else (Rollback(site, state), TagOwnership(site, state)))
+        return cls((SharedTargets(site, state),) if allow_downgrade else
+                   (Rollback(site, state), TagOwnership(site, state), SharedTargets(site, state)))
 
     @classmethod
     def for_verify(cls, site: SiteConfig, state: SiteState) -> SiteRules:
         """`verify --site`: would this site refuse it?"""
-        return cls((Rollback(site, state), TagOwnership(site, state), KindBases(site)))
+        return cls((Rollback(site, state), TagOwnership(site, state), SharedTargets(site, state), KindBases(site)))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from bundler.fsutil import atomic_write
-from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback, site_path
+from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
 from bundler.site.auth import load_credentials
 from bundler.site.config import CLUSTER_DIR, FLUX_DIR, SiteConfig, SiteState
 
@@ -63,7 +63,7 @@ def node_files(site: SiteConfig, state: SiteState, ca: str | None) -> tuple[byte
     hosts = source_hosts(state)
 
     mirrors = {host: {"endpoint": [f"{registry.scheme}://{registry.netloc}"],
-                      "rewrite": {"^(.*)$": site.repository(site_path(host, "$1"))}} for host in hosts}
+                      "rewrite": {"^(.*)$": site.repository(f"{site.host_path(host)}/$1")}} for host in hosts}
     config: dict[str, object] = {}
     if registry.scheme == "https" and ca is not None:
         config["tls"] = {"ca_file": ca}
@@ -73,7 +73,7 @@ def node_files(site: SiteConfig, state: SiteState, ca: str | None) -> tuple[byte
     tomls = {}
     for host in hosts:
         upstream = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host
-        mirror = f"{registry.scheme}://{registry.netloc}/v2/{site.repository(site_path(host, '')).rstrip('/')}"
+        mirror = f"{registry.scheme}://{registry.netloc}/v2/{site.repository(site.host_path(host))}"
         lines = [f'server = "{"http" if is_loopback(host) else "https"}://{upstream}"', "",
                  f'[host."{mirror}"]', '  capabilities = ["pull", "resolve"]', "  override_path = true"]
         if registry.scheme == "https" and ca is not None:

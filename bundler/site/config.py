@@ -45,7 +45,7 @@ from bundler.fsutil import atomic_write
 from bundler.keyfiles import key_name, load_trusted_key
 from bundler.names import GROUP_RE
 from bundler.oci.client import Credentials, RegistryClient
-from bundler.oci.reference import check_digest
+from bundler.oci.reference import check_digest, site_path
 from bundler.signing import TrustedKey, TrustPolicy
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.identity import ensure_site_key
@@ -94,6 +94,7 @@ class SiteConfig:
     registry_storage: str = ""  # the embedded registry on object storage: s3://BUCKET[/ROOT] ("": the site's disk)
     s3_endpoint: str = ""  # the S3 server's URL (MinIO, Ceph, moto; "": AWS)
     s3_credentials: str = ""  # its keys (a 0600 JSON file in the site directory)
+    rewrites: tuple[tuple[str, str], ...] = ()  # (source registry host, the path its images go under)
 
     def image_policy(self) -> tuple[tuple[str, ...], tuple[TrustedKey, ...]]:
         """(scopes, keys): images matching a scope need a valid cosign signature by one of the keys."""
@@ -130,6 +131,15 @@ class SiteConfig:
     @property
     def embedded_registry(self) -> bool:
         return self.registry_listen is not None
+
+    def host_path(self, host: str) -> str:
+        """The path a source registry's images go under: its rewrite rule's, else its host name (a
+        port as _PORT): `ghcr.io/acme/app` lands at `<host_path(ghcr.io)>/acme/app`."""
+        return dict(self.rewrites).get(host) or site_path(host, "").rstrip("/")
+
+    def image_repository(self, host: str, repository: str) -> str:
+        """Where an image (or artifact) of `host/repository` lives in the site's registry."""
+        return self.repository(f"{self.host_path(host)}/{repository}")
 
     def repository(self, path: str) -> str:
         """Where `path` (`<source host>/<path>`, `charts/<name>`) lives in the site's registry: under
@@ -201,7 +211,9 @@ class SiteConfig:
                             **({"credentials": self.registry_credentials} if self.registry_credentials else {}),
                             **({"storage": {"url": self.registry_storage, "credentials": self.s3_credentials,
                                             **({"endpoint": self.s3_endpoint} if self.s3_endpoint else {})}}
-                               if self.registry_storage else {})},
+                               if self.registry_storage else {}),
+                            **({"rewrite": [{"from": f"{h}/*", "to": f"{t}/*"} for h, t in self.rewrites]}
+                               if self.rewrites else {})},
                "http": {"listen": self.http_listen, "push": self.allow_push},
                "updates": {"groups": list(self.groups), **({"anonymous": True} if self.anonymous_updates else {})},
                "trust": {"threshold": self.threshold,
@@ -236,6 +248,30 @@ def split_registry_url(url: str) -> tuple[str, str]:
         raise UsageError(f"registry URL {url!r}: the path {prefix!r} is not a repository prefix "
                          "(lowercase letters, digits, . _ - and /)", hint="e.g. https://harbor.example/edge")
     return check_registry_url(f"{parts.scheme}://{parts.netloc}" if parts.netloc else url), prefix
+
+
+HOST_RE = re.compile(r"^[a-z0-9.-]{1,253}(?::[0-9]{1,5})?$")  # a registry host[:port], lowercase
+
+
+def check_rewrites(rules: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Rewrite rules `HOST/*` -> `PATH/*`: each source registry host once, each target path for one
+    host only (two registries on one path would overwrite each other's images: refused, naming both)."""
+    targets: dict[str, str] = {}
+    hosts: set[str] = set()
+    for source, target in rules:
+        host, path = source.removesuffix("/*"), target.removesuffix("/*")
+        if not source.endswith("/*") or not target.endswith("/*") or not HOST_RE.match(host) \
+                or not PREFIX_RE.match(path):
+            raise UsageError(f"rewrite {source}={target}: write a source registry and a path, each ending in /*",
+                             hint="e.g. --rewrite 'docker.io/*=hub/*' (a whole registry under one path)")
+        if host in hosts:
+            raise UsageError(f"rewrite: {host} is rewritten twice")
+        if path in targets:
+            raise UsageError(f"rewrite: {targets[path]}/* and {host}/* both go to {path}/*: their images would "
+                             "overwrite each other", hint="give each source registry a path of its own")
+        targets[path] = host
+        hosts.add(host)
+    return tuple((source.removesuffix("/*"), target.removesuffix("/*")) for source, target in rules)
 
 
 S3_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/[A-Za-z0-9._/-]{1,200})?$")
@@ -335,6 +371,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
               name: str | None = None, image_keys: Sequence[Path] = (), image_scopes: Sequence[str] = (),
               registry_ca: Path | None = None, registry_credentials: Path | None = None,
               registry_storage: str | None = None, s3_endpoint: str | None = None, s3_credentials: Path | None = None,
+              rewrites: Sequence[tuple[str, str]] = (),
               prepare: Sequence[Callable[[SiteConfig], None]] = ()) -> SiteConfig:
     """Create a site: its configuration, a copy of every trusted public key under trust/, and its
     own key (receipts are signed with it: `site.pub` is what the fleet enrolls)."""
@@ -403,7 +440,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
                         registry_prefix=prefix, registry_ca=REGISTRY_CA_FILE if registry_ca else "",
                         registry_credentials=REGISTRY_CREDENTIALS_FILE if registry_credentials else "",
                         registry_storage=registry_storage or "", s3_endpoint=s3_endpoint or "",
-                        s3_credentials=S3_CREDENTIALS_FILE if s3_credentials else "")
+                        s3_credentials=S3_CREDENTIALS_FILE if s3_credentials else "",
+                        rewrites=check_rewrites(rewrites))
     names, addresses = list(hostnames), list(ips)
     for ip in addresses:
         if not _is_ip(ip):
@@ -460,7 +498,8 @@ def load_site(directory: Path) -> SiteConfig:
             raise ValueError("trust needs keys (name, file) and an integer threshold")
         registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
         storage = registry.get("storage") or {}
-        unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime", "prefix", "ca", "credentials", "storage"}
+        unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime", "prefix", "ca", "credentials",
+                                    "storage", "rewrite"}
                    | set(storage) - {"url", "endpoint", "credentials"}
                    | set(http) - {"listen", "push"}
                    | set(updates) - {"groups", "anonymous"})
@@ -495,7 +534,8 @@ def load_site(directory: Path) -> SiteConfig:
                           check_chart_prefix(str(registry["prefix"])) if registry.get("prefix") else "",
                           str(registry.get("ca") or ""), str(registry.get("credentials") or ""),
                           str(storage.get("url") or ""), str(storage.get("endpoint") or ""),
-                          str(storage.get("credentials") or ""))
+                          str(storage.get("credentials") or ""),
+                          check_rewrites([(str(r["from"]), str(r["to"])) for r in registry.get("rewrite") or []]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
 

@@ -163,6 +163,19 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
         assert any(line.startswith(f"{registry.host}/store/pos:2.0") and new_digest in line
                    for line in listed.splitlines())
 
+    # a rewrite rule: the source registry under a path of the site's choosing, pulled by the original name
+    mirrored = make_site("mirrored", "--registry-ca", ca, "--registry-credentials", account(tmp_path / "robot-5.json"),
+                         "--rewrite", f"{registry.host}/*=mirror/*", registry=f"{target.url}/edge")
+    assert cli("import", tmp_path / "s.tar", "--site", mirrored).code == 0
+    seen = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", f"{USER}:{PASSWORD}",
+                           f"docker://{target.address}/edge/mirror/store/pos:1.0"], capture_output=True, text=True)
+    assert seen.returncode == 0 and json.loads(seen.stdout)["Digest"] == digest, seen.stderr
+    with containerd() as ctr:
+        pulled = subprocess.run([*ctr, "images", "pull", "--hosts-dir", str(mirrored / "cluster" / "certs.d"),
+                                 "--user", f"{USER}:{PASSWORD}", f"{registry.host}/store/pos:1.0"],
+                                capture_output=True, text=True, timeout=120)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+
     # the system's trust store does not know the hub's CA: exit 4, naming --registry-ca
     blind = make_site("blind", "--registry-credentials", account(tmp_path / "robot-2.json"),
                       registry=f"{target.url}/edge")
@@ -173,7 +186,8 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     stored = target.storage / "docker" / "registry" / "v2" / "repositories"
     before = sorted(str(p.parent.relative_to(stored)) for p in stored.rglob("_layers"))
     # everything under the project, the import's quarantine too (a robot account pushes nowhere else)
-    assert before == sorted(["edge/bundler/quarantine", f"edge/{registry.host.replace(':', '_')}/store/pos"])
+    assert before == sorted(["edge/bundler/quarantine", "edge/mirror/store/pos",
+                             f"edge/{registry.host.replace(':', '_')}/store/pos"])
     other = make_site("other", "--registry-ca", ca, "--registry-credentials", account(tmp_path / "robot-3.json"),
                       registry=f"{target.url}/other")
     no_right = cli("import", tmp_path / "s.tar", "--site", other)
@@ -184,4 +198,4 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     assert refused_account.code == 4 and "refuses the site's account" in refused_account.err, refused_account.err
     assert "--registry-credentials" in refused_account.err
     after = sorted(str(p.parent.relative_to(stored)) for p in stored.rglob("_layers"))
-    assert after == before  # nothing sent anywhere, other/ included
+    assert after == before  # the refused ones sent nothing, other/ included

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from bundler.bundle.manifest import BundleManifest
 from bundler.keyfiles import keygen
 from bundler.kinds.charts.site import write_helm_repository
 from bundler.kinds.repos.site import write_flux_git_repositories
@@ -139,3 +140,28 @@ def test_containerd_hosts_toml_is_toml_with_the_site_ca_and_no_secret(site: Path
     assert settings["capabilities"] == ["pull", "resolve"] and settings["override_path"] is True
     assert Path(settings["ca"]).is_absolute() and Path(settings["ca"]).read_text().startswith("-----BEGIN")
     assert "header" not in settings  # credentials reach containerd through its CRI config, never this file
+
+
+def test_rewrite_rules_put_a_source_registry_under_a_path_and_refuse_two_on_one(tmp_path: Path) -> None:
+    from bundler.errors import UsageError
+    from bundler.pipeline.rules import SharedTargets
+    from bundler.site.config import check_rewrites
+
+    assert check_rewrites([("docker.io/*", "hub/*")]) == (("docker.io", "hub"),)
+    for rules, message in [([("docker.io/*", "mirror/*"), ("quay.io/*", "mirror/*")], "docker.io/* and quay.io/*"),
+                           ([("docker.io", "hub")], "each ending in /*"),
+                           ([("docker.io/*", "Hub/*")], "each ending in /*"),
+                           ([("docker.io/*", "a/*"), ("docker.io/*", "b/*")], "rewritten twice")]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            check_rewrites(rules)
+    keygen(tmp_path / "release")
+    site = init_site(tmp_path / "s", "http://127.0.0.1:5000/edge", [tmp_path / "release.pub"], 1,
+                     rewrites=[("docker.io/*", "hub/*"), ("quay.io/*", "ghcr.io/*")])
+    assert site.image_repository("docker.io", "library/nginx") == "edge/hub/library/nginx"
+    assert site.image_repository("registry.example.com:5000", "a") == "edge/registry.example.com_5000/a"
+    state = SiteState.load(site.directory)
+    state.bundles.append({"name": "x", "version": "1", "sources": ["quay.io", "ghcr.io"]})
+    manifest = BundleManifest("x", "2.0.0", "2026-01-01T00:00:00Z", "x.yaml", {})  # no images of its own
+    found = SharedTargets(site, state).problems(manifest, "sha256:" + "0" * 64)
+    assert [p.code for p in found] == ["target-shared"] and "quay.io" in found[0].message \
+        and "ghcr.io" in found[0].message

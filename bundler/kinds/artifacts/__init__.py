@@ -72,12 +72,15 @@ class Artifacts(ContentKind[ArtifactSpec, ArtifactEntry]):
                                      f"{label}: its files differ from what {layout.MANIFEST} lists"))
         return found
 
+    def sources(self, entries: Sequence[ArtifactEntry]) -> list[str]:
+        return sorted({ImageReference.parse(e.ref).host for e in entries})
+
     def site_artifacts(self, entries: Sequence[ArtifactEntry], site: SiteConfig) -> list[Artifact]:
         out = []
         for entry in entries:
             ref = ImageReference.parse(entry.ref)
             out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type,
-                                site.repository(ref.site_repository), ref.tag))
+                                site.image_repository(ref.host, ref.repository), ref.tag))
         return out
 
     def published(self, site: SiteConfig, manifest: BundleManifest) -> None:

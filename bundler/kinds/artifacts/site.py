@@ -30,7 +30,8 @@ def resource_name(repository: str) -> str:
 def oci_repository(site: SiteConfig, entry: ArtifactEntry) -> dict[str, Any]:
     ref = ImageReference.parse(entry.ref)
     parts = urlsplit(site.registry_url)
-    spec: dict[str, Any] = {"interval": "10m", "url": f"oci://{parts.netloc}/{site.repository(ref.site_repository)}",
+    home = site.image_repository(ref.host, ref.repository)
+    spec: dict[str, Any] = {"interval": "10m", "url": f"oci://{parts.netloc}/{home}",
                             "ref": {"tag": ref.tag} if ref.tag else {"digest": entry.digest}}
     if entry.files:  # files, not a tarball of manifests: Flux takes the first file's layer as it is
         spec["layerSelector"] = {"mediaType": entry.files[0].media_type, "operation": "copy"}

@@ -22,7 +22,7 @@ from bundler.kinds.images.extras import collect_extras
 from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
 from bundler.oci import media
 from bundler.oci.layout import OciTop
-from bundler.oci.reference import ImageReference
+from bundler.oci.reference import ImageReference, site_path
 from bundler.parallel import run_parallel
 from bundler.problems import Problem
 from bundler.site.config import SiteState
@@ -115,7 +115,8 @@ class Images(ContentKind[ImageSpec, ImageEntry]):
             return data
 
         entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.key))
-        found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read, site.repository)
+        found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read,
+                                     site.image_repository)
         scopes, keys = site.image_policy()
         if not keys:
             return found
@@ -130,7 +131,7 @@ class Images(ContentKind[ImageSpec, ImageEntry]):
         out = []
         for entry in entries:
             ref = ImageReference.parse(entry.ref)
-            repo = site.repository(ref.site_repository)
+            repo = site.image_repository(ref.host, ref.repository)
             out.append(Artifact(self.key, entry.ref, entry.digest, entry.media_type, repo, ref.tag))
             out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, repo, e.tag,
                              release_tag=False)  # named after their subject (owned: derived_tag_problems)
@@ -180,7 +181,7 @@ KIND = Images()
 
 def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str, str]],
                          manifest: BundleManifest, read: Callable[[str], bytes],
-                         placed: Callable[[str], str] = str) -> list[Problem]:
+                         placed: Callable[[str, str], str] = site_path) -> list[Problem]:
     """A tag derived from an image (`sha256-<hex>.sig`, `.att`, `.sbom`, the referrers fallback) moves
     only with its subject: the bundle must carry that image (its manifest, or one under its index),
     and the tag belongs to the bundle name that first set it (`tags`: the site's state)."""
@@ -190,7 +191,8 @@ def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str
         if entry.media_type in media.INDEX_TYPES:
             with contextlib.suppress(ValueError, media.ManifestError):  # the graph check names what is wrong
                 subjects |= {child.digest for child in media.index_children(read(entry.digest))}
-        repo = placed(ImageReference.parse(entry.ref).site_repository)  # where the site's registry keeps it
+        ref = ImageReference.parse(entry.ref)
+        repo = placed(ref.host, ref.repository)  # where the site's registry keeps it
         for extra in entry.extras:
             where = f"{repo}:{extra.tag}"
             if extra.subject not in subjects:
