@@ -184,7 +184,8 @@ MSG_RE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 def failure_reason(log: Path, offset: int = 0) -> str:
     """Why a service stopped, from what it logged since `offset`: the registry's last fatal or
-    error message (logrus `msg="..."`), a Python traceback's last line, else the last line."""
+    error message (logrus `msg="..."`), a Go panic's message, a Python traceback's last line, else
+    the last line."""
     try:
         with open(log, "rb") as f:
             f.seek(offset)
@@ -196,6 +197,9 @@ def failure_reason(log: Path, offset: int = 0) -> str:
         if "level=fatal" in line or "level=error" in line or "level=panic" in line:
             match = MSG_RE.search(line)
             return match.group(1).replace('\\"', '"') if match else line[:300]
+    panic = next((line for line in lines if line.startswith("panic: ")), None)  # the goroutine dump follows it
+    if panic is not None:
+        return panic[:300]
     return lines[-1][:300] if lines else "no output"
 
 

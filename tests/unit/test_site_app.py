@@ -113,3 +113,18 @@ def test_git_requests_beyond_the_bound_wait_then_get_503(app: SiteApp, monkeypat
     b"".join(first)  # the first response ends: its slot is free again
     b"".join(call())
     assert statuses[2].startswith("200")
+
+
+def test_why_a_service_stopped_is_read_from_its_log(tmp_path: Path) -> None:
+    """The registry's fatal message, a Go panic's first line (not the goroutine dump after it), or
+    the last line: what `site up` prints when a service stops at start."""
+    from bundler.site.service import failure_reason
+
+    log = tmp_path / "registry.log"
+    log.write_text('time="x" level=fatal msg="listen tcp 127.0.0.1:5443: bind: address already in use"\n')
+    assert failure_reason(log) == "listen tcp 127.0.0.1:5443: bind: address already in use"
+    log.write_text("panic: LoadCustomCABundleError: unable to load custom CA bundle, HTTPClient's transport "
+                   "unsupported type\n\ngoroutine 1 [running]:\ngithub.com/docker/distribution/main.go:22 +0x25\n")
+    assert failure_reason(log).startswith("panic: LoadCustomCABundleError")
+    log.write_text("something\nthe end\n")
+    assert failure_reason(log) == "the end"
