@@ -50,6 +50,7 @@ from bundler.site import figures
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, kept_manifest_path, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
+from bundler.site.registry_storage import RegistryStorage
 from bundler.units import human
 
 
@@ -379,7 +380,7 @@ class Import:
                     staged.append(kind.stage(site, self.reader, manifest, self.options, advance))
                 sent = transfer(self.reader, plans, self.client, self.options.jobs, advance, located,
                                 registry_verifies=site.embedded_registry, quarantined=quarantined,
-                                quarantine=site.quarantine)
+                                quarantine=site.quarantine, storage=RegistryStorage.of(site))
             except IntegrityError as exc:  # a payload that does not match: refused before anything moved
                 self.refuse(exc)
         except BaseException:

@@ -1,12 +1,15 @@
 """Seed the site registry with the top manifests of a verified bundle (images, charts, artifacts: each
 kind says where its go, `site_artifacts`), in two steps.
 
-`transfer`: every blob the registry lacks is uploaded, streamed from the bundle file and hashed on
-the way (here, or by the registry itself), into the quarantine repository, which no client is
-given; every other carried blob is read and hashed all the same. Nothing a client sees changes.
+`transfer`: every blob the registry lacks is copied into the site's own registry storage
+(site/registry_storage.py: the default site, hashed on the way, linked nowhere yet) or uploaded into
+the quarantine repository, which no client is given (a registry that is not the site's own, or on
+object storage: hashed here, or by the registry itself); every other carried blob is read and hashed
+all the same. Nothing a client sees changes.
 `publish` (once the whole bundle verified, updates and Git packs included): each blob is linked
-into its repositories (a mount), then every manifest by digest (children before their index, the
-bytes kept from the verified read, never read again), then the tags; the quarantine lets go.
+into its repositories (a link file written, or a mount), then every manifest by digest (children
+before their index, the bytes kept from the verified read, never read again), then the tags; the
+quarantine lets go.
 A tag never points at something incomplete, and what the registry already has is not sent again.
 """
 
@@ -30,7 +33,10 @@ from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
 from bundler.problems import Problem, ProblemError
 from bundler.site.config import SiteConfig
+from bundler.site.registry_storage import RegistryStorage
 from bundler.site.tokens import QUARANTINE
+
+DIRECT = "(the registry's storage)"  # a blob's source when it was copied into the storage directly
 
 
 def site_artifacts(manifest: BundleManifest, site: SiteConfig) -> list[Artifact]:
@@ -121,6 +127,7 @@ class Transfer:
     staged: list[_Staged]
     stats: SeedStats
     quarantine: str  # the quarantine repository (under the registry's prefix)
+    storage: RegistryStorage | None = None  # the registry's storage, written directly (the site's own, on its disk)
 
     @property
     def quarantined(self) -> list[str]:
@@ -130,12 +137,14 @@ class Transfer:
 def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jobs: int,
              progress: Callable[[int], None], located: dict[str, str] | None = None,
              registry_verifies: bool = False, quarantined: list[str] | None = None,
-             quarantine: str = QUARANTINE) -> Transfer:
+             quarantine: str = QUARANTINE, storage: RegistryStorage | None = None) -> Transfer:
     """`quarantined` receives each blob as it lands in the quarantine, so a refusal half-way knows
     what to take out again.
     `registry_verifies`: the registry hashes every upload and refuses one whose bytes do not match
     its digest (DIGEST_INVALID) before storing anything, as the embedded Distribution registry does;
     then the bytes it receives are hashed there only, once. Otherwise they are hashed here too.
+    `storage`: the site's own registry on its disk: blobs are copied into its storage directly
+    (hashed on the way, committed by rename, linked by no repository yet) instead of uploaded.
     Every carried blob is read exactly once. IntegrityError names a blob that does not match."""
     stats = SeedStats()
 
@@ -169,7 +178,8 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
     #    before every blob of the bundle arrived and matched its digest
     def stage(item: tuple[str, tuple[int, list[str]]]) -> _Staged:
         digest, (size, repos) = item
-        lacking = tuple(repo for repo in repos if not client.blob_exists(repo, digest))
+        lacking = tuple(repo for repo in repos
+                        if not (storage.linked(repo, digest) if storage else client.blob_exists(repo, digest)))
         for _ in range(len(repos) - len(lacking)):
             stats.count(unchanged="blobs")
         source = next((repo for repo in repos if repo not in lacking), None)
@@ -177,6 +187,14 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
         if lacking and source is None:
             if not carried:
                 source = (located or {}).get(digest)  # a delta's base, elsewhere on the site
+            elif storage is not None:  # straight into the registry's storage, linked at publication
+                source = DIRECT
+                if not storage.has(digest):  # there already: an interrupted or refused import wrote it
+                    storage.write(digest, size, reader.iter_member(layout.blob_path(digest)))
+                    stats.count(sent=size)
+                    read = True
+                if quarantined is not None:
+                    quarantined.append(digest)
             else:
                 source = quarantine
                 if not client.blob_exists(quarantine, digest):  # there already: an interrupted import
@@ -191,7 +209,7 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
         return _Staged(digest, size, lacking, source)
 
     staged = run_parallel(stage, sorted(repos_by_blob.items(), key=lambda item: -item[1][0]), jobs)
-    return Transfer(plans, staged, stats, quarantine)
+    return Transfer(plans, staged, stats, quarantine, storage)
 
 
 def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: int) -> SeedStats:
@@ -207,6 +225,10 @@ def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: 
     # 2. link each blob into the repositories that lack it (a mount; an upload where mounts fail)
     def link(item: tuple[_Staged, str]) -> None:
         blob, repo = item
+        if done.storage is not None and done.storage.has(blob.digest):  # what the registry's mount writes
+            done.storage.link(repo, blob.digest)
+            stats.count(added="blobs")
+            return
         how = client.push_blob(repo, blob.digest, blob.size, fallback(blob.digest),
                                mount_from=[blob.source] if blob.source else [])
         stats.count(added="blobs", sent=blob.size if how == "uploaded" else 0)

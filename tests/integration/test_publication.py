@@ -4,6 +4,7 @@ killed after its first tag moved, a split bundle whose part is a FIFO."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -248,3 +249,57 @@ def test_a_refused_import_leaves_nothing_in_the_default_sites_quarantine_and_pru
     assert pruned.code == 0, pruned.err
     assert not any((storage / m.name[-64:][:2] / m.name[-64:] / "data").exists() for m in stored)
 
+
+
+def test_the_default_site_gets_its_blobs_written_into_its_storage_and_the_collector_keeps_them(
+        built: Built, cli: Callable[..., Run], make_site: SiteFactory, skopeo: str, tmp_path: Path) -> None:
+    """The site's own registry on its disk: an import copies each blob into the registry's storage
+    (Distribution's layout: the data file, then each repository's link), manifests and tags through
+    the API; the registry serves every image by tag with its digest, and still after its garbage
+    collector ran (it deletes only what no manifest references)."""
+    from bundler.site.config import load_site
+    from bundler.site.registry_storage import RegistryStorage
+    from bundler.site.service import collect_registry_garbage
+
+    site = make_site(up=True)
+    imported = cli("import", built.bundle, "--site", site, "--json")
+    assert imported.code == 0, imported.err
+    config = load_site(site)
+    storage = RegistryStorage.of(config)
+    assert storage is not None
+    manifest, _ = load_manifest(built.bundle)
+    blobs = [p for p in manifest.files if p.startswith("oci/blobs/sha256/")]
+    with tarfile.open(built.bundle) as tar:  # the source's multi-arch indexes travel beside the platform picked
+        layout_index = json.loads(tar.extractfile("oci/index.json").read())  # type: ignore[union-attr]
+    published = {image.digest for image in manifest.entries("images")}
+    unpublished = {f"oci/blobs/sha256/{m['digest'][7:]}" for m in layout_index["manifests"]
+                   if m["digest"] not in published}
+    missing = {p for p in blobs if not storage.has(f"sha256:{p.rsplit('/', 1)[1]}")}
+    assert blobs and missing <= unpublished, missing - unpublished
+    assert not list((site / "registry" / "incoming").glob("*"))  # no partial file left
+
+    registry = json.loads(cli("site", "status", site, "--json").out)["services"]["registry"]["url"]
+    user, password = json.loads((site / "credentials.json").read_text()).values()
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes((site / "pki" / "ca.pem").read_bytes())
+
+    def pull_all(into: str) -> list[str]:
+        digests = []
+        for i, ref in enumerate(built.refs):
+            parsed = ImageReference.parse(ref)
+            pointer = f":{parsed.tag}" if parsed.tag else f"@{parsed.digest}"  # a pinned image has no tag
+            where = f"{registry.removeprefix('https://')}/{parsed.site_repository}{pointer}"
+            target = tmp_path / into / str(i)
+            target.parent.mkdir(exist_ok=True)
+            copied = subprocess.run([skopeo, "copy", "--all", "-q", "--src-cert-dir", str(certs), "--src-creds",
+                                     f"{user}:{password}", f"docker://{where}", f"dir:{target}"],
+                                    capture_output=True, text=True)
+            assert copied.returncode == 0, copied.stderr  # every blob fetched and checked by skopeo
+            digests.append("sha256:" + hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest())
+        return digests
+
+    expected = [image.digest for image in manifest.entries("images")]
+    assert pull_all("before") == expected
+    collect_registry_garbage(config)
+    assert pull_all("after") == expected

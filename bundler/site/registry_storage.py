@@ -1,0 +1,88 @@
+"""The embedded registry's storage, written directly: Distribution's filesystem layout, for an import
+at the medium's speed (each blob read once from the bundle, hashed as it is copied, committed by
+rename; no HTTP upload, no second hash in the registry). Only the site's own registry on the site's
+disk: a registry that is not the site's, or one on object storage, keeps the API path.
+
+    <root>/docker/registry/v2/blobs/sha256/<2 hex>/<hex>/data            a blob's bytes
+    <root>/docker/registry/v2/repositories/<repo>/_layers/sha256/<hex>/link   "sha256:<hex>": the repo links it
+
+A blob's data file is invisible to clients until a repository links it; links are written at
+publication, after every byte of the bundle verified; manifests and tags still go through the
+registry's API, last. A refused import leaves data files nothing links: the registry's garbage
+collector frees them at the next prune (they are recorded as the quarantine's were).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from bundler import problems
+from bundler.bundle import layout
+from bundler.fsutil import atomic_write, make_dirs, own_like_parent
+from bundler.problems import Problem, ProblemError
+from bundler.site.config import REGISTRY_DIR, REGISTRY_STORAGE, SiteConfig
+
+V2 = "docker/registry/v2"
+INCOMING = f"{REGISTRY_DIR}/incoming"  # beside the storage root, on its filesystem: partial blobs, renamed into place
+
+
+class RegistryStorage:
+    def __init__(self, site: SiteConfig) -> None:
+        self.root = site.directory / REGISTRY_STORAGE / V2
+        self.incoming = site.directory / INCOMING
+
+    @classmethod
+    def of(cls, site: SiteConfig) -> RegistryStorage | None:
+        """The site's registry storage when bundler may write it: its own registry, on its disk."""
+        return cls(site) if site.embedded_registry and not site.registry_storage else None
+
+    def data(self, digest: str) -> Path:
+        hex_digest = digest.removeprefix("sha256:")
+        return self.root / "blobs" / "sha256" / hex_digest[:2] / hex_digest / "data"
+
+    def link_file(self, repo: str, digest: str) -> Path:
+        return self.root / "repositories" / repo / "_layers" / "sha256" / digest.removeprefix("sha256:") / "link"
+
+    def has(self, digest: str) -> bool:
+        return self.data(digest).is_file()
+
+    def linked(self, repo: str, digest: str) -> bool:
+        return self.link_file(repo, digest).is_file() and self.has(digest)
+
+    def write(self, digest: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Copy a blob into place, hashed on the way (the one read of its bytes); a blob whose bytes
+        are not its digest is refused (ProblemError naming the file in the bundle) and nothing stays."""
+        make_dirs(self.incoming, 0o700)
+        make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
+        partial = self.incoming / f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
+        hasher, written = hashlib.sha256(), 0
+        try:
+            with open(partial, "wb") as out:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    written += len(chunk)
+            if written != size or f"sha256:{hasher.hexdigest()}" != digest:
+                path = layout.blob_path(digest)
+                raise ProblemError(Problem(problems.DIGEST_MISMATCH, path, f"{path}: its bytes do not match its "
+                                           f"digest (sha256:{hasher.hexdigest()[:19]}..., {written} bytes)",
+                                           expected=digest[7:], actual=hasher.hexdigest()))
+            os.chmod(partial, 0o644)
+            own_like_parent(partial)
+            target = self.data(digest)
+            make_dirs(target.parent)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def link(self, repo: str, digest: str) -> bool:
+        """Link a blob into a repository (what the registry's mount writes); False when it was."""
+        path = self.link_file(repo, digest)
+        if path.is_file():
+            return False
+        make_dirs(path.parent)
+        atomic_write(path, digest.encode())
+        return True
