@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -133,6 +134,18 @@ def cli(tmp_path: Path) -> Callable[..., Run]:
     return run
 
 
+def distinct_ports(count: int) -> list[int]:
+    """`count` different free loopback ports (each held until all are chosen)."""
+    held = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 @dataclass
 class SiteFactory:
     """`make_site(...)`: a site made by the real `site init`, trusting the release key, on free
@@ -147,9 +160,10 @@ class SiteFactory:
     def __call__(self, name: str | Path = "site", *options: str | Path, registry: str | None = None,
                  up: bool = False) -> Path:
         directory = self.tmp_path / name  # an absolute `name` is where it is
-        where = ["--registry", registry] if registry else ["--registry-listen", f"127.0.0.1:{free_port()}"]
+        http_port, registry_port = distinct_ports(2)  # two free_port() calls can return one port twice
+        where = ["--registry", registry] if registry else ["--registry-listen", f"127.0.0.1:{registry_port}"]
         r = self.cli("site", "init", directory, "--trust-key", self.keys.release.pub, *where,
-                     "--http-listen", f"127.0.0.1:{free_port()}", *options)
+                     "--http-listen", f"127.0.0.1:{http_port}", *options)
         assert r.code == 0, r.err
         self.made.append(directory)
         if up:

@@ -399,6 +399,9 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     embedded = registry_url is None
     prefix = ""
     if embedded:
+        if check_listen(registry_listen) == check_listen(http_listen):
+            raise UsageError(f"--registry-listen and --http-listen are both {registry_listen}: the registry and "
+                             "the HTTPS service each need an address of their own")
         host, _, port = check_listen(registry_listen).rpartition(":")
         registry_url = f"https://{_client_host(host)}:{port}"
         if registry_ca or registry_credentials:
