@@ -1,6 +1,9 @@
-"""Text for people: byte counts, and content from a bundle made safe to print."""
+"""Text for people: byte counts, and content from a bundle made safe to print; and `--json` for scripts."""
 
 from __future__ import annotations
+
+import json
+import sys
 
 
 def human(n: int) -> str:
@@ -17,3 +20,9 @@ def printable(value: object) -> str:
     """Bundle content shown on a terminal: control characters (newlines, escape sequences) are
     written as escapes, so a forged name cannot add lines or repaint the screen."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(value))
+
+
+def emit_json(value: object) -> None:
+    """A command's `--json` answer on stdout: indented, keys sorted, one document."""
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()

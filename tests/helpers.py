@@ -36,6 +36,15 @@ def credentials(site: Path, file: str = "credentials.json") -> tuple[str, str]:
     return doc["username"], doc["password"]
 
 
+def skopeo_digest(skopeo: str, image: str, certs: Path, creds: str) -> str:
+    """The manifest digest skopeo, an independent client, reads for `image` (a docker:// name without
+    the scheme) with the CA in `certs` and `user:password`; the test fails with skopeo's message."""
+    seen = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", creds, f"docker://{image}"],
+                          capture_output=True, text=True)
+    assert seen.returncode == 0, seen.stderr
+    return str(json.loads(seen.stdout)["Digest"])
+
+
 def registry_session(site: Path, account: tuple[str, str] | None, scope: str) -> requests.Session:
     """A client of the site registry the way Docker and skopeo are: the registry's 401 names the token
     realm; the realm, asked with the account, gives a bearer token for `scope`."""

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from bundler.cli.root import JOBS_HELP, cli, emit_json
+from bundler.cli.root import JOBS_HELP, cli
 from bundler.errors import EXIT_REFUSED, IntegrityError, UsageError
-from bundler.units import human, printable
+from bundler.units import emit_json, human, printable
 
 
 @cli.command()

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from bundler.cli.root import cli, emit_json
+from bundler.cli.root import cli
 from bundler.errors import UsageError
 from bundler.fsutil import atomic_write
-from bundler.units import human, printable
+from bundler.units import emit_json, human, printable
 
 
 @cli.group()

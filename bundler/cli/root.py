@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,10 +16,6 @@ from bundler.errors import EXIT_FAILURE, BundlerError
 from bundler.units import printable
 
 JOBS_HELP = "parallel transfers (default 8)"
-
-
-def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
 class _Group(click.Group):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from bundler.cli.root import JOBS_HELP, cli, emit_json
+from bundler.cli.root import JOBS_HELP, cli
 from bundler.errors import EXIT_UNREACHABLE
 from bundler.fsutil import atomic_write
-from bundler.units import human, printable
+from bundler.units import emit_json, human, printable
 
 
 @cli.group()

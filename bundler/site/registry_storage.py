@@ -33,6 +33,7 @@ class RegistryStorage:
     def __init__(self, site: SiteConfig) -> None:
         self.root = site.directory / REGISTRY_STORAGE / V2
         self.incoming = site.directory / INCOMING
+        self._ready = False
 
     @classmethod
     def of(cls, site: SiteConfig) -> RegistryStorage | None:
@@ -55,8 +56,10 @@ class RegistryStorage:
     def write(self, digest: str, size: int, chunks: Iterable[bytes]) -> None:
         """Copy a blob into place, hashed on the way (the one read of its bytes); a blob whose bytes
         are not its digest is refused (ProblemError naming the file in the bundle) and nothing stays."""
-        make_dirs(self.incoming, 0o700)
-        make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
+        if not self._ready:
+            make_dirs(self.incoming, 0o700)
+            make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
+            self._ready = True
         partial = self.incoming / f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
         hasher, written = hashlib.sha256(), 0
         try:

@@ -23,7 +23,7 @@ from devtools import charts
 from devtools.gitrepo import new_repo
 from devtools.packages import build_deb
 from tests.conftest import Keys, Registry, Run, SiteFactory, missing
-from tests.helpers import build_engine_image, containerd, credentials, registry_session
+from tests.helpers import build_engine_image, containerd, credentials, registry_session, skopeo_digest
 
 
 @dataclass
@@ -170,9 +170,7 @@ def test_the_cluster_credential_pulls_and_cannot_push_or_delete(everything: Ever
     shutil.copy(site / "pki" / "ca.pem", certs / "ca.crt")
     creds = ":".join(node)
     image = f"docker://{host}/{everything.engine_image}"
-    read = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", creds, image],
-                          capture_output=True, text=True)
-    assert read.returncode == 0 and json.loads(read.stdout)["Digest"] == everything.digest, read.stderr
+    assert skopeo_digest(skopeo, image.removeprefix("docker://"), certs, creds) == everything.digest
     overwrite = subprocess.run([skopeo, "copy", "--src-cert-dir", str(certs), "--dest-cert-dir", str(certs),
                                 "--src-creds", creds, "--dest-creds", creds, "--format", "v2s2", image,
                                 image.rsplit(":", 1)[0] + ":latest"], capture_output=True, text=True)

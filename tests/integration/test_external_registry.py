@@ -29,7 +29,7 @@ from bundler.site.pki import CA_CERT, PKI_DIR, SERVER_CERT, SERVER_KEY, create_p
 from bundler.site.registry_process import RegistryProcess, start_registry
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run, SiteFactory
-from tests.helpers import containerd
+from tests.helpers import containerd, skopeo_digest
 
 USER, PASSWORD = "robot$edge+import", "s3cret-robot"
 
@@ -118,10 +118,7 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     certs = tmp_path / "certs"
     certs.mkdir()
     (certs / "ca.crt").write_bytes(ca.read_bytes())
-    seen = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", f"{USER}:{PASSWORD}",
-                           f"docker://{where}"], capture_output=True, text=True)
-    assert seen.returncode == 0, seen.stderr
-    assert json.loads(seen.stdout)["Digest"] == digest
+    assert skopeo_digest(skopeo, where, certs, f"{USER}:{PASSWORD}") == digest
     again = cli("import", tmp_path / "s.tar", "--site", site)
     assert again.code == 0 and "already imported" in again.out
 
@@ -134,9 +131,7 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
                 "--since", tmp_path / "s.tar")
     assert delta.code == 0, delta.err
     assert cli("import", tmp_path / "d.tar", "--site", site).code == 0
-    seen = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", f"{USER}:{PASSWORD}",
-                           f"docker://{where.replace(':1.0', ':2.0')}"], capture_output=True, text=True)
-    assert seen.returncode == 0 and json.loads(seen.stdout)["Digest"] == new_digest, seen.stderr
+    assert skopeo_digest(skopeo, where.replace(":1.0", ":2.0"), certs, f"{USER}:{PASSWORD}") == new_digest
 
     registries = yaml.safe_load((site / "cluster" / "registries.yaml").read_text())
     mirror = registries["mirrors"][registry.host]
@@ -167,9 +162,7 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     mirrored = make_site("mirrored", "--registry-ca", ca, "--registry-credentials", account(tmp_path / "robot-5.json"),
                          "--rewrite", f"{registry.host}/*=mirror/*", registry=f"{target.url}/edge")
     assert cli("import", tmp_path / "s.tar", "--site", mirrored).code == 0
-    seen = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", f"{USER}:{PASSWORD}",
-                           f"docker://{target.address}/edge/mirror/store/pos:1.0"], capture_output=True, text=True)
-    assert seen.returncode == 0 and json.loads(seen.stdout)["Digest"] == digest, seen.stderr
+    assert skopeo_digest(skopeo, f"{target.address}/edge/mirror/store/pos:1.0", certs, f"{USER}:{PASSWORD}") == digest
     with containerd() as ctr:
         pulled = subprocess.run([*ctr, "images", "pull", "--hosts-dir", str(mirrored / "cluster" / "certs.d"),
                                  "--user", f"{USER}:{PASSWORD}", f"{registry.host}/store/pos:1.0"],

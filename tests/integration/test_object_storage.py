@@ -21,7 +21,7 @@ from bundler.oci.client import RegistryClient
 from bundler.site.registry_process import free_port
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run, SiteFactory
-from tests.helpers import credentials
+from tests.helpers import credentials, skopeo_digest
 
 BUCKET = "store-7"
 
@@ -58,10 +58,7 @@ def pull_digest(skopeo: str, site: Path, ref: str) -> str:
     certs.mkdir(exist_ok=True)
     (certs / "ca.crt").write_bytes((site / "pki" / "ca.pem").read_bytes())
     user, password = credentials(site)
-    seen = subprocess.run([skopeo, "inspect", "--cert-dir", str(certs), "--creds", f"{user}:{password}",
-                           f"docker://{registry}/{ref}"], capture_output=True, text=True)
-    assert seen.returncode == 0, seen.stderr
-    return str(json.loads(seen.stdout)["Digest"])
+    return skopeo_digest(skopeo, f"{registry}/{ref}", certs, f"{user}:{password}")
 
 
 def test_two_site_registries_on_one_bucket_serve_what_one_imported(

@@ -3,20 +3,14 @@ ContentKind.commands): the update cache's catalog, approvals per group, client e
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from bundler.kinds.updates.cache import UpdateCache, client_configuration
 from bundler.kinds.updates.windows_client import SCRIPT, write_client
 from bundler.site.config import load_site
-from bundler.units import human, printable
-
-
-def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
+from bundler.units import emit_json, human, printable
 
 
 @click.group()
