@@ -3,6 +3,7 @@ files opened only when they are regular files."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import stat
@@ -10,13 +11,17 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write a whole file by rename: a reader sees the old bytes or the new, never a part. `durable`:
+    on the disk before the rename (fsync); off for what its owner writes without one (a registry's link
+    files: Distribution's own filesystem driver does not sync them)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         own_like_parent(Path(tmp))
         os.replace(tmp, path)
@@ -41,6 +46,18 @@ def make_dirs(path: Path, mode: int = 0o755) -> Path:
         directory.mkdir(mode=mode, exist_ok=True)
         own_like_parent(directory)
     return path
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the regular files under a directory (links not followed); 0 when it is not there."""
+    total = 0
+    for directory, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(directory, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
 
 
 class NotRegular(OSError):

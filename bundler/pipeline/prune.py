@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.errors import BundlerError, UsageError
+from bundler.fsutil import tree_bytes
 from bundler.kinds import KINDS
 from bundler.kinds.base import Artifact, Pruning
 from bundler.oci import media
@@ -31,6 +32,7 @@ from bundler.pipeline.registry import site_artifacts
 from bundler.site import figures
 from bundler.site.config import REGISTRY_STORAGE, SiteConfig, SiteState, kept_manifest, load_site
 from bundler.site.journal import files_lock, import_lock
+from bundler.site.registry_storage import RegistryStorage
 from bundler.site.service import collect_registry_garbage, resume_after_garbage_collection
 
 PRUNED = "pruned"
@@ -95,7 +97,7 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
     kept_manifests = [m for b in kept if (m := kept_manifest(site, b["manifest_digest"])) is not None]
     gone_manifests = [m for b in plan.pruned if (m := kept_manifest(site, b["manifest_digest"])) is not None]
 
-    if client is not None:
+    if client is not None and plan.pruned:  # the kept releases' graphs say what a pruned one shares
         kept_artifacts = [a for m in kept_manifests for a in site_artifacts(m, site)]
         gone_artifacts = [a for m in gone_manifests for a in site_artifacts(m, site)]
         graphs = run_parallel(lambda a: _graph(client, a), kept_artifacts + gone_artifacts, jobs)
@@ -127,10 +129,10 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
 def _stored_blob_size(site: SiteConfig, digest: str) -> int:
     """Bytes of a blob in the embedded registry's storage (Distribution's filesystem layout); 0 when
     not there, or not known (a registry that is not the site's own)."""
-    hex_digest = digest.removeprefix("sha256:")
-    data = site.directory / REGISTRY_STORAGE / "docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest / "data"
+    if not site.embedded_registry or len(digest.removeprefix("sha256:")) != 64:
+        return 0
     try:
-        return data.stat().st_size if site.embedded_registry and len(hex_digest) == 64 else 0
+        return RegistryStorage(site).data(digest).stat().st_size
     except OSError:
         return 0
 
@@ -211,15 +213,11 @@ def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, An
     stores (ContentKind.stored: the update cache, the Git repositories); the disk's total, free and
     percent used, and what a prune with the site's retention would free (registry bytes only when
     `client` answers)."""
-    def size(path: Path) -> int:
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) \
-            if path.exists() else 0
-
     disk = shutil.disk_usage(site.directory)
     plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
     local = site.embedded_registry and not site.registry_storage  # on object storage: not this disk's
-    return {"registry": size(site.directory / REGISTRY_STORAGE) if local else None,
-            **{name: size(path) for kind in KINDS for name, path in kind.stored(site).items()},
+    return {"registry": tree_bytes(site.directory / REGISTRY_STORAGE) if local else None,
+            **{name: tree_bytes(path) for kind in KINDS for name, path in kind.stored(site).items()},
             "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
             "warn_percent": site.warn_percent, "warning": disk_warning(site),
             "prune": {"keep": plan.keep, "releases": [f"{b['name']} {b['version']}" for b in plan.pruned],

@@ -235,21 +235,25 @@ def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: 
 
     run_parallel(link, [(blob, repo) for blob in done.staged for repo in blob.lacking], jobs)
 
-    def push_manifests(p: Plan) -> bool:
-        added = False
+    def push_manifests(p: Plan) -> tuple[bool, bool]:
+        """(any manifest added, the top one added)"""
+        added = top_added = False
         for digest, media_type, data in p.manifests:
             if client.head_manifest(p.artifact.repo, digest) is None:
                 client.put_manifest(p.artifact.repo, digest, data, media_type)
                 stats.count(sent=len(data))
-                added = True
-        return added
+                added = top_added = True
+            else:
+                top_added = False
+        return added, top_added
 
     manifests_added = run_parallel(push_manifests, plans, jobs)
 
-    def publish(item: tuple[Plan, bool]) -> None:
-        p, added = item
+    def publish(item: tuple[Plan, tuple[bool, bool]]) -> None:
+        p, (added, top_added) = item
         digest, media_type, data = p.top
-        if p.artifact.tag and client.head_manifest(p.artifact.repo, p.artifact.tag) != digest:
+        # a top manifest the registry did not have cannot be what the tag names: no need to ask
+        if p.artifact.tag and (top_added or client.head_manifest(p.artifact.repo, p.artifact.tag) != digest):
             client.put_manifest(p.artifact.repo, p.artifact.tag, data, media_type)
             added = True
         if added:

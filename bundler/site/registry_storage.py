@@ -87,5 +87,5 @@ class RegistryStorage:
         if path.is_file():
             return False
         make_dirs(path.parent)
-        atomic_write(path, digest.encode())
+        atomic_write(path, digest.encode(), durable=False)  # as the registry's mount writes it
         return True
