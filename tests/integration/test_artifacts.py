@@ -1,13 +1,15 @@
 """OCI artifacts (`spec.artifacts`): a local model file and a directory packed as `oras push` packs
 them, and an upstream artifact copied with its manifest digest, travel through build, verify and
 import into the default site; a consumer fetches every byte with the distribution API. A delta
-carries only the changed model; a file title that climbs out of the pull directory is refused."""
+carries only the changed model; a file title that climbs out of the pull directory is refused. A
+model packed `as: image` is pulled by containerd by its name and its files read from the snapshot."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,8 +24,8 @@ import yaml
 from bundler.kinds import KINDS
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
-from tests.conftest import Keys, Registry, Run, SiteFactory
-from tests.helpers import crd_schema, credentials, registry_session
+from tests.conftest import Keys, Registry, Run, SiteFactory, missing
+from tests.helpers import containerd, crd_schema, credentials, registry_session
 
 TITLE = "org.opencontainers.image.title"
 EMPTY = b"{}"
@@ -275,3 +277,69 @@ def test_artifact_profile_errors_name_the_line(item: str, message: str, tmp_path
     with pytest.raises(ProfileError) as caught:
         parse_profile(text, "p.yaml", kinds=KINDS)
     assert message in caught.value.message and "p.yaml:" in caught.value.message
+
+
+def test_a_model_packed_as_an_image_is_mounted_from_containerds_snapshot(
+        cli: Callable[..., Run], keys: Keys, running_site: Path, skopeo: str, tmp_path: Path) -> None:
+    if shutil.which("containerd") is None:
+        missing("containerd")
+    files = {"order-accuracy.onnx": os.urandom(3 << 20), "labels.txt": b"cup\nplate\n",
+             "encoder/weights-int8.bin": os.urandom(65 << 20)}  # past 64 MiB: a layer of its own
+    for name, data in files.items():
+        (tmp_path / "model" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "model" / name).write_bytes(data)
+    path = profile(tmp_path, "1.0.0", """    - path: ./model
+      repository: registry.example.com/models/order-accuracy
+      tag: "8.1"
+      as: image
+      platform: linux/amd64
+""")
+    built = build(cli, keys, path, tmp_path / "m.bundle.tar")
+    assert built.code == 0, built.err
+    again = build(cli, keys, path, tmp_path / "m-again.bundle.tar")  # the same files, the same image
+    first, second = (json.loads(cli("inspect", tmp_path / name, "--json").out)["artifacts"][0]
+                     for name in ("m.bundle.tar", "m-again.bundle.tar"))
+    assert again.code == 0 and first["digest"] == second["digest"]
+    assert first["form"] == "image" and first["directory"] == "/models"
+    assert {f["title"]: f["digest"] for f in first["files"]} == {name: sha(data) for name, data in files.items()}
+    shown = cli("inspect", tmp_path / "m.bundle.tar")
+    assert "packed as an image, files under /models" in shown.out
+    assert cli("verify", tmp_path / "m.bundle.tar", "--key", keys.release.pub).code == 0
+
+    imported = cli("import", tmp_path / "m.bundle.tar", "--site", running_site)
+    assert imported.code == 0, imported.err
+    _, _, manifest, digest = fetch(running_site, "registry.example.com/models/order-accuracy:8.1")
+    assert digest == first["digest"]
+    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar"] * 2
+    assert not list((running_site / "cluster" / "flux").glob("oci-*.yaml"))  # mounted by nodes, not fetched by Flux
+
+    user, password = credentials(running_site)
+    ref = "registry.example.com/models/order-accuracy:8.1"
+    with containerd() as ctr:  # a node pulls by the original name through the site's mirror, unpacks, mounts
+        pulled = subprocess.run([*ctr, "images", "pull", "--snapshotter", "native", "--platform", "linux/amd64",
+                                 "--hosts-dir", str(running_site / "cluster" / "certs.d"),
+                                 "--user", f"{user}:{password}", ref], capture_output=True, text=True, timeout=120)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        mount = tmp_path / "mounted"
+        mount.mkdir()
+        mounted = subprocess.run([*ctr, "images", "mount", "--snapshotter", "native", "--rw=false", ref, str(mount)],
+                                 capture_output=True, text=True, timeout=60)
+        assert mounted.returncode == 0, mounted.stdout + mounted.stderr
+        try:
+            read = {str(p.relative_to(mount / "models")): sha(p.read_bytes())
+                    for p in (mount / "models").rglob("*") if p.is_file()}
+        finally:
+            subprocess.run([*ctr, "images", "unmount", str(mount)], capture_output=True, timeout=60)
+        assert read == {name: sha(data) for name, data in files.items()}
+
+    # the directory climbs out, artifactType with an image: refused at build, naming the line
+    bad = profile(tmp_path, "1.0.1", """    - path: ./model
+      repository: registry.example.com/models/order-accuracy
+      tag: "8.2"
+      as: image
+      directory: /models/../etc
+      artifactType: application/vnd.acme.model
+""")
+    refused = build(cli, keys, bad, tmp_path / "bad.bundle.tar")
+    assert refused.code != 0 and "must not hold . or .." in refused.err and "goes with as: artifact" in refused.err
+    assert not (tmp_path / "bad.bundle.tar").exists()

@@ -1,11 +1,14 @@
 """OCI artifacts: `spec.artifacts` (AI models, Flux artifacts, configuration, WASM modules: any file).
-Copied from a registry unchanged, or packed from local files as `oras push` does; pushed to the site
-registry under the same naming rule as images (`<source host>/<path>`), with a Flux OCIRepository
-each. A consumer fetches them with the distribution API or `oras pull`."""
+Copied from a registry unchanged, or packed from local files as `oras push` does, or packed as an
+image (`as: image`: tar layers under a directory, for image volumes and KServe modelcars); pushed to
+the site registry under the same naming rule as images (`<source host>/<path>`). A consumer fetches
+an artifact with the distribution API or `oras pull` (a Flux OCIRepository each); a node's container
+runtime pulls an image-packed one by its name, as any image."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from bundler import problems
@@ -14,6 +17,7 @@ from bundler.bundle.sbom import SbomItem
 from bundler.errors import BundlerError
 from bundler.kinds.artifacts.collect import copy_artifact, pack_artifact, titled_files
 from bundler.kinds.artifacts.entry import ArtifactEntry
+from bundler.kinds.artifacts.image import check_image
 from bundler.kinds.artifacts.site import write_oci_repositories
 from bundler.kinds.artifacts.spec import ArtifactSpec, check_artifacts, parse_artifact
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
@@ -57,13 +61,17 @@ class Artifacts(ContentKind[ArtifactSpec, ArtifactEntry]):
 
     def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
         """The titles bundle.json lists are the artifact's own, and each stays inside the directory a
-        client pulls into (`oras pull` writes each layer to its title)."""
+        client pulls into (`oras pull` writes each layer to its title); an image-packed one is an image
+        of tar layers."""
         found = []
         for entry in cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key)):
             label = f"artifact {entry.ref}"
+            read = partial(_read_manifest, reader)
             try:
-                files = titled_files(lambda d: reader.read_small(layout.blob_path(d), media.MAX_MANIFEST_BYTES),
-                                     entry.digest, entry.media_type, label)
+                if entry.form == "image":
+                    check_image(read, entry.digest, entry.media_type, sum(f.size for f in entry.files), label)
+                    continue
+                files = titled_files(read, entry.digest, entry.media_type, label)
             except (ValueError, BundlerError) as exc:  # ManifestError is a ValueError
                 found.append(Problem(problems.GRAPH_INVALID, label, str(exc)))
                 continue
@@ -97,13 +105,19 @@ class Artifacts(ContentKind[ArtifactSpec, ArtifactEntry]):
         out = [f"artifacts ({len(rows)}):"] if rows else []
         for a in rows:
             kind = f"  [{p(a['artifact_type'])}]" if a["artifact_type"] else ""
-            out.append(f"  {p(a['ref'])}{kind}  ({'packed from files' if a['source'] == 'path' else 'copied'})")
+            how = ("packed from files" if a["source"] == "path" else "copied") if a["form"] != "image" \
+                else f"packed as an image, files under {p(a['directory'])}"
+            out.append(f"  {p(a['ref'])}{kind}  ({how})")
             out.append(f"    {p(a['digest'])}")
             out += [f"    {p(f['title'])}  {human(f['size'])}  {f['digest'][7:19]}" for f in a["files"]]
         return out
 
     def diff(self, old: Sequence[ArtifactEntry], new: Sequence[ArtifactEntry]) -> dict[str, Any]:
         return changes({a.ref: a.digest for a in old}, {a.ref: a.digest for a in new})
+
+
+def _read_manifest(reader: BundleReader, digest: str) -> bytes:
+    return reader.read_small(layout.blob_path(digest), media.MAX_MANIFEST_BYTES)
 
 
 KIND = Artifacts()

@@ -1,6 +1,7 @@
 """Collecting OCI artifacts: copied from a registry unchanged (manifest digest kept, like `oras copy`),
 or packed from local files as `oras push` does: one layer per file with its title, the empty
-config and `artifactType` (OCI image spec 1.1, "guidelines for artifact usage")."""
+config and `artifactType` (OCI image spec 1.1, "guidelines for artifact usage"); or packed as an
+image the cluster mounts (image.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bundler.errors import BundlerError, IntegrityError, UsageError
 from bundler.kinds.artifacts.entry import TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
 from bundler.kinds.artifacts.entry import media_type as layer_media_type
+from bundler.kinds.artifacts.image import LAYER_TYPE, image_config, image_manifest, plan_layers
 from bundler.kinds.artifacts.spec import ArtifactSpec
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
@@ -101,15 +104,22 @@ def _local_files(root: Path, origin: str) -> list[tuple[str, Path]]:
     return found
 
 
-def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry:
+def _titled_local_files(spec: ArtifactSpec, base: Path) -> list[tuple[str, Path]]:
     assert spec.path is not None
-    root = (base / spec.path).resolve()
-    layers, files = [], []
-    for title, path in _local_files(root, spec.path):
+    found = _local_files((base / spec.path).resolve(), spec.path)
+    for title, _ in found:
         try:
             file_title(title)
         except ValueError as exc:
             raise UsageError(f"artifact {spec.path}: {exc}") from None
+    return found
+
+
+def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry:
+    if spec.form == "image":
+        return pack_image(spec, base, oci)
+    layers, files = [], []
+    for title, path in _titled_local_files(spec, base):
         with open(path, "rb") as f:
             digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
             size = os.fstat(f.fileno()).st_size
@@ -124,3 +134,27 @@ def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEn
     oci.add_small_blob(digest, manifest)
     return ArtifactEntry(str(spec.ref), digest, media.OCI_MANIFEST, spec.artifact_type, "path",
                          tuple(sorted(files, key=lambda f: f.title)))
+
+
+def pack_image(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry:
+    """Files under `spec.directory` in tar layers, an image config for `spec.platform`: each layer
+    streamed once here for its digest (and each file's), once more into the bundle."""
+    directory = spec.directory.strip("/")
+    found = _titled_local_files(spec, base)
+    layers, files = [], []
+    for layer in plan_layers(directory, found, str(spec.path)):
+        hasher, digests = hashlib.sha256(), dict[str, str]()
+        for chunk in layer.stream(digests):
+            hasher.update(chunk)
+        digest, size = "sha256:" + hasher.hexdigest(), layer.size
+        oci.add_blob(BlobSource(digest, size, f"{spec.path} (a layer of {len(layer.files)} files)",
+                                fetch=partial(layer.write, digest)))
+        layers.append((digest, size))
+        files += [ArtifactFile(f.name[len(directory) + 1:], digests[f.name], f.size, LAYER_TYPE) for f in layer.files]
+    config = image_config(spec.platform, [digest for digest, _ in layers])
+    manifest = image_manifest(config, layers)
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    oci.add_small_blob("sha256:" + hashlib.sha256(config).hexdigest(), config)
+    oci.add_small_blob(digest, manifest)
+    return ArtifactEntry(str(spec.ref), digest, media.OCI_MANIFEST, "", "path",
+                         tuple(sorted(files, key=lambda f: f.title)), form="image", directory=spec.directory)

@@ -15,6 +15,7 @@ _TITLE_RE = re.compile(r"^[A-Za-z0-9._@+=,~-][A-Za-z0-9._@+=,~ /-]{0,254}$")
 MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 media_type = names.rule(MEDIA_TYPE_RE, "a media type (type/subtype)")
 source = names.one_of("registry", "path")  # copied unchanged, or packed from local files
+form = names.one_of("artifact", "image")  # files as titled layers, or under a directory in tar layers
 
 
 def file_title(value: str) -> str:
@@ -23,6 +24,14 @@ def file_title(value: str) -> str:
     parts = value.split("/")
     if not _TITLE_RE.match(value) or any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"{names.shown(value)} is not a relative file name inside the artifact")
+    return value
+
+
+def image_directory(value: str) -> str:
+    """Where an image-packed artifact's files are: an absolute path whose parts are file names."""
+    if not value.startswith("/") or value == "/":
+        raise ValueError(f"{names.shown(value)} is not an absolute directory")
+    file_title(value[1:])
     return value
 
 
@@ -45,7 +54,9 @@ class ArtifactFile:
 @dataclass(frozen=True)
 class ArtifactEntry:
     """One OCI artifact: `ref` names it (its source, or the profile's repository:tag for packed
-    files), `digest` is its manifest's; `files` are its layers that carry a title."""
+    files), `digest` is its manifest's; `files` are its layers that carry a title. An image-packed
+    one (`form` "image"): `files` are the files under `directory` in its tar layers, each with its
+    own digest (the builder's statement, signed with bundle.json; the layers' digests are checked)."""
 
     ref: str
     digest: str
@@ -53,14 +64,18 @@ class ArtifactEntry:
     artifact_type: str
     source: str  # "registry" (copied unchanged) or "path" (packed from local files)
     files: tuple[ArtifactFile, ...] = ()
+    form: str = "artifact"
+    directory: str = ""  # an image's: where its files are (/models)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "digest": self.digest, "media_type": self.media_type,
-                "artifact_type": self.artifact_type, "source": self.source, "files": [f.to_dict() for f in self.files]}
+                "artifact_type": self.artifact_type, "source": self.source, "files": [f.to_dict() for f in self.files],
+                "form": self.form, **({"directory": self.directory} if self.form == "image" else {})}
 
     @classmethod
     def parse(cls, d: Obj) -> ArtifactEntry:
         return cls(d.string("ref", checked_ref), d.string("digest", check_digest), d.string("media_type", media_type),
                    d.string("artifact_type", names.text, default=""), d.string("source", source),
-                   tuple(ArtifactFile.parse(f.obj()) for f in d.array("files")))
+                   tuple(ArtifactFile.parse(f.obj()) for f in d.array("files")),
+                   d.string("form", form, default="artifact"), d.string("directory", image_directory, default=""))
 

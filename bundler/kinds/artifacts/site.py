@@ -49,6 +49,8 @@ def write_oci_repositories(site: SiteConfig, entries: Sequence[ArtifactEntry]) -
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for entry in entries:
+        if entry.form == "image":  # mounted by a node's container runtime (an image volume), not fetched by Flux
+            continue
         doc = oci_repository(site, entry)
         path = directory / f"{PREFIX}{doc['metadata']['name']}.yaml"
         atomic_write(path, yaml.safe_dump(doc, sort_keys=False).encode())

@@ -1,5 +1,6 @@
 """`spec.artifacts` in a profile: an OCI artifact copied from a registry (`ref`), or local files
-packed as one the way `oras push` does (`path`, with `repository`, `tag` and `artifactType`)."""
+packed as one the way `oras push` does (`path`, with `repository`, `tag` and `artifactType`), or
+packed as an image the cluster mounts (`path` with `as: image`, `directory`, `platform`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from bundler.profile import Checker
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # what `oras push` gives a file without a type
+FORMS = ("artifact", "image")  # `as:` files as layers (oras), or under a directory in tar layers
+DIRECTORY_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+PLATFORM_RE = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|ppc64le|s390x|riscv64)$")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,9 @@ class ArtifactSpec:
     path: str | None = None  # local file or directory to pack
     artifact_type: str = ""
     layer_type: str = LAYER_TYPE
+    form: str = "artifact"
+    directory: str = "/models"  # an image's: where its files are
+    platform: str = "linux/amd64"
 
     @property
     def text(self) -> str:
@@ -29,7 +36,8 @@ class ArtifactSpec:
 
 
 def parse_artifact(check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
-    m = check.mapping(item, line, where, {"ref", "path", "repository", "tag", "artifactType", "mediaType"}, set())
+    m = check.mapping(item, line, where, {"ref", "path", "repository", "tag", "artifactType", "mediaType", "as",
+                                          "directory", "platform"}, set())
     if m is None:
         return None
     if ("ref" in m) == ("path" in m):
@@ -38,8 +46,21 @@ def parse_artifact(check: Checker, item: Any, line: int, where: str) -> Artifact
     artifact_type = check.string(m, "artifactType", where, MEDIA_TYPE_RE,
                                  "a media type (e.g. application/vnd.acme.model)")
     layer_type = check.string(m, "mediaType", where, MEDIA_TYPE_RE, "a media type")
+    form = check.string(m, "as", where, re.compile(f"^({'|'.join(FORMS)})$"), " or ".join(FORMS)) or "artifact"
+    directory = check.string(m, "directory", where, DIRECTORY_RE, "an absolute directory such as /models")
+    platform = check.string(m, "platform", where, PLATFORM_RE, "a Linux platform such as linux/amd64")
+    if form == "image":
+        for key in ("artifactType", "mediaType"):
+            if key in m:
+                check.fail(m.lines[key], f"{where}.{key} goes with as: artifact; an image has layers of tar")
+    else:
+        for key in ("directory", "platform"):
+            if key in m:
+                check.fail(m.lines[key], f"{where}.{key} goes with as: image")
+    if directory is not None and any(part in (".", "..") for part in directory.split("/")):
+        check.fail(m.lines["directory"], f"{where}.directory {directory!r} must not hold . or ..")
     if "ref" in m:
-        for key in ("repository", "tag", "artifactType", "mediaType"):
+        for key in ("repository", "tag", "artifactType", "mediaType", "as"):
             if key in m:
                 check.fail(m.lines[key], f"{where}.{key} goes with path; a copied artifact keeps its own")
         text = check.string(m, "ref", where)
@@ -51,12 +72,12 @@ def parse_artifact(check: Checker, item: Any, line: int, where: str) -> Artifact
             check.fail(m.lines["ref"], f"{where}.ref: {exc}")
             return None
     path = check.string(m, "path", where)
-    for key in ("repository", "tag", "artifactType"):
+    for key in ("repository", "tag") + (("artifactType",) if form == "artifact" else ()):
         if key not in m:
             check.fail(m.line, f"{where} is missing required key {key!r} (a packed artifact needs it)")
     repository = check.string(m, "repository", where)
     tag = check.string(m, "tag", where, TAG_RE, "a tag (letters, digits, _ . -)")
-    if path is None or repository is None or tag is None or artifact_type is None:
+    if path is None or repository is None or tag is None or (artifact_type is None and form == "artifact"):
         return None
     try:
         ref = ImageReference.parse(f"{repository}:{tag}")
@@ -66,7 +87,9 @@ def parse_artifact(check: Checker, item: Any, line: int, where: str) -> Artifact
     if ref.digest or ":" in repository.rsplit("/", 1)[-1]:
         check.fail(m.lines["repository"], f"{where}.repository {repository!r} must not carry a tag or digest")
         return None
-    return ArtifactSpec(ref, path, artifact_type, layer_type or LAYER_TYPE)
+    if form == "image":
+        return ArtifactSpec(ref, path, "", LAYER_TYPE, form, directory or "/models", platform or "linux/amd64")
+    return ArtifactSpec(ref, path, artifact_type or "", layer_type or LAYER_TYPE)
 
 
 def check_artifacts(check: Checker, specs: Sequence[tuple[ArtifactSpec, int]]) -> None:

@@ -1,0 +1,147 @@
+"""Models as the cluster mounts them (`as: image`): local files under a directory (`/models` unless the
+profile says otherwise) packed into uncompressed tar layers with an image config and a platform, the
+form Kubernetes image volumes and KServe modelcars mount. A large file has a layer of its own (a
+release that keeps it shares the layer), the small ones go together in the first.
+
+The tar is written here, deterministic (names sorted, owner 0, time 0, modes 0644 and 0755) in the
+POSIX pax format: a file past ustar's 8 GiB size field carries its size in a pax header, as Go's
+archive/tar (containerd) reads it. A layer is streamed twice at build, never staged on disk: once to
+learn its digest, once into the bundle, hashed again (a file that changed in between is refused)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler.errors import IntegrityError, UsageError
+from bundler.oci import media
+from bundler.oci.content import Progress, Writer
+
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
+LAYER_ALONE = 64 << 20  # a file at least this large has a layer of its own
+MAX_LAYERS = 100  # overlayfs stacks about 128 lower layers; a model needs far fewer
+CHUNK = 1 << 20
+BLOCK = 512
+END = b"\0" * (2 * BLOCK)  # end of archive
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def _header(name: str, size: int | None) -> bytes:
+    """A tar header for a file (`size`) or a directory (None), pax where ustar cannot say it."""
+    info = tarfile.TarInfo(name if size is not None else name + "/")
+    info.type = tarfile.REGTYPE if size is not None else tarfile.DIRTYPE
+    info.mode = 0o644 if size is not None else 0o755
+    info.size = size or 0
+    info.mtime = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    name: str  # inside the image: `models/encoder/weights.bin`
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class TarLayer:
+    """One layer: its files, with the directories above them first."""
+
+    directories: tuple[str, ...]
+    files: tuple[LayerFile, ...]
+
+    @property
+    def size(self) -> int:
+        return (sum(len(_header(d, None)) for d in self.directories)
+                + sum(len(_header(f.name, f.size)) + f.size + len(_padding(f.size)) for f in self.files) + len(END))
+
+    def stream(self, file_digests: dict[str, str] | None = None) -> Iterator[bytes]:
+        """The layer's bytes; `file_digests` receives each file's sha256 (by name) as it is read.
+        A file whose size changed since the plan: IntegrityError."""
+        for directory in self.directories:
+            yield _header(directory, None)
+        for f in self.files:
+            yield _header(f.name, f.size)
+            hasher, read = hashlib.sha256(), 0
+            with open(f.path, "rb") as source:
+                while chunk := source.read(min(CHUNK, f.size - read)):
+                    hasher.update(chunk)
+                    read += len(chunk)
+                    yield chunk
+                if read != f.size or source.read(1):
+                    raise IntegrityError(f"{f.path} changed while the bundle was built (its size is not "
+                                         f"{f.size} bytes any more)", hint="build again once the file is final")
+            if file_digests is not None:
+                file_digests[f.name] = "sha256:" + hasher.hexdigest()
+            yield _padding(f.size)
+        yield END
+
+    def write(self, digest: str, write: Writer, progress: Progress) -> None:
+        """Into the bundle (a BlobSource's fetch): streamed again, hashed again, the same digest."""
+        hasher, offset = hashlib.sha256(), 0
+        for chunk in self.stream():
+            hasher.update(chunk)
+            write(offset, chunk)
+            offset += len(chunk)
+            progress(len(chunk))
+        if "sha256:" + hasher.hexdigest() != digest:
+            raise IntegrityError(f"the files of layer {digest[:19]}... changed while the bundle was built",
+                                 hint="build again once the files are final")
+
+
+def plan_layers(directory: str, files: Sequence[tuple[str, Path]], origin: str) -> list[TarLayer]:
+    """Files (title relative to the packed directory, path) into layers under `directory` (no `/`
+    around it): each large file alone, the small ones together first."""
+    placed = [LayerFile(f"{directory}/{title}", path, path.stat().st_size) for title, path in files]
+    small = tuple(f for f in placed if f.size < LAYER_ALONE)
+    groups = ([small] if small else []) + [(f,) for f in placed if f.size >= LAYER_ALONE]
+    if len(groups) > MAX_LAYERS:
+        raise UsageError(f"artifact {origin}: {len(groups)} layers (a file of {LAYER_ALONE >> 20} MiB or more has "
+                         f"one of its own); an image mounts at most {MAX_LAYERS}", hint="pack fewer, larger files")
+    return [TarLayer(_parents(group), group) for group in groups]
+
+
+def _parents(files: Sequence[LayerFile]) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    for f in files:
+        parts = f.name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            found.setdefault("/".join(parts[:i]))
+    return tuple(found)
+
+
+def image_config(platform: str, diff_ids: Sequence[str]) -> bytes:
+    """The image's config: its platform and its layers' (uncompressed: their own) digests."""
+    os_name, arch, *variant = platform.split("/")
+    doc = {"architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {}),
+           "config": {}, "rootfs": {"type": "layers", "diff_ids": list(diff_ids)}}
+    return json.dumps(doc, indent=2).encode()
+
+
+def image_manifest(config: bytes, layers: Sequence[tuple[str, int]]) -> bytes:
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
+        "config": {"mediaType": media.OCI_CONFIG, "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                   "size": len(config)},
+        "layers": [{"mediaType": LAYER_TYPE, "digest": digest, "size": size} for digest, size in layers],
+    }, indent=2).encode()
+
+
+def check_image(read: Callable[[str], bytes], digest: str, media_type: str, file_bytes: int, origin: str) -> None:
+    """What an image-packed entry in bundle.json says holds for its manifest: an image manifest, an
+    OCI image config, layers of uncompressed tar, room in them for the files it lists; ValueError."""
+    if media_type != media.OCI_MANIFEST:
+        raise ValueError(f"{origin}: an image-packed artifact's manifest is {media.OCI_MANIFEST}")
+    config, *layers = media.image_blobs(read(digest))
+    if config.media_type != media.OCI_CONFIG or not layers or any(layer.media_type != LAYER_TYPE for layer in layers):
+        raise ValueError(f"{origin}: not an image of tar layers with an OCI image config")
+    if file_bytes > sum(layer.size for layer in layers):
+        raise ValueError(f"{origin}: its layers are smaller than the files listed for it")
