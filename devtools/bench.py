@@ -14,7 +14,9 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
                                           sha256 and written once, in one pass (cat | tee | openssl dgst),
                                           warm cache, same run (issue 27's goal: within 1.5x)
   model:     bundler import of a 3 GiB single-file artifact vs its floor, each from a cold cache
-             (/proc/sys/vm/drop_caches, as root; else warm)
+             (/proc/sys/vm/drop_caches, as root; else warm), and vs tar xf + skopeo copy into a default site
+  large:     a 9 GiB model file packed `as: image`, built into FAT32 parts: build, verify, import (cold),
+             peak RSS of each (goal < 200 MB), and the file read back from the site through tarfile
   plain:     bundler import into a plain registry (no TLS, no auth): what the default site costs on top
   pull:      skopeo copy of every image from the default site (site CA, the cluster's pull account)
                                       vs  the same from a plain registry
@@ -41,6 +43,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,14 +167,17 @@ class DefaultSite:
     def url(self) -> str:
         return f"https://{self.host}"
 
-    def token_for_pull(self) -> tuple[str, str]:
-        """(CA file, bearer token) of the cluster's account, as a client gets it from the token server."""
+    def token_for_pull(self, repository: str | None = None) -> tuple[str, str]:
+        """(CA file, bearer token) of the cluster's account, as a client gets it from the token server
+        (for `GET /v2/`, or to pull `repository`)."""
         ca = str(self.directory / "pki" / "ca.pem")
         challenge = requests.get(f"{self.url}/v2/", verify=ca, timeout=10).headers["WWW-Authenticate"]
         fields = dict(part.split("=", 1) for part in challenge.removeprefix("Bearer ").split(","))
         creds = json.loads((self.directory / "credentials.json").read_text())
-        r = requests.get(fields["realm"].strip('"'), params={"service": fields["service"].strip('"')},
-                         auth=(creds["username"], creds["password"]), verify=ca, timeout=10)
+        params = {"service": fields["service"].strip('"'),
+                  **({"scope": f"repository:{repository}:pull"} if repository else {})}
+        r = requests.get(fields["realm"].strip('"'), params=params, auth=(creds["username"], creds["password"]),
+                         verify=ca, timeout=10)
         return ca, str(r.json()["token"])
 
 
@@ -216,6 +222,8 @@ def default_site(bundler: list[str], name: str) -> Iterator[DefaultSite]:
 
 PAYLOAD_BYTES = 200 * MB
 MODEL_BYTES = 3 << 30  # one file of a multi-GiB model, packed as an OCI artifact
+LARGE_BYTES = 9 << 30  # an FP16 model file: past ustar's 8 GiB, more than two FAT32 parts
+LARGE_SPLIT = "fat32"  # parts a USB stick formatted FAT32 holds
 
 
 def drop_caches() -> bool:
@@ -228,14 +236,27 @@ def drop_caches() -> bool:
         return False
 
 
+def write_model(path: Path, size: int) -> str:
+    """A model file of `size` bytes (a random 64 MiB block repeated); its sha256. Written by a child
+    process: a child forked later inherits this process's peak RSS in its own (ru_maxrss)."""
+    return subprocess.run([sys.executable, "-m", "devtools.bench", "--write-model", str(path), str(size)],
+                          check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+
+def _write_model(path: Path, size: int) -> str:
+    chunk, digest = os.urandom(64 << 20), hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(size // len(chunk)):
+            f.write(chunk)
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def measure_model(bundler: list[str]) -> dict[str, float | bool]:
     """A 3 GiB single-file artifact: its import into a default site against the single-pass floor of
     its bundle (read, sha256, write once), each from a cold cache when the machine allows."""
     model = WORK / "model.bin"
-    chunk = os.urandom(64 << 20)
-    with open(model, "wb") as f:
-        for _ in range(MODEL_BYTES // len(chunk)):
-            f.write(chunk)
+    write_model(model, MODEL_BYTES)
     (WORK / "model.yaml").write_text(
         "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: model, version: 1.0.0}\nspec:\n  artifacts:\n"
         "    - path: model.bin\n      repository: registry.example.com/models/order-accuracy\n      tag: \"1.0\"\n"
@@ -249,8 +270,71 @@ def measure_model(bundler: list[str]) -> dict[str, float | bool]:
         drop_caches()
         t, rss = run([*bundler, "import", "model.bundle.tar", "--site", "model-site"])
     shutil.rmtree(WORK / "model-site", ignore_errors=True)
+    # the peer: the bundle is an OCI layout in a tar; a technician with skopeo unpacks it and copies
+    with default_site(bundler, "model-peer") as peer:
+        shutil.rmtree(WORK / "model-unpacked", ignore_errors=True)
+        (WORK / "model-unpacked").mkdir()
+        drop_caches()
+        peer_t = run(["tar", "xf", "model.bundle.tar", "-C", "model-unpacked"])[0]
+        peer_t += run(["skopeo", "copy", "-q", *peer.push_options,
+                       "oci:model-unpacked/oci:registry.example.com/models/order-accuracy:1.0",
+                       f"docker://{peer.host}/registry.example.com/models/order-accuracy:1.0"])[0]
+    shutil.rmtree(WORK / "model-peer", ignore_errors=True)
+    shutil.rmtree(WORK / "model-unpacked", ignore_errors=True)
     (WORK / "model.bundle.tar").unlink()
-    return {"import": t, "floor": floor, "cold": cold, "rss": rss}
+    return {"import": t, "floor": floor, "cold": cold, "rss": rss, "skopeo": peer_t}
+
+
+def measure_large(bundler: list[str]) -> dict[str, float | bool]:
+    """A 9 GiB model file packed `as: image` (one tar layer past ustar's 8 GiB field, pax), built
+    into FAT32-sized parts; build, verify and import (cold cache) with their peak RSS; read back from
+    the site registry through Python's tarfile (an independent reader of the layer) with its sha256."""
+    large = WORK / "large"
+    shutil.rmtree(large, ignore_errors=True)
+    (large / "model").mkdir(parents=True)
+    expected = write_model(large / "model" / "weights.bin", LARGE_BYTES)
+    repository = "registry.example.com/models/order-accuracy-fp16"
+    (large / "large.yaml").write_text(
+        "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: large, version: 1.0.0}\nspec:\n  artifacts:\n"
+        f"    - path: model\n      repository: {repository}\n      tag: \"1.0\"\n      as: image\n")
+    out: dict[str, float | bool] = {}
+    out["build"], out["rss_build"] = run([*bundler, "build", "large.yaml", "-o", "large.bundle.tar", "--key",
+                                          str(WORK / "release.key"), "--split-size", LARGE_SPLIT], cwd=large)
+    (large / "model" / "weights.bin").unlink()
+    parts = sorted(large.glob("large.bundle.tar.part-*"))
+    out["parts"] = len(parts)
+    out["largest_part"] = max(p.stat().st_size for p in parts)
+    index = large / "large.bundle.tar.parts.json"
+    out["cold"] = drop_caches()
+    out["verify"], out["rss_verify"] = run([*bundler, "verify", str(index), "--key", str(WORK / "release.pub")])
+    with default_site(bundler, "large-site") as site:
+        drop_caches()
+        out["import"], out["rss_import"] = run([*bundler, "import", str(index), "--site", "large-site"])
+        for part in parts:
+            part.unlink()
+        site_repository = ImageReference.parse(f"{repository}:1.0").site_repository
+        ca, token = site.token_for_pull(site_repository)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.oci.image.manifest.v1+json"}
+        manifest = requests.get(f"{site.url}/v2/{site_repository}/manifests/1.0", headers=headers, verify=ca,
+                                timeout=30).json()
+        [layer] = manifest["layers"]
+        start = time.perf_counter()
+        with requests.get(f"{site.url}/v2/{site_repository}/blobs/{layer['digest']}", headers=headers, verify=ca,
+                          stream=True, timeout=60) as response, \
+                tarfile.open(fileobj=response.raw, mode="r|") as tar:
+            read = hashlib.sha256()
+            for member in tar:
+                if member.isfile():
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None
+                    while data := extracted.read(1 << 20):
+                        read.update(data)
+                    out["member_size"] = member.size
+        out["read_back"] = time.perf_counter() - start
+        out["intact"] = read.hexdigest() == expected and out["member_size"] == LARGE_BYTES
+    shutil.rmtree(WORK / "large-site", ignore_errors=True)
+    shutil.rmtree(large, ignore_errors=True)
+    return out
 
 
 def curl_best(url: str, *options: str, n: int = 3) -> float:
@@ -318,12 +402,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="repetitions; the best time counts (default 2)")
     parser.add_argument("--push", metavar="HOST", help=argparse.SUPPRESS)
     parser.add_argument("--push-extra", metavar="HOST", help=argparse.SUPPRESS)
+    parser.add_argument("--write-model", nargs=2, metavar=("PATH", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.push:
         print(json.dumps(push_set(RegistryClient(args.push))))
         return
     if args.push_extra:
         print(push_extra_layer(RegistryClient(args.push_extra)))
+        return
+    if args.write_model:
+        print(_write_model(Path(args.write_model[0]), int(args.write_model[1])))
         return
     if shutil.which("skopeo") is None:
         sys.exit("skopeo is needed for the benchmark (apt-get install skopeo)")
@@ -426,6 +514,7 @@ def main() -> None:
     sign_time, sign_rss = run([*bundler, "sign", "big.bundle.tar", "--key", "security.key"])
     (WORK / "big.bundle.tar").unlink()
     model = measure_model(bundler)  # after sign: peak RSS is the children's highest so far
+    large = measure_large(bundler)
 
     bundle_size = (WORK / "bench.bundle.tar").stat().st_size
     rows = [("build", min(build_b), min(build_s), 1.0, "skopeo"),
@@ -464,7 +553,17 @@ def main() -> None:
           f"(a whole import sends {resume['full_bytes'] / MB:.1f} MB in {min(imp_b):.2f} s)")
     print(f"model: a {MODEL_BYTES >> 30} GiB single-file artifact imported in {model['import']:.2f} s, the floor "
           f"(read + sha256 + write once) {model['floor']:.2f} s: {model['import'] / model['floor']:.2f}x "
-          f"(goal <= 1.5x; {'cold' if model['cold'] else 'warm'} cache; peak RSS {model['rss'] / 2**20:.0f} MiB)")
+          f"(goal <= 1.5x; {'cold' if model['cold'] else 'warm'} cache; peak RSS {model['rss'] / 2**20:.0f} MiB); "
+          f"skopeo (tar xf, then skopeo copy into the same kind of site) {model['skopeo']:.2f} s: "
+          f"{model['import'] / model['skopeo']:.2f}x skopeo")
+    peak_large = max(large["rss_build"], large["rss_verify"], large["rss_import"])
+    print(f"large: a {LARGE_BYTES >> 30} GiB model file packed as an image, in {large['parts']} FAT32 parts "
+          f"(largest {large['largest_part']:,} bytes): build {large['build']:.1f} s, verify {large['verify']:.1f} s, "
+          f"import {large['import']:.1f} s ({'cold' if large['cold'] else 'warm'} cache); peak RSS build "
+          f"{large['rss_build'] / 2**20:.0f} MiB, verify {large['rss_verify'] / 2**20:.0f} MiB, import "
+          f"{large['rss_import'] / 2**20:.0f} MiB (goal < 200 MiB: {'met' if peak_large < 200 << 20 else 'NOT MET'}); "
+          f"read back through tarfile from the site in {large['read_back']:.1f} s: "
+          f"{'intact (size and sha256)' if large['intact'] else 'NOT INTACT'}")
     print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s, verifying it "
           f"{verify_time:.2f} s ({sign_time / verify_time:.2f}x: sign checks every payload first; "
           f"peak RSS {sign_rss / 2**20:.0f} MiB)")
