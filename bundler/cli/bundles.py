@@ -11,6 +11,7 @@ import click
 
 from bundler.cli.root import JOBS_HELP, cli
 from bundler.errors import EXIT_REFUSED, IntegrityError, UsageError
+from bundler.progress import report_as_json
 from bundler.units import emit_json, human, printable
 
 
@@ -182,7 +183,8 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool, sbom: bool, keys: t
 @click.option("--threshold", type=click.IntRange(1), help="how many distinct trusted keys must have signed (default 1)")
 @click.option("--site", "site_dir", type=click.Path(file_okay=False, path_type=Path),
               help="use this site's trust policy instead of --key")
-@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.option("--json", "as_json", is_flag=True,
+              help="print the report as JSON (and progress as JSON lines on stderr)")
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help="parallel hashing")
 def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir: Path | None, as_json: bool,
            jobs: int) -> None:
@@ -205,6 +207,8 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     from bundler.keyfiles import load_policy
     from bundler.pipeline.verify import verify_for_site
 
+    if as_json:
+        report_as_json()
     if site_dir is not None and (keys or threshold):
         raise UsageError("give either --site or --key/--threshold, not both")
     if site_dir is None and not keys:
@@ -248,7 +252,8 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
 @click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--site", "site_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="the site directory (made by `bundler site init`)")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--json", "as_json", is_flag=True,
+              help="print the result as JSON, with each phase's bytes and seconds (progress: JSON lines on stderr)")
 @click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(1, 64), help=JOBS_HELP)
 @click.option("--allow-downgrade", is_flag=True,
               help="accept a version older than the one the site runs (rolling back on purpose)")
@@ -269,6 +274,8 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     from bundler.kinds import KINDS
     from bundler.pipeline.importer import ImportOptions, import_bundle
 
+    if as_json:
+        report_as_json()
     by_kind = {kind.key: {name: kind_options[name] for option in kind.import_options() if (name := option.name)}
                for kind in KINDS}  # the kinds' own options (ContentKind.import_options: --force-refs)
     result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, by_kind, dry_run))

@@ -45,7 +45,7 @@ from bundler.pipeline.registry import (
 from bundler.pipeline.registry import publish as publish_registry
 from bundler.pipeline.rules import KindAdmission, SiteRules
 from bundler.problems import Problem, ProblemError
-from bundler.progress import byte_progress
+from bundler.progress import Phase, byte_progress
 from bundler.site import figures
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteConfig, SiteState, kept_manifest_path, load_site
@@ -76,11 +76,13 @@ class ImportResult:
     bundle_bytes_read: int = 0  # payload bytes read from the bundle file (each once: about its size)
     notes: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None  # with --dry-run: what the import would change
+    phases: list[Phase] = field(default_factory=list)  # bytes and seconds of verifying, importing
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
                 "already_imported": self.already_imported, "added": self.added, "unchanged": self.unchanged,
                 "bytes_sent": self.bytes_sent, "bundle_bytes_read": self.bundle_bytes_read, "notes": self.notes,
+                "phases": [phase.to_dict() for phase in self.phases],
                 **({"dry_run": True, "plan": self.plan} if self.plan is not None else {})}
 
 
@@ -243,6 +245,7 @@ class Import:
         plans = self.manifests()
         sbom = self.sbom()
         with byte_progress("verifying", self.reading(plans, sbom)) as progress:
+            self.result.phases = progress.phases  # filled as each phase ends
             self.payloads(plans, sbom, progress.advance)
             progress.phase("planning")
             located = self.plan(plans)
@@ -250,7 +253,8 @@ class Import:
                 return self.result
             progress.phase("importing")
             staged, sent = self.stage(plans, located, progress.advance)
-        self.publish(plans, staged, sent, sbom)
+            progress.phase("publishing")
+            self.publish(plans, staged, sent, sbom)
         return self.result
 
     def refuse(self, exc: IntegrityError) -> NoReturn:
@@ -338,9 +342,12 @@ class Import:
                 | ({layout.SBOM} if sbom is not None else set()))
 
     def reading(self, plans: list[Plan], sbom: bytes | None) -> int:
-        """Bytes the progress counts: every payload once as it moves, and again those hashed first."""
+        """Bytes the progress counts as they are read: each payload the verifier hashes first, then each
+        one the import moves (blobs into the registry, the kinds' payloads into their stores; the SBOM
+        was read whole before)."""
         files, streamed = self.report.manifest.files, self.streamed(plans, sbom)
-        return sum(e.size for e in files.values()) + sum(e.size for p, e in files.items() if p not in streamed)
+        return (sum(e.size for p, e in files.items() if p not in streamed)
+                + sum(files[p].size for p in streamed - {layout.SBOM} if p in files))
 
     def payloads(self, plans: list[Plan], sbom: bytes | None, advance: Callable[[int], None]) -> None:
         bundle = self.options.bundle

@@ -203,9 +203,10 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
                     read = True
                 if quarantined is not None:
                     quarantined.append(digest)
-        if carried and not read:  # not sent, read once all the same: a damaged bundle is refused whole
-            collections.deque(chunks(digest, sent=False)(), maxlen=0)
-        progress(size)
+        if carried:
+            if not read:  # not sent, read once all the same: a damaged bundle is refused whole
+                collections.deque(chunks(digest, sent=False)(), maxlen=0)
+            progress(size)  # a delta's base blob, elsewhere on the site, is not read
         return _Staged(digest, size, lacking, source)
 
     staged = run_parallel(stage, sorted(repos_by_blob.items(), key=lambda item: -item[1][0]), jobs)

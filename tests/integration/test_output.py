@@ -1,17 +1,22 @@
-"""Output to a reader that went away (`bundler inspect b.tar | head -1`) ends quietly, as CLI tools do."""
+"""Output to a reader that went away (`bundler inspect b.tar | head -1`) ends quietly, as CLI tools do;
+text from a bundle is shown escaped; progress for scripts is JSON lines."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bundler.oci.client import RegistryClient
+from devtools import images as im
 from tests.attack_cases import forge_json_member
-from tests.conftest import Keys
+from tests.conftest import Keys, Registry, Run, SiteFactory
 
 
 @pytest.mark.parametrize("args", [["inspect", "{bundle}"], ["inspect", "{bundle}", "--json"], ["--help"],
@@ -131,3 +136,41 @@ def test_verify_json_prints_a_report_for_every_attack(asset: str, tmp_path: Path
     assert p.returncode == (0 if report["verified"] else 3), p.stderr
     assert report["verified"] or report["problems"]
     assert all({"code", "subject", "message"} <= set(problem) for problem in report["problems"])
+
+
+def test_json_progress_gives_bytes_rate_and_time_left_from_the_bytes_read(
+        registry: Registry, cli: Callable[..., Run], keys: Keys, make_site: SiteFactory, tmp_path: Path) -> None:
+    """`import --json` and `verify --json`: JSON lines on stderr while they work (bytes, total, rate,
+    time left), a line as each phase ends; the import's result gives each phase's bytes and seconds."""
+    for i in range(3):
+        im.push_image(RegistryClient(registry.host), f"store/app-{i}", "1.0",
+                      [im.random_layer(3_000_000, 40 + i), im.random_layer(1_000_000, 50 + i)], oci=True)
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: progress, version: 1.0.0}\nspec:\n  images:\n"
+        + "".join(f"    - {registry.host}/store/app-{i}:1.0\n" for i in range(3)))
+    assert cli("build", tmp_path / "p.yaml", "-o", tmp_path / "p.tar", "--key", keys.release.key).code == 0
+    payload = json.loads(cli("inspect", tmp_path / "p.tar", "--json").out)["payload_bytes"]
+
+    site = make_site(up=True)
+    imported = cli("import", tmp_path / "p.tar", "--site", site, "--json")
+    assert imported.code == 0, imported.err
+    lines = [json.loads(line) for line in imported.err.splitlines()]
+    progress = [line for line in lines if line["event"] == "progress"]
+    assert progress and all(p["total"] >= payload * 0.9 and 0 <= p["bytes"] <= p["total"] and p["bytes_per_second"] >= 0
+                            and "seconds_left" in p for p in progress)
+    assert [p["bytes"] for p in progress] == sorted(p["bytes"] for p in progress)
+    ended = {line["phase"]: line for line in lines if line["event"] == "phase"}
+    assert {"verifying", "importing", "publishing"} <= set(ended)
+    assert ended["importing"]["bytes"] >= payload * 0.9  # every blob read once as it is stored
+    result = json.loads(imported.out)
+    assert [p["phase"] for p in result["phases"]] == [line["phase"] for line in lines if line["event"] == "phase"]
+    assert sum(p["bytes"] for p in result["phases"]) == progress[-1]["total"]  # all it said it would read
+    assert all(p["seconds"] >= 0 for p in result["phases"])
+
+    verified = cli("verify", tmp_path / "p.tar", "--key", keys.release.pub, "--json")
+    assert verified.code == 0 and json.loads(verified.out)["verified"]
+    phases = [json.loads(line) for line in verified.err.splitlines() if json.loads(line)["event"] == "phase"]
+    assert phases and phases[-1]["phase"] == "verifying" and phases[-1]["bytes"] == payload
+
+    quiet = cli("verify", tmp_path / "p.tar", "--key", keys.release.pub)  # not a terminal, no --json: nothing
+    assert quiet.code == 0 and quiet.err == ""
