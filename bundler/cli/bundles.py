@@ -279,7 +279,7 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     by_kind = {kind.key: {name: kind_options[name] for option in kind.import_options() if (name := option.name)}
                for kind in KINDS}  # the kinds' own options (ContentKind.import_options: --force-refs)
     result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, by_kind, dry_run))
-    for note in result.notes:
+    for note in result.notes if not as_json else ():  # with --json: in the result, stderr holds JSON lines
         click.echo(note, err=True)
     if as_json:
         emit_json(result.to_dict())
