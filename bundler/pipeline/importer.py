@@ -111,17 +111,19 @@ DISK_MARGIN = 64 << 20  # left free for the registry's and git's own bookkeeping
 
 def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest, plans: list[Plan],
                 client: RegistryClient, jobs: int, count_blobs: bool = True) -> ImportPlan:
-    """`count_blobs`: HEAD every new blob to count its bytes (for --dry-run, and for the disk check when
-    the registry's storage is the site's disk)."""
+    """`count_blobs`: ask the registry which artifacts and blobs it lacks, and count the new blobs'
+    bytes (for --dry-run, and for the disk check when even what the bundle carries might not fit);
+    otherwise only the kinds' own part is planned."""
     result = ImportPlan()
-    present = run_parallel(lambda p: client.head_manifest(p.artifact.repo, p.artifact.tag or p.artifact.digest)
-                           == p.artifact.digest, plans, jobs)
-    missing = [p for p, there in zip(plans, present, strict=True) if not there]
-    result.artifacts = [p.artifact.ref for p in missing]
-    blobs = {d: (size, p.artifact.repo) for p in missing if count_blobs for d, size in p.blobs
-             if layout.blob_path(d) in reader.members}  # a delta's base is on the site already
-    lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
-    result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
+    if count_blobs:
+        present = run_parallel(lambda p: client.head_manifest(p.artifact.repo, p.artifact.tag or p.artifact.digest)
+                               == p.artifact.digest, plans, jobs)
+        missing = [p for p, there in zip(plans, present, strict=True) if not there]
+        result.artifacts = [p.artifact.ref for p in missing]
+        blobs = {d: (size, p.artifact.repo) for p in missing for d, size in p.blobs
+                 if layout.blob_path(d) in reader.members}  # a delta's base is on the site already
+        lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
+        result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
     for kind in KINDS:
         fields, size = kind.plan(site, manifest)
         result.kinds.update(fields)
