@@ -59,29 +59,21 @@ class Part:
     offset: int  # where it starts in the whole bundle
 
 
-def split(bundle: Path, size: int, manifest_digest: str) -> Path:
-    """Cut a finished bundle into parts next to it (hashing each as it is written); return the index."""
-    parts: list[dict[str, object]] = []
-    with open(bundle, "rb") as src:
-        total = os.fstat(src.fileno()).st_size
-        offset = 0
-        while offset < total:
-            name = f"{bundle.name}.part-{len(parts):03d}"
-            digest, length = hashlib.sha256(), min(size, total - offset)
-            with open(bundle.with_name(name), "wb") as out:
-                remaining = length
-                while remaining:
-                    chunk = src.read(min(CHUNK, remaining))
-                    digest.update(chunk)
-                    out.write(chunk)
-                    remaining -= len(chunk)
-            parts.append({"file": name, "size": length, "sha256": digest.hexdigest()})
-            offset += length
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_index(bundle: Path, parts: list[tuple[str, int, str]], split_size: int, manifest_digest: str) -> Path:
+    """The index of a bundle written as parts ((file name, size, sha256) each, in order), next to them."""
     index = bundle.with_name(bundle.name + INDEX_SUFFIX)
-    doc = {"schema": SCHEMA, "bundle": bundle.name, "size": total, "manifest_digest": manifest_digest,
-           "split_size": size, "parts": parts}
+    doc = {"schema": SCHEMA, "bundle": bundle.name, "size": sum(size for _, size, _ in parts),
+           "manifest_digest": manifest_digest, "split_size": split_size,
+           "parts": [{"file": name, "size": size, "sha256": digest} for name, size, digest in parts]}
     atomic_write(index, json.dumps(doc, indent=1).encode())
-    bundle.unlink()
     return index
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from bundler.bundle.parts import sha256_file, write_index
+from bundler.parallel import run_parallel
 
 BLOCK = tarfile.BLOCKSIZE
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
@@ -62,30 +66,53 @@ class TarLayout:
 
 
 class BundleFile:
-    """The output file while it is being written: positional writes from many threads, then commit."""
+    """The output while it is being written: positional writes from many threads, then commit. With
+    `split_size` (and a bundle larger than it) the bytes go straight into parts of at most that size
+    (`NAME.part-000`, ...) and commit writes their index (parts.py): the whole file is never written."""
 
-    def __init__(self, path: Path, layout: TarLayout) -> None:
+    def __init__(self, path: Path, layout: TarLayout, split_size: int | None = None) -> None:
         self.path = path
         self.layout = layout
-        self.partial = path.with_name(f".{path.name}.partial")
-        self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        total = layout.total_size
+        self.part_size = split_size if split_size is not None and total > split_size else max(total, 1)
+        count = -(-total // self.part_size)
+        self.names = [path.name] if count == 1 else [f"{path.name}.part-{i:03d}" for i in range(count)]
+        self.partials = [path.with_name(f".{name}.partial") for name in self.names]
+        self.fds: list[int] = []
         try:
-            os.ftruncate(self.fd, layout.total_size)  # sparse; padding and the end blocks stay zero
+            for i, partial in enumerate(self.partials):
+                self.fds.append(os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
+                os.ftruncate(self.fds[-1], self._length(i))  # sparse; padding and the end blocks stay zero
             for name in layout.members:
-                os.pwrite(self.fd, layout.header(name), layout.members[name].header_offset)
+                self._pwrite(layout.header(name), layout.members[name].header_offset)
         except BaseException:
             self.abort()
             raise
+
+    def _length(self, i: int) -> int:
+        return min(self.part_size, self.layout.total_size - i * self.part_size)
+
+    def _pieces(self, position: int, length: int) -> Iterator[tuple[int, int, int]]:
+        """(file descriptor, offset in it, length) of the bytes [position, position + length)."""
+        while length:
+            i, local = divmod(position, self.part_size)
+            n = min(length, self._length(i) - local)
+            yield self.fds[i], local, n
+            position, length = position + n, length - n
+
+    def _pwrite(self, data: bytes, position: int) -> None:
+        view = memoryview(data)
+        for fd, local, n in self._pieces(position, len(view)):
+            piece, view = view[:n], view[n:]
+            while piece:
+                written = os.pwrite(fd, piece, local)
+                piece, local = piece[written:], local + written
 
     def write_at(self, name: str, offset: int, data: bytes) -> None:
         member = self.layout.members[name]
         if offset + len(data) > member.size:
             raise ValueError(f"write past the end of {name}")
-        view = memoryview(data)
-        position = member.data_offset + offset
-        while view:
-            written = os.pwrite(self.fd, view, position)
-            view, position = view[written:], position + written
+        self._pwrite(data, member.data_offset + offset)
 
     def write_member(self, name: str, data: bytes) -> None:
         if len(data) != self.layout.members[name].size:
@@ -96,21 +123,32 @@ class BundleFile:
         """Copy a staged file into its member, in the kernel where it can (copy_file_range)."""
         member = self.layout.members[name]
         with open(source, "rb") as src:
-            remaining, src_off, dst_off = member.size, 0, member.data_offset
-            while remaining:
-                n = os.copy_file_range(src.fileno(), self.fd, remaining, src_off, dst_off)
-                if n == 0:
-                    raise ValueError(f"{source} is shorter than the {member.size} bytes planned for {name}")
-                remaining, src_off, dst_off = remaining - n, src_off + n, dst_off + n
+            src_off = 0
+            for fd, local, n in self._pieces(member.data_offset, member.size):
+                while n:
+                    copied = os.copy_file_range(src.fileno(), fd, n, src_off, local)
+                    if copied == 0:
+                        raise ValueError(f"{source} is shorter than the {member.size} bytes planned for {name}")
+                    n, src_off, local = n - copied, src_off + copied, local + copied
 
-    def commit(self) -> None:
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.partial, self.path)
+    def commit(self, manifest_digest: str) -> Path:
+        """The bundle in place: the file, or the parts and then their index (returned)."""
+        for fd in self.fds:
+            os.fsync(fd)
+        while self.fds:
+            os.close(self.fds.pop())
+        if len(self.partials) == 1:
+            os.replace(self.partials[0], self.path)
+            return self.path
+        hashes = run_parallel(sha256_file, self.partials, min(len(self.partials), 4))
+        for partial, name in zip(self.partials, self.names, strict=True):
+            os.replace(partial, self.path.with_name(name))
+        return write_index(self.path, [(name, self._length(i), digest) for i, (name, digest)
+                                       in enumerate(zip(self.names, hashes, strict=True))],
+                           self.part_size, manifest_digest)
 
     def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        self.partial.unlink(missing_ok=True)
+        while self.fds:
+            os.close(self.fds.pop())
+        for partial in self.partials:
+            partial.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.parent import Parent, read_parent
-from bundler.bundle.parts import split
 from bundler.bundle.sbom import make_sbom
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.errors import UsageError
@@ -94,9 +93,10 @@ class Collected:
         _, _, files, _ = bundle_files(self.for_base(parent), parent)
         return sum(entry.size for entry in files.values())
 
-    def write(self, output: Path, keys: Sequence[ec.EllipticCurvePrivateKey], parent: Parent | None) -> BuildResult:
+    def write(self, output: Path, keys: Sequence[ec.EllipticCurvePrivateKey], parent: Parent | None,
+              split_size: int | None = None) -> BuildResult:
         info = BundleInfo(self.profile.name, self.profile.version, self.profile.digest, self.profile.expires, parent)
-        result = write_bundle(info, self.for_base(parent), output, self.jobs, keys)
+        result = write_bundle(info, self.for_base(parent), output, self.jobs, keys, split_size)
         result.notes.extend(self.notes)
         return result
 
@@ -131,12 +131,10 @@ def build_bundle(options: BuildOptions) -> BuildResult:
         raise UsageError(f"output {output} is a directory", hint="give a file name with -o")
     parent = read_parent(options.since) if options.since else None
     with collecting(options, output.parent) as collected:
-        result = collected.write(output, keys, parent)
-    if options.split_size is not None and result.size > options.split_size:
-        index = split(result.path, options.split_size, result.manifest_digest)
-        result.notes.append(f"split into {len(list(index.parent.glob(result.path.name + '.part-*')))} parts; "
-                            f"the index is {index.name}")
-        result = replace(result, path=index)
+        result = collected.write(output, keys, parent, options.split_size)
+    if options.split_size is not None and result.path != output:
+        parts = -(-result.size // options.split_size)
+        result.notes.append(f"split into {parts} parts; the index is {result.path.name}")
     return result
 
 
@@ -225,8 +223,9 @@ def bundle_files(contents: Contents, parent: Parent | None) -> tuple[dict[str, b
 
 
 def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
-                 keys: Sequence[ec.EllipticCurvePrivateKey] = ()) -> BuildResult:
-    """Lay out and write the bundle file: bundle.json first, payloads, signatures.json last."""
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), split_size: int | None = None) -> BuildResult:
+    """Lay out and write the bundle file (or its parts, at most `split_size` each, and their index):
+    bundle.json first, payloads, signatures.json last."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     small, blobs, files, requires = bundle_files(contents, info.parent)
 
@@ -251,7 +250,7 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
         tar.add(path, blob.size)
     tar.add(layout.SIGNATURES, len(signatures))
 
-    out = BundleFile(output, tar)
+    out = BundleFile(output, tar, split_size)
     try:
         out.write_member(layout.MANIFEST, manifest_bytes)
         for path, data in small.items():
@@ -268,10 +267,10 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
                     blob.fetch(lambda offset, data: out.write_at(path, offset, data), progress.advance)
 
             run_parallel(transfer, ordered, jobs)
-        out.commit()
+        written = out.commit(manifest_digest(manifest_bytes))
     except BaseException:
         out.abort()
         raise
-    return BuildResult(output, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
+    return BuildResult(written, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
                        {kind.key: len(contents.entries(kind.key)) for kind in KINDS}, len(contents.oci.blobs),
                        contents.oci.blob_bytes, [signing.key_id(key.public_key()) for key in keys])

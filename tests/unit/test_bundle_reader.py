@@ -187,12 +187,16 @@ def test_rewriting_the_tail_of_a_split_bundle_keeps_parts_within_the_split_size(
     import hashlib
     import json
 
-    from bundler.bundle.parts import PartSet, rewrite_tail, split
+    from bundler.bundle.parts import PartSet, rewrite_tail, write_index
 
     data = bytes(range(256)) * 40  # 10240 bytes
     whole = tmp_path / "b.bundle.tar"
-    whole.write_bytes(data)
-    index = split(whole, split_size, "sha256:" + "0" * 64)
+    written = []
+    for i, start in enumerate(range(0, len(data), split_size)):
+        chunk = data[start:start + split_size]
+        (tmp_path / f"b.bundle.tar.part-{i:03d}").write_bytes(chunk)
+        written.append((f"b.bundle.tar.part-{i:03d}", len(chunk), hashlib.sha256(chunk).hexdigest()))
+    index = write_index(whole, written, split_size, "sha256:" + "0" * 64)
     tail = b"T" * 1500
     rewrite_tail(index, 9216, tail)
     parts = PartSet(index)
@@ -204,3 +208,39 @@ def test_rewriting_the_tail_of_a_split_bundle_keeps_parts_within_the_split_size(
         assert doc["size"] == 9216 + len(tail)
     finally:
         parts.close()
+
+
+@pytest.mark.parametrize("split_size", [700, 1024, 1536])
+def test_a_bundle_written_as_parts_holds_the_bytes_of_the_whole(tmp_path: Path, split_size: int) -> None:
+    """Members that straddle part boundaries, by positional writes and by copy_file_range: the parts
+    read in order are the file a single write makes; the index gives each part's size and sha256."""
+    import hashlib
+
+    from bundler.bundle.parts import PartSet
+    from bundler.bundle.writer import BundleFile, TarLayout
+
+    staged = tmp_path / "staged.bin"
+    staged.write_bytes(bytes(range(256)) * 9)  # 2304 bytes, copied in the kernel
+    outputs = []
+    for name, size in (("whole.tar", None), ("split.tar", split_size)):
+        tar = TarLayout(mtime=0)
+        tar.add("a", 1000)
+        tar.add("b", staged.stat().st_size)
+        tar.add("c", 3)
+        out = BundleFile(tmp_path / name, tar, size)
+        out.write_at("a", 0, b"x" * 600)
+        out.write_at("a", 600, b"y" * 400)
+        out.copy_file("b", staged)
+        out.write_member("c", b"end")
+        outputs.append(out.commit("sha256:" + "0" * 64))
+    whole, index = outputs
+    assert index.name == "split.tar.parts.json" and not (tmp_path / "split.tar").exists()
+    doc = json.loads(index.read_text())
+    assert all(p["size"] <= split_size for p in doc["parts"]) and len(doc["parts"]) > 1
+    assert all(p["sha256"] == hashlib.sha256((tmp_path / p["file"]).read_bytes()).hexdigest() for p in doc["parts"])
+    parts = PartSet(index)
+    try:
+        assert parts.pread(parts.size, 0) == whole.read_bytes()
+    finally:
+        parts.close()
+    assert not list(tmp_path.glob(".*.partial"))
