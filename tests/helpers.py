@@ -36,6 +36,24 @@ def credentials(site: Path, file: str = "credentials.json") -> tuple[str, str]:
     return doc["username"], doc["password"]
 
 
+_MEASURED = ("import os, resource, subprocess, sys\n"
+             "resource.setrlimit(resource.RLIMIT_CPU, (int(sys.argv[1]),) * 2)\n"
+             "p = subprocess.Popen(sys.argv[2:])\n"
+             "_, status, usage = os.wait4(p.pid, 0)\n"
+             "sys.stderr.write(f'\\npeak-rss-kib {usage.ru_maxrss}\\n')\n"
+             "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
+def run_bounded(args: list[str], cwd: Path, cpu_seconds: int = 60) -> tuple[int, str, int]:
+    """A command's exit code, stderr and own peak RSS (KiB), with its CPU time capped (killed past
+    it: work that runs away fails the test instead of timing it). Started by a small process of its
+    own: a child's ru_maxrss starts from its parent's peak, and pytest's would hide the command's."""
+    p = subprocess.run([sys.executable, "-c", _MEASURED, str(cpu_seconds), *args], cwd=cwd, capture_output=True,
+                       text=True, timeout=cpu_seconds * 4)
+    err, _, peak = p.stderr.rpartition("\npeak-rss-kib ")
+    return p.returncode, err, int(peak) if peak.strip().isdigit() else -1
+
+
 def skopeo_digest(skopeo: str, image: str, certs: Path, creds: str) -> str:
     """The manifest digest skopeo, an independent client, reads for `image` (a docker:// name without
     the scheme) with the CA in `certs` and `user:password`; the test fails with skopeo's message."""
