@@ -292,7 +292,7 @@ def test_a_model_packed_as_an_image_is_mounted_from_containerds_snapshot(
       repository: registry.example.com/models/order-accuracy
       tag: "8.1"
       as: image
-      platform: linux/amd64
+      platforms: [linux/amd64]
 """)
     built = build(cli, keys, path, tmp_path / "m.bundle.tar")
     assert built.code == 0, built.err
@@ -332,6 +332,20 @@ def test_a_model_packed_as_an_image_is_mounted_from_containerds_snapshot(
             subprocess.run([*ctr, "images", "unmount", str(mount)], capture_output=True, timeout=60)
         assert read == {name: sha(data) for name, data in files.items()}
 
+    # the next release changes a small file: its delta carries the small files' layer, not the large one
+    (tmp_path / "model" / "labels.txt").write_bytes(b"cup\nplate\nfork\n")
+    (tmp_path / "models-1.1.0.yaml").write_text(path.read_text().replace("1.0.0", "1.1.0").replace('"8.1"', '"8.2"'))
+    delta = build(cli, keys, tmp_path / "models-1.1.0.yaml", tmp_path / "m-delta.bundle.tar",
+                  "--since", str(tmp_path / "m.bundle.tar"))
+    assert delta.code == 0, delta.err
+    carried = json.loads(cli("inspect", tmp_path / "m-delta.bundle.tar", "--manifest").out)
+    big = f"oci/blobs/sha256/{manifest['layers'][1]['digest'][7:]}"  # the 65 MiB file's own layer
+    assert big in carried["requires"] and big not in carried["files"]
+    assert os.path.getsize(tmp_path / "m-delta.bundle.tar") < 8 << 20
+    assert cli("import", tmp_path / "m-delta.bundle.tar", "--site", running_site).code == 0
+    _, _, manifest_2, _ = fetch(running_site, "registry.example.com/models/order-accuracy:8.2")
+    assert manifest_2["layers"][1] == manifest["layers"][1] and manifest_2["layers"][0] != manifest["layers"][0]
+
     # the directory climbs out, artifactType with an image: refused at build, naming the line
     bad = profile(tmp_path, "1.0.1", """    - path: ./model
       repository: registry.example.com/models/order-accuracy
@@ -343,3 +357,49 @@ def test_a_model_packed_as_an_image_is_mounted_from_containerds_snapshot(
     refused = build(cli, keys, bad, tmp_path / "bad.bundle.tar")
     assert refused.code != 0 and "must not hold . or .." in refused.err and "goes with as: artifact" in refused.err
     assert not (tmp_path / "bad.bundle.tar").exists()
+
+
+def test_a_model_image_for_two_platforms_is_an_index_over_the_same_layers(
+        cli: Callable[..., Run], keys: Keys, running_site: Path, tmp_path: Path) -> None:
+    """An arm64 node's containerd picks its own manifest from the index and mounts the same files."""
+    if shutil.which("containerd") is None:
+        missing("containerd")
+    files = {"model.onnx": os.urandom(1 << 20), "labels.txt": b"cup\n"}
+    for name, data in files.items():
+        (tmp_path / "model" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "model" / name).write_bytes(data)
+    path = profile(tmp_path, "1.0.0", """    - path: ./model
+      repository: registry.example.com/models/tiny
+      tag: "1"
+      as: image
+      directory: /srv/model
+      platforms: [linux/amd64, linux/arm64]
+""")
+    built = build(cli, keys, path, tmp_path / "m.bundle.tar")
+    assert built.code == 0, built.err
+    assert cli("import", tmp_path / "m.bundle.tar", "--site", running_site).code == 0
+    session, base, index, _ = fetch(running_site, "registry.example.com/models/tiny:1",
+                                    accept="application/vnd.oci.image.index.v1+json")
+    assert [(m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"]] == [
+        ("linux", "amd64"), ("linux", "arm64")]
+    layers = [session.get(f"{base}/manifests/{m['digest']}", headers={"Accept": m["mediaType"]},
+                          timeout=10).json()["layers"] for m in index["manifests"]]
+    assert layers[0] == layers[1]  # one set of layers, carried and stored once
+
+    user, password = credentials(running_site)
+    ref = "registry.example.com/models/tiny:1"
+    with containerd() as ctr:
+        pulled = subprocess.run([*ctr, "images", "pull", "--snapshotter", "native", "--platform", "linux/arm64",
+                                 "--hosts-dir", str(running_site / "cluster" / "certs.d"),
+                                 "--user", f"{user}:{password}", ref], capture_output=True, text=True, timeout=120)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        mount = tmp_path / "mounted"
+        mount.mkdir()
+        mounted = subprocess.run([*ctr, "images", "mount", "--snapshotter", "native", "--platform", "linux/arm64",
+                                  "--rw=false", ref, str(mount)], capture_output=True, text=True, timeout=60)
+        assert mounted.returncode == 0, mounted.stdout + mounted.stderr
+        try:
+            read = {name: (mount / "srv" / "model" / name).read_bytes() for name in files}
+        finally:
+            subprocess.run([*ctr, "images", "unmount", str(mount)], capture_output=True, timeout=60)
+        assert read == files

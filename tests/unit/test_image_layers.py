@@ -87,3 +87,20 @@ def test_a_file_that_changes_between_the_two_passes_is_refused(tmp_path: Path) -
 def test_the_config_names_the_platform_and_the_layers() -> None:
     config = image.image_config("linux/arm/v7", ["sha256:" + "a" * 64])
     assert b'"architecture": "arm"' in config and b'"variant": "v7"' in config and b'"os": "linux"' in config
+
+
+def test_an_index_of_images_is_checked_one_level_deep() -> None:
+    """bundle.json says an image-packed artifact: its index must list image manifests, not indexes."""
+    config = image.image_config("linux/amd64", ["sha256:" + "a" * 64])
+    manifest = image.image_manifest(config, [("sha256:" + "a" * 64, 4096)])
+    good = image.image_index([("linux/amd64", manifest), ("linux/arm64", manifest)])
+    loop = image.image_index([("linux/amd64", manifest)]).replace(b"image.manifest.v1", b"image.index.v1")
+    blobs = {"sha256:" + hashlib.sha256(b).hexdigest(): b for b in (manifest, good, loop)}
+    image.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(good).hexdigest(),
+                      "application/vnd.oci.image.index.v1+json", 100, "model")
+    with pytest.raises(ValueError, match="not an image manifest"):
+        image.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(loop).hexdigest(),
+                          "application/vnd.oci.image.index.v1+json", 100, "model")
+    with pytest.raises(ValueError, match="smaller than the files"):
+        image.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(good).hexdigest(),
+                          "application/vnd.oci.image.index.v1+json", 5000, "model")

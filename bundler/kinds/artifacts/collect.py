@@ -15,7 +15,7 @@ from pathlib import Path
 from bundler.errors import BundlerError, IntegrityError, UsageError
 from bundler.kinds.artifacts.entry import TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
 from bundler.kinds.artifacts.entry import media_type as layer_media_type
-from bundler.kinds.artifacts.image import LAYER_TYPE, image_config, image_manifest, plan_layers
+from bundler.kinds.artifacts.image import LAYER_TYPE, image_config, image_index, image_manifest, plan_layers
 from bundler.kinds.artifacts.spec import ArtifactSpec
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
@@ -137,8 +137,9 @@ def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEn
 
 
 def pack_image(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry:
-    """Files under `spec.directory` in tar layers, an image config for `spec.platform`: each layer
-    streamed once here for its digest (and each file's), once more into the bundle."""
+    """Files under `spec.directory` in tar layers, an image config for each of `spec.platforms` (an
+    index over them when there are several): each layer streamed once here for its digest (and each
+    file's), once more into the bundle."""
     directory = spec.directory.strip("/")
     found = _titled_local_files(spec, base)
     layers, files = [], []
@@ -151,10 +152,16 @@ def pack_image(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry
                                 fetch=partial(layer.write, digest)))
         layers.append((digest, size))
         files += [ArtifactFile(f.name[len(directory) + 1:], digests[f.name], f.size, LAYER_TYPE) for f in layer.files]
-    config = image_config(spec.platform, [digest for digest, _ in layers])
-    manifest = image_manifest(config, layers)
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    oci.add_small_blob("sha256:" + hashlib.sha256(config).hexdigest(), config)
-    oci.add_small_blob(digest, manifest)
-    return ArtifactEntry(str(spec.ref), digest, media.OCI_MANIFEST, "", "path",
+    manifests = []
+    for platform in spec.platforms:  # the same layers, a config per platform
+        config = image_config(platform, [digest for digest, _ in layers])
+        manifest = image_manifest(config, layers)
+        oci.add_small_blob("sha256:" + hashlib.sha256(config).hexdigest(), config)
+        oci.add_small_blob("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+        manifests.append((platform, manifest))
+    top, media_type = (manifests[0][1], media.OCI_MANIFEST) if len(manifests) == 1 else (image_index(manifests),
+                                                                                          media.OCI_INDEX)
+    digest = "sha256:" + hashlib.sha256(top).hexdigest()
+    oci.add_small_blob(digest, top)
+    return ArtifactEntry(str(spec.ref), digest, media_type, "", "path",
                          tuple(sorted(files, key=lambda f: f.title)), form="image", directory=spec.directory)

@@ -1,6 +1,6 @@
 """`spec.artifacts` in a profile: an OCI artifact copied from a registry (`ref`), or local files
 packed as one the way `oras push` does (`path`, with `repository`, `tag` and `artifactType`), or
-packed as an image the cluster mounts (`path` with `as: image`, `directory`, `platform`)."""
+packed as an image the cluster mounts (`path` with `as: image`, `directory`, `platforms`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class ArtifactSpec:
     layer_type: str = LAYER_TYPE
     form: str = "artifact"
     directory: str = "/models"  # an image's: where its files are
-    platform: str = "linux/amd64"
+    platforms: tuple[str, ...] = ("linux/amd64",)  # an image's: more than one makes an index
 
     @property
     def text(self) -> str:
@@ -37,7 +37,7 @@ class ArtifactSpec:
 
 def parse_artifact(check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
     m = check.mapping(item, line, where, {"ref", "path", "repository", "tag", "artifactType", "mediaType", "as",
-                                          "directory", "platform"}, set())
+                                          "directory", "platforms"}, set())
     if m is None:
         return None
     if ("ref" in m) == ("path" in m):
@@ -48,13 +48,15 @@ def parse_artifact(check: Checker, item: Any, line: int, where: str) -> Artifact
     layer_type = check.string(m, "mediaType", where, MEDIA_TYPE_RE, "a media type")
     form = check.string(m, "as", where, re.compile(f"^({'|'.join(FORMS)})$"), " or ".join(FORMS)) or "artifact"
     directory = check.string(m, "directory", where, DIRECTORY_RE, "an absolute directory such as /models")
-    platform = check.string(m, "platform", where, PLATFORM_RE, "a Linux platform such as linux/amd64")
+    platforms = check.strings(m, "platforms", where, PLATFORM_RE, "a Linux platform such as linux/amd64")
+    if len(set(platforms)) != len(platforms):
+        check.fail(m.lines["platforms"], f"{where}.platforms names a platform twice")
     if form == "image":
         for key in ("artifactType", "mediaType"):
             if key in m:
                 check.fail(m.lines[key], f"{where}.{key} goes with as: artifact; an image has layers of tar")
     else:
-        for key in ("directory", "platform"):
+        for key in ("directory", "platforms"):
             if key in m:
                 check.fail(m.lines[key], f"{where}.{key} goes with as: image")
     if directory is not None and any(part in (".", "..") for part in directory.split("/")):
@@ -88,7 +90,7 @@ def parse_artifact(check: Checker, item: Any, line: int, where: str) -> Artifact
         check.fail(m.lines["repository"], f"{where}.repository {repository!r} must not carry a tag or digest")
         return None
     if form == "image":
-        return ArtifactSpec(ref, path, "", LAYER_TYPE, form, directory or "/models", platform or "linux/amd64")
+        return ArtifactSpec(ref, path, "", LAYER_TYPE, form, directory or "/models", platforms or ("linux/amd64",))
     return ArtifactSpec(ref, path, artifact_type or "", layer_type or LAYER_TYPE)
 
 
