@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import io
 import json
 import shutil
@@ -24,6 +25,7 @@ import yaml
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bundler.bundle.parts import write_index
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from devtools import images as im
@@ -52,6 +54,18 @@ def run_bounded(args: list[str], cwd: Path, cpu_seconds: int = 60) -> tuple[int,
                        text=True, timeout=cpu_seconds * 4)
     err, _, peak = p.stderr.rpartition("\npeak-rss-kib ")
     return p.returncode, err, int(peak) if peak.strip().isdigit() else -1
+
+
+def split_bundle(bundle: Path, size: int, manifest_digest: str) -> Path:
+    """Cut a finished bundle file into parts of `size` and write their index, as `build --split-size`
+    leaves them (the whole file removed); returns the index."""
+    data, written = bundle.read_bytes(), []
+    for i, start in enumerate(range(0, len(data), size)):
+        name, chunk = f"{bundle.name}.part-{i:03d}", data[start:start + size]
+        (bundle.parent / name).write_bytes(chunk)
+        written.append((name, len(chunk), hashlib.sha256(chunk).hexdigest()))
+    bundle.unlink()
+    return write_index(bundle, written, size, manifest_digest)
 
 
 def skopeo_digest(skopeo: str, image: str, certs: Path, creds: str) -> str:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from bundler.bundle import parts
 from bundler.bundle.parent import load_manifest
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from devtools.packages import build_deb
 from devtools.samples import push_samples
 from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.helpers import split_bundle
 
 
 @dataclass
@@ -196,7 +196,7 @@ def test_an_import_killed_after_its_first_tag_moved_says_so_and_a_rerun_finishes
 def test_a_split_bundle_whose_part_is_a_fifo_is_refused_at_once(built: Built, keys: Keys,
                                                                 tmp_path: Path) -> None:
     shutil.copy(built.bundle, tmp_path / "s.bundle.tar")
-    parts.split(tmp_path / "s.bundle.tar", 1 << 20, load_manifest(built.bundle)[1])
+    split_bundle(tmp_path / "s.bundle.tar", 1 << 20, load_manifest(built.bundle)[1])
     part = tmp_path / "s.bundle.tar.part-001"
     part.unlink()
     os.mkfifo(part)

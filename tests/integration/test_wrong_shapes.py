@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bundler import signing
-from bundler.bundle import layout, parts
+from bundler.bundle import layout
 from bundler.bundle.manifest import signatures_json
 from bundler.bundle.parent import load_manifest, read_parent, receipt
 from bundler.cli import cli
@@ -34,6 +34,7 @@ from bundler.fleet.store import Fleet
 from bundler.keyfiles import load_signing_key
 from tests.attack_cases import GOOD, KEYS
 from tests.conftest import Registry
+from tests.helpers import split_bundle
 
 SETTINGS = settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "120")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -160,7 +161,7 @@ def test_a_bundle_json_of_the_wrong_shape_is_refused_cleanly(manifest: dict[str,
 def split_good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("split")
     shutil.copy(GOOD, directory / "good.bundle.tar")
-    return parts.split(directory / "good.bundle.tar", 4096, load_manifest(GOOD)[1])
+    return split_bundle(directory / "good.bundle.tar", 4096, load_manifest(GOOD)[1])
 
 
 @SETTINGS

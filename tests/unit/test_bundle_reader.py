@@ -187,16 +187,13 @@ def test_rewriting_the_tail_of_a_split_bundle_keeps_parts_within_the_split_size(
     import hashlib
     import json
 
-    from bundler.bundle.parts import PartSet, rewrite_tail, write_index
+    from bundler.bundle.parts import PartSet, rewrite_tail
+    from tests.helpers import split_bundle
 
     data = bytes(range(256)) * 40  # 10240 bytes
     whole = tmp_path / "b.bundle.tar"
-    written = []
-    for i, start in enumerate(range(0, len(data), split_size)):
-        chunk = data[start:start + split_size]
-        (tmp_path / f"b.bundle.tar.part-{i:03d}").write_bytes(chunk)
-        written.append((f"b.bundle.tar.part-{i:03d}", len(chunk), hashlib.sha256(chunk).hexdigest()))
-    index = write_index(whole, written, split_size, "sha256:" + "0" * 64)
+    whole.write_bytes(data)
+    index = split_bundle(whole, split_size, "sha256:" + "0" * 64)
     tail = b"T" * 1500
     rewrite_tail(index, 9216, tail)
     parts = PartSet(index)
