@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 JSON_INTERVAL = 1.0  # seconds between two progress lines
+RATE_AFTER = 0.5  # seconds of reading before a rate and a time left are given
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,14 @@ class ByteProgress:
             self.phases.append(phase)
 
     def figures(self) -> dict[str, Any]:
+        """Bytes so far, the rate and the time left (None until RATE_AFTER seconds have passed: the
+        first milliseconds, signatures and manifests, say nothing of the medium's speed)."""
         elapsed = time.monotonic() - self._start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else None
+        rate = self.done / elapsed if elapsed >= RATE_AFTER else None
+        left = (self.total - self.done) / rate if rate else None
         return {"phase": self._phase, "bytes": self.done, "total": self.total, "elapsed": round(elapsed, 2),
-                "bytes_per_second": int(rate), "seconds_left": round(left, 1) if left is not None else None}
+                "bytes_per_second": int(rate) if rate is not None else None,
+                "seconds_left": round(left, 1) if left is not None else None}
 
     def close(self) -> None:
         with self._lock:
