@@ -100,6 +100,28 @@ def fetch(site: Path, ref: str, accept: str = "application/vnd.oci.image.manifes
     return session, base, r.json(), sha(r.content)
 
 
+def node_reads(site: Path, ref: str, platform: str, directory: str, tmp_path: Path) -> dict[str, str]:
+    """What a node sees of an image-packed model: containerd pulls `ref` for `platform` by its original
+    name through the site's mirror (the cluster's pull account), unpacks and mounts the snapshot
+    read-only; the digest of each file under `directory`, by its path there."""
+    user, password = credentials(site)
+    with containerd() as ctr:
+        pulled = subprocess.run([*ctr, "images", "pull", "--snapshotter", "native", "--platform", platform,
+                                 "--hosts-dir", str(site / "cluster" / "certs.d"), "--user", f"{user}:{password}",
+                                 ref], capture_output=True, text=True, timeout=120)
+        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        mount = tmp_path / f"mounted-{platform.replace('/', '-')}"
+        mount.mkdir()
+        mounted = subprocess.run([*ctr, "images", "mount", "--snapshotter", "native", "--platform", platform,
+                                  "--rw=false", ref, str(mount)], capture_output=True, text=True, timeout=60)
+        assert mounted.returncode == 0, mounted.stdout + mounted.stderr
+        try:
+            return {str(p.relative_to(mount / directory)): sha(p.read_bytes())
+                    for p in (mount / directory).rglob("*") if p.is_file()}
+        finally:
+            subprocess.run([*ctr, "images", "unmount", str(mount)], capture_output=True, timeout=60)
+
+
 def status_url(site: Path) -> str:
     """The site registry's URL, as `site status --json` gives it."""
     r = subprocess.run([sys.executable, "-m", "bundler.cli", "site", "status", str(site), "--json"],
@@ -313,24 +335,9 @@ def test_a_model_packed_as_an_image_is_mounted_from_containerds_snapshot(
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar"] * 2
     assert not list((running_site / "cluster" / "flux").glob("oci-*.yaml"))  # mounted by nodes, not fetched by Flux
 
-    user, password = credentials(running_site)
-    ref = "registry.example.com/models/order-accuracy:8.1"
-    with containerd() as ctr:  # a node pulls by the original name through the site's mirror, unpacks, mounts
-        pulled = subprocess.run([*ctr, "images", "pull", "--snapshotter", "native", "--platform", "linux/amd64",
-                                 "--hosts-dir", str(running_site / "cluster" / "certs.d"),
-                                 "--user", f"{user}:{password}", ref], capture_output=True, text=True, timeout=120)
-        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-        mount = tmp_path / "mounted"
-        mount.mkdir()
-        mounted = subprocess.run([*ctr, "images", "mount", "--snapshotter", "native", "--rw=false", ref, str(mount)],
-                                 capture_output=True, text=True, timeout=60)
-        assert mounted.returncode == 0, mounted.stdout + mounted.stderr
-        try:
-            read = {str(p.relative_to(mount / "models")): sha(p.read_bytes())
-                    for p in (mount / "models").rglob("*") if p.is_file()}
-        finally:
-            subprocess.run([*ctr, "images", "unmount", str(mount)], capture_output=True, timeout=60)
-        assert read == {name: sha(data) for name, data in files.items()}
+    read = node_reads(running_site, "registry.example.com/models/order-accuracy:8.1", "linux/amd64", "models",
+                      tmp_path)
+    assert read == {name: sha(data) for name, data in files.items()}
 
     # the next release changes a small file: its delta carries the small files' layer, not the large one
     (tmp_path / "model" / "labels.txt").write_bytes(b"cup\nplate\nfork\n")
@@ -386,20 +393,5 @@ def test_a_model_image_for_two_platforms_is_an_index_over_the_same_layers(
                           timeout=10).json()["layers"] for m in index["manifests"]]
     assert layers[0] == layers[1]  # one set of layers, carried and stored once
 
-    user, password = credentials(running_site)
-    ref = "registry.example.com/models/tiny:1"
-    with containerd() as ctr:
-        pulled = subprocess.run([*ctr, "images", "pull", "--snapshotter", "native", "--platform", "linux/arm64",
-                                 "--hosts-dir", str(running_site / "cluster" / "certs.d"),
-                                 "--user", f"{user}:{password}", ref], capture_output=True, text=True, timeout=120)
-        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-        mount = tmp_path / "mounted"
-        mount.mkdir()
-        mounted = subprocess.run([*ctr, "images", "mount", "--snapshotter", "native", "--platform", "linux/arm64",
-                                  "--rw=false", ref, str(mount)], capture_output=True, text=True, timeout=60)
-        assert mounted.returncode == 0, mounted.stdout + mounted.stderr
-        try:
-            read = {name: (mount / "srv" / "model" / name).read_bytes() for name in files}
-        finally:
-            subprocess.run([*ctr, "images", "unmount", str(mount)], capture_output=True, timeout=60)
-        assert read == files
+    assert node_reads(running_site, "registry.example.com/models/tiny:1", "linux/arm64", "srv/model", tmp_path) == {
+        name: sha(data) for name, data in files.items()}
