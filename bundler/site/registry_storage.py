@@ -14,15 +14,11 @@ collector frees them at the next prune (they are recorded as the quarantine's we
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from bundler import problems
-from bundler.bundle import layout
 from bundler.fsutil import atomic_write, make_dirs, own_like_parent
-from bundler.problems import Problem, ProblemError
 from bundler.site.config import REGISTRY_DIR, REGISTRY_STORAGE, SiteConfig
 
 V2 = "docker/registry/v2"
@@ -53,26 +49,19 @@ class RegistryStorage:
     def linked(self, repo: str, digest: str) -> bool:
         return self.link_file(repo, digest).is_file() and self.has(digest)
 
-    def write(self, digest: str, size: int, chunks: Iterable[bytes]) -> None:
-        """Copy a blob into place, hashed on the way (the one read of its bytes); a blob whose bytes
-        are not its digest is refused (ProblemError naming the file in the bundle) and nothing stays."""
+    def write(self, digest: str, chunks: Iterable[bytes]) -> None:
+        """Copy a blob into place from chunks its reader verifies as they pass (bundle.verify's
+        verified_chunks: the one hash of its bytes, which raises before the last chunk when they are
+        not the digest's); committed by rename only once every chunk came, else nothing stays."""
         if not self._ready:
             make_dirs(self.incoming, 0o700)
             make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
             self._ready = True
         partial = self.incoming / f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
-        hasher, written = hashlib.sha256(), 0
         try:
             with open(partial, "wb") as out:
                 for chunk in chunks:
-                    hasher.update(chunk)
                     out.write(chunk)
-                    written += len(chunk)
-            if written != size or f"sha256:{hasher.hexdigest()}" != digest:
-                path = layout.blob_path(digest)
-                raise ProblemError(Problem(problems.DIGEST_MISMATCH, path, f"{path}: its bytes do not match its "
-                                           f"digest (sha256:{hasher.hexdigest()[:19]}..., {written} bytes)",
-                                           expected=digest[7:], actual=hasher.hexdigest()))
             os.chmod(partial, 0o644)
             own_like_parent(partial)
             target = self.data(digest)
