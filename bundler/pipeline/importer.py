@@ -13,6 +13,7 @@ USB stick is not re-read to learn that). `bundler verify` checks a copy's bytes.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from bundler.pipeline.registry import (
     Plan,
     Transfer,
     artifacts_present,
+    manifest_lookup,
     missing_blobs,
     plan,
     release_quarantine,
@@ -231,6 +233,9 @@ class Import:
         self.state = SiteState.load(site.directory)
         self.verification = Verification(reader, site.policy())
         self.client = site.registry_client(options.jobs)
+        self.storage = RegistryStorage.of(site)  # the site's own registry, on this machine's disk
+        # its work is bound by this machine's cores, not by round trips: more threads only contend
+        self.jobs = min(options.jobs, os.cpu_count() or 1) if self.storage is not None else options.jobs
 
     @property
     def report(self) -> VerifyReport:
@@ -292,7 +297,7 @@ class Import:
         manifest, current = self.report.manifest, self.state.latest(self.report.manifest.name)
         if not (current and current["manifest_digest"] == self.report.manifest_digest
                 and current.get("status", "done") == "done"
-                and artifacts_present(self.client, self.artifacts, self.options.jobs)
+                and artifacts_present(manifest_lookup(self.client, self.storage), self.artifacts, self.jobs)
                 and all(kind.present(self.site, manifest) for kind in KINDS)):
             return False
         self.result.already_imported = True
@@ -387,9 +392,9 @@ class Import:
             try:
                 for kind in KINDS:
                     staged.append(kind.stage(site, self.reader, manifest, self.options, advance))
-                sent = transfer(self.reader, plans, self.client, self.options.jobs, advance, located,
+                sent = transfer(self.reader, plans, self.client, self.jobs, advance, located,
                                 registry_verifies=site.embedded_registry, quarantined=quarantined,
-                                quarantine=site.quarantine, storage=RegistryStorage.of(site))
+                                quarantine=site.quarantine, storage=self.storage)
             except IntegrityError as exc:  # a payload that does not match: refused before anything moved
                 self.refuse(exc)
         except BaseException:
@@ -414,7 +419,7 @@ class Import:
                 sources = sorted({host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))})
                 state.record(manifest.name, manifest.version, digest, sorted(self.report.verdict.valid_signers),
                              sources, manifest.content_digest, status="publishing")
-            stats = publish_registry(sent, self.reader, self.client, self.options.jobs)
+            stats = publish_registry(sent, self.reader, self.client, self.jobs)
             for kind, done in zip(KINDS, staged, strict=True):
                 self.result.notes += done.publish()
                 kind.published(site, manifest)

@@ -8,8 +8,8 @@ object storage: hashed here, or by the registry itself); every other carried blo
 all the same. Nothing a client sees changes.
 `publish` (once the whole bundle verified, updates and Git packs included): each blob is linked
 into its repositories (a link file written, or a mount), then every manifest by digest (children
-before their index, the bytes kept from the verified read, never read again), then the tags; the
-quarantine lets go.
+before their index, the bytes kept from the verified read, never read again), then the tags, each
+with its top manifest (one request stores the manifest and moves the tag); the quarantine lets go.
 A tag never points at something incomplete, and what the registry already has is not sent again.
 """
 
@@ -76,11 +76,17 @@ def plan(reader: BundleReader, artifact: Artifact) -> Plan:
     return Plan(artifact, graph.manifests, tuple((b.digest, b.size) for b in graph.blobs))
 
 
-def artifacts_present(client: RegistryClient, artifacts: list[Artifact], jobs: int) -> bool:
+def manifest_lookup(client: RegistryClient, storage: RegistryStorage | None) -> Callable[[str, str], str | None]:
+    """(repository, tag or digest) -> the digest the registry holds there, or None: read from the site
+    registry's own storage when bundler writes it, else asked (a HEAD request)."""
+    return storage.manifest if storage is not None else client.head_manifest
+
+
+def artifacts_present(held: Callable[[str, str], str | None], artifacts: list[Artifact], jobs: int) -> bool:
     """True when every artifact is in the registry under its tag (or digest) with the bundle's digest."""
 
     def present(a: Artifact) -> bool:
-        return client.head_manifest(a.repo, a.tag or a.digest) == a.digest
+        return held(a.repo, a.tag or a.digest) == a.digest
 
     return all(run_parallel(present, artifacts, jobs))
 
@@ -236,26 +242,35 @@ def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: 
 
     run_parallel(link, [(blob, repo) for blob in done.staged for repo in blob.lacking], jobs)
 
+    held = manifest_lookup(client, done.storage)
+
     def push_manifests(p: Plan) -> tuple[bool, bool]:
-        """(any manifest added, the top one added)"""
-        added = top_added = False
-        for digest, media_type, data in p.manifests:
-            if client.head_manifest(p.artifact.repo, digest) is None:
-                client.put_manifest(p.artifact.repo, digest, data, media_type)
+        """Its manifests the registry lacks, by digest, children first; a tagged top manifest waits
+        for its tag. Returns (a manifest added, the top one lacking)."""
+        repo, added = p.artifact.repo, False
+        for digest, media_type, data in p.manifests[:-1]:
+            if held(repo, digest) is None:
+                client.put_manifest(repo, digest, data, media_type)
                 stats.count(sent=len(data))
-                added = top_added = True
-            else:
-                top_added = False
-        return added, top_added
+                added = True
+        digest, media_type, data = p.top
+        lacking = held(repo, digest) is None
+        if lacking and not p.artifact.tag:
+            client.put_manifest(repo, digest, data, media_type)
+            stats.count(sent=len(data))
+        return added or lacking, lacking
 
     manifests_added = run_parallel(push_manifests, plans, jobs)
 
     def publish(item: tuple[Plan, tuple[bool, bool]]) -> None:
-        p, (added, top_added) = item
+        """A tag last, with its manifest: one request stores a lacking top manifest and moves the tag
+        (its children and blobs are all there by now); a top manifest the registry lacked cannot be
+        what the tag names: no need to ask."""
+        p, (added, lacking) = item
         digest, media_type, data = p.top
-        # a top manifest the registry did not have cannot be what the tag names: no need to ask
-        if p.artifact.tag and (top_added or client.head_manifest(p.artifact.repo, p.artifact.tag) != digest):
+        if p.artifact.tag and (lacking or held(p.artifact.repo, p.artifact.tag) != digest):
             client.put_manifest(p.artifact.repo, p.artifact.tag, data, media_type)
+            stats.count(sent=len(data) if lacking else 0)
             added = True
         if added:
             stats.count(added=p.artifact.kind)

@@ -5,7 +5,10 @@ disk: a registry that is not the site's, or one on object storage, keeps the API
 
     <root>/docker/registry/v2/blobs/sha256/<2 hex>/<hex>/data            a blob's bytes
     <root>/docker/registry/v2/repositories/<repo>/_layers/sha256/<hex>/link   "sha256:<hex>": the repo links it
+    <root>/docker/registry/v2/repositories/<repo>/_manifests/revisions/sha256/<hex>/link   a manifest it holds
+    <root>/docker/registry/v2/repositories/<repo>/_manifests/tags/<tag>/current/link      the digest a tag names
 
+What the repositories hold is read here too (a manifest, a tag), instead of a HEAD request each.
 A blob's data file is invisible to clients until a repository links it; links are written at
 publication, after every byte of the bundle verified; manifests and tags still go through the
 registry's API, last. A refused import leaves data files nothing links: the registry's garbage
@@ -48,6 +51,20 @@ class RegistryStorage:
 
     def linked(self, repo: str, digest: str) -> bool:
         return self.link_file(repo, digest).is_file() and self.has(digest)
+
+    def manifest(self, repo: str, reference: str) -> str | None:
+        """The digest the repository holds under a tag or a digest, as the registry's HEAD would
+        answer it; None when it holds none (a tag whose manifest is gone: none)."""
+        manifests = self.root / "repositories" / repo / "_manifests"
+        if reference.startswith("sha256:"):
+            digest = reference
+        else:
+            try:
+                digest = (manifests / "tags" / reference / "current" / "link").read_text().strip()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        revision = manifests / "revisions" / "sha256" / digest.removeprefix("sha256:") / "link"
+        return digest if revision.is_file() and self.has(digest) else None
 
     def write(self, digest: str, chunks: Iterable[bytes]) -> None:
         """Copy a blob into place from chunks its reader verifies as they pass (bundle.verify's

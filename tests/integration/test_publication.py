@@ -277,6 +277,12 @@ def test_the_default_site_gets_its_blobs_written_into_its_storage_and_the_collec
     missing = {p for p in blobs if not storage.has(f"sha256:{p.rsplit('/', 1)[1]}")}
     assert blobs and missing <= unpublished, missing - unpublished
     assert not list((site / "registry" / "incoming").glob("*"))  # no partial file left
+    client = config.registry_client(1)  # what the storage says a repository holds is what the registry answers
+    for image in manifest.entries("images"):
+        parsed = ImageReference.parse(image.ref)
+        repo, pointer = config.image_repository(parsed.host, parsed.repository), parsed.tag or image.digest
+        assert storage.manifest(repo, pointer) == client.head_manifest(repo, pointer) == image.digest
+        assert storage.manifest(repo, "not-a-tag-here") is None is client.head_manifest(repo, "not-a-tag-here")
 
     registry = json.loads(cli("site", "status", site, "--json").out)["services"]["registry"]["url"]
     user, password = json.loads((site / "credentials.json").read_text()).values()
