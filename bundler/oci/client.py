@@ -194,6 +194,7 @@ class RegistryClient:
             if token:
                 with self._lock:
                     self._tokens.update({name: token for name in [*batch, *(shared or {})]})
+                    self._tokens.setdefault("", token)  # the base endpoint (/v2/, a ping) takes any token
 
     def request(
         self,

@@ -277,11 +277,11 @@ class Import:
 
     def connect(self) -> None:
         try:
-            self.client.ping()  # an unreachable site fails before the long read
             self.artifacts = site_artifacts(self.report.manifest, self.site)
             # one token per 50 repositories, fetched now, rather than a 401 and a token at each one's first request
             self.client.authorize([a.repo for a in self.artifacts], "pull,push",
                                   shared={self.site.quarantine: "pull,push,delete"})
+            self.client.ping()  # with that token: an unreachable site, or one refusing the account, fails here
         except UnreachableError as exc:
             if self.site.embedded_registry:
                 hint = f"start the site's services first: `bundler site up {self.site.directory}`"

@@ -22,8 +22,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
+from bundler import yamltext
 from bundler.fsutil import atomic_write
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
 from bundler.site.auth import load_credentials
@@ -69,7 +68,7 @@ def node_files(site: SiteConfig, state: SiteState, ca: str | None) -> tuple[byte
         config["tls"] = {"ca_file": ca}
     if credentials:
         config["auth"] = {"username": credentials[0], "password": credentials[1]}
-    registries = yaml.safe_dump({"mirrors": mirrors, "configs": {registry.netloc: config}}, sort_keys=False).encode()
+    registries = yamltext.dump({"mirrors": mirrors, "configs": {registry.netloc: config}}).encode()
     tomls = {}
     for host in hosts:
         upstream = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host
@@ -106,10 +105,10 @@ def write_flux_kustomization(site: SiteConfig) -> Path:
     flux = site.directory / FLUX_DIR
     flux.mkdir(parents=True, exist_ok=True)
     for name, secret in flux_secrets(site).items():
-        _private(flux / name, yaml.safe_dump(secret, sort_keys=False).encode())
+        _private(flux / name, yamltext.dump(secret).encode())
     resources = sorted(p.name for p in flux.glob("*.yaml") if p.name != "kustomization.yaml")
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": resources}
-    atomic_write(flux / "kustomization.yaml", yaml.safe_dump(kustomization, sort_keys=False).encode())
+    atomic_write(flux / "kustomization.yaml", yamltext.dump(kustomization).encode())
     os.chmod(flux, 0o700)
     return flux

@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-from bundler import names
+from bundler import names, yamltext
 from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
@@ -223,7 +221,7 @@ class SiteConfig:
         if self.image_keys:
             doc["images"] = {"scopes": list(self.image_scopes),
                              "keys": [{"name": name, "file": file} for name, file in self.image_keys]}
-        return yaml.safe_dump(doc, sort_keys=False).encode()
+        return yamltext.dump(doc).encode()
 
 
 def _site_name(value: str) -> str:
@@ -479,11 +477,11 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
 def load_site(directory: Path) -> SiteConfig:
     site_file = directory / SITE_FILE
     try:
-        doc = yaml.safe_load(site_file.read_text())
+        doc = yamltext.load(site_file.read_text())
     except FileNotFoundError:
         hint = f"create one with `bundler site init {directory} --registry URL --trust-key PUB`"
         raise UsageError(f"{directory} is not a site (no {SITE_FILE})", hint=hint) from None
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yamltext.Error) as exc:
         raise UsageError(f"cannot read {site_file}: {exc}") from None
     except RecursionError:
         raise UsageError(f"cannot read {site_file}: nested too deeply") from None

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-import yaml
 
+from bundler import yamltext
 from bundler.errors import BundlerError, UnreachableError
 
 BINARIES = ("registry", "docker-registry")
@@ -105,7 +105,7 @@ def start_registry(directory: Path, host: str = "127.0.0.1", port: int | None = 
     storage = directory / "storage"
     address = f"{host}:{port or free_port(host)}"
     config = directory / "config.yml"
-    config.write_text(yaml.safe_dump(registry_config(storage, address, htpasswd, tls, token)))
+    config.write_text(yamltext.dump(registry_config(storage, address, htpasswd, tls, token), sort_keys=True))
     log = open(directory / "registry.log", "ab")  # noqa: SIM115 - the child keeps it
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 
-from bundler import tools
+from bundler import tools, yamltext
 from bundler.errors import BundlerError, UnreachableError
 from bundler.fsutil import atomic_write, make_dirs, own_like_parent
 from bundler.site import figures, tokens
@@ -218,7 +217,7 @@ def _registry_config_file(site: SiteConfig) -> Path:
         (pki / SERVER_CERT).resolve(), (pki / SERVER_KEY).resolve()), token=token, driver=site.storage_driver())
     path = root / "config.yml"
     make_dirs(root / "storage")
-    atomic_write(path, yaml.safe_dump(config).encode(), mode=0o600)  # it may hold object storage keys
+    atomic_write(path, yamltext.dump(config, sort_keys=True).encode(), mode=0o600)  # it may hold object storage keys
     (root / "htpasswd").unlink(missing_ok=True)  # an older site's basic auth: no longer read
     return path
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
+from bundler import yamltext
 from bundler.fsutil import atomic_write
 from bundler.kinds.artifacts.entry import ArtifactEntry
 from bundler.oci.reference import ImageReference
@@ -53,6 +52,6 @@ def write_oci_repositories(site: SiteConfig, entries: Sequence[ArtifactEntry]) -
             continue
         doc = oci_repository(site, entry)
         path = directory / f"{PREFIX}{doc['metadata']['name']}.yaml"
-        atomic_write(path, yaml.safe_dump(doc, sort_keys=False).encode())
+        atomic_write(path, yamltext.dump(doc).encode())
         written.append(path)
     return written

@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
+from bundler import yamltext
 from bundler.fsutil import atomic_write
 from bundler.site.cluster import CA_SECRET, FLUX_NAMESPACE, REGISTRY_SECRET
 from bundler.site.config import FLUX_DIR, SiteConfig
@@ -33,5 +32,5 @@ def helm_repository(site: SiteConfig) -> dict[str, object]:
 def write_helm_repository(site: SiteConfig) -> Path:
     path = site.directory / FLUX_DIR / HELM_REPOSITORY
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, yaml.safe_dump(helm_repository(site), sort_keys=False).encode())
+    atomic_write(path, yamltext.dump(helm_repository(site)).encode())
     return path

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bundler import git, names
+from bundler import git, names, yamltext
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
@@ -215,7 +213,7 @@ def write_flux_git_repositories(site: SiteConfig) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# Flux sources for the site's Git repositories. The secret {GIT_SECRET} holds username and\n"
               f"# password from {site.credentials_file.name} and ca.crt: the site CA ({site.ca_file.name}).\n")
-    atomic_write(path, (header + yaml.safe_dump_all(docs, sort_keys=False)).encode())
+    atomic_write(path, (header + yamltext.dump_all(docs)).encode())
     return path
 
 
