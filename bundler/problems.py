@@ -48,6 +48,7 @@ PART_INDEX_MISMATCH = "part-index-mismatch"
 
 @dataclass(frozen=True)
 class Problem:
+    """One finding of a check: its code, what it is about, a message, and what was expected and found."""
     code: str
     subject: str
     message: str

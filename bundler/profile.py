@@ -45,6 +45,8 @@ class RegistrySpec:
 
 @dataclass(frozen=True)
 class Profile:
+    """A parsed profile: the release, each kind's items, the registries' credentials, settings; its file
+    and digest."""
     name: str
     version: str
     description: str

@@ -88,6 +88,7 @@ def signature_valid(key: ec.EllipticCurvePublicKey, data: bytes, entry: dict[str
 
 @dataclass(frozen=True)
 class TrustedKey:
+    """A public key the trust policy names."""
     name: str
     key: ec.EllipticCurvePublicKey
 
@@ -116,6 +117,7 @@ class TrustPolicy:
 
 @dataclass
 class SignerReport:
+    """One signature on bundle.json: its key id, the policy's name for the key, whether it checks."""
     keyid: str
     name: str | None  # the policy's name for this key; None when the key is not trusted
     valid: bool  # the signature checks against bundle.json (only known for trusted keys)
@@ -123,6 +125,7 @@ class SignerReport:
 
 @dataclass
 class PolicyVerdict:
+    """What the trust policy says of a bundle's signatures: each signer, the threshold, the problems."""
     signers: list[SignerReport] = field(default_factory=list)
     threshold: int = 0
     problems: list[Problem] = field(default_factory=list)

@@ -29,6 +29,7 @@ def canonical_json(value: Any) -> bytes:
 
 @dataclass(frozen=True)
 class FileEntry:
+    """A file bundle.json lists: its sha256 (hex) and size."""
     sha256: str  # lowercase hex, no algorithm prefix
     size: int
 
@@ -38,6 +39,9 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class BundleManifest:
+    """bundle.json: the release (name, version), the profile it came from, every file with its digest
+    and size, each kind's entries (`contents`), and for a delta its parent and what it requires of the
+    site."""
     name: str
     version: str
     created: str

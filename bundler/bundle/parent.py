@@ -24,6 +24,8 @@ RECEIPT_BUNDLE_FIELDS = ("name", "version", "manifest_digest", "content_digest",
 
 @dataclass(frozen=True)
 class Parent:
+    """What a delta builds on: the parent bundle's (or a site's receipt's) files, each kind's bases and
+    the releases it holds."""
     reference: dict[str, str]  # recorded as the delta's `parent`
     files: dict[str, FileEntry]  # every file the parent carried (or the site holds): path -> digest, size
     bases: dict[str, Hashable]  # kind key -> what else a delta of that kind builds on (Git tips)

@@ -53,6 +53,7 @@ def index_path(path: Path) -> Path:
 
 @dataclass(frozen=True)
 class Part:
+    """One part of a split bundle: its file, size, sha256 and where it starts in the whole."""
     file: str
     size: int
     sha256: str

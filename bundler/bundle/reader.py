@@ -32,6 +32,7 @@ MAX_HEADER = 1 << 20
 
 @dataclass(frozen=True)
 class Member:
+    """A regular file in the bundle's tar: its name and where its data lies (offset, size)."""
     name: str
     offset: int
     size: int

@@ -34,6 +34,7 @@ def padding(size: int) -> int:
 
 @dataclass(frozen=True)
 class PlacedMember:
+    """A member as written: where its tar header and its data begin in the bundle."""
     name: str
     size: int
     header_offset: int

@@ -33,6 +33,7 @@ KEYS_DIR, SITES_DIR = "keys", "sites"
 
 @dataclass(frozen=True)
 class Added:
+    """A receipt taken into the fleet: for which site, made when, and whether it was kept."""
     site: str
     created: str
     kept: bool  # False when the fleet already holds a newer receipt of this site

@@ -34,6 +34,7 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Credentials:
+    """A registry account: user name and password."""
     username: str
     password: str
 

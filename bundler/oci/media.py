@@ -35,6 +35,7 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI descriptor as read from a manifest or index (the raw object kept beside its fields)."""
     media_type: str
     digest: str
     size: int

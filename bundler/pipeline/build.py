@@ -40,6 +40,8 @@ from bundler.progress import byte_progress
 
 @dataclass(frozen=True)
 class BuildOptions:
+    """What `bundler build` was asked: the profile, where to write, parallel jobs, signing keys, a
+    delta's base, a split size."""
     profile: Path
     output: Path | None = None
     jobs: int = 8
@@ -50,6 +52,7 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """A bundle built: where, which release, its bundle.json digest, size and counts, and who signed it."""
     path: Path
     name: str
     version: str
@@ -140,6 +143,7 @@ def build_bundle(options: BuildOptions) -> BuildResult:
 
 @dataclass(frozen=True)
 class FleetBuild:
+    """One bundle of a fleet build and the sites it is for."""
     sites: list[str]  # the sites this bundle brings to the new release (they hold the same base)
     result: BuildResult
 
@@ -167,6 +171,8 @@ def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory:
 
 @dataclass(frozen=True)
 class BundleInfo:
+    """The release a build writes into bundle.json: name, version, profile digest, expiry, a delta's
+    parent."""
     name: str
     version: str
     profile_digest: str

@@ -58,6 +58,7 @@ from bundler.units import human
 
 @dataclass(frozen=True)
 class ImportOptions:
+    """What `bundler import` was asked: the bundle, the site, parallel jobs, each kind's options."""
     bundle: Path
     site: Path
     jobs: int = 8
@@ -68,6 +69,8 @@ class ImportOptions:
 
 @dataclass
 class ImportResult:
+    """What an import did, as `import --json` prints it: counts added and unchanged, bytes, notes,
+    phases."""
     name: str
     version: str
     manifest_digest: str

@@ -40,6 +40,7 @@ PRUNED = "pruned"
 
 @dataclass
 class PrunePlan:
+    """What a prune keeps and frees: releases, manifests, blob bytes, each kind's share, leftovers."""
     keep: int
     pruned: list[dict[str, Any]] = field(default_factory=list)  # state.json entries that go
     manifests: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest) to delete, tops first

@@ -46,6 +46,7 @@ def site_artifacts(manifest: BundleManifest, site: SiteConfig) -> list[Artifact]
 
 @dataclass(frozen=True)
 class Plan:
+    """A top manifest to publish: its artifact, its manifests (children first) and its blobs."""
     artifact: Artifact
     manifests: tuple[tuple[str, str, bytes], ...]  # (digest, media type, bytes), children first
     blobs: tuple[tuple[str, int], ...]  # (digest, size)
@@ -57,6 +58,8 @@ class Plan:
 
 @dataclass
 class SeedStats:
+    """Counts of what the registry got (added, unchanged, by kind) and the bytes sent, shared by
+    threads."""
     added: Counter[str] = field(default_factory=Counter)
     unchanged: Counter[str] = field(default_factory=Counter)
     bytes_sent: int = 0
@@ -119,6 +122,8 @@ def _not_carried(digest: str) -> Iterator[bytes]:
 
 @dataclass(frozen=True)
 class _Staged:
+    """A blob after the transfer: the repositories that lack it and where it can be linked or mounted
+    from."""
     digest: str
     size: int
     lacking: tuple[str, ...]  # target repositories without the blob

@@ -48,6 +48,7 @@ def recorded_content(site: SiteConfig, bundle: dict[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class Rollback:
+    """The rollback rule: a release older than the one the site runs is refused (unless allowed)."""
     site: SiteConfig
     state: SiteState
 
@@ -124,6 +125,7 @@ class SharedTargets:
 
 @dataclass(frozen=True)
 class KindBases:
+    """Each kind's own site rules (what a delta needs of the site, what the site refuses)."""
     site: SiteConfig
 
     def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:

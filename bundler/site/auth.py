@@ -34,6 +34,7 @@ SCRYPT = {"n": 1 << 14, "r": 8, "p": 1}
 
 @dataclass(frozen=True)
 class Account:
+    """A site account: its salted password hash and its role (pull or push)."""
     stored: str  # "sha256$salt$digest" (or "scrypt$..." from an older site)
     role: str  # PULL or PUSH
 

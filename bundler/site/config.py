@@ -70,6 +70,7 @@ PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0
 
 @dataclass(frozen=True)
 class SiteConfig:
+    """site.yaml: the site's registry, trust policy, services' addresses, groups and image policy."""
     directory: Path
     registry_url: str
     trust_keys: tuple[tuple[str, str], ...]  # (name, file relative to the site directory)

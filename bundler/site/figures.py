@@ -43,6 +43,7 @@ def write_disk(site: SiteConfig, report: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Measured:
+    """Figures the site measured (disk use) and when."""
     figures: dict[str, Any]
     measured_at: dt.datetime
 

@@ -57,6 +57,7 @@ def registry_config(storage: Path, address: str, htpasswd: Path | None = None,
 
 @dataclass
 class RegistryProcess:
+    """A running Distribution registry: its URL, listen address, storage and process."""
     url: str
     address: str
     storage: Path

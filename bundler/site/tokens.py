@@ -34,6 +34,7 @@ QUARANTINE = "bundler/quarantine"  # an import's blobs wait there until all arri
 
 @dataclass(frozen=True)
 class Scope:
+    """One scope of a token request (`repository:<name>:<actions>`)."""
     type: str  # "repository" or "registry"
     name: str
     actions: tuple[str, ...]

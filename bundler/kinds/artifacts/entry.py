@@ -37,6 +37,7 @@ def image_directory(value: str) -> str:
 
 @dataclass(frozen=True)
 class ArtifactFile:
+    """One file of an artifact: its title (the file name a client writes), digest, size and media type."""
     title: str
     digest: str
     size: int

@@ -46,6 +46,8 @@ def _header(name: str, size: int | None) -> bytes:
 
 @dataclass(frozen=True)
 class LayerFile:
+    """A file going into a model image's tar layer: its name under the image's directory, where it is,
+    its size."""
     name: str  # inside the image: `models/encoder/weights.bin`
     path: Path
     size: int

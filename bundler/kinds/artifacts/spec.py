@@ -22,6 +22,8 @@ PLATFORM_RE = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|ppc64le|s390x|riscv
 
 @dataclass(frozen=True)
 class ArtifactSpec:
+    """One `spec.artifacts` item: copied from `ref`, or packed from `path` (as `oras push` does, or `as:
+    image`)."""
     ref: ImageReference  # where it comes from, or (packed) where it goes: repository:tag
     path: str | None = None  # local file or directory to pack
     artifact_type: str = ""

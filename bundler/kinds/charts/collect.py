@@ -286,6 +286,7 @@ class ChartRepository:
 
 @dataclass
 class ChartCollection:
+    """What collecting the charts gave: their entries, the images they declare, notes for the user."""
     entries: list[ChartEntry] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # from charts with `images: auto`
     notes: list[str] = field(default_factory=list)  # what to tell the user (images found, skipped)
@@ -293,6 +294,7 @@ class ChartCollection:
 
 @dataclass(frozen=True)
 class _Request:
+    """A chart to fetch: a profile item or a dependency of one (with its depth and who asked for it)."""
     source: str  # repository URL, or "oci"
     name: str
     wanted: VersionRange | None

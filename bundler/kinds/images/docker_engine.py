@@ -28,6 +28,7 @@ GZIP_LEVEL = 6  # what `docker push` uses
 
 @dataclass(frozen=True)
 class ExportedImage:
+    """An image read from the Docker engine: its manifest, digest, platform and blobs."""
     manifest: bytes
     digest: str
     platform: str

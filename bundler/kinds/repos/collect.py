@@ -23,6 +23,7 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class CollectedRepo:
+    """A Git repository collected: its entry and its git bundle staged on disk (digest, size)."""
     entry: RepoEntry
     staged: Path | None  # the git bundle on this machine; None when nothing is new since the parent
     sha256: str = ""

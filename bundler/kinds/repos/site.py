@@ -33,6 +33,7 @@ ZERO = "0" * 40
 
 @dataclass
 class StagedRepo:
+    """A repository staged by an import: the refs it will move at publication, and who owns it."""
     entry: RepoEntry
     path: Path
     owner: str  # the bundle name importing it: the repository's owner once it publishes first

@@ -20,6 +20,7 @@ from bundler.retry import download_file
 
 @dataclass(frozen=True)
 class CollectedUpdate:
+    """An update collected: its entry and its payload staged on disk."""
     entry: UpdateEntry
     staged: Path  # the payload on this machine (a download, or the profile's own path)
 
