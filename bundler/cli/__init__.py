@@ -3,8 +3,10 @@ stderr. One module per verb group (bundles: the verbs on bundle files; site; fle
 and what they share in root.py; content kinds add their own commands (ContentKind.commands).
 
 A command imports the pipeline it calls inside its function: every pipeline at the top would cost each
-command 0.13 s more at start (measured: 0.57 s against 0.44 s with the kinds alone). These are the
-only function-local imports of bundler's own modules, besides site/config.py's x509 one."""
+command 0.13 s more at start (measured: 0.57 s against 0.44 s with the kinds alone). For the same
+reason a kind loads its build side (profile items, collection) and its service (routes, front rules,
+commands) where they are used (bundler/kinds/__init__.py), prune the site's services, and
+site/config.py the x509 code."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class _Root(_Group):
     their options to `import` (ContentKind.import_options: `--force-refs`) are added when first asked
     for, so a command that needs no kind does not import them."""
 
-    _kinds_added = False
+    _kinds_added = _options_added = False
 
     def add_kind_commands(self) -> None:
         if self._kinds_added:
@@ -67,16 +67,27 @@ class _Root(_Group):
                 if not isinstance(group, click.Group) or command.name in group.commands:
                     raise TypeError(f"the {kind.key} kind's command {where} {command.name} cannot be added there")
                 group.add_command(command)
-            self.commands["import"].params.extend(kind.import_options())
         self._kinds_added = True
 
+    def add_import_options(self) -> None:
+        if self._options_added:
+            return
+        from bundler.kinds import KINDS
+
+        for kind in KINDS:
+            self.commands["import"].params.extend(kind.import_options())
+        self._options_added = True
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands or cmd_name in ("import", "site"):  # kinds add to these
+        if cmd_name == "import":  # kinds add options to it
+            self.add_import_options()
+        elif cmd_name not in self.commands or cmd_name == "site":  # kinds add commands to these
             self.add_kind_commands()
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self.add_kind_commands()
+        self.add_import_options()
         return super().list_commands(ctx)
 
 

@@ -33,7 +33,6 @@ from bundler.site import figures
 from bundler.site.config import REGISTRY_STORAGE, SiteConfig, SiteState, kept_manifest, load_site
 from bundler.site.journal import files_lock, import_lock
 from bundler.site.registry_storage import RegistryStorage
-from bundler.site.service import collect_registry_garbage, resume_after_garbage_collection
 
 PRUNED = "pruned"
 
@@ -139,6 +138,9 @@ def _stored_blob_size(site: SiteConfig, digest: str) -> int:
 
 
 def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, jobs: int = 8) -> PrunePlan:
+    # the site's services (the registry's collector): loaded by a prune, not by an import's disk figures
+    from bundler.site.service import collect_registry_garbage, resume_after_garbage_collection
+
     site = load_site(directory)
     keep = site.retention_keep if keep is None else keep
     if keep < 1:

@@ -15,11 +15,8 @@ from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.sbom import SbomItem
 from bundler.errors import BundlerError
-from bundler.kinds.artifacts.collect import copy_artifact, pack_artifact, titled_files
 from bundler.kinds.artifacts.entry import ArtifactEntry
-from bundler.kinds.artifacts.image import check_image
 from bundler.kinds.artifacts.site import write_oci_repositories
-from bundler.kinds.artifacts.spec import ArtifactSpec, check_artifacts, parse_artifact
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
 from bundler.oci import media
 from bundler.oci.layout import OciTop
@@ -32,23 +29,30 @@ from bundler.units import printable as p
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
     from bundler.bundle.reader import BundleReader
+    from bundler.kinds.artifacts.spec import ArtifactSpec
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig
 
 
-class Artifacts(ContentKind[ArtifactSpec, ArtifactEntry]):
+class Artifacts(ContentKind["ArtifactSpec", ArtifactEntry]):
     key, title, noun, entry_type = "artifacts", "artifacts", "artifact", ArtifactEntry
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
+        from bundler.kinds.artifacts.spec import parse_artifact  # build-side: loaded when a profile is read
+
         return parse_artifact(check, item, line, where)
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        from bundler.kinds.artifacts.spec import check_artifacts
+
         check_artifacts(check, list(specs))
 
     def content(self, entries: Sequence[ArtifactEntry]) -> list[Any]:
         return sorted([a.ref, a.digest] for a in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[ArtifactSpec]) -> Part:
+        from bundler.kinds.artifacts.collect import copy_artifact, pack_artifact  # build-side: loaded when a build runs
+
         def one(spec: ArtifactSpec) -> ArtifactEntry:
             if spec.path is not None:
                 return pack_artifact(spec, context.base, context.oci)
@@ -63,8 +67,14 @@ class Artifacts(ContentKind[ArtifactSpec, ArtifactEntry]):
         """The titles bundle.json lists are the artifact's own, and each stays inside the directory a
         client pulls into (`oras pull` writes each layer to its title); an image-packed one is an image
         of tar layers."""
+        entries = cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key))
+        if not entries:
+            return []
+        from bundler.kinds.artifacts.collect import titled_files  # loaded when a bundle carries artifacts
+        from bundler.kinds.artifacts.image import check_image
+
         found = []
-        for entry in cast("tuple[ArtifactEntry, ...]", manifest.entries(self.key)):
+        for entry in entries:
             label = f"artifact {entry.ref}"
             read = partial(_read_manifest, reader)
             try:

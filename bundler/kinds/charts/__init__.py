@@ -10,33 +10,36 @@ from packageurl import PackageURL
 
 from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes
-from bundler.kinds.charts.collect import collect_charts
 from bundler.kinds.charts.entry import ChartEntry
 from bundler.kinds.charts.site import write_helm_repository
-from bundler.kinds.charts.spec import ChartSpec, parse_chart
 from bundler.oci.layout import OciTop
 from bundler.units import printable as p
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
+    from bundler.kinds.charts.spec import ChartSpec
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig
 
 IMAGES = "images"  # the kind a chart with `images: auto` asks to collect what it declares
 
 
-class Charts(ContentKind[ChartSpec, ChartEntry]):
+class Charts(ContentKind["ChartSpec", ChartEntry]):
     key, title, noun, entry_type = "charts", "charts", "chart", ChartEntry
     in_v1 = True
     collect_order = -1  # before the images it declares
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ChartSpec | None:
+        from bundler.kinds.charts.spec import parse_chart  # build-side: loaded when a profile is read
+
         return parse_chart(check, item, line, where)
 
     def content(self, entries: Sequence[ChartEntry]) -> list[Any]:
         return sorted([c.name, c.version, c.digest] for c in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[ChartSpec]) -> Part:
+        from bundler.kinds.charts.collect import collect_charts  # build-side: loaded when a build runs
+
         charts = collect_charts(specs, context.oci, context.client_for)
         context.requests.setdefault(IMAGES, []).extend(charts.images)
         context.notes += charts.notes

@@ -15,11 +15,8 @@ from bundler.bundle.sbom import SbomItem
 from bundler.bundle.verify import digest_problem
 from bundler.errors import RefusedError
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
-from bundler.kinds.images.collect import collect_images
 from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
-from bundler.kinds.images.extras import collect_extras
-from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
 from bundler.oci import media
 from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference, site_path
@@ -31,6 +28,7 @@ from bundler.units import printable as p
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
     from bundler.bundle.reader import BundleReader
+    from bundler.kinds.images.spec import ImageSpec
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig
 
@@ -39,14 +37,18 @@ EXTRAS = "extras"  # import counts signatures, attestations, SBOMs and referrers
 EXTRA_NAMES = {"sig": "signature", "att": "attestation", "sbom": "SBOM", "referrers": "referrers"}
 
 
-class Images(ContentKind[ImageSpec, ImageEntry]):
+class Images(ContentKind["ImageSpec", ImageEntry]):
     key, title, noun, entry_type = "images", "images", "image", ImageEntry
     in_v1 = always_reported = True
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ImageSpec | None:
+        from bundler.kinds.images.spec import parse_image  # build-side: loaded when a profile is read
+
         return parse_image(check, item, line, where)
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        from bundler.kinds.images.spec import check_images
+
         check_images(check, list(specs))
 
     def content(self, entries: Sequence[ImageEntry]) -> list[Any]:
@@ -55,6 +57,9 @@ class Images(ContentKind[ImageSpec, ImageEntry]):
                       for i in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[ImageSpec]) -> Part:
+        from bundler.kinds.images.collect import collect_images  # build-side: loaded when a build runs
+        from bundler.kinds.images.spec import ImageSpec
+
         wanted = list(specs)
         known = {spec.text for spec in wanted}
         for text in context.requests.get(self.key, []):  # images other kinds declare (charts' `images: auto`)
@@ -75,6 +80,7 @@ class Images(ContentKind[ImageSpec, ImageEntry]):
 
     def _with_extras(self, context: CollectContext, specs: list[ImageSpec],
                      entries: list[ImageEntry]) -> list[ImageEntry]:
+        from bundler.kinds.images.extras import collect_extras
 
         def one(item: tuple[ImageSpec, ImageEntry]) -> ImageEntry:
             spec, entry = item
@@ -92,6 +98,8 @@ class Images(ContentKind[ImageSpec, ImageEntry]):
             if not isinstance(value, bool):
                 check.fail(line, "spec.extras must be true or false (carry signatures, attestations, SBOMs, referrers)")
             return value
+        from bundler.kinds.images.spec import parse_policy
+
         return parse_policy(check, value, line, f"spec.{key}")
 
     def oci_tops(self, entries: Sequence[ImageEntry]) -> list[OciTop]:

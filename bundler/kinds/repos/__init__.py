@@ -15,9 +15,7 @@ from bundler import git, names, problems
 from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, StageOptions
 from bundler.kinds.repos import site as site_git
-from bundler.kinds.repos.collect import collect_repo, resolve_url
 from bundler.kinds.repos.entry import PAYLOAD_PATTERN, RepoEntry, repos_of
-from bundler.kinds.repos.server import GIT_BODY, GitServer
 from bundler.kinds.repos.site import (
     check_force_ref,
     current_refs,
@@ -28,13 +26,10 @@ from bundler.kinds.repos.site import (
     repository_owner,
     stage,
 )
-from bundler.kinds.repos.spec import RepoSpec, check_repos, parse_repo
 from bundler.kinds.repos.verify import git_problems
-from bundler.oci.content import BlobSource
 from bundler.parallel import run_parallel
 from bundler.problems import Problem
 from bundler.site.config import GIT_DIR
-from bundler.site.front import FrontRule
 from bundler.units import printable as p
 from bundler.untrusted import Malformed
 
@@ -45,8 +40,10 @@ if TYPE_CHECKING:
     from bundler.bundle.parent import Parent
     from bundler.bundle.reader import BundleReader
     from bundler.kinds.repos.site import StagedRepo
+    from bundler.kinds.repos.spec import RepoSpec
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.front import FrontRule
     from bundler.site.http import Accounts, Route
     from bundler.untrusted import Obj
 
@@ -72,6 +69,9 @@ class RepoPart(Part):
     built: dict[str, Part] = field(default_factory=dict)
 
     def for_base(self, parent: Parent | None) -> Part:
+        from bundler.kinds.repos.collect import collect_repo, resolve_url  # build-side: loaded when a build runs
+        from bundler.oci.content import BlobSource
+
         assert self.context is not None
         label = parent.label if parent else ""
         if label not in self.built:
@@ -103,16 +103,20 @@ class StagedRepos(Staged):
         return {"refs": (moved, self.total - moved)}
 
 
-class Repos(ContentKind[RepoSpec, RepoEntry]):
+class Repos(ContentKind["RepoSpec", RepoEntry]):
     key, title, noun, entry_type = "repos", "git repositories", "repo", RepoEntry
     in_v1 = True
     payload_pattern = PAYLOAD_PATTERN
     count_key = "refs"
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> RepoSpec | None:
+        from bundler.kinds.repos.spec import parse_repo  # build-side: loaded when a profile is read
+
         return parse_repo(check, item, line, where)
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        from bundler.kinds.repos.spec import check_repos
+
         check_repos(check, specs, line)
 
     def check_entries(self, manifest: BundleManifest) -> None:
@@ -133,6 +137,8 @@ class Repos(ContentKind[RepoSpec, RepoEntry]):
         return [Problem(problems.GIT_MISSING_BASE, repo.name, why) for why, repo in self._bases(site, manifest)]
 
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
+        from bundler.kinds.repos.server import GitServer  # the service's: loaded when it starts
+
         return [GitServer(site, accounts).route()]  # /git/<name>.git: clone and fetch
 
     def import_options(self) -> list[click.Option]:
@@ -142,6 +148,9 @@ class Repos(ContentKind[RepoSpec, RepoEntry]):
                                   "refs/tags/v1, or REPO:REF for one repository (repeatable)")]
 
     def front(self, site: SiteConfig) -> list[FrontRule]:
+        from bundler.kinds.repos.server import GIT_BODY
+        from bundler.site.front import FrontRule
+
         return [FrontRule("/git/", body="0" if site.allow_push else GIT_BODY)]  # a push: no limit
 
     def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:

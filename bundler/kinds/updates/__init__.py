@@ -12,13 +12,7 @@ from bundler import problems
 from bundler.bundle.sbom import SbomItem
 from bundler.kinds.base import CollectContext, ContentKind, Part, Pruning, Staged, StageOptions, changes
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, init_updates, publish
-from bundler.kinds.updates.collect import collect_update
-from bundler.kinds.updates.commands import client_windows
-from bundler.kinds.updates.commands import updates as updates_commands
 from bundler.kinds.updates.entry import PAYLOAD_PATTERN, UpdateEntry, updates_of
-from bundler.kinds.updates.server import UpdateServer, front_rules
-from bundler.kinds.updates.spec import UpdateSpec, check_updates, parse_update
-from bundler.oci.content import BlobSource
 from bundler.parallel import run_parallel
 from bundler.problems import Problem
 from bundler.units import human
@@ -32,6 +26,7 @@ if TYPE_CHECKING:
 
     from bundler.bundle.manifest import BundleManifest
     from bundler.bundle.reader import BundleReader
+    from bundler.kinds.updates.spec import UpdateSpec
     from bundler.profile import Checker
     from bundler.site.config import SiteConfig, SiteState
     from bundler.site.front import FrontRule
@@ -77,15 +72,19 @@ class PrunedUpdates(Pruning):
             publish(self.site)
 
 
-class Updates(ContentKind[UpdateSpec, UpdateEntry]):
+class Updates(ContentKind["UpdateSpec", UpdateEntry]):
     key, title, noun, entry_type = "updates", "updates", "update", UpdateEntry
     in_v1 = True
     payload_pattern = PAYLOAD_PATTERN
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
+        from bundler.kinds.updates.spec import parse_update  # build-side: loaded when a profile is read
+
         return parse_update(check, item, line, where)
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+        from bundler.kinds.updates.spec import check_updates
+
         check_updates(check, specs, line)
 
     def check_entries(self, manifest: BundleManifest) -> None:
@@ -98,6 +97,9 @@ class Updates(ContentKind[UpdateSpec, UpdateEntry]):
                       + ([u.windows.to_dict()] if u.windows is not None else []) for u in entries)
 
     def collect(self, context: CollectContext, specs: Sequence[UpdateSpec]) -> Part:
+        from bundler.kinds.updates.collect import collect_update  # build-side: loaded when a build runs
+        from bundler.oci.content import BlobSource
+
         updates = run_parallel(lambda spec: collect_update(spec, context.staging, context.base, context.session),
                                list(specs), context.jobs)
         payloads: dict[str, BlobSource] = {}
@@ -138,9 +140,13 @@ class Updates(ContentKind[UpdateSpec, UpdateEntry]):
         return StagedUpdates(site, manifest, run_parallel(store, list(updates_of(manifest)), options.jobs))
 
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
+        from bundler.kinds.updates.server import UpdateServer  # the service's: loaded when it starts
+
         return [UpdateServer(site).route()]  # /updates/...: repositories, payloads, the API, reports
 
     def front(self, site: SiteConfig) -> list[FrontRule]:
+        from bundler.kinds.updates.server import front_rules
+
         return front_rules(site)
 
     def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
@@ -160,7 +166,9 @@ class Updates(ContentKind[UpdateSpec, UpdateEntry]):
         return PrunedUpdates(site, kept, leftovers)
 
     def commands(self) -> list[tuple[str, click.Command]]:
-        return [("", updates_commands), ("site client", client_windows)]
+        from bundler.kinds.updates.commands import client_windows, updates  # the CLI's: loaded when it lists them
+
+        return [("", updates), ("site client", client_windows)]
 
     def init_site(self, site: SiteConfig) -> None:
         init_updates(site)  # the cache's directories and the site's OpenPGP key
