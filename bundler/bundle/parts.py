@@ -60,14 +60,6 @@ class Part:
     offset: int  # where it starts in the whole bundle
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_index(bundle: Path, parts: list[tuple[str, int, str]], split_size: int, manifest_digest: str) -> Path:
     """The index of a bundle written as parts ((file name, size, sha256) each, in order), next to them."""
     index = bundle.with_name(bundle.name + INDEX_SUFFIX)

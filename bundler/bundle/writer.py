@@ -8,13 +8,14 @@ name and renamed into place only when complete, so a failure leaves no partial b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.bundle.parts import sha256_file, write_index
+from bundler.bundle.parts import write_index
 from bundler.parallel import run_parallel
 
 BLOCK = tarfile.BLOCKSIZE
@@ -132,6 +133,11 @@ class BundleFile:
                         raise ValueError(f"{source} is shorter than the {member.size} bytes planned for {name}")
                     n, src_off, local = n - copied, src_off + copied, local + copied
 
+    @property
+    def parts(self) -> int:
+        """Files it writes: 1, or the number of parts."""
+        return len(self.names)
+
     def commit(self, manifest_digest: str) -> Path:
         """The bundle in place: the file, or the parts and then their index (returned)."""
         for fd in self.fds:
@@ -141,7 +147,7 @@ class BundleFile:
         if len(self.partials) == 1:
             os.replace(self.partials[0], self.path)
             return self.path
-        hashes = run_parallel(sha256_file, self.partials, min(len(self.partials), 4))
+        hashes = run_parallel(_sha256, self.partials, min(len(self.partials), 4))
         for partial, name in zip(self.partials, self.names, strict=True):
             os.replace(partial, self.path.with_name(name))
         return write_index(self.path, [(name, self._length(i), digest) for i, (name, digest)
@@ -153,3 +159,8 @@ class BundleFile:
             os.close(self.fds.pop())
         for partial in self.partials:
             partial.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -62,6 +62,7 @@ class BuildResult:
     blobs: int
     payload_bytes: int
     signers: list[str]
+    parts: int = 1  # files written: the bundle, or its parts (then `path` is their index)
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,9 +136,8 @@ def build_bundle(options: BuildOptions) -> BuildResult:
     parent = read_parent(options.since) if options.since else None
     with collecting(options, output.parent) as collected:
         result = collected.write(output, keys, parent, options.split_size)
-    if options.split_size is not None and result.path != output:
-        parts = -(-result.size // options.split_size)
-        result.notes.append(f"split into {parts} parts; the index is {result.path.name}")
+    if result.parts > 1:
+        result.notes.append(f"split into {result.parts} parts; the index is {result.path.name}")
     return result
 
 
@@ -279,4 +279,4 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
         raise
     return BuildResult(written, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
                        {kind.key: len(contents.entries(kind.key)) for kind in KINDS}, len(contents.oci.blobs),
-                       contents.oci.blob_bytes, [signing.key_id(key.public_key()) for key in keys])
+                       contents.oci.blob_bytes, [signing.key_id(key.public_key()) for key in keys], out.parts)

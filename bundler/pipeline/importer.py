@@ -255,16 +255,15 @@ class Import:
         plans = self.manifests()
         sbom = self.sbom()
         with byte_progress("verifying", self.reading(plans, sbom)) as progress:
-            self.result.phases = progress.phases  # filled as each phase ends
             self.payloads(plans, sbom, progress.advance)
             progress.phase("planning")
             located = self.plan(plans)
-            if self.options.dry_run:
-                return self.result
-            progress.phase("importing")
-            staged, sent = self.stage(plans, located, progress.advance)
-            progress.phase("publishing")
-            self.publish(plans, staged, sent, sbom)
+            if not self.options.dry_run:
+                progress.phase("importing")
+                staged, sent = self.stage(plans, located, progress.advance)
+                progress.phase("publishing")
+                self.publish(plans, staged, sent, sbom)
+        self.result.phases = list(progress.phases)  # each one ended, the last as the progress closed
         return self.result
 
     def refuse(self, exc: IntegrityError) -> NoReturn:

@@ -204,6 +204,7 @@ def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
     assert built.returncode == 0, built.stderr
     parts = sorted(tmp_path.glob("split.bundle.tar.part-*"))
     assert len(parts) >= 3 and all(p.stat().st_size <= 2 << 20 for p in parts)
+    assert f"split into {len(parts)} parts; the index is split.bundle.tar.parts.json" in built.stdout
     assert not (tmp_path / "split.bundle.tar").exists()
     index = tmp_path / "split.bundle.tar.parts.json"
 
