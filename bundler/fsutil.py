@@ -41,7 +41,10 @@ def own_like_parent(path: Path) -> None:
 
 def make_dirs(path: Path, mode: int = 0o755) -> Path:
     """mkdir -p, each directory it makes owned like its parent (see own_like_parent)."""
-    missing = [p for p in [path, *path.parents] if not p.exists()]
+    missing, up = [], path
+    while not up.exists():  # up to the first one there (not every ancestor up to /)
+        missing.append(up)
+        up = up.parent
     for directory in reversed(missing):
         directory.mkdir(mode=mode, exist_ok=True)
         own_like_parent(directory)
