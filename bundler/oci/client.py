@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -448,14 +449,30 @@ class RegistryClient:
             raise UnreachableError(f"{self.base_url}/v2/ answered {r.status_code}: not an OCI registry?")
 
 
-def _bearer_challenge(header: str) -> Any:
-    """A `Bearer realm=...,service=...,scope=...` challenge parsed (by oras-py), or None."""
-    if header.split(" ", 1)[0].lower() != "bearer":
-        return None
-    from oras.auth import utils as oras_auth_utils  # imported only when a registry asks for tokens
+@dataclass(frozen=True)
+class Challenge:
+    """A `WWW-Authenticate: Bearer realm="...",service="...",scope="..."` challenge (the distribution
+    token-auth flow): where to ask for a token, for which service and scopes."""
+    realm: str
+    service: str | None
+    scope: str | None
 
-    h = oras_auth_utils.parse_auth_header(header)
-    return h if h.realm else None
+
+# an auth-param (RFC 9110 11.2): name=token or name="quoted string" (\\-escapes), comma-separated
+_AUTH_PARAM = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*(?:,|$)')
+
+
+def _bearer_challenge(header: str) -> Challenge | None:
+    """The Bearer challenge in a WWW-Authenticate header, or None (another scheme, or no realm)."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    params: dict[str, str] = {}
+    for match in _AUTH_PARAM.finditer(rest):
+        quoted, bare = match.group(2), match.group(3)
+        params.setdefault(match.group(1).lower(), re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare)
+    realm = params.get("realm")
+    return Challenge(realm, params.get("service"), params.get("scope")) if realm else None
 
 
 def _error_text(r: requests.Response) -> str:

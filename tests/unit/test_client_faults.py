@@ -188,3 +188,22 @@ def test_nothing_listening_is_unreachable() -> None:
 
     with pytest.raises(UnreachableError, match="cannot reach registry"):
         RegistryClient(f"127.0.0.1:{free_port()}", retries=1).ping()
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    # Docker Hub's, as the distribution token-auth spec shows it: a comma inside the quoted scope
+    ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+     'scope="repository:samalba/my-app:pull,push"',
+     ("https://auth.docker.io/token", "registry.docker.io", "repository:samalba/my-app:pull,push")),
+    # the scheme in any case, spaces around commas, a bare token value, two scopes
+    ('bearer realm="https://h/token", service=site , scope="repository:a:pull repository:b:pull,push"',
+     ("https://h/token", "site", "repository:a:pull repository:b:pull,push")),
+    ('Bearer realm="https://h/\\"q\\""', ('https://h/"q"', None, None)),  # an escaped quote
+    ('Basic realm="registry"', None),  # not a token flow: answered with the account, not parsed here
+    ('Bearer service="no-realm"', None),  # nowhere to ask
+    ("", None),
+])
+def test_a_bearer_challenge_is_read_as_the_token_flow_defines_it(
+        header: str, expected: tuple[str, str | None, str | None] | None) -> None:
+    challenge = client_module._bearer_challenge(header)
+    assert (None if challenge is None else (challenge.realm, challenge.service, challenge.scope)) == expected
