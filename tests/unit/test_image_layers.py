@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,8 @@ def test_a_layer_is_a_tar_any_reader_unpacks_with_the_files_bytes(tmp_path: Path
             extracted = tar.extractfile(f"models/{name}")
             assert extracted is not None and extracted.read() == content
     assert digests == {f"models/{n}": "sha256:" + hashlib.sha256(d).hexdigest() for n, d in files.items()}
+    # the build's one read: the layer hashed in a second thread, the files here; the same digests
+    assert layer.digests() == ("sha256:" + hashlib.sha256(data).hexdigest(), digests)
 
 
 def test_a_file_past_8_gib_carries_its_size_in_a_pax_header(tmp_path: Path) -> None:
@@ -82,6 +85,9 @@ def test_a_file_that_changes_between_the_two_passes_is_refused(tmp_path: Path) -
     model.write_bytes(b"a" * 5000)  # another size
     with pytest.raises(IntegrityError, match="changed while the bundle was built"):
         layer.write(digest, lambda offset, data: None, lambda n: None)
+    with pytest.raises(IntegrityError, match="changed while the bundle was built"):
+        layer.digests()  # the first pass too (its hashing thread ends with it)
+    assert not [t for t in threading.enumerate() if t.name == "layer-digest"]
 
 
 def test_the_config_names_the_platform_and_the_layers() -> None:

@@ -144,10 +144,8 @@ def pack_image(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry
     found = _titled_local_files(spec, base)
     layers, files = [], []
     for layer in plan_layers(directory, found, str(spec.path)):
-        hasher, digests = hashlib.sha256(), dict[str, str]()
-        for chunk in layer.stream(digests):
-            hasher.update(chunk)
-        digest, size = "sha256:" + hasher.hexdigest(), layer.size
+        digest, digests = layer.digests()
+        size = layer.size
         oci.add_blob(BlobSource(digest, size, f"{spec.path} (a layer of {len(layer.files)} files)",
                                 fetch=partial(layer.write, digest)))
         layers.append((digest, size))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import tarfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,19 +74,41 @@ class TarLayer:
             yield _header(directory, None)
         for f in self.files:
             yield _header(f.name, f.size)
-            hasher, read = hashlib.sha256(), 0
+            hasher, read = hashlib.sha256() if file_digests is not None else None, 0  # asked for: once
             with open(f.path, "rb") as source:
                 while chunk := source.read(min(CHUNK, f.size - read)):
-                    hasher.update(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     read += len(chunk)
                     yield chunk
                 if read != f.size or source.read(1):
                     raise IntegrityError(f"{f.path} changed while the bundle was built (its size is not "
                                          f"{f.size} bytes any more)", hint="build again once the file is final")
-            if file_digests is not None:
+            if file_digests is not None and hasher is not None:
                 file_digests[f.name] = "sha256:" + hasher.hexdigest()
             yield _padding(f.size)
         yield END
+
+    def digests(self) -> tuple[str, dict[str, str]]:
+        """The layer's sha256 and each file's (by name), from one read of the files: the layer is hashed
+        in a second thread as the files are read and hashed here (hashlib drops the GIL: two cores)."""
+        files: dict[str, str] = {}
+        layer = hashlib.sha256()
+        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+
+        def hash_layer() -> None:
+            while (chunk := chunks.get()) is not None:
+                layer.update(chunk)
+
+        worker = threading.Thread(target=hash_layer, name="layer-digest", daemon=True)
+        worker.start()
+        try:
+            for chunk in self.stream(files):
+                chunks.put(chunk)
+        finally:
+            chunks.put(None)
+            worker.join()
+        return "sha256:" + layer.hexdigest(), files
 
     def write(self, digest: str, write: Writer, progress: Progress) -> None:
         """Into the bundle (a BlobSource's fetch): streamed again, hashed again, the same digest."""
