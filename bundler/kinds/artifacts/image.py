@@ -144,14 +144,9 @@ def _parents(files: Sequence[LayerFile]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _platform(platform: str) -> dict[str, str]:
-    os_name, arch, *variant = platform.split("/")
-    return {"architecture": arch, "os": os_name, **({"variant": variant[0]} if variant else {})}
-
-
 def image_config(platform: str, diff_ids: Sequence[str]) -> bytes:
     """The image's config: its platform and its layers' (uncompressed: their own) digests."""
-    doc = {**_platform(platform), "config": {}, "rootfs": {"type": "layers", "diff_ids": list(diff_ids)}}
+    doc = {**media.platform_dict(platform), "config": {}, "rootfs": {"type": "layers", "diff_ids": list(diff_ids)}}
     return json.dumps(doc, indent=2).encode()
 
 
@@ -159,7 +154,7 @@ def image_index(manifests: Sequence[tuple[str, bytes]]) -> bytes:
     """An index over the image's manifest for each platform (the runtime picks its node's)."""
     return json.dumps({"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [
         {"mediaType": media.OCI_MANIFEST, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data),
-         "platform": _platform(platform)} for platform, data in manifests]}, indent=2).encode()
+         "platform": media.platform_dict(platform)} for platform, data in manifests]}, indent=2).encode()
 
 
 def image_manifest(config: bytes, layers: Sequence[tuple[str, int]]) -> bytes:
@@ -176,11 +171,10 @@ def check_image(read: Callable[[str], bytes], digest: str, media_type: str, file
     an index of them), an OCI image config, layers of uncompressed tar, room in them for the files it
     lists; ValueError."""
     if media_type == media.OCI_INDEX:
-        children = media.parse_json(read(digest)).get("manifests")
-        if not isinstance(children, list) or not children:
+        children = media.index_children(read(digest))  # ManifestError (a ValueError) when it lists none
+        if not children:
             raise ValueError(f"{origin}: its index lists no manifest")
-        for child in children:
-            found = media.Descriptor.from_dict(child)
+        for found in children:
             if found.media_type != media.OCI_MANIFEST:  # one level: an index of images, nothing deeper
                 raise ValueError(f"{origin}: its index lists a {found.media_type}, not an image manifest")
             check_image(read, found.digest, found.media_type, file_bytes, origin)
