@@ -225,14 +225,21 @@ def default_site(bundler: list[str], name: str) -> Iterator[DefaultSite]:
 FLOOR_RUNS = 5
 
 
+def single_pass(files: str, directory: Path = WORK) -> float:
+    """The physical floor of an import of `files` (a shell pattern): read once, hashed with OpenSSL's
+    sha256 and written once, in one pass (cat | tee | openssl dgst); wall seconds."""
+    seconds = run(["sh", "-c", f"cat {files} | tee floor.copy | openssl dgst -sha256 >/dev/null"], cwd=directory)[0]
+    (directory / "floor.copy").unlink()
+    return seconds
+
+
 def measure_floor(bundler: list[str]) -> tuple[list[float], list[float]]:
     """The bench bundle's import into a new default site and its physical floor (read once, hashed
     with OpenSSL's sha256, written once: one pass), alternated FLOOR_RUNS times so that each pair
     runs in the same minute: (import times, floor times)."""
     imports, floors = [], []
     for _ in range(FLOOR_RUNS):
-        floors.append(run(["sh", "-c", "cat bench.bundle.tar | tee floor.copy | openssl dgst -sha256 >/dev/null"])[0])
-        (WORK / "floor.copy").unlink()
+        floors.append(single_pass("bench.bundle.tar"))
         with default_site(bundler, "floor-dir"):
             imports.append(run([*bundler, "import", "bench.bundle.tar", "--site", "floor-dir"])[0])
     return imports, floors
@@ -282,8 +289,7 @@ def measure_model(bundler: list[str]) -> dict[str, float | bool]:
     run([*bundler, "build", "model.yaml", "-o", "model.bundle.tar", "--key", "release.key"])
     model.unlink()
     cold = drop_caches()
-    floor = run(["sh", "-c", "cat model.bundle.tar | tee model.copy | openssl dgst -sha256 >/dev/null"])[0]
-    (WORK / "model.copy").unlink()
+    floor = single_pass("model.bundle.tar")
     with default_site(bundler, "model-site"):
         drop_caches()
         t, rss = run([*bundler, "import", "model.bundle.tar", "--site", "model-site"])
@@ -326,9 +332,7 @@ def measure_large(bundler: list[str]) -> dict[str, float | bool]:
     out["cold"] = drop_caches()
     out["verify"], out["rss_verify"] = run([*bundler, "verify", str(index), "--key", str(WORK / "release.pub")])
     drop_caches()  # the floor of this import: the parts read once, hashed, written once (past the dirty cache)
-    out["floor"] = run(["sh", "-c", "cat large.bundle.tar.part-* | tee floor.copy | openssl dgst -sha256 >/dev/null"],
-                       cwd=large)[0]
-    (large / "floor.copy").unlink()
+    out["floor"] = single_pass("large.bundle.tar.part-*", large)
     with default_site(bundler, "large-site") as site:
         drop_caches()
         out["import"], out["rss_import"] = run([*bundler, "import", str(index), "--site", "large-site"])
