@@ -11,17 +11,15 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
-    """Write a whole file by rename: a reader sees the old bytes or the new, never a part. `durable`:
-    on the disk before the rename (fsync); off for what its owner writes without one (a registry's link
-    files: Distribution's own filesystem driver does not sync them)."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a whole file by rename: a reader sees the old bytes or the new, never a part, and after
+    a power cut the name holds them all (on the disk before the rename: fsync)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, mode)
         own_like_parent(Path(tmp))
         os.replace(tmp, path)

@@ -190,7 +190,7 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
     def stage(item: tuple[str, tuple[int, list[str]]]) -> _Staged:
         digest, (size, repos) = item
         lacking = tuple(repo for repo in repos
-                        if not (storage.linked(repo, digest) if storage else client.blob_exists(repo, digest)))
+                        if not (storage.linked(repo, digest, size) if storage else client.blob_exists(repo, digest)))
         for _ in range(len(repos) - len(lacking)):
             stats.count(unchanged="blobs")
         source = next((repo for repo in repos if repo not in lacking), None)
@@ -200,7 +200,7 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
                 source = (located or {}).get(digest)  # a delta's base, elsewhere on the site
             elif storage is not None:  # straight into the registry's storage, linked at publication
                 source = DIRECT
-                if not storage.has(digest):  # there already: an interrupted or refused import wrote it
+                if not storage.has(digest, size):  # there whole already: an interrupted or refused import wrote it
                     storage.write(digest, chunks(digest, sent=False)())  # hashed as it is copied
                     stats.count(sent=size)
                     read = True
@@ -237,7 +237,7 @@ def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: 
     # 2. link each blob into the repositories that lack it (a mount; an upload where mounts fail)
     def link(item: tuple[_Staged, str]) -> None:
         blob, repo = item
-        if done.storage is not None and done.storage.has(blob.digest):  # what the registry's mount writes
+        if done.storage is not None and done.storage.has(blob.digest, blob.size):  # what the registry's mount writes
             done.storage.link(repo, blob.digest)
             stats.count(added="blobs")
             return

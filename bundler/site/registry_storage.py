@@ -13,11 +13,20 @@ A blob's data file is invisible to clients until a repository links it; links ar
 publication, after every byte of the bundle verified; manifests and tags still go through the
 registry's API, last. A refused import leaves data files nothing links: the registry's garbage
 collector frees them at the next prune (they are recorded as the quarantine's were).
+
+Every file is on the disk before anything names it, as Distribution's own filesystem driver writes
+its files (each one synced as it is committed): a data file is synced before its rename, a link file
+before the registry is asked for a manifest that needs it. Without that, a power cut in the seconds
+after an import (the kernel writes dirty pages back some 30 s later) leaves data files of zero or
+part of their length under manifests and links the registry had synced: pulls fail until someone
+notices. A data file whose length is not its blob's (one an older bundler wrote without syncing) is
+not trusted: it is written again.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,11 +55,16 @@ class RegistryStorage:
     def link_file(self, repo: str, digest: str) -> Path:
         return self.root / "repositories" / repo / "_layers" / "sha256" / digest.removeprefix("sha256:") / "link"
 
-    def has(self, digest: str) -> bool:
-        return self.data(digest).is_file()
+    def has(self, digest: str, size: int | None = None) -> bool:
+        """The blob's data file is there (with `size`: and has that many bytes)."""
+        try:
+            st = os.stat(self.data(digest))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return stat.S_ISREG(st.st_mode) and (size is None or st.st_size == size)
 
-    def linked(self, repo: str, digest: str) -> bool:
-        return self.link_file(repo, digest).is_file() and self.has(digest)
+    def linked(self, repo: str, digest: str, size: int) -> bool:
+        return self.link_file(repo, digest).is_file() and self.has(digest, size)
 
     def manifest(self, repo: str, reference: str) -> str | None:
         """The digest the repository holds under a tag or a digest, as the registry's HEAD would
@@ -69,7 +83,8 @@ class RegistryStorage:
     def write(self, digest: str, chunks: Iterable[bytes]) -> None:
         """Copy a blob into place from chunks its reader verifies as they pass (bundle.verify's
         verified_chunks: the one hash of its bytes, which raises before the last chunk when they are
-        not the digest's); committed by rename only once every chunk came, else nothing stays."""
+        not the digest's); synced, then committed by rename, only once every chunk came, else
+        nothing stays."""
         if not self._ready:
             make_dirs(self.incoming, 0o700)
             make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
@@ -79,6 +94,8 @@ class RegistryStorage:
             with open(partial, "wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())  # on the disk before its name is: see the module's docstring
             os.chmod(partial, 0o644)
             own_like_parent(partial)
             target = self.data(digest)
@@ -93,5 +110,5 @@ class RegistryStorage:
         if path.is_file():
             return False
         make_dirs(path.parent)
-        atomic_write(path, digest.encode(), durable=False)  # as the registry's mount writes it
+        atomic_write(path, digest.encode())  # synced, as the registry's mount writes it
         return True
