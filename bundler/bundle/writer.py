@@ -8,7 +8,6 @@ name and renamed into place only when complete, so a failure leaves no partial b
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.bundle.parts import write_index
+from bundler.fsutil import file_sha256
 from bundler.parallel import run_parallel
 
 BLOCK = tarfile.BLOCKSIZE
@@ -147,7 +147,7 @@ class BundleFile:
         if len(self.partials) == 1:
             os.replace(self.partials[0], self.path)
             return self.path
-        hashes = run_parallel(_sha256, self.partials, min(len(self.partials), 4))
+        hashes = run_parallel(lambda path: file_sha256(path)[0], self.partials, min(len(self.partials), 4))
         for partial, name in zip(self.partials, self.names, strict=True):
             os.replace(partial, self.path.with_name(name))
         return write_index(self.path, [(name, self._length(i), digest) for i, (name, digest)
@@ -160,7 +160,3 @@ class BundleFile:
         for partial in self.partials:
             partial.unlink(missing_ok=True)
 
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

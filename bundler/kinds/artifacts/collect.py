@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from bundler.errors import BundlerError, IntegrityError, UsageError
+from bundler.fsutil import file_sha256
 from bundler.kinds.artifacts.entry import TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
 from bundler.kinds.artifacts.entry import media_type as layer_media_type
 from bundler.kinds.artifacts.image import LAYER_TYPE, image_config, image_index, image_manifest, plan_layers
@@ -120,9 +121,8 @@ def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEn
         return pack_image(spec, base, oci)
     layers, files = [], []
     for title, path in _titled_local_files(spec, base):
-        with open(path, "rb") as f:
-            digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
-            size = os.fstat(f.fileno()).st_size
+        hex_digest, size = file_sha256(path)
+        digest = "sha256:" + hex_digest
         oci.add_blob(BlobSource(digest, size, str(path), path=path))
         layers.append({"mediaType": spec.layer_type, "digest": digest, "size": size,
                        "annotations": {TITLE_ANNOTATION: title}})

@@ -5,7 +5,6 @@ control stanza, so the site can publish an apt index without dpkg)."""
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import requests
 
 from bundler import debcontrol, tools
 from bundler.errors import IntegrityError, UsageError
+from bundler.fsutil import file_sha256
 from bundler.kinds.updates.entry import UpdateEntry
 from bundler.kinds.updates.spec import UpdateSpec
 from bundler.retry import download_file
@@ -61,8 +61,7 @@ def collect_update(spec: UpdateSpec, staging: Path, base: Path, session: request
         if not staged.is_file():
             raise UsageError(f"update {spec.path}: no such file ({staged})")
         file_name, origin = staged.name, str(staged)
-        with open(staged, "rb") as f:
-            sha256, size = hashlib.file_digest(f, "sha256").hexdigest(), os.fstat(f.fileno()).st_size
+        sha256, size = file_sha256(staged)
     if spec.sha256 is not None and sha256 != spec.sha256:
         if spec.url is not None:
             staged.unlink(missing_ok=True)
