@@ -30,7 +30,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from bundler.fsutil import atomic_write, make_dirs, own_like_parent
+from bundler.fsutil import atomic_write, make_dirs, own_like_parent, write_synced
 from bundler.site.config import REGISTRY_DIR, REGISTRY_STORAGE, SiteConfig
 
 V2 = "docker/registry/v2"
@@ -92,10 +92,7 @@ class RegistryStorage:
         partial = self.incoming / f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
         try:
             with open(partial, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())  # on the disk before its name is: see the module's docstring
+                write_synced(out, chunks)  # on the disk before its name is: see the module's docstring
             os.chmod(partial, 0o644)
             own_like_parent(partial)
             target = self.data(digest)

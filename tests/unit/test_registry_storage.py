@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bundler import fsutil
 from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
 from bundler.site.registry_storage import RegistryStorage
@@ -72,4 +73,24 @@ def test_a_data_file_of_the_wrong_length_is_not_the_blob(storage: RegistryStorag
     assert storage.has(digest)  # there, by name
     assert not storage.has(digest, len(data)) and not storage.linked("store/app", digest, len(data))
     storage.write(digest, [data])  # written again, whole
+    assert storage.data(digest).read_bytes() == data
+
+
+def test_a_large_blob_goes_to_the_disk_while_it_is_copied(storage: RegistryStorage,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each WRITEBACK_STEP written is handed to the disk at once (not waited for), in order, so the
+    fsync that commits the blob waits for the tail alone; Linux's sync_file_range is what does it."""
+    start = fsutil._start_writeback()
+    assert start is not None  # found in the C library: the copy does not wait for the whole file at the end
+    handed: list[tuple[int, int]] = []
+
+    def noted(fd: int, offset: int, length: int) -> None:
+        handed.append((offset, length))
+        start(fd, offset, length)
+
+    monkeypatch.setattr(fsutil, "_start_writeback", lambda: noted)
+    data = os.urandom(3 * fsutil.WRITEBACK_STEP + 12345)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    storage.write(digest, [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)])
+    assert handed == [(i * fsutil.WRITEBACK_STEP, fsutil.WRITEBACK_STEP) for i in range(3)]
     assert storage.data(digest).read_bytes() == data

@@ -32,11 +32,10 @@ from typing import Any
 from bundler import debcontrol, tools
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
-from bundler.bundle.verify import digest_problem
+from bundler.bundle.verify import verified_chunks
 from bundler.errors import BundlerError, UsageError
-from bundler.fsutil import atomic_write
+from bundler.fsutil import atomic_write, write_synced
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
-from bundler.problems import ProblemError
 from bundler.site.config import SiteConfig
 from bundler.site.journal import files_lock
 from bundler.versions import package_version_key
@@ -114,16 +113,12 @@ class UpdateCache:
         if target.exists():
             return False
         partial = target.with_name(f".{entry.sha256}.partial")
-        digest = hashlib.sha256()
-        with open(partial, "wb") as out:
-            for chunk in reader.iter_member(entry.path):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != entry.sha256:  # the only time these bytes are read: this is the check
-            partial.unlink()
-            raise ProblemError(digest_problem(entry.path, entry.sha256, digest.hexdigest()))
+        try:  # the only time these bytes are read: this is the check (the last chunk waits for it)
+            with open(partial, "wb") as out:
+                write_synced(out, verified_chunks(reader, entry.path, entry.sha256))
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, target)
         return True
 
