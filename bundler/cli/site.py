@@ -258,7 +258,7 @@ def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) 
             click.echo(f"  {key}: {len(part.items)} ({human(part.bytes)})" + "".join(f"\n    {printable(item)}"
                                                                                  for item in part.items))
     if plan.leftovers:
-        click.echo(f"  left by refused imports: {sum(map(len, plan.leftovers.values()))} files")
+        click.echo(f"  left by refused or killed imports: {sum(map(len, plan.leftovers.values()))} files")
     click.echo(f"{done} {human(sum(plan.freed.values()))}" + (" (nothing was changed)" if dry_run else ""))
 
 

@@ -73,6 +73,7 @@ def _graph(client: RegistryClient, artifact: Artifact) -> tuple[list[str], dict[
     return [d for d, _, _ in reversed(graph.manifests)], {b.digest: b.size for b in graph.blobs}
 
 
+PARTIALS = "partial files"  # the leftovers' key for what killed imports were copying into the registry storage
 DERIVED_TAG = re.compile(r"^sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?$")  # named after an image's digest
 
 
@@ -122,6 +123,10 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
     left = state.unreferenced()
     plan.leftovers = {k: v for k, v in left.items() if v}
     plan.leftover_bytes = sum(map(partial(_stored_blob_size, site), left.get("blobs", [])))
+    storage = RegistryStorage.of(site)
+    if storage is not None and (partials := storage.partials()):  # what killed imports were copying
+        plan.leftovers[PARTIALS] = sorted(path.name for path in partials)
+        plan.leftover_bytes += sum(path.stat().st_size for path in partials)
     plan.kinds = {kind.key: kind.prune(site, kept_manifests, left.get(kind.key, [])) for kind in KINDS}
     return plan
 
@@ -170,6 +175,8 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
             run_parallel(lambda d: client.unlink_blob(site.quarantine, d), plan.leftovers.get("blobs", []), jobs)
         for part in plan.kinds.values():
             part.delete()
+        if plan.leftovers.get(PARTIALS) and (storage := RegistryStorage.of(site)) is not None:
+            storage.discard_partials()
         # 2. the registry's garbage collector frees the blobs (registry stopped for the pass)
         if site.embedded_registry and (plan.pruned or plan.leftovers.get("blobs")):  # also an interrupted run's
             collect_registry_garbage(site)

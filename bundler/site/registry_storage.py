@@ -20,13 +20,16 @@ before the registry is asked for a manifest that needs it. Without that, a power
 after an import (the kernel writes dirty pages back some 30 s later) leaves data files of zero or
 part of their length under manifests and links the registry had synced: pulls fail until someone
 notices. A data file whose length is not its blob's (one an older bundler wrote without syncing) is
-not trusted: it is written again.
+not trusted: it is written again. The partial files of an import killed while it copied are removed
+by the next import's first write and by a prune (both under the import lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +45,7 @@ class RegistryStorage:
         self.root = site.directory / REGISTRY_STORAGE / V2
         self.incoming = site.directory / INCOMING
         self._ready = False
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, site: SiteConfig) -> RegistryStorage | None:
@@ -85,10 +89,12 @@ class RegistryStorage:
         verified_chunks: the one hash of its bytes, which raises before the last chunk when they are
         not the digest's); synced, then committed by rename, only once every chunk came, else
         nothing stays."""
-        if not self._ready:
-            make_dirs(self.incoming, 0o700)
-            make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
-            self._ready = True
+        with self._lock:  # the first of the transfer's threads to come
+            if not self._ready:
+                self.discard_partials()  # under the import lock: a killed import's (its blob is written again)
+                make_dirs(self.incoming, 0o700)
+                make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
+                self._ready = True
         partial = self.incoming / f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
         try:
             with open(partial, "wb") as out:
@@ -100,6 +106,22 @@ class RegistryStorage:
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
+
+    def partials(self) -> list[Path]:
+        """What imports killed while they copied left: partial data files, never renamed into place."""
+        try:
+            return [path for path in self.incoming.iterdir() if path.name.endswith(".partial")]
+        except FileNotFoundError:
+            return []
+
+    def discard_partials(self) -> int:
+        """Remove the partial files (call it under the import lock); the bytes freed."""
+        freed = 0
+        for path in self.partials():
+            with contextlib.suppress(FileNotFoundError):
+                freed += path.stat().st_size
+                path.unlink()
+        return freed
 
     def link(self, repo: str, digest: str) -> bool:
         """Link a blob into a repository (what the registry's mount writes); False when it was."""

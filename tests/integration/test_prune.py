@@ -223,3 +223,32 @@ def test_a_prune_killed_midway_and_run_again_leaves_every_kept_image_pullable(
     skopeo_pulls(skopeo, site, releases.refs[2], releases.digests[2], tmp_path)
     assert not blob_file(site, releases.own_layers[0].digest).exists()
     assert not blob_file(site, releases.own_layers[1].digest).exists()
+
+
+def test_what_a_killed_import_was_copying_is_freed_by_a_prune_and_by_the_next_import(
+        cli: Callable[..., Run], releases: Releases, site: Path) -> None:
+    """An import killed while it copied a blob into the site's own registry storage leaves the
+    partial file (`registry/incoming/<hex>.<pid>.partial`: a 9 GiB model's, say): a prune counts
+    and frees it; so does the next import, before it writes its own."""
+    import_all(cli, site, releases.bundles[:1])
+    incoming = site / "registry" / "incoming"
+
+    def killed_import_left(size: int) -> Path:
+        left = incoming / f"{'ab' * 32}.{999_999}.partial"
+        left.write_bytes(os.urandom(size))
+        return left
+
+    left = killed_import_left(3 * MB)
+    dry = cli("site", "prune", site, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    planned = json.loads(dry.out)
+    assert planned["leftovers"]["partial files"] == [left.name] and planned["bytes_freed"]["leftovers"] >= 3 * MB
+    assert left.exists()  # a dry run changes nothing
+    pruned = cli("site", "prune", site)
+    assert pruned.code == 0, pruned.err
+    assert not left.exists()
+
+    left = killed_import_left(MB)
+    imported = cli("import", releases.bundles[1], "--site", site)
+    assert imported.code == 0, imported.err
+    assert not left.exists() and not list(incoming.iterdir())
