@@ -126,7 +126,7 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
     storage = RegistryStorage.of(site)
     if storage is not None and (partials := storage.partials()):  # what killed imports were copying
         plan.leftovers[PARTIALS] = sorted(path.name for path in partials)
-        plan.leftover_bytes += sum(path.stat().st_size for path in partials)
+        plan.leftover_bytes += sum(partials.values())
     plan.kinds = {kind.key: kind.prune(site, kept_manifests, left.get(kind.key, [])) for kind in KINDS}
     return plan
 

@@ -107,21 +107,25 @@ class RegistryStorage:
         finally:
             partial.unlink(missing_ok=True)
 
-    def partials(self) -> list[Path]:
-        """What imports killed while they copied left: partial data files, never renamed into place."""
+    def partials(self) -> dict[Path, int]:
+        """What imports killed while they copied left (partial data files, never renamed into place),
+        each with its size; one that goes meanwhile (an import running beside `site status`) is not
+        counted."""
+        found: dict[Path, int] = {}
         try:
-            return [path for path in self.incoming.iterdir() if path.name.endswith(".partial")]
+            entries = list(os.scandir(self.incoming))
         except FileNotFoundError:
-            return []
+            return found
+        for entry in entries:
+            if entry.name.endswith(".partial"):
+                with contextlib.suppress(FileNotFoundError):
+                    found[Path(entry.path)] = entry.stat(follow_symlinks=False).st_size
+        return found
 
-    def discard_partials(self) -> int:
-        """Remove the partial files (call it under the import lock); the bytes freed."""
-        freed = 0
+    def discard_partials(self) -> None:
+        """Remove the partial files (call it under the import lock: else an import's own could go)."""
         for path in self.partials():
-            with contextlib.suppress(FileNotFoundError):
-                freed += path.stat().st_size
-                path.unlink()
-        return freed
+            path.unlink(missing_ok=True)
 
     def link(self, repo: str, digest: str) -> bool:
         """Link a blob into a repository (what the registry's mount writes); False when it was."""
