@@ -44,7 +44,7 @@ def _start_writeback() -> Callable[[int, int, int], None] | None:
 
     try:
         call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no such call (macOS), no process library (Windows)
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 
