@@ -279,6 +279,14 @@ def drop_caches() -> bool:
         return False
 
 
+def cold_floors(files: str, directory: Path = WORK) -> tuple[float, float]:
+    """single_pass of `files` from a cold cache, unsynced then synced: (floor, synced floor)."""
+    drop_caches()
+    floor = single_pass(files, directory)
+    drop_caches()
+    return floor, single_pass(files, directory, durable=True)
+
+
 def write_model(path: Path, size: int) -> str:
     """A model file of `size` bytes (a random 64 MiB block repeated); its sha256. Written by a child
     process: a child forked later inherits this process's peak RSS in its own (ru_maxrss)."""
@@ -306,12 +314,9 @@ def measure_model(bundler: list[str]) -> dict[str, float | bool]:
         "      artifactType: application/vnd.acme.model.v1\n")
     run([*bundler, "build", "model.yaml", "-o", "model.bundle.tar", "--key", "release.key"])
     model.unlink()
-    cold = drop_caches()
-    floor = single_pass("model.bundle.tar")
-    drop_caches()
-    durable = single_pass("model.bundle.tar", durable=True)
+    floor, durable = cold_floors("model.bundle.tar")
     with default_site(bundler, "model-site"):
-        drop_caches()
+        cold = drop_caches()
         t, rss = run([*bundler, "import", "model.bundle.tar", "--site", "model-site"])
     shutil.rmtree(WORK / "model-site", ignore_errors=True)
     # the peer: the bundle is an OCI layout in a tar; a technician with skopeo unpacks it and copies
@@ -351,10 +356,8 @@ def measure_large(bundler: list[str]) -> dict[str, float | bool]:
     index = large / "large.bundle.tar.parts.json"
     out["cold"] = drop_caches()
     out["verify"], out["rss_verify"] = run([*bundler, "verify", str(index), "--key", str(WORK / "release.pub")])
-    drop_caches()  # the floor of this import: the parts read once, hashed, written once (past the dirty cache)
-    out["floor"] = single_pass("large.bundle.tar.part-*", large)
-    drop_caches()
-    out["durable_floor"] = single_pass("large.bundle.tar.part-*", large, durable=True)
+    # the floors of this import: the parts read once, hashed, written once (past the dirty cache)
+    out["floor"], out["durable_floor"] = cold_floors("large.bundle.tar.part-*", large)
     with default_site(bundler, "large-site") as site:
         drop_caches()
         out["import"], out["rss_import"] = run([*bundler, "import", str(index), "--site", "large-site"])
