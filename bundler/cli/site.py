@@ -234,7 +234,7 @@ def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) 
     Removes their images', charts' and artifacts' manifests (never one a kept release names, nor its
     signatures, attestations, SBOMs or referrers), then runs the registry's garbage collector (the
     registry stopped for the pass); update payloads no kept release carries and no group approved;
-    what refused imports left. Git history stays. Safe to interrupt (run it again) and on a full disk.
+    what refused or killed imports left. Git history stays. Safe to interrupt (run it again) and on a full disk.
 
     \b
     Examples:
