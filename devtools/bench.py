@@ -30,7 +30,8 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
              application authorizes, nginx sends the file over TLS)
                                       vs  curl of the same file from a plain static HTTPS server
                                           (`openssl s_server -WWW`, the site's certificate); and, for
-                                          the cost of TLS itself, from busybox httpd over plain HTTP
+                                          the cost of TLS itself, from busybox httpd over plain HTTP;
+                                          the three alternate DOWNLOAD_ROUNDS times, best of each
 
 Goals: build <= 1.0x, import <= 0.6x, re-import <= 1.0x of skopeo; import into the default site
 <= 1.3x into a plain registry; pulls from the default site <= 1.3x from a plain one; a payload
@@ -256,9 +257,12 @@ def measure_floor(bundler: list[str]) -> Floors:
     times so that each trio runs in the same minute."""
     floors = Floors([], [], [])
     for _ in range(FLOOR_RUNS):
+        os.sync()  # each of the three starts with nothing of an earlier step's still to write back
         floors.page_cache.append(single_pass("bench.bundle.tar"))
+        os.sync()
         floors.durable.append(single_pass("bench.bundle.tar", durable=True))
         with default_site(bundler, "floor-dir"):
+            os.sync()
             floors.imports.append(run([*bundler, "import", "bench.bundle.tar", "--site", "floor-dir"])[0])
     return floors
 
@@ -388,14 +392,14 @@ def measure_large(bundler: list[str]) -> dict[str, float | bool]:
     return out
 
 
-def curl_best(url: str, *options: str, n: int = 3) -> float:
-    """Seconds of the best of `n` downloads of `url` by curl (the bytes discarded)."""
-    best = float("inf")
-    for _ in range(n):
-        start = time.perf_counter()
-        subprocess.run(["curl", "-sf", "-o", "/dev/null", *options, url], check=True)
-        best = min(best, time.perf_counter() - start)
-    return best
+DOWNLOAD_ROUNDS = 5
+
+
+def curl_seconds(url: str, *options: str) -> float:
+    """Seconds of one download of `url` by curl (the bytes discarded)."""
+    start = time.perf_counter()
+    subprocess.run(["curl", "-sf", "-o", "/dev/null", *options, url], check=True)
+    return time.perf_counter() - start
 
 
 def measure_download(bundler: list[str], site: DefaultSite) -> dict[str, float]:
@@ -418,23 +422,27 @@ def measure_download(bundler: list[str], site: DefaultSite) -> dict[str, float]:
     ca = str(site.directory / "pki" / "ca.pem")
     http = json.loads(subprocess.run([*bundler, "site", "status", str(site.directory), "--json"],
                                      capture_output=True, text=True, cwd=WORK).stdout)["services"]["updates"]["url"]
-    ours = curl_best(f"{http}files/payload.bin", "--cacert", ca, "-H", f"Authorization: Bearer {token}")
     tls_port, plain_port = free_port(), free_port()
     pki = site.directory / "pki"
     peers = [subprocess.Popen(["openssl", "s_server", "-WWW", "-quiet", "-key", str(pki / "server.key"), "-cert",
                                str(pki / "server.pem"), "-accept", f"127.0.0.1:{tls_port}"], cwd=served,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
              subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{plain_port}", "-h", str(served)])]
+    downloads: dict[str, list[float]] = {"site": [], "static_tls": [], "plain_http": []}
     try:
+        os.sync()  # the payload and its bundle just written: their writeback not in anyone's time
         time.sleep(1)
-        static = curl_best(f"https://127.0.0.1:{tls_port}/payload.bin", "--cacert", ca)
-        plain = curl_best(f"http://127.0.0.1:{plain_port}/payload.bin")
+        for _ in range(DOWNLOAD_ROUNDS):  # alternated: this machine's speed drifts within a minute
+            downloads["site"].append(curl_seconds(f"{http}files/payload.bin", "--cacert", ca,
+                                                  "-H", f"Authorization: Bearer {token}"))
+            downloads["static_tls"].append(curl_seconds(f"https://127.0.0.1:{tls_port}/payload.bin", "--cacert", ca))
+            downloads["plain_http"].append(curl_seconds(f"http://127.0.0.1:{plain_port}/payload.bin"))
     finally:
         for peer in peers:
             peer.terminate()
             peer.wait()
     shutil.rmtree(served, ignore_errors=True)
-    return {"site": ours, "static_tls": static, "plain_http": plain}
+    return {name: min(seconds) for name, seconds in downloads.items()}
 
 
 def site_repo(ref: str) -> str:
