@@ -8,8 +8,10 @@ import fcntl
 import functools
 import hashlib
 import os
+import queue
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -54,11 +56,32 @@ def _start_writeback() -> Callable[[int, int, int], None] | None:
     return start
 
 
-def write_synced(out: BinaryIO, chunks: Iterable[bytes]) -> None:
-    """Write chunks to a new file and have them on the disk at the end (fsync), the disk writing them
-    back behind the copy as it goes (WRITEBACK_STEP at a time, not waited for), so that the fsync
-    waits for the last step rather than the whole file: a blob is copied and synced in about the time
-    the slower of the two takes, not their sum."""
+PIPELINE_FROM = 64 << 20  # a file this large is written by a thread of its own (see write_synced)
+PIPELINE_DEPTH = 8  # chunks taken ahead of that writer (8 MiB of 1 MiB chunks)
+
+
+def write_synced(out: BinaryIO, chunks: Iterable[bytes], size: int) -> None:
+    """Write chunks (`size` bytes in all) to a new file and have them on the disk at the end (fsync).
+
+    The disk writes the file back behind the copy as it goes (WRITEBACK_STEP at a time, not waited
+    for), so that the fsync waits for the last step rather than the whole file. A file of
+    PIPELINE_FROM bytes or more is written by a second thread, as `cat | tee` is two processes: this
+    one takes the chunks (a bundle's reader reads and hashes them), the other writes them, at most
+    PIPELINE_DEPTH chunks behind; each of the read and the write costs the kernel a page per 4 KiB
+    it moves, and one thread doing both would take their sum while the other core waits (smaller
+    files are copied several at a time by the caller's threads already). When the chunks raise (a
+    blob that is not its digest) the writer stops and that error is raised; when the writer fails (a
+    full disk) no more chunks are taken and its error is raised."""
+    if size < PIPELINE_FROM:
+        _write_back(out, chunks)
+    else:
+        _write_behind(out, chunks)
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _write_back(out: BinaryIO, chunks: Iterable[bytes]) -> None:
+    """Write the chunks, each WRITEBACK_STEP handed to the disk as soon as it is written."""
     start, written, handed = _start_writeback(), 0, 0
     for chunk in chunks:
         out.write(chunk)
@@ -67,8 +90,33 @@ def write_synced(out: BinaryIO, chunks: Iterable[bytes]) -> None:
             out.flush()
             start(out.fileno(), handed, written - handed)
             handed = written
-    out.flush()
-    os.fsync(out.fileno())
+
+
+def _write_behind(out: BinaryIO, chunks: Iterable[bytes]) -> None:
+    """_write_back in a thread of its own, fed the chunks through a queue of PIPELINE_DEPTH."""
+    pipe: queue.Queue[bytes | None] = queue.Queue(PIPELINE_DEPTH)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            _write_back(out, iter(pipe.get, None))
+        except BaseException as exc:  # raised in the caller's thread, below
+            failed.append(exc)
+            while pipe.get() is not None:  # let the taker's puts through until it stops
+                pass
+
+    writer = threading.Thread(target=write, name="write-behind", daemon=True)
+    writer.start()
+    try:
+        for chunk in chunks:
+            if failed:
+                break
+            pipe.put(chunk)
+    finally:
+        pipe.put(None)
+        writer.join()
+    if failed:
+        raise failed[0]
 
 
 def file_sha256(path: Path) -> tuple[str, int]:

@@ -201,7 +201,7 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
             elif storage is not None:  # straight into the registry's storage, linked at publication
                 source = DIRECT
                 if not storage.has(digest, size):  # there whole already: an interrupted or refused import wrote it
-                    storage.write(digest, chunks(digest, sent=False)())  # hashed as it is copied
+                    storage.write(digest, size, chunks(digest, sent=False)())  # hashed as it is copied
                     stats.count(sent=size)
                     read = True
                 if quarantined is not None:

@@ -84,8 +84,8 @@ class RegistryStorage:
         revision = manifests / "revisions" / "sha256" / digest.removeprefix("sha256:") / "link"
         return digest if revision.is_file() and self.has(digest) else None
 
-    def write(self, digest: str, chunks: Iterable[bytes]) -> None:
-        """Copy a blob into place from chunks its reader verifies as they pass (bundle.verify's
+    def write(self, digest: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Copy a blob of `size` bytes into place from chunks its reader verifies as they pass (bundle.verify's
         verified_chunks: the one hash of its bytes, which raises before the last chunk when they are
         not the digest's); synced, then committed by rename, only once every chunk came, else
         nothing stays."""
@@ -98,7 +98,7 @@ class RegistryStorage:
         partial = self.incoming / f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
         try:
             with open(partial, "wb") as out:
-                write_synced(out, chunks)  # on the disk before its name is: see the module's docstring
+                write_synced(out, chunks, size)  # on the disk before its name is: see the module's docstring
             os.chmod(partial, 0o644)
             own_like_parent(partial)
             target = self.data(digest)

@@ -5,13 +5,17 @@ before the rename that gives it its name."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bundler import fsutil
+from bundler.errors import IntegrityError
 from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
 from bundler.site.registry_storage import RegistryStorage
@@ -51,7 +55,7 @@ def test_a_blob_and_its_link_are_synced_before_they_are_named(storage: RegistryS
     data = os.urandom(3 << 20)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
     calls = watch_syncs(monkeypatch)
-    storage.write(digest, [data[:1 << 20], data[1 << 20:]])
+    storage.write(digest, len(data), [data[:1 << 20], data[1 << 20:]])
     assert storage.link("store/app", digest)
     renamed = [source for call, source in calls if call == "replace"]
     assert len(renamed) == 2  # the data file, then the link file
@@ -66,17 +70,26 @@ def test_a_data_file_of_the_wrong_length_is_not_the_blob(storage: RegistryStorag
     """What a power cut leaves of a file written without a sync: the name, and fewer bytes."""
     data = os.urandom(1 << 20)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-    storage.write(digest, [data])
+    storage.write(digest, len(data), [data])
     storage.link("store/app", digest)
     assert storage.has(digest, len(data)) and storage.linked("store/app", digest, len(data))
     os.truncate(storage.data(digest), 4096)
     assert storage.has(digest)  # there, by name
     assert not storage.has(digest, len(data)) and not storage.linked("store/app", digest, len(data))
-    storage.write(digest, [data])  # written again, whole
+    storage.write(digest, len(data), [data])  # written again, whole
     assert storage.data(digest).read_bytes() == data
 
 
-def test_a_large_blob_goes_to_the_disk_while_it_is_copied(storage: RegistryStorage,
+@pytest.fixture(params=["one thread", "write-behind"])
+def copy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a blob is copied: by the taker's thread, and (from PIPELINE_FROM bytes, made small
+    here) by a writer thread of its own."""
+    if request.param == "write-behind":
+        monkeypatch.setattr(fsutil, "PIPELINE_FROM", 1 << 20)
+    return str(request.param)
+
+
+def test_a_large_blob_goes_to_the_disk_while_it_is_copied(storage: RegistryStorage, copy: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Each WRITEBACK_STEP written is handed to the disk at once (not waited for), in order, so the
     fsync that commits the blob waits for the tail alone; Linux's sync_file_range is what does it."""
@@ -91,6 +104,40 @@ def test_a_large_blob_goes_to_the_disk_while_it_is_copied(storage: RegistryStora
     monkeypatch.setattr(fsutil, "_start_writeback", lambda: noted)
     data = os.urandom(3 * fsutil.WRITEBACK_STEP + 12345)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-    storage.write(digest, [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)])
+    storage.write(digest, len(data), [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)])
     assert handed == [(i * fsutil.WRITEBACK_STEP, fsutil.WRITEBACK_STEP) for i in range(3)]
     assert storage.data(digest).read_bytes() == data
+
+
+def test_a_blob_whose_bytes_fail_their_check_midway_leaves_nothing(storage: RegistryStorage, copy: str) -> None:
+    """The reader raises (the bytes are not the digest's) after a few MiB: that error, and no data
+    file, no partial file; the writer thread does not outlive the copy."""
+    data = os.urandom(8 << 20)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    def chunks() -> Iterator[bytes]:
+        yield from (data[i:i + (1 << 20)] for i in range(0, 4 << 20, 1 << 20))
+        raise IntegrityError("blob does not match its digest")
+
+    with pytest.raises(IntegrityError, match="does not match"):
+        storage.write(digest, len(data), chunks())
+    assert not storage.has(digest)
+    assert storage.partials() == {}
+    assert not [t for t in threading.enumerate() if t.name == "write-behind"]
+
+
+def test_a_full_disk_stops_the_copy_with_its_error(small_disk: Path, copy: str) -> None:
+    """Writing 16 MiB to a 4 MiB disk: ENOSPC, raised at once in the copying thread (not a hang
+    with the reader waiting on a writer that died), after fewer chunks than the whole."""
+    taken = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal taken
+        for _ in range(16):
+            taken += 1
+            yield os.urandom(1 << 20)
+
+    with open(small_disk / "blob", "wb") as out, pytest.raises(OSError) as raised:
+        fsutil.write_synced(out, chunks(), 16 << 20)
+    assert raised.value.errno == errno.ENOSPC
+    assert taken < 16 if copy == "one thread" else taken <= 4 + 1 + fsutil.PIPELINE_DEPTH + 1

@@ -115,7 +115,7 @@ class UpdateCache:
         partial = target.with_name(f".{entry.sha256}.partial")
         try:  # the only time these bytes are read: this is the check (the last chunk waits for it)
             with open(partial, "wb") as out:
-                write_synced(out, verified_chunks(reader, entry.path, entry.sha256))
+                write_synced(out, verified_chunks(reader, entry.path, entry.sha256), entry.size)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
