@@ -67,9 +67,10 @@ def write_synced(out: BinaryIO, chunks: Iterable[bytes], size: int) -> None:
     for), so that the fsync waits for the last step rather than the whole file. A file of
     PIPELINE_FROM bytes or more is written by a second thread, as `cat | tee` is two processes: this
     one takes the chunks (a bundle's reader reads and hashes them), the other writes them, at most
-    PIPELINE_DEPTH chunks behind; each of the read and the write costs the kernel a page per 4 KiB
-    it moves, and one thread doing both would take their sum while the other core waits (smaller
-    files are copied several at a time by the caller's threads already). When the chunks raise (a
+    PIPELINE_DEPTH chunks behind; the kernel's work for the pages read and for the pages written
+    (on a virtual machine, 2 to 3 s of system time per GiB written) would otherwise add up in one
+    thread while the other core waits (smaller files are copied several at a time by the caller's
+    threads already). When the chunks raise (a
     blob that is not its digest) the writer stops and that error is raised; when the writer fails (a
     full disk) no more chunks are taken and its error is raised."""
     if size < PIPELINE_FROM:
