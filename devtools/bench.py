@@ -25,7 +25,8 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
              peak RSS of each (goal < 200 MB), and the file read back from the site through tarfile
   plain:     bundler import into a plain registry (no TLS, no auth): what the default site costs on top
   pull:      skopeo copy of every image from the default site (site CA, the cluster's pull account)
-                                      vs  the same from a plain registry
+                                      vs  the same from a plain registry (both up, the two alternated
+                                          PULL_ROUNDS times, each after a sync)
   download:  curl of a 200 MB update payload from the default site (an enrolled client's token: the
              application authorizes, nginx sends the file over TLS)
                                       vs  curl of the same file from a plain static HTTPS server
