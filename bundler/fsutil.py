@@ -70,9 +70,9 @@ def write_synced(out: BinaryIO, chunks: Iterable[bytes], size: int) -> None:
     PIPELINE_DEPTH chunks behind; the kernel's work for the pages read and for the pages written
     (on a virtual machine, 2 to 3 s of system time per GiB written) would otherwise add up in one
     thread while the other core waits (smaller files are copied several at a time by the caller's
-    threads already). When the chunks raise (a
-    blob that is not its digest) the writer stops and that error is raised; when the writer fails (a
-    full disk) no more chunks are taken and its error is raised."""
+    threads already). When the chunks raise (a blob that is not its digest) the writer stops and
+    that error is raised; when the writer fails (a full disk) no more chunks are taken and its
+    error is raised."""
     if size < PIPELINE_FROM:
         _write_back(out, chunks)
     else:

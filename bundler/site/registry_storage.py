@@ -85,10 +85,10 @@ class RegistryStorage:
         return digest if revision.is_file() and self.has(digest) else None
 
     def write(self, digest: str, size: int, chunks: Iterable[bytes]) -> None:
-        """Copy a blob of `size` bytes into place from chunks its reader verifies as they pass (bundle.verify's
-        verified_chunks: the one hash of its bytes, which raises before the last chunk when they are
-        not the digest's); synced, then committed by rename, only once every chunk came, else
-        nothing stays."""
+        """Copy a blob of `size` bytes into place from chunks its reader verifies as they pass
+        (bundle.verify's verified_chunks: the one hash of its bytes, which raises before the last
+        chunk when they are not the digest's); synced, then committed by rename, only once every
+        chunk came, else nothing stays."""
         with self._lock:  # the first of the transfer's threads to come
             if not self._ready:
                 self.discard_partials()  # under the import lock: a killed import's (its blob is written again)
