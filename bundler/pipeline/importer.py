@@ -221,7 +221,8 @@ class Import:
         envelope     bundle.json and signatures against the trust policy, expiry; the site's rules
                      (rules.SiteRules: rollback, tag ownership); the tar's structure
         connect      the site's registry answers (before the long read), tokens fetched up front
-        unchanged    the release the site runs, every artifact present: done, no payload read
+        unchanged    the release the site runs, every artifact present (in the site's own storage,
+                     every blob linked at its full length): done, no payload read
         manifests    each artifact's manifests read, checked and kept (registry.plan)
         payloads     every payload hashed (the ones the transfer hashes as it sends them are left to it),
                      graphs, and the kinds' admission (rules.KindAdmission)
@@ -239,6 +240,7 @@ class Import:
         self.storage = RegistryStorage.of(site)  # the site's own registry, on this machine's disk
         # its work is bound by this machine's cores, not by round trips: more threads only contend
         self.jobs = min(options.jobs, os.cpu_count() or 1) if self.storage is not None else options.jobs
+        self._plans: list[Plan] | None = None  # manifests(): read once
 
     @property
     def report(self) -> VerifyReport:
@@ -295,12 +297,12 @@ class Import:
 
     def unchanged(self) -> bool:
         """The release the site runs, every artifact and every kind's content present: nothing to do
-        (no payload is read: `bundler verify` checks a copy's bytes)."""
+        (no layer is read, only the images' manifests: `bundler verify` checks a copy's bytes)."""
         manifest, current = self.report.manifest, self.state.latest(self.report.manifest.name)
         if not (current and current["manifest_digest"] == self.report.manifest_digest
                 and current.get("status", "done") == "done"
                 and artifacts_present(manifest_lookup(self.client, self.storage), self.artifacts, self.jobs)
-                and all(kind.present(self.site, manifest) for kind in KINDS)):
+                and all(kind.present(self.site, manifest) for kind in KINDS) and self.blobs_whole()):
             return False
         self.result.already_imported = True
         self.result.unchanged = {"blobs": 0}
@@ -309,6 +311,15 @@ class Import:
         self.result.added = {key: 0 for key in self.result.unchanged}
         write_cluster_config(self.site, self.state)
         return True
+
+    def blobs_whole(self) -> bool:
+        """In the site's own registry storage, every blob of every image linked by its repository and
+        of its full length: a data file cut short (what a power cut left of an older bundler's
+        unsynced copy) or gone makes the import run again and write it. A registry that is not the
+        site's own is not asked about each blob (a request each): its tags and manifests are."""
+        storage = self.storage
+        return storage is None or all(storage.linked(p.artifact.repo, digest, size)
+                                      for p in self.manifests() for digest, size in p.blobs)
 
     def push_rights(self) -> None:
         """A registry that is not the site's own (a Harbor project, say) must take pushes to every
@@ -328,10 +339,12 @@ class Import:
                      "project must exist: a robot account cannot create one")
 
     def manifests(self) -> list[Plan]:
-        try:
-            return [plan(self.reader, artifact) for artifact in self.artifacts]  # read, checked and kept
-        except IntegrityError as exc:
-            self.refuse(exc)
+        if self._plans is None:
+            try:
+                self._plans = [plan(self.reader, artifact) for artifact in self.artifacts]  # read, checked, kept
+            except IntegrityError as exc:
+                self.refuse(exc)
+        return self._plans
 
     def sbom(self) -> bytes | None:
         try:
