@@ -221,8 +221,12 @@ def dnf(site: UpdateSite, root: Path, package_key: Path, *args: str) -> subproce
                                           f"logdir={root}/log\npersistdir={root}/persist\n")
     command = ["dnf", "-y", "-c", str(root / "etc" / "dnf.conf"), f"--installroot={root}/installroot",
                "--setopt=reposdir=" + str(root / "etc"), "--releasever=1", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=root,
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root,
                           env={**os.environ, "GNUPGHOME": str(root / "gnupg")})
+    for keyring in root.rglob("pubring"):  # librepo's keyring for repo_gpgcheck: its gpg-agent outlives dnf
+        if keyring.is_dir():
+            subprocess.run(["gpgconf", "--homedir", str(keyring), "--kill", "gpg-agent"], capture_output=True)
+    return done
 
 
 def signed_rpm(tmp_path: Path) -> tuple[Path, Path]:
