@@ -318,8 +318,10 @@ class Import:
         unsynced copy) or gone makes the import run again and write it. A registry that is not the
         site's own is not asked about each blob (a request each): its tags and manifests are."""
         storage = self.storage
-        return storage is None or all(storage.linked(p.artifact.repo, digest, size)
-                                      for p in self.manifests() for digest, size in p.blobs)
+        if storage is None:
+            return True
+        links = {(p.artifact.repo, digest, size) for p in self.manifests() for digest, size in p.blobs}
+        return all(storage.linked(*link) for link in links)  # a layer two images of a repository share: once
 
     def push_rights(self) -> None:
         """A registry that is not the site's own (a Harbor project, say) must take pushes to every
