@@ -265,7 +265,8 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     Refused (exit 3, nothing changed) unless enough trusted keys signed it, it has not expired, it
     is not older than what the site runs, and every byte matches. Images and artifacts keep their
     digests and tags under <source host>/<path> (a port becomes _PORT); charts go under the chart
-    prefix. Importing the same bundle again is a no-op.
+    prefix. Importing the same bundle again is a no-op, unless the site lost part of it: into the
+    default site, a layer cut short or missing is written again.
 
     \b
     Example:
