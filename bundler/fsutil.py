@@ -127,11 +127,11 @@ def file_sha256(path: Path) -> tuple[str, int]:
         return hashlib.file_digest(f, "sha256").hexdigest(), os.fstat(f.fileno()).st_size
 
 
-def own_like_parent(path: Path) -> None:
-    """As root, give a new file or directory the owner of its directory: a site installed under its
-    own user (`site install`) keeps reading what a technician's command wrote there, a 0600 file too."""
+def own_like_parent(path: Path, like: Path | None = None) -> None:
+    """As root, give a new file or directory the owner of its directory (or of `like`): a site
+    installed under its own user keeps reading what a technician's command wrote there, a 0600 file too."""
     if os.geteuid() == 0:
-        parent = os.stat(path.parent)
+        parent = os.stat(like or path.parent)
         if parent.st_uid != 0:
             os.chown(path, parent.st_uid, parent.st_gid)
 

@@ -13,6 +13,7 @@ USB stick is not re-read to learn that). `bundler verify` checks a copy's bytes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -193,6 +194,19 @@ def refuse(report: VerifyReport, reader: BundleReader, digest: str, exc: Integri
 
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(site: SiteConfig, phase: str | None) -> BundlerError:
+    """The site's disk filled while the import wrote: what is free now, where, and what clients see."""
+    free = shutil.disk_usage(site.directory).free
+    seen = ("the publication stopped partway (the release the site ran before stays its current one)"
+            if phase == "publishing" else "nothing was published: clients see the site as it was")
+    return BundlerError(f"the disk under {site.directory} filled up during the import ({human(free)} free now); {seen}",
+                        hint="free space on that disk (`bundler site prune` frees older releases), then run the "
+                             "same command again: it resumes, and what arrived whole is not sent again")
+
+
 def import_bundle(options: ImportOptions) -> ImportResult:
     site = load_site(options.site)
     with import_lock(site, options.bundle):
@@ -201,6 +215,10 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         with BundleReader(options.bundle) as reader:
             try:
                 result = Import(site, options, journal, reader).run()
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise
+                raise disk_full(site, journal.phase) from None
             except AuthError as exc:  # the site's registry, not a source: its own hint
                 raise UnreachableError(f"the registry {site.registry_location} refuses the site's account "
                                        f"({exc.message})", hint=ACCOUNT_HINT if not site.embedded_registry else

@@ -1,5 +1,6 @@
-"""The site's front door: nginx terminates TLS for the site's HTTPS service and faces the store
-network; the Python application (pipeline/server.py) listens on a unix socket behind it.
+"""The site's front door: nginx terminates TLS for every port of the site and faces the store
+network: the HTTPS service's (the Python application, pipeline/server.py, on a unix socket behind it)
+and the embedded registry's (Distribution on a unix socket of its own, which no client reaches).
 
 What the front holds, so that no client can stop the token server, Git, the update cache or the page:
     deadlines      TLS handshake and request headers (client_header_timeout), body, send, idle
@@ -10,6 +11,8 @@ What the front holds, so that no client can stop the token server, Git, the upda
                    runs `git http-backend` for them (at most kinds.repos.server.GIT_PROCESSES at once)
     payloads       the application authorizes an update download, then answers `X-Accel-Redirect`:
                    nginx sends the file itself (sendfile, Range, HEAD), the application is free at once
+    registry      the same deadlines and per-client limits; blob bodies stream both ways (no
+                   buffering to disk), a manifest's body is bounded (MANIFEST_BODY)
 Event-driven connection handling means a silent or slow socket costs a few kilobytes, not a thread.
 
 `site up` writes the configuration under DIR/run/front/ and runs `nginx -c ... -g 'daemon off;'`
@@ -26,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.errors import BundlerError
-from bundler.fsutil import atomic_write, make_dirs
+from bundler.fsutil import atomic_write, make_dirs, own_like_parent
 from bundler.site.config import LOG_DIR, RUN_DIR, SiteConfig
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
 
 FRONT_DIR = f"{RUN_DIR}/front"  # nginx's prefix: its configuration, pid and temporary files
 APP_SOCKET = "app.sock"
+REGISTRY_SOCKET = "registry.sock"
 
 HEADER_TIMEOUT = 10  # seconds for the TLS handshake and the request line and headers
 BODY_TIMEOUT = 10  # seconds of silence while a body arrives
@@ -41,6 +45,8 @@ CONNECTIONS_PER_CLIENT = 64  # open requests from one client address
 TOKENS_PER_SECOND = 50  # /token requests per client address (burst TOKEN_BURST)
 TOKEN_BURST = 200
 TOKEN_BODY = "64k"
+MANIFEST_BODY = "4m"  # what Distribution 3 and containerd take as a manifest's largest size
+MAX_CONNECTIONS = 32768  # per worker: 20,000 silent sockets from one address leave room for every node
 CHECKSUM_HEADERS = ("X-Checksum-Sha256", "Digest", "ETag")  # what a file sent after X-Accel keeps of the app's answer
 
 
@@ -69,15 +75,26 @@ def nginx_binary() -> str:
     return found
 
 
-def app_socket(site: SiteConfig) -> Path:
-    """Where the application listens: DIR/run/app.sock, or, when that path is too long for a unix
-    socket (108 bytes), a private directory under the temporary directory named by the site."""
-    path = (site.directory / RUN_DIR / APP_SOCKET).resolve()
+def _socket(site: SiteConfig, name: str) -> Path:
+    """DIR/run/NAME, or, when that path is too long for a unix socket (108 bytes), a private directory
+    under the temporary directory named by the site."""
+    path = (site.directory / RUN_DIR / name).resolve()
     if len(os.fsencode(path)) < 100:
         return path
-    short = Path("/tmp") / f"bundler-site-{hashlib.sha256(os.fsencode(path)).hexdigest()[:16]}"
+    short = Path("/tmp") / f"bundler-site-{hashlib.sha256(os.fsencode(path.parent)).hexdigest()[:16]}"
     short.mkdir(mode=0o700, exist_ok=True)
-    return short / APP_SOCKET
+    own_like_parent(short, like=site.directory)
+    return short / name
+
+
+def app_socket(site: SiteConfig) -> Path:
+    """Where the application listens."""
+    return _socket(site, APP_SOCKET)
+
+
+def registry_socket(site: SiteConfig) -> Path:
+    """Where the embedded registry listens: only the front connects to it."""
+    return _socket(site, REGISTRY_SOCKET)
 
 
 def _quote(value: object) -> str:
@@ -117,7 +134,7 @@ def _location(rule: FrontRule) -> str:
             f"{NO_CHUNKED if rule.posts else ''}{PROXY}    }}\n")
 
 
-def config_text(site: SiteConfig, rules: Sequence[FrontRule] = ()) -> str:
+def front_config(site: SiteConfig, rules: Sequence[FrontRule] = ()) -> str:
     """nginx's configuration: the site's own routes (/healthz, /token, the page) and each content
     kind's `rules`."""
     prefix = (site.directory / FRONT_DIR).resolve()
@@ -125,12 +142,14 @@ def config_text(site: SiteConfig, rules: Sequence[FrontRule] = ()) -> str:
     log = (site.directory / LOG_DIR).resolve()
     q = _quote
     no_chunked, proxy = NO_CHUNKED, PROXY
+    tls = (f"    ssl_certificate {q(pki / SERVER_CERT)};\n    ssl_certificate_key {q(pki / SERVER_KEY)};\n"
+           "    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:tls:4m;\n    ssl_session_timeout 1h;\n")
     return f"""# written by `bundler site up`; edit site.yaml, not this file
 {_worker_user(site)}worker_processes auto;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile {2 * MAX_CONNECTIONS};
 pid {q(prefix / "nginx.pid")};
 error_log {q(log / "front.log")} warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {MAX_CONNECTIONS}; }}
 http {{
   access_log off;
   server_tokens off;
@@ -166,7 +185,7 @@ http {{
     server {q("unix:" + str(app_socket(site)))};
     keepalive 16;
   }}
-  proxy_http_version 1.1;
+{_registry_upstream(site)}  proxy_http_version 1.1;
   proxy_set_header Connection "";
   proxy_set_header Host $http_host;
   proxy_set_header X-Real-IP $remote_addr;
@@ -176,12 +195,7 @@ http {{
 
   server {{
     listen {_listen(site.http_listen)} ssl;
-    ssl_certificate {q(pki / SERVER_CERT)};
-    ssl_certificate_key {q(pki / SERVER_KEY)};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:tls:4m;
-    ssl_session_timeout 1h;
-
+{tls}
     location = /healthz {{
 {proxy}    }}
     location = /token {{
@@ -191,21 +205,60 @@ http {{
 {"".join(map(_location, rules))}    location / {{
 {proxy}    }}
   }}
-}}
+{_registry_server(site, tls)}}}
 """
 
 
-def write_config(site: SiteConfig, rules: Sequence[FrontRule] = ()) -> Path:
-    prefix = site.directory / FRONT_DIR
-    make_dirs(prefix)
+def _registry_upstream(site: SiteConfig) -> str:
+    if not site.embedded_registry:
+        return ""
+    return f"""  upstream registry {{
+    server {_quote("unix:" + str(registry_socket(site)))};
+    keepalive 32;
+  }}
+"""
+
+
+def _registry_server(site: SiteConfig, tls: str) -> str:
+    """The embedded registry's port: the same TLS, deadlines and per-client limits as the HTTPS
+    service's; blobs stream through in both directions (a layer of GiBs is never spooled to disk), and
+    only a manifest's body is bounded here (Distribution refuses a request without a token itself)."""
+    if site.registry_listen is None:
+        return ""
+    registry = "    proxy_pass http://registry;\n"
+    return f"""
+  server {{
+    listen {_listen(site.registry_listen)} ssl;
+{tls}    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_set_header X-Forwarded-Proto https;
+    location /v2/ {{
+{registry}    }}
+    location ~ ^/v2/.+/manifests/[^/]+$ {{
+    client_max_body_size {MANIFEST_BODY};
+{registry}    }}
+    location / {{
+    return 404;
+    }}
+  }}
+"""
+
+
+def front_config_file(site: SiteConfig) -> Path:
+    return site.directory / FRONT_DIR / "nginx.conf"
+
+
+def write_config(site: SiteConfig, text: str) -> Path:
+    make_dirs(site.directory / FRONT_DIR)
     make_dirs(site.directory / LOG_DIR)
-    path = prefix / "nginx.conf"
-    atomic_write(path, config_text(site, rules).encode())
+    path = front_config_file(site)
+    atomic_write(path, text.encode())
     return path
 
 
 def front_command(site: SiteConfig) -> list[str]:
     """The nginx command line (its own prefix, configuration and error log; not a daemon)."""
     prefix = (site.directory / FRONT_DIR).resolve()
-    return [nginx_binary(), "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"),
+    return [nginx_binary(), "-p", f"{prefix}/", "-c", str(front_config_file(site).resolve()),
             "-e", str((site.directory / LOG_DIR / "front.log").resolve()), "-g", "daemon off;"]

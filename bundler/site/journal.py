@@ -63,6 +63,7 @@ class Journal:
 
     def __init__(self, site: SiteConfig) -> None:
         self.path = site.directory / RUN_DIR / "import.journal"
+        self.phase: str | None = None  # this import's step, the last one it began
 
     def unfinished(self) -> dict[str, Any] | None:
         try:
@@ -71,6 +72,7 @@ class Journal:
             return None
 
     def step(self, bundle: Path, digest: str, phase: str) -> None:
+        self.phase = phase
         earlier = self.unfinished() or {}
         started = (earlier.get("started") if earlier.get("manifest_digest") == digest else None) or \
             dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()

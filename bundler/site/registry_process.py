@@ -37,9 +37,10 @@ def registry_config(storage: Path, address: str, htpasswd: Path | None = None,
                     tls: tuple[Path, Path] | None = None, token: dict[str, str] | None = None,
                     driver: dict[str, object] | None = None) -> dict[str, object]:
     """A Distribution registry configuration: filesystem storage (or `driver`: another storage
-    driver's section, {"s3": {...}}), optional TLS, and optional auth: htpasswd (basic), or `token`
-    (auth.token: realm, service, issuer, rootcertbundle)."""
-    http: dict[str, object] = {"addr": address}
+    driver's section, {"s3": {...}}), listening on `address` (host:port, or a unix socket's absolute
+    path), optional TLS, and optional auth: htpasswd (basic), or `token` (auth.token: realm, service,
+    issuer, rootcertbundle)."""
+    http: dict[str, object] = {"addr": address, "net": "unix" if address.startswith("/") else "tcp"}
     if tls is not None:
         http["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     config: dict[str, object] = {

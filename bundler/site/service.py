@@ -33,9 +33,17 @@ from bundler.fsutil import atomic_write, make_dirs, own_like_parent
 from bundler.site import figures, tokens
 from bundler.site.auth import upgrade_credentials
 from bundler.site.config import LOG_DIR, REGISTRY_DIR, REGISTRY_STORAGE, RUN_DIR, SITE_FILE, SiteConfig, load_site
-from bundler.site.front import FrontRule, app_socket, front_command, write_config
+from bundler.site.front import (
+    FrontRule,
+    app_socket,
+    front_command,
+    front_config,
+    front_config_file,
+    registry_socket,
+    write_config,
+)
 from bundler.site.identity import ensure_site_key
-from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY, ensure_token_signer
+from bundler.site.pki import PKI_DIR, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
 
 REGISTRY_IMAGE = "registry:2"
@@ -54,16 +62,26 @@ def http_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
     return _get(f"{site.http_url}/healthz", site, timeout) == 200
 
 
-def app_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
-    """The application answers on its unix socket (before the front is started in front of it)."""
+def _socket_answers(path: Path, url: str, statuses: tuple[bytes, ...], timeout: float) -> bool:
+    """A service behind the front answers `url` on its unix socket with one of `statuses`."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
-            sock.connect(str(app_socket(site)))
-            sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: app\r\n\r\n")
-            return sock.recv(64).startswith(b"HTTP/1.1 200")
+            sock.connect(str(path))
+            sock.sendall(b"GET " + url.encode() + b" HTTP/1.0\r\nHost: site\r\n\r\n")
+            return sock.recv(64)[9:12] in statuses
     except OSError:
         return False
+
+
+def app_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
+    """The application answers on its unix socket (before the front is started in front of it)."""
+    return _socket_answers(app_socket(site), "/healthz", (b"200",), timeout)
+
+
+def registry_process_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
+    """The embedded registry answers on its unix socket (401: it wants a token)."""
+    return _socket_answers(registry_socket(site), "/v2/", (b"200", b"401"), timeout)
 
 
 def registry_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
@@ -157,8 +175,8 @@ def _wait(site: SiteConfig, name: str, healthy: Callable[[SiteConfig, float], bo
             _pid_file(site, name).unlink(missing_ok=True)
             reason = failure_reason(log, log_from)
             hint = f"look at its log: {log}; nothing was left running"
-            if "address already in use" in reason.lower():
-                key = "registry.listen" if name == "registry" else "http.listen"
+            if "address already in use" in reason.lower():  # the front binds both ports: say which one
+                key = "registry.listen" if site.registry_listen and site.registry_listen in reason else "http.listen"
                 hint = (f"another program uses that address: stop it, or change {key} in "
                         f"{site.directory / SITE_FILE}; nothing was left running")
             raise BundlerError(f"the site's {LABELS.get(name, name)} service stopped at start: {reason}", hint=hint)
@@ -206,15 +224,15 @@ def failure_reason(log: Path, offset: int = 0) -> str:
 
 
 def _registry_config_file(site: SiteConfig) -> Path:
-    """Write the registry's configuration (TLS from the site CA, tokens from the HTTPS service)."""
+    """Write the registry's configuration: it listens on its unix socket behind the front (which holds
+    its port, with TLS from the site CA) and takes tokens from the HTTPS service."""
     assert site.registry_listen is not None
     root = site.directory / REGISTRY_DIR
-    pki = site.directory / PKI_DIR
     token_cert, _ = ensure_token_signer(site.directory)
     token = {"realm": site.token_realm, "service": tokens.SERVICE, "issuer": tokens.ISSUER,
              "rootcertbundle": str(token_cert.resolve())}
-    config = registry_config((root / "storage").resolve(), site.registry_listen, tls=(
-        (pki / SERVER_CERT).resolve(), (pki / SERVER_KEY).resolve()), token=token, driver=site.storage_driver())
+    config = registry_config((root / "storage").resolve(), str(registry_socket(site)), token=token,
+                             driver=site.storage_driver())
     path = root / "config.yml"
     make_dirs(root / "storage")
     atomic_write(path, yamltext.dump(config, sort_keys=True).encode(), mode=0o600)  # it may hold object storage keys
@@ -237,10 +255,10 @@ def _registry_config_changed(site: SiteConfig, config: Path) -> bool:
 def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
     """Start the embedded registry unless it runs with the current configuration; True if started."""
     config = site.directory / REGISTRY_DIR / "config.yml"
-    if registry_healthy(site, 0.5):
-        if not stale:
-            return False
-        _stop_registry(site)  # upgrade: restart it on the new configuration
+    if not stale and registry_process_healthy(site, 0.5):
+        return False
+    _stop_registry(site)  # an upgrade restarts it on the new configuration; one that hangs is replaced
+    registry_socket(site).unlink(missing_ok=True)  # left by one that was killed: a bind would fail on it
     binary = registry_binary() if site.registry_runtime != "docker" else None
     if binary is None and site.registry_runtime == "binary":
         raise BundlerError("site.yaml asks for the registry binary, and none is installed",
@@ -254,7 +272,7 @@ def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
     else:
         _start_registry_container(site, config)
     try:
-        _wait(site, "registry", registry_healthy, process, wait, site.registry_url, offset)
+        _wait(site, "registry", registry_process_healthy, process, wait, str(registry_socket(site)), offset)
     except BaseException:
         _stop_registry(site)  # one that never answered is not left running
         raise
@@ -274,10 +292,15 @@ def _start_registry_container(site: SiteConfig, config: Path) -> None:
                            hint="`apt-get install docker-registry`, or load the registry:2 image into Docker") from None
     root = (site.directory / REGISTRY_DIR).resolve()
     pki = (site.directory / PKI_DIR).resolve()
+    sockets = registry_socket(site).parent
+    owner = site.directory.stat()
     container = client.containers.run(
-        REGISTRY_IMAGE, ["serve", "/etc/bundler/config.yml"], detach=True, network_mode="host",
+        REGISTRY_IMAGE, ["serve", "/etc/bundler/config.yml"], detach=True,
+        network_mode="host" if site.registry_storage else "none",  # it listens on no port: object storage only
         entrypoint=["/bin/registry"],  # in the upstream image and in the one the tests build
+        user=f"{owner.st_uid}:{owner.st_gid}",  # the site's owner, as the front's workers, who connect to it
         volumes={str(root): {"bind": str(root), "mode": "rw"}, str(pki): {"bind": str(pki), "mode": "ro"},
+                 str(sockets): {"bind": str(sockets), "mode": "rw"},
                  str(config.resolve()): {"bind": "/etc/bundler/config.yml", "mode": "ro"}},
         name=f"bundler-site-registry-{os.getpid()}", restart_policy={"Name": "unless-stopped"})
     _container_file(site).parent.mkdir(exist_ok=True)
@@ -305,31 +328,38 @@ def _stop_registry(site: SiteConfig) -> bool:
 
 
 def site_up(directory: Path, wait: float = 30.0, rules: Sequence[FrontRule] = ()) -> SiteConfig:
-    """Start what is not running: the HTTPS service first (the registry's token server; `rules`: what
-    the content kinds' services ask of its front), then the registry. If one fails, stop what this
-    call started and raise, naming it and why."""
+    """Start what is not running: the HTTPS application first (the registry's token server; `rules`:
+    what the content kinds' services ask of its front), then the registry on its unix socket, then
+    the front, which holds every port. If one fails, stop what this call started and raise, naming it
+    and why."""
     site = load_site(directory)
     upgraded = upgrade_credentials(site.directory)
     ensure_site_key(site.directory)  # a site made before site keys gets one (its receipts are signed)
     stale = site.embedded_registry and _registry_config_changed(site, _registry_config_file(site))
+    if stale:
+        _stop_registry(site)  # an older site's registry held the port the front takes now
     marker = str(site.directory.resolve()).encode()
     started: list[Callable[[], object]] = []
     try:
+        config = front_config(site, rules)
         running = all(_running_pid(site, name, marker) is not None for name in ("http", "front")) \
-            and http_healthy(site)
-        if not running or upgraded or stale:  # the token server must read new accounts and keys
+            and http_healthy(site) and _front_config_unchanged(site, config)
+        if not running or upgraded:  # the token server must read new accounts and keys
             _stop_https(site)
             offset = _log_size(site, "http")
             process = _spawn(site, "http", [sys.executable, "-m", "bundler.pipeline.server",
                                             str(site.directory.resolve())])
             started.append(lambda: _stop_https(site))
             _wait(site, "http", app_healthy, process, wait, str(app_socket(site)), offset)
-            write_config(site, rules)
+        if site.embedded_registry and _start_registry(site, wait, stale):
+            started.append(lambda: _stop_registry(site))
+        if not running or upgraded:
+            write_config(site, config)
             offset = _log_size(site, "front")
             front = _spawn(site, "front", front_command(site))
             _wait(site, "front", http_healthy, front, wait, site.http_url, offset)
-        if site.embedded_registry and _start_registry(site, wait, stale):
-            started.append(lambda: _stop_registry(site))
+        if site.embedded_registry:
+            _wait(site, "registry", registry_healthy, None, wait, site.registry_url)
         figures.write_health(site, {"http": True, "registry": registry_healthy(site)})
     except BaseException:
         for stop in reversed(started):
@@ -401,6 +431,15 @@ def _stop_https(site: SiteConfig) -> bool:
     marker = str(site.directory.resolve()).encode()
     front = _stop_pid(site, "front", marker)
     return _stop_pid(site, "http", marker) or front
+
+
+def _front_config_unchanged(site: SiteConfig, config: str) -> bool:
+    """The running front read this configuration (a site an older bundler started had no registry
+    port behind it)."""
+    try:
+        return front_config_file(site).read_text() == config
+    except OSError:
+        return False
 
 
 def site_down(directory: Path) -> bool:

@@ -4,10 +4,12 @@ killed after its first tag moved, a split bundle whose part is a FIFO."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -24,7 +26,7 @@ from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from devtools.packages import build_deb
 from devtools.samples import push_samples
-from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.conftest import Keys, Registry, Run, SiteFactory, small_tmpfs
 from tests.helpers import split_bundle
 
 
@@ -356,3 +358,49 @@ def test_a_blob_cut_short_after_an_import_is_written_again_by_the_next(
     assert pull_all(cli, site, built.refs, skopeo, tmp_path / "pulled") == expected
     third = cli("import", built.bundle, "--site", site, "--json")
     assert third.code == 0 and json.loads(third.out)["already_imported"] is True
+
+
+def test_a_disk_that_fills_midway_through_an_import_says_so_and_the_next_run_completes(
+        cli: Callable[..., Run], make_site: SiteFactory, keys: Keys, tmp_path: Path) -> None:
+    """Another writer fills the site's disk while the import copies a 160 MiB payload: exit 1, a
+    message that says the disk is full (how much is free, where), that nothing was published and what
+    to do; the site stays healthy; once space is freed the same command completes."""
+    (tmp_path / "model.bin").write_bytes(os.urandom(160 << 20))
+    (tmp_path / "profile.yaml").write_text(
+        "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: models, version: 1.0.0}\n"
+        "spec:\n  updates:\n    - path: model.bin\n")
+    assert cli("build", "profile.yaml", "-o", "models.bundle.tar", "--key", keys.release.key, cwd=tmp_path).code == 0
+    bundle = tmp_path / "models.bundle.tar"
+    with small_tmpfs(tmp_path / "disk", "300m") as disk:
+        site = make_site(disk / "site", up=True)
+        filler = disk / "filler"
+        journal = site / "run" / "import.journal"
+
+        importing = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(bundle), "--site", str(site)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60  # once the copy starts, the import waits while the disk fills
+        while time.monotonic() < deadline and importing.poll() is None and \
+                b'"transfer"' not in (journal.read_bytes() if journal.exists() else b""):
+            time.sleep(0.0005)
+        os.kill(importing.pid, signal.SIGSTOP)
+        try:
+            with open(filler, "wb") as f, contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * (1 << 20))
+        finally:
+            os.kill(importing.pid, signal.SIGCONT)
+        out, err = importing.communicate(timeout=120)
+        full = Run(importing.returncode, out, err)
+        assert full.code == 1, full.err
+        assert f"the disk under {site} filled up during the import" in full.err, full.err
+        assert "free now" in full.err and "nothing was published" in full.err
+        assert "run the same command again" in full.err and "unexpected" not in full.err
+        assert json.loads(cli("updates", "list", "--site", site, "--json").out)["updates"] == []  # none published
+        status = cli("site", "status", site, "--json")
+        assert status.code == 0 and json.loads(status.out)["bundles"] == []  # every service answers
+        filler.unlink()
+        again = cli("import", bundle, "--site", site, "--json")
+        assert again.code == 0, again.err
+        assert json.loads(again.out)["added"]["updates"] == 1
+        listed = cli("updates", "list", "--site", site, "--json")
+        assert [u["name"] for u in json.loads(listed.out)["updates"]] == ["model.bin"], listed.out

@@ -50,14 +50,16 @@ def occupied() -> Iterator[int]:
         yield s.getsockname()[1]
 
 
-def test_site_up_failing_on_the_registry_stops_the_https_service_and_says_why(
+def test_site_up_failing_on_the_registry_port_stops_every_service_and_says_why(
         cli: Callable[..., Run], keys: Keys, tmp_path: Path, occupied: int) -> None:
+    """The front holds the registry's port too: it is the one that cannot bind it."""
     site = tmp_path / "site"
     http_port = free_port()
     init(cli, site, keys, occupied, http_port)
     up = cli("site", "up", site)
     assert up.code != 0
-    assert "the site's registry service stopped at start" in up.err and "address already in use" in up.err
+    assert "the site's https front (nginx) service stopped at start" in up.err, up.err
+    assert f"127.0.0.1:{occupied}" in up.err and "address already in use" in up.err.lower()
     assert f"change registry.listen in {site}/site.yaml" in up.err
     assert "Traceback" not in up.err and "level=" not in up.err
     assert alive(site) == []
