@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ TOKEN_BURST = 200
 TOKEN_BODY = "64k"
 MANIFEST_BODY = "4m"  # what Distribution 3 and containerd take as a manifest's largest size
 MAX_CONNECTIONS = 32768  # per worker: 20,000 silent sockets from one address leave room for every node
+OPEN_FILES = 65536  # what a worker asks for (the unit's LimitNOFILE); at most the hard limit it inherits
 CHECKSUM_HEADERS = ("X-Checksum-Sha256", "Digest", "ETag")  # what a file sent after X-Accel keeps of the app's answer
 
 
@@ -142,14 +144,15 @@ def front_config(site: SiteConfig, rules: Sequence[FrontRule] = ()) -> str:
     log = (site.directory / LOG_DIR).resolve()
     q = _quote
     no_chunked, proxy = NO_CHUNKED, PROXY
+    files = min(OPEN_FILES, resource.getrlimit(resource.RLIMIT_NOFILE)[1])  # only CAP_SYS_RESOURCE goes higher
     tls = (f"    ssl_certificate {q(pki / SERVER_CERT)};\n    ssl_certificate_key {q(pki / SERVER_KEY)};\n"
            "    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:tls:4m;\n    ssl_session_timeout 1h;\n")
     return f"""# written by `bundler site up`; edit site.yaml, not this file
 {_worker_user(site)}worker_processes auto;
-worker_rlimit_nofile {2 * MAX_CONNECTIONS};
+worker_rlimit_nofile {files};
 pid {q(prefix / "nginx.pid")};
 error_log {q(log / "front.log")} warn;
-events {{ worker_connections {MAX_CONNECTIONS}; }}
+events {{ worker_connections {min(MAX_CONNECTIONS, files - 64)}; }}
 http {{
   access_log off;
   server_tokens off;
@@ -232,7 +235,6 @@ def _registry_server(site: SiteConfig, tls: str) -> str:
 {tls}    client_max_body_size 0;
     proxy_request_buffering off;
     proxy_buffering off;
-    proxy_set_header X-Forwarded-Proto https;
     location /v2/ {{
 {registry}    }}
     location ~ ^/v2/.+/manifests/[^/]+$ {{

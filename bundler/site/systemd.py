@@ -23,6 +23,7 @@ from pathlib import Path
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.site.config import SiteConfig, load_site
+from bundler.site.front import OPEN_FILES
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 SITE_KEY = "X-BundlerSite"  # the unit's site directory, so that a second site of one name is refused
@@ -76,6 +77,7 @@ def unit_text(site: SiteConfig, user: str, python: str = sys.executable) -> str:
         f"ExecStart={command} up {quoted} --foreground\n"
         f"ExecStop={command} down {quoted}\n"
         "Restart=on-failure\nRestartSec=5\nTimeoutStartSec=120\n"
+        f"LimitNOFILE={OPEN_FILES}\n"  # the front's connections (site/front.py)
         f"ReadWritePaths={quoted.replace('$$', '$')}\n"
         + "".join(f"{line}\n" for line in HARDENING)
         + "\n[Install]\nWantedBy=multi-user.target\n"
