@@ -27,6 +27,10 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
   pull:      skopeo copy of every image from the default site (site CA, the cluster's pull account)
                                       vs  the same from a plain registry (both up, the two alternated
                                           PULL_ROUNDS times, each after a sync)
+  front:     the same pull through the site's front (nginx: TLS, deadlines, limits; the registry on
+             its unix socket)     vs  the same registry's own TLS listener (a second Distribution
+                                          process on the site's storage, its certificate and token
+                                          configuration, on a port of its own), alternated
   download:  curl of a 200 MB update payload from the default site (an enrolled client's token: the
              application authorizes, nginx sends the file over TLS)
                                       vs  curl of the same file from a plain static HTTPS server
@@ -35,7 +39,8 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
                                           the three alternate DOWNLOAD_ROUNDS times, best of each
 
 Goals: build <= 1.0x, import <= 0.6x, re-import <= 1.0x of skopeo; import into the default site
-<= 1.3x into a plain registry; pulls from the default site <= 1.3x from a plain one; a payload
+<= 1.3x into a plain registry; pulls from the default site <= 1.3x from a plain one, and <= 1.1x
+from the registry's own TLS listener (issue 35: the front costs a pull nothing); a payload
 download from the site <= 1.25x from a static server; peak RSS < 200 MB.
 Also: `bundler sign` on a 1 GiB bundle: it checks every payload's digest before it signs, so it
 costs what `bundler verify` costs (no peer signs bundles); memory stays flat.
@@ -61,7 +66,7 @@ import requests
 
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
-from bundler.site.registry_process import RegistryProcess, free_port, start_registry
+from bundler.site.registry_process import RegistryProcess, free_port, start_registry, wait_until_answers
 from devtools import images as im
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -466,6 +471,40 @@ def site_repo(ref: str) -> str:
     return f"{parsed.site_repository}:{parsed.tag}"
 
 
+@contextlib.contextmanager
+def own_tls_listener(site: DefaultSite) -> Iterator[str]:
+    """The site's registry as it ran before the front held its port: a second Distribution process on
+    the same storage, with the site's certificate and token configuration, listening with its own TLS
+    on a free loopback port. Yields host:port."""
+    import yaml
+
+    config = yaml.safe_load((site.directory / "registry" / "config.yml").read_text())
+    address = f"127.0.0.1:{free_port()}"
+    pki = site.directory / "pki"
+    config["http"] = {"addr": address, "net": "tcp", "tls": {"certificate": str(pki / "server.pem"),
+                                                             "key": str(pki / "server.key")}}
+    path = WORK / "own-tls.yml"
+    path.write_text(yaml.safe_dump(config))
+    binary = shutil.which("docker-registry") or shutil.which("registry") or "docker-registry"
+    process = subprocess.Popen([binary, "serve", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_answers(f"https://{address}", process=process, ca_file=pki / "ca.pem")
+        yield address
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def measure_front(site: DefaultSite, pull: list[str], refs: list[str]) -> tuple[list[float], list[float]]:
+    """Pulls through the front and from the registry's own TLS listener, alternated PULL_ROUNDS times."""
+    front, own = [], []
+    with own_tls_listener(site) as address:
+        for _ in range(PULL_ROUNDS):
+            front.append(pull_all([*pull, *site.pull_options], site.host, refs))
+            own.append(pull_all([*pull, *site.pull_options], address, refs))
+    return front, own
+
+
 def fresh_registry(name: str) -> RegistryProcess:
     shutil.rmtree(WORK / name, ignore_errors=True)
     return start_registry(WORK / name)
@@ -477,6 +516,8 @@ def main() -> None:
     parser.add_argument("--push", metavar="HOST", help=argparse.SUPPRESS)
     parser.add_argument("--push-extra", metavar="HOST", help=argparse.SUPPRESS)
     parser.add_argument("--write-model", nargs=2, metavar=("PATH", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--only-front", action="store_true",
+                        help="only the front row: pulls through the front vs the registry's own TLS listener")
     args = parser.parse_args()
     if args.push:
         print(json.dumps(push_set(RegistryClient(args.push))))
@@ -513,12 +554,27 @@ def main() -> None:
 
     run([*bundler, "keygen", "release"])
     run([*bundler, "keygen", "security"])
+    if args.only_front:
+        run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
+        with default_site(bundler, "site-dir") as site:
+            run([*bundler, "import", "bench.bundle.tar", "--site", "site-dir"])
+            front, own = [], []
+            for _ in range(args.runs):
+                more = measure_front(site, pull, refs)
+                front, own = front + more[0], own + more[1]
+        source.stop()
+        print(f"front {min(front):.2f}s vs the registry's own TLS listener {min(own):.2f}s: "
+              f"{min(front) / min(own):.2f}x (goal <= 1.1x); all runs", [f"{t:.2f}" for t in front], "vs",
+              [f"{t:.2f}" for t in own])
+        return
     build_b, build_s, imp_b, imp_s, re_b, re_s, plain_b, pull_site, pull_plain, rss_build, rss_import = (
         [] for _ in range(11))
     per_request_site: list[float] = []
     read_ratio: list[float] = []
     per_request_plain: list[float] = []
     downloads: list[dict[str, float]] = []
+    pull_front: list[float] = []
+    pull_own: list[float] = []
     for _ in range(args.runs):
         (WORK / "bench.bundle.tar").unlink(missing_ok=True)
         t, rss = run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
@@ -554,6 +610,8 @@ def main() -> None:
                 pull_site.append(pull_all([*pull, *site.pull_options], site.host, refs))
                 pull_plain.append(pull_all([*pull, "--src-tls-verify=false"], plain.address, refs))
             plain.stop()
+            more = measure_front(site, pull, refs)
+            pull_front, pull_own = pull_front + more[0], pull_own + more[1]
 
         with default_site(bundler, "peer-dir") as peer:
             shutil.rmtree(WORK / "unpacked", ignore_errors=True)
@@ -593,6 +651,7 @@ def main() -> None:
             ("floor/sync", min(floors.imports), min(floors.durable), 1.5, "read + sha256 + write once, on the disk"),
             ("site/plain", min(imp_b), min(plain_b), 1.3, "plain"),
             ("pull", min(pull_site), min(pull_plain), 1.3, "plain"),
+            ("front", min(pull_front), min(pull_own), 1.1, "the registry's own TLS listener"),
             ("download", min(d["site"] for d in downloads), min(d["static_tls"] for d in downloads), 1.25,
              "static HTTPS server")]
     print(f"\n{'':10} {'bundler':>9} {'peer':>9} {'ratio':>7} {'goal':>7}")
@@ -645,6 +704,7 @@ def main() -> None:
           "| re-import", [f"{t:.2f}" for t in re_b], "vs", [f"{t:.2f}" for t in re_s],
           "| plain import", [f"{t:.2f}" for t in plain_b],
           "| pull", [f"{t:.2f}" for t in pull_site], "vs", [f"{t:.2f}" for t in pull_plain],
+          "| front", [f"{t:.2f}" for t in pull_front], "vs", [f"{t:.2f}" for t in pull_own],
           "| import", [f"{t:.2f}" for t in floors.imports], "vs its floor", [f"{t:.2f}" for t in floors.page_cache],
           "and synced", [f"{t:.2f}" for t in floors.durable])
 

@@ -1,12 +1,16 @@
 """Every name a bundle can move on a site belongs to the bundle name that first set it: tags (an
 image's own and those derived from it: `sha256-<hex>.sig`, ...), downloads by file name
 (`files/<name>`), Git repositories. Another bundle name moving one is refused (`name-owned`, with the
-subject this module takes). A deliberate hand-over is `bundler site hand-over DIR SUBJECT --to NAME`,
-recorded in state.json (`handovers`) and shown by `site status --json`."""
+subject this module takes). A bundle that ships another name's tag unchanged (a base image two
+products share, at one digest) imports, and the tag stays its first owner's: only a deliberate
+hand-over, `bundler site hand-over DIR SUBJECT --to NAME`, gives it away (with the tags derived from
+its image: signatures, attestations, SBOMs), recorded in state.json (`handovers`) and shown by
+`site status --json`. A subject is one of the site's own names, validated like any other."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from bundler import names
 from bundler.errors import UsageError
@@ -29,9 +33,9 @@ def hand_over(site: SiteConfig, subject: str, to: str) -> str:
         state = SiteState.load(site.directory)
         tag = None
         if subject.startswith("files/"):
-            previous = UpdateCache(site).hand_over(subject.removeprefix("files/"), to)
+            previous = UpdateCache(site).hand_over(_valid(names.file_name, subject.removeprefix("files/")), to)
         elif match := GIT_SUBJECT.match(subject):
-            previous = hand_over_repository(site, match.group(1), to)
+            previous = hand_over_repository(site, _valid(names.repo_name, match.group(1)), to)
         elif subject in state.tags:
             tag, previous = subject, state.tags[subject]["name"]
         else:
@@ -40,3 +44,12 @@ def hand_over(site: SiteConfig, subject: str, to: str) -> str:
                                   "<repository>:<tag>")
         state.record_handover(subject, previous, to, tag)
     return previous
+
+
+def _valid(rule: Callable[[str], str], name: str) -> str:
+    try:
+        return rule(name)
+    except ValueError as exc:
+        raise UsageError(f"not a name on this site: {exc}",
+                         hint="give the subject as the refusal names it: files/<name>, git/<name>.git or "
+                              "<repository>:<tag>") from None

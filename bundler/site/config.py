@@ -617,14 +617,24 @@ class SiteState:
             if bundle["manifest_digest"] == manifest_digest:
                 bundle["status"] = "done"
         for repo, tag, digest in tags:
-            self.tags[f"{repo}:{tag}"] = {"name": name, "version": version, "digest": digest}
+            key = f"{repo}:{tag}"
+            owner = self.tags.get(key)
+            if owner is None or owner["name"] == name:
+                self.tags[key] = {"name": name, "version": version, "digest": digest}
+            else:  # another name's tag, shipped unchanged (or moved by --allow-downgrade): it stays theirs
+                self.tags[key] = {**owner, "digest": digest}
         self._save()
 
     def record_handover(self, subject: str, previous: str, to: str, tag: str | None = None) -> None:
-        """A name handed over on purpose (call under files_lock); a tag's owner changes with it."""
+        """A name handed over on purpose (call under files_lock); a tag's owner changes with it, and so
+        does the owner of every tag derived from its image (`sha256-<hex>.sig`, `.att`, `.sbom`, the
+        referrers fallback `sha256-<hex>`)."""
         self._reload()
         if tag is not None:
-            self.tags[tag] = {**self.tags[tag], "name": to}
+            repo = tag.rpartition(":")[0]
+            derived = f"{repo}:sha256-{self.tags[tag]['digest'].removeprefix('sha256:')}"
+            for key in [tag, *(k for k in self.tags if k == derived or k.startswith(f"{derived}."))]:
+                self.tags[key] = {**self.tags[key], "name": to}
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         self.handovers.append({"subject": subject, "from": previous, "to": to, "at": now})
         self._save()

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bundler.errors import BundlerError
 from bundler.fsutil import atomic_write, make_dirs, own_like_parent
-from bundler.site.config import LOG_DIR, RUN_DIR, SiteConfig
+from bundler.site.config import LOG_DIR, REGISTRY_STORAGE, RUN_DIR, SiteConfig
 from bundler.site.pki import PKI_DIR, SERVER_CERT, SERVER_KEY
 
 FRONT_DIR = f"{RUN_DIR}/front"  # nginx's prefix: its configuration, pid and temporary files
@@ -222,20 +222,62 @@ def _registry_upstream(site: SiteConfig) -> str:
 """
 
 
+BLOB = "^/v2/.+/blobs/sha256:(?<h2>[a-f0-9]{2})(?<h62>[a-f0-9]{62})$"  # a blob by digest, as clients fetch it
+
+
 def _registry_server(site: SiteConfig, tls: str) -> str:
     """The embedded registry's port: the same TLS, deadlines and per-client limits as the HTTPS
     service's; blobs stream through in both directions (a layer of GiBs is never spooled to disk), and
-    only a manifest's body is bounded here (Distribution refuses a request without a token itself)."""
+    only a manifest's body is bounded here (Distribution refuses a request without a token itself).
+
+    On the site's own disk, a blob's GET is answered by nginx from the registry's storage once the
+    registry said yes to the same request as a HEAD (the token, the blob linked in that repository):
+    one hop less for every layer byte, so a pull costs what the registry's own TLS listener cost. Any
+    answer but yes or no (a blob not there: 404) is the registry's own."""
     if site.registry_listen is None:
         return ""
     registry = "    proxy_pass http://registry;\n"
+    blobs = "" if site.registry_storage else f"""    location ~ "{BLOB}" {{
+    error_page 418 = @blob_file;
+    recursive_error_pages on;  # @blob_file hands what the registry did not answer yes or no back to it
+    if ($request_method = GET) {{ return 418; }}
+{registry}    }}
+    location @blob_file {{
+    auth_request /_registry_auth;
+    error_page 500 = @registry;
+    root {_quote((site.directory / REGISTRY_STORAGE / "docker/registry/v2/blobs/sha256").resolve())};
+    rewrite ^ /$h2/$h2$h62/data break;
+    disable_symlinks on;  # a link planted in the storage is not followed
+    types {{ }}
+    default_type application/octet-stream;
+    etag off;
+    add_header Docker-Content-Digest sha256:$h2$h62 always;
+    add_header ETag '"sha256:$h2$h62"' always;
+    add_header Docker-Distribution-Api-Version registry/2.0 always;
+    }}
+    location = /_registry_auth {{
+    internal;
+    proxy_method HEAD;
+    proxy_pass_request_body off;
+    proxy_set_header Content-Length "";
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-Proto https;
+    proxy_pass http://registry$request_uri;
+    }}
+    location @registry {{
+    proxy_pass http://registry$request_uri;  # the URI as the client sent it, not @blob_file's rewrite
+    }}
+"""
     return f"""
   server {{
     listen {_listen(site.registry_listen)} ssl;
 {tls}    client_max_body_size 0;
     proxy_request_buffering off;
-    proxy_buffering off;
-    location /v2/ {{
+    proxy_max_temp_file_size 0;  # a blob streams through memory (the buffers below), never spooled to disk
+    proxy_buffers 8 64k;
+    proxy_busy_buffers_size 128k;
+{blobs}    location /v2/ {{
 {registry}    }}
     location ~ ^/v2/.+/manifests/[^/]+$ {{
     client_max_body_size {MANIFEST_BODY};

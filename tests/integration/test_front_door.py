@@ -8,6 +8,7 @@ time (BUNDLER_ATTACK_SECONDS, default 25), loopback only, all stopped at the end
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -439,3 +440,36 @@ def test_the_registry_listens_on_no_port_of_its_own_and_its_port_is_the_fronts(s
     answer = requests.get(f"https://{HOST}:{site.registry_port}/v2/", verify=site.ca, timeout=5)
     assert answer.status_code == 401 and answer.headers["Server"] == "nginx"
     assert "Bearer" in answer.headers["WWW-Authenticate"]
+
+
+def test_blobs_come_through_the_front_only_with_a_token_for_their_repository(site: Site) -> None:
+    """The front answers a layer's GET from the registry's storage only when the registry says yes to
+    it: no token, a 401 with the challenge; a repository that does not hold it, the registry's 404;
+    else the bytes of that digest, whole or by range."""
+    user, password = site.credentials()
+    repo, _, tag = site.image.split("/", 1)[1].rpartition(":")
+    base = f"https://{HOST}:{site.registry_port}/v2"
+
+    def token(repository: str) -> dict[str, str]:
+        r = requests.get(f"{site.url}/token", params={"service": "bundler-site",
+                                                      "scope": f"repository:{repository}:pull"},
+                         auth=(user, password), verify=site.ca, timeout=5)
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    manifest = requests.get(f"{base}/{repo}/manifests/{tag}", headers={
+        **token(repo), "Accept": "application/vnd.oci.image.manifest.v1+json,"
+                                 "application/vnd.docker.distribution.manifest.v2+json"}, verify=site.ca, timeout=5)
+    layer = manifest.json()["layers"][-1]
+    url = f"{base}/{repo}/blobs/{layer['digest']}"
+    anonymous = requests.get(url, verify=site.ca, timeout=5)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer realm=")
+    whole = requests.get(url, headers=token(repo), verify=site.ca, timeout=10)
+    assert whole.status_code == 200 and whole.headers["Docker-Content-Digest"] == layer["digest"]
+    assert "sha256:" + hashlib.sha256(whole.content).hexdigest() == layer["digest"]
+    part = requests.get(url, headers={**token(repo), "Range": "bytes=10-19"}, verify=site.ca, timeout=10)
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    elsewhere = requests.get(f"{base}/another/repository/blobs/{layer['digest']}", headers=token("another/repository"),
+                             verify=site.ca, timeout=5)
+    assert elsewhere.status_code == 404 and elsewhere.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+    head = requests.head(url, headers=token(repo), verify=site.ca, timeout=5)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == layer["size"]

@@ -373,34 +373,40 @@ def test_a_disk_that_fills_midway_through_an_import_says_so_and_the_next_run_com
     bundle = tmp_path / "models.bundle.tar"
     with small_tmpfs(tmp_path / "disk", "300m") as disk:
         site = make_site(disk / "site", up=True)
-        filler = disk / "filler"
-        journal = site / "run" / "import.journal"
-
-        importing = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(bundle), "--site", str(site)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60  # once the copy starts, the import waits while the disk fills
-        while time.monotonic() < deadline and importing.poll() is None and \
-                b'"transfer"' not in (journal.read_bytes() if journal.exists() else b""):
-            time.sleep(0.0005)
-        os.kill(importing.pid, signal.SIGSTOP)
-        try:
-            with open(filler, "wb") as f, contextlib.suppress(OSError):
-                while True:
-                    f.write(b"\0" * (1 << 20))
+        try:  # stopped before the disk goes
+            fill_midway_then_import_again(cli, bundle, site, disk / "filler")
         finally:
-            os.kill(importing.pid, signal.SIGCONT)
-        out, err = importing.communicate(timeout=120)
-        full = Run(importing.returncode, out, err)
-        assert full.code == 1, full.err
-        assert f"the disk under {site} filled up during the import" in full.err, full.err
-        assert "free now" in full.err and "nothing was published" in full.err
-        assert "run the same command again" in full.err and "unexpected" not in full.err
-        assert json.loads(cli("updates", "list", "--site", site, "--json").out)["updates"] == []  # none published
-        status = cli("site", "status", site, "--json")
-        assert status.code == 0 and json.loads(status.out)["bundles"] == []  # every service answers
-        filler.unlink()
-        again = cli("import", bundle, "--site", site, "--json")
-        assert again.code == 0, again.err
-        assert json.loads(again.out)["added"]["updates"] == 1
-        listed = cli("updates", "list", "--site", site, "--json")
-        assert [u["name"] for u in json.loads(listed.out)["updates"]] == ["model.bin"], listed.out
+            cli("site", "down", site)
+
+
+def fill_midway_then_import_again(cli: Callable[..., Run], bundle: Path, site: Path, filler: Path) -> None:
+    """Another writer fills the disk once the import copies; then the space comes back."""
+    journal = site / "run" / "import.journal"
+    importing = subprocess.Popen([sys.executable, "-m", "bundler.cli", "import", str(bundle), "--site", str(site)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60  # once the copy starts, the import waits while the disk fills
+    while time.monotonic() < deadline and importing.poll() is None and \
+            b'"transfer"' not in (journal.read_bytes() if journal.exists() else b""):
+        time.sleep(0.0005)
+    os.kill(importing.pid, signal.SIGSTOP)
+    try:
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 20))
+    finally:
+        os.kill(importing.pid, signal.SIGCONT)
+    out, err = importing.communicate(timeout=120)
+    full = Run(importing.returncode, out, err)
+    assert full.code == 1, full.err
+    assert f"the disk under {site} filled up during the import" in full.err, full.err
+    assert "free now" in full.err and "nothing was published" in full.err
+    assert "run the same command again" in full.err and "unexpected" not in full.err
+    assert json.loads(cli("updates", "list", "--site", site, "--json").out)["updates"] == []  # none published
+    status = cli("site", "status", site, "--json")
+    assert status.code == 0 and json.loads(status.out)["bundles"] == []  # every service answers
+    filler.unlink()
+    again = cli("import", bundle, "--site", site, "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["added"]["updates"] == 1
+    listed = cli("updates", "list", "--site", site, "--json")
+    assert [u["name"] for u in json.loads(listed.out)["updates"]] == ["model.bin"], listed.out

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
+from bundler.site.config import load_site
 from devtools import images as im
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, SiteFactory
 from tests.helpers import (
     EMPTY,
     EMPTY_CONFIG,
@@ -331,3 +332,68 @@ def test_an_images_signature_belongs_to_its_product_and_prune_keeps_a_kept_image
     assert pruned.code == 0, pruned.err
     assert site_signature(target, repo, digest, source.key) == second  # the kept image keeps its signature
     assert target.head_manifest(repo, first) is None  # the first signature, which nothing points at, went
+
+
+def release(cli: Callable[..., Run], keys: Keys, directory: Path, name: str, version: str, images: list[str]) -> Path:
+    """A bundle of `images` under bundle name `name`, release `version`."""
+    directory.mkdir(parents=True)
+    (directory / "profile.yaml").write_text(
+        f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: {name}, version: {version}}}\n"
+        "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images))
+    built = build(cli, keys, directory / "profile.yaml", directory / "b.bundle.tar")
+    assert built.code == 0, built.err
+    return directory / "b.bundle.tar"
+
+
+def test_a_tag_shipped_unchanged_by_another_bundle_name_stays_its_first_owners(
+        cli: Callable[..., Run], keys: Keys, registry: Registry, make_site: SiteFactory, tmp_path: Path) -> None:
+    """Product B ships product A's tag at A's digest: it imports, and A keeps the tag; B's next release
+    cannot move it; A's next release does."""
+    client = RegistryClient(registry.host)
+    im.push_image(client, "shared/base", "1.0", [im.random_layer(100_000, 81)], oci=True)
+    ref = f"{registry.host}/shared/base:1.0"
+    site = make_site(up=True)
+    key = f"{ImageReference.parse(ref).site_repository}:1.0"
+
+    def owner() -> str:
+        return str(json.loads((site / "state.json").read_text())["tags"][key]["name"])
+
+    assert cli("import", release(cli, keys, tmp_path / "a1", "product-a", "1.0.0", [ref]), "--site", site).code == 0
+    shipped = cli("import", release(cli, keys, tmp_path / "b1", "product-b", "1.0.0", [ref]), "--site", site)
+    assert shipped.code == 0, shipped.err
+    assert owner() == "product-a"
+    moved, _ = im.push_image(client, "shared/base", "1.0", [im.random_layer(100_000, 82)], oci=True)
+    takeover = cli("import", release(cli, keys, tmp_path / "b2", "product-b", "1.1.0", [ref]), "--site", site)
+    assert takeover.code == 3 and f"tag {key} was set by product-a 1.0.0" in takeover.err, takeover.err
+    assert owner() == "product-a"
+    follows = cli("import", release(cli, keys, tmp_path / "a2", "product-a", "1.1.0", [ref]), "--site", site)
+    assert follows.code == 0, follows.err
+    assert owner() == "product-a"
+    assert load_site(site).registry_client(1).head_manifest(key.rpartition(":")[0], "1.0") == moved
+
+
+def test_a_hand_over_moves_the_tags_derived_from_its_image_and_a_prune_leaves_none_behind(
+        cli: Callable[..., Run], keys: Keys, source: Source, make_site: SiteFactory, tmp_path: Path) -> None:
+    """After `site hand-over REPO:TAG --to B`, B's release (the image re-signed upstream) imports, its
+    signature included, and the old owner's pruned release leaves no tag owned by it."""
+    site = make_site(up=True)
+    repo = ImageReference.parse(source.signed).site_repository
+    for version in ("1.0.0", "1.1.0"):
+        imported = cli("import", release(cli, keys, tmp_path / f"old-{version}", "old-owner", version,
+                                         [source.signed]), "--site", site)
+        assert imported.code == 0, imported.err
+    refused = cli("site", "hand-over", site, "git/../../x/evil.git", "--to", "new-owner")
+    assert refused.code == 2 and "not a name on this site" in refused.err, refused.err
+    handed = cli("site", "hand-over", site, f"{repo}:1.0", "--to", "new-owner")
+    assert handed.code == 0, handed.err
+    owners = {k: v["name"] for k, v in json.loads((site / "state.json").read_text())["tags"].items()}
+    assert {k for k, v in owners.items() if v == "old-owner"} == set(), owners  # the .sig, .att, .sbom too
+    resigned = sign(RegistryClient(source.registry.host), source.registry.host, "team/api", source.digest, source.key)
+    new = release(cli, keys, tmp_path / "new", "new-owner", "1.0.0", [source.signed])
+    assert cli("site", "prune", site, "--keep", "1").code == 0
+    imported = cli("import", new, "--site", site)
+    assert imported.code == 0, imported.err
+    session = registry_session(site, credentials(site), f"repository:{repo}:pull")
+    r = session.head(f"{status_url(cli, site)}/v2/{repo}/manifests/sha256-{source.digest[7:]}.sig",
+                     headers={"Accept": media.ACCEPT}, timeout=10)
+    assert r.headers["Docker-Content-Digest"] == resigned
