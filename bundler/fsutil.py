@@ -4,6 +4,7 @@ files opened only when they are regular files."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -173,7 +174,7 @@ def open_regular(path: Path) -> int:
         if not stat.S_ISREG(mode):
             what = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
                     else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise NotRegular(f"{path} is {what}, not a regular file")
+            raise NotRegular(errno.EINVAL, f"{path} is {what}, not a regular file")
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)

@@ -1,5 +1,6 @@
 """Key files on disk: `keygen`, loading signing keys (password from BUNDLER_KEY_PASSWORD) and
-building a trust policy from public key files. The cryptography itself is in `signing`."""
+building a trust policy from public key files; and the one bounded reader of what an operator names
+on the command line (keys, credentials, CA files). The cryptography itself is in `signing`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler import signing
 from bundler.errors import UsageError
+from bundler.fsutil import NotRegular, read_regular
 
 PASSWORD_ENV = "BUNDLER_KEY_PASSWORD"
 
@@ -43,11 +45,25 @@ def keygen(prefix: Path) -> tuple[Path, Path, str]:
     return key_path, pub_path, signing.key_id(key.public_key())
 
 
-def _read(path: Path, what: str) -> bytes:
+MAX_OPERATOR_FILE = 64 << 10  # a key, an account, a CA: a few KiB at most
+
+
+def read_operator_file(path: Path, what: str, limit: int = MAX_OPERATOR_FILE) -> bytes:
+    """A file an operator named (a key, credentials, a CA): a regular file of at most `limit` bytes,
+    read at once. A FIFO (whose open would wait for a writer), a device, a directory or a huge file is
+    a UsageError naming it, at once."""
     try:
-        return path.read_bytes()
+        return read_regular(path, limit)
+    except NotRegular as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}", hint="give the file itself") from None
+    except ValueError:
+        raise UsageError(f"{path} is larger than {limit >> 10} KiB: not {what}",
+                         hint="check the path: it names another file") from None
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+_read = read_operator_file
 
 
 def load_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -63,8 +79,13 @@ def key_name(path: Path) -> str:
 
 
 def load_trusted_key(path: Path, name: str | None = None) -> signing.TrustedKey:
+    """A public key file; one that also holds a private key is refused (it must not travel or be kept)."""
+    data = _read(path, "public key")
+    if b"PRIVATE KEY" in data:
+        raise UsageError(f"{path} holds a private key: nothing of it was kept",
+                         hint="give the `.pub` alone (never the `.key`); keep that file private")
     try:
-        return signing.TrustedKey(name or key_name(path), signing.load_public_key(_read(path, "public key")))
+        return signing.TrustedKey(name or key_name(path), signing.load_public_key(data))
     except signing.KeyProblem as exc:
         raise UsageError(f"{path}: {exc}",
                          hint="that file is not a bundler public key; ask for the `.pub` (never the `.key`)") from None

@@ -6,7 +6,6 @@ its key is not enrolled, its signature does not match, or it is not a receipt.""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ class Fleet:
                 raise UsageError(f"key {key.keyid[:12]} is enrolled for site {bound}, not {name}",
                                  hint="a site key speaks for one site; enroll each site's own DIR/site.pub")
         (self.directory / KEYS_DIR).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(pub, self.directory / KEYS_DIR / f"{key.keyid}.pub")
+        atomic_write(self.directory / KEYS_DIR / f"{key.keyid}.pub", signing.public_pem(key.key))  # as parsed
         if name is not None:
             atomic_write(self.directory / KEYS_DIR / f"{key.keyid}.site", name.encode())
         return key.keyid

@@ -28,7 +28,6 @@ import datetime as dt
 import ipaddress
 import json
 import re
-import shutil
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,11 +39,11 @@ from bundler import names, yamltext
 from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
-from bundler.keyfiles import key_name, load_trusted_key
+from bundler.keyfiles import key_name, load_trusted_key, read_operator_file
 from bundler.names import GROUP_RE
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import check_digest, site_path
-from bundler.signing import TrustedKey, TrustPolicy
+from bundler.signing import TrustedKey, TrustPolicy, public_pem
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import CA_CERT, PKI_DIR
@@ -280,8 +279,8 @@ S3_CREDENTIALS_FILE = "s3-credentials.json"
 def read_s3_credentials(path: Path) -> dict[str, str]:
     """{"accessKey": ..., "secretKey": ..., optional "region"}; UsageError naming the file otherwise."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        doc = json.loads(read_operator_file(path, "an S3 credentials file"))
+    except ValueError as exc:
         raise UsageError(f"{path}: not an S3 credentials file ({exc})",
                          hint='it is JSON: {"accessKey": "...", "secretKey": "..."}') from None
     if not isinstance(doc, dict) or not {"accessKey", "secretKey"} <= set(doc) <= {"accessKey", "secretKey", "region"} \
@@ -306,8 +305,8 @@ def read_registry_credentials(path: Path) -> Credentials | str:
     """A registry account file: {"username": ..., "password": ...} (a Harbor robot account), or
     {"token": ...} (sent as a bearer token). UsageError naming the file otherwise."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        doc = json.loads(read_operator_file(path, "a registry credentials file"))
+    except ValueError as exc:
         raise UsageError(f"{path}: not a registry credentials file ({exc})",
                          hint='it is JSON: {"username": "...", "password": "..."} or {"token": "..."}') from None
     if isinstance(doc, dict) and set(doc) == {"token"} and isinstance(doc["token"], str) and doc["token"]:
@@ -382,7 +381,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         raise UsageError(f"{site_file} exists: {directory} is already a site",
                          hint=f"it is set up already: go on with `bundler site up {directory}`, "
                               "or pick an empty directory")
-    keys = [load_trusted_key(path) for path in trust_keys]
+    keys = [load_trusted_key(path) for path in trust_keys]  # kept as parsed: never the file as given
     names = [key_name(path) for path in trust_keys]
     if len(set(names)) != len(names) or len({k.keyid for k in keys}) != len(keys):
         raise UsageError("each --trust-key must be a different key with a different file name")
@@ -393,8 +392,7 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
     if image_scopes and not image_keys:
         raise UsageError("--image-scope needs --image-key: the cosign public key those images must be signed by")
     image_names = [f"image-{key_name(path)}" for path in image_keys]
-    for path in image_keys:
-        load_trusted_key(path)  # a readable public key, or a clear error now
+    image_trusted = [load_trusted_key(path) for path in image_keys]  # readable public keys, or a clear error now
     embedded = registry_url is None
     prefix = ""
     if embedded:
@@ -428,7 +426,8 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
             check_registry_url(s3_endpoint)  # http(s)://HOST[:PORT]
     elif s3_endpoint is not None or s3_credentials is not None:
         raise UsageError("--s3-endpoint and --s3-credentials go with --registry-storage s3://BUCKET")
-    if registry_ca is not None and b"-----BEGIN CERTIFICATE-----" not in registry_ca.read_bytes():
+    ca_pem = read_operator_file(registry_ca, "a CA certificate") if registry_ca is not None else None
+    if ca_pem is not None and b"-----BEGIN CERTIFICATE-----" not in ca_pem:
         raise UsageError(f"{registry_ca} is not a PEM certificate", hint="give the registry's CA certificate (PEM)")
     assert registry_url is not None
     config = SiteConfig(directory, check_registry_url(registry_url),
@@ -453,17 +452,19 @@ def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Pa
         if listen_host not in ("0.0.0.0", "::"):  # the certificate names where clients reach the services
             (addresses if _is_ip(listen_host) else names).append(listen_host)
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
-    for path, (_, file) in zip([*trust_keys, *image_keys], config.trust_keys + config.image_keys, strict=True):
-        shutil.copyfile(path, directory / file)
+    for key, (_, file) in zip([*keys, *image_trusted], config.trust_keys + config.image_keys, strict=True):
+        atomic_write(directory / file, public_pem(key.key))
     from bundler.site.pki import create_pki, ensure_token_signer  # x509 only here: off every command's start
 
     create_pki(directory, directory.resolve().name, names, addresses)
-    if registry_ca is not None:
-        shutil.copyfile(registry_ca, directory / REGISTRY_CA_FILE)
+    if ca_pem is not None:
+        atomic_write(directory / REGISTRY_CA_FILE, ca_pem)
     if registry_credentials is not None:
-        atomic_write(directory / REGISTRY_CREDENTIALS_FILE, registry_credentials.read_bytes(), mode=0o600)
+        atomic_write(directory / REGISTRY_CREDENTIALS_FILE,
+                     read_operator_file(registry_credentials, "a registry credentials file"), mode=0o600)
     if s3_credentials is not None:
-        atomic_write(directory / S3_CREDENTIALS_FILE, s3_credentials.read_bytes(), mode=0o600)
+        atomic_write(directory / S3_CREDENTIALS_FILE, read_operator_file(s3_credentials, "an S3 credentials file"),
+                     mode=0o600)
     if embedded:
         ensure_token_signer(directory)
     create_credentials(directory)

@@ -112,10 +112,14 @@ RUNS = ("import subprocess, sys; import bundler.cli; "  # and the services it st
 
 
 def check_runs_as(user: str, python: str) -> None:
-    """The unit's interpreter must run bundler as `user` (one under /root, say, cannot)."""
+    """The unit's interpreter must run bundler as `user` (one under /root, say, cannot). A user not
+    made yet is tried as `nobody` would be: nothing is changed before every check passed."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         return
-    account = pwd.getpwnam(user)
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        account = pwd.getpwnam("nobody")
     proc = subprocess.run(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
                            python, "-c", RUNS], capture_output=True, text=True, cwd="/")
     if proc.returncode != 0:
@@ -139,7 +143,8 @@ def install_unit(directory: Path, unit_dir: Path = DEFAULT_UNIT_DIR, user: str |
             raise UsageError(f"{path} already runs site {site.site_name} at {other}",
                              hint="give this site another name (`name:` in its site.yaml) and install it again")
     user = user or site_user(site)
-    ensure_user(site, user)
+    text = unit_text(site, user, python)  # every check before anything changes: the path, the interpreter
     check_runs_as(user, python)
-    atomic_write(path, unit_text(site, user, python).encode())
+    ensure_user(site, user)
+    atomic_write(path, text.encode())
     return path

@@ -336,3 +336,22 @@ def test_site_install_writes_a_unit_systemd_accepts_and_its_command_keeps_the_si
         if service.poll() is None:
             service.kill()
         cli("site", "down", site)
+
+
+def test_a_site_install_that_fails_its_checks_changes_nothing(
+        cli: Callable[..., Run], keys: Keys, shared_dir: Path) -> None:
+    """The interpreter lives where the site's user cannot run it (the test venv's, under /root): the
+    install is refused before it makes the user, gives it the site or writes the unit."""
+    import pwd
+    import sys
+
+    site = shared_dir / "store-9"
+    init(cli, site, keys, free_port(), free_port(), "--name", "store-9")
+    owners = {p: p.stat().st_uid for p in [site, *site.rglob("*")]}
+    units = shared_dir / "units"
+    refused = cli("site", "install", site, "--unit-dir", units, "--python", str(Path(sys.executable).resolve()))
+    assert refused.code == 2 and "cannot run bundler" in refused.err, refused.err
+    with pytest.raises(KeyError):
+        pwd.getpwnam("bundler-store-9")
+    assert {p: p.stat().st_uid for p in [site, *site.rglob("*")]} == owners
+    assert not units.exists() or not list(units.iterdir())

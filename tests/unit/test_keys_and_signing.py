@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,3 +101,65 @@ def test_openssl_verifies_a_bundler_signature(cli: Callable[..., Run], tmp_path:
     bad = subprocess.run(["openssl", "dgst", "-sha256", "-verify", KEYS / "security.pub", "-signature", "sig.der",
                           "bundle.json"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode != 0 and "Verification failure" in bad.stdout
+
+
+def hostile_files(directory: Path, pub: Path) -> dict[str, Path]:
+    """What an operator may name by mistake (or be handed): a FIFO with no writer, a huge file (sparse:
+    no disk), a directory, and a public key with its private key pasted after it."""
+    directory.mkdir()
+    fifo = directory / "fifo.pub"
+    os.mkfifo(fifo)
+    huge = directory / "huge.pub"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 30)
+    both = directory / "both.pub"
+    both.write_bytes(pub.read_bytes() + (KEYS / "release.key").read_bytes())
+    return {"a FIFO": fifo, "a 1 GiB file": huge, "a directory": directory, "a private key": both}
+
+
+@pytest.mark.parametrize("command", ["fleet enroll", "verify --key", "site init --trust-key"])
+def test_a_key_file_that_is_not_a_small_regular_public_key_is_a_clear_error_at_once_and_nothing_is_kept(
+        cli: Callable[..., Run], tmp_path: Path, command: str) -> None:
+    for what, path in hostile_files(tmp_path / "bad", KEYS / "release.pub").items():
+        args = {"fleet enroll": ["fleet", "enroll", path, "--fleet", tmp_path / "fleet"],
+                "verify --key": ["verify", GOOD, "--key", path],
+                "site init --trust-key": ["site", "init", tmp_path / "site", "--trust-key", path]}[command]
+        started = time.monotonic()
+        r = cli(*args)
+        took = time.monotonic() - started
+        assert r.code == 2, (what, r.code, r.err)
+        assert str(path) in r.err and "Traceback" not in r.err and "unexpected" not in r.err, (what, r.err)
+        assert took < 5, (what, took)  # at once: the interpreter's start is most of it
+        if what == "a private key":
+            assert "holds a private key" in r.err, r.err
+        assert not (tmp_path / "fleet").exists() or not list((tmp_path / "fleet").rglob("*.pub"))
+        assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("what", ["a FIFO", "a 100 MiB file", "a directory"])
+def test_registry_credentials_that_are_not_a_small_regular_file_are_a_clear_error_at_once(
+        cli: Callable[..., Run], tmp_path: Path, what: str) -> None:
+    path = tmp_path / "account.json"
+    if what == "a FIFO":
+        os.mkfifo(path, 0o600)
+    elif what == "a directory":
+        path.mkdir(mode=0o700)
+    else:
+        with open(path, "wb") as f:
+            f.truncate(100 << 20)
+        path.chmod(0o600)
+    started = time.monotonic()
+    r = cli("site", "init", tmp_path / "site", "--trust-key", KEYS / "release.pub",
+            "--registry", "https://registry.example:5000/edge", "--registry-credentials", path)
+    assert r.code == 2 and str(path) in r.err and "Traceback" not in r.err, r.err
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "site" / "site.yaml").exists()
+
+
+def test_what_site_init_and_fleet_enroll_keep_of_a_key_is_the_parsed_public_key(
+        cli: Callable[..., Run], tmp_path: Path) -> None:
+    commented = tmp_path / "release.pub"
+    commented.write_bytes(b"# handed over on a stick\n" + (KEYS / "release.pub").read_bytes())
+    assert cli("fleet", "enroll", commented, "--fleet", tmp_path / "fleet").code == 0
+    (kept,) = (tmp_path / "fleet").rglob("*.pub")
+    assert kept.read_bytes() == (KEYS / "release.pub").read_bytes()  # the PEM keygen writes, the comment gone
