@@ -13,7 +13,8 @@ import queue
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -190,3 +191,36 @@ def read_regular(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"{path.name} is larger than the {limit} bytes allowed")
     return data
+
+
+class OpenFiles:
+    """Many files, at most `limit` of them open at once (the least recently used closed first), for
+    positional reads and writes from several threads: a split bundle of thousands of parts never runs
+    out of descriptors (Debian's default is 1,024 a process). A file in use is never closed under it."""
+
+    def __init__(self, paths: Sequence[Path], opener: Callable[[Path], int], limit: int = 64) -> None:
+        self.paths, self.opener, self.limit = list(paths), opener, limit
+        self.fds: OrderedDict[int, int] = OrderedDict()  # index -> descriptor, least recently used first
+        self.busy: Counter[int] = Counter()
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def use(self, i: int) -> Iterator[int]:
+        with self.lock:
+            fd = self.fds.get(i)
+            if fd is None:
+                for victim in [j for j in self.fds if not self.busy[j]][:max(0, len(self.fds) + 1 - self.limit)]:
+                    os.close(self.fds.pop(victim))
+                fd = self.fds[i] = self.opener(self.paths[i])
+            self.fds.move_to_end(i)
+            self.busy[i] += 1
+        try:
+            yield fd
+        finally:
+            with self.lock:
+                self.busy[i] -= 1
+
+    def close(self) -> None:
+        with self.lock:
+            while self.fds:
+                os.close(self.fds.popitem()[1])

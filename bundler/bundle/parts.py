@@ -4,18 +4,20 @@ digest. Readers take the index or any part and read the parts as one file."""
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import names
 from bundler.errors import IntegrityError, UsageError
-from bundler.fsutil import NotRegular, atomic_write, open_regular, read_regular
+from bundler.fsutil import NotRegular, OpenFiles, atomic_write, open_regular, read_regular
 from bundler.oci.reference import check_digest
 from bundler.untrusted import Malformed, Obj
 
@@ -23,9 +25,10 @@ INDEX_SUFFIX = ".parts.json"
 SCHEMA = "bundler/parts/v1"
 FAT32 = (4 << 30) - 1
 CHUNK = 1 << 20
-_PART_RE = re.compile(r"^(?P<base>.+)\.part-\d{3}$")
+_PART_RE = re.compile(r"^(?P<base>.+)\.part-\d{3,}$")
 
 MAX_INDEX_BYTES = 4 << 20  # an index of 4 MiB lists tens of thousands of parts
+MAX_PARTS = 10_000  # 40 TB of FAT32 parts, or a 10 GB bundle in 1 MiB ones: more is not a bundle
 PART_HINT = "copy that part from the source again (every .part-NNN file the index names); nothing was changed"
 
 
@@ -139,41 +142,42 @@ class PartSet:
                                  hint="copy the whole set of files: the parts and the .parts.json index") from None
         except (Malformed, NotRegular, ValueError) as exc:
             raise IntegrityError(f"{self.index.name} is not a valid parts index: {exc}") from None
+        if len(parts) > MAX_PARTS:
+            raise IntegrityError(f"{self.index.name} lists {len(parts):,} parts; a bundle is split into at most "
+                                 f"{MAX_PARTS:,}", hint="bundler did not write this index: ask for the bundle again")
         self.parts = parts
         self.size = offset
         self.manifest_digest = manifest_digest
-        self.fds: list[int] = []
-        for part in parts:
+        for part in parts:  # each one there, a regular file of its size; opened only when read
+            path = self.index.with_name(part.file)
             try:
-                fd = open_regular(self.index.with_name(part.file))
+                st = os.stat(path)
             except FileNotFoundError:
-                self.close()
-                raise IntegrityError(f"part {part.file} of this split bundle is missing",
-                                     hint=PART_HINT) from None
-            except NotRegular as exc:
-                self.close()
-                raise IntegrityError(f"part {part.file}: {exc}", hint=PART_HINT) from None
-            self.fds.append(fd)
-            if os.fstat(fd).st_size != part.size:
-                actual = os.fstat(fd).st_size
-                self.close()
-                raise IntegrityError(f"part {part.file} is {actual} bytes, the index says {part.size} (cut short?)",
-                                     hint=PART_HINT)
+                raise IntegrityError(f"part {part.file} of this split bundle is missing", hint=PART_HINT) from None
+            if not stat.S_ISREG(st.st_mode):
+                raise IntegrityError(f"part {part.file}: {path} is not a regular file", hint=PART_HINT)
+            if st.st_size != part.size:
+                raise IntegrityError(f"part {part.file} is {st.st_size} bytes, the index says {part.size} "
+                                     "(cut short?)", hint=PART_HINT)
+        self.offsets = [part.offset for part in parts]
+        self.files = OpenFiles([self.index.with_name(p.file) for p in parts], open_regular)
 
     def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
+        self.files.close()
 
     def pread(self, size: int, offset: int) -> bytes:
         out = bytearray()
-        for part, fd in zip(self.parts, self.fds, strict=True):
+        for i in range(max(0, bisect.bisect_right(self.offsets, offset) - 1), len(self.parts)):
+            part = self.parts[i]
+            start = offset - part.offset
             if size <= 0:
                 break
-            if offset >= part.offset + part.size or offset + size <= part.offset:
+            if start >= part.size:  # an empty part, or one before the offset
                 continue
-            start = offset - part.offset
-            data = os.pread(fd, min(size, part.size - start), start)
+            with self.files.use(i) as fd:
+                data = os.pread(fd, min(size, part.size - start), start)
+            if not data:
+                break
             out += data
             offset, size = offset + len(data), size - len(data)
         return bytes(out)
@@ -183,12 +187,14 @@ class PartSet:
 
     def part_digest(self, part: Part) -> str:
         digest = hashlib.sha256()
-        fd = self.fds[self.parts.index(part)]
         position = 0
-        while position < part.size:
-            chunk = os.pread(fd, min(CHUNK, part.size - position), position)
-            digest.update(chunk)
-            position += len(chunk)
+        with self.files.use(self.parts.index(part)) as fd:
+            while position < part.size:
+                chunk = os.pread(fd, min(CHUNK, part.size - position), position)
+                if not chunk:
+                    raise IntegrityError(f"part {part.file} is shorter than its index says", hint=PART_HINT)
+                digest.update(chunk)
+                position += len(chunk)
         return digest.hexdigest()
 
 

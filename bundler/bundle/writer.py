@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.bundle.parts import write_index
-from bundler.fsutil import file_sha256
+from bundler.bundle.parts import MAX_PARTS, write_index
+from bundler.errors import UsageError
+from bundler.fsutil import OpenFiles, file_sha256
 from bundler.parallel import run_parallel
 
 BLOCK = tarfile.BLOCKSIZE
@@ -78,13 +79,19 @@ class BundleFile:
         total = layout.total_size
         self.part_size = split_size if split_size is not None and total > split_size else max(total, 1)
         count = -(-total // self.part_size)
+        if count > MAX_PARTS:
+            raise UsageError(f"--split-size {self.part_size:,} bytes would cut this {total:,} byte bundle into "
+                             f"{count:,} parts; a bundle has at most {MAX_PARTS:,}", hint="give a larger --split-size")
         self.names = [path.name] if count == 1 else [f"{path.name}.part-{i:03d}" for i in range(count)]
         self.partials = [path.with_name(f".{name}.partial") for name in self.names]
-        self.fds: list[int] = []
+        self.files = OpenFiles(self.partials, lambda partial: os.open(partial, os.O_RDWR))  # a bounded number open
         try:
             for i, partial in enumerate(self.partials):
-                self.fds.append(os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
-                os.ftruncate(self.fds[-1], self._length(i))  # sparse; padding and the end blocks stay zero
+                fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    os.ftruncate(fd, self._length(i))  # sparse; padding and the end blocks stay zero
+                finally:
+                    os.close(fd)
             for name in layout.members:
                 self._pwrite(layout.header(name), layout.members[name].header_offset)
         except BaseException:
@@ -95,11 +102,13 @@ class BundleFile:
         return min(self.part_size, self.layout.total_size - i * self.part_size)
 
     def _pieces(self, position: int, length: int) -> Iterator[tuple[int, int, int]]:
-        """(file descriptor, offset in it, length) of the bytes [position, position + length)."""
+        """(file descriptor, offset in it, length) of the bytes [position, position + length); each
+        descriptor open while its piece is used."""
         while length:
             i, local = divmod(position, self.part_size)
             n = min(length, self._length(i) - local)
-            yield self.fds[i], local, n
+            with self.files.use(i) as fd:
+                yield fd, local, n
             position, length = position + n, length - n
 
     def _pwrite(self, data: bytes, position: int) -> None:
@@ -140,10 +149,10 @@ class BundleFile:
 
     def commit(self, manifest_digest: str) -> Path:
         """The bundle in place: the file, or the parts and then their index (returned)."""
-        for fd in self.fds:
-            os.fsync(fd)
-        while self.fds:
-            os.close(self.fds.pop())
+        for i in range(len(self.partials)):
+            with self.files.use(i) as fd:
+                os.fsync(fd)
+        self.files.close()
         if len(self.partials) == 1:
             os.replace(self.partials[0], self.path)
             return self.path
@@ -155,8 +164,7 @@ class BundleFile:
                            self.part_size, manifest_digest)
 
     def abort(self) -> None:
-        while self.fds:
-            os.close(self.fds.pop())
+        self.files.close()
         for partial in self.partials:
             partial.unlink(missing_ok=True)
 

@@ -410,3 +410,41 @@ def fill_midway_then_import_again(cli: Callable[..., Run], bundle: Path, site: P
     assert json.loads(again.out)["added"]["updates"] == 1
     listed = cli("updates", "list", "--site", site, "--json")
     assert [u["name"] for u in json.loads(listed.out)["updates"]] == ["model.bin"], listed.out
+
+
+def test_a_set_of_2500_parts_builds_verifies_and_imports_with_1024_descriptors_and_25000_are_refused(
+        cli: Callable[..., Run], make_site: SiteFactory, keys: Keys, tmp_path: Path) -> None:
+    """Parts are opened as they are read or written, a bounded number at a time (Debian's default
+    limit is 1,024 descriptors); an index of more parts than a bundle may have is a named refusal."""
+    import resource
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    def limited(*args: str | Path) -> Run:
+        done = subprocess.run([sys.executable, "-m", "bundler.cli", *map(str, args)], capture_output=True, text=True,
+                              cwd=tmp_path, preexec_fn=few_descriptors, timeout=600)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    (tmp_path / "payload.bin").write_bytes(os.urandom(2_600_000))
+    (tmp_path / "profile.yaml").write_text(
+        "apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: tiny-parts, version: 1.0.0}\n"
+        "spec:\n  updates:\n    - path: payload.bin\n")
+    built = limited("build", "profile.yaml", "-o", "tiny.bundle.tar", "--key", keys.release.key, "--split-size", "1K")
+    assert built.code == 0, built.err
+    index = tmp_path / "tiny.bundle.tar.parts.json"
+    assert len(json.loads(index.read_text())["parts"]) >= 2500
+    verified = limited("verify", index, "--key", keys.release.pub)
+    assert verified.code == 0, verified.err
+    site = make_site(up=True)
+    imported = limited("import", index, "--site", site, "--json")
+    assert imported.code == 0, imported.err
+    assert json.loads(imported.out)["added"]["updates"] == 1
+
+    doc = json.loads(index.read_text())
+    doc["parts"] = [{"file": f"tiny.bundle.tar.part-{i:03d}", "size": 0, "sha256": "0" * 64} for i in range(25_000)]
+    forged = tmp_path / "forged" / "tiny.bundle.tar.parts.json"
+    forged.parent.mkdir()
+    forged.write_text(json.dumps(doc))
+    refused = limited("verify", forged, "--key", keys.release.pub)
+    assert refused.code == 3 and "lists 25,000 parts" in refused.err and "Errno" not in refused.err, refused.err
