@@ -22,26 +22,46 @@ part of their length under manifests and links the registry had synced: pulls fa
 notices. A data file whose length is not its blob's (one an older bundler wrote without syncing) is
 not trusted: it is written again. The partial files of an import killed while it copied are removed
 by the next import's first write and by a prune (both under the import lock).
+
+The import runs as root: every directory on the way from the site directory to a file it writes is
+opened without following a symbolic link (openat, O_NOFOLLOW), so a link planted in the storage
+(`blobs/sha256/ab -> /etc`) is a refusal naming it, and nothing is written outside the site.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from bundler.fsutil import atomic_write, make_dirs, own_like_parent, write_synced
+from bundler.errors import BundlerError
+from bundler.fsutil import make_dirs, write_synced
 from bundler.site.config import REGISTRY_DIR, REGISTRY_STORAGE, SiteConfig
 
 V2 = "docker/registry/v2"
 INCOMING = f"{REGISTRY_DIR}/incoming"  # beside the storage root, on its filesystem: partial blobs, renamed into place
 
 
+DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class PlantedLink(BundlerError):
+    """A symbolic link (or another file) where the registry's storage has a directory."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"the registry's storage holds a symbolic link or a file where a directory belongs: {path}; "
+                         "the import refused to write through it (nothing was written outside the site, nothing "
+                         "was published)", hint=f"look at it (`ls -l {path}`), remove it, then run the same "
+                                                "command again")
+
+
 class RegistryStorage:
     def __init__(self, site: SiteConfig) -> None:
+        self.site_directory = site.directory
         self.root = site.directory / REGISTRY_STORAGE / V2
         self.incoming = site.directory / INCOMING
         self._ready = False
@@ -95,17 +115,26 @@ class RegistryStorage:
                 make_dirs(self.incoming, 0o700)
                 make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
                 self._ready = True
-        partial = self.incoming / f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
+        name = f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
+        incoming = self._directory(self.incoming)
         try:
-            with open(partial, "wb") as out:
-                write_synced(out, chunks, size)  # on the disk before its name is: see the module's docstring
-            os.chmod(partial, 0o644)
-            own_like_parent(partial)
-            target = self.data(digest)
-            make_dirs(target.parent)
-            os.replace(partial, target)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=incoming)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    write_synced(out, chunks, size)  # on the disk before its name is: see the module's docstring
+                    os.fchmod(out.fileno(), 0o644)
+                    _own_like(out.fileno(), incoming)
+                leaf = self._directory(self.data(digest).parent)
+                try:
+                    os.replace(name, "data", src_dir_fd=incoming, dst_dir_fd=leaf)
+                finally:
+                    os.close(leaf)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=incoming)
         finally:
-            partial.unlink(missing_ok=True)
+            os.close(incoming)
 
     def partials(self) -> dict[Path, int]:
         """What imports killed while they copied left (partial data files, never renamed into place),
@@ -132,6 +161,51 @@ class RegistryStorage:
         path = self.link_file(repo, digest)
         if path.is_file():
             return False
-        make_dirs(path.parent)
-        atomic_write(path, digest.encode())  # synced, as the registry's mount writes it
+        leaf = self._directory(path.parent)
+        try:
+            temporary = f".link.{os.getpid()}.{threading.get_ident()}"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=leaf)
+            with os.fdopen(fd, "wb") as out:
+                out.write(digest.encode())
+                out.flush()
+                os.fsync(out.fileno())  # synced, as the registry's mount writes it
+                _own_like(out.fileno(), leaf)
+            os.replace(temporary, "link", src_dir_fd=leaf, dst_dir_fd=leaf)
+        finally:
+            os.close(leaf)
         return True
+
+    def _directory(self, path: Path) -> int:
+        """An open descriptor of `path` (a directory under the site's), each directory on the way from
+        the site's opened without following a link, made (owned like its parent) when missing."""
+        fd = os.open(self.site_directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        here = self.site_directory
+        try:
+            for name in path.relative_to(self.site_directory).parts:
+                here = here / name
+                try:
+                    child = os.open(name, DIRECTORY, dir_fd=fd)
+                except FileNotFoundError:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=fd)
+                    child = os.open(name, DIRECTORY, dir_fd=fd)
+                    _own_like(child, fd)
+                except (NotADirectoryError, OSError) as exc:
+                    if isinstance(exc, NotADirectoryError) or exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise PlantedLink(here) from None
+                    raise
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _own_like(fd: int, parent: int) -> None:
+    """As root, a file or directory the import made is owned like its directory (see own_like_parent)."""
+    if os.geteuid() == 0:
+        owner = os.fstat(parent)
+        if owner.st_uid != 0:
+            os.fchown(fd, owner.st_uid, owner.st_gid)

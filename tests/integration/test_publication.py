@@ -448,3 +448,22 @@ def test_a_set_of_2500_parts_builds_verifies_and_imports_with_1024_descriptors_a
     forged.write_text(json.dumps(doc))
     refused = limited("verify", forged, "--key", keys.release.pub)
     assert refused.code == 3 and "lists 25,000 parts" in refused.err and "Errno" not in refused.err, refused.err
+
+
+def test_a_link_planted_in_the_registry_storage_is_refused_by_name_and_nothing_is_written_outside(
+        built: Built, cli: Callable[..., Run], make_site: SiteFactory, tmp_path: Path) -> None:
+    site = make_site(up=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    blobs = site / "registry" / "storage" / "docker" / "registry" / "v2" / "blobs"
+    blobs.parent.mkdir(parents=True, exist_ok=True)
+    blobs.symlink_to(outside)
+    refused = cli("import", built.bundle, "--site", site)
+    assert refused.code == 1 and f"symbolic link or a file where a directory belongs: {blobs};" in refused.err, \
+        refused.err
+    assert list(outside.rglob("*")) == []
+    status = cli("site", "status", site, "--json")
+    assert json.loads(status.out)["bundles"] == []
+    blobs.unlink()
+    again = cli("import", built.bundle, "--site", site)
+    assert again.code == 0, again.err

@@ -18,7 +18,7 @@ from bundler import fsutil
 from bundler.errors import IntegrityError
 from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
-from bundler.site.registry_storage import RegistryStorage
+from bundler.site.registry_storage import PlantedLink, RegistryStorage
 
 
 @pytest.fixture
@@ -41,9 +41,11 @@ def watch_syncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
         fsync(fd)
 
-    def noted_replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-        calls.append(("replace", os.fspath(source)))
-        replace(source, target)
+    def noted_replace(source: str | os.PathLike[str], target: str | os.PathLike[str], *,
+                      src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
+        where = os.readlink(f"/proc/self/fd/{src_dir_fd}") if src_dir_fd is not None else ""
+        calls.append(("replace", os.path.join(where, os.fspath(source))))
+        replace(source, target, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
     monkeypatch.setattr(os, "fsync", noted_fsync)
     monkeypatch.setattr(os, "replace", noted_replace)
@@ -141,3 +143,25 @@ def test_a_full_disk_stops_the_copy_with_its_error(small_disk: Path, copy: str) 
         fsutil.write_synced(out, chunks(), 16 << 20)
     assert raised.value.errno == errno.ENOSPC
     assert taken < 16 if copy == "one thread" else taken <= 4 + 1 + fsutil.PIPELINE_DEPTH + 1
+
+
+@pytest.mark.parametrize("planted", ["blobs/sha256", "repositories/store"])
+def test_a_link_planted_in_the_storage_is_refused_and_nothing_is_written_outside(
+        storage: RegistryStorage, tmp_path: Path, planted: str) -> None:
+    """The import runs as root: a link in the storage to a directory outside the site would make it
+    write there. It is a refusal naming the link; the directory outside stays empty."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data = os.urandom(4096)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    link = storage.root / planted / (digest[7:9] if planted.startswith("blobs") else "app")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside)
+    with pytest.raises(PlantedLink) as refused:
+        if planted.startswith("blobs"):
+            storage.write(digest, len(data), [data])
+        else:
+            storage.link("store/app", digest)
+    assert f"{link};" in refused.value.message
+    assert list(outside.rglob("*")) == []
+    assert not list(storage.incoming.glob("*.partial"))
