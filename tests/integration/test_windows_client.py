@@ -181,3 +181,45 @@ spec:
     text = script.read_text()
     ca = base64.b64encode((site / "pki" / "ca.pem").read_bytes()).decode()
     assert "Invoke-AksEdgeNodeCommand" in text and ca in text
+
+
+def test_a_clients_reports_are_kept_bounded_however_many_it_sends(
+        cli: Callable[..., Run], keys: Keys, make_site: SiteFactory, tmp_path: Path) -> None:
+    """200 reports of 1,000 results each from one client (a payload of the site's among digests the
+    site never had): what the site keeps of them stays the size of one, so a report, a plan and
+    `updates status` read no more after the 200th than after the first."""
+    import time
+
+    (tmp_path / "agent.msi").write_bytes(os.urandom(10_000))
+    (tmp_path / "win.yaml").write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: win, version: 1.0.0}\n"
+                                       "spec:\n  updates:\n    - path: agent.msi\n      name: agent\n"
+                                       "      approve: [line-1]\n      windows: {kb: KB0000001}\n")
+    assert cli("build", tmp_path / "win.yaml", "-o", tmp_path / "w.tar", "--key", keys.release.key).code == 0
+    site = make_site("site", "--group", "line-1", up=True)
+    assert cli("import", tmp_path / "w.tar", "--site", site).code == 0
+    assert cli("site", "client", "windows", site, "pos-9", "--group", "line-1", "-o", tmp_path / "pos-9").code == 0
+    client = WindowsClient(json.loads((tmp_path / "pos-9" / "bundler-client.json").read_text()), tmp_path)
+    (agent,) = client.plan()["steps"]
+    record = site / "updates" / "reports" / "pos-9.json"
+    sizes, took = [], []
+    for n in range(200):
+        results = [{"sha256": hashlib.sha256(f"{n}-{i}".encode()).hexdigest(), "status": "failed", "exit_code": 1}
+                   for i in range(999)] + [{"sha256": agent["sha256"], "status": "failed", "exit_code": n}]
+        started = time.monotonic()
+        client.report(results)
+        took.append(time.monotonic() - started)
+        sizes.append(record.stat().st_size)
+    kept = json.loads(record.read_text())["results"]
+    assert list(kept) == [agent["sha256"]] and kept[agent["sha256"]]["exit_code"] == 199  # the newest result
+    assert max(sizes) <= sizes[0] + 8 < 4096, (sizes[0], max(sizes))  # the exit code grew two digits
+    plan, status = [], []
+    for _ in range(3):
+        started = time.monotonic()
+        client.plan()
+        plan.append(time.monotonic() - started)
+        started = time.monotonic()
+        assert cli("updates", "status", "--site", site).code == 0
+        status.append(time.monotonic() - started)
+    print(f"report 1: {took[0] * 1000:.0f} ms, report 200: {took[-1] * 1000:.0f} ms (median of all "
+          f"{sorted(took)[100] * 1000:.0f} ms); plan {min(plan) * 1000:.0f} ms, updates status {min(status):.2f} s; "
+          f"the record {sizes[0]} bytes after the first report, {sizes[-1]} after the 200th")

@@ -245,3 +245,15 @@ def test_the_fleet_shows_windows_clients_as_it_shows_linux_ones() -> None:
             "clients_waiting_restart": ["pos-7"], "aksee_versions": {"edge-host": "1.9.262.0"}}
     assert client_lines(site) == ["pos-7: 2 lacking, 1 failed, restart pending", "till-1: 1 lacking",
                                   "edge-host: AKS EE 1.9.262.0"]
+
+
+def test_kept_results_are_the_newest_for_known_payloads_and_at_most_the_cap() -> None:
+    from bundler.kinds.updates.cache import KEPT_RESULTS, kept_results
+
+    known = {f"{i:064x}" for i in range(KEPT_RESULTS + 500)}
+    earlier = {sha: {"status": "failed", "at": "2026-01-01T00:00:00Z"} for sha in sorted(known)[:KEPT_RESULTS]}
+    new = {sha: {"status": "installed", "at": "2026-01-02T00:00:00Z"} for sha in sorted(known)[KEPT_RESULTS - 10:]}
+    new["f" * 64] = {"status": "failed", "at": "2026-01-02T00:00:00Z"}  # not a payload of this site
+    kept = kept_results(earlier, new, known)
+    assert len(kept) == KEPT_RESULTS and "f" * 64 not in kept
+    assert all(kept[sha]["status"] == "installed" for sha in new if sha in known)  # the newest of each, all in

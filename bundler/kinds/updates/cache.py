@@ -47,6 +47,7 @@ ASC_KEY = "site-key.asc"  # armored, for dnf's gpgkey
 CLIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_CLIENTS_PER_GROUP = 10_000
 MAX_INSTALLED = 20_000  # entries in one client report
+KEPT_RESULTS = 1_000  # a client's step results kept: the newest for each payload this site has, at most this many
 OWNERS_FILE = "owners.json"  # downloads by file name handed over to another bundle name
 
 
@@ -268,8 +269,10 @@ class UpdateCache:
                       results: dict[str, dict[str, Any]] | None = None, host: dict[str, Any] | None = None) -> None:
         """A client's report: what it has installed (a package list, replaced by each report), and
         from a Windows client each step's result by sha256 (installed, failed with its exit code,
-        reboot-pending; merged with earlier ones) and its host (OS build, AKS EE version, whether a
-        restart is pending)."""
+        reboot-pending) and its host (OS build, AKS EE version, whether a restart is pending).
+        Results are merged with earlier ones, the newest for each payload, kept only for payloads this
+        site has and at most KEPT_RESULTS of them: the record, and every report, plan and status that
+        reads it, cost the same after a client's thousandth report as after its first."""
         if not CLIENT_RE.match(client):
             raise UsageError(f"client id {client!r} is not valid (letters, digits, . _ -)")
         if group not in self.site.groups:
@@ -278,7 +281,7 @@ class UpdateCache:
             raise UsageError(f"a report lists at most {MAX_INSTALLED} installed packages, each at most 512 characters")
         with files_lock(self.site.directory):
             earlier = self.report(client) or {}
-            merged = {**(earlier.get("results") or {}), **(results or {})}
+            merged = kept_results(earlier.get("results") or {}, results or {}, {e["sha256"] for e in self.catalog()})
             host = host or earlier.get("host")
             doc = {"client": client, "group": group, "installed": sorted(set(installed)), "reported_at": now(),
                    **({"results": merged} if merged else {}), **({"host": host} if host else {})}
@@ -321,6 +324,16 @@ class UpdateCache:
                             **{k: host[k] for k in ("os_build", "aksee_version") if host.get(k)}}
                            if results or host else {})})
         return out
+
+
+def kept_results(earlier: Mapping[str, dict[str, Any]], new: Mapping[str, dict[str, Any]],
+                 known: set[str]) -> dict[str, dict[str, Any]]:
+    """The newest result for each payload in `known`, at most KEPT_RESULTS (the newest by time, a new
+    report's before an earlier one's of the same second)."""
+    merged = [(str(r.get("at", "")), 0, sha, r) for sha, r in earlier.items() if sha in known and sha not in new]
+    merged += [(str(r.get("at", "")), 1, sha, r) for sha, r in new.items() if sha in known]
+    newest = sorted(merged, key=lambda item: item[:2], reverse=True)[:KEPT_RESULTS]
+    return {sha: result for _, _, sha, result in sorted(newest, key=lambda item: item[2])}
 
 
 def reboot_pending(report: Mapping[str, Any]) -> bool:
