@@ -45,8 +45,9 @@ class WindowsClient:
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.http.get(self.config["site"] + path, verify=str(self.ca), timeout=30, **kw)
 
-    def plan(self, build: str = "10.0.26100.2033") -> dict[str, Any]:
-        r = self.get(f"/updates/api/plan?mode=windows&build={build}")
+    def plan(self, build: str = "10.0.26100.2033", aksee: str | None = None) -> dict[str, Any]:
+        mode = f"aksee&aksee={aksee}" if aksee else "windows"
+        r = self.get(f"/updates/api/plan?mode={mode}&build={build}")
         assert r.status_code == 200, r.text
         return dict(r.json())
 
@@ -74,6 +75,37 @@ class WindowsClient:
             return None
         partial.rename(target)
         return target
+
+    def fetch(self, item: dict[str, Any]) -> Path | None:
+        """Test-Payload, then Get-Payload: a file found under the payload's name that does not hash to
+        it is deleted and fetched again."""
+        target = self.work / (item["sha256"] + STEP_OF[item["step"]].extension)
+        if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() != item["sha256"]:
+            target.unlink()
+        return target if target.exists() else self.download(item)
+
+    def run(self, item: dict[str, Any], file: Path) -> None:
+        """Invoke-Step: hashed right before it runs; other bytes are deleted, never run."""
+        if hashlib.sha256(file.read_bytes()).hexdigest() != item["sha256"]:
+            file.unlink()
+            raise AssertionError(f"{file} is not {item['sha256']}: not run")
+        step = STEP_OF[item["step"]]  # the table: never a command from the plan
+        self.ran.append([step.program.replace("{file}", str(file)), *(a.replace("{file}", str(file))
+                                                                      for a in step.arguments)])
+
+    def aksee(self, node: dict[str, str], update_works: bool) -> str:
+        """The script's -AksEdge run on a node at node["version"]: the one fragment from there is
+        staged, the update runs (and may throw), and the fragment is reported installed only once
+        the node reports its `to`. Returns what it reported."""
+        (item,) = self.plan(aksee=node["version"])["steps"]
+        file = self.fetch(item)
+        assert file is not None
+        self.run(item, file)
+        if update_works:
+            node["version"] = item["aksee_to"]
+        status = "installed" if node["version"] == item["aksee_to"] else "failed"
+        self.report([{"sha256": item["sha256"], "status": status, "exit_code": 0}])
+        return status
 
     def install(self, item: dict[str, Any], file: Path, exit_code: int) -> dict[str, Any]:
         step = STEP_OF[item["step"]]  # the table: never a command from the plan
@@ -223,3 +255,52 @@ def test_a_clients_reports_are_kept_bounded_however_many_it_sends(
     print(f"report 1: {took[0] * 1000:.0f} ms, report 200: {took[-1] * 1000:.0f} ms (median of all "
           f"{sorted(took)[100] * 1000:.0f} ms); plan {min(plan) * 1000:.0f} ms, updates status {min(status):.2f} s; "
           f"the record {sizes[0]} bytes after the first report, {sizes[-1]} after the 200th")
+
+
+
+def test_the_aksee_chain_follows_the_node_and_a_planted_payload_is_fetched_again(
+        cli: Callable[..., Run], keys: Keys, make_site: SiteFactory, tmp_path: Path) -> None:
+    """T4-3: node at 1.9, fragment a (1.9 -> 1.10) reported installed, the node still at 1.9 (its
+    update threw): the next plan offers a again for its update, never b (1.10 -> 1.11); once the node
+    reports 1.10, b. A file with a's name and other bytes in the downloads folder is deleted and
+    fetched again, never run."""
+    for name in ("AksWindows-a.exe", "AksWindows-b.exe"):
+        (tmp_path / name).write_bytes(os.urandom(40_000))
+    (tmp_path / "aksee.yaml").write_text("""apiVersion: bundler/v1
+kind: Profile
+metadata: {name: aksee, version: 1.0.0}
+spec:
+  updates:
+    - path: AksWindows-a.exe
+      name: aksee-a
+      approve: [line-1]
+      windows: {aksee: {from: "1.9.262.0", to: "1.10.110.0"}}
+    - path: AksWindows-b.exe
+      name: aksee-b
+      approve: [line-1]
+      windows: {aksee: {from: "1.10.110.0", to: "1.11.247.0"}}
+""")
+    built = cli("build", tmp_path / "aksee.yaml", "-o", tmp_path / "a.tar", "--key", keys.release.key)
+    assert built.code == 0, built.err
+    site = make_site("site", "--group", "line-1", up=True)
+    assert cli("import", tmp_path / "a.tar", "--site", site).code == 0
+    assert cli("site", "client", "windows", site, "edge-host", "--group", "line-1", "-o", tmp_path / "c").code == 0
+    client = WindowsClient(json.loads((tmp_path / "c" / "bundler-client.json").read_text()), tmp_path)
+    node = {"version": "1.9.262.0"}
+
+    (a,) = client.plan(aksee=node["version"])["steps"]
+    assert a["name"] == "aksee-a"
+    planted = tmp_path / f"{a['sha256']}.exe"
+    planted.write_bytes(b"MZ not what the site sent")
+    file = client.fetch(a)
+    assert file == planted and hashlib.sha256(planted.read_bytes()).hexdigest() == a["sha256"]  # fetched again
+
+    client.report([{"sha256": a["sha256"], "status": "installed", "exit_code": 0}])  # as the older script did
+    held = client.plan(aksee=node["version"])
+    assert [(s["name"], s.get("pending_update")) for s in held["steps"]] == [("aksee-a", True)]
+    assert [h["name"] for h in held["held"]] == ["aksee-b"] and "pending" in held["held"][0]["why"]
+    assert client.aksee(node, update_works=False) == "failed" and node["version"] == "1.9.262.0"
+    assert [s["name"] for s in client.plan(aksee=node["version"])["steps"]] == ["aksee-a"]  # never b
+    assert client.aksee(node, update_works=True) == "installed" and node["version"] == "1.10.110.0"
+    assert [s["name"] for s in client.plan(aksee=node["version"])["steps"]] == ["aksee-b"]
+    assert client.ran == [[str(planted), "-y"]] * 2  # only the bytes the site named ran

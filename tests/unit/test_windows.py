@@ -26,7 +26,7 @@ PARSER = ts.Parser(ts.Language(tsp.language()))
 CMDLETS = {"Set-StrictMode", "Get-Content", "ConvertFrom-Json", "ConvertTo-Json", "Add-Type", "New-Object", "Join-Path",
            "Test-Path", "New-Item", "Get-Item", "Get-FileHash", "Move-Item", "Remove-Item", "Start-Process",
            "Write-Host", "Write-Warning", "Out-Null", "ForEach-Object", "Get-Module", "Sort-Object", "Select-Object",
-           "Split-Path", "Invoke-AksEdgeNodeCommand", "kubectl"}
+           "Split-Path", "Invoke-AksEdgeNodeCommand", "kubectl", "Set-Acl"}
 
 
 def commands(script: str) -> set[str]:
@@ -71,6 +71,54 @@ def test_the_windows_script_parses_and_runs_only_the_table_and_fixed_cmdlets() -
     assert steps_table() in script  # the install steps come from windows.STEPS, the one table
     for step in STEPS:  # every program is a fixed name (or the fragment itself), never text from a bundle
         assert step.program in ("wusa.exe", "dism.exe", "msiexec.exe", "{file}")
+
+
+def command_places(script: str) -> list[tuple[str, int, str | None]]:
+    """(command, byte offset, the function it is in) of every command in the script, in order."""
+    tree = PARSER.parse(script.encode())
+    found: list[tuple[str, int, str | None]] = []
+
+    def walk(node: ts.Node, function: str | None) -> None:
+        if node.type == "function_statement":
+            function = next(c.text.decode() for c in node.children if c.type == "function_name")  # type: ignore[union-attr]
+        if node.type == "command_name":
+            found.append((node.text.decode(), node.start_byte, function))  # type: ignore[union-attr]
+        for child in node.children:
+            walk(child, function)
+
+    walk(tree.root_node, None)
+    return found
+
+
+def test_the_script_hashes_each_payload_right_before_it_runs_it_and_locks_its_folder() -> None:
+    """Start-Process (what runs a payload) is in Invoke-Step alone, after its Get-FileHash; every call of
+    Invoke-Step follows a Test-Payload of the same file (a found file with other bytes goes); the
+    downloads folder gets an ACL of its own (inheritance off) before any payload is fetched."""
+    script = script_text()
+    places = command_places(script)
+    runs = [(offset, fn) for name, offset, fn in places if name == "Start-Process"]
+    assert runs and all(fn == "Invoke-Step" for _, fn in runs)
+    hashes = [offset for name, offset, fn in places if name == "Get-FileHash" and fn == "Invoke-Step"]
+    assert hashes and max(hashes) < min(offset for offset, _ in runs)
+    assert "$hash -ne [string]$Item.sha256" in script[max(hashes):min(offset for offset, _ in runs)]
+    main = [(name, offset) for name, offset, fn in places if fn is None]
+    steps = [offset for name, offset in main if name == "Invoke-Step"]
+    checks = [offset for name, offset in main if name == "Test-Payload"]
+    assert steps and all(any(c < s for c in checks) for s in steps)
+    protect = [name for name, _, fn in places if fn == "Protect-Downloads"]
+    assert "Set-Acl" in protect and "SetAccessRuleProtection($true, $false)" in script
+    first_fetch = min(offset for name, offset in main if name in ("Get-Payload", "Test-Payload"))
+    assert min(offset for name, offset in main if name == "Protect-Downloads") < first_fetch
+    assert "'S-1-5-18', 'S-1-5-32-544'" in script  # SYSTEM and the Administrators, by SID
+
+
+def test_the_script_reports_an_aksee_fragment_installed_only_once_the_node_reports_its_version() -> None:
+    script = script_text()
+    aksee = script[script.index("if ($AksEdge) {\n        # staged"):]
+    update = aksee.index("Start-AksEdgeUpdate")
+    check = aksee.index("if ($now -ne [string]$item.aksee_to)")
+    installed = aksee.index("status = 'installed'")
+    assert update < check < installed and "status = 'failed'" in aksee[check:installed]
 
 
 def test_the_script_holds_nothing_of_a_site_or_a_bundle() -> None:
@@ -190,14 +238,19 @@ def test_a_plan_is_idempotent_after_reports_and_waits_for_a_restart() -> None:
     assert waiting.reboot_pending and waiting.steps == []
 
 
-def test_aksee_fragments_chain_from_the_nodes_version_one_version_at_a_time() -> None:
+def test_aksee_fragments_follow_the_nodes_own_version_one_version_at_a_time() -> None:
     chain = plan(mode="aksee", aksee="1.8.202.0")
-    assert [s["name"] for s in chain.steps] == ["aksee-1.9", "aksee-1.10"]
-    assert [h["name"] for h in chain.held] == ["aksee-other"]
+    assert [s["name"] for s in chain.steps] == ["aksee-1.9"]  # only the fragment from where the node is
+    assert [h["name"] for h in chain.held] == ["aksee-1.10", "aksee-other"]
+    assert "offered once the node reports 1.9.262.0" in chain.held[0]["why"]
     assert [s["name"] for s in plan(mode="aksee", aksee="1.9.262.0").steps] == ["aksee-1.10"]
     unknown = plan(mode="aksee")
     assert unknown.steps == [] and all("not known" in h["why"] for h in unknown.held)
-    assert [s["name"] for s in plan({"1" * 64}, mode="aksee", aksee="1.8.202.0").steps] == ["aksee-1.10"]
+    # 1.8 -> 1.9 reported applied, the node still at 1.8 (its update threw): the update again, not 1.9 -> 1.10
+    staged = plan({"1" * 64}, mode="aksee", aksee="1.8.202.0")
+    assert [(s["name"], s.get("pending_update")) for s in staged.steps] == [("aksee-1.9", True)]
+    assert "the update of aksee-1.9, staged, is pending" in staged.held[0]["why"]
+    assert [s["name"] for s in plan({"1" * 64}, mode="aksee", aksee="1.9.262.0").steps] == ["aksee-1.10"]
 
 
 def test_the_aksee_trust_script_parses_holds_base64_only_and_refuses_a_strange_host(tmp_path: Path) -> None:

@@ -242,7 +242,8 @@ def plan_for(approved: Sequence[dict[str, Any]], installed: set[str], *, mode: s
     else:
         ordered = _by_requirements(wanted, infos, installed_names(approved, installed), result)
     if not reboot_pending:
-        result.steps = [step_of(e, infos[e["sha256"]]) for e in ordered]
+        result.steps = [{**step_of(e, infos[e["sha256"]]), **({"pending_update": True} if e.get("pending_update")
+                                                                else {})} for e in ordered]
     return result
 
 
@@ -299,24 +300,27 @@ def _by_requirements(wanted: list[dict[str, Any]], infos: Mapping[str, WindowsIn
 
 def _chain(wanted: list[dict[str, Any]], done: list[dict[str, Any]], infos: Mapping[str, WindowsInfo],
            version: str | None, result: Plan) -> list[dict[str, Any]]:
-    """From the node's version, the fragment that starts there, then the one that starts where it
-    ends, and so on (a fragment the client reported applied moves the chain on without a step);
-    fragments off the chain are held."""
-    by_start: dict[str, list[dict[str, Any]]] = {}
-    for e in [*done, *wanted]:
-        by_start.setdefault(str(infos[e["sha256"]].aksee_from), []).append(e)
-    chain: list[dict[str, Any]] = []
-    current, seen = version, set()
-    while current is not None and current in by_start and current not in seen:
-        seen.add(current)
-        step = sorted(by_start[current], key=lambda e: (e in done, str(e.get("version", ""))))[-1]
-        if step not in done:
-            chain.append(step)
-        current = infos[step["sha256"]].aksee_to
+    """The one fragment that takes the node from the version it reports (AKS EE upgrades one version
+    at a time, and only the node's own version says how far it got): a fragment is offered only to a
+    node at its `from`. One the client reported applied while the node is still at its `from` (staged,
+    its update not done) is offered again, marked `pending_update`: the next step is that update,
+    never the next fragment. Every other fragment is held, saying why."""
+    here = [e for e in [*wanted, *done] if version is not None and infos[e["sha256"]].aksee_from == version]
+    step = max(here, key=lambda e: (_version_key(infos[e["sha256"]].aksee_to), e in wanted,
+                                    str(e.get("version", ""))), default=None)
     for e in wanted:
-        if e not in chain:
-            start = infos[e["sha256"]].aksee_from
-            why = ("the node's AKS EE version is not known: the client reports it" if version is None
-                   else f"takes a node from {start}; this node is at {version} and no approved fragment leads there")
-            result.held.append({"name": e["name"], "sha256": e["sha256"], "why": why})
-    return chain
+        if e is step:
+            continue
+        start = infos[e["sha256"]].aksee_from
+        why = ("the node's AKS EE version is not known: the client reports it" if version is None
+               else f"takes a node from {start}; this node is at {version}: offered once the node reports {start}")
+        if step is not None and step in done:
+            why += f" (the update of {step['name']}, staged, is pending)"
+        result.held.append({"name": e["name"], "sha256": e["sha256"], "why": why})
+    if step is None:
+        return []
+    return [{**step, "pending_update": True} if step in done else step]
+
+
+def _version_key(version: str | None) -> tuple[int, ...]:
+    return tuple(int(part) for part in (version or "0").split("."))

@@ -5,12 +5,15 @@ The script is the same text for every site and client: nothing from a bundle is 
 install steps are generated from the one table in the project (windows.STEPS, which the tests read
 too); what it installs comes from the site at run time as data (the plan: sha256, size, kind), and a
 downloaded file is named by its sha256 and the kind's extension, never by the bundle. It pins the
-site's CA by its SHA-256 fingerprint (the configuration holds the CA certificate and the pin), downloads
-with resume (HTTP Range), checks SHA-256 before running anything, runs the step for the payload's kind,
+site's CA by its SHA-256 fingerprint (the configuration holds the CA certificate and the pin), keeps
+its downloads in a folder only SYSTEM and the Administrators may write (its ACL set each run),
+downloads with resume (HTTP Range), hashes each payload right before it runs it (a file found under
+its name with other bytes is deleted and fetched again), runs the step for the payload's kind,
 reports each result (installed, failed with the exit code, reboot-pending on 3010/1641), stops at the
 first failure and while a restart is pending, and is safe to run again (a scheduled task). -WhatIf
-prints the plan and changes nothing. -AksEdge stages AKS EE fragments in chain order and runs AKS EE's
-update commands (windows.AKSEE_COMMANDS), then reports the AKS EE version.
+prints the plan and changes nothing. -AksEdge stages the one fragment that takes the node from its
+version, runs AKS EE's update commands (windows.AKSEE_COMMANDS), and reports the fragment installed
+only once the node reports the version it leads to (else failed: the next plan offers it again).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def script_sha256() -> str:
 
 def script_text() -> str:
     restart = ", ".join(str(code) for code in RESTART_CODES)
-    aksee = "\n".join(f"        {command} -Force" if command == "Start-AksEdgeUpdate" else f"        {command}"
+    aksee = "\n".join(f"            {command} -Force" if command == "Start-AksEdgeUpdate" else f"            {command}"
                       for command in AKSEE_COMMANDS)
     template = (Path(__file__).parent / TEMPLATE).read_text()  # a PowerShell file, @@...@@ filled in here
     return template.replace("@@STEPS@@", steps_table()).replace("@@RESTART@@", restart).replace("@@AKSEE@@", aksee)
