@@ -215,7 +215,7 @@ def default_site(bundler: list[str], name: str) -> Iterator[DefaultSite]:
     directory = WORK / name
     shutil.rmtree(directory, ignore_errors=True)
     registry = f"127.0.0.1:{free_port()}"
-    run([*bundler, "site", "init", name, "--trust-key", "release.pub", "--registry-listen", registry,
+    run([*bundler, "site", "init", "--as-root", name, "--trust-key", "release.pub", "--registry-listen", registry,
          "--http-listen", f"127.0.0.1:{free_port()}", "--group", "line-1"])
     run([*bundler, "site", "up", name])
     certs = directory / "skopeo-certs"
@@ -602,7 +602,8 @@ def main() -> None:
 
             plain = fresh_registry("plain")
             shutil.rmtree(WORK / "plain-dir", ignore_errors=True)
-            run([*bundler, "site", "init", "plain-dir", "--registry", plain.url, "--trust-key", "release.pub",
+            run([*bundler, "site", "init", "--as-root", "plain-dir", "--registry", plain.url,
+                 "--trust-key", "release.pub",
                  "--http-listen", f"127.0.0.1:{free_port()}"])
             plain_b.append(run([*bundler, "import", "bench.bundle.tar", "--site", "plain-dir"])[0])
             per_request_plain.append(per_request(plain.url, None))

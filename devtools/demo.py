@@ -105,7 +105,9 @@ def main() -> None:
     bundler("inspect", bundle)
     bundler("verify", bundle, "--key", "release.pub")
     bundler("sign", bundle, "--key", "security.key", "--check-key", "release.pub")
-    bundler("site", "init", "site", "--registry-listen", f"127.0.0.1:{SITE_PORT}",
+    # --as-root: this checkout's interpreter may live where other users cannot run it (pyenv under /root);
+    # a site made as root without it gets its own user, and every service runs as that user
+    bundler("site", "init", "--as-root", "site", "--registry-listen", f"127.0.0.1:{SITE_PORT}",
             "--trust-key", "release.pub", "--trust-key", "security.pub", "--threshold", "2",
             "--http-listen", f"127.0.0.1:{GIT_PORT}", "--group", "line-1")
     bundler("site", "up", "site")

@@ -162,7 +162,7 @@ class SiteFactory:
         directory = self.tmp_path / name  # an absolute `name` is where it is
         http_port, registry_port = distinct_ports(2)  # two free_port() calls can return one port twice
         where = ["--registry", registry] if registry else ["--registry-listen", f"127.0.0.1:{registry_port}"]
-        r = self.cli("site", "init", directory, "--trust-key", self.keys.release.pub, *where,
+        r = self.cli("site", "init", "--as-root", directory, "--trust-key", self.keys.release.pub, *where,
                      "--http-listen", f"127.0.0.1:{http_port}", *options)
         assert r.code == 0, r.err
         self.made.append(directory)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,14 +57,24 @@ def site() -> None:
               help="put a source registry's images under a path of your own, e.g. 'docker.io/*=hub/*' (repeatable)")
 @click.option("--image-scope", "image_scopes", multiple=True, metavar="GLOB",
               help="images the image keys cover, by name (registry.example.com/team/*; repeatable; default *)")
+@click.option("--user", metavar="NAME",
+              help="as root: the site's own user, made when missing (default bundler-<site name>)")
+@click.option("--as-root", is_flag=True,
+              help="as root: keep the site root's; its services (every process that reads from the network) "
+                   "then run as root")
 def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
               trust_keys: tuple[Path, ...],
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
               groups: tuple[str, ...], name: str | None, image_keys: tuple[Path, ...],
               registry_ca: Path | None, registry_credentials: Path | None, registry_storage: str | None,
               s3_endpoint: str | None, s3_credentials: Path | None, rewrites: tuple[str, ...],
-              image_scopes: tuple[str, ...]) -> None:
+              image_scopes: tuple[str, ...], user: str | None, as_root: bool) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
+
+    Run as root, it also gives the site its own unprivileged user (--user; made when missing, as
+    `site install` does), and `site up` runs every service as that user: nginx's workers, the
+    application and the registry. That user must be able to run bundler where it is installed and
+    to reach DIRECTORY: checked first (else an error that says what to do, or --as-root).
 
     Also its CA, and two accounts: the client account (credentials.json: pull and fetch only, what
     the cluster gets) and the import account (import-credentials.json: push, for `bundler import`).
@@ -86,7 +97,7 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
                          hostnames=hostnames, ips=ips, groups=groups, name=name, image_keys=image_keys,
                          image_scopes=image_scopes, registry_ca=registry_ca,
                          registry_credentials=registry_credentials, registry_storage=registry_storage,
-                         s3_endpoint=s3_endpoint, s3_credentials=s3_credentials,
+                         s3_endpoint=s3_endpoint, s3_credentials=s3_credentials, user=user, as_root=as_root,
                          rewrites=[tuple(r.split("=", 1)) if "=" in r else (r, "") for r in rewrites])
     names = ", ".join(name for name, _ in config.trust_keys)
     click.echo(f"site {config.directory} created; images go to {config.registry_location}; "
@@ -126,6 +137,9 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
     if foreground:  # a stop (systemctl stop) while the services start: they finish starting, then stop
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     site = start_site(directory, wait)
+    if os.geteuid() == 0 and site.directory.stat().st_uid == 0:
+        click.echo(f"warning: the site's services run as root (its files are root's): give it its own user with "
+                   f"`bundler site install {site.directory}`, or make it again with `site init` as root", err=True)
     services = [f"registry at {site.registry_url}", *(f"{name} at {service['url']}" for kind in KINDS
                                                       for name, service in kind.services(site).items())]
     click.echo(f"site {site.directory} is up: {', '.join(services)} "

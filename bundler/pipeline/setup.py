@@ -3,20 +3,43 @@ keeps there), and its services started with what each kind's service asks of the
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bundler.kinds import KINDS
-from bundler.site.config import SiteConfig, init_site, load_site
+from bundler.site.config import SITE_FILE, SiteConfig, init_site, load_site
 from bundler.site.service import site_up
+from bundler.site.systemd import check_runs_as, ensure_user, site_user
+
+AS_ROOT_HINT = ("install bundler where every user can run it (python3 -m venv /opt/bundler; /opt/bundler/bin/pip "
+                "install ...) and put the site where every user can reach it (/srv/...); or, knowing that every "
+                "process that reads from the network then runs as root: --as-root")
 
 
 def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
-                **options: Any) -> SiteConfig:
-    """`init_site` with every kind's own part (the update cache and its signing key, say)."""
-    return init_site(directory, registry_url, trust_keys, threshold, prepare=[kind.init_site for kind in KINDS],
-                     **options)
+                user: str | None = None, as_root: bool = False, **options: Any) -> SiteConfig:
+    """`init_site` with every kind's own part (the update cache and its signing key, say). As root
+    (unless `as_root`), the site gets its own unprivileged user (`user`, default bundler-<name>), made
+    when missing, and its files: `site up` then runs every service as that user. Whether that user can
+    run bundler there is checked before anything is made."""
+    as_site_user = os.geteuid() == 0 and not as_root
+    if as_site_user:
+        reached = directory.resolve().parent
+        while not reached.exists():  # what `site init` makes is the new user's: the way to it must be open
+            reached = reached.parent
+        check_runs_as(user or "nobody", sys.executable, reached, hint=AS_ROOT_HINT)
+    config = init_site(directory, registry_url, trust_keys, threshold, prepare=[kind.init_site for kind in KINDS],
+                       **options)
+    if as_site_user:
+        try:
+            ensure_user(config, user or site_user(config))
+        except BaseException:
+            (directory / SITE_FILE).unlink(missing_ok=True)  # not a site: `site init` may run again
+            raise
+    return config
 
 
 def start_site(directory: Path, wait: float = 30.0) -> SiteConfig:

@@ -21,8 +21,10 @@ as a child service, like the registry; `site install` runs the same thing under 
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import pwd
 import resource
 import shutil
 from collections.abc import Sequence
@@ -114,10 +116,20 @@ def _listen(address: str) -> str:
     return f"{host}:{port}" if host.startswith("[") or host else port
 
 
+def low_port(site: SiteConfig) -> bool:
+    """A port below 1024: only root binds it (then nginx's master runs as root, its workers do not)."""
+    ports = [int(address.rpartition(":")[2]) for address in (site.http_listen, site.registry_listen) if address]
+    return min(ports) < 1024
+
+
 def _worker_user(site: SiteConfig) -> str:
-    """A site root owns (a technician's) runs nginx's workers as root too, for they read the site's
-    0600 files; an installed site's services run as its own user (site/service.py), nginx included."""
-    return "user root root;\n" if os.geteuid() == 0 and site.directory.stat().st_uid == 0 else ""
+    """nginx's workers run as the site's owner: its own user (`site init` as root, `site install`), or
+    root for a site root keeps (--as-root). Without a low port nginx runs as that user altogether
+    (site/service.py), and this line is not needed."""
+    owner = site.directory.stat()
+    if os.geteuid() != 0 or (owner.st_uid != 0 and not low_port(site)):
+        return ""  # nginx runs as the site's user altogether
+    return f"user {pwd.getpwuid(owner.st_uid).pw_name} {grp.getgrgid(owner.st_gid).gr_name};\n"
 
 
 NO_CHUNKED = "    if ($http_transfer_encoding) { return 411; }\n"  # a body needs a Content-Length

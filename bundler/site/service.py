@@ -39,6 +39,7 @@ from bundler.site.front import (
     front_command,
     front_config,
     front_config_file,
+    low_port,
     registry_socket,
     write_config,
 )
@@ -126,14 +127,15 @@ def registry_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
-def _spawn(site: SiteConfig, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(site: SiteConfig, name: str, argv: list[str], env: dict[str, str] | None = None,
+           as_owner: bool = True) -> subprocess.Popen[bytes]:
     make_dirs(site.directory / RUN_DIR, 0o700)
     make_dirs(site.directory / LOG_DIR)
     log_file = site.directory / LOG_DIR / f"{name}.log"
     with open(log_file, "ab") as log:
         own_like_parent(log_file)
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=env, **_as_site_owner(site))
+                                   start_new_session=True, env=env, **(_as_site_owner(site) if as_owner else {}))
     _pid_file(site, name).write_text(str(process.pid))
     return process
 
@@ -356,7 +358,7 @@ def site_up(directory: Path, wait: float = 30.0, rules: Sequence[FrontRule] = ()
         if not running or upgraded:
             write_config(site, config)
             offset = _log_size(site, "front")
-            front = _spawn(site, "front", front_command(site))
+            front = _spawn(site, "front", front_command(site), as_owner=not low_port(site))  # workers: `user`
             _wait(site, "front", http_healthy, front, wait, site.http_url, offset)
         if site.embedded_registry:
             _wait(site, "registry", registry_healthy, None, wait, site.registry_url)

@@ -111,8 +111,9 @@ RUNS = ("import subprocess, sys; import bundler.cli; "  # and the services it st
         "subprocess.run([sys.executable, '-c', 'import bundler.pipeline.server'], check=True, capture_output=True)")
 
 
-def check_runs_as(user: str, python: str) -> None:
-    """The unit's interpreter must run bundler as `user` (one under /root, say, cannot). A user not
+def check_runs_as(user: str, python: str, directory: Path | None = None, hint: str | None = None) -> None:
+    """The interpreter must run bundler as `user` (one under /root, say, cannot), and `user` must reach
+    `directory` (the site's parent: a directory on the way closed to others stops it). A user not
     made yet is tried as `nobody` would be: nothing is changed before every check passed."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         return
@@ -120,13 +121,16 @@ def check_runs_as(user: str, python: str) -> None:
         account = pwd.getpwnam(user)
     except KeyError:
         account = pwd.getpwnam("nobody")
+    reach = f"; import os; os.listdir({str(directory)!r})" if directory is not None else ""
     proc = subprocess.run(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
-                           python, "-c", RUNS], capture_output=True, text=True, cwd="/")
+                           python, "-c", RUNS + reach], capture_output=True, text=True, cwd="/")
     if proc.returncode != 0:
-        raise UsageError(f"the site's user {user} cannot run bundler with {python}: "
+        where = f" in {directory}" if directory is not None else ""
+        raise UsageError(f"the site's user {user} cannot run bundler with {python}{where}: "
                          f"{(proc.stderr.strip().splitlines() or ['no output'])[-1][:200]}",
-                         hint="install bundler where every user can run it (python3 -m venv /opt/bundler; "
-                              "/opt/bundler/bin/pip install ...), then `site install --python /opt/bundler/bin/python`")
+                         hint=hint or "install bundler where every user can run it (python3 -m venv /opt/bundler; "
+                                      "/opt/bundler/bin/pip install ...), then `site install --python "
+                                      "/opt/bundler/bin/python`")
 
 
 def install_unit(directory: Path, unit_dir: Path = DEFAULT_UNIT_DIR, user: str | None = None,

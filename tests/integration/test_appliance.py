@@ -241,7 +241,7 @@ def test_the_embedded_registry_runs_in_the_docker_engine_where_asked(
 
     ensure_registry_image(docker_client)
     site = tmp_path / "site"
-    r = cli("site", "init", site, "--trust-key", keys.release.pub, "--registry-runtime", "docker",
+    r = cli("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--registry-runtime", "docker",
             "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
     assert r.code == 0, r.err
     try:

@@ -30,7 +30,8 @@ def site_running_good(cli: Callable[..., Run], registry: Registry, directory: Pa
     keys: list[str | Path] = []
     for key in trust:
         keys += ["--trust-key", key]
-    assert cli("site", "init", directory, "--registry", registry.url, *keys, "--threshold", str(len(trust))).code == 0
+    assert cli("site", "init", "--as-root", directory, "--registry", registry.url, *keys,
+               "--threshold", str(len(trust))).code == 0
     r = cli("import", GOOD, "--site", directory)
     assert r.code == 0, r.err
     return directory

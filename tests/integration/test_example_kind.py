@@ -65,7 +65,7 @@ def test_a_kind_registered_from_outside_is_built_verified_imported_served_report
     assert run("verify", tampered, "--key", keys.release.pub).code != 0
 
     site = tmp_path / "site"
-    made = run("site", "init", site, "--trust-key", keys.release.pub, "--name", "store-7",
+    made = run("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--name", "store-7",
                "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
     assert made.code == 0, made.err
     up = run("site", "up", site)

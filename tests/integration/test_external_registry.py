@@ -105,7 +105,7 @@ def test_a_site_seeds_a_project_of_a_registry_it_does_not_run(
     loose = tmp_path / "loose.json"
     loose.write_text(json.dumps({"username": USER, "password": PASSWORD}))
     os.chmod(loose, 0o644)
-    refused = cli("site", "init", tmp_path / "never", "--registry", f"{target.url}/edge", "--trust-key",
+    refused = cli("site", "init", "--as-root", tmp_path / "never", "--registry", f"{target.url}/edge", "--trust-key",
                   keys.release.pub, "--registry-credentials", loose)
     assert refused.code == 2 and "chmod 600" in refused.err and not (tmp_path / "never" / "site.yaml").exists()
 

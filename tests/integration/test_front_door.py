@@ -81,7 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, keys: Keys,
                        "  updates:\n    - path: agent.bin\n      approve: [line-1]\n")
     assert cli("build", profile, "-o", "store.bundle.tar", "--key", keys.release.key).code == 0
     directory, (port, registry_port) = work / "site", distinct_ports(2)
-    r = cli("site", "init", directory, "--trust-key", keys.release.pub, "--group", "line-1",
+    r = cli("site", "init", "--as-root", directory, "--trust-key", keys.release.pub, "--group", "line-1",
             "--registry-listen", f"{HOST}:{registry_port}", "--http-listen", f"{HOST}:{port}")
     assert r.code == 0, r.err
     assert cli("site", "up", directory).code == 0

@@ -92,6 +92,7 @@ def test_two_site_registries_on_one_bucket_serve_what_one_imported(
     loose = tmp_path / "loose.json"
     loose.write_text(keyfile.read_text())
     os.chmod(loose, 0o644)
-    refused = cli("site", "init", tmp_path / "never", "--trust-key", keys.release.pub, "--registry-storage",
+    refused = cli("site", "init", "--as-root", tmp_path / "never", "--trust-key", keys.release.pub,
+                  "--registry-storage",
                   f"s3://{BUCKET}", "--s3-credentials", loose)
     assert refused.code == 2 and "chmod 600" in refused.err

@@ -98,7 +98,7 @@ class World:
             keys += ["--trust-key", key]
         where = (["--registry-listen", f"127.0.0.1:{free_port()}"] if embedded
                  else ["--registry", self.target.url])
-        r = self.cli("site", "init", directory, *keys, "--threshold", str(threshold), *where,
+        r = self.cli("site", "init", "--as-root", directory, *keys, "--threshold", str(threshold), *where,
                      "--http-listen", f"127.0.0.1:{free_port()}")
         assert r.code == 0, r.err
         return directory
@@ -164,16 +164,17 @@ def copy_without(bundle: Path, out: Path) -> Path:
 
 def already_a_site(w: World) -> Produced:
     site = w.site("twice")
-    return Produced(w.cli("site", "init", site, "--trust-key", w.keys.release.pub), site)
+    return Produced(w.cli("site", "init", "--as-root", site, "--trust-key", w.keys.release.pub), site)
 
 
 def no_trust_key(w: World) -> Produced:
-    return Produced(w.cli("site", "init", w.work / "sites" / "keyless"))
+    return Produced(w.cli("site", "init", "--as-root", w.work / "sites" / "keyless"))
 
 
 def not_a_pem_key(w: World) -> Produced:
     (w.work / "release.txt").write_text("this is not a key\n")
-    return Produced(w.cli("site", "init", w.work / "sites" / "notpem", "--trust-key", w.work / "release.txt"))
+    return Produced(w.cli("site", "init", "--as-root", w.work / "sites" / "notpem", "--trust-key",
+                          w.work / "release.txt"))
 
 
 def port_taken(service: str) -> Callable[[World], Produced]:
@@ -185,7 +186,7 @@ def port_taken(service: str) -> Callable[[World], Produced]:
             site = w.work / "sites" / f"busy-{service}"
             listen = {"registry": ["--registry-listen", busy, "--http-listen", f"127.0.0.1:{free_port()}"],
                       "http": ["--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", busy]}[service]
-            assert w.cli("site", "init", site, "--trust-key", w.keys.release.pub, *listen).code == 0
+            assert w.cli("site", "init", "--as-root", site, "--trust-key", w.keys.release.pub, *listen).code == 0
             return Produced(w.cli("site", "up", site), site)
     return produce
 
@@ -297,7 +298,8 @@ def import_running(w: World) -> Produced:
 
 def disk_full(w: World) -> Produced:
     site = w.small_disk / "site"
-    assert w.cli("site", "init", site, "--trust-key", w.keys.release.pub, "--registry", w.target.url).code == 0
+    assert w.cli("site", "init", "--as-root", site, "--trust-key", w.keys.release.pub,
+                 "--registry", w.target.url).code == 0
     return w.imported(w.v1, site)
 
 

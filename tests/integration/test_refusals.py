@@ -251,7 +251,7 @@ def test_a_tampered_layer_is_refused_by_the_default_site_and_nothing_shows(
     name = tamper_layer(bundle)
     site = tmp_path / "site"
     registry = f"127.0.0.1:{free_port()}"
-    assert cli("site", "init", site, "--trust-key", keys.release.pub, "--registry-listen", registry,
+    assert cli("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--registry-listen", registry,
                "--http-listen", f"127.0.0.1:{free_port()}").code == 0
     try:
         assert cli("site", "up", site).code == 0

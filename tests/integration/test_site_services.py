@@ -19,12 +19,12 @@ import requests
 import yaml
 
 from bundler.site.registry_process import free_port
-from tests.conftest import Keys, Run
+from tests.conftest import Keys, Registry, Run
 
 
 def init(cli: Callable[..., Run], directory: Path, keys: Keys, registry_port: int, http_port: int,
          *more: str) -> None:
-    r = cli("site", "init", directory, "--trust-key", keys.release.pub,
+    r = cli("site", "init", "--as-root", directory, "--trust-key", keys.release.pub,
             "--registry-listen", f"127.0.0.1:{registry_port}", "--http-listen", f"127.0.0.1:{http_port}", *more)
     assert r.code == 0, r.err
 
@@ -355,3 +355,62 @@ def test_a_site_install_that_fails_its_checks_changes_nothing(
         pwd.getpwnam("bundler-store-9")
     assert {p: p.stat().st_uid for p in [site, *site.rglob("*")]} == owners
     assert not units.exists() or not list(units.iterdir())
+
+
+def test_a_site_made_by_root_runs_no_process_as_root(
+        cli: Callable[..., Run], keys: Keys, shared_dir: Path, registry: Registry, skopeo: str,
+        tmp_path: Path) -> None:
+    """`site init` as root gives the site its own user; `site up` as root then starts nginx (master and
+    workers), the application and the registry as that user, and an import by root still lands where
+    they read it: a node pulls the image."""
+    import pwd
+    import subprocess
+
+    from bundler.oci.client import RegistryClient
+    from devtools import images as im
+
+    python = str(shared_dir / "venv" / "bin" / "python")
+
+    def shared(*args: str | Path) -> Run:  # bundler as an interpreter every user can run
+        done = subprocess.run([python, "-m", "bundler.cli", *map(str, args)], capture_output=True, text=True,
+                              cwd=shared_dir, timeout=300)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    refused = cli("site", "init", tmp_path / "closed", "--trust-key", keys.release.pub)  # the test venv is root's
+    assert refused.code == 2 and "cannot run bundler" in refused.err and "--as-root" in refused.err, refused.err
+    assert not (tmp_path / "closed").exists()
+
+    im.push_image(RegistryClient(registry.host), "store/pos", "1.0", [im.random_layer(300_000, 91)])
+    (shared_dir / "p.yaml").write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: pos, version: 1.0.0}\n"
+                                       f"spec:\n  images:\n    - {registry.host}/store/pos:1.0\n")
+    assert shared("build", "p.yaml", "-o", "p.tar", "--key", keys.release.key).code == 0
+    site = shared_dir / "store-11"
+    made = shared("site", "init", site, "--trust-key", keys.release.pub, "--name", "store-11",
+                  "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
+    assert made.code == 0, made.err
+    account = pwd.getpwnam("bundler-store-11")
+    assert site.stat().st_uid == account.pw_uid and (site / "credentials.json").stat().st_uid == account.pw_uid
+    up = shared("site", "up", site)
+    assert up.code == 0, up.err
+    try:
+        for name in ("http", "front", "registry"):  # and nginx's workers: every process of the site
+            pid = int((site / "run" / f"{name}.pid").read_text())
+            family = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                              text=True).stdout.split()]
+            for member in family:
+                uids = next(line for line in Path(f"/proc/{member}/status").read_text().splitlines()
+                            if line.startswith("Uid:")).split()[1:]
+                assert set(uids) == {str(account.pw_uid)}, (name, member, uids)
+        imported = shared("import", "p.tar", "--site", site)
+        assert imported.code == 0, imported.err
+        certs = shared_dir / "certs"
+        certs.mkdir()
+        (certs / "ca.crt").write_bytes((site / "pki" / "ca.pem").read_bytes())
+        user, password = json.loads((site / "credentials.json").read_text()).values()
+        registry_url = yaml.safe_load((site / "site.yaml").read_text())["registry"]["url"].removeprefix("https://")
+        pulled = subprocess.run([skopeo, "copy", "-q", "--src-cert-dir", str(certs), "--src-creds",
+                                 f"{user}:{password}", f"docker://{registry_url}/127.0.0.1_{registry.host.split(':')[1]}"
+                                 "/store/pos:1.0", f"dir:{shared_dir / 'pulled'}"], capture_output=True, text=True)
+        assert pulled.returncode == 0, pulled.stderr
+    finally:
+        shared("site", "down", site)

@@ -122,7 +122,7 @@ def test_signatures_attestations_sboms_and_referrers_travel_and_are_found_on_the
     assert f"+ signature sha256-{source.digest[7:]}.sig" in text and f"+ referrers sha256-{source.digest[7:]}" in text
 
     site = tmp_path / "site"
-    init = cli("site", "init", site, "--trust-key", keys.release.pub, "--image-key", source.cosign_pub,
+    init = cli("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--image-key", source.cosign_pub,
                "--image-scope", f"{host}/team/*", "--registry-listen", f"127.0.0.1:{free_port()}",
                "--http-listen", f"127.0.0.1:{free_port()}")
     assert init.code == 0, init.err
@@ -209,7 +209,7 @@ def test_the_site_refuses_an_image_its_keys_did_not_sign_and_publishes_nothing(
     built = build(cli, keys, profile(tmp_path, [source.other_signed]), tmp_path / "w.bundle.tar")
     assert built.code == 0, built.err  # no imagePolicy in the profile: the build carries it
     site = tmp_path / "site"
-    assert cli("site", "init", site, "--registry", registry.url, "--trust-key", keys.release.pub,
+    assert cli("site", "init", "--as-root", site, "--registry", registry.url, "--trust-key", keys.release.pub,
                "--image-key", source.cosign_pub).code == 0
     checked = cli("verify", tmp_path / "w.bundle.tar", "--site", site, "--json")
     assert checked.code == 3
@@ -311,7 +311,7 @@ def test_an_images_signature_belongs_to_its_product_and_prune_keeps_a_kept_image
     pos_2 = release("pos", "2.0.0", source.key)  # the product re-signs
     pos_3 = release("pos", "3.0.0", None, extras=False)  # then ships the image alone
     site = tmp_path / "site"
-    assert cli("site", "init", site, "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
+    assert cli("site", "init", "--as-root", site, "--registry", registry.url, "--trust-key", keys.release.pub).code == 0
     target, repo = RegistryClient(registry.host), f"{host.replace(':', '_')}/team/pos"
     assert cli("import", pos_1, "--site", site).code == 0
     first = site_signature(target, repo, digest, source.key)

@@ -19,7 +19,7 @@ def test_release_alone_is_refused_and_a_countersignature_admits_it(
     samples = push_samples(RegistryClient(source.host))
     (tmp_path / "profile.yaml").write_text(samples.profile())
     assert cli("build", "profile.yaml", "-o", "b.bundle.tar", "--key", keys.release.key).code == 0
-    init = cli("site", "init", "site", "--registry", site.url, "--trust-key", keys.release.pub,
+    init = cli("site", "init", "--as-root", "site", "--registry", site.url, "--trust-key", keys.release.pub,
                "--trust-key", keys.security.pub, "--threshold", "2")
     assert init.code == 0, init.err
 
@@ -65,7 +65,7 @@ def test_a_split_bundle_is_countersigned_in_place_and_imported_by_a_two_of_two_s
     both = cli("verify", "s.bundle.tar.parts.json", "--key", keys.release.pub, "--key", keys.security.pub,
                "--threshold", "2", "--json")
     assert both.code == 0 and json.loads(both.out)["verified"], both.out + both.err
-    assert cli("site", "init", "site", "--registry", site.url, "--trust-key", keys.release.pub,
+    assert cli("site", "init", "--as-root", "site", "--registry", site.url, "--trust-key", keys.release.pub,
                "--trust-key", keys.security.pub, "--threshold", "2").code == 0
     imported = cli("import", "s.bundle.tar.parts.json", "--site", "site", "--json")
     assert imported.code == 0, imported.err

@@ -50,7 +50,7 @@ def write_profile(tmp_path: Path, version: str, entries: str) -> Path:
 @pytest.fixture
 def site(tmp_path: Path, registry: Registry, keys: Keys, cli: Callable[..., Run]) -> Iterator[UpdateSite]:
     directory = tmp_path / "site"
-    r = cli("site", "init", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
+    r = cli("site", "init", "--as-root", directory, "--registry", registry.url, "--trust-key", keys.release.pub,
             "--http-listen", f"127.0.0.1:{free_port()}", "--group", "line-1", "--group", "line-2")
     assert r.code == 0, r.err
     assert cli("site", "up", directory).code == 0

@@ -137,7 +137,7 @@ def site(registry_factory: Callable[[], Registry], tmp_path_factory: pytest.Temp
          ) -> tuple[Registry, Path]:
     registry = registry_factory()
     directory = tmp_path_factory.mktemp("shapes") / "site"
-    assert run("site", "init", directory, "--registry", registry.url, "--trust-key", KEYS / "release.pub",
+    assert run("site", "init", "--as-root", directory, "--registry", registry.url, "--trust-key", KEYS / "release.pub",
                "--group", "line-1") == 0
     return registry, directory
 

@@ -123,7 +123,7 @@ def test_a_key_file_that_is_not_a_small_regular_public_key_is_a_clear_error_at_o
     for what, path in hostile_files(tmp_path / "bad", KEYS / "release.pub").items():
         args = {"fleet enroll": ["fleet", "enroll", path, "--fleet", tmp_path / "fleet"],
                 "verify --key": ["verify", GOOD, "--key", path],
-                "site init --trust-key": ["site", "init", tmp_path / "site", "--trust-key", path]}[command]
+                "site init --trust-key": ["site", "init", "--as-root", tmp_path / "site", "--trust-key", path]}[command]
         started = time.monotonic()
         r = cli(*args)
         took = time.monotonic() - started
@@ -149,7 +149,7 @@ def test_registry_credentials_that_are_not_a_small_regular_file_are_a_clear_erro
             f.truncate(100 << 20)
         path.chmod(0o600)
     started = time.monotonic()
-    r = cli("site", "init", tmp_path / "site", "--trust-key", KEYS / "release.pub",
+    r = cli("site", "init", "--as-root", tmp_path / "site", "--trust-key", KEYS / "release.pub",
             "--registry", "https://registry.example:5000/edge", "--registry-credentials", path)
     assert r.code == 2 and str(path) in r.err and "Traceback" not in r.err, r.err
     assert time.monotonic() - started < 5
