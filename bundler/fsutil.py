@@ -166,6 +166,13 @@ class NotRegular(OSError):
     """A path that is a FIFO, a device, a directory or a socket where a file was expected."""
 
 
+def not_regular(path: Path, mode: int) -> str:
+    """What a path that is not a regular file is, said for an error message."""
+    what = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or a link")
+    return f"{path} is {what}, not a regular file"
+
+
 def open_regular(path: Path) -> int:
     """Open a file for reading, refusing anything but a regular file. The open itself never waits
     (a FIFO with no writer would block a plain open forever); NotRegular names what it is."""
@@ -173,9 +180,7 @@ def open_regular(path: Path) -> int:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            what = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise NotRegular(errno.EINVAL, f"{path} is {what}, not a regular file")
+            raise NotRegular(errno.EINVAL, not_regular(path, mode))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)

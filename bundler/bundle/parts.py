@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bundler import names
 from bundler.errors import IntegrityError, UsageError
-from bundler.fsutil import NotRegular, OpenFiles, atomic_write, open_regular, read_regular
+from bundler.fsutil import NotRegular, OpenFiles, atomic_write, not_regular, open_regular, read_regular
 from bundler.oci.reference import check_digest
 from bundler.untrusted import Malformed, Obj
 
@@ -155,7 +155,7 @@ class PartSet:
             except FileNotFoundError:
                 raise IntegrityError(f"part {part.file} of this split bundle is missing", hint=PART_HINT) from None
             if not stat.S_ISREG(st.st_mode):
-                raise IntegrityError(f"part {part.file}: {path} is not a regular file", hint=PART_HINT)
+                raise IntegrityError(f"part {part.file}: {not_regular(path, st.st_mode)}", hint=PART_HINT)
             if st.st_size != part.size:
                 raise IntegrityError(f"part {part.file} is {st.st_size} bytes, the index says {part.size} "
                                      "(cut short?)", hint=PART_HINT)

@@ -114,8 +114,10 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
               help="how long each service may take to answer (a slow disk or a small device may need more)")
 @click.option("--check-interval", type=click.FloatRange(0.1), default=5.0, hidden=True)
 def site_up(directory: Path, foreground: bool, wait: float, check_interval: float) -> None:
-    """Start the site's services in the background: the HTTPS service (the registry's token server,
-    Git server, update cache) and the embedded registry (TLS from the site CA, token auth).
+    """Start the site's services in the background: the HTTPS application (the registry's token
+    server, Git server, update cache), the embedded registry (token auth), each on a unix socket, and
+    in front of both nginx, which holds every port (TLS from the site CA, deadlines, per-client limits).
+    On a site with its own user (`site init` as root), every one of them runs as that user.
 
     Returns once every service answers its health check; logs go to DIRECTORY/logs. If one fails,
     stops what it started and says which and why. Running it again (after a reboot) starts only

@@ -311,10 +311,8 @@ PRODUCERS: dict[str, Callable[[World], Produced]] = {
     "... exists: ... is already a site": already_a_site,
     "site init needs at least one --trust-key PUB": no_trust_key,
     "...: not a PEM public key": not_a_pem_key,
-    "the site's registry service stopped at start: listen tcp ...: bind: address already in use":
-        port_taken("registry"),
     "the site's https front (nginx) service stopped at start: nginx: [emerg] bind() to ... failed "
-    "(98: Address already in use)": port_taken("http"),
+    "(98: Address already in use)": port_taken("registry"),  # the front holds both ports
     "no registry binary, and the Docker engine cannot run registry:2": no_registry_binary,
     "... did not answer ... within ... s": service_never_answers,
     "bundle ... refused: ...sha256 is ..., bundle.json says ...": damaged_payload,

@@ -41,6 +41,21 @@ def alive(site: Path) -> list[str]:
     return running
 
 
+def assert_runs_as(site: Path, uid: int) -> None:
+    """Every process of the site's services (nginx's master and workers, the application, the
+    registry and its threads) runs as `uid`: real, effective, saved and file system ids."""
+    import subprocess
+
+    for name in ("http", "front", "registry"):
+        pid = int((site / "run" / f"{name}.pid").read_text())
+        family = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                          text=True).stdout.split()]
+        for member in family:
+            uids = next(line for line in Path(f"/proc/{member}/status").read_text().splitlines()
+                        if line.startswith("Uid:")).split()[1:]
+            assert set(uids) == {str(uid)}, (name, member, uids)
+
+
 @pytest.fixture
 def occupied() -> Iterator[int]:
     """A loopback port something else listens on (and never answers TLS)."""
@@ -271,14 +286,7 @@ def test_site_install_one_unit_per_site_name_paths_as_systemd_reads_them_service
                 break
             time.sleep(0.2)
         assert cli("site", "status", odd).code == 0, service.stderr.read() if service.poll() is not None else ""
-        for name in ("http", "front", "registry"):  # and nginx's workers, the registry's threads: one uid
-            pid = int((odd / "run" / f"{name}.pid").read_text())
-            family = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                              text=True).stdout.split()]
-            for member in family:
-                uids = next(line for line in Path(f"/proc/{member}/status").read_text().splitlines()
-                            if line.startswith("Uid:")).split()[1:]
-                assert set(uids) == {str(account.pw_uid)}, (name, member, uids)
+        assert_runs_as(odd, account.pw_uid)
         service.send_signal(signal.SIGTERM)  # systemctl stop
         assert service.wait(30) == 0 and alive(odd) == []
     finally:
@@ -393,14 +401,7 @@ def test_a_site_made_by_root_runs_no_process_as_root(
     up = shared("site", "up", site)
     assert up.code == 0, up.err
     try:
-        for name in ("http", "front", "registry"):  # and nginx's workers: every process of the site
-            pid = int((site / "run" / f"{name}.pid").read_text())
-            family = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                              text=True).stdout.split()]
-            for member in family:
-                uids = next(line for line in Path(f"/proc/{member}/status").read_text().splitlines()
-                            if line.startswith("Uid:")).split()[1:]
-                assert set(uids) == {str(account.pw_uid)}, (name, member, uids)
+        assert_runs_as(site, account.pw_uid)
         imported = shared("import", "p.tar", "--site", site)
         assert imported.code == 0, imported.err
         certs = shared_dir / "certs"
