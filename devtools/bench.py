@@ -58,7 +58,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -451,6 +451,61 @@ def measure_download(bundler: list[str], site: DefaultSite) -> dict[str, float]:
     return {name: min(seconds) for name, seconds in downloads.items()}
 
 
+REPORTS = 200  # a Windows client's reports, 1,000 step results each
+
+
+def measure_reports(bundler: list[str], site: DefaultSite) -> dict[str, float]:
+    """One Windows client sends REPORTS reports of 1,000 results each (its payload's among digests the
+    site never had): a report, its plan and `updates status`, after the first report and after the
+    last (each the best of three; a report: the median of five). Issue 35: within 1.5x."""
+    (WORK / "agent.msi").write_bytes(os.urandom(100_000))
+    (WORK / "win.yaml").write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: win, version: 1.0.0}\n"
+                                   "spec:\n  updates:\n    - path: agent.msi\n      name: agent\n"
+                                   "      approve: [line-1]\n      windows: {kb: KB0000001}\n")
+    run([*bundler, "build", "win.yaml", "-o", "win.bundle.tar", "--key", "release.key"])
+    run([*bundler, "import", "win.bundle.tar", "--site", str(site.directory)])
+    run([*bundler, "site", "client", "windows", str(site.directory), "bench-win", "--group", "line-1", "-o",
+         "win-client"])
+    config = json.loads((WORK / "win-client" / "bundler-client.json").read_text())
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {config['token']}"
+    ca = str(site.directory / "pki" / "ca.pem")
+    plan_url = f"{config['site']}/updates/api/plan?mode=windows&build=10.0.26100.2033"
+    (agent,) = session.get(plan_url, verify=ca, timeout=30).json()["steps"]
+
+    def report(n: int) -> float:
+        results = [{"sha256": hashlib.sha256(f"{n}-{i}".encode()).hexdigest(), "status": "failed", "exit_code": 1}
+                   for i in range(999)] + [{"sha256": agent["sha256"], "status": "failed", "exit_code": 1}]
+        start = time.perf_counter()
+        answer = session.post(f"{config['site']}/updates/api/report", json={"results": results}, verify=ca,
+                              timeout=60)
+        assert answer.status_code == 200, answer.text
+        return time.perf_counter() - start
+
+    def best(action: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def plan() -> object:
+        return session.get(plan_url, verify=ca, timeout=30).json()
+
+    def status() -> object:
+        return run([*bundler, "updates", "status", "--site", str(site.directory)])
+
+    first = sorted(report(n) for n in range(5))[2]
+    out = {"report_first": first, "plan_first": best(plan), "status_first": best(status)}
+    for n in range(5, REPORTS - 5):
+        report(n)
+    out["report_last"] = sorted(report(n) for n in range(REPORTS - 5, REPORTS))[2]
+    out.update(plan_last=best(plan), status_last=best(status),
+               record=(site.directory / "updates" / "reports" / "bench-win.json").stat().st_size)
+    return out
+
+
 PULL_ROUNDS = 2
 
 
@@ -505,6 +560,16 @@ def measure_front(site: DefaultSite, pull: list[str], refs: list[str]) -> tuple[
     return front, own
 
 
+def print_reports(r: dict[str, float]) -> None:
+    ratios = [r[f"{what}_last"] / r[f"{what}_first"] for what in ("report", "plan", "status")]
+    print(f"reports: after {REPORTS} reports of 1,000 results from one client, a report took "
+          f"{r['report_last'] * 1000:.1f} ms (the first {r['report_first'] * 1000:.1f} ms), its plan "
+          f"{r['plan_last'] * 1000:.1f} ms ({r['plan_first'] * 1000:.1f} ms), updates status "
+          f"{r['status_last']:.2f} s ({r['status_first']:.2f} s): {', '.join(f'{x:.2f}x' for x in ratios)} "
+          f"(goal <= 1.5x: {'met' if max(ratios) <= 1.5 else 'NOT MET'}); the client's record "
+          f"{r['record']:.0f} bytes")
+
+
 def fresh_registry(name: str) -> RegistryProcess:
     shutil.rmtree(WORK / name, ignore_errors=True)
     return start_registry(WORK / name)
@@ -518,6 +583,8 @@ def main() -> None:
     parser.add_argument("--write-model", nargs=2, metavar=("PATH", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--only-front", action="store_true",
                         help="only the front row: pulls through the front vs the registry's own TLS listener")
+    parser.add_argument("--only-reports", action="store_true",
+                        help="only the reports row: 200 reports of 1,000 results, the last vs the first")
     args = parser.parse_args()
     if args.push:
         print(json.dumps(push_set(RegistryClient(args.push))))
@@ -554,11 +621,17 @@ def main() -> None:
 
     run([*bundler, "keygen", "release"])
     run([*bundler, "keygen", "security"])
+    if args.only_reports:
+        with default_site(bundler, "site-dir") as site:
+            print_reports(measure_reports(bundler, site))
+        source.stop()
+        return
     if args.only_front:
         run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
         with default_site(bundler, "site-dir") as site:
             run([*bundler, "import", "bench.bundle.tar", "--site", "site-dir"])
-            front, own = [], []
+            front: list[float] = []
+            own: list[float] = []
             for _ in range(args.runs):
                 more = measure_front(site, pull, refs)
                 front, own = front + more[0], own + more[1]
@@ -575,6 +648,7 @@ def main() -> None:
     downloads: list[dict[str, float]] = []
     pull_front: list[float] = []
     pull_own: list[float] = []
+    reports: dict[str, float] = {}
     for _ in range(args.runs):
         (WORK / "bench.bundle.tar").unlink(missing_ok=True)
         t, rss = run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
@@ -599,6 +673,8 @@ def main() -> None:
             rss_import.append(rss)
             per_request_site.append(per_request(site.url, site.token_for_pull()))
             downloads.append(measure_download(bundler, site))
+            if not reports:
+                reports = measure_reports(bundler, site)
 
             plain = fresh_registry("plain")
             shutil.rmtree(WORK / "plain-dir", ignore_errors=True)
@@ -697,6 +773,7 @@ def main() -> None:
           f"{large['rss_import'] / 2**20:.0f} MiB (goal < 200 MiB: {'met' if peak_large < 200 << 20 else 'NOT MET'}); "
           f"read back through tarfile from the site in {large['read_back']:.1f} s: "
           f"{'intact (size and sha256)' if large['intact'] else 'NOT INTACT'}")
+    print_reports(reports)
     print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s, verifying it "
           f"{verify_time:.2f} s ({sign_time / verify_time:.2f}x: sign checks every payload first; "
           f"peak RSS {sign_rss / 2**20:.0f} MiB)")
