@@ -5,6 +5,7 @@ registries.yaml format, and Kubernetes Secrets with the keys Flux reads."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import subprocess
@@ -20,10 +21,12 @@ from bundler.bundle.manifest import BundleManifest
 from bundler.keyfiles import keygen
 from bundler.kinds.charts.site import write_helm_repository
 from bundler.kinds.repos.site import write_flux_git_repositories
-from bundler.pipeline.setup import create_site as init_site
+from bundler.pipeline.setup import create_site
 from bundler.site.cluster import write_cluster_config
 from bundler.site.config import SiteState
 from tests.helpers import crd_schema
+
+init_site = functools.partial(create_site, as_root=True)  # pytest's directories are root's alone
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # core/v1 Secret, the fields of the Kubernetes OpenAPI definition io.k8s.api.core.v1.Secret a manifest may set

@@ -4,6 +4,7 @@ command either takes them or refuses them (exit 3); none fails another way."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,11 @@ from bundler.errors import RefusedError, UsageError
 from bundler.fleet.report import fleet_page
 from bundler.fleet.store import Fleet
 from bundler.pipeline.receipt import site_receipt
-from bundler.pipeline.setup import create_site as init_site
+from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
 from bundler.site.identity import load_site_key, signed
+
+init_site = functools.partial(create_site, as_root=True)  # pytest's directories are root's alone
 
 
 @pytest.fixture(scope="module")

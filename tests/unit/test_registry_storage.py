@@ -25,7 +25,7 @@ from bundler.site.registry_storage import PlantedLink, RegistryStorage
 def storage(tmp_path: Path) -> RegistryStorage:
     trust = tmp_path / "release.pub"
     trust.write_bytes(public_pem(generate_key().public_key()))
-    site = create_site(tmp_path / "site", None, [trust], 1, name="store-1", http_listen="127.0.0.1:1",
+    site = create_site(tmp_path / "site", None, [trust], 1, as_root=True, name="store-1", http_listen="127.0.0.1:1",
                        registry_listen="127.0.0.1:2")
     made = RegistryStorage.of(site)
     assert made is not None  # the default site: its own registry, on its disk

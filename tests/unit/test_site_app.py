@@ -4,6 +4,7 @@ update paths need that group's client."""
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -13,9 +14,11 @@ import pytest
 
 from bundler.kinds.updates.server import MAX_REPORT
 from bundler.pipeline.server import SiteApp
-from bundler.pipeline.setup import create_site as init_site
+from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
 from bundler.site.http import body_length
+
+init_site = functools.partial(create_site, as_root=True)  # pytest's directories are root's alone
 
 
 class Unreadable(io.RawIOBase):
