@@ -177,6 +177,11 @@ def not_a_pem_key(w: World) -> Produced:
                           w.work / "release.txt"))
 
 
+def interpreter_closed(w: World) -> Produced:
+    """As root without --as-root: the test venv's interpreter lives under /root, closed to the site's user."""
+    return Produced(w.cli("site", "init", w.work / "sites" / "closed", "--trust-key", w.keys.release.pub))
+
+
 def port_taken(service: str) -> Callable[[World], Produced]:
     def produce(w: World) -> Produced:
         with socket.socket() as s:
@@ -311,6 +316,7 @@ PRODUCERS: dict[str, Callable[[World], Produced]] = {
     "... exists: ... is already a site": already_a_site,
     "site init needs at least one --trust-key PUB": no_trust_key,
     "...: not a PEM public key": not_a_pem_key,
+    "the site's user ... cannot run bundler with ...": interpreter_closed,
     "the site's https front (nginx) service stopped at start: nginx: [emerg] bind() to ... failed "
     "(98: Address already in use)": port_taken("registry"),  # the front holds both ports
     "no registry binary, and the Docker engine cannot run registry:2": no_registry_binary,
