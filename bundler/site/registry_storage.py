@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bundler.errors import BundlerError
-from bundler.fsutil import make_dirs, write_synced
+from bundler.fsutil import write_synced
 from bundler.site.config import REGISTRY_DIR, REGISTRY_STORAGE, SiteConfig
 
 V2 = "docker/registry/v2"
@@ -112,8 +112,7 @@ class RegistryStorage:
         with self._lock:  # the first of the transfer's threads to come
             if not self._ready:
                 self.discard_partials()  # under the import lock: a killed import's (its blob is written again)
-                make_dirs(self.incoming, 0o700)
-                make_dirs(self.root / "repositories")  # the collector walks it: it must be there once a blob is
+                os.close(self._directory(self.root / "repositories"))  # the collector walks it once a blob is
                 self._ready = True
         name = f"{digest.removeprefix('sha256:')}.{os.getpid()}.partial"
         incoming = self._directory(self.incoming)
@@ -152,9 +151,16 @@ class RegistryStorage:
         return found
 
     def discard_partials(self) -> None:
-        """Remove the partial files (call it under the import lock: else an import's own could go)."""
-        for path in self.partials():
-            path.unlink(missing_ok=True)
+        """Remove the partial files (call it under the import lock: else an import's own could go),
+        in the incoming directory opened without following a link, made (0700) when missing."""
+        incoming = self._directory(self.incoming, mode=0o700)
+        try:
+            for entry in os.scandir(incoming):
+                if entry.name.endswith(".partial"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=incoming)
+        finally:
+            os.close(incoming)
 
     def link(self, repo: str, digest: str) -> bool:
         """Link a blob into a repository (what the registry's mount writes); False when it was."""
@@ -176,7 +182,7 @@ class RegistryStorage:
             os.close(leaf)
         return True
 
-    def _directory(self, path: Path) -> int:
+    def _directory(self, path: Path, mode: int = 0o755) -> int:
         """An open descriptor of `path` (a directory under the site's), each directory on the way from
         the site's opened without following a link, made (owned like its parent) when missing."""
         fd = os.open(self.site_directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -188,7 +194,7 @@ class RegistryStorage:
                     child = os.open(name, DIRECTORY, dir_fd=fd)
                 except FileNotFoundError:
                     with contextlib.suppress(FileExistsError):
-                        os.mkdir(name, 0o755, dir_fd=fd)
+                        os.mkdir(name, mode if here == path else 0o755, dir_fd=fd)
                     child = os.open(name, DIRECTORY, dir_fd=fd)
                     _own_like(child, fd)
                 except (NotADirectoryError, OSError) as exc:

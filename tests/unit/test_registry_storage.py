@@ -165,3 +165,18 @@ def test_a_link_planted_in_the_storage_is_refused_and_nothing_is_written_outside
     assert f"{link};" in refused.value.message
     assert list(outside.rglob("*")) == []
     assert not list(storage.incoming.glob("*.partial"))
+
+
+def test_an_incoming_directory_planted_as_a_link_is_refused_and_what_it_points_at_stays(
+        storage: RegistryStorage, tmp_path: Path) -> None:
+    """The first write removes a killed import's partial files: never through a link to elsewhere."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.partial").write_bytes(b"not the site's")
+    storage.incoming.parent.mkdir(parents=True, exist_ok=True)
+    storage.incoming.symlink_to(outside)
+    data = os.urandom(4096)
+    with pytest.raises(PlantedLink) as refused:
+        storage.write(f"sha256:{hashlib.sha256(data).hexdigest()}", len(data), [data])
+    assert f"{storage.incoming};" in refused.value.message
+    assert [p.name for p in outside.iterdir()] == ["keep.partial"]
