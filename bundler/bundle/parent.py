@@ -4,6 +4,7 @@ inspect --manifest`), or a site receipt (`bundler site receipt`: everything a si
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,10 @@ from bundler import names
 from bundler.bundle import layout
 from bundler.bundle.kinds import registered
 from bundler.bundle.manifest import BundleManifest, FileEntry, file_entries
-from bundler.bundle.reader import BundleReader
+from bundler.bundle.parts import is_split
+from bundler.bundle.reader import BundleReader, split_hint
 from bundler.errors import IntegrityError, UsageError
+from bundler.fsutil import open_regular
 from bundler.untrusted import Malformed, Obj
 
 RECEIPT_KIND = "bundler/receipt/v1"
@@ -52,11 +55,17 @@ def from_manifest(manifest: BundleManifest, digest: str) -> Parent:
 
 
 def _is_json(path: Path) -> bool:
+    """A bundle.json or a receipt, as opposed to a bundle (a file, a part, or its parts' index)."""
+    if is_split(path):
+        return False
     try:
-        with open(path, "rb") as f:
-            return f.read(1) == b"{"
+        fd = open_regular(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}", hint=split_hint(path)) from None
+    try:
+        return os.pread(fd, 1, 0) == b"{"
+    finally:
+        os.close(fd)
 
 
 def load_manifest(path: Path) -> tuple[BundleManifest, str]:

@@ -20,7 +20,7 @@ from bundler import names, problems
 from bundler.bundle import layout
 from bundler.bundle.layout import unsafe_path_reason
 from bundler.bundle.manifest import BundleManifest, manifest_digest
-from bundler.bundle.parts import PartSet, PartsFile, is_split
+from bundler.bundle.parts import INDEX_SUFFIX, PartSet, PartsFile, is_split
 from bundler.errors import IntegrityError, UsageError
 from bundler.fsutil import NotRegular, open_regular
 from bundler.problems import Problem
@@ -58,6 +58,31 @@ class HeaderReads:
         return int(self.f.tell())
 
 
+def split_hint(path: Path) -> str:
+    """What to give instead of a bundle file that is not there: its parts' index, when it is beside."""
+    index = path.with_name(path.name + INDEX_SUFFIX)
+    if index.exists():
+        return f"this bundle was split into parts: give their index, {index}"
+    return "check the path: a bundle is NAME.bundle.tar, or the NAME.bundle.tar.parts.json of its parts"
+
+
+def _looks_like_tar(block: bytes) -> bool:
+    """A POSIX tar's first header (ustar magic), or an empty archive's zero block."""
+    return len(block) == 512 and (block[257:262] == b"ustar" or block == bytes(512))
+
+
+def _what_it_is(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"{"):
+        return "it is JSON (a bundle.json, a receipt or a parts index is not the bundle itself)"
+    if head.startswith((b"\x1f\x8b", b"\xfd7zXZ", b"BZh", b"\x28\xb5\x2f\xfd")):
+        return "it is compressed (bundles are plain tar: decompress it first)"
+    if not head:
+        return "it is empty"
+    return "it is not a tar file"
+
+
 class BundleReader:
     """An opened bundle file: its members (by name), structural problems, and the manifest bytes."""
 
@@ -73,9 +98,16 @@ class BundleReader:
                 self.fd = open_regular(self.path)
             except NotRegular as exc:
                 raise IntegrityError(f"cannot read bundle {exc}") from None
+            except FileNotFoundError:
+                raise UsageError(f"cannot open bundle {self.path}: there is no such file",
+                                 hint=split_hint(self.path)) from None
             except OSError as exc:
                 raise UsageError(f"cannot open bundle {self.path}: {exc.strerror}") from None
             self.size = os.fstat(self.fd).st_size
+            if not _looks_like_tar(os.pread(self.fd, 512, 0)):
+                os.close(self.fd)
+                raise UsageError(f"{self.path} is not a bundle: {_what_it_is(self.path)}",
+                                 hint="a bundle is NAME.bundle.tar, or the NAME.bundle.tar.parts.json of its parts")
         self.members: dict[str, Member] = {}
         self.problems: list[Problem] = []
         self.bytes_read = 0  # payload bytes read so far (member data; the header scan seeks past it)

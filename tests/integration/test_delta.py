@@ -24,6 +24,7 @@ from devtools.gitrepo import commit, git
 from devtools.packages import build_deb
 from devtools.samples import push_samples
 from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.helpers import split_bundle
 
 
 @dataclass
@@ -300,3 +301,27 @@ def test_inspect_shows_a_reviewer_what_they_sign_off(versions: Versions, keys: K
     assert {u["name"]: u["approve"] for u in info["updates"]} == {"edge-agent": ["line-1"], "edge-tools": ["line-1"]}
     assert info["signer_names"] == {info["signers"][0]: None}  # no --key: key ids only
     assert all("upstream_digest" in i for i in info["images"])
+
+
+def test_every_command_that_takes_a_bundle_takes_its_parts_index_and_names_what_is_not_one(
+        versions: Versions, keys: Keys, cli: Callable[..., Run], tmp_path: Path) -> None:
+    """`build --since` and `diff` take a split bundle's index (or a part) as verify, inspect, import and
+    sign do; the file next to an index is named when the whole file is given; a file that is no
+    bundle at all is a usage error (exit 2) saying what it is, not a refusal."""
+    shutil.copy(versions.v1, tmp_path / "v1.bundle.tar")
+    index = split_bundle(tmp_path / "v1.bundle.tar", 1 << 20, load_manifest(versions.v1)[1])  # v1, in parts
+    delta = cli("build", versions.work / "profile-2.0.0.yaml", "-o", tmp_path / "v2.bundle.tar", "--since", index,
+                cwd=versions.work)
+    assert delta.code == 0, delta.err
+    made, reference = load_manifest(tmp_path / "v2.bundle.tar")[0], load_manifest(versions.v2_delta)[0]
+    assert made.parent == reference.parent and set(made.files) == set(reference.files)  # as --since the file
+    diffed = cli("diff", index, versions.v2_full, "--json")
+    assert diffed.code == 0, diffed.err
+    assert json.loads(diffed.out) == json.loads(cli("diff", versions.v1, versions.v2_full, "--json").out)
+
+    whole = cli("inspect", tmp_path / "v1.bundle.tar")  # the parts' index is beside it
+    assert whole.code == 2 and f"give their index, {index}" in whole.err, whole.err
+    (tmp_path / "notes.txt").write_text("not a bundle\n")
+    for command in (["inspect"], ["diff", versions.v1], ["verify", "--key", keys.release.pub]):
+        wrong = cli(*command, tmp_path / "notes.txt")
+        assert wrong.code == 2 and "notes.txt is not a bundle: it is not a tar file" in wrong.err, (command, wrong.err)
