@@ -219,6 +219,9 @@ def import_bundle(options: ImportOptions) -> ImportResult:
                 if exc.errno not in DISK_FULL:
                     raise
                 raise disk_full(site, journal.phase) from None
+            except RefusedError:
+                journal.done()  # a refusal ends the import: the next one starts anew, it resumes nothing
+                raise
             except AuthError as exc:  # the site's registry, not a source: its own hint
                 raise UnreachableError(f"the registry {site.registry_location} refuses the site's account "
                                        f"({exc.message})", hint=ACCOUNT_HINT if not site.embedded_registry else

@@ -481,7 +481,10 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         doc = yamltext.load(site_file.read_text())
     except FileNotFoundError:
-        hint = f"create one with `bundler site init {directory} --registry URL --trust-key PUB`"
+        bundles = directory.is_dir() and any(directory.glob("*.bundle.tar*"))
+        hint = (("it holds bundles (a USB stick?): " if bundles else "")
+                + "give the site's own directory, the one `bundler site init` made (such as /srv/site); "
+                  "a new site: `bundler site init /srv/site --trust-key release.pub`")
         raise UsageError(f"{directory} is not a site (no {SITE_FILE})", hint=hint) from None
     except (OSError, yamltext.Error) as exc:
         raise UsageError(f"cannot read {site_file}: {exc}") from None

@@ -250,6 +250,8 @@ def test_a_refused_import_leaves_nothing_in_the_default_sites_quarantine_and_pru
     pruned = cli("site", "prune", site)
     assert pruned.code == 0, pruned.err
     assert not any((storage / m.name[-64:][:2] / m.name[-64:] / "data").exists() for m in stored)
+    good = cli("import", built.bundle, "--site", site)  # the good copy: a new import, not a resumed one
+    assert good.code == 0 and "resumed" not in good.out + good.err, good.out + good.err
 
 
 
@@ -467,3 +469,13 @@ def test_a_link_planted_in_the_registry_storage_is_refused_by_name_and_nothing_i
     blobs.unlink()
     again = cli("import", built.bundle, "--site", site)
     assert again.code == 0, again.err
+
+
+def test_a_site_directory_that_is_the_bundles_own_gets_a_hint_for_a_technician(
+        built: Built, cli: Callable[..., Run]) -> None:
+    """`--site` given the stick's directory: the hint says to give the site's own directory (never to
+    make a site on the stick, in external-registry mode)."""
+    wrong = cli("import", built.bundle, "--site", built.bundle.parent)
+    assert wrong.code == 2 and f"{built.bundle.parent} is not a site" in wrong.err, wrong.err
+    assert "it holds bundles" in wrong.err and "site init /srv/site --trust-key" in wrong.err
+    assert "--registry URL" not in wrong.err
