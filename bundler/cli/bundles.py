@@ -64,7 +64,9 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     from bundler.kinds import KINDS
 
     counts = "".join(f"{result.counts[k.key]} {k.title}, " for k in KINDS if result.counts[k.key] or k.always_reported)
-    click.echo(f"wrote {result.path} ({human(result.size)}): {result.name} {result.version}, "
+    what = f"a bundle of {human(result.size)} in {result.parts} parts" if result.parts > 1 else human(result.size)
+    delta = f", a delta on {since}" if since is not None else ""
+    click.echo(f"wrote {result.path} ({what}): {result.name} {result.version}{delta}, "
                f"{counts}{result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")
     click.echo(f"signed by {', '.join(k[:12] for k in result.signers)}" if result.signers

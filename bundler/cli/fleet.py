@@ -78,6 +78,9 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
     """
     from bundler.fleet.store import Fleet
 
+    if not fleet_dir.is_dir():
+        raise UsageError(f"there is no fleet at {fleet_dir}",
+                         hint="`bundler fleet add RECEIPT...` makes it (or give it with --fleet DIR)")
     fleet = Fleet(fleet_dir)
     if release.suffix in (".yaml", ".yml"):  # sources' manifests and sizes are read; nothing is written
         from bundler.pipeline.build import BuildOptions, collecting
@@ -95,6 +98,9 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
     if as_json:
         emit_json({"name": name, "version": version, "sites": rows})
         return
+    if not rows:
+        click.echo(f"the fleet {fleet_dir} holds no site yet: nothing to plan for {name} {version}", err=True)
+        click.echo("hint: add each site's receipt first: `bundler fleet add RECEIPT...`", err=True)
     for row in rows:
         needs = {"nothing": "runs it already", "full": "a full bundle",
                  "delta": f"a delta on {row.get('base')}"}[row["needs"]]

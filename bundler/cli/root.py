@@ -15,7 +15,7 @@ from bundler import __version__
 from bundler.errors import EXIT_FAILURE, BundlerError
 from bundler.units import printable
 
-JOBS_HELP = "parallel transfers (default 8)"
+JOBS_HELP = "parallel transfers"
 
 
 class _Group(click.Group):
@@ -129,3 +129,22 @@ def silence_stdout() -> None:
     """Point stdout at /dev/null, so flushing it at exit does not raise BrokenPipeError again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell's completion script for bundler (click's own).
+
+    \b
+    Example:
+      eval "$(bundler completion bash)"            # this shell; or, for every new one:
+      bundler completion bash > ~/.local/share/bash-completion/completions/bundler
+      bundler completion zsh > "${fpath[1]}/_bundler"
+      bundler completion fish > ~/.config/fish/completions/bundler.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    script = get_completion_class(shell)
+    assert script is not None  # click ships these three
+    click.echo(script(cli, {}, "bundler", "_BUNDLER_COMPLETE").source())

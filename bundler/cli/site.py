@@ -100,7 +100,8 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
                          s3_endpoint=s3_endpoint, s3_credentials=s3_credentials, user=user, as_root=as_root,
                          rewrites=[tuple(r.split("=", 1)) if "=" in r else (r, "") for r in rewrites])
     names = ", ".join(name for name, _ in config.trust_keys)
-    click.echo(f"site {config.directory} created; images go to {config.registry_location}; "
+    where = f"{config.registry_url}/{config.registry_prefix}" if config.registry_prefix else config.registry_url
+    click.echo(f"site {config.directory} created; images go to {where}; "
                f"bundles need {config.threshold} signature(s) of: {names}")
     click.echo(f"Git server (after `bundler site up`): {config.http_url}/git/<name>.git; "
                f"CA {config.ca_file}; client (pull-only) credentials in {config.credentials_file}")

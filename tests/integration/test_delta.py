@@ -4,6 +4,7 @@ one that imported the full v2; without v1 it is refused before writing; a site r
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -206,6 +207,7 @@ def test_a_split_bundle_imports_from_its_parts_and_names_a_damaged_one(
     parts = sorted(tmp_path.glob("split.bundle.tar.part-*"))
     assert len(parts) >= 3 and all(p.stat().st_size <= 2 << 20 for p in parts)
     assert f"split into {len(parts)} parts; the index is split.bundle.tar.parts.json" in built.stdout
+    assert re.search(rf"parts\.json \(a bundle of [\d.]+ MiB in {len(parts)} parts\)", built.stdout), built.stdout
     assert not (tmp_path / "split.bundle.tar").exists()
     index = tmp_path / "split.bundle.tar.parts.json"
 
@@ -313,6 +315,7 @@ def test_every_command_that_takes_a_bundle_takes_its_parts_index_and_names_what_
     delta = cli("build", versions.work / "profile-2.0.0.yaml", "-o", tmp_path / "v2.bundle.tar", "--since", index,
                 cwd=versions.work)
     assert delta.code == 0, delta.err
+    assert f"store 2.0.0, a delta on {index}, " in delta.out, delta.out  # the build line says it is a delta
     made, reference = load_manifest(tmp_path / "v2.bundle.tar")[0], load_manifest(versions.v2_delta)[0]
     assert made.parent == reference.parent and set(made.files) == set(reference.files)  # as --since the file
     diffed = cli("diff", index, versions.v2_full, "--json")

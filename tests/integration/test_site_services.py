@@ -27,6 +27,7 @@ def init(cli: Callable[..., Run], directory: Path, keys: Keys, registry_port: in
     r = cli("site", "init", "--as-root", directory, "--trust-key", keys.release.pub,
             "--registry-listen", f"127.0.0.1:{registry_port}", "--http-listen", f"127.0.0.1:{http_port}", *more)
     assert r.code == 0, r.err
+    assert f"images go to https://127.0.0.1:{registry_port};" in r.out, r.out  # the URL, as the README shows it
 
 
 def alive(site: Path) -> list[str]:
