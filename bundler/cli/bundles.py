@@ -73,6 +73,26 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
                else "unsigned: sites refuse it until someone signs it (`bundler sign`)")
 
 
+@cli.command("init")
+@click.argument("profile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--kind", "kinds", metavar="KIND[,KIND]...", default="",
+              help="only these kinds' sections (images, charts, repos, updates, artifacts); default: all")
+def init_profile(profile: Path, kinds: str) -> None:
+    """Write a commented profile to start from: each kind's keys with an example.
+
+    It validates as it is; change the sources to yours, then `bundler build PROFILE`. An existing
+    file is never replaced.
+
+    \b
+    Example:
+      bundler init store.yaml --kind images,repos,updates
+    """
+    from bundler.pipeline.scaffold import write_profile
+
+    path = write_profile(profile, [k.strip() for k in kinds.split(",") if k.strip()])
+    click.echo(f"wrote {path}: change its sources to yours, then `bundler build {path}`")
+
+
 @cli.command()
 @click.argument("prefix", type=click.Path(dir_okay=False, path_type=Path))
 def keygen(prefix: Path) -> None:

@@ -168,6 +168,7 @@ class ContentKind(Generic[SpecT, EntryT]):
     always_reported: ClassVar[bool] = False  # reports show it even when there is none
     count_key: ClassVar[str] = ""  # its key in import's added/unchanged (default: `key`)
     collect_order: ClassVar[int] = 0  # lower collects first (a kind that asks another for items goes first)
+    example: ClassVar[str] = ""  # its `spec` section for `bundler init`: commented YAML that validates as is
 
     # --- profile ---------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ one that imported the full v2; without v1 it is refused before writing; a site r
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -328,3 +329,37 @@ def test_every_command_that_takes_a_bundle_takes_its_parts_index_and_names_what_
     for command in (["inspect"], ["diff", versions.v1], ["verify", "--key", keys.release.pub]):
         wrong = cli(*command, tmp_path / "notes.txt")
         assert wrong.code == 2 and "notes.txt is not a bundle: it is not a tar file" in wrong.err, (command, wrong.err)
+
+
+def test_bundler_init_writes_a_profile_that_builds_once_its_sources_exist(
+        cli: Callable[..., Run], keys: Keys, registry: Registry, tmp_path: Path) -> None:
+    """Every kind's section validates as written; with the example's sources made (a Git repository,
+    a .deb, a model file, an image on a loopback registry where the example names one), it builds;
+    an existing profile is never replaced."""
+    from bundler.oci.client import RegistryClient
+    from devtools import images as im
+    from devtools.gitrepo import new_repo
+    from devtools.packages import build_deb
+
+    made = cli("init", tmp_path / "store.yaml", "--kind", "images,repos,updates,artifacts")
+    assert made.code == 0, made.err
+    text = (tmp_path / "store.yaml").read_text()
+    assert "# - docker-daemon:myapp:dev" in text and "charts:" not in text
+    new_repo(tmp_path / "gitops", "deploy.yaml")
+    (tmp_path / "files").mkdir()
+    build_deb(tmp_path / "files", "edge-agent")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.onnx").write_bytes(os.urandom(10_000))
+    im.push_image(RegistryClient(registry.host), "team/app", "1.0", [im.random_layer(10_000, 7)])
+    (tmp_path / "store.yaml").write_text(text.replace("127.0.0.1:5000", registry.host))  # the example's host
+    built = cli("build", tmp_path / "store.yaml", "-o", tmp_path / "store.bundle.tar", "--key", keys.release.key)
+    assert built.code == 0, built.err
+    info = json.loads(cli("inspect", tmp_path / "store.bundle.tar", "--json").out)
+    assert (info["name"], len(info["images"]), len(info["repos"]), len(info["updates"]), len(info["artifacts"])) \
+        == ("store", 1, 1, 1, 1)
+
+    every = cli("init", tmp_path / "all.yaml")  # charts too: it validates (bundler init checks before it writes)
+    assert every.code == 0 and "charts:" in (tmp_path / "all.yaml").read_text()
+    again = cli("init", tmp_path / "store.yaml")
+    assert again.code == 2 and "never overwrites" in again.err
+    assert (tmp_path / "store.yaml").read_text() == text.replace("127.0.0.1:5000", registry.host)

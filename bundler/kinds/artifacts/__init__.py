@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 
 class Artifacts(ContentKind["ArtifactSpec", ArtifactEntry]):
     key, title, noun, entry_type = "artifacts", "artifacts", "artifact", ArtifactEntry
+    example = """\
+  artifacts:                                      # OCI artifacts: models, configuration, any file
+    - path: ./models/model.onnx                   # a file or a directory, packed as `oras push` packs it
+      repository: models.example.com/store/model  # where it lives (on the site: under its host, as images)
+      tag: "1.0"
+      artifactType: application/vnd.example.model.v1
+    # - ref: registry.example.com/models/order-accuracy:1.3   # copied unchanged
+"""
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
         from bundler.kinds.artifacts.spec import parse_artifact  # build-side: loaded when a profile is read

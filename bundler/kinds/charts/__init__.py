@@ -26,6 +26,14 @@ IMAGES = "images"  # the kind a chart with `images: auto` asks to collect what i
 
 class Charts(ContentKind["ChartSpec", ChartEntry]):
     key, title, noun, entry_type = "charts", "charts", "chart", ChartEntry
+    example = """\
+  charts:                                         # Helm charts, stored as `helm push` stores them
+    - repo: http://127.0.0.1:8080                 # a classic chart repository (its index.yaml)
+      name: hello
+      version: "1.x"                              # exact, or a range: 1.x, ~1.2, ^1.2.0, >=1.0 <2.0
+      images: auto                                # and the images the chart declares
+    # - ref: oci://registry.example.com/charts/podinfo:6.5.0   # an OCI chart, copied as it is
+"""
     in_v1 = True
     collect_order = -1  # before the images it declares
 

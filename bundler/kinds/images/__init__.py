@@ -39,6 +39,14 @@ EXTRA_NAMES = {"sig": "signature", "att": "attestation", "sbom": "SBOM", "referr
 
 class Images(ContentKind["ImageSpec", ImageEntry]):
     key, title, noun, entry_type = "images", "images", "image", ImageEntry
+    example = """\
+  images:                                         # container images, with their signatures and SBOMs
+    - 127.0.0.1:5000/team/app:1.0                 # by tag (a registry on loopback: plain HTTP)
+    # - ghcr.io/org/app:2.1@sha256:<64 hex>       # tag and digest: the digest is what is fetched
+    # - ref: quay.io/org/multi:3.0
+    #   platforms: [linux/amd64]                  # a subset of a multi-arch index
+    # - docker-daemon:myapp:dev                   # from the local Docker engine
+"""
     in_v1 = always_reported = True
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ImageSpec | None:

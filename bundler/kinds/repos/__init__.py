@@ -105,6 +105,12 @@ class StagedRepos(Staged):
 
 class Repos(ContentKind["RepoSpec", RepoEntry]):
     key, title, noun, entry_type = "repos", "git repositories", "repo", RepoEntry
+    example = """\
+  repos:                                          # Git repositories (GitOps), served by the site's Git server
+    - url: ./gitops                               # anything git fetches: https, ssh, file, a path
+      name: gitops
+      refs: [main]                                # branches and tags, * globs; default: all of them
+"""
     in_v1 = True
     payload_pattern = PAYLOAD_PATTERN
     count_key = "refs"

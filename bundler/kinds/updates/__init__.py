@@ -74,6 +74,13 @@ class PrunedUpdates(Pruning):
 
 class Updates(ContentKind["UpdateSpec", UpdateEntry]):
     key, title, noun, entry_type = "updates", "updates", "update", UpdateEntry
+    example = """\
+  updates:                                        # OS and VM updates: the site's update cache (apt, dnf, Windows)
+    - path: ./files/edge-agent_1.0.0_all.deb      # a local file, relative to this profile
+      approve: [line-1]                           # pre-approved for these site groups
+    # - url: https://updates.example.com/pool/tool_2.1.0_amd64.deb
+    #   sha256: <64 hex>                          # required with a URL: checked before anything is kept
+"""
     in_v1 = True
     payload_pattern = PAYLOAD_PATTERN
 
