@@ -28,19 +28,37 @@ from bundler.units import emit_json, human, printable
 @click.option("--for-fleet", "fleet_dir", type=click.Path(file_okay=False, path_type=Path),
               help="write the smallest set of deltas that brings every site of this fleet directory to the "
                    "release (one per distinct base, into -o DIRECTORY, default .)")
+@click.option("--dry-run", "dry", is_flag=True,
+              help="resolve every source (tags to digests, chart ranges, Git refs, files) and print what the "
+                   "bundle would carry and its size; write nothing")
 def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None,
-          split_size: str | None, fleet_dir: Path | None) -> None:
+          split_size: str | None, fleet_dir: Path | None, dry: bool) -> None:
     """Collect what PROFILE names (images, charts, Git repositories, updates, artifacts) into one bundle file,
     signed with each --key.
 
     \b
     Example:
       bundler build profiles/demo.yaml --key release.key -o demo-1.0.0.bundle.tar
+      bundler build profiles/demo.yaml --dry-run        # what it would carry, and its size
     """
     from bundler.bundle.parts import parse_size
     from bundler.pipeline.build import BuildOptions, build_bundle
 
     size = parse_size(split_size) if split_size else None
+    if dry:
+        from bundler.pipeline.build import dry_run
+
+        if fleet_dir is not None:
+            raise UsageError("--dry-run is for one bundle: `bundler fleet plan PROFILE` shows a fleet's")
+        seen = dry_run(BuildOptions(profile, output, jobs, keys, since))
+        for note in seen.notes:
+            click.echo(note)
+        delta = f", a delta on {since}" if since is not None else ""
+        click.echo(f"would write {seen.output} ({human(seen.size)}, {seen.files} files): {seen.name} {seen.version}"
+                   f"{delta}; nothing was written")
+        for line in seen.lines:
+            click.echo(line)
+        return
     if fleet_dir is not None:
         from bundler.fleet.store import Fleet
         from bundler.pipeline.build import build_for_fleet

@@ -142,6 +142,34 @@ def build_bundle(options: BuildOptions) -> BuildResult:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """What `build --dry-run` found: every source resolved, the bundle laid out, nothing written."""
+    name: str
+    version: str
+    output: Path
+    size: int  # the bundle's bytes (as the build writes them: the tar's exact layout)
+    files: int
+    lines: list[str]  # what it carries, as `inspect` says it
+    notes: list[str]
+
+
+def dry_run(options: BuildOptions) -> DryRun:
+    """Resolve every source (tags to digests, chart ranges, Git refs, update files) and lay the bundle
+    out, in a scratch directory of the system's that goes afterwards: no bundle, nothing beside it."""
+    profile = load_profile(options.profile, kinds=KINDS)
+    keys = [load_signing_key(path) for path in options.keys]  # signatures.json is sized as the build's
+    output = options.output or Path.cwd() / layout.bundle_filename(profile.name, profile.version)
+    parent = read_parent(options.since) if options.since else None
+    with collecting(options, Path(tempfile.gettempdir())) as collected:
+        contents = collected.for_base(parent)
+        laid = lay_out(BundleInfo(profile.name, profile.version, profile.digest, profile.expires, parent),
+                       contents, keys)
+        lines = [line for kind in KINDS for line in kind.inspect_lines(kind.inspect_rows(contents.entries(kind.key)))]
+        return DryRun(profile.name, profile.version, output, laid.tar.total_size, len(laid.tar.members), lines,
+                      list(collected.notes))
+
+
+@dataclass(frozen=True)
 class FleetBuild:
     """One bundle of a fleet build and the sites it is for."""
     sites: list[str]  # the sites this bundle brings to the new release (they hold the same base)
@@ -228,10 +256,19 @@ def bundle_files(contents: Contents, parent: Parent | None) -> tuple[dict[str, b
     return small, blobs, files, requires
 
 
-def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
-                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), split_size: int | None = None) -> BuildResult:
-    """Lay out and write the bundle file (or its parts, at most `split_size` each, and their index):
-    bundle.json first, payloads, signatures.json last."""
+@dataclass
+class LaidOut:
+    """A bundle before a byte of it is written: bundle.json, signatures.json, the small files, the
+    payloads (biggest first) and the tar's layout (its exact size)."""
+    manifest_bytes: bytes
+    signatures: bytes
+    small: dict[str, bytes]
+    ordered: list[tuple[str, BlobSource]]
+    tar: TarLayout
+
+
+def lay_out(info: BundleInfo, contents: Contents, keys: Sequence[ec.EllipticCurvePrivateKey] = ()) -> LaidOut:
+    """bundle.json (with the SBOM), its signatures, and where every member goes."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     small, blobs, files, requires = bundle_files(contents, info.parent)
 
@@ -255,14 +292,23 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
     for path, blob in ordered:
         tar.add(path, blob.size)
     tar.add(layout.SIGNATURES, len(signatures))
+    return LaidOut(manifest_bytes, signatures, small, ordered, tar)
 
+
+def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), split_size: int | None = None) -> BuildResult:
+    """Lay out and write the bundle file (or its parts, at most `split_size` each, and their index):
+    bundle.json first, payloads, signatures.json last."""
+    laid = lay_out(info, contents, keys)
+    manifest_bytes, signatures, small, ordered, tar = (laid.manifest_bytes, laid.signatures, laid.small, laid.ordered,
+                                                       laid.tar)
     out = BundleFile(output, tar, split_size)
     try:
         out.write_member(layout.MANIFEST, manifest_bytes)
         for path, data in small.items():
             out.write_member(path, data)
         out.write_member(layout.SIGNATURES, signatures)
-        with byte_progress("collecting", sum(b.size for b in blobs.values())) as progress:
+        with byte_progress("collecting", sum(b.size for _, b in ordered)) as progress:
 
             def transfer(item: tuple[str, BlobSource]) -> None:
                 path, blob = item

@@ -352,8 +352,19 @@ def test_bundler_init_writes_a_profile_that_builds_once_its_sources_exist(
     (tmp_path / "models" / "model.onnx").write_bytes(os.urandom(10_000))
     im.push_image(RegistryClient(registry.host), "team/app", "1.0", [im.random_layer(10_000, 7)])
     (tmp_path / "store.yaml").write_text(text.replace("127.0.0.1:5000", registry.host))  # the example's host
+    before = sorted(p.name for p in tmp_path.iterdir())
+    dry = cli("build", tmp_path / "store.yaml", "-o", tmp_path / "store.bundle.tar", "--key", keys.release.key,
+              "--dry-run")
+    assert dry.code == 0, dry.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    assert "nothing was written" in dry.out and f"{registry.host}/team/app:1.0" in dry.out and "gitops" in dry.out
+    said = re.search(r"would write \S+ \(([\d.]+) (KiB|MiB)", dry.out)
+    assert said is not None, dry.out
     built = cli("build", tmp_path / "store.yaml", "-o", tmp_path / "store.bundle.tar", "--key", keys.release.key)
     assert built.code == 0, built.err
+    estimate = float(said.group(1)) * (1 << (10 if said.group(2) == "KiB" else 20))
+    actual = (tmp_path / "store.bundle.tar").stat().st_size
+    assert abs(estimate - actual) <= actual * 0.01, (estimate, actual)  # within 1% (the printed figure's rounding)
     info = json.loads(cli("inspect", tmp_path / "store.bundle.tar", "--json").out)
     assert (info["name"], len(info["images"]), len(info["repos"]), len(info["updates"]), len(info["artifacts"])) \
         == ("store", 1, 1, 1, 1)
