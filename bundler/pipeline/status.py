@@ -26,6 +26,6 @@ def site_status(directory: Path) -> dict[str, Any]:
                for kind in KINDS for name, service in kind.services(site).items()},
         },
         "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
-        "bundles": state.bundles,
+        "bundles": [{**b, "signed_by": site.signer_names(b.get("signers") or [])} for b in state.bundles],
         "handovers": state.handovers,
     }

@@ -41,7 +41,7 @@ def status_page(site: SiteConfig) -> bytes:
                      f"{page.esc(human(disk['free']))} free ({page.esc(kinds)}); measured {page.esc(measured.age)}</p>"
                      + (f'<p class="bad">{page.esc(disk["warning"])}</p>' if disk.get("warning") else ""))
     releases = [[page.esc(b["name"]), page.esc(b["version"]), page.esc(b.get("status", "done")),
-                 page.esc(b.get("imported_at", "")), page.value(b.get("signers") or [])]
+                 page.esc(b.get("imported_at", "")), page.value(site.signer_names(b.get("signers") or []))]
                 for b in reversed(state.bundles)]
     sections = [("Services", page.table(["service", "URL", "health", "as of"], services)), ("Disk", disk_html),
                 ("Releases imported", page.table(["bundle", "version", "status", "imported", "signers"], releases,

@@ -199,6 +199,11 @@ class SiteConfig:
         except ValueError as exc:
             raise UsageError(f"{self.directory / SITE_FILE}: trust: {exc}") from None
 
+    def signer_names(self, keyids: Sequence[str]) -> list[str]:
+        """The trust policy's name of each key id (a key no longer trusted: the first 12 hex of its id)."""
+        named = {key.keyid: key.name for key in self.policy().keys}
+        return [named.get(keyid, keyid[:12]) for keyid in keyids]
+
     def to_yaml(self) -> bytes:
         doc = {"apiVersion": "bundler/v1", "kind": "Site", **({"name": self.name} if self.name else {}),
                "registry": {"url": self.registry_url, "chartPrefix": self.chart_prefix,

@@ -34,6 +34,7 @@ def test_release_alone_is_refused_and_a_countersignature_admits_it(
     assert json.loads(imported.out)["added"]["images"] == len(samples.refs)
     status = json.loads(cli("site", "status", "site", "--json").out)
     assert len(status["bundles"]) == 1 and len(status["bundles"][0]["signers"]) == 2
+    assert sorted(status["bundles"][0]["signed_by"]) == ["release", "security"]  # named, as verify names them
 
 
 def sha256_of(path: Path) -> str:

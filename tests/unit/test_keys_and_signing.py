@@ -163,3 +163,22 @@ def test_what_site_init_and_fleet_enroll_keep_of_a_key_is_the_parsed_public_key(
     assert cli("fleet", "enroll", commented, "--fleet", tmp_path / "fleet").code == 0
     (kept,) = (tmp_path / "fleet").rglob("*.pub")
     assert kept.read_bytes() == (KEYS / "release.pub").read_bytes()  # the PEM keygen writes, the comment gone
+
+
+def test_a_split_bundle_checks_with_standard_tools_as_the_readme_says(tmp_path: Path) -> None:
+    """The README's split recipe: every part's sha256 as the index lists it (`sha256sum -c`), the parts
+    joined in order are the bundle (`cat | tar xf`), and its bundle.json is the index's manifest digest."""
+    from bundler.bundle.parent import load_manifest
+    from tests.helpers import split_bundle
+
+    bundle = tmp_path / "b.bundle.tar"
+    shutil.copy(GOOD, bundle)
+    index = split_bundle(bundle, 2048, load_manifest(GOOD)[1])
+    doc = json.loads(index.read_text())
+    sums = "".join(f"{part['sha256']}  {part['file']}\n" for part in doc["parts"])  # what `jq -r` prints
+    checked = subprocess.run(["sha256sum", "-c"], input=sums, cwd=tmp_path, capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.count(": OK") == len(doc["parts"]) > 1
+    files = " ".join(part["file"] for part in doc["parts"])
+    subprocess.run(f"cat {files} | tar xf - bundle.json signatures.json", shell=True, cwd=tmp_path, check=True)
+    digest = subprocess.run(["sha256sum", "bundle.json"], cwd=tmp_path, capture_output=True, text=True).stdout
+    assert f"sha256:{digest.split()[0]}" == doc["manifest_digest"]
