@@ -141,8 +141,11 @@ def byte_progress(description: str, total: int) -> Iterator[ByteProgress]:
         elif sys.stderr.isatty():
             from tqdm import tqdm
 
+            # shown once RATE_AFTER has passed, the rate and time left as the command's average so far:
+            # a first frame after a few kilobytes of signatures said "2:07:30 left"
             progress.show(stack.enter_context(tqdm(total=total, desc=description, unit="B", unit_scale=True,
-                                                   unit_divisor=1024, file=sys.stderr, leave=False)))
+                                                   unit_divisor=1024, file=sys.stderr, leave=False,
+                                                   delay=RATE_AFTER, smoothing=0)))
         try:
             yield progress
         finally:

@@ -36,3 +36,4 @@ def test_fleet_plan_without_a_fleet_says_so(tmp_path: Path) -> None:
 def test_completion_prints_the_shells_script(shell: str, marker: str) -> None:
     code, out, _ = run("completion", shell)
     assert code == 0 and marker in out and "_BUNDLER_COMPLETE" in out
+
