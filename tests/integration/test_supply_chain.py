@@ -120,6 +120,7 @@ def test_signatures_attestations_sboms_and_referrers_travel_and_are_found_on_the
     assert {e["tag"]: e["digest"] for e in image["extras"]} == source.tags
     text = cli("inspect", tmp_path / "chain.bundle.tar").out
     assert f"+ signature sha256-{source.digest[7:]}.sig" in text and f"+ referrers sha256-{source.digest[7:]}" in text
+    assert "inspect checks none of them" in text  # a reviewer is told what was and was not checked
 
     site = tmp_path / "site"
     init = cli("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--image-key", source.cosign_pub,

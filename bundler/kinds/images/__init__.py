@@ -171,6 +171,9 @@ class Images(ContentKind["ImageSpec", ImageEntry]):
             for extra in image["extras"]:
                 of = "" if extra["subject"] == image["digest"] else f" (of {extra['subject'][:19]})"
                 out.append(f"    + {EXTRA_NAMES[extra['kind']]} {p(extra['tag'])}{of}")
+        if any(image["extras"] for image in rows):
+            out.append("  (+ carried with the image: inspect checks none of them; build and import check the keyed "
+                       "cosign signatures of the images an image policy covers)")
         return out
 
     def sbom(self, entries: Sequence[ImageEntry]) -> list[SbomItem]:
