@@ -78,6 +78,8 @@ def _what_it_is(path: Path) -> str:
         return "it is JSON (a bundle.json, a receipt or a parts index is not the bundle itself)"
     if head.startswith((b"\x1f\x8b", b"\xfd7zXZ", b"BZh", b"\x28\xb5\x2f\xfd")):
         return "it is compressed (bundles are plain tar: decompress it first)"
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a zip archive (bundles are plain tar)"
     if not head:
         return "it is empty"
     return "it is not a tar file"

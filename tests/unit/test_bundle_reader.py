@@ -17,7 +17,7 @@ from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verify_bundle
-from bundler.errors import IntegrityError
+from bundler.errors import IntegrityError, UsageError
 from bundler.pipeline.build import BundleInfo, write_bundle
 from devtools.images import layer, memory_image
 
@@ -140,10 +140,11 @@ def test_a_second_signatures_member_is_allowed(bundle: Path) -> None:
         assert reader.signatures() == [*signatures, {"keyid": "k"}]
 
 
-def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
+def test_a_file_that_is_no_bundle_at_all_is_a_usage_error_saying_what_it_is(tmp_path: Path) -> None:
+    """Not a tar: the wrong file was given (exit 2), not a bundle refused by verification (exit 3)."""
     junk = tmp_path / "junk.bundle.tar"
     junk.write_bytes(b"PK\x03\x04 this is a zip file" * 100)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(UsageError, match=r"junk\.bundle\.tar is not a bundle: it is a zip archive"):
         BundleReader(junk).manifest()
 
 
