@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install deps test unit integration lint bench demo demo-stop clean
+.PHONY: install deps test unit integration lint docs bench demo demo-stop clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ lint: install
 	$(BIN)/ruff check bundler tests devtools
 	$(BIN)/mypy bundler
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 bench: install
 	devtools/deps.sh
@@ -43,4 +47,4 @@ demo-stop: install
 	$(BIN)/python -m devtools.demo --stop
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .bench .docs-site .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Why a bundle is refused, as data: a stable code for programs (`verify --json`), the subject it
 is about (a file in the bundle, an image, a key, a tag), what was expected and what was found, and
-the sentence a person reads. The codes are listed in the README ("Problem codes")."""
+the sentence a person reads. The codes are listed in docs/security-reviewer.md ("Problem codes")."""
 
 from __future__ import annotations
 

@@ -274,7 +274,7 @@ def parse_profile(text: str, path: str = "<profile>", *, kinds: Sequence[SpecKin
                 registries = [item for item, _ in _items(check, spec, "registries", _registry)]
     if check.problems:
         raise ProfileError("\n".join(f"{path}:{line}: {msg}" for line, msg in sorted(check.problems)),
-                           hint="fix the profile; see README.md, 'Profile reference'")
+                           hint="fix the profile; see docs/reference.md, 'Profile reference'")
     assert name is not None and version is not None
     return Profile(
         name=name, version=version, description=description, expires=expires, specs=specs, settings=settings,

@@ -63,7 +63,7 @@ class VerifyReport:
             raise IntegrityError(f"bundle {path} refused: {shown}", hint=self.hint())
 
     def hint(self) -> str:
-        """What to do, as the technician's table in the README says it."""
+        """What to do, as the technician's page (docs/technician.md) says it."""
         codes = {p.code for p in self.problems}
         if codes <= problems.POLICY:  # only signatures
             return ("it lacks a signature this trust policy requires: send it back to be signed "

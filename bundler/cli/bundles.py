@@ -235,7 +235,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     nothing else is in it (no unlisted file, link, device, absolute or .. path, duplicate).
     With --site, also whether that site would refuse it (a rollback, a tag another release set, a
     delta whose base it lacks). Exits 3 otherwise, naming each problem with its code
-    (--json: problems as {code, subject, expected, actual, message}; codes in the README).
+    (--json: problems as {code, subject, expected, actual, message}; codes in docs/security-reviewer.md).
 
     \b
     Examples:

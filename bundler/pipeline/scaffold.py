@@ -13,7 +13,7 @@ from bundler.profile import parse_profile
 
 HEADER = """\
 # A bundler profile: what `bundler build {file}` collects into one signed bundle.
-# Every key is in the profile reference (README: "Profile reference"); unknown keys are errors
+# Every key is in the profile reference (docs/reference.md); unknown keys are errors
 # with file:line; `bundler inspect` shows what a built bundle carries.
 apiVersion: bundler/v1
 kind: Profile

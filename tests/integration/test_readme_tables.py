@@ -1,5 +1,6 @@
-"""The README's technician tables are what the program prints: every row is reproduced here with the
-real command, and its message, exit code and "what to do" (the printed hint) must match the row.
+"""The site technician page's tables (docs/technician.md) are what the program prints: every row is
+reproduced here with the real command, and its message, exit code and "what to do" (the printed
+hint) must match the row.
 
 A row is `| `MESSAGE` [CODE] | WHAT TO DO |`, one or more messages a row. In a message, `...` stands
 for any text and NAME / VERSION for one word; in WHAT TO DO, `/srv/site` stands for the site the
@@ -29,7 +30,9 @@ from devtools.samples import push_samples
 from tests.attack_cases import ATTACKS, GOOD, KEYS
 from tests.conftest import Keys, Registry, Run, small_tmpfs
 
-README = Path(__file__).parents[2] / "README.md"
+DOCS = Path(__file__).parents[2] / "docs"
+TECHNICIAN = DOCS / "technician.md"  # the site technician's page: its message tables
+REVIEWER = DOCS / "security-reviewer.md"  # the security reviewer's page: the problem codes
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,8 @@ def wildcards(text: str) -> str:
 
 
 def technician_rows() -> list[Row]:
-    text = README.read_text()
-    section = text[text.index("## For the site technician"):]
-    section = section[:section.index("\n## ", 1)]
+    text = TECHNICIAN.read_text()
+    section = text[:text.index("\n## Commands")]
     rows = []
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -347,11 +349,11 @@ def test_the_tables_are_found() -> None:
 
 
 def test_every_problem_code_is_documented() -> None:
-    """The codes `verify --json` prints are the README's table of problem codes, no more, no less."""
+    """The codes `verify --json` prints are the reviewer page's table of problem codes, no more, no less."""
     from bundler import problems
 
     codes = {value for name, value in vars(problems).items() if name.isupper() and isinstance(value, str)}
-    text = README.read_text()
+    text = REVIEWER.read_text()
     table = text[text.index("Problem codes"):]
     table = table[:table.index("\n\n", table.index("|"))]
     documented = set(re.findall(r"^\| `([a-z-]+)` \|", table, re.M))
@@ -361,13 +363,13 @@ def test_every_problem_code_is_documented() -> None:
 @pytest.mark.parametrize(("row", "message"), CASES, ids=[message for _, message in CASES])
 def test_a_row_is_what_the_program_prints(row: Row, message: str, world: World) -> None:
     produce = PRODUCERS.get(message)
-    assert produce is not None, f"README row `{message}` has no producer in this test: add one"
+    assert produce is not None, f"technician page row `{message}` has no producer in this test: add one"
     produced = produce(world)
     err = produced.run.err
-    assert produced.run.code == row.code, f"exit {produced.run.code}, the README says [{row.code}]: {err}"
+    assert produced.run.code == row.code, f"exit {produced.run.code}, the page says [{row.code}]: {err}"
     lines = err.splitlines()
     assert lines and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert row.matches(message, lines[0]), f"the README says `{message}`, the program printed: {lines[0]}"
+    assert row.matches(message, lines[0]), f"the page says `{message}`, the program printed: {lines[0]}"
     hints = [line.removeprefix("hint: ") for line in lines if line.startswith("hint: ")]
     assert len(hints) == 1 and row.says_to_do(hints[0], produced.site), \
-        f"the README says what to do: {row.todo!r}; the program's hint: {hints}"
+        f"the page says what to do: {row.todo!r}; the program's hint: {hints}"
