@@ -146,6 +146,12 @@ def distinct_ports(count: int) -> list[int]:
             s.close()
 
 
+def listen_options() -> list[str]:
+    """`site init`'s --registry-listen and --http-listen on two different free loopback ports."""
+    registry, http = distinct_ports(2)
+    return ["--registry-listen", f"127.0.0.1:{registry}", "--http-listen", f"127.0.0.1:{http}"]
+
+
 @dataclass
 class SiteFactory:
     """`make_site(...)`: a site made by the real `site init`, trusting the release key, on free

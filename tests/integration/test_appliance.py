@@ -18,11 +18,10 @@ import pytest
 import yaml
 
 from bundler.oci.client import RegistryClient
-from bundler.site.registry_process import free_port
 from devtools import charts
 from devtools.gitrepo import new_repo
 from devtools.packages import build_deb
-from tests.conftest import Keys, Registry, Run, SiteFactory, missing
+from tests.conftest import Keys, Registry, Run, SiteFactory, listen_options, missing
 from tests.helpers import build_engine_image, containerd, credentials, registry_session, skopeo_digest
 
 
@@ -242,7 +241,7 @@ def test_the_embedded_registry_runs_in_the_docker_engine_where_asked(
     ensure_registry_image(docker_client)
     site = tmp_path / "site"
     r = cli("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--registry-runtime", "docker",
-            "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
+            *listen_options())
     assert r.code == 0, r.err
     try:
         up = cli("site", "up", site)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import requests
 
-from bundler.site.registry_process import free_port
-from tests.conftest import Keys, Run
+from tests.conftest import Keys, Run, listen_options
 from tests.helpers import credentials
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
@@ -66,7 +65,7 @@ def test_a_kind_registered_from_outside_is_built_verified_imported_served_report
 
     site = tmp_path / "site"
     made = run("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--name", "store-7",
-               "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
+               *listen_options())
     assert made.code == 0, made.err
     up = run("site", "up", site)
     assert up.code == 0, up.err

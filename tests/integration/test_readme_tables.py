@@ -28,7 +28,7 @@ from bundler.site.registry_process import free_port
 from devtools.gitrepo import git, new_repo
 from devtools.samples import push_samples
 from tests.attack_cases import ATTACKS, GOOD, KEYS
-from tests.conftest import Keys, Registry, Run, small_tmpfs
+from tests.conftest import Keys, Registry, Run, distinct_ports, small_tmpfs
 
 DOCS = Path(__file__).parents[2] / "docs"
 TECHNICIAN = DOCS / "technician.md"  # the site technician's page: its message tables
@@ -98,10 +98,11 @@ class World:
         keys: list[str | Path] = []
         for key in trust or (self.keys.release.pub,):
             keys += ["--trust-key", key]
-        where = (["--registry-listen", f"127.0.0.1:{free_port()}"] if embedded
+        registry_port, http_port = distinct_ports(2)  # two free_port() calls can return one port twice
+        where = (["--registry-listen", f"127.0.0.1:{registry_port}"] if embedded
                  else ["--registry", self.target.url])
         r = self.cli("site", "init", "--as-root", directory, *keys, "--threshold", str(threshold), *where,
-                     "--http-listen", f"127.0.0.1:{free_port()}")
+                     "--http-listen", f"127.0.0.1:{http_port}")
         assert r.code == 0, r.err
         return directory
 

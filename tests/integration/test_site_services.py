@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from bundler.site.registry_process import free_port
-from tests.conftest import Keys, Registry, Run
+from tests.conftest import Keys, Registry, Run, distinct_ports, listen_options
 
 
 def init(cli: Callable[..., Run], directory: Path, keys: Keys, registry_port: int, http_port: int,
@@ -100,7 +100,7 @@ def test_site_up_failing_on_the_https_service_starts_no_registry(
 
 def test_site_status_exits_4_while_a_service_is_down(cli: Callable[..., Run], keys: Keys, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    init(cli, site, keys, free_port(), free_port())
+    init(cli, site, keys, *distinct_ports(2))
     try:
         assert cli("site", "up", site).code == 0
         healthy = cli("site", "status", site, "--json")
@@ -129,7 +129,7 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
     """A site made by the previous bundler: one account (scrypt in users.json, bcrypt htpasswd for the
     registry) that the cluster holds. After `site up` that password still pulls, and no longer pushes."""
     site = tmp_path / "site"
-    init(cli, site, keys, free_port(), free_port())
+    init(cli, site, keys, *distinct_ports(2))
     client = json.loads((site / "credentials.json").read_text())
     # turn it into the older layout: no import account, no token key, an htpasswd registry
     import base64
@@ -247,7 +247,7 @@ def test_site_install_one_unit_per_site_name_paths_as_systemd_reads_them_service
              "store-odd": shared_dir / "odd dir 100%" / "site"}
     for name, directory in sites.items():
         directory.parent.mkdir(mode=0o755)
-        init(cli, directory, keys, free_port(), free_port(), "--name", name)
+        init(cli, directory, keys, *distinct_ports(2), "--name", name)
     units = shared_dir / "units"
     for name in ("store-a", "store-b"):  # two sites whose directories share a last name: two units
         r = cli("site", "install", sites[name], "--unit-dir", units, "--python", python)
@@ -256,7 +256,7 @@ def test_site_install_one_unit_per_site_name_paths_as_systemd_reads_them_service
     first = (units / "bundler-site-store-a.service").read_text()
     twin = shared_dir / "c" / "site"
     twin.parent.mkdir(mode=0o755)
-    init(cli, twin, keys, free_port(), free_port(), "--name", "store-a")
+    init(cli, twin, keys, *distinct_ports(2), "--name", "store-a")
     refused = cli("site", "install", twin, "--unit-dir", units, "--python", python)
     assert refused.code == 2 and f"already runs site store-a at {sites['store-a']}" in refused.err, refused.err
     assert (units / "bundler-site-store-a.service").read_text() == first  # never silently replaced
@@ -304,7 +304,7 @@ def test_site_install_writes_a_unit_systemd_accepts_and_its_command_keeps_the_si
     if analyze is None:
         pytest.fail("systemd-analyze is needed (Debian package systemd; .ci/run installs it)")
     site = shared_dir / "store-7"
-    init(cli, site, keys, free_port(), free_port(), "--name", "store-7")
+    init(cli, site, keys, *distinct_ports(2), "--name", "store-7")
     units = shared_dir / "units"
     r = cli("site", "install", site, "--unit-dir", units, "--python", str(shared_dir / "venv" / "bin" / "python"))
     assert r.code == 0, r.err
@@ -355,7 +355,7 @@ def test_a_site_install_that_fails_its_checks_changes_nothing(
     import sys
 
     site = shared_dir / "store-9"
-    init(cli, site, keys, free_port(), free_port(), "--name", "store-9")
+    init(cli, site, keys, *distinct_ports(2), "--name", "store-9")
     owners = {p: p.stat().st_uid for p in [site, *site.rglob("*")]}
     units = shared_dir / "units"
     refused = cli("site", "install", site, "--unit-dir", units, "--python", str(Path(sys.executable).resolve()))
@@ -395,7 +395,7 @@ def test_a_site_made_by_root_runs_no_process_as_root(
     assert shared("build", "p.yaml", "-o", "p.tar", "--key", keys.release.key).code == 0
     site = shared_dir / "store-11"
     made = shared("site", "init", site, "--trust-key", keys.release.pub, "--name", "store-11",
-                  "--registry-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}")
+                  *listen_options())
     assert made.code == 0, made.err
     account = pwd.getpwnam("bundler-store-11")
     assert site.stat().st_uid == account.pw_uid and (site / "credentials.json").stat().st_uid == account.pw_uid
