@@ -11,7 +11,6 @@ import hashlib
 import os
 import queue
 import stat
-import tempfile
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,17 +21,29 @@ from typing import BinaryIO
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write a whole file by rename: a reader sees the old bytes or the new, never a part, and after
     a power cut the name holds them all (on the disk before the rename: fsync)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        atomic_write_at(directory, path.name, data, mode)
+    finally:
+        os.close(directory)
+
+
+def atomic_write_at(directory: int, name: str, data: bytes, mode: int = 0o644) -> None:
+    """atomic_write in an open directory: the temporary file is made there without following a link,
+    synced, owned like the directory (as root), then renamed over `name`."""
+    tmp = f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        own_like_parent(Path(tmp))
-        os.replace(tmp, path)
+            os.fchmod(f.fileno(), mode)  # whatever the umask
+            own_like_directory(f.fileno(), directory)
+        os.replace(tmp, name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=directory)
         raise
 
 
@@ -130,12 +141,20 @@ def file_sha256(path: Path) -> tuple[str, int]:
 
 
 def own_like_parent(path: Path, like: Path | None = None) -> None:
-    """As root, give a new file or directory the owner of its directory (or of `like`): a site
-    installed under its own user keeps reading what a technician's command wrote there, a 0600 file too."""
+    """As root, give a new file or directory the owner of its directory (or of `like`): a site with
+    its own user keeps reading what a technician's command wrote there, a 0600 file too."""
     if os.geteuid() == 0:
         parent = os.stat(like or path.parent)
         if parent.st_uid != 0:
             os.chown(path, parent.st_uid, parent.st_gid)
+
+
+def own_like_directory(fd: int, directory: int) -> None:
+    """own_like_parent for an open file or directory and its open directory."""
+    if os.geteuid() == 0:
+        parent = os.fstat(directory)
+        if parent.st_uid != 0:
+            os.fchown(fd, parent.st_uid, parent.st_gid)
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> Path:

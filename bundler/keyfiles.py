@@ -63,12 +63,10 @@ def read_operator_file(path: Path, what: str, limit: int = MAX_OPERATOR_FILE) ->
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-_read = read_operator_file
-
 
 def load_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
-        return signing.load_private_key(_read(path, "private key"), _password())
+        return signing.load_private_key(read_operator_file(path, "private key"), _password())
     except signing.KeyProblem as exc:
         raise UsageError(f"{path}: {exc}") from None
 
@@ -80,7 +78,7 @@ def key_name(path: Path) -> str:
 
 def load_trusted_key(path: Path, name: str | None = None) -> signing.TrustedKey:
     """A public key file; one that also holds a private key is refused (it must not travel or be kept)."""
-    data = _read(path, "public key")
+    data = read_operator_file(path, "public key")
     if b"PRIVATE KEY" in data:
         raise UsageError(f"{path} holds a private key: nothing of it was kept",
                          hint="give the `.pub` alone (never the `.key`); keep that file private")

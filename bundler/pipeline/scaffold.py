@@ -30,10 +30,6 @@ spec:
 """
 
 
-def example_kinds() -> list[str]:
-    return [kind.key for kind in KINDS if kind.example]
-
-
 def profile_text(path: Path, kinds: Sequence[str]) -> str:
     """The profile `bundler init` writes for these kinds (all that have an example when empty)."""
     known = {kind.key: kind for kind in KINDS if kind.example}

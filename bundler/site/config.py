@@ -25,6 +25,7 @@ site.yaml:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 import re
@@ -199,10 +200,13 @@ class SiteConfig:
         except ValueError as exc:
             raise UsageError(f"{self.directory / SITE_FILE}: trust: {exc}") from None
 
+    @functools.cached_property
+    def _key_names(self) -> dict[str, str]:  # the trust keys read once, whatever the number of bundles named
+        return {key.keyid: key.name for key in self.policy().keys}
+
     def signer_names(self, keyids: Sequence[str]) -> list[str]:
         """The trust policy's name of each key id (a key no longer trusted: the first 12 hex of its id)."""
-        named = {key.keyid: key.name for key in self.policy().keys}
-        return [named.get(keyid, keyid[:12]) for keyid in keyids]
+        return [self._key_names.get(keyid, keyid[:12]) for keyid in keyids]
 
     def to_yaml(self) -> bytes:
         doc = {"apiVersion": "bundler/v1", "kind": "Site", **({"name": self.name} if self.name else {}),

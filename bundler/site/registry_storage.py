@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bundler.errors import BundlerError
-from bundler.fsutil import write_synced
+from bundler.fsutil import atomic_write_at, own_like_directory, write_synced
 from bundler.site.config import REGISTRY_DIR, REGISTRY_STORAGE, SiteConfig
 
 V2 = "docker/registry/v2"
@@ -123,7 +123,7 @@ class RegistryStorage:
                 with os.fdopen(fd, "wb") as out:
                     write_synced(out, chunks, size)  # on the disk before its name is: see the module's docstring
                     os.fchmod(out.fileno(), 0o644)
-                    _own_like(out.fileno(), incoming)
+                    own_like_directory(out.fileno(), incoming)
                 leaf = self._directory(self.data(digest).parent)
                 try:
                     os.replace(name, "data", src_dir_fd=incoming, dst_dir_fd=leaf)
@@ -169,15 +169,7 @@ class RegistryStorage:
             return False
         leaf = self._directory(path.parent)
         try:
-            temporary = f".link.{os.getpid()}.{threading.get_ident()}"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                         dir_fd=leaf)
-            with os.fdopen(fd, "wb") as out:
-                out.write(digest.encode())
-                out.flush()
-                os.fsync(out.fileno())  # synced, as the registry's mount writes it
-                _own_like(out.fileno(), leaf)
-            os.replace(temporary, "link", src_dir_fd=leaf, dst_dir_fd=leaf)
+            atomic_write_at(leaf, "link", digest.encode())  # synced, as the registry's mount writes it
         finally:
             os.close(leaf)
         return True
@@ -196,9 +188,9 @@ class RegistryStorage:
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(name, mode if here == path else 0o755, dir_fd=fd)
                     child = os.open(name, DIRECTORY, dir_fd=fd)
-                    _own_like(child, fd)
-                except (NotADirectoryError, OSError) as exc:
-                    if isinstance(exc, NotADirectoryError) or exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    own_like_directory(child, fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link, or a file, where a directory goes
                         raise PlantedLink(here) from None
                     raise
                 os.close(fd)
@@ -207,11 +199,3 @@ class RegistryStorage:
             os.close(fd)
             raise
         return fd
-
-
-def _own_like(fd: int, parent: int) -> None:
-    """As root, a file or directory the import made is owned like its directory (see own_like_parent)."""
-    if os.geteuid() == 0:
-        owner = os.fstat(parent)
-        if owner.st_uid != 0:
-            os.fchown(fd, owner.st_uid, owner.st_gid)
