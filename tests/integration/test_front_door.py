@@ -32,7 +32,12 @@ from devtools.samples import push_samples
 from tests.conftest import Keys, Registry, Run, distinct_ports
 
 ATTACK_SECONDS = int(os.environ.get("BUNDLER_ATTACK_SECONDS", "25"))  # > two header deadlines: attackers reconnect
-SILENT_ONCE = 20_000  # TCP connections to the registry's port from one address, opened once, sending nothing
+# TCP connections to the registry's port from one address, opened once, sending nothing. The issue's
+# figure is 20,000 (BUNDLER_ATTACK_SILENT=20000, run by hand with BUNDLER_ATTACK_SECONDS=60); the suite
+# shows the same mechanism with 10,000: this sandbox lets a process hold 20,000 descriptors, so each of
+# nginx's two workers takes at most ~19,900, and when one worker takes nearly all of 20,000 the rest
+# wait in the kernel's queue, not in nginx (seen once in a fresh-clone run).
+SILENT_ONCE = int(os.environ.get("BUNDLER_ATTACK_SILENT", "10000"))
 HOST = "127.0.0.1"
 
 
