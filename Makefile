@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# test processes (pytest-xdist): twice the cores, since a test waits on its registry, site and git as much as it computes
+TEST_JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
+PYTEST := $(BIN)/pytest -q -n $(TEST_JOBS) --dist worksteal
 
 .PHONY: install deps test unit integration lint docs bench demo demo-stop clean
 
@@ -18,13 +21,13 @@ deps:
 	devtools/deps.sh --engine
 
 test: install deps
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 unit: install
-	$(BIN)/pytest -q -m "not integration"
+	$(PYTEST) -m "not integration"
 
 integration: install deps
-	$(BIN)/pytest -q -m integration
+	$(PYTEST) -m integration
 
 lint: install
 	$(BIN)/ruff check bundler tests devtools

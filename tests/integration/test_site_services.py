@@ -216,14 +216,16 @@ def shared_dir() -> Iterator[Path]:
     (site_packages,) = (base / "venv" / "lib").glob("python3*/site-packages")
     (site_packages / "bundler-checkout.pth").write_text(
         f"{sysconfig.get_paths()['purelib']}\n{Path(__file__).resolve().parents[2]}\n")
-    before = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()}
     try:
         yield base
     finally:
+        import pwd
+
         subprocess.run(["pkill", "-TERM", "-f", str(base)], capture_output=True)
         time.sleep(1)
-        for user in {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()} - before:
-            subprocess.run(["userdel", user], capture_output=True)
+        for account in pwd.getpwall():  # the site users made here: their home is their site, under base
+            if Path(account.pw_dir).is_relative_to(base):  # (not every user made meanwhile: tests run in parallel)
+                subprocess.run(["userdel", account.pw_name], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
