@@ -83,7 +83,10 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
 
     counts = "".join(f"{result.counts[k.key]} {k.title}, " for k in KINDS if result.counts[k.key] or k.always_reported)
     what = f"a bundle of {human(result.size)} in {result.parts} parts" if result.parts > 1 else human(result.size)
-    delta = f", a delta on {since}" if since is not None else ""
+    delta = ""
+    if since is not None and result.left_to_parent is not None:
+        files, size = result.left_to_parent
+        delta = f", a delta on {since} (leaves {files} files, {human(size)}, to it)"
     click.echo(f"wrote {result.path} ({what}): {result.name} {result.version}{delta}, "
                f"{counts}{result.blobs} unique blobs")
     click.echo(f"manifest digest {result.manifest_digest}")

@@ -64,6 +64,7 @@ class BuildResult:
     signers: list[str]
     parts: int = 1  # files written: the bundle, or its parts (then `path` is their index)
     notes: list[str] = field(default_factory=list)
+    left_to_parent: tuple[int, int] | None = None  # a delta: the files it leaves to its parent, and their bytes
 
 
 def _sha256(data: bytes) -> FileEntry:
@@ -265,6 +266,7 @@ class LaidOut:
     small: dict[str, bytes]
     ordered: list[tuple[str, BlobSource]]
     tar: TarLayout
+    requires: dict[str, FileEntry]  # a delta: the files it leaves to its parent
 
 
 def lay_out(info: BundleInfo, contents: Contents, keys: Sequence[ec.EllipticCurvePrivateKey] = ()) -> LaidOut:
@@ -292,7 +294,7 @@ def lay_out(info: BundleInfo, contents: Contents, keys: Sequence[ec.EllipticCurv
     for path, blob in ordered:
         tar.add(path, blob.size)
     tar.add(layout.SIGNATURES, len(signatures))
-    return LaidOut(manifest_bytes, signatures, small, ordered, tar)
+    return LaidOut(manifest_bytes, signatures, small, ordered, tar, requires)
 
 
 def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
@@ -325,4 +327,6 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
         raise
     return BuildResult(written, info.name, info.version, manifest_digest(manifest_bytes), tar.total_size,
                        {kind.key: len(contents.entries(kind.key)) for kind in KINDS}, len(contents.oci.blobs),
-                       contents.oci.blob_bytes, [signing.key_id(key.public_key()) for key in keys], out.parts)
+                       contents.oci.blob_bytes, [signing.key_id(key.public_key()) for key in keys], out.parts,
+                       left_to_parent=(len(laid.requires), sum(e.size for e in laid.requires.values()))
+                       if info.parent else None)

@@ -20,6 +20,7 @@ from bundler.bundle.parent import load_manifest
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.site.tokens import QUARANTINE
+from bundler.units import human
 from devtools import charts
 from devtools import images as im
 from devtools.gitrepo import commit, git
@@ -316,8 +317,9 @@ def test_every_command_that_takes_a_bundle_takes_its_parts_index_and_names_what_
     delta = cli("build", versions.work / "profile-2.0.0.yaml", "-o", tmp_path / "v2.bundle.tar", "--since", index,
                 cwd=versions.work)
     assert delta.code == 0, delta.err
-    assert f"store 2.0.0, a delta on {index}, " in delta.out, delta.out  # the build line says it is a delta
     made, reference = load_manifest(tmp_path / "v2.bundle.tar")[0], load_manifest(versions.v2_delta)[0]
+    left = f"{len(made.requires)} files, {human(sum(e.size for e in made.requires.values()))}, to it"
+    assert f"store 2.0.0, a delta on {index} (leaves {left}), " in delta.out, delta.out  # it says it is a delta
     assert made.parent == reference.parent and set(made.files) == set(reference.files)  # as --since the file
     diffed = cli("diff", index, versions.v2_full, "--json")
     assert diffed.code == 0, diffed.err

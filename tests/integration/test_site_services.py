@@ -229,6 +229,12 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def unique(shared_dir: Path, name: str) -> str:
+    """A site name (and so a system user, bundler-NAME) no other test, and no other run of this suite on
+    the machine, uses at the same time: users are machine-wide."""
+    return f"{name}-{shared_dir.name.rsplit('-', 1)[1]}"
+
+
 def systemd_split(line: str) -> list[str]:
     """An Exec line's words as systemd reads them: quotes and C escapes (shlex), then `%%` and `$$`."""
     import shlex
@@ -245,41 +251,42 @@ def test_site_install_one_unit_per_site_name_paths_as_systemd_reads_them_service
     analyze = shutil.which("systemd-analyze")
     assert analyze is not None, "systemd-analyze is needed (Debian package systemd; .ci/run installs it)"
     python = str(shared_dir / "venv" / "bin" / "python")
-    sites = {"store-a": shared_dir / "a" / "site", "store-b": shared_dir / "b" / "site",
-             "store-odd": shared_dir / "odd dir 100%" / "site"}
+    name_a, name_b, name_odd = (unique(shared_dir, name) for name in ("store-a", "store-b", "store-odd"))
+    sites = {name_a: shared_dir / "a" / "site", name_b: shared_dir / "b" / "site",
+             name_odd: shared_dir / "odd dir 100%" / "site"}
     for name, directory in sites.items():
         directory.parent.mkdir(mode=0o755)
         init(cli, directory, keys, *distinct_ports(2), "--name", name)
     units = shared_dir / "units"
-    for name in ("store-a", "store-b"):  # two sites whose directories share a last name: two units
+    for name in (name_a, name_b):  # two sites whose directories share a last name: two units
         r = cli("site", "install", sites[name], "--unit-dir", units, "--python", python)
         assert r.code == 0, r.err
-    assert sorted(p.name for p in units.iterdir()) == ["bundler-site-store-a.service", "bundler-site-store-b.service"]
-    first = (units / "bundler-site-store-a.service").read_text()
+    assert sorted(p.name for p in units.iterdir()) == [f"bundler-site-{n}.service" for n in (name_a, name_b)]
+    first = (units / f"bundler-site-{name_a}.service").read_text()
     twin = shared_dir / "c" / "site"
     twin.parent.mkdir(mode=0o755)
-    init(cli, twin, keys, *distinct_ports(2), "--name", "store-a")
+    init(cli, twin, keys, *distinct_ports(2), "--name", name_a)
     refused = cli("site", "install", twin, "--unit-dir", units, "--python", python)
-    assert refused.code == 2 and f"already runs site store-a at {sites['store-a']}" in refused.err, refused.err
-    assert (units / "bundler-site-store-a.service").read_text() == first  # never silently replaced
+    assert refused.code == 2 and f"already runs site {name_a} at {sites[name_a]}" in refused.err, refused.err
+    assert (units / f"bundler-site-{name_a}.service").read_text() == first  # never silently replaced
 
-    odd = sites["store-odd"]
+    odd = sites[name_odd]
     r = cli("site", "install", odd, "--unit-dir", units, "--python", python)
     assert r.code == 0, r.err
-    unit = units / "bundler-site-store-odd.service"
+    unit = units / f"bundler-site-{name_odd}.service"
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
-    assert verify.returncode == 0 and "store-odd" not in verify.stderr, verify.stderr
+    assert verify.returncode == 0 and name_odd not in verify.stderr, verify.stderr
     text = unit.read_text()
     start = systemd_split(next(line for line in text.splitlines() if line.startswith("ExecStart="))[10:])
     assert start == [python, "-m", "bundler.cli", "site", "up", str(odd.resolve()), "--foreground"]
     assert systemd_split(next(line for line in text.splitlines() if line.startswith("ReadWritePaths="))[15:]) \
         == [str(odd.resolve())]
-    assert "User=bundler-store-odd" in text and "NoNewPrivileges=yes" in text and "ProtectSystem=strict" in text
+    assert f"User=bundler-{name_odd}" in text and "NoNewPrivileges=yes" in text and "ProtectSystem=strict" in text
     security = subprocess.run([analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True)
     level = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", security.stdout + security.stderr)
     assert level is not None and float(level.group(1)) < 2.0, security.stdout[-500:]  # systemd's "OK" band
 
-    account = pwd.getpwnam("bundler-store-odd")
+    account = pwd.getpwnam(f"bundler-{name_odd}")
     assert (odd / "users.json").stat().st_uid == account.pw_uid  # the site's files are its user's
     service = subprocess.Popen(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
                                 *start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -305,15 +312,16 @@ def test_site_install_writes_a_unit_systemd_accepts_and_its_command_keeps_the_si
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.fail("systemd-analyze is needed (Debian package systemd; .ci/run installs it)")
+    name = unique(shared_dir, "store-7")
     site = shared_dir / "store-7"
-    init(cli, site, keys, *distinct_ports(2), "--name", "store-7")
+    init(cli, site, keys, *distinct_ports(2), "--name", name)
     units = shared_dir / "units"
     r = cli("site", "install", site, "--unit-dir", units, "--python", str(shared_dir / "venv" / "bin" / "python"))
     assert r.code == 0, r.err
-    unit = units / "bundler-site-store-7.service"
+    unit = units / f"bundler-site-{name}.service"
     assert f"systemctl enable --now {unit.name}" in r.out
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
-    assert verify.returncode == 0 and "bundler-site-store-7" not in verify.stderr, verify.stderr
+    assert verify.returncode == 0 and f"bundler-site-{name}" not in verify.stderr, verify.stderr
     broken = shared_dir / "broken.service"  # the check is real: systemd names what it cannot use
     broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
     complaint = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True).stderr
@@ -356,14 +364,15 @@ def test_a_site_install_that_fails_its_checks_changes_nothing(
     import pwd
     import sys
 
+    name = unique(shared_dir, "store-9")
     site = shared_dir / "store-9"
-    init(cli, site, keys, *distinct_ports(2), "--name", "store-9")
+    init(cli, site, keys, *distinct_ports(2), "--name", name)
     owners = {p: p.stat().st_uid for p in [site, *site.rglob("*")]}
     units = shared_dir / "units"
     refused = cli("site", "install", site, "--unit-dir", units, "--python", str(Path(sys.executable).resolve()))
     assert refused.code == 2 and "cannot run bundler" in refused.err, refused.err
     with pytest.raises(KeyError):
-        pwd.getpwnam("bundler-store-9")
+        pwd.getpwnam(f"bundler-{name}")
     assert {p: p.stat().st_uid for p in [site, *site.rglob("*")]} == owners
     assert not units.exists() or not list(units.iterdir())
 
@@ -396,10 +405,11 @@ def test_a_site_made_by_root_runs_no_process_as_root(
                                        f"spec:\n  images:\n    - {registry.host}/store/pos:1.0\n")
     assert shared("build", "p.yaml", "-o", "p.tar", "--key", keys.release.key).code == 0
     site = shared_dir / "store-11"
-    made = shared("site", "init", site, "--trust-key", keys.release.pub, "--name", "store-11",
+    name = unique(shared_dir, "store-11")
+    made = shared("site", "init", site, "--trust-key", keys.release.pub, "--name", name,
                   *listen_options())
     assert made.code == 0, made.err
-    account = pwd.getpwnam("bundler-store-11")
+    account = pwd.getpwnam(f"bundler-{name}")
     assert site.stat().st_uid == account.pw_uid and (site / "credentials.json").stat().st_uid == account.pw_uid
     up = shared("site", "up", site)
     assert up.code == 0, up.err
