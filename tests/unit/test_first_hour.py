@@ -37,3 +37,37 @@ def test_completion_prints_the_shells_script(shell: str, marker: str) -> None:
     code, out, _ = run("completion", shell)
     assert code == 0 and marker in out and "_BUNDLER_COMPLETE" in out
 
+
+
+def test_the_progress_bar_waits_for_a_rate_before_it_estimates_the_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal, the first kilobytes (signatures, manifests) show no frame: a first frame after
+    them once estimated "2:07:30 left" for a bundle read in seconds. Once read for a moment, the time
+    left is the average so far: here well under a minute."""
+    import io
+    import re
+    import sys
+    import time
+
+    from bundler.progress import RATE_AFTER, byte_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    total = 100 << 20
+    with byte_progress("verifying", total) as progress:
+        progress.advance(4096)  # bundle.json and the signatures
+        time.sleep(0.05)
+        progress.advance(4096)
+        assert screen.getvalue() == ""  # nothing to estimate from yet: no frame
+        time.sleep(RATE_AFTER + 0.1)
+        progress.advance(total // 2)  # then the payloads, at the medium's speed
+        time.sleep(0.15)
+        progress.advance(1 << 20)
+    frames = [frame for frame in re.split(r"[\r\n]", screen.getvalue()) if "verifying" in frame]
+    assert frames, screen.getvalue()
+    left = [re.search(r"<(?:(\d+):)?(\d+):(\d+)", frame) for frame in frames]
+    seconds = [int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3)) for m in left if m]
+    assert seconds and max(seconds) < 60, frames
