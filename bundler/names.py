@@ -119,3 +119,14 @@ def timestamp(value: str) -> str:
 
 def parse_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(timestamp(value).replace("Z", "+00:00"))
+
+
+def natural_key(name: str) -> tuple[tuple[int, str], ...]:
+    """Sort key putting store-2 before store-10 (digits compared as numbers)."""
+    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", name) if part)
+
+
+def format_time(moment: dt.datetime | None = None) -> str:
+    """`moment` (default: now) as bundler writes times: UTC, whole seconds, `Z`."""
+    moment = (moment or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")

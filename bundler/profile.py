@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 import yaml
 
-from bundler.errors import ProfileError
+from bundler.errors import ProfileError, UsageError
 from bundler.names import NAME_RE
 from bundler.versions import SEMVER_RE
 
@@ -29,6 +29,16 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
 DURATION_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`72h`, `90d`, `12w` (as a profile's `expires`); UsageError otherwise."""
+    found = DURATION_RE.match(text.strip())
+    if found is None or int(found[1]) == 0:
+        raise UsageError(f"{text!r} is not a duration: a number and h, d or w (e.g. 72h, 14d, 2w)")
+    return int(found[1]) * DURATION_UNITS[found[2]]
+
+
 MAX_PROFILE_BYTES = 1 << 20
 
 

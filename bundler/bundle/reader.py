@@ -121,6 +121,10 @@ class BundleReader:
             self.close()
             raise
 
+    def pread(self, size: int, offset: int) -> bytes:
+        """`size` bytes of the whole bundle (single or split) at `offset`: fewer only at its end."""
+        return self._pread(size, offset)
+
     def _pread(self, size: int, offset: int) -> bytes:
         data = self.parts.pread(size, offset) if self.parts else os.pread(self.fd, size, offset)
         with self._count_lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -137,3 +138,145 @@ def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None
         versions = "".join(printable(s["running"].get(b, "-")).ljust(14) for b in bundles)
         lacking = "; ".join(printable(line) for line in client_lines(s)) or "none"
         click.echo(printable(s["site"]).ljust(20) + versions + f"{s['receipt_age_hours']:>8.1f} h  {lacking}")
+
+
+@fleet.group("rollout")
+def rollout() -> None:
+    """Roll a release out to the sites through a hub registry, in waves.
+
+    \b
+    Workflow (the bundles published first with `bundler publish`, deltas tagged VERSION-for-SITE):
+      bundler fleet rollout start store 1.5.0 --hub oci://harbor.example/edge/store \\
+          --wave canary=store-1,store-2 --wave rest='*' --key release.key
+      bundler fleet rollout advance store --hub ... --key release.key   # from cron: next wave when healthy
+      bundler fleet rollout resume store --hub ... --key release.key    # after a failure is fixed
+    Each site runs `bundler site sync DIR --hub ...` on its own schedule.
+    """
+
+
+def _hub_options(f: Any) -> Any:
+    for option in reversed([
+        click.option("--hub", "hub_url", required=True, metavar="oci://HOST/PATH", help="the hub"),
+        click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path),
+                     help="the hub account (JSON: username and password, or token)"),
+        click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), help="the CA of the hub's certificate"),
+        FLEET_OPTION,
+    ]):
+        f = option(f)
+    return f
+
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="print JSON")
+KEY_OPTION = click.option("--key", "keys", multiple=True, required=True,
+                          type=click.Path(dir_okay=False, path_type=Path),
+                          help="a release key to sign the rollout with (repeatable: as many as the sites' threshold)")
+
+
+def _show(rollout: Any, waves: list[Any], as_json: bool) -> None:
+    from bundler.pipeline.rollout import as_json as doc
+
+    if as_json:
+        emit_json(doc(rollout, waves))
+        return
+    state = rollout.state + (f" ({rollout.reason})" if rollout.reason else "")
+    click.echo(f"rollout {rollout.name} {rollout.version} serial {rollout.serial}: {state}; "
+               f"{rollout.open} of {len(rollout.waves)} waves open; expires {rollout.expires}")
+    for wave in waves:
+        click.echo(f"  wave {wave.name} ({'open' if wave.open else 'closed'}): {wave.count('done')} done, "
+                   f"{wave.count('failed')} failed, {wave.count('pending')} pending")
+        for site in wave.sites:
+            if site.state == "failed":
+                click.echo(f"    {site.site}: failed: {printable(site.message)}")
+
+
+@rollout.command("start")
+@click.argument("name")
+@click.argument("version")
+@_hub_options
+@click.option("--wave", "waves", multiple=True, required=True, metavar="NAME=SITE[,SITE]...",
+              help="a wave and its sites (names or globs; '*' every site not in an earlier wave), in order")
+@KEY_OPTION
+@click.option("--expires", default="14d", show_default=True, help="sites refuse the rollout after this (e.g. 7d, 36h)")
+@JSON_OPTION
+def rollout_start(name: str, version: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
+                  waves: tuple[str, ...], keys: tuple[Path, ...], expires: str, as_json: bool) -> None:
+    """Name the bundles published for NAME VERSION on the hub and open the first wave."""
+    from bundler.fleet.store import Fleet
+    from bundler.keyfiles import load_signing_key
+    from bundler.pipeline import rollout as control
+    from bundler.pipeline.hub import Hub
+    from bundler.profile import parse_duration
+
+    hub = Hub.parse(hub_url)
+    client = hub.client(credentials, ca)
+    fleet = Fleet(fleet_dir)
+    started = control.start(fleet, client, hub, name, version, control.parse_waves(waves),
+                            [load_signing_key(k) for k in keys], parse_duration(expires))
+    _show(started, control.progress(fleet, client, hub, started), as_json)
+
+
+def _act(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path, as_json: bool,
+         action: str, keys: tuple[Path, ...] = ()) -> None:
+    from bundler.fleet.store import Fleet
+    from bundler.keyfiles import load_signing_key
+    from bundler.pipeline import rollout as control
+    from bundler.pipeline.hub import Hub
+
+    hub = Hub.parse(hub_url)
+    client = hub.client(credentials, ca)
+    fleet = Fleet(fleet_dir)
+    current = control.load(fleet, name)
+    signing_keys = [load_signing_key(k) for k in keys]
+    if action == "advance":
+        current, waves = control.advance(fleet, client, hub, current, signing_keys)
+    else:
+        if action in ("resume", "abort"):
+            current = control.set_state(fleet, client, hub, current, "running" if action == "resume" else "aborted",
+                                        signing_keys, "aborted by hand" if action == "abort" else "")
+        waves = control.progress(fleet, client, hub, current)
+    _show(current, waves, as_json)
+
+
+
+@rollout.command("status")
+@click.argument("name")
+@_hub_options
+@JSON_OPTION
+def rollout_status(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
+                   as_json: bool) -> None:
+    """Show each wave's sites: done, failed (with the site's reason), pending."""
+    _act(name, hub_url, credentials, ca, fleet_dir, as_json, "status")
+
+
+@rollout.command("advance")
+@click.argument("name")
+@_hub_options
+@KEY_OPTION
+@JSON_OPTION
+def rollout_advance(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
+                    keys: tuple[Path, ...], as_json: bool) -> None:
+    """Stop the rollout if a site of an open wave failed; open the next wave once every site of the
+    open ones is done. Run it from cron."""
+    _act(name, hub_url, credentials, ca, fleet_dir, as_json, "advance", keys)
+
+
+@rollout.command("resume")
+@click.argument("name")
+@_hub_options
+@KEY_OPTION
+@JSON_OPTION
+def rollout_resume(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
+                   keys: tuple[Path, ...], as_json: bool) -> None:
+    """Run the stopped rollout again (once the failure is fixed): failed sites retry at their next sync."""
+    _act(name, hub_url, credentials, ca, fleet_dir, as_json, "resume", keys)
+
+
+@rollout.command("abort")
+@click.argument("name")
+@_hub_options
+@KEY_OPTION
+@JSON_OPTION
+def rollout_abort(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
+                  keys: tuple[Path, ...], as_json: bool) -> None:
+    """Stop the rollout for good: no site takes its bundle any more."""
+    _act(name, hub_url, credentials, ca, fleet_dir, as_json, "abort", keys)

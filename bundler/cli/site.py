@@ -324,6 +324,44 @@ def site_status(directory: Path, as_json: bool) -> None:
         sys.exit(EXIT_UNREACHABLE)
 
 
+@site.command("sync")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--hub", "hub_url", required=True, metavar="oci://HOST/PATH", help="the hub the release is published to")
+@click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path),
+              help='this site\'s hub account: {"username": ..., "password": ...} or {"token": ...}')
+@click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), help="the CA of the hub's certificate")
+@click.option("--max-rate", metavar="RATE", help="download at most this fast: 2MB/s, 500KB/s, 20Mbit/s")
+@click.option("--window", metavar="HH:MM-HH:MM", help="download only between these local times (22:00-05:00)")
+@click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help="parallel downloads")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def site_sync(directory: Path, hub_url: str, credentials: Path | None, ca: Path | None, max_rate: str | None,
+              window: str | None, jobs: int, as_json: bool) -> None:
+    """Take this site's bundle from the hub, as the signed rollout there says, and import it.
+
+    The rollout must be signed as the site's trust policy requires, never older than one seen
+    before, and not expired; the site takes its own delta (else the full bundle) once its wave is
+    open, downloads it into DIR/staging resuming where a previous sync stopped, verifies and imports
+    it exactly as `bundler import` does, and pushes its signed receipt to the hub. A failure is
+    reported to the hub too (the rollout stops until a person resumes it). Run it from cron or a timer.
+
+    \b
+    Example:
+      bundler site sync /srv/site --hub oci://harbor.example/edge/store --max-rate 2MB/s --window 22:00-05:00
+    """
+    from bundler.pipeline.hub import Hub, SyncOptions, Window, parse_rate, sync
+    from bundler.pipeline.importer import ImportOptions, import_bundle
+    from bundler.pipeline.receipt import site_receipt as make_receipt
+
+    options = SyncOptions(directory, Hub.parse(hub_url), credentials, ca, parse_rate(max_rate) if max_rate else None,
+                          Window.parse(window) if window else None, jobs)
+    result = sync(options, lambda index: import_bundle(ImportOptions(index, directory, jobs)).to_dict(), make_receipt)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    rate = f" ({human(result.bytes)} from the hub in {result.seconds:.1f} s)" if result.bytes else ""
+    click.echo(f"{result.state}: {result.message}{rate}")
+
+
 @site.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--k3s", "k3s_dir", required=True, type=click.Path(file_okay=False, path_type=Path),

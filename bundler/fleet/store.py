@@ -77,6 +77,13 @@ class Fleet:
         fleet holds a newer one of the same site."""
         try:
             data = read_regular(path, MAX_RECEIPT_BYTES)
+        except (OSError, ValueError) as exc:
+            raise RefusedError(f"receipt {path} is not a site receipt: {exc}") from None
+        return self.take(data, str(path))
+
+    def take(self, data: bytes, path: str) -> Added:
+        """`add` for a receipt's bytes (from a file, or from the hub: `path` says where, in messages)."""
+        try:
             doc = Obj.load(data, MAX_RECEIPT_BYTES)
             if doc.value.get("kind") != RECEIPT_KIND:
                 raise Malformed(f"kind is not {RECEIPT_KIND!r}")
@@ -103,19 +110,7 @@ class Fleet:
                     healthy.checked(healthy.value, _boolean)
         except (OSError, ValueError) as exc:
             raise RefusedError(f"receipt {path} is not a site receipt: {exc}") from None
-        key = self._key(keyid)
-        if key is None:
-            raise RefusedError(f"receipt {path} (site {site}) is signed by key {keyid[:12]}, which this fleet "
-                               "has not enrolled", hint=f"enroll the site's key first: bundler fleet enroll "
-                                                       f"{site}.pub (the site's DIR/site.pub)")
-        if not identity.signature_valid(doc.value, key.key):
-            raise RefusedError(f"receipt {path} (site {site}): its signature does not match its content "
-                               "(edited after the site signed it)",
-                               hint="ask the site for a fresh receipt: bundler site receipt DIR -o FILE")
-        bound = self.bound_name(keyid)
-        if bound is not None and bound != site:
-            raise RefusedError(f"receipt {path} claims to be site {site}'s, but is signed by the key of site {bound}",
-                               hint="a site key speaks for its own site only: this receipt is forged or misfiled")
+        bound = self.check_signed(doc.value, site, keyid, f"receipt {path}")
         if names.parse_time(created) > dt.datetime.now(dt.UTC) + MAX_CLOCK_SKEW:
             raise RefusedError(f"receipt {path} (site {site}) is dated {created}, in the future",
                                hint="check the site's clock (a receipt from the future would hide its later ones)")
@@ -128,6 +123,30 @@ class Fleet:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, data)
         return Added(site, created, True)
+
+    def check_signed(self, doc: dict[str, Any], site: str, keyid: str, what: str) -> str | None:
+        """A document a site signed (a receipt, a sync report): by an enrolled key, over exactly its
+        content, for the site that key speaks for; refused otherwise. The name the key is bound to."""
+        key = self._key(keyid)
+        if key is None:
+            raise RefusedError(f"{what} (site {site}) is signed by key {keyid[:12]}, which this fleet "
+                               "has not enrolled", hint=f"enroll the site's key first: bundler fleet enroll "
+                                                       f"{site}.pub (the site's DIR/site.pub)")
+        if not identity.signature_valid(doc, key.key):
+            raise RefusedError(f"{what} (site {site}): its signature does not match its content "
+                               "(edited after the site signed it)",
+                               hint="ask the site for a fresh receipt: bundler site receipt DIR -o FILE")
+        bound = self.bound_name(keyid)
+        if bound is not None and bound != site:
+            raise RefusedError(f"{what} claims to be site {site}'s, but is signed by the key of site {bound}",
+                               hint="a site key speaks for its own site only: this receipt is forged or misfiled")
+        return bound
+
+    def site_names(self) -> list[str]:
+        """Every site the fleet knows: bound to an enrolled key, or holding a receipt."""
+        keys = self.directory / KEYS_DIR
+        bound = {p.read_text().strip() for p in keys.glob("*.site")} if keys.exists() else set()
+        return sorted(bound | set(self.receipt_paths()) - {""}, key=names.natural_key)
 
     def receipt_paths(self) -> dict[str, Path]:
         """Each site's kept receipt file (checked when added): a `build --since` parent."""

@@ -312,10 +312,11 @@ class RegistryClient:
         return True
 
     def fetch_blob(self, repo: str, digest: str, size: int, write: Callable[[int, bytes], None],
-                   progress: Callable[[int], None] = lambda n: None) -> None:
-        """Stream a blob to `write(offset, chunk)`, hashing as it passes; resume with Range after a drop."""
-        hasher = hashlib.sha256()
-        offset = 0
+                   progress: Callable[[int], None] = lambda n: None, have: Any = None, start: int = 0) -> None:
+        """Stream a blob to `write(offset, chunk)`, hashing as it passes; resume with Range after a drop.
+        `start` bytes are held already (a download resumed later), hashed into `have` (a sha256)."""
+        hasher = have if have is not None else hashlib.sha256()
+        offset = start
         failures = 0
         while True:
             headers = {"Range": f"bytes={offset}-"} if offset else {}

@@ -1,0 +1,149 @@
+"""A rollout: which sites take which bundle from the hub, in which wave, signed like a bundle.
+
+The hub is any OCI registry and is not trusted: the rollout names each bundle by the digest of its
+artifact on the hub and of its bundle.json, carries a serial that only grows (a hub serving an older
+rollout is refused) and an expiry (a hub that freezes a site on an old rollout is noticed), and is
+signed by the keys of the sites' trust policy. Waves open one after another: `open` says how many are
+open; `state` is `running`, `stopped` (a site failed: nobody new starts until a person resumes) or
+`aborted`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bundler import names, signing
+from bundler.bundle.manifest import canonical_json
+from bundler.errors import RefusedError
+from bundler.oci.reference import check_digest
+from bundler.untrusted import Malformed, Obj, Value
+
+SCHEMA = "bundler/rollout/v1"
+ARTIFACT_TYPE = "application/vnd.bundler.rollout.v1+json"
+MAX_BYTES = 1 << 20
+STATES = ("running", "stopped", "aborted")
+EVERY = "*"  # a wave of "every site not named in an earlier wave"; a target for sites without their own
+
+
+@dataclass(frozen=True)
+class Wave:
+    name: str
+    sites: tuple[str, ...]  # site names, or globs (`*`: every site not in an earlier wave)
+
+    def takes(self, site: str) -> bool:
+        return any(fnmatch.fnmatchcase(site, pattern) for pattern in self.sites)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bundle on the hub: its artifact's manifest digest and size there, and its bundle.json digest."""
+    tag: str
+    digest: str
+    size: int
+    manifest_digest: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag, "digest": self.digest, "size": self.size, "manifest_digest": self.manifest_digest}
+
+
+@dataclass(frozen=True)
+class Rollout:
+    name: str
+    version: str
+    serial: int
+    created: str
+    expires: str
+    waves: tuple[Wave, ...]
+    targets: dict[str, Target]  # site name (or EVERY) -> its bundle
+    open: int = 1  # how many waves are open
+    state: str = "running"
+    reason: str = ""  # why it was stopped or aborted
+    keyids: tuple[str, ...] = field(default=(), compare=False)  # who signed it (read from the hub)
+
+    def wave_of(self, site: str) -> int | None:
+        """The index of the first wave that takes `site`, or None (not in this rollout)."""
+        return next((i for i, wave in enumerate(self.waves) if wave.takes(site)), None)
+
+    def target_for(self, site: str) -> Target | None:
+        return self.targets.get(site) or self.targets.get(EVERY)
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        return names.parse_time(self.expires) <= (now or dt.datetime.now(dt.UTC))
+
+    def next(self, **changes: Any) -> Rollout:
+        """The same rollout, changed, under the next serial (signed anew by whoever publishes it)."""
+        return replace(self, serial=self.serial + 1, created=names.format_time(), **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "name": self.name, "version": self.version, "serial": self.serial,
+                "created": self.created, "expires": self.expires,
+                "waves": [{"name": w.name, "sites": list(w.sites)} for w in self.waves],
+                "targets": {site: t.to_dict() for site, t in sorted(self.targets.items())},
+                "open": self.open, "state": self.state, "reason": self.reason}
+
+
+def signed_bytes(rollout: Rollout, keys: list[Any]) -> bytes:
+    """The document the hub holds: the rollout and its signatures (each over its canonical JSON)."""
+    body = canonical_json(rollout.to_dict())
+    return canonical_json({"rollout": rollout.to_dict(), "signatures": [signing.sign(k, body) for k in keys]})
+
+
+def make_wave(name: str, sites: list[str]) -> Wave:
+    """A wave, its name and site patterns checked (ValueError says what is wrong)."""
+    names.site_name(name)
+    if not sites:
+        raise ValueError("a wave names at least one site")
+    return Wave(name, tuple(_site_pattern(site) for site in sites))
+
+
+def _wave(item: Value) -> Wave:
+    doc = item.obj()
+    return item.checked(None, lambda _: make_wave(doc.string("name"), [s.string() for s in doc.array("sites")]))
+
+
+def _site_pattern(value: object) -> str:
+    """A site name, or a glob of one (`store-*`, `*`)."""
+    if not isinstance(value, str):
+        raise ValueError("a site name or pattern is text")
+    names.site_name(value.replace("*", "x").replace("?", "x"))
+    return value
+
+
+def parse(doc: Obj) -> Rollout:
+    """A rollout's fields, each checked (untrusted input: it came from the hub)."""
+    if doc.value.get("schema") != SCHEMA:
+        raise Malformed(f"schema is not {SCHEMA!r}")
+    targets = {}
+    for site, item in doc.obj("targets").entries():
+        if site != EVERY:
+            names.site_name(site)
+        t = item.obj()
+        targets[site] = Target(t.string("tag", names.text), t.string("digest", check_digest), t.integer("size"),
+                               t.string("manifest_digest", check_digest))
+    state = doc.string("state", names.text)
+    if state not in STATES:
+        raise Malformed(f"state {state!r} is not one of {', '.join(STATES)}")
+    waves = tuple(_wave(item) for item in doc.array("waves", required=True))
+    return Rollout(doc.string("name", names.bundle_name), doc.string("version", names.version), doc.integer("serial"),
+                   doc.string("created", names.timestamp), doc.string("expires", names.timestamp), waves, targets,
+                   doc.integer("open"), state, doc.string("reason", names.text, default="") or "")
+
+
+def read_signed(data: bytes, policy: signing.TrustPolicy, where: str) -> Rollout:
+    """The rollout in `data`, if its signatures meet `policy` (the site's trust policy); refused otherwise."""
+    try:
+        outer = Obj.load(data, MAX_BYTES)
+        rollout = parse(outer.obj("rollout"))
+        signatures = [entry.value for entry in outer.array("signatures", required=True)]
+    except (Malformed, ValueError) as exc:
+        raise RefusedError(f"the rollout at {where} is not a rollout: {exc}") from None
+    verdict = signing.evaluate(policy, canonical_json(rollout.to_dict()), signatures)
+    if not verdict.met:
+        why = "; ".join(p.message for p in verdict.problems) or (
+            f"{len(verdict.valid_signers)} valid signature(s) of a trusted key, the site needs {verdict.threshold}")
+        raise RefusedError(f"the rollout at {where} is not signed as this site's trust policy requires: {why}",
+                           hint="edited on the hub, or signed by a key this site does not trust; nothing was fetched")
+    return replace(rollout, keyids=tuple(sorted(verdict.valid_signers)))

@@ -1,0 +1,488 @@
+"""The hub: any OCI registry between the connected side and the sites, trusted with nothing.
+
+`publish` pushes a bundle (single or split) as an OCI artifact: its bytes cut into layers of at most
+LAYER_SIZE (downloads resume by Range and run in parallel), plus a small layer holding the parts index
+a site writes beside them, so that the layers as downloaded *are* a split bundle and `import` reads
+them as it reads any. Rollouts (`fleet.rollout`) and site receipts travel as one-layer artifacts.
+
+`sync` is a site pulling its own bundle: the signed rollout (the site's trust policy, a serial that
+never goes back, an expiry), its wave, its target (its delta, else the full), every byte bounded by
+the sizes the rollout names, downloaded into the site's staging area at most at `max_rate`, only
+within `window`, resumed where it stopped (a finished layer is never fetched again); then the same
+import as `bundler import`, and the site's signed receipt (or, on failure, its signed report) pushed
+back to the hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bundler import names
+from bundler.bundle import parts as bundle_parts
+from bundler.bundle.manifest import canonical_json
+from bundler.bundle.reader import BundleReader
+from bundler.errors import BundlerError, IntegrityError, NotFoundError, RefusedError, UsageError
+from bundler.fleet import rollout as rollouts
+from bundler.fsutil import atomic_write
+from bundler.oci import media
+from bundler.oci.client import Credentials, RegistryClient
+from bundler.oci.reference import ImageReference
+from bundler.parallel import run_parallel
+from bundler.site import identity
+from bundler.site.config import load_site, read_registry_credentials
+from bundler.untrusted import Malformed, Obj
+
+BUNDLE_TYPE = "application/vnd.bundler.bundle.v1"
+PART_MEDIA = "application/vnd.bundler.bundle.part.v1"  # a byte range of the bundle's tar
+INDEX_MEDIA = "application/vnd.bundler.parts.v1+json"  # the parts index naming those ranges
+RECEIPT_TYPE = "application/vnd.bundler.receipt.v1+json"
+REPORT_TYPE = "application/vnd.bundler.sync-report.v1+json"
+EMPTY = b"{}"
+LAYER_SIZE = 16 << 20
+ROLLOUT_TAG = "rollout"
+RECEIPTS = "receipts"  # HOST/PATH/receipts/SITE: `latest` (its receipt) and `sync` (its last report)
+SYNC_STATE = "sync.json"  # in the site's directory: the last sync, and the highest rollout serial seen
+STAGING = Path("staging") / "hub"
+MAX_DOC_BYTES = 64 << 20
+REPORT_KIND = "bundler/sync-report/v1"
+ANNOTATION_TITLE = "org.opencontainers.image.title"
+
+
+@dataclass(frozen=True)
+class Hub:
+    """`oci://HOST/PATH[:TAG]`: where bundles, rollouts and receipts live on the hub."""
+    host: str
+    repository: str
+    tag: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Hub:
+        if not text.startswith("oci://"):
+            raise UsageError(f"{text!r} is not a hub: give oci://HOST/PATH[:TAG]", hint="oci://harbor.example/edge/store")
+        try:
+            ref = ImageReference.parse(text.removeprefix("oci://"))
+        except ValueError as exc:
+            raise UsageError(f"{text!r} is not a hub: {exc}") from None
+        if ref.digest:
+            raise UsageError(f"{text!r}: a hub is named by repository (and tag), not by digest")
+        return cls(ref.host, ref.repository, ref.tag if ":" in text.removeprefix("oci://").rsplit("/", 1)[-1] else None)
+
+    def __str__(self) -> str:
+        return f"oci://{self.host}/{self.repository}" + (f":{self.tag}" if self.tag else "")
+
+    def receipts(self, site: str) -> str:
+        return f"{self.repository}/{RECEIPTS}/{site}"
+
+    def client(self, credentials: Path | None = None, ca: Path | None = None, jobs: int = 4) -> RegistryClient:
+        account = read_registry_credentials(credentials) if credentials else None
+        return RegistryClient(self.host, credentials=account if isinstance(account, Credentials) else None,
+                              bearer=account if isinstance(account, str) else None, ca_file=str(ca) if ca else None,
+                              pool_size=max(4, jobs))
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _descriptor(media_type: str, data_digest: str, size: int, annotations: dict[str, str] | None = None) -> dict[
+        str, Any]:
+    return {"mediaType": media_type, "digest": data_digest, "size": size, **({"annotations": annotations}
+                                                                             if annotations else {})}
+
+
+def _put_artifact(client: RegistryClient, repo: str, tag: str, artifact_type: str, layers: list[dict[str, Any]],
+                  annotations: dict[str, str]) -> str:
+    client.push_blob(repo, _sha256(EMPTY), len(EMPTY), lambda: iter([EMPTY]))
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": artifact_type,
+                               "config": _descriptor(media.OCI_EMPTY, _sha256(EMPTY), len(EMPTY)),
+                               "layers": layers, "annotations": annotations})
+    client.put_manifest(repo, tag, manifest, media.OCI_MANIFEST)
+    return _sha256(manifest)
+
+
+def push_document(client: RegistryClient, repo: str, tag: str, artifact_type: str, data: bytes) -> str:
+    """A small signed document (a rollout, a receipt, a report) as a one-layer artifact under `tag`."""
+    digest = _sha256(data)
+    client.push_blob(repo, digest, len(data), lambda: iter([data]))
+    return _put_artifact(client, repo, tag, artifact_type, [_descriptor(artifact_type, digest, len(data))],
+                         {"org.opencontainers.image.created": names.format_time()})
+
+
+def _artifact(client: RegistryClient, repo: str, reference: str, artifact_type: str) -> dict[str, Any]:
+    data, _, _ = client.get_manifest(repo, reference)  # a digest reference is checked against the bytes
+    doc = json.loads(data)
+    if not isinstance(doc, dict) or doc.get("artifactType") != artifact_type or not isinstance(doc.get("layers"), list):
+        raise RefusedError(f"{client.host}/{repo}:{reference} is not a {artifact_type} artifact")
+    return doc
+
+
+def fetch_document(client: RegistryClient, repo: str, tag: str, artifact_type: str, limit: int) -> bytes | None:
+    """The document under `tag`, or None when there is none; at most `limit` bytes, its digest checked."""
+    try:
+        doc = _artifact(client, repo, tag, artifact_type)
+    except NotFoundError:
+        return None
+    layer = doc["layers"][0] if doc["layers"] else {}
+    size, digest = layer.get("size"), layer.get("digest")
+    if not isinstance(size, int) or not isinstance(digest, str) or not 0 <= size <= limit:
+        raise RefusedError(f"{client.host}/{repo}:{tag}: its document is {size!r} bytes, more than {limit}")
+    out = bytearray(size)
+
+    def write(offset: int, chunk: bytes) -> None:
+        out[offset:offset + len(chunk)] = chunk
+
+    client.fetch_blob(repo, digest, size, write)
+    return bytes(out)
+
+
+# --- publish ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Published:
+    hub: Hub
+    tag: str
+    digest: str  # the artifact's manifest digest: what a rollout names
+    size: int  # bytes of its layers
+    layers: int
+    name: str
+    version: str
+    manifest_digest: str  # the bundle.json's
+
+
+def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LAYER_SIZE, jobs: int = 4,
+            tag: str | None = None) -> Published:
+    """Push `bundle` (a file, or a split bundle's index or part) to the hub as one artifact."""
+    with BundleReader(bundle) as reader:
+        manifest, _, manifest_digest = reader.manifest()
+        file_name = reader.path.name
+        if reader.parts is not None:
+            file_name = reader.parts.index.name.removesuffix(bundle_parts.INDEX_SUFFIX)
+        ranges = [(offset, min(layer_size, reader.size - offset)) for offset in range(0, reader.size, layer_size)]
+
+        def push(item: tuple[int, tuple[int, int]]) -> dict[str, Any]:
+            number, (offset, size) = item
+
+            def chunks() -> Iterator[bytes]:
+                done = 0
+                while done < size:
+                    chunk = reader.pread(min(1 << 20, size - done), offset + done)
+                    if not chunk:
+                        raise IntegrityError(f"{bundle} is shorter than it was a moment ago")
+                    done += len(chunk)
+                    yield chunk
+
+            hasher = hashlib.sha256()
+            for chunk in chunks():
+                hasher.update(chunk)
+            digest = "sha256:" + hasher.hexdigest()
+            client.push_blob(hub.repository, digest, size, chunks)
+            return _descriptor(PART_MEDIA, digest, size, {ANNOTATION_TITLE: f"{file_name}.part-{number:03d}"})
+
+        layers = run_parallel(push, list(enumerate(ranges)), jobs)
+    index = canonical_json({"schema": bundle_parts.SCHEMA, "bundle": file_name, "size": sum(s for _, s in ranges),
+                            "manifest_digest": manifest_digest, "split_size": layer_size,
+                            "parts": [{"file": layer["annotations"][ANNOTATION_TITLE], "size": layer["size"],
+                                       "sha256": layer["digest"].split(":", 1)[1]} for layer in layers]})
+    client.push_blob(hub.repository, _sha256(index), len(index), lambda: iter([index]))
+    everything = [_descriptor(INDEX_MEDIA, _sha256(index), len(index),
+                              {ANNOTATION_TITLE: file_name + bundle_parts.INDEX_SUFFIX}), *layers]
+    tag = tag or hub.tag or manifest.version
+    notes = {"org.opencontainers.image.title": file_name, "org.opencontainers.image.version": manifest.version,
+             "dev.bundler.name": manifest.name, "dev.bundler.manifest-digest": manifest_digest,
+             **({"dev.bundler.base": manifest.parent["name"] + " " + manifest.parent["version"]}
+                if manifest.parent else {})}
+    digest = _put_artifact(client, hub.repository, tag, BUNDLE_TYPE, everything, notes)
+    return Published(hub, tag, digest, sum(d["size"] for d in everything), len(everything), manifest.name,
+                     manifest.version, manifest_digest)
+
+
+def target_of(client: RegistryClient, hub: Hub, tag: str) -> rollouts.Target:
+    """What a rollout names of the bundle under `tag`: its artifact digest, size and bundle.json digest."""
+    digest = client.head_manifest(hub.repository, tag)
+    if digest is None:
+        raise NotFoundError(f"{hub.host}/{hub.repository}:{tag} is not on the hub", hint="bundler publish BUNDLE ...")
+    doc = _artifact(client, hub.repository, digest, BUNDLE_TYPE)
+    return rollouts.Target(tag, digest, sum(int(layer["size"]) for layer in doc["layers"]),
+                           str(doc.get("annotations", {}).get("dev.bundler.manifest-digest", "")))
+
+
+# --- sync --------------------------------------------------------------------------------------------
+
+WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Window:
+    """`22:00-05:00`: the hours (local time) a site may download in; it may wrap past midnight."""
+    start: dt.time
+    end: dt.time
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        match = WINDOW_RE.match(text)
+        if match is None:
+            raise UsageError(f"--window {text!r} is not HH:MM-HH:MM", hint="--window 22:00-05:00")
+        a, b, c, d = (int(g) for g in match.groups())
+        return cls(dt.time(a, b), dt.time(c, d))
+
+    def open(self, now: dt.datetime | None = None) -> bool:
+        moment = (now or dt.datetime.now()).time()
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+def parse_rate(text: str) -> float:
+    """`2MB/s`, `500KB/s`, `20Mbit/s` (per second; B bytes, bit bits; K M G decimal) -> bytes/second."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG]?)(B|bit)(?:/s)?", text.strip(), re.IGNORECASE)
+    if match is None or float(match[1]) <= 0:
+        raise UsageError(f"--max-rate {text!r} is not a rate", hint="--max-rate 2MB/s (or 500KB/s, 20Mbit/s)")
+    scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[match[2].upper()]
+    return float(match[1]) * scale / (8 if match[3].lower() == "bit" else 1)
+
+
+class OutsideWindow(BundlerError):
+    """The download window closed: what was fetched stays, the next sync in the window goes on."""
+
+
+class Throttle:
+    """Every byte of a sync counted against `rate` (bytes/second, shared by the parallel downloads), and
+    the window checked as bytes arrive."""
+
+    def __init__(self, rate: float | None, window: Window | None) -> None:
+        self.rate, self.window = rate, window
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._bytes = 0
+
+    def take(self, n: int) -> None:
+        if self.window is not None and not self.window.open():
+            raise OutsideWindow("the download window closed; the next sync goes on where this one stopped")
+        if self.rate is None:
+            return
+        with self._lock:
+            self._bytes += n
+            due = self._start + self._bytes / self.rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+@dataclass
+class SyncOptions:
+    site: Path
+    hub: Hub
+    credentials: Path | None = None
+    ca: Path | None = None
+    max_rate: float | None = None
+    window: Window | None = None
+    jobs: int = 4
+
+
+@dataclass
+class SyncResult:
+    """What one sync did: `state` is imported, current, waiting, outside-window or failed."""
+    state: str
+    message: str
+    rollout: dict[str, Any] | None = None
+    bytes: int = 0  # fetched from the hub by this sync
+    seconds: float = 0.0
+    imported: dict[str, Any] | None = None
+    at: str = field(default_factory=names.format_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "message": self.message, "rollout": self.rollout, "bytes": self.bytes,
+                "seconds": round(self.seconds, 2), "bytes_per_second": int(self.bytes / self.seconds)
+                if self.seconds > 0 else None, "at": self.at, **({"imported": self.imported} if self.imported else {})}
+
+
+def load_sync_state(site_dir: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((site_dir / SYNC_STATE).read_text())
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(site_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write(site_dir / SYNC_STATE, json.dumps(state, indent=1, sort_keys=True).encode())
+
+
+def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging: Path, throttle: Throttle,
+             jobs: int) -> tuple[Path, int]:
+    """The target's layers into `staging` as a split bundle (its parts and index); what a previous sync
+    left is kept (a finished part is not fetched again, a started one resumes by Range). Returns the
+    index and the bytes fetched now."""
+    doc = _artifact(client, hub.repository, target.digest, BUNDLE_TYPE)
+    layers = doc["layers"]
+    total = 0
+    for layer in layers:
+        if not isinstance(layer, dict) or not isinstance(layer.get("size"), int) or layer["size"] < 0:
+            raise RefusedError(f"the hub's artifact {target.digest} lists a layer without a size")
+        total += layer["size"]
+    if total > target.size:  # endless data: the rollout bounds every byte
+        raise RefusedError(f"the hub's artifact {target.digest} is {total} bytes; the rollout says {target.size}")
+    if not layers or layers[0].get("mediaType") != INDEX_MEDIA:
+        raise RefusedError(f"the hub's artifact {target.digest} does not start with its parts index")
+    staging.mkdir(parents=True, exist_ok=True)
+    fetched = [0]
+    lock = threading.Lock()
+
+    def file_of(layer: dict[str, Any]) -> str:
+        title = str((layer.get("annotations") or {}).get(ANNOTATION_TITLE, ""))
+        try:
+            return names.file_name(title)
+        except ValueError as exc:
+            raise RefusedError(f"the hub's artifact {target.digest}: layer title {exc}") from None
+
+    def get(layer: dict[str, Any]) -> None:
+        final = staging / file_of(layer)
+        digest, size = str(layer["digest"]), int(layer["size"])
+        if final.exists() and final.stat().st_size == size:
+            return  # fetched whole by an earlier sync (its digest was checked then; import checks it again)
+        partial = final.with_name(final.name + ".partial")
+        have, start = hashlib.sha256(), 0
+        if partial.exists():
+            with open(partial, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    have.update(chunk)
+                    start += len(chunk)
+        if start > size:
+            partial.unlink()
+            have, start = hashlib.sha256(), 0
+        with open(partial, "r+b" if start else "wb") as out:
+
+            def write(offset: int, chunk: bytes) -> None:
+                out.seek(offset)
+                out.write(chunk)
+                with lock:
+                    fetched[0] += len(chunk)
+                throttle.take(len(chunk))
+
+            client.fetch_blob(hub.repository, digest, size, write, have=have, start=start)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.rename(final)
+
+    index_layer, *part_layers = layers
+    run_parallel(get, [index_layer, *part_layers], jobs)
+    index = staging / file_of(index_layer)
+    try:
+        doc_index = Obj.load(index.read_bytes(), bundle_parts.MAX_INDEX_BYTES)
+        said = doc_index.string("manifest_digest")
+    except (Malformed, OSError, ValueError) as exc:
+        raise RefusedError(f"the hub's parts index is unreadable: {exc}") from None
+    if said != target.manifest_digest:
+        raise RefusedError(f"the hub's bundle is {said}; the rollout names {target.manifest_digest}",
+                           hint="the hub serves another bundle than the signed rollout says: nothing was imported")
+    return index, fetched[0]
+
+
+def _report(site_dir: Path, site: str, result: SyncResult) -> bytes:
+    doc = {"kind": REPORT_KIND, "site": site, "created": result.at, "state": result.state,
+           "message": result.message[:2000], "rollout": result.rollout, "bytes": result.bytes}
+    return canonical_json(identity.signed(doc, identity.load_site_key(site_dir)))
+
+
+def sync(options: SyncOptions, do_import: Callable[[Path], dict[str, Any]],
+         receipt: Callable[[Path], dict[str, Any]]) -> SyncResult:
+    """One sync of a site from the hub (see the module's words). `do_import(index)` imports as
+    `bundler import` does and returns its result; `receipt(site_dir)` is the site's signed receipt.
+    The outcome is kept in the site's sync.json and, signed by the site, pushed to the hub (a failure
+    too, then raised)."""
+    site = load_site(options.site)
+    state = load_sync_state(site.directory)
+    client = options.hub.client(options.credentials, options.ca, options.jobs)
+    started = time.monotonic()
+    seen: list[rollouts.Rollout] = []
+    try:
+        result = _sync_once(options, site.directory, site.site_name, site.policy(), client, state, seen,
+                            do_import, receipt)
+    except OutsideWindow as exc:
+        result = SyncResult("outside-window", str(exc))
+    except BundlerError as exc:
+        result = SyncResult("failed", str(exc), _summary(seen[0]) if seen else None,
+                            seconds=time.monotonic() - started)
+        _finish(client, options.hub, site.directory, site.site_name, state, result)
+        raise
+    result.seconds = time.monotonic() - started
+    _finish(client, options.hub, site.directory, site.site_name, state, result)
+    return result
+
+
+def _summary(rollout: rollouts.Rollout) -> dict[str, Any]:
+    return {"name": rollout.name, "version": rollout.version, "serial": rollout.serial, "expires": rollout.expires}
+
+
+def _finish(client: RegistryClient, hub: Hub, site_dir: Path, site: str, state: dict[str, Any],
+            result: SyncResult) -> None:
+    state["last"] = result.to_dict()
+    _save(site_dir, state)
+    if result.state in ("imported", "failed"):
+        with contextlib.suppress(BundlerError):  # the hub does not answer either: the site's record says why
+            push_document(client, hub.receipts(site), "sync", REPORT_TYPE, _report(site_dir, site, result))
+
+
+def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, client: RegistryClient,
+               state: dict[str, Any], seen: list[rollouts.Rollout], do_import: Callable[[Path], dict[str, Any]],
+               receipt: Callable[[Path], dict[str, Any]]) -> SyncResult:
+    where = f"{options.hub.host}/{options.hub.repository}:{ROLLOUT_TAG}"
+    data = fetch_document(client, options.hub.repository, ROLLOUT_TAG, rollouts.ARTIFACT_TYPE, rollouts.MAX_BYTES)
+    if data is None:
+        return SyncResult("waiting", f"no rollout on the hub at {where} yet")
+    rollout = rollouts.read_signed(data, policy, where)
+    seen.append(rollout)
+    summary = _summary(rollout)
+    highest = int(state.get("serials", {}).get(rollout.name, 0))
+    if rollout.serial < highest:
+        raise RefusedError(f"the hub serves rollout {rollout.name} serial {rollout.serial}; this site has seen "
+                           f"serial {highest}: an older rollout, refused",
+                           hint="the hub was rolled back or is lying; nothing was fetched")
+    state.setdefault("serials", {})[rollout.name] = rollout.serial
+    if rollout.expired():
+        raise RefusedError(f"rollout {rollout.name} {rollout.version} (serial {rollout.serial}) expired at "
+                           f"{rollout.expires}; the site keeps running what it runs",
+                           hint="ask release engineering to renew the rollout (the hub may be holding newer ones back)")
+    wave, target = rollout.wave_of(name), rollout.target_for(name)
+    if wave is None or target is None:
+        return SyncResult("current", f"rollout {rollout.name} {rollout.version} does not name site {name}", summary)
+    if rollout.state != "running":
+        return SyncResult("waiting", f"rollout {rollout.name} {rollout.version} is {rollout.state}"
+                          + (f": {rollout.reason}" if rollout.reason else ""), summary)
+    if wave >= rollout.open:
+        return SyncResult("waiting", f"rollout {rollout.name} {rollout.version}: wave {rollout.waves[wave].name} "
+                          "is not open yet", summary)
+    runs = {(b.get("name"), b.get("version"), b.get("manifest_digest")) for b in _bundles(site_dir)}
+    if (rollout.name, rollout.version, target.manifest_digest) in runs:
+        if state.get("receipt_pushed_serial") != rollout.serial:
+            push_document(client, options.hub.receipts(name), "latest", RECEIPT_TYPE, canonical_json(receipt(site_dir)))
+            state["receipt_pushed_serial"] = rollout.serial
+        return SyncResult("current", f"site {name} runs {rollout.name} {rollout.version}", summary)
+    staging = site_dir / STAGING / target.digest.split(":", 1)[1][:32]
+    throttle = Throttle(options.max_rate, options.window)
+    throttle.take(0)  # outside the window: nothing is fetched
+    index, fetched = download(client, options.hub, target, staging, throttle, options.jobs)
+    imported = do_import(index)
+    push_document(client, options.hub.receipts(name), "latest", RECEIPT_TYPE, canonical_json(receipt(site_dir)))
+    state["receipt_pushed_serial"] = rollout.serial
+    shutil.rmtree(site_dir / STAGING, ignore_errors=True)  # imported: the parts are in the registry now
+    return SyncResult("imported", f"imported {rollout.name} {rollout.version} from the hub", summary, fetched,
+                      imported=imported)
+
+
+def _bundles(site_dir: Path) -> list[dict[str, Any]]:
+    from bundler.site.config import SiteState
+
+    return [b for b in SiteState.load(site_dir).bundles if b.get("status") != "pruned"]

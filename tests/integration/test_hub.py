@@ -1,0 +1,207 @@
+"""A release reaches sites through a hub registry: `publish` pushes the bundle as an OCI artifact, a
+signed rollout names it, each site's `site sync` takes its own bundle once its wave is open, imports it
+as `bundler import` does and pushes its signed receipt back; `fleet rollout advance` opens the next
+wave when the open ones are done, and stops the rollout when a site fails. The hub is untrusted: an
+older, edited or expired rollout, or a bundle other than the one the rollout names, is refused with
+its reason and nothing is imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from bundler.oci.client import RegistryClient
+from devtools.samples import push_samples
+from tests.conftest import Keys, Registry, Run, SiteFactory
+
+
+@dataclass
+class Release:
+    work: Path
+    v1: Path
+    v2: Path
+    source: Registry
+
+
+@pytest.fixture(scope="module")
+def release(registry_factory: Callable[[], Registry], keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Release:
+    work = tmp_path_factory.mktemp("hub")
+    source = registry_factory()
+    refs = list(push_samples(RegistryClient(source.host)).refs)
+    for version, images in (("1.0.0", refs[:2]), ("2.0.0", refs[:3])):
+        (work / f"{version}.yaml").write_text(
+            f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: store, version: {version}}}\n"
+            "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images))
+        built = subprocess.run([sys.executable, "-m", "bundler.cli", "build", f"{version}.yaml", "-o",
+                                f"store-{version}.bundle.tar", "--key", str(keys.release.key)],
+                               cwd=work, capture_output=True, text=True)
+        assert built.returncode == 0, built.stderr
+    return Release(work, work / "store-1.0.0.bundle.tar", work / "store-2.0.0.bundle.tar", source)
+
+
+def hub_repo(hub: Registry) -> str:
+    return f"oci://{hub.host}/edge/store"
+
+
+def enroll(cli: Callable[..., Run], fleet: list[str | Path], sites: dict[str, Path]) -> None:
+    for name, site in sites.items():
+        assert cli("fleet", "enroll", site / "site.pub", "--name", name, *fleet).code == 0
+
+
+def test_a_release_goes_out_in_waves_through_the_hub_and_every_site_reports_back(
+        release: Release, registry: Registry, registry_factory: Callable[[], Registry], keys: Keys,
+        cli: Callable[..., Run], make_site: SiteFactory, tmp_path: Path) -> None:
+    hub = hub_repo(registry)
+    published = cli("publish", release.v1, hub, "--layer-size", "1M", "--json")
+    assert published.code == 0, published.err
+    artifact = json.loads(published.out)
+    assert artifact["tag"] == "1.0.0" and artifact["layers"] > 2  # the index and 1 MiB layers
+
+    sites = {name: make_site(name, "--name", name, registry=registry_factory().url)
+             for name in ("store-1", "store-2", "store-3")}
+    fleet = ["--fleet", tmp_path / "fleet"]
+    enroll(cli, fleet, sites)
+    started = cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "canary=store-1",
+                  "--wave", "rest=*", "--key", keys.release.key, *fleet, "--json")
+    assert started.code == 0, started.err
+    waves = json.loads(started.out)["waves"]
+    assert [(w["name"], w["open"], w["pending"]) for w in waves] == [("canary", True, 1), ("rest", False, 2)]
+
+    waiting = cli("site", "sync", sites["store-2"], "--hub", hub, "--json")
+    assert waiting.code == 0 and json.loads(waiting.out)["state"] == "waiting", waiting.out
+    assert "wave rest is not open yet" in json.loads(waiting.out)["message"]
+
+    synced = cli("site", "sync", sites["store-1"], "--hub", hub, "--json")
+    assert synced.code == 0, synced.err
+    result = json.loads(synced.out)
+    assert result["state"] == "imported" and result["imported"]["version"] == "1.0.0"
+    assert result["bytes"] == artifact["size"]  # every layer once, nothing twice
+    assert not (sites["store-1"] / "staging" / "hub").exists()  # imported: the downloaded parts are gone
+    again = json.loads(cli("site", "sync", sites["store-1"], "--hub", hub, "--json").out)
+    assert again["state"] == "current" and again["bytes"] == 0
+
+    advanced = json.loads(cli("fleet", "rollout", "advance", "store", "--hub", hub, "--key", keys.release.key,
+                              *fleet, "--json").out)
+    assert advanced["rollout"]["open"] == 2 and advanced["rollout"]["serial"] == 2
+    assert [(w["name"], w["done"], w["pending"]) for w in advanced["waves"]] == [("canary", 1, 0), ("rest", 0, 2)]
+    for name in ("store-2", "store-3"):
+        r = cli("site", "sync", sites[name], "--hub", hub)
+        assert r.code == 0 and r.out.startswith("imported: imported store 1.0.0 from the hub"), r.out + r.err
+    status = json.loads(cli("fleet", "rollout", "status", "store", "--hub", hub, *fleet, "--json").out)
+    assert [(w["done"], w["failed"], w["pending"]) for w in status["waves"]] == [(1, 0, 0), (2, 0, 0)]
+    fleet_view = json.loads(cli("fleet", "status", "--json", *fleet).out)
+    assert {s["site"]: s["running"] for s in fleet_view["sites"]} == {n: {"store": "1.0.0"} for n in sites}
+
+
+def test_a_site_whose_import_fails_stops_the_rollout_until_a_person_resumes_it(
+        release: Release, registry: Registry, registry_factory: Callable[[], Registry], keys: Keys,
+        cli: Callable[..., Run], make_site: SiteFactory, tmp_path: Path) -> None:
+    """The canary's hub account is fine but the bundle on the hub is signed by a key the site does not
+    trust (a countersignature it needs is missing): the site refuses it, reports the refusal; the
+    next wave never opens; resumed after the fix (here: the site trusting the key), it finishes."""
+    hub = hub_repo(registry)
+    assert cli("publish", release.v1, hub).code == 0
+    strict = make_site("strict", "--name", "store-1", "--trust-key", keys.security.pub, "--threshold", "2",
+                       registry=registry_factory().url)
+    other = make_site("other", "--name", "store-2", registry=registry_factory().url)
+    fleet = ["--fleet", tmp_path / "fleet"]
+    enroll(cli, fleet, {"store-1": strict, "store-2": other})
+    assert cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "canary=store-1",
+               "--wave", "rest=store-2", "--key", keys.release.key, "--key", keys.security.key, *fleet).code == 0
+
+    failed = cli("site", "sync", strict, "--hub", hub)
+    assert failed.code == 3 and "the policy needs 2" in failed.err, failed.err
+    assert json.loads((strict / "sync.json").read_text())["last"]["state"] == "failed"
+    stopped = json.loads(cli("fleet", "rollout", "advance", "store", "--hub", hub, "--key", keys.release.key,
+                             "--key", keys.security.key, *fleet, "--json").out)
+    assert stopped["rollout"]["state"] == "stopped" and stopped["rollout"]["open"] == 1
+    assert "store-1" in stopped["rollout"]["reason"] and "needs 2" in stopped["rollout"]["reason"]
+    assert [w["failed"] for w in stopped["waves"]] == [1, 0]
+    waiting = json.loads(cli("site", "sync", other, "--hub", hub, "--json").out)
+    assert waiting["state"] == "waiting" and "stopped" in waiting["message"]
+    assert json.loads(cli("site", "status", other, "--json").out)["bundles"] == []  # nobody else imported
+
+    signed = tmp_path / "countersigned.bundle.tar"
+    signed.write_bytes(release.v1.read_bytes())
+    assert cli("sign", signed, "--key", keys.security.key).code == 0
+    assert cli("publish", signed, hub, "--json").code == 0  # the fix: the countersigned bundle, same tag
+    assert cli("fleet", "rollout", "abort", "store", "--hub", hub, "--key", keys.release.key,
+               "--key", keys.security.key, *fleet).code == 0
+    restarted = cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "canary=store-1",
+                    "--wave", "rest=store-2", "--key", keys.release.key, "--key", keys.security.key, *fleet, "--json")
+    assert restarted.code == 0 and json.loads(restarted.out)["rollout"]["serial"] == 4, restarted.out
+    assert cli("site", "sync", strict, "--hub", hub).code == 0
+    assert cli("fleet", "rollout", "advance", "store", "--hub", hub, "--key", keys.release.key,
+               "--key", keys.security.key, *fleet).code == 0
+    assert cli("site", "sync", other, "--hub", hub).code == 0
+    status = json.loads(cli("fleet", "rollout", "status", "store", "--hub", hub, *fleet, "--json").out)
+    assert [(w["done"], w["failed"]) for w in status["waves"]] == [(1, 0), (1, 0)]
+
+
+def test_the_hub_cannot_roll_a_site_back_edit_freeze_or_swap_its_bundle(
+        release: Release, registry: Registry, registry_factory: Callable[[], Registry], keys: Keys,
+        cli: Callable[..., Run], make_site: SiteFactory, tmp_path: Path) -> None:
+    from bundler.oci.client import RegistryClient
+    from bundler.pipeline import hub as hubs
+
+    hub = hub_repo(registry)
+    client = RegistryClient(registry.host)
+    assert cli("publish", release.v1, hub).code == 0
+    site = make_site("site", "--name", "store-1", registry=registry_factory().url)
+    fleet = ["--fleet", tmp_path / "fleet"]
+    start = ["fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "all=*", *fleet]
+    assert cli(*start, "--key", keys.release.key).code == 0
+    first = hubs.fetch_document(client, "edge/store", hubs.ROLLOUT_TAG, "application/vnd.bundler.rollout.v1+json",
+                                1 << 20)
+    assert first is not None
+    assert cli(*start, "--key", keys.release.key).code == 0  # serial 2
+    assert json.loads(cli("site", "sync", site, "--hub", hub, "--json").out)["state"] == "imported"
+
+    def served(data: bytes) -> Run:
+        hubs.push_document(client, "edge/store", hubs.ROLLOUT_TAG, "application/vnd.bundler.rollout.v1+json", data)
+        return cli("site", "sync", site, "--hub", hub)
+
+    older = served(first)
+    assert older.code == 3 and "serial 1; this site has seen serial 2" in older.err, older.err
+    doc = json.loads(first)
+    doc["rollout"]["serial"] = 9  # edited on the hub: its signature no longer matches
+    edited = served(json.dumps(doc).encode())
+    assert edited.code == 3 and "not signed as this site's trust policy requires" in edited.err, edited.err
+    assert cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "all=*", *fleet,
+               "--key", keys.stranger.key).code == 0  # signed, but by a key the site does not trust
+    stranger = cli("site", "sync", site, "--hub", hub)
+    assert stranger.code == 3 and "not signed as this site's trust policy requires" in stranger.err
+
+    from bundler.fleet import rollout as rollouts
+    from bundler.fleet.store import Fleet
+    from bundler.keyfiles import load_signing_key
+    from bundler.pipeline.rollout import load
+
+    current = load(Fleet(tmp_path / "fleet"), "store")
+    key = load_signing_key(keys.release.key)
+    expired = current.next(expires="2020-01-01T00:00:00Z")
+    frozen = served(rollouts.signed_bytes(expired, [key]))
+    assert frozen.code == 3 and "expired at 2020-01-01T00:00:00Z" in frozen.err, frozen.err
+    assert "expired" in json.loads((site / "sync.json").read_text())["last"]["message"]
+
+    assert cli("publish", release.v2, hub).code == 0
+    v2 = hubs.target_of(client, hubs.Hub.parse(hub), "2.0.0")
+    named = "sha256:" + "ab" * 32  # the signed rollout names this bundle.json; the artifact holds another
+    swapped = rollouts.Target(v2.tag, v2.digest, v2.size, named)
+    other = served(rollouts.signed_bytes(replace(current, serial=current.serial + 5, version="2.0.0",
+                                                 targets={"*": swapped}), [key]))
+    assert other.code == 3 and f"the hub's bundle is {v2.manifest_digest}; the rollout names {named}" in other.err, \
+        other.err
+    imported = json.loads(cli("site", "status", site, "--json").out)["bundles"]
+    assert [(b["name"], b["version"]) for b in imported] == [("store", "1.0.0")]  # nothing else imported
+    short = rollouts.Target(v2.tag, v2.digest, v2.size - 1, v2.manifest_digest)  # the hub serves more than named
+    endless = served(rollouts.signed_bytes(replace(current, serial=current.serial + 6, version="2.0.0",
+                                                   targets={"*": short}), [key]))
+    assert endless.code == 3 and f"the rollout says {v2.size - 1}" in endless.err, endless.err
+    assert [b["version"] for b in json.loads(cli("site", "status", site, "--json").out)["bundles"]] == ["1.0.0"]
