@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ class RegistryClient:
         retries: int = RETRIES,
         writer: bool = False,
         bearer: str | None = None,
+        receive_buffer: int | None = None,
     ) -> None:
         self.host = host
         api_host = DOCKER_HUB_API_HOST if host == DEFAULT_HOST else host  # Docker Hub answers elsewhere
@@ -101,6 +103,11 @@ class RegistryClient:
         self.retries = retries
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        if receive_buffer is not None:  # a rate-limited download: the kernel buffers no more ahead than this
+            from urllib3.connection import HTTPConnection
+
+            adapter.init_poolmanager(4, pool_size, socket_options=[
+                *HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)])
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         # passed with every request: requests lets REQUESTS_CA_BUNDLE override a session's verify

@@ -85,11 +85,15 @@ class Hub:
     def receipts(self, site: str) -> str:
         return f"{self.repository}/{RECEIPTS}/{site}"
 
-    def client(self, credentials: Path | None = None, ca: Path | None = None, jobs: int = 4) -> RegistryClient:
+    def client(self, credentials: Path | None = None, ca: Path | None = None, jobs: int = 4,
+               max_rate: float | None = None) -> RegistryClient:
+        """A client of the hub; with `max_rate`, each connection's receive buffer holds about 1/8 s of it,
+        so the link carries no more than the sync consumes (nothing runs ahead to be lost at a cut)."""
         account = read_registry_credentials(credentials) if credentials else None
+        buffer = None if max_rate is None else max(32 << 10, min(4 << 20, int(max_rate / 8 / max(1, jobs))))
         return RegistryClient(self.host, credentials=account if isinstance(account, Credentials) else None,
                               bearer=account if isinstance(account, str) else None, ca_file=str(ca) if ca else None,
-                              pool_size=max(4, jobs))
+                              pool_size=max(4, jobs), receive_buffer=buffer)
 
 
 def _sha256(data: bytes) -> str:
@@ -237,6 +241,9 @@ class Window:
         a, b, c, d = (int(g) for g in match.groups())
         return cls(dt.time(a, b), dt.time(c, d))
 
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
     def open(self, now: dt.datetime | None = None) -> bool:
         moment = (now or dt.datetime.now()).time()
         if self.start <= self.end:
@@ -258,24 +265,27 @@ class OutsideWindow(BundlerError):
 
 
 class Throttle:
-    """Every byte of a sync counted against `rate` (bytes/second, shared by the parallel downloads), and
-    the window checked as bytes arrive."""
+    """Every byte of a sync counted against `rate` (bytes/second, shared by the parallel downloads): a
+    token bucket holding at most BURST seconds of credit, so a stall (a cut link) is not made up for
+    by a burst above the rate afterwards; and the window checked as bytes arrive."""
+
+    BURST = 1.0
 
     def __init__(self, rate: float | None, window: Window | None) -> None:
         self.rate, self.window = rate, window
         self._lock = threading.Lock()
-        self._start = time.monotonic()
-        self._bytes = 0
+        self._due = time.monotonic()  # when the bytes taken so far may have arrived, at the rate
 
     def take(self, n: int) -> None:
         if self.window is not None and not self.window.open():
-            raise OutsideWindow("the download window closed; the next sync goes on where this one stopped")
+            raise OutsideWindow(f"the download window {self.window} closed; the next sync in it goes on where "
+                                "this one stopped")
         if self.rate is None:
             return
         with self._lock:
-            self._bytes += n
-            due = self._start + self._bytes / self.rate
-        delay = due - time.monotonic()
+            now = time.monotonic()
+            self._due = max(self._due, now - self.BURST) + n / self.rate
+            delay = self._due - now
         if delay > 0:
             time.sleep(delay)
 
@@ -300,12 +310,14 @@ class SyncResult:
     bytes: int = 0  # fetched from the hub by this sync
     seconds: float = 0.0
     imported: dict[str, Any] | None = None
+    download_seconds: float = 0.0  # of `seconds`: fetching from the hub (the rest: the rollout, the import)
     at: str = field(default_factory=names.format_time)
 
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "message": self.message, "rollout": self.rollout, "bytes": self.bytes,
-                "seconds": round(self.seconds, 2), "bytes_per_second": int(self.bytes / self.seconds)
-                if self.seconds > 0 else None, "at": self.at, **({"imported": self.imported} if self.imported else {})}
+                "seconds": round(self.seconds, 2), "download_seconds": round(self.download_seconds, 2),
+                "bytes_per_second": int(self.bytes / self.download_seconds) if self.download_seconds > 0 else None,
+                "at": self.at, **({"imported": self.imported} if self.imported else {})}
 
 
 def load_sync_state(site_dir: Path) -> dict[str, Any]:
@@ -404,7 +416,7 @@ def sync(options: SyncOptions, do_import: Callable[[Path], dict[str, Any]],
     too, then raised)."""
     site = load_site(options.site)
     state = load_sync_state(site.directory)
-    client = options.hub.client(options.credentials, options.ca, options.jobs)
+    client = options.hub.client(options.credentials, options.ca, options.jobs, options.max_rate)
     started = time.monotonic()
     seen: list[rollouts.Rollout] = []
     try:
@@ -438,6 +450,8 @@ def _finish(client: RegistryClient, hub: Hub, site_dir: Path, site: str, state: 
 def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, client: RegistryClient,
                state: dict[str, Any], seen: list[rollouts.Rollout], do_import: Callable[[Path], dict[str, Any]],
                receipt: Callable[[Path], dict[str, Any]]) -> SyncResult:
+    if options.window is not None and not options.window.open():  # outside it, not a byte: not even the rollout
+        return SyncResult("outside-window", f"outside the download window {options.window}; nothing was fetched")
     where = f"{options.hub.host}/{options.hub.repository}:{ROLLOUT_TAG}"
     data = fetch_document(client, options.hub.repository, ROLLOUT_TAG, rollouts.ARTIFACT_TYPE, rollouts.MAX_BYTES)
     if data is None:
@@ -472,14 +486,15 @@ def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, cli
         return SyncResult("current", f"site {name} runs {rollout.name} {rollout.version}", summary)
     staging = site_dir / STAGING / target.digest.split(":", 1)[1][:32]
     throttle = Throttle(options.max_rate, options.window)
-    throttle.take(0)  # outside the window: nothing is fetched
+    downloading = time.monotonic()
     index, fetched = download(client, options.hub, target, staging, throttle, options.jobs)
+    download_seconds = time.monotonic() - downloading
     imported = do_import(index)
     push_document(client, options.hub.receipts(name), "latest", RECEIPT_TYPE, canonical_json(receipt(site_dir)))
     state["receipt_pushed_serial"] = rollout.serial
     shutil.rmtree(site_dir / STAGING, ignore_errors=True)  # imported: the parts are in the registry now
     return SyncResult("imported", f"imported {rollout.name} {rollout.version} from the hub", summary, fetched,
-                      imported=imported)
+                      imported=imported, download_seconds=download_seconds)
 
 
 def _bundles(site_dir: Path) -> list[dict[str, Any]]:
