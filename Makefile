@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 PYTEST := $(BIN)/pytest -q -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: install deps test unit integration lint docs bench demo demo-stop clean
+.PHONY: install deps test unit integration lint docs bench bench-fleet demo demo-stop clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ docs: install
 bench: install
 	devtools/deps.sh
 	$(BIN)/python -m devtools.bench
+
+# a release rolled out through a hub to 12 stores on shaped links (network namespaces: root)
+bench-fleet: install
+	devtools/deps.sh
+	$(BIN)/python -m devtools.bench_fleet
 
 demo: install
 	devtools/deps.sh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 
@@ -26,3 +27,11 @@ def emit_json(value: object) -> None:
     """A command's `--json` answer on stdout: indented, keys sorted, one document."""
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def interval(text: str) -> float:
+    """`30s`, `15m`, `1h` -> seconds (ValueError otherwise)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", text.strip())
+    if match is None or float(match[1]) <= 0:
+        raise ValueError(f"{text!r} is not an interval: a number and s, m or h (30s, 15m, 1h)")
+    return float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]

@@ -28,11 +28,17 @@ from bundler.units import emit_json, human, printable
 @click.option("--for-fleet", "fleet_dir", type=click.Path(file_okay=False, path_type=Path),
               help="write the smallest set of deltas that brings every site of this fleet directory to the "
                    "release (one per distinct base, into -o DIRECTORY, default .)")
+@click.option("--publish", "hub_url", metavar="oci://HOST/PATH",
+              help="with --for-fleet: also publish each delta to this hub, tagged VERSION-for-SITE for each of its "
+                   "sites (what `bundler fleet rollout start` looks for)")
+@click.option("--hub-credentials", type=click.Path(dir_okay=False, path_type=Path),
+              help="the hub account for --publish (JSON: username and password, or token)")
 @click.option("--dry-run", "dry", is_flag=True,
               help="resolve every source (tags to digests, chart ranges, Git refs, files) and print what the "
                    "bundle would carry and its size; write nothing")
 def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None,
-          split_size: str | None, fleet_dir: Path | None, dry: bool) -> None:
+          split_size: str | None, fleet_dir: Path | None, hub_url: str | None, hub_credentials: Path | None,
+          dry: bool) -> None:
     """Collect what PROFILE names (images, charts, Git repositories, updates, artifacts) into one bundle file,
     signed with each --key.
 
@@ -59,6 +65,8 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
         for line in seen.lines:
             click.echo(line)
         return
+    if hub_url is not None and fleet_dir is None:
+        raise UsageError("--publish is for --for-fleet's deltas; a single bundle: bundler publish BUNDLE HUB")
     if fleet_dir is not None:
         from bundler.fleet.store import Fleet
         from bundler.pipeline.build import build_for_fleet
@@ -72,6 +80,16 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
         built = build_for_fleet(BuildOptions(profile, None, jobs, keys), held, output or Path.cwd())
         for item in built:
             click.echo(f"wrote {item.result.path} ({human(item.result.size)}) for {', '.join(item.sites)}")
+        if hub_url is not None:
+            from bundler.pipeline.hub import Hub
+            from bundler.pipeline.hub import publish as push
+
+            hub = Hub.parse(hub_url)
+            client = hub.client(hub_credentials)
+            for item in built:
+                tags = [f"{item.result.version}-for-{site}" for site in item.sites]
+                push(item.result.path, hub, client, tags=tags)
+                click.echo(f"published {item.result.path.name} to {hub.host}/{hub.repository} as {', '.join(tags)}")
         current = sorted(set(held) - {site for item in built for site in item.sites})
         if current:
             click.echo(f"already at this release: {', '.join(current)}")
@@ -384,9 +402,11 @@ HUB_CA = click.option("--ca", type=click.Path(dir_okay=False, path_type=Path),
 @click.option("--layer-size", default="16M", show_default=True,
               help="cut the bundle into layers of at most SIZE (downloads resume and run in parallel per layer)")
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help="parallel uploads")
+@click.option("--tag", "tags", multiple=True,
+              help="tag it so (repeatable: one upload, several tags, e.g. a delta's VERSION-for-SITE for each site)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 def publish(bundle: Path, hub: str, credentials: Path | None, ca: Path | None, layer_size: str, jobs: int,
-            as_json: bool) -> None:
+            tags: tuple[str, ...], as_json: bool) -> None:
     """Push BUNDLE (a file, or a split bundle's index or any part) to a hub registry as an OCI artifact,
     tagged with its version unless the hub names a tag. Sites take it from there with `bundler site
     sync` once a rollout names it (`bundler fleet rollout start`). The hub is trusted with nothing:
@@ -401,10 +421,13 @@ def publish(bundle: Path, hub: str, credentials: Path | None, ca: Path | None, l
     from bundler.pipeline.hub import publish as push
 
     target = Hub.parse(hub)
-    done = push(bundle, target, target.client(credentials, ca, jobs), parse_size(layer_size), jobs)
+    if tags and target.tag:
+        raise UsageError(f"{hub} names a tag already: give the tags either there or with --tag")
+    done = push(bundle, target, target.client(credentials, ca, jobs), parse_size(layer_size), jobs, tags)
     if as_json:
-        emit_json({"hub": str(target), "tag": done.tag, "digest": done.digest, "size": done.size, "layers": done.layers,
-                   "name": done.name, "version": done.version, "manifest_digest": done.manifest_digest})
+        emit_json({"hub": str(target), "tag": done.tag, "tags": list(tags) or [done.tag], "digest": done.digest,
+                   "size": done.size, "layers": done.layers, "name": done.name, "version": done.version,
+                   "manifest_digest": done.manifest_digest})
         return
     click.echo(f"published {done.name} {done.version} to {target.host}/{target.repository}:{done.tag} "
                f"({human(done.size)} in {done.layers} layers); artifact digest {done.digest}")

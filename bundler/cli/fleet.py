@@ -216,7 +216,7 @@ def rollout_start(name: str, version: str, hub_url: str, credentials: Path | Non
 
 
 def _act(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path, as_json: bool,
-         action: str, keys: tuple[Path, ...] = ()) -> None:
+         action: str, keys: tuple[Path, ...] = (), quiet: bool = False) -> tuple[Any, list[Any]]:
     from bundler.fleet.store import Fleet
     from bundler.keyfiles import load_signing_key
     from bundler.pipeline import rollout as control
@@ -234,7 +234,9 @@ def _act(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fle
             current = control.set_state(fleet, client, hub, current, "running" if action == "resume" else "aborted",
                                         signing_keys, "aborted by hand" if action == "abort" else "")
         waves = control.progress(fleet, client, hub, current)
-    _show(current, waves, as_json)
+    if not quiet:
+        _show(current, waves, as_json)
+    return current, waves
 
 
 
@@ -252,12 +254,35 @@ def rollout_status(name: str, hub_url: str, credentials: Path | None, ca: Path |
 @click.argument("name")
 @_hub_options
 @KEY_OPTION
+@click.option("--every", metavar="INTERVAL", help="look again every INTERVAL (10s, 5m) until the rollout is done, "
+                                                 "stopped or aborted")
 @JSON_OPTION
 def rollout_advance(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
-                    keys: tuple[Path, ...], as_json: bool) -> None:
+                    keys: tuple[Path, ...], every: str | None, as_json: bool) -> None:
     """Stop the rollout if a site of an open wave failed; open the next wave once every site of the
-    open ones is done. Run it from cron."""
-    _act(name, hub_url, credentials, ca, fleet_dir, as_json, "advance", keys)
+    open ones is done. Run it from cron, or with --every."""
+    import time
+
+    from bundler.units import interval
+
+    if every is None:
+        _act(name, hub_url, credentials, ca, fleet_dir, as_json, "advance", keys)
+        return
+    try:
+        pause = interval(every)
+    except ValueError as exc:
+        raise UsageError(f"--every: {exc}") from None
+    shown = None
+    while True:
+        current, waves = _act(name, hub_url, credentials, ca, fleet_dir, as_json, "advance", keys, quiet=True)
+        summary = (current.serial, tuple((w.count("done"), w.count("failed")) for w in waves))
+        if summary != shown:
+            _show(current, waves, as_json)
+            shown = summary
+        if current.state != "running" or (current.open == len(current.waves) and
+                                          all(s.state == "done" for w in waves for s in w.sites)):
+            return
+        time.sleep(pause)
 
 
 @rollout.command("resume")

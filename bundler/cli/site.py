@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from bundler.cli.root import JOBS_HELP, cli
-from bundler.errors import EXIT_UNREACHABLE
+from bundler.errors import EXIT_UNREACHABLE, UsageError
 from bundler.fsutil import atomic_write
 from bundler.units import emit_json, human, printable
 
@@ -333,9 +334,10 @@ def site_status(directory: Path, as_json: bool) -> None:
 @click.option("--max-rate", metavar="RATE", help="download at most this fast: 2MB/s, 500KB/s, 20Mbit/s")
 @click.option("--window", metavar="HH:MM-HH:MM", help="download only between these local times (22:00-05:00)")
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help="parallel downloads")
-@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--every", metavar="INTERVAL", help="sync again every INTERVAL (30s, 15m, 1h) until stopped")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON (one line a sync with --every)")
 def site_sync(directory: Path, hub_url: str, credentials: Path | None, ca: Path | None, max_rate: str | None,
-              window: str | None, jobs: int, as_json: bool) -> None:
+              window: str | None, jobs: int, every: str | None, as_json: bool) -> None:
     """Take this site's bundle from the hub, as the signed rollout there says, and import it.
 
     The rollout must be signed as the site's trust policy requires, never older than one seen
@@ -348,18 +350,45 @@ def site_sync(directory: Path, hub_url: str, credentials: Path | None, ca: Path 
     Example:
       bundler site sync /srv/site --hub oci://harbor.example/edge/store --max-rate 2MB/s --window 22:00-05:00
     """
+    from bundler.errors import BundlerError
     from bundler.pipeline.hub import Hub, SyncOptions, Window, parse_rate, sync
     from bundler.pipeline.importer import ImportOptions, import_bundle
     from bundler.pipeline.receipt import site_receipt as make_receipt
+    from bundler.units import interval
 
+    try:
+        pause = interval(every) if every else None
+    except ValueError as exc:
+        raise UsageError(f"--every: {exc}") from None
     options = SyncOptions(directory, Hub.parse(hub_url), credentials, ca, parse_rate(max_rate) if max_rate else None,
                           Window.parse(window) if window else None, jobs)
-    result = sync(options, lambda index: import_bundle(ImportOptions(index, directory, jobs)).to_dict(), make_receipt)
-    if as_json:
-        emit_json(result.to_dict())
+
+    said: list[tuple[str, str]] = []
+
+    def once() -> None:
+        result = sync(options, lambda index: import_bundle(ImportOptions(index, directory, jobs)).to_dict(),
+                      make_receipt)
+        if pause and said[-1:] == [(result.state, result.message)]:
+            return  # --every: a line when something changed, not one a minute saying the same
+        said[:] = [(result.state, result.message)]
+        if as_json and pause:  # a line a sync
+            click.echo(json.dumps(result.to_dict(), sort_keys=True))
+            return
+        if as_json:
+            emit_json(result.to_dict())
+            return
+        rate = f" ({human(result.bytes)} from the hub in {result.download_seconds:.1f} s)" if result.bytes else ""
+        click.echo(f"{result.state}: {result.message}{rate}")
+
+    if pause is None:
+        once()
         return
-    rate = f" ({human(result.bytes)} from the hub in {result.seconds:.1f} s)" if result.bytes else ""
-    click.echo(f"{result.state}: {result.message}{rate}")
+    while True:  # a site's timer: a failure is reported (to the hub, in sync.json, here) and the next sync comes
+        try:
+            once()
+        except BundlerError as exc:
+            click.echo(f"failed: {exc}", err=True)
+        time.sleep(pause)
 
 
 @site.command("export")

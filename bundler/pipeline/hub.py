@@ -24,7 +24,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 from bundler import names
 from bundler.bundle import parts as bundle_parts
 from bundler.bundle.manifest import canonical_json
+from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, RefusedError, UsageError
 from bundler.fleet import rollout as rollouts
@@ -166,8 +167,9 @@ class Published:
 
 
 def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LAYER_SIZE, jobs: int = 4,
-            tag: str | None = None) -> Published:
-    """Push `bundle` (a file, or a split bundle's index or part) to the hub as one artifact."""
+            tags: Sequence[str] = ()) -> Published:
+    """Push `bundle` (a file, or a split bundle's index or part) to the hub as one artifact, under each of
+    `tags` (default: the hub's tag, else the bundle's version); the layers are uploaded once."""
     with BundleReader(bundle) as reader:
         manifest, _, manifest_digest = reader.manifest()
         file_name = reader.path.name
@@ -191,7 +193,8 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
             for chunk in chunks():
                 hasher.update(chunk)
             digest = "sha256:" + hasher.hexdigest()
-            client.push_blob(hub.repository, digest, size, chunks)
+            if not client.blob_exists(hub.repository, digest):  # published before (under another tag)
+                client.push_blob(hub.repository, digest, size, chunks)
             return _descriptor(PART_MEDIA, digest, size, {ANNOTATION_TITLE: f"{file_name}.part-{number:03d}"})
 
         layers = run_parallel(push, list(enumerate(ranges)), jobs)
@@ -202,13 +205,13 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
     client.push_blob(hub.repository, _sha256(index), len(index), lambda: iter([index]))
     everything = [_descriptor(INDEX_MEDIA, _sha256(index), len(index),
                               {ANNOTATION_TITLE: file_name + bundle_parts.INDEX_SUFFIX}), *layers]
-    tag = tag or hub.tag or manifest.version
+    tags = list(tags) or [hub.tag or manifest.version]
     notes = {"org.opencontainers.image.title": file_name, "org.opencontainers.image.version": manifest.version,
              "dev.bundler.name": manifest.name, "dev.bundler.manifest-digest": manifest_digest,
-             **({"dev.bundler.base": manifest.parent["name"] + " " + manifest.parent["version"]}
-                if manifest.parent else {})}
-    digest = _put_artifact(client, hub.repository, tag, BUNDLE_TYPE, everything, notes)
-    return Published(hub, tag, digest, sum(d["size"] for d in everything), len(everything), manifest.name,
+             **({"dev.bundler.base": parent_label(manifest.parent)} if manifest.parent else {})}
+    for tag in tags:
+        digest = _put_artifact(client, hub.repository, tag, BUNDLE_TYPE, everything, notes)
+    return Published(hub, tags[0], digest, sum(d["size"] for d in everything), len(everything), manifest.name,
                      manifest.version, manifest_digest)
 
 

@@ -98,6 +98,24 @@ def test_a_release_goes_out_in_waves_through_the_hub_and_every_site_reports_back
     fleet_view = json.loads(cli("fleet", "status", "--json", *fleet).out)
     assert {s["site"]: s["running"] for s in fleet_view["sites"]} == {n: {"store": "1.0.0"} for n in sites}
 
+    # the next release as deltas on the receipts the sites pushed: one delta for all three, tagged per site
+    full = json.loads(cli("publish", release.v2, hub, "--json").out)
+    (tmp_path / "deltas").mkdir()
+    built = cli("build", release.work / "2.0.0.yaml", "--for-fleet", tmp_path / "fleet", "-o", tmp_path / "deltas",
+                "--key", keys.release.key, "--publish", hub, cwd=release.work)
+    assert built.code == 0, built.err
+    assert "as 2.0.0-for-store-1, 2.0.0-for-store-2, 2.0.0-for-store-3" in built.out, built.out
+    started = cli("fleet", "rollout", "start", "store", "2.0.0", "--hub", hub, "--wave", "all=*",
+                  "--key", keys.release.key, *fleet, "--json")
+    assert started.code == 0, started.err
+    targets = json.loads(started.out)["rollout"]["targets"]
+    assert set(targets) == {"*", "store-1", "store-2", "store-3"} and targets["store-1"]["size"] < full["size"] / 2
+    for name, site in sites.items():
+        took = json.loads(cli("site", "sync", site, "--hub", hub, "--json").out)
+        assert took["state"] == "imported" and took["bytes"] == targets[name]["size"], took  # its delta, not all
+    status = json.loads(cli("fleet", "rollout", "status", "store", "--hub", hub, *fleet, "--json").out)
+    assert [(w["done"], w["pending"]) for w in status["waves"]] == [(3, 0)]
+
 
 def test_a_site_whose_import_fails_stops_the_rollout_until_a_person_resumes_it(
         release: Release, registry: Registry, registry_factory: Callable[[], Registry], keys: Keys,
