@@ -374,9 +374,12 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
                 while chunk := f.read(1 << 20):
                     have.update(chunk)
                     start += len(chunk)
-        if start > size:
-            partial.unlink()
+        if start > size or (start == size and "sha256:" + have.hexdigest() != digest):
+            partial.unlink()  # not this layer's bytes (a corrupt fetch before): start over
             have, start = hashlib.sha256(), 0
+        if start == size and partial.exists():
+            partial.rename(final)
+            return
         with open(partial, "r+b" if start else "wb") as out:
 
             def write(offset: int, chunk: bytes) -> None:
@@ -386,7 +389,11 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
                     fetched[0] += len(chunk)
                 throttle.take(len(chunk))
 
-            client.fetch_blob(hub.repository, digest, size, write, have=have, start=start)
+            try:
+                client.fetch_blob(hub.repository, digest, size, write, have=have, start=start)
+            except IntegrityError:
+                partial.unlink()  # the hub served other bytes: none of them is kept
+                raise
             out.flush()
             os.fsync(out.fileno())
         partial.rename(final)

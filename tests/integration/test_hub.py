@@ -117,49 +117,57 @@ def test_a_release_goes_out_in_waves_through_the_hub_and_every_site_reports_back
     assert [(w["done"], w["pending"]) for w in status["waves"]] == [(3, 0)]
 
 
-def test_a_site_whose_import_fails_stops_the_rollout_until_a_person_resumes_it(
-        release: Release, registry: Registry, registry_factory: Callable[[], Registry], keys: Keys,
-        cli: Callable[..., Run], make_site: SiteFactory, tmp_path: Path) -> None:
-    """The canary's hub account is fine but the bundle on the hub is signed by a key the site does not
-    trust (a countersignature it needs is missing): the site refuses it, reports the refusal; the
-    next wave never opens; resumed after the fix (here: the site trusting the key), it finishes."""
-    hub = hub_repo(registry)
-    assert cli("publish", release.v1, hub).code == 0
-    strict = make_site("strict", "--name", "store-1", "--trust-key", keys.security.pub, "--threshold", "2",
-                       registry=registry_factory().url)
-    other = make_site("other", "--name", "store-2", registry=registry_factory().url)
-    fleet = ["--fleet", tmp_path / "fleet"]
-    enroll(cli, fleet, {"store-1": strict, "store-2": other})
-    assert cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "canary=store-1",
-               "--wave", "rest=store-2", "--key", keys.release.key, "--key", keys.security.key, *fleet).code == 0
+def test_a_canary_served_a_corrupt_blob_stops_the_rollout_until_a_person_resumes_it(
+        release: Release, registry_factory: Callable[[], Registry], keys: Keys, cli: Callable[..., Run],
+        make_site: SiteFactory, tmp_path: Path) -> None:
+    """The hub serves one corrupted layer to the canary (a disk fault on the hub): the canary refuses it,
+    keeps none of its bytes and reports the failure; `advance` stops the rollout, so the second wave
+    never starts and no other site imports; `fleet rollout status` names the site and the reason. Once
+    the hub is mended, `resume` lets the canary finish, and then the rest."""
+    from bundler.site.registry_process import start_registry
 
-    failed = cli("site", "sync", strict, "--hub", hub)
-    assert failed.code == 3 and "the policy needs 2" in failed.err, failed.err
-    assert json.loads((strict / "sync.json").read_text())["last"]["state"] == "failed"
-    stopped = json.loads(cli("fleet", "rollout", "advance", "store", "--hub", hub, "--key", keys.release.key,
-                             "--key", keys.security.key, *fleet, "--json").out)
-    assert stopped["rollout"]["state"] == "stopped" and stopped["rollout"]["open"] == 1
-    assert "store-1" in stopped["rollout"]["reason"] and "needs 2" in stopped["rollout"]["reason"]
-    assert [w["failed"] for w in stopped["waves"]] == [1, 0]
-    waiting = json.loads(cli("site", "sync", other, "--hub", hub, "--json").out)
-    assert waiting["state"] == "waiting" and "stopped" in waiting["message"]
-    assert json.loads(cli("site", "status", other, "--json").out)["bundles"] == []  # nobody else imported
+    hub_registry = start_registry(tmp_path / "hub-registry")
+    try:
+        hub = f"oci://{hub_registry.address}/edge/store"
+        assert cli("publish", release.v1, hub, "--layer-size", "1M").code == 0
+        manifest = json.loads(RegistryClient(hub_registry.address).get_manifest("edge/store", "1.0.0")[0])
+        layer = manifest["layers"][2]["digest"].split(":")[1]
+        data = hub_registry.storage / "docker/registry/v2/blobs/sha256" / layer[:2] / layer / "data"
+        good = data.read_bytes()
+        data.write_bytes(good[:1000] + bytes([good[1000] ^ 1]) + good[1001:])
 
-    signed = tmp_path / "countersigned.bundle.tar"
-    signed.write_bytes(release.v1.read_bytes())
-    assert cli("sign", signed, "--key", keys.security.key).code == 0
-    assert cli("publish", signed, hub, "--json").code == 0  # the fix: the countersigned bundle, same tag
-    assert cli("fleet", "rollout", "abort", "store", "--hub", hub, "--key", keys.release.key,
-               "--key", keys.security.key, *fleet).code == 0
-    restarted = cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "canary=store-1",
-                    "--wave", "rest=store-2", "--key", keys.release.key, "--key", keys.security.key, *fleet, "--json")
-    assert restarted.code == 0 and json.loads(restarted.out)["rollout"]["serial"] == 4, restarted.out
-    assert cli("site", "sync", strict, "--hub", hub).code == 0
-    assert cli("fleet", "rollout", "advance", "store", "--hub", hub, "--key", keys.release.key,
-               "--key", keys.security.key, *fleet).code == 0
-    assert cli("site", "sync", other, "--hub", hub).code == 0
-    status = json.loads(cli("fleet", "rollout", "status", "store", "--hub", hub, *fleet, "--json").out)
-    assert [(w["done"], w["failed"]) for w in status["waves"]] == [(1, 0), (1, 0)]
+        canary = make_site("canary", "--name", "store-1", registry=registry_factory().url)
+        other = make_site("other", "--name", "store-2", registry=registry_factory().url)
+        fleet = ["--fleet", tmp_path / "fleet"]
+        enroll(cli, fleet, {"store-1": canary, "store-2": other})
+        control = ["--hub", hub, "--key", keys.release.key, *fleet]
+        assert cli("fleet", "rollout", "start", "store", "1.0.0", "--wave", "canary=store-1", "--wave", "rest=store-2",
+                   *control).code == 0
+
+        failed = cli("site", "sync", canary, "--hub", hub)
+        assert failed.code == 3 and "does not match its descriptor" in failed.err, failed.err
+        assert json.loads((canary / "sync.json").read_text())["last"]["state"] == "failed"
+        assert not list((canary / "staging").rglob("*.part-001*"))  # layer 2 is part 1: none of its bytes kept
+        stopped = json.loads(cli("fleet", "rollout", "advance", "store", *control, "--json").out)
+        assert stopped["rollout"]["state"] == "stopped" and stopped["rollout"]["open"] == 1
+        assert "store-1" in stopped["rollout"]["reason"] and "does not match" in stopped["rollout"]["reason"]
+        assert [w["failed"] for w in stopped["waves"]] == [1, 0]
+        shown = cli("fleet", "rollout", "status", "store", "--hub", hub, *fleet)
+        assert "store-1: failed: " in shown.out and "does not match its descriptor" in shown.out, shown.out
+        waiting = json.loads(cli("site", "sync", other, "--hub", hub, "--json").out)
+        assert waiting["state"] == "waiting" and "stopped" in waiting["message"]
+        assert json.loads(cli("site", "status", other, "--json").out)["bundles"] == []  # nobody else imported
+
+        data.write_bytes(good)  # the hub mended
+        resumed = json.loads(cli("fleet", "rollout", "resume", "store", *control, "--json").out)
+        assert resumed["rollout"]["state"] == "running" and resumed["rollout"]["serial"] == 3
+        assert cli("site", "sync", canary, "--hub", hub).code == 0
+        assert cli("fleet", "rollout", "advance", "store", *control).code == 0
+        assert cli("site", "sync", other, "--hub", hub).code == 0
+        status = json.loads(cli("fleet", "rollout", "status", "store", "--hub", hub, *fleet, "--json").out)
+        assert [(w["done"], w["failed"]) for w in status["waves"]] == [(1, 0), (1, 0)]
+    finally:
+        hub_registry.stop()
 
 
 def test_the_hub_cannot_roll_a_site_back_edit_freeze_or_swap_its_bundle(
