@@ -17,7 +17,7 @@ h2 { font-size: 16px; margin: 2px 0 8px; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 4px 8px 4px 0; border-bottom: 1px solid #e4e8ec; vertical-align: top; }
 th { color: #5b6773; font-weight: 600; }
-td { word-break: break-word; } code, pre { font: 13px ui-monospace, monospace; }
+td { word-break: break-word; } td:first-child { white-space: nowrap; } code, pre { font: 13px ui-monospace, monospace; }
 pre { white-space: pre-wrap; word-break: break-all; margin: 0; }
 .ok { color: #17803d; font-weight: 600; } .bad { color: #b42318; font-weight: 600; }
 .muted { color: #5b6773; }

@@ -122,7 +122,7 @@ def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None
     Example:
       bundler fleet status --html fleet.html
     """
-    from bundler.fleet.report import client_lines, fleet_page
+    from bundler.fleet.report import client_lines, disk_percent, fleet_page, versions_line, wave_lines
     from bundler.fleet.store import Fleet
 
     info = Fleet(fleet_dir).status()
@@ -132,12 +132,16 @@ def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None
     if as_json:
         emit_json(info)
         return
+    click.echo(printable(versions_line(info)))
+    for line in wave_lines(info):
+        click.echo(printable(line))
     bundles = info["bundles"]
-    click.echo("site".ljust(20) + "".join(b.ljust(14) for b in bundles) + "receipt age  clients lacking")
+    click.echo("site".ljust(20) + "".join(b.ljust(14) for b in bundles) + "receipt age  disk  problems / clients")
     for s in info["sites"]:
         versions = "".join(printable(s["running"].get(b, "-")).ljust(14) for b in bundles)
-        lacking = "; ".join(printable(line) for line in client_lines(s)) or "none"
-        click.echo(printable(s["site"]).ljust(20) + versions + f"{s['receipt_age_hours']:>8.1f} h  {lacking}")
+        age = f"{s['receipt_age_hours']:>8.1f} h" if s["receipt_age_hours"] is not None else "       - h"
+        said = "; ".join(printable(line) for line in [*s["problems"], *client_lines(s)]) or "none"
+        click.echo(printable(s["site"]).ljust(20) + versions + f"{age}  {disk_percent(s):>4}  {said}")
 
 
 @fleet.group("rollout")

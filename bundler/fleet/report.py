@@ -1,34 +1,81 @@
-"""`bundler fleet status --html FILE`: the fleet's status as one page, in the site page's look
-(bundler/page.py): sites x bundle names -> the version each runs, the age of its receipt, the
-clients lacking approved updates, disk use and services."""
+"""`bundler fleet status` (text, and `--html FILE`: one page in the site page's look, bundler/page.py):
+what an operator at the data center looks at first. At the top: how many stores run which version,
+each rollout's waves (done / failed / pending, bytes, rate), and the stores with a problem; then one
+compact line per store, in natural order (store-2 before store-10)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from bundler import page
 from bundler.units import human
 
 
+def versions_line(status: dict[str, Any]) -> str:
+    """`190 stores; store: 1.5.0 on 180, 1.4.0 on 10; 12 with a problem`."""
+    summary = status["summary"]
+    parts = [f"{summary['sites']} sites"]
+    for bundle, counts in summary["versions"].items():
+        parts.append(f"{bundle}: " + ", ".join(f"{version} on {n}" for version, n in counts.items()))
+    parts.append(f"{summary['with_problems']} with a problem")
+    return "; ".join(parts)
+
+
+def wave_lines(status: dict[str, Any]) -> list[str]:
+    out = []
+    for r in status["rollouts"]:
+        state = r["state"] + (f" ({r['reason']})" if r["reason"] else "")
+        out.append(f"rollout {r['name']} {r['version']} (serial {r['serial']}, expires {r['expires']}): {state}")
+        for w in r["waves"]:
+            rate = f" at {human(w['bytes_per_second'])}/s" if w["bytes_per_second"] else ""
+            out.append(f"  wave {w['name']} ({'open' if w['open'] else 'not open'}): {w['done']} done, "
+                       f"{w['failed']} failed, {w['pending']} pending; {human(w['bytes'])} fetched{rate}")
+    return out
+
+
+def disk_percent(site: dict[str, Any]) -> str:
+    disk = site.get("disk") or {}
+    if isinstance(disk.get("free"), int) and disk.get("total"):
+        return f"{round(100 * (disk['total'] - disk['free']) / disk['total'])}%"  # as the site's page counts
+    return "-"
+
+
 def fleet_page(status: dict[str, Any], now: dt.datetime | None = None) -> bytes:
     bundles = status["bundles"]
-    rows = []
-    for s in status["sites"]:
-        disk = s.get("disk") or {}
-        used = (f"{round(100 * (disk['total'] - disk['free']) / disk['total'])}% of {human(disk['total'])}"
-                if isinstance(disk.get("free"), int) and disk.get("total") else "-")  # as the site's page counts
-        services = s.get("services") or {}
-        rows.append([page.esc(s["site"]), *(page.esc(s["running"].get(b, "-")) for b in bundles),
-                     page.esc(f"{s['receipt_age_hours']} h"),
-                     "<br>".join(page.esc(line) for line in client_lines(s)) or '<span class="muted">none</span>',
-                     page.esc(used),
-                     "<br>".join(f"{page.esc(name)} {page.state(bool(ok))}" for name, ok in services.items())])
-    table = page.table(["site", *bundles, "receipt age", "clients lacking updates", "disk", "services"], rows,
+    summary = f"<p><b>{page.esc(versions_line(status))}</b></p>"
+    waves = "".join(
+        f"<p><b>{page.esc(r['name'])} {page.esc(r['version'])}</b> (serial {page.esc(r['serial'])}): "
+        f"{page.state(r['state'] == 'running', r['state'], r['state'])}"
+        + (f" {page.esc(r['reason'])}" if r["reason"] else "") + f" <span class=\"muted\">expires "
+        f"{page.esc(r['expires'])}</span></p>"
+        + page.table(["wave", "open", "done", "failed", "pending", "fetched", "rate"], [
+            [page.esc(w["name"]), page.state(w["open"], "open", "not yet"), page.esc(w["done"]),
+             page.state(not w["failed"], "0", str(w["failed"])), page.esc(w["pending"]), page.esc(human(w["bytes"])),
+             page.esc(f"{human(w['bytes_per_second'])}/s" if w["bytes_per_second"] else "-")] for w in r["waves"]])
+        for r in status["rollouts"])
+    troubled = [s for s in status["sites"] if s["problems"]]
+    problems = page.table(["store", "problem"], [[page.esc(s["site"]), "<br>".join(
+        f'<span class="bad">{page.esc(short_digests(p))}</span>' for p in s["problems"])] for s in troubled],
+        "no store has a problem")
+    rows = [[page.esc(s["site"]), *(page.esc(s["running"].get(b, "-")) for b in bundles),
+             page.esc(f"{s['receipt_age_hours']} h" if s["receipt_age_hours"] is not None else "-"),
+             page.esc(disk_percent(s)),
+             page.state(all((s["services"] or {}).values()), "healthy", "NOT all answering") if s["services"] else "-",
+             page.esc("; ".join(client_lines(s)) or "-")] for s in status["sites"]]
+    every = page.table(["store", *bundles, "receipt age", "disk", "services", "update clients"], rows,
                        "no receipts yet: bundler fleet add RECEIPT...")
     made = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return page.render("Fleet status", f"{len(status['sites'])} sites, from their signed receipts; made {made}",
-                       [("Which site runs what", table)])
+    sections = [("Summary", summary)] + ([("Rollouts", waves)] if waves else []) + [
+        (f"Stores with a problem ({len(troubled)})", problems), ("Every store (problems first)", every)]
+    return page.render("Fleet status", f"{len(status['sites'])} stores, from their signed receipts; made {made}",
+                       sections)
+
+
+def short_digests(text: str) -> str:
+    """A line for people: each sha256 digest cut to its first 12 hex digits (the JSON keeps them whole)."""
+    return re.sub(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}", r"\1...", text)
 
 
 def client_lines(site: dict[str, Any]) -> list[str]:

@@ -147,3 +147,32 @@ def read_signed(data: bytes, policy: signing.TrustPolicy, where: str) -> Rollout
         raise RefusedError(f"the rollout at {where} is not signed as this site's trust policy requires: {why}",
                            hint="edited on the hub, or signed by a key this site does not trust; nothing was fetched")
     return replace(rollout, keyids=tuple(sorted(verdict.valid_signers)))
+
+
+def members(rollout: Rollout, known: list[str]) -> list[list[str]]:
+    """Each wave's sites: those it names, and the `known` sites its globs take (a site in the first
+    wave that takes it), in the order given."""
+    out: list[list[str]] = []
+    placed: set[str] = set()
+    for number, wave in enumerate(rollout.waves):
+        named = [p for p in wave.sites if not any(c in p for c in "*?")]
+        sites = [s for s in dict.fromkeys([*named, *known]) if s not in placed and rollout.wave_of(s) == number]
+        placed.update(sites)
+        out.append(sites)
+    return out
+
+
+def site_state(rollout: Rollout, site: str, receipt: dict[str, Any] | None,
+               report: dict[str, Any] | None) -> tuple[str, str]:
+    """(done | failed | pending, why): done when its receipt shows the release it was given; failed when
+    its last report of this release says so."""
+    target = rollout.target_for(site)
+    if target is not None and receipt is not None and any(
+            b.get("name") == rollout.name and b.get("version") == rollout.version
+            and b.get("manifest_digest") == target.manifest_digest for b in receipt.get("bundles") or []):
+        return "done", ""
+    about = (report or {}).get("rollout") or {}
+    if report is not None and report.get("state") == "failed" and (
+            not about or (about.get("name"), about.get("version")) == (rollout.name, rollout.version)):
+        return "failed", str(report.get("message", ""))
+    return "pending", ""

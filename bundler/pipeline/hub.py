@@ -36,6 +36,7 @@ from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, RefusedError, UsageError
 from bundler.fleet import rollout as rollouts
+from bundler.fleet.store import REPORT_KIND
 from bundler.fsutil import atomic_write
 from bundler.oci import media
 from bundler.oci.client import Credentials, RegistryClient
@@ -57,7 +58,6 @@ RECEIPTS = "receipts"  # HOST/PATH/receipts/SITE: `latest` (its receipt) and `sy
 SYNC_STATE = "sync.json"  # in the site's directory: the last sync, and the highest rollout serial seen
 STAGING = Path("staging") / "hub"
 MAX_DOC_BYTES = 64 << 20
-REPORT_KIND = "bundler/sync-report/v1"
 ANNOTATION_TITLE = "org.opencontainers.image.title"
 
 
@@ -413,8 +413,10 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
 
 
 def _report(site_dir: Path, site: str, result: SyncResult) -> bytes:
+    figures = result.to_dict()
     doc = {"kind": REPORT_KIND, "site": site, "created": result.at, "state": result.state,
-           "message": result.message[:2000], "rollout": result.rollout, "bytes": result.bytes}
+           "message": " ".join(result.message.split())[:2000], "rollout": result.rollout, "bytes": result.bytes,
+           "bytes_per_second": figures["bytes_per_second"], "download_seconds": figures["download_seconds"]}
     return canonical_json(identity.signed(doc, identity.load_site_key(site_dir)))
 
 

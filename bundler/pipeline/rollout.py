@@ -12,19 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bundler import names
 from bundler.errors import BundlerError, RefusedError, UsageError
 from bundler.fleet import rollout as rollouts
 from bundler.fleet.store import MAX_RECEIPT_BYTES, Fleet
-from bundler.fsutil import atomic_write
 from bundler.oci.client import RegistryClient
 from bundler.pipeline import hub as hubs
-from bundler.untrusted import Malformed, Obj
-
-ROLLOUTS_DIR = "rollouts"
 
 
 @dataclass
@@ -48,27 +43,19 @@ class WaveProgress:
                 "sites": [{"site": s.site, "state": s.state, "message": s.message} for s in self.sites]}
 
 
-def _local(fleet: Fleet, name: str) -> Path:
-    return fleet.directory / ROLLOUTS_DIR / f"{name}.json"
-
-
 def load(fleet: Fleet, name: str) -> rollouts.Rollout:
-    """The rollout this fleet published last under `name` (its own record: not read from the hub)."""
-    try:
-        doc = Obj.load(_local(fleet, name).read_bytes(), rollouts.MAX_BYTES)
-        return rollouts.parse(doc.obj("rollout"))
-    except FileNotFoundError:
+    """The rollout this fleet published last under `name`."""
+    found = fleet.rollout(name)
+    if found is None:
         raise UsageError(f"this fleet ({fleet.directory}) has started no rollout named {name}",
-                         hint="bundler fleet rollout start NAME VERSION --hub oci://... --wave ... --key ...") from None
-    except (Malformed, ValueError) as exc:
-        raise UsageError(f"{_local(fleet, name)} is unreadable: {exc}") from None
+                         hint="bundler fleet rollout start NAME VERSION --hub oci://... --wave ... --key ...")
+    return found
 
 
 def publish(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout, keys: list[Any]) -> None:
     data = rollouts.signed_bytes(rollout, keys)
     hubs.push_document(client, hub.repository, hubs.ROLLOUT_TAG, rollouts.ARTIFACT_TYPE, data)
-    _local(fleet, rollout.name).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(_local(fleet, rollout.name), data)
+    fleet.save_rollout(rollout.name, data)
 
 
 def parse_waves(specs: tuple[str, ...]) -> tuple[rollouts.Wave, ...]:
@@ -115,49 +102,29 @@ def start(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, name: str, versio
 
 def progress(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout) -> list[WaveProgress]:
     """Each wave's sites: done (its receipt, checked, shows the release), failed (its signed report of
-    this rollout says so), or pending. Receipts found are kept in the fleet (as `fleet add` does)."""
-    known = fleet.site_names()
+    this release says so), or pending. What the hub holds of each is checked and kept in the fleet (as
+    `fleet add` keeps a receipt); what cannot be read there leaves the site pending, saying why."""
     out: list[WaveProgress] = []
-    placed: set[str] = set()
-    for number, wave in enumerate(rollout.waves):
-        explicit = [p for p in wave.sites if not any(c in p for c in "*?")]
-        sites = [s for s in dict.fromkeys([*explicit, *known]) if s not in placed and rollout.wave_of(s) == number]
-        placed.update(sites)
-        progress_ = WaveProgress(wave.name, number < rollout.open)
+    for number, sites in enumerate(rollouts.members(rollout, fleet.site_names())):
+        wave = WaveProgress(rollout.waves[number].name, number < rollout.open)
+        unreadable: dict[str, str] = {}
         for site in sites:
-            progress_.sites.append(_site_progress(fleet, client, hub, rollout, site))
-        out.append(progress_)
+            try:
+                receipt = hubs.fetch_document(client, hub.receipts(site), "latest", hubs.RECEIPT_TYPE,
+                                              MAX_RECEIPT_BYTES)
+                if receipt is not None:
+                    fleet.take(receipt, f"{hub.host}/{hub.receipts(site)}:latest")
+                report = hubs.fetch_document(client, hub.receipts(site), "sync", hubs.REPORT_TYPE, MAX_RECEIPT_BYTES)
+                if report is not None:
+                    fleet.keep_report(report, f"{hub.host}/{hub.receipts(site)}:sync")
+            except BundlerError as exc:
+                unreadable[site] = f"unreadable on the hub: {exc}"
+        receipts, reports = fleet.receipts(), fleet.reports()
+        for site in sites:
+            state, why = rollouts.site_state(rollout, site, receipts.get(site), reports.get(site))
+            wave.sites.append(SiteProgress(site, state, why or unreadable.get(site, "")))
+        out.append(wave)
     return out
-
-
-def _site_progress(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout,
-                   site: str) -> SiteProgress:
-    target = rollout.target_for(site)
-    try:
-        receipt = hubs.fetch_document(client, hub.receipts(site), "latest", hubs.RECEIPT_TYPE, MAX_RECEIPT_BYTES)
-        if receipt is not None:
-            fleet.take(receipt, f"{hub.host}/{hub.receipts(site)}:latest")
-        held = fleet.receipts().get(site) or {}
-        if target is not None and any(b.get("name") == rollout.name and b.get("version") == rollout.version
-                                      and b.get("manifest_digest") == target.manifest_digest
-                                      for b in held.get("bundles") or []):
-            return SiteProgress(site, "done")
-        report = hubs.fetch_document(client, hub.receipts(site), "sync", hubs.REPORT_TYPE, MAX_RECEIPT_BYTES)
-        if report is not None:
-            doc = Obj.load(report, MAX_RECEIPT_BYTES)
-            if doc.value.get("kind") == hubs.REPORT_KIND and doc.value.get("state") == "failed":
-                signature = doc.obj("signature")
-                fleet.check_signed(doc.value, doc.string("site", names.site_name),
-                                   signature.string("keyid", names.sha256_hex), f"the sync report of {site}")
-                if doc.string("site") != site:
-                    raise RefusedError(f"the sync report under {site} is site {doc.string('site')}'s")
-                about = doc.obj("rollout", None)
-                if about is None or (about.value.get("name"), about.value.get("version")) == (rollout.name,
-                                                                                                rollout.version):
-                    return SiteProgress(site, "failed", doc.string("message", names.text))
-    except (BundlerError, Malformed, ValueError) as exc:
-        return SiteProgress(site, "pending", f"unreadable on the hub: {exc}")
-    return SiteProgress(site, "pending")
 
 
 def advance(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout,

@@ -121,6 +121,76 @@ def test_the_fleet_report_in_the_same_look(cli: Callable[..., Run], site: Path, 
     browser.save_screenshot(str(tmp_path / "fleet.png"))  # type: ignore[attr-defined]
     text = visible_text(browser)
     assert "Fleet status" in text and "store-7" in text and "1.0.0" in text
-    assert "till-7: 1 lacking" in text and "registry healthy" in text
+    assert "till-7: 1 lacking" in text and "healthy" in text
     assert (tmp_path / "fleet.png").stat().st_size > 5_000
 
+
+
+def test_the_fleet_page_at_190_stores_shows_the_summary_the_rollout_and_the_problem_stores_first(
+        cli: Callable[..., Run], tmp_path: Path, browser: object) -> None:
+    """190 stores' receipts, each signed by its own site key: most run 1.5.0, some 1.4.0; three report
+    a failed sync, five receipts are two days old, two disks are nearly full, one service is down. In
+    a 1280x1000 window the summary (versions and counts), the rollout's waves and every store with a
+    problem are on the first screen; then every store, one line each, in natural order."""
+    import datetime as dt
+
+    from selenium.webdriver.common.by import By
+
+    from bundler.bundle.manifest import canonical_json
+    from bundler.fleet import rollout as rollouts
+    from bundler.fleet.store import REPORT_KIND, Fleet
+    from bundler.signing import generate_key, public_pem
+    from bundler.site.identity import signed
+
+    fleet = Fleet(tmp_path / "fleet")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    digest = {"1.5.0": "sha256:" + "5" * 64, "1.4.0": "sha256:" + "4" * 64}
+    failed, stale, full, down = {"store-17", "store-88", "store-150"}, {f"store-{i}" for i in (3, 40, 41, 99, 187)}, \
+        {"store-60", "store-61"}, {"store-120"}
+    for i in range(1, 191):
+        name, key = f"store-{i}", generate_key()
+        (tmp_path / f"{name}.pub").write_bytes(public_pem(key.public_key()))
+        fleet.enroll(tmp_path / f"{name}.pub", name)
+        version = "1.4.0" if i % 19 == 0 or name in failed else "1.5.0"
+        created = now - dt.timedelta(hours=50 if name in stale else 1)
+        receipt = {"kind": "bundler/receipt/v1", "site": name, "created": created.isoformat().replace("+00:00", "Z"),
+                   "bundles": [{"name": "store", "version": version, "manifest_digest": digest[version]}],
+                   "clients": [], "disk": {"total": 100 << 30, "used": (96 if name in full else 40) << 30,
+                                           "free": (4 if name in full else 60) << 30},
+                   "services": {"registry": name not in down, "git": True, "updates": True}}
+        fleet.take(canonical_json(signed(receipt, key)), name)
+        if name in failed:
+            report = {"kind": REPORT_KIND, "site": name, "created": now.isoformat().replace("+00:00", "Z"),
+                      "state": "failed", "message": f"blob sha256:{i:064x} does not match its descriptor",
+                      "rollout": {"name": "store", "version": "1.5.0", "serial": 3}, "bytes": 0}
+            fleet.keep_report(canonical_json(signed(report, key)), name)
+    target = rollouts.Target("1.5.0", "sha256:" + "a" * 64, 60_000_000, digest["1.5.0"])
+    waves = (rollouts.make_wave("canary", ["store-1", "store-2"]), rollouts.make_wave("rest", ["*"]))
+    rollout = rollouts.Rollout("store", "1.5.0", 3, now.isoformat(), (now + dt.timedelta(days=14)).isoformat(),
+                               waves, {"*": target}, open=2, state="stopped", reason="store-17: blob ...")
+    fleet.save_rollout("store", canonical_json({"rollout": rollout.to_dict(), "signatures": []}))
+
+    r = cli("fleet", "status", "--fleet", fleet.directory, "--html", tmp_path / "fleet.html")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0] == "190 sites; store: 1.5.0 on 177, 1.4.0 on 13; 11 with a problem", lines[0]
+    assert "wave canary (open): 2 done, 0 failed, 0 pending" in r.out
+    assert "wave rest (open): 175 done, 3 failed, 10 pending" in r.out  # 1.4.0 stores: pending, or failed
+    rows = [line.split()[0] for line in lines if line.startswith("store-")]
+    assert set(rows[:11]) == failed | stale | full | down  # problems first
+    rest = rows[11:]
+    assert rest.index("store-2") < rest.index("store-10") < rest.index("store-100")  # natural order
+
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # type: ignore[attr-defined]
+                            {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+    browser.get((tmp_path / "fleet.html").as_uri())  # type: ignore[attr-defined]
+    browser.save_screenshot(str(tmp_path / "fleet-190.png"))  # type: ignore[attr-defined]
+    height = browser.execute_script("return window.innerHeight")  # type: ignore[attr-defined]
+    first_screen = [e for e in browser.find_elements(By.TAG_NAME, "td")  # type: ignore[attr-defined]
+                    if e.location["y"] >= 0 and e.location["y"] + e.size["height"] <= height]
+    seen = " ".join(e.text for e in first_screen)
+    for name in failed | stale | full | down:
+        assert name in seen, f"{name} is not on the first screen"
+    assert "does not match its descriptor" in seen and "disk 96% full" in seen and "receipt 50 h old" in seen
+    summary = browser.find_element(By.TAG_NAME, "section").text  # type: ignore[attr-defined]
+    assert "1.5.0 on 177, 1.4.0 on 13; 11 with a problem" in summary and "175" in seen  # versions, waves
