@@ -310,6 +310,10 @@ def site_status(directory: Path, as_json: bool) -> None:
             publishing = " (still publishing: run the same import again to finish it)" \
                 if b.get("status") == "publishing" else ""
             click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
+        if info.get("sync"):
+            from bundler.pipeline.status_page import sync_line
+
+            click.echo(f"hub sync: {printable(sync_line(info['sync']))}")
         d = info["disk"]
         kinds = ", ".join(f"{name} {human(size)}" for name, size in stored_bytes(d).items())
         when = f"; measured {kept.age}" if kept is not None else ""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.kinds import KINDS
+from bundler.pipeline.hub import load_sync_state
 from bundler.site.config import SiteState, load_site
 from bundler.site.service import http_healthy, registry_healthy
 
@@ -28,4 +29,5 @@ def site_status(directory: Path) -> dict[str, Any]:
         "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
         "bundles": [{**b, "signed_by": site.signer_names(b.get("signers") or [])} for b in state.bundles],
         "handovers": state.handovers,
+        "sync": load_sync_state(site.directory).get("last"),  # the last `site sync` from a hub, if any
     }

@@ -5,9 +5,12 @@ per group, and the clients lacking approved ones). Read-only, server-rendered, e
 
 from __future__ import annotations
 
+from typing import Any
+
 from bundler import page
 from bundler.bundle.manifest import BundleManifest
 from bundler.kinds import KINDS
+from bundler.pipeline.hub import load_sync_state
 from bundler.pipeline.prune import stored_bytes
 from bundler.site import figures
 from bundler.site.config import SiteConfig, SiteState, kept_manifest
@@ -18,6 +21,18 @@ def _running(site: SiteConfig, state: SiteState) -> list[BundleManifest]:
     """The manifest of the release each bundle name runs (its latest import)."""
     latest = [state.latest(name) for name in dict.fromkeys(b["name"] for b in state.bundles)]
     return [m for b in latest if b is not None and (m := kept_manifest(site, b["manifest_digest"])) is not None]
+
+
+def sync_line(last: dict[str, Any]) -> str:
+    """The last `site sync`: what happened, when, and what it moved (`site status` and the page)."""
+    moved = f"; {human(int(last['bytes']))} in {last.get('download_seconds', 0)} s" if last.get("bytes") else ""
+    rate = f" ({human(int(last['bytes_per_second']))}/s)" if last.get("bytes_per_second") else ""
+    return f"{last.get('state')} at {last.get('at')}: {last.get('message')}{moved}{rate}"
+
+
+def sync_html(last: dict[str, Any]) -> str:
+    good = last.get("state") in ("imported", "current", "waiting", "outside-window")
+    return f'<p class="{"ok" if good else "bad"}">{page.esc(sync_line(last))}</p>'
 
 
 def status_page(site: SiteConfig) -> bytes:
@@ -44,6 +59,7 @@ def status_page(site: SiteConfig) -> bytes:
                  page.esc(b.get("imported_at", "")), page.value(site.signer_names(b.get("signers") or []))]
                 for b in reversed(state.bundles)]
     sections = [("Services", page.table(["service", "URL", "health", "as of"], services)), ("Disk", disk_html),
+                *([("Hub sync", sync_html(last))] if (last := load_sync_state(site.directory).get("last")) else []),
                 ("Releases imported", page.table(["bundle", "version", "status", "imported", "signers"], releases,
                                                  "nothing imported yet"))]
     for manifest in _running(site, state):
