@@ -331,7 +331,8 @@ def site_status(directory: Path, as_json: bool) -> None:
 
 @site.command("sync")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--hub", "hub_url", required=True, metavar="oci://HOST/PATH", help="the hub the release is published to")
+@click.option("--hub", "hub_url", metavar="oci://HOST/PATH",
+              help="the hub the release is published to (default: what --service kept)")
 @click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path),
               help='this site\'s hub account: {"username": ..., "password": ...} or {"token": ...}')
 @click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), help="the CA of the hub's certificate")
@@ -339,9 +340,13 @@ def site_status(directory: Path, as_json: bool) -> None:
 @click.option("--window", metavar="HH:MM-HH:MM", help="download only between these local times (22:00-05:00)")
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 64), help="parallel downloads")
 @click.option("--every", metavar="INTERVAL", help="sync again every INTERVAL (30s, 15m, 1h) until stopped")
+@click.option("--service", is_flag=True,
+              help="keep these settings in DIR: `site up` (and so `site install`'s unit) runs the sync every "
+                   "--every from now on")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON (one line a sync with --every)")
-def site_sync(directory: Path, hub_url: str, credentials: Path | None, ca: Path | None, max_rate: str | None,
-              window: str | None, jobs: int, every: str | None, as_json: bool) -> None:
+def site_sync(directory: Path, hub_url: str | None, credentials: Path | None, ca: Path | None,
+              max_rate: str | None, window: str | None, jobs: int, every: str | None, service: bool,
+              as_json: bool) -> None:
     """Take this site's bundle from the hub, as the signed rollout there says, and import it.
 
     The rollout must be signed as the site's trust policy requires, never older than one seen
@@ -353,9 +358,10 @@ def site_sync(directory: Path, hub_url: str, credentials: Path | None, ca: Path 
     \b
     Example:
       bundler site sync /srv/site --hub oci://harbor.example/edge/store --max-rate 2MB/s --window 22:00-05:00
+      bundler site sync /srv/site --hub oci://harbor.example/edge/store --every 15m --service  # site up runs it
     """
     from bundler.errors import BundlerError
-    from bundler.pipeline.hub import Hub, SyncOptions, Window, parse_rate, sync
+    from bundler.pipeline.hub import Hub, SyncOptions, Window, load_settings, parse_rate, save_settings, sync
     from bundler.pipeline.importer import ImportOptions, import_bundle
     from bundler.pipeline.receipt import site_receipt as make_receipt
     from bundler.units import interval
@@ -364,8 +370,23 @@ def site_sync(directory: Path, hub_url: str, credentials: Path | None, ca: Path 
         pause = interval(every) if every else None
     except ValueError as exc:
         raise UsageError(f"--every: {exc}") from None
-    options = SyncOptions(directory, Hub.parse(hub_url), credentials, ca, parse_rate(max_rate) if max_rate else None,
-                          Window.parse(window) if window else None, jobs)
+    if hub_url is None:
+        kept = load_settings(directory)
+        if kept is None or service:
+            raise UsageError("which hub? give --hub oci://HOST/PATH", hint="bundler site sync DIR --hub "
+                             "oci://harbor.example/edge/store (add --every 15m --service to keep it running)")
+        options, pause = kept
+    else:
+        options = SyncOptions(directory, Hub.parse(hub_url), credentials, ca,
+                              parse_rate(max_rate) if max_rate else None, Window.parse(window) if window else None,
+                              jobs)
+    if service:
+        if pause is None:
+            raise UsageError("--service runs the sync every --every: give one (15m, say)")
+        kept_in = save_settings(options, pause)
+        click.echo(f"kept in {kept_in}: `bundler site up {directory}` runs the sync every {every} from now on "
+                   "(run it now to start the sync service; `site down` stops it with the rest)")
+        return
 
     said: list[tuple[str, str]] = []
 

@@ -44,6 +44,7 @@ from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
 from bundler.site import identity
 from bundler.site.config import load_site, read_registry_credentials
+from bundler.site.service import SYNC_SETTINGS
 from bundler.untrusted import Malformed, Obj
 
 BUNDLE_TYPE = "application/vnd.bundler.bundle.v1"
@@ -321,6 +322,38 @@ class SyncResult:
                 "seconds": round(self.seconds, 2), "download_seconds": round(self.download_seconds, 2),
                 "bytes_per_second": int(self.bytes / self.download_seconds) if self.download_seconds > 0 else None,
                 "at": self.at, **({"imported": self.imported} if self.imported else {})}
+
+
+def save_settings(options: SyncOptions, every: float) -> Path:
+    """`site sync --service`: the hub, its account and the limits, kept for the site's sync service."""
+    path = options.site / SYNC_SETTINGS
+    atomic_write(path, json.dumps({
+        "hub": str(options.hub), "every": every, "jobs": options.jobs, "max_rate": options.max_rate,
+        "window": str(options.window) if options.window else None,
+        "credentials": str(options.credentials.resolve()) if options.credentials else None,
+        "ca": str(options.ca.resolve()) if options.ca else None}, indent=1).encode())
+    return path
+
+
+def load_settings(site_dir: Path) -> tuple[SyncOptions, float] | None:
+    """What `site sync --service` kept, or None when it never ran."""
+    try:
+        doc = Obj.load((site_dir / SYNC_SETTINGS).read_bytes(), 1 << 16)
+        credentials, ca = doc.string("credentials", default=None), doc.string("ca", default=None)
+        window = doc.string("window", default=None)
+        rate = doc.value.get("max_rate")
+        options = SyncOptions(site_dir, Hub.parse(doc.string("hub")), Path(credentials) if credentials else None,
+                              Path(ca) if ca else None, float(rate) if isinstance(rate, int | float) else None,
+                              Window.parse(window) if window else None, doc.integer("jobs", 1, 64))
+        every = doc.value.get("every")
+        if not isinstance(every, int | float) or every <= 0:
+            raise Malformed("every: not a number of seconds")
+        return options, float(every)
+    except FileNotFoundError:
+        return None
+    except (Malformed, OSError, ValueError) as exc:
+        raise UsageError(f"{site_dir / SYNC_SETTINGS} is unreadable: {exc}",
+                         hint="write it again: bundler site sync DIR --hub ... --every 15m --service") from None
 
 
 def load_sync_state(site_dir: Path) -> dict[str, Any]:

@@ -98,6 +98,9 @@ def registry_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
 # --- processes and containers we started --------------------------------------------------------
 
 
+SYNC_SETTINGS = "hub-sync.json"  # written by `site sync --service`: site up then runs the sync service
+
+
 def _pid_file(site: SiteConfig, name: str) -> Path:
     return site.directory / RUN_DIR / f"{name}.pid"
 
@@ -362,6 +365,9 @@ def site_up(directory: Path, wait: float = 30.0, rules: Sequence[FrontRule] = ()
             _wait(site, "front", http_healthy, front, wait, site.http_url, offset)
         if site.embedded_registry:
             _wait(site, "registry", registry_healthy, None, wait, site.registry_url)
+        if (site.directory / SYNC_SETTINGS).exists() and _running_pid(site, "sync", marker) is None:
+            # `site sync DIR --service` was run: the site takes its releases from the hub on its own
+            _spawn(site, "sync", [sys.executable, "-m", "bundler.cli", "site", "sync", str(site.directory.resolve())])
         figures.write_health(site, {"http": True, "registry": registry_healthy(site)})
     except BaseException:
         for stop in reversed(started):
@@ -447,7 +453,8 @@ def _front_config_unchanged(site: SiteConfig, config: str) -> bool:
 def site_down(directory: Path) -> bool:
     """Stop what `site up` started; False when nothing was running."""
     site = load_site(directory)
-    stopped = _stop_https(site)
+    stopped = _stop_pid(site, "sync", str(site.directory.resolve()).encode())
+    stopped = _stop_https(site) or stopped
     if site.embedded_registry:
         stopped = _stop_registry(site) or stopped
     return stopped

@@ -233,3 +233,31 @@ def test_the_hub_cannot_roll_a_site_back_edit_freeze_or_swap_its_bundle(
                                                    targets={"*": short}), [key]))
     assert endless.code == 3 and f"the rollout says {v2.size - 1}" in endless.err, endless.err
     assert [b["version"] for b in json.loads(cli("site", "status", site, "--json").out)["bundles"]] == ["1.0.0"]
+
+
+def test_a_site_told_to_keep_syncing_takes_each_release_as_its_service(
+        release: Release, registry: Registry, keys: Keys, cli: Callable[..., Run], make_site: SiteFactory,
+        tmp_path: Path) -> None:
+    """`site sync --service --every 1s` keeps the settings; `site up` runs the sync as one of the site's
+    services: a rollout published afterwards is imported with nobody at the site; `site down` stops it."""
+    import time
+
+    hub = hub_repo(registry)
+    site = make_site("site", "--name", "store-1")
+    kept = cli("site", "sync", site, "--hub", hub, "--every", "1s", "--service")
+    assert kept.code == 0 and "hub-sync.json" in kept.out, kept.err
+    assert cli("site", "up", site).code == 0
+    assert cli("publish", release.v1, hub).code == 0
+    assert cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "all=*", "--key",
+               keys.release.key, "--fleet", tmp_path / "fleet").code == 0
+    for _ in range(120):
+        bundles = json.loads(cli("site", "status", site, "--json").out)["bundles"]
+        if bundles:
+            break
+        time.sleep(0.5)
+    assert [(b["name"], b["version"]) for b in bundles] == [("store", "1.0.0")]
+    status = cli("site", "status", site)
+    assert "hub sync: imported at" in status.out or "hub sync: current at" in status.out, status.out
+    assert (site / "run" / "sync.pid").exists()
+    assert cli("site", "down", site).code == 0
+    assert not (site / "run" / "sync.pid").exists()
