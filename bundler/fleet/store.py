@@ -124,7 +124,7 @@ class Fleet:
         if bound is None:
             atomic_write(self.directory / KEYS_DIR / f"{keyid}.site", site.encode())  # its first receipt names it
         target = self.directory / SITES_DIR / f"{site}.json"
-        held = self.receipts().get(site)
+        held = self._read_one(target) if target.exists() else None  # this site's alone (not every receipt)
         if held is not None and names.parse_time(str(held["created"])) > names.parse_time(created):
             return Added(site, created, False)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -194,13 +194,14 @@ class Fleet:
 
     def _read_all(self, directory: str) -> dict[str, dict[str, Any]]:
         root = self.directory / directory
-        out: dict[str, dict[str, Any]] = {}
-        for path in sorted(root.glob("*.json")) if root.exists() else []:
-            try:
-                out[path.stem] = Obj.load(read_regular(path, MAX_RECEIPT_BYTES), MAX_RECEIPT_BYTES).value
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"fleet file {path} is unreadable: {exc}") from None
-        return out
+        return {path.stem: self._read_one(path) for path in sorted(root.glob("*.json"))} if root.exists() else {}
+
+    @staticmethod
+    def _read_one(path: Path) -> dict[str, Any]:
+        try:
+            return dict(Obj.load(read_regular(path, MAX_RECEIPT_BYTES), MAX_RECEIPT_BYTES).value)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"fleet file {path} is unreadable: {exc}") from None
 
     def site_names(self) -> list[str]:
         """Every site the fleet knows: bound to an enrolled key, or holding a receipt."""

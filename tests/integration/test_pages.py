@@ -185,10 +185,9 @@ def test_the_fleet_page_at_190_stores_shows_the_summary_the_rollout_and_the_prob
                             {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
     browser.get((tmp_path / "fleet.html").as_uri())  # type: ignore[attr-defined]
     browser.save_screenshot(str(tmp_path / "fleet-190.png"))  # type: ignore[attr-defined]
-    height = browser.execute_script("return window.innerHeight")  # type: ignore[attr-defined]
-    first_screen = [e for e in browser.find_elements(By.TAG_NAME, "td")  # type: ignore[attr-defined]
-                    if e.location["y"] >= 0 and e.location["y"] + e.size["height"] <= height]
-    seen = " ".join(e.text for e in first_screen)
+    seen = browser.execute_script("""  // the cells wholly inside the first screen, in one round trip
+        return [...document.querySelectorAll("td")].filter(td => { const r = td.getBoundingClientRect();
+            return r.top >= 0 && r.bottom <= window.innerHeight; }).map(td => td.innerText).join(" ");""")
     for name in failed | stale | full | down:
         assert name in seen, f"{name} is not on the first screen"
     assert "does not match its descriptor" in seen and "disk 96% full" in seen and "receipt 50 h old" in seen

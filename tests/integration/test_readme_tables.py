@@ -60,7 +60,7 @@ def wildcards(text: str) -> str:
 
 def technician_rows() -> list[Row]:
     text = TECHNICIAN.read_text()
-    section = text[:text.index("\n## Commands")]
+    section = text[:text.index("\n## Each command in detail")]  # the three commands (and the hub), every row
     rows = []
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
