@@ -33,6 +33,17 @@ from devtools import images as im
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+def build_store_release(work: Path, version: str, images: list[str], key: Path) -> Path:
+    """`store VERSION` of these images, built by the real `bundler build` into WORK and signed with KEY."""
+    (work / f"{version}.yaml").write_text(
+        f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: store, version: {version}}}\n"
+        "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images))
+    built = subprocess.run([sys.executable, "-m", "bundler.cli", "build", f"{version}.yaml", "-o",
+                            f"store-{version}.bundle.tar", "--key", str(key)], cwd=work, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    return work / f"store-{version}.bundle.tar"
+
+
 def credentials(site: Path, file: str = "credentials.json") -> tuple[str, str]:
     doc = json.loads((site / file).read_text())
     return doc["username"], doc["password"]

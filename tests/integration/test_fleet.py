@@ -5,8 +5,6 @@ by a key nobody enrolled, is refused."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from bundler.oci.client import RegistryClient
 from devtools.samples import push_samples
 from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.helpers import build_store_release
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +23,7 @@ def releases(registry_factory: Callable[[], Registry], keys: Keys,
     refs = list(push_samples(RegistryClient(registry_factory().host)).refs)
     built = {}
     for version, images in (("1.0.0", refs[:1]), ("2.0.0", refs[:2])):  # 2.0.0 adds an image
-        (work / f"{version}.yaml").write_text(
-            f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: store, version: {version}}}\n"
-            "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images))
-        r = subprocess.run([sys.executable, "-m", "bundler.cli", "build", f"{version}.yaml", "-o",
-                            f"store-{version}.bundle.tar", "--key", str(keys.release.key)],
-                           cwd=work, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        built[version] = work / f"store-{version}.bundle.tar"
+        built[version] = build_store_release(work, version, images, keys.release.key)
     return built
 
 

@@ -8,8 +8,6 @@ its reason and nothing is imported."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from bundler.oci.client import RegistryClient
 from devtools.samples import push_samples
 from tests.conftest import Keys, Registry, Run, SiteFactory
+from tests.helpers import build_store_release
 
 
 @dataclass
@@ -35,13 +34,7 @@ def release(registry_factory: Callable[[], Registry], keys: Keys, tmp_path_facto
     source = registry_factory()
     refs = list(push_samples(RegistryClient(source.host)).refs)
     for version, images in (("1.0.0", refs[:2]), ("2.0.0", refs[:3])):
-        (work / f"{version}.yaml").write_text(
-            f"apiVersion: bundler/v1\nkind: Profile\nmetadata: {{name: store, version: {version}}}\n"
-            "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images))
-        built = subprocess.run([sys.executable, "-m", "bundler.cli", "build", f"{version}.yaml", "-o",
-                                f"store-{version}.bundle.tar", "--key", str(keys.release.key)],
-                               cwd=work, capture_output=True, text=True)
-        assert built.returncode == 0, built.stderr
+        build_store_release(work, version, images, keys.release.key)
     return Release(work, work / "store-1.0.0.bundle.tar", work / "store-2.0.0.bundle.tar", source)
 
 
