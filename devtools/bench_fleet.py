@@ -12,8 +12,12 @@ the connected side runs `bundler fleet rollout advance --every 1s`.
   delta:    its successor (one image's layer changed) as per-site deltas (`build --for-fleet` on the
             receipts the sites pushed), published under VERSION-for-SITE and rolled out the same way
 
+  page:     `fleet status` and `fleet status --html` of 190 stores' signed receipts (some failed, some
+            stale), best of 3
+
 Floor (per wave, summed): the larger of the hub's bytes / its rate and one site's bytes / its rate.
-Goals: release <= 1.3x its floor; bytes over each site's link <= 1.02x the artifact it needed.
+Goals: release <= 1.3x its floor; bytes over each site's link <= 1.02x the artifact it needed; the
+fleet's status at 190 stores, text and HTML, each under 1 s.
 """
 
 from __future__ import annotations
@@ -110,6 +114,22 @@ def roll_out(topology: Topology, version: str, canaries: int, files: dict[str, P
             "best_link_ratio": min(over.values())}
 
 
+def time_page() -> dict[str, float]:
+    """`fleet status` (text and --html) of 190 stores' receipts: the best of 3 of each, in seconds."""
+    from devtools.fleet_receipts import paper_fleet
+
+    world = paper_fleet(WORK / "paper")
+    best = {}
+    for what, extra in (("text", []), ("html", ["--html", str(WORK / "paper" / "fleet.html")])):
+        times = []
+        for _ in range(3):
+            start = time.monotonic()
+            bundler("fleet", "status", "--fleet", world.fleet.directory, *extra)
+            times.append(time.monotonic() - start)
+        best[what] = min(times)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sites", type=int, default=12)
@@ -117,9 +137,14 @@ def main() -> None:
     parser.add_argument("--layer-mb", type=int, default=15, help="each of the 4 images' layer (default 15 MB)")
     parser.add_argument("--site-rate", default="20mbit", choices=RATES)
     parser.add_argument("--hub-rate", default="100mbit", choices=RATES)
+    parser.add_argument("--only-page", action="store_true", help="only time the fleet's status at 190 stores")
     args = parser.parse_args()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
+    page = time_page()
+    print(f"fleet page   190 stores: fleet status {page['text']:.2f} s, --html {page['html']:.2f} s (goal < 1 s each)")
+    if args.only_page:
+        return
     bundler("keygen", WORK / "release")
     source = start_registry(WORK / "source")
     try:
@@ -161,7 +186,7 @@ def main() -> None:
                     loop.terminate()
     finally:
         source.stop()
-    result = {"sites": args.sites, "waves": waves, "release": {**first, "floor": first_floor,
+    result = {"sites": args.sites, "waves": waves, "page_seconds": page, "release": {**first, "floor": first_floor,
                                                                "ratio": first["seconds"] / first_floor},
               "delta": {**second, "floor": second_floor, "ratio": second["seconds"] / second_floor,
                         "build_seconds": build_seconds}}

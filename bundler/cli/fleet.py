@@ -231,8 +231,8 @@ def _act(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fle
     fleet = Fleet(fleet_dir)
     current = control.load(fleet, name)
     signing_keys = [load_signing_key(k) for k in keys]
-    if action == "advance":
-        current, waves = control.advance(fleet, client, hub, current, signing_keys)
+    if action in ("advance", "open-next"):
+        current, waves = control.advance(fleet, client, hub, current, signing_keys, by_hand=action == "open-next")
     else:
         if action in ("resume", "abort"):
             current = control.set_state(fleet, client, hub, current, "running" if action == "resume" else "aborted",
@@ -260,17 +260,20 @@ def rollout_status(name: str, hub_url: str, credentials: Path | None, ca: Path |
 @KEY_OPTION
 @click.option("--every", metavar="INTERVAL", help="look again every INTERVAL (10s, 5m) until the rollout is done, "
                                                  "stopped or aborted")
+@click.option("--open-next", is_flag=True, help="open the next wave now, whatever the open ones' state (by hand)")
 @JSON_OPTION
 def rollout_advance(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
-                    keys: tuple[Path, ...], every: str | None, as_json: bool) -> None:
+                    keys: tuple[Path, ...], every: str | None, open_next: bool, as_json: bool) -> None:
     """Stop the rollout if a site of an open wave failed; open the next wave once every site of the
-    open ones is done. Run it from cron, or with --every."""
+    open ones is done (or now, with --open-next). Run it from cron, or with --every."""
     import time
 
     from bundler.units import interval
 
+    if open_next and every:
+        raise UsageError("--open-next opens one wave now; --every waits for the waves: give one of them")
     if every is None:
-        _act(name, hub_url, credentials, ca, fleet_dir, as_json, "advance", keys)
+        _act(name, hub_url, credentials, ca, fleet_dir, as_json, "open-next" if open_next else "advance", keys)
         return
     try:
         pause = interval(every)

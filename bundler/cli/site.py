@@ -408,11 +408,14 @@ def site_sync(directory: Path, hub_url: str | None, credentials: Path | None, ca
     if pause is None:
         once()
         return
+    from bundler.pipeline.hub import note_next_sync
+
     while True:  # a site's timer: a failure is reported (to the hub, in sync.json, here) and the next sync comes
         try:
             once()
         except BundlerError as exc:
             click.echo(f"failed: {exc}", err=True)
+        note_next_sync(directory, pause)
         time.sleep(pause)
 
 

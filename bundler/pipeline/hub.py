@@ -356,6 +356,14 @@ def load_settings(site_dir: Path) -> tuple[SyncOptions, float] | None:
                          hint="write it again: bundler site sync DIR --hub ... --every 15m --service") from None
 
 
+def note_next_sync(site_dir: Path, seconds: float) -> None:
+    """A sync service's next sync, for `site status` and the page."""
+    state = load_sync_state(site_dir)
+    if isinstance(state.get("last"), dict):
+        state["last"]["next"] = names.format_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
+        _save(site_dir, state)
+
+
 def load_sync_state(site_dir: Path) -> dict[str, Any]:
     try:
         doc = json.loads((site_dir / SYNC_STATE).read_text())

@@ -128,12 +128,19 @@ def progress(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollo
 
 
 def advance(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout,
-            keys: list[Any]) -> tuple[rollouts.Rollout, list[WaveProgress]]:
+            keys: list[Any], by_hand: bool = False) -> tuple[rollouts.Rollout, list[WaveProgress]]:
     """Stop the rollout when a site of an open wave failed; open the next wave when every site of the
-    open ones is done; else leave it. Returns the rollout now on the hub and the waves' progress."""
+    open ones is done (or `by_hand`: now, a person's decision); else leave it. Returns the rollout now
+    on the hub and the waves' progress."""
     waves = progress(fleet, client, hub, rollout)
     if rollout.state != "running":
         return rollout, waves
+    if by_hand:
+        if rollout.open >= len(rollout.waves):
+            raise UsageError(f"every wave of rollout {rollout.name} {rollout.version} is open already")
+        changed = rollout.next(open=rollout.open + 1)
+        publish(fleet, client, hub, changed, keys)
+        return changed, progress(fleet, client, hub, changed)
     failed = [s for w in waves if w.open for s in w.sites if s.state == "failed"]
     if failed:
         reason = "; ".join(f"{s.site}: {s.message}" for s in failed)[:1000]

@@ -27,7 +27,8 @@ def sync_line(last: dict[str, Any]) -> str:
     """The last `site sync`: what happened, when, and what it moved (`site status` and the page)."""
     moved = f"; {human(int(last['bytes']))} in {last.get('download_seconds', 0)} s" if last.get("bytes") else ""
     rate = f" ({human(int(last['bytes_per_second']))}/s)" if last.get("bytes_per_second") else ""
-    return f"{last.get('state')} at {last.get('at')}: {last.get('message')}{moved}{rate}"
+    after = f"; next at {last['next']}" if last.get("next") else ""
+    return f"{last.get('state')} at {last.get('at')}: {last.get('message')}{moved}{rate}{after}"
 
 
 def sync_html(last: dict[str, Any]) -> str:

@@ -249,8 +249,27 @@ def test_a_site_told_to_keep_syncing_takes_each_release_as_its_service(
             break
         time.sleep(0.5)
     assert [(b["name"], b["version"]) for b in bundles] == [("store", "1.0.0")]
+    time.sleep(1.5)  # the service's next round notes when it syncs next
     status = cli("site", "status", site)
     assert "hub sync: imported at" in status.out or "hub sync: current at" in status.out, status.out
+    assert "; next at 20" in status.out, status.out
     assert (site / "run" / "sync.pid").exists()
     assert cli("site", "down", site).code == 0
     assert not (site / "run" / "sync.pid").exists()
+
+
+def test_a_person_may_open_the_next_wave_by_hand(release: Release, registry: Registry, keys: Keys,
+                                                 cli: Callable[..., Run], tmp_path: Path) -> None:
+    """Nobody has taken the canary wave yet: `advance` leaves it; `advance --open-next` opens the next
+    wave now, under the next serial; with every wave open it says so (exit 2)."""
+    hub = hub_repo(registry)
+    assert cli("publish", release.v1, hub).code == 0
+    control = ["--hub", hub, "--key", keys.release.key, "--fleet", tmp_path / "fleet", "--json"]
+    assert cli("fleet", "rollout", "start", "store", "1.0.0", "--wave", "canary=store-1", "--wave", "rest=store-2",
+               *control).code == 0
+    left = json.loads(cli("fleet", "rollout", "advance", "store", *control).out)["rollout"]
+    assert (left["open"], left["serial"]) == (1, 1)
+    opened = json.loads(cli("fleet", "rollout", "advance", "store", "--open-next", *control).out)["rollout"]
+    assert (opened["open"], opened["serial"]) == (2, 2)
+    again = cli("fleet", "rollout", "advance", "store", "--open-next", *control)
+    assert again.code == 2 and "every wave of rollout store 1.0.0 is open already" in again.err

@@ -132,44 +132,13 @@ def test_the_fleet_page_at_190_stores_shows_the_summary_the_rollout_and_the_prob
     a failed sync, five receipts are two days old, two disks are nearly full, one service is down. In
     a 1280x1000 window the summary (versions and counts), the rollout's waves and every store with a
     problem are on the first screen; then every store, one line each, in natural order."""
-    import datetime as dt
-
     from selenium.webdriver.common.by import By
 
-    from bundler.bundle.manifest import canonical_json
-    from bundler.fleet import rollout as rollouts
-    from bundler.fleet.store import REPORT_KIND, Fleet
-    from bundler.signing import generate_key, public_pem
-    from bundler.site.identity import signed
+    from devtools.fleet_receipts import paper_fleet
 
-    fleet = Fleet(tmp_path / "fleet")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    digest = {"1.5.0": "sha256:" + "5" * 64, "1.4.0": "sha256:" + "4" * 64}
-    failed, stale, full, down = {"store-17", "store-88", "store-150"}, {f"store-{i}" for i in (3, 40, 41, 99, 187)}, \
-        {"store-60", "store-61"}, {"store-120"}
-    for i in range(1, 191):
-        name, key = f"store-{i}", generate_key()
-        (tmp_path / f"{name}.pub").write_bytes(public_pem(key.public_key()))
-        fleet.enroll(tmp_path / f"{name}.pub", name)
-        version = "1.4.0" if i % 19 == 0 or name in failed else "1.5.0"
-        created = now - dt.timedelta(hours=50 if name in stale else 1)
-        receipt = {"kind": "bundler/receipt/v1", "site": name, "created": created.isoformat().replace("+00:00", "Z"),
-                   "bundles": [{"name": "store", "version": version, "manifest_digest": digest[version]}],
-                   "clients": [], "disk": {"total": 100 << 30, "used": (96 if name in full else 40) << 30,
-                                           "free": (4 if name in full else 60) << 30},
-                   "services": {"registry": name not in down, "git": True, "updates": True}}
-        fleet.take(canonical_json(signed(receipt, key)), name)
-        if name in failed:
-            report = {"kind": REPORT_KIND, "site": name, "created": now.isoformat().replace("+00:00", "Z"),
-                      "state": "failed", "message": f"blob sha256:{i:064x} does not match its descriptor",
-                      "rollout": {"name": "store", "version": "1.5.0", "serial": 3}, "bytes": 0}
-            fleet.keep_report(canonical_json(signed(report, key)), name)
-    target = rollouts.Target("1.5.0", "sha256:" + "a" * 64, 60_000_000, digest["1.5.0"])
-    waves = (rollouts.make_wave("canary", ["store-1", "store-2"]), rollouts.make_wave("rest", ["*"]))
-    rollout = rollouts.Rollout("store", "1.5.0", 3, now.isoformat(), (now + dt.timedelta(days=14)).isoformat(),
-                               waves, {"*": target}, open=2, state="stopped", reason="store-17: blob ...")
-    fleet.save_rollout("store", canonical_json({"rollout": rollout.to_dict(), "signatures": []}))
-
+    world = paper_fleet(tmp_path)
+    fleet = world.fleet
+    troubled = world.troubled
     r = cli("fleet", "status", "--fleet", fleet.directory, "--html", tmp_path / "fleet.html")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
@@ -177,7 +146,7 @@ def test_the_fleet_page_at_190_stores_shows_the_summary_the_rollout_and_the_prob
     assert "wave canary (open): 2 done, 0 failed, 0 pending" in r.out
     assert "wave rest (open): 175 done, 3 failed, 10 pending" in r.out  # 1.4.0 stores: pending, or failed
     rows = [line.split()[0] for line in lines if line.startswith("store-")]
-    assert set(rows[:11]) == failed | stale | full | down  # problems first
+    assert set(rows[:11]) == troubled  # problems first
     rest = rows[11:]
     assert rest.index("store-2") < rest.index("store-10") < rest.index("store-100")  # natural order
 
@@ -188,7 +157,7 @@ def test_the_fleet_page_at_190_stores_shows_the_summary_the_rollout_and_the_prob
     seen = browser.execute_script("""  // the cells wholly inside the first screen, in one round trip
         return [...document.querySelectorAll("td")].filter(td => { const r = td.getBoundingClientRect();
             return r.top >= 0 && r.bottom <= window.innerHeight; }).map(td => td.innerText).join(" ");""")
-    for name in failed | stale | full | down:
+    for name in troubled:
         assert name in seen, f"{name} is not on the first screen"
     assert "does not match its descriptor" in seen and "disk 96% full" in seen and "receipt 50 h old" in seen
     summary = browser.find_element(By.TAG_NAME, "section").text  # type: ignore[attr-defined]
