@@ -381,11 +381,14 @@ def supervise(directory: Path, stop: threading.Event, interval: float = 5.0, mis
     `interval` seconds; raise once one has failed `misses` checks in a row (systemd then restarts the
     unit), return when `stop` is set."""
     site = load_site(directory)
-    failed = {"registry": 0, "http": 0}
+    failed = {"registry": 0, "http": 0, "sync": 0}
+    marker = str(site.directory.resolve()).encode()
     while not stop.wait(interval):
         checks = {"http": http_healthy(site)}
         if site.embedded_registry:
             checks["registry"] = registry_healthy(site)
+        if (site.directory / SYNC_SETTINGS).exists():  # the hub sync service, when the site has one
+            checks["sync"] = _running_pid(site, "sync", marker) is not None
         for name, healthy in checks.items():
             failed[name] = 0 if healthy else failed[name] + 1
             if failed[name] >= misses:

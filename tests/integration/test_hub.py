@@ -273,3 +273,29 @@ def test_a_person_may_open_the_next_wave_by_hand(release: Release, registry: Reg
     assert (opened["open"], opened["serial"]) == (2, 2)
     again = cli("fleet", "rollout", "advance", "store", "--open-next", *control)
     assert again.code == 2 and "every wave of rollout store 1.0.0 is open already" in again.err
+
+
+def test_a_usb_import_and_a_hub_sync_mix_on_one_site(release: Release, registry: Registry, keys: Keys,
+                                                    cli: Callable[..., Run], make_site: SiteFactory,
+                                                    tmp_path: Path) -> None:
+    """A store imported 1.0.0 from a stick; the rollout of 1.0.0 finds it current (its receipt goes to
+    the hub: the wave counts it done, nothing downloaded); the rollout of 2.0.0 then comes over the hub."""
+    hub = hub_repo(registry)
+    site = make_site("site", "--name", "store-1", up=True)
+    assert cli("import", release.v1, "--site", site).code == 0
+    fleet = ["--fleet", tmp_path / "fleet"]
+    enroll(cli, fleet, {"store-1": site})
+    for bundle in (release.v1, release.v2):
+        assert cli("publish", bundle, hub).code == 0
+    assert cli("fleet", "rollout", "start", "store", "1.0.0", "--hub", hub, "--wave", "all=*", "--key",
+               keys.release.key, *fleet).code == 0
+    current = json.loads(cli("site", "sync", site, "--hub", hub, "--json").out)
+    assert current["state"] == "current" and current["bytes"] == 0
+    status = json.loads(cli("fleet", "rollout", "status", "store", "--hub", hub, *fleet, "--json").out)
+    assert [(w["done"], w["pending"]) for w in status["waves"]] == [(1, 0)]
+    assert cli("fleet", "rollout", "start", "store", "2.0.0", "--hub", hub, "--wave", "all=*", "--key",
+               keys.release.key, *fleet).code == 0
+    took = json.loads(cli("site", "sync", site, "--hub", hub, "--json").out)
+    assert took["state"] == "imported" and took["imported"]["version"] == "2.0.0"
+    assert [b["version"] for b in json.loads(cli("site", "status", site, "--json").out)["bundles"]] == \
+        ["1.0.0", "2.0.0"]
