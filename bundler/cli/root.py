@@ -109,6 +109,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     Site side:       bundler site init ./site --trust-key release.pub --group line-1
                      bundler site up ./site
                      bundler import demo-1.0.0.bundle.tar --site ./site
+    Through a hub:   bundler publish demo-1.0.0.bundle.tar oci://hub.example/edge/demo
+                     bundler fleet rollout start demo 1.0.0 --hub oci://hub.example/edge/demo \\
+                         --wave canary=store-1 --wave rest='*' --key release.key
+                     bundler site sync ./site --hub oci://hub.example/edge/demo --every 15m --service
 
     Exit codes: 0 ok, 1 failure, 2 usage or profile error, 3 refused by verification,
     4 a source or target could not be reached.
