@@ -73,6 +73,9 @@ class Hub:
     def parse(cls, text: str) -> Hub:
         if not text.startswith("oci://"):
             raise UsageError(f"{text!r} is not a hub: give oci://HOST/PATH[:TAG]", hint="oci://harbor.example/edge/store")
+        if "/" not in text.removeprefix("oci://").strip("/"):
+            raise UsageError(f"{text!r} names no repository on the hub: give oci://HOST/PATH[:TAG]",
+                             hint="oci://harbor.example/edge/store")
         try:
             ref = ImageReference.parse(text.removeprefix("oci://"))
         except ValueError as exc:

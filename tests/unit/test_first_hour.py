@@ -71,3 +71,25 @@ def test_the_progress_bar_waits_for_a_rate_before_it_estimates_the_time_left(mon
     left = [re.search(r"<(?:(\d+):)?(\d+):(\d+)", frame) for frame in frames]
     seconds = [int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3)) for m in left if m]
     assert seconds and max(seconds) < 60, frames
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("harbor.example/edge/store", "is not a hub: give oci://HOST/PATH[:TAG]"),
+    ("oci://127.0.0.1:5000", "names no repository on the hub"),
+    ("oci://harbor.example/Edge/Store", "is not a hub"),
+    ("oci://harbor.example/edge/store@sha256:" + "a" * 64, "not by digest"),
+])
+def test_a_hub_that_is_not_one_is_a_usage_error(text: str, said: str) -> None:
+    from bundler.errors import UsageError
+    from bundler.pipeline.hub import Hub
+
+    with pytest.raises(UsageError, match=said.replace("[", r"\[").replace("]", r"\]")):
+        Hub.parse(text)
+
+
+def test_a_hub_names_its_host_repository_and_tag() -> None:
+    from bundler.pipeline.hub import Hub
+
+    assert Hub.parse("oci://127.0.0.1:5000/edge/store") == Hub("127.0.0.1:5000", "edge/store", None)
+    assert Hub.parse("oci://harbor.example/edge/store:1.5.0") == Hub("harbor.example", "edge/store", "1.5.0")
+    assert Hub.parse("oci://harbor.example/edge/store").receipts("store-7") == "edge/store/receipts/store-7"
