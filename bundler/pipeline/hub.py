@@ -131,8 +131,13 @@ def push_document(client: RegistryClient, repo: str, tag: str, artifact_type: st
 
 def _artifact(client: RegistryClient, repo: str, reference: str, artifact_type: str) -> dict[str, Any]:
     data, _, _ = client.get_manifest(repo, reference)  # a digest reference is checked against the bytes
-    doc = json.loads(data)
-    if not isinstance(doc, dict) or doc.get("artifactType") != artifact_type or not isinstance(doc.get("layers"), list):
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    layers = doc.get("layers") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("artifactType") != artifact_type or not isinstance(layers, list) \
+            or not all(isinstance(layer, dict) for layer in layers):
         raise RefusedError(f"{client.host}/{repo}:{reference} is not a {artifact_type} artifact")
     return doc
 
