@@ -9,6 +9,7 @@ meant, `..`, a leading `.`, or a control character.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Callable
 
@@ -115,6 +116,11 @@ def timestamp(value: str) -> str:
     if parsed is None or parsed.tzinfo is None:
         raise ValueError(f"{shown(value)} is not a time with its UTC offset (ISO 8601)")
     return value
+
+
+def sha256_digest(data: bytes) -> str:
+    """The OCI digest of `data` (`sha256:<64 hex>`): of a manifest, a config, a document."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def parse_time(value: str) -> dt.datetime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 import yaml
 
 from bundler.errors import ProfileError, UsageError
-from bundler.names import NAME_RE
+from bundler.names import NAME_RE, sha256_digest
 from bundler.versions import SEMVER_RE
 
 API_VERSION = "bundler/v1"
@@ -288,7 +287,7 @@ def parse_profile(text: str, path: str = "<profile>", *, kinds: Sequence[SpecKin
     assert name is not None and version is not None
     return Profile(
         name=name, version=version, description=description, expires=expires, specs=specs, settings=settings,
-        registries=tuple(registries), path=path, digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
+        registries=tuple(registries), path=path, digest=sha256_digest(text.encode()),
     )
 
 

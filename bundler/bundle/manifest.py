@@ -8,7 +8,6 @@ anything else is an IntegrityError naming the field.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from bundler import names
 from bundler.bundle import layout
 from bundler.bundle.kinds import registered
 from bundler.errors import IntegrityError
+from bundler.names import sha256_digest
 from bundler.untrusted import Malformed, Obj
 
 _KNOWN = {"schema", "name", "version", "created", "expires", "parent", "requires", "profile", "files", "content_digest"}
@@ -83,7 +83,7 @@ class BundleManifest:
         for kind in registered():
             if kind.in_v1 or self.entries(kind.key):
                 content[kind.key] = kind.content(self.entries(kind.key))
-        return "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
+        return sha256_digest(canonical_json(content))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BundleManifest:
@@ -130,4 +130,4 @@ def signatures_json(signatures: list[dict[str, str]]) -> bytes:
 
 
 def manifest_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return sha256_digest(data)

@@ -3,7 +3,6 @@ inspect --manifest`), or a site receipt (`bundler site receipt`: everything a si
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from bundler.bundle.parts import is_split
 from bundler.bundle.reader import BundleReader, split_hint
 from bundler.errors import IntegrityError, UsageError
 from bundler.fsutil import open_regular
+from bundler.names import sha256_digest
 from bundler.untrusted import Malformed, Obj
 
 RECEIPT_KIND = "bundler/receipt/v1"
@@ -75,14 +75,14 @@ def load_manifest(path: Path) -> tuple[BundleManifest, str]:
             manifest, _, digest = reader.manifest()
         return manifest, digest
     data = path.read_bytes()
-    return BundleManifest.from_bytes(data), "sha256:" + hashlib.sha256(data).hexdigest()
+    return BundleManifest.from_bytes(data), sha256_digest(data)
 
 
 def read_parent(path: Path) -> Parent:
     if not _is_json(path):
         return from_manifest(*load_manifest(path))
     data = path.read_bytes()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = sha256_digest(data)
     try:
         doc = Obj.load(data, layout.MAX_MANIFEST_BYTES)
     except Malformed:

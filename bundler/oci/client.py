@@ -27,6 +27,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
 from bundler.retry import CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES, RETRY_STATUS, backoff, short
@@ -273,7 +274,7 @@ class RegistryClient:
         data = r.content
         if len(data) > media.MAX_MANIFEST_BYTES:
             raise IntegrityError(f"manifest {self.host}/{repo}:{reference} is larger than 4 MiB")
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         expected = reference if reference.startswith("sha256:") else r.headers.get("Docker-Content-Digest")
         if expected and expected != digest:
             raise IntegrityError(

@@ -8,11 +8,11 @@ The view is an extra blob; the image itself, and its digest, are untouched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from bundler.names import sha256_digest
 from bundler.oci import media
 
 VIEW_ANNOTATION = "dev.bundler.view-of"
@@ -50,7 +50,7 @@ def index_json(tops: list[OciTop], small_blobs: dict[str, bytes]) -> tuple[bytes
         media_type, digest, size = top.media_type, top.digest, len(data)
         if media_type in (media.DOCKER_MANIFEST, media.DOCKER_LIST):
             view = _view(top, data)
-            media_type, digest, size = media.OCI_INDEX, "sha256:" + hashlib.sha256(view).hexdigest(), len(view)
+            media_type, digest, size = media.OCI_INDEX, sha256_digest(view), len(view)
             views[digest] = view
         entries.append({"mediaType": media_type, "digest": digest, "size": size,
                         "annotations": {media.REF_NAME_ANNOTATION: top.name}})

@@ -38,6 +38,7 @@ from bundler.errors import BundlerError, IntegrityError, NotFoundError, RefusedE
 from bundler.fleet import rollout as rollouts
 from bundler.fleet.store import REPORT_KIND
 from bundler.fsutil import atomic_write
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import ImageReference
@@ -101,10 +102,6 @@ class Hub:
                               pool_size=max(4, jobs), receive_buffer=buffer)
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _descriptor(media_type: str, data_digest: str, size: int, annotations: dict[str, str] | None = None) -> dict[
         str, Any]:
     return {"mediaType": media_type, "digest": data_digest, "size": size, **({"annotations": annotations}
@@ -113,17 +110,17 @@ def _descriptor(media_type: str, data_digest: str, size: int, annotations: dict[
 
 def _put_artifact(client: RegistryClient, repo: str, tag: str, artifact_type: str, layers: list[dict[str, Any]],
                   annotations: dict[str, str]) -> str:
-    client.push_blob(repo, _sha256(EMPTY), len(EMPTY), lambda: iter([EMPTY]))
+    client.push_blob(repo, sha256_digest(EMPTY), len(EMPTY), lambda: iter([EMPTY]))
     manifest = canonical_json({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": artifact_type,
-                               "config": _descriptor(media.OCI_EMPTY, _sha256(EMPTY), len(EMPTY)),
+                               "config": _descriptor(media.OCI_EMPTY, sha256_digest(EMPTY), len(EMPTY)),
                                "layers": layers, "annotations": annotations})
     client.put_manifest(repo, tag, manifest, media.OCI_MANIFEST)
-    return _sha256(manifest)
+    return sha256_digest(manifest)
 
 
 def push_document(client: RegistryClient, repo: str, tag: str, artifact_type: str, data: bytes) -> str:
     """A small signed document (a rollout, a receipt, a report) as a one-layer artifact under `tag`."""
-    digest = _sha256(data)
+    digest = sha256_digest(data)
     client.push_blob(repo, digest, len(data), lambda: iter([data]))
     return _put_artifact(client, repo, tag, artifact_type, [_descriptor(artifact_type, digest, len(data))],
                          {"org.opencontainers.image.created": names.format_time()})
@@ -211,8 +208,8 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
                             "manifest_digest": manifest_digest, "split_size": layer_size,
                             "parts": [{"file": layer["annotations"][ANNOTATION_TITLE], "size": layer["size"],
                                        "sha256": layer["digest"].split(":", 1)[1]} for layer in layers]})
-    client.push_blob(hub.repository, _sha256(index), len(index), lambda: iter([index]))
-    everything = [_descriptor(INDEX_MEDIA, _sha256(index), len(index),
+    client.push_blob(hub.repository, sha256_digest(index), len(index), lambda: iter([index]))
+    everything = [_descriptor(INDEX_MEDIA, sha256_digest(index), len(index),
                               {ANNOTATION_TITLE: file_name + bundle_parts.INDEX_SUFFIX}), *layers]
     tags = list(tags) or [hub.tag or manifest.version]
     notes = {"org.opencontainers.image.title": file_name, "org.opencontainers.image.version": manifest.version,

@@ -5,7 +5,6 @@ image the cluster mounts (image.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -18,13 +17,14 @@ from bundler.kinds.artifacts.entry import TITLE_ANNOTATION, ArtifactEntry, Artif
 from bundler.kinds.artifacts.entry import media_type as layer_media_type
 from bundler.kinds.artifacts.image import LAYER_TYPE, image_config, image_index, image_manifest, plan_layers
 from bundler.kinds.artifacts.spec import ArtifactSpec
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.content import BlobSource, OciContent, walk
 
 EMPTY = b"{}"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
-EMPTY_DESCRIPTOR = {"mediaType": EMPTY_TYPE, "digest": "sha256:" + hashlib.sha256(EMPTY).hexdigest(), "size": 2}
+EMPTY_DESCRIPTOR = {"mediaType": EMPTY_TYPE, "digest": sha256_digest(EMPTY), "size": 2}
 IMAGE_CONFIGS = (media.OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
 MAX_FILES = 10_000
 
@@ -129,7 +129,7 @@ def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEn
         files.append(ArtifactFile(title, digest, size, spec.layer_type))
     manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": spec.artifact_type,
                            "config": EMPTY_DESCRIPTOR, "layers": layers}, indent=2).encode()
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    digest = sha256_digest(manifest)
     oci.add_small_blob(str(EMPTY_DESCRIPTOR["digest"]), EMPTY)
     oci.add_small_blob(digest, manifest)
     return ArtifactEntry(str(spec.ref), digest, media.OCI_MANIFEST, spec.artifact_type, "path",
@@ -154,12 +154,12 @@ def pack_image(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry
     for platform in spec.platforms:  # the same layers, a config per platform
         config = image_config(platform, [digest for digest, _ in layers])
         manifest = image_manifest(config, layers)
-        oci.add_small_blob("sha256:" + hashlib.sha256(config).hexdigest(), config)
-        oci.add_small_blob("sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+        oci.add_small_blob(sha256_digest(config), config)
+        oci.add_small_blob(sha256_digest(manifest), manifest)
         manifests.append((platform, manifest))
     top, media_type = (manifests[0][1], media.OCI_MANIFEST) if len(manifests) == 1 else (image_index(manifests),
                                                                                           media.OCI_INDEX)
-    digest = "sha256:" + hashlib.sha256(top).hexdigest()
+    digest = sha256_digest(top)
     oci.add_small_blob(digest, top)
     return ArtifactEntry(str(spec.ref), digest, media_type, "", "path",
                          tuple(sorted(files, key=lambda f: f.title)), form="image", directory=spec.directory)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.errors import IntegrityError, UsageError
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.content import Progress, Writer
 
@@ -153,14 +154,14 @@ def image_config(platform: str, diff_ids: Sequence[str]) -> bytes:
 def image_index(manifests: Sequence[tuple[str, bytes]]) -> bytes:
     """An index over the image's manifest for each platform (the runtime picks its node's)."""
     return json.dumps({"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [
-        {"mediaType": media.OCI_MANIFEST, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data),
+        {"mediaType": media.OCI_MANIFEST, "digest": sha256_digest(data), "size": len(data),
          "platform": media.platform_dict(platform)} for platform, data in manifests]}, indent=2).encode()
 
 
 def image_manifest(config: bytes, layers: Sequence[tuple[str, int]]) -> bytes:
     return json.dumps({
         "schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
-        "config": {"mediaType": media.OCI_CONFIG, "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+        "config": {"mediaType": media.OCI_CONFIG, "digest": sha256_digest(config),
                    "size": len(config)},
         "layers": [{"mediaType": LAYER_TYPE, "digest": digest, "size": size} for digest, size in layers],
     }, indent=2).encode()

@@ -27,6 +27,7 @@ import requests
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UsageError
 from bundler.kinds.charts.entry import ChartEntry
 from bundler.kinds.charts.spec import ChartSpec
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.content import OciContent, fetch_small_blob
@@ -159,7 +160,7 @@ def helm_manifest(config: bytes, tgz: bytes, prov: bytes | None, metadata: dict[
 
 
 def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return sha256_digest(data)
 
 
 # --- images a chart declares ----------------------------------------------------------------------

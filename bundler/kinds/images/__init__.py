@@ -17,6 +17,7 @@ from bundler.errors import RefusedError
 from bundler.kinds.base import Artifact, CollectContext, ContentKind, Part, changes, oci_item
 from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference, site_path
@@ -126,7 +127,7 @@ class Images(ContentKind["ImageSpec", ImageEntry]):
         def read(digest: str) -> bytes:
             path = layout.blob_path(digest)
             data = reader.read_small(path, MAX_PAYLOAD)
-            if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            if sha256_digest(data) != digest:
                 raise ValueError(digest_problem(path, digest[7:], hashlib.sha256(data).hexdigest()).message)
             return data
 

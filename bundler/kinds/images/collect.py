@@ -5,7 +5,6 @@ Images from the local Docker engine are exported through it (docker_engine.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from bundler.errors import UsageError
 from bundler.kinds.images import docker_engine
 from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.spec import ImageSpec
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.content import BlobSource, OciContent, fetch_small_blob, walk
@@ -59,7 +59,7 @@ def _resolve_registry_image(spec: ImageSpec, ref: ImageReference, client: Regist
         selected = select_platforms(data, spec.platforms, ref)
         if selected is not data:
             upstream, data = digest, selected
-            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            digest = sha256_digest(data)
     platforms = walk(client, ref.repository, data, media_type, digest, collection)
     if media_type in media.IMAGE_TYPES:
         platform = _config_platform(client, ref.repository, data, collection)

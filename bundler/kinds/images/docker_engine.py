@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.reference import DaemonReference
 
@@ -97,7 +98,7 @@ def _convert(saved: Path, staging: Path, name: str) -> ExportedImage:
         diff_ids = config_doc.get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(layer_names):
             raise IntegrityError(f"{name}: config lists {len(diff_ids)} layers, the archive {len(layer_names)}")
-        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        config_digest = sha256_digest(config)
         config_path = staging / config_digest.split(":")[1]
         config_path.write_bytes(config)
         blobs = [(config_digest, len(config), config_path)]
@@ -112,7 +113,7 @@ def _convert(saved: Path, staging: Path, name: str) -> ExportedImage:
         "layers": layers,
     }, indent=3).encode()
     platform = media.config_platform(config) or "linux/amd64"
-    return ExportedImage(manifest, "sha256:" + hashlib.sha256(manifest).hexdigest(), platform, blobs)
+    return ExportedImage(manifest, sha256_digest(manifest), platform, blobs)
 
 
 def _read(tar: tarfile.TarFile, member: str) -> bytes:

@@ -5,9 +5,8 @@ manifest and each platform manifest of a kept index. They go into the bundle's O
 
 from __future__ import annotations
 
-import hashlib
-
 from bundler.kinds.images.entry import ImageEntry, ImageExtra, extra_tag
+from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.content import OciContent, walk
@@ -33,7 +32,7 @@ def collect_extras(client: RegistryClient, repo: str, entry: ImageEntry, oci: Oc
             extras.append(ImageExtra(kind, subject, digest, media_type))
         index = client.referrers(repo, subject)
         if index is not None:  # the API's answer is the index the site serves under the fallback tag
-            data, media_type, digest = index, media.OCI_INDEX, "sha256:" + hashlib.sha256(index).hexdigest()
+            data, media_type, digest = index, media.OCI_INDEX, sha256_digest(index)
         elif client.head_manifest(repo, extra_tag("referrers", subject)) is not None:
             data, media_type, digest = client.get_manifest(repo, extra_tag("referrers", subject))
         else:
