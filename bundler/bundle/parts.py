@@ -63,13 +63,19 @@ class Part:
     offset: int  # where it starts in the whole bundle
 
 
-def write_index(bundle: Path, parts: list[tuple[str, int, str]], split_size: int, manifest_digest: str) -> Path:
-    """The index of a bundle written as parts ((file name, size, sha256) each, in order), next to them."""
-    index = bundle.with_name(bundle.name + INDEX_SUFFIX)
-    doc = {"schema": SCHEMA, "bundle": bundle.name, "size": sum(size for _, size, _ in parts),
+def index_document(bundle_name: str, parts: list[tuple[str, int, str]], split_size: int,
+                   manifest_digest: str) -> bytes:
+    """The parts index of bundle `bundle_name`: (file name, size, sha256 hex) of each part, in order."""
+    doc = {"schema": SCHEMA, "bundle": bundle_name, "size": sum(size for _, size, _ in parts),
            "manifest_digest": manifest_digest, "split_size": split_size,
            "parts": [{"file": name, "size": size, "sha256": digest} for name, size, digest in parts]}
-    atomic_write(index, json.dumps(doc, indent=1).encode())
+    return json.dumps(doc, indent=1).encode()
+
+
+def write_index(bundle: Path, parts: list[tuple[str, int, str]], split_size: int, manifest_digest: str) -> Path:
+    """The index of a bundle written as parts, next to them."""
+    index = bundle.with_name(bundle.name + INDEX_SUFFIX)
+    atomic_write(index, index_document(bundle.name, parts, split_size, manifest_digest))
     return index
 
 

@@ -9,7 +9,8 @@ import datetime as dt
 import re
 from typing import Any
 
-from bundler import page
+from bundler import names, page
+from bundler.fleet.store import used_percent
 from bundler.units import human
 
 
@@ -36,10 +37,8 @@ def wave_lines(status: dict[str, Any]) -> list[str]:
 
 
 def disk_percent(site: dict[str, Any]) -> str:
-    disk = site.get("disk") or {}
-    if isinstance(disk.get("free"), int) and disk.get("total"):
-        return f"{round(100 * (disk['total'] - disk['free']) / disk['total'])}%"  # as the site's page counts
-    return "-"
+    used = used_percent(site.get("disk"))
+    return "-" if used is None else f"{used}%"
 
 
 def fleet_page(status: dict[str, Any], now: dt.datetime | None = None) -> bytes:
@@ -66,7 +65,7 @@ def fleet_page(status: dict[str, Any], now: dt.datetime | None = None) -> bytes:
              page.esc("; ".join(client_lines(s)) or "-")] for s in status["sites"]]
     every = page.table(["store", *bundles, "receipt age", "disk", "services", "update clients"], rows,
                        "no receipts yet: bundler fleet add RECEIPT...")
-    made = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    made = names.format_time(now)
     sections = [("Summary", summary)] + ([("Rollouts", waves)] if waves else []) + [
         (f"Stores with a problem ({len(troubled)})", problems), ("Every store (problems first)", every)]
     return page.render("Fleet status", f"{len(status['sites'])} stores, from their signed receipts; made {made}",

@@ -272,6 +272,14 @@ class Fleet:
                 "rollouts": waves, "sites": sites}
 
 
+def used_percent(disk: dict[str, Any] | None) -> int | None:
+    """How full a receipt's disk is, as the site's page counts it (total - free); None when not said."""
+    disk = disk or {}
+    if isinstance(disk.get("total"), int) and isinstance(disk.get("free"), int) and disk["total"] > 0:
+        return round(100 * (int(disk["total"]) - int(disk["free"])) / int(disk["total"]))
+    return None
+
+
 def problems(site: dict[str, Any], report: dict[str, Any] | None) -> list[str]:
     """What an operator should look at, from a site's receipt and its last sync report."""
     out = []
@@ -284,11 +292,9 @@ def problems(site: dict[str, Any], report: dict[str, Any] | None) -> list[str]:
     down = [name for name, ok in (site["services"] or {}).items() if ok is False]
     if down:
         out.append(f"{', '.join(down)} not answering")
-    disk = site["disk"] or {}
-    if isinstance(disk.get("total"), int) and isinstance(disk.get("free"), int) and disk["total"] > 0:
-        used = round(100 * (disk["total"] - disk["free"]) / disk["total"])
-        if used >= DISK_FULL_PERCENT:
-            out.append(f"disk {used}% full")
+    used = used_percent(site["disk"])
+    if used is not None and used >= DISK_FULL_PERCENT:
+        out.append(f"disk {used}% full")
     if site["clients_failed"]:
         out.append(f"{len(site['clients_failed'])} update clients failing")
     if site["clients_lacking_updates"]:

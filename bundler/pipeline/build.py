@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bundler import signing
+from bundler import names, signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.parent import Parent, read_parent
@@ -209,10 +209,6 @@ class BundleInfo:
     parent: Parent | None = None  # what this delta builds on
 
 
-def timestamp(moment: dt.datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def oci_tops(contents: Contents) -> list[OciTop]:
     return [top for kind in KINDS for top in kind.oci_tops(contents.entries(kind.key))]
 
@@ -278,9 +274,9 @@ def lay_out(info: BundleInfo, contents: Contents, keys: Sequence[ec.EllipticCurv
     sbom = make_sbom(info.name, info.version, now, items)
     small[layout.SBOM], files[layout.SBOM] = sbom, _sha256(sbom)
     manifest = BundleManifest(
-        name=info.name, version=info.version, created=timestamp(now), profile=info.profile_digest,
+        name=info.name, version=info.version, created=names.format_time(now), profile=info.profile_digest,
         contents={kind.key: contents.entries(kind.key) for kind in KINDS}, files=files,
-        expires=timestamp(now + info.expires_after) if info.expires_after else None,
+        expires=names.format_time(now + info.expires_after) if info.expires_after else None,
         parent=info.parent.reference if info.parent else None, requires=requires,
     )
     manifest_bytes = manifest.to_bytes()

@@ -204,10 +204,9 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
             return _descriptor(PART_MEDIA, digest, size, {ANNOTATION_TITLE: f"{file_name}.part-{number:03d}"})
 
         layers = run_parallel(push, list(enumerate(ranges)), jobs)
-    index = canonical_json({"schema": bundle_parts.SCHEMA, "bundle": file_name, "size": sum(s for _, s in ranges),
-                            "manifest_digest": manifest_digest, "split_size": layer_size,
-                            "parts": [{"file": layer["annotations"][ANNOTATION_TITLE], "size": layer["size"],
-                                       "sha256": layer["digest"].split(":", 1)[1]} for layer in layers]})
+    index = bundle_parts.index_document(file_name, [(layer["annotations"][ANNOTATION_TITLE], layer["size"],
+                                                     layer["digest"].split(":", 1)[1]) for layer in layers],
+                                        layer_size, manifest_digest)
     client.push_blob(hub.repository, sha256_digest(index), len(index), lambda: iter([index]))
     everything = [_descriptor(INDEX_MEDIA, sha256_digest(index), len(index),
                               {ANNOTATION_TITLE: file_name + bundle_parts.INDEX_SUFFIX}), *layers]

@@ -3,11 +3,11 @@ key, for `build --since` and the fleet on the connected side."""
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from pathlib import Path
 from typing import Any
 
+from bundler import names
 from bundler.bundle.parent import receipt
 from bundler.kinds import KINDS
 from bundler.pipeline.status import site_status
@@ -22,7 +22,7 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
     manifests = [m for bundle in state.bundles if bundle.get("status") != "pruned"  # a pruned release's files are gone
                  and (m := kept_manifest(site, bundle["manifest_digest"])) is not None]
     held = {field: value for kind in KINDS for field, value in kind.receipt(site, state).items()}
-    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    created = names.format_time()
     doc = receipt(site.site_name, created, state.bundles, manifests, held)
     identity.ensure_site_key(site.directory)  # a site made before site keys
     disk = shutil.disk_usage(site.directory)

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bundler import debcontrol, tools
+from bundler import debcontrol, names, tools
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verified_chunks
@@ -55,7 +55,7 @@ KEEP_RELEASES = 2
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return names.format_time()
 
 
 def _gpg(site: SiteConfig, *args: str, input: bytes | None = None) -> bytes:
