@@ -108,9 +108,13 @@ def _descriptor(media_type: str, data_digest: str, size: int, annotations: dict[
                                                                              if annotations else {})}
 
 
+def _push_empty_config(client: RegistryClient, repo: str) -> None:
+    """An artifact's config blob (the two bytes {}), which its manifest names: pushed before it."""
+    client.push_blob(repo, sha256_digest(EMPTY), len(EMPTY), lambda: iter([EMPTY]))
+
+
 def _put_artifact(client: RegistryClient, repo: str, tag: str, artifact_type: str, layers: list[dict[str, Any]],
                   annotations: dict[str, str]) -> str:
-    client.push_blob(repo, sha256_digest(EMPTY), len(EMPTY), lambda: iter([EMPTY]))
     manifest = canonical_json({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": artifact_type,
                                "config": _descriptor(media.OCI_EMPTY, sha256_digest(EMPTY), len(EMPTY)),
                                "layers": layers, "annotations": annotations})
@@ -122,6 +126,7 @@ def push_document(client: RegistryClient, repo: str, tag: str, artifact_type: st
     """A small signed document (a rollout, a receipt, a report) as a one-layer artifact under `tag`."""
     digest = sha256_digest(data)
     client.push_blob(repo, digest, len(data), lambda: iter([data]))
+    _push_empty_config(client, repo)
     return _put_artifact(client, repo, tag, artifact_type, [_descriptor(artifact_type, digest, len(data))],
                          {"org.opencontainers.image.created": names.format_time()})
 
@@ -214,6 +219,7 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
     notes = {"org.opencontainers.image.title": file_name, "org.opencontainers.image.version": manifest.version,
              "dev.bundler.name": manifest.name, "dev.bundler.manifest-digest": manifest_digest,
              **({"dev.bundler.base": parent_label(manifest.parent)} if manifest.parent else {})}
+    _push_empty_config(client, hub.repository)  # once, whatever the number of tags
     for tag in tags:
         digest = _put_artifact(client, hub.repository, tag, BUNDLE_TYPE, everything, notes)
     return Published(hub, tags[0], digest, sum(d["size"] for d in everything), len(everything), manifest.name,

@@ -108,7 +108,10 @@ def progress(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollo
     for number, sites in enumerate(rollouts.members(rollout, fleet.site_names())):
         wave = WaveProgress(rollout.waves[number].name, number < rollout.open)
         unreadable: dict[str, str] = {}
+        kept = fleet.receipts()
         for site in sites:
+            if rollouts.site_state(rollout, site, kept.get(site), None)[0] == "done":
+                continue  # its receipt shows the release already: nothing on the hub can change that
             try:
                 receipt = hubs.fetch_document(client, hub.receipts(site), "latest", hubs.RECEIPT_TYPE,
                                               MAX_RECEIPT_BYTES)
