@@ -419,34 +419,31 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
         if final.exists() and final.stat().st_size == size:
             return  # fetched whole by an earlier sync (its digest was checked then; import checks it again)
         partial = final.with_name(final.name + ".partial")
-        have, start = hashlib.sha256(), 0
-        if partial.exists():
-            with open(partial, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    have.update(chunk)
-                    start += len(chunk)
-        if start > size or (start == size and "sha256:" + have.hexdigest() != digest):
-            partial.unlink()  # not this layer's bytes (a corrupt fetch before): start over
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link is an error
+        try:
             have, start = hashlib.sha256(), 0
-        if start == size and partial.exists():
-            partial.rename(final)
-            return
-        with open(partial, "r+b" if start else "wb") as out:
+            while chunk := os.pread(fd, 1 << 20, start):  # what an earlier sync fetched: hashed, not fetched again
+                have.update(chunk)
+                start += len(chunk)
+            if start > size or (start == size and "sha256:" + have.hexdigest() != digest):
+                os.ftruncate(fd, 0)  # not this layer's bytes (a corrupt fetch before): start over
+                have, start = hashlib.sha256(), 0
 
             def write(offset: int, chunk: bytes) -> None:
-                out.seek(offset)
-                out.write(chunk)
+                os.pwrite(fd, chunk, offset)
                 with lock:
                     fetched[0] += len(chunk)
                 throttle.take(len(chunk))
 
-            try:
-                client.fetch_blob(hub.repository, digest, size, write, have=have, start=start)
-            except IntegrityError:
-                partial.unlink()  # the hub served other bytes: none of them is kept
-                raise
-            out.flush()
-            os.fsync(out.fileno())
+            if start < size:
+                try:
+                    client.fetch_blob(hub.repository, digest, size, write, have=have, start=start)
+                except IntegrityError:
+                    partial.unlink()  # the hub served other bytes: none of them is kept
+                    raise
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         partial.rename(final)
 
     index_layer, *part_layers = layers
