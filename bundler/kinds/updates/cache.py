@@ -25,7 +25,9 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,36 @@ def now() -> str:
     return names.format_time()
 
 
+_AGENTS: dict[Path, int] = {}  # gpg home -> sessions using its agent (the site's app signs in several threads)
+_AGENTS_LOCK = threading.Lock()
+
+
+@contextmanager
+def gpg_session(site: SiteConfig) -> Iterator[None]:
+    """One gpg agent for a batch of calls, stopped once at the end. Stopped after each call, the next
+    call could meet the agent still going down ("can't connect to the agent: End of file", seen under
+    load between the InRelease and Release.gpg signatures)."""
+    home = site.directory / GNUPG_DIR
+    with _AGENTS_LOCK:
+        _AGENTS[home] = _AGENTS.get(home, 0) + 1
+    try:
+        yield
+    finally:
+        with _AGENTS_LOCK:
+            _AGENTS[home] -= 1
+            last = _AGENTS[home] == 0
+            if last:
+                del _AGENTS[home]
+                tools.run([tools.find("gpgconf", "gnupg", "to stop gpg's agent"), "--homedir", home, "--kill",
+                           "gpg-agent"])
+
+
 def _gpg(site: SiteConfig, *args: str, input: bytes | None = None) -> bytes:
     home = site.directory / GNUPG_DIR
     gpg = tools.find("gpg", "gnupg", "to sign the site's update repositories")
-    proc = tools.run([gpg, "--homedir", home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", "",
-                      *args], input=input)
-    tools.run([tools.find("gpgconf", "gnupg", "to stop gpg's agent"), "--homedir", home, "--kill", "gpg-agent"])
+    with gpg_session(site):
+        proc = tools.run([gpg, "--homedir", home, "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase",
+                          "", *args], input=input)
     if proc.returncode != 0:
         raise BundlerError(f"gpg {args[0]} failed: {tools.last_words(proc)}")
     return proc.stdout
@@ -76,11 +102,12 @@ def init_updates(site: SiteConfig) -> None:
     (root / "reports").mkdir(exist_ok=True)
     home = site.directory / GNUPG_DIR
     home.mkdir(mode=0o700, exist_ok=True)
-    _gpg(site, "--quick-gen-key", f"bundler site {site.directory.resolve().name} <updates@site.invalid>",
-         "ed25519", "sign", "never")
-    (root / APT_KEY).write_bytes(_gpg(site, "--export"))
-    (root / ASC_KEY).write_bytes(_gpg(site, "--armor", "--export"))
-    publish(site)
+    with gpg_session(site):
+        _gpg(site, "--quick-gen-key", f"bundler site {site.directory.resolve().name} <updates@site.invalid>",
+             "ed25519", "sign", "never")
+        (root / APT_KEY).write_bytes(_gpg(site, "--export"))
+        (root / ASC_KEY).write_bytes(_gpg(site, "--armor", "--export"))
+        publish(site)
 
 
 class UpdateCache:
@@ -358,11 +385,12 @@ def publish(site: SiteConfig) -> Path:
     releases.mkdir(exist_ok=True)
     target = releases / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target.mkdir()
-    for group in site.groups:
-        approved = cache.approved(group)
-        _publish_apt(site, target / "apt", group, [e for e in approved if e["kind"] == "deb"])
-        _publish_rpm(site, cache, target / "rpm" / group, [e for e in approved if e["kind"] == "rpm"])
-        atomic_write(dnf_repo_file(site, group), dnf_repo(site, group).encode())
+    with gpg_session(site):  # every group's signatures by one agent
+        for group in site.groups:
+            approved = cache.approved(group)
+            _publish_apt(site, target / "apt", group, [e for e in approved if e["kind"] == "deb"])
+            _publish_rpm(site, cache, target / "rpm" / group, [e for e in approved if e["kind"] == "rpm"])
+            atomic_write(dnf_repo_file(site, group), dnf_repo(site, group).encode())
     link = cache.root / "published"
     tmp_link = cache.root / f".published.{os.getpid()}"
     tmp_link.unlink(missing_ok=True)
