@@ -104,6 +104,8 @@ class RegistryClient:
         self.retries = retries
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        # a rate-limited download reads no more at a time than the kernel holds: what a lost power drops is small
+        self.chunk = CHUNK if receive_buffer is None else max(16 << 10, min(CHUNK, receive_buffer))
         if receive_buffer is not None:  # a rate-limited download: the kernel buffers no more ahead than this
             from urllib3.connection import HTTPConnection
 
@@ -335,7 +337,7 @@ class RegistryClient:
             if offset and r.status_code == 200:  # the server ignored Range: start over
                 hasher, offset = hashlib.sha256(), 0
             try:
-                for chunk in r.iter_content(CHUNK):
+                for chunk in r.iter_content(self.chunk):
                     if offset + len(chunk) > size:
                         raise IntegrityError(
                             f"blob {digest} from {self.host}/{repo} is larger than its manifest says ({size} bytes)"
