@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ from bundler.oci.client import RegistryClient
 def package(workdir: Path, name: str, version: str, values: Any = None,
             dependencies: list[dict[str, str]] | None = None, annotations: dict[str, str] | None = None,
             app_version: str = "1.0") -> Path:
-    """Write a chart directory and package it with `tar czf` as NAME-VERSION.tgz in `workdir`."""
+    """Write a chart directory and package it as NAME-VERSION.tgz in `workdir` (as `tar czf` would, with
+    fixed times and owners: the same chart is the same bytes)."""
     source = workdir / "src" / f"{name}-{version}"
     chart = source / name
     (chart / "templates").mkdir(parents=True, exist_ok=True)
@@ -38,7 +40,8 @@ def package(workdir: Path, name: str, version: str, values: Any = None,
     (chart / "templates" / "configmap.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  chart: " + name + "\n")
     archive = workdir / f"{name}-{version}.tgz"
-    subprocess.run(["tar", "czf", str(archive), "-C", str(source), name], check=True)
+    tar = f"tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - -C {shlex.quote(str(source))}"
+    subprocess.run(f"{tar} {shlex.quote(name)} | gzip -n > {shlex.quote(str(archive))}", shell=True, check=True)
     return archive
 
 
