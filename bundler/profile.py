@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import yaml
 
@@ -217,17 +217,27 @@ def _items(check: Checker, spec: Map, key: str,
     return out
 
 
-class SpecKind(Protocol):
-    """What a content kind does for the profile: parse its own `spec.<key>` and settings."""
+class SpecRole(Protocol):
+    """A kind's build role, as the profile uses it: parse its own `spec.<key>` and settings."""
 
-    key: ClassVar[str]
-    settings: ClassVar[tuple[str, ...]]
+    @property
+    def settings(self) -> tuple[str, ...]: ...
 
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> Any | None: ...
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None: ...
 
     def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any: ...
+
+
+class SpecKind(Protocol):
+    """What the profile reads of a content kind: its key and its build role."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def build(self) -> SpecRole: ...
 
 
 def parse_profile(text: str, path: str = "<profile>", *, kinds: Sequence[SpecKind]) -> Profile:
@@ -270,15 +280,15 @@ def parse_profile(text: str, path: str = "<profile>", *, kinds: Sequence[SpecKin
                     expires = int(found[1]) * DURATION_UNITS[found[2]]
         if "spec" in top:
             raw_spec = Map() if top["spec"] is None else top["spec"]
-            allowed = {*(k.key for k in kinds), *(s for k in kinds for s in k.settings), "registries"}
+            allowed = {*(k.key for k in kinds), *(s for k in kinds for s in k.build.settings), "registries"}
             spec = check.mapping(raw_spec, top.lines["spec"], "spec", allowed, set())
             if spec is not None:
                 for kind in kinds:
-                    for key in kind.settings:
+                    for key in kind.build.settings:
                         if key in spec:
-                            settings[key] = kind.parse_setting(check, key, spec[key], spec.lines[key])
-                    items = _items(check, spec, kind.key, kind.parse_spec)
-                    kind.check_specs(check, items, spec.lines.get(kind.key, 0))
+                            settings[key] = kind.build.parse_setting(check, key, spec[key], spec.lines[key])
+                    items = _items(check, spec, kind.key, kind.build.parse_spec)
+                    kind.build.check_specs(check, items, spec.lines.get(kind.key, 0))
                     specs[kind.key] = tuple(item for item, _ in items)
                 registries = [item for item, _ in _items(check, spec, "registries", _registry)]
     if check.problems:

@@ -7,7 +7,7 @@ every kind here when it is imported, which every command does before it reads a 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
@@ -17,11 +17,8 @@ if TYPE_CHECKING:
     from bundler.untrusted import Obj
 
 
-class FormatKind(Protocol):
-    key: ClassVar[str]
-    entry_type: ClassVar[Any]  # parse(Obj) -> entry; entry.to_dict()
-    in_v1: ClassVar[bool]
-    payload_pattern: ClassVar[str]  # a regular expression: the bundle paths of its own payloads ("" for none)
+class KindFormat(Protocol):
+    """A kind's format role (bundler.kinds.base.Format implements it)."""
 
     def check_entries(self, manifest: BundleManifest) -> None: ...
 
@@ -34,6 +31,25 @@ class FormatKind(Protocol):
     def base_from_receipt(self, receipt: Obj) -> Hashable | None: ...
 
     def base_from_entries(self, entries: Sequence[Any]) -> Hashable | None: ...
+
+
+class FormatKind(Protocol):
+    """What the format reads of a registered kind: its names and its format role."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def entry_type(self) -> Any: ...  # parse(Obj) -> entry; entry.to_dict()
+
+    @property
+    def in_v1(self) -> bool: ...
+
+    @property
+    def payload_pattern(self) -> str: ...  # a regular expression: the bundle paths of its own payloads ("" for none)
+
+    @property
+    def format(self) -> KindFormat: ...
 
 
 _REGISTERED: list[FormatKind] = []

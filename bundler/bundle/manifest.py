@@ -82,7 +82,7 @@ class BundleManifest:
         content: dict[str, Any] = {"name": self.name, "version": self.version}
         for kind in registered():
             if kind.in_v1 or self.entries(kind.key):
-                content[kind.key] = kind.content(self.entries(kind.key))
+                content[kind.key] = kind.format.content(self.entries(kind.key))
         return sha256_digest(canonical_json(content))
 
     @classmethod
@@ -105,7 +105,7 @@ class BundleManifest:
             )
             claimed = d.string("content_digest", default=None)  # absent in older bundles; always recomputed
             for kind in registered():
-                kind.check_entries(manifest)
+                kind.format.check_entries(manifest)
         except Malformed as exc:
             raise IntegrityError(f"{layout.MANIFEST} is not a valid bundle manifest: {exc}") from None
         if claimed is not None and claimed != manifest.content_digest:

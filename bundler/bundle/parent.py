@@ -50,7 +50,7 @@ def from_manifest(manifest: BundleManifest, digest: str) -> Parent:
     return Parent({"name": manifest.name, "version": manifest.version, "manifest_digest": digest},
                   {**manifest.requires, **manifest.files},
                   {kind.key: base for kind in registered()
-                   if (base := kind.base_from_entries(manifest.entries(kind.key)))},
+                   if (base := kind.format.base_from_entries(manifest.entries(kind.key)))},
                   frozenset({(manifest.name, manifest.version)}))
 
 
@@ -90,7 +90,7 @@ def read_parent(path: Path) -> Parent:
     if doc.value.get("kind") != RECEIPT_KIND:
         return from_manifest(BundleManifest.from_bytes(data), digest)
     try:
-        bases = {kind.key: base for kind in registered() if (base := kind.base_from_receipt(doc))}
+        bases = {kind.key: base for kind in registered() if (base := kind.format.base_from_receipt(doc))}
         held = [b.obj() for b in doc.array("bundles")]
         releases = frozenset((b.string("name", names.bundle_name), b.string("version", names.version)) for b in held)
         return Parent({"receipt": doc.string("site", names.text), "created": doc.string("created", names.timestamp),

@@ -1,5 +1,5 @@
 """The bundle's SBOM: `sbom.cdx.json`, CycloneDX 1.6 JSON made with cyclonedx-python-lib from what
-each content kind lists (`ContentKind.sbom`): images (purl pkg:oci, digest), charts, Git refs,
+each content kind lists (its report role's `sbom`): images (purl pkg:oci, digest), charts, Git refs,
 updates (pkg:deb, pkg:rpm, generic; sha256), artifacts, and the image SBOMs the bundle carries. It
 is listed in bundle.json like any payload, so it is signed; the site keeps each one under DIR/sbom/."""
 
@@ -19,7 +19,7 @@ MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 @dataclass(frozen=True)
 class SbomItem:
-    """One component of the bundle's SBOM, as a content kind lists it (`ContentKind.sbom`)."""
+    """One component of the bundle's SBOM, as a content kind lists it (its report role's `sbom`)."""
 
     name: str
     version: str

@@ -105,7 +105,7 @@ def structure_problems(reader: BundleReader, manifest: BundleManifest) -> list[P
 
 def oci_tops(manifest: BundleManifest) -> list[OciTop]:
     """Every top manifest the bundle's OCI layout holds, of every kind."""
-    return [top for kind in registered() for top in kind.oci_tops(manifest.entries(kind.key))]
+    return [top for kind in registered() for top in kind.format.oci_tops(manifest.entries(kind.key))]
 
 
 def hash_member(reader: BundleReader, name: str, progress: Callable[[int], None]) -> str:
@@ -194,7 +194,7 @@ def graph_problems(reader: BundleReader, manifest: BundleManifest, read_packs: b
                   for blob in graph.blobs if layout.blob_path(blob.digest) not in manifest.files
                   and layout.blob_path(blob.digest) not in manifest.requires]  # a delta's base: on the site
     for kind in registered():
-        found += kind.graph_problems(reader, manifest, read_packs)
+        found += kind.format.graph_problems(reader, manifest, read_packs)
     return found
 
 

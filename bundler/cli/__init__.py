@@ -1,6 +1,6 @@
 """Command line: parse, call one library function, print. Results on stdout, progress and errors on
 stderr. One module per verb group (bundles: the verbs on bundle files; site; fleet); the root group
-and what they share in root.py; content kinds add their own commands (ContentKind.commands).
+and what they share in root.py; content kinds add their own commands (Kind.commands).
 
 A command imports the pipeline it calls inside its function: every pipeline at the top would cost each
 command 0.13 s more at start (measured: 0.57 s against 0.44 s with the kinds alone). For the same

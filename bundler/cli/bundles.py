@@ -338,8 +338,9 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
 
     if as_json:
         report_as_json()
-    by_kind = {kind.key: {name: kind_options[name] for option in kind.import_options() if (name := option.name)}
-               for kind in KINDS}  # the kinds' own options (ContentKind.import_options: --force-refs)
+    by_kind = {kind.key: {name: kind_options[name] for option in kind.options.import_options()
+                          if (name := option.name)}
+               for kind in KINDS}  # the kinds' own options (their commands role's import_options: --force-refs)
     result = import_bundle(ImportOptions(bundle, site_dir, jobs, allow_downgrade, by_kind, dry_run))
     for note in result.notes if not as_json else ():  # with --json: in the result, stderr holds JSON lines
         click.echo(note, err=True)
@@ -351,14 +352,14 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
         click.echo(f"  add {len(p['add_artifacts'])} registry artifacts ({human(p['blob_bytes'])} of new blobs)"
                    + "".join(f"\n    {ref}" for ref in p["add_artifacts"]))
         for kind in KINDS:
-            for line in kind.plan_lines(p):
+            for line in kind.report.plan_lines(p):
                 click.echo(line)
     elif result.already_imported:
         click.echo(f"{result.name} {result.version} is already imported and every image is present; nothing to do "
                    "(payloads not re-read: `bundler verify` checks this copy)")
     else:
         click.echo(f"imported {result.name} {result.version}: "
-                   + "".join(kind.import_summary(result.added, result.unchanged) for kind in KINDS)
+                   + "".join(kind.report.import_summary(result.added, result.unchanged) for kind in KINDS)
                    + f"{result.added['blobs']} blobs added, {result.unchanged['blobs']} already there; "
                    f"{human(result.bytes_sent)} sent")
 

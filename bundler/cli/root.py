@@ -48,8 +48,8 @@ class _Group(click.Group):
 
 
 class _Root(_Group):
-    """The root group: the commands content kinds contribute (ContentKind.commands: `updates`) and
-    their options to `import` (ContentKind.import_options: `--force-refs`) are added when first asked
+    """The root group: the commands content kinds contribute (Kind.commands: `updates`) and
+    their options to `import` (Kind.import_options: `--force-refs`) are added when first asked
     for, so a command that needs no kind does not import them."""
 
     _kinds_added = _options_added = False
@@ -60,7 +60,7 @@ class _Root(_Group):
         from bundler.kinds import KINDS
 
         for kind in KINDS:
-            for where, command in kind.commands():
+            for where, command in kind.commands.commands():
                 group: click.Command = self
                 for name in where.split():
                     group = group.commands[name] if isinstance(group, click.Group) else group
@@ -75,7 +75,7 @@ class _Root(_Group):
         from bundler.kinds import KINDS
 
         for kind in KINDS:
-            self.commands["import"].params.extend(kind.import_options())
+            self.commands["import"].params.extend(kind.options.import_options())
         self._options_added = True
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

@@ -145,7 +145,7 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
         click.echo(f"warning: the site's services run as root (its files are root's): give it its own user with "
                    f"`bundler site install {site.directory}`, or make it again as root without --as-root", err=True)
     services = [f"registry at {site.registry_url}", *(f"{name} at {service['url']}" for kind in KINDS
-                                                      for name, service in kind.services(site).items())]
+                                                      for name, service in kind.serve.services(site).items())]
     click.echo(f"site {site.directory} is up: {', '.join(services)} "
                f"(CA {site.ca_file}, credentials in {site.credentials_file})")
     if foreground:

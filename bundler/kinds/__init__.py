@@ -5,21 +5,18 @@ carries it (`[project.entry-points."bundler.kinds"] notes = "notes_kind:KIND"`).
 and prune) iterates over KINDS and names none of them. The order is the order of reports and of an
 import's stages: the built-in kinds, then installed ones by entry-point name.
 
-A kind's package imports what the format, the verifier and the import need; its build side (the
-profile items' parsing, collection: `spec`, `collect`) and its service (`server`, commands) are
-imported inside the methods that use them, so an import or a verify does not load them (about a
-fifth of the start-up of `bundler import`)."""
+A kind's package names its roles by module (bundler/kinds/base.py); each is imported the first time
+it is asked for, so an import or a verify never loads a kind's build side, server or commands."""
 
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import Any
 
 from bundler.bundle.kinds import register
 from bundler.kinds import artifacts, charts, images, repos, updates
-from bundler.kinds.base import ContentKind
+from bundler.kinds.base import Kind
 
-BUILT_IN: tuple[ContentKind[Any, Any], ...] = (
+BUILT_IN: tuple[Kind, ...] = (
     images.KIND,
     charts.KIND,
     repos.KIND,
@@ -29,14 +26,14 @@ BUILT_IN: tuple[ContentKind[Any, Any], ...] = (
 ENTRY_POINTS = "bundler.kinds"
 
 
-def installed(built_in: tuple[ContentKind[Any, Any], ...] = BUILT_IN) -> tuple[ContentKind[Any, Any], ...]:
+def installed(built_in: tuple[Kind, ...] = BUILT_IN) -> tuple[Kind, ...]:
     """The kinds other installed packages register (entry points), checked: a kind, a key of its own."""
     keys = {kind.key for kind in built_in}
     found = []
     for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
         kind = point.load()
-        if not isinstance(kind, ContentKind) or not getattr(kind, "key", ""):
-            raise TypeError(f"entry point {point.name} = {point.value} ({ENTRY_POINTS}) is not a ContentKind")
+        if not isinstance(kind, Kind) or not kind.key:
+            raise TypeError(f"entry point {point.name} = {point.value} ({ENTRY_POINTS}) is not a Kind")
         if kind.key in keys:
             raise TypeError(f"entry point {point.name} = {point.value} ({ENTRY_POINTS}) registers the kind "
                             f"{kind.key!r} a second time")
@@ -45,10 +42,10 @@ def installed(built_in: tuple[ContentKind[Any, Any], ...] = BUILT_IN) -> tuple[C
     return tuple(found)
 
 
-KINDS: tuple[ContentKind[Any, Any], ...] = BUILT_IN + installed()
+KINDS: tuple[Kind, ...] = BUILT_IN + installed()
 register(KINDS)  # the format reads bundle.json's entries through them
 
 
-def collection_order() -> list[ContentKind[Any, Any]]:
+def collection_order() -> list[Kind]:
     """A kind that asks another for items (charts: the images they declare) collects first."""
-    return sorted(KINDS, key=lambda kind: kind.collect_order)
+    return sorted(KINDS, key=lambda kind: kind.build.collect_order)

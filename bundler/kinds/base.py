@@ -1,31 +1,34 @@
 """The content-kind interface: what one kind of content (container images, Helm charts, Git
-repositories, OS/VM updates, OCI artifacts) supplies to the pipeline.
+repositories, OS/VM updates, OCI artifacts) supplies to the pipeline, as a record of small roles.
 
 build, verify, import, inspect, diff, receipts and deltas iterate over the registered kinds
-(bundler/kinds/__init__.py) and name none of them. A kind supplies:
+(bundler/kinds/__init__.py) and name none of them. A kind (`Kind`) is its names, its bundle.json
+entry type, and the roles it has, each a class in a module of its own package, loaded when first
+asked for (so `bundler verify` never loads a kind's build side, nor `bundler import` its server):
 
-- its profile spec (`spec.<key>`): `parse_spec` per item (problems with file:line), `check_specs`;
-- its bundle.json entries (`entry_type`, under `<key>`), and what of them is the release (`content`);
-- collection (`collect`) into the shared OCI layout (`CollectContext.oci`) or as its own payloads;
-- what the OCI layout holds for it (`oci_tops`: each manifest is graph-checked by the verifier),
-  its own graph checks (`graph_problems`), and what the site refuses (`site_problems`);
-- seeding: where its OCI content goes in the site registry (`site_artifacts`), its own staging and
-  publication (`stage` -> `Staged`), and what it writes after the registry (`published`);
-- the dry-run plan and disk need (`plan`), a delta's base (`missing`, `base_from_*`), receipt content;
-- its site service, if it has one: the application's routes (`routes`), what the front does for them
-  (`front`), its entry in `site status` (`service`), what it keeps on disk (`stored`), what changes the
-  status page (`watched`), and what a prune frees of it (`prune`);
-- `inspect` / `diff` rows and their text.
+- `build`: its profile items (`parse_spec` per item, problems with file:line; `check_specs`;
+  `parse_setting`) and their collection (`collect`) into the shared OCI layout or as its own payloads;
+- `format`: what of its entries is the release (`content`), what the OCI layout holds for it
+  (`oci_tops`), its own graph checks, and a delta's base (`base_from_*`);
+- `admit`: what a site refuses before anything is staged; `stage`: its share of an import, staged
+  until published (`stage` -> `Staged`), the dry-run plan, the counts; `publish`: where its OCI content
+  goes in the site registry and what it writes after the registry;
+- `serve`: its site service (routes, the front's rules, its entry in `site status`, what it keeps
+  on disk, what changes the status page); `prune`: what a prune frees of it;
+- `commands` and `options`: what it adds to the command line and to `import`; `receipt`: its fields in a site's receipt;
+  `report`: SBOM, `inspect` and `diff` rows and their text, an import's summary and plan.
 
-Every method has a neutral default, so a kind writes only what it has.
+Every role method has a neutral default, so a kind writes only the roles, and in them the methods,
+it has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+import importlib
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from packageurl import PackageURL
 
@@ -149,76 +152,125 @@ class Entry(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-SpecT = TypeVar("SpecT")  # what a kind's profile items parse to
-EntryT = TypeVar("EntryT", bound=Entry)  # its bundle.json entries
+class Role:
+    """One role of a kind, made by the kind's record for the kind it serves (`self.kind`: its key,
+    titles and entry type). Every method has a neutral default: a kind's role writes what it has."""
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
 
 
-class ContentKind(Generic[SpecT, EntryT]):
-    """A kind over its profile spec (SpecT) and its bundle.json entries (EntryT). Its methods come in
-    roles, grouped below: the profile and the format (parse, entries, content), collection (build),
-    the verifier (OCI tops, graph checks, admission), the site (init, its service, staging,
-    publication, prune), the command line, receipts and deltas, and reports (SBOM, inspect, diff)."""
+class Build(Role):
+    """The profile's `spec.<key>` items and their collection: build-side, loaded when a profile is read."""
 
-    key: ClassVar[str]  # spec key in profiles, key in bundle.json, and in inspect/diff/import JSON
-    title: ClassVar[str]  # plural, for people: "git repositories"
-    noun: ClassVar[str]  # singular, for diff lines: "repo"
-    entry_type: ClassVar[Any]  # parse(Obj) -> entry; entry.to_dict()
-    in_v1: ClassVar[bool] = False  # bundle format v1 always lists it (bundle.json, content digest)
-    payload_pattern: ClassVar[str] = ""  # bundle paths of its payloads outside the OCI layout (a regex)
-    always_reported: ClassVar[bool] = False  # reports show it even when there is none
-    count_key: ClassVar[str] = ""  # its key in import's added/unchanged (default: `key`)
+    settings: ClassVar[tuple[str, ...]] = ()  # further `spec` keys this kind reads (e.g. imagePolicy)
     collect_order: ClassVar[int] = 0  # lower collects first (a kind that asks another for items goes first)
     example: ClassVar[str] = ""  # its `spec` section for `bundler init`: commented YAML that validates as is
 
-    # --- profile ---------------------------------------------------------------------------------
-
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> SpecT | None:
-        raise NotImplementedError
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> Any:
+        """One profile item (problems with file:line through `check`), or None."""
+        raise NotImplementedError(f"the {self.kind.key} kind has no profile items")
 
     def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
         """Across the items (each with its line; `line`: the list's): duplicates and the like."""
-    settings: ClassVar[tuple[str, ...]] = ()  # further `spec` keys this kind reads (e.g. imagePolicy)
 
     def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any:
         """One of `settings`, as Profile.settings[key] holds it."""
         return value
 
-    # --- bundle.json -----------------------------------------------------------------------------
+    def collect(self, context: CollectContext, specs: Sequence[Any]) -> Part:
+        return Part()
 
-    def entries(self, manifest: BundleManifest) -> tuple[EntryT, ...]:
-        """Its entries in a bundle.json (parsed with `entry_type`)."""
-        return cast("tuple[EntryT, ...]", manifest.entries(self.key))
+
+class Format(Role):
+    """What the format (bundle.json, the content digest, the verifier, a delta's base) asks of it."""
 
     def check_entries(self, manifest: BundleManifest) -> None:
         """Raise untrusted.Malformed naming the field when entries and files disagree."""
-    def content(self, entries: Sequence[EntryT]) -> list[Any]:
+
+    def content(self, entries: Sequence[Any]) -> list[Any]:
         """What of the entries is the release (for the content digest), sorted."""
         return sorted([entry.to_dict() for entry in entries], key=repr)
 
-    # --- build -----------------------------------------------------------------------------------
-
-    def collect(self, context: CollectContext, specs: Sequence[SpecT]) -> Part:
-        return Part()
-
-    # --- the OCI layout, the verifier ------------------------------------------------------------
-
-    def oci_tops(self, entries: Sequence[EntryT]) -> list[OciTop]:
+    def oci_tops(self, entries: Sequence[Any]) -> list[OciTop]:
+        """What the OCI layout holds for it: each manifest is graph-checked by the verifier."""
         return []
 
     def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
         """Beyond the OCI graphs (the verifier checks those): e.g. each git bundle against bundle.json."""
         return []
 
-    def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
-        """What this site refuses of content whose bytes and graphs verified (images its image keys
-        cover without a valid signature); runs before anything is staged."""
-        return []
+    def base_from_receipt(self, receipt: Obj) -> Hashable | None:
+        """What a delta builds on, from a receipt's fields (`Parent.bases[key]`)."""
+        return None
+
+    def base_from_entries(self, entries: Sequence[Any]) -> Hashable | None:
+        return None
+
+
+class Admit(Role):
+    """What a site refuses of a bundle that verified, before anything is staged."""
 
     def site_problems(self, site: SiteConfig, manifest: BundleManifest) -> list[Problem]:
-        """What this site refuses before any payload is read (e.g. a delta's Git base it lacks)."""
+        """Before any payload is read (e.g. a delta's Git base the site lacks)."""
         return []
 
-    # --- the site --------------------------------------------------------------------------------
+    def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        """Content whose bytes and graphs verified but this site does not take (names another bundle
+        owns, images its image keys cover without a valid signature)."""
+        return []
+
+    def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
+        """A delta's base this kind needs on the site and the site lacks (beyond registry blobs)."""
+        return []
+
+
+class Stage(Role):
+    """Its share of an import: staged where no client sees it until the import publishes."""
+
+    def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
+        """Is everything it holds of this bundle on the site (beyond the registry)?"""
+        return True
+
+    def unchanged(self, manifest: BundleManifest) -> dict[str, int]:
+        """Import counts when the whole bundle is already on the site."""
+        return {self.kind.counted: len(manifest.entries(self.kind.key))}
+
+    def streamed(self, manifest: BundleManifest) -> set[str]:
+        """Payload paths `stage` hashes as it reads them (the verifier does not read them again)."""
+        return set()
+
+    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
+        """(dry-run plan fields, bytes it would write under the site directory)."""
+        return {}, 0
+
+    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
+              progress: Callable[[int], None]) -> Staged:
+        return Staged()
+
+    def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
+        """After a refused or failed import: what of this bundle it stored that nothing references (by
+        sha256, recorded for a prune)."""
+        return []
+
+
+class Publish(Role):
+    """Where its OCI content goes in the site registry, and what it writes once the registry published."""
+
+    def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
+        return []
+
+    def sources(self, entries: Sequence[Any]) -> list[str]:
+        """Source registry hosts the cluster should mirror from the site registry."""
+        return []
+
+    def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
+        """After the registry published (e.g. the Flux source that names its home on the site)."""
+
+
+class Serve(Role):
+    """Its site service: what `site init` makes, the application's routes, the front's rules, its
+    entry in `site status`, what it keeps on disk and what changes the status page."""
 
     def init_site(self, site: SiteConfig) -> None:
         """What this kind keeps on a new site (`site init`), before its site.yaml is written."""
@@ -245,105 +297,177 @@ class ContentKind(Generic[SpecT, EntryT]):
         """Files and directories whose change alters what it shows on the status page (`receipt`)."""
         return []
 
+
+class Prune(Role):
+    """Its share of `site prune`."""
+
     def prune(self, site: SiteConfig, kept: Sequence[BundleManifest], leftovers: Sequence[str]) -> Pruning:
         """What a prune frees of its content: what no kept release (`kept`: their manifests) holds,
         and `leftovers` (what refused imports left, by the names `leftovers` gave)."""
         return Pruning()
-    def site_artifacts(self, entries: Sequence[EntryT], site: SiteConfig) -> list[Artifact]:
-        return []
 
-    def sources(self, entries: Sequence[EntryT]) -> list[str]:
-        """Source registry hosts the cluster should mirror from the site registry."""
-        return []
 
-    def present(self, site: SiteConfig, manifest: BundleManifest) -> bool:
-        """Is everything it holds of this bundle on the site (beyond the registry)?"""
-        return True
-
-    def unchanged(self, manifest: BundleManifest) -> dict[str, int]:
-        """Import counts when the whole bundle is already on the site."""
-        return {self.count_key or self.key: len(manifest.entries(self.key))}
-
-    def streamed(self, manifest: BundleManifest) -> set[str]:
-        """Payload paths `stage` hashes as it reads them (the verifier does not read them again)."""
-        return set()
-
-    def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
-        """A delta's base this kind needs on the site and the site lacks (beyond registry blobs)."""
-        return []
-
-    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
-        """(dry-run plan fields, bytes it would write under the site directory)."""
-        return {}, 0
-
-    def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
-              progress: Callable[[int], None]) -> Staged:
-        return Staged()
-
-    def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
-        """After a refused or failed import: what of this bundle it stored that nothing references (by
-        sha256, recorded for a prune)."""
-        return []
-
-    def published(self, site: SiteConfig, manifest: BundleManifest) -> None:
-        """After the registry published (e.g. the Flux source that names its home on the site)."""
-    # --- the command line ------------------------------------------------------------------------
+class Commands(Role):
+    """The commands it adds to the command line: loaded when `bundler` lists its commands."""
 
     def commands(self) -> list[tuple[str, click.Command]]:
-        """Commands it adds to `bundler`, each with the group it goes in ("" the top, "site client"):
-        the updates kind's `updates` group and `site client windows`."""
+        """Commands it adds to `bundler`, each with the group it goes in ("" the top, "site client")."""
         return []
+
+
+class Options(Role):
+    """The options it adds to `bundler import`: loaded when that command is built."""
 
     def import_options(self) -> list[click.Option]:
-        """Options it adds to `bundler import` (repos: `--force-refs`); their values reach `stage` as
-        `options.kinds[<key>][<name>]`."""
+        """Options it adds to `bundler import`; their values reach `stage` as `options.kinds[<key>][<name>]`."""
         return []
 
-    # --- receipts and deltas ---------------------------------------------------------------------
 
-    receipt_titles: ClassVar[dict[str, str]] = {}  # headings of its receipt fields on the site's status page
+class Receipt(Role):
+    """What a site's receipt (and its status page) says of this kind."""
+
+    titles: ClassVar[dict[str, str]] = {}  # headings of its receipt fields on the site's status page
 
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
-        """Fields this kind adds to a site receipt (and to the site's status page)."""
         return {}
 
-    def base_from_receipt(self, receipt: Obj) -> Hashable | None:
-        """What a delta builds on, from a receipt's fields (`Parent.bases[key]`)."""
-        return None
 
-    def base_from_entries(self, entries: Sequence[EntryT]) -> Hashable | None:
-        return None
+class Report(Role):
+    """Its rows in the SBOM, `inspect`, `diff`, and an import's summary and plan."""
 
-    # --- reports ---------------------------------------------------------------------------------
-
-    def sbom(self, entries: Sequence[EntryT]) -> list[SbomItem]:
-        """Its components in the bundle's SBOM."""
+    def sbom(self, entries: Sequence[Any]) -> list[SbomItem]:
         return []
 
-    def inspect_rows(self, entries: Sequence[EntryT]) -> list[dict[str, Any]]:
+    def inspect_rows(self, entries: Sequence[Any]) -> list[dict[str, Any]]:
         return [entry.to_dict() for entry in entries]
 
     def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
         return []
 
-    def diff(self, old: Sequence[EntryT], new: Sequence[EntryT]) -> dict[str, Any]:
+    def lines(self, entries: Sequence[Any]) -> list[str]:
+        """What `inspect` shows of these entries."""
+        return self.inspect_lines(self.inspect_rows(entries))
+
+    def diff(self, old: Sequence[Any], new: Sequence[Any]) -> dict[str, Any]:
         return changes({}, {})
 
     def diff_lines(self, diff: dict[str, Any]) -> list[str]:
         """`  + noun name`, `  - noun name`, `  ~ noun name: old -> new` from a `changes` dict."""
-        out = [f"  + {self.noun} {name}" for name in diff["added"]]
-        out += [f"  - {self.noun} {name}" for name in diff["removed"]]
-        out += [f"  ~ {self.noun} {c['name']}: {c['old']} -> {c['new']}" for c in diff["changed"]]
+        noun = self.kind.noun
+        out = [f"  + {noun} {name}" for name in diff["added"]]
+        out += [f"  - {noun} {name}" for name in diff["removed"]]
+        out += [f"  ~ {noun} {c['name']}: {c['old']} -> {c['new']}" for c in diff["changed"]]
         return out
 
     def import_summary(self, added: dict[str, int], unchanged: dict[str, int]) -> str:
-        key = self.count_key or self.key
-        if not (added.get(key) or unchanged.get(key) or self.always_reported):
+        key = self.kind.counted
+        if not (added.get(key) or unchanged.get(key) or self.kind.always_reported):
             return ""
-        return f"{added.get(key, 0)} {self.title} added, {unchanged.get(key, 0)} unchanged; "
+        return f"{added.get(key, 0)} {self.kind.title} added, {unchanged.get(key, 0)} unchanged; "
 
     def plan_lines(self, plan: dict[str, Any]) -> list[str]:
         return []
+
+
+ROLES: dict[str, type[Role]] = {"build": Build, "format": Format, "admit": Admit, "stage": Stage,
+                                "publish": Publish, "serve": Serve, "prune": Prune, "commands": Commands,
+                                "options": Options, "receipt": Receipt, "report": Report}
+R = TypeVar("R", bound=Role)
+
+
+def role_modules(package: str, **classes: str) -> dict[str, str]:
+    """Roles kept by the convention: role `name` is class `classes[name]` in module `package.name`
+    (`role_modules(__name__, build="ChartBuild")`: bundler.kinds.charts.build:ChartBuild)."""
+    return {name: f"{package}.{name}:{cls}" for name, cls in classes.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Kind:
+    """A kind of content: what names it, its bundle.json entry type, and its roles, each a class
+    named by "module:Class" (a subclass of the role in ROLES), loaded the first time it is asked for:
+    `bundler verify` loads the format role, never the build's. A role it does not name is the neutral
+    one (a kind without a site service has no `serve`)."""
+
+    key: str  # spec key in profiles, key in bundle.json, and in inspect/diff/import JSON
+    title: str  # plural, for people: "git repositories"
+    noun: str  # singular, for diff lines: "repo"
+    entry_type: Any  # parse(Obj) -> entry; entry.to_dict()
+    roles: Mapping[str, str] = field(default_factory=dict)
+    in_v1: bool = False  # bundle format v1 always lists it (bundle.json, content digest)
+    payload_pattern: str = ""  # bundle paths of its payloads outside the OCI layout (a regex)
+    always_reported: bool = False  # reports show it even when there is none
+    count_key: str = ""  # its key in import's added/unchanged (default: `key`)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.roles) - set(ROLES)
+        if unknown:
+            raise TypeError(f"the {self.key} kind names roles bundler does not have: {', '.join(sorted(unknown))}")
+
+    @property
+    def counted(self) -> str:
+        return self.count_key or self.key
+
+    def role(self, name: str, base: type[R]) -> R:
+        """Its `name` role, loaded once from its module (the neutral `base` when it names none)."""
+        loaded = self.__dict__.get(f"_role_{name}")
+        if loaded is None:
+            where = self.roles.get(name)
+            cls: type[Role] = base
+            if where is not None:
+                module, _, attribute = where.partition(":")
+                cls = getattr(importlib.import_module(module), attribute)
+                if not (isinstance(cls, type) and issubclass(cls, base)):
+                    raise TypeError(f"the {self.key} kind's {name} role {where} is not a {base.__name__}")
+            loaded = self.__dict__[f"_role_{name}"] = cls(self)
+        return cast(R, loaded)
+
+    @property
+    def build(self) -> Build:
+        return self.role("build", Build)
+
+    @property
+    def format(self) -> Format:
+        return self.role("format", Format)
+
+    @property
+    def admit(self) -> Admit:
+        return self.role("admit", Admit)
+
+    @property
+    def stage(self) -> Stage:
+        return self.role("stage", Stage)
+
+    @property
+    def publish(self) -> Publish:
+        return self.role("publish", Publish)
+
+    @property
+    def serve(self) -> Serve:
+        return self.role("serve", Serve)
+
+    @property
+    def prune(self) -> Prune:
+        return self.role("prune", Prune)
+
+    @property
+    def commands(self) -> Commands:
+        return self.role("commands", Commands)
+
+    @property
+    def options(self) -> Options:
+        return self.role("options", Options)
+
+    @property
+    def receipt(self) -> Receipt:
+        return self.role("receipt", Receipt)
+
+    @property
+    def report(self) -> Report:
+        return self.role("report", Report)
+
+    def entries(self, manifest: BundleManifest) -> tuple[Any, ...]:
+        """Its entries in a bundle.json (parsed with `entry_type`)."""
+        return manifest.entries(self.key)
 
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

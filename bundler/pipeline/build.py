@@ -112,7 +112,7 @@ def collect(options: BuildOptions, staging: Path) -> Collected:
     session.headers["User-Agent"] = "bundler"
     context = CollectContext(profile, OciContent(), registry_clients(profile.registries, options.jobs), session,
                              staging, options.profile.resolve().parent, options.jobs)
-    parts = {kind.key: kind.collect(context, profile.items(kind.key)) for kind in collection_order()}
+    parts = {kind.key: kind.build.collect(context, profile.items(kind.key)) for kind in collection_order()}
     return Collected(profile, Contents(context.oci, parts), context.notes, options.jobs)
 
 
@@ -165,7 +165,7 @@ def dry_run(options: BuildOptions) -> DryRun:
         contents = collected.for_base(parent)
         laid = lay_out(BundleInfo(profile.name, profile.version, profile.digest, profile.expires, parent),
                        contents, keys)
-        lines = [line for kind in KINDS for line in kind.inspect_lines(kind.inspect_rows(contents.entries(kind.key)))]
+        lines = [line for kind in KINDS for line in kind.report.lines(contents.entries(kind.key))]
         return DryRun(profile.name, profile.version, output, laid.tar.total_size, len(laid.tar.members), lines,
                       list(collected.notes))
 
@@ -210,7 +210,7 @@ class BundleInfo:
 
 
 def oci_tops(contents: Contents) -> list[OciTop]:
-    return [top for kind in KINDS for top in kind.oci_tops(contents.entries(kind.key))]
+    return [top for kind in KINDS for top in kind.format.oci_tops(contents.entries(kind.key))]
 
 
 def manifest_paths(contents: Contents) -> set[str]:
@@ -270,7 +270,7 @@ def lay_out(info: BundleInfo, contents: Contents, keys: Sequence[ec.EllipticCurv
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     small, blobs, files, requires = bundle_files(contents, info.parent)
 
-    items = [item for kind in KINDS for item in kind.sbom(contents.entries(kind.key))]
+    items = [item for kind in KINDS for item in kind.report.sbom(contents.entries(kind.key))]
     sbom = make_sbom(info.name, info.version, now, items)
     small[layout.SBOM], files[layout.SBOM] = sbom, _sha256(sbom)
     manifest = BundleManifest(

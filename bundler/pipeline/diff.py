@@ -17,7 +17,7 @@ def diff_manifests(old: BundleManifest, new: BundleManifest) -> dict[str, Any]:
     added_bytes = sum(e.size for p, e in new_files.items() if old_files.get(p) != e)
     return {
         "old": {"name": old.name, "version": old.version}, "new": {"name": new.name, "version": new.version},
-        **{kind.key: kind.diff(old.entries(kind.key), new.entries(kind.key)) for kind in KINDS},
+        **{kind.key: kind.report.diff(old.entries(kind.key), new.entries(kind.key)) for kind in KINDS},
         "bytes": {"old": sum(e.size for e in old_files.values()), "new": sum(e.size for e in new_files.values()),
                   "new_content": added_bytes},
     }
@@ -25,7 +25,7 @@ def diff_manifests(old: BundleManifest, new: BundleManifest) -> dict[str, Any]:
 
 def diff_text(diff: dict[str, Any]) -> list[str]:
     """Each kind's lines of `bundler diff`."""
-    return [line for kind in KINDS for line in kind.diff_lines(diff[kind.key])]
+    return [line for kind in KINDS for line in kind.report.diff_lines(diff[kind.key])]
 
 
 def diff_bundles(old: Path, new: Path) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest
         lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
         result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
     for kind in KINDS:
-        fields, size = kind.plan(site, manifest)
+        fields, size = kind.stage.plan(site, manifest)
         result.kinds.update(fields)
         if fields:
             result.disk[kind.title] = size
@@ -143,11 +143,11 @@ def check_requirements(site: SiteConfig, manifest: BundleManifest, plans: list[P
     """A delta needs its base on the site: refuse, listing what is missing and what would provide it.
     Returns where each required blob is, to mount it from."""
     missing, located = missing_blobs(plans, client, set(manifest.requires), jobs) if manifest.requires else ([], {})
-    lacking = [what for kind in KINDS for what in kind.missing(site, manifest)]
+    lacking = [what for kind in KINDS for what in kind.admit.missing(site, manifest)]
     if missing or lacking:
         provider = parent_label(manifest.parent or {})
         shown = ", ".join(d[7:19] for d in missing[:3])
-        nouns = " or ".join(kind.noun for kind in KINDS if kind.oci_tops(manifest.entries(kind.key)))
+        nouns = " or ".join(kind.noun for kind in KINDS if kind.format.oci_tops(manifest.entries(kind.key)))
         parts = [f"{len(missing)} {nouns} blobs ({shown}...)"] if missing else []
         raise RefusedError(f"this delta builds on {provider}, and the site lacks: {'; '.join(parts + lacking)}",
                            hint=f"import {provider} first (or a full bundle), then this one; nothing was changed")
@@ -323,12 +323,12 @@ class Import:
         if not (current and current["manifest_digest"] == self.report.manifest_digest
                 and current.get("status", "done") == "done"
                 and artifacts_present(manifest_lookup(self.client, self.storage), self.artifacts, self.jobs)
-                and all(kind.present(self.site, manifest) for kind in KINDS) and self.blobs_whole()):
+                and all(kind.stage.present(self.site, manifest) for kind in KINDS) and self.blobs_whole()):
             return False
         self.result.already_imported = True
         self.result.unchanged = {"blobs": 0}
         for kind in KINDS:
-            self.result.unchanged.update(kind.unchanged(manifest))
+            self.result.unchanged.update(kind.stage.unchanged(manifest))
         self.result.added = {key: 0 for key in self.result.unchanged}
         write_cluster_config(self.site, self.state)
         return True
@@ -383,7 +383,7 @@ class Import:
             return set()
         manifest = self.report.manifest
         return ({layout.blob_path(d) for p in plans for d, _ in p.blobs}
-                | {path for kind in KINDS for path in kind.streamed(manifest)}
+                | {path for kind in KINDS for path in kind.stage.streamed(manifest)}
                 | ({layout.SBOM} if sbom is not None else set()))
 
     def reading(self, plans: list[Plan], sbom: bytes | None) -> int:
@@ -429,7 +429,7 @@ class Import:
         try:
             try:
                 for kind in KINDS:
-                    staged.append(kind.stage(site, self.reader, manifest, self.options, advance))
+                    staged.append(kind.stage.stage(site, self.reader, manifest, self.options, advance))
                 sent = transfer(self.reader, plans, self.client, self.jobs, advance, located,
                                 registry_verifies=site.embedded_registry, quarantined=quarantined,
                                 quarantine=site.quarantine, storage=self.storage)
@@ -438,7 +438,7 @@ class Import:
         except BaseException:
             for done in staged:
                 done.discard()
-            left = {kind.key: kind.leftovers(site, manifest) for kind in KINDS}
+            left = {kind.key: kind.stage.leftovers(site, manifest) for kind in KINDS}
             self.state.note_unreferenced({**left, "blobs": quarantined})  # the collector frees them at a prune
             with contextlib.suppress(BundlerError, OSError):  # the quarantine holds nothing of a refused bundle
                 release_quarantine(self.client, site.quarantine, quarantined, self.options.jobs)
@@ -454,13 +454,13 @@ class Import:
         with files_lock(site.directory):
             if not (current and current["manifest_digest"] == digest):
                 keep_manifest(site, manifest, digest, sbom)
-                sources = sorted({host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))})
+                sources = sorted({host for kind in KINDS for host in kind.publish.sources(manifest.entries(kind.key))})
                 state.record(manifest.name, manifest.version, digest, sorted(self.report.verdict.valid_signers),
                              sources, manifest.content_digest, status="publishing")
             stats = publish_registry(sent, self.reader, self.client, self.jobs)
             for kind, done in zip(KINDS, staged, strict=True):
                 self.result.notes += done.publish()
-                kind.published(site, manifest)
+                kind.publish.published(site, manifest)
             state.finish(manifest.name, manifest.version, digest,
                          [(p.artifact.repo, p.artifact.tag, p.artifact.digest) for p in plans if p.artifact.tag])
             write_cluster_config(site, state)

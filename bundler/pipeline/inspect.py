@@ -26,13 +26,13 @@ def inspect_bundle(path: Path, key_names: dict[str, str] | None = None) -> dict[
         "payload_bytes": sum(f.size for f in manifest.files.values()), "signers": signers,
         "signer_names": {k: (key_names or {}).get(k) for k in signers},
         "requires": {"files": len(manifest.requires), "bytes": sum(f.size for f in manifest.requires.values())},
-        **{kind.key: kind.inspect_rows(manifest.entries(kind.key)) for kind in KINDS},
+        **{kind.key: kind.report.inspect_rows(manifest.entries(kind.key)) for kind in KINDS},
     }
 
 
 def inspect_text(info: dict[str, Any]) -> list[str]:
     """Each kind's lines of `bundler inspect` (after the bundle's own)."""
-    return [line for kind in KINDS for line in kind.inspect_lines(info[kind.key])]
+    return [line for kind in KINDS for line in kind.report.inspect_lines(info[kind.key])]
 
 
 def sbom_bytes(reader: BundleReader) -> bytes:

@@ -4,7 +4,7 @@ What goes: every top manifest (image, chart, artifact, and what travels with an 
 attestations, SBOMs, referrers) of a pruned release that no kept release names in that repository,
 with the manifests under it no kept one needs; then the registry's garbage collector (registry
 stopped for the pass) frees the blobs no manifest references any more. Each content kind with files
-of its own frees what no kept release holds (ContentKind.prune: update payloads no group approved;
+of its own frees what no kept release holds (Kind.prune: update payloads no group approved;
 Git: history stays, unreachable objects go); what refused imports left (`unreferenced.json`) goes.
 
 Safe when interrupted: nothing a kept release needs is touched, and the plan is made again from
@@ -127,7 +127,7 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
     if storage is not None and (partials := storage.partials()):  # what killed imports were copying
         plan.leftovers[PARTIALS] = sorted(path.name for path in partials)
         plan.leftover_bytes += sum(partials.values())
-    plan.kinds = {kind.key: kind.prune(site, kept_manifests, left.get(kind.key, [])) for kind in KINDS}
+    plan.kinds = {kind.key: kind.prune.prune(site, kept_manifests, left.get(kind.key, [])) for kind in KINDS}
     return plan
 
 
@@ -220,14 +220,14 @@ def stored_bytes(report: dict[str, Any]) -> dict[str, int]:
 
 def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, Any]:
     """Bytes under the site directory: the embedded registry's storage, and what each content kind
-    stores (ContentKind.stored: the update cache, the Git repositories); the disk's total, free and
+    stores (Kind.stored: the update cache, the Git repositories); the disk's total, free and
     percent used, and what a prune with the site's retention would free (registry bytes only when
     `client` answers)."""
     disk = shutil.disk_usage(site.directory)
     plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
     local = site.embedded_registry and not site.registry_storage  # on object storage: not this disk's
     return {"registry": tree_bytes(site.directory / REGISTRY_STORAGE) if local else None,
-            **{name: tree_bytes(path) for kind in KINDS for name, path in kind.stored(site).items()},
+            **{name: tree_bytes(path) for kind in KINDS for name, path in kind.serve.stored(site).items()},
             "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
             "warn_percent": site.warn_percent, "warning": disk_warning(site),
             "prune": {"keep": plan.keep, "releases": [f"{b['name']} {b['version']}" for b in plan.pruned],

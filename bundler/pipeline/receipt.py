@@ -21,7 +21,7 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
     state = SiteState.load(site.directory)
     manifests = [m for bundle in state.bundles if bundle.get("status") != "pruned"  # a pruned release's files are gone
                  and (m := kept_manifest(site, bundle["manifest_digest"])) is not None]
-    held = {field: value for kind in KINDS for field, value in kind.receipt(site, state).items()}
+    held = {field: value for kind in KINDS for field, value in kind.receipt.receipt(site, state).items()}
     created = names.format_time()
     doc = receipt(site.site_name, created, state.bundles, manifests, held)
     identity.ensure_site_key(site.directory)  # a site made before site keys

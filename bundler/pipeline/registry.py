@@ -41,7 +41,7 @@ DIRECT = "(the registry's storage)"  # a blob's source when it was copied into t
 
 def site_artifacts(manifest: BundleManifest, site: SiteConfig) -> list[Artifact]:
     """Every top manifest of the bundle, of every kind, where the site registry gets it."""
-    return [a for kind in KINDS for a in kind.site_artifacts(manifest.entries(kind.key), site)]
+    return [a for kind in KINDS for a in kind.publish.site_artifacts(manifest.entries(kind.key), site)]
 
 
 @dataclass(frozen=True)

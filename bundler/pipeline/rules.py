@@ -111,7 +111,7 @@ class SharedTargets:
     def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
         if not self.site.rewrites:
             return []
-        hosts = {host for kind in KINDS for host in kind.sources(manifest.entries(kind.key))}
+        hosts = {host for kind in KINDS for host in kind.publish.sources(manifest.entries(kind.key))}
         hosts |= set(source_hosts(self.state))
         paths = sorted((self.site.host_path(host), host) for host in hosts)
         for (path, host), (other_path, other) in itertools.combinations(paths, 2):  # a few hosts: every pair
@@ -129,7 +129,7 @@ class KindBases:
     site: SiteConfig
 
     def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
-        return [problem for kind in KINDS for problem in kind.site_problems(self.site, manifest)]
+        return [problem for kind in KINDS for problem in kind.admit.site_problems(self.site, manifest)]
 
 
 @dataclass(frozen=True)
@@ -158,4 +158,4 @@ class KindAdmission:
     site: SiteConfig
 
     def __call__(self, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
-        return [problem for kind in KINDS for problem in kind.admission(self.site, reader, manifest)]
+        return [problem for kind in KINDS for problem in kind.admit.admission(self.site, reader, manifest)]

@@ -1,5 +1,5 @@
 """`bundler init PROFILE`: a commented profile to start from, each registered kind's `spec` section
-with an example (ContentKind.example), checked by the profile parser before it is written."""
+with an example (Kind.example), checked by the profile parser before it is written."""
 
 from __future__ import annotations
 
@@ -32,13 +32,13 @@ spec:
 
 def profile_text(path: Path, kinds: Sequence[str]) -> str:
     """The profile `bundler init` writes for these kinds (all that have an example when empty)."""
-    known = {kind.key: kind for kind in KINDS if kind.example}
+    known = {kind.key: kind for kind in KINDS if kind.build.example}
     unknown = [k for k in kinds if k not in known]
     if unknown:
         raise UsageError(f"--kind {', '.join(unknown)}: no such kind", hint=f"the kinds: {', '.join(known)}")
     name = "".join(c if c.isalnum() or c in "._-" else "-" for c in path.name.split(".")[0].lower()).strip("._-")
     text = HEADER.format(file=path.name, name_line=f"  name: {name or 'my-release'}".ljust(50))
-    text += "".join(known[key].example for key in (kinds or list(known)))
+    text += "".join(known[key].build.example for key in (kinds or list(known)))
     parse_profile(text, str(path), kinds=KINDS)  # what it writes validates as is
     return text
 

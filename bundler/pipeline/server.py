@@ -1,7 +1,7 @@
 """The site's HTTPS application, behind the front (site/front.py: nginx terminates TLS and faces
 the network; this listens on a unix socket, through cheroot, a production WSGI server): `/healthz`,
 the registry's token server (`/token`), the status page at `/` (site credentials), and the routes
-each content kind adds for its own site service (`ContentKind.routes`: the repos kind's Git server,
+each content kind adds for its own site service (`Kind.routes`: the repos kind's Git server,
 the updates kind's update cache).
 
 Run by `bundler site up` as `python -m bundler.pipeline.server DIR`.
@@ -53,7 +53,7 @@ class SiteApp:
         self.accounts = Accounts(site.directory)
         self.token_key = load_token_key(site.directory) if site.embedded_registry else None
         self.routes = {route.prefix: route for route in (
-            routes if routes is not None else [r for kind in KINDS for r in kind.routes(site, self.accounts)])}
+            routes if routes is not None else [r for kind in KINDS for r in kind.serve.routes(site, self.accounts)])}
         self._page_lock = threading.Lock()
         self._page: tuple[tuple[int, ...], bytes] | None = None
 
@@ -123,7 +123,7 @@ class SiteApp:
 def _changes(site: SiteConfig) -> tuple[int, ...]:
     """Modification times of what the status page shows besides the figures."""
     out = []
-    for path in (site.directory / "state.json", *(path for kind in KINDS for path in kind.watched(site))):
+    for path in (site.directory / "state.json", *(path for kind in KINDS for path in kind.serve.watched(site))):
         try:
             out.append(path.stat().st_mtime_ns)
         except OSError:

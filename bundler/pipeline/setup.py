@@ -31,7 +31,7 @@ def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[
         while not reached.exists():  # what `site init` makes is the new user's: the way to it must be open
             reached = reached.parent
         check_runs_as(user or "nobody", sys.executable, reached, hint=AS_ROOT_HINT)
-    config = init_site(directory, registry_url, trust_keys, threshold, prepare=[kind.init_site for kind in KINDS],
+    config = init_site(directory, registry_url, trust_keys, threshold, prepare=[kind.serve.init_site for kind in KINDS],
                        **options)
     if as_site_user:
         try:
@@ -45,4 +45,4 @@ def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[
 def start_site(directory: Path, wait: float = 30.0) -> SiteConfig:
     """`site_up` with each kind's front rules (its bodies, the files the front sends for it)."""
     site = load_site(directory)
-    return site_up(directory, wait, [rule for kind in KINDS for rule in kind.front(site)])
+    return site_up(directory, wait, [rule for kind in KINDS for rule in kind.serve.front(site)])

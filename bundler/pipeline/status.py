@@ -13,7 +13,7 @@ from bundler.site.service import http_healthy, registry_healthy
 
 
 def site_status(directory: Path) -> dict[str, Any]:
-    """Each service's health: the registry, and each content kind's service (ContentKind.services,
+    """Each service's health: the registry, and each content kind's service (Kind.services,
     served by the site's HTTPS service), with absolute paths for what clients need."""
     site = load_site(directory)
     healthy = http_healthy(site)
@@ -24,7 +24,7 @@ def site_status(directory: Path) -> dict[str, Any]:
         "services": {
             "registry": {"url": site.registry_url, "healthy": registry, "embedded": site.embedded_registry},
             **{name: {"url": service["url"], "healthy": healthy, **service}
-               for kind in KINDS for name, service in kind.services(site).items()},
+               for kind in KINDS for name, service in kind.serve.services(site).items()},
         },
         "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
         "bundles": [{**b, "signed_by": site.signer_names(b.get("signers") or [])} for b in state.bundles],

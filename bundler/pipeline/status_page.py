@@ -42,7 +42,7 @@ def status_page(site: SiteConfig) -> bytes:
     health = figures.read(site, figures.HEALTH_FILE)
     checked = f"checked {health.age}" if health else "not checked yet"
     urls = {"registry": site.registry_url,  # the kinds' services: the HTTPS service's
-            **{name: service["url"] for kind in KINDS for name, service in kind.services(site).items()}}
+            **{name: service["url"] for kind in KINDS for name, service in kind.serve.services(site).items()}}
     up = health.figures if health else {}
     services = [[page.esc(name), f"<code>{page.esc(url)}</code>",
                  page.state(bool(up.get("registry" if name == "registry" else "http"))), page.esc(checked)]
@@ -64,10 +64,10 @@ def status_page(site: SiteConfig) -> bytes:
                 ("Releases imported", page.table(["bundle", "version", "status", "imported", "signers"], releases,
                                                  "nothing imported yet"))]
     for manifest in _running(site, state):
-        lines = [line for kind in KINDS for line in kind.inspect_lines(kind.inspect_rows(manifest.entries(kind.key)))]
+        lines = [line for kind in KINDS for line in kind.report.lines(manifest.entries(kind.key))]
         sections.append((f"{manifest.name} {manifest.version}: what it holds",
                          f"<pre>{page.esc(chr(10).join(lines))}</pre>"))
     for kind in KINDS:
-        for field, held in kind.receipt(site, state).items():
-            sections.append((kind.receipt_titles.get(field, field), page.value(held)))
+        for field, held in kind.receipt.receipt(site, state).items():
+            sections.append((kind.receipt.titles.get(field, field), page.value(held)))
     return page.render(f"Site {site.site_name}", f"bundler site at {site.directory.resolve()}", sections)

@@ -56,7 +56,7 @@ CHECKSUM_HEADERS = ("X-Checksum-Sha256", "Digest", "ETag")  # what a file sent a
 
 @dataclass(frozen=True)
 class FrontRule:
-    """One nginx location a content kind's service asks of the front (ContentKind.front).
+    """One nginx location a content kind's service asks of the front (Kind.front).
 
     `path`: a prefix (`/git/`), or with `exact` one path (`/updates/api/report`). `body`: the largest
     request body it lets through ("1m"; "0": no limit), refused from its Content-Length; `posts`: a

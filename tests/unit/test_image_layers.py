@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bundler.errors import IntegrityError, UsageError
+from bundler.kinds.artifacts import format as artifact_format
 from bundler.kinds.artifacts import image
 from bundler.kinds.artifacts.image import LAYER_ALONE, MAX_LAYERS, TarLayer, plan_layers
 
@@ -102,11 +103,11 @@ def test_an_index_of_images_is_checked_one_level_deep() -> None:
     good = image.image_index([("linux/amd64", manifest), ("linux/arm64", manifest)])
     loop = image.image_index([("linux/amd64", manifest)]).replace(b"image.manifest.v1", b"image.index.v1")
     blobs = {"sha256:" + hashlib.sha256(b).hexdigest(): b for b in (manifest, good, loop)}
-    image.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(good).hexdigest(),
+    artifact_format.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(good).hexdigest(),
                       "application/vnd.oci.image.index.v1+json", 100, "model")
     with pytest.raises(ValueError, match="not an image manifest"):
-        image.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(loop).hexdigest(),
+        artifact_format.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(loop).hexdigest(),
                           "application/vnd.oci.image.index.v1+json", 100, "model")
     with pytest.raises(ValueError, match="smaller than the files"):
-        image.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(good).hexdigest(),
+        artifact_format.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(good).hexdigest(),
                           "application/vnd.oci.image.index.v1+json", 5000, "model")

@@ -30,6 +30,6 @@ def test_a_build_and_the_site_service_load_them() -> None:
     """The names above are the modules a build and the service do load (the check is not empty)."""
     loaded = loaded_after("import bundler.pipeline.build, bundler.pipeline.server\n"
                           "from bundler.kinds import KINDS\n"
-                          "for kind in KINDS: kind.commands()")
+                          "for kind in KINDS: kind.commands.commands()")
     assert {"bundler.profile", "bundler.oci.content", "bundler.site.service", "bundler.site.front",
             "bundler.kinds.updates.commands"} <= {name for name in loaded if BUILD_OR_SERVICE.fullmatch(name)}

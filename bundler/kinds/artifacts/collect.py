@@ -13,9 +13,9 @@ from pathlib import Path
 
 from bundler.errors import BundlerError, IntegrityError, UsageError
 from bundler.fsutil import file_sha256
-from bundler.kinds.artifacts.entry import TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
-from bundler.kinds.artifacts.entry import media_type as layer_media_type
-from bundler.kinds.artifacts.image import LAYER_TYPE, image_config, image_index, image_manifest, plan_layers
+from bundler.kinds.artifacts.entry import LAYER_TYPE, TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
+from bundler.kinds.artifacts.format import titled_files
+from bundler.kinds.artifacts.image import image_config, image_index, image_manifest, plan_layers
 from bundler.kinds.artifacts.spec import ArtifactSpec
 from bundler.names import sha256_digest
 from bundler.oci import media
@@ -27,31 +27,6 @@ EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_DESCRIPTOR = {"mediaType": EMPTY_TYPE, "digest": sha256_digest(EMPTY), "size": 2}
 IMAGE_CONFIGS = (media.OCI_CONFIG, "application/vnd.docker.container.image.v1+json")
 MAX_FILES = 10_000
-
-
-def titled_files(read: Callable[[str], bytes], digest: str, media_type: str, origin: str) -> tuple[ArtifactFile, ...]:
-    """Every layer with a title, in every manifest of the artifact; ValueError for an unsafe title
-    (one that would leave the directory a client pulls into) or one given twice."""
-    files: dict[str, ArtifactFile] = {}
-    for _, kind, data in media.walk_image(read, digest, media_type).manifests:
-        if kind in media.INDEX_TYPES:
-            continue
-        for layer in media.image_blobs(data)[1:]:
-            annotations = (layer.raw or {}).get("annotations")
-            title = annotations.get(TITLE_ANNOTATION) if isinstance(annotations, dict) else None
-            if title is None:
-                continue
-            if not isinstance(title, str):
-                raise ValueError(f"{origin}: layer {layer.digest} has a title that is not a string")
-            try:
-                file_title(title)
-                layer_media_type(layer.media_type)
-            except ValueError as exc:
-                raise ValueError(f"{origin}: layer {layer.digest}: {exc}") from None
-            known = files.setdefault(title, ArtifactFile(title, layer.digest, layer.size, layer.media_type))
-            if known.digest != layer.digest:
-                raise ValueError(f"{origin}: two layers are titled {title!r}")
-    return tuple(sorted(files.values(), key=lambda f: f.title))
 
 
 def is_artifact(read: Callable[[str], bytes], digest: str, media_type: str) -> bool:

@@ -10,6 +10,7 @@ from bundler import names
 from bundler.oci.reference import check_digest, checked_ref
 from bundler.untrusted import Obj
 
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # an image-packed artifact's layers: uncompressed tar
 TITLE_ANNOTATION = "org.opencontainers.image.title"  # the file name `oras pull` writes a layer to
 _TITLE_RE = re.compile(r"^[A-Za-z0-9._@+=,~-][A-Za-z0-9._@+=,~ /-]{0,254}$")
 MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")

@@ -15,16 +15,16 @@ import json
 import queue
 import tarfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.errors import IntegrityError, UsageError
+from bundler.kinds.artifacts.entry import LAYER_TYPE
 from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.content import Progress, Writer
 
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 LAYER_ALONE = 64 << 20  # a file at least this large has a layer of its own
 MAX_LAYERS = 100  # overlayfs stacks about 128 lower layers; a model needs far fewer
 CHUNK = 1 << 20
@@ -165,25 +165,3 @@ def image_manifest(config: bytes, layers: Sequence[tuple[str, int]]) -> bytes:
                    "size": len(config)},
         "layers": [{"mediaType": LAYER_TYPE, "digest": digest, "size": size} for digest, size in layers],
     }, indent=2).encode()
-
-
-def check_image(read: Callable[[str], bytes], digest: str, media_type: str, file_bytes: int, origin: str) -> None:
-    """What an image-packed entry in bundle.json says holds for its manifest: an image manifest (or
-    an index of them), an OCI image config, layers of uncompressed tar, room in them for the files it
-    lists; ValueError."""
-    if media_type == media.OCI_INDEX:
-        children = media.index_children(read(digest))  # ManifestError (a ValueError) when it lists none
-        if not children:
-            raise ValueError(f"{origin}: its index lists no manifest")
-        for found in children:
-            if found.media_type != media.OCI_MANIFEST:  # one level: an index of images, nothing deeper
-                raise ValueError(f"{origin}: its index lists a {found.media_type}, not an image manifest")
-            check_image(read, found.digest, found.media_type, file_bytes, origin)
-        return
-    if media_type != media.OCI_MANIFEST:
-        raise ValueError(f"{origin}: an image-packed artifact's manifest is {media.OCI_MANIFEST}")
-    config, *layers = media.image_blobs(read(digest))
-    if config.media_type != media.OCI_CONFIG or not layers or any(layer.media_type != LAYER_TYPE for layer in layers):
-        raise ValueError(f"{origin}: not an image of tar layers with an OCI image config")
-    if file_bytes > sum(layer.size for layer in layers):
-        raise ValueError(f"{origin}: its layers are smaller than the files listed for it")

@@ -1,5 +1,5 @@
 """The updates kind's commands (`bundler updates ...`, added to the command line through
-ContentKind.commands): the update cache's catalog, approvals per group, client enrollment and status."""
+Kind.commands): the update cache's catalog, approvals per group, client enrollment and status."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from bundler.kinds.base import Commands
 from bundler.kinds.updates.cache import UpdateCache, client_configuration
 from bundler.kinds.updates.windows_client import SCRIPT, write_client
 from bundler.site.config import load_site
@@ -153,3 +154,8 @@ def client_windows(directory: Path, client: str, group: str, output: Path) -> No
                f"and as a daily task:\n"
                f"  schtasks /Create /TN bundler-updates /SC DAILY /ST 03:00 /RU SYSTEM /TR "
                f"\"powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\ProgramData\\bundler\\{SCRIPT}\"")
+
+
+class UpdateCommands(Commands):
+    def commands(self) -> list[tuple[str, click.Command]]:
+        return [("", updates), ("site client", client_windows)]

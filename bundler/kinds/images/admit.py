@@ -1,0 +1,88 @@
+"""What a site refuses of images that verified: a tag derived from an image (`sha256-<hex>.sig`, ...)
+moves only with its subject and belongs to the bundle name that set it; images the site's image keys
+cover need a valid cosign signature among what they carry."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
+
+from bundler import problems
+from bundler.bundle import layout
+from bundler.bundle.verify import digest_problem
+from bundler.kinds.base import Admit
+from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, unsigned_images
+from bundler.kinds.images.entry import ImageEntry
+from bundler.names import sha256_digest
+from bundler.oci import media
+from bundler.oci.reference import ImageReference, site_path
+from bundler.problems import Problem
+from bundler.site.config import SiteState
+from bundler.units import printable as p
+
+if TYPE_CHECKING:
+    from bundler.bundle.manifest import BundleManifest
+    from bundler.bundle.reader import BundleReader
+    from bundler.site.config import SiteConfig
+
+
+class ImageAdmit(Admit):
+    def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
+        """What travels with an image (signatures, attestations, SBOMs, referrers) is for an image
+        this bundle carries, and its tags are this bundle name's to move; images the site's image
+        keys cover need a valid cosign signature among what they carry."""
+        def read(digest: str) -> bytes:
+            path = layout.blob_path(digest)
+            data = reader.read_small(path, MAX_PAYLOAD)
+            if sha256_digest(data) != digest:
+                raise ValueError(digest_problem(path, digest[7:], hashlib.sha256(data).hexdigest()).message)
+            return data
+
+        entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.kind.key))
+        found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read,
+                                     site.image_repository)
+        scopes, keys = site.image_policy()
+        if not keys:
+            return found
+        rule = ImageRule(scopes, keys)
+        return found + [Problem(problems.IMAGE_UNSIGNED, why.split(" ", 1)[0], f"image policy of this site: {why}",
+                        hint="this site takes only images signed by its image keys: ask release engineering to "
+                             "sign them (`cosign sign --key`) and build again; nothing was changed")
+                for why in unsigned_images(entries, [rule], read)]
+
+
+def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str, str]],
+                         manifest: BundleManifest, read: Callable[[str], bytes],
+                         placed: Callable[[str, str], str] = site_path) -> list[Problem]:
+    """A tag derived from an image (`sha256-<hex>.sig`, `.att`, `.sbom`, the referrers fallback) moves
+    only with its subject: the bundle must carry that image (its manifest, or one under its index),
+    and the tag belongs to the bundle name that first set it (`tags`: the site's state)."""
+    found = []
+    for entry in entries:
+        subjects = {entry.digest}
+        if entry.media_type in media.INDEX_TYPES:
+            with contextlib.suppress(ValueError, media.ManifestError):  # the graph check names what is wrong
+                subjects |= {child.digest for child in media.index_children(read(entry.digest))}
+        ref = ImageReference.parse(entry.ref)
+        repo = placed(ref.host, ref.repository)  # where the site's registry keeps it
+        for extra in entry.extras:
+            where = f"{repo}:{extra.tag}"
+            if extra.subject not in subjects:
+                found.append(Problem(
+                    problems.SUBJECT_NOT_CARRIED, where,
+                    f"refused: {p(extra.kind)} {p(extra.tag)} travels with image {p(entry.ref)}, which is not its "
+                    f"subject ({p(extra.subject[:19])}); a bundle moves only its own images' signatures",
+                    extra.subject, entry.digest, hint="ask release engineering: the bundle is malformed or forged"))
+                continue
+            owner = tags.get(where)
+            if owner is not None and owner.get("name") != manifest.name and owner.get("digest") != extra.digest:
+                found.append(Problem(
+                    problems.NAME_OWNED, where,
+                    f"refused: {where} ({p(extra.kind)} of {p(entry.ref)}) belongs to {p(owner.get('name'))} "
+                    f"{p(owner.get('version'))}; this bundle ({p(manifest.name)} {p(manifest.version)}) would "
+                    f"replace it with {extra.digest[:19]}", owner.get("digest"), extra.digest,
+                    hint=f"another product re-signed this image: ask release engineering; a deliberate hand-over: "
+                         f"`bundler site hand-over DIR {where} --to {p(manifest.name)}`"))
+    return found

@@ -1,0 +1,18 @@
+"""Repositories in a site's receipt: each repository's refs (what a delta for this site builds on)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from bundler.kinds.base import Receipt
+from bundler.kinds.repos.site import current_refs, repositories
+
+if TYPE_CHECKING:
+    from bundler.site.config import SiteConfig, SiteState
+
+
+class RepoReceipt(Receipt):
+    titles: ClassVar[dict[str, str]] = {"repos": "Git repositories and their refs"}
+
+    def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
+        return {"repos": {name: current_refs(site, name) for name in repositories(site)}}

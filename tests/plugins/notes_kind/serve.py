@@ -1,0 +1,41 @@
+"""The notes service: `/notes/<name>` for the site's accounts, the file sent by the front."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bundler.kinds.base import Serve
+from bundler.site.config import SiteConfig
+from bundler.site.front import FrontRule
+from bundler.site.http import Accounts, Route, StartResponse, accel, basic_challenge, text_response
+from notes_kind import KEY, NAME_RE, SENT, Store
+
+
+class NoteServe(Serve):
+    def init_site(self, site: SiteConfig) -> None:
+        (site.directory / KEY / "blobs").mkdir(parents=True, exist_ok=True)
+
+    def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
+        def handle(environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
+            if accounts.authorized(environ) is None:
+                return basic_challenge(start_response)
+            held = Store(site).index().get(rest) if NAME_RE.match(rest) else None
+            if held is None:
+                return text_response(start_response, "404 Not Found", "no such note\n")
+            return accel(start_response, SENT + held["sha256"], [("Content-Type", "text/plain")])
+
+        return [Route(KEY, handle)]
+
+    def front(self, site: SiteConfig) -> list[FrontRule]:
+        return [FrontRule(SENT, files=Store(site).root / "blobs")]
+
+    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
+        return {KEY: {"url": f"{site.http_url}/notes/"}}
+
+    def stored(self, site: SiteConfig) -> dict[str, Path]:
+        return {KEY: Store(site).root}
+
+    def watched(self, site: SiteConfig) -> list[Path]:
+        return [Store(site).root / "index.json"]
