@@ -10,23 +10,22 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from bundler.bundle.manifest import BundleManifest
-    from bundler.bundle.reader import BundleReader
     from bundler.oci.layout import OciTop
     from bundler.problems import Problem
     from bundler.untrusted import Obj
 
 
 class KindFormat(Protocol):
-    """A kind's format role (bundler.kinds.base.Format implements it)."""
+    """A kind's format role (bundler.kinds.base.Format implements it, typed). The manifest and the
+    reader are `Any` here: this module is what they import, so it names neither."""
 
-    def check_entries(self, manifest: BundleManifest) -> None: ...
+    def check_entries(self, manifest: Any) -> None: ...
 
     def content(self, entries: Sequence[Any]) -> list[Any]: ...
 
     def oci_tops(self, entries: Sequence[Any]) -> list[OciTop]: ...
 
-    def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]: ...
+    def graph_problems(self, reader: Any, manifest: Any, read_packs: bool) -> list[Problem]: ...
 
     def base_from_receipt(self, receipt: Obj) -> Hashable | None: ...
 
