@@ -288,7 +288,7 @@ def site_status(directory: Path, as_json: bool) -> None:
 
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
-    from bundler.pipeline.prune import disk_report, stored_bytes
+    from bundler.pipeline.disk import disk_report, stored_bytes
     from bundler.pipeline.status import site_status as status
     from bundler.site import figures
     from bundler.site.config import load_site

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 from packageurl import PackageURL
 
 from bundler.bundle.sbom import SbomItem
+from bundler.errors import UsageError
 from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
 
@@ -63,6 +64,7 @@ class Artifact:
     repo: str
     tag: str | None
     release_tag: bool = True  # a release owns it (rollback per tag); False: derived from a digest (sha256-<hex>.sig)
+    node_image: bool = False  # a container image a node's runtime runs (`site export --k3s` preloads it)
 
 
 def oci_item(ref: str, digest: str, type: str, *properties: tuple[str, str]) -> SbomItem:
@@ -224,6 +226,12 @@ class Admit(Role):
         """A delta's base this kind needs on the site and the site lacks (beyond registry blobs)."""
         return []
 
+    def hand_over(self, site: SiteConfig, subject: str, to: str) -> str | None:
+        """`site hand-over`: give `subject` (as this kind's refusals name it: `files/<name>`) to bundle
+        name `to` and return its previous owner; None when the subject is none of this kind's names.
+        Called under the site's files lock."""
+        return None
+
 
 class Stage(Role):
     """Its share of an import: staged where no client sees it until the import publishes."""
@@ -373,6 +381,17 @@ ROLES: dict[str, type[Role]] = {"build": Build, "format": Format, "admit": Admit
                                 "publish": Publish, "serve": Serve, "prune": Prune, "commands": Commands,
                                 "options": Options, "receipt": Receipt, "report": Report}
 R = TypeVar("R", bound=Role)
+
+
+def subject_name(rule: Callable[[str], str], name: str) -> str:
+    """A hand-over's subject checked as the site's names are (`rule`: bundler.names): a clear error."""
+    try:
+        return rule(name)
+    except ValueError as exc:
+        raise UsageError(f"not a name on this site: {exc}", hint=HAND_OVER_HINT) from None
+
+
+HAND_OVER_HINT = "give the subject as the refusal names it: files/<name>, git/<name>.git or <repository>:<tag>"
 
 
 def role_modules(package: str, **classes: str) -> dict[str, str]:

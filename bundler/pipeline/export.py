@@ -44,7 +44,7 @@ def export_k3s(directory: Path, out: Path, jobs: int = 4) -> list[Path]:
         manifest = kept_manifest(site, latest["manifest_digest"]) if latest else None
         if manifest is None:
             continue
-        images = [a for a in site_artifacts(manifest, site) if a.kind == "images"]
+        images = [a for a in site_artifacts(manifest, site) if a.node_image]
         if images:
             written.append(write_archive(site, client, manifest, images, out))
     if not written:

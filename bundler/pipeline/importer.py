@@ -33,7 +33,7 @@ from bundler.kinds import KINDS
 from bundler.kinds.base import Staged
 from bundler.oci.client import AuthError, RegistryClient
 from bundler.parallel import run_parallel
-from bundler.pipeline.prune import disk_report, disk_warning
+from bundler.pipeline.disk import disk_report, disk_warning
 from bundler.pipeline.registry import (
     Plan,
     Transfer,

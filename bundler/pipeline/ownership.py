@@ -9,22 +9,17 @@ its image: signatures, attestations, SBOMs), recorded in state.json (`handovers`
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from bundler import names
 from bundler.errors import UsageError
-from bundler.kinds.repos.site import hand_over_repository
-from bundler.kinds.updates.cache import UpdateCache
+from bundler.kinds import KINDS
+from bundler.kinds.base import HAND_OVER_HINT
 from bundler.site.config import SiteConfig, SiteState
 from bundler.site.journal import files_lock
-
-GIT_SUBJECT = re.compile(r"^git/(.+)\.git$")
 
 
 def hand_over(site: SiteConfig, subject: str, to: str) -> str:
     """Give `subject` (as a refusal names it: `files/<name>`, `git/<name>.git`, `<repo>:<tag>`) to
-    bundle name `to`; return its previous owner."""
+    bundle name `to`; return its previous owner. A kind's own names go through its admit role."""
     try:
         names.bundle_name(to)
     except ValueError as exc:
@@ -32,24 +27,11 @@ def hand_over(site: SiteConfig, subject: str, to: str) -> str:
     with files_lock(site.directory):
         state = SiteState.load(site.directory)
         tag = None
-        if subject.startswith("files/"):
-            previous = UpdateCache(site).hand_over(_valid(names.file_name, subject.removeprefix("files/")), to)
-        elif match := GIT_SUBJECT.match(subject):
-            previous = hand_over_repository(site, _valid(names.repo_name, match.group(1)), to)
-        elif subject in state.tags:
+        previous = next((owner for kind in KINDS if (owner := kind.admit.hand_over(site, subject, to)) is not None),
+                        None)
+        if previous is None and subject in state.tags:
             tag, previous = subject, state.tags[subject]["name"]
-        else:
-            raise UsageError(f"nothing on this site is named {subject!r}",
-                             hint="give the subject as the refusal names it: files/<name>, git/<name>.git or "
-                                  "<repository>:<tag>")
+        if previous is None:
+            raise UsageError(f"nothing on this site is named {subject!r}", hint=HAND_OVER_HINT)
         state.record_handover(subject, previous, to, tag)
     return previous
-
-
-def _valid(rule: Callable[[str], str], name: str) -> str:
-    try:
-        return rule(name)
-    except ValueError as exc:
-        raise UsageError(f"not a name on this site: {exc}",
-                         hint="give the subject as the refusal names it: files/<name>, git/<name>.git or "
-                              "<repository>:<tag>") from None

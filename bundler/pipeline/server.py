@@ -22,7 +22,7 @@ from typing import Any
 from bundler.errors import BundlerError
 from bundler.fsutil import make_dirs, own_like_parent
 from bundler.kinds import KINDS
-from bundler.pipeline.prune import disk_report
+from bundler.pipeline.disk import disk_report
 from bundler.pipeline.status_page import status_page
 from bundler.site import figures, tokens
 from bundler.site.config import RUN_DIR, SiteConfig, load_site

@@ -10,8 +10,8 @@ from typing import Any
 from bundler import page
 from bundler.bundle.manifest import BundleManifest
 from bundler.kinds import KINDS
+from bundler.pipeline.disk import stored_bytes
 from bundler.pipeline.hub import load_sync_state
-from bundler.pipeline.prune import stored_bytes
 from bundler.site import figures
 from bundler.site.config import SiteConfig, SiteState, kept_manifest
 from bundler.units import human

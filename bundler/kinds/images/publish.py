@@ -21,7 +21,8 @@ class ImagePublish(Publish):
         for entry in entries:
             ref = ImageReference.parse(entry.ref)
             repo = site.image_repository(ref.host, ref.repository)
-            out.append(Artifact(self.kind.key, entry.ref, entry.digest, entry.media_type, repo, ref.tag))
+            out.append(Artifact(self.kind.key, entry.ref, entry.digest, entry.media_type, repo, ref.tag,
+                                node_image=True))
             out += [Artifact(EXTRAS, f"{e.tag} of {entry.ref}", e.digest, e.media_type, repo, e.tag,
                              release_tag=False)  # named after their subject (owned: derived_tag_problems)
                     for e in entry.extras]

@@ -3,13 +3,16 @@ whose Git base the site lacks."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
-from bundler import problems
-from bundler.kinds.base import Admit
+from bundler import names, problems
+from bundler.kinds.base import Admit, subject_name
 from bundler.kinds.repos.entry import RepoEntry, repos_of
-from bundler.kinds.repos.site import missing_base, repository_owner
+from bundler.kinds.repos.site import hand_over_repository, missing_base, repository_owner
 from bundler.problems import Problem
+
+GIT_SUBJECT = re.compile(r"^git/(.+)\.git$")  # a repository as refusals and `site hand-over` name it
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
@@ -35,6 +38,10 @@ class RepoAdmit(Admit):
 
     def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         return [why for why, _ in _bases(site, manifest)]
+
+    def hand_over(self, site: SiteConfig, subject: str, to: str) -> str | None:
+        match = GIT_SUBJECT.match(subject)
+        return hand_over_repository(site, subject_name(names.repo_name, match.group(1)), to) if match else None
 
 
 def _bases(site: SiteConfig, manifest: BundleManifest) -> list[tuple[str, RepoEntry]]:
