@@ -266,7 +266,7 @@ def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) 
         emit_json({**plan.to_dict(), "dry_run": dry_run})
         return
     done = "would free" if dry_run else "freed"
-    releases = ", ".join(f"{b['name']} {b['version']}" for b in plan.pruned) or "none"
+    releases = ", ".join(f"{b.name} {b.version}" for b in plan.pruned) or "none"
     click.echo(f"{'would prune' if dry_run else 'pruned'} releases (keeping {plan.keep} of each name): {releases}")
     click.echo(f"  registry: {len(plan.manifests)} manifests, {human(plan.freed['registry'])} of blobs only they use")
     for repo, digest in plan.manifests:

@@ -48,9 +48,10 @@ if TYPE_CHECKING:
     from bundler.oci.content import BlobSource, OciContent
     from bundler.problems import Problem
     from bundler.profile import Checker, Profile
-    from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.config import SiteConfig
     from bundler.site.front import FrontRule
     from bundler.site.http import Accounts, Route
+    from bundler.site.state import SiteState
     from bundler.untrusted import Obj
 
 

@@ -19,17 +19,16 @@ from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
 from bundler.pipeline.registry import site_artifacts
-from bundler.site.config import REGISTRY_STORAGE, SiteConfig, SiteState, kept_manifest
+from bundler.site.config import REGISTRY_STORAGE, SiteConfig
 from bundler.site.registry_storage import RegistryStorage
-
-PRUNED = "pruned"
+from bundler.site.state import ImportedRelease, ReleaseStatus, SiteState, kept_manifest
 
 
 @dataclass
 class PrunePlan:
     """What a prune keeps and frees: releases, manifests, blob bytes, each kind's share, leftovers."""
     keep: int
-    pruned: list[dict[str, Any]] = field(default_factory=list)  # state.json entries that go
+    pruned: list[ImportedRelease] = field(default_factory=list)  # state.json entries that go
     manifests: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest) to delete, tops first
     blob_bytes: int = 0  # bytes of blobs only the pruned manifests reference (what the collector frees)
     kinds: dict[str, Pruning] = field(default_factory=dict)  # each content kind's share, by its key
@@ -42,7 +41,7 @@ class PrunePlan:
                 "leftovers": self.leftover_bytes + sum(part.leftover_bytes for part in self.kinds.values())}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"keep": self.keep, "releases": [f"{b['name']} {b['version']}" for b in self.pruned],
+        return {"keep": self.keep, "releases": [f"{b.name} {b.version}" for b in self.pruned],
                 "manifests": [f"{repo}@{digest}" for repo, digest in self.manifests],
                 **{key: part.items for key, part in self.kinds.items()},
                 "leftovers": self.leftovers, "bytes_freed": self.freed}
@@ -77,14 +76,14 @@ def _graph_of(client: RegistryClient, repo: str, digest: str) -> tuple[list[str]
 def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None, keep: int,
                jobs: int = 8) -> PrunePlan:
     plan = PrunePlan(keep)
-    live = [b for b in state.bundles if b.get("status") != PRUNED]
-    kept: list[dict[str, Any]] = []
-    for name in dict.fromkeys(b["name"] for b in live):
-        releases = [b for b in live if b["name"] == name]
-        kept += releases[-keep:] + [b for b in releases[:-keep] if b.get("status") == "publishing"]
+    live = state.live()
+    kept: list[ImportedRelease] = []
+    for name in dict.fromkeys(b.name for b in live):
+        releases = [b for b in live if b.name == name]
+        kept += releases[-keep:] + [b for b in releases[:-keep] if b.status == ReleaseStatus.PUBLISHING]
     plan.pruned = [b for b in live if b not in kept]
-    kept_manifests = [m for b in kept if (m := kept_manifest(site, b["manifest_digest"])) is not None]
-    gone_manifests = [m for b in plan.pruned if (m := kept_manifest(site, b["manifest_digest"])) is not None]
+    kept_manifests = [m for b in kept if (m := kept_manifest(site, b.manifest_digest)) is not None]
+    gone_manifests = [m for b in plan.pruned if (m := kept_manifest(site, b.manifest_digest)) is not None]
 
     if client is not None and plan.pruned:  # the kept releases' graphs say what a pruned one shares
         kept_artifacts = [a for m in kept_manifests for a in site_artifacts(m, site)]
@@ -94,7 +93,7 @@ def plan_prune(site: SiteConfig, state: SiteState, client: RegistryClient | None
         needed = {(a.repo, d) for a, (ds, _) in zip(kept_artifacts, kept_graphs, strict=True) for d in ds}
         # what a kept image's derived tags (its signature, attestation, SBOM, referrers) point at now,
         # whichever release set them: kept, so the image keeps its signature
-        derived = sorted({(repo, owner["digest"]) for key, owner in state.tags.items()
+        derived = sorted({(repo, owner.digest) for key, owner in state.tags.items()
                           for repo, _, tag in [key.rpartition(":")]
                           if (match := DERIVED_TAG.match(tag)) and (repo, f"sha256:{match.group(1)}") in needed})
         derived_graphs = run_parallel(lambda target: _graph_of(client, *target), derived, jobs)
@@ -167,6 +166,6 @@ def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, An
             **{name: tree_bytes(path) for kind in KINDS for name, path in kind.serve.stored(site).items()},
             "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
             "warn_percent": site.warn_percent, "warning": disk_warning(site),
-            "prune": {"keep": plan.keep, "releases": [f"{b['name']} {b['version']}" for b in plan.pruned],
+            "prune": {"keep": plan.keep, "releases": [f"{b.name} {b.version}" for b in plan.pruned],
                       "bytes_freed": plan.freed}}
 

@@ -25,7 +25,8 @@ from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.oci.reference import ImageReference
 from bundler.pipeline.registry import site_artifacts
-from bundler.site.config import SiteConfig, SiteState, kept_manifest, load_site
+from bundler.site.config import SiteConfig, load_site
+from bundler.site.state import SiteState, kept_manifest
 
 IMAGE_NAME = "io.containerd.image.name"
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -39,9 +40,8 @@ def export_k3s(directory: Path, out: Path, jobs: int = 4) -> list[Path]:
     client.ping()
     written = []
     out.mkdir(parents=True, exist_ok=True)
-    for name in dict.fromkeys(b["name"] for b in state.bundles):
-        latest = state.latest(name)
-        manifest = kept_manifest(site, latest["manifest_digest"]) if latest else None
+    for latest in state.running():
+        manifest = kept_manifest(site, latest.manifest_digest)
         if manifest is None:
             continue
         images = [a for a in site_artifacts(manifest, site) if a.node_image]

@@ -46,6 +46,7 @@ from bundler.parallel import run_parallel
 from bundler.site import identity
 from bundler.site.config import load_site, read_registry_credentials
 from bundler.site.service import SYNC_SETTINGS
+from bundler.site.state import SiteState
 from bundler.untrusted import Malformed, Obj
 
 BUNDLE_TYPE = "application/vnd.bundler.bundle.v1"
@@ -538,7 +539,7 @@ def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, cli
     if wave >= rollout.open:
         return SyncResult("waiting", f"rollout {rollout.name} {rollout.version}: wave {rollout.waves[wave].name} "
                           "is not open yet", summary)
-    runs = {(b.get("name"), b.get("version"), b.get("manifest_digest")) for b in _bundles(site_dir)}
+    runs = {(b.name, b.version, b.manifest_digest) for b in SiteState.load(site_dir).live()}
     if (rollout.name, rollout.version, target.manifest_digest) in runs:
         if state.get("receipt_pushed_serial") != rollout.serial:
             push_document(client, options.hub.receipts(name), "latest", RECEIPT_TYPE, canonical_json(receipt(site_dir)))
@@ -555,9 +556,3 @@ def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, cli
     shutil.rmtree(site_dir / STAGING, ignore_errors=True)  # imported: the parts are in the registry now
     return SyncResult("imported", f"imported {rollout.name} {rollout.version} from the hub", summary, fetched,
                       imported=imported, download_seconds=download_seconds)
-
-
-def _bundles(site_dir: Path) -> list[dict[str, Any]]:
-    from bundler.site.config import SiteState
-
-    return [b for b in SiteState.load(site_dir).bundles if b.get("status") != "pruned"]

@@ -51,9 +51,10 @@ from bundler.problems import Problem, ProblemError
 from bundler.progress import Phase, byte_progress
 from bundler.site import figures
 from bundler.site.cluster import write_cluster_config
-from bundler.site.config import SiteConfig, SiteState, kept_manifest_path, load_site
+from bundler.site.config import SiteConfig, load_site
 from bundler.site.journal import Journal, files_lock, import_lock
 from bundler.site.registry_storage import RegistryStorage
+from bundler.site.state import ReleaseStatus, SiteState, kept_manifest_path
 from bundler.units import human
 
 
@@ -320,8 +321,8 @@ class Import:
         """The release the site runs, every artifact and every kind's content present: nothing to do
         (no layer is read, only the images' manifests: `bundler verify` checks a copy's bytes)."""
         manifest, current = self.report.manifest, self.state.latest(self.report.manifest.name)
-        if not (current and current["manifest_digest"] == self.report.manifest_digest
-                and current.get("status", "done") == "done"
+        if not (current and current.manifest_digest == self.report.manifest_digest
+                and current.status in (None, ReleaseStatus.DONE)
                 and artifacts_present(manifest_lookup(self.client, self.storage), self.artifacts, self.jobs)
                 and all(kind.stage.present(self.site, manifest) for kind in KINDS) and self.blobs_whole()):
             return False
@@ -452,11 +453,11 @@ class Import:
         current = state.latest(manifest.name)
         self.journal.step(self.options.bundle, digest, "publishing")
         with files_lock(site.directory):
-            if not (current and current["manifest_digest"] == digest):
+            if not (current and current.manifest_digest == digest):
                 keep_manifest(site, manifest, digest, sbom)
                 sources = sorted({host for kind in KINDS for host in kind.publish.sources(manifest.entries(kind.key))})
                 state.record(manifest.name, manifest.version, digest, sorted(self.report.verdict.valid_signers),
-                             sources, manifest.content_digest, status="publishing")
+                             sources, manifest.content_digest, status=ReleaseStatus.PUBLISHING)
             stats = publish_registry(sent, self.reader, self.client, self.jobs)
             for kind, done in zip(KINDS, staged, strict=True):
                 self.result.notes += done.publish()

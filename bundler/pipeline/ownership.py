@@ -13,8 +13,9 @@ from bundler import names
 from bundler.errors import UsageError
 from bundler.kinds import KINDS
 from bundler.kinds.base import HAND_OVER_HINT
-from bundler.site.config import SiteConfig, SiteState
+from bundler.site.config import SiteConfig
 from bundler.site.journal import files_lock
+from bundler.site.state import SiteState
 
 
 def hand_over(site: SiteConfig, subject: str, to: str) -> str:
@@ -30,7 +31,7 @@ def hand_over(site: SiteConfig, subject: str, to: str) -> str:
         previous = next((owner for kind in KINDS if (owner := kind.admit.hand_over(site, subject, to)) is not None),
                         None)
         if previous is None and subject in state.tags:
-            tag, previous = subject, state.tags[subject]["name"]
+            tag, previous = subject, state.tags[subject].name
         if previous is None:
             raise UsageError(f"nothing on this site is named {subject!r}", hint=HAND_OVER_HINT)
         state.record_handover(subject, previous, to, tag)

@@ -20,10 +20,11 @@ from bundler.errors import BundlerError, UsageError
 from bundler.parallel import run_parallel
 from bundler.pipeline.disk import PARTIALS, PrunePlan, disk_report, plan_prune
 from bundler.site import figures
-from bundler.site.config import SiteState, load_site
+from bundler.site.config import load_site
 from bundler.site.journal import files_lock, import_lock
 from bundler.site.registry_storage import RegistryStorage
 from bundler.site.service import collect_registry_garbage, resume_after_garbage_collection
+from bundler.site.state import SiteState
 
 
 def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, jobs: int = 8) -> PrunePlan:
@@ -68,7 +69,7 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
         with files_lock(site.directory):
             for part in plan.kinds.values():
                 part.record()
-            state.mark_pruned([b["manifest_digest"] for b in plan.pruned], {d for _, d in plan.manifests})
+            state.mark_pruned([b.manifest_digest for b in plan.pruned], {d for _, d in plan.manifests})
             state.clear_unreferenced()
         figures.write_disk(site, disk_report(site, client))
         return plan

@@ -28,7 +28,8 @@ from bundler.kinds import KINDS
 from bundler.pipeline.registry import site_artifacts
 from bundler.problems import Problem
 from bundler.site.cluster import source_hosts
-from bundler.site.config import SiteConfig, SiteState, kept_manifest
+from bundler.site.config import SiteConfig
+from bundler.site.state import ImportedRelease, SiteState, kept_manifest
 from bundler.versions import Version
 
 DOWNGRADE_HINT = "this is older than what the site runs; only with a reason: `--allow-downgrade`"
@@ -38,11 +39,11 @@ class Rule(Protocol):
     def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]: ...
 
 
-def recorded_content(site: SiteConfig, bundle: dict[str, str]) -> str | None:
+def recorded_content(site: SiteConfig, bundle: ImportedRelease) -> str | None:
     """The content digest of a bundle the site imported (from the manifest it kept, for older state)."""
-    if isinstance(bundle.get("content_digest"), str):
-        return str(bundle["content_digest"])
-    kept = kept_manifest(site, str(bundle["manifest_digest"]))
+    if bundle.content_digest is not None:
+        return bundle.content_digest
+    kept = kept_manifest(site, bundle.manifest_digest)
     return kept.content_digest if kept is not None else None
 
 
@@ -54,14 +55,14 @@ class Rollback:
 
     def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
         current = self.state.latest(manifest.name)
-        if current is None or current["manifest_digest"] == digest:
+        if current is None or current.manifest_digest == digest:
             return []
-        running = f"the site runs {manifest.name} {current['version']} ({current['manifest_digest'][:19]})"
-        if Version(manifest.version) < Version(current["version"]):
+        running = f"the site runs {manifest.name} {current.version} ({current.manifest_digest[:19]})"
+        if Version(manifest.version) < Version(current.version):
             return [Problem(problems.ROLLBACK, manifest.name,
                             f"rollback refused: {running}; this bundle is the older {manifest.version}",
-                            current["version"], manifest.version, hint=DOWNGRADE_HINT)]
-        if Version(manifest.version) == Version(current["version"]):
+                            current.version, manifest.version, hint=DOWNGRADE_HINT)]
+        if Version(manifest.version) == Version(current.version):
             recorded = recorded_content(self.site, current)
             if recorded == manifest.content_digest:
                 return []  # the same release packed another way (a delta and its full bundle)
@@ -84,19 +85,19 @@ class TagOwnership:
         for artifact in site_artifacts(manifest, self.site):
             key = f"{artifact.repo}:{artifact.tag}"
             owner = self.state.tags.get(key) if artifact.tag and artifact.release_tag else None
-            if owner is None or owner["digest"] == artifact.digest:
+            if owner is None or owner.digest == artifact.digest:
                 continue
-            if owner["name"] != manifest.name:
+            if owner.name != manifest.name:
                 return [Problem(problems.TAG_CLAIMED, key,
-                                f"refused: tag {key} was set by {owner['name']} {owner['version']}; this bundle "
+                                f"refused: tag {key} was set by {owner.name} {owner.version}; this bundle "
                                 f"({manifest.name} {manifest.version}) would move it to {artifact.digest[:19]}",
-                                owner["digest"], artifact.digest,
+                                owner.digest, artifact.digest,
                                 hint="two releases claim one tag: ask release engineering; only with a reason: "
                                      "`--allow-downgrade`")]
-            if Version(owner["version"]) > Version(manifest.version):
+            if Version(owner.version) > Version(manifest.version):
                 return [Problem(problems.ROLLBACK, key,
-                                f"rollback refused: tag {key} holds {manifest.name} {owner['version']}; this bundle "
-                                f"is the older {manifest.version}", owner["version"], manifest.version,
+                                f"rollback refused: tag {key} holds {manifest.name} {owner.version}; this bundle "
+                                f"is the older {manifest.version}", owner.version, manifest.version,
                                 hint=DOWNGRADE_HINT)]
         return []
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from bundler.kinds import KINDS
 from bundler.pipeline.hub import load_sync_state
-from bundler.site.config import SiteState, load_site
+from bundler.site.config import load_site
 from bundler.site.service import http_healthy, registry_healthy
+from bundler.site.state import SiteState
 
 
 def site_status(directory: Path) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def site_status(directory: Path) -> dict[str, Any]:
                for kind in KINDS for name, service in kind.serve.services(site).items()},
         },
         "ca_file": str(site.ca_file.resolve()), "credentials_file": str(site.credentials_file.resolve()),
-        "bundles": [{**b, "signed_by": site.signer_names(b.get("signers") or [])} for b in state.bundles],
-        "handovers": state.handovers,
+        "bundles": [{**b.to_dict(), "signed_by": site.signer_names(b.signers)} for b in state.bundles],
+        "handovers": [h.to_dict() for h in state.handovers],
         "sync": load_sync_state(site.directory).get("last"),  # the last `site sync` from a hub, if any
     }

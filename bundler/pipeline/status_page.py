@@ -13,14 +13,14 @@ from bundler.kinds import KINDS
 from bundler.pipeline.disk import stored_bytes
 from bundler.pipeline.hub import load_sync_state
 from bundler.site import figures
-from bundler.site.config import SiteConfig, SiteState, kept_manifest
+from bundler.site.config import SiteConfig
+from bundler.site.state import ReleaseStatus, SiteState, kept_manifest
 from bundler.units import human
 
 
 def _running(site: SiteConfig, state: SiteState) -> list[BundleManifest]:
     """The manifest of the release each bundle name runs (its latest import)."""
-    latest = [state.latest(name) for name in dict.fromkeys(b["name"] for b in state.bundles)]
-    return [m for b in latest if b is not None and (m := kept_manifest(site, b["manifest_digest"])) is not None]
+    return [m for b in state.running() if (m := kept_manifest(site, b.manifest_digest)) is not None]
 
 
 def sync_line(last: dict[str, Any]) -> str:
@@ -56,8 +56,8 @@ def status_page(site: SiteConfig) -> bytes:
         disk_html = (f"<p>{disk['used_percent']}% of {page.esc(human(disk['total']))} used, "
                      f"{page.esc(human(disk['free']))} free ({page.esc(kinds)}); measured {page.esc(measured.age)}</p>"
                      + (f'<p class="bad">{page.esc(disk["warning"])}</p>' if disk.get("warning") else ""))
-    releases = [[page.esc(b["name"]), page.esc(b["version"]), page.esc(b.get("status", "done")),
-                 page.esc(b.get("imported_at", "")), page.value(site.signer_names(b.get("signers") or []))]
+    releases = [[page.esc(b.name), page.esc(b.version), page.esc(b.status or ReleaseStatus.DONE),
+                 page.esc(b.imported_at or ""), page.value(site.signer_names(b.signers))]
                 for b in reversed(state.bundles)]
     sections = [("Services", page.table(["service", "URL", "health", "as of"], services)), ("Disk", disk_html),
                 *([("Hub sync", sync_html(last))] if (last := load_sync_state(site.directory).get("last")) else []),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bundler.bundle.verify import VerifyReport, verify_file
 from bundler.pipeline.rules import KindAdmission, SiteRules
-from bundler.site.config import SiteState, load_site
+from bundler.site.config import load_site
+from bundler.site.state import SiteState
 
 
 def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:

@@ -21,7 +21,8 @@ from pathlib import Path
 from bundler.errors import BundlerError
 from bundler.fsutil import atomic_write
 from bundler.site.cluster import node_files
-from bundler.site.config import FLUX_DIR, SiteConfig, SiteState
+from bundler.site.config import FLUX_DIR, SiteConfig
+from bundler.site.state import SiteState
 
 SCRIPT = "bundler-aksee-trust.ps1"
 NODE_CA = "/etc/pki/ca-trust/source/anchors/bundler-site.crt"  # Azure Linux's anchors (update-ca-trust)

@@ -26,14 +26,15 @@ from bundler import yamltext
 from bundler.fsutil import atomic_write
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
 from bundler.site.auth import load_credentials
-from bundler.site.config import CLUSTER_DIR, FLUX_DIR, SiteConfig, SiteState
+from bundler.site.config import CLUSTER_DIR, FLUX_DIR, SiteConfig
+from bundler.site.state import SiteState
 
 GIT_SECRET, REGISTRY_SECRET, CA_SECRET = "site-git", "site-registry", "site-ca"
 FLUX_NAMESPACE = "flux-system"
 
 
 def source_hosts(state: SiteState) -> list[str]:
-    return sorted({host for b in state.bundles for host in b.get("sources", [])})
+    return sorted({host for b in state.bundles for host in b.sources})
 
 
 def _private(path: Path, data: bytes) -> None:

@@ -24,37 +24,30 @@ site.yaml:
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import ipaddress
 import json
 import re
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from bundler import names, yamltext
-from bundler.bundle.manifest import BundleManifest
-from bundler.errors import BundlerError, UsageError
+from bundler.errors import UsageError
 from bundler.fsutil import atomic_write
 from bundler.keyfiles import key_name, load_trusted_key, read_operator_file
 from bundler.names import GROUP_RE
 from bundler.oci.client import Credentials, RegistryClient
-from bundler.oci.reference import check_digest, site_path
+from bundler.oci.reference import site_path
 from bundler.signing import TrustedKey, TrustPolicy, public_pem
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
 from bundler.site.identity import ensure_site_key
 from bundler.site.pki import CA_CERT, PKI_DIR
 from bundler.site.tokens import QUARANTINE
-from bundler.untrusted import Malformed, Obj
 
 SITE_FILE = "site.yaml"
-MAX_STATE_BYTES = 64 << 20
-UNREFERENCED_FILE = "unreferenced.json"
-STATE_FILE = "state.json"
 TRUST_DIR = "trust"
 RUN_DIR, LOG_DIR = "run", "logs"  # what `site up` started (pids), the import lock and journal; service logs
 CLUSTER_DIR = "cluster"  # what the cluster needs: registries.yaml, certs.d, flux
@@ -63,7 +56,6 @@ GIT_DIR = "git"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8443"
 DEFAULT_REGISTRY_LISTEN = "127.0.0.1:5443"
 REGISTRY_DIR = "registry"
-BUNDLES_DIR = "bundles"  # the bundle.json of each release imported, named by its digest
 REGISTRY_STORAGE = f"{REGISTRY_DIR}/storage"  # the embedded registry's filesystem storage
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
@@ -553,150 +545,3 @@ def load_site(directory: Path) -> SiteConfig:
                           check_rewrites([(str(r["from"]), str(r["to"])) for r in registry.get("rewrite") or []]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
-
-
-@dataclass
-class SiteState:
-    """What the site imported, in order; machine-written JSON, replaced atomically."""
-
-    path: Path
-    bundles: list[dict[str, Any]] = field(default_factory=list)
-    # "repo:tag" -> {name, version, digest}: which release put each tag where it is
-    tags: dict[str, dict[str, str]] = field(default_factory=dict)
-    # names the site gave to another bundle name on purpose (`site hand-over`): {subject, from, to, at}
-    handovers: list[dict[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, directory: Path) -> SiteState:
-        path = directory / STATE_FILE
-        try:
-            doc = Obj.load(path.read_bytes(), MAX_STATE_BYTES)
-            bundles = []
-            for item in doc.array("bundles"):
-                entry = item.obj()
-                entry.string("name", names.bundle_name)
-                entry.string("version", names.version)
-                entry.string("manifest_digest", check_digest)
-                entry.string("content_digest", check_digest, None)
-                entry.string("status", names.text, None)
-                entry.strings("signers", names.text)
-                bundles.append(entry.value)
-            tags = {}
-            for key, value in (doc.obj("tags", None) or Obj({}, "tags")).entries():
-                owner = value.obj()
-                tags[key] = {"name": owner.string("name", names.bundle_name),
-                             "version": owner.string("version", names.version),
-                             "digest": owner.string("digest", check_digest)}
-            handovers = []
-            for item in doc.array("handovers"):
-                entry = item.obj()
-                handovers.append({key: entry.string(key, names.text) for key in ("subject", "from", "to", "at")})
-        except FileNotFoundError:
-            return cls(path)
-        except (OSError, Malformed) as exc:
-            raise UsageError(f"site state {path} is unreadable: {exc}",
-                             hint="restore it from a backup; it records what this site imported") from None
-        return cls(path, bundles, tags, handovers)
-
-    def latest(self, name: str) -> dict[str, Any] | None:
-        """The last bundle of this name the site imported (or is publishing): what it runs now."""
-        return next((b for b in reversed(self.bundles) if b.get("name") == name), None)
-
-    def _save(self) -> None:
-        doc = {"bundles": self.bundles, "tags": dict(sorted(self.tags.items())),
-               **({"handovers": self.handovers} if self.handovers else {})}
-        atomic_write(self.path, json.dumps(doc, indent=2).encode())
-
-    def _reload(self) -> None:
-        """What is on disk now (another command may have changed it): call under files_lock."""
-        fresh = SiteState.load(self.path.parent)
-        self.bundles, self.tags, self.handovers = fresh.bundles, fresh.tags, fresh.handovers
-
-    def record(self, name: str, version: str, manifest_digest: str, signers: list[str],
-               sources: list[str] | None = None, content_digest: str | None = None, status: str = "done") -> None:
-        """Append an imported bundle (call under files_lock). An import records itself as
-        "publishing" before the first tag or ref moves, and `finish`es once everything moved."""
-        self._reload()
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        self.bundles.append({"name": name, "version": version, "manifest_digest": manifest_digest,
-                             "content_digest": content_digest, "signers": signers, "imported_at": now,
-                             "sources": sources or [], "status": status})
-        self._save()
-
-    def finish(self, name: str, version: str, manifest_digest: str, tags: list[tuple[str, str, str]]) -> None:
-        """The import of this bundle is published: its entry says done, each tag names its release."""
-        self._reload()
-        for bundle in self.bundles:
-            if bundle["manifest_digest"] == manifest_digest:
-                bundle["status"] = "done"
-        for repo, tag, digest in tags:
-            key = f"{repo}:{tag}"
-            owner = self.tags.get(key)
-            if owner is None or owner["name"] == name:
-                self.tags[key] = {"name": name, "version": version, "digest": digest}
-            else:  # another name's tag, shipped unchanged (or moved by --allow-downgrade): it stays theirs
-                self.tags[key] = {**owner, "digest": digest}
-        self._save()
-
-    def record_handover(self, subject: str, previous: str, to: str, tag: str | None = None) -> None:
-        """A name handed over on purpose (call under files_lock); a tag's owner changes with it, and so
-        does the owner of every tag derived from its image (`sha256-<hex>.sig`, `.att`, `.sbom`, the
-        referrers fallback `sha256-<hex>`)."""
-        self._reload()
-        if tag is not None:
-            repo = tag.rpartition(":")[0]
-            derived = f"{repo}:sha256-{self.tags[tag]['digest'].removeprefix('sha256:')}"
-            for key in [tag, *(k for k in self.tags if k == derived or k.startswith(f"{derived}."))]:
-                self.tags[key] = {**self.tags[key], "name": to}
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        self.handovers.append({"subject": subject, "from": previous, "to": to, "at": now})
-        self._save()
-
-    def unreferenced(self) -> dict[str, list[str]]:
-        """What refused imports left (note_unreferenced), by where it is."""
-        try:
-            held = Obj.load(self.path.with_name(UNREFERENCED_FILE).read_bytes(), MAX_STATE_BYTES)
-            return {key: list(held.strings(key, names.digest_or_hex)) for key, _ in held.entries()}
-        except (OSError, Malformed):
-            return {}
-
-    def clear_unreferenced(self) -> None:
-        self.path.with_name(UNREFERENCED_FILE).unlink(missing_ok=True)
-
-    def mark_pruned(self, manifest_digests: list[str], deleted: set[str]) -> None:
-        """A prune removed these releases' content: their entries stay (rollback protection, history)
-        with status "pruned"; tags that named a deleted manifest are forgotten."""
-        self._reload()
-        for bundle in self.bundles:
-            if bundle["manifest_digest"] in manifest_digests:
-                bundle["status"] = "pruned"
-        self.tags = {tag: owner for tag, owner in self.tags.items() if owner["digest"] not in deleted}
-        self._save()
-
-    def note_unreferenced(self, left: dict[str, list[str]]) -> None:
-        """What a refused import stored that nothing references, by where it is (`blobs`: blobs in the
-        registry's quarantine, by digest; a kind's key: its payloads, by sha256), in UNREFERENCED_FILE
-        next to state.json, for a prune to remove. state.json itself stays as it was: a refused import
-        changes nothing a command reports."""
-        if not any(left.values()):
-            return
-        path = self.path.with_name(UNREFERENCED_FILE)
-        try:
-            held = Obj.load(path.read_bytes(), MAX_STATE_BYTES)
-            known = {key: set(held.strings(key, names.digest_or_hex)) for key, _ in held.entries()}
-        except (OSError, Malformed):  # absent, or unreadable: it is only a list of what may be removed
-            known = {}
-        doc = {key: sorted(known.get(key, set()) | set(left.get(key, []))) for key in sorted({*known, *left})}
-        atomic_write(path, json.dumps(doc, indent=2).encode())
-
-
-def kept_manifest_path(site: SiteConfig, manifest_digest: str) -> Path:
-    return site.directory / BUNDLES_DIR / f"{manifest_digest.split(':')[-1]}.json"
-
-
-def kept_manifest(site: SiteConfig, manifest_digest: str) -> BundleManifest | None:
-    """The bundle.json the site kept of a release it imported; None when it is gone (pruned) or unreadable."""
-    try:
-        return BundleManifest.from_bytes(kept_manifest_path(site, manifest_digest).read_bytes())
-    except (OSError, BundlerError):
-        return None

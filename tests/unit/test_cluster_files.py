@@ -23,7 +23,7 @@ from bundler.kinds.charts.site import write_helm_repository
 from bundler.kinds.repos.site import write_flux_git_repositories
 from bundler.pipeline.setup import create_site
 from bundler.site.cluster import write_cluster_config
-from bundler.site.config import SiteState
+from bundler.site.state import ImportedRelease, SiteState
 from tests.helpers import crd_schema
 
 init_site = functools.partial(create_site, as_root=True)  # pytest's directories are root's alone
@@ -163,7 +163,7 @@ def test_rewrite_rules_put_a_source_registry_under_a_path_and_refuse_two_on_one(
     assert site.image_repository("docker.io", "library/nginx") == "edge/hub/library/nginx"
     assert site.image_repository("registry.example.com:5000", "a") == "edge/registry.example.com_5000/a"
     state = SiteState.load(site.directory)
-    state.bundles.append({"name": "x", "version": "1", "sources": ["quay.io", "ghcr.io"]})
+    state.bundles.append(ImportedRelease("x", "1", "sha256:" + "1" * 64, sources=("quay.io", "ghcr.io")))
     manifest = BundleManifest("x", "2.0.0", "2026-01-01T00:00:00Z", "x.yaml", {})  # no images of its own
     found = SharedTargets(site, state).problems(manifest, "sha256:" + "0" * 64)
     assert [p.code for p in found] == ["target-shared"] and "quay.io" in found[0].message \

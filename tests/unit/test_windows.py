@@ -256,12 +256,14 @@ def test_aksee_fragments_follow_the_nodes_own_version_one_version_at_a_time() ->
 def test_the_aksee_trust_script_parses_holds_base64_only_and_refuses_a_strange_host(tmp_path: Path) -> None:
     from bundler.keyfiles import keygen
     from bundler.site.aksee import node_placements, script_text
-    from bundler.site.config import SiteState, init_site
+    from bundler.site.config import init_site
+    from bundler.site.state import ImportedRelease, SiteState
 
     keygen(tmp_path / "release")
     site = init_site(tmp_path / "site", None, [tmp_path / "release.pub"], 1)
     state = SiteState.load(site.directory)
-    state.bundles.append({"name": "store", "version": "1.0.0", "sources": ["registry.example.com", "quay.io:443"]})
+    state.bundles.append(ImportedRelease("store", "1.0.0", "sha256:" + "1" * 64,
+                                         sources=("registry.example.com", "quay.io:443")))
     (site.directory / "cluster" / "flux").mkdir(parents=True, exist_ok=True)
     (site.directory / "cluster" / "flux" / "kustomization.yaml").write_text("resources: []\n")
     script = script_text(site, state)
@@ -270,7 +272,7 @@ def test_the_aksee_trust_script_parses_holds_base64_only_and_refuses_a_strange_h
     assert "/etc/containerd/certs.d/quay.io:443/hosts.toml" in paths and "/etc/rancher/k3s/registries.yaml" in paths
     hosts_toml = dict(node_placements(site, state))["/etc/containerd/certs.d/registry.example.com/hosts.toml"]
     assert b'ca = "/etc/pki/ca-trust/source/anchors/bundler-site.crt"' in hosts_toml  # the node's own CA path
-    state.bundles.append({"name": "evil", "version": "1", "sources": ["x'; rm -rf /; '"]})
+    state.bundles.append(ImportedRelease("evil", "1", "sha256:" + "2" * 64, sources=("x'; rm -rf /; '",)))
     with pytest.raises(Exception, match="is not a host name"):
         script_text(site, state)
 

@@ -19,7 +19,7 @@ from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.reference import ImageReference, site_path
 from bundler.problems import Problem
-from bundler.site.config import SiteState
+from bundler.site.state import SiteState, TagOwner
 from bundler.units import printable as p
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class ImageAdmit(Admit):
                 for why in unsigned_images(entries, [rule], read)]
 
 
-def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str, str]],
+def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, TagOwner],
                          manifest: BundleManifest, read: Callable[[str], bytes],
                          placed: Callable[[str, str], str] = site_path) -> list[Problem]:
     """A tag derived from an image (`sha256-<hex>.sig`, `.att`, `.sbom`, the referrers fallback) moves
@@ -77,12 +77,12 @@ def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, dict[str
                     extra.subject, entry.digest, hint="ask release engineering: the bundle is malformed or forged"))
                 continue
             owner = tags.get(where)
-            if owner is not None and owner.get("name") != manifest.name and owner.get("digest") != extra.digest:
+            if owner is not None and owner.name != manifest.name and owner.digest != extra.digest:
                 found.append(Problem(
                     problems.NAME_OWNED, where,
-                    f"refused: {where} ({p(extra.kind)} of {p(entry.ref)}) belongs to {p(owner.get('name'))} "
-                    f"{p(owner.get('version'))}; this bundle ({p(manifest.name)} {p(manifest.version)}) would "
-                    f"replace it with {extra.digest[:19]}", owner.get("digest"), extra.digest,
+                    f"refused: {where} ({p(extra.kind)} of {p(entry.ref)}) belongs to {p(owner.name)} "
+                    f"{p(owner.version)}; this bundle ({p(manifest.name)} {p(manifest.version)}) would "
+                    f"replace it with {extra.digest[:19]}", owner.digest, extra.digest,
                     hint=f"another product re-signed this image: ask release engineering; a deliberate hand-over: "
                          f"`bundler site hand-over DIR {where} --to {p(manifest.name)}`"))
     return found

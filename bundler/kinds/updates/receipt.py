@@ -8,7 +8,8 @@ from bundler.kinds.base import Receipt
 from bundler.kinds.updates.cache import UpdateCache
 
 if TYPE_CHECKING:
-    from bundler.site.config import SiteConfig, SiteState
+    from bundler.site.config import SiteConfig
+    from bundler.site.state import SiteState
 
 
 class UpdateReceipt(Receipt):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from bundler.kinds.base import Receipt
-from bundler.site.config import SiteConfig, SiteState
+from bundler.site.config import SiteConfig
+from bundler.site.state import SiteState
 from notes_kind import Store
 
 
