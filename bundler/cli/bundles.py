@@ -69,7 +69,7 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
         raise UsageError("--publish is for --for-fleet's deltas; a single bundle: bundler publish BUNDLE HUB")
     if fleet_dir is not None:
         from bundler.fleet.store import Fleet
-        from bundler.pipeline.build import build_for_fleet
+        from bundler.pipeline.fleet_plan import build_for_fleet
 
         if since is not None or size is not None:
             raise UsageError("--for-fleet makes one delta per site base itself; it takes neither --since nor "

@@ -77,35 +77,20 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
     Example:
       bundler fleet plan profiles/store.yaml --fleet ./fleet
     """
-    from bundler.fleet.store import Fleet
+    from bundler.pipeline.fleet_plan import Needs, plan_release
 
-    if not fleet_dir.is_dir():
-        raise UsageError(f"there is no fleet at {fleet_dir}",
-                         hint="`bundler fleet add RECEIPT...` makes it (or give it with --fleet DIR)")
-    fleet = Fleet(fleet_dir)
-    if release.suffix in (".yaml", ".yml"):  # sources' manifests and sizes are read; nothing is written
-        from bundler.pipeline.build import BuildOptions, collecting
-
-        with collecting(BuildOptions(release), Path.cwd()) as collected:
-            name, version = collected.profile.name, collected.profile.version
-            rows = fleet.plan(name, version, collected.size)
-    else:
-        from bundler.bundle.parent import load_manifest
-
-        manifest, _ = load_manifest(release)
-        name, version = manifest.name, manifest.version
-        rows = fleet.plan(name, version, lambda base: sum(e.size for p, e in manifest.files.items()
-                                                          if base.files.get(p) != e))
+    plan = plan_release(release, fleet_dir)
     if as_json:
-        emit_json({"name": name, "version": version, "sites": rows})
+        emit_json(plan.to_dict())
         return
-    if not rows:
-        click.echo(f"the fleet {fleet_dir} holds no site yet: nothing to plan for {name} {version}", err=True)
+    if not plan.sites:
+        click.echo(f"the fleet {fleet_dir} holds no site yet: nothing to plan for {plan.name} {plan.version}",
+                   err=True)
         click.echo("hint: add each site's receipt first: `bundler fleet add RECEIPT...`", err=True)
-    for row in rows:
-        needs = {"nothing": "runs it already", "full": "a full bundle",
-                 "delta": f"a delta on {row.get('base')}"}[row["needs"]]
-        click.echo(f"{printable(row['site'])}: {needs} ({human(row['bytes'])})")
+    for row in plan.sites:
+        needs = {Needs.NOTHING: "runs it already", Needs.FULL: "a full bundle",
+                 Needs.DELTA: f"a delta on {row.base}"}[row.needs]
+        click.echo(f"{printable(row.site)}: {needs} ({human(row.bytes)})")
 
 
 @fleet.command("status")

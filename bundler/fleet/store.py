@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bundler import names, signing
-from bundler.bundle.parent import RECEIPT_KIND, Parent, read_parent
+from bundler.bundle.parent import RECEIPT_KIND
 from bundler.errors import RefusedError, UsageError
 from bundler.fleet.rollout import Rollout, members, site_state
 from bundler.fleet.rollout import parse as parse_rollout
@@ -217,20 +216,6 @@ class Fleet:
     def receipts(self) -> dict[str, dict[str, Any]]:
         """The receipts the fleet keeps (each was checked when added), by site name."""
         return self._read_all(SITES_DIR)
-
-    def plan(self, name: str, version: str, bytes_for: Callable[[Parent], int]) -> list[dict[str, Any]]:
-        """For each site: what it needs of release NAME VERSION: nothing (it runs it), a full bundle (it
-        holds nothing), or a delta on its receipt, with `bytes_for(base)` bytes (from a profile:
-        what `build --for-fleet` writes; from a full bundle: the files the site lacks)."""
-        out: list[dict[str, Any]] = []
-        for site, path in self.receipt_paths().items():
-            parent = read_parent(path)
-            if (name, version) in parent.releases:
-                out.append({"site": site, "needs": "nothing", "bytes": 0})
-            else:
-                out.append({"site": site, "needs": "delta" if parent.files else "full", "base": parent.label,
-                            "bytes": bytes_for(parent)})
-        return out
 
     def status(self, now: dt.datetime | None = None) -> dict[str, Any]:
         """The fleet at a glance: how many sites run which version, each rollout's waves (done, failed,

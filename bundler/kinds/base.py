@@ -95,11 +95,10 @@ class CollectContext:
 @dataclass
 class Part:
     """A kind's collected content: its bundle.json entries and its payloads outside the OCI layout
-    (path in the bundle -> where it is). With `deferrable`, a delta leaves a payload its parent
-    holds identically to the parent. `for_base` makes what depends on a delta's base (git bundles)."""
+    (path in the bundle -> where it is). `for_base` makes what depends on a delta's base (git
+    bundles); whether a delta leaves a payload to its parent is the kind's `payloads_defer`."""
     entries: tuple[Any, ...] = ()
     payloads: dict[str, BlobSource] = field(default_factory=dict)
-    deferrable: bool = True
 
     def for_base(self, parent: Parent | None) -> Part:
         return self
@@ -417,6 +416,9 @@ class Kind:
     payload_pattern: str = ""  # bundle paths of its payloads outside the OCI layout (a regex)
     always_reported: bool = False  # reports show it even when there is none
     count_key: str = ""  # its key in import's added/unchanged (default: `key`)
+    # a delta leaves a payload its parent holds identically to the parent; False: each base gets its
+    # own (a git bundle is made against the tips the base holds)
+    payloads_defer: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.roles) - set(ROLES)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -171,34 +172,6 @@ def dry_run(options: BuildOptions) -> DryRun:
 
 
 @dataclass(frozen=True)
-class FleetBuild:
-    """One bundle of a fleet build and the sites it is for."""
-    sites: list[str]  # the sites this bundle brings to the new release (they hold the same base)
-    result: BuildResult
-
-
-def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory: Path) -> list[FleetBuild]:
-    """The smallest set of bundles that brings every site to the profile's release: one delta per
-    distinct base (sites whose receipts hold the same files and Git tips share it), collected once.
-    A site whose receipt shows this release already gets nothing."""
-    keys = [load_signing_key(path) for path in options.keys]
-    with collecting(options, directory) as collected:
-        name, version = collected.profile.name, collected.profile.version
-        groups: dict[tuple[object, ...], tuple[Parent, list[str]]] = {}
-        for site, path in sorted(receipts.items()):
-            parent = read_parent(path)
-            if (name, version) in parent.releases:
-                continue
-            key = (tuple(sorted((p, e.sha256) for p, e in parent.files.items())), tuple(sorted(parent.bases.items())))
-            groups.setdefault(key, (parent, []))[1].append(site)
-        built = []
-        for parent, sites in groups.values():
-            output = directory / f"{name}-{version}-for-{sites[0]}{layout.SUFFIX}"
-            built.append(FleetBuild(sites, collected.write(output, keys, parent)))
-        return built
-
-
-@dataclass(frozen=True)
 class BundleInfo:
     """The release a build writes into bundle.json: name, version, profile digest, expiry, a delta's
     parent."""
@@ -234,23 +207,49 @@ def bundle_files(contents: Contents, parent: Parent | None) -> tuple[dict[str, b
         small[layout.blob_path(digest)] = data
     files = {path: _sha256(data) for path, data in small.items()}
     blobs = {layout.blob_path(d): b for d, b in oci.blobs.items() if layout.blob_path(d) not in small}
-    deferrable = {path for path in blobs if path.startswith(layout.OCI_BLOBS)}
-    for part in contents.parts.values():
+    deferring = {kind.key for kind in KINDS if kind.payloads_defer}
+    payloads = set()
+    for key, part in contents.parts.items():
         for path, blob in part.payloads.items():
             blobs.setdefault(path, blob)
-            if part.deferrable:
-                deferrable.add(path)
+            if key in deferring:
+                payloads.add(path)
     files.update({path: FileEntry(b.digest.split(":")[1], b.size) for path, b in blobs.items()})
     requires: dict[str, FileEntry] = {}
     if parent is not None:
-        deferrable |= {path for path in small if path.startswith(layout.OCI_BLOBS)}
-        deferrable -= manifest_paths(contents)
-        for path, entry in list(files.items()):
-            if path in deferrable and parent.files.get(path) == entry:
-                requires[path] = files.pop(path)
-                small.pop(path, None)
-                blobs.pop(path, None)
+        requires = left_to_parent(files, manifest_paths(contents), payloads, parent)
+        for path in requires:
+            del files[path]
+            small.pop(path, None)
+            blobs.pop(path, None)
     return small, blobs, files, requires
+
+
+def left_to_parent(files: dict[str, FileEntry], manifests: set[str], payloads: set[str],
+                   parent: Parent) -> dict[str, FileEntry]:
+    """The delta rule (one owner: a build and `fleet plan` both ask it): of a release's `files`, what a
+    delta on `parent` leaves to it: OCI blobs, and the `payloads` whose kind defers them, that the
+    parent holds identically; never a manifest (`manifests`: they are the map import reads)."""
+    return {path: entry for path, entry in files.items()
+            if ((path.startswith(layout.OCI_BLOBS) and path not in manifests) or path in payloads)
+            and parent.files.get(path) == entry}
+
+
+def delta_bytes(manifest: BundleManifest, parent: Parent) -> int:
+    """The bytes of the files a delta of this full release on `parent` carries, by the delta rule, as
+    far as bundle.json tells (as `Collected.size` counts: not the SBOM, made with the bundle): its top
+    manifests stay (the manifests under an index are counted as blobs,
+    a few KB), and a Git repository counts its whole git bundle (a delta carries one made against the
+    base's tips: smaller)."""
+    tops = {layout.blob_path(top.digest) for top in manifest_tops(manifest)}
+    payloads = {path for kind in KINDS if kind.payloads_defer and kind.payload_pattern for path in manifest.files
+                if re.fullmatch(kind.payload_pattern, path)}
+    left = left_to_parent(manifest.files, tops, payloads, parent)
+    return sum(entry.size for path, entry in manifest.files.items() if path not in left and path != layout.SBOM)
+
+
+def manifest_tops(manifest: BundleManifest) -> list[OciTop]:
+    return [top for kind in KINDS for top in kind.format.oci_tops(manifest.entries(kind.key))]
 
 
 @dataclass

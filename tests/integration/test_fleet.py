@@ -134,6 +134,8 @@ def test_for_fleet_deltas_bring_every_site_to_the_same_content(
     planned = {row["site"]: row["bytes"] for row in from_profile["sites"]}
     for name in ("old", "bare"):  # what the plan said is what the bundle carries (tar headers aside)
         assert planned[name] <= deltas[name].stat().st_size < planned[name] + 64 * 1024
+    # one delta rule: from the full bundle the plan says what the profile's plan says (no Git in it)
+    assert sizes == {name: planned[name] for name in sizes}, (sizes, planned)
     full = json.loads(cli("inspect", v2, "--json").out)["content_digest"]
     for name in ("old", "bare"):
         imported = cli("import", deltas[name], "--site", sites[name])

@@ -142,6 +142,7 @@ def test_every_json_output_keeps_its_recorded_shape(source: RegistryProcess, key
     site = make_site(work / "site", "--name", "store-1", "--group", "line-1", up=True)
     record("import --dry-run", "import", v1, "--site", site, "--dry-run", "--json")
     record("import", "import", v1, "--site", site, "--json")
+    assert cli("site", "receipt", site, "-o", work / "store-1-at-1.0.0.receipt.json").code == 0
     record("import again", "import", v1, "--site", site, "--json")
     record("import 1.1.0", "import", v2, "--site", site, "--json")
     record("verify --site", "verify", v2, "--site", site, "--json")
@@ -154,6 +155,10 @@ def test_every_json_output_keeps_its_recorded_shape(source: RegistryProcess, key
     assert cli("fleet", "enroll", site / "site.pub", *fleet).code == 0
     assert cli("fleet", "add", work / "store-1.receipt.json", *fleet).code == 0
     record("fleet plan", "fleet", "plan", v2, "--json", *fleet)
+    behind = ["--fleet", str(work / "fleet-behind")]  # the same site, as its receipt said at 1.0.0
+    assert cli("fleet", "enroll", site / "site.pub", *behind).code == 0
+    assert cli("fleet", "add", work / "store-1-at-1.0.0.receipt.json", *behind).code == 0
+    record("fleet plan (a delta)", "fleet", "plan", v2, "--json", *behind)
     record("fleet status", "fleet", "status", "--json", *fleet)
 
     text = json.dumps(outputs, indent=1, sort_keys=False) + "\n"

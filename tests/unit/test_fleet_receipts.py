@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from bundler.errors import RefusedError, UsageError
 from bundler.fleet.report import fleet_page
 from bundler.fleet.store import Fleet
+from bundler.pipeline.fleet_plan import group_sites
 from bundler.pipeline.receipt import site_receipt
 from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
@@ -67,4 +68,4 @@ def test_wrong_shapes_are_taken_or_refused_never_a_crash(world: tuple[Path, dict
         return
     fleet_page(fleet.status())
     with contextlib.suppress(RefusedError, UsageError):
-        fleet.plan("store", "1.0.0", lambda parent: 0)
+        group_sites("store", "1.0.0", fleet.receipt_paths())

@@ -10,7 +10,7 @@ from bundler.kinds.base import Kind, role_modules
 from bundler.kinds.repos.entry import PAYLOAD_PATTERN, RepoEntry
 
 KIND = Kind("repos", "git repositories", "repo", RepoEntry, in_v1=True, payload_pattern=PAYLOAD_PATTERN,
-            count_key="refs", roles=role_modules(
+            count_key="refs", payloads_defer=False, roles=role_modules(
                 __name__, build="RepoBuild", format="RepoFormat", admit="RepoAdmit", stage="RepoStage",
                 serve="RepoServe", prune="RepoPrune", options="RepoOptions", receipt="RepoReceipt",
                 report="RepoReport"))

@@ -38,7 +38,7 @@ class RepoPart(Part):
                                                            scratch, tips.get(spec.name, ())), self.specs, context.jobs)
             payloads = {r.entry.bundle: BlobSource(f"sha256:{r.sha256}", r.size, r.entry.url, path=r.staged)
                         for r in repos if r.entry.bundle and r.staged}
-            self.built[label] = Part(tuple(r.entry for r in repos), payloads, deferrable=False)
+            self.built[label] = Part(tuple(r.entry for r in repos), payloads)
         return self.built[label]
 
 
@@ -57,4 +57,4 @@ class RepoBuild(Build):
         check_repos(check, specs, line)
 
     def collect(self, context: CollectContext, specs: Sequence[RepoSpec]) -> Part:
-        return RepoPart(key=self.kind.key, context=context, specs=tuple(specs), deferrable=False)
+        return RepoPart(key=self.kind.key, context=context, specs=tuple(specs))
