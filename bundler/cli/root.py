@@ -48,9 +48,9 @@ class _Group(click.Group):
 
 
 class _Root(_Group):
-    """The root group: the commands content kinds contribute (Kind.commands: `updates`) and
-    their options to `import` (Kind.import_options: `--force-refs`) are added when first asked
-    for, so a command that needs no kind does not import them."""
+    """The root group: the commands content kinds contribute (their commands role: `updates`) and
+    their options to `import` and `site init` (their options role: `--force-refs`, `--group`) are
+    added when first asked for, so a command that needs no kind does not import them."""
 
     _kinds_added = _options_added = False
 
@@ -67,6 +67,9 @@ class _Root(_Group):
                 if not isinstance(group, click.Group) or command.name in group.commands:
                     raise TypeError(f"the {kind.key} kind's command {where} {command.name} cannot be added there")
                 group.add_command(command)
+            site_init = self.commands["site"]
+            if isinstance(site_init, click.Group):
+                site_init.commands["init"].params.extend(kind.options.site_init_options())
         self._kinds_added = True
 
     def add_import_options(self) -> None:

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -40,10 +41,7 @@ def site() -> None:
               help="HOST:PORT of the site's HTTPS service (the Git server)")
 @click.option("--hostname", "hostnames", multiple=True, help="a DNS name clients use for the site (certificate)")
 @click.option("--ip", "ips", multiple=True, help="an IP address clients use for the site (certificate)")
-@click.option("--group", "groups", multiple=True, help="a target group for update approvals (repeatable)")
 @click.option("--name", help="the site's name in its receipts and the fleet (default: this host's name)")
-@click.option("--image-key", "image_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="a cosign public key (repeatable): images in --image-scope must carry a valid signature by one")
 @click.option("--registry-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="the CA certificate (PEM) of the --registry URL, when the system does not trust it")
 @click.option("--registry-credentials", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -56,8 +54,6 @@ def site() -> None:
               help='the object storage\'s keys: a 0600 JSON file, {"accessKey": ..., "secretKey": ...}')
 @click.option("--rewrite", "rewrites", multiple=True, metavar="HOST/*=PATH/*",
               help="put a source registry's images under a path of your own, e.g. 'docker.io/*=hub/*' (repeatable)")
-@click.option("--image-scope", "image_scopes", multiple=True, metavar="GLOB",
-              help="images the image keys cover, by name (registry.example.com/team/*; repeatable; default *)")
 @click.option("--user", metavar="NAME",
               help="as root: the site's own user, made when missing (default bundler-<site name>)")
 @click.option("--as-root", is_flag=True,
@@ -66,10 +62,9 @@ def site() -> None:
 def site_init(directory: Path, registry_url: str | None, registry_listen: str, registry_runtime: str,
               trust_keys: tuple[Path, ...],
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
-              groups: tuple[str, ...], name: str | None, image_keys: tuple[Path, ...],
-              registry_ca: Path | None, registry_credentials: Path | None, registry_storage: str | None,
-              s3_endpoint: str | None, s3_credentials: Path | None, rewrites: tuple[str, ...],
-              image_scopes: tuple[str, ...], user: str | None, as_root: bool) -> None:
+              name: str | None, registry_ca: Path | None, registry_credentials: Path | None,
+              registry_storage: str | None, s3_endpoint: str | None, s3_credentials: Path | None,
+              rewrites: tuple[str, ...], user: str | None, as_root: bool, **kinds: Any) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     Run as root, it also gives the site its own unprivileged user (--user; made when missing, as
@@ -95,11 +90,11 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
 
     config = create_site(directory, registry_url, trust_keys, threshold, registry_listen=registry_listen,
                          registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
-                         hostnames=hostnames, ips=ips, groups=groups, name=name, image_keys=image_keys,
-                         image_scopes=image_scopes, registry_ca=registry_ca,
+                         hostnames=hostnames, ips=ips, name=name, registry_ca=registry_ca,
                          registry_credentials=registry_credentials, registry_storage=registry_storage,
                          s3_endpoint=s3_endpoint, s3_credentials=s3_credentials, user=user, as_root=as_root,
-                         rewrites=[tuple(r.split("=", 1)) if "=" in r else (r, "") for r in rewrites])
+                         rewrites=[tuple(r.split("=", 1)) if "=" in r else (r, "") for r in rewrites],
+                         **kinds)  # the kinds' own options (their options role: --group, --image-key)
     names = ", ".join(name for name, _ in config.trust_keys)
     where = f"{config.registry_url}/{config.registry_prefix}" if config.registry_prefix else config.registry_url
     click.echo(f"site {config.directory} created; images go to {where}; "

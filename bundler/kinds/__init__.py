@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from bundler.bundle.kinds import register
 from bundler.kinds import artifacts, charts, images, repos, updates
 from bundler.kinds.base import Kind
+from bundler.site.config import register_sections
 
 BUILT_IN: tuple[Kind, ...] = (
     images.KIND,
@@ -44,6 +45,7 @@ def installed(built_in: tuple[Kind, ...] = BUILT_IN) -> tuple[Kind, ...]:
 
 KINDS: tuple[Kind, ...] = BUILT_IN + installed()
 register(KINDS)  # the format reads bundle.json's entries through them
+register_sections([kind for kind in KINDS if "settings" in kind.roles])  # the site reads their sections
 
 
 def collection_order() -> list[Kind]:

@@ -15,7 +15,8 @@ asked for (so `bundler verify` never loads a kind's build side, nor `bundler imp
   goes in the site registry and what it writes after the registry;
 - `serve`: its site service (routes, the front's rules, its entry in `site status`, what it keeps
   on disk, what changes the status page); `prune`: what a prune frees of it;
-- `commands` and `options`: what it adds to the command line and to `import`; `receipt`: its fields in a site's receipt;
+- `commands` and `options`: what it adds to the command line, to `import` and to `site init`;
+  `settings`: its own section of site.yaml; `receipt`: its fields in a site's receipt;
   `report`: SBOM, `inspect` and `diff` rows and their text, an import's summary and plan.
 
 Every role method has a neutral default, so a kind writes only the roles, and in them the methods,
@@ -324,11 +325,34 @@ class Commands(Role):
 
 
 class Options(Role):
-    """The options it adds to `bundler import`: loaded when that command is built."""
+    """The options it adds to `bundler import` and `bundler site init`: loaded when they are built."""
 
     def import_options(self) -> list[click.Option]:
         """Options it adds to `bundler import`; their values reach `stage` as `options.kinds[<key>][<name>]`."""
         return []
+
+    def site_init_options(self) -> list[click.Option]:
+        """Options it adds to `bundler site init`; their values reach its settings role's `create`."""
+        return []
+
+
+class Settings(Role):
+    """Its own section of site.yaml (`<key>:`), a value of its own type: parsed when a site is read
+    (it is registered with the site, as the format role is with the format), written back, and made
+    at `site init`. A kind with nothing to configure names no settings role."""
+
+    def parse(self, section: Mapping[str, Any], directory: Path) -> Any:
+        """The section as site.yaml holds it ({} when absent); ValueError naming what is wrong."""
+        return None
+
+    def dump(self, value: Any) -> dict[str, Any] | None:
+        """The section to write (None: leave it out)."""
+        return None
+
+    def create(self, options: Mapping[str, Any]) -> tuple[Any, dict[str, bytes]]:
+        """A new site's section from `site init`'s values of its options (UsageError naming the
+        option), and the files it keeps in the site directory, by path in it."""
+        return self.parse({}, Path()), {}
 
 
 class Receipt(Role):
@@ -379,7 +403,7 @@ class Report(Role):
 
 ROLES: dict[str, type[Role]] = {"build": Build, "format": Format, "admit": Admit, "stage": Stage,
                                 "publish": Publish, "serve": Serve, "prune": Prune, "commands": Commands,
-                                "options": Options, "receipt": Receipt, "report": Report}
+                                "options": Options, "settings": Settings, "receipt": Receipt, "report": Report}
 R = TypeVar("R", bound=Role)
 
 
@@ -478,6 +502,10 @@ class Kind:
     @property
     def options(self) -> Options:
         return self.role("options", Options)
+
+    @property
+    def settings(self) -> Settings:
+        return self.role("settings", Settings)
 
     @property
     def receipt(self) -> Receipt:

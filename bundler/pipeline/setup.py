@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bundler.kinds import KINDS
-from bundler.site.config import SITE_FILE, SiteConfig, init_site, load_site
+from bundler.site.config import SITE_FILE, SiteConfig, load_site
+from bundler.site.create import SiteSpec, init_site
 from bundler.site.service import site_up
 from bundler.site.systemd import check_runs_as, ensure_user, site_user
 
@@ -21,7 +22,9 @@ AS_ROOT_HINT = ("install bundler where every user can run it (python3 -m venv /o
 
 def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
                 user: str | None = None, as_root: bool = False, **options: Any) -> SiteConfig:
-    """`init_site` with every kind's own part (the update cache and its signing key, say). As root
+    """`init_site` with every kind's own part: its section of site.yaml made from its `site init`
+    options (the image policy, the update groups), its files and directories (the update cache and its
+    signing key, say); `options` are SiteSpec's fields and the kinds' options, by name. As root
     (unless `as_root`), the site gets its own unprivileged user (`user`, default bundler-<name>), made
     when missing, and its files: `site up` then runs every service as that user. Whether that user can
     run bundler there is checked before anything is made."""
@@ -31,8 +34,15 @@ def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[
         while not reached.exists():  # what `site init` makes is the new user's: the way to it must be open
             reached = reached.parent
         check_runs_as(user or "nobody", sys.executable, reached, hint=AS_ROOT_HINT)
-    config = init_site(directory, registry_url, trust_keys, threshold, prepare=[kind.serve.init_site for kind in KINDS],
-                       **options)
+    sections, files = {}, {}
+    for kind in KINDS:
+        mine = {name: options.pop(name) for option in kind.options.site_init_options()
+                if (name := option.name) is not None and name in options}
+        if "settings" in kind.roles:
+            sections[kind.key], kept = kind.settings.create(mine)
+            files.update(kept)
+    spec = SiteSpec(directory, trust_keys, threshold, registry_url, **options, sections=sections, files=files)
+    config = init_site(spec, prepare=[kind.serve.init_site for kind in KINDS])
     if as_site_user:
         try:
             ensure_user(config, user or site_user(config))

@@ -1,5 +1,7 @@
-"""The site directory: `site.yaml` (configuration, edited by people), `trust/` (the public keys it
-trusts) and `state.json` (what it imported, for rollback protection and status).
+"""The site directory: `site.yaml` (configuration, edited by people) and `trust/` (the public keys it
+trusts); `state.json` (what it imported) is site/state.py's, a new site site/create.py's. The core
+sections are read here; each content kind that has one reads and writes its own section (its
+settings role, registered here by bundler.kinds: `updates` and `images` below).
 
 site.yaml:
     apiVersion: bundler/v1
@@ -12,14 +14,17 @@ site.yaml:
     http:
       listen: 127.0.0.1:8443         # the HTTPS service: Git server at /git/<name>.git
       push: false                    # Git clients may not push
-    updates:
-      groups: [line-1, line-2]       # target groups update approvals name
-      anonymous: false               # true: anyone on the network reads every group's updates
     trust:
       threshold: 2                   # how many distinct trusted keys must have signed
       keys:
         - {name: release, file: trust/release.pub}
         - {name: security, file: trust/security.pub}
+    images:                          # the images kind's (bundler/kinds/images/settings.py)
+      scopes: ["ghcr.io/acme/*"]     # images the site's own cosign keys cover
+      keys: [{name: image-cosign, file: trust/image-cosign.pub}]
+    updates:                         # the updates kind's (bundler/kinds/updates/settings.py)
+      groups: [line-1, line-2]       # target groups update approvals name
+      anonymous: false               # true: anyone on the network reads every group's updates
 """
 
 from __future__ import annotations
@@ -28,22 +33,19 @@ import functools
 import ipaddress
 import json
 import re
-import socket
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from bundler import names, yamltext
 from bundler.errors import UsageError
-from bundler.fsutil import atomic_write
-from bundler.keyfiles import key_name, load_trusted_key, read_operator_file
-from bundler.names import GROUP_RE
+from bundler.keyfiles import load_trusted_key, read_operator_file
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import site_path
-from bundler.signing import TrustedKey, TrustPolicy, public_pem
-from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, create_credentials, load_credentials
-from bundler.site.identity import ensure_site_key
+from bundler.signing import TrustPolicy
+from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, load_credentials
 from bundler.site.pki import CA_CERT, PKI_DIR
 from bundler.site.tokens import QUARANTINE
 
@@ -70,15 +72,11 @@ class SiteConfig:
     chart_prefix: str = "charts"  # charts go to <registry>/<chart_prefix>/<name>:<version>
     http_listen: str = DEFAULT_HTTP_LISTEN  # the site's HTTPS service (Git server)
     allow_push: bool = False  # whether Git clients may push
-    groups: tuple[str, ...] = ()  # target groups for update approvals (e.g. one per production line)
     registry_listen: str | None = None  # set when the site runs its own (embedded) registry
     registry_runtime: str = "auto"  # how `site up` runs it: the binary, a Docker container, or auto
     name: str = ""  # the site's name in receipts and the fleet (site init --name; default the host name)
     retention_keep: int = 3  # releases of each bundle name `site prune` keeps
     warn_percent: int = 85  # import warns when the disk would be fuller than this after it
-    image_keys: tuple[tuple[str, str], ...] = ()  # cosign keys (name, file) images in image_scopes must be signed by
-    image_scopes: tuple[str, ...] = ()  # image name globs (host/path) the image keys cover
-    anonymous_updates: bool = False  # without it, a group's updates go to that group's enrolled clients only
     registry_prefix: str = ""  # a registry that is not the site's own: everything goes under this path (a project)
     registry_ca: str = ""  # its CA (a file in the site directory), when it is not in the system's trust store
     registry_credentials: str = ""  # its account (a 0600 JSON file in the site directory)
@@ -86,11 +84,11 @@ class SiteConfig:
     s3_endpoint: str = ""  # the S3 server's URL (MinIO, Ceph, moto; "": AWS)
     s3_credentials: str = ""  # its keys (a 0600 JSON file in the site directory)
     rewrites: tuple[tuple[str, str], ...] = ()  # (source registry host, the path its images go under)
+    sections: Mapping[str, Any] = field(default_factory=dict)  # each content kind's own section, by its key
 
-    def image_policy(self) -> tuple[tuple[str, ...], tuple[TrustedKey, ...]]:
-        """(scopes, keys): images matching a scope need a valid cosign signature by one of the keys."""
-        return self.image_scopes, tuple(load_trusted_key(self.directory / file, name)
-                                        for name, file in self.image_keys)
+    def section(self, key: str) -> Any:
+        """The kind `key`'s own section, as its settings role parsed it (its default when absent)."""
+        return self.sections[key] if key in self.sections else _section_kind(key).settings.parse({}, self.directory)
 
     @property
     def site_name(self) -> str:
@@ -100,7 +98,7 @@ class SiteConfig:
     @property
     def http_url(self) -> str:
         host, _, port = self.http_listen.rpartition(":")
-        return f"https://{_client_host(host)}:{port}"
+        return f"https://{client_host(host)}:{port}"
 
     def git_url(self, name: str) -> str:
         return f"{self.http_url}/git/{name}.git"
@@ -214,18 +212,17 @@ class SiteConfig:
                             **({"rewrite": [{"from": f"{h}/*", "to": f"{t}/*"} for h, t in self.rewrites]}
                                if self.rewrites else {})},
                "http": {"listen": self.http_listen, "push": self.allow_push},
-               "updates": {"groups": list(self.groups), **({"anonymous": True} if self.anonymous_updates else {})},
                "trust": {"threshold": self.threshold,
                          "keys": [{"name": name, "file": file} for name, file in self.trust_keys]}}
         if (self.retention_keep, self.warn_percent) != (3, 85):
             doc["retention"] = {"keep": self.retention_keep, "warnPercent": self.warn_percent}
-        if self.image_keys:
-            doc["images"] = {"scopes": list(self.image_scopes),
-                             "keys": [{"name": name, "file": file} for name, file in self.image_keys]}
+        for kind in section_kinds():  # each kind writes its own section (None: it leaves it out)
+            if (section := kind.settings.dump(self.section(kind.key))) is not None:
+                doc[kind.key] = section
         return yamltext.dump(doc).encode()
 
 
-def _site_name(value: str) -> str:
+def checked_site_name(value: str) -> str:
     try:
         return names.site_name(value)
     except ValueError as exc:
@@ -325,20 +322,13 @@ def check_chart_prefix(prefix: str) -> str:
     return prefix
 
 
-def check_groups(groups: Sequence[str]) -> tuple[str, ...]:
-    for group in groups:
-        if not GROUP_RE.match(group):
-            raise UsageError(f"group {group!r} is not a valid name (letters, digits, . _ -)")
-    return tuple(dict.fromkeys(groups))
-
-
 def check_runtime(value: str) -> str:
     if value not in ("auto", "binary", "docker"):
         raise UsageError(f"registry runtime {value!r} must be auto, binary or docker")
     return value
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -346,7 +336,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _client_host(listen_host: str) -> str:
+def client_host(listen_host: str) -> str:
     """Where clients on this machine reach a service listening on `listen_host`."""
     host = listen_host.strip("[]")
     if host in ("0.0.0.0", ""):
@@ -361,120 +351,6 @@ def check_listen(value: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"listen address {value!r} must be HOST:PORT, e.g. 127.0.0.1:8443")
     return value
-
-
-def init_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
-              registry_listen: str = DEFAULT_REGISTRY_LISTEN, registry_runtime: str = "auto",
-              chart_prefix: str = "charts", http_listen: str = DEFAULT_HTTP_LISTEN,
-              hostnames: Sequence[str] = (), ips: Sequence[str] = (), groups: Sequence[str] = (),
-              name: str | None = None, image_keys: Sequence[Path] = (), image_scopes: Sequence[str] = (),
-              registry_ca: Path | None = None, registry_credentials: Path | None = None,
-              registry_storage: str | None = None, s3_endpoint: str | None = None, s3_credentials: Path | None = None,
-              rewrites: Sequence[tuple[str, str]] = (),
-              prepare: Sequence[Callable[[SiteConfig], None]] = ()) -> SiteConfig:
-    """Create a site: its configuration, a copy of every trusted public key under trust/, and its
-    own key (receipts are signed with it: `site.pub` is what the fleet enrolls)."""
-    if not trust_keys:
-        raise UsageError("site init needs at least one --trust-key PUB: a site imports only signed bundles",
-                         hint="ask release engineering for their `.pub` file (made by `bundler keygen`)")
-    site_file = directory / SITE_FILE
-    if site_file.exists():
-        raise UsageError(f"{site_file} exists: {directory} is already a site",
-                         hint=f"it is set up already: go on with `bundler site up {directory}`, "
-                              "or pick an empty directory")
-    keys = [load_trusted_key(path) for path in trust_keys]  # kept as parsed: never the file as given
-    names = [key_name(path) for path in trust_keys]
-    if len(set(names)) != len(names) or len({k.keyid for k in keys}) != len(keys):
-        raise UsageError("each --trust-key must be a different key with a different file name")
-    try:
-        TrustPolicy(tuple(keys), threshold)
-    except ValueError as exc:
-        raise UsageError(f"--threshold: {exc}") from None
-    if image_scopes and not image_keys:
-        raise UsageError("--image-scope needs --image-key: the cosign public key those images must be signed by")
-    image_names = [f"image-{key_name(path)}" for path in image_keys]
-    image_trusted = [load_trusted_key(path) for path in image_keys]  # readable public keys, or a clear error now
-    embedded = registry_url is None
-    prefix = ""
-    if embedded:
-        if check_listen(registry_listen) == check_listen(http_listen):
-            raise UsageError(f"--registry-listen and --http-listen are both {registry_listen}: the registry and "
-                             "the HTTPS service each need an address of their own")
-        host, _, port = check_listen(registry_listen).rpartition(":")
-        registry_url = f"https://{_client_host(host)}:{port}"
-        if registry_ca or registry_credentials:
-            raise UsageError("--registry-ca and --registry-credentials are for a registry given with --registry URL",
-                             hint="the site's own registry uses the site's CA and accounts")
-    else:
-        assert registry_url is not None
-        registry_url, prefix = split_registry_url(registry_url)
-    if registry_credentials is not None:
-        private_file(registry_credentials, "the registry's account")
-        read_registry_credentials(registry_credentials)  # its shape, now
-    if registry_storage is not None:
-        if not embedded:
-            raise UsageError("--registry-storage is for the site's own registry, not one given with --registry")
-        if not S3_RE.match(registry_storage):
-            raise UsageError(f"--registry-storage {registry_storage!r} is not s3://BUCKET[/PATH]")
-        if s3_credentials is None:
-            raise UsageError("--registry-storage needs --s3-credentials FILE (JSON: accessKey, secretKey)")
-        if registry_runtime == "docker":
-            raise UsageError("a registry on object storage runs as the registry binary, not in Docker",
-                             hint="--registry-runtime binary (apt-get install docker-registry)")
-        private_file(s3_credentials, "the object storage's keys")
-        read_s3_credentials(s3_credentials)
-        if s3_endpoint is not None:
-            check_registry_url(s3_endpoint)  # http(s)://HOST[:PORT]
-    elif s3_endpoint is not None or s3_credentials is not None:
-        raise UsageError("--s3-endpoint and --s3-credentials go with --registry-storage s3://BUCKET")
-    ca_pem = read_operator_file(registry_ca, "a CA certificate") if registry_ca is not None else None
-    if ca_pem is not None and b"-----BEGIN CERTIFICATE-----" not in ca_pem:
-        raise UsageError(f"{registry_ca} is not a PEM certificate", hint="give the registry's CA certificate (PEM)")
-    assert registry_url is not None
-    config = SiteConfig(directory, check_registry_url(registry_url),
-                        tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
-                        check_chart_prefix(chart_prefix), check_listen(http_listen),
-                        groups=check_groups(groups), registry_listen=registry_listen if embedded else None,
-                        registry_runtime=check_runtime(registry_runtime),
-                        name=_site_name(name if name is not None else socket.gethostname().split(".")[0]),
-                        image_keys=tuple((n, f"{TRUST_DIR}/{n}.pub") for n in image_names),
-                        image_scopes=tuple(image_scopes or (["*"] if image_keys else [])),
-                        registry_prefix=prefix, registry_ca=REGISTRY_CA_FILE if registry_ca else "",
-                        registry_credentials=REGISTRY_CREDENTIALS_FILE if registry_credentials else "",
-                        registry_storage=registry_storage or "", s3_endpoint=s3_endpoint or "",
-                        s3_credentials=S3_CREDENTIALS_FILE if s3_credentials else "",
-                        rewrites=check_rewrites(rewrites))
-    names, addresses = list(hostnames), list(ips)
-    for ip in addresses:
-        if not _is_ip(ip):
-            raise UsageError(f"--ip {ip!r} is not an IP address")
-    for listen in (http_listen, *([registry_listen] if embedded else [])):
-        listen_host = listen.rpartition(":")[0].strip("[]")
-        if listen_host not in ("0.0.0.0", "::"):  # the certificate names where clients reach the services
-            (addresses if _is_ip(listen_host) else names).append(listen_host)
-    (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
-    for key, (_, file) in zip([*keys, *image_trusted], config.trust_keys + config.image_keys, strict=True):
-        atomic_write(directory / file, public_pem(key.key))
-    from bundler.site.pki import create_pki, ensure_token_signer  # x509 only here: off every command's start
-
-    create_pki(directory, directory.resolve().name, names, addresses)
-    if ca_pem is not None:
-        atomic_write(directory / REGISTRY_CA_FILE, ca_pem)
-    if registry_credentials is not None:
-        atomic_write(directory / REGISTRY_CREDENTIALS_FILE,
-                     read_operator_file(registry_credentials, "a registry credentials file"), mode=0o600)
-    if s3_credentials is not None:
-        atomic_write(directory / S3_CREDENTIALS_FILE, read_operator_file(s3_credentials, "an S3 credentials file"),
-                     mode=0o600)
-    if embedded:
-        ensure_token_signer(directory)
-    create_credentials(directory)
-    ensure_site_key(directory)
-    (directory / GIT_DIR).mkdir(exist_ok=True)
-    for step in prepare:  # what each content kind keeps on a site (the update cache's key, say)
-        step(config)
-    atomic_write(site_file, config.to_yaml())  # last: a site init that failed leaves no site
-    return config
 
 
 def load_site(directory: Path) -> SiteConfig:
@@ -494,8 +370,9 @@ def load_site(directory: Path) -> SiteConfig:
     try:
         if not isinstance(doc, dict) or doc.get("kind") != "Site":
             raise ValueError("not a site configuration (kind: Site)")
-        unknown = set(doc) - {"apiVersion", "kind", "name", "registry", "trust", "http", "updates", "images",
-                              "retention"}
+        kinds = section_kinds()
+        unknown = set(doc) - {"apiVersion", "kind", "name", "registry", "trust", "http", "retention",
+                              *(kind.key for kind in kinds)}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         trust = doc.get("trust") or {}
@@ -503,24 +380,22 @@ def load_site(directory: Path) -> SiteConfig:
         threshold = trust.get("threshold", 1)
         if not keys or not isinstance(threshold, int):
             raise ValueError("trust needs keys (name, file) and an integer threshold")
-        registry, http, updates = doc["registry"], doc.get("http") or {}, doc.get("updates") or {}
+        registry, http = doc["registry"], doc.get("http") or {}
         storage = registry.get("storage") or {}
         unknown = (set(registry) - {"url", "chartPrefix", "listen", "runtime", "prefix", "ca", "credentials",
                                     "storage", "rewrite"}
                    | set(storage) - {"url", "endpoint", "credentials"}
-                   | set(http) - {"listen", "push"}
-                   | set(updates) - {"groups", "anonymous"})
+                   | set(http) - {"listen", "push"})
         if unknown:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
         if not isinstance(http.get("push", False), bool):
             raise ValueError("http.push must be true or false")
-        if not isinstance(updates.get("anonymous", False), bool):
-            raise ValueError("updates.anonymous must be true or false")
-        images = doc.get("images") or {}
-        if set(images) - {"scopes", "keys"}:
-            raise ValueError(f"unknown keys in images: {', '.join(sorted(set(images) - {'scopes', 'keys'}))}")
-        image_keys = tuple((str(k["name"]), str(k["file"])) for k in images.get("keys") or [])
-        image_scopes = tuple(str(s) for s in images.get("scopes") or (["*"] if image_keys else []))
+        sections = {}
+        for kind in kinds:  # each kind parses its own section (ValueError naming what is wrong)
+            section = doc.get(kind.key) or {}
+            if not isinstance(section, dict):
+                raise ValueError(f"{kind.key} must be a mapping")
+            sections[kind.key] = kind.settings.parse(section, directory)
         retention = doc.get("retention") or {}
         if extra := set(retention) - {"keep", "warnPercent"}:
             raise ValueError(f"unknown keys in retention: {', '.join(sorted(extra))}")
@@ -530,18 +405,59 @@ def load_site(directory: Path) -> SiteConfig:
         if not isinstance(warn, int) or isinstance(warn, bool) or not 1 <= warn <= 100:
             raise ValueError("retention.warnPercent must be a whole number from 1 to 100")
         listen = registry.get("listen")
-        return SiteConfig(directory, check_registry_url(str(registry["url"])), keys, threshold,
-                          check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
-                          check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))), bool(http.get("push", False)),
-                          check_groups([str(g) for g in updates.get("groups") or []]),
-                          check_listen(str(listen)) if listen else None,
-                          check_runtime(str(registry.get("runtime", "auto"))),
-                          names.site_name(str(doc["name"])) if doc.get("name") is not None else "",
-                          keep, warn, image_keys, image_scopes, bool(updates.get("anonymous", False)),
-                          check_chart_prefix(str(registry["prefix"])) if registry.get("prefix") else "",
-                          str(registry.get("ca") or ""), str(registry.get("credentials") or ""),
-                          str(storage.get("url") or ""), str(storage.get("endpoint") or ""),
-                          str(storage.get("credentials") or ""),
-                          check_rewrites([(str(r["from"]), str(r["to"])) for r in registry.get("rewrite") or []]))
+        return SiteConfig(
+            directory, check_registry_url(str(registry["url"])), keys, threshold,
+            chart_prefix=check_chart_prefix(str(registry.get("chartPrefix", "charts"))),
+            http_listen=check_listen(str(http.get("listen", DEFAULT_HTTP_LISTEN))),
+            allow_push=bool(http.get("push", False)),
+            registry_listen=check_listen(str(listen)) if listen else None,
+            registry_runtime=check_runtime(str(registry.get("runtime", "auto"))),
+            name=names.site_name(str(doc["name"])) if doc.get("name") is not None else "",
+            retention_keep=keep, warn_percent=warn,
+            registry_prefix=check_chart_prefix(str(registry["prefix"])) if registry.get("prefix") else "",
+            registry_ca=str(registry.get("ca") or ""), registry_credentials=str(registry.get("credentials") or ""),
+            registry_storage=str(storage.get("url") or ""), s3_endpoint=str(storage.get("endpoint") or ""),
+            s3_credentials=str(storage.get("credentials") or ""),
+            rewrites=check_rewrites([(str(r["from"]), str(r["to"])) for r in registry.get("rewrite") or []]),
+            sections=sections)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{site_file}: {exc}") from None
+
+
+class SectionSettings(Protocol):
+    """A kind's settings role, as the site reads it (bundler.kinds.base.Settings implements it)."""
+
+    def parse(self, section: Mapping[str, Any], directory: Path) -> Any: ...
+
+    def dump(self, value: Any) -> dict[str, Any] | None: ...
+
+
+class SectionKind(Protocol):
+    """A kind with a section of its own in site.yaml: its key names the section."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def settings(self) -> SectionSettings: ...
+
+
+_SECTIONS: list[SectionKind] = []
+
+
+def register_sections(kinds: Sequence[SectionKind]) -> None:
+    """The kinds whose sections site.yaml holds (bundler/kinds/__init__.py calls this once)."""
+    _SECTIONS[:] = kinds
+
+
+def section_kinds() -> Sequence[SectionKind]:
+    if not _SECTIONS:  # a site read without its kinds would take each kind's section for an unknown key
+        raise RuntimeError("no content kinds are registered: import bundler.kinds before reading a site")
+    return tuple(_SECTIONS)
+
+
+def _section_kind(key: str) -> SectionKind:
+    found = next((kind for kind in section_kinds() if kind.key == key), None)
+    if found is None:
+        raise KeyError(f"no content kind {key!r} keeps a section in site.yaml")
+    return found

@@ -101,3 +101,34 @@ def test_a_kind_registered_from_outside_is_built_verified_imported_served_report
         assert requests.get(notes["url"] + "motd", auth=auth, verify=ca, timeout=10).text == "doors open at 7\n"
     finally:
         run("site", "down", site)
+
+
+def test_a_kind_from_outside_keeps_its_own_section_of_site_yaml(cli: Callable[..., Run], keys: Keys,
+                                                                 tmp_path: Path) -> None:
+    """Its settings role and its `site init` option (tests/plugins/notes_kind/settings.py, options.py):
+    `--public-note motd` writes `notes: {public: [motd]}` into site.yaml, the site reads it back, and
+    that note is served without an account while the others still ask for one; a bad name is refused
+    naming the option, and no site is made."""
+    run = with_notes(cli)
+    first = release(run, tmp_path, keys, "1.0.0", "doors open at 8\n")
+    bad = run("site", "init", "--as-root", tmp_path / "bad", "--trust-key", keys.release.pub,
+              "--public-note", "Not A Name", *listen_options())
+    assert bad.code != 0 and "--public-note: 'Not A Name' is not a note name" in bad.err
+    assert not (tmp_path / "bad" / "site.yaml").exists()
+
+    site = tmp_path / "site"
+    made = run("site", "init", "--as-root", site, "--trust-key", keys.release.pub, "--public-note", "motd",
+               *listen_options())
+    assert made.code == 0, made.err
+    assert "notes:\n  public:\n  - motd\n" in (site / "site.yaml").read_text()
+    assert "notes" not in cli("site", "init", "--help").out  # without the kind: no such option
+    assert run("site", "up", site).code == 0
+    try:
+        assert run("import", first, "--site", site).code == 0
+        url = json.loads(run("site", "status", site, "--json").out)["services"]["notes"]["url"]
+        ca = str(site / "pki" / "ca.pem")
+        served = requests.get(url + "motd", verify=ca, timeout=10)  # no account
+        assert served.status_code == 200 and served.text == "doors open at 8\n"
+        assert requests.get(url + "other", verify=ca, timeout=10).status_code == 401
+    finally:
+        run("site", "down", site)

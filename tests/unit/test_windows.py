@@ -255,12 +255,12 @@ def test_aksee_fragments_follow_the_nodes_own_version_one_version_at_a_time() ->
 
 def test_the_aksee_trust_script_parses_holds_base64_only_and_refuses_a_strange_host(tmp_path: Path) -> None:
     from bundler.keyfiles import keygen
+    from bundler.pipeline.setup import create_site
     from bundler.site.aksee import node_placements, script_text
-    from bundler.site.config import init_site
     from bundler.site.state import ImportedRelease, SiteState
 
     keygen(tmp_path / "release")
-    site = init_site(tmp_path / "site", None, [tmp_path / "release.pub"], 1)
+    site = create_site(tmp_path / "site", None, [tmp_path / "release.pub"], 1, as_root=True)
     state = SiteState.load(site.directory)
     state.bundles.append(ImportedRelease("store", "1.0.0", "sha256:" + "1" * 64,
                                          sources=("registry.example.com", "quay.io:443")))

@@ -1,7 +1,8 @@
 """Container images: `spec.images`, carried with their digests into the bundle's OCI layout, and
 pushed to the site registry under `<source host>/<path>` with their tags.
 Roles: build.py (profile items, the image policy at build, collection with extras), format.py,
-admit.py (derived tags' subjects and owners, the site's image keys), publish.py, report.py."""
+admit.py (derived tags' subjects and owners, the site's image keys), publish.py, options.py and
+settings.py (the site's image policy: `site init --image-key`, site.yaml's `images:`), report.py."""
 
 from __future__ import annotations
 
@@ -12,4 +13,4 @@ EXTRAS = "extras"  # import counts signatures, attestations, SBOMs and referrers
 
 KIND = Kind("images", "images", "image", ImageEntry, in_v1=True, always_reported=True, roles=role_modules(
     __name__, build="ImageBuild", format="ImageFormat", admit="ImageAdmit", publish="ImagePublish",
-    report="ImageReport"))
+    options="ImageOptions", settings="ImageSiteSettings", report="ImageReport"))

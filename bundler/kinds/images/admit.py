@@ -15,6 +15,7 @@ from bundler.bundle.verify import digest_problem
 from bundler.kinds.base import Admit
 from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
+from bundler.kinds.images.settings import image_policy
 from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.reference import ImageReference, site_path
@@ -43,7 +44,7 @@ class ImageAdmit(Admit):
         entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.kind.key))
         found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read,
                                      site.image_repository)
-        scopes, keys = site.image_policy()
+        scopes, keys = image_policy(site)
         if not keys:
             return found
         rule = ImageRule(scopes, keys)

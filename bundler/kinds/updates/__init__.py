@@ -1,7 +1,8 @@
 """OS and VM updates: `spec.updates`, carried by digest under updates/, kept in the site's update
 cache (cache.py: apt and dnf repositories per group, approvals, client reports).
 Roles: build.py, format.py, admit.py (downloads by name have owners), stage.py, serve.py (the update
-server), prune.py, commands.py (`bundler updates`, `site client windows`), receipt.py, report.py."""
+server), prune.py, commands.py (`bundler updates`, `site client windows`), options.py (`site init
+--group`), settings.py (its section of site.yaml: groups, anonymous), receipt.py, report.py."""
 
 from __future__ import annotations
 
@@ -11,4 +12,5 @@ from bundler.kinds.updates.entry import PAYLOAD_PATTERN, UpdateEntry
 KIND = Kind("updates", "updates", "update", UpdateEntry, in_v1=True, payload_pattern=PAYLOAD_PATTERN,
             roles=role_modules(__name__, build="UpdateBuild", format="UpdateFormat", admit="UpdateAdmit",
                                stage="UpdateStage", serve="UpdateServe", prune="UpdatePrune",
-                               commands="UpdateCommands", receipt="UpdateReceipt", report="UpdateReport"))
+                               commands="UpdateCommands", options="UpdateOptions", settings="UpdateSiteSettings",
+                               receipt="UpdateReceipt", report="UpdateReport"))

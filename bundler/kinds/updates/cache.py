@@ -38,6 +38,7 @@ from bundler.bundle.verify import verified_chunks
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write, write_synced
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
+from bundler.kinds.updates.settings import update_settings
 from bundler.site.config import SiteConfig
 from bundler.site.journal import files_lock
 from bundler.versions import package_version_key
@@ -114,6 +115,7 @@ class UpdateCache:
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
         self.root = site.directory / UPDATES_DIR
+        self.groups = update_settings(site).groups
 
     # --- state files ------------------------------------------------------------------------------
 
@@ -163,7 +165,7 @@ class UpdateCache:
                 "metadata": u.metadata, "bundle": {"name": manifest.name, "version": manifest.version},
                 "imported_at": now(), **({"windows": u.windows.to_dict()} if u.windows is not None else {})})
             for group in u.approve:
-                if group not in self.site.groups:
+                if group not in self.groups:
                     notes.append(f"update {u.name}: pre-approved for group {group!r}, which this site does not have")
                     continue
                 approvals.setdefault(group, {}).setdefault(u.sha256, "approved")
@@ -193,8 +195,8 @@ class UpdateCache:
         return found
 
     def decide(self, name: str, group: str, decision: str) -> list[dict[str, Any]]:
-        if group not in self.site.groups:
-            raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(self.site.groups) or 'none'}",
+        if group not in self.groups:
+            raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(self.groups) or 'none'}",
                              hint="groups are declared in site.yaml (updates.groups) or with site init --group")
         with files_lock(self.site.directory):
             entries = self.matching(name)
@@ -269,8 +271,8 @@ class UpdateCache:
         """Issue CLIENT's token for reports and downloads (a new one replaces the old); kept hashed."""
         if not CLIENT_RE.match(client):
             raise UsageError(f"client id {client!r} is not valid (letters, digits, . _ -; at most 128)")
-        if group not in self.site.groups:
-            raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(self.site.groups) or 'none'}",
+        if group not in self.groups:
+            raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(self.groups) or 'none'}",
                              hint="groups are declared in site.yaml (updates.groups) or with site init --group")
         token = secrets.token_urlsafe(32)
         with files_lock(self.site.directory):
@@ -302,7 +304,7 @@ class UpdateCache:
         reads it, cost the same after a client's thousandth report as after its first."""
         if not CLIENT_RE.match(client):
             raise UsageError(f"client id {client!r} is not valid (letters, digits, . _ -)")
-        if group not in self.site.groups:
+        if group not in self.groups:
             raise UsageError(f"unknown group {group!r}")
         if len(installed) > MAX_INSTALLED or any(len(i) > 512 for i in installed):
             raise UsageError(f"a report lists at most {MAX_INSTALLED} installed packages, each at most 512 characters")
@@ -386,7 +388,7 @@ def publish(site: SiteConfig) -> Path:
     target = releases / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target.mkdir()
     with gpg_session(site):  # every group's signatures by one agent
-        for group in site.groups:
+        for group in update_settings(site).groups:
             approved = cache.approved(group)
             _publish_apt(site, target / "apt", group, [e for e in approved if e["kind"] == "deb"])
             _publish_rpm(site, cache, target / "rpm" / group, [e for e in approved if e["kind"] == "rpm"])

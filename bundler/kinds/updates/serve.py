@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from bundler.kinds.base import Serve
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, init_updates
 from bundler.kinds.updates.server import UpdateServer, front_rules
+from bundler.kinds.updates.settings import update_settings
 
 if TYPE_CHECKING:
     from bundler.site.config import SiteConfig
@@ -30,7 +31,8 @@ class UpdateServe(Serve):
         return {"updates": {"url": f"{site.http_url}/updates/", "apt_url": f"{site.http_url}/updates/apt",
                             "rpm_url": f"{site.http_url}/updates/rpm",
                             "apt_key_file": str((site.directory / UPDATES_DIR / APT_KEY).resolve()),
-                            "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}", "groups": list(site.groups)}}
+                            "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}",
+                            "groups": list(update_settings(site).groups)}}
 
     def stored(self, site: SiteConfig) -> dict[str, Path]:
         return {"updates": UpdateCache(site).root}

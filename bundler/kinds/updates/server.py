@@ -15,6 +15,7 @@ from typing import Any
 
 from bundler.errors import BundlerError
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, now, reboot_pending
+from bundler.kinds.updates.settings import update_settings
 from bundler.kinds.updates.windows import AKSEE_VERSION_RE, ARCHES, BUILD_RE, plan_for
 from bundler.site.config import SiteConfig
 from bundler.site.front import FrontRule
@@ -70,7 +71,7 @@ class UpdateServer:
         known = self.update_client(environ, cache)
         if parts == ["api", "plan"]:  # a Windows client's next steps: its own token only
             return self.plan(environ, start_response, cache, known)
-        if known is False or (known is None and not self.site.anonymous_updates):
+        if known is False or (known is None and not update_settings(self.site).anonymous):
             return _unauthorized(start_response)
         # a group is a boundary: an enrolled client reads its own group only; anonymous readers (a
         # site setting, off by default) read what any group approved
@@ -80,7 +81,7 @@ class UpdateServer:
             return group is None or g == group
 
         if parts[0] == "api" and len(parts) == 4 and parts[1] == "groups" and parts[3] == "approved":
-            if parts[2] not in self.site.groups or not allows(parts[2]):
+            if parts[2] not in update_settings(self.site).groups or not allows(parts[2]):
                 return text_response(start_response, "404 Not Found", "no such group for this client\n")
             listing = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size")}
                        | {"url": f"/updates/blobs/sha256/{e['sha256']}"} for e in cache.approved(parts[2])]

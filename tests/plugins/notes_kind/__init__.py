@@ -5,7 +5,8 @@ status` and the status page, pruned with the releases that carried them.
 
 It is one package plus one registration line (bundler_notes-1.0.dist-info/entry_points.txt): the
 proof that a kind with files, a route and a site service needs no edit inside bundler. Its roles:
-build.py, format.py, stage.py, serve.py, prune.py, receipt.py, report.py; what they share is here."""
+build.py, format.py, stage.py, serve.py, prune.py, options.py and settings.py (its section of
+site.yaml: notes served without an account), receipt.py, report.py; what they share is here."""
 
 from __future__ import annotations
 
@@ -74,4 +75,4 @@ class Store:
 
 KIND = Kind(KEY, "notes", "note", NoteEntry, payload_pattern=r"notes/[a-f0-9]{64}", roles=role_modules(
     __name__, build="NoteBuild", format="NoteFormat", stage="NoteStage", serve="NoteServe", prune="NotePrune",
-    receipt="NoteReceipt", report="NoteReport"))
+    options="NoteOptions", settings="NoteSiteSettings", receipt="NoteReceipt", report="NoteReport"))

@@ -11,6 +11,7 @@ from bundler.site.config import SiteConfig
 from bundler.site.front import FrontRule
 from bundler.site.http import Accounts, Route, StartResponse, accel, basic_challenge, text_response
 from notes_kind import KEY, NAME_RE, SENT, Store
+from notes_kind.settings import note_settings
 
 
 class NoteServe(Serve):
@@ -18,8 +19,10 @@ class NoteServe(Serve):
         (site.directory / KEY / "blobs").mkdir(parents=True, exist_ok=True)
 
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
+        public = note_settings(site).public
+
         def handle(environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
-            if accounts.authorized(environ) is None:
+            if rest not in public and accounts.authorized(environ) is None:
                 return basic_challenge(start_response)
             held = Store(site).index().get(rest) if NAME_RE.match(rest) else None
             if held is None:
