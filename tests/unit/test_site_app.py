@@ -77,7 +77,7 @@ def test_every_group_path_needs_a_client(app: SiteApp, path: str) -> None:
 def test_another_groups_index_is_not_found_for_a_client(app: SiteApp) -> None:
     from bundler.kinds.updates.cache import UpdateCache
 
-    token = UpdateCache(app.site).enroll("pos-1", "line-1")
+    token = UpdateCache(app.site).clients.enroll("pos-1", "line-1")
     own = call(app, "GET", "/updates/apt/dists/line-1/InRelease", {"HTTP_AUTHORIZATION": f"Bearer {token}"})
     other = call(app, "GET", "/updates/apt/dists/line-2/InRelease", {"HTTP_AUTHORIZATION": f"Bearer {token}"})
     assert own[0].startswith("200") and other[0].startswith("404")

@@ -303,7 +303,7 @@ def test_the_fleet_shows_windows_clients_as_it_shows_linux_ones() -> None:
 
 
 def test_kept_results_are_the_newest_for_known_payloads_and_at_most_the_cap() -> None:
-    from bundler.kinds.updates.cache import KEPT_RESULTS, kept_results
+    from bundler.kinds.updates.clients import KEPT_RESULTS, kept_results
 
     known = {f"{i:064x}" for i in range(KEPT_RESULTS + 500)}
     earlier = {sha: {"status": "failed", "at": "2026-01-01T00:00:00Z"} for sha in sorted(known)[:KEPT_RESULTS]}

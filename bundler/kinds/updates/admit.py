@@ -23,7 +23,7 @@ class UpdateAdmit(Admit):
     def admission(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
         """A download by file name (`files/<name>`) belongs to the bundle name that first brought it:
         another product's bundle may not take it over (only a deliberate `site hand-over`)."""
-        owners = UpdateCache(site).owners()  # the catalog read once, not per update
+        owners = UpdateCache(site).catalog.owners  # the catalog read once, not per update
         return [problems.name_owned(f"{FILES}{u.file}", f"{FILES}{u.file}", owner, manifest.name, manifest.version,
                                     "take over its download by name", "two products ship one file name: ask "
                                     "release engineering", site.directory)

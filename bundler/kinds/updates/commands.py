@@ -29,10 +29,10 @@ SITE_OPTION = click.option("--site", "site_dir", required=True, type=click.Path(
 def updates_list(site_dir: Path, as_json: bool) -> None:
     """Every imported update, and the groups it is approved (or declined) for."""
     cache = UpdateCache(load_site(site_dir))
-    approvals = cache.approvals()
+    approvals = cache.catalog.approvals
     entries = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size", "bundle", "imported_at")}
                | {"groups": {g: d[e["sha256"]] for g, d in approvals.items() if e["sha256"] in d}}
-               for e in cache.catalog()]
+               for e in cache.catalog.entries]
     if as_json:
         emit_json({"updates": entries})
         return
@@ -88,7 +88,7 @@ def updates_enroll(client: str, group: str, site_dir: Path, as_json: bool) -> No
       bundler updates enroll pos-7 --group line-1 --site ./site
     """
     site = load_site(site_dir)
-    config = client_configuration(site, client, group, UpdateCache(site).enroll(client, group))
+    config = client_configuration(site, client, group, UpdateCache(site).clients.enroll(client, group))
     if as_json:
         emit_json(config)
         return
@@ -112,7 +112,8 @@ def updates_status(site_dir: Path, as_json: bool) -> None:
     """Per client that reported: its group, when it last reported, and the approved updates it lacks;
     for a Windows client also the steps that failed (exit codes), a pending restart, its OS build and
     AKS EE version."""
-    clients = UpdateCache(load_site(site_dir)).status()
+    cache = UpdateCache(load_site(site_dir))
+    clients = cache.clients.status(cache.catalog)
     if as_json:
         emit_json({"clients": clients})
         return
@@ -147,7 +148,7 @@ def client_windows(directory: Path, client: str, group: str, output: Path) -> No
       bundler site client windows ./site pos-7 --group line-1 -o ./pos-7
     """
     site = load_site(directory)
-    script, config = write_client(site, client, group, UpdateCache(site).enroll(client, group), output)
+    script, config = write_client(site, client, group, UpdateCache(site).clients.enroll(client, group), output)
     click.echo(f"client {client} enrolled in {group}; copy {script} and {config} (it holds the token) to the host, "
                f"e.g. C:\\ProgramData\\bundler\\, then run\n"
                f"  powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\\ProgramData\\bundler\\{SCRIPT} -WhatIf\n"

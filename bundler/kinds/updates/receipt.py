@@ -18,11 +18,11 @@ class UpdateReceipt(Receipt):
 
     def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
         cache = UpdateCache(site)
-        catalog = {e["sha256"]: e for e in cache.catalog()}
+        catalog = {e["sha256"]: e for e in cache.catalog.entries}
         return {"updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in catalog.values()
                             if cache.blob(e["sha256"]).exists()],
                 "approvals": [{"group": group, "update": f"{catalog[sha]['name']} {catalog[sha]['version']}".strip(),
                                "decision": decision}
-                              for group, decisions in sorted(cache.approvals().items())
+                              for group, decisions in sorted(cache.catalog.approvals.items())
                               for sha, decision in decisions.items() if sha in catalog],
-                "clients": cache.status()}
+                "clients": cache.clients.status(cache.catalog)}

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bundler import names
 from bundler.errors import BundlerError
-from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, now, reboot_pending
+from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
+from bundler.kinds.updates.clients import installed_by, reboot_pending
 from bundler.kinds.updates.settings import update_settings
 from bundler.kinds.updates.windows import AKSEE_VERSION_RE, ARCHES, BUILD_RE, plan_for
 from bundler.site.config import SiteConfig
@@ -48,13 +50,13 @@ class UpdateServer:
         the credentials are not an enrolled client's."""
         header = str(environ.get("HTTP_AUTHORIZATION", ""))
         if header.startswith("Bearer "):
-            return cache.client_for(header[7:].strip()) or False
+            return cache.clients.client_for(header[7:].strip()) or False
         if header.startswith("Basic "):
             try:
                 user, _, token = base64.b64decode(header[6:], validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 return False
-            known = cache.client_for(token)
+            known = cache.clients.client_for(token)
             return known if known is not None and known[0] == user else False
         return None
 
@@ -84,21 +86,22 @@ class UpdateServer:
             if parts[2] not in update_settings(self.site).groups or not allows(parts[2]):
                 return text_response(start_response, "404 Not Found", "no such group for this client\n")
             listing = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size")}
-                       | {"url": f"/updates/blobs/sha256/{e['sha256']}"} for e in cache.approved(parts[2])]
+                       | {"url": f"/updates/blobs/sha256/{e['sha256']}"} for e in cache.catalog.approved(parts[2])]
             return json_response(start_response, "200 OK", {"group": parts[2], "updates": listing})
         # payloads: only approved ones (for the client's group); others are 404
         if parts[:2] == ["blobs", "sha256"] and len(parts) == 3 and re.fullmatch(r"[a-f0-9]{64}", parts[2]):
-            if cache.servable(parts[2], group):
+            if cache.catalog.servable(parts[2], group):
                 return _payload(start_response, parts[2])
             return text_response(start_response, "404 Not Found", "no approved update has this digest\n")
         if parts[0] == "files" and len(parts) == 2:
-            entry = cache.newest_approved(parts[1], group)
+            entry = cache.catalog.newest_approved(parts[1], group)
             if entry is not None:
                 return _payload(start_response, entry["sha256"])
             return text_response(start_response, "404 Not Found", "no approved update has this file name\n")
         if parts[0] == "apt" and len(parts) == 4 and parts[1] == "pool":  # apt/pool/<sha256>/<file>
-            entry = next((e for e in cache.catalog() if e["sha256"] == parts[2] and e["file"] == parts[3]
-                          and cache.servable(e["sha256"], group)), None)
+            servable = cache.catalog.servable_set(group)
+            entry = next((e for e in cache.catalog.entries if e["sha256"] == parts[2] and e["file"] == parts[3]
+                          and e["sha256"] in servable), None)
             if entry is not None:
                 return _payload(start_response, entry["sha256"])
         elif all(_SAFE_PART.match(p) and p != ".." for p in parts) and (
@@ -124,9 +127,9 @@ class UpdateServer:
                 or (aksee is not None and not AKSEE_VERSION_RE.match(aksee))):
             return json_response(start_response, "400 Bad Request", {"error": "mode is windows or aksee; build a "
                                  "Windows build (10.0.26100.2033); arch amd64 or arm64; aksee an AKS EE version"})
-        report = cache.report(client) or {}
+        report = cache.clients.report(client) or {}
         host = report.get("host") or {}
-        plan = plan_for(cache.approved(group), cache.installed_by(report), mode=mode,
+        plan = plan_for(cache.catalog.approved(group), installed_by(report, cache.catalog), mode=mode,
                         build=build or host.get("os_build"), arch=arch,
                         aksee_version=aksee or host.get("aksee_version"), reboot_pending=reboot_pending(report))
         return json_response(start_response, "200 OK", {"client": client, "group": group, "mode": mode,
@@ -154,7 +157,7 @@ class UpdateServer:
             if doc.get("client", client) != client or doc.get("group", group) != group:
                 return json_response(start_response, "403 Forbidden", {"error": f"this token reports for {client} "
                                                                          f"(group {group}) only"})
-            cache.record_report(client, group, installed, *step_results(doc))
+            cache.clients.record_report(cache.catalog, client, group, installed, *step_results(doc))
         except (ValueError, KeyError, TypeError, RecursionError, BundlerError) as exc:
             return json_response(start_response, "400 Bad Request", {"error": str(exc)[:300]})
         return json_response(start_response, "200 OK", {"recorded": True, "client": client, "group": group})
@@ -178,7 +181,7 @@ def step_results(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
         code = item.get("exit_code")
         if code is not None and (not isinstance(code, int) or isinstance(code, bool) or abs(code) > 1 << 32):
             raise ValueError("exit_code must be a number")
-        results[item["sha256"]] = {"status": item["status"], "exit_code": code, "at": now()}
+        results[item["sha256"]] = {"status": item["status"], "exit_code": code, "at": names.format_time()}
     host: dict[str, Any] = {}
     raw_host = doc.get("host", {})
     if not isinstance(raw_host, dict):

@@ -35,6 +35,13 @@ def check_groups(groups: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(groups))
 
 
+def check_group(group: str, groups: Sequence[str]) -> None:
+    """A group an approval or an enrollment names must be one this site declared."""
+    if group not in groups:
+        raise UsageError(f"unknown group {group!r}; this site's groups: {', '.join(groups) or 'none'}",
+                         hint="groups are declared in site.yaml (updates.groups) or with site init --group")
+
+
 class UpdateSiteSettings(Settings):
     def parse(self, section: Mapping[str, Any], directory: Path) -> UpdateSettings:
         if unknown := set(section) - {"groups", "anonymous"}:

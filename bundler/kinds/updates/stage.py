@@ -60,5 +60,5 @@ class UpdateStage(Stage):
 
     def leftovers(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         cache = UpdateCache(site)
-        cataloged = {e["sha256"] for e in cache.catalog()}
+        cataloged = cache.catalog.shas
         return [u.sha256 for u in updates_of(manifest) if u.sha256 not in cataloged and cache.blob(u.sha256).exists()]
