@@ -129,6 +129,16 @@ def test_a_kind_from_outside_keeps_its_own_section_of_site_yaml(cli: Callable[..
         ca = str(site / "pki" / "ca.pem")
         served = requests.get(url + "motd", verify=ca, timeout=10)  # no account
         assert served.status_code == 200 and served.text == "doors open at 8\n"
+        assert served.headers["Content-Type"].startswith("text/plain")
         assert requests.get(url + "other", verify=ca, timeout=10).status_code == 401
+
+        # a field added to the kind's section (notes.contentType): read by the kind alone
+        yaml_file = site / "site.yaml"
+        yaml_file.write_text(yaml_file.read_text().replace("notes:\n", "notes:\n  contentType: text/markdown\n"))
+        assert run("site", "down", site).code == 0 and run("site", "up", site).code == 0  # read again
+        assert requests.get(url + "motd", verify=ca, timeout=10).headers["Content-Type"].startswith("text/markdown")
+        yaml_file.write_text(yaml_file.read_text().replace("text/markdown", "not a type"))
+        wrong = run("site", "status", site)
+        assert wrong.code != 0 and "notes.contentType: 'not a type' is not a media type" in wrong.err
     finally:
         run("site", "down", site)

@@ -19,7 +19,8 @@ class NoteServe(Serve):
         (site.directory / KEY / "blobs").mkdir(parents=True, exist_ok=True)
 
     def routes(self, site: SiteConfig, accounts: Accounts) -> list[Route]:
-        public = note_settings(site).public
+        settings = note_settings(site)
+        public = settings.public
 
         def handle(environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
             if rest not in public and accounts.authorized(environ) is None:
@@ -27,7 +28,7 @@ class NoteServe(Serve):
             held = Store(site).index().get(rest) if NAME_RE.match(rest) else None
             if held is None:
                 return text_response(start_response, "404 Not Found", "no such note\n")
-            return accel(start_response, SENT + held["sha256"], [("Content-Type", "text/plain")])
+            return accel(start_response, SENT + held["sha256"], [("Content-Type", settings.content_type)])
 
         return [Route(KEY, handle)]
 

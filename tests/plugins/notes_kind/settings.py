@@ -3,10 +3,12 @@ account (the day's message on a store's screen), made by `site init --public-not
 
     notes:
       public: [motd]
+      contentType: text/markdown   # what the notes are served as (default text/plain)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,13 @@ from bundler.kinds.base import Settings
 from bundler.site.config import SiteConfig
 from notes_kind import KEY, NAME_RE
 
+CONTENT_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
+
 
 @dataclass(frozen=True)
 class NoteSettings:
     public: tuple[str, ...] = ()  # note names served without the site's accounts
+    content_type: str = "text/plain"  # the Content-Type the notes are served with
 
 
 def _names(values: Any, where: str) -> tuple[str, ...]:
@@ -32,12 +37,17 @@ def _names(values: Any, where: str) -> tuple[str, ...]:
 
 class NoteSiteSettings(Settings):
     def parse(self, section: Mapping[str, Any], directory: Path) -> NoteSettings:
-        if unknown := set(section) - {"public"}:
+        if unknown := set(section) - {"public", "contentType"}:
             raise ValueError(f"unknown keys in notes: {', '.join(sorted(unknown))}")
-        return NoteSettings(_names(section.get("public"), "notes.public"))
+        content_type = str(section.get("contentType", "text/plain"))
+        if not CONTENT_TYPE.match(content_type):
+            raise ValueError(f"notes.contentType: {content_type!r} is not a media type (such as text/markdown)")
+        return NoteSettings(_names(section.get("public"), "notes.public"), content_type)
 
     def dump(self, value: NoteSettings) -> dict[str, Any] | None:
-        return {"public": list(value.public)} if value.public else None
+        doc = {**({"public": list(value.public)} if value.public else {}),
+               **({"contentType": value.content_type} if value.content_type != "text/plain" else {})}
+        return doc or None
 
     def create(self, options: Mapping[str, Any]) -> tuple[NoteSettings, dict[str, bytes]]:
         try:
