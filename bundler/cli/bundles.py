@@ -68,31 +68,17 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     if hub_url is not None and fleet_dir is None:
         raise UsageError("--publish is for --for-fleet's deltas; a single bundle: bundler publish BUNDLE HUB")
     if fleet_dir is not None:
-        from bundler.fleet.store import Fleet
-        from bundler.pipeline.fleet_plan import build_for_fleet
+        from bundler.pipeline.fleet_plan import fleet_build
 
-        if since is not None or size is not None:
-            raise UsageError("--for-fleet makes one delta per site base itself; it takes neither --since nor "
-                             "--split-size")
-        held = Fleet(fleet_dir).receipt_paths()
-        if not held:
-            raise UsageError(f"the fleet {fleet_dir} holds no receipts", hint="bundler fleet add RECEIPT...")
-        built = build_for_fleet(BuildOptions(profile, None, jobs, keys), held, output or Path.cwd())
-        for item in built:
+        done = fleet_build(BuildOptions(profile, None, jobs, keys, since, size), fleet_dir, output or Path.cwd(),
+                           hub_url, hub_credentials)
+        for item in done.built:
             click.echo(f"wrote {item.result.path} ({human(item.result.size)}) for {', '.join(item.sites)}")
-        if hub_url is not None:
-            from bundler.pipeline.hub import Hub
-            from bundler.pipeline.hub import publish as push
-
-            hub = Hub.parse(hub_url)
-            client = hub.client(hub_credentials)
-            for item in built:
-                tags = [f"{item.result.version}-for-{site}" for site in item.sites]
-                push(item.result.path, hub, client, tags=tags)
-                click.echo(f"published {item.result.path.name} to {hub.host}/{hub.repository} as {', '.join(tags)}")
-        current = sorted(set(held) - {site for item in built for site in item.sites})
-        if current:
-            click.echo(f"already at this release: {', '.join(current)}")
+            if done.hub is not None:
+                click.echo(f"published {item.result.path.name} to {done.hub.host}/{done.hub.repository} as "
+                           f"{', '.join(item.tags)}")
+        if done.current:
+            click.echo(f"already at this release: {', '.join(done.current)}")
         return
     result = build_bundle(BuildOptions(profile, output, jobs, keys, since, size))
     for note in result.notes:

@@ -283,18 +283,11 @@ def site_status(directory: Path, as_json: bool) -> None:
 
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
-    from bundler.pipeline.disk import disk_report, stored_bytes
-    from bundler.pipeline.status import site_status as status
-    from bundler.site import figures
-    from bundler.site.config import load_site
+    from bundler.pipeline.disk import stored_bytes
+    from bundler.pipeline.status import status_report
 
-    info = status(directory)
-    site = load_site(directory)
-    kept = figures.read(site, figures.DISK_FILE)  # what the last import, prune or start measured: no walk
-    if kept is not None:
-        info["disk"] = {**kept.figures, "measured_at": kept.measured_at.isoformat().replace("+00:00", "Z")}
-    else:
-        info["disk"] = disk_report(site, site.registry_client(2) if info["services"]["registry"]["healthy"] else None)
+    report = status_report(directory)
+    info = report.doc
     if as_json:
         emit_json(info)
     else:
@@ -311,14 +304,14 @@ def site_status(directory: Path, as_json: bool) -> None:
             click.echo(f"hub sync: {printable(sync_line(info['sync']))}")
         d = info["disk"]
         kinds = ", ".join(f"{name} {human(size)}" for name, size in stored_bytes(d).items())
-        when = f"; measured {kept.age}" if kept is not None else ""
+        when = f"; measured {report.disk_age}" if report.disk_age is not None else ""
         click.echo(f"disk: {d['used_percent']}% of {human(d['total'])} used, {human(d['free'])} free ({kinds}{when})")
         if d["prune"]["releases"]:
             freed, gone = human(sum(d["prune"]["bytes_freed"].values())), ", ".join(d["prune"]["releases"])
             click.echo(f"a prune (keeping {d['prune']['keep']}) would free {freed}: {gone}")
         if d["warning"]:
             click.echo(f"warning: {d['warning']}", err=True)
-    if not info["healthy"]:
+    if not report.healthy:
         if not as_json:
             click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)
         sys.exit(EXIT_UNREACHABLE)

@@ -18,6 +18,7 @@ from bundler.errors import UsageError
 from bundler.fleet.store import Fleet
 from bundler.keyfiles import load_signing_key
 from bundler.pipeline.build import BuildOptions, BuildResult, collecting, delta_bytes
+from bundler.pipeline.hub import Hub, publish
 
 
 class Needs(StrEnum):
@@ -99,6 +100,37 @@ class FleetBuild:
     """One bundle of a fleet build and the sites it is for."""
     sites: list[str]  # the sites this bundle brings to the new release (they hold the same base)
     result: BuildResult
+
+    @property
+    def tags(self) -> list[str]:
+        """Its tags on a hub: VERSION-for-SITE for each of its sites (what `fleet rollout start` looks for)."""
+        return [f"{self.result.version}-for-{site}" for site in self.sites]
+
+
+@dataclass(frozen=True)
+class FleetBuildResult:
+    built: list[FleetBuild]
+    current: list[str]  # the sites that run the release already: nothing built for them
+    hub: Hub | None  # where each was published, if anywhere
+
+
+def fleet_build(options: BuildOptions, fleet_dir: Path, directory: Path, hub_url: str | None = None,
+                hub_credentials: Path | None = None) -> FleetBuildResult:
+    """`build --for-fleet`: one bundle per distinct base of the fleet's sites, published to the hub
+    (tagged for each of its sites) when one is given."""
+    if options.since is not None or options.split_size is not None:
+        raise UsageError("--for-fleet makes one delta per site base itself; it takes neither --since nor "
+                         "--split-size")
+    held = Fleet(fleet_dir).receipt_paths()
+    if not held:
+        raise UsageError(f"the fleet {fleet_dir} holds no receipts", hint="bundler fleet add RECEIPT...")
+    hub = Hub.parse(hub_url) if hub_url is not None else None  # a wrong hub name fails before the build
+    built = build_for_fleet(options, held, directory)
+    if hub is not None:
+        client = hub.client(hub_credentials)
+        for item in built:
+            publish(item.result.path, hub, client, tags=item.tags)
+    return FleetBuildResult(built, sorted(set(held) - {site for item in built for site in item.sites}), hub)
 
 
 def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory: Path) -> list[FleetBuild]:

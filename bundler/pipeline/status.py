@@ -1,16 +1,42 @@
 """`site status`: each service's health (asked now: two requests), where clients find what they
-need (absolute paths: `signed-by=` wants one), what the site imported and handed over."""
+need (absolute paths: `signed-by=` wants one), what the site imported and handed over, and its disk
+(as the last import, prune or start measured it; measured now when nothing has)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bundler.kinds import KINDS
+from bundler.pipeline.disk import disk_report
 from bundler.pipeline.hub import load_sync_state
+from bundler.site import figures
 from bundler.site.config import load_site
 from bundler.site.service import http_healthy, registry_healthy
 from bundler.site.state import SiteState
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    doc: dict[str, Any]  # what `site status --json` prints
+    disk_age: str | None  # how old the disk figures are ("3 minutes ago"); None: measured now
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.doc["healthy"])
+
+
+def status_report(directory: Path) -> StatusReport:
+    """The site's status with its disk figures."""
+    doc = site_status(directory)
+    site = load_site(directory)
+    kept = figures.read(site, figures.DISK_FILE)  # what the last import, prune or start measured: no walk
+    if kept is not None:
+        doc["disk"] = {**kept.figures, "measured_at": kept.measured_at.isoformat().replace("+00:00", "Z")}
+        return StatusReport(doc, kept.age)
+    doc["disk"] = disk_report(site, site.registry_client(2) if doc["services"]["registry"]["healthy"] else None)
+    return StatusReport(doc, None)
 
 
 def site_status(directory: Path) -> dict[str, Any]:
