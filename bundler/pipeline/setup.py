@@ -1,5 +1,7 @@
-"""A site's life: a new site (the place, site/config.py, and what each registered content kind
-keeps there), and its services started with what each kind's service asks of the front."""
+"""A site's life: a new site (the place, site/create.py, and what each registered content kind
+keeps there), and its services started with what each kind's service asks of the front: the site
+layer runs the commands it is given (the application, pipeline/server.py; the hub sync), naming no
+module above it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bundler import CLI_MODULE
 from bundler.kinds import KINDS
+from bundler.pipeline import server
 from bundler.site.config import SITE_FILE, SiteConfig, load_site
 from bundler.site.create import SiteSpec, init_site
 from bundler.site.service import site_up
@@ -55,4 +59,5 @@ def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[
 def start_site(directory: Path, wait: float = 30.0) -> SiteConfig:
     """`site_up` with each kind's front rules (its bodies, the files the front sends for it)."""
     site = load_site(directory)
-    return site_up(directory, wait, [rule for kind in KINDS for rule in kind.serve.front(site)])
+    app, sync = [sys.executable, "-m", server.__name__], [sys.executable, "-m", CLI_MODULE, "site", "sync"]
+    return site_up(directory, app, sync, wait, [rule for kind in KINDS for rule in kind.serve.front(site)])

@@ -18,10 +18,10 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ from bundler.site.pki import PKI_DIR, ensure_token_signer
 from bundler.site.registry_process import registry_binary, registry_config
 
 REGISTRY_IMAGE = "registry:2"
-LABELS = {"front": "https front (nginx)", "http": "http application"}  # what messages call each service
 
 
 def _get(url: str, site: SiteConfig, timeout: float) -> int | None:
@@ -101,18 +100,97 @@ def registry_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
 SYNC_SETTINGS = "hub-sync.json"  # written by `site sync --service`: site up then runs the sync service
 
 
-def _pid_file(site: SiteConfig, name: str) -> Path:
-    return site.directory / RUN_DIR / f"{name}.pid"
+def site_marker(site: SiteConfig) -> bytes:
+    """What the command line of a service of this site holds: the site's directory."""
+    return str(site.directory.resolve()).encode()
 
 
-def _running_pid(site: SiteConfig, name: str, marker: bytes) -> int | None:
-    """The recorded pid, if that process is alive and is still this site's service."""
-    try:
-        pid = int(_pid_file(site, name).read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if marker in cmdline and b"zombie" not in _status(pid) else None
+@dataclass(frozen=True)
+class Service:
+    """One of the site's background processes: its name (its pid file run/NAME.pid, its log
+    logs/NAME.log, its key in the health figures), what messages call it, what its command line
+    holds (a recorded pid that no longer holds it is another process), and how it answers."""
+
+    name: str
+    label: str
+    marker: Callable[[SiteConfig], bytes]
+    healthy: Callable[[SiteConfig, float], bool]
+
+    def pid_file(self, site: SiteConfig) -> Path:
+        return site.directory / RUN_DIR / f"{self.name}.pid"
+
+    def log(self, site: SiteConfig) -> Path:
+        return site.directory / LOG_DIR / f"{self.name}.log"
+
+    def running_pid(self, site: SiteConfig) -> int | None:
+        """The recorded pid, if that process is alive and is still this site's service."""
+        try:
+            pid = int(self.pid_file(site).read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if self.marker(site) in cmdline and b"zombie" not in _status(pid) else None
+
+    def log_size(self, site: SiteConfig) -> int:
+        try:
+            return self.log(site).stat().st_size
+        except OSError:
+            return 0
+
+    def spawn(self, site: SiteConfig, argv: list[str], env: dict[str, str] | None = None,
+              as_owner: bool = True) -> subprocess.Popen[bytes]:
+        make_dirs(site.directory / RUN_DIR, 0o700)
+        make_dirs(site.directory / LOG_DIR)
+        with open(self.log(site), "ab") as log:
+            own_like_parent(self.log(site))
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, env=env, **(_as_site_owner(site) if as_owner else {}))
+        self.pid_file(site).write_text(str(process.pid))
+        return process
+
+    def stop(self, site: SiteConfig) -> bool:
+        pid = self.running_pid(site)
+        self.pid_file(site).unlink(missing_ok=True)
+        if pid is None:
+            return False
+        # each service leads its own session (see spawn): signal the group, so helpers it started go too
+        try:
+            kill = os.killpg if os.getpgid(pid) == pid else os.kill
+            kill(pid, signal.SIGTERM)
+        except ProcessLookupError:  # it ended meanwhile
+            return True
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid):
+                return True
+            time.sleep(0.1)
+        kill(pid, signal.SIGKILL)
+        return True
+
+    def wait(self, site: SiteConfig, process: subprocess.Popen[bytes] | None, wait: float, url: str,
+             log_from: int = 0, healthy: Callable[[SiteConfig, float], bool] | None = None) -> None:
+        """Until it answers (`healthy`, default its own check) or `wait` seconds pass; if it stops, or
+        never answers, raise naming it and why (its log's last word)."""
+        check = healthy or self.healthy
+        deadline = time.monotonic() + wait
+        log = self.log(site)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                self.pid_file(site).unlink(missing_ok=True)
+                reason = failure_reason(log, log_from)
+                hint = f"look at its log: {log}; nothing was left running"
+                if "address already in use" in reason.lower():  # the front binds both ports: say which one
+                    key = "registry.listen" if site.registry_listen and site.registry_listen in reason \
+                        else "http.listen"
+                    hint = (f"another program uses that address: stop it, or change {key} in "
+                            f"{site.directory / SITE_FILE}; nothing was left running")
+                raise BundlerError(f"the site's {self.label} service stopped at start: {reason}", hint=hint)
+            if check(site, 0.5):
+                return
+            time.sleep(0.1)
+        raise UnreachableError(f"the site's {self.label} service did not answer on {url} within {wait:.0f} s: "
+                               f"{failure_reason(log, log_from)}",
+                               hint=f"look at its log: {log}; a slow machine may need longer: "
+                                    f"`bundler site up {site.directory} --wait 120`")
 
 
 def _status(pid: int) -> bytes:
@@ -130,19 +208,6 @@ def registry_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
-def _spawn(site: SiteConfig, name: str, argv: list[str], env: dict[str, str] | None = None,
-           as_owner: bool = True) -> subprocess.Popen[bytes]:
-    make_dirs(site.directory / RUN_DIR, 0o700)
-    make_dirs(site.directory / LOG_DIR)
-    log_file = site.directory / LOG_DIR / f"{name}.log"
-    with open(log_file, "ab") as log:
-        own_like_parent(log_file)
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=env, **(_as_site_owner(site) if as_owner else {}))
-    _pid_file(site, name).write_text(str(process.pid))
-    return process
-
-
 def _as_site_owner(site: SiteConfig) -> dict[str, Any]:
     """Root starting an installed site's services (`site install` gave the site its own user) starts
     them as that user, as the systemd unit does; otherwise as the caller."""
@@ -150,55 +215,6 @@ def _as_site_owner(site: SiteConfig) -> dict[str, Any]:
     if os.geteuid() != 0 or owner.st_uid == 0:
         return {}
     return {"user": owner.st_uid, "group": owner.st_gid, "extra_groups": []}
-
-
-def _stop_pid(site: SiteConfig, name: str, marker: bytes) -> bool:
-    pid = _running_pid(site, name, marker)
-    _pid_file(site, name).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    # each service leads its own session (see _spawn): signal the group, so helpers it started go too
-    try:
-        kill = os.killpg if os.getpgid(pid) == pid else os.kill
-        kill(pid, signal.SIGTERM)
-    except ProcessLookupError:  # it ended meanwhile
-        return True
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists() or b"zombie" in _status(pid):
-            return True
-        time.sleep(0.1)
-    kill(pid, signal.SIGKILL)
-    return True
-
-
-def _wait(site: SiteConfig, name: str, healthy: Callable[[SiteConfig, float], bool],
-          process: subprocess.Popen[bytes] | None, wait: float, url: str, log_from: int = 0) -> None:
-    deadline = time.monotonic() + wait
-    log = site.directory / LOG_DIR / f"{name}.log"
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            _pid_file(site, name).unlink(missing_ok=True)
-            reason = failure_reason(log, log_from)
-            hint = f"look at its log: {log}; nothing was left running"
-            if "address already in use" in reason.lower():  # the front binds both ports: say which one
-                key = "registry.listen" if site.registry_listen and site.registry_listen in reason else "http.listen"
-                hint = (f"another program uses that address: stop it, or change {key} in "
-                        f"{site.directory / SITE_FILE}; nothing was left running")
-            raise BundlerError(f"the site's {LABELS.get(name, name)} service stopped at start: {reason}", hint=hint)
-        if healthy(site, 0.5):
-            return
-        time.sleep(0.1)
-    raise UnreachableError(f"the site's {LABELS.get(name, name)} service did not answer on {url} within {wait:.0f} s: "
-                           f"{failure_reason(log, log_from)}",
-                           hint=f"look at its log: {log}; a slow machine may need longer: "
-                                f"`bundler site up {site.directory} --wait 120`")
-
-
-def _log_size(site: SiteConfig, name: str) -> int:
-    try:
-        return (site.directory / LOG_DIR / f"{name}.log").stat().st_size
-    except OSError:
-        return 0
 
 
 MSG_RE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
@@ -223,6 +239,16 @@ def failure_reason(log: Path, offset: int = 0) -> str:
     if panic is not None:
         return panic[:300]
     return lines[-1][:300] if lines else "no output"
+
+
+def _sync_running(site: SiteConfig, timeout: float = 0.0) -> bool:
+    return SYNC.running_pid(site) is not None
+
+
+APP = Service("http", "http application", site_marker, app_healthy)  # on its unix socket, behind the front
+FRONT = Service("front", "https front (nginx)", site_marker, http_healthy)  # TLS, every port
+REGISTRY = Service("registry", "registry", lambda site: b"serve", registry_process_healthy)  # on its unix socket
+SYNC = Service("sync", "hub sync", site_marker, _sync_running)  # `site sync --service`: takes releases from a hub
 
 
 # --- the embedded registry -----------------------------------------------------------------------
@@ -270,14 +296,14 @@ def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
                            hint="apt-get install docker-registry, or set registry.runtime to docker or auto")
     make_dirs(site.directory / RUN_DIR, 0o700)
     (site.directory / RUN_DIR / "registry.config").write_bytes(config.read_bytes())
-    offset = _log_size(site, "registry")
+    offset = REGISTRY.log_size(site)
     process = None
     if binary is not None:
-        process = _spawn(site, "registry", [binary, "serve", str(config.resolve())], env=registry_environment())
+        process = REGISTRY.spawn(site, [binary, "serve", str(config.resolve())], env=registry_environment())
     else:
         _start_registry_container(site, config)
     try:
-        _wait(site, "registry", registry_process_healthy, process, wait, str(registry_socket(site)), offset)
+        REGISTRY.wait(site, process, wait, str(registry_socket(site)), offset)
     except BaseException:
         _stop_registry(site)  # one that never answered is not left running
         raise
@@ -313,7 +339,7 @@ def _start_registry_container(site: SiteConfig, config: Path) -> None:
 
 
 def _stop_registry(site: SiteConfig) -> bool:
-    stopped = _stop_pid(site, "registry", b"serve")
+    stopped = REGISTRY.stop(site)
     record = _container_file(site)
     if record.exists():
         try:
@@ -332,42 +358,43 @@ def _stop_registry(site: SiteConfig) -> bool:
 # --- up, down, status ------------------------------------------------------------------------------
 
 
-def site_up(directory: Path, wait: float = 30.0, rules: Sequence[FrontRule] = ()) -> SiteConfig:
-    """Start what is not running: the HTTPS application first (the registry's token server; `rules`:
-    what the content kinds' services ask of its front), then the registry on its unix socket, then
-    the front, which holds every port. If one fails, stop what this call started and raise, naming it
-    and why."""
+def site_up(directory: Path, app: Sequence[str], sync: Sequence[str], wait: float = 30.0,
+            rules: Sequence[FrontRule] = ()) -> SiteConfig:
+    """Start what is not running: the HTTPS application first (`app`: its command, the site's
+    directory added; the registry's token server; `rules`: what the content kinds' services ask of its
+    front), then the registry on its unix socket, then the front, which holds every port, and the hub
+    sync (`sync`: its command, the site's directory added) when `site sync --service` asked for it.
+    If one fails, stop what this call started and raise, naming it and why."""
     site = load_site(directory)
     upgraded = upgrade_credentials(site.directory)
     ensure_site_key(site.directory)  # a site made before site keys gets one (its receipts are signed)
     stale = site.embedded_registry and _registry_config_changed(site, _registry_config_file(site))
     if stale:
         _stop_registry(site)  # an older site's registry held the port the front takes now
-    marker = str(site.directory.resolve()).encode()
     started: list[Callable[[], object]] = []
+    here = str(site.directory.resolve())
     try:
         config = front_config(site, rules)
-        running = all(_running_pid(site, name, marker) is not None for name in ("http", "front")) \
+        running = all(service.running_pid(site) is not None for service in (APP, FRONT)) \
             and http_healthy(site) and _front_config_unchanged(site, config)
         if not running or upgraded:  # the token server must read new accounts and keys
             _stop_https(site)
-            offset = _log_size(site, "http")
-            process = _spawn(site, "http", [sys.executable, "-m", "bundler.pipeline.server",
-                                            str(site.directory.resolve())])
+            offset = APP.log_size(site)
+            process = APP.spawn(site, [*app, here])
             started.append(lambda: _stop_https(site))
-            _wait(site, "http", app_healthy, process, wait, str(app_socket(site)), offset)
+            APP.wait(site, process, wait, str(app_socket(site)), offset)
         if site.embedded_registry and _start_registry(site, wait, stale):
             started.append(lambda: _stop_registry(site))
         if not running or upgraded:
             write_config(site, config)
-            offset = _log_size(site, "front")
-            front = _spawn(site, "front", front_command(site), as_owner=not low_port(site))  # workers: `user`
-            _wait(site, "front", http_healthy, front, wait, site.http_url, offset)
+            offset = FRONT.log_size(site)
+            front = FRONT.spawn(site, front_command(site), as_owner=not low_port(site))  # workers: `user`
+            FRONT.wait(site, front, wait, site.http_url, offset)
         if site.embedded_registry:
-            _wait(site, "registry", registry_healthy, None, wait, site.registry_url)
-        if (site.directory / SYNC_SETTINGS).exists() and _running_pid(site, "sync", marker) is None:
+            REGISTRY.wait(site, None, wait, site.registry_url, healthy=registry_healthy)  # through the front
+        if (site.directory / SYNC_SETTINGS).exists() and SYNC.running_pid(site) is None:
             # `site sync DIR --service` was run: the site takes its releases from the hub on its own
-            _spawn(site, "sync", [sys.executable, "-m", "bundler.cli", "site", "sync", str(site.directory.resolve())])
+            SYNC.spawn(site, [*sync, here])
         figures.write_health(site, {"http": True, "registry": registry_healthy(site)})
     except BaseException:
         for stop in reversed(started):
@@ -381,19 +408,15 @@ def supervise(directory: Path, stop: threading.Event, interval: float = 5.0, mis
     `interval` seconds; raise once one has failed `misses` checks in a row (systemd then restarts the
     unit), return when `stop` is set."""
     site = load_site(directory)
-    failed = {"registry": 0, "http": 0, "sync": 0}
-    marker = str(site.directory.resolve()).encode()
+    watched = [(APP, http_healthy), *([(REGISTRY, registry_healthy)] if site.embedded_registry else []),
+               *([(SYNC, _sync_running)] if (site.directory / SYNC_SETTINGS).exists() else [])]
+    failed = {service.name: 0 for service, _ in watched}
     while not stop.wait(interval):
-        checks = {"http": http_healthy(site)}
-        if site.embedded_registry:
-            checks["registry"] = registry_healthy(site)
-        if (site.directory / SYNC_SETTINGS).exists():  # the hub sync service, when the site has one
-            checks["sync"] = _running_pid(site, "sync", marker) is not None
-        for name, healthy in checks.items():
-            failed[name] = 0 if healthy else failed[name] + 1
-            if failed[name] >= misses:
-                log = site.directory / LOG_DIR / f"{name}.log"
-                raise UnreachableError(f"the site's {name} service stopped answering: {failure_reason(log)}",
+        for service, healthy in watched:  # each through the way its clients reach it (the front)
+            failed[service.name] = 0 if healthy(site, 2.0) else failed[service.name] + 1
+            if failed[service.name] >= misses:
+                log = service.log(site)
+                raise UnreachableError(f"the site's {service.name} service stopped answering: {failure_reason(log)}",
                                        hint=f"full log: {log}")
 
 
@@ -439,9 +462,8 @@ def resume_after_garbage_collection(site: SiteConfig, wait: float = 30.0) -> Non
 
 def _stop_https(site: SiteConfig) -> bool:
     """The front first (it stops taking connections), then the application behind it."""
-    marker = str(site.directory.resolve()).encode()
-    front = _stop_pid(site, "front", marker)
-    return _stop_pid(site, "http", marker) or front
+    front = FRONT.stop(site)
+    return APP.stop(site) or front
 
 
 def _front_config_unchanged(site: SiteConfig, config: str) -> bool:
@@ -456,7 +478,7 @@ def _front_config_unchanged(site: SiteConfig, config: str) -> bool:
 def site_down(directory: Path) -> bool:
     """Stop what `site up` started; False when nothing was running."""
     site = load_site(directory)
-    stopped = _stop_pid(site, "sync", str(site.directory.resolve()).encode())
+    stopped = SYNC.stop(site)
     stopped = _stop_https(site) or stopped
     if site.embedded_registry:
         stopped = _stop_registry(site) or stopped

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bundler import CLI_MODULE
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.site.config import SiteConfig, load_site
@@ -63,7 +64,7 @@ def unit_text(site: SiteConfig, user: str, python: str = sys.executable) -> str:
     site_dir = str(site.directory.resolve())
     if any(c in site_dir for c in "\n\r"):
         raise UsageError("a site path with a line break cannot go into a systemd unit")
-    command = " ".join(exec_quote(a) for a in (python, "-m", "bundler.cli", "site"))
+    command = " ".join(exec_quote(a) for a in (python, "-m", CLI_MODULE, "site"))
     quoted = exec_quote(site_dir)
     return (
         "[Unit]\n"
