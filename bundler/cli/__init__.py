@@ -1,12 +1,10 @@
 """Command line: parse, call one library function, print. Results on stdout, progress and errors on
-stderr. One module per verb group (bundles: the verbs on bundle files; site; fleet); the root group
-and what they share in root.py; content kinds add their own commands (Kind.commands).
-
-A command imports the pipeline it calls inside its function: every pipeline at the top would cost each
-command 0.13 s more at start (measured: 0.57 s against 0.44 s with the kinds alone). For the same
-reason a kind loads its build side (profile items, collection) and its service (routes, front rules,
-commands) where they are used (bundler/kinds/__init__.py), prune the site's services, and
-site/config.py the x509 code."""
+stderr. Commands live in modules by family (build: build and init; keys: keygen and sign; review:
+inspect, verify, diff; imports: import; publish; site; fleet), each importing what it calls at its
+top; the root group (root.py) loads a family's module only when one of its commands runs, so a
+command pays for its own pipeline only (and `bundler --help` for none of them). Content kinds add
+their own commands and options as the command they go in is loaded (their commands and options
+roles); a kind loads each of its roles where it is used (bundler/kinds/base.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +17,6 @@ import sys
 # command, and still one whenever a long-running one (`site up --foreground`) grows by that much.
 gc.set_threshold(100_000, 10, 10)
 
-from bundler.cli import bundles, fleet, site  # noqa: E402, F401 - each registers its commands with the root
 from bundler.cli.root import cli  # noqa: E402
 
 __all__ = ["cli", "main"]

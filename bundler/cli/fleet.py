@@ -7,13 +7,20 @@ from typing import Any
 
 import click
 
-from bundler.cli.root import cli
 from bundler.errors import UsageError
+from bundler.fleet.report import client_lines, disk_percent, fleet_page, versions_line, wave_lines
+from bundler.fleet.store import Fleet
 from bundler.fsutil import atomic_write
-from bundler.units import emit_json, human, printable
+from bundler.keyfiles import load_signing_key
+from bundler.pipeline import rollout as control
+from bundler.pipeline.fleet_plan import Needs, plan_release
+from bundler.pipeline.hub import Hub
+from bundler.pipeline.rollout import as_json as doc
+from bundler.profile import parse_duration
+from bundler.units import emit_json, human, interval, printable
 
 
-@cli.group()
+@click.group()
 def fleet() -> None:
     """The connected side's view of the sites: their signed receipts, and which release each runs.
 
@@ -42,8 +49,6 @@ def fleet_enroll(pubs: tuple[Path, ...], fleet_dir: Path, name: str | None) -> N
     Example:
       bundler fleet enroll store-7/site.pub --name store-7 --fleet ./fleet
     """
-    from bundler.fleet.store import Fleet
-
     if name is not None and len(pubs) != 1:
         raise UsageError("--name binds one key to one site: give one PUB with it")
     for pub in pubs:
@@ -57,8 +62,6 @@ def fleet_enroll(pubs: tuple[Path, ...], fleet_dir: Path, name: str | None) -> N
 def fleet_add(receipts: tuple[Path, ...], fleet_dir: Path) -> None:
     """Keep the latest receipt of each site, after checking its signature against the enrolled
     site keys (an unknown key or a receipt edited after signing: refused, exit 3)."""
-    from bundler.fleet.store import Fleet
-
     for path in receipts:
         added = Fleet(fleet_dir).add(path)
         state = "kept" if added.kept else "older than the receipt the fleet holds; not kept"
@@ -77,8 +80,6 @@ def fleet_plan(release: Path, fleet_dir: Path, as_json: bool) -> None:
     Example:
       bundler fleet plan profiles/store.yaml --fleet ./fleet
     """
-    from bundler.pipeline.fleet_plan import Needs, plan_release
-
     plan = plan_release(release, fleet_dir)
     if as_json:
         emit_json(plan.to_dict())
@@ -107,9 +108,6 @@ def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None
     Example:
       bundler fleet status --html fleet.html
     """
-    from bundler.fleet.report import client_lines, disk_percent, fleet_page, versions_line, wave_lines
-    from bundler.fleet.store import Fleet
-
     info = Fleet(fleet_dir).status()
     if html_file is not None:
         atomic_write(html_file, fleet_page(info))
@@ -162,8 +160,6 @@ KEY_OPTION = click.option("--key", "keys", multiple=True, required=True,
 
 
 def _show(rollout: Any, waves: list[Any], as_json: bool) -> None:
-    from bundler.pipeline.rollout import as_json as doc
-
     if as_json:
         emit_json(doc(rollout, waves))
         return
@@ -190,12 +186,6 @@ def _show(rollout: Any, waves: list[Any], as_json: bool) -> None:
 def rollout_start(name: str, version: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path,
                   waves: tuple[str, ...], keys: tuple[Path, ...], expires: str, as_json: bool) -> None:
     """Name the bundles published for NAME VERSION on the hub and open the first wave."""
-    from bundler.fleet.store import Fleet
-    from bundler.keyfiles import load_signing_key
-    from bundler.pipeline import rollout as control
-    from bundler.pipeline.hub import Hub
-    from bundler.profile import parse_duration
-
     hub = Hub.parse(hub_url)
     client = hub.client(credentials, ca)
     fleet = Fleet(fleet_dir)
@@ -206,11 +196,6 @@ def rollout_start(name: str, version: str, hub_url: str, credentials: Path | Non
 
 def _act(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path, as_json: bool,
          action: str, keys: tuple[Path, ...] = (), quiet: bool = False) -> tuple[Any, list[Any]]:
-    from bundler.fleet.store import Fleet
-    from bundler.keyfiles import load_signing_key
-    from bundler.pipeline import rollout as control
-    from bundler.pipeline.hub import Hub
-
     hub = Hub.parse(hub_url)
     client = hub.client(credentials, ca)
     fleet = Fleet(fleet_dir)
@@ -253,7 +238,6 @@ def rollout_advance(name: str, hub_url: str, credentials: Path | None, ca: Path 
     open ones is done (or now, with --open-next). Run it from cron, or with --every."""
     import time
 
-    from bundler.units import interval
 
     if open_next and every:
         raise UsageError("--open-next opens one wave now; --every waits for the waves: give one of them")

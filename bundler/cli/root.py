@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import os
 import sys
 import traceback
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bundler import __version__
 from bundler.errors import EXIT_FAILURE, BundlerError
 from bundler.units import printable
+
+if TYPE_CHECKING:
+    from bundler.kinds.base import Kind
 
 JOBS_HELP = "parallel transfers"
 
@@ -47,52 +53,111 @@ class _Group(click.Group):
             ctx.exit(EXIT_FAILURE)
 
 
-class _Root(_Group):
-    """The root group: the commands content kinds contribute (their commands role: `updates`) and
-    their options to `import` and `site init` (their options role: `--force-refs`, `--group`) are
-    added when first asked for, so a command that needs no kind does not import them."""
+# Each command lives in a module of its own family, which imports what it calls at its top; the root
+# loads a module only when one of its commands runs (or is asked for help), so a command pays for its
+# own pipeline only. The short help shown by `bundler --help` is here, beside where each one lives
+# (the first paragraph of its help; tests/unit/test_startup.py checks it against each command's own).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("bundler.cli.build:build",
+              "Collect what PROFILE names (images, charts, Git repositories, updates, artifacts) into one bundle "
+              "file, signed with each --key."),
+    "diff": ("bundler.cli.review:diff", "What changed from bundle OLD to NEW (bundle files or their manifests)."),
+    "fleet": ("bundler.cli.fleet:fleet",
+              "The connected side's view of the sites: their signed receipts, and which release each runs."),
+    "import": ("bundler.cli.imports:import_",
+               "Verify BUNDLE against the site's trust policy, then seed the site: registry, Git server, update "
+               "cache."),
+    "init": ("bundler.cli.build:init_profile",
+             "Write a commented profile to start from: each kind's keys with an example."),
+    "inspect": ("bundler.cli.review:inspect",
+                "Show what BUNDLE holds (from its manifest; use `verify` to check the bytes): images, charts, Git "
+                "refs, updates, artifacts, the parent of a delta and what it requires, created, expires, signers."),
+    "keygen": ("bundler.cli.keys:keygen",
+               "Make an ECDSA P-256 key pair: PREFIX.key (private) and PREFIX.pub (public)."),
+    "publish": ("bundler.cli.publish:publish",
+                "Push BUNDLE (a file, or a split bundle's index or any part) to a hub registry as an OCI artifact, "
+                "tagged with its version unless the hub names a tag."),
+    "sign": ("bundler.cli.review:sign", "Add a signature (a countersignature) to BUNDLE in place."),
+    "site": ("bundler.cli.site:site", "Set up and look at a site (the disconnected side)."),
+    "verify": ("bundler.cli.review:verify", "Check BUNDLE against a trust policy, exactly, and report."),
+}
 
-    _kinds_added = _options_added = False
+
+def _kinds() -> Sequence[Kind]:
+    from bundler.kinds import KINDS  # not at the top: `bundler --version` does not pay for them
+
+    return KINDS
+
+
+class _Root(_Group):
+    """The root group: its commands are loaded from their modules when first asked for (COMMANDS).
+    What content kinds contribute goes in as the command it belongs to is loaded: their own commands
+    (their commands role: `updates` at the top, `windows` under `site client`) and their options to
+    `import` and `site init` (their options role: `--force-refs`, `--group`)."""
+
+    _kinds_added = False
+
+    @functools.cached_property
+    def _kind_commands(self) -> list[tuple[list[str], click.Command]]:
+        return [(where.split(), command) for kind in _kinds() for where, command in kind.commands.commands()]
+
+    def load(self, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            module, _, attribute = COMMANDS[name][0].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, name)
+            if name == "import":
+                for kind in _kinds():
+                    command.params.extend(kind.options.import_options())
+            if isinstance(command, click.Group):
+                if name == "site":
+                    for kind in _kinds():
+                        command.commands["init"].params.extend(kind.options.site_init_options())
+                for where, added in self._kind_commands:
+                    if where[:1] == [name]:
+                        _add_under(command, where[1:], added)
+        return self.commands.get(name)
 
     def add_kind_commands(self) -> None:
-        if self._kinds_added:
-            return
-        from bundler.kinds import KINDS
-
-        for kind in KINDS:
-            for where, command in kind.commands.commands():
-                group: click.Command = self
-                for name in where.split():
-                    group = group.commands[name] if isinstance(group, click.Group) else group
-                if not isinstance(group, click.Group) or command.name in group.commands:
-                    raise TypeError(f"the {kind.key} kind's command {where} {command.name} cannot be added there")
-                group.add_command(command)
-            site_init = self.commands["site"]
-            if isinstance(site_init, click.Group):
-                site_init.commands["init"].params.extend(kind.options.site_init_options())
-        self._kinds_added = True
-
-    def add_import_options(self) -> None:
-        if self._options_added:
-            return
-        from bundler.kinds import KINDS
-
-        for kind in KINDS:
-            self.commands["import"].params.extend(kind.options.import_options())
-        self._options_added = True
+        if not self._kinds_added:
+            self._kinds_added = True
+            for where, added in self._kind_commands:
+                if not where:
+                    _add_under(self, [], added)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name == "import":  # kinds add options to it
-            self.add_import_options()
-        elif cmd_name not in self.commands or cmd_name == "site":  # kinds add commands to these
-            self.add_kind_commands()
+        if cmd_name in COMMANDS:
+            return self.load(cmd_name)
+        self.add_kind_commands()  # a kind's own command (`updates`)
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self.add_kind_commands()
-        self.add_import_options()
-        return super().list_commands(ctx)
+        return sorted({*self.commands, *COMMANDS})
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """`bundler --help`: a command not loaded yet shows its help from COMMANDS."""
+        shown: list[tuple[str, click.Command | None]] = [
+            (name, command) for name in self.list_commands(ctx)
+            if (command := self.commands.get(name)) is None or not command.hidden]
+        limit = formatter.width - 6 - max((len(name) for name, _ in shown), default=0)  # as click's own
+        rows: list[tuple[str, str]] = []
+        for name, command in shown:  # one not loaded yet: its help from COMMANDS, shortened as click does
+            rows.append((name, (command or click.Command(name, help=COMMANDS[name][1])).get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _add_under(group: click.Group, path: list[str], command: click.Command) -> None:
+    """Add a kind's command to `group`'s subgroup at `path` (its own name taken by nobody)."""
+    for name in path:
+        found = group.commands.get(name)
+        if not isinstance(found, click.Group):
+            raise TypeError(f"a content kind's command {command.name} goes under {' '.join(path)}, which is no group")
+        group = found
+    if command.name in group.commands:
+        raise TypeError(f"a content kind's command {command.name} takes a name {group.name} has already")
+    group.add_command(command)
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,9 +192,6 @@ def cli(ctx: click.Context, verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bundler").setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.captureWarnings(True)
-    # every command that reads a bundle needs the content kinds registered with the format; imported
-    # here, not at the top: importing them takes 0.4 s (measured) `bundler --version` does not pay
-    import bundler.kinds  # noqa: F401
 
 
 def silence_stdout() -> None:

@@ -11,13 +11,38 @@ from typing import Any
 
 import click
 
-from bundler.cli.root import JOBS_HELP, cli
-from bundler.errors import EXIT_UNREACHABLE, UsageError
+from bundler.cli.root import JOBS_HELP
+from bundler.errors import EXIT_UNREACHABLE, BundlerError, UsageError
 from bundler.fsutil import atomic_write
-from bundler.units import emit_json, human, printable
+from bundler.kinds import KINDS
+from bundler.pipeline.disk import stored_bytes
+from bundler.pipeline.export import export_k3s
+from bundler.pipeline.hub import (
+    Hub,
+    SyncOptions,
+    Window,
+    load_settings,
+    note_next_sync,
+    parse_rate,
+    save_settings,
+    sync,
+)
+from bundler.pipeline.importer import ImportOptions, import_bundle
+from bundler.pipeline.ownership import hand_over
+from bundler.pipeline.prune import prune_site
+from bundler.pipeline.receipt import site_receipt as make_receipt
+from bundler.pipeline.setup import create_site, start_site
+from bundler.pipeline.status import status_report
+from bundler.pipeline.status_page import sync_line
+from bundler.site.aksee import write_script
+from bundler.site.config import load_site
+from bundler.site.service import site_down as down
+from bundler.site.service import supervise
+from bundler.site.systemd import install_unit
+from bundler.units import emit_json, human, interval, printable
 
 
-@cli.group()
+@click.group()
 def site() -> None:
     """Set up and look at a site (the disconnected side)."""
 
@@ -86,8 +111,6 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
           --trust-key release.pub --trust-key security.pub --threshold 2
       bundler site init ./site --trust-key release.pub --image-key cosign.pub --image-scope 'ghcr.io/acme/*'
     """
-    from bundler.pipeline.setup import create_site
-
     config = create_site(directory, registry_url, trust_keys, threshold, registry_listen=registry_listen,
                          registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
                          hostnames=hostnames, ips=ips, name=name, registry_ca=registry_ca,
@@ -128,9 +151,6 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
     import signal
     import threading
 
-    from bundler.kinds import KINDS
-    from bundler.pipeline.setup import start_site
-    from bundler.site.service import site_down as down
 
     stop = threading.Event()
     if foreground:  # a stop (systemctl stop) while the services start: they finish starting, then stop
@@ -144,7 +164,6 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
     click.echo(f"site {site.directory} is up: {', '.join(services)} "
                f"(CA {site.ca_file}, credentials in {site.credentials_file})")
     if foreground:
-        from bundler.site.service import supervise
 
         try:
             supervise(directory, stop, check_interval)  # raises (exit 4) when a service stays down
@@ -174,8 +193,6 @@ def site_install(directory: Path, unit_dir: Path, user: str | None, python: str)
       bundler site install /srv/site
       systemctl daemon-reload && systemctl enable --now bundler-site-store-7.service
     """
-    from bundler.site.systemd import install_unit
-
     path = install_unit(directory, unit_dir, user, python)
     click.echo(f"wrote {path}; enable it with: systemctl daemon-reload && systemctl enable --now {path.name}")
 
@@ -197,9 +214,6 @@ def site_hand_over(directory: Path, subject: str, bundle_name: str) -> None:
     Example:
       bundler site hand-over /srv/site files/firmware.bin --to store-pos
     """
-    from bundler.pipeline.ownership import hand_over
-    from bundler.site.config import load_site
-
     previous = hand_over(load_site(directory), subject, bundle_name)
     click.echo(f"{printable(subject)} handed over from {printable(previous)} to {bundle_name}")
 
@@ -216,8 +230,6 @@ def site_receipt(directory: Path, output: Path | None) -> None:
     Example:
       bundler site receipt ./site -o /media/usb/store-7.receipt.json
     """
-    from bundler.pipeline.receipt import site_receipt as make_receipt
-
     text = json.dumps(make_receipt(directory), indent=2, sort_keys=True) + "\n"
     if output is None:
         click.echo(text, nl=False)
@@ -230,8 +242,6 @@ def site_receipt(directory: Path, output: Path | None) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def site_down(directory: Path) -> None:
     """Stop what `site up` started."""
-    from bundler.site.service import site_down as down
-
     click.echo(f"site {directory}: {'stopped' if down(directory) else 'was not running'}")
 
 
@@ -254,8 +264,6 @@ def site_prune(directory: Path, keep: int | None, dry_run: bool, as_json: bool) 
       bundler site prune ./site --dry-run
       bundler site prune ./site --keep 2
     """
-    from bundler.pipeline.prune import prune_site
-
     plan = prune_site(directory, keep, dry_run)
     if as_json:
         emit_json({**plan.to_dict(), "dry_run": dry_run})
@@ -283,9 +291,6 @@ def site_status(directory: Path, as_json: bool) -> None:
 
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
-    from bundler.pipeline.disk import stored_bytes
-    from bundler.pipeline.status import status_report
-
     report = status_report(directory)
     info = report.doc
     if as_json:
@@ -299,7 +304,6 @@ def site_status(directory: Path, as_json: bool) -> None:
                 if b.get("status") == "publishing" else ""
             click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
         if info.get("sync"):
-            from bundler.pipeline.status_page import sync_line
 
             click.echo(f"hub sync: {printable(sync_line(info['sync']))}")
         d = info["disk"]
@@ -348,12 +352,6 @@ def site_sync(directory: Path, hub_url: str | None, credentials: Path | None, ca
       bundler site sync /srv/site --hub oci://harbor.example/edge/store --max-rate 2MB/s --window 22:00-05:00
       bundler site sync /srv/site --hub oci://harbor.example/edge/store --every 15m --service  # site up runs it
     """
-    from bundler.errors import BundlerError
-    from bundler.pipeline.hub import Hub, SyncOptions, Window, load_settings, parse_rate, save_settings, sync
-    from bundler.pipeline.importer import ImportOptions, import_bundle
-    from bundler.pipeline.receipt import site_receipt as make_receipt
-    from bundler.units import interval
-
     try:
         pause = interval(every) if every else None
     except ValueError as exc:
@@ -396,7 +394,6 @@ def site_sync(directory: Path, hub_url: str | None, credentials: Path | None, ca
     if pause is None:
         once()
         return
-    from bundler.pipeline.hub import note_next_sync
 
     while True:  # a site's timer: a failure is reported (to the hub, in sync.json, here) and the next sync comes
         try:
@@ -423,8 +420,6 @@ def site_export(directory: Path, k3s_dir: Path, jobs: int) -> None:
       bundler site export ./site --k3s ./preload
       cp preload/*.tar /var/lib/rancher/k3s/agent/images/
     """
-    from bundler.pipeline.export import export_k3s
-
     for archive in export_k3s(directory, k3s_dir, jobs):
         click.echo(f"wrote {archive} ({human(archive.stat().st_size)}) and {archive.with_suffix('.txt')}")
 
@@ -449,9 +444,6 @@ def client_aksee_trust(directory: Path, output: Path) -> None:
     Example:
       bundler site client aksee-trust ./site -o ./aksee
     """
-    from bundler.site.aksee import write_script
-    from bundler.site.config import load_site
-
     path = write_script(load_site(directory), output)
     click.echo(f"wrote {path} (it holds the site's pull credentials); on the AKS EE host, as administrator:\n"
                f"  powershell.exe -NoProfile -ExecutionPolicy Bypass -File .\\{path.name} -Check")
