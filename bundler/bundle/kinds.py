@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bundler.registered import Registered
+
 if TYPE_CHECKING:
     from bundler.oci.layout import OciTop
     from bundler.problems import Problem
@@ -51,15 +53,6 @@ class FormatKind(Protocol):
     def format(self) -> KindFormat: ...
 
 
-_REGISTERED: list[FormatKind] = []
-
-
-def register(kinds: Sequence[FormatKind]) -> None:
-    """The content kinds, in report order (bundler/kinds/__init__.py calls this once)."""
-    _REGISTERED[:] = kinds
-
-
-def registered() -> Sequence[FormatKind]:
-    if not _REGISTERED:  # a reader without kinds would take every entry for an unknown field
-        raise RuntimeError("no content kinds are registered: import bundler.kinds before reading a bundle")
-    return tuple(_REGISTERED)
+_KINDS: Registered[FormatKind] = Registered("reading a bundle")
+register = _KINDS.set
+registered = _KINDS.get

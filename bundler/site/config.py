@@ -44,6 +44,7 @@ from bundler.errors import UsageError
 from bundler.keyfiles import load_trusted_key, read_operator_file
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import site_path
+from bundler.registered import Registered
 from bundler.signing import TrustPolicy
 from bundler.site.auth import CREDENTIALS_FILE, IMPORT_CREDENTIALS_FILE, load_credentials
 from bundler.site.pki import CA_CERT, PKI_DIR
@@ -442,18 +443,9 @@ class SectionKind(Protocol):
     def settings(self) -> SectionSettings: ...
 
 
-_SECTIONS: list[SectionKind] = []
-
-
-def register_sections(kinds: Sequence[SectionKind]) -> None:
-    """The kinds whose sections site.yaml holds (bundler/kinds/__init__.py calls this once)."""
-    _SECTIONS[:] = kinds
-
-
-def section_kinds() -> Sequence[SectionKind]:
-    if not _SECTIONS:  # a site read without its kinds would take each kind's section for an unknown key
-        raise RuntimeError("no content kinds are registered: import bundler.kinds before reading a site")
-    return tuple(_SECTIONS)
+_SECTIONS: Registered[SectionKind] = Registered("reading a site")
+register_sections = _SECTIONS.set  # the kinds whose sections site.yaml holds
+section_kinds = _SECTIONS.get
 
 
 def _section_kind(key: str) -> SectionKind:
