@@ -137,8 +137,10 @@ def test_a_kind_from_outside_keeps_its_own_section_of_site_yaml(cli: Callable[..
         yaml_file.write_text(yaml_file.read_text().replace("notes:\n", "notes:\n  contentType: text/markdown\n"))
         assert run("site", "down", site).code == 0 and run("site", "up", site).code == 0  # read again
         assert requests.get(url + "motd", verify=ca, timeout=10).headers["Content-Type"].startswith("text/markdown")
-        yaml_file.write_text(yaml_file.read_text().replace("text/markdown", "not a type"))
+        good = yaml_file.read_text()
+        yaml_file.write_text(good.replace("text/markdown", "not a type"))
         wrong = run("site", "status", site)
+        yaml_file.write_text(good)  # before `site down`, which reads it too
         assert wrong.code != 0 and "notes.contentType: 'not a type' is not a media type" in wrong.err
     finally:
-        run("site", "down", site)
+        assert run("site", "down", site).code == 0  # nothing left running

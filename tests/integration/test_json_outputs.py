@@ -140,6 +140,7 @@ def test_every_json_output_keeps_its_recorded_shape(source: RegistryProcess, key
     record("diff", "diff", v1, v2, "--json")
 
     site = make_site(work / "site", "--name", "store-1", "--group", "line-1", up=True)
+    request.addfinalizer(lambda: cli("site", "down", site))  # before the directory goes (finalizers: last first)
     record("import --dry-run", "import", v1, "--site", site, "--dry-run", "--json")
     record("import", "import", v1, "--site", site, "--json")
     assert cli("site", "receipt", site, "-o", work / "store-1-at-1.0.0.receipt.json").code == 0
