@@ -401,6 +401,16 @@ class Report(Role):
         return []
 
 
+# The fixed fields of the reports whose rows are keyed by kind (inspect, diff, prune and its bytes
+# freed, an import's counts): a kind's key or count key may not be one of them, or its rows would
+# overwrite the field (a kind named `bytes`, `diff`'s total).
+RESERVED_KEYS = frozenset({
+    "bytes", "new", "old",  # diff
+    "content_digest", "created", "expires", "manifest_digest", "name", "parent", "payload_bytes", "requires",
+    "signer_names", "signers", "size", "version",  # inspect
+    "bytes_freed", "dry_run", "keep", "leftovers", "manifests", "releases", "registry",  # prune
+    "blobs", "extras"})  # an import's counts (blobs: the registry's; extras: what travels with images)
+
 ROLES: dict[str, type[Role]] = {"build": Build, "format": Format, "admit": Admit, "stage": Stage,
                                 "publish": Publish, "serve": Serve, "prune": Prune, "commands": Commands,
                                 "options": Options, "settings": Settings, "receipt": Receipt, "report": Report}
@@ -445,6 +455,10 @@ class Kind:
     payloads_defer: bool = True
 
     def __post_init__(self) -> None:
+        taken = {self.key, self.counted} & RESERVED_KEYS
+        if taken:
+            raise TypeError(f"the kind {self.key!r} takes the name {sorted(taken)[0]!r}, a field of bundler's "
+                            "reports its rows sit beside: give it another key")
         unknown = set(self.roles) - set(ROLES)
         if unknown:
             raise TypeError(f"the {self.key} kind names roles bundler does not have: {', '.join(sorted(unknown))}")

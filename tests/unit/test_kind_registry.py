@@ -85,3 +85,15 @@ def test_roles_load_when_first_asked_for_and_only_the_roles_asked() -> None:
     assert not {"bundler.kinds.repos.build", "bundler.kinds.repos.stage", "bundler.kinds.repos.serve"} & set(
         seen["after"])
     assert (seen["same"], seen["prune"], seen["neutral"]) == (True, "RepoPrune", "Prune")
+
+
+def test_a_kind_named_like_a_field_of_the_reports_is_refused(tmp_path: Path) -> None:
+    """Reports key each kind's rows by its key beside their own fields: a kind named `bytes` would
+    overwrite `diff`'s total, one named `blobs` an import's registry count. Refused when it is made."""
+    for key, field in (("bytes", "bytes"), ("blobs", "blobs")):
+        (tmp_path / key).mkdir()
+        module = ("from dataclasses import replace\nfrom notes_kind import KIND as NOTES\n"
+                  f"KIND = replace(NOTES, key={key!r})\n")
+        r = installed(tmp_path / key, "extra:KIND", module)
+        assert r.returncode != 0 and f"the kind {key!r} takes the name {field!r}, a field of bundler's reports" \
+            in r.stderr, r.stderr
