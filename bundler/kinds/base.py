@@ -29,7 +29,7 @@ import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from packageurl import PackageURL
 
@@ -163,14 +163,19 @@ class Role:
         self.kind = kind
 
 
-class Build(Role):
+SpecT = TypeVar("SpecT")  # what a kind's profile items parse to
+EntryT = TypeVar("EntryT", bound="Entry")  # its bundle.json entries
+ValueT = TypeVar("ValueT")  # its section of site.yaml, parsed
+
+
+class Build(Role, Generic[SpecT]):
     """The profile's `spec.<key>` items and their collection: build-side, loaded when a profile is read."""
 
     settings: ClassVar[tuple[str, ...]] = ()  # further `spec` keys this kind reads (e.g. imagePolicy)
     collect_order: ClassVar[int] = 0  # lower collects first (a kind that asks another for items goes first)
     example: ClassVar[str] = ""  # its `spec` section for `bundler init`: commented YAML that validates as is
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> Any:
+    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> SpecT | None:
         """One profile item (problems with file:line through `check`), or None."""
         raise NotImplementedError(f"the {self.kind.key} kind has no profile items")
 
@@ -181,21 +186,21 @@ class Build(Role):
         """One of `settings`, as Profile.settings[key] holds it."""
         return value
 
-    def collect(self, context: CollectContext, specs: Sequence[Any]) -> Part:
+    def collect(self, context: CollectContext, specs: Sequence[SpecT]) -> Part:
         return Part()
 
 
-class Format(Role):
+class Format(Role, Generic[EntryT]):
     """What the format (bundle.json, the content digest, the verifier, a delta's base) asks of it."""
 
     def check_entries(self, manifest: BundleManifest) -> None:
         """Raise untrusted.Malformed naming the field when entries and files disagree."""
 
-    def content(self, entries: Sequence[Any]) -> list[Any]:
+    def content(self, entries: Sequence[EntryT]) -> list[Any]:
         """What of the entries is the release (for the content digest), sorted."""
         return sorted([entry.to_dict() for entry in entries], key=repr)
 
-    def oci_tops(self, entries: Sequence[Any]) -> list[OciTop]:
+    def oci_tops(self, entries: Sequence[EntryT]) -> list[OciTop]:
         """What the OCI layout holds for it: each manifest is graph-checked by the verifier."""
         return []
 
@@ -207,7 +212,7 @@ class Format(Role):
         """What a delta builds on, from a receipt's fields (`Parent.bases[key]`)."""
         return None
 
-    def base_from_entries(self, entries: Sequence[Any]) -> Hashable | None:
+    def base_from_entries(self, entries: Sequence[EntryT]) -> Hashable | None:
         return None
 
 
@@ -263,13 +268,13 @@ class Stage(Role):
         return []
 
 
-class Publish(Role):
+class Publish(Role, Generic[EntryT]):
     """Where its OCI content goes in the site registry, and what it writes once the registry published."""
 
-    def site_artifacts(self, entries: Sequence[Any], site: SiteConfig) -> list[Artifact]:
+    def site_artifacts(self, entries: Sequence[EntryT], site: SiteConfig) -> list[Artifact]:
         return []
 
-    def sources(self, entries: Sequence[Any]) -> list[str]:
+    def sources(self, entries: Sequence[EntryT]) -> list[str]:
         """Source registry hosts the cluster should mirror from the site registry."""
         return []
 
@@ -336,20 +341,20 @@ class Options(Role):
         return []
 
 
-class Settings(Role):
+class Settings(Role, Generic[ValueT]):
     """Its own section of site.yaml (`<key>:`), a value of its own type: parsed when a site is read
     (it is registered with the site, as the format role is with the format), written back, and made
     at `site init`. A kind with nothing to configure names no settings role."""
 
-    def parse(self, section: Mapping[str, Any], directory: Path) -> Any:
+    def parse(self, section: Mapping[str, Any], directory: Path) -> ValueT | None:
         """The section as site.yaml holds it ({} when absent); ValueError naming what is wrong."""
         return None
 
-    def dump(self, value: Any) -> dict[str, Any] | None:
+    def dump(self, value: ValueT) -> dict[str, Any] | None:
         """The section to write (None: leave it out)."""
         return None
 
-    def create(self, options: Mapping[str, Any]) -> tuple[Any, dict[str, bytes]]:
+    def create(self, options: Mapping[str, Any]) -> tuple[ValueT | None, dict[str, bytes]]:
         """A new site's section from `site init`'s values of its options (UsageError naming the
         option), and the files it keeps in the site directory, by path in it."""
         return self.parse({}, Path()), {}
@@ -364,23 +369,23 @@ class Receipt(Role):
         return {}
 
 
-class Report(Role):
+class Report(Role, Generic[EntryT]):
     """Its rows in the SBOM, `inspect`, `diff`, and an import's summary and plan."""
 
-    def sbom(self, entries: Sequence[Any]) -> list[SbomItem]:
+    def sbom(self, entries: Sequence[EntryT]) -> list[SbomItem]:
         return []
 
-    def inspect_rows(self, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    def inspect_rows(self, entries: Sequence[EntryT]) -> list[dict[str, Any]]:
         return [entry.to_dict() for entry in entries]
 
     def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
         return []
 
-    def lines(self, entries: Sequence[Any]) -> list[str]:
+    def lines(self, entries: Sequence[EntryT]) -> list[str]:
         """What `inspect` shows of these entries."""
         return self.inspect_lines(self.inspect_rows(entries))
 
-    def diff(self, old: Sequence[Any], new: Sequence[Any]) -> dict[str, Any]:
+    def diff(self, old: Sequence[EntryT], new: Sequence[EntryT]) -> dict[str, Any]:
         return changes({}, {})
 
     def diff_lines(self, diff: dict[str, Any]) -> list[str]:
@@ -482,11 +487,11 @@ class Kind:
         return cast(R, loaded)
 
     @property
-    def build(self) -> Build:
+    def build(self) -> Build[Any]:
         return self.role("build", Build)
 
     @property
-    def format(self) -> Format:
+    def format(self) -> Format[Any]:
         return self.role("format", Format)
 
     @property
@@ -498,7 +503,7 @@ class Kind:
         return self.role("stage", Stage)
 
     @property
-    def publish(self) -> Publish:
+    def publish(self) -> Publish[Any]:
         return self.role("publish", Publish)
 
     @property
@@ -518,7 +523,7 @@ class Kind:
         return self.role("options", Options)
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> Settings[Any]:
         return self.role("settings", Settings)
 
     @property
@@ -526,7 +531,7 @@ class Kind:
         return self.role("receipt", Receipt)
 
     @property
-    def report(self) -> Report:
+    def report(self) -> Report[Any]:
         return self.role("report", Report)
 
     def entries(self, manifest: BundleManifest) -> tuple[Any, ...]:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from bundler.profile import Checker
 
 
-class ArtifactBuild(Build):
+class ArtifactBuild(Build[ArtifactSpec]):
     example = """\
   artifacts:                                      # OCI artifacts: models, configuration, any file
     - path: ./models/model.onnx                   # a file or a directory, packed as `oras push` packs it

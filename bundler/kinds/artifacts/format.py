@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bundler.bundle.reader import BundleReader
 
 
-class ArtifactFormat(Format):
+class ArtifactFormat(Format[ArtifactEntry]):
     def content(self, entries: Sequence[ArtifactEntry]) -> list[Any]:
         return sorted([a.ref, a.digest] for a in entries)
 

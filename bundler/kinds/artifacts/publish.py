@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bundler.site.config import SiteConfig
 
 
-class ArtifactPublish(Publish):
+class ArtifactPublish(Publish[ArtifactEntry]):
     def sources(self, entries: Sequence[ArtifactEntry]) -> list[str]:
         return sorted({ImageReference.parse(e.ref).host for e in entries})
 

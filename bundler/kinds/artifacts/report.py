@@ -12,7 +12,7 @@ from bundler.units import human
 from bundler.units import printable as p
 
 
-class ArtifactReport(Report):
+class ArtifactReport(Report[ArtifactEntry]):
     def sbom(self, entries: Sequence[ArtifactEntry]) -> list[SbomItem]:
         return [oci_item(a.ref, a.digest, "data", ("bundler:kind", "artifact"),
                          *((("bundler:artifact-type", a.artifact_type),) if a.artifact_type else ())) for a in entries]

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 IMAGES = "images"  # the kind a chart with `images: auto` asks to collect what it declares
 
 
-class ChartBuild(Build):
+class ChartBuild(Build[ChartSpec]):
     example = """\
   charts:                                         # Helm charts, stored as `helm push` stores them
     - repo: http://127.0.0.1:8080                 # a classic chart repository (its index.yaml)

@@ -11,7 +11,7 @@ from bundler.kinds.charts.entry import ChartEntry
 from bundler.oci.layout import OciTop
 
 
-class ChartFormat(Format):
+class ChartFormat(Format[ChartEntry]):
     def content(self, entries: Sequence[ChartEntry]) -> list[Any]:
         return sorted([c.name, c.version, c.digest] for c in entries)
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from bundler.site.config import SiteConfig
 
 
-class ChartPublish(Publish):
+class ChartPublish(Publish[ChartEntry]):
     def site_artifacts(self, entries: Sequence[ChartEntry], site: SiteConfig) -> list[Artifact]:
         return [Artifact(self.kind.key, f"{c.name} {c.version}", c.digest, c.media_type,
                          site.repository(f"{site.chart_prefix}/{c.name}"),

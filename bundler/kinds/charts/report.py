@@ -13,7 +13,7 @@ from bundler.kinds.charts.entry import ChartEntry
 from bundler.units import printable as p
 
 
-class ChartReport(Report):
+class ChartReport(Report[ChartEntry]):
     def sbom(self, entries: Sequence[ChartEntry]) -> list[SbomItem]:
         return [SbomItem(c.name, c.version, "application", PackageURL(
                          "generic", name=c.name, version=c.version,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bundler.profile import Checker
 
 
-class ImageBuild(Build):
+class ImageBuild(Build[ImageSpec]):
     example = """\
   images:                                         # container images, with their signatures and SBOMs
     - 127.0.0.1:5000/team/app:1.0                 # by tag (a registry on loopback: plain HTTP)

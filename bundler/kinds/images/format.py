@@ -12,7 +12,7 @@ from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
 
 
-class ImageFormat(Format):
+class ImageFormat(Format[ImageEntry]):
     def content(self, entries: Sequence[ImageEntry]) -> list[Any]:
         """[ref, digest], and the digests of what travels with it (when something does)."""
         return sorted([i.ref, i.digest, *([sorted(e.digest for e in i.extras)] if i.extras else [])]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from bundler.site.config import SiteConfig
 
 
-class ImagePublish(Publish):
+class ImagePublish(Publish[ImageEntry]):
     def site_artifacts(self, entries: Sequence[ImageEntry], site: SiteConfig) -> list[Artifact]:
         out = []
         for entry in entries:

@@ -16,7 +16,7 @@ from bundler.units import printable as p
 EXTRA_NAMES = {"sig": "signature", "att": "attestation", "sbom": "SBOM", "referrers": "referrers"}
 
 
-class ImageReport(Report):
+class ImageReport(Report[ImageEntry]):
     def inspect_rows(self, entries: Sequence[ImageEntry]) -> list[dict[str, Any]]:
         return [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms), "source": i.source,
                  "upstream_digest": i.upstream_digest,

@@ -32,7 +32,7 @@ class ImageSettings:
     scopes: tuple[str, ...] = ()  # image name globs (host/path) the keys cover
 
 
-class ImageSiteSettings(Settings):
+class ImageSiteSettings(Settings[ImageSettings]):
     def parse(self, section: Mapping[str, Any], directory: Path) -> ImageSettings:
         if unknown := set(section) - {"scopes", "keys"}:
             raise ValueError(f"unknown keys in images: {', '.join(sorted(unknown))}")

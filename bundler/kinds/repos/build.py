@@ -42,7 +42,7 @@ class RepoPart(Part):
         return self.built[label]
 
 
-class RepoBuild(Build):
+class RepoBuild(Build[RepoSpec]):
     example = """\
   repos:                                          # Git repositories (GitOps), served by the site's Git server
     - url: ./gitops                               # anything git fetches: https, ssh, file, a path

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bundler.untrusted import Obj
 
 
-class RepoFormat(Format):
+class RepoFormat(Format[RepoEntry]):
     def check_entries(self, manifest: BundleManifest) -> None:
         for i, repo in enumerate(repos_of(manifest)):
             if repo.bundle is not None and repo.bundle not in manifest.files:

@@ -14,7 +14,7 @@ from bundler.kinds.repos.entry import RepoEntry
 from bundler.units import printable as p
 
 
-class RepoReport(Report):
+class RepoReport(Report[RepoEntry]):
     def sbom(self, entries: Sequence[RepoEntry]) -> list[SbomItem]:
         return [SbomItem(f"{repo.name} {ref}", oid, "data", PackageURL(
                          "generic", name=repo.name, version=oid,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bundler.profile import Checker
 
 
-class UpdateBuild(Build):
+class UpdateBuild(Build[UpdateSpec]):
     example = """\
   updates:                                        # OS and VM updates: the site's update cache (apt, dnf, Windows)
     - path: ./files/edge-agent_1.0.0_all.deb      # a local file, relative to this profile

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
 
 
-class UpdateFormat(Format):
+class UpdateFormat(Format[UpdateEntry]):
     def check_entries(self, manifest: BundleManifest) -> None:
         for i, update in enumerate(updates_of(manifest)):
             if update.path not in manifest.files and update.path not in manifest.requires:

@@ -14,7 +14,7 @@ from bundler.units import human
 from bundler.units import printable as p
 
 
-class UpdateReport(Report):
+class UpdateReport(Report[UpdateEntry]):
     def sbom(self, entries: Sequence[UpdateEntry]) -> list[SbomItem]:
         items = []
         for u in entries:

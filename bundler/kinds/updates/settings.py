@@ -42,7 +42,7 @@ def check_group(group: str, groups: Sequence[str]) -> None:
                          hint="groups are declared in site.yaml (updates.groups) or with site init --group")
 
 
-class UpdateSiteSettings(Settings):
+class UpdateSiteSettings(Settings[UpdateSettings]):
     def parse(self, section: Mapping[str, Any], directory: Path) -> UpdateSettings:
         if unknown := set(section) - {"groups", "anonymous"}:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")

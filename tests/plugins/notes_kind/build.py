@@ -19,7 +19,7 @@ class NoteSpec:
     path: str
 
 
-class NoteBuild(Build):
+class NoteBuild(Build[NoteSpec]):
     def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> NoteSpec | None:
         m = check.mapping(item, line, where, {"name", "path"}, {"name", "path"})
         if m is None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from bundler.bundle.manifest import BundleManifest
 from bundler.kinds.base import Format
 from bundler.untrusted import Malformed
-from notes_kind import notes_of
+from notes_kind import NoteEntry, notes_of
 
 
-class NoteFormat(Format):
+class NoteFormat(Format[NoteEntry]):
     def check_entries(self, manifest: BundleManifest) -> None:
         for i, note in enumerate(notes_of(manifest)):
             if note.path not in manifest.files:

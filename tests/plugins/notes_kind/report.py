@@ -10,7 +10,7 @@ from bundler.units import printable
 from notes_kind import NoteEntry
 
 
-class NoteReport(Report):
+class NoteReport(Report[NoteEntry]):
     def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
         return ([f"notes ({len(rows)}):"] if rows else []) + [
             f"  {printable(r['name'])} ({r['size']} bytes)  {r['sha256'][:12]}" for r in rows]

@@ -35,7 +35,7 @@ def _names(values: Any, where: str) -> tuple[str, ...]:
     return names
 
 
-class NoteSiteSettings(Settings):
+class NoteSiteSettings(Settings[NoteSettings]):
     def parse(self, section: Mapping[str, Any], directory: Path) -> NoteSettings:
         if unknown := set(section) - {"public", "contentType"}:
             raise ValueError(f"unknown keys in notes: {', '.join(sorted(unknown))}")
