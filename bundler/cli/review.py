@@ -14,8 +14,8 @@ from bundler.bundle.sign import add_signature
 from bundler.bundle.verify import unreadable_report, verify_file
 from bundler.errors import EXIT_REFUSED, IntegrityError, UsageError
 from bundler.keyfiles import load_policy, load_signing_key, load_trusted_key
-from bundler.pipeline.diff import diff_bundles, diff_text
-from bundler.pipeline.inspect import inspect_bundle, inspect_text, sbom_bytes
+from bundler.pipeline.diff import diff_bundles
+from bundler.pipeline.inspect import inspect_bundle, sbom_bytes
 from bundler.pipeline.verify import verify_for_site
 from bundler.progress import report_as_json
 from bundler.units import emit_json, human, printable
@@ -56,21 +56,21 @@ def inspect(bundle: Path, as_json: bool, raw_manifest: bool, sbom: bool, keys: t
     known = {k.keyid: k.name for k in map(load_trusted_key, keys)}
     info = inspect_bundle(bundle, known)
     if as_json:
-        emit_json(info)
+        emit_json(info.to_dict())
         return
     p = printable
-    click.echo(f"{p(info['name'])} {p(info['version'])}  created {p(info['created'])}  "
-               f"expires {p(info['expires'] or 'never')}  {human(info['size'])}")
-    click.echo(f"manifest digest {info['manifest_digest']}\ncontent digest  {info['content_digest']}")
-    if info["parent"]:
-        parent = info["parent"]
+    click.echo(f"{p(info.name)} {p(info.version)}  created {p(info.created)}  "
+               f"expires {p(info.expires or 'never')}  {human(info.size)}")
+    click.echo(f"manifest digest {info.manifest_digest}\ncontent digest  {info.content_digest}")
+    if info.parent:
+        parent = info.parent
         base = (f"what site {p(parent.get('receipt'))} held" if "receipt" in parent
                 else f"{p(parent.get('name'))} {p(parent.get('version'))}")
-        click.echo(f"a delta: builds on {base}; requires {info['requires']['files']} files "
-                   f"({human(info['requires']['bytes'])}) the site must hold")
-    names = [f"{n} ({k[:12]})" if (n := info["signer_names"].get(k)) else k for k in info["signers"]]
+        click.echo(f"a delta: builds on {base}; requires {info.required_files} files "
+                   f"({human(info.required_bytes)}) the site must hold")
+    names = [f"{n} ({k[:12]})" if (n := info.signer_names.get(k)) else k for k in info.signers]
     click.echo(f"signers (`verify` checks them): {', '.join(p(n) for n in names) or 'none (unsigned)'}")
-    for line in inspect_text(info):
+    for line in info.lines():
         click.echo(line)
 
 
@@ -155,13 +155,12 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
     """
     d = diff_bundles(old, new)
     if as_json:
-        emit_json(d)
+        emit_json(d.to_dict())
         return
-    click.echo(f"{d['old']['name']} {d['old']['version']} -> {d['new']['name']} {d['new']['version']}")
-    for line in diff_text(d):
+    click.echo(f"{d.old.name} {d.old.version} -> {d.new.name} {d.new.version}")
+    for line in d.lines():
         click.echo(line)
-    b = d["bytes"]
-    click.echo(f"content {human(b['old'])} -> {human(b['new'])}; new content {human(b['new_content'])}")
+    click.echo(f"content {human(d.old_bytes)} -> {human(d.new_bytes)}; new content {human(d.new_content)}")
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +13,48 @@ from bundler.errors import UsageError
 from bundler.kinds import KINDS
 
 
-def inspect_bundle(path: Path, key_names: dict[str, str] | None = None) -> dict[str, Any]:
-    """`key_names`: key id -> name of the reviewer's keys, to name signers (unchecked: `verify` checks).
-    Each content kind lists its entries under its key (`inspect_text` shows them for people)."""
+@dataclass(frozen=True)
+class BundleSummary:
+    """What a bundle says it holds (`bundler inspect`): its own fields, and each kind's rows by its key."""
+    name: str
+    version: str
+    manifest_digest: str
+    content_digest: str
+    created: str
+    expires: str | None
+    parent: dict[str, Any] | None  # a delta's parent, as bundle.json names it
+    size: int
+    payload_bytes: int
+    signers: list[str]  # key ids
+    signer_names: dict[str, str | None]  # the reviewer's names for them (unchecked)
+    required_files: int  # a delta: what the site must hold
+    required_bytes: int
+    kinds: dict[str, list[dict[str, Any]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
+                "content_digest": self.content_digest, "created": self.created, "expires": self.expires,
+                "parent": self.parent, "size": self.size, "payload_bytes": self.payload_bytes,
+                "signers": self.signers, "signer_names": self.signer_names,
+                "requires": {"files": self.required_files, "bytes": self.required_bytes}, **self.kinds}
+
+    def lines(self) -> list[str]:
+        """Each kind's lines of `bundler inspect` (after the bundle's own)."""
+        return [line for kind in KINDS for line in kind.report.inspect_lines(self.kinds[kind.key])]
+
+
+def inspect_bundle(path: Path, key_names: dict[str, str] | None = None) -> BundleSummary:
+    """`key_names`: key id -> name of the reviewer's keys, to name signers (unchecked: `verify` checks)."""
     with BundleReader(path) as reader:
         manifest, _, digest = reader.manifest()
         signers = [str(s.get("keyid", "")) for s in reader.signatures()]
         size = reader.size
-    return {
-        "name": manifest.name, "version": manifest.version, "manifest_digest": digest,
-        "content_digest": manifest.content_digest,
-        "created": manifest.created, "expires": manifest.expires, "parent": manifest.parent, "size": size,
-        "payload_bytes": sum(f.size for f in manifest.files.values()), "signers": signers,
-        "signer_names": {k: (key_names or {}).get(k) for k in signers},
-        "requires": {"files": len(manifest.requires), "bytes": sum(f.size for f in manifest.requires.values())},
-        **{kind.key: kind.report.inspect_rows(manifest.entries(kind.key)) for kind in KINDS},
-    }
-
-
-def inspect_text(info: dict[str, Any]) -> list[str]:
-    """Each kind's lines of `bundler inspect` (after the bundle's own)."""
-    return [line for kind in KINDS for line in kind.report.inspect_lines(info[kind.key])]
+    return BundleSummary(
+        manifest.name, manifest.version, digest, manifest.content_digest, manifest.created, manifest.expires,
+        manifest.parent, size, sum(f.size for f in manifest.files.values()), signers,
+        {k: (key_names or {}).get(k) for k in signers}, len(manifest.requires),
+        sum(f.size for f in manifest.requires.values()),
+        {kind.key: kind.report.inspect_rows(manifest.entries(kind.key)) for kind in KINDS})
 
 
 def sbom_bytes(reader: BundleReader) -> bytes:
