@@ -29,7 +29,7 @@ import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, overload
 
 from packageurl import PackageURL
 
@@ -439,6 +439,26 @@ def role_modules(package: str, **classes: str) -> dict[str, str]:
     return {name: f"{package}.{name}:{cls}" for name, cls in classes.items()}
 
 
+class RoleOf(Generic[R]):
+    """A kind's role attribute (`kind.report`): what `Kind.role` loads for the attribute's name."""
+
+    def __init__(self, base: type[R]) -> None:
+        self.base = base
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, kind: None, owner: type) -> RoleOf[R]: ...
+
+    @overload
+    def __get__(self, kind: Kind, owner: type) -> R: ...
+
+    def __get__(self, kind: Kind | None, owner: type) -> RoleOf[R] | R:
+        return self if kind is None else kind.role(self.name, self.base)
+
+
 @dataclass(frozen=True, eq=False)
 class Kind:
     """A kind of content: what names it, its bundle.json entry type, and its roles, each a class
@@ -486,53 +506,19 @@ class Kind:
             loaded = self.__dict__[f"_role_{name}"] = cls(self)
         return cast(R, loaded)
 
-    @property
-    def build(self) -> Build[Any]:
-        return self.role("build", Build)
-
-    @property
-    def format(self) -> Format[Any]:
-        return self.role("format", Format)
-
-    @property
-    def admit(self) -> Admit:
-        return self.role("admit", Admit)
-
-    @property
-    def stage(self) -> Stage:
-        return self.role("stage", Stage)
-
-    @property
-    def publish(self) -> Publish[Any]:
-        return self.role("publish", Publish)
-
-    @property
-    def serve(self) -> Serve:
-        return self.role("serve", Serve)
-
-    @property
-    def prune(self) -> Prune:
-        return self.role("prune", Prune)
-
-    @property
-    def commands(self) -> Commands:
-        return self.role("commands", Commands)
-
-    @property
-    def options(self) -> Options:
-        return self.role("options", Options)
-
-    @property
-    def settings(self) -> Settings[Any]:
-        return self.role("settings", Settings)
-
-    @property
-    def receipt(self) -> Receipt:
-        return self.role("receipt", Receipt)
-
-    @property
-    def report(self) -> Report[Any]:
-        return self.role("report", Report)
+    # its roles, each loaded from its module when first asked for (`kind.stage.plan(...)`)
+    build = RoleOf(Build)
+    format = RoleOf(Format)
+    admit = RoleOf(Admit)
+    stage = RoleOf(Stage)
+    publish = RoleOf(Publish)
+    serve = RoleOf(Serve)
+    prune = RoleOf(Prune)
+    commands = RoleOf(Commands)
+    options = RoleOf(Options)
+    settings = RoleOf(Settings)
+    receipt = RoleOf(Receipt)
+    report = RoleOf(Report)
 
     def entries(self, manifest: BundleManifest) -> tuple[Any, ...]:
         """Its entries in a bundle.json (parsed with `entry_type`)."""
