@@ -520,10 +520,6 @@ class Kind:
     receipt = RoleOf(Receipt)
     report = RoleOf(Report)
 
-    def entries(self, manifest: BundleManifest) -> tuple[Any, ...]:
-        """Its entries in a bundle.json (parsed with `entry_type`)."""
-        return manifest.entries(self.key)
-
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """What diff reports of a kind: names added, removed, and changed (old -> new)."""

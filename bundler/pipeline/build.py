@@ -25,6 +25,7 @@ from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.parent import Parent, read_parent
 from bundler.bundle.sbom import make_sbom
+from bundler.bundle.verify import oci_tops as manifest_oci_tops
 from bundler.bundle.writer import BundleFile, TarLayout
 from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
@@ -241,15 +242,12 @@ def delta_bytes(manifest: BundleManifest, parent: Parent) -> int:
     manifests stay (the manifests under an index are counted as blobs,
     a few KB), and a Git repository counts its whole git bundle (a delta carries one made against the
     base's tips: smaller)."""
-    tops = {layout.blob_path(top.digest) for top in manifest_tops(manifest)}
+    tops = {layout.blob_path(top.digest) for top in manifest_oci_tops(manifest)}
     payloads = {path for kind in KINDS if kind.payloads_defer and kind.payload_pattern for path in manifest.files
                 if re.fullmatch(kind.payload_pattern, path)}
     left = left_to_parent(manifest.files, tops, payloads, parent)
     return sum(entry.size for path, entry in manifest.files.items() if path not in left and path != layout.SBOM)
 
-
-def manifest_tops(manifest: BundleManifest) -> list[OciTop]:
-    return [top for kind in KINDS for top in kind.format.oci_tops(manifest.entries(kind.key))]
 
 
 @dataclass

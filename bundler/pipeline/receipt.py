@@ -30,6 +30,6 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
     doc.update({
         "site_keyid": identity.key_id(site.directory),
         "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
-        "services": {name: bool(s["healthy"]) for name, s in site_status(site.directory)["services"].items()},
+        "services": {name: bool(s["healthy"]) for name, s in site_status(site)["services"].items()},
     })
     return identity.signed(doc, identity.load_site_key(site.directory))

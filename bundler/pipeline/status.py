@@ -12,7 +12,7 @@ from bundler.kinds import KINDS
 from bundler.pipeline.disk import disk_report
 from bundler.pipeline.hub import load_sync_state
 from bundler.site import figures
-from bundler.site.config import load_site
+from bundler.site.config import SiteConfig, load_site
 from bundler.site.service import http_healthy, registry_healthy
 from bundler.site.state import SiteState
 
@@ -29,8 +29,8 @@ class StatusReport:
 
 def status_report(directory: Path) -> StatusReport:
     """The site's status with its disk figures."""
-    doc = site_status(directory)
     site = load_site(directory)
+    doc = site_status(site)
     kept = figures.read(site, figures.DISK_FILE)  # what the last import, prune or start measured: no walk
     if kept is not None:
         doc["disk"] = {**kept.figures, "measured_at": kept.measured_at.isoformat().replace("+00:00", "Z")}
@@ -39,10 +39,9 @@ def status_report(directory: Path) -> StatusReport:
     return StatusReport(doc, None)
 
 
-def site_status(directory: Path) -> dict[str, Any]:
+def site_status(site: SiteConfig) -> dict[str, Any]:
     """Each service's health: the registry, and each content kind's service (Kind.services,
     served by the site's HTTPS service), with absolute paths for what clients need."""
-    site = load_site(directory)
     healthy = http_healthy(site)
     registry = registry_healthy(site)
     state = SiteState.load(site.directory)
