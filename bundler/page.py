@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import Any
 
 STYLE = """
 body { font: 15px/1.4 system-ui, sans-serif; margin: 0; color: #1c2430; background: #f4f6f8; }
@@ -24,7 +23,7 @@ pre { white-space: pre-wrap; word-break: break-all; margin: 0; }
 """
 
 
-def esc(value: Any) -> str:
+def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
@@ -41,8 +40,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str = "n
     return f"<table>{f'<thead><tr>{head}</tr></thead>' if any(headers) else ''}<tbody>{body}</tbody></table>"
 
 
-def value(item: Any) -> str:
-    """Any JSON-like value as HTML: a mapping as a two-column table, a list of mappings as a table
+def value(item: object) -> str:
+    """A JSON-like value as HTML: a mapping as a two-column table, a list of mappings as a table
     with their keys as columns, a list of scalars as lines, a scalar as escaped text."""
     if isinstance(item, dict):
         return table(["", ""], [[f"<code>{esc(k)}</code>", value(v)] for k, v in item.items()], "none")

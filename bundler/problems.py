@@ -5,9 +5,9 @@ the sentence a person reads. The codes are listed in docs/security-reviewer.md (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.errors import IntegrityError
+from bundler.jsontypes import Doc
 from bundler.units import printable
 
 # signatures and policy
@@ -59,7 +59,7 @@ class Problem:
     def __str__(self) -> str:
         return self.message
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"code": self.code, "subject": self.subject, "expected": self.expected, "actual": self.actual,
                 "message": self.message}
 

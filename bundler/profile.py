@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import yaml
 
@@ -52,6 +52,9 @@ class RegistrySpec:
     ca_file: str | None = None
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Profile:
     """A parsed profile: the release, each kind's items, the registries' credentials, settings; its file
@@ -60,16 +63,16 @@ class Profile:
     version: str
     description: str
     expires: dt.timedelta | None  # how long a bundle built from this profile is valid
-    specs: dict[str, tuple[Any, ...]]  # kind key (spec.images, ...) -> what each item asks for
+    specs: dict[str, tuple[object, ...]]  # kind key (spec.images, ...) -> what each item asks for
     registries: tuple[RegistrySpec, ...]
     path: str
     digest: str
-    settings: dict[str, Any] = field(default_factory=dict)  # a kind's further spec keys (spec.imagePolicy)
+    settings: dict[str, object] = field(default_factory=dict)  # a kind's further spec keys (spec.imagePolicy)
 
     def registry(self, host: str) -> RegistrySpec | None:
         return next((r for r in self.registries if r.host == host), None)
 
-    def items(self, kind: str) -> tuple[Any, ...]:
+    def items(self, kind: str) -> tuple[object, ...]:
         """What `spec.<kind>` asks for (empty when the profile does not say)."""
         return self.specs.get(kind, ())
 
@@ -77,15 +80,15 @@ class Profile:
 # --- YAML with line numbers -------------------------------------------------------------------
 
 
-class Map(dict[str, Any]):
+class Map(dict[str, object]):
     def __init__(self) -> None:
         super().__init__()
         self.line = 0
         self.lines: dict[str, int] = {}
 
 
-class Seq(list[Any]):
-    def __init__(self, items: Any = ()) -> None:
+class Seq(list[object]):
+    def __init__(self, items: Iterable[object] = ()) -> None:
         super().__init__(items)
         self.line = 0
         self.lines: list[int] = []
@@ -139,7 +142,7 @@ class Checker:
     def fail(self, line: int, message: str) -> None:
         self.problems.append((line, message))
 
-    def mapping(self, value: Any, line: int, where: str, allowed: set[str], required: set[str]) -> Map | None:
+    def mapping(self, value: object, line: int, where: str, allowed: set[str], required: set[str]) -> Map | None:
         if not isinstance(value, Map):
             self.fail(line, f"{where} must be a mapping")
             return None
@@ -176,7 +179,7 @@ class Checker:
                 found.append(item)
         return tuple(found)
 
-    def sequence(self, m: Map, key: str, where: str) -> list[tuple[Any, int]]:
+    def sequence(self, m: Map, key: str, where: str) -> list[tuple[object, int]]:
         if key not in m or m[key] is None:
             return []
         value = m[key]
@@ -186,7 +189,7 @@ class Checker:
         return list(zip(value, value.lines, strict=True))
 
 
-def _registry(check: Checker, item: Any, line: int, where: str) -> RegistrySpec | None:
+def _registry(check: Checker, item: object, line: int, where: str) -> RegistrySpec | None:
     allowed = {"host", "usernameEnv", "passwordEnv", "plainHttp", "caFile"}
     m = check.mapping(item, line, where, allowed, {"host"})
     if m is None:
@@ -207,7 +210,7 @@ def _registry(check: Checker, item: Any, line: int, where: str) -> RegistrySpec 
 
 
 def _items(check: Checker, spec: Map, key: str,
-           build: Callable[[Checker, Any, int, str], Any]) -> list[tuple[Any, int]]:
+           build: Callable[[Checker, object, int, str], T | None]) -> list[tuple[T, int]]:
     """Each valid item of `spec.<key>`, with its line."""
     out = []
     for index, (item, line) in enumerate(check.sequence(spec, key, "spec")):
@@ -223,11 +226,11 @@ class SpecRole(Protocol):
     @property
     def settings(self) -> tuple[str, ...]: ...
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> Any | None: ...
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> object | None: ...
 
-    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None: ...
+    def check_specs(self, check: Checker, specs: Sequence[tuple[object, int]], line: int) -> None: ...
 
-    def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any: ...
+    def parse_setting(self, check: Checker, key: str, value: object, line: int) -> object: ...
 
 
 class SpecKind(Protocol):
@@ -257,8 +260,8 @@ def parse_profile(text: str, path: str = "<profile>", *, kinds: Sequence[SpecKin
     name = version = None
     description = ""
     expires = None
-    specs: dict[str, tuple[Any, ...]] = {}
-    settings: dict[str, Any] = {}
+    specs: dict[str, tuple[object, ...]] = {}
+    settings: dict[str, object] = {}
     registries: list[RegistrySpec] = []
     if top is not None:
         if "apiVersion" in top and top["apiVersion"] != API_VERSION:

@@ -16,7 +16,9 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from bundler.jsontypes import Doc
 
 JSON_INTERVAL = 1.0  # seconds between two progress lines
 RATE_AFTER = 0.5  # seconds of reading before a rate and a time left are given
@@ -30,7 +32,7 @@ class Phase:
     bytes: int
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"phase": self.name, "bytes": self.bytes, "seconds": round(self.seconds, 3),
                 "bytes_per_second": int(self.bytes / self.seconds) if self.seconds > 0 else None}
 
@@ -80,7 +82,7 @@ class ByteProgress:
         if phase.bytes or phase.seconds >= 0.001:
             self.phases.append(phase)
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self) -> Doc:
         """Bytes so far, the rate and the time left (None until RATE_AFTER seconds have passed: the
         first milliseconds, signatures and manifests, say nothing of the medium's speed)."""
         elapsed = time.monotonic() - self._start
@@ -102,7 +104,7 @@ class _JsonLines:
     def __init__(self, progress: ByteProgress) -> None:
         self._progress, self._last, self._ended = progress, 0.0, 0
 
-    def _write(self, doc: dict[str, Any]) -> None:
+    def _write(self, doc: Doc) -> None:
         sys.stderr.write(json.dumps(doc, sort_keys=True) + "\n")
         sys.stderr.flush()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -76,11 +76,11 @@ def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> dict[str, str]:
             "signature": base64.b64encode(signature).decode()}
 
 
-def signature_valid(key: ec.EllipticCurvePublicKey, data: bytes, entry: dict[str, Any]) -> bool:
+def signature_valid(key: ec.EllipticCurvePublicKey, data: bytes, entry: Mapping[str, object]) -> bool:
     if entry.get("algorithm") != ALGORITHM or not isinstance(entry.get("signature"), str):
         return False
     try:
-        key.verify(base64.b64decode(entry["signature"], validate=True), data, ec.ECDSA(hashes.SHA256()))
+        key.verify(base64.b64decode(str(entry["signature"]), validate=True), data, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError):
         return False
     return True
@@ -139,7 +139,7 @@ class PolicyVerdict:
         return len(self.valid_signers) >= self.threshold and not self.problems
 
 
-def evaluate(policy: TrustPolicy, manifest: bytes, signatures: list[dict[str, Any]]) -> PolicyVerdict:
+def evaluate(policy: TrustPolicy, manifest: bytes, signatures: Sequence[Mapping[str, str]]) -> PolicyVerdict:
     """Which signatures are by trusted keys and valid over these exact bytes; is the threshold met?"""
     trusted = policy.by_id()
     verdict = PolicyVerdict(threshold=policy.threshold)

@@ -13,42 +13,52 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from enum import Enum
+from typing import TypeVar, overload
 
 import yaml
 
+from bundler.jsontypes import Json, JsonObject
+
 T = TypeVar("T")
+D = TypeVar("D")
 
 MAX_DEPTH = 32
 MAX_INT = 1 << 62
-_MISSING: Any = object()
+
+
+class _Missing(Enum):
+    MISSING = "missing"
+
+
+_MISSING = _Missing.MISSING  # no default: the field is required
 
 
 class Malformed(ValueError):
     """Untrusted input of the wrong shape; the message names the field."""
 
 
-def kind(value: Any) -> str:
+def kind(value: object) -> str:
     """What a JSON value is, in the words of an error message."""
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def load_json(data: bytes, max_bytes: int) -> Any:
+def load_json(data: bytes, max_bytes: int) -> Json:
     """Decode at most `max_bytes` of JSON nested at most MAX_DEPTH deep (NaN and Infinity refused)."""
     if len(data) > max_bytes:
         raise Malformed(f"{len(data)} bytes, more than the {max_bytes} allowed")
     try:
-        value = json.loads(data, parse_constant=_refuse_constant)
+        value: Json = json.loads(data, parse_constant=_refuse_constant)
     except RecursionError:
         raise Malformed(f"nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, numbers too long to read
         raise Malformed(f"not valid JSON ({exc})") from None
-    pending = [(value, 1)]
+    pending: list[tuple[Json, int]] = [(value, 1)]
     while pending:  # no recursion here either
         item, depth = pending.pop()
         if depth > MAX_DEPTH:
@@ -63,39 +73,52 @@ def load_json(data: bytes, max_bytes: int) -> Any:
 class Value:
     """One untrusted JSON value and where it is (for messages)."""
 
-    def __init__(self, value: Any, where: str) -> None:
+    def __init__(self, value: Json, where: str) -> None:
         self.value = value
         self.where = where
 
     def fail(self, message: str) -> Malformed:
         return Malformed(f"{self.where}: {message}" if self.where else message)
 
-    def _typed(self, expected: type, name: str) -> Any:
-        if not isinstance(self.value, expected) or (isinstance(self.value, bool) and expected is not bool):
-            raise self.fail(f"expected {name}, got {kind(self.value)}")
-        return self.value
+    def _wrong(self, name: str) -> Malformed:
+        return self.fail(f"expected {name}, got {kind(self.value)}")
 
     def obj(self) -> Obj:
-        return Obj(self._typed(dict, "an object"), self.where)
+        if not isinstance(self.value, dict):
+            raise self._wrong("an object")
+        return Obj(self.value, self.where)
 
     def string(self, check: Callable[[str], str] | None = None) -> str:
-        value: str = self._typed(str, "a string")
-        return self.checked(value, check) if check else value
+        if not isinstance(self.value, str):
+            raise self._wrong("a string")
+        return self.checked(self.value, check) if check else self.value
 
     def integer(self, low: int = 0, high: int = MAX_INT) -> int:
-        value = self._typed(int, "a number")
+        value = self.value
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._wrong("a number")
         if not low <= value <= high:
             raise self.fail(f"{value} is out of range ({low}..{high})")
-        return int(value)
+        return value
+
+    def number(self) -> float:
+        """An integer or a decimal (seconds, a rate)."""
+        if not isinstance(self.value, int | float) or isinstance(self.value, bool):
+            raise self._wrong("a number")
+        return float(self.value)
 
     def boolean(self) -> bool:
-        return bool(self._typed(bool, "true or false"))
+        if not isinstance(self.value, bool):
+            raise self._wrong("true or false")
+        return self.value
 
     def items(self) -> Iterator[Value]:
-        for i, item in enumerate(self._typed(list, "an array")):
+        if not isinstance(self.value, list):
+            raise self._wrong("an array")
+        for i, item in enumerate(self.value):
             yield Value(item, f"{self.where}[{i}]")
 
-    def checked(self, value: Any, check: Callable[[Any], T]) -> T:
+    def checked(self, value: str, check: Callable[[str], T]) -> T:
         try:
             return check(value)
         except ValueError as exc:
@@ -105,7 +128,7 @@ class Value:
 class Obj:
     """An untrusted JSON object: typed, checked access to its fields."""
 
-    def __init__(self, value: dict[str, Any], where: str) -> None:
+    def __init__(self, value: JsonObject, where: str) -> None:
         self.value = value
         self.where = where
 
@@ -117,34 +140,66 @@ class Obj:
         """The top-level object of a document; fields are then named from its root (`images[2].ref`)."""
         return Value(load_json(data, max_bytes), "").obj()
 
-    def field(self, key: str, default: Any = _MISSING) -> Value | None:
-        """The field's value; None when it is absent (or null) and a default was given."""
+    def field(self, key: str, required: bool = True) -> Value | None:
+        """The field's value; None when it is absent (or null) and not required."""
         where = f"{self.where}.{key}" if self.where else key
-        if self.value.get(key) is None:
-            if default is _MISSING:
+        value = self.value.get(key)
+        if value is None:
+            if required:
                 raise Malformed(f"{where}: missing")
             return None
-        return Value(self.value[key], where)
+        return Value(value, where)
 
-    def string(self, key: str, check: Callable[[str], str] | None = None, default: Any = _MISSING) -> Any:
-        found = self.field(key, default)
+    # Each typed field: required (Malformed when absent), or with a default for absent and null.
+    @overload
+    def string(self, key: str, check: Callable[[str], str] | None = None) -> str: ...
+    @overload
+    def string(self, key: str, check: Callable[[str], str] | None = None, *, default: D) -> str | D: ...
+
+    def string(self, key: str, check: Callable[[str], str] | None = None,
+               default: object = _MISSING) -> object:
+        found = self.field(key, default is _MISSING)
         return default if found is None else found.string(check)
 
-    def integer(self, key: str, low: int = 0, high: int = MAX_INT, default: Any = _MISSING) -> Any:
-        found = self.field(key, default)
+    @overload
+    def integer(self, key: str, low: int = 0, high: int = MAX_INT) -> int: ...
+    @overload
+    def integer(self, key: str, low: int = 0, high: int = MAX_INT, *, default: D) -> int | D: ...
+
+    def integer(self, key: str, low: int = 0, high: int = MAX_INT, default: object = _MISSING) -> object:
+        found = self.field(key, default is _MISSING)
         return default if found is None else found.integer(low, high)
 
-    def obj(self, key: str, default: Any = _MISSING) -> Any:
-        found = self.field(key, default)
+    @overload
+    def number(self, key: str) -> float: ...
+    @overload
+    def number(self, key: str, *, default: D) -> float | D: ...
+
+    def number(self, key: str, default: object = _MISSING) -> object:
+        found = self.field(key, default is _MISSING)
+        return default if found is None else found.number()
+
+    @overload
+    def obj(self, key: str) -> Obj: ...
+    @overload
+    def obj(self, key: str, *, default: D) -> Obj | D: ...
+
+    def obj(self, key: str, default: object = _MISSING) -> object:
+        found = self.field(key, default is _MISSING)
         return default if found is None else found.obj()
 
-    def boolean(self, key: str, default: Any = _MISSING) -> Any:
-        found = self.field(key, default)
+    @overload
+    def boolean(self, key: str) -> bool: ...
+    @overload
+    def boolean(self, key: str, *, default: D) -> bool | D: ...
+
+    def boolean(self, key: str, default: object = _MISSING) -> object:
+        found = self.field(key, default is _MISSING)
         return default if found is None else found.boolean()
 
     def array(self, key: str, required: bool = False) -> Iterator[Value]:
         """The items of an array field; an absent or null field is an empty array unless required."""
-        found = self.field(key, _MISSING if required else ())
+        found = self.field(key, required)
         return iter(()) if found is None else found.items()
 
     def strings(self, key: str, check: Callable[[str], str] | None = None) -> tuple[str, ...]:
@@ -153,7 +208,7 @@ class Obj:
     def mapping(self, key: str, check_key: Callable[[str], str] | None = None,
                 check_value: Callable[[str], str] | None = None, required: bool = True) -> dict[str, str]:
         """An object of string -> string (ref name -> object id, metadata); absent is {} unless required."""
-        found = self.field(key, _MISSING if required else None)
+        found = self.field(key, required)
         out: dict[str, str] = {}
         for name, item in (found.obj().entries() if found is not None else ()):
             if check_key is not None:
@@ -177,7 +232,7 @@ def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def load_yaml(data: bytes, max_bytes: int, max_expansion: int = MAX_YAML_EXPANSION) -> Any:
+def load_yaml(data: bytes, max_bytes: int, max_expansion: int = MAX_YAML_EXPANSION) -> object:
     """One YAML document from untrusted bytes (a chart's Chart.yaml, values.yaml, a repository's
     index.yaml): at most `max_bytes`, and aliases adding at most `max_expansion` values to those the
     text holds, counted on the composed graph before anything is constructed; Malformed otherwise."""

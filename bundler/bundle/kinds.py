@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bundler.jsontypes import Doc, Out
 from bundler.registered import Registered
 
 if TYPE_CHECKING:
@@ -17,21 +18,35 @@ if TYPE_CHECKING:
     from bundler.untrusted import Obj
 
 
+class Entry(Protocol):
+    """A kind's bundle.json entry: a record of its own type, written back as it was read."""
+
+    def to_dict(self) -> Doc: ...
+
+
+class EntryType(Protocol):
+    """A kind's entry type: `parse` makes an entry from bundle.json's object, totally (untrusted.Malformed
+    naming the field)."""
+
+    def parse(self, obj: Obj) -> Entry: ...
+
+
 class KindFormat(Protocol):
     """A kind's format role (bundler.kinds.base.Format implements it, typed). The manifest and the
-    reader are `Any` here: this module is what they import, so it names neither."""
+    reader are `Any` here: this module is what they import, so it names neither (the role's own
+    signatures name them)."""
 
     def check_entries(self, manifest: Any) -> None: ...
 
-    def content(self, entries: Sequence[Any]) -> list[Any]: ...
+    def content(self, entries: Sequence[Entry]) -> Sequence[Out]: ...
 
-    def oci_tops(self, entries: Sequence[Any]) -> list[OciTop]: ...
+    def oci_tops(self, entries: Sequence[Entry]) -> list[OciTop]: ...
 
     def graph_problems(self, reader: Any, manifest: Any, read_packs: bool) -> list[Problem]: ...
 
     def base_from_receipt(self, receipt: Obj) -> Hashable | None: ...
 
-    def base_from_entries(self, entries: Sequence[Any]) -> Hashable | None: ...
+    def base_from_entries(self, entries: Sequence[Entry]) -> Hashable | None: ...
 
 
 class FormatKind(Protocol):
@@ -41,7 +56,7 @@ class FormatKind(Protocol):
     def key(self) -> str: ...
 
     @property
-    def entry_type(self) -> Any: ...  # parse(Obj) -> entry; entry.to_dict()
+    def entry_type(self) -> EntryType: ...
 
     @property
     def in_v1(self) -> bool: ...

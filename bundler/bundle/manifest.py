@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from bundler import names
 from bundler.bundle import layout
-from bundler.bundle.kinds import registered
+from bundler.bundle.kinds import Entry, registered
 from bundler.errors import IntegrityError
+from bundler.jsontypes import Doc, Json, Out
 from bundler.names import sha256_digest
 from bundler.untrusted import Malformed, Obj
 
 _KNOWN = {"schema", "name", "version", "created", "expires", "parent", "requires", "profile", "files", "content_digest"}
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: Out) -> bytes:
     """Sorted keys, UTF-8, no insignificant whitespace: the bytes that get signed."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -33,7 +33,7 @@ class FileEntry:
     sha256: str  # lowercase hex, no algorithm prefix
     size: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"sha256": self.sha256, "size": self.size}
 
 
@@ -47,14 +47,14 @@ class BundleManifest:
     created: str
     profile: str
     files: dict[str, FileEntry]
-    contents: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # kind key -> its entries
+    contents: dict[str, tuple[Entry, ...]] = field(default_factory=dict)  # kind key -> its entries
     expires: str | None = None
-    parent: dict[str, Any] | None = None
+    parent: dict[str, str] | None = None
     requires: dict[str, FileEntry] = field(default_factory=dict)  # a delta: files the site must already hold
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Json] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = dict(self.extra)
+    def to_dict(self) -> Doc:
+        d: Doc = dict(self.extra)
         d.update({
             "schema": layout.SCHEMA, "name": self.name, "version": self.version, "created": self.created,
             "expires": self.expires, "parent": self.parent, "profile": self.profile,
@@ -66,7 +66,7 @@ class BundleManifest:
         })
         return d
 
-    def entries(self, kind: str) -> tuple[Any, ...]:
+    def entries(self, kind: str) -> tuple[Entry, ...]:
         """The entries of one content kind (bundler/kinds/), by its key."""
         return self.contents.get(kind, ())
 
@@ -79,7 +79,7 @@ class BundleManifest:
         refs, updates and their pre-approvals: each kind's `content`), not how it is packed. A full
         bundle and its delta (`--since`) of the same version have the same content digest; any other
         content differs. A kind newer than format v1 counts only where it has entries."""
-        content: dict[str, Any] = {"name": self.name, "version": self.version}
+        content: Doc = {"name": self.name, "version": self.version}
         for kind in registered():
             if kind.in_v1 or self.entries(kind.key):
                 content[kind.key] = kind.format.content(self.entries(kind.key))

@@ -4,10 +4,9 @@ inspect --manifest`), or a site receipt (`bundler site receipt`: everything a si
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bundler import names
 from bundler.bundle import layout
@@ -17,6 +16,7 @@ from bundler.bundle.parts import is_split
 from bundler.bundle.reader import BundleReader, split_hint
 from bundler.errors import IntegrityError, UsageError
 from bundler.fsutil import open_regular
+from bundler.jsontypes import Doc
 from bundler.names import sha256_digest
 from bundler.untrusted import Malformed, Obj
 
@@ -39,7 +39,7 @@ class Parent:
         return parent_label(self.reference)
 
 
-def parent_label(reference: dict[str, Any]) -> str:
+def parent_label(reference: Mapping[str, str]) -> str:
     """How a person names what provides a delta's base (a bundle's `parent` field)."""
     if "receipt" in reference:
         return f"what site {reference.get('receipt')} held at {reference.get('created')}"
@@ -99,8 +99,8 @@ def read_parent(path: Path) -> Parent:
         raise IntegrityError(f"site receipt {path} is malformed: {exc}") from None
 
 
-def receipt(site_name: str, created: str, bundles: list[dict[str, Any]], manifests: list[BundleManifest],
-            held: dict[str, Any]) -> dict[str, Any]:
+def receipt(site_name: str, created: str, bundles: list[Doc], manifests: list[BundleManifest],
+            held: Doc) -> Doc:
     """A site's receipt: the bundles it imported, every file it holds from them, and what each kind
     adds (`held`: Git refs, updates)."""
     files: dict[str, FileEntry] = {}

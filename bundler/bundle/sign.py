@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -28,7 +28,7 @@ from bundler.problems import Problem
 from bundler.progress import byte_progress
 
 
-def existing_signature_problems(manifest_bytes: bytes, existing: list[dict[str, Any]],
+def existing_signature_problems(manifest_bytes: bytes, existing: Sequence[Mapping[str, str]],
                                 known: tuple[signing.TrustedKey, ...]) -> list[Problem]:
     """With the signers' public keys given: every signature already on the bundle must be by one of
     them and valid over these exact bytes (a countersignature next to a forged one vouches for it)."""

@@ -13,7 +13,6 @@ import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bundler import problems
 from bundler.bundle import layout
@@ -22,6 +21,7 @@ from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parts import PART_HINT
 from bundler.bundle.reader import BundleReader
 from bundler.errors import IntegrityError
+from bundler.jsontypes import Doc
 from bundler.names import parse_time
 from bundler.oci import media
 from bundler.oci.layout import OciTop
@@ -44,7 +44,7 @@ class VerifyReport:
     def verified(self) -> bool:
         return not self.problems
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         m = self.manifest
         return {
             "verified": self.verified, "name": m.name, "version": m.version, "created": m.created,
@@ -311,7 +311,7 @@ def verify_bundle(reader: BundleReader, policy: TrustPolicy, jobs: int = 4,
     return verification.report
 
 
-def unreadable_report(path: Path, error: IntegrityError, threshold: int) -> dict[str, Any]:
+def unreadable_report(path: Path, error: IntegrityError, threshold: int) -> Doc:
     """`verify --json`'s report for a bundle that could not even be opened (a malformed bundle.json,
     signatures.json or tar): the same shape, verified false, the refusal as a typed problem."""
     problem = error.problem if isinstance(error, ProblemError) else Problem(

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from bundler.errors import UsageError
-from bundler.fleet.report import client_lines, disk_percent, fleet_page, versions_line, wave_lines
+from bundler.fleet.report import disk_percent, fleet_page
+from bundler.fleet.status import status_of
 from bundler.fleet.store import Fleet
 from bundler.fsutil import atomic_write
 from bundler.keyfiles import load_signing_key
@@ -108,23 +109,23 @@ def fleet_status(fleet_dir: Path, as_json: bool, html_file: Path | None) -> None
     Example:
       bundler fleet status --html fleet.html
     """
-    info = Fleet(fleet_dir).status()
+    status = status_of(Fleet(fleet_dir))
     if html_file is not None:
-        atomic_write(html_file, fleet_page(info))
+        atomic_write(html_file, fleet_page(status))
         click.echo(f"wrote {html_file}", err=True)
     if as_json:
-        emit_json(info)
+        emit_json(status.to_dict())
         return
-    click.echo(printable(versions_line(info)))
-    for line in wave_lines(info):
+    click.echo(printable(status.versions_line()))
+    for line in (line for r in status.rollouts for line in r.lines()):
         click.echo(printable(line))
-    bundles = info["bundles"]
+    bundles = status.bundles
     click.echo("site".ljust(20) + "".join(b.ljust(14) for b in bundles) + "receipt age  disk  problems / clients")
-    for s in info["sites"]:
-        versions = "".join(printable(s["running"].get(b, "-")).ljust(14) for b in bundles)
-        age = f"{s['receipt_age_hours']:>8.1f} h" if s["receipt_age_hours"] is not None else "       - h"
-        said = "; ".join(printable(line) for line in [*s["problems"], *client_lines(s)]) or "none"
-        click.echo(printable(s["site"]).ljust(20) + versions + f"{age}  {disk_percent(s):>4}  {said}")
+    for s in status.sites:
+        versions = "".join(printable(s.running.get(b, "-")).ljust(14) for b in bundles)
+        age = f"{s.receipt_age_hours:>8.1f} h" if s.receipt_age_hours is not None else "       - h"
+        said = "; ".join(printable(line) for line in [*s.problems, *s.client_lines()]) or "none"
+        click.echo(printable(s.site).ljust(20) + versions + f"{age}  {disk_percent(s):>4}  {said}")
 
 
 @fleet.group("rollout")

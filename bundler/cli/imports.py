@@ -49,13 +49,9 @@ def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgr
     if as_json:
         emit_json(result.to_dict())
     elif result.plan is not None:
-        p = result.plan
         click.echo(f"{result.name} {result.version} verified; importing it would (nothing was changed):")
-        click.echo(f"  add {len(p['add_artifacts'])} registry artifacts ({human(p['blob_bytes'])} of new blobs)"
-                   + "".join(f"\n    {ref}" for ref in p["add_artifacts"]))
-        for kind in KINDS:
-            for line in kind.report.plan_lines(p):
-                click.echo(line)
+        for line in result.plan.lines():
+            click.echo(line)
     elif result.already_imported:
         click.echo(f"{result.name} {result.version} is already imported and every image is present; nothing to do "
                    "(payloads not re-read: `bundler verify` checks this copy)")

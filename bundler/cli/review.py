@@ -121,16 +121,15 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
     if as_json:
         emit_json(report.to_dict())
     else:
-        info = report.to_dict()
-        click.echo(f"{printable(info['name'])} {printable(info['version'])}  created {printable(info['created'])}  "
-                   f"expires {printable(info['expires'] or 'never')}")
-        click.echo(f"manifest digest {info['manifest_digest']}; {info['file_count']} files, "
-                   f"{human(info['total_bytes'])}")
-        for s in info["signers"]:
-            state = "valid" if s["valid"] else ("INVALID" if s["trusted"] else "not trusted")
-            click.echo(f"signer {s['name'] or '(unknown)'} {s['keyid'][:12]}: {state}")
-        met = "met" if info["threshold_met"] else "NOT met"
-        click.echo(f"threshold {info['threshold']}: {met}")
+        m = report.manifest
+        click.echo(f"{printable(m.name)} {printable(m.version)}  created {printable(m.created)}  "
+                   f"expires {printable(m.expires or 'never')}")
+        click.echo(f"manifest digest {report.manifest_digest}; {len(m.files)} files, "
+                   f"{human(sum(f.size for f in m.files.values()))}")
+        for s in report.verdict.signers:
+            state = "valid" if s.valid else ("INVALID" if s.name is not None else "not trusted")
+            click.echo(f"signer {s.name or '(unknown)'} {s.keyid[:12]}: {state}")
+        click.echo(f"threshold {report.verdict.threshold}: {'met' if report.verdict.met else 'NOT met'}")
         for problem in report.problems:
             click.echo(f"problem: {printable(problem.message)} [{problem.code}]", err=True)
         if report.verified:

@@ -15,7 +15,6 @@ from bundler.cli.root import JOBS_HELP
 from bundler.errors import EXIT_UNREACHABLE, BundlerError, UsageError
 from bundler.fsutil import atomic_write
 from bundler.kinds import KINDS
-from bundler.pipeline.disk import stored_bytes
 from bundler.pipeline.export import export_k3s
 from bundler.pipeline.hub import (
     Hub,
@@ -33,7 +32,6 @@ from bundler.pipeline.prune import prune_site
 from bundler.pipeline.receipt import site_receipt as make_receipt
 from bundler.pipeline.setup import create_site, start_site
 from bundler.pipeline.status import status_report
-from bundler.pipeline.status_page import sync_line
 from bundler.site.aksee import write_script
 from bundler.site.config import load_site
 from bundler.site.service import site_down as down
@@ -159,7 +157,7 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
     if os.geteuid() == 0 and site.directory.stat().st_uid == 0:
         click.echo(f"warning: the site's services run as root (its files are root's): give it its own user with "
                    f"`bundler site install {site.directory}`, or make it again as root without --as-root", err=True)
-    services = [f"registry at {site.registry_url}", *(f"{name} at {service['url']}" for kind in KINDS
+    services = [f"registry at {site.registry_url}", *(f"{name} at {service.url}" for kind in KINDS
                                                       for name, service in kind.serve.services(site).items())]
     click.echo(f"site {site.directory} is up: {', '.join(services)} "
                f"(CA {site.ca_file}, credentials in {site.credentials_file})")
@@ -292,29 +290,13 @@ def site_status(directory: Path, as_json: bool) -> None:
     Exits 4 when a service that should run does not answer (the JSON is printed all the same).
     """
     report = status_report(directory)
-    info = report.doc
     if as_json:
-        emit_json(info)
+        emit_json(report.to_dict())
     else:
-        for name, service in info["services"].items():
-            click.echo(f"{name}: {service['url']} ({'healthy' if service['healthy'] else 'NOT answering'})")
-        click.echo(f"CA: {info['ca_file']}  credentials: {info['credentials_file']}")
-        for b in info["bundles"]:
-            publishing = " (still publishing: run the same import again to finish it)" \
-                if b.get("status") == "publishing" else ""
-            click.echo(f"imported {b['name']} {b['version']} {b['manifest_digest']} at {b['imported_at']}{publishing}")
-        if info.get("sync"):
-
-            click.echo(f"hub sync: {printable(sync_line(info['sync']))}")
-        d = info["disk"]
-        kinds = ", ".join(f"{name} {human(size)}" for name, size in stored_bytes(d).items())
-        when = f"; measured {report.disk_age}" if report.disk_age is not None else ""
-        click.echo(f"disk: {d['used_percent']}% of {human(d['total'])} used, {human(d['free'])} free ({kinds}{when})")
-        if d["prune"]["releases"]:
-            freed, gone = human(sum(d["prune"]["bytes_freed"].values())), ", ".join(d["prune"]["releases"])
-            click.echo(f"a prune (keeping {d['prune']['keep']}) would free {freed}: {gone}")
-        if d["warning"]:
-            click.echo(f"warning: {d['warning']}", err=True)
+        for line in report.lines():
+            click.echo(line)
+        if report.disk is not None and report.disk.warning:
+            click.echo(f"warning: {report.disk.warning}", err=True)
     if not report.healthy:
         if not as_json:
             click.echo(f"hint: start the site's services: bundler site up {directory}", err=True)

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bundler import names, signing
 from bundler.bundle.manifest import canonical_json
 from bundler.errors import RefusedError
+from bundler.fleet.documents import SiteReceipt, SyncReport
+from bundler.jsontypes import Doc
 from bundler.oci.reference import check_digest
 from bundler.untrusted import Malformed, Obj, Value
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 SCHEMA = "bundler/rollout/v1"
 ARTIFACT_TYPE = "application/vnd.bundler.rollout.v1+json"
@@ -45,7 +51,7 @@ class Target:
     size: int
     manifest_digest: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"tag": self.tag, "digest": self.digest, "size": self.size, "manifest_digest": self.manifest_digest}
 
 
@@ -73,11 +79,13 @@ class Rollout:
     def expired(self, now: dt.datetime | None = None) -> bool:
         return names.parse_time(self.expires) <= (now or dt.datetime.now(dt.UTC))
 
-    def next(self, **changes: Any) -> Rollout:
+    def next(self, *, open: int | None = None, state: str | None = None, reason: str | None = None) -> Rollout:
         """The same rollout, changed, under the next serial (signed anew by whoever publishes it)."""
-        return replace(self, serial=self.serial + 1, created=names.format_time(), **changes)
+        return replace(self, serial=self.serial + 1, created=names.format_time(),
+                       open=self.open if open is None else open, state=self.state if state is None else state,
+                       reason=self.reason if reason is None else reason)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"schema": SCHEMA, "name": self.name, "version": self.version, "serial": self.serial,
                 "created": self.created, "expires": self.expires,
                 "waves": [{"name": w.name, "sites": list(w.sites)} for w in self.waves],
@@ -85,7 +93,7 @@ class Rollout:
                 "open": self.open, "state": self.state, "reason": self.reason}
 
 
-def signed_bytes(rollout: Rollout, keys: list[Any]) -> bytes:
+def signed_bytes(rollout: Rollout, keys: Sequence[ec.EllipticCurvePrivateKey]) -> bytes:
     """The document the hub holds: the rollout and its signatures (each over its canonical JSON)."""
     body = canonical_json(rollout.to_dict())
     return canonical_json({"rollout": rollout.to_dict(), "signatures": [signing.sign(k, body) for k in keys]})
@@ -101,7 +109,11 @@ def make_wave(name: str, sites: list[str]) -> Wave:
 
 def _wave(item: Value) -> Wave:
     doc = item.obj()
-    return item.checked(None, lambda _: make_wave(doc.string("name"), [s.string() for s in doc.array("sites")]))
+    name, sites = doc.string("name"), [s.string() for s in doc.array("sites")]
+    try:
+        return make_wave(name, sites)
+    except ValueError as exc:
+        raise item.fail(str(exc)) from None
 
 
 def _site_pattern(value: object) -> str:
@@ -137,7 +149,8 @@ def read_signed(data: bytes, policy: signing.TrustPolicy, where: str) -> Rollout
     try:
         outer = Obj.load(data, MAX_BYTES)
         rollout = parse(outer.obj("rollout"))
-        signatures = [entry.value for entry in outer.array("signatures", required=True)]
+        signatures = [{key: text for key, value in entry.obj().entries() if isinstance(text := value.value, str)}
+                      for entry in outer.array("signatures", required=True)]  # what else one holds: not judged
     except (Malformed, ValueError) as exc:
         raise RefusedError(f"the rollout at {where} is not a rollout: {exc}") from None
     verdict = signing.evaluate(policy, canonical_json(rollout.to_dict()), signatures)
@@ -162,17 +175,15 @@ def members(rollout: Rollout, known: list[str]) -> list[list[str]]:
     return out
 
 
-def site_state(rollout: Rollout, site: str, receipt: dict[str, Any] | None,
-               report: dict[str, Any] | None) -> tuple[str, str]:
+def site_state(rollout: Rollout, site: str, receipt: SiteReceipt | None,
+               report: SyncReport | None) -> tuple[str, str]:
     """(done | failed | pending, why): done when its receipt shows the release it was given; failed when
     its last report of this release says so."""
     target = rollout.target_for(site)
-    if target is not None and receipt is not None and any(
-            b.get("name") == rollout.name and b.get("version") == rollout.version
-            and b.get("manifest_digest") == target.manifest_digest for b in receipt.get("bundles") or []):
+    if target is not None and receipt is not None and receipt.runs(rollout.name, rollout.version,
+                                                                   target.manifest_digest):
         return "done", ""
-    about = (report or {}).get("rollout") or {}
-    if report is not None and report.get("state") == "failed" and (
-            not about or (about.get("name"), about.get("version")) == (rollout.name, rollout.version)):
-        return "failed", str(report.get("message", ""))
+    if report is not None and report.state == "failed" and (
+            report.rollout is None or report.rollout == (rollout.name, rollout.version)):
+        return "failed", report.message
     return "pending", ""

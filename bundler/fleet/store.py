@@ -6,34 +6,29 @@ its key is not enrolled, its signature does not match, or it is not a receipt.""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from bundler import names, signing
-from bundler.bundle.parent import RECEIPT_KIND
 from bundler.errors import RefusedError, UsageError
-from bundler.fleet.rollout import Rollout, members, site_state
+from bundler.fleet.documents import SiteReceipt, SyncReport
+from bundler.fleet.rollout import Rollout
 from bundler.fleet.rollout import parse as parse_rollout
 from bundler.fsutil import atomic_write, read_regular
+from bundler.jsontypes import JsonObject
 from bundler.keyfiles import load_trusted_key
 from bundler.site import identity
-from bundler.untrusted import Malformed, Obj
-from bundler.versions import Version
+from bundler.untrusted import Obj
+
+T = TypeVar("T")
 
 MAX_RECEIPT_BYTES = 64 << 20
 MAX_CLOCK_SKEW = dt.timedelta(minutes=10)  # a receipt dated later than now plus this is refused
 
 
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {type(value).__name__}")
-    return value
 KEYS_DIR, SITES_DIR, REPORTS_DIR, ROLLOUTS_DIR = "keys", "sites", "reports", "rollouts"
-REPORT_KIND = "bundler/sync-report/v1"  # a site's signed word on its last sync from the hub
-STALE_HOURS = 24.0  # a receipt older than this is a problem on the fleet's page
-DISK_FULL_PERCENT = 90
 
 
 @dataclass(frozen=True)
@@ -91,31 +86,10 @@ class Fleet:
         """`add` for a receipt's bytes (from a file, or from the hub: `path` says where, in messages)."""
         try:
             doc = Obj.load(data, MAX_RECEIPT_BYTES)
-            if doc.value.get("kind") != RECEIPT_KIND:
-                raise Malformed(f"kind is not {RECEIPT_KIND!r}")
-            site = doc.string("site", names.site_name)
-            created = doc.string("created", names.timestamp)
-            signature = doc.obj("signature")
-            keyid = signature.string("keyid", names.sha256_hex)
-            for item in doc.array("bundles"):
-                release = item.obj()
-                release.string("name", names.bundle_name)
-                release.string("version", names.version)
-            for item in doc.array("clients"):
-                client = item.obj()
-                client.string("client", names.text)
-                list(client.array("lacking"))
-                list(client.array("failed"))  # a Windows client's: steps that failed
-                client.boolean("reboot_pending", default=None)
-                client.string("aksee_version", names.text, default=None)
-            if (disk := doc.obj("disk", None)) is not None:  # what status shows of it: whole numbers
-                for field in ("total", "used", "free"):
-                    disk.integer(field, default=None)
-            if (services := doc.obj("services", None)) is not None:
-                for _, healthy in services.entries():
-                    healthy.checked(healthy.value, _boolean)
+            receipt = SiteReceipt.parse(doc)
         except (OSError, ValueError) as exc:
             raise RefusedError(f"receipt {path} is not a site receipt: {exc}") from None
+        site, created, keyid = receipt.site, receipt.created, receipt.keyid
         bound = self.check_signed(doc.value, site, keyid, f"receipt {path}")
         if names.parse_time(created) > dt.datetime.now(dt.UTC) + MAX_CLOCK_SKEW:
             raise RefusedError(f"receipt {path} (site {site}) is dated {created}, in the future",
@@ -123,14 +97,14 @@ class Fleet:
         if bound is None:
             atomic_write(self.directory / KEYS_DIR / f"{keyid}.site", site.encode())  # its first receipt names it
         target = self.directory / SITES_DIR / f"{site}.json"
-        held = self._read_one(target) if target.exists() else None  # this site's alone (not every receipt)
-        if held is not None and names.parse_time(str(held["created"])) > names.parse_time(created):
+        held = self._read_one(target, SiteReceipt.parse) if target.exists() else None  # this site's alone
+        if held is not None and names.parse_time(held.created) > names.parse_time(created):
             return Added(site, created, False)
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, data)
         return Added(site, created, True)
 
-    def check_signed(self, doc: dict[str, Any], site: str, keyid: str, what: str) -> str | None:
+    def check_signed(self, doc: JsonObject, site: str, keyid: str, what: str) -> str | None:
         """A document a site signed (a receipt, a sync report): by an enrolled key, over exactly its
         content, for the site that key speaks for; refused otherwise. The name the key is bound to."""
         key = self._key(keyid)
@@ -148,29 +122,23 @@ class Fleet:
                                hint="a site key speaks for its own site only: this receipt is forged or misfiled")
         return bound
 
-    def keep_report(self, data: bytes, where: str) -> dict[str, Any]:
+    def keep_report(self, data: bytes, where: str) -> SyncReport:
         """A site's sync report (from the hub): checked as a receipt is (its enrolled key, over exactly
         its content, for its own site), then kept as the site's latest."""
         try:
             doc = Obj.load(data, MAX_RECEIPT_BYTES)
-            if doc.value.get("kind") != REPORT_KIND:
-                raise Malformed(f"kind is not {REPORT_KIND!r}")
-            site = doc.string("site", names.site_name)
-            doc.string("created", names.timestamp)
-            doc.string("state", names.text)
-            doc.string("message", names.text)
-            keyid = doc.obj("signature").string("keyid", names.sha256_hex)
+            report = SyncReport.parse(doc)
         except ValueError as exc:
             raise RefusedError(f"{where} is not a sync report: {exc}") from None
-        self.check_signed(doc.value, site, keyid, where)
-        target = self.directory / REPORTS_DIR / f"{site}.json"
+        self.check_signed(doc.value, report.site, report.keyid, where)
+        target = self.directory / REPORTS_DIR / f"{report.site}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, data)
-        return dict(doc.value)
+        return report
 
-    def reports(self) -> dict[str, dict[str, Any]]:
+    def reports(self) -> dict[str, SyncReport]:
         """The last sync report of each site (each checked when kept)."""
-        return self._read_all(REPORTS_DIR)
+        return self._read_all(REPORTS_DIR, SyncReport.parse)
 
     def save_rollout(self, name: str, data: bytes) -> None:
         (self.directory / ROLLOUTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -191,14 +159,15 @@ class Fleet:
         found = [self.rollout(p.stem) for p in sorted(root.glob("*.json"))] if root.exists() else []
         return [r for r in found if r is not None]
 
-    def _read_all(self, directory: str) -> dict[str, dict[str, Any]]:
+    def _read_all(self, directory: str, parse: Callable[[Obj], T]) -> dict[str, T]:
         root = self.directory / directory
-        return {path.stem: self._read_one(path) for path in sorted(root.glob("*.json"))} if root.exists() else {}
+        return {path.stem: self._read_one(path, parse) for path in sorted(root.glob("*.json"))} \
+            if root.exists() else {}
 
     @staticmethod
-    def _read_one(path: Path) -> dict[str, Any]:
+    def _read_one(path: Path, parse: Callable[[Obj], T]) -> T:
         try:
-            return dict(Obj.load(read_regular(path, MAX_RECEIPT_BYTES), MAX_RECEIPT_BYTES).value)
+            return parse(Obj.load(read_regular(path, MAX_RECEIPT_BYTES), MAX_RECEIPT_BYTES))
         except (OSError, ValueError) as exc:
             raise UsageError(f"fleet file {path} is unreadable: {exc}") from None
 
@@ -213,92 +182,6 @@ class Fleet:
         root = self.directory / SITES_DIR
         return {path.stem: path for path in sorted(root.glob("*.json"))} if root.exists() else {}
 
-    def receipts(self) -> dict[str, dict[str, Any]]:
+    def receipts(self) -> dict[str, SiteReceipt]:
         """The receipts the fleet keeps (each was checked when added), by site name."""
-        return self._read_all(SITES_DIR)
-
-    def status(self, now: dt.datetime | None = None) -> dict[str, Any]:
-        """The fleet at a glance: how many sites run which version, each rollout's waves (done, failed,
-        pending, bytes, rate), then every site, those with a problem first (a failed sync, a stale
-        receipt, a service down, a disk nearly full, clients lacking updates or failing), the rest in
-        natural order (store-2 before store-10)."""
-        now = now or dt.datetime.now(dt.UTC)
-        receipts, reports = self.receipts(), self.reports()
-        sites = []
-        for name in sorted(set(receipts) | set(reports), key=names.natural_key):
-            doc, report = receipts.get(name) or {}, reports.get(name)
-            running: dict[str, str] = {}
-            for release in doc.get("bundles") or []:
-                running[str(release["name"])] = str(release["version"])  # in import order: the last one runs
-            clients = doc.get("clients") or []
-            lacking = {str(c.get("client")): len(c.get("lacking") or []) for c in clients}
-            age = now - names.parse_time(str(doc["created"])) if doc else None
-            site: dict[str, Any] = {"site": name, "receipt_created": doc.get("created"),
-                    "receipt_age_hours": round(age.total_seconds() / 3600, 1) if age is not None else None,
-                    "running": running, "clients_lacking_updates": {c: n for c, n in lacking.items() if n},
-                    "clients_waiting_restart": sorted(str(c["client"]) for c in clients
-                                                      if c.get("reboot_pending") is True),
-                    "clients_failed": {str(c["client"]): len(c["failed"]) for c in clients if c.get("failed")},
-                    "aksee_versions": {str(c["client"]): str(c["aksee_version"]) for c in clients
-                                       if isinstance(c.get("aksee_version"), str)},
-                    "disk": doc.get("disk"), "services": doc.get("services"),
-                    "sync": {k: report.get(k) for k in ("state", "created", "message", "bytes")} if report else None}
-            site["problems"] = problems(site, report)
-            sites.append(site)
-        sites.sort(key=lambda s: not s["problems"])  # stable: problems first, each part in natural order
-        bundles = sorted({b for s in sites for b in s["running"]})
-        versions = {b: dict(sorted(Counter(s["running"][b] for s in sites if b in s["running"]).items(),
-                                   key=lambda item: Version(item[0]), reverse=True)) for b in bundles}
-        waves = [{"name": r.name, "version": r.version, "serial": r.serial, "state": r.state, "reason": r.reason,
-                  "expires": r.expires, "waves": wave_figures(r, self.site_names(), receipts, reports)}
-                 for r in self.rollouts()]
-        return {"bundles": bundles, "summary": {"sites": len(sites), "versions": versions,
-                                                "with_problems": sum(1 for s in sites if s["problems"])},
-                "rollouts": waves, "sites": sites}
-
-
-def used_percent(disk: dict[str, Any] | None) -> int | None:
-    """How full a receipt's disk is, as the site's page counts it (total - free); None when not said."""
-    disk = disk or {}
-    if isinstance(disk.get("total"), int) and isinstance(disk.get("free"), int) and disk["total"] > 0:
-        return round(100 * (int(disk["total"]) - int(disk["free"])) / int(disk["total"]))
-    return None
-
-
-def problems(site: dict[str, Any], report: dict[str, Any] | None) -> list[str]:
-    """What an operator should look at, from a site's receipt and its last sync report."""
-    out = []
-    if report is not None and report.get("state") == "failed":
-        out.append(f"sync failed: {report.get('message', '')}"[:300])
-    if site["receipt_age_hours"] is None:
-        out.append("no receipt yet")
-    elif site["receipt_age_hours"] > STALE_HOURS:
-        out.append(f"receipt {site['receipt_age_hours']:.0f} h old")
-    down = [name for name, ok in (site["services"] or {}).items() if ok is False]
-    if down:
-        out.append(f"{', '.join(down)} not answering")
-    used = used_percent(site["disk"])
-    if used is not None and used >= DISK_FULL_PERCENT:
-        out.append(f"disk {used}% full")
-    if site["clients_failed"]:
-        out.append(f"{len(site['clients_failed'])} update clients failing")
-    if site["clients_lacking_updates"]:
-        out.append(f"{len(site['clients_lacking_updates'])} update clients lacking updates")
-    return out
-
-
-def wave_figures(rollout: Rollout, known: list[str], receipts: dict[str, dict[str, Any]],
-                 reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each wave of a rollout: open, sites done / failed / pending, bytes the done ones fetched and their
-    mean rate (from their sync reports)."""
-    out = []
-    for number, sites in enumerate(members(rollout, known)):
-        states = {site: site_state(rollout, site, receipts.get(site), reports.get(site)) for site in sites}
-        done = [reports.get(s) or {} for s, (state, _) in states.items() if state == "done"]
-        fetched = sum(int(r.get("bytes") or 0) for r in done)
-        rates = [float(r["bytes_per_second"]) for r in done if isinstance(r.get("bytes_per_second"), int | float)]
-        out.append({"name": rollout.waves[number].name, "open": number < rollout.open,
-                    **{k: sum(1 for state, _ in states.values() if state == k) for k in ("done", "failed", "pending")},
-                    "bytes": fetched, "bytes_per_second": int(sum(rates) / len(rates)) if rates else None,
-                    "failed_sites": {s: why for s, (state, why) in states.items() if state == "failed"}})
-    return out
+        return self._read_all(SITES_DIR, SiteReceipt.parse)

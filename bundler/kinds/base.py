@@ -29,12 +29,14 @@ import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar, cast, overload
 
 from packageurl import PackageURL
 
+from bundler.bundle.kinds import Entry, EntryType
 from bundler.bundle.sbom import SbomItem
 from bundler.errors import UsageError
+from bundler.jsontypes import Doc, Out
 from bundler.oci.layout import OciTop
 from bundler.oci.reference import ImageReference
 
@@ -89,7 +91,7 @@ class CollectContext:
     staging: Path
     base: Path  # the profile's directory: relative paths in it
     jobs: int
-    requests: dict[str, list[Any]] = field(default_factory=dict)
+    requests: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -98,7 +100,7 @@ class Part:
     """A kind's collected content: its bundle.json entries and its payloads outside the OCI layout
     (path in the bundle -> where it is). `for_base` makes what depends on a delta's base (git
     bundles); whether a delta leaves a payload to its parent is the kind's `payloads_defer`."""
-    entries: tuple[Any, ...] = ()
+    entries: tuple[Entry, ...] = ()
     payloads: dict[str, BlobSource] = field(default_factory=dict)
 
     def for_base(self, parent: Parent | None) -> Part:
@@ -111,7 +113,7 @@ class StageOptions(Protocol):
     def jobs(self) -> int: ...  # parallel work
 
     @property
-    def kinds(self) -> dict[str, dict[str, Any]]: ...  # each kind's own options (import_options), by its key
+    def kinds(self) -> dict[str, dict[str, object]]: ...  # each kind's own options (import_options), by its key
 
 
 class Staged:
@@ -150,9 +152,19 @@ class Pruning:
         """Write down that it went."""
 
 
-class Entry(Protocol):
-    """A kind's bundle.json entry: `entry_type.parse(Obj)` makes one, totally."""
-    def to_dict(self) -> dict[str, Any]: ...
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A kind's site service as `site status` shows it: where clients find it, and what else they need."""
+    url: str
+    fields: Mapping[str, Out] = field(default_factory=dict)
+
+
+class Shown(Protocol):
+    """A kind's share of a result (a dry run's plan, a diff): its fields in the JSON, its lines for people."""
+
+    def to_dict(self) -> Doc: ...
+
+    def lines(self) -> list[str]: ...
 
 
 class Role:
@@ -175,14 +187,14 @@ class Build(Role, Generic[SpecT]):
     collect_order: ClassVar[int] = 0  # lower collects first (a kind that asks another for items goes first)
     example: ClassVar[str] = ""  # its `spec` section for `bundler init`: commented YAML that validates as is
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> SpecT | None:
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> SpecT | None:
         """One profile item (problems with file:line through `check`), or None."""
         raise NotImplementedError(f"the {self.kind.key} kind has no profile items")
 
-    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+    def check_specs(self, check: Checker, specs: Sequence[tuple[SpecT, int]], line: int) -> None:
         """Across the items (each with its line; `line`: the list's): duplicates and the like."""
 
-    def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any:
+    def parse_setting(self, check: Checker, key: str, value: object, line: int) -> object:
         """One of `settings`, as Profile.settings[key] holds it."""
         return value
 
@@ -196,7 +208,7 @@ class Format(Role, Generic[EntryT]):
     def check_entries(self, manifest: BundleManifest) -> None:
         """Raise untrusted.Malformed naming the field when entries and files disagree."""
 
-    def content(self, entries: Sequence[EntryT]) -> list[Any]:
+    def content(self, entries: Sequence[EntryT]) -> Sequence[Out]:
         """What of the entries is the release (for the content digest), sorted."""
         return sorted([entry.to_dict() for entry in entries], key=repr)
 
@@ -254,9 +266,9 @@ class Stage(Role):
         """Payload paths `stage` hashes as it reads them (the verifier does not read them again)."""
         return set()
 
-    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
-        """(dry-run plan fields, bytes it would write under the site directory)."""
-        return {}, 0
+    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[Shown | None, int]:
+        """(what a dry run shows of it, bytes it would write under the site directory)."""
+        return None, 0
 
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
               progress: Callable[[int], None]) -> Staged:
@@ -298,7 +310,7 @@ class Serve(Role):
         bodies, and directories it sends files from after the application's `X-Accel-Redirect`."""
         return []
 
-    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
+    def services(self, site: SiteConfig) -> dict[str, ServiceInfo]:
         """Its services in `site status` and on the page, by name (`git`): each its `url` and what its
         clients need. Their health is the HTTPS service's."""
         return {}
@@ -346,18 +358,24 @@ class Settings(Role, Generic[ValueT]):
     (it is registered with the site, as the format role is with the format), written back, and made
     at `site init`. A kind with nothing to configure names no settings role."""
 
-    def parse(self, section: Mapping[str, Any], directory: Path) -> ValueT | None:
+    def parse(self, section: Mapping[str, object], directory: Path) -> ValueT | None:
         """The section as site.yaml holds it ({} when absent); ValueError naming what is wrong."""
         return None
 
-    def dump(self, value: ValueT) -> dict[str, Any] | None:
+    def dump(self, value: ValueT) -> Doc | None:
         """The section to write (None: leave it out)."""
         return None
 
-    def create(self, options: Mapping[str, Any]) -> tuple[ValueT | None, dict[str, bytes]]:
+    def create(self, options: Mapping[str, object]) -> tuple[ValueT | None, dict[str, bytes]]:
         """A new site's section from `site init`'s values of its options (UsageError naming the
         option), and the files it keeps in the site directory, by path in it."""
         return self.parse({}, Path()), {}
+
+
+def option_values(options: Mapping[str, object], name: str) -> tuple[object, ...]:
+    """A repeatable option's values as click gave them (none: empty)."""
+    value = options.get(name)
+    return tuple(value) if isinstance(value, tuple | list) else ()
 
 
 class Receipt(Role):
@@ -365,7 +383,7 @@ class Receipt(Role):
 
     titles: ClassVar[dict[str, str]] = {}  # headings of its receipt fields on the site's status page
 
-    def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
+    def receipt(self, site: SiteConfig, state: SiteState) -> Doc:
         return {}
 
 
@@ -375,35 +393,23 @@ class Report(Role, Generic[EntryT]):
     def sbom(self, entries: Sequence[EntryT]) -> list[SbomItem]:
         return []
 
-    def inspect_rows(self, entries: Sequence[EntryT]) -> list[dict[str, Any]]:
+    def inspect_rows(self, entries: Sequence[EntryT]) -> list[Doc]:
+        """Its rows in `inspect --json`."""
         return [entry.to_dict() for entry in entries]
 
-    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
+    def lines(self, entries: Sequence[EntryT]) -> list[str]:
+        """What `inspect` (and the status page) shows of these entries."""
         return []
 
-    def lines(self, entries: Sequence[EntryT]) -> list[str]:
-        """What `inspect` shows of these entries."""
-        return self.inspect_lines(self.inspect_rows(entries))
-
-    def diff(self, old: Sequence[EntryT], new: Sequence[EntryT]) -> dict[str, Any]:
-        return changes({}, {})
-
-    def diff_lines(self, diff: dict[str, Any]) -> list[str]:
-        """`  + noun name`, `  - noun name`, `  ~ noun name: old -> new` from a `changes` dict."""
-        noun = self.kind.noun
-        out = [f"  + {noun} {name}" for name in diff["added"]]
-        out += [f"  - {noun} {name}" for name in diff["removed"]]
-        out += [f"  ~ {noun} {c['name']}: {c['old']} -> {c['new']}" for c in diff["changed"]]
-        return out
+    def diff(self, old: Sequence[EntryT], new: Sequence[EntryT]) -> Shown:
+        """What changed of it between two bundles (`bundler diff`)."""
+        return changes(self.kind.noun, {}, {})
 
     def import_summary(self, added: dict[str, int], unchanged: dict[str, int]) -> str:
         key = self.kind.counted
         if not (added.get(key) or unchanged.get(key) or self.kind.always_reported):
             return ""
         return f"{added.get(key, 0)} {self.kind.title} added, {unchanged.get(key, 0)} unchanged; "
-
-    def plan_lines(self, plan: dict[str, Any]) -> list[str]:
-        return []
 
 
 # The fixed fields of the reports whose rows are keyed by kind (inspect, diff, prune and its bytes
@@ -469,7 +475,7 @@ class Kind:
     key: str  # spec key in profiles, key in bundle.json, and in inspect/diff/import JSON
     title: str  # plural, for people: "git repositories"
     noun: str  # singular, for diff lines: "repo"
-    entry_type: Any  # parse(Obj) -> entry; entry.to_dict()
+    entry_type: EntryType  # `parse(Obj)` makes its bundle.json entries
     roles: Mapping[str, str] = field(default_factory=dict)
     in_v1: bool = False  # bundle format v1 always lists it (bundle.json, content digest)
     payload_pattern: str = ""  # bundle paths of its payloads outside the OCI layout (a regex)
@@ -521,8 +527,35 @@ class Kind:
     report = RoleOf(Report)
 
 
-def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """What diff reports of a kind: names added, removed, and changed (old -> new)."""
-    return {"added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new)),
-            "changed": [{"name": k, "old": old[k], "new": new[k]} for k in sorted(set(old) & set(new))
-                        if old[k] != new[k]]}
+@dataclass(frozen=True)
+class Changed:
+    name: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What `diff` reports of a kind whose entries are names with a version or digest: names added,
+    removed, and changed (old -> new)."""
+    noun: str  # for people: "image"
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[Changed, ...]
+
+    def to_dict(self) -> Doc:
+        return {"added": self.added, "removed": self.removed,
+                "changed": [{"name": c.name, "old": c.old, "new": c.new} for c in self.changed]}
+
+    def lines(self) -> list[str]:
+        """`  + noun name`, `  - noun name`, `  ~ noun name: old -> new`."""
+        out = [f"  + {self.noun} {name}" for name in self.added]
+        out += [f"  - {self.noun} {name}" for name in self.removed]
+        out += [f"  ~ {self.noun} {c.name}: {c.old} -> {c.new}" for c in self.changed]
+        return out
+
+
+def changes(noun: str, old: Mapping[str, str], new: Mapping[str, str]) -> Changes:
+    """`old` and `new`: name -> version (or digest) of each entry."""
+    return Changes(noun, tuple(sorted(set(new) - set(old))), tuple(sorted(set(old) - set(new))),
+                   tuple(Changed(k, old[k], new[k]) for k in sorted(set(old) & set(new)) if old[k] != new[k]))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
+from bundler.jsontypes import Doc
 from bundler.names import sha256_digest
 from bundler.oci import media
 
@@ -31,9 +31,9 @@ class OciTop:
 
 def _view(image: OciTop, data: bytes) -> bytes:
     if image.media_type == media.DOCKER_LIST:
-        children: list[dict[str, Any]] = [c.raw or {} for c in media.index_children(data)]
+        children: list[Doc] = [c.raw or {} for c in media.index_children(data)]
     else:
-        child: dict[str, Any] = {"mediaType": image.media_type, "digest": image.digest, "size": len(data)}
+        child: Doc = {"mediaType": image.media_type, "digest": image.digest, "size": len(data)}
         if image.platforms:
             child["platform"] = media.platform_dict(image.platforms[0])
         children = [child]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bundler.jsontypes import Doc
 from bundler.oci.reference import DIGEST_RE
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -41,7 +42,7 @@ class Descriptor:
     digest: str
     size: int
     platform: str | None = None  # "os/arch[/variant]" for index entries
-    raw: dict[str, Any] | None = None
+    raw: Doc | None = None
 
     @classmethod
     def from_dict(cls, d: Any) -> Descriptor:
@@ -74,7 +75,7 @@ def media_type_of(data: bytes, header_type: str | None) -> str:
     return str(media_type)
 
 
-def parse_json(data: bytes) -> dict[str, Any]:
+def parse_json(data: bytes) -> Doc:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parent import load_manifest
+from bundler.jsontypes import Doc
 from bundler.kinds import KINDS
+from bundler.kinds.base import Shown
 
 
 @dataclass(frozen=True)
@@ -22,19 +23,20 @@ class Release:
 class BundleDiff:
     old: Release
     new: Release
-    kinds: dict[str, Any]  # each kind's changes, by its key (its report role's `diff`)
+    kinds: dict[str, Shown]  # each kind's changes, by its key (its report role's `diff`)
     old_bytes: int
     new_bytes: int
     new_content: int  # bytes NEW holds that OLD does not
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"old": {"name": self.old.name, "version": self.old.version},
-                "new": {"name": self.new.name, "version": self.new.version}, **self.kinds,
+                "new": {"name": self.new.name, "version": self.new.version},
+                **{key: changes.to_dict() for key, changes in self.kinds.items()},
                 "bytes": {"old": self.old_bytes, "new": self.new_bytes, "new_content": self.new_content}}
 
     def lines(self) -> list[str]:
         """Each kind's lines of `bundler diff`."""
-        return [line for kind in KINDS for line in kind.report.diff_lines(self.kinds[kind.key])]
+        return [line for changes in self.kinds.values() for line in changes.lines()]
 
 
 def diff_manifests(old: BundleManifest, new: BundleManifest) -> BundleDiff:

@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
+from bundler import names
 from bundler.errors import BundlerError
 from bundler.fsutil import tree_bytes
+from bundler.jsontypes import Doc
 from bundler.kinds import KINDS
 from bundler.kinds.base import Artifact, Pruning
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
 from bundler.parallel import run_parallel
 from bundler.pipeline.registry import site_artifacts
+from bundler.site import figures
 from bundler.site.config import REGISTRY_STORAGE, SiteConfig
 from bundler.site.registry_storage import RegistryStorage
 from bundler.site.state import ImportedRelease, ReleaseStatus, SiteState, kept_manifest
+from bundler.units import human
+from bundler.untrusted import Malformed, Obj
 
 
 @dataclass
@@ -40,7 +45,7 @@ class PrunePlan:
         return {"registry": self.blob_bytes, **{key: part.bytes for key, part in self.kinds.items()},
                 "leftovers": self.leftover_bytes + sum(part.leftover_bytes for part in self.kinds.values())}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"keep": self.keep, "releases": [f"{b.name} {b.version}" for b in self.pruned],
                 "manifests": [f"{repo}@{digest}" for repo, digest in self.manifests],
                 **{key: part.items for key, part in self.kinds.items()},
@@ -149,12 +154,55 @@ def disk_warning(site: SiteConfig, adding: int = 0) -> str | None:
 DISK_FIGURES = ("total", "free", "used_percent", "warn_percent", "warning", "prune", "measured_at")
 
 
-def stored_bytes(report: dict[str, Any]) -> dict[str, int]:
-    """What each store under the site holds (the registry, each kind's), from a `disk_report`."""
-    return {name: value for name, value in report.items() if name not in DISK_FIGURES and value is not None}
+@dataclass(frozen=True)
+class DiskReport:
+    """The site's disk: what each store under it holds (the registry's, None when it is not on this
+    disk; each kind's), the disk's total, free and percent used, the warning, and what a prune with
+    the site's retention would free. `measured_at`: when it was measured, when read back."""
+    stores: Mapping[str, int | None]
+    total: int
+    free: int
+    used_percent: int
+    warn_percent: int
+    warning: str | None
+    prune_keep: int
+    prune_releases: tuple[str, ...]
+    prune_freed: Mapping[str, int]
+    measured_at: str | None = None
+
+    @property
+    def stored(self) -> dict[str, int]:
+        """What each store holds, those on this disk."""
+        return {name: size for name, size in self.stores.items() if size is not None}
+
+    def to_dict(self) -> Doc:
+        return {**self.stores, "total": self.total, "free": self.free, "used_percent": self.used_percent,
+                "warn_percent": self.warn_percent, "warning": self.warning,
+                "prune": {"keep": self.prune_keep, "releases": self.prune_releases, "bytes_freed": self.prune_freed},
+                **({"measured_at": self.measured_at} if self.measured_at is not None else {})}
+
+    @classmethod
+    def parse(cls, d: Obj, measured_at: str) -> DiskReport:
+        """As the site's figures file keeps it (Malformed naming the field)."""
+        prune = d.obj("prune")
+        return cls({name: value.integer() if value.value is not None else None for name, value in d.entries()
+                    if name not in DISK_FIGURES},
+                   d.integer("total"), d.integer("free"), d.integer("used_percent"), d.integer("warn_percent"),
+                   d.string("warning", default=None), prune.integer("keep"), prune.strings("releases"),
+                   {name: value.integer() for name, value in prune.obj("bytes_freed").entries()}, measured_at)
+
+    def lines(self, age: str | None) -> list[str]:
+        """What `site status` says of it (`age`: how old the figures are; None: measured now)."""
+        kinds = ", ".join(f"{name} {human(size)}" for name, size in self.stored.items())
+        when = f"; measured {age}" if age is not None else ""
+        out = [f"disk: {self.used_percent}% of {human(self.total)} used, {human(self.free)} free ({kinds}{when})"]
+        if self.prune_releases:
+            out.append(f"a prune (keeping {self.prune_keep}) would free {human(sum(self.prune_freed.values()))}: "
+                       f"{', '.join(self.prune_releases)}")
+        return out
 
 
-def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, Any]:
+def disk_report(site: SiteConfig, client: RegistryClient | None) -> DiskReport:
     """Bytes under the site directory: the embedded registry's storage, and what each content kind
     stores (Kind.stored: the update cache, the Git repositories); the disk's total, free and
     percent used, and what a prune with the site's retention would free (registry bytes only when
@@ -162,10 +210,20 @@ def disk_report(site: SiteConfig, client: RegistryClient | None) -> dict[str, An
     disk = shutil.disk_usage(site.directory)
     plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
     local = site.embedded_registry and not site.registry_storage  # on object storage: not this disk's
-    return {"registry": tree_bytes(site.directory / REGISTRY_STORAGE) if local else None,
-            **{name: tree_bytes(path) for kind in KINDS for name, path in kind.serve.stored(site).items()},
-            "total": disk.total, "free": disk.free, "used_percent": used_percent(site),
-            "warn_percent": site.warn_percent, "warning": disk_warning(site),
-            "prune": {"keep": plan.keep, "releases": [f"{b.name} {b.version}" for b in plan.pruned],
-                      "bytes_freed": plan.freed}}
+    return DiskReport({"registry": tree_bytes(site.directory / REGISTRY_STORAGE) if local else None,
+                       **{name: tree_bytes(path) for kind in KINDS for name, path in kind.serve.stored(site).items()}},
+                      disk.total, disk.free, used_percent(site), site.warn_percent, disk_warning(site), plan.keep,
+                      tuple(f"{b.name} {b.version}" for b in plan.pruned), plan.freed)
+
+
+def kept_disk_report(site: SiteConfig) -> tuple[DiskReport, str] | None:
+    """What the last import, prune or start measured (no walk), and how old it is; None when nothing
+    did (or its file is unreadable)."""
+    kept = figures.read(site, figures.DISK_FILE)
+    if kept is None:
+        return None
+    try:
+        return DiskReport.parse(Obj(kept.figures, "disk"), names.format_time(kept.measured_at)), kept.age
+    except Malformed:
+        return None
 

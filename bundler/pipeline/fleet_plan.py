@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from bundler.bundle import layout
 from bundler.bundle.parent import Parent, load_manifest, read_parent
 from bundler.errors import UsageError
 from bundler.fleet.store import Fleet
+from bundler.jsontypes import Doc
 from bundler.keyfiles import load_signing_key
 from bundler.pipeline.build import BuildOptions, BuildResult, collecting, delta_bytes
 from bundler.pipeline.hub import Hub, publish
@@ -34,7 +34,7 @@ class SiteNeed:
     base: str | None = None  # what the delta builds on (its receipt's label)
     bytes: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"site": self.site, "needs": str(self.needs),
                 **({"base": self.base} if self.needs != Needs.NOTHING else {}), "bytes": self.bytes}
 
@@ -67,7 +67,7 @@ class ReleasePlan:
     version: str
     sites: list[SiteNeed]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "version": self.version, "sites": [s.to_dict() for s in self.sites]}
 
 

@@ -24,10 +24,9 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bundler import names
 from bundler.bundle import parts as bundle_parts
@@ -36,17 +35,20 @@ from bundler.bundle.parent import parent_label
 from bundler.bundle.reader import BundleReader
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, RefusedError, UsageError
 from bundler.fleet import rollout as rollouts
-from bundler.fleet.store import REPORT_KIND
+from bundler.fleet.documents import REPORT_KIND
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc, Out
 from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.client import Credentials, RegistryClient
-from bundler.oci.reference import ImageReference
+from bundler.oci.reference import ImageReference, check_digest
 from bundler.parallel import run_parallel
+from bundler.signing import TrustPolicy
 from bundler.site import identity
 from bundler.site.config import load_site, read_registry_credentials
 from bundler.site.service import SYNC_SETTINGS
 from bundler.site.state import SiteState
+from bundler.units import human
 from bundler.untrusted import Malformed, Obj
 
 BUNDLE_TYPE = "application/vnd.bundler.bundle.v1"
@@ -103,10 +105,33 @@ class Hub:
                               pool_size=max(4, jobs), receive_buffer=buffer)
 
 
-def _descriptor(media_type: str, data_digest: str, size: int, annotations: dict[str, str] | None = None) -> dict[
-        str, Any]:
-    return {"mediaType": media_type, "digest": data_digest, "size": size, **({"annotations": annotations}
-                                                                             if annotations else {})}
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a hub artifact: a part of a bundle (its file name its title), or a document."""
+    media_type: str
+    digest: str
+    size: int
+    title: str = ""  # org.opencontainers.image.title: the file it is ("" for none)
+
+    def to_dict(self) -> Doc:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size,
+                **({"annotations": {ANNOTATION_TITLE: self.title}} if self.title else {})}
+
+    @classmethod
+    def parse(cls, d: Obj) -> Layer:
+        notes = d.obj("annotations", default=None)
+        return cls(d.string("mediaType", default=""), d.string("digest", check_digest), d.integer("size"),
+                   notes.string(ANNOTATION_TITLE, default="") if notes is not None else "")
+
+
+@dataclass(frozen=True)
+class HubArtifact:
+    """An artifact on the hub, as its manifest says: its layers and annotations."""
+    layers: tuple[Layer, ...]
+    annotations: Mapping[str, str]
+
+
+EMPTY_CONFIG = Layer(media.OCI_EMPTY, sha256_digest(EMPTY), len(EMPTY))
 
 
 def _push_empty_config(client: RegistryClient, repo: str) -> None:
@@ -114,11 +139,11 @@ def _push_empty_config(client: RegistryClient, repo: str) -> None:
     client.push_blob(repo, sha256_digest(EMPTY), len(EMPTY), lambda: iter([EMPTY]))
 
 
-def _put_artifact(client: RegistryClient, repo: str, tag: str, artifact_type: str, layers: list[dict[str, Any]],
+def _put_artifact(client: RegistryClient, repo: str, tag: str, artifact_type: str, layers: Sequence[Layer],
                   annotations: dict[str, str]) -> str:
     manifest = canonical_json({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST, "artifactType": artifact_type,
-                               "config": _descriptor(media.OCI_EMPTY, sha256_digest(EMPTY), len(EMPTY)),
-                               "layers": layers, "annotations": annotations})
+                               "config": EMPTY_CONFIG.to_dict(), "layers": [layer.to_dict() for layer in layers],
+                               "annotations": annotations})
     client.put_manifest(repo, tag, manifest, media.OCI_MANIFEST)
     return sha256_digest(manifest)
 
@@ -128,21 +153,22 @@ def push_document(client: RegistryClient, repo: str, tag: str, artifact_type: st
     digest = sha256_digest(data)
     client.push_blob(repo, digest, len(data), lambda: iter([data]))
     _push_empty_config(client, repo)
-    return _put_artifact(client, repo, tag, artifact_type, [_descriptor(artifact_type, digest, len(data))],
+    return _put_artifact(client, repo, tag, artifact_type, [Layer(artifact_type, digest, len(data))],
                          {"org.opencontainers.image.created": names.format_time()})
 
 
-def _artifact(client: RegistryClient, repo: str, reference: str, artifact_type: str) -> dict[str, Any]:
+def _artifact(client: RegistryClient, repo: str, reference: str, artifact_type: str) -> HubArtifact:
     data, _, _ = client.get_manifest(repo, reference)  # a digest reference is checked against the bytes
+    where = f"{client.host}/{repo}:{reference}"
     try:
-        doc = json.loads(data)
-    except ValueError:
-        doc = None
-    layers = doc.get("layers") if isinstance(doc, dict) else None
-    if not isinstance(doc, dict) or doc.get("artifactType") != artifact_type or not isinstance(layers, list) \
-            or not all(isinstance(layer, dict) for layer in layers):
-        raise RefusedError(f"{client.host}/{repo}:{reference} is not a {artifact_type} artifact")
-    return doc
+        doc = Obj.load(data, media.MAX_MANIFEST_BYTES)
+        if doc.value.get("artifactType") != artifact_type:
+            raise Malformed(f"its artifactType is not {artifact_type}")
+        notes = doc.obj("annotations", default=None)
+        return HubArtifact(tuple(Layer.parse(layer.obj()) for layer in doc.array("layers", required=True)),
+                           {key: value.string() for key, value in notes.entries()} if notes is not None else {})
+    except Malformed as exc:
+        raise RefusedError(f"{where} is not a {artifact_type} artifact: {exc}") from None
 
 
 def fetch_document(client: RegistryClient, repo: str, tag: str, artifact_type: str, limit: int) -> bytes | None:
@@ -151,10 +177,11 @@ def fetch_document(client: RegistryClient, repo: str, tag: str, artifact_type: s
         doc = _artifact(client, repo, tag, artifact_type)
     except NotFoundError:
         return None
-    layer = doc["layers"][0] if doc["layers"] else {}
-    size, digest = layer.get("size"), layer.get("digest")
-    if not isinstance(size, int) or not isinstance(digest, str) or not 0 <= size <= limit:
-        raise RefusedError(f"{client.host}/{repo}:{tag}: its document is {size!r} bytes, more than {limit}")
+    if not doc.layers:
+        raise RefusedError(f"{client.host}/{repo}:{tag} holds no document")
+    size, digest = doc.layers[0].size, doc.layers[0].digest
+    if size > limit:
+        raise RefusedError(f"{client.host}/{repo}:{tag}: its document is {size} bytes, more than {limit}")
     out = bytearray(size)
 
     def write(offset: int, chunk: bytes) -> None:
@@ -189,7 +216,7 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
             file_name = reader.parts.index.name.removesuffix(bundle_parts.INDEX_SUFFIX)
         ranges = [(offset, min(layer_size, reader.size - offset)) for offset in range(0, reader.size, layer_size)]
 
-        def push(item: tuple[int, tuple[int, int]]) -> dict[str, Any]:
+        def push(item: tuple[int, tuple[int, int]]) -> Layer:
             number, (offset, size) = item
 
             def chunks() -> Iterator[bytes]:
@@ -207,15 +234,13 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
             digest = "sha256:" + hasher.hexdigest()
             if not client.blob_exists(hub.repository, digest):  # published before (under another tag)
                 client.push_blob(hub.repository, digest, size, chunks)
-            return _descriptor(PART_MEDIA, digest, size, {ANNOTATION_TITLE: f"{file_name}.part-{number:03d}"})
+            return Layer(PART_MEDIA, digest, size, f"{file_name}.part-{number:03d}")
 
         layers = run_parallel(push, list(enumerate(ranges)), jobs)
-    index = bundle_parts.index_document(file_name, [(layer["annotations"][ANNOTATION_TITLE], layer["size"],
-                                                     layer["digest"].split(":", 1)[1]) for layer in layers],
-                                        layer_size, manifest_digest)
+    index = bundle_parts.index_document(file_name, [(layer.title, layer.size, layer.digest.split(":", 1)[1])
+                                                    for layer in layers], layer_size, manifest_digest)
     client.push_blob(hub.repository, sha256_digest(index), len(index), lambda: iter([index]))
-    everything = [_descriptor(INDEX_MEDIA, sha256_digest(index), len(index),
-                              {ANNOTATION_TITLE: file_name + bundle_parts.INDEX_SUFFIX}), *layers]
+    everything = [Layer(INDEX_MEDIA, sha256_digest(index), len(index), file_name + bundle_parts.INDEX_SUFFIX), *layers]
     tags = list(tags) or [hub.tag or manifest.version]
     notes = {"org.opencontainers.image.title": file_name, "org.opencontainers.image.version": manifest.version,
              "dev.bundler.name": manifest.name, "dev.bundler.manifest-digest": manifest_digest,
@@ -223,7 +248,7 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
     _push_empty_config(client, hub.repository)  # once, whatever the number of tags
     for tag in tags:
         digest = _put_artifact(client, hub.repository, tag, BUNDLE_TYPE, everything, notes)
-    return Published(hub, tags[0], digest, sum(d["size"] for d in everything), len(everything), manifest.name,
+    return Published(hub, tags[0], digest, sum(layer.size for layer in everything), len(everything), manifest.name,
                      manifest.version, manifest_digest)
 
 
@@ -233,8 +258,8 @@ def target_of(client: RegistryClient, hub: Hub, tag: str) -> rollouts.Target:
     if digest is None:
         raise NotFoundError(f"{hub.host}/{hub.repository}:{tag} is not on the hub", hint="bundler publish BUNDLE ...")
     doc = _artifact(client, hub.repository, digest, BUNDLE_TYPE)
-    return rollouts.Target(tag, digest, sum(int(layer["size"]) for layer in doc["layers"]),
-                           str(doc.get("annotations", {}).get("dev.bundler.manifest-digest", "")))
+    return rollouts.Target(tag, digest, sum(layer.size for layer in doc.layers),
+                           doc.annotations.get("dev.bundler.manifest-digest", ""))
 
 
 # --- sync --------------------------------------------------------------------------------------------
@@ -318,21 +343,77 @@ class SyncOptions:
 
 @dataclass
 class SyncResult:
-    """What one sync did: `state` is imported, current, waiting, outside-window or failed."""
+    """What one sync did: `state` is imported, current, waiting, outside-window or failed. Kept in the
+    site's sync.json as its last sync (with `next`, when a sync service will sync again)."""
     state: str
     message: str
-    rollout: dict[str, Any] | None = None
+    rollout: Mapping[str, Out] | None = None  # which rollout it read (name, version, serial, expires)
     bytes: int = 0  # fetched from the hub by this sync
     seconds: float = 0.0
-    imported: dict[str, Any] | None = None
+    imported: Mapping[str, Out] | None = None  # what the import did (`import --json`)
     download_seconds: float = 0.0  # of `seconds`: fetching from the hub (the rest: the rollout, the import)
     at: str = field(default_factory=names.format_time)
+    next: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def bytes_per_second(self) -> int | None:
+        return int(self.bytes / self.download_seconds) if self.download_seconds > 0 else None
+
+    def to_dict(self) -> Doc:
         return {"state": self.state, "message": self.message, "rollout": self.rollout, "bytes": self.bytes,
                 "seconds": round(self.seconds, 2), "download_seconds": round(self.download_seconds, 2),
-                "bytes_per_second": int(self.bytes / self.download_seconds) if self.download_seconds > 0 else None,
-                "at": self.at, **({"imported": self.imported} if self.imported else {})}
+                "bytes_per_second": self.bytes_per_second, "at": self.at,
+                **({"imported": self.imported} if self.imported else {}),
+                **({"next": self.next} if self.next else {})}
+
+    @classmethod
+    def parse(cls, d: Obj) -> SyncResult:
+        rollout, imported = d.obj("rollout", default=None), d.obj("imported", default=None)
+        return cls(d.string("state"), d.string("message", default=""), rollout.value if rollout else None,
+                   d.integer("bytes", default=0), d.number("seconds", default=0.0),
+                   imported.value if imported else None, d.number("download_seconds", default=0.0),
+                   d.string("at", default=""), d.string("next", default=None))
+
+    def line(self) -> str:
+        """What `site status` and the page say of it: what happened, when, and what it moved."""
+        moved = f"; {human(self.bytes)} in {round(self.download_seconds, 2)} s" if self.bytes else ""
+        rate = f" ({human(self.bytes_per_second)}/s)" if self.bytes_per_second else ""
+        after = f"; next at {self.next}" if self.next else ""
+        return f"{self.state} at {self.at}: {self.message}{moved}{rate}{after}"
+
+    @property
+    def good(self) -> bool:
+        return self.state in ("imported", "current", "waiting", "outside-window")
+
+
+@dataclass
+class SyncState:
+    """The site's sync.json: the highest serial of each rollout name it has seen (an older one is
+    refused), the serial whose receipt the hub has, and the last sync."""
+    serials: dict[str, int] = field(default_factory=dict)
+    receipt_pushed_serial: int | None = None
+    last: SyncResult | None = None
+
+    def to_dict(self) -> Doc:
+        return {**({"serials": self.serials} if self.serials else {}),
+                **({"receipt_pushed_serial": self.receipt_pushed_serial}
+                   if self.receipt_pushed_serial is not None else {}),
+                **({"last": self.last.to_dict()} if self.last is not None else {})}
+
+    @classmethod
+    def load(cls, site_dir: Path) -> SyncState:
+        """What the site's syncs kept (nothing yet, or an unreadable file: a fresh state)."""
+        try:
+            d = Obj.load((site_dir / SYNC_STATE).read_bytes(), 1 << 20)
+            serials = d.obj("serials", default=None)
+            last = d.obj("last", default=None)
+            return cls({name: value.integer() for name, value in serials.entries()} if serials else {},
+                       d.integer("receipt_pushed_serial", default=None), SyncResult.parse(last) if last else None)
+        except (OSError, Malformed):
+            return cls()
+
+    def save(self, site_dir: Path) -> None:
+        atomic_write(site_dir / SYNC_STATE, json.dumps(self.to_dict(), indent=1, sort_keys=True).encode())
 
 
 def save_settings(options: SyncOptions, every: float) -> Path:
@@ -369,22 +450,10 @@ def load_settings(site_dir: Path) -> tuple[SyncOptions, float] | None:
 
 def note_next_sync(site_dir: Path, seconds: float) -> None:
     """A sync service's next sync, for `site status` and the page."""
-    state = load_sync_state(site_dir)
-    if isinstance(state.get("last"), dict):
-        state["last"]["next"] = names.format_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
-        _save(site_dir, state)
-
-
-def load_sync_state(site_dir: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads((site_dir / SYNC_STATE).read_text())
-        return doc if isinstance(doc, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save(site_dir: Path, state: dict[str, Any]) -> None:
-    atomic_write(site_dir / SYNC_STATE, json.dumps(state, indent=1, sort_keys=True).encode())
+    state = SyncState.load(site_dir)
+    if state.last is not None:
+        state.last.next = names.format_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
+        state.save(site_dir)
 
 
 def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging: Path, throttle: Throttle,
@@ -392,31 +461,25 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
     """The target's layers into `staging` as a split bundle (its parts and index); what a previous sync
     left is kept (a finished part is not fetched again, a started one resumes by Range). Returns the
     index and the bytes fetched now."""
-    doc = _artifact(client, hub.repository, target.digest, BUNDLE_TYPE)
-    layers = doc["layers"]
-    total = 0
-    for layer in layers:
-        if not isinstance(layer, dict) or not isinstance(layer.get("size"), int) or layer["size"] < 0:
-            raise RefusedError(f"the hub's artifact {target.digest} lists a layer without a size")
-        total += layer["size"]
+    layers = _artifact(client, hub.repository, target.digest, BUNDLE_TYPE).layers
+    total = sum(layer.size for layer in layers)
     if total > target.size:  # endless data: the rollout bounds every byte
         raise RefusedError(f"the hub's artifact {target.digest} is {total} bytes; the rollout says {target.size}")
-    if not layers or layers[0].get("mediaType") != INDEX_MEDIA:
+    if not layers or layers[0].media_type != INDEX_MEDIA:
         raise RefusedError(f"the hub's artifact {target.digest} does not start with its parts index")
     staging.mkdir(parents=True, exist_ok=True)
     fetched = [0]
     lock = threading.Lock()
 
-    def file_of(layer: dict[str, Any]) -> str:
-        title = str((layer.get("annotations") or {}).get(ANNOTATION_TITLE, ""))
+    def file_of(layer: Layer) -> str:
         try:
-            return names.file_name(title)
+            return names.file_name(layer.title)
         except ValueError as exc:
             raise RefusedError(f"the hub's artifact {target.digest}: layer title {exc}") from None
 
-    def get(layer: dict[str, Any]) -> None:
+    def get(layer: Layer) -> None:
         final = staging / file_of(layer)
-        digest, size = str(layer["digest"]), int(layer["size"])
+        digest, size = layer.digest, layer.size
         if final.exists() and final.stat().st_size == size:
             return  # fetched whole by an earlier sync (its digest was checked then; import checks it again)
         partial = final.with_name(final.name + ".partial")
@@ -462,21 +525,20 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
 
 
 def _report(site_dir: Path, site: str, result: SyncResult) -> bytes:
-    figures = result.to_dict()
-    doc = {"kind": REPORT_KIND, "site": site, "created": result.at, "state": result.state,
-           "message": " ".join(result.message.split())[:2000], "rollout": result.rollout, "bytes": result.bytes,
-           "bytes_per_second": figures["bytes_per_second"], "download_seconds": figures["download_seconds"]}
+    doc: Doc = {"kind": REPORT_KIND, "site": site, "created": result.at, "state": result.state,
+                "message": " ".join(result.message.split())[:2000], "rollout": result.rollout, "bytes": result.bytes,
+                "bytes_per_second": result.bytes_per_second, "download_seconds": round(result.download_seconds, 2)}
     return canonical_json(identity.signed(doc, identity.load_site_key(site_dir)))
 
 
-def sync(options: SyncOptions, do_import: Callable[[Path], dict[str, Any]],
-         receipt: Callable[[Path], dict[str, Any]]) -> SyncResult:
+def sync(options: SyncOptions, do_import: Callable[[Path], Doc],
+         receipt: Callable[[Path], Mapping[str, Out]]) -> SyncResult:
     """One sync of a site from the hub (see the module's words). `do_import(index)` imports as
     `bundler import` does and returns its result; `receipt(site_dir)` is the site's signed receipt.
     The outcome is kept in the site's sync.json and, signed by the site, pushed to the hub (a failure
     too, then raised)."""
     site = load_site(options.site)
-    state = load_sync_state(site.directory)
+    state = SyncState.load(site.directory)
     client = options.hub.client(options.credentials, options.ca, options.jobs, options.max_rate)
     started = time.monotonic()
     seen: list[rollouts.Rollout] = []
@@ -495,22 +557,22 @@ def sync(options: SyncOptions, do_import: Callable[[Path], dict[str, Any]],
     return result
 
 
-def _summary(rollout: rollouts.Rollout) -> dict[str, Any]:
+def _summary(rollout: rollouts.Rollout) -> Doc:
     return {"name": rollout.name, "version": rollout.version, "serial": rollout.serial, "expires": rollout.expires}
 
 
-def _finish(client: RegistryClient, hub: Hub, site_dir: Path, site: str, state: dict[str, Any],
+def _finish(client: RegistryClient, hub: Hub, site_dir: Path, site: str, state: SyncState,
             result: SyncResult) -> None:
-    state["last"] = result.to_dict()
-    _save(site_dir, state)
+    state.last = result
+    state.save(site_dir)
     if result.state in ("imported", "failed"):
         with contextlib.suppress(BundlerError):  # the hub does not answer either: the site's record says why
             push_document(client, hub.receipts(site), "sync", REPORT_TYPE, _report(site_dir, site, result))
 
 
-def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, client: RegistryClient,
-               state: dict[str, Any], seen: list[rollouts.Rollout], do_import: Callable[[Path], dict[str, Any]],
-               receipt: Callable[[Path], dict[str, Any]]) -> SyncResult:
+def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: TrustPolicy, client: RegistryClient,
+               state: SyncState, seen: list[rollouts.Rollout], do_import: Callable[[Path], Doc],
+               receipt: Callable[[Path], Mapping[str, Out]]) -> SyncResult:
     if options.window is not None and not options.window.open():  # outside it, not a byte: not even the rollout
         return SyncResult("outside-window", f"outside the download window {options.window}; nothing was fetched")
     where = f"{options.hub.host}/{options.hub.repository}:{ROLLOUT_TAG}"
@@ -520,12 +582,12 @@ def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, cli
     rollout = rollouts.read_signed(data, policy, where)
     seen.append(rollout)
     summary = _summary(rollout)
-    highest = int(state.get("serials", {}).get(rollout.name, 0))
+    highest = state.serials.get(rollout.name, 0)
     if rollout.serial < highest:
         raise RefusedError(f"the hub serves rollout {rollout.name} serial {rollout.serial}; this site has seen "
                            f"serial {highest}: an older rollout, refused",
                            hint="the hub was rolled back or is lying; nothing was fetched")
-    state.setdefault("serials", {})[rollout.name] = rollout.serial
+    state.serials[rollout.name] = rollout.serial
     if rollout.expired():
         raise RefusedError(f"rollout {rollout.name} {rollout.version} (serial {rollout.serial}) expired at "
                            f"{rollout.expires}; the site keeps running what it runs",
@@ -541,9 +603,9 @@ def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, cli
                           "is not open yet", summary)
     runs = {(b.name, b.version, b.manifest_digest) for b in SiteState.load(site_dir).live()}
     if (rollout.name, rollout.version, target.manifest_digest) in runs:
-        if state.get("receipt_pushed_serial") != rollout.serial:
+        if state.receipt_pushed_serial != rollout.serial:
             push_document(client, options.hub.receipts(name), "latest", RECEIPT_TYPE, canonical_json(receipt(site_dir)))
-            state["receipt_pushed_serial"] = rollout.serial
+            state.receipt_pushed_serial = rollout.serial
         return SyncResult("current", f"site {name} runs {rollout.name} {rollout.version}", summary)
     staging = site_dir / STAGING / target.digest.split(":", 1)[1][:32]
     throttle = Throttle(options.max_rate, options.window)
@@ -552,7 +614,7 @@ def _sync_once(options: SyncOptions, site_dir: Path, name: str, policy: Any, cli
     download_seconds = time.monotonic() - downloading
     imported = do_import(index)
     push_document(client, options.hub.receipts(name), "latest", RECEIPT_TYPE, canonical_json(receipt(site_dir)))
-    state["receipt_pushed_serial"] = rollout.serial
+    state.receipt_pushed_serial = rollout.serial
     shutil.rmtree(site_dir / STAGING, ignore_errors=True)  # imported: the parts are in the registry now
     return SyncResult("imported", f"imported {rollout.name} {rollout.version} from the hub", summary, fetched,
                       imported=imported, download_seconds=download_seconds)

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from bundler import problems
 from bundler.bundle import layout
@@ -29,8 +29,9 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import Verification, VerifyReport, part_problems, read_verified
 from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.kinds import KINDS
-from bundler.kinds.base import Staged
+from bundler.kinds.base import Shown, Staged
 from bundler.oci.client import AuthError, RegistryClient
 from bundler.parallel import run_parallel
 from bundler.pipeline.disk import disk_report, disk_warning
@@ -65,7 +66,7 @@ class ImportOptions:
     site: Path
     jobs: int = 8
     allow_downgrade: bool = False
-    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # each kind's import options, by its key
+    kinds: dict[str, dict[str, object]] = field(default_factory=dict)  # each kind's import options, by its key
     dry_run: bool = False  # verify and plan; change nothing
 
 
@@ -82,15 +83,15 @@ class ImportResult:
     bytes_sent: int = 0
     bundle_bytes_read: int = 0  # payload bytes read from the bundle file (each once: about its size)
     notes: list[str] = field(default_factory=list)
-    plan: dict[str, Any] | None = None  # with --dry-run: what the import would change
+    plan: ImportPlan | None = None  # with --dry-run: what the import would change
     phases: list[Phase] = field(default_factory=list)  # bytes and seconds of verifying, importing
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
                 "already_imported": self.already_imported, "added": self.added, "unchanged": self.unchanged,
                 "bytes_sent": self.bytes_sent, "bundle_bytes_read": self.bundle_bytes_read, "notes": self.notes,
                 "phases": [phase.to_dict() for phase in self.phases],
-                **({"dry_run": True, "plan": self.plan} if self.plan is not None else {})}
+                **({"dry_run": True, "plan": self.plan.to_dict()} if self.plan is not None else {})}
 
 
 @dataclass
@@ -99,15 +100,22 @@ class ImportPlan:
 
     artifacts: list[str] = field(default_factory=list)  # top manifests (of every kind) the registry lacks
     blob_bytes: int = 0  # bytes of blobs the registry lacks
-    kinds: dict[str, Any] = field(default_factory=dict)  # each kind's plan fields
+    kinds: dict[str, Shown] = field(default_factory=dict)  # each kind's plan, by its key
     disk: dict[str, int] = field(default_factory=dict)  # kind title -> bytes it writes under the site directory
 
     def disk_needed(self, site: SiteConfig) -> int:
         """Bytes this import writes under the site directory (the registry's, if it is embedded)."""
         return (self.blob_bytes if site.embedded_registry else 0) + sum(self.disk.values())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"add_artifacts": self.artifacts, "blob_bytes": self.blob_bytes, **self.kinds}
+    def to_dict(self) -> Doc:
+        return {"add_artifacts": self.artifacts, "blob_bytes": self.blob_bytes,
+                **{name: value for plan in self.kinds.values() for name, value in plan.to_dict().items()}}
+
+    def lines(self) -> list[str]:
+        """What `import --dry-run` shows (after the bundle's name)."""
+        return [f"  add {len(self.artifacts)} registry artifacts ({human(self.blob_bytes)} of new blobs)"
+                + "".join(f"\n    {ref}" for ref in self.artifacts),
+                *(line for plan in self.kinds.values() for line in plan.lines())]
 
 
 ACCOUNT_HINT = ("check the account given with site init --registry-credentials (a robot account's name and "
@@ -132,9 +140,9 @@ def plan_import(site: SiteConfig, reader: BundleReader, manifest: BundleManifest
         lacking = run_parallel(lambda item: not client.blob_exists(item[1][1], item[0]), list(blobs.items()), jobs)
         result.blob_bytes = sum(size for (_, (size, _)), lack in zip(blobs.items(), lacking, strict=True) if lack)
     for kind in KINDS:
-        fields, size = kind.stage.plan(site, manifest)
-        result.kinds.update(fields)
-        if fields:
+        shown, size = kind.stage.plan(site, manifest)
+        if shown is not None:
+            result.kinds[kind.key] = shown
             result.disk[kind.title] = size
     return result
 
@@ -412,7 +420,7 @@ class Import:
         count = self.options.dry_run or (site.embedded_registry and not fits(site, carried))
         intended = plan_import(site, self.reader, manifest, plans, self.client, jobs, count_blobs=count)
         if self.options.dry_run:
-            self.result.plan = intended.to_dict()
+            self.result.plan = intended
             if warning := disk_warning(site, intended.disk_needed(site)):
                 self.result.notes.append(f"warning: {warning}")
         else:
@@ -472,6 +480,7 @@ class Import:
             for key, (added, unchanged) in done.counts().items():
                 result.added[key], result.unchanged[key] = added, unchanged
         result.bytes_sent = stats.bytes_sent
-        figures.write_disk(site, disk_report(site, self.client))  # what the status page and `site status` show
+        # what the status page and `site status` show
+        figures.write_disk(site, disk_report(site, self.client).to_dict())
         if warning := disk_warning(site):
             result.notes.append(f"warning: {warning}")

@@ -71,5 +71,5 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
                 part.record()
             state.mark_pruned([b.manifest_digest for b in plan.pruned], {d for _, d in plan.manifests})
             state.clear_unreferenced()
-        figures.write_disk(site, disk_report(site, client))
+        figures.write_disk(site, disk_report(site, client).to_dict())
         return plan

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from bundler import names
 from bundler.bundle.parent import receipt
+from bundler.jsontypes import Doc
 from bundler.kinds import KINDS
 from bundler.pipeline.status import site_status
 from bundler.site import identity
@@ -16,7 +16,7 @@ from bundler.site.config import load_site
 from bundler.site.state import SiteState, kept_manifest
 
 
-def site_receipt(site_dir: Path) -> dict[str, Any]:
+def site_receipt(site_dir: Path) -> Doc:
     """Everything this site holds from the bundles it imported, for `build --since` on the connected side."""
     site = load_site(site_dir)
     state = SiteState.load(site.directory)
@@ -30,6 +30,6 @@ def site_receipt(site_dir: Path) -> dict[str, Any]:
     doc.update({
         "site_keyid": identity.key_id(site.directory),
         "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
-        "services": {name: bool(s["healthy"]) for name, s in site_status(site)["services"].items()},
+        "services": {name: s.healthy for name, s in site_status(site).services.items()},
     })
     return identity.signed(doc, identity.load_site_key(site.directory))

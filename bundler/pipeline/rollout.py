@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler import names
 from bundler.errors import BundlerError, RefusedError, UsageError
 from bundler.fleet import rollout as rollouts
 from bundler.fleet.store import MAX_RECEIPT_BYTES, Fleet
+from bundler.jsontypes import Doc
 from bundler.oci.client import RegistryClient
 from bundler.pipeline import hub as hubs
 
@@ -38,7 +41,7 @@ class WaveProgress:
     def count(self, state: str) -> int:
         return sum(1 for s in self.sites if s.state == state)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "open": self.open, **{s: self.count(s) for s in ("done", "failed", "pending")},
                 "sites": [{"site": s.site, "state": s.state, "message": s.message} for s in self.sites]}
 
@@ -52,7 +55,8 @@ def load(fleet: Fleet, name: str) -> rollouts.Rollout:
     return found
 
 
-def publish(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout, keys: list[Any]) -> None:
+def publish(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout,
+            keys: Sequence[ec.EllipticCurvePrivateKey]) -> None:
     data = rollouts.signed_bytes(rollout, keys)
     hubs.push_document(client, hub.repository, hubs.ROLLOUT_TAG, rollouts.ARTIFACT_TYPE, data)
     fleet.save_rollout(rollout.name, data)
@@ -77,7 +81,8 @@ def parse_waves(specs: tuple[str, ...]) -> tuple[rollouts.Wave, ...]:
 
 
 def start(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, name: str, version: str,
-          waves: tuple[rollouts.Wave, ...], keys: list[Any], expires: dt.timedelta) -> rollouts.Rollout:
+          waves: tuple[rollouts.Wave, ...], keys: Sequence[ec.EllipticCurvePrivateKey],
+          expires: dt.timedelta) -> rollouts.Rollout:
     """Name the bundles published for release NAME VERSION (the full one under tag VERSION, each site's
     delta under VERSION-for-SITE) and open the first wave."""
     targets = {rollouts.EVERY: hubs.target_of(client, hub, version)}
@@ -131,7 +136,8 @@ def progress(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollo
 
 
 def advance(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout,
-            keys: list[Any], by_hand: bool = False) -> tuple[rollouts.Rollout, list[WaveProgress]]:
+            keys: Sequence[ec.EllipticCurvePrivateKey],
+            by_hand: bool = False) -> tuple[rollouts.Rollout, list[WaveProgress]]:
     """Stop the rollout when a site of an open wave failed; open the next wave when every site of the
     open ones is done (or `by_hand`: now, a person's decision); else leave it. Returns the rollout now
     on the hub and the waves' progress."""
@@ -157,7 +163,7 @@ def advance(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollou
 
 
 def set_state(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: rollouts.Rollout, state: str,
-              keys: list[Any], reason: str = "") -> rollouts.Rollout:
+              keys: Sequence[ec.EllipticCurvePrivateKey], reason: str = "") -> rollouts.Rollout:
     """`resume` (running again: failed sites try again at their next sync) or `abort`."""
     if rollout.state == "aborted":
         raise UsageError(f"rollout {rollout.name} {rollout.version} was aborted; start a new one")
@@ -166,5 +172,5 @@ def set_state(fleet: Fleet, client: RegistryClient, hub: hubs.Hub, rollout: roll
     return changed
 
 
-def as_json(rollout: rollouts.Rollout, waves: list[WaveProgress]) -> dict[str, Any]:
+def as_json(rollout: rollouts.Rollout, waves: list[WaveProgress]) -> Doc:
     return {"rollout": json.loads(json.dumps(rollout.to_dict())), "waves": [w.to_dict() for w in waves]}

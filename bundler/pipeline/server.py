@@ -17,7 +17,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from bundler.errors import BundlerError
 from bundler.fsutil import make_dirs, own_like_parent
@@ -30,7 +30,6 @@ from bundler.site.front import app_socket
 from bundler.site.http import (
     Accounts,
     Route,
-    StartResponse,
     basic_challenge,
     body_length,
     json_response,
@@ -57,7 +56,7 @@ class SiteApp:
         self._page_lock = threading.Lock()
         self._page: tuple[tuple[int, ...], bytes] | None = None
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             return text_response(start_response, "200 OK", "ok\n")
@@ -70,7 +69,7 @@ class SiteApp:
             return route.handle(environ, start_response, rest)
         return text_response(start_response, "404 Not Found", "not found\n")
 
-    def status_page(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def status_page(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """The technician's page: what the site runs and holds (the site's credentials). Rendered
         again only when what it shows changed (the site's state, updates, or the kept figures)."""
         if self.accounts.authorized(environ) is None:
@@ -90,7 +89,7 @@ class SiteApp:
 
     # --- the registry's token server ------------------------------------------------------------
 
-    def token(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def token(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """GET with basic auth (Docker, skopeo, oras) or POST with an OAuth2 password grant (containerd)."""
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         user: str | None
@@ -136,7 +135,7 @@ def check_health(site: SiteConfig, stop: threading.Event) -> None:
     service's health every HEALTH_INTERVAL seconds."""
     with contextlib.suppress(BundlerError, OSError):
         client = site.registry_client(2) if site.embedded_registry and registry_healthy(site) else None
-        figures.write_disk(site, disk_report(site, client))
+        figures.write_disk(site, disk_report(site, client).to_dict())
     while not stop.wait(figures.HEALTH_INTERVAL):  # `site up` wrote the first, once all answered
         with contextlib.suppress(OSError):
             figures.write_health(site, {"http": http_healthy(site), "registry": registry_healthy(site)})

@@ -5,13 +5,11 @@ per group, and the clients lacking approved ones). Read-only, server-rendered, e
 
 from __future__ import annotations
 
-from typing import Any
-
 from bundler import page
 from bundler.bundle.manifest import BundleManifest
 from bundler.kinds import KINDS
-from bundler.pipeline.disk import stored_bytes
-from bundler.pipeline.hub import load_sync_state
+from bundler.pipeline.disk import kept_disk_report
+from bundler.pipeline.hub import SyncResult, SyncState
 from bundler.site import figures
 from bundler.site.config import SiteConfig
 from bundler.site.state import ReleaseStatus, SiteState, kept_manifest
@@ -23,18 +21,8 @@ def _running(site: SiteConfig, state: SiteState) -> list[BundleManifest]:
     return [m for b in state.running() if (m := kept_manifest(site, b.manifest_digest)) is not None]
 
 
-def sync_line(last: dict[str, Any]) -> str:
-    """The last `site sync`: what happened, when, and what it moved (`site status` and the page)."""
-    moved = f"; {human(int(last['bytes']))} in {last.get('download_seconds', 0)} s" if last.get("bytes") else ""
-    rate = f" ({human(int(last['bytes_per_second']))}/s)" if last.get("bytes_per_second") else ""
-    after = f"; next at {last['next']}" if last.get("next") else ""
-    return f"{last.get('state')} at {last.get('at')}: {last.get('message')}{moved}{rate}{after}"
-
-
-def sync_html(last: dict[str, Any]) -> str:
-    good = last.get("state") in ("imported", "current", "waiting", "outside-window")
-    return f'<p class="{"ok" if good else "bad"}">{page.esc(sync_line(last))}</p>'
-
+def sync_html(last: SyncResult) -> str:
+    return f'<p class="{"ok" if last.good else "bad"}">{page.esc(last.line())}</p>'
 
 def status_page(site: SiteConfig) -> bytes:
     """The page from the kept figures (figures.py): no disk walk, no request to a service."""
@@ -42,25 +30,25 @@ def status_page(site: SiteConfig) -> bytes:
     health = figures.read(site, figures.HEALTH_FILE)
     checked = f"checked {health.age}" if health else "not checked yet"
     urls = {"registry": site.registry_url,  # the kinds' services: the HTTPS service's
-            **{name: service["url"] for kind in KINDS for name, service in kind.serve.services(site).items()}}
+            **{name: service.url for kind in KINDS for name, service in kind.serve.services(site).items()}}
     up = health.figures if health else {}
     services = [[page.esc(name), f"<code>{page.esc(url)}</code>",
                  page.state(bool(up.get("registry" if name == "registry" else "http"))), page.esc(checked)]
                 for name, url in urls.items()]
-    measured = figures.read(site, figures.DISK_FILE)
+    measured = kept_disk_report(site)
     if measured is None:
         disk_html = "<p>not measured yet (an import, a prune or the service's start measures it)</p>"
     else:
-        disk = measured.figures
-        kinds = ", ".join(f"{name} {human(size)}" for name, size in stored_bytes(disk).items())
-        disk_html = (f"<p>{disk['used_percent']}% of {page.esc(human(disk['total']))} used, "
-                     f"{page.esc(human(disk['free']))} free ({page.esc(kinds)}); measured {page.esc(measured.age)}</p>"
-                     + (f'<p class="bad">{page.esc(disk["warning"])}</p>' if disk.get("warning") else ""))
+        disk, age = measured
+        kinds = ", ".join(f"{name} {human(size)}" for name, size in disk.stored.items())
+        disk_html = (f"<p>{disk.used_percent}% of {page.esc(human(disk.total))} used, "
+                     f"{page.esc(human(disk.free))} free ({page.esc(kinds)}); measured {page.esc(age)}</p>"
+                     + (f'<p class="bad">{page.esc(disk.warning)}</p>' if disk.warning else ""))
     releases = [[page.esc(b.name), page.esc(b.version), page.esc(b.status or ReleaseStatus.DONE),
                  page.esc(b.imported_at or ""), page.value(site.signer_names(b.signers))]
                 for b in reversed(state.bundles)]
     sections = [("Services", page.table(["service", "URL", "health", "as of"], services)), ("Disk", disk_html),
-                *([("Hub sync", sync_html(last))] if (last := load_sync_state(site.directory).get("last")) else []),
+                *([("Hub sync", sync_html(last))] if (last := SyncState.load(site.directory).last) else []),
                 ("Releases imported", page.table(["bundle", "version", "status", "imported", "signers"], releases,
                                                  "nothing imported yet"))]
     for manifest in _running(site, state):

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from bundler import names, yamltext
 from bundler.errors import UsageError
+from bundler.jsontypes import Doc
 from bundler.keyfiles import load_trusted_key, read_operator_file
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import site_path
@@ -425,12 +426,30 @@ def load_site(directory: Path) -> SiteConfig:
         raise UsageError(f"{site_file}: {exc}") from None
 
 
+def listed(section: Mapping[str, object], key: str, where: str) -> list[object]:
+    """A list field of a site.yaml section (absent: empty); ValueError naming it otherwise."""
+    value = section.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{where}.{key} must be a list")
+    return value
+
+
+def text(item: object, key: str, where: str) -> str:
+    """A string field of a mapping in site.yaml; ValueError naming it otherwise."""
+    value = item.get(key) if isinstance(item, dict) else None
+    if not isinstance(value, str):
+        raise ValueError(f"{where} needs {key} (text)")
+    return value
+
+
 class SectionSettings(Protocol):
     """A kind's settings role, as the site reads it (bundler.kinds.base.Settings implements it)."""
 
-    def parse(self, section: Mapping[str, Any], directory: Path) -> Any: ...
+    def parse(self, section: Mapping[str, object], directory: Path) -> object: ...
 
-    def dump(self, value: Any) -> dict[str, Any] | None: ...
+    def dump(self, value: Any) -> Doc | None: ...
 
 
 class SectionKind(Protocol):

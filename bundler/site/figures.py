@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.fsutil import atomic_write, make_dirs
+from bundler.jsontypes import JsonObject, Out
 from bundler.site.config import RUN_DIR, SiteConfig
 
 HEALTH_FILE, DISK_FILE = "health.json", "disk.json"
@@ -27,7 +28,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _write(site: SiteConfig, name: str, figures: dict[str, Any]) -> None:
+def _write(site: SiteConfig, name: str, figures: Mapping[str, Out]) -> None:
     make_dirs(site.directory / RUN_DIR, 0o700)
     doc = {"measured_at": _now().isoformat().replace("+00:00", "Z"), "figures": figures}
     atomic_write(site.directory / RUN_DIR / name, json.dumps(doc, indent=1).encode())
@@ -37,14 +38,14 @@ def write_health(site: SiteConfig, services: dict[str, bool]) -> None:
     _write(site, HEALTH_FILE, services)
 
 
-def write_disk(site: SiteConfig, report: dict[str, Any]) -> None:
+def write_disk(site: SiteConfig, report: Mapping[str, Out]) -> None:
     _write(site, DISK_FILE, report)
 
 
 @dataclass(frozen=True)
 class Measured:
     """Figures the site measured (disk use) and when."""
-    figures: dict[str, Any]
+    figures: JsonObject
     measured_at: dt.datetime
 
     @property

@@ -12,12 +12,12 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
+from bundler.jsontypes import Out
 from bundler.site.auth import load_users, password_matches
 
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-Handler = Callable[[dict[str, Any], StartResponse, str], Iterable[bytes]]  # environ, start_response, rest of path
+Handler = Callable[[WSGIEnvironment, StartResponse, str], Iterable[bytes]]  # environ, start_response, rest of path
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Accounts:
         self._verified: set[str] = set()  # digests of credentials already checked (an old site's scrypt is slow)
         self._lock = threading.Lock()
 
-    def authorized(self, environ: dict[str, Any]) -> str | None:
+    def authorized(self, environ: WSGIEnvironment) -> str | None:
         header = environ.get("HTTP_AUTHORIZATION", "")
         if not header.startswith("Basic "):
             return None
@@ -66,7 +66,7 @@ def basic_challenge(start_response: StartResponse) -> list[bytes]:
     return [b"credentials required (see the site's credentials file)\n"]
 
 
-def body_length(environ: dict[str, Any], limit: int) -> int | str:
+def body_length(environ: WSGIEnvironment, limit: int) -> int | str:
     """The request body's length, or the status refusing it before a byte is read: 411 without a
     Content-Length (chunked), 400 for one that is not a number, 413 above `limit`."""
     text = str(environ.get("CONTENT_LENGTH") or "")
@@ -84,7 +84,7 @@ def accel(start_response: StartResponse, internal: str, headers: list[tuple[str,
     return [b""]
 
 
-def json_response(start_response: StartResponse, status: str, doc: Any) -> list[bytes]:
+def json_response(start_response: StartResponse, status: str, doc: Out) -> list[bytes]:
     data = json.dumps(doc, indent=1).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
     return [data]

@@ -8,14 +8,15 @@ a `signature` entry (keyid, algorithm, signature) over the canonical JSON of eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler import signing
 from bundler.bundle.manifest import canonical_json
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc, Out
 
 SITE_KEY = "pki/site.key"
 SITE_PUB = "site.pub"
@@ -37,12 +38,12 @@ def load_site_key(directory: Path) -> ec.EllipticCurvePrivateKey:
     return signing.load_private_key((directory / SITE_KEY).read_bytes(), None)
 
 
-def signed(doc: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+def signed(doc: Mapping[str, Out], key: ec.EllipticCurvePrivateKey) -> Doc:
     body = {k: v for k, v in doc.items() if k != "signature"}
     return {**body, "signature": signing.sign(key, canonical_json(body))}
 
 
-def signature_valid(doc: dict[str, Any], key: ec.EllipticCurvePublicKey) -> bool:
+def signature_valid(doc: Mapping[str, Out], key: ec.EllipticCurvePublicKey) -> bool:
     """The receipt's signature is by `key` over exactly its other fields."""
     entry = doc.get("signature")
     body = {k: v for k, v in doc.items() if k != "signature"}

@@ -10,10 +10,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from bundler.errors import BundlerError
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.site.config import RUN_DIR, SiteConfig
 
 
@@ -65,7 +65,7 @@ class Journal:
         self.path = site.directory / RUN_DIR / "import.journal"
         self.phase: str | None = None  # this import's step, the last one it began
 
-    def unfinished(self) -> dict[str, Any] | None:
+    def unfinished(self) -> Doc | None:
         try:
             return dict(json.loads(self.path.read_text()))
         except (FileNotFoundError, ValueError):

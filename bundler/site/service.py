@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -143,8 +142,10 @@ class Service:
         make_dirs(site.directory / LOG_DIR)
         with open(self.log(site), "ab") as log:
             own_like_parent(self.log(site))
+            owner = _site_owner(site) if as_owner else None
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True, env=env, **(_as_site_owner(site) if as_owner else {}))
+                                       start_new_session=True, env=env, user=owner[0] if owner else None,
+                                       group=owner[1] if owner else None, extra_groups=[] if owner else None)
         self.pid_file(site).write_text(str(process.pid))
         return process
 
@@ -208,13 +209,13 @@ def registry_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
-def _as_site_owner(site: SiteConfig) -> dict[str, Any]:
+def _site_owner(site: SiteConfig) -> tuple[int, int] | None:
     """Root starting an installed site's services (`site install` gave the site its own user) starts
-    them as that user, as the systemd unit does; otherwise as the caller."""
+    them as that user (uid, gid; no other groups), as the systemd unit does; None: as the caller."""
     owner = site.directory.stat()
     if os.geteuid() != 0 or owner.st_uid == 0:
-        return {}
-    return {"user": owner.st_uid, "group": owner.st_gid, "extra_groups": []}
+        return None
+    return owner.st_uid, owner.st_gid
 
 
 MSG_RE = re.compile(r'msg="((?:[^"\\]|\\.)*)"')

@@ -9,12 +9,13 @@ import json
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bundler import names
 from bundler.bundle.manifest import BundleManifest
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.oci.reference import check_digest
 from bundler.untrusted import Malformed, Obj
 
@@ -51,21 +52,22 @@ class ImportedRelease:
         """Its content is on the site (not pruned)."""
         return self.status != ReleaseStatus.PRUNED
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
                 "content_digest": self.content_digest, "signers": list(self.signers), "imported_at": self.imported_at,
                 "sources": list(self.sources), "status": None if self.status is None else str(self.status)}
 
     @classmethod
     def parse(cls, entry: Obj) -> ImportedRelease:
-        status = entry.string("status", names.text, None)
+        status = entry.string("status", names.text, default=None)
         try:
             known = ReleaseStatus(status) if status is not None else None
         except ValueError:
             raise entry.fail(f"status {status!r} is not one of {', '.join(ReleaseStatus)}") from None
         return cls(entry.string("name", names.bundle_name), entry.string("version", names.version),
-                   entry.string("manifest_digest", check_digest), entry.string("content_digest", check_digest, None),
-                   tuple(entry.strings("signers", names.text)), entry.string("imported_at", names.text, None),
+                   entry.string("manifest_digest", check_digest),
+                   entry.string("content_digest", check_digest, default=None),
+                   tuple(entry.strings("signers", names.text)), entry.string("imported_at", names.text, default=None),
                    tuple(entry.strings("sources", names.text)), known)
 
 
@@ -110,7 +112,7 @@ class SiteState:
             doc = Obj.load(path.read_bytes(), MAX_STATE_BYTES)
             bundles = [ImportedRelease.parse(item.obj()) for item in doc.array("bundles")]
             tags = {}
-            for key, value in (doc.obj("tags", None) or Obj({}, "tags")).entries():
+            for key, value in (doc.obj("tags", default=None) or Obj({}, "tags")).entries():
                 owner = value.obj()
                 tags[key] = TagOwner(owner.string("name", names.bundle_name), owner.string("version", names.version),
                                      owner.string("digest", check_digest))
@@ -137,7 +139,7 @@ class SiteState:
         """The release of each bundle name the site runs now (the latest of each), by first import."""
         return [latest for name in dict.fromkeys(b.name for b in self.bundles) if (latest := self.latest(name))]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"bundles": [b.to_dict() for b in self.bundles],
                 "tags": {key: owner.to_dict() for key, owner in sorted(self.tags.items())},
                 **({"handovers": [h.to_dict() for h in self.handovers]} if self.handovers else {})}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from bundler.errors import RefusedError, UsageError
 from bundler.fleet.report import fleet_page
+from bundler.fleet.status import status_of
 from bundler.fleet.store import Fleet
 from bundler.pipeline.fleet_plan import group_sites
 from bundler.pipeline.receipt import site_receipt
@@ -66,6 +67,6 @@ def test_wrong_shapes_are_taken_or_refused_never_a_crash(world: tuple[Path, dict
         fleet.add(work / "r.json")
     except RefusedError:
         return
-    fleet_page(fleet.status())
+    fleet_page(status_of(fleet))
     with contextlib.suppress(RefusedError, UsageError):
         group_sites("store", "1.0.0", fleet.receipt_paths())

@@ -15,8 +15,10 @@ import tree_sitter as ts
 import tree_sitter_powershell as tsp
 
 from bundler.kinds import KINDS
+from bundler.kinds.updates.catalog import CatalogEntry
 from bundler.kinds.updates.entry import UpdateEntry
-from bundler.kinds.updates.windows import AKSEE_COMMANDS, STEPS, WindowsInfo, plan_for
+from bundler.kinds.updates.plan import plan_for
+from bundler.kinds.updates.windows import AKSEE_COMMANDS, STEPS, WindowsInfo
 from bundler.kinds.updates.windows_client import script_text, steps_table
 from bundler.profile import ProfileError, parse_profile
 from bundler.untrusted import Malformed, Obj
@@ -198,9 +200,10 @@ def test_a_forged_windows_entry_in_bundle_json_is_malformed_naming_the_field(doc
     assert field in str(refused.value)
 
 
-def catalog_entry(name: str, sha: str, kind: str = "msu", version: str = "1", **windows: Any) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "file": f"{name}.x", "sha256": sha * 64, "size": 100, "version": version,
-            "windows": {"requires": [], "reboot": False, **windows}}
+def catalog_entry(name: str, sha: str, kind: str = "msu", version: str = "1", **windows: Any) -> CatalogEntry:
+    """As the site's catalog.json holds it, read back the way the site reads it."""
+    return CatalogEntry.parse(Obj({"name": name, "kind": kind, "file": f"{name}.x", "sha256": sha * 64, "size": 100,
+                                   "version": version, "windows": {"requires": [], "reboot": False, **windows}}, name))
 
 
 CU_A = catalog_entry("cu-checkpoint", "a", kb="KB5043080", reboot=True)
@@ -283,7 +286,8 @@ def test_a_report_with_a_wrong_shape_is_refused_naming_the_field() -> None:
     results, host = step_results({"results": [{"sha256": "a" * 64, "status": "reboot-pending", "exit_code": 3010}],
                                   "host": {"os_build": "10.0.26100", "aksee_version": "1.9.262.0",
                                            "reboot_pending": True}})
-    assert results["a" * 64]["status"] == "reboot-pending" and host["reboot_pending"] is True
+    assert results["a" * 64].status == "reboot-pending" and results["a" * 64].exit_code == 3010
+    assert host.reboot_pending is True and host.os_build == "10.0.26100"
     for bad, message in [({"results": [{"sha256": "x", "status": "installed"}]}, "each result"),
                          ({"results": [{"sha256": "a" * 64, "status": "hacked"}]}, "each result"),
                          ({"results": [{"sha256": "a" * 64, "status": "failed", "exit_code": "1"}]}, "exit_code"),
@@ -294,21 +298,24 @@ def test_a_report_with_a_wrong_shape_is_refused_naming_the_field() -> None:
 
 
 def test_the_fleet_shows_windows_clients_as_it_shows_linux_ones() -> None:
-    from bundler.fleet.report import client_lines
+    from bundler.fleet.documents import ClientSaid, SiteReceipt
+    from bundler.fleet.status import SiteRow
 
-    site = {"clients_lacking_updates": {"pos-7": 2, "till-1": 1}, "clients_failed": {"pos-7": 1},
-            "clients_waiting_restart": ["pos-7"], "aksee_versions": {"edge-host": "1.9.262.0"}}
-    assert client_lines(site) == ["pos-7: 2 lacking, 1 failed, restart pending", "till-1: 1 lacking",
+    clients = (ClientSaid("edge-host", 0, 0, False, "1.9.262.0"), ClientSaid("pos-7", 2, 1, True, None),
+               ClientSaid("till-1", 1, 0, False, None))
+    site = SiteRow("store-1", SiteReceipt("store-1", "2026-12-01T00:00:00Z", "k" * 64, (), clients, None, None),
+                   None, 1.0, ())
+    assert site.client_lines() == ["pos-7: 2 lacking, 1 failed, restart pending", "till-1: 1 lacking",
                                   "edge-host: AKS EE 1.9.262.0"]
 
 
 def test_kept_results_are_the_newest_for_known_payloads_and_at_most_the_cap() -> None:
-    from bundler.kinds.updates.clients import KEPT_RESULTS, kept_results
+    from bundler.kinds.updates.clients import KEPT_RESULTS, StepResult, kept_results
 
     known = {f"{i:064x}" for i in range(KEPT_RESULTS + 500)}
-    earlier = {sha: {"status": "failed", "at": "2026-01-01T00:00:00Z"} for sha in sorted(known)[:KEPT_RESULTS]}
-    new = {sha: {"status": "installed", "at": "2026-01-02T00:00:00Z"} for sha in sorted(known)[KEPT_RESULTS - 10:]}
-    new["f" * 64] = {"status": "failed", "at": "2026-01-02T00:00:00Z"}  # not a payload of this site
+    earlier = {sha: StepResult("failed", 1, "2026-01-01T00:00:00Z") for sha in sorted(known)[:KEPT_RESULTS]}
+    new = {sha: StepResult("installed", 0, "2026-01-02T00:00:00Z") for sha in sorted(known)[KEPT_RESULTS - 10:]}
+    new["f" * 64] = StepResult("failed", 1, "2026-01-02T00:00:00Z")  # not a payload of this site
     kept = kept_results(earlier, new, known)
     assert len(kept) == KEPT_RESULTS and "f" * 64 not in kept
-    assert all(kept[sha]["status"] == "installed" for sha in new if sha in known)  # the newest of each, all in
+    assert all(kept[sha].status == "installed" for sha in new if sha in known)  # the newest of each, all in

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bundler.kinds.artifacts.collect import copy_artifact, pack_artifact
 from bundler.kinds.artifacts.entry import ArtifactEntry
@@ -25,10 +25,10 @@ class ArtifactBuild(Build[ArtifactSpec]):
     # - ref: registry.example.com/models/order-accuracy:1.3   # copied unchanged
 """
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> ArtifactSpec | None:
         return parse_artifact(check, item, line, where)
 
-    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+    def check_specs(self, check: Checker, specs: Sequence[tuple[ArtifactSpec, int]], line: int) -> None:
         check_artifacts(check, list(specs))
 
     def collect(self, context: CollectContext, specs: Sequence[ArtifactSpec]) -> Part:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from bundler import names
+from bundler.jsontypes import Doc
 from bundler.oci.reference import check_digest, checked_ref
 from bundler.untrusted import Obj
 
@@ -44,7 +44,7 @@ class ArtifactFile:
     size: int
     media_type: str  # its layer's
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"title": self.title, "digest": self.digest, "size": self.size, "media_type": self.media_type}
 
     @classmethod
@@ -69,7 +69,7 @@ class ArtifactEntry:
     form: str = "artifact"
     directory: str = ""  # an image's: where its files are (/models)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"ref": self.ref, "digest": self.digest, "media_type": self.media_type,
                 "artifact_type": self.artifact_type, "source": self.source, "files": [f.to_dict() for f in self.files],
                 "form": self.form, **({"directory": self.directory} if self.form == "image" else {})}

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from bundler import problems
 from bundler.bundle import layout
 from bundler.errors import BundlerError
+from bundler.jsontypes import Out
 from bundler.kinds.artifacts.entry import LAYER_TYPE, TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
 from bundler.kinds.artifacts.entry import media_type as layer_media_type
 from bundler.kinds.base import Format
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class ArtifactFormat(Format[ArtifactEntry]):
-    def content(self, entries: Sequence[ArtifactEntry]) -> list[Any]:
+    def content(self, entries: Sequence[ArtifactEntry]) -> Sequence[Out]:
         return sorted([a.ref, a.digest] for a in entries)
 
     def oci_tops(self, entries: Sequence[ArtifactEntry]) -> list[OciTop]:

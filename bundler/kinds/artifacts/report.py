@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from bundler.bundle.sbom import SbomItem
 from bundler.kinds.artifacts.entry import ArtifactEntry
-from bundler.kinds.base import Report, changes, oci_item
+from bundler.kinds.base import Changes, Report, changes, oci_item
 from bundler.units import human
 from bundler.units import printable as p
 
@@ -17,16 +16,16 @@ class ArtifactReport(Report[ArtifactEntry]):
         return [oci_item(a.ref, a.digest, "data", ("bundler:kind", "artifact"),
                          *((("bundler:artifact-type", a.artifact_type),) if a.artifact_type else ())) for a in entries]
 
-    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
-        out = [f"artifacts ({len(rows)}):"] if rows else []
-        for a in rows:
-            kind = f"  [{p(a['artifact_type'])}]" if a["artifact_type"] else ""
-            how = ("packed from files" if a["source"] == "path" else "copied") if a["form"] != "image" \
-                else f"packed as an image, files under {p(a['directory'])}"
-            out.append(f"  {p(a['ref'])}{kind}  ({how})")
-            out.append(f"    {p(a['digest'])}")
-            out += [f"    {p(f['title'])}  {human(f['size'])}  {f['digest'][7:19]}" for f in a["files"]]
+    def lines(self, entries: Sequence[ArtifactEntry]) -> list[str]:
+        out = [f"artifacts ({len(entries)}):"] if entries else []
+        for a in entries:
+            kind = f"  [{p(a.artifact_type)}]" if a.artifact_type else ""
+            how = ("packed from files" if a.source == "path" else "copied") if a.form != "image" \
+                else f"packed as an image, files under {p(a.directory)}"
+            out.append(f"  {p(a.ref)}{kind}  ({how})")
+            out.append(f"    {p(a.digest)}")
+            out += [f"    {p(f.title)}  {human(f.size)}  {f.digest[7:19]}" for f in a.files]
         return out
 
-    def diff(self, old: Sequence[ArtifactEntry], new: Sequence[ArtifactEntry]) -> dict[str, Any]:
-        return changes({a.ref: a.digest for a in old}, {a.ref: a.digest for a in new})
+    def diff(self, old: Sequence[ArtifactEntry], new: Sequence[ArtifactEntry]) -> Changes:
+        return changes(self.kind.noun, {a.ref: a.digest for a in old}, {a.ref: a.digest for a in new})

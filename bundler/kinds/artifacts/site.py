@@ -7,11 +7,11 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from bundler import yamltext
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.kinds.artifacts.entry import ArtifactEntry
 from bundler.oci.reference import ImageReference
 from bundler.site.cluster import CA_SECRET, FLUX_NAMESPACE, REGISTRY_SECRET
@@ -26,11 +26,12 @@ def resource_name(repository: str) -> str:
     return f"{base}-{hashlib.sha256(repository.encode()).hexdigest()[:8]}"
 
 
-def oci_repository(site: SiteConfig, entry: ArtifactEntry) -> dict[str, Any]:
+def oci_repository(site: SiteConfig, entry: ArtifactEntry) -> tuple[str, Doc]:
+    """The Flux OCIRepository that names the artifact's home on the site: (its name, the resource)."""
     ref = ImageReference.parse(entry.ref)
     parts = urlsplit(site.registry_url)
     home = site.image_repository(ref.host, ref.repository)
-    spec: dict[str, Any] = {"interval": "10m", "url": f"oci://{parts.netloc}/{home}",
+    spec: Doc = {"interval": "10m", "url": f"oci://{parts.netloc}/{home}",
                             "ref": {"tag": ref.tag} if ref.tag else {"digest": entry.digest}}
     if entry.files:  # files, not a tarball of manifests: Flux takes the first file's layer as it is
         spec["layerSelector"] = {"mediaType": entry.files[0].media_type, "operation": "copy"}
@@ -39,8 +40,9 @@ def oci_repository(site: SiteConfig, entry: ArtifactEntry) -> dict[str, Any]:
     if site.embedded_registry:
         spec["secretRef"] = {"name": REGISTRY_SECRET}
         spec["certSecretRef"] = {"name": CA_SECRET}
-    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
-            "metadata": {"name": resource_name(ref.site_repository), "namespace": FLUX_NAMESPACE}, "spec": spec}
+    name = resource_name(ref.site_repository)
+    return name, {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                  "metadata": {"name": name, "namespace": FLUX_NAMESPACE}, "spec": spec}
 
 
 def write_oci_repositories(site: SiteConfig, entries: Sequence[ArtifactEntry]) -> list[Path]:
@@ -50,8 +52,8 @@ def write_oci_repositories(site: SiteConfig, entries: Sequence[ArtifactEntry]) -
     for entry in entries:
         if entry.form == "image":  # mounted by a node's container runtime (an image volume), not fetched by Flux
             continue
-        doc = oci_repository(site, entry)
-        path = directory / f"{PREFIX}{doc['metadata']['name']}.yaml"
+        name, doc = oci_repository(site, entry)
+        path = directory / f"{PREFIX}{name}.yaml"
         atomic_write(path, yamltext.dump(doc).encode())
         written.append(path)
     return written

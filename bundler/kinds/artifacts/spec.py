@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.kinds.artifacts.entry import MEDIA_TYPE_RE
 from bundler.oci.reference import ImageReference, ReferenceError
@@ -37,7 +36,7 @@ class ArtifactSpec:
         return f"{self.path} as {self.ref}" if self.path else str(self.ref)
 
 
-def parse_artifact(check: Checker, item: Any, line: int, where: str) -> ArtifactSpec | None:
+def parse_artifact(check: Checker, item: object, line: int, where: str) -> ArtifactSpec | None:
     m = check.mapping(item, line, where, {"ref", "path", "repository", "tag", "artifactType", "mediaType", "as",
                                           "directory", "platforms"}, set())
     if m is None:

@@ -4,7 +4,7 @@ images kind to collect the images it declares, so charts collect first."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bundler.kinds.base import Build, CollectContext, Part
 from bundler.kinds.charts.collect import collect_charts
@@ -27,7 +27,7 @@ class ChartBuild(Build[ChartSpec]):
 """
     collect_order = -1  # before the images it declares
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ChartSpec | None:
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> ChartSpec | None:
         return parse_chart(check, item, line, where)
 
     def collect(self, context: CollectContext, specs: Sequence[ChartSpec]) -> Part:

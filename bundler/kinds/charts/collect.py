@@ -19,7 +19,7 @@ import tarfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import IO, cast
 from urllib.parse import urljoin
 
 import requests
@@ -57,8 +57,8 @@ METADATA_FIELDS = ("name", "home", "sources", "version", "description", "keyword
 class ChartArchive:
     """What bundler reads from a chart archive: its metadata, values and vendored dependencies."""
 
-    metadata: dict[str, Any]
-    values: Any
+    metadata: dict[str, object]
+    values: object
     vendored: frozenset[str]  # names under charts/ (directories, and .tgz file names)
 
     @property
@@ -99,7 +99,7 @@ def read_archive(tgz: bytes, origin: str) -> ChartArchive:
     total = 0
     try:
         inflated = Inflated(gzip.GzipFile(fileobj=io.BytesIO(tgz)), origin)
-        with tarfile.open(fileobj=cast(Any, inflated), mode="r|") as tar:
+        with tarfile.open(fileobj=cast(IO[bytes], inflated), mode="r|") as tar:
             for info in tar:
                 name = info.name
                 parts = name.strip("/").split("/")
@@ -121,7 +121,7 @@ def read_archive(tgz: bytes, origin: str) -> ChartArchive:
         raise IntegrityError(f"chart archive from {origin} is not a gzip'd tar: {exc}") from None
     if len(top) != 1 or "Chart.yaml" not in files:
         raise IntegrityError(f"chart archive from {origin} is not a chart (one directory with a Chart.yaml)")
-    parsed: dict[str, Any] = {}
+    parsed: dict[str, object] = {}
     for name in ("Chart.yaml", "values.yaml"):
         try:
             parsed[name] = load_yaml(files[name], MAX_CHART_YAML) if name in files else None
@@ -133,14 +133,14 @@ def read_archive(tgz: bytes, origin: str) -> ChartArchive:
     return ChartArchive(metadata, values, frozenset(vendored))
 
 
-def helm_config(metadata: dict[str, Any]) -> bytes:
+def helm_config(metadata: dict[str, object]) -> bytes:
     """Chart.yaml metadata as the JSON `helm push` stores as the artifact's config."""
     ordered = {k: metadata[k] for k in METADATA_FIELDS if metadata.get(k) not in (None, "", [], {}, False)}
     ordered["name"] = metadata["name"]
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
-def helm_manifest(config: bytes, tgz: bytes, prov: bytes | None, metadata: dict[str, Any]) -> bytes:
+def helm_manifest(config: bytes, tgz: bytes, prov: bytes | None, metadata: dict[str, object]) -> bytes:
     """The OCI manifest `helm push` writes, with the annotations it derives from Chart.yaml."""
     layers = [{"mediaType": HELM_CHART, "digest": _sha(tgz), "size": len(tgz)}]
     if prov is not None:
@@ -151,8 +151,9 @@ def helm_manifest(config: bytes, tgz: bytes, prov: bytes | None, metadata: dict[
         annotations["org.opencontainers.image.description"] = str(metadata["description"])
     if metadata.get("home"):
         annotations["org.opencontainers.image.url"] = str(metadata["home"])
-    if metadata.get("sources"):
-        annotations["org.opencontainers.image.source"] = str(metadata["sources"][0])
+    sources = metadata.get("sources")
+    if isinstance(sources, list) and sources:
+        annotations["org.opencontainers.image.source"] = str(sources[0])
     doc = {"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
            "config": {"mediaType": HELM_CONFIG, "digest": _sha(config), "size": len(config)},
            "layers": layers, "annotations": annotations}
@@ -186,7 +187,7 @@ def declared_images(archive: ChartArchive) -> tuple[list[str], list[str]]:
             log.warning("chart %s: artifacthub.io/images is not YAML; ignored", archive.name)
     app_version = str(archive.metadata.get("appVersion") or "")
 
-    def walk(node: Any) -> None:
+    def walk(node: object) -> None:
         if isinstance(node, dict):
             image = node.get("image")
             if isinstance(image, str) and image:
@@ -227,14 +228,14 @@ class ChartRepository:
     def __init__(self, url: str, session: requests.Session) -> None:
         self.url = url.rstrip("/")
         self.session = session
-        self._index: dict[str, list[dict[str, Any]]] | None = None
+        self._index: dict[str, list[dict[str, object]]] | None = None
 
-    def index(self) -> dict[str, list[dict[str, Any]]]:
+    def index(self) -> dict[str, list[dict[str, object]]]:
         if self._index is None:
             data = get_bytes(self.session, f"{self.url}/index.yaml", MAX_INDEX, f"index of chart repository {self.url}")
             try:
                 doc = load_yaml(data, MAX_INDEX)
-                entries = doc["entries"]
+                entries = doc["entries"] if isinstance(doc, dict) else None
                 if not isinstance(entries, dict) or not all(isinstance(v, list) for v in entries.values()):
                     raise TypeError("entries is not a mapping of lists")
             except (Malformed, KeyError, TypeError) as exc:
@@ -243,12 +244,12 @@ class ChartRepository:
             self._index = entries
         return self._index
 
-    def resolve(self, name: str, wanted: VersionRange) -> dict[str, Any]:
+    def resolve(self, name: str, wanted: VersionRange) -> dict[str, object]:
         versions = self.index().get(name)
         if not versions:
             raise UsageError(f"chart repository {self.url} has no chart {name!r}",
                              hint=f"charts there: {', '.join(sorted(self.index())[:20]) or 'none'}")
-        by_version: dict[Version, dict[str, Any]] = {}
+        by_version: dict[Version, dict[str, object]] = {}
         unreadable: list[str] = []
         for entry in versions:
             try:
@@ -264,7 +265,7 @@ class ChartRepository:
                              hint="change the version (or range) of this chart in the profile")
         return by_version[best]
 
-    def download(self, entry: dict[str, Any], origin: str) -> tuple[bytes, bytes | None]:
+    def download(self, entry: dict[str, object], origin: str) -> tuple[bytes, bytes | None]:
         urls = entry.get("urls")
         if not isinstance(urls, list) or not urls or not isinstance(urls[0], str):
             raise IntegrityError(f"chart repository {self.url}: {origin} has no archive URL in index.yaml")
@@ -400,7 +401,8 @@ def _dependencies(archive: ChartArchive, request: _Request, parent: ChartEntry,
     if request.depth >= MAX_DEPTH:
         raise UsageError(f"chart {parent.name}: dependencies nest deeper than {MAX_DEPTH}")
     out = []
-    for dep in archive.metadata.get("dependencies") or []:
+    listed = archive.metadata.get("dependencies")
+    for dep in listed if isinstance(listed, list) else []:
         if not isinstance(dep, dict) or not dep.get("name"):
             continue
         name, constraint = str(dep["name"]), str(dep.get("version") or "*")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bundler import names
+from bundler.jsontypes import Doc
 from bundler.oci.reference import check_digest, checked_ref, optional_digest
 from bundler.untrusted import Obj
 
@@ -23,7 +23,7 @@ class ChartEntry:
     images: tuple[str, ...] = ()  # images the chart declares (collected with `images: auto`)
     requested: str = ""  # what the profile asked for (a range, or a dependency's constraint)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "version": self.version, "source": self.source, "digest": self.digest,
                 "tgz_digest": self.tgz_digest, "media_type": self.media_type, "images": list(self.images),
                 "requested": self.requested}

@@ -4,7 +4,6 @@ from an OCI registry (ref: oci://...), optionally with its dependencies and decl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.names import CHART_NAME_RE
 from bundler.oci.reference import ImageReference, ReferenceError
@@ -29,7 +28,7 @@ class ChartSpec:
         return f"oci://{self.ref}" if self.ref else f"{self.repo} {self.name} {self.version}"
 
 
-def parse_chart(check: Checker, item: Any, line: int, where: str) -> ChartSpec | None:
+def parse_chart(check: Checker, item: object, line: int, where: str) -> ChartSpec | None:
     m = check.mapping(item, line, where, {"repo", "name", "version", "ref", "dependencies", "images"}, set())
     if m is None:
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bundler.errors import RefusedError
 from bundler.kinds.base import Build, CollectContext, Part
@@ -33,13 +33,13 @@ class ImageBuild(Build[ImageSpec]):
 """
     settings = ("imagePolicy", "extras")
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> ImageSpec | None:
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> ImageSpec | None:
         return parse_image(check, item, line, where)
 
-    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+    def check_specs(self, check: Checker, specs: Sequence[tuple[ImageSpec, int]], line: int) -> None:
         check_images(check, list(specs))
 
-    def parse_setting(self, check: Checker, key: str, value: Any, line: int) -> Any:
+    def parse_setting(self, check: Checker, key: str, value: object, line: int) -> object:
         if key == "extras":
             if not isinstance(value, bool):
                 check.fail(line, "spec.extras must be true or false (carry signatures, attestations, SBOMs, referrers)")
@@ -57,7 +57,8 @@ class ImageBuild(Build[ImageSpec]):
         entries = collect_images(wanted, context.oci, context.client_for, context.staging, context.jobs)
         if context.profile.settings.get("extras") is not False:
             entries = _with_extras(context, wanted, entries)
-        rules = load_rules(context.profile.settings.get("imagePolicy") or (), context.base)
+        policy = context.profile.settings.get("imagePolicy")
+        rules = load_rules(policy if isinstance(policy, tuple) else (), context.base)
         unsigned = unsigned_images(entries, rules, lambda digest: read_blob(context.oci, digest, MAX_PAYLOAD))
         if unsigned:
             raise RefusedError(f"image policy: {'; '.join(unsigned)}",

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -26,6 +26,7 @@ from bundler.signing import TrustedKey
 
 if TYPE_CHECKING:
     from bundler.kinds.images.entry import ImageEntry
+    from bundler.kinds.images.spec import PolicyRule
     from bundler.oci.content import OciContent
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -78,7 +79,7 @@ def signers(read: Callable[[str], bytes], signature_manifest: str, subject: str,
     return found
 
 
-def load_rules(rules: Sequence[Any], base: Path) -> list[ImageRule]:
+def load_rules(rules: Sequence[PolicyRule], base: Path) -> list[ImageRule]:
     """The profile's spec.imagePolicy with its key files read (relative to the profile)."""
     return [ImageRule(rule.images, tuple(load_trusted_key(base / key) for key in rule.keys)) for rule in rules]
 

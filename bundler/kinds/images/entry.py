@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bundler import names
+from bundler.jsontypes import Doc
 from bundler.oci.reference import check_digest, checked_ref
 from bundler.untrusted import Obj
 
@@ -31,7 +31,7 @@ class ImageExtra:
     def tag(self) -> str:
         return extra_tag(self.kind, self.subject)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"kind": self.kind, "subject": self.subject, "digest": self.digest, "media_type": self.media_type}
 
     @classmethod
@@ -52,8 +52,8 @@ class ImageEntry:
     upstream_digest: str | None = None  # set when a platform subset made a new index
     extras: tuple[ImageExtra, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"ref": self.ref, "digest": self.digest, "media_type": self.media_type,
+    def to_dict(self) -> Doc:
+        d: Doc = {"ref": self.ref, "digest": self.digest, "media_type": self.media_type,
                              "platforms": list(self.platforms), "source": self.source}
         if self.upstream_digest:
             d["upstream_digest"] = self.upstream_digest

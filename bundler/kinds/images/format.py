@@ -4,8 +4,8 @@ image and each of its extras is an OCI top (extras named in index.json by their 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from bundler.jsontypes import Out
 from bundler.kinds.base import Format
 from bundler.kinds.images.entry import ImageEntry
 from bundler.oci.layout import OciTop
@@ -13,7 +13,7 @@ from bundler.oci.reference import ImageReference
 
 
 class ImageFormat(Format[ImageEntry]):
-    def content(self, entries: Sequence[ImageEntry]) -> list[Any]:
+    def content(self, entries: Sequence[ImageEntry]) -> Sequence[Out]:
         """[ref, digest], and the digests of what travels with it (when something does)."""
         return sorted([i.ref, i.digest, *([sorted(e.digest for e in i.extras)] if i.extras else [])]
                       for i in entries)

@@ -4,10 +4,10 @@ import's summary (what travels with them counted apart)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from bundler.bundle.sbom import SbomItem
-from bundler.kinds.base import Report, changes, oci_item
+from bundler.jsontypes import Doc
+from bundler.kinds.base import Changes, Report, changes, oci_item
 from bundler.kinds.images import EXTRAS
 from bundler.kinds.images.entry import ImageEntry
 from bundler.oci.reference import ImageReference
@@ -17,21 +17,21 @@ EXTRA_NAMES = {"sig": "signature", "att": "attestation", "sbom": "SBOM", "referr
 
 
 class ImageReport(Report[ImageEntry]):
-    def inspect_rows(self, entries: Sequence[ImageEntry]) -> list[dict[str, Any]]:
+    def inspect_rows(self, entries: Sequence[ImageEntry]) -> list[Doc]:
         return [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms), "source": i.source,
                  "upstream_digest": i.upstream_digest,
                  "extras": [{**e.to_dict(), "tag": e.tag} for e in i.extras]} for i in entries]
 
-    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
-        out = [f"images ({len(rows)}):"]
-        for image in rows:
-            platforms = f"  [{', '.join(p(x) for x in image['platforms'])}]" if image["platforms"] else ""
-            upstream = f"\n    filtered from {image['upstream_digest']}" if image["upstream_digest"] else ""
-            out.append(f"  {p(image['ref'])}\n    {p(image['digest'])}{platforms}{upstream}")
-            for extra in image["extras"]:
-                of = "" if extra["subject"] == image["digest"] else f" (of {extra['subject'][:19]})"
-                out.append(f"    + {EXTRA_NAMES[extra['kind']]} {p(extra['tag'])}{of}")
-        if any(image["extras"] for image in rows):
+    def lines(self, entries: Sequence[ImageEntry]) -> list[str]:
+        out = [f"images ({len(entries)}):"]
+        for image in entries:
+            platforms = f"  [{', '.join(p(x) for x in image.platforms)}]" if image.platforms else ""
+            upstream = f"\n    filtered from {image.upstream_digest}" if image.upstream_digest else ""
+            out.append(f"  {p(image.ref)}\n    {p(image.digest)}{platforms}{upstream}")
+            for extra in image.extras:
+                of = "" if extra.subject == image.digest else f" (of {extra.subject[:19]})"
+                out.append(f"    + {EXTRA_NAMES[extra.kind]} {p(extra.tag)}{of}")
+        if any(image.extras for image in entries):
             out.append("  (+ carried with the image: inspect checks none of them; build and import check the keyed "
                        "cosign signatures of the images an image policy covers)")
         return out
@@ -51,5 +51,5 @@ class ImageReport(Report[ImageEntry]):
                   if added.get(EXTRAS) or unchanged.get(EXTRAS) else "")
         return super().import_summary(added, unchanged) + extras
 
-    def diff(self, old: Sequence[ImageEntry], new: Sequence[ImageEntry]) -> dict[str, Any]:
-        return changes({i.ref: i.digest for i in old}, {i.ref: i.digest for i in new})
+    def diff(self, old: Sequence[ImageEntry], new: Sequence[ImageEntry]) -> Changes:
+        return changes(self.kind.noun, {i.ref: i.digest for i in old}, {i.ref: i.digest for i in new})

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from bundler.errors import UsageError
+from bundler.jsontypes import Doc
 from bundler.keyfiles import key_name, load_trusted_key
-from bundler.kinds.base import Settings
+from bundler.kinds.base import Settings, option_values
 from bundler.signing import TrustedKey, public_pem
-from bundler.site.config import TRUST_DIR
+from bundler.site.config import TRUST_DIR, listed, text
 
 if TYPE_CHECKING:
     from bundler.site.config import SiteConfig
@@ -33,20 +34,22 @@ class ImageSettings:
 
 
 class ImageSiteSettings(Settings[ImageSettings]):
-    def parse(self, section: Mapping[str, Any], directory: Path) -> ImageSettings:
+    def parse(self, section: Mapping[str, object], directory: Path) -> ImageSettings:
         if unknown := set(section) - {"scopes", "keys"}:
             raise ValueError(f"unknown keys in images: {', '.join(sorted(unknown))}")
-        keys = tuple((str(k["name"]), str(k["file"])) for k in section.get("keys") or [])
-        return ImageSettings(keys, tuple(str(s) for s in section.get("scopes") or (["*"] if keys else [])))
+        keys = tuple((text(k, "name", "images.keys[]"), text(k, "file", "images.keys[]"))
+                     for k in listed(section, "keys", "images"))
+        scopes = listed(section, "scopes", "images") or (["*"] if keys else [])
+        return ImageSettings(keys, tuple(str(s) for s in scopes))
 
-    def dump(self, value: ImageSettings) -> dict[str, Any] | None:
+    def dump(self, value: ImageSettings) -> Doc | None:
         if not value.keys:
             return None
         return {"scopes": list(value.scopes), "keys": [{"name": name, "file": file} for name, file in value.keys]}
 
-    def create(self, options: Mapping[str, Any]) -> tuple[ImageSettings, dict[str, bytes]]:
-        paths: list[Path] = list(options.get("image_keys") or ())
-        scopes: list[str] = list(options.get("image_scopes") or ())
+    def create(self, options: Mapping[str, object]) -> tuple[ImageSettings, dict[str, bytes]]:
+        paths = [Path(str(p)) for p in option_values(options, "image_keys")]
+        scopes = [str(s) for s in option_values(options, "image_scopes")]
         if scopes and not paths:
             raise UsageError("--image-scope needs --image-key: the cosign public key those images must be signed by")
         trusted = [(f"image-{key_name(path)}", load_trusted_key(path)) for path in paths]  # readable keys, now

@@ -4,7 +4,6 @@ with the platforms to keep of a multi-arch index."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.names import PLATFORM_RE
 from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
@@ -24,7 +23,7 @@ class ImageSpec:
         return str(self.ref)
 
 
-def parse_image(check: Checker, item: Any, line: int, where: str) -> ImageSpec | None:
+def parse_image(check: Checker, item: object, line: int, where: str) -> ImageSpec | None:
     platforms: tuple[str, ...] = ()
     extras = True
     if isinstance(item, Map):
@@ -71,7 +70,7 @@ class PolicyRule:
     keys: tuple[str, ...]
 
 
-def parse_policy(check: Checker, value: Any, line: int, where: str) -> tuple[PolicyRule, ...]:
+def parse_policy(check: Checker, value: object, line: int, where: str) -> tuple[PolicyRule, ...]:
     if not isinstance(value, Seq):
         check.fail(line, f"{where} must be a list of {{images, keys}}")
         return ()

@@ -50,10 +50,10 @@ class RepoBuild(Build[RepoSpec]):
       refs: [main]                                # branches and tags, * globs; default: all of them
 """
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> RepoSpec | None:
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> RepoSpec | None:
         return parse_repo(check, item, line, where)
 
-    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+    def check_specs(self, check: Checker, specs: Sequence[tuple[RepoSpec, int]], line: int) -> None:
         check_repos(check, specs, line)
 
     def collect(self, context: CollectContext, specs: Sequence[RepoSpec]) -> Part:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from bundler import names
+from bundler.jsontypes import Doc
 from bundler.untrusted import Malformed, Obj
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class RepoEntry:
     bundle: str | None  # path of the git bundle in the bundle; None when no commit is new since the parent
     prerequisites: tuple[str, ...] = ()  # commits the site must already have (a delta's base)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "url": self.url, "refs": dict(sorted(self.refs.items())), "bundle": self.bundle,
                 "prerequisites": list(self.prerequisites)}
 

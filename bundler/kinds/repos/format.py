@@ -4,9 +4,10 @@ against bundle.json; a delta builds on the tips its base holds."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bundler import names
+from bundler.jsontypes import Out
 from bundler.kinds.base import Format
 from bundler.kinds.repos.entry import RepoEntry, repos_of
 from bundler.kinds.repos.verify import git_problems
@@ -25,8 +26,9 @@ class RepoFormat(Format[RepoEntry]):
             if repo.bundle is not None and repo.bundle not in manifest.files:
                 raise Malformed(f"repos[{i}].bundle: {repo.bundle} is not listed in files")
 
-    def content(self, entries: Sequence[RepoEntry]) -> list[Any]:
-        return sorted([r.name, dict(sorted(r.refs.items()))] for r in entries)
+    def content(self, entries: Sequence[RepoEntry]) -> Sequence[Out]:
+        rows: list[list[Out]] = [[r.name, dict(sorted(r.refs.items()))] for r in entries]
+        return sorted(rows)
 
     def graph_problems(self, reader: BundleReader, manifest: BundleManifest, read_packs: bool) -> list[Problem]:
         return git_problems(reader, manifest, read_packs)

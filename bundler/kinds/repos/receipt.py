@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from bundler.jsontypes import Doc
 from bundler.kinds.base import Receipt
 from bundler.kinds.repos.site import current_refs, repositories
 
@@ -15,5 +16,5 @@ if TYPE_CHECKING:
 class RepoReceipt(Receipt):
     titles: ClassVar[dict[str, str]] = {"repos": "Git repositories and their refs"}
 
-    def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
+    def receipt(self, site: SiteConfig, state: SiteState) -> Doc:
         return {"repos": {name: current_refs(site, name) for name in repositories(site)}}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bundler.kinds.base import Serve
+from bundler.kinds.base import Serve, ServiceInfo
 from bundler.kinds.repos.server import GIT_BODY, GitServer
 from bundler.site.config import GIT_DIR
 from bundler.site.front import FrontRule
@@ -22,8 +22,8 @@ class RepoServe(Serve):
     def front(self, site: SiteConfig) -> list[FrontRule]:
         return [FrontRule("/git/", body="0" if site.allow_push else GIT_BODY)]  # a push: no limit
 
-    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
-        return {"git": {"url": f"{site.http_url}/git/", "push": site.allow_push}}
+    def services(self, site: SiteConfig) -> dict[str, ServiceInfo]:
+        return {"git": ServiceInfo(f"{site.http_url}/git/", {"push": site.allow_push})}
 
     def stored(self, site: SiteConfig) -> dict[str, Path]:
         return {"git": site.directory / GIT_DIR}

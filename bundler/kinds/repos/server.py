@@ -11,10 +11,11 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from bundler import git
 from bundler.site.config import GIT_DIR, SiteConfig
-from bundler.site.http import Accounts, Route, StartResponse, basic_challenge, text_response
+from bundler.site.http import Accounts, Route, basic_challenge, text_response
 
 CHUNK = 64 << 10
 GIT_PROCESSES = 8  # Git requests served at once (each a process); the front has buffered their bodies
@@ -33,7 +34,7 @@ class GitServer:
     def route(self) -> Route:
         return Route("git", self.handle)
 
-    def handle(self, environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
+    def handle(self, environ: WSGIEnvironment, start_response: StartResponse, rest: str) -> Iterable[bytes]:
         user = self.accounts.authorized(environ)
         if user is None:
             return basic_challenge(start_response)
@@ -53,7 +54,7 @@ class GitServer:
             self._git_slots.release()
             raise
 
-    def http_backend(self, environ: dict[str, Any], start_response: StartResponse, path: str, query: str,
+    def http_backend(self, environ: WSGIEnvironment, start_response: StartResponse, path: str, query: str,
                      user: str) -> Iterator[bytes]:
         env = {"GIT_PROJECT_ROOT": str(self.git_root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
                "QUERY_STRING": query, "REQUEST_METHOD": environ.get("REQUEST_METHOD", "GET"),

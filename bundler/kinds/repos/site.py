@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bundler import git, names, yamltext
 from bundler.bundle.manifest import BundleManifest
@@ -22,6 +21,7 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import extract_member
 from bundler.errors import RefusedError, UsageError
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.kinds.repos.entry import RepoEntry, repos_of
 from bundler.site.cluster import FLUX_NAMESPACE, GIT_SECRET
 from bundler.site.config import FLUX_DIR, GIT_DIR, SiteConfig
@@ -202,7 +202,7 @@ def repositories(site: SiteConfig) -> list[str]:
 
 
 def write_flux_git_repositories(site: SiteConfig) -> Path:
-    docs: list[dict[str, Any]] = []
+    docs: list[Doc] = []
     for name in repositories(site):
         head = git.run(["symbolic-ref", "-q", "HEAD"], cwd=repository_path(site, name), check=False)
         branch = head.stdout.decode().strip().removeprefix("refs/heads/") or "main"

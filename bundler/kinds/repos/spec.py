@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.names import REPO_NAME_RE
 from bundler.profile import Checker
@@ -22,7 +21,7 @@ class RepoSpec:
     refs: tuple[str, ...] = ()  # empty: every branch and tag
 
 
-def parse_repo(check: Checker, item: Any, line: int, where: str) -> RepoSpec | None:
+def parse_repo(check: Checker, item: object, line: int, where: str) -> RepoSpec | None:
     m = check.mapping(item, line, where, {"url", "name", "refs"}, {"url"})
     if m is None:
         return None

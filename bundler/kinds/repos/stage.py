@@ -4,8 +4,10 @@ moved at publication (forward only, unless `--force-refs` names them)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from bundler.jsontypes import Doc
 from bundler.kinds.base import Stage, Staged, StageOptions
 from bundler.kinds.repos import site as site_git
 from bundler.kinds.repos.entry import repos_of
@@ -16,6 +18,19 @@ if TYPE_CHECKING:
     from bundler.bundle.reader import BundleReader
     from bundler.kinds.repos.site import StagedRepo
     from bundler.site.config import SiteConfig
+
+
+@dataclass(frozen=True)
+class RepoPlan:
+    """What an import would do to the site's repositories: the ref moves, and the git bundles' bytes."""
+    moves: tuple[str, ...]  # "name: ref old..new"
+    size: int
+
+    def to_dict(self) -> Doc:
+        return {"move_refs": self.moves, "git_bytes": self.size}
+
+    def lines(self) -> list[str]:
+        return [f"  move {len(self.moves)} git refs" + "".join(f"\n    {m}" for m in self.moves)]
 
 
 class StagedRepos(Staged):
@@ -45,17 +60,18 @@ class RepoStage(Stage):
     def streamed(self, manifest: BundleManifest) -> set[str]:
         return {r.bundle for r in repos_of(manifest) if r.bundle}
 
-    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
+    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[RepoPlan, int]:
         moves, size = [], 0
         for repo in repos_of(manifest):
             changes = pending_moves(site, repo)
             moves += [f"{repo.name}: {change}" for change in changes]
             if changes and repo.bundle:
                 size += manifest.files[repo.bundle].size
-        return {"move_refs": moves, "git_bytes": size}, size
+        return RepoPlan(tuple(moves), size), size
 
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
               progress: Callable[[int], None]) -> Staged:
-        forced = options.kinds.get(self.kind.key, {}).get("force_refs", ())
-        staged = stage(site, reader, manifest, forced)  # a rewrite stops here
+        forced = options.kinds.get(self.kind.key, {}).get("force_refs")  # --force-refs, repeated
+        # a rewrite stops here
+        staged = stage(site, reader, manifest, tuple(forced) if isinstance(forced, tuple) else ())
         return StagedRepos(site, staged, sum(len(r.refs) for r in repos_of(manifest)))

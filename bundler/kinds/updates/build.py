@@ -4,7 +4,7 @@ checked against its digest, staged for the bundle."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bundler.kinds.base import Build, CollectContext, Part
 from bundler.kinds.updates.collect import collect_update
@@ -25,10 +25,10 @@ class UpdateBuild(Build[UpdateSpec]):
     #   sha256: <64 hex>                          # required with a URL: checked before anything is kept
 """
 
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> UpdateSpec | None:
         return parse_update(check, item, line, where)
 
-    def check_specs(self, check: Checker, specs: Sequence[tuple[Any, int]], line: int) -> None:
+    def check_specs(self, check: Checker, specs: Sequence[tuple[UpdateSpec, int]], line: int) -> None:
         check_updates(check, specs, line)
 
     def collect(self, context: CollectContext, specs: Sequence[UpdateSpec]) -> Part:

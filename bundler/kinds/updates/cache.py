@@ -28,9 +28,9 @@ import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from bundler import debcontrol, names, tools
 from bundler.bundle.manifest import BundleManifest
@@ -38,7 +38,16 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verified_chunks
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import atomic_write, write_synced
-from bundler.kinds.updates.catalog import APPROVALS_FILE, APPROVED, CATALOG_FILE, OWNERS_FILE, Catalog
+from bundler.jsontypes import Doc
+from bundler.kinds.updates.catalog import (
+    APPROVALS_FILE,
+    APPROVED,
+    CATALOG_FILE,
+    OWNERS_FILE,
+    Catalog,
+    CatalogEntry,
+    ImportedBy,
+)
 from bundler.kinds.updates.clients import Clients
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.kinds.updates.settings import check_group, update_settings
@@ -120,9 +129,9 @@ class UpdateCache:
     def catalog(self) -> Catalog:
         return Catalog.load(self.root)
 
-    def _write(self, catalog: list[dict[str, Any]] | None, approvals: Mapping[str, Any] | None) -> None:
+    def _write(self, catalog: list[CatalogEntry] | None, approvals: Mapping[str, Mapping[str, str]] | None) -> None:
         if catalog is not None:
-            atomic_write(self.root / CATALOG_FILE, json.dumps(catalog, indent=2).encode())
+            atomic_write(self.root / CATALOG_FILE, json.dumps([e.to_dict() for e in catalog], indent=2).encode())
         if approvals is not None:
             atomic_write(self.root / APPROVALS_FILE, json.dumps(approvals, indent=2, sort_keys=True).encode())
         self.__dict__.pop("catalog", None)  # the next question reads what was written
@@ -152,16 +161,13 @@ class UpdateCache:
         """Catalog the bundle's updates and apply its pre-approvals where the site has not decided;
         return notes (pre-approvals for groups this site does not have). Call under files_lock."""
         fresh = Catalog.load(self.root)  # under the lock: what is on disk now
-        catalog = {e["sha256"]: e for e in fresh.entries}
+        catalog = {e.sha256: e for e in fresh.entries}
         approvals = {group: dict(decisions) for group, decisions in fresh.approvals.items()}
         notes = []
         for u in updates_of(manifest):
-            catalog.setdefault(u.sha256, {
-                "name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
-                "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),
-                "metadata": u.metadata, "bundle": {"name": manifest.name, "version": manifest.version},
-                "imported_at": names.format_time(),
-                **({"windows": u.windows.to_dict()} if u.windows is not None else {})})
+            catalog.setdefault(u.sha256, CatalogEntry(
+                u.name, u.kind, u.file, u.sha256, u.size, u.metadata.get("version", ""), u.metadata.get("arch", ""),
+                u.metadata, ImportedBy(manifest.name, manifest.version), names.format_time(), u.windows))
             for group in u.approve:
                 if group not in self.groups:
                     notes.append(f"update {u.name}: pre-approved for group {group!r}, which this site does not have")
@@ -174,20 +180,20 @@ class UpdateCache:
         """Drop these payloads from the catalog and the approvals (their files are gone: a prune).
         Call under files_lock."""
         fresh = Catalog.load(self.root)
-        self._write([e for e in fresh.entries if e["sha256"] not in sha256s],
+        self._write([e for e in fresh.entries if e.sha256 not in sha256s],
                     {group: {sha: d for sha, d in decisions.items() if sha not in sha256s}
                      for group, decisions in fresh.approvals.items()})
 
     # --- approvals -----------------------------------------------------------------------------------
 
-    def decide(self, name: str, group: str, decision: str) -> list[dict[str, Any]]:
+    def decide(self, name: str, group: str, decision: str) -> list[CatalogEntry]:
         check_group(group, self.groups)
         with files_lock(self.site.directory):
             fresh = Catalog.load(self.root)
             entries = fresh.matching(name)
             approvals = {g: dict(decisions) for g, decisions in fresh.approvals.items()}
             for e in entries:
-                approvals.setdefault(group, {})[e["sha256"]] = decision
+                approvals.setdefault(group, {})[e.sha256] = decision
             self._write(None, approvals)
             publish(self.site)
         return entries
@@ -206,8 +212,8 @@ class UpdateCache:
         return previous
 
 
-def _order(entry: dict[str, Any]) -> tuple[str, str, str]:
-    return entry["name"], entry["version"], entry["sha256"]
+def _order(entry: CatalogEntry) -> tuple[str, str, str]:
+    return entry.name, entry.version, entry.sha256
 
 
 # --- publishing ------------------------------------------------------------------------------------
@@ -223,8 +229,8 @@ def publish(site: SiteConfig) -> Path:
     with gpg_session(site):  # every group's signatures by one agent
         for group in update_settings(site).groups:
             approved = cache.catalog.approved(group)
-            _publish_apt(site, target / "apt", group, [e for e in approved if e["kind"] == "deb"])
-            _publish_rpm(site, cache, target / "rpm" / group, [e for e in approved if e["kind"] == "rpm"])
+            _publish_apt(site, target / "apt", group, [e for e in approved if e.kind == "deb"])
+            _publish_rpm(site, cache, target / "rpm" / group, [e for e in approved if e.kind == "rpm"])
             atomic_write(dnf_repo_file(site, group), dnf_repo(site, group).encode())
     link = cache.root / "published"
     tmp_link = cache.root / f".published.{os.getpid()}"
@@ -260,38 +266,57 @@ CLIENT_APT_KEYRING = "/etc/apt/keyrings/bundler-site.gpg"
 CLIENT_RPM_KEY = "/etc/pki/rpm-gpg/RPM-GPG-KEY-bundler-site"
 
 
-def client_configuration(site: SiteConfig, client: str, group: str, token: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ClientConfiguration:
     """What an enrolled client needs to read its group's updates: the site's files to copy (site path
     -> client path) and each client's configuration (apt: sources and auth.conf; dnf: a .repo with
     the client's name and token; anything else: the token as a Bearer header)."""
+    client: str
+    group: str
+    token: str
+    copy: Mapping[str, str]
+    apt_sources: str
+    apt_auth_conf: str
+    apt_ca_conf: str
+    dnf_repo: str
+    http_header: str
+    http_approved: str
+    http_report: str
+
+    def to_dict(self) -> Doc:
+        return {"client": self.client, "group": self.group, "token": self.token, "copy": self.copy,
+                "apt": {"sources": self.apt_sources, "auth_conf": self.apt_auth_conf, "ca_conf": self.apt_ca_conf},
+                "dnf": {"repo": self.dnf_repo},
+                "http": {"header": self.http_header, "approved": self.http_approved, "report": self.http_report}}
+
+
+def client_configuration(site: SiteConfig, client: str, group: str, token: str) -> ClientConfiguration:
     host = site.http_url.split("://", 1)[1]
-    return {
-        "client": client, "group": group, "token": token,
-        "copy": {str(site.ca_file.resolve()): CLIENT_CA,
-                 str((site.directory / UPDATES_DIR / APT_KEY).resolve()): CLIENT_APT_KEYRING,
-                 str((site.directory / UPDATES_DIR / ASC_KEY).resolve()): CLIENT_RPM_KEY},
-        "apt": {"sources": f"deb [signed-by={CLIENT_APT_KEYRING}] {site.http_url}/updates/apt {group} main",
-                "auth_conf": f"machine {host}/updates/ login {client} password {token}",
-                "ca_conf": f'Acquire::https::{host.rsplit(":", 1)[0]}::CaInfo "{CLIENT_CA}";'},
-        "dnf": {"repo": dnf_repo(site, group, CLIENT_RPM_KEY, CLIENT_CA, (client, token))},
-        "http": {"header": f"Authorization: Bearer {token}", "approved": f"{site.http_url}/updates/api/groups/"
-                                                                          f"{group}/approved",
-                 "report": f"{site.http_url}/updates/api/report"},
-    }
+    return ClientConfiguration(
+        client, group, token,
+        {str(site.ca_file.resolve()): CLIENT_CA,
+         str((site.directory / UPDATES_DIR / APT_KEY).resolve()): CLIENT_APT_KEYRING,
+         str((site.directory / UPDATES_DIR / ASC_KEY).resolve()): CLIENT_RPM_KEY},
+        f"deb [signed-by={CLIENT_APT_KEYRING}] {site.http_url}/updates/apt {group} main",
+        f"machine {host}/updates/ login {client} password {token}",
+        f'Acquire::https::{host.rsplit(":", 1)[0]}::CaInfo "{CLIENT_CA}";',
+        dnf_repo(site, group, CLIENT_RPM_KEY, CLIENT_CA, (client, token)),
+        f"Authorization: Bearer {token}", f"{site.http_url}/updates/api/groups/{group}/approved",
+        f"{site.http_url}/updates/api/report")
 
 
-def pool_path(entry: dict[str, Any]) -> str:
-    return f"pool/{entry['sha256']}/{entry['file']}"
+def pool_path(entry: CatalogEntry) -> str:
+    return f"pool/{entry.sha256}/{entry.file}"
 
 
-def _publish_apt(site: SiteConfig, apt: Path, group: str, debs: list[dict[str, Any]]) -> None:
+def _publish_apt(site: SiteConfig, apt: Path, group: str, debs: list[CatalogEntry]) -> None:
     dist = apt / "dists" / group
-    arches = sorted({e["arch"] for e in debs if e["arch"] != "all"}) or ["amd64", "arm64"]
+    arches = sorted({e.arch for e in debs if e.arch != "all"}) or ["amd64", "arm64"]
     listed = []
     for arch in arches:
-        stanzas = [debcontrol.stanza(debcontrol.parse(e["metadata"]["control"]),
-                                     [("Filename", pool_path(e)), ("Size", str(e["size"])), ("SHA256", e["sha256"])])
-                   for e in sorted(debs, key=_order) if e["arch"] in (arch, "all")]
+        stanzas = [debcontrol.stanza(debcontrol.parse(e.metadata["control"]),
+                                     [("Filename", pool_path(e)), ("Size", str(e.size)), ("SHA256", e.sha256)])
+                   for e in sorted(debs, key=_order) if e.arch in (arch, "all")]
         packages = "\n".join(stanzas).encode()
         directory = dist / "main" / f"binary-{arch}"
         directory.mkdir(parents=True)
@@ -309,11 +334,11 @@ def _publish_apt(site: SiteConfig, apt: Path, group: str, debs: list[dict[str, A
                                             input=release.encode()))
 
 
-def _publish_rpm(site: SiteConfig, cache: UpdateCache, directory: Path, rpms: list[dict[str, Any]]) -> None:
+def _publish_rpm(site: SiteConfig, cache: UpdateCache, directory: Path, rpms: list[CatalogEntry]) -> None:
     directory.mkdir(parents=True)
     for e in rpms:  # by digest: two rpms of one file name (a vendor's rebuild) are both served
         (directory / pool_path(e)).parent.mkdir(parents=True)
-        os.link(cache.blob(e["sha256"]), directory / pool_path(e))  # same bytes, no copy
+        os.link(cache.blob(e.sha256), directory / pool_path(e))  # same bytes, no copy
     createrepo = shutil.which("createrepo_c")
     if createrepo is None:
         if rpms:

@@ -11,7 +11,7 @@ from bundler.kinds.base import Commands
 from bundler.kinds.updates.cache import UpdateCache, client_configuration
 from bundler.kinds.updates.windows_client import SCRIPT, write_client
 from bundler.site.config import load_site
-from bundler.units import emit_json, human, printable
+from bundler.units import emit_json, human
 
 
 @click.group()
@@ -30,21 +30,21 @@ def updates_list(site_dir: Path, as_json: bool) -> None:
     """Every imported update, and the groups it is approved (or declined) for."""
     cache = UpdateCache(load_site(site_dir))
     approvals = cache.catalog.approvals
-    entries = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size", "bundle", "imported_at")}
-               | {"groups": {g: d[e["sha256"]] for g, d in approvals.items() if e["sha256"] in d}}
-               for e in cache.catalog.entries]
+    decided = [{g: d[e.sha256] for g, d in approvals.items() if e.sha256 in d} for e in cache.catalog.entries]
     if as_json:
-        emit_json({"updates": entries})
+        emit_json({"updates": [{"name": e.name, "kind": e.kind, "file": e.file, "version": e.version, "arch": e.arch,
+                                "sha256": e.sha256, "size": e.size, "bundle": e.to_dict()["bundle"],
+                                "imported_at": e.imported_at, "groups": groups}
+                               for e, groups in zip(cache.catalog.entries, decided, strict=True)]})
         return
-    for e in entries:
-        groups = ", ".join(f"{g}: {d}" for g, d in e["groups"].items()) or "not approved anywhere"
-        click.echo(f"{e['name']} {e['version']} {e['arch']} ({e['kind']}, {human(e['size'])}) "
-                   f"{e['sha256'][:12]}  [{groups}]")
+    for e, groups in zip(cache.catalog.entries, decided, strict=True):
+        shown = ", ".join(f"{g}: {d}" for g, d in groups.items()) or "not approved anywhere"
+        click.echo(f"{e.name} {e.version} {e.arch} ({e.kind}, {human(e.size)}) {e.sha256[:12]}  [{shown}]")
 
 
 def _decide(name: str, group: str, site_dir: Path, decision: str) -> None:
     for e in UpdateCache(load_site(site_dir)).decide(name, group, decision):
-        click.echo(f"{decision} {e['name']} {e['version']} ({e['sha256'][:12]}) for {group}")
+        click.echo(f"{decision} {e.name} {e.version} ({e.sha256[:12]}) for {group}")
 
 
 @updates.command("approve")
@@ -90,19 +90,19 @@ def updates_enroll(client: str, group: str, site_dir: Path, as_json: bool) -> No
     site = load_site(site_dir)
     config = client_configuration(site, client, group, UpdateCache(site).clients.enroll(client, group))
     if as_json:
-        emit_json(config)
+        emit_json(config.to_dict())
         return
-    copy = "".join(f"\n  {source} -> {target}" for source, target in config["copy"].items())
-    click.echo(f"client {client} enrolled in {group}; its token (shown once): {config['token']}\n"
+    copy = "".join(f"\n  {source} -> {target}" for source, target in config.copy.items())
+    click.echo(f"client {client} enrolled in {group}; its token (shown once): {config.token}\n"
                f"copy to the client:{copy}\n"
-               f"apt: /etc/apt/sources.list.d/bundler-site.list:\n  {config['apt']['sources']}\n"
-               f"  /etc/apt/auth.conf.d/bundler-site.conf (mode 0600):\n  {config['apt']['auth_conf']}\n"
-               f"  /etc/apt/apt.conf.d/80bundler-site:\n  {config['apt']['ca_conf']}\n"
+               f"apt: /etc/apt/sources.list.d/bundler-site.list:\n  {config.apt_sources}\n"
+               f"  /etc/apt/auth.conf.d/bundler-site.conf (mode 0600):\n  {config.apt_auth_conf}\n"
+               f"  /etc/apt/apt.conf.d/80bundler-site:\n  {config.apt_ca_conf}\n"
                f"dnf: /etc/yum.repos.d/bundler-site.repo (mode 0600):\n"
-               + "".join(f"  {line}\n" for line in config["dnf"]["repo"].splitlines())
-               + f"curl: curl --cacert {site.ca_file} -H '{config['http']['header']}' {config['http']['approved']}\n"
-               f"PowerShell: Invoke-RestMethod -Headers @{{Authorization='Bearer {config['token']}'}} "
-               f"{config['http']['approved']}")
+               + "".join(f"  {line}\n" for line in config.dnf_repo.splitlines())
+               + f"curl: curl --cacert {site.ca_file} -H '{config.http_header}' {config.http_approved}\n"
+               f"PowerShell: Invoke-RestMethod -Headers @{{Authorization='Bearer {config.token}'}} "
+               f"{config.http_approved}")
 
 
 @updates.command("status")
@@ -115,16 +115,10 @@ def updates_status(site_dir: Path, as_json: bool) -> None:
     cache = UpdateCache(load_site(site_dir))
     clients = cache.clients.status(cache.catalog)
     if as_json:
-        emit_json({"clients": clients})
+        emit_json({"clients": [c.to_dict() for c in clients]})
         return
     for c in clients:
-        lacking = ", ".join(f"{printable(u['name'])} {printable(u['version'])}" for u in c["lacking"]) or "nothing"
-        more = [f"{len(c['failed'])} failed"] if c.get("failed") else []
-        more += ["restart pending"] if c.get("reboot_pending") else []
-        more += [f"Windows {c['os_build']}"] if c.get("os_build") else []
-        more += [f"AKS EE {c['aksee_version']}"] if c.get("aksee_version") else []
-        click.echo(f"{c['client']} ({c['group']}, reported {c['reported_at']}): lacks {lacking}"
-                   + (f"; {', '.join(more)}" if more else ""))
+        click.echo(c.line())
 
 
 @click.command("windows")

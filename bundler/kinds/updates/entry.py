@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from bundler import debcontrol, names
+from bundler.jsontypes import Doc
 from bundler.kinds.updates.windows import AKSEE, WINDOWS_KINDS, WindowsInfo
 from bundler.untrusted import Obj
 
@@ -41,7 +42,7 @@ class UpdateEntry:
     def path(self) -> str:
         return update_path(self.sha256)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256, "size": self.size,
                 "metadata": dict(sorted(self.metadata.items())), "approve": list(self.approve),
                 **({"windows": self.windows.to_dict()} if self.windows is not None else {})}

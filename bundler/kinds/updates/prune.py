@@ -20,20 +20,19 @@ class PrunedUpdates(Pruning):
         self.site, self.cache = site, UpdateCache(site)
         held = {u.sha256 for manifest in kept for u in updates_of(manifest)}
         approved = self.cache.catalog.servable_set()  # approved for some group
-        self.going = [e for e in self.cache.catalog.entries if e["sha256"] not in held and e["sha256"] not in approved]
+        self.going = [e for e in self.cache.catalog.entries if e.sha256 not in held and e.sha256 not in approved]
         self.leftovers = list(leftovers)
-        super().__init__([f"{e.get('name')} {e.get('version', '')}".strip() for e in self.going],
-                         sum(int(e.get("size", 0)) for e in self.going),
+        super().__init__([f"{e.name} {e.version}".strip() for e in self.going], sum(e.size for e in self.going),
                          sum(self.cache.blob(sha).stat().st_size for sha in leftovers if self.cache.blob(sha).exists()))
 
     def delete(self) -> None:
         cataloged = self.cache.catalog.shas
-        for sha in [e["sha256"] for e in self.going] + [s for s in self.leftovers if s not in cataloged]:
+        for sha in [e.sha256 for e in self.going] + [s for s in self.leftovers if s not in cataloged]:
             self.cache.blob(sha).unlink(missing_ok=True)
 
     def record(self) -> None:
         if self.going:
-            self.cache.forget({e["sha256"] for e in self.going})
+            self.cache.forget({e.sha256 for e in self.going})
             publish(self.site)
 
 

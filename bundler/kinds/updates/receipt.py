@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from bundler.jsontypes import Doc
 from bundler.kinds.base import Receipt
 from bundler.kinds.updates.cache import UpdateCache
 
@@ -16,13 +17,12 @@ class UpdateReceipt(Receipt):
     titles: ClassVar[dict[str, str]] = {"updates": "Updates held", "approvals": "Update approvals per group",
               "clients": "Update clients, and the approved updates each lacks"}
 
-    def receipt(self, site: SiteConfig, state: SiteState) -> dict[str, Any]:
+    def receipt(self, site: SiteConfig, state: SiteState) -> Doc:
         cache = UpdateCache(site)
-        catalog = {e["sha256"]: e for e in cache.catalog.entries}
-        return {"updates": [{k: e[k] for k in ("name", "version", "kind", "sha256")} for e in catalog.values()
-                            if cache.blob(e["sha256"]).exists()],
-                "approvals": [{"group": group, "update": f"{catalog[sha]['name']} {catalog[sha]['version']}".strip(),
+        catalog = {e.sha256: e for e in cache.catalog.entries}
+        return {"updates": [e.brief() for e in catalog.values() if cache.blob(e.sha256).exists()],
+                "approvals": [{"group": group, "update": f"{catalog[sha].name} {catalog[sha].version}".strip(),
                                "decision": decision}
                               for group, decisions in sorted(cache.catalog.approvals.items())
                               for sha, decision in decisions.items() if sha in catalog],
-                "clients": cache.clients.status(cache.catalog)}
+                "clients": [c.to_dict() for c in cache.clients.status(cache.catalog)]}

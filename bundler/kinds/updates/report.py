@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from packageurl import PackageURL
 
 from bundler.bundle.sbom import SbomItem
-from bundler.kinds.base import Report, changes
+from bundler.jsontypes import Doc
+from bundler.kinds.base import Changes, Report, changes
 from bundler.kinds.updates.entry import UpdateEntry
 from bundler.units import human
 from bundler.units import printable as p
@@ -28,28 +28,25 @@ class UpdateReport(Report[UpdateEntry]):
                                   (("bundler:kind", f"update-{u.kind}"), ("bundler:file", u.file))))
         return items
 
-    def inspect_rows(self, entries: Sequence[UpdateEntry]) -> list[dict[str, Any]]:
+    def inspect_rows(self, entries: Sequence[UpdateEntry]) -> list[Doc]:
         return [{"name": u.name, "kind": u.kind, "file": u.file, "sha256": u.sha256, "size": u.size,
                  "version": u.metadata.get("version", ""), "arch": u.metadata.get("arch", ""),
                  "approve": list(u.approve)} for u in entries]
 
-    def inspect_lines(self, rows: list[dict[str, Any]]) -> list[str]:
-        out = [f"updates ({len(rows)}):"] if rows else []
-        for u in rows:
-            groups = f"  pre-approved for {', '.join(p(g) for g in u['approve'])}" if u["approve"] else ""
-            out.append(f"  {p(u['name'])} {p(u['version'])} {p(u['arch'])} ({p(u['kind'])}, {human(u['size'])})"
-                       f"  {u['sha256'][:12]}{groups}")
+    def lines(self, entries: Sequence[UpdateEntry]) -> list[str]:
+        out = [f"updates ({len(entries)}):"] if entries else []
+        for u in entries:
+            groups = f"  pre-approved for {', '.join(p(g) for g in u.approve)}" if u.approve else ""
+            version, arch = u.metadata.get("version", ""), u.metadata.get("arch", "")
+            out.append(f"  {p(u.name)} {p(version)} {p(arch)} ({p(u.kind)}, {human(u.size)})"
+                       f"  {u.sha256[:12]}{groups}")
         return out
 
-    def diff(self, old: Sequence[UpdateEntry], new: Sequence[UpdateEntry]) -> dict[str, Any]:
-        return changes({u.name: u.metadata.get("version", u.sha256[:12]) for u in old},
+    def diff(self, old: Sequence[UpdateEntry], new: Sequence[UpdateEntry]) -> Changes:
+        return changes(self.kind.noun, {u.name: u.metadata.get("version", u.sha256[:12]) for u in old},
                        {u.name: u.metadata.get("version", u.sha256[:12]) for u in new})
 
     def import_summary(self, added: dict[str, int], unchanged: dict[str, int]) -> str:
         if not (added.get("updates") or unchanged.get("updates")):
             return ""
         return f"{added['updates']} updates added, {unchanged['updates']} already there; "
-
-    def plan_lines(self, plan: dict[str, Any]) -> list[str]:
-        return [f"  add {len(plan['add_updates'])} updates ({human(plan['update_bytes'])})"
-                + "".join(f"\n    {u}" for u in plan["add_updates"])]

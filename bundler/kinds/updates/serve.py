@@ -4,9 +4,9 @@ client reports), its directories on a new site and what changes its part of the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bundler.kinds.base import Serve
+from bundler.kinds.base import Serve, ServiceInfo
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache, init_updates
 from bundler.kinds.updates.server import UpdateServer, front_rules
 from bundler.kinds.updates.settings import update_settings
@@ -27,12 +27,11 @@ class UpdateServe(Serve):
     def front(self, site: SiteConfig) -> list[FrontRule]:
         return front_rules(site)
 
-    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
-        return {"updates": {"url": f"{site.http_url}/updates/", "apt_url": f"{site.http_url}/updates/apt",
-                            "rpm_url": f"{site.http_url}/updates/rpm",
-                            "apt_key_file": str((site.directory / UPDATES_DIR / APT_KEY).resolve()),
-                            "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}",
-                            "groups": list(update_settings(site).groups)}}
+    def services(self, site: SiteConfig) -> dict[str, ServiceInfo]:
+        return {"updates": ServiceInfo(f"{site.http_url}/updates/", {
+            "apt_url": f"{site.http_url}/updates/apt", "rpm_url": f"{site.http_url}/updates/rpm",
+            "apt_key_file": str((site.directory / UPDATES_DIR / APT_KEY).resolve()),
+            "rpm_key_url": f"{site.http_url}/updates/keys/{ASC_KEY}", "groups": update_settings(site).groups})}
 
     def stored(self, site: SiteConfig) -> dict[str, Path]:
         return {"updates": UpdateCache(site).root}

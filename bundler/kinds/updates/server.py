@@ -11,17 +11,19 @@ import re
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from bundler import names
 from bundler.errors import BundlerError
+from bundler.jsontypes import Doc, JsonObject
 from bundler.kinds.updates.cache import APT_KEY, ASC_KEY, UPDATES_DIR, UpdateCache
-from bundler.kinds.updates.clients import installed_by, reboot_pending
+from bundler.kinds.updates.clients import Host, StepResult
+from bundler.kinds.updates.plan import plan_for
 from bundler.kinds.updates.settings import update_settings
-from bundler.kinds.updates.windows import AKSEE_VERSION_RE, ARCHES, BUILD_RE, plan_for
+from bundler.kinds.updates.windows import AKSEE_VERSION_RE, ARCHES, BUILD_RE
 from bundler.site.config import SiteConfig
 from bundler.site.front import FrontRule
-from bundler.site.http import Route, StartResponse, accel, body_length, json_response, text_response
+from bundler.site.http import Route, accel, body_length, json_response, text_response
 
 MAX_REPORT = 1 << 20  # bytes of one client report
 PAYLOADS = "/_updates/payloads/"  # the front's internal locations the application redirects downloads to
@@ -44,7 +46,7 @@ class UpdateServer:
     def route(self) -> Route:
         return Route("updates", self.handle)
 
-    def update_client(self, environ: dict[str, Any], cache: UpdateCache) -> tuple[str, str] | bool | None:
+    def update_client(self, environ: WSGIEnvironment, cache: UpdateCache) -> tuple[str, str] | bool | None:
         """(client, group) for an enrolled client's token (Bearer, or Basic with the client id as the
         user name: apt's auth.conf, dnf's username/password); None without credentials; False when
         the credentials are not an enrolled client's."""
@@ -60,7 +62,7 @@ class UpdateServer:
             return known if known is not None and known[0] == user else False
         return None
 
-    def handle(self, environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
+    def handle(self, environ: WSGIEnvironment, start_response: StartResponse, rest: str) -> Iterable[bytes]:
         cache = UpdateCache(self.site)
         method = environ.get("REQUEST_METHOD", "GET")
         if rest == "api/report" and method == "POST":
@@ -85,8 +87,9 @@ class UpdateServer:
         if parts[0] == "api" and len(parts) == 4 and parts[1] == "groups" and parts[3] == "approved":
             if parts[2] not in update_settings(self.site).groups or not allows(parts[2]):
                 return text_response(start_response, "404 Not Found", "no such group for this client\n")
-            listing = [{k: e[k] for k in ("name", "kind", "file", "version", "arch", "sha256", "size")}
-                       | {"url": f"/updates/blobs/sha256/{e['sha256']}"} for e in cache.catalog.approved(parts[2])]
+            listing: list[Doc] = [{"name": e.name, "kind": e.kind, "file": e.file, "version": e.version, "arch": e.arch,
+                        "sha256": e.sha256, "size": e.size, "url": f"/updates/blobs/sha256/{e.sha256}"}
+                       for e in cache.catalog.approved(parts[2])]
             return json_response(start_response, "200 OK", {"group": parts[2], "updates": listing})
         # payloads: only approved ones (for the client's group); others are 404
         if parts[:2] == ["blobs", "sha256"] and len(parts) == 3 and re.fullmatch(r"[a-f0-9]{64}", parts[2]):
@@ -96,14 +99,14 @@ class UpdateServer:
         if parts[0] == "files" and len(parts) == 2:
             entry = cache.catalog.newest_approved(parts[1], group)
             if entry is not None:
-                return _payload(start_response, entry["sha256"])
+                return _payload(start_response, entry.sha256)
             return text_response(start_response, "404 Not Found", "no approved update has this file name\n")
         if parts[0] == "apt" and len(parts) == 4 and parts[1] == "pool":  # apt/pool/<sha256>/<file>
             servable = cache.catalog.servable_set(group)
-            entry = next((e for e in cache.catalog.entries if e["sha256"] == parts[2] and e["file"] == parts[3]
-                          and e["sha256"] in servable), None)
+            entry = next((e for e in cache.catalog.entries if e.sha256 == parts[2] and e.file == parts[3]
+                          and e.sha256 in servable), None)
             if entry is not None:
-                return _payload(start_response, entry["sha256"])
+                return _payload(start_response, entry.sha256)
         elif all(_SAFE_PART.match(p) and p != ".." for p in parts) and (
                 (parts[0] == "apt" and len(parts) > 3 and parts[1] == "dists" and allows(parts[2]))
                 or (parts[0] == "rpm" and len(parts) > 2 and allows(parts[1]))) \
@@ -111,7 +114,7 @@ class UpdateServer:
             return accel(start_response, PUBLISHED + "/".join(parts), [])
         return text_response(start_response, "404 Not Found", "not found\n")
 
-    def plan(self, environ: dict[str, Any], start_response: StartResponse, cache: UpdateCache,
+    def plan(self, environ: WSGIEnvironment, start_response: StartResponse, cache: UpdateCache,
              known: tuple[str, str] | bool | None) -> Iterable[bytes]:
         """`GET /updates/api/plan?mode=windows|aksee&build=10.0.26100.2033&arch=amd64&aksee=1.9.262.0`:
         the approved payloads this client lacks, in install order, each with its step from the fixed
@@ -127,15 +130,15 @@ class UpdateServer:
                 or (aksee is not None and not AKSEE_VERSION_RE.match(aksee))):
             return json_response(start_response, "400 Bad Request", {"error": "mode is windows or aksee; build a "
                                  "Windows build (10.0.26100.2033); arch amd64 or arm64; aksee an AKS EE version"})
-        report = cache.clients.report(client) or {}
-        host = report.get("host") or {}
-        plan = plan_for(cache.catalog.approved(group), installed_by(report, cache.catalog), mode=mode,
-                        build=build or host.get("os_build"), arch=arch,
-                        aksee_version=aksee or host.get("aksee_version"), reboot_pending=reboot_pending(report))
+        report = cache.clients.report(client)
+        host = report.host if report else Host()
+        plan = plan_for(cache.catalog.approved(group), report.installed_by(cache.catalog) if report else set(),
+                        mode=mode, build=build or host.os_build, arch=arch, aksee_version=aksee or host.aksee_version,
+                        reboot_pending=report.reboot_pending if report else False)
         return json_response(start_response, "200 OK", {"client": client, "group": group, "mode": mode,
                                                         **plan.to_dict()})
 
-    def report(self, environ: dict[str, Any], start_response: StartResponse, cache: UpdateCache) -> Iterable[bytes]:
+    def report(self, environ: WSGIEnvironment, start_response: StartResponse, cache: UpdateCache) -> Iterable[bytes]:
         """A client says what it installed: with its own token (`bundler updates enroll`), for itself
         and its group only; the body bounded (a valid Content-Length, at most MAX_REPORT bytes) and
         its length checked before the token."""
@@ -167,10 +170,10 @@ RESULTS = ("installed", "failed", "reboot-pending")
 MAX_RESULTS = 1000
 
 
-def step_results(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def step_results(doc: JsonObject) -> tuple[dict[str, StepResult], Host]:
     """A Windows client's report beyond `installed`: `results` ([{sha256, status, exit_code}]) and
     `host` ({os_build, aksee_version, reboot_pending}); ValueError naming what is wrong."""
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, StepResult] = {}
     raw = doc.get("results", [])
     if not isinstance(raw, list) or len(raw) > MAX_RESULTS:
         raise ValueError(f"results must be a list of at most {MAX_RESULTS}")
@@ -181,21 +184,21 @@ def step_results(doc: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[s
         code = item.get("exit_code")
         if code is not None and (not isinstance(code, int) or isinstance(code, bool) or abs(code) > 1 << 32):
             raise ValueError("exit_code must be a number")
-        results[item["sha256"]] = {"status": item["status"], "exit_code": code, "at": names.format_time()}
-    host: dict[str, Any] = {}
+        results[str(item["sha256"])] = StepResult(str(item["status"]), code, names.format_time())
     raw_host = doc.get("host", {})
     if not isinstance(raw_host, dict):
         raise ValueError("host must be an object")
+    said: dict[str, str] = {}
     for key, rule in (("os_build", BUILD_RE), ("aksee_version", AKSEE_VERSION_RE)):
-        if raw_host.get(key) is not None:
-            if not isinstance(raw_host[key], str) or not rule.match(raw_host[key]):
-                raise ValueError(f"host.{key} {str(raw_host[key])[:40]!r} is not valid")
-            host[key] = raw_host[key]
-    if "reboot_pending" in raw_host:
-        if not isinstance(raw_host["reboot_pending"], bool):
-            raise ValueError("host.reboot_pending must be true or false")
-        host["reboot_pending"] = raw_host["reboot_pending"]
-    return results, host
+        value = raw_host.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not rule.match(value):
+                raise ValueError(f"host.{key} {str(value)[:40]!r} is not valid")
+            said[key] = value
+    pending = raw_host.get("reboot_pending")
+    if pending is not None and not isinstance(pending, bool):
+        raise ValueError("host.reboot_pending must be true or false")
+    return results, Host(said.get("os_build"), said.get("aksee_version"), pending)
 
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._+~-]{1,255}$")  # a published index's path, part by part

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from bundler.errors import UsageError
-from bundler.kinds.base import Settings
+from bundler.jsontypes import Doc
+from bundler.kinds.base import Settings, option_values
 from bundler.names import GROUP_RE
+from bundler.site.config import listed
 
 if TYPE_CHECKING:
     from bundler.site.config import SiteConfig
@@ -43,19 +45,19 @@ def check_group(group: str, groups: Sequence[str]) -> None:
 
 
 class UpdateSiteSettings(Settings[UpdateSettings]):
-    def parse(self, section: Mapping[str, Any], directory: Path) -> UpdateSettings:
+    def parse(self, section: Mapping[str, object], directory: Path) -> UpdateSettings:
         if unknown := set(section) - {"groups", "anonymous"}:
             raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
         if not isinstance(section.get("anonymous", False), bool):
             raise ValueError("updates.anonymous must be true or false")
-        return UpdateSettings(check_groups([str(g) for g in section.get("groups") or []]),
+        return UpdateSettings(check_groups([str(g) for g in listed(section, "groups", "updates")]),
                               bool(section.get("anonymous", False)))
 
-    def dump(self, value: UpdateSettings) -> dict[str, Any]:
+    def dump(self, value: UpdateSettings) -> Doc:
         return {"groups": list(value.groups), **({"anonymous": True} if value.anonymous else {})}
 
-    def create(self, options: Mapping[str, Any]) -> tuple[UpdateSettings, dict[str, bytes]]:
-        return UpdateSettings(check_groups(options.get("groups") or ())), {}
+    def create(self, options: Mapping[str, object]) -> tuple[UpdateSettings, dict[str, bytes]]:
+        return UpdateSettings(check_groups([str(g) for g in option_values(options, "groups")])), {}
 
 
 def update_settings(site: SiteConfig) -> UpdateSettings:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.kinds.updates.entry import UPDATE_KINDS
 from bundler.kinds.updates.windows import AKSEE, WindowsInfo, check_requirements, parse_windows
@@ -53,7 +52,7 @@ class UpdateSpec:
         return self.url or self.path or ""
 
 
-def parse_update(check: Checker, item: Any, line: int, where: str) -> UpdateSpec | None:
+def parse_update(check: Checker, item: object, line: int, where: str) -> UpdateSpec | None:
     m = check.mapping(item, line, where, {"name", "kind", "url", "path", "sha256", "metadata", "approve", "windows"},
                       set())
     if m is None:

@@ -4,17 +4,33 @@ one read), cataloged and published per group once the import publishes."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from bundler.jsontypes import Doc
 from bundler.kinds.base import Stage, Staged, StageOptions
 from bundler.kinds.updates.cache import UpdateCache, publish
 from bundler.kinds.updates.entry import UpdateEntry, updates_of
 from bundler.parallel import run_parallel
+from bundler.units import human
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
     from bundler.bundle.reader import BundleReader
     from bundler.site.config import SiteConfig
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """What an import would add to the update cache: the updates it lacks, and their bytes."""
+    added: tuple[str, ...]  # "name version"
+    size: int
+
+    def to_dict(self) -> Doc:
+        return {"add_updates": self.added, "update_bytes": self.size}
+
+    def lines(self) -> list[str]:
+        return [f"  add {len(self.added)} updates ({human(self.size)})" + "".join(f"\n    {u}" for u in self.added)]
 
 
 class StagedUpdates(Staged):
@@ -40,12 +56,11 @@ class UpdateStage(Stage):
     def streamed(self, manifest: BundleManifest) -> set[str]:
         return {u.path for u in updates_of(manifest)}
 
-    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[dict[str, Any], int]:
+    def plan(self, site: SiteConfig, manifest: BundleManifest) -> tuple[UpdatePlan, int]:
         cache = UpdateCache(site)
         new = [u for u in updates_of(manifest) if not cache.blob(u.sha256).exists()]
         size = sum(u.size for u in {u.sha256: u for u in new}.values())
-        return {"add_updates": [f"{u.name} {u.metadata.get('version', '')}".strip() for u in new],
-                "update_bytes": size}, size
+        return UpdatePlan(tuple(f"{u.name} {u.metadata.get('version', '')}".strip() for u in new), size), size
 
     def stage(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest, options: StageOptions,
               progress: Callable[[int], None]) -> Staged:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bundler import names
+from bundler.jsontypes import Doc
 from bundler.untrusted import Obj
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class Step:
     arguments: tuple[str, ...]
     extension: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"kind": self.kind, "program": self.program, "arguments": list(self.arguments),
                 "extension": self.extension}
 
@@ -75,8 +76,8 @@ class WindowsInfo:
     aksee_from: str | None = None  # an AKS EE fragment: the version it takes a node from
     aksee_to: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"requires": list(self.requires), "reboot": self.reboot}
+    def to_dict(self) -> Doc:
+        doc: Doc = {"requires": list(self.requires), "reboot": self.reboot}
         for key, value in (("kb", self.kb), ("os_min", self.os_min), ("os_max", self.os_max), ("arch", self.arch),
                            ("aksee_from", self.aksee_from), ("aksee_to", self.aksee_to)):
             if value is not None:
@@ -198,129 +199,3 @@ def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str]:
         if state.get(start) is None and (found := visit(start)):
             return found
     return []
-
-
-# --- a client's plan ------------------------------------------------------------------------------
-
-
-@dataclass
-class Plan:
-    """What one Windows client installs next, in order; `held`: approved payloads it cannot take yet
-    and why (a requirement not approved for its group, another OS build)."""
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    held: list[dict[str, str]] = field(default_factory=list)
-    reboot_pending: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reboot_pending": self.reboot_pending, "steps": self.steps, "held": self.held,
-                "install_steps": [step.to_dict() for step in STEPS]}
-
-
-def plan_for(approved: Sequence[dict[str, Any]], installed: set[str], *, mode: str, build: str | None,
-             arch: str | None, aksee_version: str | None, reboot_pending: bool) -> Plan:
-    """The approved catalog entries a client lacks (not in `installed`: sha256s it reported), for its
-    OS build and architecture, ordered: each after what it requires (then by KB and name); in `aksee`
-    mode the fragments that chain from the node's AKS EE version, one version at a time. A client
-    with a restart pending gets nothing until it has restarted."""
-    result = Plan(reboot_pending=reboot_pending)
-    kinds = (AKSEE,) if mode == "aksee" else tuple(k for k in WINDOWS_KINDS if k != AKSEE)
-    entries = [e for e in approved if e.get("kind") in kinds]
-    infos = {e["sha256"]: windows_info(e) for e in entries}
-    wanted = []
-    for e in entries:
-        info = infos[e["sha256"]]
-        if e["sha256"] in installed:
-            continue
-        if not info.fits(build, arch):
-            result.held.append({"name": e["name"], "sha256": e["sha256"],
-                                "why": f"not for this host (OS build {build or '?'}, {arch or '?'})"})
-            continue
-        wanted.append(e)
-    if mode == "aksee":
-        done = [e for e in entries if e["sha256"] in installed]  # a fragment applied moves the chain on
-        ordered = _chain(wanted, done, infos, aksee_version, result)
-    else:
-        ordered = _by_requirements(wanted, infos, installed_names(approved, installed), result)
-    if not reboot_pending:
-        result.steps = [{**step_of(e, infos[e["sha256"]]), **({"pending_update": True} if e.get("pending_update")
-                                                                else {})} for e in ordered]
-    return result
-
-
-def windows_info(entry: Mapping[str, Any]) -> WindowsInfo:
-    raw = entry.get("windows") or {}
-    return WindowsInfo(raw.get("kb"), raw.get("os_min"), raw.get("os_max"), raw.get("arch"),
-                       tuple(raw.get("requires") or ()), bool(raw.get("reboot")), raw.get("aksee_from"),
-                       raw.get("aksee_to"))
-
-
-def installed_names(approved: Sequence[dict[str, Any]], installed: set[str]) -> set[str]:
-    return {e["name"] for e in approved if e["sha256"] in installed}
-
-
-def step_of(entry: Mapping[str, Any], info: WindowsInfo) -> dict[str, Any]:
-    return {"name": entry["name"], "version": entry.get("version", ""), "kind": entry["kind"],
-            "sha256": entry["sha256"], "size": entry["size"], "url": f"/updates/blobs/sha256/{entry['sha256']}",
-            "step": STEP_OF[entry["kind"]].kind, "reboot": info.reboot, **({"kb": info.kb} if info.kb else {}),
-            **({"aksee_from": info.aksee_from, "aksee_to": info.aksee_to} if info.aksee_to else {})}
-
-
-def _by_requirements(wanted: list[dict[str, Any]], infos: Mapping[str, WindowsInfo], done: set[str],
-                     result: Plan) -> list[dict[str, Any]]:
-    """Topological order over `requires` (ties: KB number, then name and version); a payload whose
-    requirement is neither installed nor in the plan is held."""
-    offered = {e["name"] for e in wanted}
-    held = True
-    pool = list(wanted)
-    while held:  # a held payload may hold what requires it
-        held = False
-        for e in list(pool):
-            missing = [r for r in infos[e["sha256"]].requires if r not in done and r not in offered]
-            if missing:
-                pool.remove(e)
-                offered.discard(e["name"])
-                result.held.append({"name": e["name"], "sha256": e["sha256"],
-                                    "why": f"requires {', '.join(missing)}, not installed and not approved for "
-                                           "this group"})
-                held = True
-    ordered: list[dict[str, Any]] = []
-    placed = set(done)
-    while pool:
-        ready = sorted((e for e in pool if all(r in placed for r in infos[e["sha256"]].requires)),
-                       key=lambda e: (infos[e["sha256"]].kb or "", e["name"], str(e.get("version", ""))))
-        if not ready:  # a cycle: the build refuses one, a hand-made catalog could hold one
-            for e in pool:
-                result.held.append({"name": e["name"], "sha256": e["sha256"], "why": "its requirements go round"})
-            break
-        ordered.append(ready[0])
-        placed.add(ready[0]["name"])
-        pool.remove(ready[0])
-    return ordered
-
-
-def _chain(wanted: list[dict[str, Any]], done: list[dict[str, Any]], infos: Mapping[str, WindowsInfo],
-           version: str | None, result: Plan) -> list[dict[str, Any]]:
-    """The one fragment that takes the node from the version it reports (AKS EE upgrades one version
-    at a time, and only the node's own version says how far it got): a fragment is offered only to a
-    node at its `from`. One the client reported applied while the node is still at its `from` (staged,
-    its update not done) is offered again, marked `pending_update`: the next step is that update,
-    never the next fragment. Every other fragment is held, saying why."""
-    here = [e for e in [*wanted, *done] if version is not None and infos[e["sha256"]].aksee_from == version]
-    step = max(here, key=lambda e: (_version_key(infos[e["sha256"]].aksee_to), e in wanted,
-                                    str(e.get("version", ""))), default=None)
-    for e in wanted:
-        if e is step:
-            continue
-        start = infos[e["sha256"]].aksee_from
-        why = ("the node's AKS EE version is not known: the client reports it" if version is None
-               else f"takes a node from {start}; this node is at {version}: offered once the node reports {start}")
-        if step is not None and step in done:
-            why += f" (the update of {step['name']}, staged, is pending)"
-        result.held.append({"name": e["name"], "sha256": e["sha256"], "why": why})
-    if step is None:
-        return []
-    return [{**step, "pending_update": True} if step in done else step]
-
-
-def _version_key(version: str | None) -> tuple[int, ...]:
-    return tuple(int(part) for part in (version or "0").split("."))

@@ -22,9 +22,9 @@ import base64
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.kinds.updates.windows import AKSEE_COMMANDS, RESTART_CODES, STEPS
 from bundler.site.config import SiteConfig
 
@@ -54,7 +54,7 @@ def pem_sha256(pem: str) -> str:
     return hashlib.sha256(base64.b64decode(body)).hexdigest()
 
 
-def client_config(site: SiteConfig, client: str, group: str, token: str) -> dict[str, Any]:
+def client_config(site: SiteConfig, client: str, group: str, token: str) -> Doc:
     ca = site.ca_file.read_text()
     return {"site": site.http_url, "client": client, "group": group, "token": token, "ca_pem": ca,
             "ca_sha256": pem_sha256(ca)}

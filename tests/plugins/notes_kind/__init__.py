@@ -14,10 +14,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from bundler import names
 from bundler.bundle.manifest import BundleManifest
+from bundler.jsontypes import Doc
 from bundler.kinds.base import Kind, role_modules
 from bundler.site.config import SiteConfig
 from bundler.untrusted import Obj
@@ -41,7 +42,7 @@ class NoteEntry:
     def path(self) -> str:
         return f"notes/{self.sha256}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> Doc:
         return {"name": self.name, "sha256": self.sha256, "size": self.size}
 
     @classmethod

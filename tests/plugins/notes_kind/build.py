@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.kinds.base import Build, CollectContext, Part
 from bundler.oci.content import BlobSource
@@ -20,7 +19,7 @@ class NoteSpec:
 
 
 class NoteBuild(Build[NoteSpec]):
-    def parse_spec(self, check: Checker, item: Any, line: int, where: str) -> NoteSpec | None:
+    def parse_spec(self, check: Checker, item: object, line: int, where: str) -> NoteSpec | None:
         m = check.mapping(item, line, where, {"name", "path"}, {"name", "path"})
         if m is None:
             return None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from wsgiref.types import StartResponse, WSGIEnvironment
 
-from bundler.kinds.base import Serve
+from bundler.kinds.base import Serve, ServiceInfo
 from bundler.site.config import SiteConfig
 from bundler.site.front import FrontRule
-from bundler.site.http import Accounts, Route, StartResponse, accel, basic_challenge, text_response
+from bundler.site.http import Accounts, Route, accel, basic_challenge, text_response
 from notes_kind import KEY, NAME_RE, SENT, Store
 from notes_kind.settings import note_settings
 
@@ -22,7 +22,7 @@ class NoteServe(Serve):
         settings = note_settings(site)
         public = settings.public
 
-        def handle(environ: dict[str, Any], start_response: StartResponse, rest: str) -> Iterable[bytes]:
+        def handle(environ: WSGIEnvironment, start_response: StartResponse, rest: str) -> Iterable[bytes]:
             if rest not in public and accounts.authorized(environ) is None:
                 return basic_challenge(start_response)
             held = Store(site).index().get(rest) if NAME_RE.match(rest) else None
@@ -35,8 +35,8 @@ class NoteServe(Serve):
     def front(self, site: SiteConfig) -> list[FrontRule]:
         return [FrontRule(SENT, files=Store(site).root / "blobs")]
 
-    def services(self, site: SiteConfig) -> dict[str, dict[str, Any]]:
-        return {KEY: {"url": f"{site.http_url}/notes/"}}
+    def services(self, site: SiteConfig) -> dict[str, ServiceInfo]:
+        return {KEY: ServiceInfo(f"{site.http_url}/notes/")}
 
     def stored(self, site: SiteConfig) -> dict[str, Path]:
         return {KEY: Store(site).root}
