@@ -10,7 +10,8 @@ from pathlib import Path
 
 from bundler.bundle.manifest import canonical_json
 from bundler.fleet import rollout as rollouts
-from bundler.fleet.store import REPORT_KIND, Fleet
+from bundler.fleet.documents import REPORT_KIND
+from bundler.fleet.store import Fleet
 from bundler.signing import generate_key, public_pem
 from bundler.site.identity import signed
 

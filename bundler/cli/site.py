@@ -116,10 +116,10 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
                          s3_endpoint=s3_endpoint, s3_credentials=s3_credentials, user=user, as_root=as_root,
                          rewrites=[tuple(r.split("=", 1)) if "=" in r else (r, "") for r in rewrites],
                          **kinds)  # the kinds' own options (their options role: --group, --image-key)
-    names = ", ".join(name for name, _ in config.trust_keys)
-    where = f"{config.registry_url}/{config.registry_prefix}" if config.registry_prefix else config.registry_url
+    names = ", ".join(name for name, _ in config.trust.keys)
+    where = f"{config.registry.url}/{config.registry.prefix}" if config.registry.prefix else config.registry.url
     click.echo(f"site {config.directory} created; images go to {where}; "
-               f"bundles need {config.threshold} signature(s) of: {names}")
+               f"bundles need {config.trust.threshold} signature(s) of: {names}")
     click.echo(f"Git server (after `bundler site up`): {config.http_url}/git/<name>.git; "
                f"CA {config.ca_file}; client (pull-only) credentials in {config.credentials_file}")
 
@@ -157,7 +157,7 @@ def site_up(directory: Path, foreground: bool, wait: float, check_interval: floa
     if os.geteuid() == 0 and site.directory.stat().st_uid == 0:
         click.echo(f"warning: the site's services run as root (its files are root's): give it its own user with "
                    f"`bundler site install {site.directory}`, or make it again as root without --as-root", err=True)
-    services = [f"registry at {site.registry_url}", *(f"{name} at {service.url}" for kind in KINDS
+    services = [f"registry at {site.registry.url}", *(f"{name} at {service.url}" for kind in KINDS
                                                       for name, service in kind.serve.services(site).items())]
     click.echo(f"site {site.directory} is up: {', '.join(services)} "
                f"(CA {site.ca_file}, credentials in {site.credentials_file})")

@@ -79,11 +79,13 @@ class Rollout:
     def expired(self, now: dt.datetime | None = None) -> bool:
         return names.parse_time(self.expires) <= (now or dt.datetime.now(dt.UTC))
 
-    def next(self, *, open: int | None = None, state: str | None = None, reason: str | None = None) -> Rollout:
+    def next(self, *, open: int | None = None, state: str | None = None, reason: str | None = None,
+             expires: str | None = None) -> Rollout:
         """The same rollout, changed, under the next serial (signed anew by whoever publishes it)."""
         return replace(self, serial=self.serial + 1, created=names.format_time(),
                        open=self.open if open is None else open, state=self.state if state is None else state,
-                       reason=self.reason if reason is None else reason)
+                       reason=self.reason if reason is None else reason,
+                       expires=self.expires if expires is None else expires)
 
     def to_dict(self) -> Doc:
         return {"schema": SCHEMA, "name": self.name, "version": self.version, "serial": self.serial,

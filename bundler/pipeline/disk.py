@@ -143,10 +143,10 @@ def disk_warning(site: SiteConfig, adding: int = 0) -> str | None:
     """The technician's warning when the site's disk is (with `adding` more bytes: would be) fuller
     than retention.warnPercent."""
     percent = used_percent(site, adding)
-    if percent <= site.warn_percent:
+    if percent <= site.retention.warn_percent:
         return None
     return (f"the site's disk {'would be' if adding else 'is'} {percent}% full (more than retention.warnPercent, "
-            f"{site.warn_percent}%): "
+            f"{site.retention.warn_percent}%): "
             f"free space with `bundler site prune {site.directory}` (`--dry-run` shows what goes)")
 
 
@@ -208,12 +208,12 @@ def disk_report(site: SiteConfig, client: RegistryClient | None) -> DiskReport:
     percent used, and what a prune with the site's retention would free (registry bytes only when
     `client` answers)."""
     disk = shutil.disk_usage(site.directory)
-    plan = plan_prune(site, SiteState.load(site.directory), client, site.retention_keep)
-    local = site.embedded_registry and not site.registry_storage  # on object storage: not this disk's
+    plan = plan_prune(site, SiteState.load(site.directory), client, site.retention.keep)
+    local = site.embedded_registry and not site.registry.storage  # on object storage: not this disk's
     return DiskReport({"registry": tree_bytes(site.directory / REGISTRY_STORAGE) if local else None,
                        **{name: tree_bytes(path) for kind in KINDS for name, path in kind.serve.stored(site).items()}},
-                      disk.total, disk.free, used_percent(site), site.warn_percent, disk_warning(site), plan.keep,
-                      tuple(f"{b.name} {b.version}" for b in plan.pruned), plan.freed)
+                      disk.total, disk.free, used_percent(site), site.retention.warn_percent, disk_warning(site),
+                      plan.keep, tuple(f"{b.name} {b.version}" for b in plan.pruned), plan.freed)
 
 
 def kept_disk_report(site: SiteConfig) -> tuple[DiskReport, str] | None:

@@ -29,7 +29,7 @@ from bundler.site.state import SiteState
 
 def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, jobs: int = 8) -> PrunePlan:
     site = load_site(directory)
-    keep = site.retention_keep if keep is None else keep
+    keep = site.retention.keep if keep is None else keep
     if keep < 1:
         raise UsageError("--keep must be at least 1: a site keeps the release it runs")
     with import_lock(site, Path("site prune")):  # no import meanwhile
@@ -37,7 +37,7 @@ def prune_site(directory: Path, keep: int | None = None, dry_run: bool = False, 
         if not dry_run and site.embedded_registry:
             resume_after_garbage_collection(site)  # a prune killed while the collector ran
         client = None
-        if site.embedded_registry or site.registry_url:
+        if site.embedded_registry or site.registry.url:
             client = site.registry_client(jobs)
             try:
                 client.ping()

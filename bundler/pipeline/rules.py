@@ -110,7 +110,7 @@ class SharedTargets:
     state: SiteState
 
     def problems(self, manifest: BundleManifest, digest: str) -> list[Problem]:
-        if not self.site.rewrites:
+        if not self.site.registry.rewrites:
             return []
         hosts = {host for kind in KINDS for host in kind.publish.sources(manifest.entries(kind.key))}
         hosts |= set(source_hosts(self.state))

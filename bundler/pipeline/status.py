@@ -80,7 +80,7 @@ def site_status(site: SiteConfig) -> SiteStatus:
     state = SiteState.load(site.directory)
     return SiteStatus(
         healthy and registry,
-        {"registry": ServiceStatus(site.registry_url, registry, {"embedded": site.embedded_registry}),
+        {"registry": ServiceStatus(site.registry.url, registry, {"embedded": site.embedded_registry}),
          **{name: ServiceStatus(service.url, healthy, service.fields)
             for kind in KINDS for name, service in kind.serve.services(site).items()}},
         str(site.ca_file.resolve()), str(site.credentials_file.resolve()),

@@ -29,7 +29,7 @@ def status_page(site: SiteConfig) -> bytes:
     state = SiteState.load(site.directory)
     health = figures.read(site, figures.HEALTH_FILE)
     checked = f"checked {health.age}" if health else "not checked yet"
-    urls = {"registry": site.registry_url,  # the kinds' services: the HTTPS service's
+    urls = {"registry": site.registry.url,  # the kinds' services: the HTTPS service's
             **{name: service.url for kind in KINDS for name, service in kind.serve.services(site).items()}}
     up = health.figures if health else {}
     services = [[page.esc(name), f"<code>{page.esc(url)}</code>",

@@ -58,7 +58,7 @@ def write_cluster_config(site: SiteConfig, state: SiteState) -> Path:
 def node_files(site: SiteConfig, state: SiteState, ca: str | None) -> tuple[bytes, dict[str, bytes]]:
     """K3s's registries.yaml and containerd's hosts.toml per source host, for a node that keeps the
     registry's CA at `ca` (None: the node trusts it already)."""
-    registry = urlsplit(site.registry_url)
+    registry = urlsplit(site.registry.url)
     credentials = load_credentials(site.directory) if site.embedded_registry else None
     hosts = source_hosts(state)
 
@@ -93,7 +93,7 @@ def flux_secrets(site: SiteConfig) -> dict[str, dict[str, object]]:
     ca = site.ca_file.read_text()
     secrets = {"site-git-secret.yaml": _secret(GIT_SECRET, {"username": user, "password": password, "ca.crt": ca})}
     if site.embedded_registry:
-        netloc = urlsplit(site.registry_url).netloc
+        netloc = urlsplit(site.registry.url).netloc
         auth = base64.b64encode(f"{user}:{password}".encode()).decode()
         config = {"auths": {netloc: {"username": user, "password": password, "auth": auth}}}
         secrets["site-registry-secret.yaml"] = _secret(

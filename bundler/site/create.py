@@ -8,7 +8,6 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bundler.errors import UsageError
 from bundler.fsutil import atomic_write
@@ -16,31 +15,36 @@ from bundler.keyfiles import key_name, load_trusted_key, read_operator_file
 from bundler.signing import TrustPolicy, public_pem
 from bundler.site.auth import create_credentials
 from bundler.site.config import (
-    DEFAULT_HTTP_LISTEN,
-    DEFAULT_REGISTRY_LISTEN,
     GIT_DIR,
     REGISTRY_CA_FILE,
     REGISTRY_CREDENTIALS_FILE,
     S3_CREDENTIALS_FILE,
-    S3_RE,
     SITE_FILE,
     TRUST_DIR,
     SiteConfig,
+    checked_site_name,
+    private_file,
+    read_registry_credentials,
+    read_s3_credentials,
+)
+from bundler.site.identity import ensure_site_key
+from bundler.site.pki import create_pki, ensure_token_signer
+from bundler.site.sections import (
+    DEFAULT_HTTP_LISTEN,
+    DEFAULT_REGISTRY_LISTEN,
+    S3_RE,
+    HttpSection,
+    RegistrySection,
+    TrustSection,
     check_chart_prefix,
     check_listen,
     check_registry_url,
     check_rewrites,
     check_runtime,
-    checked_site_name,
     client_host,
     is_ip,
-    private_file,
-    read_registry_credentials,
-    read_s3_credentials,
     split_registry_url,
 )
-from bundler.site.identity import ensure_site_key
-from bundler.site.pki import create_pki, ensure_token_signer
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class SiteSpec:
     s3_endpoint: str | None = None
     s3_credentials: Path | None = None
     rewrites: Sequence[tuple[str, str]] = ()
-    sections: Mapping[str, Any] = field(default_factory=dict)  # each kind's section, as its settings role made it
+    sections: Mapping[str, object] = field(default_factory=dict)  # each kind's section, as its settings role made it
     files: Mapping[str, bytes] = field(default_factory=dict)  # what the kinds keep in the site (their keys, by path)
 
 
@@ -127,18 +131,18 @@ def init_site(spec: SiteSpec, prepare: Sequence[Callable[[SiteConfig], None]] = 
     if ca_pem is not None and b"-----BEGIN CERTIFICATE-----" not in ca_pem:
         raise UsageError(f"{registry_ca} is not a PEM certificate", hint="give the registry's CA certificate (PEM)")
     assert registry_url is not None
-    config = SiteConfig(directory, check_registry_url(registry_url),
-                        tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names), threshold,
-                        chart_prefix=check_chart_prefix(spec.chart_prefix), http_listen=check_listen(http_listen),
-                        registry_listen=registry_listen if embedded else None,
-                        registry_runtime=check_runtime(registry_runtime),
+    registry = RegistrySection(
+        check_registry_url(registry_url), check_chart_prefix(spec.chart_prefix),
+        registry_listen if embedded else None, check_runtime(registry_runtime), prefix,
+        REGISTRY_CA_FILE if registry_ca else "", REGISTRY_CREDENTIALS_FILE if registry_credentials else "",
+        registry_storage or "", s3_endpoint or "", S3_CREDENTIALS_FILE if s3_credentials else "",
+        check_rewrites(spec.rewrites))
+    config = SiteConfig(directory, registry, TrustSection(tuple((name, f"{TRUST_DIR}/{name}.pub") for name in names),
+                                                          threshold),
+                        HttpSection(check_listen(http_listen)),
                         name=checked_site_name(spec.name if spec.name is not None
                                                else socket.gethostname().split(".")[0]),
-                        registry_prefix=prefix, registry_ca=REGISTRY_CA_FILE if registry_ca else "",
-                        registry_credentials=REGISTRY_CREDENTIALS_FILE if registry_credentials else "",
-                        registry_storage=registry_storage or "", s3_endpoint=s3_endpoint or "",
-                        s3_credentials=S3_CREDENTIALS_FILE if s3_credentials else "",
-                        rewrites=check_rewrites(spec.rewrites), sections=dict(spec.sections))
+                        sections=dict(spec.sections))
     names, addresses = list(spec.hostnames), list(spec.ips)
     for ip in addresses:
         if not is_ip(ip):
@@ -148,7 +152,7 @@ def init_site(spec: SiteSpec, prepare: Sequence[Callable[[SiteConfig], None]] = 
         if listen_host not in ("0.0.0.0", "::"):  # the certificate names where clients reach the services
             (addresses if is_ip(listen_host) else names).append(listen_host)
     (directory / TRUST_DIR).mkdir(parents=True, exist_ok=True)
-    for key, (_, file) in zip(keys, config.trust_keys, strict=True):
+    for key, (_, file) in zip(keys, config.trust.keys, strict=True):
         atomic_write(directory / file, public_pem(key.key))
     for path, data in spec.files.items():  # what the kinds keep (the image keys, under trust/)
         atomic_write(directory / path, data)

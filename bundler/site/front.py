@@ -118,7 +118,7 @@ def _listen(address: str) -> str:
 
 def low_port(site: SiteConfig) -> bool:
     """A port below 1024: only root binds it (then nginx's master runs as root, its workers do not)."""
-    ports = [int(address.rpartition(":")[2]) for address in (site.http_listen, site.registry_listen) if address]
+    ports = [int(address.rpartition(":")[2]) for address in (site.http.listen, site.registry.listen) if address]
     return min(ports) < 1024
 
 
@@ -209,7 +209,7 @@ http {{
   proxy_max_temp_file_size 1024m;
 
   server {{
-    listen {_listen(site.http_listen)} ssl;
+    listen {_listen(site.http.listen)} ssl;
 {tls}
     location = /healthz {{
 {proxy}    }}
@@ -246,10 +246,10 @@ def _registry_server(site: SiteConfig, tls: str) -> str:
     registry said yes to the same request as a HEAD (the token, the blob linked in that repository):
     one hop less for every layer byte, so a pull costs what the registry's own TLS listener cost. Any
     answer but yes or no (a blob not there: 404) is the registry's own."""
-    if site.registry_listen is None:
+    if site.registry.listen is None:
         return ""
     registry = "    proxy_pass http://registry;\n"
-    blobs = "" if site.registry_storage else f"""    location ~ "{BLOB}" {{
+    blobs = "" if site.registry.storage else f"""    location ~ "{BLOB}" {{
     error_page 418 = @blob_file;
     recursive_error_pages on;  # @blob_file hands what the registry did not answer yes or no back to it
     if ($request_method = GET) {{ return 418; }}
@@ -283,7 +283,7 @@ def _registry_server(site: SiteConfig, tls: str) -> str:
 """
     return f"""
   server {{
-    listen {_listen(site.registry_listen)} ssl;
+    listen {_listen(site.registry.listen)} ssl;
 {tls}    client_max_body_size 0;
     proxy_request_buffering off;
     proxy_max_temp_file_size 0;  # a blob streams through memory (the buffers below), never spooled to disk

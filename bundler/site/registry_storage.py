@@ -70,7 +70,7 @@ class RegistryStorage:
     @classmethod
     def of(cls, site: SiteConfig) -> RegistryStorage | None:
         """The site's registry storage when bundler may write it: its own registry, on its disk."""
-        return cls(site) if site.embedded_registry and not site.registry_storage else None
+        return cls(site) if site.embedded_registry and not site.registry.storage else None
 
     def data(self, digest: str) -> Path:
         hex_digest = digest.removeprefix("sha256:")

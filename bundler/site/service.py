@@ -85,7 +85,7 @@ def registry_process_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
 
 def registry_healthy(site: SiteConfig, timeout: float = 2.0) -> bool:
     if site.embedded_registry:  # answers /v2/ with 401 (it wants credentials) when it is up
-        return _get(f"{site.registry_url}/v2/", site, timeout) in (200, 401)
+        return _get(f"{site.registry.url}/v2/", site, timeout) in (200, 401)
     try:
         site.registry_client(jobs=1).ping()
         return True
@@ -180,7 +180,7 @@ class Service:
                 reason = failure_reason(log, log_from)
                 hint = f"look at its log: {log}; nothing was left running"
                 if "address already in use" in reason.lower():  # the front binds both ports: say which one
-                    key = "registry.listen" if site.registry_listen and site.registry_listen in reason \
+                    key = "registry.listen" if site.registry.listen and site.registry.listen in reason \
                         else "http.listen"
                     hint = (f"another program uses that address: stop it, or change {key} in "
                             f"{site.directory / SITE_FILE}; nothing was left running")
@@ -258,7 +258,7 @@ SYNC = Service("sync", "hub sync", site_marker, _sync_running)  # `site sync --s
 def _registry_config_file(site: SiteConfig) -> Path:
     """Write the registry's configuration: it listens on its unix socket behind the front (which holds
     its port, with TLS from the site CA) and takes tokens from the HTTPS service."""
-    assert site.registry_listen is not None
+    assert site.registry.listen is not None
     root = site.directory / REGISTRY_DIR
     token_cert, _ = ensure_token_signer(site.directory)
     token = {"realm": site.token_realm, "service": tokens.SERVICE, "issuer": tokens.ISSUER,
@@ -291,8 +291,8 @@ def _start_registry(site: SiteConfig, wait: float, stale: bool) -> bool:
         return False
     _stop_registry(site)  # an upgrade restarts it on the new configuration; one that hangs is replaced
     registry_socket(site).unlink(missing_ok=True)  # left by one that was killed: a bind would fail on it
-    binary = registry_binary() if site.registry_runtime != "docker" else None
-    if binary is None and site.registry_runtime == "binary":
+    binary = registry_binary() if site.registry.runtime != "docker" else None
+    if binary is None and site.registry.runtime == "binary":
         raise BundlerError("site.yaml asks for the registry binary, and none is installed",
                            hint="apt-get install docker-registry, or set registry.runtime to docker or auto")
     make_dirs(site.directory / RUN_DIR, 0o700)
@@ -328,7 +328,7 @@ def _start_registry_container(site: SiteConfig, config: Path) -> None:
     owner = site.directory.stat()
     container = client.containers.run(
         REGISTRY_IMAGE, ["serve", "/etc/bundler/config.yml"], detach=True,
-        network_mode="host" if site.registry_storage else "none",  # it listens on no port: object storage only
+        network_mode="host" if site.registry.storage else "none",  # it listens on no port: object storage only
         entrypoint=["/bin/registry"],  # in the upstream image and in the one the tests build
         user=f"{owner.st_uid}:{owner.st_gid}",  # the site's owner, as the front's workers, who connect to it
         volumes={str(root): {"bind": str(root), "mode": "rw"}, str(pki): {"bind": str(pki), "mode": "ro"},
@@ -392,7 +392,7 @@ def site_up(directory: Path, app: Sequence[str], sync: Sequence[str], wait: floa
             front = FRONT.spawn(site, front_command(site), as_owner=not low_port(site))  # workers: `user`
             FRONT.wait(site, front, wait, site.http_url, offset)
         if site.embedded_registry:
-            REGISTRY.wait(site, None, wait, site.registry_url, healthy=registry_healthy)  # through the front
+            REGISTRY.wait(site, None, wait, site.registry.url, healthy=registry_healthy)  # through the front
         if (site.directory / SYNC_SETTINGS).exists() and SYNC.running_pid(site) is None:
             # `site sync DIR --service` was run: the site takes its releases from the hub on its own
             SYNC.spawn(site, [*sync, here])
@@ -426,14 +426,14 @@ def collect_registry_garbage(site: SiteConfig, wait: float = 30.0) -> None:
     stopped for the pass (a collection beside a running registry can delete a blob an upload is
     linking) and started again after it when it was running. It frees blobs no manifest references."""
     local = site.directory / REGISTRY_STORAGE / "docker/registry/v2/repositories"
-    if not site.registry_storage and not local.is_dir():
+    if not site.registry.storage and not local.is_dir():
         return  # nothing was ever pushed (a site of Git and updates only): the collector fails on that
     restart = site.directory / RUN_DIR / "gc-restart"  # an empty file: creating it needs no free block
     if registry_healthy(site, 0.5):
         restart.touch()
     _stop_registry(site)
     config = _registry_config_file(site)
-    binary = registry_binary() if site.registry_runtime != "docker" else None
+    binary = registry_binary() if site.registry.runtime != "docker" else None
     if binary is not None:
         proc = tools.run([binary, "garbage-collect", config.resolve()], timeout=tools.local_timeout(),
                          env=registry_environment(), inherit=False)

@@ -152,8 +152,8 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
     from bundler.site.registry_process import registry_binary, registry_config
 
     config = load_site(site)
-    assert config.registry_listen is not None and registry_binary() is not None
-    old = registry_config(site / "registry" / "storage", config.registry_listen, htpasswd,
+    assert config.registry.listen is not None and registry_binary() is not None
+    old = registry_config(site / "registry" / "storage", config.registry.listen, htpasswd,
                           (site / "pki" / "server.pem", site / "pki" / "server.key"))
     (site / "registry" / "config.yml").write_text(yaml.safe_dump(old))
     import subprocess
@@ -166,7 +166,7 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
     ca = str(site / "pki" / "ca.pem")
     for _ in range(100):
         try:
-            if requests.get(f"{config.registry_url}/v2/", auth=(client["username"], client["password"]), verify=ca,
+            if requests.get(f"{config.registry.url}/v2/", auth=(client["username"], client["password"]), verify=ca,
                             timeout=2).status_code == 200:
                 break
         except requests.RequestException:
@@ -177,7 +177,7 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
         assert old_registry.wait(10) is not None  # restarted on the token configuration
         assert json.loads((site / "credentials.json").read_text()) == client  # the cluster's password is unchanged
         assert (site / "import-credentials.json").exists() and not htpasswd.exists()
-        challenge = requests.get(f"{config.registry_url}/v2/", verify=ca, timeout=5)
+        challenge = requests.get(f"{config.registry.url}/v2/", verify=ca, timeout=5)
         assert challenge.status_code == 401 and challenge.headers["WWW-Authenticate"].startswith("Bearer ")
         realm = f"{config.http_url}/token"
         scope = "repository:docker.io/library/app:pull,push"
@@ -187,8 +187,8 @@ def test_site_up_upgrades_an_older_site_and_the_cluster_credential_still_pulls(
         claims = json.loads(base64.urlsafe_b64decode(token.json()["token"].split(".")[1] + "=="))
         assert claims["access"] == [{"type": "repository", "name": "docker.io/library/app", "actions": ["pull"]}]
         bearer = {"Authorization": f"Bearer {token.json()['token']}"}
-        assert requests.get(f"{config.registry_url}/v2/", headers=bearer, verify=ca, timeout=5).status_code == 200
-        push = requests.post(f"{config.registry_url}/v2/docker.io/library/app/blobs/uploads/", headers=bearer,
+        assert requests.get(f"{config.registry.url}/v2/", headers=bearer, verify=ca, timeout=5).status_code == 200
+        push = requests.post(f"{config.registry.url}/v2/docker.io/library/app/blobs/uploads/", headers=bearer,
                              verify=ca, timeout=5)
         assert push.status_code in (401, 403)
         assert cli("site", "up", site).code == 0  # a second run changes nothing and starts nothing new

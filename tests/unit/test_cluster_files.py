@@ -148,7 +148,7 @@ def test_containerd_hosts_toml_is_toml_with_the_site_ca_and_no_secret(site: Path
 def test_rewrite_rules_put_a_source_registry_under_a_path_and_refuse_two_on_one(tmp_path: Path) -> None:
     from bundler.errors import UsageError
     from bundler.pipeline.rules import SharedTargets
-    from bundler.site.config import check_rewrites
+    from bundler.site.sections import check_rewrites
 
     assert check_rewrites([("docker.io/*", "hub/*")]) == (("docker.io", "hub"),)
     for rules, message in [([("docker.io/*", "mirror/*"), ("quay.io/*", "mirror/*")], "docker.io/* and quay.io/*"),

@@ -29,7 +29,7 @@ def resource_name(repository: str) -> str:
 def oci_repository(site: SiteConfig, entry: ArtifactEntry) -> tuple[str, Doc]:
     """The Flux OCIRepository that names the artifact's home on the site: (its name, the resource)."""
     ref = ImageReference.parse(entry.ref)
-    parts = urlsplit(site.registry_url)
+    parts = urlsplit(site.registry.url)
     home = site.image_repository(ref.host, ref.repository)
     spec: Doc = {"interval": "10m", "url": f"oci://{parts.netloc}/{home}",
                             "ref": {"tag": ref.tag} if ref.tag else {"digest": entry.digest}}

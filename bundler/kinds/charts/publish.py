@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class ChartPublish(Publish[ChartEntry]):
     def site_artifacts(self, entries: Sequence[ChartEntry], site: SiteConfig) -> list[Artifact]:
         return [Artifact(self.kind.key, f"{c.name} {c.version}", c.digest, c.media_type,
-                         site.repository(f"{site.chart_prefix}/{c.name}"),
+                         site.repository(f"{site.registry.chart_prefix}/{c.name}"),
                          c.version.replace("+", "_"))  # Helm's tag for a + in a version
                 for c in entries]
 

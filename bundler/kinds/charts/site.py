@@ -17,9 +17,9 @@ HELM_REPOSITORY = "helm-repository.yaml"
 
 
 def helm_repository(site: SiteConfig) -> dict[str, object]:
-    parts = urlsplit(site.registry_url)
+    parts = urlsplit(site.registry.url)
     spec: dict[str, object] = {"type": "oci", "interval": "10m",
-                               "url": f"oci://{parts.netloc}/{site.repository(site.chart_prefix)}"}
+                               "url": f"oci://{parts.netloc}/{site.repository(site.registry.chart_prefix)}"}
     if parts.scheme == "http":
         spec["insecure"] = True  # a plain-HTTP site registry (loopback or lab)
     if site.embedded_registry:  # the secrets cluster.flux_secrets writes: pull account, site CA

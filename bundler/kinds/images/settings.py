@@ -19,7 +19,8 @@ from bundler.jsontypes import Doc
 from bundler.keyfiles import key_name, load_trusted_key
 from bundler.kinds.base import Settings, option_values
 from bundler.signing import TrustedKey, public_pem
-from bundler.site.config import TRUST_DIR, listed, text
+from bundler.site.config import TRUST_DIR
+from bundler.site.sections import listed, text
 
 if TYPE_CHECKING:
     from bundler.site.config import SiteConfig

@@ -20,10 +20,10 @@ class RepoServe(Serve):
         return [GitServer(site, accounts).route()]  # /git/<name>.git: clone and fetch
 
     def front(self, site: SiteConfig) -> list[FrontRule]:
-        return [FrontRule("/git/", body="0" if site.allow_push else GIT_BODY)]  # a push: no limit
+        return [FrontRule("/git/", body="0" if site.http.push else GIT_BODY)]  # a push: no limit
 
     def services(self, site: SiteConfig) -> dict[str, ServiceInfo]:
-        return {"git": ServiceInfo(f"{site.http_url}/git/", {"push": site.allow_push})}
+        return {"git": ServiceInfo(f"{site.http_url}/git/", {"push": site.http.push})}
 
     def stored(self, site: SiteConfig) -> dict[str, Path]:
         return {"git": site.directory / GIT_DIR}

@@ -43,7 +43,7 @@ class GitServer:
         service = smart_service(environ.get("REQUEST_METHOD", "GET"), path, query)
         if service is None:  # dumb HTTP would list the hidden staging refs and every pack, refused ones too
             return text_response(start_response, "403 Forbidden", "this Git server speaks smart HTTP only\n")
-        if service == "git-receive-pack" and not self.site.allow_push:
+        if service == "git-receive-pack" and not self.site.http.push:
             return text_response(start_response, "403 Forbidden", "push is disabled on this site\n")
         if not self._git_slots.acquire(timeout=GIT_WAIT):
             start_response("503 Service Unavailable", [("Retry-After", "5"), ("Content-Type", "text/plain")])

@@ -49,7 +49,7 @@ def ensure_repository(site: SiteConfig, name: str) -> Path:
     if not (path / "HEAD").exists():
         git.run(["init", "--bare", "-q", path])
         settings = {"uploadpack.hideRefs": "refs/bundler", "receive.denyNonFastForwards": "true",
-                    "receive.denyDeletes": "true", "http.receivepack": "true" if site.allow_push else "false",
+                    "receive.denyDeletes": "true", "http.receivepack": "true" if site.http.push else "false",
                     "gc.auto": "0"}
         for key, value in settings.items():
             git.run(["config", key, value], cwd=path)

@@ -16,7 +16,7 @@ from bundler.errors import UsageError
 from bundler.jsontypes import Doc
 from bundler.kinds.base import Settings, option_values
 from bundler.names import GROUP_RE
-from bundler.site.config import listed
+from bundler.site.sections import listed
 
 if TYPE_CHECKING:
     from bundler.site.config import SiteConfig

@@ -17,7 +17,8 @@ from typing import cast
 from bundler.errors import UsageError
 from bundler.jsontypes import Doc
 from bundler.kinds.base import Settings, option_values
-from bundler.site.config import SiteConfig, listed
+from bundler.site.config import SiteConfig
+from bundler.site.sections import listed
 from notes_kind import KEY, NAME_RE
 
 CONTENT_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
