@@ -5,25 +5,27 @@ chart's files) goes through bundler.untrusted or the profile's own loader instea
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import yaml
 
-_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from bundler.jsontypes import Out
+
+_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Error = yaml.YAMLError
 
 
-def dump(doc: Any, sort_keys: bool = False) -> str:
+def dump(doc: Out, sort_keys: bool = False) -> str:
     """One document as `yaml.safe_dump` writes it (keys in the order given unless `sort_keys`)."""
     return str(yaml.dump(doc, Dumper=_DUMPER, sort_keys=sort_keys))
 
 
-def dump_all(docs: list[Any]) -> str:
+def dump_all(docs: Sequence[Out]) -> str:
     """Several documents, `---` between them, keys in the order given."""
     return str(yaml.dump_all(docs, Dumper=_DUMPER, sort_keys=False))
 
 
-def load(text: str) -> Any:
+def load(text: str) -> object:
     """A document this project wrote (as `yaml.safe_load`; raises `Error`)."""
     return yaml.load(text, Loader=_LOADER)

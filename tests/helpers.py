@@ -28,6 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from bundler.bundle.parts import write_index
 from bundler.oci import media
 from bundler.oci.client import RegistryClient
+from bundler.pipeline.setup import create_site
+from bundler.site.config import SiteConfig
+from bundler.site.create import SiteSpec
 from devtools import images as im
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -42,6 +45,14 @@ def build_store_release(work: Path, version: str, images: list[str], key: Path) 
                             f"store-{version}.bundle.tar", "--key", str(key)], cwd=work, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     return work / f"store-{version}.bundle.tar"
+
+
+def make_site(directory: Path, registry_url: str | None, trust_keys: list[Path], threshold: int,
+              groups: tuple[str, ...] | list[str] = (), **fields: Any) -> SiteConfig:
+    """A site made in-process as `site init` makes it (as root: pytest's directories are root's
+    alone); `fields` are SiteSpec's, `groups` the updates kind's option."""
+    return create_site(SiteSpec(directory, trust_keys, threshold, registry_url, **fields),
+                       {"groups": tuple(groups)}, as_root=True)
 
 
 def credentials(site: Path, file: str = "credentials.json") -> tuple[str, str]:

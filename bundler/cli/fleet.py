@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import click
 
 from bundler.errors import UsageError
 from bundler.fleet.report import disk_percent, fleet_page
+from bundler.fleet.rollout import Rollout
 from bundler.fleet.status import status_of
 from bundler.fleet.store import Fleet
 from bundler.fsutil import atomic_write
@@ -16,9 +18,12 @@ from bundler.keyfiles import load_signing_key
 from bundler.pipeline import rollout as control
 from bundler.pipeline.fleet_plan import Needs, plan_release
 from bundler.pipeline.hub import Hub
+from bundler.pipeline.rollout import WaveProgress
 from bundler.pipeline.rollout import as_json as doc
 from bundler.profile import parse_duration
 from bundler.units import emit_json, human, interval, printable
+
+F = TypeVar("F", bound=Callable[..., object])
 
 
 @click.group()
@@ -142,7 +147,7 @@ def rollout() -> None:
     """
 
 
-def _hub_options(f: Any) -> Any:
+def _hub_options(f: F) -> F:
     for option in reversed([
         click.option("--hub", "hub_url", required=True, metavar="oci://HOST/PATH", help="the hub"),
         click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path),
@@ -160,7 +165,7 @@ KEY_OPTION = click.option("--key", "keys", multiple=True, required=True,
                           help="a release key to sign the rollout with (repeatable: as many as the sites' threshold)")
 
 
-def _show(rollout: Any, waves: list[Any], as_json: bool) -> None:
+def _show(rollout: Rollout, waves: list[WaveProgress], as_json: bool) -> None:
     if as_json:
         emit_json(doc(rollout, waves))
         return
@@ -196,7 +201,7 @@ def rollout_start(name: str, version: str, hub_url: str, credentials: Path | Non
 
 
 def _act(name: str, hub_url: str, credentials: Path | None, ca: Path | None, fleet_dir: Path, as_json: bool,
-         action: str, keys: tuple[Path, ...] = (), quiet: bool = False) -> tuple[Any, list[Any]]:
+         action: str, keys: tuple[Path, ...] = (), quiet: bool = False) -> tuple[Rollout, list[WaveProgress]]:
     hub = Hub.parse(hub_url)
     client = hub.client(credentials, ca)
     fleet = Fleet(fleet_dir)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -25,7 +24,7 @@ from bundler.units import emit_json, human
               help="accept a version older than the one the site runs (rolling back on purpose)")
 @click.option("--dry-run", is_flag=True, help="verify everything and print what would change; change nothing")
 def import_(bundle: Path, site_dir: Path, as_json: bool, jobs: int, allow_downgrade: bool, dry_run: bool,
-            **kind_options: Any) -> None:
+            **kind_options: object) -> None:
     """Verify BUNDLE against the site's trust policy, then seed the site: registry, Git server, update cache.
 
     Refused (exit 3, nothing changed) unless enough trusted keys signed it, it has not expired, it

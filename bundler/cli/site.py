@@ -5,35 +5,33 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from bundler.cli.root import JOBS_HELP
-from bundler.errors import EXIT_UNREACHABLE, BundlerError, UsageError
+from bundler.errors import EXIT_UNREACHABLE, UsageError
 from bundler.fsutil import atomic_write
 from bundler.kinds import KINDS
 from bundler.pipeline.export import export_k3s
 from bundler.pipeline.hub import (
     Hub,
     SyncOptions,
+    SyncResult,
     Window,
     load_settings,
-    note_next_sync,
     parse_rate,
     save_settings,
-    sync,
 )
-from bundler.pipeline.importer import ImportOptions, import_bundle
 from bundler.pipeline.ownership import hand_over
 from bundler.pipeline.prune import prune_site
 from bundler.pipeline.receipt import site_receipt as make_receipt
 from bundler.pipeline.setup import create_site, start_site
+from bundler.pipeline.site_sync import sync_every, sync_once
 from bundler.pipeline.status import status_report
 from bundler.site.aksee import write_script
 from bundler.site.config import load_site
+from bundler.site.create import SiteSpec
 from bundler.site.service import site_down as down
 from bundler.site.service import supervise
 from bundler.site.systemd import install_unit
@@ -87,7 +85,7 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
               threshold: int, chart_prefix: str, http_listen: str, hostnames: tuple[str, ...], ips: tuple[str, ...],
               name: str | None, registry_ca: Path | None, registry_credentials: Path | None,
               registry_storage: str | None, s3_endpoint: str | None, s3_credentials: Path | None,
-              rewrites: tuple[str, ...], user: str | None, as_root: bool, **kinds: Any) -> None:
+              rewrites: tuple[str, ...], user: str | None, as_root: bool, **kinds: object) -> None:
     """Create a site in DIRECTORY: its registry and its trust policy.
 
     Run as root, it also gives the site its own unprivileged user (--user; made when missing, as
@@ -109,13 +107,13 @@ def site_init(directory: Path, registry_url: str | None, registry_listen: str, r
           --trust-key release.pub --trust-key security.pub --threshold 2
       bundler site init ./site --trust-key release.pub --image-key cosign.pub --image-scope 'ghcr.io/acme/*'
     """
-    config = create_site(directory, registry_url, trust_keys, threshold, registry_listen=registry_listen,
-                         registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
-                         hostnames=hostnames, ips=ips, name=name, registry_ca=registry_ca,
-                         registry_credentials=registry_credentials, registry_storage=registry_storage,
-                         s3_endpoint=s3_endpoint, s3_credentials=s3_credentials, user=user, as_root=as_root,
-                         rewrites=[tuple(r.split("=", 1)) if "=" in r else (r, "") for r in rewrites],
-                         **kinds)  # the kinds' own options (their options role: --group, --image-key)
+    spec = SiteSpec(directory, trust_keys, threshold, registry_url, registry_listen=registry_listen,
+                    registry_runtime=registry_runtime, chart_prefix=chart_prefix, http_listen=http_listen,
+                    hostnames=hostnames, ips=ips, name=name, registry_ca=registry_ca,
+                    registry_credentials=registry_credentials, registry_storage=registry_storage,
+                    s3_endpoint=s3_endpoint, s3_credentials=s3_credentials,
+                    rewrites=[(source, target) for source, _, target in (r.partition("=") for r in rewrites)])
+    config = create_site(spec, kinds, user, as_root)  # the kinds' own options (their options role: --group, ...)
     names = ", ".join(name for name, _ in config.trust.keys)
     where = f"{config.registry.url}/{config.registry.prefix}" if config.registry.prefix else config.registry.url
     click.echo(f"site {config.directory} created; images go to {where}; "
@@ -356,34 +354,19 @@ def site_sync(directory: Path, hub_url: str | None, credentials: Path | None, ca
                    "(run it now to start the sync service; `site down` stops it with the rest)")
         return
 
-    said: list[tuple[str, str]] = []
-
-    def once() -> None:
-        result = sync(options, lambda index: import_bundle(ImportOptions(index, directory, jobs)).to_dict(),
-                      make_receipt)
-        if pause and said[-1:] == [(result.state, result.message)]:
-            return  # --every: a line when something changed, not one a minute saying the same
-        said[:] = [(result.state, result.message)]
+    def show(result: SyncResult) -> None:
         if as_json and pause:  # a line a sync
             click.echo(json.dumps(result.to_dict(), sort_keys=True))
-            return
-        if as_json:
+        elif as_json:
             emit_json(result.to_dict())
-            return
-        rate = f" ({human(result.bytes)} from the hub in {result.download_seconds:.1f} s)" if result.bytes else ""
-        click.echo(f"{result.state}: {result.message}{rate}")
+        else:
+            rate = f" ({human(result.bytes)} from the hub in {result.download_seconds:.1f} s)" if result.bytes else ""
+            click.echo(f"{result.state}: {result.message}{rate}")
 
     if pause is None:
-        once()
+        show(sync_once(options))
         return
-
-    while True:  # a site's timer: a failure is reported (to the hub, in sync.json, here) and the next sync comes
-        try:
-            once()
-        except BundlerError as exc:
-            click.echo(f"failed: {exc}", err=True)
-        note_next_sync(directory, pause)
-        time.sleep(pause)
+    sync_every(options, pause, show, lambda exc: click.echo(f"failed: {exc}", err=True))
 
 
 @site.command("export")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.jsontypes import Doc
 from bundler.oci.reference import DIGEST_RE
@@ -45,7 +44,7 @@ class Descriptor:
     raw: Doc | None = None
 
     @classmethod
-    def from_dict(cls, d: Any) -> Descriptor:
+    def from_dict(cls, d: object) -> Descriptor:
         if not isinstance(d, dict):
             raise ManifestError("descriptor is not an object")
         digest, size, media_type = d.get("digest"), d.get("size"), d.get("mediaType", "")

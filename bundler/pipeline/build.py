@@ -15,13 +15,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler import names, signing
 from bundler.bundle import layout
+from bundler.bundle.kinds import Entry
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.parent import Parent, read_parent
 from bundler.bundle.sbom import make_sbom
@@ -79,7 +79,7 @@ class Contents:
     oci: OciContent
     parts: dict[str, Part]
 
-    def entries(self, kind: str) -> tuple[Any, ...]:
+    def entries(self, kind: str) -> tuple[Entry, ...]:
         part = self.parts.get(kind)
         return part.entries if part else ()
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from bundler import CLI_MODULE
 from bundler.kinds import KINDS
@@ -24,14 +24,15 @@ AS_ROOT_HINT = ("install bundler where every user can run it (python3 -m venv /o
                 "process that reads from the network then runs as root: --as-root")
 
 
-def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[Path], threshold: int,
-                user: str | None = None, as_root: bool = False, **options: Any) -> SiteConfig:
+def create_site(spec: SiteSpec, kind_options: Mapping[str, object] | None = None, user: str | None = None,
+                as_root: bool = False) -> SiteConfig:
     """`init_site` with every kind's own part: its section of site.yaml made from its `site init`
-    options (the image policy, the update groups), its files and directories (the update cache and its
-    signing key, say); `options` are SiteSpec's fields and the kinds' options, by name. As root
+    options (`kind_options`, by name: the image policy, the update groups), its files and directories
+    (the update cache and its signing key, say). As root
     (unless `as_root`), the site gets its own unprivileged user (`user`, default bundler-<name>), made
     when missing, and its files: `site up` then runs every service as that user. Whether that user can
     run bundler there is checked before anything is made."""
+    directory, options = spec.directory, dict(kind_options or {})
     as_site_user = os.geteuid() == 0 and not as_root
     if as_site_user:
         reached = directory.resolve().parent
@@ -45,8 +46,7 @@ def create_site(directory: Path, registry_url: str | None, trust_keys: Sequence[
         if "settings" in kind.roles:
             sections[kind.key], kept = kind.settings.create(mine)
             files.update(kept)
-    spec = SiteSpec(directory, trust_keys, threshold, registry_url, **options, sections=sections, files=files)
-    config = init_site(spec, prepare=[kind.serve.init_site for kind in KINDS])
+    config = init_site(replace(spec, sections=sections, files=files), prepare=[kind.serve.init_site for kind in KINDS])
     if as_site_user:
         try:
             ensure_user(config, user or site_user(config))

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from bundler import yamltext
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
 from bundler.site.auth import load_credentials
 from bundler.site.config import CLUSTER_DIR, FLUX_DIR, SiteConfig
@@ -62,9 +63,9 @@ def node_files(site: SiteConfig, state: SiteState, ca: str | None) -> tuple[byte
     credentials = load_credentials(site.directory) if site.embedded_registry else None
     hosts = source_hosts(state)
 
-    mirrors = {host: {"endpoint": [f"{registry.scheme}://{registry.netloc}"],
+    mirrors: Doc = {host: {"endpoint": [f"{registry.scheme}://{registry.netloc}"],
                       "rewrite": {"^(.*)$": site.repository(f"{site.host_path(host)}/$1")}} for host in hosts}
-    config: dict[str, object] = {}
+    config: Doc = {}
     if registry.scheme == "https" and ca is not None:
         config["tls"] = {"ca_file": ca}
     if credentials:
@@ -82,12 +83,12 @@ def node_files(site: SiteConfig, state: SiteState, ca: str | None) -> tuple[byte
     return registries, tomls
 
 
-def _secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, object]:
+def _secret(name: str, data: dict[str, str], kind: str = "Opaque") -> Doc:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
             "type": kind, "stringData": data}
 
 
-def flux_secrets(site: SiteConfig) -> dict[str, dict[str, object]]:
+def flux_secrets(site: SiteConfig) -> dict[str, Doc]:
     """file name -> Secret: what the Flux sources of this site name, with the keys Flux reads."""
     user, password = load_credentials(site.directory)
     ca = site.ca_file.read_text()

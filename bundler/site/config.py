@@ -129,14 +129,14 @@ class SiteConfig:
         the registry's prefix (a Harbor project, say) when it has one."""
         return f"{self.registry.prefix}/{path}" if self.registry.prefix else path
 
-    def storage_driver(self) -> dict[str, object] | None:
+    def storage_driver(self) -> Doc | None:
         """The embedded registry's storage section when it is not the site's disk (Distribution's
         s3 driver, path-style requests to `s3_endpoint`)."""
         if not self.registry.storage:
             return None
         bucket, _, root = self.registry.storage.removeprefix("s3://").partition("/")
         keys = read_s3_credentials(self.directory / self.registry.s3_credentials)
-        s3: dict[str, object] = {"bucket": bucket, "accesskey": keys["accessKey"], "secretkey": keys["secretKey"],
+        s3: Doc = {"bucket": bucket, "accesskey": keys["accessKey"], "secretkey": keys["secretKey"],
                                  "region": keys.get("region", "us-east-1"), "v4auth": True,
                                  "rootdirectory": f"/{root}" if root else "/"}
         if self.registry.s3_endpoint:

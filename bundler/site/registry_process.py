@@ -16,6 +16,7 @@ import requests
 
 from bundler import yamltext
 from bundler.errors import BundlerError, UnreachableError
+from bundler.jsontypes import Doc
 
 BINARIES = ("registry", "docker-registry")
 
@@ -35,15 +36,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def registry_config(storage: Path, address: str, htpasswd: Path | None = None,
                     tls: tuple[Path, Path] | None = None, token: dict[str, str] | None = None,
-                    driver: dict[str, object] | None = None) -> dict[str, object]:
+                    driver: Doc | None = None) -> Doc:
     """A Distribution registry configuration: filesystem storage (or `driver`: another storage
     driver's section, {"s3": {...}}), listening on `address` (host:port, or a unix socket's absolute
     path), optional TLS, and optional auth: htpasswd (basic), or `token` (auth.token: realm, service,
     issuer, rootcertbundle)."""
-    http: dict[str, object] = {"addr": address, "net": "unix" if address.startswith("/") else "tcp"}
+    http: Doc = {"addr": address, "net": "unix" if address.startswith("/") else "tcp"}
     if tls is not None:
         http["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
-    config: dict[str, object] = {
+    config: Doc = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {**(driver or {"filesystem": {"rootdirectory": str(storage)}}), "delete": {"enabled": True}},

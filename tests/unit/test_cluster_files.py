@@ -5,7 +5,6 @@ registries.yaml format, and Kubernetes Secrets with the keys Flux reads."""
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import re
 import subprocess
@@ -21,12 +20,9 @@ from bundler.bundle.manifest import BundleManifest
 from bundler.keyfiles import keygen
 from bundler.kinds.charts.site import write_helm_repository
 from bundler.kinds.repos.site import write_flux_git_repositories
-from bundler.pipeline.setup import create_site
 from bundler.site.cluster import write_cluster_config
 from bundler.site.state import ImportedRelease, SiteState
-from tests.helpers import crd_schema
-
-init_site = functools.partial(create_site, as_root=True)  # pytest's directories are root's alone
+from tests.helpers import crd_schema, make_site
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # core/v1 Secret, the fields of the Kubernetes OpenAPI definition io.k8s.api.core.v1.Secret a manifest may set
@@ -52,7 +48,7 @@ def validate(doc: dict[str, Any], schema: dict[str, Any]) -> None:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("cluster")
     keygen(work / "release")
-    config = init_site(work / "site", None, [work / "release.pub"], 1, registry_listen="127.0.0.1:15443",
+    config = make_site(work / "site", None, [work / "release.pub"], 1, registry_listen="127.0.0.1:15443",
                        http_listen="127.0.0.1:18443")
     state = SiteState(config.directory / "state.json")
     state.record("store", "1.0.0", "sha256:" + "1" * 64, [], ["docker.io", "ghcr.io"])
@@ -158,7 +154,7 @@ def test_rewrite_rules_put_a_source_registry_under_a_path_and_refuse_two_on_one(
         with pytest.raises(UsageError, match=re.escape(message)):
             check_rewrites(rules)
     keygen(tmp_path / "release")
-    site = init_site(tmp_path / "s", "http://127.0.0.1:5000/edge", [tmp_path / "release.pub"], 1,
+    site = make_site(tmp_path / "s", "http://127.0.0.1:5000/edge", [tmp_path / "release.pub"], 1,
                      rewrites=[("docker.io/*", "hub/*"), ("quay.io/*", "ghcr.io/*")])
     assert site.image_repository("docker.io", "library/nginx") == "edge/hub/library/nginx"
     assert site.image_repository("registry.example.com:5000", "a") == "edge/registry.example.com_5000/a"

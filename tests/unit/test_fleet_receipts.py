@@ -4,7 +4,6 @@ command either takes them or refuses them (exit 3); none fails another way."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,9 @@ from bundler.fleet.status import status_of
 from bundler.fleet.store import Fleet
 from bundler.pipeline.fleet_plan import group_sites
 from bundler.pipeline.receipt import site_receipt
-from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
 from bundler.site.identity import load_site_key, signed
-
-init_site = functools.partial(create_site, as_root=True)  # pytest's directories are root's alone
+from tests.helpers import make_site
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict
     work = tmp_path_factory.mktemp("fleet")
     trust = work / "release.pub"
     trust.write_bytes(public_pem(generate_key().public_key()))
-    site = init_site(work / "site", None, [trust], 1, name="store-1", http_listen="127.0.0.1:1",
+    site = make_site(work / "site", None, [trust], 1, name="store-1", http_listen="127.0.0.1:1",
                      registry_listen="127.0.0.1:2")
     yield site.directory, site_receipt(site.directory)
 

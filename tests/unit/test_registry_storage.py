@@ -18,6 +18,7 @@ from bundler import fsutil
 from bundler.errors import IntegrityError
 from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
+from bundler.site.create import SiteSpec
 from bundler.site.registry_storage import PlantedLink, RegistryStorage
 
 
@@ -25,8 +26,8 @@ from bundler.site.registry_storage import PlantedLink, RegistryStorage
 def storage(tmp_path: Path) -> RegistryStorage:
     trust = tmp_path / "release.pub"
     trust.write_bytes(public_pem(generate_key().public_key()))
-    site = create_site(tmp_path / "site", None, [trust], 1, as_root=True, name="store-1", http_listen="127.0.0.1:1",
-                       registry_listen="127.0.0.1:2")
+    site = create_site(SiteSpec(tmp_path / "site", [trust], 1, None, name="store-1", http_listen="127.0.0.1:1",
+                                registry_listen="127.0.0.1:2"), as_root=True)
     made = RegistryStorage.of(site)
     assert made is not None  # the default site: its own registry, on its disk
     return made

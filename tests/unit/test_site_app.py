@@ -4,7 +4,6 @@ update paths need that group's client."""
 
 from __future__ import annotations
 
-import functools
 import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -14,11 +13,9 @@ import pytest
 
 from bundler.kinds.updates.server import MAX_REPORT
 from bundler.pipeline.server import SiteApp
-from bundler.pipeline.setup import create_site
 from bundler.signing import generate_key, public_pem
 from bundler.site.http import body_length
-
-init_site = functools.partial(create_site, as_root=True)  # pytest's directories are root's alone
+from tests.helpers import make_site
 
 
 class Unreadable(io.RawIOBase):
@@ -33,7 +30,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteApp]:
     work = tmp_path_factory.mktemp("app")
     key = work / "release.pub"
     key.write_bytes(public_pem(generate_key().public_key()))
-    yield SiteApp(init_site(work / "site", None, [key], 1, groups=["line-1", "line-2"], name="store-1"))
+    yield SiteApp(make_site(work / "site", None, [key], 1, groups=["line-1", "line-2"], name="store-1"))
 
 
 def call(app: SiteApp, method: str, path: str, headers: dict[str, str] | None = None,

@@ -260,10 +260,11 @@ def test_the_aksee_trust_script_parses_holds_base64_only_and_refuses_a_strange_h
     from bundler.keyfiles import keygen
     from bundler.pipeline.setup import create_site
     from bundler.site.aksee import node_placements, script_text
+    from bundler.site.create import SiteSpec
     from bundler.site.state import ImportedRelease, SiteState
 
     keygen(tmp_path / "release")
-    site = create_site(tmp_path / "site", None, [tmp_path / "release.pub"], 1, as_root=True)
+    site = create_site(SiteSpec(tmp_path / "site", [tmp_path / "release.pub"], 1, None), as_root=True)
     state = SiteState.load(site.directory)
     state.bundles.append(ImportedRelease("store", "1.0.0", "sha256:" + "1" * 64,
                                          sources=("registry.example.com", "quay.io:443")))

@@ -10,15 +10,16 @@ from urllib.parse import urlsplit
 
 from bundler import yamltext
 from bundler.fsutil import atomic_write
+from bundler.jsontypes import Doc
 from bundler.site.cluster import CA_SECRET, FLUX_NAMESPACE, REGISTRY_SECRET
 from bundler.site.config import FLUX_DIR, SiteConfig
 
 HELM_REPOSITORY = "helm-repository.yaml"
 
 
-def helm_repository(site: SiteConfig) -> dict[str, object]:
+def helm_repository(site: SiteConfig) -> Doc:
     parts = urlsplit(site.registry.url)
-    spec: dict[str, object] = {"type": "oci", "interval": "10m",
+    spec: Doc = {"type": "oci", "interval": "10m",
                                "url": f"oci://{parts.netloc}/{site.repository(site.registry.chart_prefix)}"}
     if parts.scheme == "http":
         spec["insecure"] = True  # a plain-HTTP site registry (loopback or lab)
