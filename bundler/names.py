@@ -120,7 +120,12 @@ def timestamp(value: str) -> str:
 
 def sha256_digest(data: bytes) -> str:
     """The OCI digest of `data` (`sha256:<64 hex>`): of a manifest, a config, a document."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return digest_of(hashlib.sha256(data))
+
+
+def digest_of(hasher: hashlib._Hash) -> str:
+    """The OCI digest a sha256 fed as bytes went by ended at (`sha256:<64 hex>`)."""
+    return f"sha256:{hasher.hexdigest()}"
 
 
 def parse_time(value: str) -> dt.datetime:

@@ -19,6 +19,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
-from bundler.names import sha256_digest
+from bundler.names import digest_of, sha256_digest
 from bundler.oci import media
 from bundler.oci.reference import DEFAULT_HOST, DOCKER_HUB_API_HOST, is_loopback
 from bundler.retry import CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES, RETRY_STATUS, backoff, short
@@ -79,6 +80,12 @@ class _Body:
 
     def __iter__(self) -> Iterator[bytes]:
         return self._chunks()
+
+
+class Pushed(StrEnum):
+    """How a blob reached a repository: mounted from another (no bytes sent), or uploaded."""
+    MOUNTED = "mounted"
+    UPLOADED = "uploaded"
 
 
 class RegistryClient:
@@ -357,7 +364,7 @@ class RegistryClient:
             finally:
                 r.close()
             break
-        actual = "sha256:" + hasher.hexdigest()
+        actual = digest_of(hasher)
         if offset != size or actual != digest:
             raise IntegrityError(
                 f"blob from {self.host}/{repo} does not match its descriptor: expected {digest} ({size} bytes), "
@@ -366,19 +373,19 @@ class RegistryClient:
             )
 
     def push_blob(self, repo: str, digest: str, size: int, chunks: Callable[[], Iterator[bytes]],
-                  mount_from: Iterable[str] = ()) -> str:
-        """Put a blob in `repo`: 'mounted' from another repository, or 'uploaded' from `chunks()`."""
+                  mount_from: Iterable[str] = ()) -> Pushed:
+        """Put a blob in `repo`: mounted from another repository, or uploaded from `chunks()`."""
         for source in mount_from:
             r = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo,
                              params={"mount": digest, "from": source}, idempotent=False)
             if r.status_code == 201:
-                return "mounted"
+                return Pushed.MOUNTED
             if r.status_code == 202:
                 return self._upload(repo, digest, size, chunks, r)  # the registry opened a session instead
         return self._upload(repo, digest, size, chunks, None)
 
     def _upload(self, repo: str, digest: str, size: int, chunks: Callable[[], Iterator[bytes]],
-                started: requests.Response | None) -> str:
+                started: requests.Response | None) -> Pushed:
         for attempt in range(1, self.retries + 2):
             try:
                 r = started or self.request("POST", f"/v2/{repo}/blobs/uploads/", repo=repo, idempotent=False)
@@ -396,7 +403,7 @@ class RegistryClient:
                     put.close()  # the registry hashed the bytes and they are not this blob: nothing was stored
                     raise IntegrityError(f"blob {digest}: the registry {self.host} refused it ({text})")
                 _expect(put, (201,), f"uploading blob {digest} to {self.host}/{repo}")
-                return "uploaded"
+                return Pushed.UPLOADED
             except UnreachableError:
                 if attempt > self.retries:
                     raise

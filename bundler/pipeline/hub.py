@@ -38,7 +38,7 @@ from bundler.fleet import rollout as rollouts
 from bundler.fleet.documents import REPORT_KIND
 from bundler.fsutil import atomic_write
 from bundler.jsontypes import Doc, Out
-from bundler.names import sha256_digest
+from bundler.names import digest_of, sha256_digest
 from bundler.oci import media
 from bundler.oci.client import Credentials, RegistryClient
 from bundler.oci.reference import ImageReference, check_digest
@@ -231,7 +231,7 @@ def publish(bundle: Path, hub: Hub, client: RegistryClient, layer_size: int = LA
             hasher = hashlib.sha256()
             for chunk in chunks():
                 hasher.update(chunk)
-            digest = "sha256:" + hasher.hexdigest()
+            digest = digest_of(hasher)
             if not client.blob_exists(hub.repository, digest):  # published before (under another tag)
                 client.push_blob(hub.repository, digest, size, chunks)
             return Layer(PART_MEDIA, digest, size, f"{file_name}.part-{number:03d}")
@@ -489,7 +489,7 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
             while chunk := os.pread(fd, 1 << 20, start):  # what an earlier sync fetched: hashed, not fetched again
                 have.update(chunk)
                 start += len(chunk)
-            if start > size or (start == size and "sha256:" + have.hexdigest() != digest):
+            if start > size or (start == size and digest_of(have) != digest):
                 os.ftruncate(fd, 0)  # not this layer's bytes (a corrupt fetch before): start over
                 have, start = hashlib.sha256(), 0
 

@@ -29,7 +29,7 @@ from bundler.bundle.verify import image_graph, verified_chunks
 from bundler.errors import BundlerError, IntegrityError
 from bundler.kinds import KINDS
 from bundler.kinds.base import Artifact
-from bundler.oci.client import RegistryClient
+from bundler.oci.client import Pushed, RegistryClient
 from bundler.parallel import run_parallel
 from bundler.problems import Problem, ProblemError
 from bundler.site.config import SiteConfig
@@ -174,7 +174,7 @@ def transfer(reader: BundleReader, plans: list[Plan], client: RegistryClient, jo
             return lambda: reader.iter_member(path)
         return lambda: verified_chunks(reader, path, digest[7:])  # a changed blob never arrives whole
 
-    def push(repo: str, digest: str, size: int, mount_from: list[str]) -> str:
+    def push(repo: str, digest: str, size: int, mount_from: list[str]) -> Pushed:
         try:
             return client.push_blob(repo, digest, size, chunks(digest), mount_from=mount_from)
         except ProblemError:  # hashed here as it streamed: already names the file
@@ -243,7 +243,7 @@ def publish(done: Transfer, reader: BundleReader, client: RegistryClient, jobs: 
             return
         how = client.push_blob(repo, blob.digest, blob.size, fallback(blob.digest),
                                mount_from=[blob.source] if blob.source else [])
-        stats.count(added="blobs", sent=blob.size if how == "uploaded" else 0)
+        stats.count(added="blobs", sent=blob.size if how == Pushed.UPLOADED else 0)
 
     run_parallel(link, [(blob, repo) for blob in done.staged for repo in blob.lacking], jobs)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bundler.errors import IntegrityError, UsageError
 from bundler.kinds.artifacts.entry import LAYER_TYPE
-from bundler.names import sha256_digest
+from bundler.names import digest_of, sha256_digest
 from bundler.oci import media
 from bundler.oci.content import Progress, Writer
 
@@ -86,7 +86,7 @@ class TarLayer:
                     raise IntegrityError(f"{f.path} changed while the bundle was built (its size is not "
                                          f"{f.size} bytes any more)", hint="build again once the file is final")
             if file_digests is not None and hasher is not None:
-                file_digests[f.name] = "sha256:" + hasher.hexdigest()
+                file_digests[f.name] = digest_of(hasher)
             yield _padding(f.size)
         yield END
 
@@ -109,7 +109,7 @@ class TarLayer:
         finally:
             chunks.put(None)
             worker.join()
-        return "sha256:" + layer.hexdigest(), files
+        return digest_of(layer), files
 
     def write(self, digest: str, write: Writer, progress: Progress) -> None:
         """Into the bundle (a BlobSource's fetch): streamed again, hashed again, the same digest."""
@@ -119,7 +119,7 @@ class TarLayer:
             write(offset, chunk)
             offset += len(chunk)
             progress(len(chunk))
-        if "sha256:" + hasher.hexdigest() != digest:
+        if digest_of(hasher) != digest:
             raise IntegrityError(f"the files of layer {digest[:19]}... changed while the bundle was built",
                                  hint="build again once the files are final")
 

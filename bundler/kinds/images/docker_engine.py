@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, UnreachableError
-from bundler.names import sha256_digest
+from bundler.names import digest_of, sha256_digest
 from bundler.oci import media
 from bundler.oci.reference import DaemonReference
 
@@ -137,9 +137,9 @@ def _compress_layer(tar: tarfile.TarFile, member: str, diff_id: str, staging: Pa
                 gz.write(chunk)
     finally:
         out.close()
-    if "sha256:" + raw.hexdigest() != diff_id:
+    if digest_of(raw) != diff_id:
         raise IntegrityError(f"{name}: layer {member} does not match the config's diff_id {diff_id}")
-    digest = "sha256:" + out.hash.hexdigest()
+    digest = digest_of(out.hash)
     path = staging / digest.split(":")[1]
     (staging / f"layer-{diff_id.split(':')[-1]}.partial").replace(path)
     return digest, out.size, path
