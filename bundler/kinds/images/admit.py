@@ -13,7 +13,7 @@ from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.verify import digest_problem
 from bundler.kinds.base import Admit
-from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, unsigned_images
+from bundler.kinds.images.cosign import MAX_PAYLOAD, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.settings import image_policy
 from bundler.names import sha256_digest
@@ -44,14 +44,14 @@ class ImageAdmit(Admit):
         entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.kind.key))
         found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read,
                                      site.image_repository)
-        scopes, keys = image_policy(site)
-        if not keys:
+        policy = image_policy(site)
+        if policy is None:
             return found
-        rule = ImageRule(scopes, keys)
+        rule, root = policy
         return found + [Problem(problems.IMAGE_UNSIGNED, why.split(" ", 1)[0], f"image policy of this site: {why}",
-                        hint="this site takes only images signed by its image keys: ask release engineering to "
-                             "sign them (`cosign sign --key`) and build again; nothing was changed")
-                for why in unsigned_images(entries, [rule], read)]
+                        hint="this site takes only images signed by its image keys or identities: ask release "
+                             "engineering to sign them (`cosign sign`) and build again; nothing was changed")
+                for why in unsigned_images(entries, [rule], read, root)]
 
 
 def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, TagOwner],

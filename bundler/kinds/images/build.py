@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from bundler.errors import RefusedError
+from bundler.errors import RefusedError, UsageError
 from bundler.kinds.base import Build, CollectContext, Part
 from bundler.kinds.images.collect import collect_images
-from bundler.kinds.images.cosign import MAX_PAYLOAD, load_rules, read_blob, unsigned_images
+from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.extras import collect_extras
+from bundler.kinds.images.keyless import Root
 from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
@@ -31,7 +32,7 @@ class ImageBuild(Build[ImageSpec]):
     #   platforms: [linux/amd64]                  # a subset of a multi-arch index
     # - docker-daemon:myapp:dev                   # from the local Docker engine
 """
-    settings = ("imagePolicy", "extras")
+    settings = ("imagePolicy", "extras", "trustedRoot")
 
     def parse_spec(self, check: Checker, item: object, line: int, where: str) -> ImageSpec | None:
         return parse_image(check, item, line, where)
@@ -43,6 +44,11 @@ class ImageBuild(Build[ImageSpec]):
         if key == "extras":
             if not isinstance(value, bool):
                 check.fail(line, "spec.extras must be true or false (carry signatures, attestations, SBOMs, referrers)")
+            return value
+        if key == "trustedRoot":  # a Sigstore trusted_root.json, relative to the profile
+            if not isinstance(value, str) or not value:
+                check.fail(line, "spec.trustedRoot must name a trusted_root.json file")
+                return None
             return value
         return parse_policy(check, value, line, f"spec.{key}")
 
@@ -59,12 +65,30 @@ class ImageBuild(Build[ImageSpec]):
             entries = _with_extras(context, wanted, entries)
         policy = context.profile.settings.get("imagePolicy")
         rules = load_rules(policy if isinstance(policy, tuple) else (), context.base)
-        unsigned = unsigned_images(entries, rules, lambda digest: read_blob(context.oci, digest, MAX_PAYLOAD))
+        root = self.trusted_root(context, rules)
+        unsigned = unsigned_images(entries, rules, lambda digest: read_blob(context.oci, digest, MAX_PAYLOAD), root)
         if unsigned:
             raise RefusedError(f"image policy: {'; '.join(unsigned)}",
-                               hint="sign them (`cosign sign --key`) in the source registry, or fix spec.imagePolicy; "
-                                    "nothing was written")
+                               hint="sign them (`cosign sign`, with the key or the identity the rule names) in the "
+                                    "source registry, or fix spec.imagePolicy; nothing was written")
         return Part(tuple(entries))
+
+    @staticmethod
+    def trusted_root(context: CollectContext, rules: Sequence[ImageRule]) -> Root | None:
+        """The profile's `spec.trustedRoot`, which keyless rules are judged against (none: such a rule
+        is a usage error, not a silent pass)."""
+        named = context.profile.settings.get("trustedRoot")
+        if not isinstance(named, str):
+            if any(rule.identities for rule in rules):
+                raise UsageError("spec.imagePolicy names keyless identities, and spec.trustedRoot names no Sigstore "
+                                 "trusted_root.json to judge them against",
+                                 hint="add `trustedRoot: trusted_root.json` (the Sigstore instance's trusted root) "
+                                      "under spec")
+            return None
+        try:
+            return Root.load(context.base / named)
+        except OSError as exc:
+            raise UsageError(f"spec.trustedRoot {named}: {exc.strerror or exc}") from None
 
 
 def _with_extras(context: CollectContext, specs: list[ImageSpec], entries: list[ImageEntry]) -> list[ImageEntry]:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler.keyfiles import load_trusted_key
+from bundler.kinds.images.keyless import Identity, KeylessRefused, Root, judge, sigstore_bundles
 from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.signing import TrustedKey
@@ -37,10 +38,16 @@ MAX_PAYLOAD = 1 << 20
 @dataclass(frozen=True)
 class ImageRule:
     """Images whose name matches one of `images` (globs over host/path, e.g. registry.example.com/team/*)
-    need a valid cosign signature by one of `keys`."""
+    need a valid cosign signature by one of `keys`, or a keyless one by one of `identities`."""
 
     images: tuple[str, ...]
-    keys: tuple[TrustedKey, ...]
+    keys: tuple[TrustedKey, ...] = ()
+    identities: tuple[Identity, ...] = ()
+
+    @property
+    def signers(self) -> str:
+        """Who the rule takes, for people."""
+        return " or ".join([*(k.name for k in self.keys), *(str(i) for i in self.identities)])
 
     def covers(self, ref: str) -> bool:
         parsed = ImageReference.parse(ref)
@@ -81,13 +88,15 @@ def signers(read: Callable[[str], bytes], signature_manifest: str, subject: str,
 
 def load_rules(rules: Sequence[PolicyRule], base: Path) -> list[ImageRule]:
     """The profile's spec.imagePolicy with its key files read (relative to the profile)."""
-    return [ImageRule(rule.images, tuple(load_trusted_key(base / key) for key in rule.keys)) for rule in rules]
+    return [ImageRule(rule.images, tuple(load_trusted_key(base / key) for key in rule.keys), rule.identities)
+            for rule in rules]
 
 
-def unsigned_images(entries: Sequence[ImageEntry], rules: Sequence[ImageRule],
-                    read: Callable[[str], bytes]) -> list[str]:
-    """For each image a rule covers: why it is refused, when no `.sig` it carries holds a valid
-    signature of its digest by one of the rule's keys."""
+def unsigned_images(entries: Sequence[ImageEntry], rules: Sequence[ImageRule], read: Callable[[str], bytes],
+                    root: Root | None = None) -> list[str]:
+    """For each image a rule covers: why it is refused, when neither a `.sig` it carries holds a valid
+    signature of its digest by one of the rule's keys, nor a Sigstore bundle among its referrers a
+    keyless one by one of the rule's identities (judged against `root`)."""
     out = []
     for entry in entries:
         for rule in rules:
@@ -97,10 +106,19 @@ def unsigned_images(entries: Sequence[ImageEntry], rules: Sequence[ImageRule],
             for extra in entry.extras:
                 if extra.kind == "sig" and extra.subject == entry.digest:
                     names |= signers(read, extra.digest, entry.digest, rule.keys)
+            why = []
+            if not names and rule.identities and root is not None:
+                referrers = [e.digest for e in entry.extras if e.kind == "referrers" and e.subject == entry.digest]
+                for bundle in sigstore_bundles(read, referrers):
+                    try:
+                        names.add(str(judge(bundle, entry.digest, rule.identities, root)))
+                        break
+                    except KeylessRefused as exc:
+                        why.append(str(exc))
             if not names:
-                keys = ", ".join(k.name for k in rule.keys)
-                has = "a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature"
-                out.append(f"{entry.ref} matches {', '.join(rule.images)} and has {has} (needs one by {keys})")
+                has = ("a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature") \
+                    if not why else f"a keyless signature that does not hold ({'; '.join(why)})"
+                out.append(f"{entry.ref} matches {', '.join(rule.images)} and has {has} (needs one by {rule.signers})")
     return out
 
 

@@ -1,4 +1,4 @@
-"""`bundler site init --image-key --image-scope`: the site's own image policy."""
+"""`bundler site init --image-key --image-identity --trusted-root --image-scope`: the site's own image policy."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ class ImageOptions(Options):
                              type=click.Path(dir_okay=False, path_type=Path),
                              help="a cosign public key (repeatable): images in --image-scope must carry a valid "
                                   "signature by one"),
+                click.Option(["--image-identity", "image_identities"], multiple=True, metavar="ISSUER=SUBJECT",
+                             help="a keyless signer (repeatable): the OIDC issuer and a regular expression for the "
+                                  "certificate's subject; images in --image-scope may carry a Sigstore signature by "
+                                  "one instead"),
+                click.Option(["--trusted-root", "trusted_root"], type=click.Path(dir_okay=False, path_type=Path),
+                             help="the Sigstore trusted_root.json keyless signatures are judged against (pinned: "
+                                  "copied into the site; a signed bundle may carry the next one)"),
                 click.Option(["--image-scope", "image_scopes"], multiple=True, metavar="GLOB",
-                             help="images the image keys cover, by name (registry.example.com/team/*; repeatable; "
-                                  "default *)")]
+                             help="images the image keys and identities cover, by name (registry.example.com/team/*; "
+                                  "repeatable; default *)")]

@@ -1,14 +1,19 @@
-"""The images kind's section of site.yaml: the site's own image policy, cosign keys (copied under
-trust/ at `site init`) and the image names they cover:
+"""The images kind's section of site.yaml: the site's own image policy: the image names it covers,
+and who must have signed them: cosign keys (copied under trust/ at `site init`), or keyless
+identities judged against the Sigstore trusted root the site pins (copied under trust/ too):
 
     images:
       scopes: ["ghcr.io/acme/*"]
       keys:
         - {name: image-cosign, file: trust/image-cosign.pub}
+      identities:                    # keyless: the OIDC issuer, and a regular expression for the subject
+        - {issuer: "https://token.actions.githubusercontent.com", subject: "https://github.com/acme/.*"}
+      trustedRoot: trust/sigstore-trusted-root.json
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +21,11 @@ from typing import TYPE_CHECKING, cast
 
 from bundler.errors import UsageError
 from bundler.jsontypes import Doc
-from bundler.keyfiles import key_name, load_trusted_key
+from bundler.keyfiles import key_name, load_trusted_key, read_operator_file
 from bundler.kinds.base import Settings, option_values
-from bundler.signing import TrustedKey, public_pem
+from bundler.kinds.images.cosign import ImageRule
+from bundler.kinds.images.keyless import Identity, KeylessRefused, Root
+from bundler.signing import public_pem
 from bundler.site.config import TRUST_DIR
 from bundler.site.sections import listed, text
 
@@ -31,35 +38,98 @@ KEY = "images"
 @dataclass(frozen=True)
 class ImageSettings:
     keys: tuple[tuple[str, str], ...] = ()  # cosign keys (name, file in the site) the scopes' images need
-    scopes: tuple[str, ...] = ()  # image name globs (host/path) the keys cover
+    scopes: tuple[str, ...] = ()  # image name globs (host/path) the keys (or identities) cover
+    identities: tuple[Identity, ...] = ()  # keyless signers the scopes' images may be signed by instead
+    trusted_root: str = ""  # the Sigstore trusted root (a file in the site) keyless signatures are judged against
+
+    @property
+    def policed(self) -> bool:
+        return bool(self.keys or self.identities)
 
 
 class ImageSiteSettings(Settings[ImageSettings]):
     def parse(self, section: Mapping[str, object], directory: Path) -> ImageSettings:
-        if unknown := set(section) - {"scopes", "keys"}:
+        if unknown := set(section) - {"scopes", "keys", "identities", "trustedRoot"}:
             raise ValueError(f"unknown keys in images: {', '.join(sorted(unknown))}")
         keys = tuple((text(k, "name", "images.keys[]"), text(k, "file", "images.keys[]"))
                      for k in listed(section, "keys", "images"))
-        scopes = listed(section, "scopes", "images") or (["*"] if keys else [])
-        return ImageSettings(keys, tuple(str(s) for s in scopes))
+        identities = tuple(identity(text(i, "issuer", "images.identities[]"), text(i, "subject", "images.identities[]"))
+                           for i in listed(section, "identities", "images"))
+        root = section.get("trustedRoot") or ""
+        if identities and not root:
+            raise ValueError("images.identities need images.trustedRoot: the Sigstore trusted root they are judged "
+                             "against")
+        scopes = listed(section, "scopes", "images") or (["*"] if keys or identities else [])
+        return ImageSettings(keys, tuple(str(s) for s in scopes), identities, str(root))
 
     def dump(self, value: ImageSettings) -> Doc | None:
-        if not value.keys:
+        if not value.policed:
             return None
-        return {"scopes": list(value.scopes), "keys": [{"name": name, "file": file} for name, file in value.keys]}
+        return {"scopes": list(value.scopes),
+                **({"keys": [{"name": name, "file": file} for name, file in value.keys]} if value.keys else {}),
+                **({"identities": [{"issuer": i.issuer, "subject": i.subject} for i in value.identities],
+                    "trustedRoot": value.trusted_root} if value.identities else {})}
 
     def create(self, options: Mapping[str, object]) -> tuple[ImageSettings, dict[str, bytes]]:
         paths = [Path(str(p)) for p in option_values(options, "image_keys")]
         scopes = [str(s) for s in option_values(options, "image_scopes")]
-        if scopes and not paths:
-            raise UsageError("--image-scope needs --image-key: the cosign public key those images must be signed by")
+        identities = tuple(_identity_option(str(i)) for i in option_values(options, "image_identities"))
+        root = options.get("trusted_root")
+        if scopes and not paths and not identities:
+            raise UsageError("--image-scope needs --image-key or --image-identity: who those images must be "
+                             "signed by")
+        if identities and not isinstance(root, Path):
+            raise UsageError("--image-identity needs --trusted-root FILE: the Sigstore trusted_root.json keyless "
+                             "signatures are judged against (this site never fetches one)")
         trusted = [(f"image-{key_name(path)}", load_trusted_key(path)) for path in paths]  # readable keys, now
         keys = tuple((name, f"{TRUST_DIR}/{name}.pub") for name, _ in trusted)
         files = {file: public_pem(key.key) for (_, file), (_, key) in zip(keys, trusted, strict=True)}
-        return ImageSettings(keys, tuple(scopes or (["*"] if keys else []))), files
+        root_file = ""
+        if identities and isinstance(root, Path):
+            root_file = f"{TRUST_DIR}/{ROOT_FILE}"
+            files[root_file] = check_root(read_operator_file(root, "a Sigstore trusted root"), str(root))
+        return ImageSettings(keys, tuple(scopes or (["*"] if keys or identities else [])), identities,
+                             root_file), files
 
 
-def image_policy(site: SiteConfig) -> tuple[tuple[str, ...], tuple[TrustedKey, ...]]:
-    """(scopes, keys): images matching a scope need a valid cosign signature by one of the keys."""
+ROOT_FILE = "sigstore-trusted-root.json"
+
+
+def identity(issuer: str, subject: str) -> Identity:
+    """A keyless signer: its subject must be a regular expression (ValueError naming it)."""
+    try:
+        re.compile(subject)
+    except re.error as exc:
+        raise ValueError(f"identity subject {subject!r} is not a regular expression ({exc})") from None
+    return Identity(issuer, subject)
+
+
+def _identity_option(value: str) -> Identity:
+    issuer, sep, subject = value.partition("=")
+    if not sep or not issuer or not subject:
+        raise UsageError(f"--image-identity {value!r}: write ISSUER=SUBJECT_REGEXP",
+                         hint="--image-identity 'https://token.actions.githubusercontent.com=https://github.com/acme/.*'")
+    try:
+        return identity(issuer, subject)
+    except ValueError as exc:
+        raise UsageError(f"--image-identity: {exc}") from None
+
+
+def check_root(data: bytes, where: str) -> bytes:
+    """A Sigstore trusted root's bytes, when they parse as one (UsageError naming the file otherwise)."""
+    try:
+        Root.parse(data)
+    except KeylessRefused as exc:
+        raise UsageError(f"{where} is not a Sigstore trusted root: {exc}") from None
+    return data
+
+
+def image_policy(site: SiteConfig) -> tuple[ImageRule, Root | None] | None:
+    """The site's image policy: images matching a scope need a valid cosign signature by one of its
+    keys, or a keyless one by one of its identities judged against its pinned root; None: no policy."""
     settings = cast(ImageSettings, site.section(KEY))
-    return settings.scopes, tuple(load_trusted_key(site.directory / file, name) for name, file in settings.keys)
+    if not settings.policed:
+        return None
+    keys = tuple(load_trusted_key(site.directory / file, name) for name, file in settings.keys)
+    root = Root.load(site.directory / settings.trusted_root) if settings.trusted_root else None
+    return ImageRule(settings.scopes, keys, settings.identities), root

@@ -3,8 +3,10 @@ with the platforms to keep of a multi-arch index."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from bundler.kinds.images.keyless import Identity
 from bundler.names import PLATFORM_RE
 from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
 from bundler.profile import Checker, Map, Seq
@@ -64,29 +66,59 @@ def check_images(check: Checker, specs: list[tuple[ImageSpec, int]]) -> None:
 @dataclass(frozen=True)
 class PolicyRule:
     """`spec.imagePolicy[]`: images matching `images` (globs) need a cosign signature by one of `keys`
-    (public key files, relative to the profile)."""
+    (public key files, relative to the profile) or a keyless one by one of `identities` (judged
+    against the profile's `spec.trustedRoot`)."""
 
     images: tuple[str, ...]
-    keys: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+    identities: tuple[Identity, ...] = ()
+
+
+def parse_identities(check: Checker, value: object, line: int, where: str) -> tuple[Identity, ...]:
+    """`keyless:` one `{issuer, subject}` or a list of them; the subject a regular expression."""
+    items = value if isinstance(value, Seq) else Seq([value])
+    lines = value.lines if isinstance(value, Seq) else [line]
+    found = []
+    for index, (item, item_line) in enumerate(zip(items, lines, strict=True)):
+        at = f"{where}[{index}]" if isinstance(value, Seq) else where
+        m = check.mapping(item, item_line, at, {"issuer", "subject"}, {"issuer", "subject"})
+        if m is None:
+            continue
+        issuer, subject = check.string(m, "issuer", at), check.string(m, "subject", at)
+        if issuer is None or subject is None:
+            continue
+        try:
+            re.compile(subject)
+        except re.error as exc:
+            check.fail(m.lines["subject"], f"{at}.subject is not a regular expression ({exc})")
+            continue
+        found.append(Identity(issuer, subject))
+    return tuple(found)
 
 
 def parse_policy(check: Checker, value: object, line: int, where: str) -> tuple[PolicyRule, ...]:
     if not isinstance(value, Seq):
-        check.fail(line, f"{where} must be a list of {{images, keys}}")
+        check.fail(line, f"{where} must be a list of {{images, keys}} or {{images, keyless}}")
         return ()
     rules = []
     for index, (item, item_line) in enumerate(zip(value, value.lines, strict=True)):
         at = f"{where}[{index}]"
-        m = check.mapping(item, item_line, at, {"images", "keys"}, {"images", "keys"})
+        m = check.mapping(item, item_line, at, {"images", "keys", "keyless"}, {"images"})
         if m is None:
             continue
         images = [m["images"]] if isinstance(m.get("images"), str) else m.get("images")
-        keys = m.get("keys")
+        keys = m.get("keys", [])
         if not isinstance(images, list) or not images or not all(isinstance(i, str) and i for i in images):
             check.fail(m.lines.get("images", m.line), f"{at}.images must be an image name glob or a list of them")
             continue
-        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
             check.fail(m.lines.get("keys", m.line), f"{at}.keys must list public key files (cosign.pub)")
             continue
-        rules.append(PolicyRule(tuple(images), tuple(keys)))
+        identities = parse_identities(check, m["keyless"], m.lines["keyless"], f"{at}.keyless") \
+            if "keyless" in m else ()
+        if not keys and not identities:
+            check.fail(m.line, f"{at} needs keys (cosign public key files) or keyless ({{issuer, subject}}): who "
+                               "must have signed the images")
+            continue
+        rules.append(PolicyRule(tuple(images), tuple(str(k) for k in keys), identities))
     return tuple(rules)

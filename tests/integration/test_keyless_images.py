@@ -1,0 +1,108 @@
+"""Keyless image signatures across the gap, judged offline with no network: images signed by the
+tests' own Sigstore instance (tests/sigstore_lab.py) as cosign v3 signs them (a Sigstore bundle as an
+OCI referrer, found through the referrers fallback tag); a profile's keyless rule takes the right
+identity at build and refuses another, naming why; a site that pins the trusted root takes the right
+identity and refuses another at import with nothing published."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bundler.oci.client import RegistryClient
+from devtools import images as im
+from tests.conftest import Keys, Registry, Run
+from tests.sigstore_lab import GITHUB, Fault, Instance, attach, write_root
+
+IDENTITY = r"https://github\.com/acme/.+"
+
+
+@dataclass
+class Signed:
+    registry: Registry
+    root: Path
+    good: str  # signed keyless by acme's release workflow
+    evil: str  # signed keyless by another repository's workflow
+    stale: str  # signed by acme with a certificate that had expired when the log took it
+
+
+@pytest.fixture(scope="module")
+def signed(registry_factory: Callable[[], Registry], tmp_path_factory: pytest.TempPathFactory) -> Signed:
+    registry = registry_factory()
+    client = RegistryClient(registry.host)
+    lab = Instance()
+    root = write_root(lab, tmp_path_factory.mktemp("keyless") / "trusted_root.json")
+    refs = []
+    for seed, (repo, made) in enumerate([
+            ("team/api", {}),
+            ("team/evil", {"subject": "https://github.com/evil/pos/.github/workflows/release.yml@refs/heads/main"}),
+            ("team/stale", {"fault": Fault(expired_at_signing=True)})]):
+        digest, _ = im.push_image(client, repo, "1.0", [im.random_layer(60_000, 180 + seed)], oci=True)
+        attach(client, repo, digest, [lab.attest(digest, **made)])  # type: ignore[arg-type]
+        refs.append(f"{registry.host}/{repo}:1.0")
+    return Signed(registry, root, *refs)
+
+
+def profile(directory: Path, images: list[str], policy: str = "") -> Path:
+    path = directory / "profile.yaml"
+    path.write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: keyless, version: 1.0.0}\n"
+                    "spec:\n  images:\n" + "".join(f"    - {ref}\n" for ref in images) + policy)
+    return path
+
+
+def keyless_policy(signed: Signed, root: bool = True) -> str:
+    return (f"  imagePolicy:\n    - images: '{signed.registry.host}/team/*'\n      keyless: {{issuer: '{GITHUB}', "
+            f"subject: '{IDENTITY}'}}\n" + (f"  trustedRoot: {signed.root}\n" if root else ""))
+
+
+def build(cli: Callable[..., Run], keys: Keys, path: Path) -> Run:
+    return cli("build", path, "-o", path.parent / "b.bundle.tar", "--key", keys.release.key, cwd=path.parent)
+
+
+def test_a_keyless_rule_takes_the_right_identity_at_build_and_refuses_another_naming_why(
+        cli: Callable[..., Run], keys: Keys, signed: Signed, tmp_path: Path) -> None:
+    taken = build(cli, keys, profile(tmp_path, [signed.good], keyless_policy(signed)))
+    assert taken.code == 0, taken.err
+    refused = build(cli, keys, profile(tmp_path, [signed.good, signed.evil, signed.stale], keyless_policy(signed)))
+    assert refused.code == 3, refused.err
+    said = refused.err.split("hint:")[0]
+    assert f"{signed.evil} matches" in said and "a keyless signature that does not hold" in said
+    assert "https://github.com/evil/pos" in said and "whom the rule does not name" in said
+    assert f"{signed.stale} matches" in said and "not valid at validation time" in said
+    assert f"{signed.good} matches" not in said
+    unrooted = build(cli, keys, profile(tmp_path, [signed.good], keyless_policy(signed, root=False)))
+    assert unrooted.code == 2 and "spec.trustedRoot" in unrooted.err, unrooted.err
+
+
+def test_a_site_that_pins_the_root_takes_the_right_identity_and_refuses_another_publishing_nothing(
+        cli: Callable[..., Run], keys: Keys, signed: Signed, registry: Registry, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    made = cli("site", "init", "--as-root", site, "--registry", registry.url, "--trust-key", keys.release.pub,
+               "--image-identity", f"{GITHUB}={IDENTITY}", "--trusted-root", signed.root)
+    assert made.code == 0, made.err
+    assert (site / "trust" / "sigstore-trusted-root.json").read_bytes() == signed.root.read_bytes()  # pinned
+    (tmp_path / "evil").mkdir()
+    evil = build(cli, keys, profile(tmp_path / "evil", [signed.evil]))  # no policy at build: the site judges
+    assert evil.code == 0, evil.err
+    checked = cli("verify", tmp_path / "evil" / "b.bundle.tar", "--site", site, "--json")
+    assert checked.code == 3 and [p["code"] for p in json.loads(checked.out)["problems"]] == ["image-unsigned"]
+    refused = cli("import", tmp_path / "evil" / "b.bundle.tar", "--site", site)
+    assert refused.code == 3 and "https://github.com/evil/pos" in refused.err, refused.err
+    assert registry.catalog() == []  # nothing published
+    (tmp_path / "good").mkdir()
+    assert build(cli, keys, profile(tmp_path / "good", [signed.good])).code == 0
+    imported = cli("import", tmp_path / "good" / "b.bundle.tar", "--site", site)
+    assert imported.code == 0, imported.err
+    assert any(repo.endswith("team/api") for repo in registry.catalog())
+
+
+def test_an_identity_without_a_trusted_root_is_refused_at_site_init(cli: Callable[..., Run], keys: Keys,
+                                                                    registry: Registry, tmp_path: Path) -> None:
+    made = cli("site", "init", "--as-root", tmp_path / "s", "--registry", registry.url, "--trust-key", keys.release.pub,
+               "--image-identity", f"{GITHUB}={IDENTITY}")
+    assert made.code == 2 and "--trusted-root" in made.err, made.err
+    assert not (tmp_path / "s" / "site.yaml").exists()

@@ -1,0 +1,69 @@
+"""Keyless signatures judged offline (bundler/kinds/images/keyless.py) against the tests' own Sigstore
+instance (tests/sigstore_lab.py): the right identity holds and says who signed against which root;
+each wrong part is refused, saying why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bundler.kinds.images.keyless import Identity, KeylessRefused, Root, judge
+from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, WORKFLOW, Fault, Instance, write_root
+
+DIGEST = "sha256:" + "ab" * 32
+ACME = Identity(GITHUB, r"https://github\.com/acme/[^/]+/\.github/workflows/release\.yml@refs/heads/main")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Instance:
+    return Instance()
+
+
+@pytest.fixture(scope="module")
+def root(lab: Instance, tmp_path_factory: pytest.TempPathFactory) -> Root:
+    return Root.load(write_root(lab, tmp_path_factory.mktemp("root") / "trusted_root.json"))
+
+
+def test_the_right_identity_holds_and_says_who_signed_against_which_root(lab: Instance, root: Root) -> None:
+    judged = judge(lab.attest(DIGEST), DIGEST, [ACME], root)
+    assert (judged.issuer, judged.subject) == (GITHUB, WORKFLOW)
+    assert judged.root == root.digest and judged.root.startswith("sha256:")
+    other = Identity("https://accounts.google.com", ".*")  # any of the rule's identities will do
+    assert judge(lab.attest(DIGEST), DIGEST, [other, ACME], root).subject == WORKFLOW
+
+
+@pytest.mark.parametrize(("made", "reason"), [
+    ({"issuer": "https://accounts.google.com"}, "signed by https://accounts.google.com"),
+    ({"subject": "https://github.com/evil/pos/.github/workflows/release.yml@refs/heads/main"}, "evil/pos"),
+    ({"subject": "https://github.com/acme/pos/.github/workflows/release.yml@refs/heads/main-x"}, "does not name"),
+    ({"fault": Fault(expired_at_signing=True)}, "not valid at validation time"),
+    ({"fault": Fault(no_proof=True)}, "inclusionProof"),
+    ({"fault": Fault(proof_of_other_entry=True)}, "invalid root hash"),
+    ({"fault": Fault(foreign_log_key=True)}, "checkpoint: invalid signature"),
+    ({"fault": Fault(subject_digest="sha256:" + "cd" * 32)}, "it is about sha256:cdcdcdcdcdcd, not this image"),
+    ({"predicate_type": SLSA_PROVENANCE}, "it states https://slsa.dev/provenance/v1, not"),
+], ids=["wrong-issuer", "wrong-subject", "subject-not-whole", "expired-at-signing", "no-log-proof",
+        "proof-of-another-entry", "log-key-not-in-root", "payload-for-another-digest",
+        "an-attestation-not-a-signature"])
+def test_a_keyless_signature_that_does_not_hold_is_refused_saying_why(lab: Instance, root: Root,
+                                                                      made: dict[str, object], reason: str) -> None:
+    bundle = lab.attest(DIGEST, **made)  # type: ignore[arg-type]
+    with pytest.raises(KeylessRefused) as refused:
+        judge(bundle, DIGEST, [ACME], root)
+    assert reason in str(refused.value), str(refused.value)
+
+
+def test_a_root_that_does_not_name_the_log_refuses_what_it_logged(lab: Instance, tmp_path: Path) -> None:
+    other = (tmp_path / "root.json")
+    other.write_bytes(lab.trusted_root(log_keys=[ec.generate_private_key(ec.SECP256R1()).public_key()]))
+    with pytest.raises(KeylessRefused, match="invalid log entry"):
+        judge(lab.attest(DIGEST), DIGEST, [ACME], Root.load(other))
+
+
+def test_a_file_that_is_not_a_trusted_root_is_refused_naming_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(KeylessRefused, match=r"mediaType|media_type|trusted root"):
+        Root.parse(b'{"mediaType": "application/json"}')
+    with pytest.raises(KeylessRefused):
+        Root.parse(b"not json")
