@@ -16,9 +16,18 @@ import pytest
 from bundler.oci.client import RegistryClient
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run
-from tests.sigstore_lab import GITHUB, Fault, Instance, attach, write_root
+from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, Fault, Instance, attach, write_root
 
 IDENTITY = r"https://github\.com/acme/.+"
+HOSTED = "https://github.com/actions/runner/github-hosted"
+
+
+def provenance(builder: str, repository: str = "https://github.com/acme/pos") -> dict[str, object]:
+    """SLSA provenance v1 as GitHub's generator writes it (the fields a rule may name)."""
+    return {"buildDefinition": {"buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                                "externalParameters": {"workflow": {"ref": "refs/heads/main", "repository": repository,
+                                                                    "path": ".github/workflows/release.yml"}}},
+            "runDetails": {"builder": {"id": builder}}}
 
 
 @dataclass
@@ -28,6 +37,8 @@ class Signed:
     good: str  # signed keyless by acme's release workflow
     evil: str  # signed keyless by another repository's workflow
     stale: str  # signed by acme with a certificate that had expired when the log took it
+    built: str  # signed by acme, with SLSA provenance from GitHub's hosted runners
+    rogue: str  # signed by acme, with SLSA provenance from a self-hosted runner
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +48,18 @@ def signed(registry_factory: Callable[[], Registry], tmp_path_factory: pytest.Te
     lab = Instance()
     root = write_root(lab, tmp_path_factory.mktemp("keyless") / "trusted_root.json")
     refs = []
-    for seed, (repo, made) in enumerate([
-            ("team/api", {}),
-            ("team/evil", {"subject": "https://github.com/evil/pos/.github/workflows/release.yml@refs/heads/main"}),
-            ("team/stale", {"fault": Fault(expired_at_signing=True)})]):
+    for seed, (repo, made, builder) in enumerate([
+            ("team/api", {}, None),
+            ("team/evil", {"subject": "https://github.com/evil/pos/.github/workflows/release.yml@refs/heads/main"},
+             None),
+            ("team/stale", {"fault": Fault(expired_at_signing=True)}, None),
+            ("team/built", {}, HOSTED),
+            ("team/rogue", {}, "https://github.com/acme/runners/self-hosted")]):
         digest, _ = im.push_image(client, repo, "1.0", [im.random_layer(60_000, 180 + seed)], oci=True)
-        attach(client, repo, digest, [lab.attest(digest, **made)])  # type: ignore[arg-type]
+        bundles = [lab.attest(digest, **made)]  # type: ignore[arg-type]
+        if builder is not None:
+            bundles.append(lab.attest(digest, SLSA_PROVENANCE, provenance(builder)))
+        attach(client, repo, digest, bundles)
         refs.append(f"{registry.host}/{repo}:1.0")
     return Signed(registry, root, *refs)
 
@@ -54,9 +71,11 @@ def profile(directory: Path, images: list[str], policy: str = "") -> Path:
     return path
 
 
-def keyless_policy(signed: Signed, root: bool = True) -> str:
+def keyless_policy(signed: Signed, root: bool = True, builder: str | None = None) -> str:
+    attestations = (f"      attestations:\n        - {{predicateType: '{SLSA_PROVENANCE}', builder: '{builder}', "
+                    "repository: 'https://github.com/acme/.+'}\n") if builder else ""
     return (f"  imagePolicy:\n    - images: '{signed.registry.host}/team/*'\n      keyless: {{issuer: '{GITHUB}', "
-            f"subject: '{IDENTITY}'}}\n" + (f"  trustedRoot: {signed.root}\n" if root else ""))
+            f"subject: '{IDENTITY}'}}\n" + attestations + (f"  trustedRoot: {signed.root}\n" if root else ""))
 
 
 def build(cli: Callable[..., Run], keys: Keys, path: Path) -> Run:
@@ -106,3 +125,35 @@ def test_an_identity_without_a_trusted_root_is_refused_at_site_init(cli: Callabl
                "--image-identity", f"{GITHUB}={IDENTITY}")
     assert made.code == 2 and "--trusted-root" in made.err, made.err
     assert not (tmp_path / "s" / "site.yaml").exists()
+
+
+def test_a_rule_that_asks_for_provenance_takes_an_allowed_builder_and_refuses_another_naming_the_rule(
+        cli: Callable[..., Run], keys: Keys, signed: Signed, tmp_path: Path) -> None:
+    policy = keyless_policy(signed, builder=r"https://github\.com/actions/runner/github-hosted")
+    taken = build(cli, keys, profile(tmp_path, [signed.built], policy))
+    assert taken.code == 0, taken.err
+    refused = build(cli, keys, profile(tmp_path, [signed.built, signed.rogue, signed.good], policy))
+    assert refused.code == 3, refused.err
+    said = refused.err.split("hint:")[0]
+    assert f"{signed.rogue} matches" in said
+    assert "whose builder is 'https://github.com/acme/runners/self-hosted'" in said
+    assert f"needs an attestation of {SLSA_PROVENANCE} with builder" in said  # the rule, named
+    assert f"{signed.good} matches" in said and f"no attestation of {SLSA_PROVENANCE}" in said
+    assert f"{signed.built} matches" not in said
+
+
+def test_a_site_that_requires_provenance_refuses_a_self_hosted_build_at_import(
+        cli: Callable[..., Run], keys: Keys, signed: Signed, registry: Registry, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    made = cli("site", "init", "--as-root", site, "--registry", registry.url, "--trust-key", keys.release.pub,
+               "--image-identity", f"{GITHUB}={IDENTITY}", "--trusted-root", signed.root,
+               "--require-provenance", r"https://github\.com/actions/runner/.*")
+    assert made.code == 0, made.err
+    (tmp_path / "rogue").mkdir()
+    assert build(cli, keys, profile(tmp_path / "rogue", [signed.rogue])).code == 0
+    refused = cli("import", tmp_path / "rogue" / "b.bundle.tar", "--site", site)
+    assert refused.code == 3 and "self-hosted" in refused.err, refused.err
+    assert registry.catalog() == []
+    (tmp_path / "built").mkdir()
+    assert build(cli, keys, profile(tmp_path / "built", [signed.built])).code == 0
+    assert cli("import", tmp_path / "built" / "b.bundle.tar", "--site", site).code == 0

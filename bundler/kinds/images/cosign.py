@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler.keyfiles import load_trusted_key
-from bundler.kinds.images.keyless import Identity, KeylessRefused, Root, judge, sigstore_bundles
+from bundler.kinds.images.attest import AttestationRule, keyed_statements
+from bundler.kinds.images.keyless import Identity, KeylessRefused, OtherStatement, Root, judge, sigstore_bundles
 from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.signing import TrustedKey
@@ -43,6 +44,7 @@ class ImageRule:
     images: tuple[str, ...]
     keys: tuple[TrustedKey, ...] = ()
     identities: tuple[Identity, ...] = ()
+    attestations: tuple[AttestationRule, ...] = ()  # attestations its images must carry, signed by the same
 
     @property
     def signers(self) -> str:
@@ -88,38 +90,83 @@ def signers(read: Callable[[str], bytes], signature_manifest: str, subject: str,
 
 def load_rules(rules: Sequence[PolicyRule], base: Path) -> list[ImageRule]:
     """The profile's spec.imagePolicy with its key files read (relative to the profile)."""
-    return [ImageRule(rule.images, tuple(load_trusted_key(base / key) for key in rule.keys), rule.identities)
-            for rule in rules]
+    return [ImageRule(rule.images, tuple(load_trusted_key(base / key) for key in rule.keys), rule.identities,
+                      rule.attestations) for rule in rules]
 
 
 def unsigned_images(entries: Sequence[ImageEntry], rules: Sequence[ImageRule], read: Callable[[str], bytes],
                     root: Root | None = None) -> list[str]:
-    """For each image a rule covers: why it is refused, when neither a `.sig` it carries holds a valid
-    signature of its digest by one of the rule's keys, nor a Sigstore bundle among its referrers a
-    keyless one by one of the rule's identities (judged against `root`)."""
+    """For each image a rule covers, why it is refused: no valid signature by one of the rule's
+    signers, or an attestation the rule asks for missing, not signed by them, or not meeting its
+    conditions (keyless ones judged against `root`)."""
+    return [f"{entry.ref} matches {', '.join(rule.images)} and {why}"
+            for entry in entries for rule in rules if rule.covers(entry.ref)
+            for why in _judge(entry, rule, read, root)]
+
+
+def _judge(entry: ImageEntry, rule: ImageRule, read: Callable[[str], bytes], root: Root | None) -> list[str]:
+    """Why `entry` does not meet `rule` ([]: it does)."""
     out = []
-    for entry in entries:
-        for rule in rules:
-            if not rule.covers(entry.ref):
-                continue
-            names = set()
-            for extra in entry.extras:
-                if extra.kind == "sig" and extra.subject == entry.digest:
-                    names |= signers(read, extra.digest, entry.digest, rule.keys)
-            why = []
-            if not names and rule.identities and root is not None:
-                referrers = [e.digest for e in entry.extras if e.kind == "referrers" and e.subject == entry.digest]
-                for bundle in sigstore_bundles(read, referrers):
-                    try:
-                        names.add(str(judge(bundle, entry.digest, rule.identities, root)))
-                        break
-                    except KeylessRefused as exc:
-                        why.append(str(exc))
-            if not names:
-                has = ("a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature") \
-                    if not why else f"a keyless signature that does not hold ({'; '.join(why)})"
-                out.append(f"{entry.ref} matches {', '.join(rule.images)} and has {has} (needs one by {rule.signers})")
+    names = set()
+    for extra in entry.extras:
+        if extra.kind == "sig" and extra.subject == entry.digest:
+            names |= signers(read, extra.digest, entry.digest, rule.keys)
+    keyless = Keyless(root, _bundles(entry, read)) if rule.identities and root is not None else None
+    why: list[str] = []
+    if keyless is not None and not names:
+        for bundle in keyless.bundles:
+            try:
+                names.add(str(judge(bundle, entry.digest, rule.identities, keyless.root)))
+                break
+            except OtherStatement:
+                continue  # an attestation, judged below when the rule asks for one
+            except KeylessRefused as exc:
+                why.append(str(exc))
+    if not names:
+        has = ("a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature") \
+            if not why else f"a keyless signature that does not hold ({'; '.join(why)})"
+        out.append(f"has {has} (needs one by {rule.signers})")
+    for wanted in rule.attestations:
+        reason = _attested(entry, rule, wanted, read, keyless)
+        if reason is not None:
+            out.append(f"has {reason} (needs an attestation of {wanted}, by {rule.signers})")
     return out
+
+
+@dataclass(frozen=True)
+class Keyless:
+    """What keyless judging works with for one image: the pinned root, the image's Sigstore bundles."""
+    root: Root
+    bundles: list[bytes]
+
+
+def _bundles(entry: ImageEntry, read: Callable[[str], bytes]) -> list[bytes]:
+    referrers = [e.digest for e in entry.extras if e.kind == "referrers" and e.subject == entry.digest]
+    return sigstore_bundles(read, referrers)
+
+
+def _attested(entry: ImageEntry, rule: ImageRule, wanted: AttestationRule, read: Callable[[str], bytes],
+              keyless: Keyless | None) -> str | None:
+    """Why no attestation `entry` carries meets `wanted` (None: one does)."""
+    why = []
+    found: list[dict[str, object]] = [
+        predicate for extra in entry.extras if extra.kind == "att" and extra.subject == entry.digest
+        for kind, predicate in keyed_statements(read, extra.digest, entry.digest, rule.keys)
+        if kind == wanted.predicate_type]
+    judged = [(keyless.root, b) for b in keyless.bundles] if keyless is not None else []
+    for root, bundle in judged:
+        try:
+            found.append(judge(bundle, entry.digest, rule.identities, root, wanted.predicate_type).predicate)
+        except OtherStatement:
+            continue  # a signature, another attestation
+        except KeylessRefused as exc:
+            why.append(f"one that does not hold ({exc})")
+    for predicate in found:
+        mismatch = wanted.mismatch(predicate)
+        if mismatch is None:
+            return None
+        why.append(f"one whose {mismatch.removeprefix('its ')}")
+    return "; ".join(why) if why else f"no attestation of {wanted.predicate_type}"
 
 
 def read_blob(oci: OciContent, digest: str, limit: int) -> bytes:

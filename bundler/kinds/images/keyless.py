@@ -45,6 +45,11 @@ class KeylessRefused(ValueError):
     """A Sigstore bundle that does not hold: the message says why."""
 
 
+class OtherStatement(KeylessRefused):
+    """A bundle that holds, of another predicate than the one asked for (an attestation where a
+    signature is asked for, an SBOM where provenance is): not a failure of the one asked for."""
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who may sign: the OIDC issuer, exactly, and a regular expression the certificate's subject (a
@@ -168,7 +173,7 @@ def judge(bundle: bytes, image_digest: str, identities: Sequence[Identity], root
         raise KeylessRefused(f"it is about {', '.join('sha256:' + str(d)[:12] for d in digests)}, "
                              f"not this image ({image_digest[:19]})")
     if stated != predicate_type:
-        raise KeylessRefused(f"it states {stated}, not {predicate_type}")
+        raise OtherStatement(f"it states {stated}, not {predicate_type}")
     return Judged(issuer, subjects[0] if subjects else "", stated, predicate if isinstance(predicate, dict) else {},
                   root.digest)
 

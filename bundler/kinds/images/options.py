@@ -22,6 +22,9 @@ class ImageOptions(Options):
                 click.Option(["--trusted-root", "trusted_root"], type=click.Path(dir_okay=False, path_type=Path),
                              help="the Sigstore trusted_root.json keyless signatures are judged against (pinned: "
                                   "copied into the site; a signed bundle may carry the next one)"),
+                click.Option(["--require-provenance", "require_provenance"], metavar="BUILDER_REGEXP",
+                             help="images in --image-scope must also carry SLSA provenance (v1) signed by the image "
+                                  "keys or identities, from a builder this regular expression matches"),
                 click.Option(["--image-scope", "image_scopes"], multiple=True, metavar="GLOB",
                              help="images the image keys and identities cover, by name (registry.example.com/team/*; "
                                   "repeatable; default *)")]

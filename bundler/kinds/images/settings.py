@@ -9,6 +9,8 @@ identities judged against the Sigstore trusted root the site pins (copied under 
       identities:                    # keyless: the OIDC issuer, and a regular expression for the subject
         - {issuer: "https://token.actions.githubusercontent.com", subject: "https://github.com/acme/.*"}
       trustedRoot: trust/sigstore-trusted-root.json
+      attestations:                  # what its images must also carry, signed by the same (SLSA provenance v1)
+        - {predicateType: "https://slsa.dev/provenance/v1", builder: "https://github.com/actions/runner/.*"}
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bundler.errors import UsageError
 from bundler.jsontypes import Doc
 from bundler.keyfiles import key_name, load_trusted_key, read_operator_file
 from bundler.kinds.base import Settings, option_values
+from bundler.kinds.images.attest import FIELDS, SLSA_PROVENANCE, AttestationRule
 from bundler.kinds.images.cosign import ImageRule
 from bundler.kinds.images.keyless import Identity, KeylessRefused, Root
 from bundler.signing import public_pem
@@ -41,6 +44,7 @@ class ImageSettings:
     scopes: tuple[str, ...] = ()  # image name globs (host/path) the keys (or identities) cover
     identities: tuple[Identity, ...] = ()  # keyless signers the scopes' images may be signed by instead
     trusted_root: str = ""  # the Sigstore trusted root (a file in the site) keyless signatures are judged against
+    attestations: tuple[AttestationRule, ...] = ()  # attestations the scopes' images must carry, by the same
 
     @property
     def policed(self) -> bool:
@@ -49,7 +53,7 @@ class ImageSettings:
 
 class ImageSiteSettings(Settings[ImageSettings]):
     def parse(self, section: Mapping[str, object], directory: Path) -> ImageSettings:
-        if unknown := set(section) - {"scopes", "keys", "identities", "trustedRoot"}:
+        if unknown := set(section) - {"scopes", "keys", "identities", "trustedRoot", "attestations"}:
             raise ValueError(f"unknown keys in images: {', '.join(sorted(unknown))}")
         keys = tuple((text(k, "name", "images.keys[]"), text(k, "file", "images.keys[]"))
                      for k in listed(section, "keys", "images"))
@@ -59,8 +63,11 @@ class ImageSiteSettings(Settings[ImageSettings]):
         if identities and not root:
             raise ValueError("images.identities need images.trustedRoot: the Sigstore trusted root they are judged "
                              "against")
+        attestations = tuple(attestation(a) for a in listed(section, "attestations", "images"))
+        if attestations and not (keys or identities):
+            raise ValueError("images.attestations need images.keys or images.identities: who signed them")
         scopes = listed(section, "scopes", "images") or (["*"] if keys or identities else [])
-        return ImageSettings(keys, tuple(str(s) for s in scopes), identities, str(root))
+        return ImageSettings(keys, tuple(str(s) for s in scopes), identities, str(root), attestations)
 
     def dump(self, value: ImageSettings) -> Doc | None:
         if not value.policed:
@@ -68,13 +75,23 @@ class ImageSiteSettings(Settings[ImageSettings]):
         return {"scopes": list(value.scopes),
                 **({"keys": [{"name": name, "file": file} for name, file in value.keys]} if value.keys else {}),
                 **({"identities": [{"issuer": i.issuer, "subject": i.subject} for i in value.identities],
-                    "trustedRoot": value.trusted_root} if value.identities else {})}
+                    "trustedRoot": value.trusted_root} if value.identities else {}),
+                **({"attestations": [{"predicateType": a.predicate_type, **dict(a.conditions)}
+                                     for a in value.attestations]} if value.attestations else {})}
 
     def create(self, options: Mapping[str, object]) -> tuple[ImageSettings, dict[str, bytes]]:
         paths = [Path(str(p)) for p in option_values(options, "image_keys")]
         scopes = [str(s) for s in option_values(options, "image_scopes")]
         identities = tuple(_identity_option(str(i)) for i in option_values(options, "image_identities"))
         root = options.get("trusted_root")
+        provenance = options.get("require_provenance")
+        try:
+            builder = _pattern(provenance, "--require-provenance") if isinstance(provenance, str) else None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        attestations = (AttestationRule(SLSA_PROVENANCE, (("builder", builder),)),) if builder is not None else ()
+        if attestations and not (paths or identities):
+            raise UsageError("--require-provenance needs --image-key or --image-identity: who signed the provenance")
         if scopes and not paths and not identities:
             raise UsageError("--image-scope needs --image-key or --image-identity: who those images must be "
                              "signed by")
@@ -89,7 +106,7 @@ class ImageSiteSettings(Settings[ImageSettings]):
             root_file = f"{TRUST_DIR}/{ROOT_FILE}"
             files[root_file] = check_root(read_operator_file(root, "a Sigstore trusted root"), str(root))
         return ImageSettings(keys, tuple(scopes or (["*"] if keys or identities else [])), identities,
-                             root_file), files
+                             root_file, attestations), files
 
 
 ROOT_FILE = "sigstore-trusted-root.json"
@@ -102,6 +119,25 @@ def identity(issuer: str, subject: str) -> Identity:
     except re.error as exc:
         raise ValueError(f"identity subject {subject!r} is not a regular expression ({exc})") from None
     return Identity(issuer, subject)
+
+
+def attestation(item: object) -> AttestationRule:
+    """An `images.attestations[]` item: `{predicateType, builder, repository, ref}` (ValueError naming
+    what is wrong)."""
+    where = "images.attestations[]"
+    if not isinstance(item, dict) or set(item) - {"predicateType", *FIELDS}:
+        raise ValueError(f"{where} is {{predicateType, {', '.join(FIELDS)}}}")
+    conditions = tuple((name, _pattern(text(item, name, where), f"{where}.{name}")) for name in FIELDS if name in item)
+    return AttestationRule(text(item, "predicateType", where), conditions)
+
+
+def _pattern(value: str, where: str) -> str:
+    """`value` when it is a regular expression; ValueError naming `where` otherwise."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{where} {value!r} is not a regular expression ({exc})") from None
+    return value
 
 
 def _identity_option(value: str) -> Identity:
@@ -132,4 +168,4 @@ def image_policy(site: SiteConfig) -> tuple[ImageRule, Root | None] | None:
         return None
     keys = tuple(load_trusted_key(site.directory / file, name) for name, file in settings.keys)
     root = Root.load(site.directory / settings.trusted_root) if settings.trusted_root else None
-    return ImageRule(settings.scopes, keys, settings.identities), root
+    return ImageRule(settings.scopes, keys, settings.identities, settings.attestations), root

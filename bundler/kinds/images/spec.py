@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bundler.kinds.images.attest import FIELDS, AttestationRule
 from bundler.kinds.images.keyless import Identity
 from bundler.names import PLATFORM_RE
 from bundler.oci.reference import DaemonReference, ImageReference, ReferenceError, parse_any
@@ -72,6 +73,7 @@ class PolicyRule:
     images: tuple[str, ...]
     keys: tuple[str, ...] = ()
     identities: tuple[Identity, ...] = ()
+    attestations: tuple[AttestationRule, ...] = ()  # in-toto attestations its images must carry, by the same signers
 
 
 def parse_identities(check: Checker, value: object, line: int, where: str) -> tuple[Identity, ...]:
@@ -96,6 +98,33 @@ def parse_identities(check: Checker, value: object, line: int, where: str) -> tu
     return tuple(found)
 
 
+def parse_attestations(check: Checker, value: object, line: int, where: str) -> tuple[AttestationRule, ...]:
+    """`attestations:` a list of `{predicateType, builder, repository, ref}` (the conditions: regular
+    expressions over SLSA provenance v1's fields)."""
+    if not isinstance(value, Seq):
+        check.fail(line, f"{where} must be a list of {{predicateType, builder, repository, ref}}")
+        return ()
+    found = []
+    for index, (item, item_line) in enumerate(zip(value, value.lines, strict=True)):
+        at = f"{where}[{index}]"
+        m = check.mapping(item, item_line, at, {"predicateType", *FIELDS}, {"predicateType"})
+        if m is None or (predicate_type := check.string(m, "predicateType", at)) is None:
+            continue
+        conditions = []
+        for name in FIELDS:
+            pattern = check.string(m, name, at)
+            if pattern is None:
+                continue
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                check.fail(m.lines[name], f"{at}.{name} is not a regular expression ({exc})")
+                continue
+            conditions.append((name, pattern))
+        found.append(AttestationRule(predicate_type, tuple(conditions)))
+    return tuple(found)
+
+
 def parse_policy(check: Checker, value: object, line: int, where: str) -> tuple[PolicyRule, ...]:
     if not isinstance(value, Seq):
         check.fail(line, f"{where} must be a list of {{images, keys}} or {{images, keyless}}")
@@ -103,7 +132,7 @@ def parse_policy(check: Checker, value: object, line: int, where: str) -> tuple[
     rules = []
     for index, (item, item_line) in enumerate(zip(value, value.lines, strict=True)):
         at = f"{where}[{index}]"
-        m = check.mapping(item, item_line, at, {"images", "keys", "keyless"}, {"images"})
+        m = check.mapping(item, item_line, at, {"images", "keys", "keyless", "attestations"}, {"images"})
         if m is None:
             continue
         images = [m["images"]] if isinstance(m.get("images"), str) else m.get("images")
@@ -120,5 +149,7 @@ def parse_policy(check: Checker, value: object, line: int, where: str) -> tuple[
             check.fail(m.line, f"{at} needs keys (cosign public key files) or keyless ({{issuer, subject}}): who "
                                "must have signed the images")
             continue
-        rules.append(PolicyRule(tuple(images), tuple(str(k) for k in keys), identities))
+        attestations = parse_attestations(check, m["attestations"], m.lines["attestations"], f"{at}.attestations") \
+            if "attestations" in m else ()
+        rules.append(PolicyRule(tuple(images), tuple(str(k) for k in keys), identities, attestations))
     return tuple(rules)
