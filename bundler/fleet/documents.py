@@ -41,6 +41,7 @@ class SiteReceipt:
     clients: tuple[ClientSaid, ...]
     disk: Json  # {total, used, free}
     services: Json  # {service: healthy}
+    image_verdicts: Json = None  # what the site's image policy judged of the releases it runs (as said)
 
     @property
     def running(self) -> dict[str, str]:
@@ -82,7 +83,7 @@ class SiteReceipt:
         return cls(doc.string("site", names.site_name), doc.string("created", names.timestamp),
                    doc.obj("signature").string("keyid", names.sha256_hex), tuple(releases),
                    tuple(ClientSaid.parse(item.obj()) for item in doc.array("clients")),
-                   doc.value.get("disk"), doc.value.get("services"))
+                   doc.value.get("disk"), doc.value.get("services"), doc.value.get("image_verdicts"))
 
 
 @dataclass(frozen=True)

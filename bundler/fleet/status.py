@@ -52,7 +52,9 @@ class SiteRow:
                 "aksee_versions": {c.client: c.aksee_version for c in clients if c.aksee_version is not None},
                 "disk": disk, "services": services,
                 "sync": {"state": r.state, "created": r.created, "message": r.message, "bytes": r.bytes} if r else None,
-                "problems": self.problems}
+                "problems": self.problems,
+                **({"image_verdicts": self.receipt.image_verdicts} if self.receipt and self.receipt.image_verdicts
+                   else {})}
 
     def client_lines(self) -> list[str]:
         """Per update client with something to say: approved updates it lacks, failed steps, a restart

@@ -6,6 +6,7 @@ identity and refuses another at import with nothing published."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,20 @@ def test_a_site_that_pins_the_root_takes_the_right_identity_and_refuses_another_
     imported = cli("import", tmp_path / "good" / "b.bundle.tar", "--site", site)
     assert imported.code == 0, imported.err
     assert any(repo.endswith("team/api") for repo in registry.catalog())
+
+    # what was judged, signed with the receipt, and shown by the fleet
+    assert cli("site", "receipt", site, "-o", tmp_path / "r.json").code == 0
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    [verdict] = receipt["image_verdicts"]
+    assert verdict["image"] == signed.good and verdict["release"] == "keyless 1.0.0"
+    assert verdict["signer"] == f"{GITHUB} https://github.com/acme/pos/.github/workflows/release.yml@refs/heads/main"
+    assert verdict["root"] == "sha256:" + hashlib.sha256(signed.root.read_bytes()).hexdigest()
+    assert verdict["rule"] == ["*"]
+    fleet = ("--fleet", tmp_path / "fleet")
+    assert cli("fleet", "enroll", site / "site.pub", *fleet).code == 0
+    assert cli("fleet", "add", tmp_path / "r.json", *fleet).code == 0
+    shown = json.loads(cli("fleet", "status", "--json", *fleet).out)
+    assert shown["sites"][0]["image_verdicts"] == receipt["image_verdicts"]
 
 
 def test_an_identity_without_a_trusted_root_is_refused_at_site_init(cli: Callable[..., Run], keys: Keys,

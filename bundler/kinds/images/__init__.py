@@ -1,8 +1,10 @@
 """Container images: `spec.images`, carried with their digests into the bundle's OCI layout, and
 pushed to the site registry under `<source host>/<path>` with their tags.
 Roles: build.py (profile items, the image policy at build, collection with extras), format.py,
-admit.py (derived tags' subjects and owners, the site's image keys), publish.py, options.py and
-settings.py (the site's image policy: `site init --image-key`, site.yaml's `images:`), report.py."""
+admit.py (derived tags' subjects and owners, the site's image policy), stage.py and receipt.py (what
+the policy judged, recorded at publication and reported), publish.py, options.py and settings.py (the
+site's image policy: `site init --image-key`, site.yaml's `images:`), report.py; cosign.py, keyless.py
+and attest.py judge signatures and attestations."""
 
 from __future__ import annotations
 
@@ -12,5 +14,6 @@ from bundler.kinds.images.entry import ImageEntry
 EXTRAS = "extras"  # import counts signatures, attestations, SBOMs and referrers indexes here
 
 KIND = Kind("images", "images", "image", ImageEntry, in_v1=True, always_reported=True, roles=role_modules(
-    __name__, build="ImageBuild", format="ImageFormat", admit="ImageAdmit", publish="ImagePublish",
-    options="ImageOptions", settings="ImageSiteSettings", report="ImageReport"))
+    __name__, build="ImageBuild", format="ImageFormat", admit="ImageAdmit", stage="ImageStage",
+    publish="ImagePublish", options="ImageOptions", settings="ImageSiteSettings", receipt="ImageReceipt",
+    report="ImageReport"))

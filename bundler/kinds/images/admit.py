@@ -34,13 +34,7 @@ class ImageAdmit(Admit):
         """What travels with an image (signatures, attestations, SBOMs, referrers) is for an image
         this bundle carries, and its tags are this bundle name's to move; images the site's image
         keys cover need a valid cosign signature among what they carry."""
-        def read(digest: str) -> bytes:
-            path = layout.blob_path(digest)
-            data = reader.read_small(path, MAX_PAYLOAD)
-            if sha256_digest(data) != digest:
-                raise ValueError(digest_problem(path, digest[7:], hashlib.sha256(data).hexdigest()).message)
-            return data
-
+        read = bundle_reader(reader)
         entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.kind.key))
         found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read,
                                      site.image_repository)
@@ -52,6 +46,18 @@ class ImageAdmit(Admit):
                         hint="this site takes only images signed by its image keys or identities: ask release "
                              "engineering to sign them (`cosign sign`) and build again; nothing was changed")
                 for why in unsigned_images(entries, [rule], read, root)]
+
+
+def bundle_reader(reader: BundleReader) -> Callable[[str], bytes]:
+    """A small blob of the bundle by its digest, checked (ValueError naming the file otherwise)."""
+    def read(digest: str) -> bytes:
+        path = layout.blob_path(digest)
+        data = reader.read_small(path, MAX_PAYLOAD)
+        if sha256_digest(data) != digest:
+            raise ValueError(digest_problem(path, digest[7:], hashlib.sha256(data).hexdigest()).message)
+        return data
+
+    return read
 
 
 def derived_tag_problems(entries: Sequence[ImageEntry], tags: dict[str, TagOwner],

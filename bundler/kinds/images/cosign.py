@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bundler.jsontypes import Doc
 from bundler.keyfiles import load_trusted_key
 from bundler.kinds.images.attest import AttestationRule, keyed_statements
 from bundler.kinds.images.keyless import Identity, KeylessRefused, OtherStatement, Root, judge, sigstore_bundles
@@ -94,43 +95,70 @@ def load_rules(rules: Sequence[PolicyRule], base: Path) -> list[ImageRule]:
                       rule.attestations) for rule in rules]
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What an image policy rule found of one image it covers: who signed it (a key's name, or a
+    keyless identity and the root it was judged against), the attestations that held, and why it is
+    refused (empty: it is taken)."""
+    image: str
+    digest: str
+    rule: tuple[str, ...]  # the rule's image globs
+    signer: str | None
+    root: str | None  # the trusted root's digest, for a keyless signer
+    attested: tuple[str, ...]  # the attestations the rule asked for that held
+    refusals: tuple[str, ...]
+
+    def to_dict(self) -> Doc:
+        return {"image": self.image, "digest": self.digest, "rule": self.rule, "signer": self.signer,
+                "root": self.root, "attestations": self.attested}
+
+
+def judge_images(entries: Sequence[ImageEntry], rules: Sequence[ImageRule], read: Callable[[str], bytes],
+                 root: Root | None = None) -> list[Verdict]:
+    """Each image a rule covers, judged: a valid signature by one of the rule's signers (keyless ones
+    against `root`), and each attestation the rule asks for, signed by them and meeting its conditions."""
+    return [_judge(entry, rule, read, root) for entry in entries for rule in rules if rule.covers(entry.ref)]
+
+
 def unsigned_images(entries: Sequence[ImageEntry], rules: Sequence[ImageRule], read: Callable[[str], bytes],
                     root: Root | None = None) -> list[str]:
-    """For each image a rule covers, why it is refused: no valid signature by one of the rule's
-    signers, or an attestation the rule asks for missing, not signed by them, or not meeting its
-    conditions (keyless ones judged against `root`)."""
-    return [f"{entry.ref} matches {', '.join(rule.images)} and {why}"
-            for entry in entries for rule in rules if rule.covers(entry.ref)
-            for why in _judge(entry, rule, read, root)]
+    """Why each image a rule covers is refused (`judge_images`), for people."""
+    return [f"{v.image} matches {', '.join(v.rule)} and {why}"
+            for v in judge_images(entries, rules, read, root) for why in v.refusals]
 
 
-def _judge(entry: ImageEntry, rule: ImageRule, read: Callable[[str], bytes], root: Root | None) -> list[str]:
-    """Why `entry` does not meet `rule` ([]: it does)."""
+def _judge(entry: ImageEntry, rule: ImageRule, read: Callable[[str], bytes], root: Root | None) -> Verdict:
     out = []
-    names = set()
+    keyed = set()
     for extra in entry.extras:
         if extra.kind == "sig" and extra.subject == entry.digest:
-            names |= signers(read, extra.digest, entry.digest, rule.keys)
+            keyed |= signers(read, extra.digest, entry.digest, rule.keys)
+    signer = f"key {sorted(keyed)[0]}" if keyed else None
     keyless = Keyless(root, _bundles(entry, read)) if rule.identities and root is not None else None
     why: list[str] = []
-    if keyless is not None and not names:
+    if keyless is not None and signer is None:
         for bundle in keyless.bundles:
             try:
-                names.add(str(judge(bundle, entry.digest, rule.identities, keyless.root)))
+                judged = judge(bundle, entry.digest, rule.identities, keyless.root)
+                signer = f"{judged.issuer} {judged.subject}"
                 break
             except OtherStatement:
                 continue  # an attestation, judged below when the rule asks for one
             except KeylessRefused as exc:
                 why.append(str(exc))
-    if not names:
+    if signer is None:
         has = ("a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature") \
             if not why else f"a keyless signature that does not hold ({'; '.join(why)})"
         out.append(f"has {has} (needs one by {rule.signers})")
+    attested = []
     for wanted in rule.attestations:
         reason = _attested(entry, rule, wanted, read, keyless)
         if reason is not None:
             out.append(f"has {reason} (needs an attestation of {wanted}, by {rule.signers})")
-    return out
+        else:
+            attested.append(str(wanted))
+    return Verdict(entry.ref, entry.digest, rule.images, signer,
+                   keyless.root.digest if keyless is not None and not keyed else None, tuple(attested), tuple(out))
 
 
 @dataclass(frozen=True)
