@@ -172,3 +172,40 @@ def test_a_site_that_requires_provenance_refuses_a_self_hosted_build_at_import(
     (tmp_path / "built").mkdir()
     assert build(cli, keys, profile(tmp_path / "built", [signed.built])).code == 0
     assert cli("import", tmp_path / "built" / "b.bundle.tar", "--site", site).code == 0
+
+
+def test_a_signed_bundle_carrying_a_new_trusted_root_rotates_the_sites_and_an_unsigned_one_cannot(
+        cli: Callable[..., Run], keys: Keys, signed: Signed, registry: Registry, tmp_path: Path) -> None:
+    """A new Sigstore instance (its own CA and log): an image it signed is refused against the root the
+    site pins; a bundle carrying the new root (the profile's spec.trustedRoot), signed per the site's
+    policy, replaces the pinned root and its image is taken; the same bundle signed by a stranger
+    changes nothing."""
+    site = tmp_path / "site"
+    assert cli("site", "init", "--as-root", site, "--registry", registry.url, "--trust-key", keys.release.pub,
+               "--image-identity", f"{GITHUB}={IDENTITY}", "--trusted-root", signed.root).code == 0
+    pinned = site / "trust" / "sigstore-trusted-root.json"
+    lab = Instance()
+    new_root = write_root(lab, tmp_path / "next-root.json")
+    client = RegistryClient(signed.registry.host)
+    digest, _ = im.push_image(client, "team/next", "1.0", [im.random_layer(60_000, 191)], oci=True)
+    attach(client, "team/next", digest, [lab.attest(digest)])
+    image = f"{signed.registry.host}/team/next:1.0"
+
+    (tmp_path / "old").mkdir()
+    assert build(cli, keys, profile(tmp_path / "old", [image])).code == 0
+    refused = cli("import", tmp_path / "old" / "b.bundle.tar", "--site", site)
+    assert refused.code == 3 and "keyless signature that does not hold" in refused.err, refused.err
+
+    carrying = profile(tmp_path, [image], f"  trustedRoot: {new_root}\n")
+    stranger = cli("build", carrying, "-o", tmp_path / "s.bundle.tar", "--key", keys.stranger.key, cwd=tmp_path)
+    assert stranger.code == 0, stranger.err
+    assert cli("import", tmp_path / "s.bundle.tar", "--site", site).code == 3  # not signed per the site's policy
+    assert pinned.read_bytes() == signed.root.read_bytes()  # nothing moved
+    assert registry.catalog() == []
+
+    assert build(cli, keys, carrying).code == 0
+    rotated = cli("import", tmp_path / "b.bundle.tar", "--site", site)
+    assert rotated.code == 0, rotated.err
+    assert "trusted root was rotated" in rotated.err and "signed per this site's trust policy" in rotated.err
+    assert pinned.read_bytes() == new_root.read_bytes()
+    assert any(repo.endswith("team/next") for repo in registry.catalog())

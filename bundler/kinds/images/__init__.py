@@ -13,7 +13,10 @@ from bundler.kinds.images.entry import ImageEntry
 
 EXTRAS = "extras"  # import counts signatures, attestations, SBOMs and referrers indexes here
 
-KIND = Kind("images", "images", "image", ImageEntry, in_v1=True, always_reported=True, roles=role_modules(
+# its one payload outside the OCI layout: the Sigstore trusted root the profile judged keyless
+# signatures against, carried for sites to pin (a delta carries it again: payloads_defer=False)
+KIND = Kind("images", "images", "image", ImageEntry, in_v1=True, always_reported=True,
+            payload_pattern=r"sigstore/trusted_root\.json", payloads_defer=False, roles=role_modules(
     __name__, build="ImageBuild", format="ImageFormat", admit="ImageAdmit", stage="ImageStage",
     publish="ImagePublish", options="ImageOptions", settings="ImageSiteSettings", receipt="ImageReceipt",
     report="ImageReport"))

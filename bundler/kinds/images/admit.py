@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, cast
 
 from bundler import problems
 from bundler.bundle import layout
-from bundler.bundle.verify import digest_problem
+from bundler.bundle.verify import digest_problem, read_verified
 from bundler.kinds.base import Admit
 from bundler.kinds.images.cosign import MAX_PAYLOAD, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
+from bundler.kinds.images.keyless import MAX_ROOT, ROOT_PAYLOAD, KeylessRefused, Root
 from bundler.kinds.images.settings import image_policy
 from bundler.names import sha256_digest
 from bundler.oci import media
@@ -41,11 +42,29 @@ class ImageAdmit(Admit):
         policy = image_policy(site)
         if policy is None:
             return found
-        rule, root = policy
+        rule, pinned = policy
+        try:
+            root = import_root(pinned, reader, manifest)
+        except KeylessRefused as exc:
+            return [*found, Problem(problems.IMAGE_UNSIGNED, ROOT_PAYLOAD, f"the bundle's Sigstore trusted root "
+                                    f"({ROOT_PAYLOAD}) is not one: {exc}", hint="ask release engineering: the "
+                                    "profile's spec.trustedRoot; nothing was changed")]
         return found + [Problem(problems.IMAGE_UNSIGNED, why.split(" ", 1)[0], f"image policy of this site: {why}",
                         hint="this site takes only images signed by its image keys or identities: ask release "
                              "engineering to sign them (`cosign sign`) and build again; nothing was changed")
                 for why in unsigned_images(entries, [rule], read, root)]
+
+
+def import_root(pinned: Root | None, reader: BundleReader, manifest: BundleManifest) -> Root | None:
+    """The root an import's keyless signatures are judged against: the one the bundle carries (signed
+    with it per the site's trust policy: the next one the site pins) when the site judges keyless
+    signatures at all, else the pinned one. KeylessRefused when the carried one is not a root."""
+    carried = read_verified(reader, manifest, ROOT_PAYLOAD, MAX_ROOT) if pinned is not None else None
+    if carried is None:
+        return pinned
+    root = Root(carried)
+    root.trusted()
+    return root
 
 
 def bundle_reader(reader: BundleReader) -> Callable[[str], bytes]:

@@ -14,8 +14,9 @@ from bundler.kinds.images.collect import collect_images
 from bundler.kinds.images.cosign import MAX_PAYLOAD, ImageRule, load_rules, read_blob, unsigned_images
 from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.extras import collect_extras
-from bundler.kinds.images.keyless import Root
+from bundler.kinds.images.keyless import ROOT_PAYLOAD, KeylessRefused, Root
 from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
+from bundler.oci.content import BlobSource
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
 
@@ -71,7 +72,11 @@ class ImageBuild(Build[ImageSpec]):
             raise RefusedError(f"image policy: {'; '.join(unsigned)}",
                                hint="sign them (`cosign sign`, with the key or the identity the rule names) in the "
                                     "source registry, or fix spec.imagePolicy; nothing was written")
-        return Part(tuple(entries))
+        named = context.profile.settings.get("trustedRoot")
+        if root is None or not isinstance(named, str):
+            return Part(tuple(entries))
+        carried = context.base / named  # for the sites to pin: the next root they judge against
+        return Part(tuple(entries), {ROOT_PAYLOAD: BlobSource(root.digest, len(root.data), named, path=carried)})
 
     @staticmethod
     def trusted_root(context: CollectContext, rules: Sequence[ImageRule]) -> Root | None:
@@ -86,9 +91,13 @@ class ImageBuild(Build[ImageSpec]):
                                       "under spec")
             return None
         try:
-            return Root.load(context.base / named)
+            root = Root.load(context.base / named)
+            root.trusted()  # a trusted root, now: not at a site
         except OSError as exc:
             raise UsageError(f"spec.trustedRoot {named}: {exc.strerror or exc}") from None
+        except KeylessRefused as exc:
+            raise UsageError(f"spec.trustedRoot {named} is not a Sigstore trusted root: {exc}") from None
+        return root
 
 
 def _with_extras(context: CollectContext, specs: list[ImageSpec], entries: list[ImageEntry]) -> list[ImageEntry]:

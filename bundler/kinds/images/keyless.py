@@ -39,6 +39,8 @@ COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # cosign v3's image signatu
 ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # Fulcio's OIDC issuer extension (raw text)
 ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"  # the same, DER UTF8String
 MAX_BUNDLE = 1 << 20
+ROOT_PAYLOAD = "sigstore/trusted_root.json"  # a bundle's carried trusted root: the next one a site pins
+MAX_ROOT = 1 << 20
 
 
 class KeylessRefused(ValueError):
@@ -121,14 +123,17 @@ class IdentityPolicy:
 
 @dataclass(frozen=True)
 class Root:
-    """A pinned trusted root: its bytes' digest (its version) and the file."""
-    path: Path
-    digest: str
+    """A trusted root (the site's pinned one, a profile's, or one a signed bundle carries): its bytes,
+    and their digest, its version."""
+    data: bytes
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
 
     @classmethod
     def load(cls, path: Path) -> Root:
-        data = path.read_bytes()
-        return cls(path, "sha256:" + hashlib.sha256(data).hexdigest())
+        return cls(path.read_bytes())
 
     @staticmethod
     def parse(data: bytes) -> TrustedRoot:
@@ -143,7 +148,7 @@ class Root:
             raise KeylessRefused(_first_lines(str(exc))) from None
 
     def trusted(self) -> TrustedRoot:
-        return self.parse(self.path.read_bytes())
+        return self.parse(self.data)
 
 
 def judge(bundle: bytes, image_digest: str, identities: Sequence[Identity], root: Root,

@@ -160,6 +160,12 @@ def check_root(data: bytes, where: str) -> bytes:
     return data
 
 
+def pinned_root(site: SiteConfig) -> Path | None:
+    """The file of the Sigstore trusted root the site pins (None: it judges no keyless signature)."""
+    settings = cast(ImageSettings, site.section(KEY))
+    return site.directory / settings.trusted_root if settings.identities and settings.trusted_root else None
+
+
 def image_policy(site: SiteConfig) -> tuple[ImageRule, Root | None] | None:
     """The site's image policy: images matching a scope need a valid cosign signature by one of its
     keys, or a keyless one by one of its identities judged against its pinned root; None: no policy."""

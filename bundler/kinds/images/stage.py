@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, cast
 from bundler import names
 from bundler.fsutil import atomic_write, make_dirs
 from bundler.kinds.base import Stage, Staged, StageOptions
-from bundler.kinds.images.admit import bundle_reader
+from bundler.kinds.images.admit import bundle_reader, import_root
 from bundler.kinds.images.cosign import Verdict, judge_images
 from bundler.kinds.images.entry import ImageEntry
-from bundler.kinds.images.settings import image_policy
+from bundler.kinds.images.keyless import Root
+from bundler.kinds.images.settings import image_policy, pinned_root
 
 if TYPE_CHECKING:
     from bundler.bundle.manifest import BundleManifest
@@ -31,8 +32,9 @@ def verdicts_file(site: SiteConfig, content_digest: str) -> Path:
 
 
 class StagedVerdicts(Staged):
-    def __init__(self, site: SiteConfig, manifest: BundleManifest, verdicts: list[Verdict]) -> None:
-        self.site, self.manifest, self.verdicts = site, manifest, verdicts
+    def __init__(self, site: SiteConfig, manifest: BundleManifest, verdicts: list[Verdict],
+                 rotate: tuple[Path, Root, Root] | None) -> None:
+        self.site, self.manifest, self.verdicts, self.rotate = site, manifest, verdicts, rotate
 
     def publish(self) -> list[str]:
         path = verdicts_file(self.site, self.manifest.content_digest)
@@ -40,7 +42,12 @@ class StagedVerdicts(Staged):
         atomic_write(path, json.dumps({"name": self.manifest.name, "version": self.manifest.version,
                                        "judged_at": names.format_time(),
                                        "verdicts": [v.to_dict() for v in self.verdicts]}, indent=1).encode())
-        return []
+        if self.rotate is None:
+            return []
+        pinned, old, new = self.rotate
+        atomic_write(pinned, new.data)  # the bundle verified per the site's trust policy: its root is the next
+        return [f"the site's Sigstore trusted root was rotated: {old.digest[:19]} -> {new.digest[:19]} (carried by "
+                f"{self.manifest.name} {self.manifest.version}, signed per this site's trust policy)"]
 
 
 class ImageStage(Stage):
@@ -49,6 +56,10 @@ class ImageStage(Stage):
         policy = image_policy(site)
         if policy is None:
             return Staged()
-        rule, root = policy
+        rule, pinned = policy
+        root = import_root(pinned, reader, manifest)  # admission refused a carried root that is not one
         entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.kind.key))
-        return StagedVerdicts(site, manifest, judge_images(entries, [rule], bundle_reader(reader), root))
+        where = pinned_root(site)
+        rotate = (where, pinned, root) if where is not None and pinned is not None and root is not None \
+            and root.digest != pinned.digest else None
+        return StagedVerdicts(site, manifest, judge_images(entries, [rule], bundle_reader(reader), root), rotate)
