@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import sys
@@ -15,6 +16,13 @@ def human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def age_text(age: dt.timedelta) -> str:
+    """How long, for people: `45 s`, `12 min`, `5 h`, `6 d`."""
+    s = max(0, int(age.total_seconds()))
+    return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h" if s < 172_800 \
+        else f"{s // 86_400} d"
 
 
 def printable(value: object) -> str:

@@ -42,6 +42,7 @@ class SiteReceipt:
     disk: Json  # {total, used, free}
     services: Json  # {service: healthy}
     image_verdicts: Json = None  # what the site's image policy judged of the releases it runs (as said)
+    scanner_databases: Json = None  # the vulnerability databases it carries, and their age (as said)
 
     @property
     def running(self) -> dict[str, str]:
@@ -83,7 +84,8 @@ class SiteReceipt:
         return cls(doc.string("site", names.site_name), doc.string("created", names.timestamp),
                    doc.obj("signature").string("keyid", names.sha256_hex), tuple(releases),
                    tuple(ClientSaid.parse(item.obj()) for item in doc.array("clients")),
-                   doc.value.get("disk"), doc.value.get("services"), doc.value.get("image_verdicts"))
+                   doc.value.get("disk"), doc.value.get("services"), doc.value.get("image_verdicts"),
+                   doc.value.get("scanner_databases"))
 
 
 @dataclass(frozen=True)

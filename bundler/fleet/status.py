@@ -54,7 +54,9 @@ class SiteRow:
                 "sync": {"state": r.state, "created": r.created, "message": r.message, "bytes": r.bytes} if r else None,
                 "problems": self.problems,
                 **({"image_verdicts": self.receipt.image_verdicts} if self.receipt and self.receipt.image_verdicts
-                   else {})}
+                   else {}),
+                **({"scanner_databases": self.receipt.scanner_databases}
+                   if self.receipt and self.receipt.scanner_databases else {})}
 
     def client_lines(self) -> list[str]:
         """Per update client with something to say: approved updates it lacks, failed steps, a restart

@@ -58,6 +58,16 @@ class OciContent:
                                      f"but {source.size} in {source.origin}")
             self.blobs.setdefault(source.digest, source)
 
+    def prefer(self, source: BlobSource) -> None:
+        """A copy of a blob already on this machine (downloaded once to be read, its digest checked as
+        it came): the bundle is written from it instead of fetching the blob again."""
+        with self._lock:
+            known = self.blobs.get(source.digest)
+            if known is not None and known.size != source.size:
+                raise IntegrityError(f"blob {source.digest} has size {known.size} in {known.origin} "
+                                     f"but {source.size} in {source.origin}")
+            self.blobs[source.digest] = source
+
     @property
     def blob_bytes(self) -> int:
         return sum(b.size for d, b in self.blobs.items() if d not in self.small_blobs)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from bundler.fsutil import atomic_write, make_dirs
 from bundler.jsontypes import JsonObject, Out
 from bundler.site.config import RUN_DIR, SiteConfig
+from bundler.units import age_text
 
 HEALTH_FILE, DISK_FILE = "health.json", "disk.json"
 HEALTH_INTERVAL = 10.0  # seconds between the application's health checks
@@ -54,8 +55,7 @@ class Measured:
 
     @property
     def age(self) -> str:
-        s = self.age_seconds
-        return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
+        return f"{age_text(dt.timedelta(seconds=self.age_seconds))} ago"
 
 
 def read(site: SiteConfig, name: str) -> Measured | None:

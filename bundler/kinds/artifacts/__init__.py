@@ -12,4 +12,5 @@ from bundler.kinds.artifacts.entry import ArtifactEntry
 from bundler.kinds.base import Kind, role_modules
 
 KIND = Kind("artifacts", "artifacts", "artifact", ArtifactEntry, roles=role_modules(
-    __name__, build="ArtifactBuild", format="ArtifactFormat", publish="ArtifactPublish", report="ArtifactReport"))
+    __name__, build="ArtifactBuild", format="ArtifactFormat", publish="ArtifactPublish", receipt="ArtifactReceipt",
+    report="ArtifactReport"))

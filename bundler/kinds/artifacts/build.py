@@ -35,6 +35,6 @@ class ArtifactBuild(Build[ArtifactSpec]):
         def one(spec: ArtifactSpec) -> ArtifactEntry:
             if spec.path is not None:
                 return pack_artifact(spec, context.base, context.oci)
-            return copy_artifact(spec, context.client_for(spec.ref.host), context.oci)
+            return copy_artifact(spec, context.client_for(spec.ref.host), context.oci, context.staging / "databases")
 
         return Part(tuple(run_parallel(one, list(specs), context.jobs)))

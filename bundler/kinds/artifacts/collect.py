@@ -16,6 +16,7 @@ from bundler.fsutil import file_sha256
 from bundler.kinds.artifacts.entry import LAYER_TYPE, TITLE_ANNOTATION, ArtifactEntry, ArtifactFile, file_title
 from bundler.kinds.artifacts.format import titled_files
 from bundler.kinds.artifacts.image import image_config, image_index, image_manifest, plan_layers
+from bundler.kinds.artifacts.scanner_db import stage_database
 from bundler.kinds.artifacts.spec import ArtifactSpec
 from bundler.names import sha256_digest
 from bundler.oci import media
@@ -39,7 +40,7 @@ def is_artifact(read: Callable[[str], bytes], digest: str, media_type: str) -> b
     return False
 
 
-def copy_artifact(spec: ArtifactSpec, client: RegistryClient, oci: OciContent) -> ArtifactEntry:
+def copy_artifact(spec: ArtifactSpec, client: RegistryClient, oci: OciContent, staging: Path) -> ArtifactEntry:
     ref = spec.ref
     data, media_type, digest = client.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
     origin = str(ref)
@@ -55,7 +56,13 @@ def copy_artifact(spec: ArtifactSpec, client: RegistryClient, oci: OciContent) -
     except ValueError as exc:
         raise IntegrityError(str(exc), hint="the artifact's file names are unsafe: do not carry it") from None
     artifact_type = str(media.parse_json(data).get("artifactType") or "")
-    return ArtifactEntry(str(ref), digest, media_type, artifact_type, "registry", files)
+    database = stage_database(client, ref.repository, data, oci, staging, origin, spec.max_age) \
+        if media_type not in media.INDEX_TYPES else None
+    if database is None and spec.max_age is not None:
+        raise UsageError(f"artifact {origin}: maxAge is for a vulnerability database (Trivy's trivy-db), and it "
+                         "carries none", hint="remove maxAge from this artifact")
+    return ArtifactEntry(str(ref), digest, media_type, artifact_type, "registry", files,
+                         database=database.kind if database else "", built=database.built if database else "")
 
 
 def _local_files(root: Path, origin: str) -> list[tuple[str, Path]]:

@@ -68,16 +68,21 @@ class ArtifactEntry:
     files: tuple[ArtifactFile, ...] = ()
     form: str = "artifact"
     directory: str = ""  # an image's: where its files are (/models)
+    database: str = ""  # a vulnerability database it carries (trivy-db), read at build
+    built: str = ""  # when that database was built (its own metadata's word)
 
     def to_dict(self) -> Doc:
         return {"ref": self.ref, "digest": self.digest, "media_type": self.media_type,
                 "artifact_type": self.artifact_type, "source": self.source, "files": [f.to_dict() for f in self.files],
-                "form": self.form, **({"directory": self.directory} if self.form == "image" else {})}
+                "form": self.form, **({"directory": self.directory} if self.form == "image" else {}),
+                **({"database": self.database, "built": self.built} if self.database else {})}
 
     @classmethod
     def parse(cls, d: Obj) -> ArtifactEntry:
         return cls(d.string("ref", checked_ref), d.string("digest", check_digest), d.string("media_type", media_type),
                    d.string("artifact_type", names.text, default=""), d.string("source", source),
                    tuple(ArtifactFile.parse(f.obj()) for f in d.array("files")),
-                   d.string("form", form, default="artifact"), d.string("directory", image_directory, default=""))
+                   d.string("form", form, default="artifact"), d.string("directory", image_directory, default=""),
+                   d.string("database", names.one_of("trivy-db"), default=""),
+                   d.string("built", names.timestamp, default=""))
 

@@ -4,13 +4,15 @@ packed as an image the cluster mounts (`path` with `as: image`, `directory`, `pl
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bundler.errors import UsageError
 from bundler.kinds.artifacts.entry import MEDIA_TYPE_RE
 from bundler.oci.reference import ImageReference, ReferenceError
-from bundler.profile import Checker
+from bundler.profile import Checker, parse_duration
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # what `oras push` gives a file without a type
@@ -30,6 +32,7 @@ class ArtifactSpec:
     form: str = "artifact"
     directory: str = "/models"  # an image's: where its files are
     platforms: tuple[str, ...] = ("linux/amd64",)  # an image's: more than one makes an index
+    max_age: dt.timedelta | None = None  # a copied vulnerability database: refused at build when older
 
     @property
     def text(self) -> str:
@@ -38,7 +41,7 @@ class ArtifactSpec:
 
 def parse_artifact(check: Checker, item: object, line: int, where: str) -> ArtifactSpec | None:
     m = check.mapping(item, line, where, {"ref", "path", "repository", "tag", "artifactType", "mediaType", "as",
-                                          "directory", "platforms"}, set())
+                                          "directory", "platforms", "maxAge"}, set())
     if m is None:
         return None
     if ("ref" in m) == ("path" in m):
@@ -67,14 +70,23 @@ def parse_artifact(check: Checker, item: object, line: int, where: str) -> Artif
             if key in m:
                 check.fail(m.lines[key], f"{where}.{key} goes with path; a copied artifact keeps its own")
         text = check.string(m, "ref", where)
+        max_age = None
+        if (age := check.string(m, "maxAge", where)) is not None:
+            try:
+                max_age = parse_duration(age)
+            except UsageError as exc:
+                check.fail(m.lines["maxAge"], f"{where}.maxAge: {exc.message}")
         if text is None:
             return None
         try:
-            return ArtifactSpec(ImageReference.parse(text))
+            return ArtifactSpec(ImageReference.parse(text), max_age=max_age)
         except ReferenceError as exc:
             check.fail(m.lines["ref"], f"{where}.ref: {exc}")
             return None
     path = check.string(m, "path", where)
+    if "maxAge" in m:
+        check.fail(m.lines["maxAge"], f"{where}.maxAge goes with ref: a vulnerability database copied from a "
+                                      "registry (Trivy's trivy-db)")
     for key in ("repository", "tag") + (("artifactType",) if form == "artifact" else ()):
         if key not in m:
             check.fail(m.line, f"{where} is missing required key {key!r} (a packed artifact needs it)")
