@@ -16,6 +16,7 @@ from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.extras import collect_extras
 from bundler.kinds.images.keyless import ROOT_PAYLOAD, KeylessRefused, Root
 from bundler.kinds.images.spec import ImageSpec, check_images, parse_image, parse_policy
+from bundler.kinds.images.vex import attach_vex, read_vex
 from bundler.oci.content import BlobSource
 from bundler.oci.reference import ImageReference
 from bundler.parallel import run_parallel
@@ -64,6 +65,8 @@ class ImageBuild(Build[ImageSpec]):
         entries = collect_images(wanted, context.oci, context.client_for, context.staging, context.jobs)
         if context.profile.settings.get("extras") is not False:
             entries = _with_extras(context, wanted, entries)
+        entries = [attach_vex(entry, read_vex(context.base / spec.vex), context.oci) if spec.vex else entry
+                   for spec, entry in zip(wanted, entries, strict=True)]
         policy = context.profile.settings.get("imagePolicy")
         rules = load_rules(policy if isinstance(policy, tuple) else (), context.base)
         root = self.trusted_root(context, rules)

@@ -20,6 +20,7 @@ class ImageSpec:
     ref: ImageReference | DaemonReference
     platforms: tuple[str, ...] = ()
     extras: bool = True  # also carry its signatures, attestations, SBOMs and referrers
+    vex: str | None = None  # an OpenVEX document (relative to the profile) carried as a referrer of it
 
     @property
     def text(self) -> str:
@@ -29,8 +30,9 @@ class ImageSpec:
 def parse_image(check: Checker, item: object, line: int, where: str) -> ImageSpec | None:
     platforms: tuple[str, ...] = ()
     extras = True
+    vex = None
     if isinstance(item, Map):
-        m = check.mapping(item, line, where, {"ref", "platforms", "extras"}, {"ref"})
+        m = check.mapping(item, line, where, {"ref", "platforms", "extras", "vex"}, {"ref"})
         if m is None or "ref" not in m:
             return None
         text = check.string(m, "ref", where)
@@ -39,6 +41,7 @@ def parse_image(check: Checker, item: object, line: int, where: str) -> ImageSpe
         if "extras" in m and not isinstance(m["extras"], bool):
             check.fail(m.lines["extras"], f"{where}.extras must be true or false")
         extras = m.get("extras") is not False
+        vex = check.string(m, "vex", where)
     elif isinstance(item, str):
         text = item
     else:
@@ -53,7 +56,7 @@ def parse_image(check: Checker, item: object, line: int, where: str) -> ImageSpe
         return None
     if platforms and isinstance(ref, DaemonReference):
         check.fail(line, f"{where}: platforms cannot be selected for a docker-daemon image (it has one)")
-    return ImageSpec(ref=ref, platforms=platforms, extras=extras)
+    return ImageSpec(ref=ref, platforms=platforms, extras=extras, vex=vex)
 
 
 def check_images(check: Checker, specs: list[tuple[ImageSpec, int]]) -> None:
