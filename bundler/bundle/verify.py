@@ -39,6 +39,7 @@ class VerifyReport:
     manifest_digest: str
     verdict: PolicyVerdict
     problems: list[Problem] = field(default_factory=list)
+    judged: list[Doc] = field(default_factory=list)  # with a site: what its policies judged, and by whom
 
     @property
     def verified(self) -> bool:
@@ -54,6 +55,7 @@ class VerifyReport:
                         for s in self.verdict.signers],
             "file_count": len(m.files), "total_bytes": sum(f.size for f in m.files.values()),
             "problems": [p.to_dict() for p in self.problems],
+            **({"judged": self.judged} if self.judged else {}),
         }
 
     def raise_if_failed(self, path: str) -> None:

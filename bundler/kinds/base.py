@@ -240,6 +240,10 @@ class Admit(Role):
         owns, images its image keys cover without a valid signature)."""
         return []
 
+    def judged(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Doc]:
+        """What the site's policy judged of this kind's content, and by whom (`verify --site --json`)."""
+        return []
+
     def missing(self, site: SiteConfig, manifest: BundleManifest) -> list[str]:
         """A delta's base this kind needs on the site and the site lacks (beyond registry blobs)."""
         return []

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bundler import problems
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.reader import BundleReader
+from bundler.jsontypes import Doc
 from bundler.kinds import KINDS
 from bundler.pipeline.registry import site_artifacts
 from bundler.problems import Problem
@@ -153,10 +154,14 @@ class SiteRules:
         return cls((Rollback(site, state), TagOwnership(site, state), SharedTargets(site, state), KindBases(site)))
 
 
-@dataclass(frozen=True)
+@dataclass
 class KindAdmission:
-    """The verifier's last word for this site (an `Admission`)."""
+    """The verifier's last word for this site (an `Admission`); `judged`, after it spoke: what the
+    site's policies judged of the content and by whom (`verify --site --json`)."""
     site: SiteConfig
+    judged: list[Doc] = field(default_factory=list)
 
     def __call__(self, reader: BundleReader, manifest: BundleManifest) -> list[Problem]:
-        return [problem for kind in KINDS for problem in kind.admit.admission(self.site, reader, manifest)]
+        found = [problem for kind in KINDS for problem in kind.admit.admission(self.site, reader, manifest)]
+        self.judged = [verdict for kind in KINDS for verdict in kind.admit.judged(self.site, reader, manifest)]
+        return found

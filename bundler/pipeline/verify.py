@@ -16,4 +16,7 @@ def verify_for_site(bundle: Path, site_dir: Path, jobs: int) -> VerifyReport:
     without a signature, a name another bundle owns: each a problem in the report."""
     site = load_site(site_dir)
     rules = SiteRules.for_verify(site, SiteState.load(site.directory))
-    return verify_file(bundle, site.policy(), jobs, rules, KindAdmission(site))
+    admission = KindAdmission(site)
+    report = verify_file(bundle, site.policy(), jobs, rules, admission)
+    report.judged = admission.judged
+    return report

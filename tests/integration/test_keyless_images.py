@@ -6,6 +6,8 @@ identity and refuses another at import with nothing published."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
@@ -13,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler.oci.client import RegistryClient
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run
-from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, Fault, Instance, attach, write_root
+from tests.helpers import SIGNATURE, cosign_manifest, push_manifest
+from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, WORKFLOW, Fault, Instance, attach, write_root
 
 IDENTITY = r"https://github\.com/acme/.+"
 HOSTED = "https://github.com/actions/runner/github-hosted"
@@ -110,11 +115,14 @@ def test_a_site_that_pins_the_root_takes_the_right_identity_and_refuses_another_
     assert evil.code == 0, evil.err
     checked = cli("verify", tmp_path / "evil" / "b.bundle.tar", "--site", site, "--json")
     assert checked.code == 3 and [p["code"] for p in json.loads(checked.out)["problems"]] == ["image-unsigned"]
+    assert [(j["image"], j["signer"]) for j in json.loads(checked.out)["judged"]] == [(signed.evil, None)]
     refused = cli("import", tmp_path / "evil" / "b.bundle.tar", "--site", site)
     assert refused.code == 3 and "https://github.com/evil/pos" in refused.err, refused.err
     assert registry.catalog() == []  # nothing published
     (tmp_path / "good").mkdir()
     assert build(cli, keys, profile(tmp_path / "good", [signed.good])).code == 0
+    judged = json.loads(cli("verify", tmp_path / "good" / "b.bundle.tar", "--site", site, "--json").out)["judged"]
+    assert [(j["image"], j["signer"], j["rule"]) for j in judged] == [(signed.good, f"{GITHUB} {WORKFLOW}", ["*"])]
     imported = cli("import", tmp_path / "good" / "b.bundle.tar", "--site", site)
     assert imported.code == 0, imported.err
     assert any(repo.endswith("team/api") for repo in registry.catalog())
@@ -209,3 +217,24 @@ def test_a_signed_bundle_carrying_a_new_trusted_root_rotates_the_sites_and_an_un
     assert "trusted root was rotated" in rotated.err and "signed per this site's trust policy" in rotated.err
     assert pinned.read_bytes() == new_root.read_bytes()
     assert any(repo.endswith("team/next") for repo in registry.catalog())
+
+
+def test_a_keyless_signature_in_cosigns_tag_scheme_is_refused_saying_it_carries_no_log_proof(
+        cli: Callable[..., Run], keys: Keys, signed: Signed, tmp_path: Path) -> None:
+    """cosign v2's keyless `.sig`: the certificate and a signed entry timestamp in the layer's
+    annotations, no inclusion proof: an offline verifier cannot hold it to the log."""
+    lab = Instance()
+    client = RegistryClient(signed.registry.host)
+    digest, _ = im.push_image(client, "team/legacy", "1.0", [im.random_layer(40_000, 211)], oci=True)
+    cert = lab.certificate(ec.generate_private_key(ec.SECP256R1()), GITHUB, WORKFLOW,
+                           dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    payload = json.dumps({"critical": {"image": {"docker-manifest-digest": digest}, "type": "cosign container image "
+                                       "signature", "identity": {"docker-reference": "team/legacy"}}}).encode()
+    notes = {SIGNATURE: base64.b64encode(b"sig").decode(),
+             "dev.sigstore.cosign/certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+             "dev.sigstore.cosign/bundle": json.dumps({"SignedEntryTimestamp": "c2V0", "Payload": {}})}
+    manifest = cosign_manifest(client, "team/legacy", [("application/vnd.dev.cosign.simplesigning.v1+json", payload,
+                                                        notes)])
+    push_manifest(client, "team/legacy", f"sha256-{digest[7:]}.sig", manifest)
+    refused = build(cli, keys, profile(tmp_path, [f"{signed.registry.host}/team/legacy:1.0"], keyless_policy(signed)))
+    assert refused.code == 3 and "tag scheme carries no transparency-log inclusion proof" in refused.err, refused.err

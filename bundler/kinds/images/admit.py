@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, cast
 from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.verify import digest_problem, read_verified
+from bundler.jsontypes import Doc
 from bundler.kinds.base import Admit
-from bundler.kinds.images.cosign import MAX_PAYLOAD, unsigned_images
+from bundler.kinds.images.cosign import MAX_PAYLOAD, Verdict, judge_images
 from bundler.kinds.images.entry import ImageEntry
 from bundler.kinds.images.keyless import MAX_ROOT, ROOT_PAYLOAD, KeylessRefused, Root
-from bundler.kinds.images.settings import image_policy
+from bundler.kinds.images.settings import KEY, image_policy
 from bundler.names import sha256_digest
 from bundler.oci import media
 from bundler.oci.reference import ImageReference, site_path
@@ -39,20 +40,35 @@ class ImageAdmit(Admit):
         entries = cast("tuple[ImageEntry, ...]", manifest.entries(self.kind.key))
         found = derived_tag_problems(entries, SiteState.load(site.directory).tags, manifest, read,
                                      site.image_repository)
-        policy = image_policy(site)
-        if policy is None:
-            return found
-        rule, pinned = policy
         try:
-            root = import_root(pinned, reader, manifest)
+            verdicts = site_verdicts(site, reader, manifest)
         except KeylessRefused as exc:
             return [*found, Problem(problems.IMAGE_UNSIGNED, ROOT_PAYLOAD, f"the bundle's Sigstore trusted root "
                                     f"({ROOT_PAYLOAD}) is not one: {exc}", hint="ask release engineering: the "
                                     "profile's spec.trustedRoot; nothing was changed")]
-        return found + [Problem(problems.IMAGE_UNSIGNED, why.split(" ", 1)[0], f"image policy of this site: {why}",
-                        hint="this site takes only images signed by its image keys or identities: ask release "
-                             "engineering to sign them (`cosign sign`) and build again; nothing was changed")
-                for why in unsigned_images(entries, [rule], read, root)]
+        return found + [Problem(problems.IMAGE_UNSIGNED, v.image, f"image policy of this site: {v.image} matches "
+                                f"{', '.join(v.rule)} and {why}",
+                                hint="this site takes only images signed by its image keys or identities: ask "
+                                     "release engineering to sign them (`cosign sign`) and build again; nothing "
+                                     "was changed")
+                        for v in verdicts or () for why in v.refusals]
+
+    def judged(self, site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Doc]:
+        try:
+            return [v.to_dict() for v in site_verdicts(site, reader, manifest) or ()]
+        except KeylessRefused:
+            return []  # admission names it
+
+
+def site_verdicts(site: SiteConfig, reader: BundleReader, manifest: BundleManifest) -> list[Verdict] | None:
+    """What the site's image policy judges of the bundle's images (None: the site has no policy);
+    KeylessRefused when the bundle carries a trusted root that is not one."""
+    policy = image_policy(site)
+    if policy is None:
+        return None
+    rule, pinned = policy
+    entries = cast("tuple[ImageEntry, ...]", manifest.entries(KEY))
+    return judge_images(entries, [rule], bundle_reader(reader), import_root(pinned, reader, manifest))
 
 
 def import_root(pinned: Root | None, reader: BundleReader, manifest: BundleManifest) -> Root | None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"  # a keyless signature's, in the tag scheme
 MAX_PAYLOAD = 1 << 20
 
 
@@ -146,6 +147,10 @@ def _judge(entry: ImageEntry, rule: ImageRule, read: Callable[[str], bytes], roo
                 continue  # an attestation, judged below when the rule asks for one
             except KeylessRefused as exc:
                 why.append(str(exc))
+    if signer is None and rule.identities and any(
+            _tag_scheme_keyless(read, e.digest) for e in entry.extras if e.kind == "sig" and e.subject == entry.digest):
+        why.append("cosign's tag scheme carries no transparency-log inclusion proof (only a signed entry timestamp): "
+                   "no offline verifier can take it; sign with cosign v3 (the Sigstore bundle format)")
     if signer is None:
         has = ("a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature") \
             if not why else f"a keyless signature that does not hold ({'; '.join(why)})"
@@ -159,6 +164,16 @@ def _judge(entry: ImageEntry, rule: ImageRule, read: Callable[[str], bytes], roo
             attested.append(str(wanted))
     return Verdict(entry.ref, entry.digest, rule.images, signer,
                    keyless.root.digest if keyless is not None and not keyed else None, tuple(attested), tuple(out))
+
+
+def _tag_scheme_keyless(read: Callable[[str], bytes], signature_manifest: str) -> bool:
+    """Whether a `.sig` manifest holds a keyless signature (a Fulcio certificate in its annotations)."""
+    try:
+        layers = media.image_blobs(read(signature_manifest))[1:]
+    except (media.ManifestError, ValueError):
+        return False
+    notes = [(layer.raw or {}).get("annotations") for layer in layers]
+    return any(isinstance(n, dict) and CERTIFICATE_ANNOTATION in n for n in notes)
 
 
 @dataclass(frozen=True)
