@@ -229,6 +229,38 @@ class Instance:
                              "signatures": [{"sig": _b64(signature), "keyid": ""}]},
         }).encode()
 
+    def sign_tag_scheme(self, image_digest: str, issuer: str = GITHUB, subject: str = WORKFLOW,
+                        fault: Fault = Fault()) -> tuple[bytes, dict[str, str]]:
+        """A keyless signature as cosign v2 writes it in its tag scheme: the simple-signing payload and
+        the layer's annotations (signature, certificate, chain, and the log's signed entry timestamp)."""
+        import rfc8785
+
+        payload = json.dumps({"critical": {"identity": {"docker-reference": "lab.invalid/pos"},
+                                           "image": {"docker-manifest-digest": fault.subject_digest or image_digest},
+                                           "type": "cosign container image signature"}, "optional": None}).encode()
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        cert = self.certificate(key, issuer, subject, now - dt.timedelta(minutes=1))
+        signature = _b64(key.sign(payload, ec.ECDSA(hashes.SHA256())))
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        hashed = hashlib.sha256(b"another payload" if fault.proof_of_other_entry else payload).hexdigest()
+        body = json.dumps({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hashed}},
+            "signature": {"content": signature, "publicKey": {"content": _b64(cert_pem)}}}},
+            separators=(",", ":"), sort_keys=True).encode()
+        self.entries.append(body)
+        integrated = int((now + dt.timedelta(minutes=30) if fault.expired_at_signing else now).timestamp())
+        signer = ec.generate_private_key(ec.SECP256R1()) if fault.foreign_log_key else self.log_key
+        entry = {"body": _b64(body), "integratedTime": integrated, "logID": _key_id(signer.public_key()).hex(),
+                 "logIndex": len(self.entries) - 1}
+        promise = signer.sign(rfc8785.dumps(entry), ec.ECDSA(hashes.SHA256()))
+        notes = {"dev.cosignproject.cosign/signature": signature, "dev.sigstore.cosign/certificate": cert_pem.decode(),
+                 "dev.sigstore.cosign/chain": self.ca.public_bytes(serialization.Encoding.PEM).decode(),
+                 "dev.sigstore.cosign/bundle": json.dumps({"SignedEntryTimestamp": _b64(promise), "Payload": entry})}
+        if fault.no_proof:
+            del notes["dev.sigstore.cosign/bundle"]
+        return payload, notes
+
     def _log(self, body: bytes, integrated: int, fault: Fault) -> dict[str, object]:
         """Append `body` to the log; its entry as a bundle carries it (the proof, checkpoint and entry
         timestamp signed by the log's key, or as `fault` says)."""

@@ -6,8 +6,6 @@ identity and refuses another at import with nothing published."""
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
@@ -15,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler.oci.client import RegistryClient
 from devtools import images as im
 from tests.conftest import Keys, Registry, Run
-from tests.helpers import SIGNATURE, cosign_manifest, push_manifest
+from tests.helpers import cosign_manifest, push_manifest
 from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, WORKFLOW, Fault, Instance, attach, write_root
 
 IDENTITY = r"https://github\.com/acme/.+"
@@ -39,6 +35,7 @@ def provenance(builder: str, repository: str = "https://github.com/acme/pos") ->
 @dataclass
 class Signed:
     registry: Registry
+    lab: Instance
     root: Path
     good: str  # signed keyless by acme's release workflow
     evil: str  # signed keyless by another repository's workflow
@@ -67,7 +64,7 @@ def signed(registry_factory: Callable[[], Registry], tmp_path_factory: pytest.Te
             bundles.append(lab.attest(digest, SLSA_PROVENANCE, provenance(builder)))
         attach(client, repo, digest, bundles)
         refs.append(f"{registry.host}/{repo}:1.0")
-    return Signed(registry, root, *refs)
+    return Signed(registry, lab, root, *refs)
 
 
 def profile(directory: Path, images: list[str], policy: str = "") -> Path:
@@ -219,22 +216,20 @@ def test_a_signed_bundle_carrying_a_new_trusted_root_rotates_the_sites_and_an_un
     assert any(repo.endswith("team/next") for repo in registry.catalog())
 
 
-def test_a_keyless_signature_in_cosigns_tag_scheme_is_refused_saying_it_carries_no_log_proof(
+def test_cosign_v2s_keyless_tag_scheme_is_judged_too_and_one_without_its_log_entry_is_refused(
         cli: Callable[..., Run], keys: Keys, signed: Signed, tmp_path: Path) -> None:
-    """cosign v2's keyless `.sig`: the certificate and a signed entry timestamp in the layer's
-    annotations, no inclusion proof: an offline verifier cannot hold it to the log."""
-    lab = Instance()
+    """cosign v2's keyless `.sig` (the certificate and the log's signed entry timestamp in the layer's
+    annotations): taken for the right identity; without its log entry, refused: no log proof."""
     client = RegistryClient(signed.registry.host)
-    digest, _ = im.push_image(client, "team/legacy", "1.0", [im.random_layer(40_000, 211)], oci=True)
-    cert = lab.certificate(ec.generate_private_key(ec.SECP256R1()), GITHUB, WORKFLOW,
-                           dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
-    payload = json.dumps({"critical": {"image": {"docker-manifest-digest": digest}, "type": "cosign container image "
-                                       "signature", "identity": {"docker-reference": "team/legacy"}}}).encode()
-    notes = {SIGNATURE: base64.b64encode(b"sig").decode(),
-             "dev.sigstore.cosign/certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
-             "dev.sigstore.cosign/bundle": json.dumps({"SignedEntryTimestamp": "c2V0", "Payload": {}})}
-    manifest = cosign_manifest(client, "team/legacy", [("application/vnd.dev.cosign.simplesigning.v1+json", payload,
-                                                        notes)])
-    push_manifest(client, "team/legacy", f"sha256-{digest[7:]}.sig", manifest)
-    refused = build(cli, keys, profile(tmp_path, [f"{signed.registry.host}/team/legacy:1.0"], keyless_policy(signed)))
-    assert refused.code == 3 and "tag scheme carries no transparency-log inclusion proof" in refused.err, refused.err
+    refs = []
+    for seed, (repo, fault) in enumerate([("team/legacy", Fault()), ("team/unlogged", Fault(no_proof=True))]):
+        digest, _ = im.push_image(client, repo, "1.0", [im.random_layer(40_000, 211 + seed)], oci=True)
+        payload, notes = signed.lab.sign_tag_scheme(digest, fault=fault)
+        manifest = cosign_manifest(client, repo, [("application/vnd.dev.cosign.simplesigning.v1+json", payload, notes)])
+        push_manifest(client, repo, f"sha256-{digest[7:]}.sig", manifest)
+        refs.append(f"{signed.registry.host}/{repo}:1.0")
+    taken = build(cli, keys, profile(tmp_path, refs[:1], keyless_policy(signed)))
+    assert taken.code == 0, taken.err
+    refused = build(cli, keys, profile(tmp_path, refs, keyless_policy(signed)))
+    assert refused.code == 3 and f"{refs[1]} matches" in refused.err and "no log proof" in refused.err, refused.err
+    assert f"{refs[0]} matches" not in refused.err

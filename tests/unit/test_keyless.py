@@ -4,12 +4,16 @@ each wrong part is refused, saying why."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler.kinds.images.keyless import Identity, KeylessRefused, Root, judge
+from bundler.kinds.images.tagscheme import SIMPLE_SIGNING, judge_tag_scheme
+from bundler.oci import media
 from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, WORKFLOW, Fault, Instance, write_root
 
 DIGEST = "sha256:" + "ab" * 32
@@ -67,3 +71,40 @@ def test_a_file_that_is_not_a_trusted_root_is_refused_naming_what_is_wrong(tmp_p
         Root.parse(b'{"mediaType": "application/json"}')
     with pytest.raises(KeylessRefused):
         Root.parse(b"not json")
+
+
+def sig_manifest(payload: bytes, notes: dict[str, str]) -> tuple[str, dict[str, bytes]]:
+    """cosign's `.sig` manifest with one simple-signing layer; (its digest, every blob by digest)."""
+    def digest(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    config = b"{}"
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
+                           "config": {"mediaType": media.OCI_CONFIG, "digest": digest(config), "size": 2},
+                           "layers": [{"mediaType": SIMPLE_SIGNING, "digest": digest(payload), "size": len(payload),
+                                       "annotations": notes}]}).encode()
+    return digest(manifest), {digest(b): b for b in (config, payload, manifest)}
+
+
+def test_cosign_v2s_keyless_tag_scheme_holds_for_the_right_identity(lab: Instance, root: Root) -> None:
+    manifest, blobs = sig_manifest(*lab.sign_tag_scheme(DIGEST))
+    judged = judge_tag_scheme(blobs.__getitem__, manifest, DIGEST, [ACME], root)
+    assert (judged.issuer, judged.subject, judged.root) == (GITHUB, WORKFLOW, root.digest)
+
+
+@pytest.mark.parametrize(("made", "reason"), [
+    ({"issuer": "https://accounts.google.com"}, "signed by https://accounts.google.com"),
+    ({"subject": "https://github.com/evil/pos/.github/workflows/release.yml@refs/heads/main"}, "evil/pos"),
+    ({"fault": Fault(expired_at_signing=True)}, "does not chain to the trusted root at the log's time"),
+    ({"fault": Fault(no_proof=True)}, "no log proof"),
+    ({"fault": Fault(proof_of_other_entry=True)}, "its log entry is another signature's"),
+    ({"fault": Fault(foreign_log_key=True)}, "is not one the trusted root names"),
+    ({"fault": Fault(subject_digest="sha256:" + "cd" * 32)}, "it is about sha256:cdcdcdcdcdcd"),
+], ids=["wrong-issuer", "wrong-subject", "expired-at-signing", "no-log-proof", "entry-of-another-signature",
+        "log-key-not-in-root", "payload-for-another-digest"])
+def test_a_tag_scheme_keyless_signature_that_does_not_hold_is_refused_saying_why(
+        lab: Instance, root: Root, made: dict[str, object], reason: str) -> None:
+    manifest, blobs = sig_manifest(*lab.sign_tag_scheme(DIGEST, **made))  # type: ignore[arg-type]
+    with pytest.raises(KeylessRefused) as refused:
+        judge_tag_scheme(blobs.__getitem__, manifest, DIGEST, [ACME], root)
+    assert reason in str(refused.value), str(refused.value)

@@ -23,6 +23,7 @@ from bundler.jsontypes import Doc
 from bundler.keyfiles import load_trusted_key
 from bundler.kinds.images.attest import AttestationRule, keyed_statements
 from bundler.kinds.images.keyless import Identity, KeylessRefused, OtherStatement, Root, judge, sigstore_bundles
+from bundler.kinds.images.tagscheme import judge_tag_scheme
 from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.signing import TrustedKey
@@ -147,10 +148,14 @@ def _judge(entry: ImageEntry, rule: ImageRule, read: Callable[[str], bytes], roo
                 continue  # an attestation, judged below when the rule asks for one
             except KeylessRefused as exc:
                 why.append(str(exc))
-    if signer is None and rule.identities and any(
-            _tag_scheme_keyless(read, e.digest) for e in entry.extras if e.kind == "sig" and e.subject == entry.digest):
-        why.append("cosign's tag scheme carries no transparency-log inclusion proof (only a signed entry timestamp): "
-                   "no offline verifier can take it; sign with cosign v3 (the Sigstore bundle format)")
+    if keyless is not None and signer is None:  # cosign v2's keyless signatures, in the tag scheme
+        for extra in entry.extras:
+            if extra.kind == "sig" and extra.subject == entry.digest and _tag_scheme_keyless(read, extra.digest):
+                try:
+                    judged = judge_tag_scheme(read, extra.digest, entry.digest, rule.identities, keyless.root)
+                    signer = f"{judged.issuer} {judged.subject}"
+                except KeylessRefused as exc:
+                    why.append(str(exc))
     if signer is None:
         has = ("a signature by other keys" if any(e.kind == "sig" for e in entry.extras) else "no signature") \
             if not why else f"a keyless signature that does not hold ({'; '.join(why)})"

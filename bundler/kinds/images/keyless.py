@@ -8,10 +8,10 @@ module judges what the library leaves to its caller: the identity in the certifi
 and a subject the rule's regular expression matches whole), and the in-toto statement (its subject
 is this image's digest, its predicate the one asked for).
 
-What was not verifiable offline, found while building this: a keyless signature in cosign's older
-tag scheme (`sha256-<hex>.sig` with the `dev.sigstore.cosign/bundle` annotation) carries a signed
-entry timestamp but no inclusion proof, and sigstore-python (4.x) refuses any log entry without a
-proof with checkpoint; such signatures count as unsigned here (the rule's reason says so).
+Found while building this: a keyless signature in cosign's older tag scheme (`sha256-<hex>.sig`
+with the `dev.sigstore.cosign/bundle` annotation) carries the log's signed entry timestamp but no
+inclusion proof, and sigstore-python (4.x) refuses any log entry without a proof with checkpoint;
+tagscheme.py judges those (as `cosign verify --offline` does) against the same root.
 
 sigstore is imported when a keyless rule is first judged: `bundler --help` and keyed-only sites do
 not pay for it."""
