@@ -233,8 +233,6 @@ class Instance:
                         fault: Fault = Fault()) -> tuple[bytes, dict[str, str]]:
         """A keyless signature as cosign v2 writes it in its tag scheme: the simple-signing payload and
         the layer's annotations (signature, certificate, chain, and the log's signed entry timestamp)."""
-        import rfc8785
-
         payload = json.dumps({"critical": {"identity": {"docker-reference": "lab.invalid/pos"},
                                            "image": {"docker-manifest-digest": fault.subject_digest or image_digest},
                                            "type": "cosign container image signature"}, "optional": None}).encode()
@@ -248,18 +246,51 @@ class Instance:
             "data": {"hash": {"algorithm": "sha256", "value": hashed}},
             "signature": {"content": signature, "publicKey": {"content": _b64(cert_pem)}}}},
             separators=(",", ":"), sort_keys=True).encode()
+        return payload, {"dev.cosignproject.cosign/signature": signature,
+                         **self._tag_log(body, cert, now, fault)}
+
+    def attest_tag_scheme(self, image_digest: str, predicate_type: str, predicate: dict[str, object],
+                          issuer: str = GITHUB, subject: str = WORKFLOW,
+                          fault: Fault = Fault()) -> tuple[bytes, dict[str, str]]:
+        """A keyless attestation as cosign v2 writes it in its tag scheme (`.att`): the DSSE envelope
+        (the layer) and its annotations; logged as an `intoto` 0.0.2 entry."""
+        digest = fault.subject_digest or image_digest
+        statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "predicateType": predicate_type,
+                                "subject": [{"name": "image", "digest": {"sha256": digest.split(":", 1)[1]}}],
+                                "predicate": predicate}).encode()
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        cert = self.certificate(key, issuer, subject, now - dt.timedelta(minutes=1))
+        signature = _b64(key.sign(_pae(IN_TOTO, statement), ec.ECDSA(hashes.SHA256())))
+        envelope = json.dumps({"payloadType": IN_TOTO, "payload": _b64(statement),
+                               "signatures": [{"keyid": "", "sig": signature}]}).encode()
+        logged = b"another statement" if fault.proof_of_other_entry else statement
+        body = json.dumps({"apiVersion": "0.0.2", "kind": "intoto", "spec": {"content": {
+            "envelope": {"payloadType": IN_TOTO, "signatures": [
+                {"sig": _b64(signature.encode()), "publicKey": _b64(cert.public_bytes(serialization.Encoding.PEM))}]},
+            "hash": {"algorithm": "sha256", "value": hashlib.sha256(envelope).hexdigest()},
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(logged).hexdigest()}}}},
+            separators=(",", ":"), sort_keys=True).encode()
+        return envelope, {"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type,
+                          **self._tag_log(body, cert, now, fault)}
+
+    def _tag_log(self, body: bytes, cert: x509.Certificate, now: dt.datetime, fault: Fault) -> dict[str, str]:
+        """`body` appended to the log; the annotations the tag scheme carries of it (the certificate,
+        its chain, the log's signed entry timestamp), or as `fault` says."""
+        import rfc8785
+
         self.entries.append(body)
         integrated = int((now + dt.timedelta(minutes=30) if fault.expired_at_signing else now).timestamp())
         signer = ec.generate_private_key(ec.SECP256R1()) if fault.foreign_log_key else self.log_key
         entry = {"body": _b64(body), "integratedTime": integrated, "logID": _key_id(signer.public_key()).hex(),
                  "logIndex": len(self.entries) - 1}
         promise = signer.sign(rfc8785.dumps(entry), ec.ECDSA(hashes.SHA256()))
-        notes = {"dev.cosignproject.cosign/signature": signature, "dev.sigstore.cosign/certificate": cert_pem.decode(),
+        notes = {"dev.sigstore.cosign/certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
                  "dev.sigstore.cosign/chain": self.ca.public_bytes(serialization.Encoding.PEM).decode(),
                  "dev.sigstore.cosign/bundle": json.dumps({"SignedEntryTimestamp": _b64(promise), "Payload": entry})}
         if fault.no_proof:
             del notes["dev.sigstore.cosign/bundle"]
-        return payload, notes
+        return notes
 
     def _log(self, body: bytes, integrated: int, fault: Fault) -> dict[str, object]:
         """Append `body` to the log; its entry as a bundle carries it (the proof, checkpoint and entry

@@ -233,3 +233,24 @@ def test_cosign_v2s_keyless_tag_scheme_is_judged_too_and_one_without_its_log_ent
     refused = build(cli, keys, profile(tmp_path, refs, keyless_policy(signed)))
     assert refused.code == 3 and f"{refs[1]} matches" in refused.err and "no log proof" in refused.err, refused.err
     assert f"{refs[0]} matches" not in refused.err
+
+
+def test_cosign_v2s_keyless_provenance_in_the_tag_scheme_meets_a_rule_and_another_builders_does_not(
+        cli: Callable[..., Run], keys: Keys, signed: Signed, tmp_path: Path) -> None:
+    client = RegistryClient(signed.registry.host)
+    refs = []
+    for seed, (repo, builder) in enumerate([("team/v2built", HOSTED),
+                                            ("team/v2rogue", "https://github.com/acme/runners/self-hosted")]):
+        digest, _ = im.push_image(client, repo, "1.0", [im.random_layer(40_000, 221 + seed)], oci=True)
+        payload, notes = signed.lab.sign_tag_scheme(digest)
+        push_manifest(client, repo, f"sha256-{digest[7:]}.sig", cosign_manifest(client, repo, [
+            ("application/vnd.dev.cosign.simplesigning.v1+json", payload, notes)]))
+        envelope, att = signed.lab.attest_tag_scheme(digest, SLSA_PROVENANCE, provenance(builder))
+        push_manifest(client, repo, f"sha256-{digest[7:]}.att", cosign_manifest(client, repo, [
+            ("application/vnd.dsse.envelope.v1+json", envelope, att)]))
+        refs.append(f"{signed.registry.host}/{repo}:1.0")
+    policy = keyless_policy(signed, builder=r"https://github\.com/actions/runner/github-hosted")
+    assert build(cli, keys, profile(tmp_path, refs[:1], policy)).code == 0
+    refused = build(cli, keys, profile(tmp_path, refs, policy))
+    assert refused.code == 3 and f"{refs[1]} matches" in refused.err and "self-hosted" in refused.err, refused.err
+    assert f"{refs[0]} matches" not in refused.err

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bundler.kinds.images.keyless import Identity, KeylessRefused, Root, judge
-from bundler.kinds.images.tagscheme import SIMPLE_SIGNING, judge_tag_scheme
+from bundler.kinds.images.tagscheme import DSSE_LAYER, SIMPLE_SIGNING, judge_tag_scheme, judge_tag_scheme_attestations
 from bundler.oci import media
 from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, WORKFLOW, Fault, Instance, write_root
 
@@ -73,15 +73,16 @@ def test_a_file_that_is_not_a_trusted_root_is_refused_naming_what_is_wrong(tmp_p
         Root.parse(b"not json")
 
 
-def sig_manifest(payload: bytes, notes: dict[str, str]) -> tuple[str, dict[str, bytes]]:
-    """cosign's `.sig` manifest with one simple-signing layer; (its digest, every blob by digest)."""
+def sig_manifest(payload: bytes, notes: dict[str, str],
+                 layer_type: str = SIMPLE_SIGNING) -> tuple[str, dict[str, bytes]]:
+    """cosign's `.sig` (or `.att`) manifest with one layer; (its digest, every blob by digest)."""
     def digest(data: bytes) -> str:
         return "sha256:" + hashlib.sha256(data).hexdigest()
 
     config = b"{}"
     manifest = json.dumps({"schemaVersion": 2, "mediaType": media.OCI_MANIFEST,
                            "config": {"mediaType": media.OCI_CONFIG, "digest": digest(config), "size": 2},
-                           "layers": [{"mediaType": SIMPLE_SIGNING, "digest": digest(payload), "size": len(payload),
+                           "layers": [{"mediaType": layer_type, "digest": digest(payload), "size": len(payload),
                                        "annotations": notes}]}).encode()
     return digest(manifest), {digest(b): b for b in (config, payload, manifest)}
 
@@ -108,3 +109,31 @@ def test_a_tag_scheme_keyless_signature_that_does_not_hold_is_refused_saying_why
     with pytest.raises(KeylessRefused) as refused:
         judge_tag_scheme(blobs.__getitem__, manifest, DIGEST, [ACME], root)
     assert reason in str(refused.value), str(refused.value)
+
+
+PROVENANCE = {"runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}}}
+
+
+def test_cosign_v2s_keyless_attestations_in_the_tag_scheme_hold_and_say_what_they_state(lab: Instance,
+                                                                                        root: Root) -> None:
+    manifest, blobs = sig_manifest(*lab.attest_tag_scheme(DIGEST, SLSA_PROVENANCE, PROVENANCE), DSSE_LAYER)
+    [judged], failed = judge_tag_scheme_attestations(blobs.__getitem__, manifest, DIGEST, [ACME], root,
+                                                     SLSA_PROVENANCE)
+    assert failed == [] and judged.predicate == PROVENANCE and judged.subject == WORKFLOW
+    assert judge_tag_scheme_attestations(blobs.__getitem__, manifest, DIGEST, [ACME], root, "https://other/v1") \
+        == ([], [])  # another predicate type: not looked at
+
+
+@pytest.mark.parametrize(("made", "reason"), [
+    ({"subject": "https://github.com/evil/pos/.github/workflows/release.yml@refs/heads/main"}, "evil/pos"),
+    ({"fault": Fault(no_proof=True)}, "no log proof"),
+    ({"fault": Fault(proof_of_other_entry=True)}, "its log entry is another signature's"),
+    ({"fault": Fault(foreign_log_key=True)}, "is not one the trusted root names"),
+    ({"fault": Fault(subject_digest="sha256:" + "cd" * 32)}, "it is about sha256:cdcdcdcdcdcd"),
+], ids=["wrong-subject", "no-log-proof", "entry-of-another-statement", "log-key-not-in-root", "another-image"])
+def test_a_tag_scheme_keyless_attestation_that_does_not_hold_is_refused_saying_why(
+        lab: Instance, root: Root, made: dict[str, object], reason: str) -> None:
+    manifest, blobs = sig_manifest(*lab.attest_tag_scheme(DIGEST, SLSA_PROVENANCE, PROVENANCE, **made),  # type: ignore[arg-type]
+                                   DSSE_LAYER)
+    held, failed = judge_tag_scheme_attestations(blobs.__getitem__, manifest, DIGEST, [ACME], root, SLSA_PROVENANCE)
+    assert held == [] and len(failed) == 1 and reason in failed[0], failed

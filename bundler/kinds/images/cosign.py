@@ -23,7 +23,7 @@ from bundler.jsontypes import Doc
 from bundler.keyfiles import load_trusted_key
 from bundler.kinds.images.attest import AttestationRule, keyed_statements
 from bundler.kinds.images.keyless import Identity, KeylessRefused, OtherStatement, Root, judge, sigstore_bundles
-from bundler.kinds.images.tagscheme import judge_tag_scheme
+from bundler.kinds.images.tagscheme import judge_tag_scheme, judge_tag_scheme_attestations
 from bundler.oci import media
 from bundler.oci.reference import ImageReference
 from bundler.signing import TrustedKey
@@ -201,14 +201,21 @@ def _attested(entry: ImageEntry, rule: ImageRule, wanted: AttestationRule, read:
         predicate for extra in entry.extras if extra.kind == "att" and extra.subject == entry.digest
         for kind, predicate in keyed_statements(read, extra.digest, entry.digest, rule.keys)
         if kind == wanted.predicate_type]
-    judged = [(keyless.root, b) for b in keyless.bundles] if keyless is not None else []
-    for root, bundle in judged:
-        try:
-            found.append(judge(bundle, entry.digest, rule.identities, root, wanted.predicate_type).predicate)
-        except OtherStatement:
-            continue  # a signature, another attestation
-        except KeylessRefused as exc:
-            why.append(f"one that does not hold ({exc})")
+    if keyless is not None:
+        for extra in entry.extras:  # cosign v2's keyless attestations, in the tag scheme
+            if extra.kind == "att" and extra.subject == entry.digest:
+                held, failed = judge_tag_scheme_attestations(read, extra.digest, entry.digest, rule.identities,
+                                                             keyless.root, wanted.predicate_type)
+                found += [j.predicate for j in held if j.predicate_type == wanted.predicate_type]
+                why += [f"one that does not hold ({reason})" for reason in failed]
+        for bundle in keyless.bundles:  # cosign v3's, Sigstore bundles among the referrers
+            try:
+                judged = judge(bundle, entry.digest, rule.identities, keyless.root, wanted.predicate_type)
+                found.append(judged.predicate)
+            except OtherStatement:
+                continue  # a signature, another attestation
+            except KeylessRefused as exc:
+                why.append(f"one that does not hold ({exc})")
     for predicate in found:
         mismatch = wanted.mismatch(predicate)
         if mismatch is None:

@@ -41,6 +41,8 @@ CERTIFICATE = "dev.sigstore.cosign/certificate"
 CHAIN = "dev.sigstore.cosign/chain"
 LOG_BUNDLE = "dev.sigstore.cosign/bundle"
 SIMPLE_SIGNING_TYPE = "cosign container image signature"  # what the judgement says was signed
+DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"  # an attestation's layer (`.att`)
+IN_TOTO = "application/vnd.in-toto+json"
 MAX_PAYLOAD = 1 << 20
 
 
@@ -104,19 +106,120 @@ def _judge(payload: bytes, notes: dict[str, str], image_digest: str, identities:
     claimed = json.loads(payload)["critical"]["image"]["docker-manifest-digest"]
     if claimed != image_digest:
         raise KeylessRefused(f"it is about {str(claimed)[:19]}, not this image ({image_digest[:19]})")
+    signature = base64.b64decode(notes.get(SIGNATURE, ""), validate=True)
+    cert, issuer, subject = _signer(notes, identities, signature, payload)
+
+    def logged(body: object) -> bool:  # hashedrekord: this payload's hash, this signature
+        return _at(body, "kind") == "hashedrekord" and _at(body, "spec", "data", "hash", "value") == _sha256(payload) \
+            and _at(body, "spec", "signature", "content") == notes.get(SIGNATURE) \
+            and _pem(_at(body, "spec", "signature", "publicKey", "content")) == cert
+
+    _held(cert, notes, keys, logged)
+    return Judged(issuer, subject, SIMPLE_SIGNING_TYPE, {}, root.digest)
+
+
+def judge_tag_scheme_attestations(read: Callable[[str], bytes], att_manifest: str, image_digest: str,
+                                  identities: Sequence[Identity], root: Root,
+                                  predicate_type: str) -> tuple[list[Judged], list[str]]:
+    """The keyless attestations of `predicate_type` in cosign's `.att` manifest (DSSE envelopes of
+    in-toto statements, logged as `intoto` entries) that hold for `image_digest` by one of
+    `identities` against `root`, and why the others of that type do not."""
+    try:
+        layers = media.image_blobs(read(att_manifest))[1:]
+    except (media.ManifestError, ValueError) as exc:
+        return [], [f"its attestation manifest is unreadable ({exc})"]
+    keys, held, why = RootKeys.of(root), [], []
+    for layer in layers:
+        notes = (layer.raw or {}).get("annotations")
+        if layer.media_type != DSSE_LAYER or not isinstance(notes, dict) or CERTIFICATE not in notes \
+                or layer.size > MAX_PAYLOAD or notes.get("predicateType", predicate_type) != predicate_type:
+            continue
+        try:
+            held.append(_judge_attestation(read(layer.digest), {str(k): str(v) for k, v in notes.items()},
+                                           image_digest, identities, keys, root))
+        except KeylessRefused as exc:
+            why.append(str(exc))
+        except (ValueError, KeyError, TypeError) as exc:
+            why.append(f"it is malformed ({type(exc).__name__}: {exc})")
+    return held, why
+
+
+def _judge_attestation(envelope_bytes: bytes, notes: dict[str, str], image_digest: str,
+                       identities: Sequence[Identity], keys: RootKeys, root: Root) -> Judged:
+    envelope = json.loads(envelope_bytes)
+    payload = base64.b64decode(envelope["payload"], validate=True)
+    encoded = str(envelope["signatures"][0]["sig"])
+    if envelope.get("payloadType") != IN_TOTO:
+        raise KeylessRefused(f"its payload is {envelope.get('payloadType')}, not an in-toto statement")
+    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(payload), payload)
+    cert, issuer, subject = _signer(notes, identities, base64.b64decode(encoded, validate=True), pae)
+
+    def logged(body: object) -> bool:  # intoto 0.0.2: this payload's hash, this signature
+        content = _at(body, "spec", "content")
+        said = _at(content, "envelope", "signatures", 0)
+        return _at(body, "kind") == "intoto" and _at(content, "payloadHash", "value") == _sha256(payload) \
+            and encoded in (str(_at(said, "sig")), _unwrap(str(_at(said, "sig")))) \
+            and _pem(_at(said, "publicKey")) == cert
+
+    _held(cert, notes, keys, logged)
+    statement = json.loads(payload)
+    digests = [s["digest"]["sha256"] for s in statement["subject"]]
+    if image_digest.split(":", 1)[1] not in digests:
+        raise KeylessRefused(f"it is about {', '.join('sha256:' + str(d)[:12] for d in digests)}, not this image")
+    predicate = statement.get("predicate") or {}
+    return Judged(issuer, subject, str(statement["predicateType"]), predicate if isinstance(predicate, dict) else {},
+                  root.digest)
+
+
+def _signer(notes: dict[str, str], identities: Sequence[Identity], signature: bytes,
+            signed: bytes) -> tuple[x509.Certificate, str, str]:
+    """The certificate in `notes`, when it names an allowed identity and its key made `signature`."""
     cert = x509.load_pem_x509_certificate(notes[CERTIFICATE].encode())
     issuer, subjects = certificate_identity(cert)
     if not any(identity.matches(issuer, subjects) for identity in identities):
         raise KeylessRefused(f"signed by {issuer or '(no issuer)'} {', '.join(subjects) or '(no subject)'}, "
                              "whom the rule does not name")
-    signature = base64.b64decode(notes.get(SIGNATURE, ""), validate=True)
     public = cert.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey) or not _valid(public, signature, payload):
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not _valid(public, signature, signed):
         raise KeylessRefused("its signature does not verify with its certificate's key")
-    integrated = _log_entry(notes, payload, cert, keys)
+    return cert, issuer, subjects[0] if subjects else ""
+
+
+def _held(cert: x509.Certificate, notes: dict[str, str], keys: RootKeys, logged: Callable[[object], bool]) -> None:
+    """The log's signed entry (`logged` says it is this signature's), the chain at its time, the SCT."""
+    integrated = _log_entry(notes, logged, keys)
     chain = _chain(cert, notes.get(CHAIN, ""), keys, integrated)
     _sct(cert, chain[0] if chain else None, keys)
-    return Judged(issuer, subjects[0] if subjects else "", SIMPLE_SIGNING_TYPE, {}, root.digest)
+
+
+def _at(doc: object, *path: str | int) -> object:
+    """A field deep in a JSON document (None where the path does not lead)."""
+    for part in path:
+        if isinstance(part, int):
+            doc = doc[part] if isinstance(doc, list) and len(doc) > part else None
+        else:
+            doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _pem(encoded: object) -> x509.Certificate | None:
+    """The certificate a log entry names (base64 of its PEM); None when it names none."""
+    try:
+        return x509.load_pem_x509_certificate(base64.b64decode(str(encoded), validate=True))
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _unwrap(text: str) -> str:
+    """intoto 0.0.2 logs a signature base64-encoded once more than the envelope holds it."""
+    try:
+        return base64.b64decode(text, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
 
 
 def _valid(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
@@ -127,14 +230,14 @@ def _valid(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> boo
     return True
 
 
-def _log_entry(notes: dict[str, str], payload: bytes, cert: x509.Certificate, keys: RootKeys) -> dt.datetime:
-    """The log's signed promise that it holds this very signature; its time."""
+def _log_entry(notes: dict[str, str], logged: Callable[[object], bool], keys: RootKeys) -> dt.datetime:
+    """The log's signed promise that it holds this very signature (`logged` judges its body); its time."""
     import rfc8785
 
     if LOG_BUNDLE not in notes:
         raise KeylessRefused("no log proof: it carries no transparency-log entry (no signed entry timestamp)")
-    logged = json.loads(notes[LOG_BUNDLE])
-    entry, promise = logged["Payload"], base64.b64decode(logged["SignedEntryTimestamp"], validate=True)
+    record = json.loads(notes[LOG_BUNDLE])
+    entry, promise = record["Payload"], base64.b64decode(record["SignedEntryTimestamp"], validate=True)
     log_key = keys.logs.get(bytes.fromhex(str(entry["logID"])))
     if log_key is None:
         raise KeylessRefused(f"its log (key id {str(entry['logID'])[:12]}) is not one the trusted root names")
@@ -142,11 +245,7 @@ def _log_entry(notes: dict[str, str], payload: bytes, cert: x509.Certificate, ke
                             "logID": entry["logID"], "logIndex": entry["logIndex"]})
     if not _valid(log_key, promise, signed):
         raise KeylessRefused("its signed entry timestamp does not verify with the log's key")
-    body = json.loads(base64.b64decode(entry["body"], validate=True))
-    spec = body["spec"]
-    logged_cert = x509.load_pem_x509_certificate(base64.b64decode(spec["signature"]["publicKey"]["content"]))
-    if body.get("kind") != "hashedrekord" or spec["data"]["hash"]["value"] != hashlib.sha256(payload).hexdigest() \
-            or spec["signature"]["content"] != notes.get(SIGNATURE) or logged_cert != cert:
+    if not logged(json.loads(base64.b64decode(entry["body"], validate=True))):
         raise KeylessRefused("its log entry is another signature's")
     return dt.datetime.fromtimestamp(int(entry["integratedTime"]), dt.UTC)
 
