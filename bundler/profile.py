@@ -179,6 +179,18 @@ class Checker:
                 found.append(item)
         return tuple(found)
 
+    def pattern(self, m: Map, key: str, where: str) -> str | None:
+        """A regular expression (absent: None; one that does not compile is a problem)."""
+        value = self.string(m, key, where)
+        if value is None:
+            return None
+        try:
+            re.compile(value)
+        except re.error as exc:
+            self.fail(m.lines[key], f"{where}.{key} is not a regular expression ({exc})")
+            return None
+        return value
+
     def sequence(self, m: Map, key: str, where: str) -> list[tuple[object, int]]:
         if key not in m or m[key] is None:
             return []

@@ -3,7 +3,6 @@ with the platforms to keep of a multi-arch index."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from bundler.kinds.images.attest import FIELDS, AttestationRule
@@ -89,15 +88,9 @@ def parse_identities(check: Checker, value: object, line: int, where: str) -> tu
         m = check.mapping(item, item_line, at, {"issuer", "subject"}, {"issuer", "subject"})
         if m is None:
             continue
-        issuer, subject = check.string(m, "issuer", at), check.string(m, "subject", at)
-        if issuer is None or subject is None:
-            continue
-        try:
-            re.compile(subject)
-        except re.error as exc:
-            check.fail(m.lines["subject"], f"{at}.subject is not a regular expression ({exc})")
-            continue
-        found.append(Identity(issuer, subject))
+        issuer, subject = check.string(m, "issuer", at), check.pattern(m, "subject", at)
+        if issuer is not None and subject is not None:
+            found.append(Identity(issuer, subject))
     return tuple(found)
 
 
@@ -113,18 +106,8 @@ def parse_attestations(check: Checker, value: object, line: int, where: str) -> 
         m = check.mapping(item, item_line, at, {"predicateType", *FIELDS}, {"predicateType"})
         if m is None or (predicate_type := check.string(m, "predicateType", at)) is None:
             continue
-        conditions = []
-        for name in FIELDS:
-            pattern = check.string(m, name, at)
-            if pattern is None:
-                continue
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                check.fail(m.lines[name], f"{at}.{name} is not a regular expression ({exc})")
-                continue
-            conditions.append((name, pattern))
-        found.append(AttestationRule(predicate_type, tuple(conditions)))
+        conditions = tuple((name, pattern) for name in FIELDS if (pattern := check.pattern(m, name, at)) is not None)
+        found.append(AttestationRule(predicate_type, conditions))
     return tuple(found)
 
 
