@@ -191,6 +191,14 @@ class Checker:
             return None
         return value
 
+    def items(self, value: object, line: int, where: str, what: str) -> list[tuple[object, int, str]]:
+        """Each item of a list (its line, and its place for messages: `where[i]`); not a list: a problem."""
+        if not isinstance(value, Seq):
+            self.fail(line, f"{where} must be a list of {what}")
+            return []
+        return [(item, item_line, f"{where}[{index}]")
+                for index, (item, item_line) in enumerate(zip(value, value.lines, strict=True))]
+
     def sequence(self, m: Map, key: str, where: str) -> list[tuple[object, int]]:
         if key not in m or m[key] is None:
             return []

@@ -85,6 +85,15 @@ BAD = [
      "is not an http(s) URL"),
     ("chart images not auto", HEAD + "  charts:\n    - {repo: https://c.io, name: a, version: 1.0.0, images: yes}\n",
      8, "images must be 'auto'"),
+    ("policy not a list", HEAD + "  images: [a/b:1]\n  imagePolicy: 3\n", 8, "must be a list of {images, keys}"),
+    ("keyless subject not a regexp", HEAD + "  images: [a/b:1]\n  imagePolicy:\n    - images: 'a/*'\n"
+     "      keyless: {issuer: https://i.example, subject: '('}\n", 10, "keyless.subject is not a regular expression"),
+    ("policy without signers", HEAD + "  images: [a/b:1]\n  imagePolicy:\n    - images: 'a/*'\n", 9,
+     "needs keys (cosign public key files) or keyless"),
+    ("attestations not a list", HEAD + "  images: [a/b:1]\n  imagePolicy:\n    - images: 'a/*'\n      keys: [k.pub]\n"
+     "      attestations: 5\n", 11, "attestations must be a list of {predicateType"),
+    ("maxAge on packed files", HEAD + "  artifacts:\n    - {path: ./m, repository: r.io/m, tag: '1', "
+     "artifactType: a/b, maxAge: 5d}\n", 8, "maxAge goes with ref"),
     ("not yaml", "apiVersion: [\n", 2, "not valid YAML"),
     ("not a mapping", "- a\n- b\n", 1, "the profile must be a mapping"),
 ]

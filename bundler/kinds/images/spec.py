@@ -97,12 +97,8 @@ def parse_identities(check: Checker, value: object, line: int, where: str) -> tu
 def parse_attestations(check: Checker, value: object, line: int, where: str) -> tuple[AttestationRule, ...]:
     """`attestations:` a list of `{predicateType, builder, repository, ref}` (the conditions: regular
     expressions over SLSA provenance v1's fields)."""
-    if not isinstance(value, Seq):
-        check.fail(line, f"{where} must be a list of {{predicateType, builder, repository, ref}}")
-        return ()
     found = []
-    for index, (item, item_line) in enumerate(zip(value, value.lines, strict=True)):
-        at = f"{where}[{index}]"
+    for item, item_line, at in check.items(value, line, where, "{predicateType, builder, repository, ref}"):
         m = check.mapping(item, item_line, at, {"predicateType", *FIELDS}, {"predicateType"})
         if m is None or (predicate_type := check.string(m, "predicateType", at)) is None:
             continue
@@ -112,12 +108,8 @@ def parse_attestations(check: Checker, value: object, line: int, where: str) -> 
 
 
 def parse_policy(check: Checker, value: object, line: int, where: str) -> tuple[PolicyRule, ...]:
-    if not isinstance(value, Seq):
-        check.fail(line, f"{where} must be a list of {{images, keys}} or {{images, keyless}}")
-        return ()
     rules = []
-    for index, (item, item_line) in enumerate(zip(value, value.lines, strict=True)):
-        at = f"{where}[{index}]"
+    for item, item_line, at in check.items(value, line, where, "{images, keys} or {images, keyless}"):
         m = check.mapping(item, item_line, at, {"images", "keys", "keyless", "attestations"}, {"images"})
         if m is None:
             continue
