@@ -76,14 +76,22 @@ def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> dict[str, str]:
             "signature": base64.b64encode(signature).decode()}
 
 
+def ecdsa_valid(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
+    """An ECDSA (SHA-256) signature of `data` by `key`: bundle signatures, cosign's, a log's, an SCT."""
+    try:
+        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
 def signature_valid(key: ec.EllipticCurvePublicKey, data: bytes, entry: Mapping[str, object]) -> bool:
     if entry.get("algorithm") != ALGORITHM or not isinstance(entry.get("signature"), str):
         return False
     try:
-        key.verify(base64.b64decode(str(entry["signature"]), validate=True), data, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, binascii.Error, ValueError):
+        return ecdsa_valid(key, base64.b64decode(str(entry["signature"]), validate=True), data)
+    except (binascii.Error, ValueError):
         return False
-    return True
 
 
 @dataclass(frozen=True)

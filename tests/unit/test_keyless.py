@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bundler.kinds.images.attest import DSSE_LAYER
 from bundler.kinds.images.keyless import Identity, KeylessRefused, Root, judge
-from bundler.kinds.images.tagscheme import DSSE_LAYER, SIMPLE_SIGNING, judge_tag_scheme, judge_tag_scheme_attestations
+from bundler.kinds.images.tagscheme import SIMPLE_SIGNING, judge_tag_scheme, judge_tag_scheme_attestations
 from bundler.oci import media
 from tests.sigstore_lab import GITHUB, SLSA_PROVENANCE, WORKFLOW, Fault, Instance, write_root
 

@@ -19,12 +19,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from bundler.oci import media
-from bundler.signing import TrustedKey
+from bundler.signing import TrustedKey, ecdsa_valid
 
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
@@ -57,7 +53,7 @@ class AttestationRule:
         return None
 
 
-def _pae(payload_type: str, payload: bytes) -> bytes:
+def pae(payload_type: str, payload: bytes) -> bytes:
     """DSSE's pre-authentication encoding: what a DSSE signature signs."""
     kind = payload_type.encode()
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
@@ -86,17 +82,10 @@ def keyed_statements(read: Callable[[str], bytes], att_manifest: str, subject: s
             continue
         if envelope.get("payloadType") != IN_TOTO or subject.split(":", 1)[1] not in about:
             continue
-        signed = _pae(IN_TOTO, payload)
+        signed = pae(IN_TOTO, payload)
         for key in keys:
-            if any(_valid(key, signature, signed) for signature in signatures):
+            if any(ecdsa_valid(key.key, signature, signed) for signature in signatures):
                 found.append((predicate_type, predicate if isinstance(predicate, dict) else {}))
                 break
     return found
 
-
-def _valid(key: TrustedKey, signature: bytes, data: bytes) -> bool:
-    try:
-        key.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return False
-    return True

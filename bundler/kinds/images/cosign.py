@@ -15,27 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from bundler.jsontypes import Doc
 from bundler.keyfiles import load_trusted_key
 from bundler.kinds.images.attest import AttestationRule, keyed_statements
 from bundler.kinds.images.keyless import Identity, KeylessRefused, OtherStatement, Root, judge, sigstore_bundles
-from bundler.kinds.images.tagscheme import judge_tag_scheme, judge_tag_scheme_attestations
+from bundler.kinds.images.tagscheme import (
+    CERTIFICATE,
+    SIGNATURE,
+    SIMPLE_SIGNING,
+    judge_tag_scheme,
+    judge_tag_scheme_attestations,
+)
 from bundler.oci import media
 from bundler.oci.reference import ImageReference
-from bundler.signing import TrustedKey
+from bundler.signing import TrustedKey, ecdsa_valid
 
 if TYPE_CHECKING:
     from bundler.kinds.images.entry import ImageEntry
     from bundler.kinds.images.spec import PolicyRule
     from bundler.oci.content import OciContent
 
-SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
-SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
-CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"  # a keyless signature's, in the tag scheme
 MAX_PAYLOAD = 1 << 20
 
 
@@ -71,7 +70,7 @@ def signers(read: Callable[[str], bytes], signature_manifest: str, subject: str,
         return found
     for layer in layers:
         annotations = (layer.raw or {}).get("annotations")
-        encoded = annotations.get(SIGNATURE_ANNOTATION) if isinstance(annotations, dict) else None
+        encoded = annotations.get(SIGNATURE) if isinstance(annotations, dict) else None
         if layer.media_type != SIMPLE_SIGNING or not isinstance(encoded, str) or layer.size > MAX_PAYLOAD:
             continue
         try:
@@ -82,12 +81,7 @@ def signers(read: Callable[[str], bytes], signature_manifest: str, subject: str,
             continue
         if claimed != subject:
             continue
-        for key in keys:
-            try:
-                key.key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-                found.add(key.name)
-            except InvalidSignature:
-                continue
+        found |= {key.name for key in keys if ecdsa_valid(key.key, signature, payload)}
     return found
 
 
@@ -178,7 +172,7 @@ def _tag_scheme_keyless(read: Callable[[str], bytes], signature_manifest: str) -
     except (media.ManifestError, ValueError):
         return False
     notes = [(layer.raw or {}).get("annotations") for layer in layers]
-    return any(isinstance(n, dict) and CERTIFICATE_ANNOTATION in n for n in notes)
+    return any(isinstance(n, dict) and CERTIFICATE in n for n in notes)
 
 
 @dataclass(frozen=True)

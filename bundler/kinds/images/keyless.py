@@ -18,6 +18,7 @@ not pay for it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -28,13 +29,13 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from bundler.kinds.images.attest import IN_TOTO
 from bundler.oci import media
 
 if TYPE_CHECKING:
     from sigstore.models import TrustedRoot
 
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-IN_TOTO = "application/vnd.in-toto+json"
 COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # cosign v3's image signature, as an in-toto predicate
 ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # Fulcio's OIDC issuer extension (raw text)
 ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"  # the same, DER UTF8String
@@ -148,7 +149,13 @@ class Root:
             raise KeylessRefused(_first_lines(str(exc))) from None
 
     def trusted(self) -> TrustedRoot:
-        return self.parse(self.data)
+        """The root as sigstore reads it, parsed once per root (every image of an import is judged against it)."""
+        return _parsed(self.data)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(data: bytes) -> TrustedRoot:
+    return Root.parse(data)
 
 
 def judge(bundle: bytes, image_digest: str, identities: Sequence[Identity], root: Root,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 import struct
@@ -26,14 +27,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import verification as x509v
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from bundler.kinds.images.attest import DSSE_LAYER, IN_TOTO, pae
 from bundler.kinds.images.keyless import Identity, Judged, KeylessRefused, Root, certificate_identity
 from bundler.oci import media
+from bundler.signing import ecdsa_valid, key_id
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE = "dev.cosignproject.cosign/signature"
@@ -41,14 +43,12 @@ CERTIFICATE = "dev.sigstore.cosign/certificate"
 CHAIN = "dev.sigstore.cosign/chain"
 LOG_BUNDLE = "dev.sigstore.cosign/bundle"
 SIMPLE_SIGNING_TYPE = "cosign container image signature"  # what the judgement says was signed
-DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"  # an attestation's layer (`.att`)
-IN_TOTO = "application/vnd.in-toto+json"
 MAX_PAYLOAD = 1 << 20
 
 
 def _key_id(key: ec.EllipticCurvePublicKey) -> bytes:
-    return hashlib.sha256(key.public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+    """RFC 6962's key id (what a log id and an SCT name): sha256 of the key's SPKI."""
+    return bytes.fromhex(key_id(key))
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class RootKeys:
     ct_logs: dict[bytes, ec.EllipticCurvePublicKey]
 
     @classmethod
+    @functools.lru_cache(maxsize=4)  # read once per root: every image of an import is judged against it
     def of(cls, root: Root) -> RootKeys:
         root.trusted()  # a trusted root, as sigstore reads it
         doc = json.loads(root.data)
@@ -151,8 +152,7 @@ def _judge_attestation(envelope_bytes: bytes, notes: dict[str, str], image_diges
     encoded = str(envelope["signatures"][0]["sig"])
     if envelope.get("payloadType") != IN_TOTO:
         raise KeylessRefused(f"its payload is {envelope.get('payloadType')}, not an in-toto statement")
-    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(payload), payload)
-    cert, issuer, subject = _signer(notes, identities, base64.b64decode(encoded, validate=True), pae)
+    cert, issuer, subject = _signer(notes, identities, base64.b64decode(encoded, validate=True), pae(IN_TOTO, payload))
 
     def logged(body: object) -> bool:  # intoto 0.0.2: this payload's hash, this signature
         content = _at(body, "spec", "content")
@@ -180,7 +180,7 @@ def _signer(notes: dict[str, str], identities: Sequence[Identity], signature: by
         raise KeylessRefused(f"signed by {issuer or '(no issuer)'} {', '.join(subjects) or '(no subject)'}, "
                              "whom the rule does not name")
     public = cert.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey) or not _valid(public, signature, signed):
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not ecdsa_valid(public, signature, signed):
         raise KeylessRefused("its signature does not verify with its certificate's key")
     return cert, issuer, subjects[0] if subjects else ""
 
@@ -222,13 +222,6 @@ def _unwrap(text: str) -> str:
         return ""
 
 
-def _valid(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
-    try:
-        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return False
-    return True
-
 
 def _log_entry(notes: dict[str, str], logged: Callable[[object], bool], keys: RootKeys) -> dt.datetime:
     """The log's signed promise that it holds this very signature (`logged` judges its body); its time."""
@@ -243,7 +236,7 @@ def _log_entry(notes: dict[str, str], logged: Callable[[object], bool], keys: Ro
         raise KeylessRefused(f"its log (key id {str(entry['logID'])[:12]}) is not one the trusted root names")
     signed = rfc8785.dumps({"body": entry["body"], "integratedTime": entry["integratedTime"],
                             "logID": entry["logID"], "logIndex": entry["logIndex"]})
-    if not _valid(log_key, promise, signed):
+    if not ecdsa_valid(log_key, promise, signed):
         raise KeylessRefused("its signed entry timestamp does not verify with the log's key")
     if not logged(json.loads(base64.b64decode(entry["body"], validate=True))):
         raise KeylessRefused("its log entry is another signature's")
@@ -285,7 +278,5 @@ def _sct(cert: x509.Certificate, issuer: x509.Certificate | None, keys: RootKeys
     millis = int(sct.timestamp.replace(tzinfo=dt.UTC).timestamp() * 1000)
     signed = (struct.pack("!BBQH", sct.version.value, 0, millis, sct.entry_type.value) + _key_id(public)
               + len(tbs).to_bytes(3, "big") + tbs + struct.pack("!H", len(sct.extension_bytes)) + sct.extension_bytes)
-    try:
-        key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, binascii.Error):
-        raise KeylessRefused("its certificate's SCT does not verify") from None
+    if not ecdsa_valid(key, sct.signature, signed):
+        raise KeylessRefused("its certificate's SCT does not verify")
