@@ -176,8 +176,12 @@ class RegistryStorage:
 
     def _directory(self, path: Path, mode: int = 0o755) -> int:
         """An open descriptor of `path` (a directory under the site's), each directory on the way from
-        the site's opened without following a link, made (owned like its parent) when missing."""
-        fd = os.open(self.site_directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        the site's opened without following a link, made when missing and owned by the site's owner
+        (not "like its parent": a parallel link may make a child before its parent was given away,
+        and a root-owned repository directory is one the registry, run as the site's user, cannot
+        write its manifests into)."""
+        site = os.open(self.site_directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # whose the site is
+        fd = os.dup(site)
         here = self.site_directory
         try:
             for name in path.relative_to(self.site_directory).parts:
@@ -188,7 +192,7 @@ class RegistryStorage:
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(name, mode if here == path else 0o755, dir_fd=fd)
                     child = os.open(name, DIRECTORY, dir_fd=fd)
-                    own_like_directory(child, fd)
+                    own_like_directory(child, site)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link, or a file, where a directory goes
                         raise PlantedLink(here) from None
@@ -198,4 +202,6 @@ class RegistryStorage:
         except BaseException:
             os.close(fd)
             raise
+        finally:
+            os.close(site)
         return fd
