@@ -448,14 +448,6 @@ def load_settings(site_dir: Path) -> tuple[SyncOptions, float] | None:
                          hint="write it again: bundler site sync DIR --hub ... --every 15m --service") from None
 
 
-def note_next_sync(site_dir: Path, seconds: float) -> None:
-    """A sync service's next sync, for `site status` and the page."""
-    state = SyncState.load(site_dir)
-    if state.last is not None:
-        state.last.next = names.format_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
-        state.save(site_dir)
-
-
 def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging: Path, throttle: Throttle,
              jobs: int) -> tuple[Path, int]:
     """The target's layers into `staging` as a split bundle (its parts and index); what a previous sync
@@ -532,11 +524,12 @@ def _report(site_dir: Path, site: str, result: SyncResult) -> bytes:
 
 
 def sync(options: SyncOptions, do_import: Callable[[Path], Doc],
-         receipt: Callable[[Path], Mapping[str, Out]]) -> SyncResult:
+         receipt: Callable[[Path], Mapping[str, Out]], every: float | None = None) -> SyncResult:
     """One sync of a site from the hub (see the module's words). `do_import(index)` imports as
     `bundler import` does and returns its result; `receipt(site_dir)` is the site's signed receipt.
-    The outcome is kept in the site's sync.json and, signed by the site, pushed to the hub (a failure
-    too, then raised)."""
+    The outcome is kept in the site's sync.json (with the next sync's time when a service syncs
+    `every` so many seconds: in the same write, so `site status` never sees one without the other)
+    and, signed by the site, pushed to the hub (a failure too, then raised)."""
     site = load_site(options.site)
     state = SyncState.load(site.directory)
     client = options.hub.client(options.credentials, options.ca, options.jobs, options.max_rate)
@@ -549,12 +542,16 @@ def sync(options: SyncOptions, do_import: Callable[[Path], Doc],
         result = SyncResult("outside-window", str(exc))
     except BundlerError as exc:
         result = SyncResult("failed", str(exc), _summary(seen[0]) if seen else None,
-                            seconds=time.monotonic() - started)
+                            seconds=time.monotonic() - started, next=_next(every))
         _finish(client, options.hub, site.directory, site.site_name, state, result)
         raise
-    result.seconds = time.monotonic() - started
+    result.seconds, result.next = time.monotonic() - started, _next(every)
     _finish(client, options.hub, site.directory, site.site_name, state, result)
     return result
+
+
+def _next(every: float | None) -> str | None:
+    return names.format_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=every)) if every else None
 
 
 def _summary(rollout: rollouts.Rollout) -> Doc:

@@ -10,16 +10,17 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from bundler.errors import BundlerError
-from bundler.pipeline.hub import SyncOptions, SyncResult, note_next_sync, sync
+from bundler.pipeline.hub import SyncOptions, SyncResult, sync
 from bundler.pipeline.importer import ImportOptions, import_bundle
 from bundler.pipeline.receipt import site_receipt
 
 
-def sync_once(options: SyncOptions) -> SyncResult:
+def sync_once(options: SyncOptions, every: float | None = None) -> SyncResult:
     """Fetch what the site's wave of the hub's rollout gives it, import it as `bundler import` does,
-    and push the site's receipt (BundlerError when it failed: the site keeps running what it runs)."""
+    and push the site's receipt (BundlerError when it failed: the site keeps running what it runs);
+    `every`: the service's pause, so the site's record says when it syncs next."""
     return sync(options, lambda index: import_bundle(ImportOptions(index, options.site, options.jobs)).to_dict(),
-                site_receipt)
+                site_receipt, every)
 
 
 def sync_every(options: SyncOptions, pause: float, changed: Callable[[SyncResult], None],
@@ -29,11 +30,10 @@ def sync_every(options: SyncOptions, pause: float, changed: Callable[[SyncResult
     last: tuple[str, str] | None = None
     while True:
         try:
-            result = sync_once(options)
+            result = sync_once(options, pause)
             if (result.state, result.message) != last:
                 last = (result.state, result.message)
                 changed(result)
         except BundlerError as exc:
             failed(exc)
-        note_next_sync(options.site, pause)
         time.sleep(pause)

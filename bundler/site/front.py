@@ -49,6 +49,7 @@ TOKENS_PER_SECOND = 50  # /token requests per client address (burst TOKEN_BURST)
 TOKEN_BURST = 200
 TOKEN_BODY = "64k"
 MANIFEST_BODY = "4m"  # what Distribution 3 and containerd take as a manifest's largest size
+LISTEN_BACKLOG = 4096  # handshakes the kernel completes before nginx accepts them (Linux's somaxconn)
 MAX_CONNECTIONS = 32768  # per worker: 20,000 silent sockets from one address leave room for every node
 OPEN_FILES = 65536  # what a worker asks for (the unit's LimitNOFILE); at most the hard limit it inherits
 CHECKSUM_HEADERS = ("X-Checksum-Sha256", "Digest", "ETag")  # what a file sent after X-Accel keeps of the app's answer
@@ -112,8 +113,13 @@ def _quote(value: object) -> str:
 
 
 def _listen(address: str) -> str:
+    """nginx's `listen` for HOST:PORT, with a deep accept queue: under a flood of silent connections
+    (SYN cookies on) a handshake completed while nginx's default queue of 511 is full is dropped by the
+    kernel without a word, and its client holds a connection the front never saw (the kernel caps
+    the queue at net.core.somaxconn)."""
     host, _, port = address.rpartition(":")
-    return f"{host}:{port}" if host.startswith("[") or host else port
+    where = f"{host}:{port}" if host.startswith("[") or host else port
+    return f"{where} backlog={LISTEN_BACKLOG}"
 
 
 def low_port(site: SiteConfig) -> bool:

@@ -218,29 +218,18 @@ SILENT_HOLDERS = 2
 
 
 def hold_silent(port: int, count: int, source: str = "127.0.0.9", patience: float = 40.0) -> None:
-    """Open `count` plain TCP connections to `port` from `source` at once, send nothing, and print
-    (JSON) how many opened and how long each stayed open before the server closed it."""
+    """Open `count` plain TCP connections to `port` from `source` within a second or so (500 at a time,
+    as a flood arrives), send nothing, and print (JSON) how many opened and how long each stayed open
+    before the server closed it."""
     import resource
     import select
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     poll, started, lifetimes, failures = select.epoll(), {}, [], {}
     sockets = {}
-    for _ in range(count):
-        sock = socket.socket()
-        sock.setblocking(False)
-        try:
-            sock.bind((source, 0))
-            sock.connect_ex((HOST, port))
-        except OSError as exc:
-            failures[exc.strerror or str(exc)] = failures.get(exc.strerror or str(exc), 0) + 1
-            sock.close()
-            continue
-        sockets[sock.fileno()] = sock
-        poll.register(sock, select.EPOLLOUT | select.EPOLLIN | select.EPOLLRDHUP)
-    deadline = time.monotonic() + patience
-    while sockets and time.monotonic() < deadline:
-        for fd, events in poll.poll(1.0):
+
+    def watch(seconds: float) -> None:
+        for fd, events in poll.poll(seconds):
             sock = sockets[fd]
             if fd not in started and events & select.EPOLLOUT and not sock.getsockopt(socket.SOL_SOCKET,
                                                                                         socket.SO_ERROR):
@@ -254,6 +243,24 @@ def hold_silent(port: int, count: int, source: str = "127.0.0.9", patience: floa
                 poll.unregister(sock)
                 sock.close()
                 del sockets[fd]
+
+    for n in range(count):
+        if n % 500 == 499:
+            watch(0.05)
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            sock.bind((source, 0))
+            sock.connect_ex((HOST, port))
+        except OSError as exc:
+            failures[exc.strerror or str(exc)] = failures.get(exc.strerror or str(exc), 0) + 1
+            sock.close()
+            continue
+        sockets[sock.fileno()] = sock
+        poll.register(sock, select.EPOLLOUT | select.EPOLLIN | select.EPOLLRDHUP)
+    deadline = time.monotonic() + patience
+    while sockets and time.monotonic() < deadline:
+        watch(1.0)
     lifetimes += [patience] * sum(fd in started for fd in sockets)  # never dropped
     print(json.dumps({"opened": len(started), "lifetimes": lifetimes, "failures": failures}))
 
