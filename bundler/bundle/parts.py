@@ -1,6 +1,8 @@
 """Split bundles: one bundle written as parts (each at most --split-size, `fat32` = 4 GiB - 1) and
 a small index naming every part with its size and sha256, bound to the signed bundle.json by its
-digest. Readers take the index or any part and read the parts as one file."""
+digest. Readers take the index or any part and read the parts as one file. With parity parts
+(`--parity M`, parity.py) the index lists them too, and up to M missing or damaged parts are read
+from the others."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ import json
 import os
 import re
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import names
+from bundler.bundle import parity as rs
 from bundler.errors import IntegrityError, UsageError
 from bundler.fsutil import NotRegular, OpenFiles, atomic_write, not_regular, open_regular, read_regular
 from bundler.oci.reference import check_digest
+from bundler.parallel import run_parallel
 from bundler.untrusted import Malformed, Obj
 
 INDEX_SUFFIX = ".parts.json"
@@ -30,6 +35,15 @@ _PART_RE = re.compile(r"^(?P<base>.+)\.part-\d{3,}$")
 MAX_INDEX_BYTES = 4 << 20  # an index of 4 MiB lists tens of thousands of parts
 MAX_PARTS = 10_000  # 40 TB of FAT32 parts, or a 10 GB bundle in 1 MiB ones: more is not a bundle
 PART_HINT = "copy that part from the source again (every .part-NNN file the index names); nothing was changed"
+PARTS_HINT = ("copy those parts from the source again (every .part-NNN and .parity-NNN file the index names); "
+              "nothing was changed")
+
+
+@dataclass(frozen=True)
+class Split:
+    """How a bundle is written as parts: each at most `size` bytes, and `parity` parity parts."""
+    size: int
+    parity: int = 0
 
 
 def parse_size(text: str) -> int:
@@ -64,19 +78,49 @@ class Part:
 
 
 def index_document(bundle_name: str, parts: list[tuple[str, int, str]], split_size: int,
-                   manifest_digest: str) -> bytes:
-    """The parts index of bundle `bundle_name`: (file name, size, sha256 hex) of each part, in order."""
+                   manifest_digest: str, parity: list[tuple[str, int, str]] | None = None) -> bytes:
+    """The parts index of bundle `bundle_name`: (file name, size, sha256 hex) of each part, in order,
+    and of each parity part."""
     doc = {"schema": SCHEMA, "bundle": bundle_name, "size": sum(size for _, size, _ in parts),
            "manifest_digest": manifest_digest, "split_size": split_size,
-           "parts": [{"file": name, "size": size, "sha256": digest} for name, size, digest in parts]}
+           "parts": [{"file": name, "size": size, "sha256": digest} for name, size, digest in parts],
+           **({"parity": {"scheme": rs.SCHEME, "stripe": rs.STRIPE,
+                          "parts": [{"file": name, "size": size, "sha256": digest} for name, size, digest in parity]}}
+              if parity else {})}
     return json.dumps(doc, indent=1).encode()
 
 
-def write_index(bundle: Path, parts: list[tuple[str, int, str]], split_size: int, manifest_digest: str) -> Path:
+def write_index(bundle: Path, parts: list[tuple[str, int, str]], split_size: int, manifest_digest: str,
+                parity: list[tuple[str, int, str]] | None = None) -> Path:
     """The index of a bundle written as parts, next to them."""
     index = bundle.with_name(bundle.name + INDEX_SUFFIX)
-    atomic_write(index, index_document(bundle.name, parts, split_size, manifest_digest))
+    atomic_write(index, index_document(bundle.name, parts, split_size, manifest_digest, parity))
     return index
+
+
+def write_parity(data: list[Path], targets: list[Path]) -> tuple[list[str], list[str]]:
+    """Parity parts `targets` (written, synced) for the data parts `data`, in one pass that also
+    hashes the data parts: (sha256 hex of each data part, of each parity part)."""
+    sizes = tuple(path.stat().st_size for path in data)
+    shares = rs.Shares(sizes, len(targets))
+    files = OpenFiles(data, open_regular)
+    outs = [os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for target in targets]
+    try:
+        hashes = rs.encode(shares, rs.files_reader(files), lambda j, block, offset: _pwrite_all(outs[j], block, offset))
+        for fd in outs:
+            os.fsync(fd)
+        return hashes
+    finally:
+        files.close()
+        for fd in outs:
+            os.close(fd)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:
@@ -121,13 +165,28 @@ def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:
         if part["file"] not in {p["file"] for p in parts}:
             index.with_name(str(part["file"])).unlink(missing_ok=True)
     doc.update(parts=parts, size=sum(int(p["size"]) for p in parts))
+    if "parity" in doc:  # the tail's stripes changed (and, with a part more or fewer, every stripe): encode again
+        data = [index.with_name(str(p["file"])) for p in parts]
+        count = len(doc["parity"]["parts"])
+        rs.check_parity(count, len(parts))
+        names_ = [rs.parity_name(str(doc["bundle"]), j) for j in range(count)]
+        partials = [index.with_name(f".{name}.partial") for name in names_]
+        _, hashes = write_parity(data, partials)
+        for partial, name in zip(partials, names_, strict=True):
+            os.replace(partial, index.with_name(name))
+        size = max(int(p["size"]) for p in parts)
+        doc["parity"]["parts"] = [{"file": name, "size": size, "sha256": digest}
+                                  for name, digest in zip(names_, hashes, strict=True)]
     atomic_write(index, json.dumps(doc, indent=1).encode())
 
 
 class PartSet:
-    """The parts of a split bundle, opened, read as one file with positional reads."""
+    """The parts of a split bundle, opened, read as one file with positional reads. With parity parts,
+    the data parts that are missing, cut short or named in `damaged` (found so by their sha256) are
+    read from the others (`rebuilt` names them), up to as many as there are good parity parts; more,
+    and IntegrityError names every bad part."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, damaged: Collection[str] = ()) -> None:
         self.index = index_path(path)
         try:
             doc = Obj.load(read_regular(self.index, MAX_INDEX_BYTES), MAX_INDEX_BYTES)
@@ -143,6 +202,7 @@ class PartSet:
                 parts.append(Part(name, size, entry.string("sha256", names.sha256_hex), offset))
                 offset += size
             manifest_digest = doc.string("manifest_digest", check_digest, default="")
+            parity = _parity_parts(doc, base, [p.size for p in parts])
         except FileNotFoundError:
             raise IntegrityError(f"{self.index.name} (the index of this split bundle) is missing",
                                  hint="copy the whole set of files: the parts and the .parts.json index") from None
@@ -152,21 +212,29 @@ class PartSet:
             raise IntegrityError(f"{self.index.name} lists {len(parts):,} parts; a bundle is split into at most "
                                  f"{MAX_PARTS:,}", hint="bundler did not write this index: ask for the bundle again")
         self.parts = parts
+        self.parity = parity
         self.size = offset
         self.manifest_digest = manifest_digest
-        for part in parts:  # each one there, a regular file of its size; opened only when read
-            path = self.index.with_name(part.file)
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                raise IntegrityError(f"part {part.file} of this split bundle is missing", hint=PART_HINT) from None
-            if not stat.S_ISREG(st.st_mode):
-                raise IntegrityError(f"part {part.file}: {not_regular(path, st.st_mode)}", hint=PART_HINT)
-            if st.st_size != part.size:
-                raise IntegrityError(f"part {part.file} is {st.st_size} bytes, the index says {part.size} "
-                                     "(cut short?)", hint=PART_HINT)
+        shares = parts + parity
+        bad = {i: why for i, part in enumerate(shares)  # each one there, a regular file of its size
+               if (why := _unusable(self.index.with_name(part.file), part, damaged))}
+        lost = {i for i in bad if i < len(parts)}
+        if lost and len(bad) > len(parity):
+            if len(bad) == 1:  # no parity parts
+                (i, why), = bad.items()
+                raise IntegrityError(f"part {parts[i].file} "
+                                     + ("of this split bundle is missing" if why == "is missing" else why),
+                                     hint=PART_HINT)
+            shown = "; ".join(f"part {shares[i].file} {why}" for i, why in bad.items())
+            can = f"its {len(parity)} parity parts rebuild at most {len(parity)}" if parity else "it has no parity"
+            raise IntegrityError(f"{len(bad)} parts of this split bundle are bad ({can}): {shown}", hint=PARTS_HINT)
+        self.rebuilt = [parts[i].file for i in sorted(lost)]
+        self.unread = {shares[i].file for i in bad}  # read from the others (data parts), or not at all
         self.offsets = [part.offset for part in parts]
-        self.files = OpenFiles([self.index.with_name(p.file) for p in parts], open_regular)
+        self.files = OpenFiles([self.index.with_name(p.file) for p in shares], open_regular)  # opened when read
+        read = rs.files_reader(self.files)
+        self.rebuilder = rs.Rebuilder(rs.Shares(tuple(p.size for p in parts), len(parity)), set(bad), read) \
+            if lost else None
 
     def close(self) -> None:
         self.files.close()
@@ -180,8 +248,11 @@ class PartSet:
                 break
             if start >= part.size:  # an empty part, or one before the offset
                 continue
-            with self.files.use(i) as fd:
-                data = os.pread(fd, min(size, part.size - start), start)
+            if self.rebuilder is not None and part.file in self.rebuilt:
+                data = self.rebuilder.pread(i, min(size, part.size - start), start)
+            else:
+                with self.files.use(i) as fd:
+                    data = os.pread(fd, min(size, part.size - start), start)
             if not data:
                 break
             out += data
@@ -191,10 +262,17 @@ class PartSet:
     def parts_between(self, start: int, end: int) -> list[Part]:
         return [p for p in self.parts if p.offset < end and start < p.offset + p.size]
 
-    def part_digest(self, part: Part) -> str:
+    def damaged(self, jobs: int = 4) -> list[tuple[Part, str]]:
+        """The parts (data and parity) read as they are whose sha256 differs from the index's, with
+        the sha256 found: one read of each, in parallel."""
+        shares = [(i, part) for i, part in enumerate(self.parts + self.parity) if part.file not in self.unread]
+        digests = run_parallel(lambda item: self._digest(*item), shares, jobs)
+        return [(part, digest) for (_, part), digest in zip(shares, digests, strict=True) if digest != part.sha256]
+
+    def _digest(self, share: int, part: Part) -> str:
         digest = hashlib.sha256()
         position = 0
-        with self.files.use(self.parts.index(part)) as fd:
+        with self.files.use(share) as fd:
             while position < part.size:
                 chunk = os.pread(fd, min(CHUNK, part.size - position), position)
                 if not chunk:
@@ -229,6 +307,40 @@ class PartsFile(io.RawIOBase):
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
+
+
+def _unusable(path: Path, part: Part, damaged: Collection[str]) -> str:
+    """Why a part cannot be read as it is ('' when it can)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "is missing"
+    if not stat.S_ISREG(st.st_mode):
+        return not_regular(path, st.st_mode)
+    if st.st_size != part.size:
+        return f"is {st.st_size} bytes, the index says {part.size} (cut short?)"
+    return "is damaged (its sha256 differs from the index's)" if part.file in damaged else ""
+
+
+def _parity_parts(doc: Obj, base: str, sizes: list[int]) -> list[Part]:
+    """The index's parity parts (none without a `parity` section), each as long as the longest part."""
+    section = doc.obj("parity", default=None)
+    if section is None:
+        return []
+    if section.string("scheme") != rs.SCHEME or section.integer("stripe") != rs.STRIPE:
+        raise Malformed(f"parity {section.string('scheme')[:40]!r} with stripes of {section.integer('stripe')} bytes "
+                        f"(this bundler reads {rs.SCHEME}, {rs.STRIPE})")
+    found = []
+    for j, item in enumerate(section.array("parts", required=True)):
+        entry = item.obj()
+        name = entry.string("file", functools.partial(_part_name, rs.parity_name(base, j)))
+        size = entry.integer("size")
+        if size != max(sizes):
+            raise Malformed(f"parity part {name} is {size} bytes; it is as long as the longest part, {max(sizes)}")
+        found.append(Part(name, size, entry.string("sha256", names.sha256_hex), 0))
+    if found and len(sizes) + len(found) > rs.MAX_SHARES:
+        raise Malformed(f"{len(sizes)} parts and {len(found)} parity parts: more than {rs.MAX_SHARES}")
+    return found
 
 
 def _part_name(expected: str, value: str) -> str:

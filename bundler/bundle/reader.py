@@ -11,17 +11,17 @@ import io
 import os
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from bundler import names, problems
 from bundler.bundle import layout
 from bundler.bundle.layout import unsafe_path_reason
 from bundler.bundle.manifest import BundleManifest, manifest_digest
 from bundler.bundle.parts import INDEX_SUFFIX, PartSet, PartsFile, is_split
-from bundler.errors import IntegrityError, UsageError
+from bundler.errors import IntegrityError, RefusedError, UsageError
 from bundler.fsutil import NotRegular, open_regular
 from bundler.problems import Problem
 from bundler.untrusted import Malformed, Obj
@@ -86,14 +86,15 @@ def _what_it_is(path: Path) -> str:
 
 
 class BundleReader:
-    """An opened bundle file: its members (by name), structural problems, and the manifest bytes."""
+    """An opened bundle file: its members (by name), structural problems, and the manifest bytes.
+    `damaged`: parts of a split bundle known to be damaged, read from its parity parts."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, damaged: Collection[str] = ()) -> None:
         self.path = Path(path)
         self.fd = -1
         self.parts: PartSet | None = None
         if is_split(self.path):  # the index, or any part: read the parts as one file
-            self.parts = PartSet(self.path)
+            self.parts = PartSet(self.path, damaged)
             self.size = self.parts.size
         else:
             try:
@@ -218,3 +219,49 @@ class BundleReader:
             return entries
         except Malformed as exc:
             raise IntegrityError(f"{self.path}: {layout.SIGNATURES} is malformed: {exc}") from None
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """What `read_mending` returns: the attempt's result, and the parts it read from parity."""
+    result: T
+    rebuilt: list[str]
+
+
+def read_mending(path: Path, attempt: Callable[[BundleReader], T],
+                 failed: Callable[[T], bool] = lambda _: False) -> Read[T]:
+    """`attempt` on the bundle at `path`. A split bundle with parity parts reads its missing parts
+    from parity as it opens; when the attempt is refused (or `failed` says its result failed), the
+    parts are hashed, and those found damaged are read from parity in a new attempt (refused, naming
+    every bad part, when there are more than parity mends). A clean read costs nothing more."""
+    damaged: set[str] = set()
+    while True:
+        error: RefusedError | None = None
+        try:
+            with BundleReader(path, damaged) as reader:
+                rebuilt = list(reader.parts.rebuilt) if reader.parts is not None else []
+                result = attempt(reader)
+            if not failed(result):
+                return Read(result, rebuilt)
+        except RefusedError as exc:
+            error = exc
+        found = _damaged_parts(path, damaged) - damaged
+        if not found:  # nothing parity mends
+            if error is not None:
+                raise error
+            return Read(result, rebuilt)
+        damaged |= found
+
+
+def _damaged_parts(path: Path, known: set[str]) -> set[str]:
+    """Parts of a split bundle with parity whose bytes differ from the index (besides `known`)."""
+    if not is_split(path):
+        return set()
+    parts = PartSet(path, known)
+    try:
+        return {part.file for part, _ in parts.damaged()} if parts.parity else set()
+    finally:
+        parts.close()

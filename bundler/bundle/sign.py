@@ -58,6 +58,12 @@ def add_signature(path: Path, key: ec.EllipticCurvePrivateKey, jobs: int = 4,
             found += part_problems(reader, digest, bool(found))
         end = reader.end_of_members
         index = reader.parts.index if reader.parts is not None else None
+        lost = reader.parts.unread if reader.parts is not None else set()
+    if lost and not found:
+        raise IntegrityError(f"{path} verifies, but {', '.join(sorted(lost))} can only be read from its parity parts "
+                             "here: not signing a set that is not whole",
+                             hint="copy the set again (or `bundler verify` it, which rebuilds what it can to check "
+                                  "it); sign a whole set")
     if found:
         raise IntegrityError(f"{path} does not verify, not signing it: {'; '.join(map(str, found[:3]))}",
                              hint="get a fresh copy from its source; sign only what you have verified")

@@ -19,7 +19,7 @@ from bundler.bundle import layout
 from bundler.bundle.kinds import registered
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parts import PART_HINT
-from bundler.bundle.reader import BundleReader
+from bundler.bundle.reader import BundleReader, read_mending
 from bundler.errors import IntegrityError
 from bundler.jsontypes import Doc
 from bundler.names import parse_time
@@ -40,6 +40,7 @@ class VerifyReport:
     verdict: PolicyVerdict
     problems: list[Problem] = field(default_factory=list)
     judged: list[Doc] = field(default_factory=list)  # with a site: what its policies judged, and by whom
+    rebuilt_parts: list[str] = field(default_factory=list)  # a split bundle's parts read from its parity parts
 
     @property
     def verified(self) -> bool:
@@ -56,6 +57,7 @@ class VerifyReport:
             "file_count": len(m.files), "total_bytes": sum(f.size for f in m.files.values()),
             "problems": [p.to_dict() for p in self.problems],
             **({"judged": self.judged} if self.judged else {}),
+            **({"rebuilt_parts": self.rebuilt_parts} if self.rebuilt_parts else {}),
         }
 
     def raise_if_failed(self, path: str) -> None:
@@ -220,12 +222,10 @@ def part_problems(reader: BundleReader, manifest_digest: str, damaged: bool) -> 
                              f"{reader.parts.index.name} belongs to another bundle (manifest "
                              f"{reader.parts.manifest_digest[:19]}, this one is {manifest_digest[:19]})",
                              manifest_digest, reader.parts.manifest_digest))
-    if damaged:
-        for part in reader.parts.parts:
-            actual = reader.parts.part_digest(part)
-            if actual != part.sha256:
-                found.append(Problem(problems.PART_DAMAGED, part.file, f"part {part.file} is damaged: sha256 is "
-                                     f"{actual}, the index says {part.sha256}", part.sha256, actual))
+    if damaged:  # the parts read as they are (a rebuilt one is not), parity parts too
+        for part, actual in reader.parts.damaged():
+            found.append(Problem(problems.PART_DAMAGED, part.file, f"part {part.file} is damaged: sha256 is "
+                                 f"{actual}, the index says {part.sha256}", part.sha256, actual))
     return found
 
 
@@ -326,7 +326,11 @@ def unreadable_report(path: Path, error: IntegrityError, threshold: int) -> Doc:
 def verify_file(path: Path, policy: TrustPolicy, jobs: int = 4, site: SiteChecks | None = None,
                 admit: Admission | None = None) -> VerifyReport:
     """Open and verify a bundle file completely, with a progress bar over the payload bytes."""
-    with BundleReader(path) as reader:
+    def attempt(reader: BundleReader) -> VerifyReport:
         manifest, _, _ = reader.manifest()
         with byte_progress("verifying", sum(f.size for f in manifest.files.values())) as progress:
             return verify_bundle(reader, policy, jobs, progress.advance, site, admit)
+
+    read = read_mending(path, attempt, lambda report: bool(report.problems))
+    read.result.rebuilt_parts = read.rebuilt
+    return read.result

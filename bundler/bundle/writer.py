@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.bundle.parts import MAX_PARTS, write_index
+from bundler.bundle import parity as rs
+from bundler.bundle.parts import MAX_PARTS, Split, write_index, write_parity
 from bundler.errors import UsageError
 from bundler.fsutil import OpenFiles, file_sha256
 from bundler.parallel import run_parallel
@@ -70,19 +71,23 @@ class TarLayout:
 
 class BundleFile:
     """The output while it is being written: positional writes from many threads, then commit. With
-    `split_size` (and a bundle larger than it) the bytes go straight into parts of at most that size
-    (`NAME.part-000`, ...) and commit writes their index (parts.py): the whole file is never written."""
+    `split` (and a bundle larger than its size, or parity parts asked for) the bytes go straight into
+    parts of at most that size (`NAME.part-000`, ...) and commit writes the parity parts and the
+    index (parts.py): the whole file is never written."""
 
-    def __init__(self, path: Path, layout: TarLayout, split_size: int | None = None) -> None:
+    def __init__(self, path: Path, layout: TarLayout, split: Split | None = None) -> None:
         self.path = path
         self.layout = layout
         total = layout.total_size
-        self.part_size = split_size if split_size is not None and total > split_size else max(total, 1)
+        self.part_size = split.size if split is not None and total > split.size else max(total, 1)
+        self.parity = split.parity if split is not None else 0
         count = -(-total // self.part_size)
         if count > MAX_PARTS:
             raise UsageError(f"--split-size {self.part_size:,} bytes would cut this {total:,} byte bundle into "
                              f"{count:,} parts; a bundle has at most {MAX_PARTS:,}", hint="give a larger --split-size")
-        self.names = [path.name] if count == 1 else [f"{path.name}.part-{i:03d}" for i in range(count)]
+        rs.check_parity(self.parity, count)
+        whole = count == 1 and not self.parity
+        self.names = [path.name] if whole else [f"{path.name}.part-{i:03d}" for i in range(count)]
         self.partials = [path.with_name(f".{name}.partial") for name in self.names]
         self.files = OpenFiles(self.partials, lambda partial: os.open(partial, os.O_RDWR))  # a bounded number open
         try:
@@ -144,7 +149,7 @@ class BundleFile:
 
     @property
     def parts(self) -> int:
-        """Files it writes: 1, or the number of parts."""
+        """Files it writes: 1, or the number of parts (parity parts besides)."""
         return len(self.names)
 
     def commit(self, manifest_digest: str) -> Path:
@@ -153,15 +158,28 @@ class BundleFile:
             with self.files.use(i) as fd:
                 os.fsync(fd)
         self.files.close()
-        if len(self.partials) == 1:
+        if self.names == [self.path.name]:
             os.replace(self.partials[0], self.path)
             return self.path
-        hashes = run_parallel(lambda path: file_sha256(path)[0], self.partials, min(len(self.partials), 4))
-        for partial, name in zip(self.partials, self.names, strict=True):
-            os.replace(partial, self.path.with_name(name))
+        parity_names = [rs.parity_name(self.path.name, j) for j in range(self.parity)]
+        parity_partials = [self.path.with_name(f".{name}.partial") for name in parity_names]
+        try:
+            if self.parity:  # one pass: the data parts hashed as the parity parts are encoded from them
+                hashes, parity_hashes = write_parity(self.partials, parity_partials)
+            else:
+                hashes = run_parallel(lambda path: file_sha256(path)[0], self.partials, min(len(self.partials), 4))
+                parity_hashes = []
+            for partial, name in zip(self.partials + parity_partials, self.names + parity_names, strict=True):
+                os.replace(partial, self.path.with_name(name))
+        except BaseException:
+            for partial in parity_partials:
+                partial.unlink(missing_ok=True)
+            raise
         return write_index(self.path, [(name, self._length(i), digest) for i, (name, digest)
                                        in enumerate(zip(self.names, hashes, strict=True))],
-                           self.part_size, manifest_digest)
+                           self.part_size, manifest_digest,
+                           [(name, self._length(0), digest) for name, digest in zip(parity_names, parity_hashes,
+                                                                                     strict=True)])
 
     def abort(self) -> None:
         self.files.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bundler.bundle.parts import parse_size
+from bundler.bundle.parts import Split, parse_size
 from bundler.cli.root import JOBS_HELP
 from bundler.errors import UsageError
 from bundler.kinds import KINDS
@@ -26,6 +26,9 @@ from bundler.units import human
 @click.option("--since", type=click.Path(dir_okay=False, path_type=Path),
               help="a delta: carry only what PARENT lacks (a bundle, its --manifest, or a site receipt)")
 @click.option("--split-size", help="write parts of at most SIZE (4G, 500M, or fat32) and a .parts.json index")
+@click.option("--parity", default=0, type=click.IntRange(0, 16), metavar="M",
+              help="with --split-size: also write M parity parts (Reed-Solomon): any M parts lost or damaged on "
+                   "the way are rebuilt where the set is read")
 @click.option("--for-fleet", "fleet_dir", type=click.Path(file_okay=False, path_type=Path),
               help="write the smallest set of deltas that brings every site of this fleet directory to the "
                    "release (one per distinct base, into -o DIRECTORY, default .)")
@@ -38,8 +41,8 @@ from bundler.units import human
               help="resolve every source (tags to digests, chart ranges, Git refs, files) and print what the "
                    "bundle would carry and its size; write nothing")
 def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...], since: Path | None,
-          split_size: str | None, fleet_dir: Path | None, hub_url: str | None, hub_credentials: Path | None,
-          dry: bool) -> None:
+          split_size: str | None, parity: int, fleet_dir: Path | None, hub_url: str | None,
+          hub_credentials: Path | None, dry: bool) -> None:
     """Collect what PROFILE names (images, charts, Git repositories, updates, artifacts) into one bundle file,
     signed with each --key.
 
@@ -47,8 +50,11 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
     Example:
       bundler build profiles/demo.yaml --key release.key -o demo-1.0.0.bundle.tar
       bundler build profiles/demo.yaml --dry-run        # what it would carry, and its size
+      bundler build profiles/demo.yaml --key release.key --split-size fat32 --parity 2   # sticks
     """
-    size = parse_size(split_size) if split_size else None
+    if parity and not split_size:
+        raise UsageError("--parity M writes parity parts beside the parts: give --split-size too (fat32, say)")
+    split = Split(parse_size(split_size), parity) if split_size else None
     if dry:
 
         if fleet_dir is not None:
@@ -66,7 +72,7 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
         raise UsageError("--publish is for --for-fleet's deltas; a single bundle: bundler publish BUNDLE HUB")
     if fleet_dir is not None:
 
-        done = fleet_build(BuildOptions(profile, None, jobs, keys, since, size), fleet_dir, output or Path.cwd(),
+        done = fleet_build(BuildOptions(profile, None, jobs, keys, since, split), fleet_dir, output or Path.cwd(),
                            hub_url, hub_credentials)
         for item in done.built:
             click.echo(f"wrote {item.result.path} ({human(item.result.size)}) for {', '.join(item.sites)}")
@@ -76,12 +82,14 @@ def build(profile: Path, output: Path | None, jobs: int, keys: tuple[Path, ...],
         if done.current:
             click.echo(f"already at this release: {', '.join(done.current)}")
         return
-    result = build_bundle(BuildOptions(profile, output, jobs, keys, since, size))
+    result = build_bundle(BuildOptions(profile, output, jobs, keys, since, split))
     for note in result.notes:
         click.echo(note)
 
     counts = "".join(f"{result.counts[k.key]} {k.title}, " for k in KINDS if result.counts[k.key] or k.always_reported)
-    what = f"a bundle of {human(result.size)} in {result.parts} parts" if result.parts > 1 else human(result.size)
+    with_parity = f" and {parity} parity parts" if parity else ""
+    what = (f"a bundle of {human(result.size)} in {result.parts} parts{with_parity}"
+            if result.parts > 1 or parity else human(result.size))
     delta = ""
     if since is not None and result.left_to_parent is not None:
         files, size = result.left_to_parent

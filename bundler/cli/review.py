@@ -132,6 +132,10 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
         click.echo(f"threshold {report.verdict.threshold}: {'met' if report.verdict.met else 'NOT met'}")
         for problem in report.problems:
             click.echo(f"problem: {printable(problem.message)} [{problem.code}]", err=True)
+        if report.rebuilt_parts:
+            click.echo(f"rebuilt from the parity parts: {', '.join(report.rebuilt_parts)} (the copy of "
+                       f"{'that part is' if len(report.rebuilt_parts) == 1 else 'those parts are'} missing or "
+                       "damaged: copy it again before the set travels on)")
         if report.verified:
             click.echo("verified")
     if not report.verified:

@@ -24,6 +24,7 @@ from bundler.bundle import layout
 from bundler.bundle.kinds import Entry
 from bundler.bundle.manifest import BundleManifest, FileEntry, manifest_digest, signatures_json
 from bundler.bundle.parent import Parent, read_parent
+from bundler.bundle.parts import INDEX_SUFFIX, Split
 from bundler.bundle.sbom import make_sbom
 from bundler.bundle.verify import oci_tops as manifest_oci_tops
 from bundler.bundle.writer import BundleFile, TarLayout
@@ -43,13 +44,13 @@ from bundler.progress import byte_progress
 @dataclass(frozen=True)
 class BuildOptions:
     """What `bundler build` was asked: the profile, where to write, parallel jobs, signing keys, a
-    delta's base, a split size."""
+    delta's base, how to split it."""
     profile: Path
     output: Path | None = None
     jobs: int = 8
     keys: tuple[Path, ...] = ()  # private keys that sign bundle.json
     since: Path | None = None  # a previous bundle, its manifest, or a site receipt: carry only what it lacks
-    split_size: int | None = None  # write parts of at most this size, and an index
+    split: Split | None = None  # write parts of at most its size (and its parity parts), and an index
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,9 @@ class Collected:
         return sum(entry.size for entry in files.values())
 
     def write(self, output: Path, keys: Sequence[ec.EllipticCurvePrivateKey], parent: Parent | None,
-              split_size: int | None = None) -> BuildResult:
+              split: Split | None = None) -> BuildResult:
         info = BundleInfo(self.profile.name, self.profile.version, self.profile.digest, self.profile.expires, parent)
-        result = write_bundle(info, self.for_base(parent), output, self.jobs, keys, split_size)
+        result = write_bundle(info, self.for_base(parent), output, self.jobs, keys, split)
         result.notes.extend(self.notes)
         return result
 
@@ -138,9 +139,10 @@ def build_bundle(options: BuildOptions) -> BuildResult:
         raise UsageError(f"output {output} is a directory", hint="give a file name with -o")
     parent = read_parent(options.since) if options.since else None
     with collecting(options, output.parent) as collected:
-        result = collected.write(output, keys, parent, options.split_size)
-    if result.parts > 1:
-        result.notes.append(f"split into {result.parts} parts; the index is {result.path.name}")
+        result = collected.write(output, keys, parent, options.split)
+    if result.path.name.endswith(INDEX_SUFFIX):
+        parity = f" and {options.split.parity} parity parts" if options.split and options.split.parity else ""
+        result.notes.append(f"split into {result.parts} parts{parity}; the index is {result.path.name}")
     return result
 
 
@@ -291,13 +293,13 @@ def lay_out(info: BundleInfo, contents: Contents, keys: Sequence[ec.EllipticCurv
 
 
 def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
-                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), split_size: int | None = None) -> BuildResult:
-    """Lay out and write the bundle file (or its parts, at most `split_size` each, and their index):
+                 keys: Sequence[ec.EllipticCurvePrivateKey] = (), split: Split | None = None) -> BuildResult:
+    """Lay out and write the bundle file (or its parts, as `split` says, and their index):
     bundle.json first, payloads, signatures.json last."""
     laid = lay_out(info, contents, keys)
     manifest_bytes, signatures, small, ordered, tar = (laid.manifest_bytes, laid.signatures, laid.small, laid.ordered,
                                                        laid.tar)
-    out = BundleFile(output, tar, split_size)
+    out = BundleFile(output, tar, split)
     try:
         out.write_member(layout.MANIFEST, manifest_bytes)
         for path, data in small.items():

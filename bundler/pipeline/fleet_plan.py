@@ -118,9 +118,8 @@ def fleet_build(options: BuildOptions, fleet_dir: Path, directory: Path, hub_url
                 hub_credentials: Path | None = None) -> FleetBuildResult:
     """`build --for-fleet`: one bundle per distinct base of the fleet's sites, published to the hub
     (tagged for each of its sites) when one is given."""
-    if options.since is not None or options.split_size is not None:
-        raise UsageError("--for-fleet makes one delta per site base itself; it takes neither --since nor "
-                         "--split-size")
+    if options.since is not None:
+        raise UsageError("--for-fleet makes one delta per site base itself; it takes no --since")
     held = Fleet(fleet_dir).receipt_paths()
     if not held:
         raise UsageError(f"the fleet {fleet_dir} holds no receipts", hint="bundler fleet add RECEIPT...")
@@ -142,5 +141,6 @@ def build_for_fleet(options: BuildOptions, receipts: dict[str, Path], directory:
         name, version = collected.profile.name, collected.profile.version
         _, groups = group_sites(name, version, dict(sorted(receipts.items())))
         return [FleetBuild(group.sites, collected.write(
-                    directory / f"{name}-{version}-for-{group.sites[0]}{layout.SUFFIX}", keys, group.parent))
+                    directory / f"{name}-{version}-for-{group.sites[0]}{layout.SUFFIX}", keys, group.parent,
+                    options.split))
                 for group in groups]

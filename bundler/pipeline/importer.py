@@ -25,7 +25,7 @@ from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parent import parent_label
-from bundler.bundle.reader import BundleReader
+from bundler.bundle.reader import BundleReader, read_mending
 from bundler.bundle.verify import Verification, VerifyReport, part_problems, read_verified
 from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
@@ -85,12 +85,14 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
     plan: ImportPlan | None = None  # with --dry-run: what the import would change
     phases: list[Phase] = field(default_factory=list)  # bytes and seconds of verifying, importing
+    rebuilt_parts: list[str] = field(default_factory=list)  # a split bundle's parts read from its parity parts
 
     def to_dict(self) -> Doc:
         return {"name": self.name, "version": self.version, "manifest_digest": self.manifest_digest,
                 "already_imported": self.already_imported, "added": self.added, "unchanged": self.unchanged,
                 "bytes_sent": self.bytes_sent, "bundle_bytes_read": self.bundle_bytes_read, "notes": self.notes,
                 "phases": [phase.to_dict() for phase in self.phases],
+                **({"rebuilt_parts": self.rebuilt_parts} if self.rebuilt_parts else {}),
                 **({"dry_run": True, "plan": self.plan.to_dict()} if self.plan is not None else {})}
 
 
@@ -221,7 +223,8 @@ def import_bundle(options: ImportOptions) -> ImportResult:
     with import_lock(site, options.bundle):
         journal = Journal(site)
         earlier = journal.unfinished()
-        with BundleReader(options.bundle) as reader:
+
+        def attempt(reader: BundleReader) -> ImportResult:
             try:
                 result = Import(site, options, journal, reader).run()
             except OSError as exc:
@@ -237,6 +240,14 @@ def import_bundle(options: ImportOptions) -> ImportResult:
                                        "the site's import account (import-credentials.json) was refused: run "
                                        "`bundler site up` to take up the site's accounts again") from None
             result.bundle_bytes_read = reader.bytes_read
+            return result
+
+        read = read_mending(options.bundle, attempt)  # a refused split set with parity: damaged parts mended
+        result = read.result
+        if read.rebuilt:
+            result.rebuilt_parts = read.rebuilt
+            result.notes.append(f"rebuilt from the parity parts: {', '.join(read.rebuilt)} (missing or damaged in "
+                                "this copy; what was imported is checked against the signed digests as always)")
         if earlier and earlier.get("manifest_digest") == result.manifest_digest:
             result.notes.append(f"resumed an import of this bundle that stopped during {earlier.get('phase')} "
                                 f"(started {earlier.get('started')}); what had arrived was not sent again")

@@ -137,6 +137,16 @@ def test_for_fleet_deltas_bring_every_site_to_the_same_content(
     # one delta rule: from the full bundle the plan says what the profile's plan says (no Git in it)
     assert sizes == {name: planned[name] for name in sizes}, (sizes, planned)
     full = json.loads(cli("inspect", v2, "--json").out)["content_digest"]
+    # for sticks: the same deltas as split sets with a parity part; one part lost, each reads as its delta
+    sets = tmp_path / "sets"
+    assert cli("build", work / "2.0.0.yaml", "--for-fleet", tmp_path / "fleet", "-o", sets, "--key",
+               keys.release.key, "--split-size", "1M", "--parity", "1", cwd=work).code == 0
+    for name in ("old", "bare"):
+        index = sets / f"{deltas[name].name}.parts.json"
+        assert (sets / f"{deltas[name].name}.parity-000").exists()
+        (sets / f"{deltas[name].name}.part-000").unlink()
+        assert json.loads(cli("inspect", index, "--json").out)["content_digest"] == json.loads(
+            cli("inspect", deltas[name], "--json").out)["content_digest"]
     for name in ("old", "bare"):
         imported = cli("import", deltas[name], "--site", sites[name])
         assert imported.code == 0, imported.err

@@ -294,6 +294,13 @@ def missing_part(w: World) -> Produced:
     return w.imported(index, w.site("missingpart"))
 
 
+def bad_parts(w: World) -> Produced:
+    index = split_copy(w, "bad-parts")
+    (index.parent / "split.bundle.tar.part-001").unlink()
+    (index.parent / "split.bundle.tar.part-002").unlink()
+    return w.imported(index, w.site("badparts"))
+
+
 def import_running(w: World) -> Produced:
     site = w.site("locked")
     (site / "run").mkdir(exist_ok=True)
@@ -336,6 +343,7 @@ PRODUCERS: dict[str, Callable[[World], Produced]] = {
     "this delta builds on NAME VERSION, and the site lacks: ...": delta_without_base,
     "part NAME is damaged": damaged_part,
     "part NAME of this split bundle is missing": missing_part,
+    "... parts of this split bundle are bad (...): part NAME is missing; ...": bad_parts,
     "another import is running on this site (pid ...)": import_running,
     "not enough disk space for this import: it writes ...; ... is free": disk_full,
     "the site's registry does not answer ...": registry_down,

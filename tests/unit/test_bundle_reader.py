@@ -15,6 +15,7 @@ import pytest
 from bundler import signing
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
+from bundler.bundle.parts import Split
 from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import verify_bundle
 from bundler.errors import IntegrityError, UsageError
@@ -225,7 +226,7 @@ def test_a_bundle_written_as_parts_holds_the_bytes_of_the_whole(tmp_path: Path, 
         tar.add("a", 1000)
         tar.add("b", staged.stat().st_size)
         tar.add("c", 3)
-        out = BundleFile(tmp_path / name, tar, size)
+        out = BundleFile(tmp_path / name, tar, Split(size) if size else None)
         out.write_at("a", 0, b"x" * 600)
         out.write_at("a", 600, b"y" * 400)
         out.copy_file("b", staged)
@@ -242,3 +243,53 @@ def test_a_bundle_written_as_parts_holds_the_bytes_of_the_whole(tmp_path: Path, 
     finally:
         parts.close()
     assert not list(tmp_path.glob(".*.partial"))
+
+
+@pytest.mark.parametrize("split_size", [700, 1536, (1 << 20) + 3000])  # the last: stripes of a part and a bit
+def test_any_two_lost_or_damaged_parts_of_a_set_with_two_parity_parts_read_as_the_whole(
+        tmp_path: Path, split_size: int) -> None:
+    """Every pair of the set's files (data and parity parts) deleted, cut short or named damaged:
+    the set reads as the whole file, the lost data parts named; three are refused, all named."""
+    import itertools
+    import random
+
+    from bundler.bundle.parts import PartSet
+    from bundler.bundle.writer import BundleFile, TarLayout
+
+    payload = random.Random(split_size).randbytes(3 * split_size + 777)
+    outputs = []
+    for name, split in (("whole.tar", None), ("set.tar", Split(split_size, 2))):
+        tar = TarLayout(mtime=0)
+        tar.add("a", len(payload))
+        out = BundleFile(tmp_path / name, tar, split)
+        out.write_member("a", payload)
+        outputs.append(out.commit("sha256:" + "0" * 64))
+    whole, index = outputs[0].read_bytes(), outputs[1]
+    doc = json.loads(index.read_text())
+    files = [p["file"] for p in doc["parts"]] + [p["file"] for p in doc["parity"]["parts"]]
+    assert files[-2:] == ["set.tar.parity-000", "set.tar.parity-001"] and len(files) >= 6
+    kept = {f: (tmp_path / f).read_bytes() for f in files}
+    for pair in itertools.combinations(files, 2):
+        for how, f in zip(("deleted", "short"), pair, strict=True):
+            if how == "deleted":
+                (tmp_path / f).unlink()
+            else:
+                (tmp_path / f).write_bytes(kept[f][:-1])
+        parts = PartSet(index)
+        try:
+            assert parts.pread(parts.size, 0) == whole, pair
+            assert parts.rebuilt == sorted(f for f in pair if ".part-" in f)
+        finally:
+            parts.close()
+        for f in pair:
+            (tmp_path / f).write_bytes(kept[f])
+        parts = PartSet(index, pair)  # found damaged by their sha256: read from parity all the same
+        try:
+            assert parts.pread(parts.size, 0) == whole, pair
+        finally:
+            parts.close()
+    (tmp_path / files[0]).unlink()
+    with pytest.raises(IntegrityError) as refused:
+        PartSet(index, files[1:3])
+    assert "3 parts of this split bundle are bad" in refused.value.message and all(
+        f in refused.value.message for f in files[:3])
