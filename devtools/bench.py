@@ -21,6 +21,9 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
   model:     bundler import of a 3 GiB single-file artifact vs its floors (unsynced, synced), each from a
              cold cache (/proc/sys/vm/drop_caches, as root; else warm), and vs tar xf + skopeo copy into
              a default site
+  parity:    the bench bundle built as 10 parts with --parity 2 vs the same 10 parts without parity
+             (both alternated PARITY_RUNS times), and its import into a new default site with one of
+             the 10 parts deleted (rebuilt from parity as it is read) vs the same set whole
   large:     a 9 GiB model file packed `as: image`, built into FAT32 parts: build, verify, import (cold),
              peak RSS of each (goal < 200 MB), and the file read back from the site through tarfile
   plain:     bundler import into a plain registry (no TLS, no auth): what the default site costs on top
@@ -234,6 +237,32 @@ def default_site(bundler: list[str], name: str) -> Iterator[DefaultSite]:
 
 
 FLOOR_RUNS = 5
+PARITY_RUNS = 3
+PARITY_PARTS = 10
+
+
+def measure_parity(bundler: list[str]) -> dict[str, list[float]]:
+    """Builds of the bench profile as PARITY_PARTS parts, without and with 2 parity parts, then imports
+    of the parity set into new default sites, whole and with one part deleted; each pair alternated."""
+    size = (WORK / "bench.bundle.tar").stat().st_size
+    split = f"{-(-size // (PARITY_PARTS << 10))}K"  # the last part a little shorter
+    out: dict[str, list[float]] = {"plain": [], "parity": [], "whole": [], "rebuilt": []}
+    for name, extra in [("plain", []), ("parity", ["--parity", "2"])] * PARITY_RUNS:
+        shutil.rmtree(WORK / name, ignore_errors=True)
+        (WORK / name).mkdir()
+        os.sync()
+        out[name].append(run([*bundler, "build", "profile.yaml", "-o", f"{name}/p.bundle.tar", "--key", "release.key",
+                              "--split-size", split, *extra])[0])
+    assert len(list((WORK / "parity").glob("p.bundle.tar.part-*"))) == PARITY_PARTS
+    shutil.copytree(WORK / "parity", WORK / "lost")
+    (WORK / "lost" / "p.bundle.tar.part-004").unlink()
+    for name, where in [("whole", "parity"), ("rebuilt", "lost")] * PARITY_RUNS:
+        with default_site(bundler, "parity-site"):
+            os.sync()
+            out[name].append(run([*bundler, "import", f"{where}/p.bundle.tar.parts.json", "--site", "parity-site"])[0])
+    for name in ("plain", "parity", "lost"):
+        shutil.rmtree(WORK / name, ignore_errors=True)
+    return out
 
 
 def single_pass(files: str, directory: Path = WORK, durable: bool = False) -> float:
@@ -561,6 +590,16 @@ def measure_front(site: DefaultSite, pull: list[str], refs: list[str]) -> tuple[
     return front, own
 
 
+def print_parity(p: dict[str, list[float]]) -> None:
+    build, rebuilt = min(p["parity"]) / min(p["plain"]), min(p["rebuilt"]) / min(p["whole"])
+    print(f"parity: a build in {PARITY_PARTS} parts with --parity 2 {min(p['parity']):.2f} s vs without "
+          f"{min(p['plain']):.2f} s: {build:.2f}x (goal <= 1.15x: {'met' if build <= 1.15 else 'NOT MET'}); an "
+          f"import rebuilding 1 of the {PARITY_PARTS} parts {min(p['rebuilt']):.2f} s vs the whole set "
+          f"{min(p['whole']):.2f} s: {rebuilt:.2f}x (goal <= 1.3x: {'met' if rebuilt <= 1.3 else 'NOT MET'}); "
+          "all runs (s)",
+          {name: [f"{t:.2f}" for t in times] for name, times in p.items()})
+
+
 def print_reports(r: dict[str, float]) -> None:
     ratios = [r[f"{what}_last"] / r[f"{what}_first"] for what in ("report", "plan", "status")]
     print(f"reports: after {REPORTS} reports of 1,000 results from one client, a report took "
@@ -584,6 +623,8 @@ def main() -> None:
     parser.add_argument("--write-model", nargs=2, metavar=("PATH", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--only-front", action="store_true",
                         help="only the front row: pulls through the front vs the registry's own TLS listener")
+    parser.add_argument("--only-parity", action="store_true",
+                        help="only the parity rows: a build with --parity 2, an import rebuilding 1 of 10 parts")
     parser.add_argument("--only-reports", action="store_true",
                         help="only the reports row: 200 reports of 1,000 results, the last vs the first")
     args = parser.parse_args()
@@ -625,6 +666,11 @@ def main() -> None:
     if args.only_reports:
         with default_site(bundler, "site-dir") as site:
             print_reports(measure_reports(bundler, site))
+        source.stop()
+        return
+    if args.only_parity:
+        run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
+        print_parity(measure_parity(bundler))
         source.stop()
         return
     if args.only_front:
@@ -701,6 +747,7 @@ def main() -> None:
             re_s.append(run_all(copies))
     resume = measure_resume(bundler)
     floors = measure_floor(bundler)
+    parity = measure_parity(bundler)
 
     # a delta: one image gains a 22 MB layer; v2 --since v1 against the full v2
     pushed = subprocess.run([sys.executable, "-m", "devtools.bench", "--push-extra", source.address],
@@ -775,6 +822,7 @@ def main() -> None:
           f"read back through tarfile from the site in {large['read_back']:.1f} s: "
           f"{'intact (size and sha256)' if large['intact'] else 'NOT INTACT'}")
     print_reports(reports)
+    print_parity(parity)
     print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s, verifying it "
           f"{verify_time:.2f} s ({sign_time / verify_time:.2f}x: sign checks every payload first; "
           f"peak RSS {sign_rss / 2**20:.0f} MiB)")
