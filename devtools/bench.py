@@ -590,6 +590,54 @@ def measure_front(site: DefaultSite, pull: list[str], refs: list[str]) -> tuple[
     return front, own
 
 
+NODES = 23  # a store's devices
+NODE_IMAGES = 6
+MORNING_ROUNDS = 3
+
+
+def morning(host: str, site: DefaultSite, refs: list[str], nodes: int) -> tuple[float, int, list[str]]:
+    """`nodes` processes, each pulling NODE_IMAGES images (devtools/morning.py) from `host` at once:
+    wall seconds until the last is done, bytes fetched, the failures."""
+    ca, creds = str(site.directory / "pki" / "ca.pem"), str(site.directory / "credentials.json")
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "devtools.morning", host, ca, creds,
+                               *(site_repo(refs[(i + j) % len(refs)]) for j in range(NODE_IMAGES))],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT) for i in range(nodes)]
+    reports = [json.loads(proc.communicate()[0] or '{"ok": false, "error": "no report", "bytes": 0}')
+               for proc in procs]
+    seconds = time.perf_counter() - start
+    return seconds, sum(r["bytes"] for r in reports), [r["error"] for r in reports if not r["ok"]]
+
+
+def measure_morning(site: DefaultSite, refs: list[str]) -> dict[str, list[float]]:
+    """NODES nodes pulling at once, and one node alone, from the default site and from the same registry
+    with its own TLS listener (same certificate, same token server), alternated MORNING_ROUNDS times."""
+    out: dict[str, list[float]] = {"site": [], "own": [], "one_site": [], "one_own": []}
+    failures: list[str] = []
+    with own_tls_listener(site) as own:
+        for _ in range(MORNING_ROUNDS):
+            for name, host in (("site", site.host), ("own", own)):
+                seconds, fetched, failed = morning(host, site, refs, NODES)
+                out[name].append(seconds)
+                failures += failed
+                out[f"one_{name}"].append(morning(host, site, refs, 1)[0])
+    out["failures"] = [float(len(failures))]
+    out["bytes"] = [float(fetched)]
+    if failures:
+        print("morning failures:", failures[:5])
+    return out
+
+
+def print_morning(m: dict[str, list[float]]) -> None:
+    crowd, one = min(m["site"]) / min(m["own"]), min(m["one_site"]) / min(m["one_own"])
+    print(f"morning: {NODES} nodes pulling {NODE_IMAGES} images each at once ({m['bytes'][0] / MB:.0f} MB in all) from "
+          f"the default site {min(m['site']):.2f} s vs the registry's own TLS listener {min(m['own']):.2f} s: "
+          f"{crowd:.2f}x (goal <= 1.15x: {'met' if crowd <= 1.15 else 'NOT MET'}), {m['failures'][0]:.0f} failures; "
+          f"one node alone {min(m['one_site']):.2f} s vs {min(m['one_own']):.2f} s: {one:.2f}x (goal <= 1.1x: "
+          f"{'met' if one <= 1.1 else 'NOT MET'}); all runs (s)",
+          {k: [f"{t:.2f}" for t in v] for k, v in m.items() if k in ("site", "own", "one_site", "one_own")})
+
+
 def print_parity(p: dict[str, list[float]]) -> None:
     build, rebuilt = min(p["parity"]) / min(p["plain"]), min(p["rebuilt"]) / min(p["whole"])
     print(f"parity: a build in {PARITY_PARTS} parts with --parity 2 {min(p['parity']):.2f} s vs without "
@@ -623,6 +671,8 @@ def main() -> None:
     parser.add_argument("--write-model", nargs=2, metavar=("PATH", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--only-front", action="store_true",
                         help="only the front row: pulls through the front vs the registry's own TLS listener")
+    parser.add_argument("--only-morning", action="store_true",
+                        help="only the morning row: 23 nodes pulling 6 images each at once, and one alone")
     parser.add_argument("--only-parity", action="store_true",
                         help="only the parity rows: a build with --parity 2, an import rebuilding 1 of 10 parts")
     parser.add_argument("--only-reports", action="store_true",
@@ -666,6 +716,13 @@ def main() -> None:
     if args.only_reports:
         with default_site(bundler, "site-dir") as site:
             print_reports(measure_reports(bundler, site))
+        source.stop()
+        return
+    if args.only_morning:
+        run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
+        with default_site(bundler, "site-dir") as site:
+            run([*bundler, "import", "bench.bundle.tar", "--site", "site-dir"])
+            print_morning(measure_morning(site, refs))
         source.stop()
         return
     if args.only_parity:
