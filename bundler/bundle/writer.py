@@ -136,15 +136,21 @@ class BundleFile:
         self.write_at(name, 0, data)
 
     def copy_file(self, name: str, source: Path) -> None:
-        """Copy a staged file into its member, in the kernel where it can (copy_file_range)."""
+        """Copy a staged file into its member, in the kernel (copy_file_range)."""
+        self.copy_span(name, 0, source, 0, self.layout.members[name].size)
+
+    def copy_span(self, name: str, offset: int, source: Path, source_offset: int, length: int) -> None:
+        """Copy `length` bytes of `source` from `source_offset` to `offset` in member `name`, in the kernel."""
         member = self.layout.members[name]
+        if offset + length > member.size:
+            raise ValueError(f"write past the end of {name}")
         with open(source, "rb") as src:
-            src_off = 0
-            for fd, local, n in self._pieces(member.data_offset, member.size):
+            src_off = source_offset
+            for fd, local, n in self._pieces(member.data_offset + offset, length):
                 while n:
                     copied = os.copy_file_range(src.fileno(), fd, n, src_off, local)
                     if copied == 0:
-                        raise ValueError(f"{source} is shorter than the {member.size} bytes planned for {name}")
+                        raise ValueError(f"{source} is shorter than the {length} bytes planned for {name}")
                     n, src_off, local = n - copied, src_off + copied, local + copied
 
     @property

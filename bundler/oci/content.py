@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,14 +27,25 @@ Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
+class FileSpan:
+    """`length` bytes of the file at `path` from `offset`: copied into the bundle by the kernel
+    (copy_file_range), never through this process."""
+    path: Path
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
 class BlobSource:
-    """Where a blob comes from: a registry (`fetch`) or a file staged on this machine (`path`)."""
+    """Where a blob comes from: a registry (`fetch`), a file staged on this machine (`path`), or
+    `pieces`: bytes made here and spans of local files, in order (a tar layer of a model's files)."""
 
     digest: str
     size: int
     origin: str
     fetch: Callable[[Writer, Progress], None] | None = None
     path: Path | None = None
+    pieces: Callable[[], Iterator[bytes | FileSpan]] | None = None
 
 
 @dataclass

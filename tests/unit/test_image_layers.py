@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 import threading
@@ -43,7 +44,15 @@ def test_a_layer_is_a_tar_any_reader_unpacks_with_the_files_bytes(tmp_path: Path
             assert extracted is not None and extracted.read() == content
     assert digests == {f"models/{n}": "sha256:" + hashlib.sha256(d).hexdigest() for n, d in files.items()}
     # the build's one read: the layer hashed in a second thread, the files here; the same digests
-    assert layer.digests() == ("sha256:" + hashlib.sha256(data).hexdigest(), digests)
+    digest, file_digests, seen = layer.digests()
+    assert (digest, file_digests) == ("sha256:" + hashlib.sha256(data).hexdigest(), digests)
+    # what the bundle gets: headers made here, the files as spans the kernel copies: the same bytes
+    assert pieces_bytes(layer, seen) == data
+
+
+def pieces_bytes(layer: TarLayer, seen: dict[str, image.Identity]) -> bytes:
+    return b"".join(piece if isinstance(piece, bytes) else piece.path.read_bytes()[piece.offset:][:piece.length]
+                    for piece in layer.pieces(seen))
 
 
 def test_a_file_past_8_gib_carries_its_size_in_a_pax_header(tmp_path: Path) -> None:
@@ -75,17 +84,26 @@ def test_large_files_have_layers_of_their_own_and_the_small_share_one(tmp_path: 
         plan_layers("m", many, "model")
 
 
-def test_a_file_that_changes_between_the_two_passes_is_refused(tmp_path: Path) -> None:
+def test_a_file_that_changes_after_it_was_read_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "model.bin"
     model.write_bytes(b"a" * 4096)
     [layer] = plan_layers("models", [("model.bin", model)], "model")
-    digest = "sha256:" + hashlib.sha256(layer_bytes(layer)).hexdigest()
-    model.write_bytes(b"b" * 4096)  # the same size, other bytes
+    _, _, seen = layer.digests()
+    model.write_bytes(b"b" * 4096)  # the same size, other bytes (the same modification time, even)
+    os.utime(model, ns=(seen["models/model.bin"][3], seen["models/model.bin"][3]))
     with pytest.raises(IntegrityError, match="changed while the bundle was built"):
-        layer.write(digest, lambda offset, data: None, lambda n: None)
+        pieces_bytes(layer, seen)
+    _, _, seen = layer.digests()
+    pieces = layer.pieces(seen)
+    next(pieces), next(pieces)  # the directory's header, the file's
+    assert isinstance(next(pieces), image.FileSpan)  # the kernel copies it now ...
+    model.write_bytes(b"c" * 4096)  # ... while someone writes it
+    with pytest.raises(IntegrityError, match="changed while the bundle was built"):
+        next(pieces)  # checked again after its copy
+    model.unlink()
+    with pytest.raises(IntegrityError, match="changed while the bundle was built"):
+        pieces_bytes(layer, seen)
     model.write_bytes(b"a" * 5000)  # another size
-    with pytest.raises(IntegrityError, match="changed while the bundle was built"):
-        layer.write(digest, lambda offset, data: None, lambda n: None)
     with pytest.raises(IntegrityError, match="changed while the bundle was built"):
         layer.digests()  # the first pass too (its hashing thread ends with it)
     assert not [t for t in threading.enumerate() if t.name == "layer-digest"]
@@ -111,3 +129,60 @@ def test_an_index_of_images_is_checked_one_level_deep() -> None:
     with pytest.raises(ValueError, match="smaller than the files"):
         artifact_format.check_image(blobs.__getitem__, "sha256:" + hashlib.sha256(good).hexdigest(),
                           "application/vnd.oci.image.index.v1+json", 5000, "model")
+
+
+def test_a_build_that_lets_the_kernel_copy_the_files_writes_the_bundle_the_byte_for_byte_path_wrote(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same profile built at the same second twice: the files copied by the kernel (spans), and
+    every byte made in this process as builds made it before (the layer's stream written piece by
+    piece): the two bundles, whole and split with parity, are identical byte for byte."""
+    import datetime as dt
+    import types
+
+    from bundler.bundle.parts import Split
+    from bundler.pipeline import build
+
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text('{"layers": 2}\n')
+    (model / "sub" / "tokens.bin").write_bytes(os.urandom(5000))
+    with open(model / "weights.bin", "wb") as f:  # a layer of its own: 64 MiB and 3 bytes, mostly a hole
+        f.write(os.urandom(1 << 20))
+        f.truncate(LAYER_ALONE + 3)
+    profile = tmp_path / "model.yaml"
+    profile.write_text("apiVersion: bundler/v1\nkind: Profile\nmetadata: {name: model, version: 1.0.0}\nspec:\n"
+                       "  artifacts:\n    - path: model\n      repository: registry.example.com/models/m\n"
+                       "      tag: \"1.0\"\n      as: image\n")
+    frozen = dt.datetime(2026, 12, 5, 8, 0, 0, tzinfo=dt.UTC)
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Clock:  # type: ignore[override]
+            return frozen  # type: ignore[return-value]
+
+    monkeypatch.setattr(build, "dt", types.SimpleNamespace(datetime=Clock, UTC=dt.UTC, timedelta=dt.timedelta))
+    spans: list[int] = []
+    kernel = TarLayer.pieces
+
+    def counted(self: TarLayer, seen: dict[str, image.Identity]) -> object:
+        for piece in kernel(self, seen):
+            spans.append(isinstance(piece, image.FileSpan))
+            yield piece
+
+    def byte_for_byte(self: TarLayer, seen: dict[str, image.Identity]) -> object:
+        yield from self.stream()
+
+    outputs = {}
+    for name, pieces in (("kernel", counted), ("bytes", byte_for_byte)):
+        monkeypatch.setattr(TarLayer, "pieces", pieces)
+        (tmp_path / name).mkdir()
+        whole = build.build_bundle(build.BuildOptions(profile, tmp_path / name / "m.bundle.tar"))
+        split = build.build_bundle(build.BuildOptions(profile, tmp_path / name / "s.bundle.tar",
+                                                      split=Split(1 << 20, 2)))
+        outputs[name] = (whole.path, split.path)
+    assert sum(spans) == 6  # three files, two builds: each copied by the kernel
+    (kernel_whole, kernel_index), (bytes_whole, bytes_index) = outputs["kernel"], outputs["bytes"]
+    assert kernel_whole.read_bytes() == bytes_whole.read_bytes()
+    assert kernel_index.read_bytes() == bytes_index.read_bytes()  # every part's and parity part's sha256
+    for part in json.loads(kernel_index.read_text())["parts"] + json.loads(kernel_index.read_text())["parity"]["parts"]:
+        assert (kernel_index.parent / part["file"]).read_bytes() == (bytes_index.parent / part["file"]).read_bytes()

@@ -120,16 +120,16 @@ def pack_artifact(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEn
 
 def pack_image(spec: ArtifactSpec, base: Path, oci: OciContent) -> ArtifactEntry:
     """Files under `spec.directory` in tar layers, an image config for each of `spec.platforms` (an
-    index over them when there are several): each layer streamed once here for its digest (and each
-    file's), once more into the bundle."""
+    index over them when there are several): each layer's files read once here for its digest (and each
+    file's), then copied into the bundle by the kernel."""
     directory = spec.directory.strip("/")
     found = _titled_local_files(spec, base)
     layers, files = [], []
     for layer in plan_layers(directory, found, str(spec.path)):
-        digest, digests = layer.digests()
+        digest, digests, seen = layer.digests()
         size = layer.size
         oci.add_blob(BlobSource(digest, size, f"{spec.path} (a layer of {len(layer.files)} files)",
-                                fetch=partial(layer.write, digest)))
+                                pieces=partial(layer.pieces, seen)))
         layers.append((digest, size))
         files += [ArtifactFile(f.name[len(directory) + 1:], digests[f.name], f.size, LAYER_TYPE) for f in layer.files]
     manifests = []

@@ -5,13 +5,16 @@ release that keeps it shares the layer), the small ones go together in the first
 
 The tar is written here, deterministic (names sorted, owner 0, time 0, modes 0644 and 0755) in the
 POSIX pax format: a file past ustar's 8 GiB size field carries its size in a pax header, as Go's
-archive/tar (containerd) reads it. A layer is streamed twice at build, never staged on disk: once to
-learn its digest, once into the bundle, hashed again (a file that changed in between is refused)."""
+archive/tar (containerd) reads it. A layer is never staged on disk: its files are read once here, for
+its digest and theirs, and then copied into the bundle by the kernel (copy_file_range, beside the
+headers made here), as long as each file is the one read (device, inode, size, modification and change
+times, checked before and after its copy: a file that changed in between is refused)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import tarfile
 import threading
@@ -23,7 +26,7 @@ from bundler.errors import IntegrityError, UsageError
 from bundler.kinds.artifacts.entry import LAYER_TYPE
 from bundler.names import digest_of, sha256_digest
 from bundler.oci import media
-from bundler.oci.content import Progress, Writer
+from bundler.oci.content import FileSpan
 
 LAYER_ALONE = 64 << 20  # a file at least this large has a layer of its own
 MAX_LAYERS = 100  # overlayfs stacks about 128 lower layers; a model needs far fewer
@@ -47,6 +50,17 @@ def _header(name: str, size: int | None) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 
+Identity = tuple[int, int, int, int, int]  # device, inode, size, mtime_ns, ctime_ns: a file as read
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _changed(path: Path) -> IntegrityError:
+    return IntegrityError(f"{path} changed while the bundle was built", hint="build again once the file is final")
+
+
 @dataclass(frozen=True)
 class LayerFile:
     """A file going into a model image's tar layer: its name under the image's directory, where it is,
@@ -68,32 +82,59 @@ class TarLayer:
         return (sum(len(_header(d, None)) for d in self.directories)
                 + sum(len(_header(f.name, f.size)) + f.size + len(_padding(f.size)) for f in self.files) + len(END))
 
-    def stream(self, file_digests: dict[str, str] | None = None) -> Iterator[bytes]:
-        """The layer's bytes; `file_digests` receives each file's sha256 (by name) as it is read.
-        A file whose size changed since the plan: IntegrityError."""
+    def stream(self, file_digests: dict[str, str] | None = None, seen: dict[str, Identity] | None = None
+               ) -> Iterator[bytes]:
+        """The layer's bytes; `file_digests` receives each file's sha256 (by name) as it is read, and
+        `seen` each file's identity. A file whose size or identity changed as it was read: IntegrityError."""
         for directory in self.directories:
             yield _header(directory, None)
         for f in self.files:
             yield _header(f.name, f.size)
             hasher, read = hashlib.sha256() if file_digests is not None else None, 0  # asked for: once
             with open(f.path, "rb") as source:
+                before = _identity(os.fstat(source.fileno()))
                 while chunk := source.read(min(CHUNK, f.size - read)):
                     if hasher is not None:
                         hasher.update(chunk)
                     read += len(chunk)
                     yield chunk
-                if read != f.size or source.read(1):
-                    raise IntegrityError(f"{f.path} changed while the bundle was built (its size is not "
-                                         f"{f.size} bytes any more)", hint="build again once the file is final")
+                if read != f.size or source.read(1) or _identity(os.fstat(source.fileno())) != before:
+                    raise _changed(f.path)
+            if seen is not None:
+                seen[f.name] = before
             if file_digests is not None and hasher is not None:
                 file_digests[f.name] = digest_of(hasher)
             yield _padding(f.size)
         yield END
 
-    def digests(self) -> tuple[str, dict[str, str]]:
-        """The layer's sha256 and each file's (by name), from one read of the files: the layer is hashed
-        in a second thread as the files are read and hashed here (hashlib drops the GIL: two cores)."""
+    def pieces(self, seen: dict[str, Identity]) -> Iterator[bytes | FileSpan]:
+        """The layer as the bundle takes it: headers and padding made here, each file a span the kernel
+        copies, each checked to be the file `digests` read (`seen`), before its copy and after it."""
+        for directory in self.directories:
+            yield _header(directory, None)
+        for f in self.files:
+            yield _header(f.name, f.size)
+            self._unchanged(f, seen)
+            yield FileSpan(f.path, 0, f.size)
+            self._unchanged(f, seen)
+            yield _padding(f.size)
+        yield END
+
+    @staticmethod
+    def _unchanged(f: LayerFile, seen: dict[str, Identity]) -> None:
+        try:
+            now = _identity(os.stat(f.path))
+        except FileNotFoundError:
+            raise _changed(f.path) from None
+        if now != seen.get(f.name):
+            raise _changed(f.path)
+
+    def digests(self) -> tuple[str, dict[str, str], dict[str, Identity]]:
+        """The layer's sha256 and each file's (by name), and each file's identity as read, from one
+        read of the files: the layer is hashed in a second thread as the files are read and hashed here
+        (hashlib drops the GIL: two cores)."""
         files: dict[str, str] = {}
+        seen: dict[str, Identity] = {}
         layer = hashlib.sha256()
         chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
 
@@ -104,24 +145,12 @@ class TarLayer:
         worker = threading.Thread(target=hash_layer, name="layer-digest", daemon=True)
         worker.start()
         try:
-            for chunk in self.stream(files):
+            for chunk in self.stream(files, seen):
                 chunks.put(chunk)
         finally:
             chunks.put(None)
             worker.join()
-        return digest_of(layer), files
-
-    def write(self, digest: str, write: Writer, progress: Progress) -> None:
-        """Into the bundle (a BlobSource's fetch): streamed again, hashed again, the same digest."""
-        hasher, offset = hashlib.sha256(), 0
-        for chunk in self.stream():
-            hasher.update(chunk)
-            write(offset, chunk)
-            offset += len(chunk)
-            progress(len(chunk))
-        if digest_of(hasher) != digest:
-            raise IntegrityError(f"the files of layer {digest[:19]}... changed while the bundle was built",
-                                 hint="build again once the files are final")
+        return digest_of(layer), files, seen
 
 
 def plan_layers(directory: str, files: Sequence[tuple[str, Path]], origin: str) -> list[TarLayer]:
