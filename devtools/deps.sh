@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker.io docker-registry skopeo git gnupg busybox-static dpkg-dev rpm createrepo-c dnf containerd systemd nginx openssh-server openssh-client iproute2 curl)
+PACKAGES=(docker.io docker-registry skopeo git gnupg busybox-static dpkg-dev rpm createrepo-c dnf containerd systemd nginx openssh-server openssh-client iproute2 curl libisal2)
 if [ "${1:-}" = "--engine" ]; then  # the tests also load the site's pages in a real browser
   PACKAGES+=(chromium chromium-driver)
 fi

@@ -21,7 +21,7 @@ from pathlib import Path
 from bundler import names
 from bundler.bundle import parity as rs
 from bundler.errors import IntegrityError, UsageError
-from bundler.fsutil import NotRegular, OpenFiles, atomic_write, not_regular, open_regular, read_regular
+from bundler.fsutil import NotRegular, OpenFiles, atomic_write, file_sha256, not_regular, open_regular, read_regular
 from bundler.oci.reference import check_digest
 from bundler.parallel import run_parallel
 from bundler.untrusted import Malformed, Obj
@@ -98,15 +98,21 @@ def write_index(bundle: Path, parts: list[tuple[str, int, str]], split_size: int
     return index
 
 
+def part_hashes(parts: list[Path]) -> list[str]:
+    """The sha256 hex of each part, read in parallel."""
+    return run_parallel(lambda path: file_sha256(path)[0], parts, min(len(parts), 4))
+
+
 def write_parity(data: list[Path], targets: list[Path]) -> tuple[list[str], list[str]]:
-    """Parity parts `targets` (written, synced) for the data parts `data`, in one pass that also
-    hashes the data parts: (sha256 hex of each data part, of each parity part)."""
+    """Parity parts `targets` (written, synced) for the data parts `data`, in one read of the data
+    parts that also hashes them: (sha256 hex of each data part, of each parity part)."""
     sizes = tuple(path.stat().st_size for path in data)
     shares = rs.Shares(sizes, len(targets))
     files = OpenFiles(data, open_regular)
     outs = [os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for target in targets]
     try:
-        hashes = rs.encode(shares, rs.files_reader(files), lambda j, block, offset: _pwrite_all(outs[j], block, offset))
+        hashes = rs.encode(shares, rs.files_reader_into(files),
+                           lambda j, block, offset: _pwrite_all(outs[j], block, offset))
         for fd in outs:
             os.fsync(fd)
         return hashes
@@ -116,7 +122,7 @@ def write_parity(data: list[Path], targets: list[Path]) -> tuple[list[str], list
             os.close(fd)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
@@ -232,9 +238,8 @@ class PartSet:
         self.unread = {shares[i].file for i in bad}  # read from the others (data parts), or not at all
         self.offsets = [part.offset for part in parts]
         self.files = OpenFiles([self.index.with_name(p.file) for p in shares], open_regular)  # opened when read
-        read = rs.files_reader(self.files)
-        self.rebuilder = rs.Rebuilder(rs.Shares(tuple(p.size for p in parts), len(parity)), set(bad), read) \
-            if lost else None
+        self.rebuilder = rs.Rebuilder(rs.Shares(tuple(p.size for p in parts), len(parity)), set(bad),
+                                      rs.files_reader_into(self.files)) if lost else None
 
     def close(self) -> None:
         self.files.close()

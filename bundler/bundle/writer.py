@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.bundle import parity as rs
-from bundler.bundle.parts import MAX_PARTS, Split, write_index, write_parity
+from bundler.bundle.parts import MAX_PARTS, Split, part_hashes, write_index, write_parity
 from bundler.errors import UsageError
-from bundler.fsutil import OpenFiles, file_sha256
-from bundler.parallel import run_parallel
+from bundler.fsutil import OpenFiles
 
 BLOCK = tarfile.BLOCKSIZE
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
@@ -173,8 +172,7 @@ class BundleFile:
             if self.parity:  # one pass: the data parts hashed as the parity parts are encoded from them
                 hashes, parity_hashes = write_parity(self.partials, parity_partials)
             else:
-                hashes = run_parallel(lambda path: file_sha256(path)[0], self.partials, min(len(self.partials), 4))
-                parity_hashes = []
+                hashes, parity_hashes = part_hashes(self.partials), []
             for partial, name in zip(self.partials + parity_partials, self.names + parity_names, strict=True):
                 os.replace(partial, self.path.with_name(name))
         except BaseException:

@@ -245,13 +245,22 @@ def test_a_bundle_written_as_parts_holds_the_bytes_of_the_whole(tmp_path: Path, 
     assert not list(tmp_path.glob(".*.partial"))
 
 
+@pytest.mark.parametrize("codec", ["isa-l", "zfec"])
 @pytest.mark.parametrize("split_size", [700, 1536, (1 << 20) + 3000])  # the last: stripes of a part and a bit
 def test_any_two_lost_or_damaged_parts_of_a_set_with_two_parity_parts_read_as_the_whole(
-        tmp_path: Path, split_size: int) -> None:
+        tmp_path: Path, split_size: int, codec: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pair of the set's files (data and parity parts) deleted, cut short or named damaged:
-    the set reads as the whole file, the lost data parts named; three are refused, all named."""
+    the set reads as the whole file, the lost data parts named; three are refused, all named. With
+    ISA-L, and with zfec alone (a system without libisal2)."""
     import itertools
     import random
+
+    from bundler.bundle import parity
+
+    if codec == "zfec":
+        monkeypatch.setattr(parity, "_isal", lambda: None)
+    else:
+        assert parity._isal() is not None, "libisal2 is one of the packages devtools/deps.sh installs"
 
     from bundler.bundle.parts import PartSet
     from bundler.bundle.writer import BundleFile, TarLayout
@@ -293,3 +302,35 @@ def test_any_two_lost_or_damaged_parts_of_a_set_with_two_parity_parts_read_as_th
         PartSet(index, files[1:3])
     assert "3 parts of this split bundle are bad" in refused.value.message and all(
         f in refused.value.message for f in files[:3])
+
+
+@pytest.mark.parametrize(("k", "m"), [(1, 1), (3, 2), (10, 2), (15, 4)])
+def test_isa_l_computes_zfecs_code_byte_for_byte(k: int, m: int) -> None:
+    """Where the system has ISA-L, parity parts are computed by it: the same bytes zfec makes, and
+    either rebuilds from the other's parity (odd and tiny block lengths too)."""
+    import itertools
+    import random
+
+    from bundler.bundle import parity
+
+    lib = parity._isal()
+    assert lib is not None, "libisal2 is one of the packages devtools/deps.sh installs"
+    isal, zfec = parity.Isal(k, m, lib), parity.Zfec(k, m)
+    rng = random.Random(k * 100 + m)
+
+    def encode(codec: parity.Codec, blocks: list[bytes]) -> list[bytes]:
+        outputs = [bytearray(len(blocks[0])) for _ in range(m)]
+        codec.encode_into(blocks, [memoryview(o) for o in outputs])
+        return [bytes(o) for o in outputs]
+
+    for length in (1, 7, 31, 4096, 65537):
+        blocks = [rng.randbytes(length) for _ in range(k)]
+        encoded = encode(zfec, blocks)
+        assert encode(isal, blocks) == encoded
+        assert encode(isal, [memoryview(bytearray(b)) for b in blocks]) == encoded  # the build's reused buffers
+        shares = blocks + encoded
+        for lost in itertools.islice(itertools.combinations(range(k), min(m, k)), 12):
+            sources = [i for i in range(k + m) if i not in lost][:k]
+            given = [shares[i] for i in sources]
+            expected = [blocks[i] for i in lost]
+            assert isal.rebuild(given, sources, list(lost)) == expected == zfec.rebuild(given, sources, list(lost))
