@@ -24,6 +24,9 @@ registry. Measured (best of --runs, wall time; peak RSS of the bundler process):
   build floor: the build of the bench bundle vs its physical floor: every unique blob read once from
              the source registry (one curl, one connection), hashed with OpenSSL's sha256 and written
              once (`curl | tee | openssl dgst`); alternated with the builds, best of each
+  morning:   23 nodes (processes of devtools/morning.py, the cluster's account) pulling 6 images each at
+             once, and one node alone, from the default site vs the same registry's own TLS listener
+             (same certificate and token server), alternated MORNING_ROUNDS times
   parity:    the bench bundle built as 10 parts with --parity 2 vs the same 10 parts without parity
              (both alternated PARITY_RUNS times), and its import into a new default site with one of
              the 10 parts deleted (rebuilt from parity as it is read) vs the same set whole
@@ -790,6 +793,7 @@ def main() -> None:
     pull_front: list[float] = []
     pull_own: list[float] = []
     reports: dict[str, float] = {}
+    morning_figures: dict[str, list[float]] = {}
     for _ in range(args.runs):
         (WORK / "bench.bundle.tar").unlink(missing_ok=True)
         t, rss = run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
@@ -817,6 +821,8 @@ def main() -> None:
             downloads.append(measure_download(bundler, site))
             if not reports:
                 reports = measure_reports(bundler, site)
+            if not morning_figures:
+                morning_figures = measure_morning(site, refs)
 
             plain = fresh_registry("plain")
             shutil.rmtree(WORK / "plain-dir", ignore_errors=True)
@@ -921,6 +927,7 @@ def main() -> None:
           f"read back through tarfile from the site in {large['read_back']:.1f} s: "
           f"{'intact (size and sha256)' if large['intact'] else 'NOT INTACT'}")
     print_reports(reports)
+    print_morning(morning_figures)
     print_parity(parity)
     print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s, verifying it "
           f"{verify_time:.2f} s ({sign_time / verify_time:.2f}x: sign checks every payload first; "
