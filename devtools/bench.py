@@ -881,11 +881,11 @@ def main() -> None:
             ("front", min(pull_front), min(pull_own), 1.1, "the registry's own TLS listener"),
             ("download", min(d["site"] for d in downloads), min(d["static_tls"] for d in downloads), 1.25,
              "static HTTPS server")]
-    print(f"\n{'':10} {'bundler':>9} {'peer':>9} {'ratio':>7} {'goal':>7}")
+    print(f"\n{'':11} {'bundler':>9} {'peer':>9} {'ratio':>7} {'goal':>7}")
     for name, ours, theirs, goal, peer_name in rows:
         ratio = ours / theirs
         verdict = "met" if ratio <= goal else "NOT MET"
-        print(f"{name:10} {ours:8.2f}s {theirs:8.2f}s {ratio:6.2f}x {goal:5.2f}x {verdict} (vs {peer_name})")
+        print(f"{name:11} {ours:8.2f}s {theirs:8.2f}s {ratio:6.2f}x {goal:5.2f}x {verdict} (vs {peer_name})")
     print(f"import read {max(read_ratio):.3f}x the bundle's bytes from the bundle file (goal <= 1.05x; "
           "each payload byte once: hashed as it streams to the registry, the update cache or git)")
     print(f"per request: an authenticated GET /v2/ on the default site (bearer token, TLS, keep-alive) "
