@@ -654,23 +654,24 @@ def measure_morning(site: DefaultSite, refs: list[str]) -> dict[str, list[float]
     return out
 
 
+def versus(ours: list[float], theirs: list[float], goal: float) -> str:
+    """`A s vs B s: Rx (goal <= Gx: met)` of the best of each."""
+    ratio = min(ours) / min(theirs)
+    return (f"{min(ours):.2f} s vs {min(theirs):.2f} s: {ratio:.2f}x "
+            f"(goal <= {goal}x: {'met' if ratio <= goal else 'NOT MET'})")
+
+
 def print_morning(m: dict[str, list[float]]) -> None:
-    crowd, one = min(m["site"]) / min(m["own"]), min(m["one_site"]) / min(m["one_own"])
-    print(f"morning: {NODES} nodes pulling {NODE_IMAGES} images each at once ({m['bytes'][0] / MB:.0f} MB in all) from "
-          f"the default site {min(m['site']):.2f} s vs the registry's own TLS listener {min(m['own']):.2f} s: "
-          f"{crowd:.2f}x (goal <= 1.15x: {'met' if crowd <= 1.15 else 'NOT MET'}), {m['failures'][0]:.0f} failures; "
-          f"one node alone {min(m['one_site']):.2f} s vs {min(m['one_own']):.2f} s: {one:.2f}x (goal <= 1.1x: "
-          f"{'met' if one <= 1.1 else 'NOT MET'}); all runs (s)",
+    print(f"morning: {NODES} nodes pulling {NODE_IMAGES} images each at once ({m['bytes'][0] / MB:.0f} MB in all), "
+          f"the default site vs the registry's own TLS listener: {versus(m['site'], m['own'], 1.15)}, "
+          f"{m['failures'][0]:.0f} failures; one node alone: {versus(m['one_site'], m['one_own'], 1.1)}; all runs (s)",
           {k: [f"{t:.2f}" for t in v] for k, v in m.items() if k in ("site", "own", "one_site", "one_own")})
 
 
 def print_parity(p: dict[str, list[float]]) -> None:
-    build, rebuilt = min(p["parity"]) / min(p["plain"]), min(p["rebuilt"]) / min(p["whole"])
-    print(f"parity: a build in {PARITY_PARTS} parts with --parity 2 {min(p['parity']):.2f} s vs without "
-          f"{min(p['plain']):.2f} s: {build:.2f}x (goal <= 1.15x: {'met' if build <= 1.15 else 'NOT MET'}); an "
-          f"import rebuilding 1 of the {PARITY_PARTS} parts {min(p['rebuilt']):.2f} s vs the whole set "
-          f"{min(p['whole']):.2f} s: {rebuilt:.2f}x (goal <= 1.3x: {'met' if rebuilt <= 1.3 else 'NOT MET'}); "
-          "all runs (s)",
+    print(f"parity: a build in {PARITY_PARTS} parts with --parity 2 vs without: "
+          f"{versus(p['parity'], p['plain'], 1.15)}; an import rebuilding 1 of the {PARITY_PARTS} parts vs the "
+          f"whole set: {versus(p['rebuilt'], p['whole'], 1.3)}; all runs (s)",
           {name: [f"{t:.2f}" for t in times] for name, times in p.items()})
 
 
