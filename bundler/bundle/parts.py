@@ -236,6 +236,7 @@ class PartSet:
             raise IntegrityError(f"{len(bad)} parts of this split bundle are bad ({can}): {shown}", hint=PARTS_HINT)
         self.rebuilt = [parts[i].file for i in sorted(lost)]
         self.unread = {shares[i].file for i in bad}  # read from the others (data parts), or not at all
+        self._damaged: list[tuple[Part, str]] | None = None
         self.offsets = [part.offset for part in parts]
         self.files = OpenFiles([self.index.with_name(p.file) for p in shares], open_regular)  # opened when read
         self.rebuilder = rs.Rebuilder(rs.Shares(tuple(p.size for p in parts), len(parity)), set(bad),
@@ -269,10 +270,13 @@ class PartSet:
 
     def damaged(self, jobs: int = 4) -> list[tuple[Part, str]]:
         """The parts (data and parity) read as they are whose sha256 differs from the index's, with
-        the sha256 found: one read of each, in parallel."""
-        shares = [(i, part) for i, part in enumerate(self.parts + self.parity) if part.file not in self.unread]
-        digests = run_parallel(lambda item: self._digest(*item), shares, jobs)
-        return [(part, digest) for (_, part), digest in zip(shares, digests, strict=True) if digest != part.sha256]
+        the sha256 found: one read of each, in parallel, once (asked again, the same answer)."""
+        if self._damaged is None:
+            shares = [(i, part) for i, part in enumerate(self.parts + self.parity) if part.file not in self.unread]
+            digests = run_parallel(lambda item: self._digest(*item), shares, jobs)
+            self._damaged = [(part, digest) for (_, part), digest in zip(shares, digests, strict=True)
+                             if digest != part.sha256]
+        return self._damaged
 
     def _digest(self, share: int, part: Part) -> str:
         digest = hashlib.sha256()

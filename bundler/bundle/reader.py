@@ -240,20 +240,31 @@ def read_mending(path: Path, attempt: Callable[[BundleReader], T],
     damaged: set[str] = set()
     while True:
         error: RefusedError | None = None
+        found: set[str] | None = None
         try:
             with BundleReader(path, damaged) as reader:
                 rebuilt = list(reader.parts.rebuilt) if reader.parts is not None else []
-                result = attempt(reader)
-            if not failed(result):
-                return Read(result, rebuilt)
+                try:
+                    result = attempt(reader)
+                except RefusedError:
+                    found = _mendable(reader)  # hashed once: a refusal's naming of damaged parts did it
+                    raise
+                if not failed(result):
+                    return Read(result, rebuilt)
+                found = _mendable(reader)
         except RefusedError as exc:
             error = exc
-        found = _damaged_parts(path, damaged) - damaged
+        found = (_damaged_parts(path, damaged) if found is None else found) - damaged
         if not found:  # nothing parity mends
             if error is not None:
                 raise error
             return Read(result, rebuilt)
         damaged |= found
+
+
+def _mendable(reader: BundleReader) -> set[str]:
+    parts = reader.parts
+    return {part.file for part, _ in parts.damaged()} if parts is not None and parts.parity else set()
 
 
 def _damaged_parts(path: Path, known: set[str]) -> set[str]:
