@@ -27,7 +27,9 @@ from bundler.errors import UsageError
 from bundler.fsutil import OpenFiles
 
 SCHEME = "reed-solomon/zfec"
-STRIPE = 1 << 20  # bytes of each part in one stripe
+STRIPE = 1 << 20  # bytes of each part in one stripe, at most
+MIN_STRIPE = 64 << 10
+STRIPE_BYTES = 32 << 20  # a stripe of every data part, at most (less memory than stripes of 1 MiB for many parts)
 MAX_SHARES = 256  # data parts + parity parts: GF(2^8)
 MAX_PARITY = 16
 CACHED_STRIPES = 4  # decoded stripes kept while a rebuilt part is read (each k x STRIPE bytes)
@@ -45,16 +47,31 @@ def check_parity(parity: int, parts: int) -> None:
                          "parts and parity parts", hint="give a larger --split-size")
 
 
+def stripe_for(k: int) -> int:
+    """The stripe of a set of k data parts: 1 MiB, smaller past 32 parts so that a stripe of all of
+    them stays within 32 MiB (the build holds two, a rebuild one)."""
+    return max(MIN_STRIPE, min(STRIPE, STRIPE_BYTES // k // MIN_STRIPE * MIN_STRIPE))
+
+
+def check_stripe(stripe: int, k: int) -> int:
+    """A stripe an index may name for k data parts: 4 KiB-aligned, no larger than this bundler writes."""
+    if stripe < 4096 or stripe % 4096 or stripe > stripe_for(k):
+        raise ValueError(f"a stripe of {stripe} bytes for {k} parts (this bundler reads 4 KiB multiples up to "
+                         f"{stripe_for(k)})")
+    return stripe
+
+
 def parity_name(bundle_name: str, j: int) -> str:
     return f"{bundle_name}.parity-{j:03d}"
 
 
 @dataclass(frozen=True)
 class Shares:
-    """k data parts of the given sizes and m parity parts, each `part_size` (the longest data part)."""
+    """k data parts of the given sizes and m parity parts, each `part_size` (the longest data part),
+    read in stripes of `stripe` bytes a part."""
     sizes: tuple[int, ...]
     parity: int
-    stripe: int = STRIPE
+    stripe: int
 
     @property
     def k(self) -> int:

@@ -84,7 +84,7 @@ def index_document(bundle_name: str, parts: list[tuple[str, int, str]], split_si
     doc = {"schema": SCHEMA, "bundle": bundle_name, "size": sum(size for _, size, _ in parts),
            "manifest_digest": manifest_digest, "split_size": split_size,
            "parts": [{"file": name, "size": size, "sha256": digest} for name, size, digest in parts],
-           **({"parity": {"scheme": rs.SCHEME, "stripe": rs.STRIPE,
+           **({"parity": {"scheme": rs.SCHEME, "stripe": rs.stripe_for(len(parts)),
                           "parts": [{"file": name, "size": size, "sha256": digest} for name, size, digest in parity]}}
               if parity else {})}
     return json.dumps(doc, indent=1).encode()
@@ -107,7 +107,7 @@ def write_parity(data: list[Path], targets: list[Path]) -> tuple[list[str], list
     """Parity parts `targets` (written, synced) for the data parts `data`, in one read of the data
     parts that also hashes them: (sha256 hex of each data part, of each parity part)."""
     sizes = tuple(path.stat().st_size for path in data)
-    shares = rs.Shares(sizes, len(targets))
+    shares = rs.Shares(sizes, len(targets), rs.stripe_for(len(data)))
     files = OpenFiles(data, open_regular)
     outs = [os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for target in targets]
     try:
@@ -181,6 +181,7 @@ def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:
         for partial, name in zip(partials, names_, strict=True):
             os.replace(partial, index.with_name(name))
         size = max(int(p["size"]) for p in parts)
+        doc["parity"]["stripe"] = rs.stripe_for(len(parts))
         doc["parity"]["parts"] = [{"file": name, "size": size, "sha256": digest}
                                   for name, digest in zip(names_, hashes, strict=True)]
     atomic_write(index, json.dumps(doc, indent=1).encode())
@@ -208,7 +209,7 @@ class PartSet:
                 parts.append(Part(name, size, entry.string("sha256", names.sha256_hex), offset))
                 offset += size
             manifest_digest = doc.string("manifest_digest", check_digest, default="")
-            parity = _parity_parts(doc, base, [p.size for p in parts])
+            parity, stripe = _parity_parts(doc, base, [p.size for p in parts])
         except FileNotFoundError:
             raise IntegrityError(f"{self.index.name} (the index of this split bundle) is missing",
                                  hint="copy the whole set of files: the parts and the .parts.json index") from None
@@ -239,7 +240,7 @@ class PartSet:
         self._damaged: list[tuple[Part, str]] | None = None
         self.offsets = [part.offset for part in parts]
         self.files = OpenFiles([self.index.with_name(p.file) for p in shares], open_regular)  # opened when read
-        self.rebuilder = rs.Rebuilder(rs.Shares(tuple(p.size for p in parts), len(parity)), set(bad),
+        self.rebuilder = rs.Rebuilder(rs.Shares(tuple(p.size for p in parts), len(parity), stripe), set(bad),
                                       rs.files_reader_into(self.files)) if lost else None
 
     def close(self) -> None:
@@ -331,14 +332,15 @@ def _unusable(path: Path, part: Part, damaged: Collection[str]) -> str:
     return "is damaged (its sha256 differs from the index's)" if part.file in damaged else ""
 
 
-def _parity_parts(doc: Obj, base: str, sizes: list[int]) -> list[Part]:
-    """The index's parity parts (none without a `parity` section), each as long as the longest part."""
+def _parity_parts(doc: Obj, base: str, sizes: list[int]) -> tuple[list[Part], int]:
+    """The index's parity parts (none without a `parity` section), each as long as the longest part,
+    and their stripe."""
     section = doc.obj("parity", default=None)
     if section is None:
-        return []
-    if section.string("scheme") != rs.SCHEME or section.integer("stripe") != rs.STRIPE:
-        raise Malformed(f"parity {section.string('scheme')[:40]!r} with stripes of {section.integer('stripe')} bytes "
-                        f"(this bundler reads {rs.SCHEME}, {rs.STRIPE})")
+        return [], 0
+    if section.string("scheme") != rs.SCHEME:
+        raise Malformed(f"parity {section.string('scheme')[:40]!r} (this bundler reads {rs.SCHEME})")
+    stripe = rs.check_stripe(section.integer("stripe"), len(sizes))
     found = []
     for j, item in enumerate(section.array("parts", required=True)):
         entry = item.obj()
@@ -349,7 +351,7 @@ def _parity_parts(doc: Obj, base: str, sizes: list[int]) -> list[Part]:
         found.append(Part(name, size, entry.string("sha256", names.sha256_hex), 0))
     if found and len(sizes) + len(found) > rs.MAX_SHARES:
         raise Malformed(f"{len(sizes)} parts and {len(found)} parity parts: more than {rs.MAX_SHARES}")
-    return found
+    return found, stripe
 
 
 def _part_name(expected: str, value: str) -> str:

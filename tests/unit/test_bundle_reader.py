@@ -334,3 +334,37 @@ def test_isa_l_computes_zfecs_code_byte_for_byte(k: int, m: int) -> None:
             given = [shares[i] for i in sources]
             expected = [blocks[i] for i in lost]
             assert isal.rebuild(given, sources, list(lost)) == expected == zfec.rebuild(given, sources, list(lost))
+
+
+def test_a_set_of_many_parts_uses_smaller_stripes_and_an_index_may_not_ask_for_more(tmp_path: Path) -> None:
+    """Past 32 parts the stripe shrinks (a stripe of every part stays within 32 MiB: what the build
+    holds twice and a rebuild once); an index naming a larger stripe is not a valid index."""
+    import random
+
+    from bundler.bundle import parity
+    from bundler.bundle.parts import PartSet
+    from bundler.bundle.writer import BundleFile, TarLayout
+
+    assert [parity.stripe_for(k) for k in (1, 10, 32, 33, 40, 254)] == [
+        1 << 20, 1 << 20, 1 << 20, 960 << 10, 768 << 10, 128 << 10]
+    assert all(k * parity.stripe_for(k) <= 32 << 20 for k in range(1, 255))
+    payload = random.Random(40).randbytes(39_500)
+    tar = TarLayout(mtime=0)
+    tar.add("a", len(payload))
+    out = BundleFile(tmp_path / "set.tar", tar, Split(1000, 2))
+    out.write_member("a", payload)
+    index = out.commit("sha256:" + "0" * 64)
+    doc = json.loads(index.read_text())
+    assert len(doc["parts"]) == 42 and doc["parity"]["stripe"] == parity.stripe_for(42)
+    whole = b"".join((tmp_path / p["file"]).read_bytes() for p in doc["parts"])
+    (tmp_path / doc["parts"][7]["file"]).unlink()
+    (tmp_path / doc["parts"][33]["file"]).unlink()
+    parts = PartSet(index)
+    try:
+        assert parts.pread(parts.size, 0) == whole and parts.rebuilt == ["set.tar.part-007", "set.tar.part-033"]
+    finally:
+        parts.close()
+    doc["parity"]["stripe"] = 1 << 20
+    index.write_text(json.dumps(doc))
+    with pytest.raises(IntegrityError, match=r"not a valid parts index: .*a stripe of 1048576 bytes for 42 parts"):
+        PartSet(index)
