@@ -14,6 +14,7 @@ import stat
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -131,6 +132,23 @@ def _write_behind(out: BinaryIO, chunks: Iterable[bytes]) -> None:
         writer.join()
     if failed:
         raise failed[0]
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """`length` bytes of the file at `path` from `offset` (what a writer copies in the kernel, with
+    copy_file_range, never through this process)."""
+    path: Path
+    offset: int
+    length: int
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """All of `data` at `offset` of `fd` (pwrite may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def file_sha256(path: Path) -> tuple[str, int]:

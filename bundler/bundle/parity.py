@@ -1,5 +1,6 @@
-"""Parity parts: Reed-Solomon across a split bundle's data parts, stripe by stripe (zfec, Tahoe-LAFS's
-erasure code), so that up to M missing or damaged parts are rebuilt where the set is read.
+"""Parity parts: Reed-Solomon across a split bundle's data parts, stripe by stripe (zfec's code,
+Tahoe-LAFS's erasure code, computed by Intel's ISA-L where the system has it and by zfec where not:
+the same bytes), so that up to M missing or damaged parts are rebuilt where the set is read.
 
 The k data parts are read as k columns of blocks of `stripe` bytes (a shorter part counts as padded
 with zeros); stripe s of the M parity parts is zfec's encoding of block s of every data part, so any
@@ -32,7 +33,7 @@ MIN_STRIPE = 64 << 10
 STRIPE_BYTES = 32 << 20  # a stripe of every data part, at most (less memory than stripes of 1 MiB for many parts)
 MAX_SHARES = 256  # data parts + parity parts: GF(2^8)
 MAX_PARITY = 16
-CACHED_STRIPES = 4  # decoded stripes kept while a rebuilt part is read (each k x STRIPE bytes)
+CACHED_STRIPES = 4  # stripes of the lost parts kept while they are read (each a block of every lost part)
 
 ReadInto = Callable[[int, memoryview, int], int]  # (share, buffer, offset) -> bytes read into it
 Buffer = bytes | bytearray | memoryview

@@ -21,7 +21,16 @@ from pathlib import Path
 from bundler import names
 from bundler.bundle import parity as rs
 from bundler.errors import IntegrityError, UsageError
-from bundler.fsutil import NotRegular, OpenFiles, atomic_write, file_sha256, not_regular, open_regular, read_regular
+from bundler.fsutil import (
+    NotRegular,
+    OpenFiles,
+    atomic_write,
+    file_sha256,
+    not_regular,
+    open_regular,
+    pwrite_all,
+    read_regular,
+)
 from bundler.oci.reference import check_digest
 from bundler.parallel import run_parallel
 from bundler.untrusted import Malformed, Obj
@@ -112,7 +121,7 @@ def write_parity(data: list[Path], targets: list[Path]) -> tuple[list[str], list
     outs = [os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for target in targets]
     try:
         hashes = rs.encode(shares, rs.files_reader_into(files),
-                           lambda j, block, offset: _pwrite_all(outs[j], block, offset))
+                           lambda j, block, offset: pwrite_all(outs[j], block, offset))
         for fd in outs:
             os.fsync(fd)
         return hashes
@@ -120,13 +129,6 @@ def write_parity(data: list[Path], targets: list[Path]) -> tuple[list[str], list
         files.close()
         for fd in outs:
             os.close(fd)
-
-
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
 
 
 def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:

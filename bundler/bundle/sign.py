@@ -24,6 +24,7 @@ from bundler.bundle.reader import BundleReader
 from bundler.bundle.verify import part_problems, payload_problems, structure_problems
 from bundler.bundle.writer import END_OF_ARCHIVE, padding, tar_header
 from bundler.errors import BundlerError, IntegrityError
+from bundler.fsutil import pwrite_all
 from bundler.problems import Problem
 from bundler.progress import byte_progress
 
@@ -79,7 +80,7 @@ def add_signature(path: Path, key: ec.EllipticCurvePrivateKey, jobs: int = 4,
         return entry["keyid"]
     fd = os.open(path, os.O_WRONLY)
     try:
-        os.pwrite(fd, member, end)
+        pwrite_all(fd, member, end)
         os.ftruncate(fd, end + len(member))
         os.fsync(fd)
     finally:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.bundle import parity as rs
 from bundler.bundle.parts import MAX_PARTS, Split, part_hashes, write_index, write_parity
 from bundler.errors import UsageError
-from bundler.fsutil import OpenFiles
+from bundler.fsutil import FileSpan, OpenFiles, pwrite_all
 
 BLOCK = tarfile.BLOCKSIZE
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
@@ -118,10 +118,8 @@ class BundleFile:
     def _pwrite(self, data: bytes, position: int) -> None:
         view = memoryview(data)
         for fd, local, n in self._pieces(position, len(view)):
-            piece, view = view[:n], view[n:]
-            while piece:
-                written = os.pwrite(fd, piece, local)
-                piece, local = piece[written:], local + written
+            pwrite_all(fd, view[:n], local)
+            view = view[n:]
 
     def write_at(self, name: str, offset: int, data: bytes) -> None:
         member = self.layout.members[name]
@@ -137,6 +135,21 @@ class BundleFile:
     def copy_file(self, name: str, source: Path) -> None:
         """Copy a staged file into its member, in the kernel (copy_file_range)."""
         self.copy_span(name, 0, source, 0, self.layout.members[name].size)
+
+    def write_pieces(self, name: str, pieces: Iterable[bytes | FileSpan], progress: Callable[[int], None]) -> None:
+        """Member `name` from its pieces in order: bytes written, file spans copied by the kernel."""
+        offset = 0
+        for piece in pieces:
+            if isinstance(piece, FileSpan):
+                self.copy_span(name, offset, piece.path, piece.offset, piece.length)
+                length = piece.length
+            else:
+                self.write_at(name, offset, piece)
+                length = len(piece)
+            offset += length
+            progress(length)
+        if offset != self.layout.members[name].size:
+            raise ValueError(f"{name}: {offset} bytes made, {self.layout.members[name].size} planned")
 
     def copy_span(self, name: str, offset: int, source: Path, source_offset: int, length: int) -> None:
         """Copy `length` bytes of `source` from `source_offset` to `offset` in member `name`, in the kernel."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bundler.errors import BundlerError, IntegrityError, UsageError
+from bundler.fsutil import FileSpan
 from bundler.oci import media
 from bundler.oci.client import Credentials, RegistryClient
 
@@ -24,15 +25,6 @@ if TYPE_CHECKING:
 
 Writer = Callable[[int, bytes], None]
 Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class FileSpan:
-    """`length` bytes of the file at `path` from `offset`: copied into the bundle by the kernel
-    (copy_file_range), never through this process."""
-    path: Path
-    offset: int
-    length: int
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ from bundler.bundle.parts import INDEX_SUFFIX, Split
 from bundler.bundle.sbom import make_sbom
 from bundler.bundle.verify import oci_tops as manifest_oci_tops
 from bundler.bundle.writer import BundleFile, TarLayout
-from bundler.errors import IntegrityError, UsageError
+from bundler.errors import UsageError
 from bundler.keyfiles import load_signing_key
 from bundler.kinds import KINDS, collection_order
 from bundler.kinds.base import CollectContext, Part
 from bundler.oci import layout as oci_layout
 from bundler.oci import media
-from bundler.oci.content import BlobSource, FileSpan, OciContent, registry_clients
+from bundler.oci.content import BlobSource, OciContent, registry_clients
 from bundler.oci.layout import OciTop
 from bundler.parallel import run_parallel
 from bundler.profile import Profile, load_profile
@@ -313,17 +313,7 @@ def write_bundle(info: BundleInfo, contents: Contents, output: Path, jobs: int,
                     out.copy_file(path, blob.path)
                     progress.advance(blob.size)
                 elif blob.pieces is not None:
-                    offset = 0
-                    for piece in blob.pieces():
-                        if isinstance(piece, FileSpan):
-                            out.copy_span(path, offset, piece.path, piece.offset, piece.length)
-                            offset += piece.length
-                            progress.advance(piece.length)
-                        else:
-                            out.write_at(path, offset, piece)
-                            offset += len(piece)
-                    if offset != blob.size:
-                        raise IntegrityError(f"{blob.origin}: {offset} bytes made of the {blob.size} planned")
+                    out.write_pieces(path, blob.pieces(), progress.advance)
                 elif blob.fetch is not None:
                     blob.fetch(lambda offset, data: out.write_at(path, offset, data), progress.advance)
 

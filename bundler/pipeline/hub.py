@@ -36,7 +36,7 @@ from bundler.bundle.reader import BundleReader
 from bundler.errors import BundlerError, IntegrityError, NotFoundError, RefusedError, UsageError
 from bundler.fleet import rollout as rollouts
 from bundler.fleet.documents import REPORT_KIND
-from bundler.fsutil import atomic_write
+from bundler.fsutil import atomic_write, pwrite_all
 from bundler.jsontypes import Doc, Out
 from bundler.names import digest_of, sha256_digest
 from bundler.oci import media
@@ -486,7 +486,7 @@ def download(client: RegistryClient, hub: Hub, target: rollouts.Target, staging:
                 have, start = hashlib.sha256(), 0
 
             def write(offset: int, chunk: bytes) -> None:
-                os.pwrite(fd, chunk, offset)
+                pwrite_all(fd, chunk, offset)
                 with lock:
                     fetched[0] += len(chunk)
                 throttle.take(len(chunk))

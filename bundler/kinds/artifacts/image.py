@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.errors import IntegrityError, UsageError
+from bundler.fsutil import FileSpan
 from bundler.kinds.artifacts.entry import LAYER_TYPE
 from bundler.names import digest_of, sha256_digest
 from bundler.oci import media
-from bundler.oci.content import FileSpan
 
 LAYER_ALONE = 64 << 20  # a file at least this large has a layer of its own
 MAX_LAYERS = 100  # overlayfs stacks about 128 lower layers; a model needs far fewer
