@@ -134,9 +134,9 @@ def write_parity(data: list[Path], targets: list[Path]) -> tuple[list[str], list
 def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:
     """Replace the bytes of a split bundle from `offset` to its end by `tail` (a countersignature: a
     new signatures.json and the end-of-archive blocks). Only the part holding `offset` changes (read
-    once, up to `offset`, to hash it again); parts after it held only end-of-archive bytes and go;
-    a part never grows past the split size (the tail then gets a part of its own). The index is
-    replaced last, atomically."""
+    once afterwards to hash it again, or, with parity parts, in the read that encodes them again);
+    parts after it held only end-of-archive bytes and go; a part never grows past the split size (the
+    tail then gets a part of its own). The index is replaced last, atomically."""
     doc = json.loads(index.read_text())
     parts = [dict(p) for p in doc["parts"]]
     limit = int(doc.get("split_size") or (parts[0]["size"] if len(parts) > 1 else FAT32))
@@ -146,25 +146,19 @@ def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:
         i += 1
     local = offset - start
     path = index.with_name(str(parts[i]["file"]))
-    digest = hashlib.sha256()
+    own_part = local + len(tail) > limit
     with open(path, "r+b") as f:
-        remaining = local
-        while remaining:
-            chunk = f.read(min(CHUNK, remaining))
-            if not chunk:
-                raise IntegrityError(f"part {path.name} is shorter than its index says")
-            digest.update(chunk)
-            remaining -= len(chunk)
-        own_part = local + len(tail) > limit
+        if os.fstat(f.fileno()).st_size < local:
+            raise IntegrityError(f"part {path.name} is shorter than its index says")
         f.truncate(local)
         if not own_part:
+            f.seek(local)
             f.write(tail)
-            digest.update(tail)
         f.flush()
         os.fsync(f.fileno())
     later = parts[i + 1:]
     parts = parts[:i + 1]
-    parts[i].update(size=local + (0 if own_part else len(tail)), sha256=digest.hexdigest())
+    parts[i]["size"] = local + (0 if own_part else len(tail))
     if own_part:
         name = f"{doc['bundle']}.part-{i + 1:03d}"
         atomic_write(index.with_name(name), tail)
@@ -173,13 +167,16 @@ def rewrite_tail(index: Path, offset: int, tail: bytes) -> None:
         if part["file"] not in {p["file"] for p in parts}:
             index.with_name(str(part["file"])).unlink(missing_ok=True)
     doc.update(parts=parts, size=sum(int(p["size"]) for p in parts))
-    if "parity" in doc:  # the tail's stripes changed (and, with a part more or fewer, every stripe): encode again
+    if "parity" not in doc:
+        parts[i]["sha256"] = file_sha256(path)[0]
+    else:  # the tail's stripes changed (and, with a part more or fewer, every stripe): encode again
         data = [index.with_name(str(p["file"])) for p in parts]
         count = len(doc["parity"]["parts"])
         rs.check_parity(count, len(parts))
         names_ = [rs.parity_name(str(doc["bundle"]), j) for j in range(count)]
         partials = [index.with_name(f".{name}.partial") for name in names_]
-        _, hashes = write_parity(data, partials)
+        data_hashes, hashes = write_parity(data, partials)
+        parts[i]["sha256"] = data_hashes[i]
         for partial, name in zip(partials, names_, strict=True):
             os.replace(partial, index.with_name(name))
         size = max(int(p["size"]) for p in parts)
