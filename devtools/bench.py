@@ -68,7 +68,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -639,22 +639,28 @@ def morning(host: str, site: DefaultSite, refs: list[str], nodes: int) -> tuple[
     return seconds, sum(r["bytes"] for r in reports), [r["error"] for r in reports if not r["ok"]]
 
 
-def measure_morning(site: DefaultSite, refs: list[str]) -> dict[str, list[float]]:
+@dataclass
+class Morning:
+    """Seconds of each round (the crowd and one node, from the site and from the registry's own TLS
+    listener), the bytes a crowd fetched, and what failed."""
+    times: dict[str, list[float]]
+    fetched: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def measure_morning(site: DefaultSite, refs: list[str]) -> Morning:
     """NODES nodes pulling at once, and one node alone, from the default site and from the same registry
     with its own TLS listener (same certificate, same token server), alternated MORNING_ROUNDS times."""
-    out: dict[str, list[float]] = {"site": [], "own": [], "one_site": [], "one_own": []}
-    failures: list[str] = []
+    out = Morning({"site": [], "own": [], "one_site": [], "one_own": []})
     with own_tls_listener(site) as own:
         for _ in range(MORNING_ROUNDS):
             for name, host in (("site", site.host), ("own", own)):
-                seconds, fetched, failed = morning(host, site, refs, NODES)
-                out[name].append(seconds)
-                failures += failed
-                out[f"one_{name}"].append(morning(host, site, refs, 1)[0])
-    out["failures"] = [float(len(failures))]
-    out["bytes"] = [float(fetched)]
-    if failures:
-        print("morning failures:", failures[:5])
+                seconds, out.fetched, failed = morning(host, site, refs, NODES)
+                out.times[name].append(seconds)
+                out.failures += failed
+                out.times[f"one_{name}"].append(morning(host, site, refs, 1)[0])
+    if out.failures:
+        print("morning failures:", out.failures[:5])
     return out
 
 
@@ -665,11 +671,12 @@ def versus(ours: list[float], theirs: list[float], goal: float) -> str:
             f"(goal <= {goal}x: {'met' if ratio <= goal else 'NOT MET'})")
 
 
-def print_morning(m: dict[str, list[float]]) -> None:
-    print(f"morning: {NODES} nodes pulling {NODE_IMAGES} images each at once ({m['bytes'][0] / MB:.0f} MB in all), "
-          f"the default site vs the registry's own TLS listener: {versus(m['site'], m['own'], 1.15)}, "
-          f"{m['failures'][0]:.0f} failures; one node alone: {versus(m['one_site'], m['one_own'], 1.1)}; all runs (s)",
-          {k: [f"{t:.2f}" for t in v] for k, v in m.items() if k in ("site", "own", "one_site", "one_own")})
+def print_morning(m: Morning) -> None:
+    t = m.times
+    print(f"morning: {NODES} nodes pulling {NODE_IMAGES} images each at once ({m.fetched / MB:.0f} MB in all), "
+          f"the default site vs the registry's own TLS listener: {versus(t['site'], t['own'], 1.15)}, "
+          f"{len(m.failures)} failures; one node alone: {versus(t['one_site'], t['one_own'], 1.1)}; all runs (s)",
+          {k: [f"{s:.2f}" for s in v] for k, v in t.items()})
 
 
 def print_parity(p: dict[str, list[float]]) -> None:
@@ -800,7 +807,7 @@ def main() -> None:
     pull_front: list[float] = []
     pull_own: list[float] = []
     reports: dict[str, float] = {}
-    morning_figures: dict[str, list[float]] = {}
+    morning_figures: Morning | None = None
     for _ in range(args.runs):
         (WORK / "bench.bundle.tar").unlink(missing_ok=True)
         t, rss = run([*bundler, "build", "profile.yaml", "-o", "bench.bundle.tar", "--key", "release.key"])
@@ -828,7 +835,7 @@ def main() -> None:
             downloads.append(measure_download(bundler, site))
             if not reports:
                 reports = measure_reports(bundler, site)
-            if not morning_figures:
+            if morning_figures is None:
                 morning_figures = measure_morning(site, refs)
 
             plain = fresh_registry("plain")
@@ -934,6 +941,7 @@ def main() -> None:
           f"read back through tarfile from the site in {large['read_back']:.1f} s: "
           f"{'intact (size and sha256)' if large['intact'] else 'NOT INTACT'}")
     print_reports(reports)
+    assert morning_figures is not None
     print_morning(morning_figures)
     print_parity(parity)
     print(f"sign: a countersignature on a {1 << 30:,} byte bundle took {sign_time:.2f} s, verifying it "
