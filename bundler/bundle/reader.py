@@ -231,6 +231,14 @@ class Read(Generic[T]):
     rebuilt: list[str]
 
 
+def rebuilt_note(rebuilt: list[str]) -> str:
+    """What verify and import say of the parts they read from parity."""
+    copy = "that part" if len(rebuilt) == 1 else "those parts"
+    return (f"rebuilt from the parity parts: {', '.join(rebuilt)} (missing or damaged in this copy; what was "
+            f"read of them is checked against the signed digests as always: copy {copy} again before the set "
+            "travels on)")
+
+
 def read_mending(path: Path, attempt: Callable[[BundleReader], T],
                  failed: Callable[[T], bool] = lambda _: False) -> Read[T]:
     """`attempt` on the bundle at `path`. A split bundle with parity parts reads its missing parts

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from bundler.bundle.reader import BundleReader
+from bundler.bundle.reader import BundleReader, rebuilt_note
 from bundler.bundle.sign import add_signature
 from bundler.bundle.verify import unreadable_report, verify_file
 from bundler.errors import EXIT_REFUSED, IntegrityError, UsageError
@@ -133,9 +133,7 @@ def verify(bundle: Path, keys: tuple[Path, ...], threshold: int | None, site_dir
         for problem in report.problems:
             click.echo(f"problem: {printable(problem.message)} [{problem.code}]", err=True)
         if report.rebuilt_parts:
-            click.echo(f"rebuilt from the parity parts: {', '.join(report.rebuilt_parts)} (the copy of "
-                       f"{'that part is' if len(report.rebuilt_parts) == 1 else 'those parts are'} missing or "
-                       "damaged: copy it again before the set travels on)")
+            click.echo(rebuilt_note(report.rebuilt_parts))
         if report.verified:
             click.echo("verified")
     if not report.verified:

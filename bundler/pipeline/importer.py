@@ -25,7 +25,7 @@ from bundler import problems
 from bundler.bundle import layout
 from bundler.bundle.manifest import BundleManifest
 from bundler.bundle.parent import parent_label
-from bundler.bundle.reader import BundleReader, read_mending
+from bundler.bundle.reader import BundleReader, read_mending, rebuilt_note
 from bundler.bundle.verify import Verification, VerifyReport, part_problems, read_verified
 from bundler.errors import BundlerError, IntegrityError, RefusedError, UnreachableError
 from bundler.fsutil import atomic_write
@@ -246,8 +246,7 @@ def import_bundle(options: ImportOptions) -> ImportResult:
         result = read.result
         if read.rebuilt:
             result.rebuilt_parts = read.rebuilt
-            result.notes.append(f"rebuilt from the parity parts: {', '.join(read.rebuilt)} (missing or damaged in "
-                                "this copy; what was imported is checked against the signed digests as always)")
+            result.notes.append(rebuilt_note(read.rebuilt))
         if earlier and earlier.get("manifest_digest") == result.manifest_digest:
             result.notes.append(f"resumed an import of this bundle that stopped during {earlier.get('phase')} "
                                 f"(started {earlier.get('started')}); what had arrived was not sent again")
